@@ -1,0 +1,80 @@
+# wfo - durable workflow orchestrator.
+#   make          installs missing Debian packages, builds build/wfo
+#   make run      builds and runs examples/basic_workflow.yaml
+#   make test     unit tests (ASan+UBSan) and black-box tests
+#   make check    clang-format in check mode
+#   make bench    optimized build and benchmark
+
+CC ?= cc
+PKGS := jansson libfyaml sqlite3 libcurl libmicrohttpd libpq openssl
+WARN := -std=c11 -Wall -Wextra -Werror -Wvla -Wstrict-prototypes -Wformat-security \
+        -Wno-unused-parameter -Wshadow=local
+DEFS := -D_GNU_SOURCE
+INC := -Iinclude -Isrc
+LIBS = $(shell pkg-config --libs $(PKGS)) -ljq -lonig -lpthread -lm
+
+SRC := $(sort $(wildcard src/common/*.c src/core/*.c src/steps/*.c src/store/*.c \
+        src/store/*/*.c src/api/*.c))
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c))
+HDR := $(wildcard include/wfo/*.h src/*/*.h src/*/*/*.h src/common/*.def)
+
+# Release build: build/; sanitizer build for tests: build/asan/.
+OPT_CFLAGS := -O2 -g
+ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fno-sanitize-recover=undefined
+
+.PHONY: all deps test-deps run test unit blackbox check format bench clean
+all: deps build/wfo
+
+deps:
+	@scripts/deps.sh build
+test-deps:
+	@scripts/deps.sh test
+
+CFLAGS_PKG = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+
+build/obj/%.o: %.c $(HDR) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(DEFS) $(INC) $(OPT_CFLAGS) $(CFLAGS_PKG) $(CFLAGS) -c $< -o $@
+build/asan/obj/%.o: %.c $(HDR) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(DEFS) $(INC) $(ASAN_CFLAGS) $(CFLAGS_PKG) $(CFLAGS) -c $< -o $@
+
+build/libwfo.a: $(SRC:%.c=build/obj/%.o)
+	@rm -f $@; ar rcs $@ $^
+build/asan/libwfo.a: $(SRC:%.c=build/asan/obj/%.o)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+
+build/wfo: $(CLI_SRC:%.c=build/obj/%.o) build/libwfo.a
+	$(CC) $(OPT_CFLAGS) -o $@ $^ $(LIBS)
+build/asan/wfo: $(CLI_SRC:%.c=build/asan/obj/%.o) build/asan/libwfo.a
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
+
+build/asan/tests/%: build/asan/obj/tests/unit/%.o build/asan/libwfo.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
+
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+
+run: all
+	build/wfo run examples/basic_workflow.yaml --input '{"name": "world", "items": [1, 2, 3]}'
+
+unit: deps $(UNIT_BIN)
+	@tests/unit/run.sh $(UNIT_BIN)
+
+blackbox: test-deps build/wfo build/asan/wfo
+	cd tests/blackbox && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q -x \
+	    -p no:cacheprovider $(PYTEST_ARGS)
+
+test: test-deps all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory blackbox
+
+check:
+	clang-format --dry-run -Werror $(CLI_SRC) $(SRC) $(UNIT_SRC) $(filter %.h,$(HDR))
+format:
+	clang-format -i $(CLI_SRC) $(SRC) $(UNIT_SRC) $(filter %.h,$(HDR))
+
+clean:
+	rm -rf build

@@ -1,0 +1,100 @@
+/*
+ * wfo.h - libwfo, the engine as a C library (SPEC 1).
+ *
+ * A program opens an engine on a store, registers workflow definitions,
+ * optionally registers in-process handlers for task queues, and starts
+ * executions; the engine drives them on its own threads and persists every
+ * transition before anything depends on it. docs/interfaces/internal.md
+ * describes the threads and who owns what.
+ *
+ * JSON crosses this API as text. Every returned string is the caller's to
+ * free with free(). Functions return 0 or a negative WFO_E* code and fill
+ * *err when it is not NULL.
+ */
+#ifndef WFO_WFO_H
+#define WFO_WFO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../src/common/error.h"
+
+struct wfo_engine;
+
+/* What the progress callback sees: one history entry of one execution. */
+struct wfo_progress {
+    const char *exec_id;
+    int64_t seq;
+    int64_t time;
+    const char *type; /* history entry type: "step.started", ... */
+    const char *step; /* path, or NULL */
+    const char *data; /* JSON text or NULL */
+};
+
+/* A task given to an in-process handler. Strings borrowed for the call. */
+struct wfo_task {
+    const char *task_id;
+    const char *queue;
+    const char *exec_id;
+    const char *step;
+    int attempt;
+    const char *idempotency_key;
+    const char *input; /* JSON text */
+    int64_t deadline;  /* ms since the epoch, 0: none */
+};
+
+/* A handler returns 0 and sets *output (JSON text, malloc'd, NULL for null),
+ * or non-zero and sets *error to a JSON text {type, message, details?,
+ * retryable?} (malloc'd). It runs on one of the engine's runner threads. */
+typedef int (*wfo_task_handler)(void *ud, const struct wfo_task *task, char **output,
+                                char **error);
+
+struct wfo_engine_options {
+    const char *db_url;       /* default "sqlite::memory:" */
+    const char *ns;           /* namespace; default "default" */
+    int64_t transition_limit; /* per execution; default 10000 */
+    int exec_enabled;         /* allow `exec` steps */
+    int runner_threads;       /* default 16 */
+    int http_deny_private;    /* http steps may not reach private addresses */
+    /* Default retry for task/http/exec steps and compensations; NULL: SPEC's. */
+    const char *default_retry_json;
+    /* Called on the engine thread after each batch commits, once per new
+     * history entry, in order. Must not call back into the engine. */
+    void (*on_progress)(void *ud, const struct wfo_progress *p);
+    void *progress_ud;
+};
+
+/* Opens the store, recovers executions that were running, starts the
+ * engine's threads. Caller frees with wfo_engine_free(). */
+int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out,
+                   struct wfo_error *err);
+/* Stops the threads (running attempts are abandoned, as after a crash, and
+ * resumed by the next engine on the same store), closes the store. */
+void wfo_engine_free(struct wfo_engine *e);
+
+/* Registers a handler for queue; before any execution uses it. */
+int wfo_engine_handle(struct wfo_engine *e, const char *queue, wfo_task_handler fn, void *ud);
+
+/* Registers a definition given as YAML or JSON text. *out (may be NULL)
+ * gets {name, version, created_at, definition}; *created is 1 for a new
+ * version. Problems: WFO_EDEFINITION with *problems (may be NULL) set to a
+ * JSON array text of {path, message}. */
+int wfo_engine_put_workflow(struct wfo_engine *e, const char *text, size_t len, int *created,
+                            char **out, char **problems, struct wfo_error *err);
+
+/* Starts an execution of workflow (version 0: latest) with input (JSON text,
+ * NULL: {}). id NULL: a new one. *created is 0 when an execution with that
+ * id existed with the same workflow and input (WFO_ECONFLICT when different).
+ * *id_out (may be NULL) gets the id. */
+int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, const char *input,
+                     const char *id, int *created, char **id_out, struct wfo_error *err);
+
+/* The execution document of SPEC 3 as JSON text. wait_ms > 0: waits up to
+ * that long for the execution to end first. */
+int wfo_engine_get(struct wfo_engine *e, const char *id, int64_t wait_ms, char **doc,
+                   struct wfo_error *err);
+
+/* The history of SPEC 3 as a JSON array text. */
+int wfo_engine_history(struct wfo_engine *e, const char *id, char **json, struct wfo_error *err);
+
+#endif

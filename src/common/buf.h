@@ -1,0 +1,36 @@
+/*
+ * buf.h - a growable, bounded byte buffer, always NUL-terminated
+ * (git's strbuf, curl's dynbuf).
+ *
+ * A buffer with max != 0 refuses to grow past max bytes: the add functions
+ * then return WFO_ETOOBIG and leave the buffer as it was.
+ */
+#ifndef WFO_COMMON_BUF_H
+#define WFO_COMMON_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct wfo_buf {
+    char *buf; /* never NULL after init: points at "" until something is added */
+    size_t len;
+    size_t alloc;
+    size_t max; /* 0: unbounded */
+};
+
+extern char wfo_buf_empty[];
+#define WFO_BUF_INIT {wfo_buf_empty, 0, 0, 0}
+
+void wfo_buf_init(struct wfo_buf *b, size_t max);
+void wfo_buf_release(struct wfo_buf *b);
+void wfo_buf_reset(struct wfo_buf *b);
+/* Returns the string, caller frees with free(); the buffer is left empty. */
+char *wfo_buf_detach(struct wfo_buf *b, size_t *len);
+int wfo_buf_grow(struct wfo_buf *b, size_t extra);
+int wfo_buf_add(struct wfo_buf *b, const void *data, size_t len);
+int wfo_buf_adds(struct wfo_buf *b, const char *s);
+int wfo_buf_addch(struct wfo_buf *b, int c);
+int wfo_buf_addf(struct wfo_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int wfo_buf_vaddf(struct wfo_buf *b, const char *fmt, va_list ap);
+
+#endif

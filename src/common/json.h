@@ -1,0 +1,44 @@
+/*
+ * json.h - wfo's JSON value model and its codecs: the one door to jansson.
+ *
+ * Every JSON value in wfo is a jansson json_t (refcounted). Functions that
+ * return a json_t * return a new reference unless they say "borrowed".
+ * YAML documents are read into the same model by common/yaml.c.
+ */
+#ifndef WFO_COMMON_JSON_H
+#define WFO_COMMON_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "error.h"
+
+/* Deepest nesting accepted by wfo_json_parse and wfo_yaml_parse. */
+#define WFO_JSON_MAX_DEPTH 512
+
+/* Parses len bytes of UTF-8 JSON text (any value, not only objects). Fails
+ * with WFO_EPARSE and "line L column C: MESSAGE" for bad syntax, invalid UTF-8,
+ * trailing garbage, NUL bytes or nesting deeper than WFO_JSON_MAX_DEPTH. */
+int wfo_json_parse(const char *text, size_t len, json_t **out, struct wfo_error *err);
+
+/* Compact serialization, keys in insertion order. Caller frees with free().
+ * NULL value serializes as "null". Returns NULL only when out of memory. */
+char *wfo_json_dumps(const json_t *v);
+/* Appends the compact serialization to b. */
+int wfo_json_dumpb(const json_t *v, struct wfo_buf *b);
+/* Indented (2 spaces) serialization for people, keys in insertion order. */
+char *wfo_json_dumps_pretty(const json_t *v);
+
+/* Borrowed lookups that return NULL for a missing key or a wrong kind. */
+const char *wfo_json_str(const json_t *obj, const char *key);
+json_t *wfo_json_obj(const json_t *obj, const char *key);
+json_t *wfo_json_arr(const json_t *obj, const char *key);
+
+/* Returns v with one new reference, or json_null() when v is NULL. */
+json_t *wfo_json_ref(json_t *v);
+
+/* Structural equality (numbers compared by value: 1 == 1.0). */
+int wfo_json_equal(const json_t *a, const json_t *b);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * log.h - structured logs on stderr, text or JSON lines.
+ *
+ * Every line about one execution carries its id and, when about a step, the
+ * step's path (SPEC 7).
+ */
+#ifndef WFO_COMMON_LOG_H
+#define WFO_COMMON_LOG_H
+
+enum wfo_log_level { WFO_LOG_DEBUG, WFO_LOG_INFO, WFO_LOG_WARN, WFO_LOG_ERROR, WFO_LOG_OFF };
+enum wfo_log_format { WFO_LOG_TEXT, WFO_LOG_JSON };
+
+void wfo_log_setup(enum wfo_log_level level, enum wfo_log_format format);
+/* "debug" | "info" | "warn" | "error" | "off"; -1 when unknown. */
+int wfo_log_level_parse(const char *s);
+int wfo_log_enabled(enum wfo_log_level level);
+
+/* exec_id and step may be NULL. Thread-safe: one write(2) per line. */
+void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define wfo_debug(...) wfo_log(WFO_LOG_DEBUG, __VA_ARGS__)
+#define wfo_info(...) wfo_log(WFO_LOG_INFO, __VA_ARGS__)
+#define wfo_warn(...) wfo_log(WFO_LOG_WARN, __VA_ARGS__)
+#define wfo_err(...) wfo_log(WFO_LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * expr.h - `${ ... }` expressions and templates (SPEC 2.1), on libjq.
+ * The one door to libjq: only core/expr.c includes <jq.h>.
+ * docs/implementation/state_management.md describes the context.
+ *
+ * A template is a JSON value whose string leaves may be expressions. It is
+ * compiled once per definition (compiling a jq program costs ~16 ms; running
+ * one ~1 us) and evaluated against a context object many times.
+ *
+ * Sandbox: an expression cannot read the environment (env, $ENV), load
+ * modules (import, include), read input (input, inputs), write to stderr
+ * (debug, stderr), or stop the process (halt, halt_error): those are refused
+ * when compiling. An evaluation that runs longer than WFO_EXPR_TIME_LIMIT_MS
+ * is stopped and fails.
+ *
+ * Threads: a compiled template is used by one thread at a time (a jq_state
+ * is not thread-safe). The engine evaluates on its own thread only.
+ */
+#ifndef WFO_CORE_EXPR_H
+#define WFO_CORE_EXPR_H
+
+#include "../common/json.h"
+
+#define WFO_EXPR_TIME_LIMIT_MS 1000
+
+struct wfo_tmpl;
+
+/* True when s is an expression: its whole text is "${ ... }". */
+int expr_is_expression(const char *s);
+
+/* Compiles a template from value (borrowed; the template keeps its own
+ * reference). Every expression in it is compiled; the first that fails
+ * gives WFO_EEXPR with "jq: MESSAGE" in err and *bad_path set to the
+ * JSON-pointer-like suffix of the failing leaf within value ("" for value
+ * itself, ".a", "[2].b", caller frees). A value with no expression compiles
+ * to a constant template whose evaluation returns the value itself.
+ * Returns a new template; caller frees with tmpl_free(). */
+int tmpl_compile(json_t *value, struct wfo_tmpl **out, char **bad_path, struct wfo_error *err);
+void tmpl_free(struct wfo_tmpl *t);
+/* True when the template has no expression. */
+int tmpl_is_const(const struct wfo_tmpl *t);
+
+/* Evaluates t against ctx (borrowed). *out is a new reference. An expression
+ * that yields no value gives null; one that yields several gives the first.
+ * Failure: WFO_EEXPR with the jq error message in err. */
+int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_error *err);
+
+/* Compiles and evaluates one expression text once (tests, the CLI). */
+int expr_eval_once(const char *text, json_t *ctx, json_t **out, struct wfo_error *err);
+
+#endif
