@@ -17,7 +17,7 @@ SRC := $(sort $(wildcard src/common/*.c src/core/*.c src/steps/*.c src/store/*.c
         src/store/*/*.c src/api/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c))
-HDR := $(wildcard include/wfo/*.h src/*/*.h src/*/*/*.h src/common/*.def)
+HDR := $(wildcard include/wfo/*.h include/wfo/*.def src/*/*.h src/*/*/*.h)
 
 # Release build: build/; sanitizer build for tests: build/asan/.
 OPT_CFLAGS := -O2 -g

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../src/common/error.h"
+#include "error.h"
 
 struct wfo_engine;
 
