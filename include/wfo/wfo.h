@@ -75,6 +75,12 @@ void wfo_engine_free(struct wfo_engine *e);
 /* Registers a handler for queue; before any execution uses it. */
 int wfo_engine_handle(struct wfo_engine *e, const char *queue, wfo_task_handler fn, void *ud);
 
+/* Registers a shell command as the handler of queue: each task runs
+ * `/bin/sh -c command` with the worker command protocol of SPEC 5 (input on
+ * stdin, WFO_* variables, output on stdout), killed with its process group
+ * when the attempt times out or is cancelled. */
+int wfo_engine_handle_command(struct wfo_engine *e, const char *queue, const char *command);
+
 /* Registers a definition given as YAML or JSON text. *out (may be NULL)
  * gets {name, version, created_at, definition}; *created is 1 for a new
  * version. Problems: WFO_EDEFINITION with *problems (may be NULL) set to a

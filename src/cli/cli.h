@@ -1,0 +1,31 @@
+/*
+ * cli.h - the command line (SPEC 5): one commands[] table in main.c, one
+ * function per command. Only cli/ prints and chooses exit codes.
+ */
+#ifndef WFO_CLI_CLI_H
+#define WFO_CLI_CLI_H
+
+#include "../common/json.h"
+
+/* Exit codes of SPEC 5. */
+#define EXIT_OK 0
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+
+/* Largest definition or input file read. */
+#define CLI_FILE_MAX (8u << 20)
+
+int cmd_run(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+
+/* Prints "wfo: MESSAGE" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a definition file and parses it. On failure prints
+ * "FILE: MESSAGE" and returns EXIT_USAGE. */
+int cli_load_doc(const char *file, json_t **doc, char **text, size_t *len);
+
+/* --input JSON|@FILE into a new JSON text; EXIT_USAGE with a message. */
+int cli_input(const char *arg, char **out);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * main.c - `wfo COMMAND ...`: the commands table (git's builtin/ in
+ * spirit). docs/overview.md lists the commands.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "../common/util.h"
+#include "../common/yaml.h"
+#include "../common/banned.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *usage;
+};
+
+static const struct command commands[] = {
+    {"run", cmd_run,
+     "run FILE [--input JSON|@FILE] [--db URL] [--handler QUEUE=COMMAND]... [--quiet]"},
+    {"validate", cmd_validate, "validate FILE..."},
+};
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("wfo: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_load_doc(const char *file, json_t **doc, char **text, size_t *len)
+{
+    struct wfo_buf b;
+    struct wfo_error err = WFO_ERROR_INIT;
+    wfo_buf_init(&b, CLI_FILE_MAX);
+    if (wfo_read_file(file, &b, &err) < 0) {
+        if (err.code == WFO_ETOOBIG)
+            fprintf(stderr, "%s: file is larger than %u MiB\n", file, CLI_FILE_MAX >> 20);
+        else
+            fprintf(stderr, "%s: %s\n", file, err.message);
+        wfo_buf_release(&b);
+        return EXIT_USAGE;
+    }
+    if (wfo_doc_parse(b.buf, b.len, doc, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", file, err.message);
+        wfo_buf_release(&b);
+        return EXIT_USAGE;
+    }
+    if (text)
+        *text = wfo_buf_detach(&b, len);
+    wfo_buf_release(&b);
+    return 0;
+}
+
+int cli_input(const char *arg, char **out)
+{
+    struct wfo_buf b;
+    struct wfo_error err = WFO_ERROR_INIT;
+    json_t *v = NULL;
+    wfo_buf_init(&b, CLI_FILE_MAX);
+    if (arg[0] == '@') {
+        if (wfo_read_file(arg + 1, &b, &err) < 0) {
+            fprintf(stderr, "%s: %s\n", arg + 1, err.message);
+            wfo_buf_release(&b);
+            return EXIT_USAGE;
+        }
+    } else {
+        wfo_buf_adds(&b, arg);
+    }
+    if (wfo_json_parse(b.buf, b.len, &v, &err) < 0) {
+        cli_error("--input: %s", err.message);
+        wfo_buf_release(&b);
+        return EXIT_USAGE;
+    }
+    *out = wfo_json_dumps(v);
+    json_decref(v);
+    wfo_buf_release(&b);
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: wfo COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(commands); i++)
+        fprintf(f, "  wfo %s\n", commands[i].usage);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(commands); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    cli_error("unknown command '%s'", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}

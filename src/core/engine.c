@@ -1,0 +1,1371 @@
+/*
+ * engine.c - the engine: applies transitions to executions, persists their
+ * effects in one store transaction per batch, then acts on them
+ * (docs/interfaces/internal.md, docs/implementation/state_management.md).
+ *
+ * Threads:
+ *   - the engine thread owns every in-memory execution and the state
+ *     machine. It loops: take every queued command and due timer, apply
+ *     each to its execution (fsm.c), commit all their effects in one
+ *     transaction (group commit), then start the attempts they asked for,
+ *     arm their timers, wake the waiters.
+ *   - runner threads run the attempts of exec, http and handled task steps
+ *     (steps/) and queue their outcomes back to the engine thread.
+ *   - any other thread (API, CLI) queues commands and reads the store.
+ *
+ * Invariants:
+ *   E1. Nothing acts on a transition before its batch is committed: runner
+ *       jobs, timers in the heap and replies to callers come after
+ *       store->apply() returned 0.
+ *   E2. If a commit fails the engine stops (e->failed): in-memory state is
+ *       ahead of the store, so the only safe continuation is a restart that
+ *       recovers from the store.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "exec.h"
+#include "fsm.h"
+#include "../common/duration.h"
+#include "../common/log.h"
+#include "../common/map.h"
+#include "../common/util.h"
+#include "../common/yaml.h"
+#include "../steps/runner.h"
+#include "../common/banned.h"
+
+/* --- commands queued to the engine thread ------------------------------ */
+
+struct reply {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc;
+    int created;
+    struct wfo_error err;
+};
+
+enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP };
+
+struct cmd {
+    enum cmd_kind kind;
+    struct cmd *next;
+    char id[WFO_ID_SIZE];
+    /* start */
+    struct wfo_def *def;
+    json_t *input;
+    /* result */
+    char *path;
+    int64_t token;
+    struct step_outcome out;
+    /* op */
+    enum engine_op op;
+    char *reason;
+    int compensate;
+    struct reply *reply; /* NULL: nobody waits */
+};
+
+/* --- timers ------------------------------------------------------------ */
+
+struct tentry {
+    char *id;
+    char exec_id[WFO_ID_SIZE];
+    int64_t due;
+    enum timer_kind kind;
+    char *step;
+    int64_t token;
+    int dead;
+};
+
+struct handler {
+    char *queue;
+    wfo_task_handler fn;
+    void *ud;
+    char *command; /* or a command run with the worker protocol */
+};
+
+struct wfo_engine {
+    struct wfo_engine_options opt;
+    struct wfo_store *store;
+    char *ns;
+    pthread_mutex_t mu; /* guards the queue, stop, failed, jobs */
+    pthread_cond_t cv;  /* engine thread: work queued */
+    pthread_cond_t ended_cv; /* an execution ended (or the engine stopped) */
+    struct cmd *head, *tail;
+    int stop, failed;
+    struct wfo_error fail_err;
+    pthread_t thread;
+    int started;
+
+    /* engine thread only */
+    struct wfo_map execs; /* id -> struct xexec */
+    struct fsm fsm;
+    struct store_batch batch;
+    char **pool; /* strings the batch borrows */
+    int n_pool, alloc_pool;
+    struct tentry **heap;
+    int n_heap, alloc_heap;
+    struct wfo_map timers; /* id -> tentry */
+    struct def_retry default_retry;
+
+    /* definitions: "ns\nname\nversion" -> wfo_def (guarded by defs_mu) */
+    pthread_mutex_t defs_mu;
+    struct wfo_map defs;
+
+    /* runner pool (guarded by mu) */
+    pthread_t *runners;
+    int n_runners;
+    pthread_cond_t jobs_cv;
+    struct step_job **jobs;
+    int n_jobs, alloc_jobs;
+    struct wfo_map running; /* "exec/path#token" -> step_job (for cancel) */
+    struct handler *handlers;
+    int n_handlers;
+};
+
+#define GROW(arr, n, alloc)                                                                        \
+    do {                                                                                           \
+        if ((n) == (alloc)) {                                                                      \
+            (alloc) = (alloc) ? (alloc) * 2 : 16;                                                  \
+            (arr) = wfo_realloc((arr), (size_t)(alloc) * sizeof(*(arr)));                          \
+        }                                                                                          \
+    } while (0)
+
+struct wfo_store *engine_store(struct wfo_engine *e)
+{
+    return e->store;
+}
+
+/* --- replies ----------------------------------------------------------- */
+
+static void reply_init(struct reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+}
+
+static void reply_done(struct reply *r, int rc, const struct wfo_error *err)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->rc = rc;
+    if (err)
+        r->err = *err;
+    r->done = 1;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int reply_wait(struct reply *r, struct wfo_error *err)
+{
+    pthread_mutex_lock(&r->mu);
+    while (!r->done)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    if (r->rc < 0 && err)
+        *err = r->err;
+    return r->rc;
+}
+
+static void cmd_free(struct cmd *c)
+{
+    def_unref(c->def);
+    json_decref(c->input);
+    free(c->path);
+    json_decref(c->out.output);
+    json_decref(c->out.error);
+    free(c->reason);
+    free(c);
+}
+
+static int post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
+{
+    pthread_mutex_lock(&e->mu);
+    if (e->stop || e->failed) {
+        int code = e->failed ? e->failed : WFO_ESHUTDOWN;
+        pthread_mutex_unlock(&e->mu);
+        reply_done(c->reply, code, NULL);
+        cmd_free(c);
+        return wfo_error_set(err, code, "engine is %s", code == WFO_ESHUTDOWN ? "stopping"
+                                                                               : "stopped");
+    }
+    if (e->tail)
+        e->tail->next = c;
+    else
+        e->head = c;
+    e->tail = c;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+/* --- timers heap (engine thread) ---------------------------------------- */
+
+static int heap_less(struct tentry *a, struct tentry *b)
+{
+    return a->due < b->due;
+}
+
+static void heap_push(struct wfo_engine *e, struct tentry *t)
+{
+    GROW(e->heap, e->n_heap, e->alloc_heap);
+    int i = e->n_heap++;
+    e->heap[i] = t;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!heap_less(e->heap[i], e->heap[p]))
+            break;
+        struct tentry *tmp = e->heap[i];
+        e->heap[i] = e->heap[p];
+        e->heap[p] = tmp;
+        i = p;
+    }
+}
+
+static struct tentry *heap_pop(struct wfo_engine *e)
+{
+    struct tentry *top = e->heap[0];
+    e->heap[0] = e->heap[--e->n_heap];
+    int i = 0;
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < e->n_heap && heap_less(e->heap[l], e->heap[m]))
+            m = l;
+        if (r < e->n_heap && heap_less(e->heap[r], e->heap[m]))
+            m = r;
+        if (m == i)
+            break;
+        struct tentry *tmp = e->heap[i];
+        e->heap[i] = e->heap[m];
+        e->heap[m] = tmp;
+        i = m;
+    }
+    return top;
+}
+
+static void tentry_free(struct tentry *t)
+{
+    free(t->id);
+    free(t->step);
+    free(t);
+}
+
+static void timer_arm(struct wfo_engine *e, const char *id, const char *exec_id, int64_t due,
+                      enum timer_kind kind, const char *step, int64_t token)
+{
+    struct tentry *t = wfo_calloc(1, sizeof(*t));
+    t->id = wfo_strdup(id);
+    snprintf(t->exec_id, sizeof(t->exec_id), "%s", exec_id);
+    t->due = due;
+    t->kind = kind;
+    t->step = step ? wfo_strdup(step) : NULL;
+    t->token = token;
+    struct tentry *old = wfo_map_put(&e->timers, t->id, t);
+    if (old)
+        old->dead = 1; /* freed when popped */
+    heap_push(e, t);
+}
+
+static void timer_disarm(struct wfo_engine *e, const char *id)
+{
+    struct tentry *old = wfo_map_del(&e->timers, id);
+    if (old)
+        old->dead = 1;
+}
+
+/* --- batch strings ------------------------------------------------------ */
+
+static const char *keep(struct wfo_engine *e, char *s)
+{
+    GROW(e->pool, e->n_pool, e->alloc_pool);
+    e->pool[e->n_pool++] = s;
+    return s;
+}
+
+static const char *keep_json(struct wfo_engine *e, json_t *v)
+{
+    return v ? keep(e, wfo_json_dumps(v)) : NULL;
+}
+
+static void pool_reset(struct wfo_engine *e)
+{
+    for (int i = 0; i < e->n_pool; i++)
+        free(e->pool[i]);
+    e->n_pool = 0;
+}
+
+/* --- definitions --------------------------------------------------------- */
+
+static void def_key(struct wfo_buf *b, const char *ns, const char *name, int version)
+{
+    wfo_buf_reset(b);
+    wfo_buf_addf(b, "%s\n%s\n%d", ns, name, version);
+}
+
+struct wf_row {
+    json_t *doc;
+    int version;
+    int64_t created_at;
+    char hash[65];
+};
+
+static int wf_row_cb(void *ud, const struct store_workflow *w)
+{
+    struct wf_row *r = ud;
+    r->version = w->version;
+    r->created_at = w->created_at;
+    snprintf(r->hash, sizeof(r->hash), "%s", w->hash ? w->hash : "");
+    json_decref(r->doc);
+    r->doc = NULL;
+    return wfo_json_parse(w->definition, strlen(w->definition), &r->doc, NULL) < 0 ? WFO_ESTORE
+                                                                                   : 0;
+}
+
+/* The compiled definition of (ns, name, version) (version 0: latest), a new
+ * reference. Compiled once and cached. */
+static int engine_def(struct wfo_engine *e, const char *ns, const char *name, int version,
+                      struct wfo_def **out, struct wfo_error *err)
+{
+    struct wfo_buf key = WFO_BUF_INIT;
+    struct wf_row row = {0};
+    int rc;
+    if (version > 0) {
+        def_key(&key, ns, name, version);
+        pthread_mutex_lock(&e->defs_mu);
+        struct wfo_def *d = wfo_map_get(&e->defs, key.buf);
+        if (d)
+            *out = def_ref(d);
+        pthread_mutex_unlock(&e->defs_mu);
+        if (d) {
+            wfo_buf_release(&key);
+            return 0;
+        }
+    }
+    rc = e->store->ops->get_workflow(e->store, ns, name, version, wf_row_cb, &row, err);
+    if (rc < 0) {
+        if (rc == WFO_ENOTFOUND)
+            wfo_error_set(err, rc, "workflow '%s' not found", name);
+        goto out;
+    }
+    def_key(&key, ns, name, row.version);
+    pthread_mutex_lock(&e->defs_mu);
+    struct wfo_def *d = wfo_map_get(&e->defs, key.buf);
+    if (d)
+        *out = def_ref(d);
+    pthread_mutex_unlock(&e->defs_mu);
+    if (d)
+        goto out;
+    struct def_problems probs = {0};
+    rc = def_compile(row.doc, &d, &probs);
+    if (rc < 0) {
+        wfo_error_set(err, WFO_ESTORE, "stored workflow '%s' v%d does not compile: %s: %s", name,
+                      row.version, probs.n ? probs.items[0].path : "",
+                      probs.n ? probs.items[0].message : "");
+        def_problems_release(&probs);
+        goto out;
+    }
+    d->version = row.version;
+    pthread_mutex_lock(&e->defs_mu);
+    struct wfo_def *raced = wfo_map_get(&e->defs, key.buf);
+    if (raced) {
+        def_unref(d);
+        d = raced;
+    } else {
+        wfo_map_put(&e->defs, wfo_strdup(key.buf), d);
+    }
+    *out = def_ref(d);
+    pthread_mutex_unlock(&e->defs_mu);
+out:
+    json_decref(row.doc);
+    wfo_buf_release(&key);
+    return rc < 0 ? rc : 0;
+}
+
+static json_t *problems_json(const struct def_problems *p)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < p->n; i++)
+        json_array_append_new(a, json_pack("{s:s, s:s}", "path", p->items[i].path, "message",
+                                           p->items[i].message));
+    return a;
+}
+
+struct put_ud {
+    json_t *doc;
+    int version;
+    int64_t created_at;
+};
+
+static int put_cb(void *ud, const struct store_workflow *w)
+{
+    struct put_ud *p = ud;
+    p->version = w->version;
+    p->created_at = w->created_at;
+    return 0;
+}
+
+int wfo_engine_put_workflow(struct wfo_engine *e, const char *text, size_t len, int *created,
+                            char **out, char **problems, struct wfo_error *err)
+{
+    json_t *doc = NULL;
+    struct wfo_def *d = NULL;
+    struct def_problems probs = {0};
+    char *canon = NULL;
+    int rc = wfo_doc_parse(text, len, &doc, err);
+    if (rc < 0)
+        goto out;
+    rc = def_compile(doc, &d, &probs);
+    if (rc < 0) {
+        if (problems) {
+            json_t *a = problems_json(&probs);
+            *problems = wfo_json_dumps(a);
+            json_decref(a);
+        }
+        wfo_error_set(err, WFO_EDEFINITION, "invalid workflow definition: %s: %s",
+                      probs.n ? probs.items[0].path : "", probs.n ? probs.items[0].message : "");
+        goto out;
+    }
+    canon = wfo_json_dumps(doc);
+    struct put_ud p = {0};
+    struct store_workflow w = {
+        .namespace = e->ns, .name = d->name, .hash = d->hash, .definition = canon};
+    int c = 0;
+    rc = e->store->ops->put_workflow(e->store, &w, &c, put_cb, &p, err);
+    if (rc < 0)
+        goto out;
+    if (created)
+        *created = c;
+    if (out) {
+        char ts[40];
+        wfo_time_format(p.created_at, ts, sizeof(ts));
+        json_t *o = json_pack("{s:s, s:i, s:s, s:O}", "name", d->name, "version", p.version,
+                              "created_at", ts, "definition", doc);
+        *out = wfo_json_dumps(o);
+        json_decref(o);
+    }
+out:
+    def_problems_release(&probs);
+    def_unref(d);
+    json_decref(doc);
+    free(canon);
+    return rc;
+}
+
+/* --- persisting a batch -------------------------------------------------- */
+
+static void batch_exec(struct wfo_engine *e, struct xexec *x)
+{
+    struct store_exec *r = store_batch_exec(&e->batch);
+    r->id = x->id;
+    r->namespace = x->ns;
+    r->workflow = x->workflow;
+    r->version = x->def->version;
+    r->status = exec_status_names[x->status];
+    r->input = keep_json(e, x->input);
+    r->output = keep_json(e, x->output);
+    r->error = keep_json(e, x->error);
+    r->compensation = keep_json(e, x->compensation);
+    r->parent = x->parent;
+    json_t *st = exec_row_state(x);
+    r->state = keep_json(e, st);
+    json_decref(st);
+    r->created_at = x->created_at;
+    r->updated_at = x->updated_at;
+    r->finished_at = x->finished_at;
+    for (int i = 0; i < x->n_steps; i++) {
+        struct xstep *s = x->steps[i];
+        if (!s->dirty)
+            continue;
+        s->dirty = 0;
+        struct store_step *sr = store_batch_step(&e->batch);
+        sr->exec_id = x->id;
+        sr->path = s->path;
+        sr->ord = s->ord;
+        sr->status = step_status_names[s->status];
+        sr->attempts = s->attempts;
+        sr->output = keep_json(e, s->output);
+        sr->error = keep_json(e, s->error);
+        json_t *ss = exec_step_state(s);
+        sr->state = keep_json(e, ss);
+        json_decref(ss);
+        sr->started_at = s->started_at;
+        sr->finished_at = s->finished_at;
+    }
+    x->dirty = 0;
+}
+
+/* Builds the batch from the state machine's effects; timers coalesce by id
+ * (the last put or delete of an id wins). */
+static void batch_build(struct wfo_engine *e, struct wfo_map *fired)
+{
+    struct fsm *f = &e->fsm;
+    for (int i = 0; i < f->n_touched; i++)
+        batch_exec(e, f->touched[i]);
+    for (int i = 0; i < f->n_hist; i++) {
+        struct fsm_hist *h = &f->hist[i];
+        struct store_history *r = store_batch_history(&e->batch);
+        r->exec_id = h->x->id;
+        r->seq = h->seq;
+        r->time = h->time;
+        r->type = h->type;
+        r->step = h->step;
+        r->data = keep_json(e, h->data);
+    }
+    struct wfo_map last = WFO_MAP_INIT;
+    for (int i = 0; i < f->n_timers; i++)
+        wfo_map_put(&last, f->timers[i].id, &f->timers[i]);
+    const char *id;
+    void *v;
+    for (size_t it = 0; wfo_map_next(fired, &it, &id, &v);)
+        if (!wfo_map_get(&last, id))
+            store_batch_timer_del(&e->batch, id);
+    for (size_t it = 0; wfo_map_next(&last, &it, &id, &v);) {
+        struct fsm_timer *t = v;
+        if (t->del) {
+            store_batch_timer_del(&e->batch, t->id);
+            continue;
+        }
+        struct store_timer *r = store_batch_timer(&e->batch);
+        r->id = t->id;
+        r->exec_id = t->x->id;
+        r->due_at = t->due;
+        r->kind = timer_kind_names[t->kind];
+        r->step = t->step;
+        r->attempt = (int)t->token;
+    }
+    wfo_map_release(&last);
+}
+
+/* --- runner pool ---------------------------------------------------------- */
+
+static void job_key(struct wfo_buf *b, const char *exec_id, const char *path, int64_t token)
+{
+    wfo_buf_reset(b);
+    wfo_buf_addf(b, "%s/%s#%lld", exec_id, path, (long long)token);
+}
+
+static void job_free(struct step_job *j)
+{
+    free(j->exec_id);
+    free(j->path);
+    json_decref(j->args);
+    free(j->idempotency_key);
+    free(j->task_id);
+    free(j->key);
+    def_unref(j->defref);
+    proc_cancel_release(&j->cancel);
+    free(j);
+}
+
+static void *runner_main(void *arg)
+{
+    struct wfo_engine *e = arg;
+    struct wfo_buf key = WFO_BUF_INIT;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->n_jobs && !e->stop)
+            pthread_cond_wait(&e->jobs_cv, &e->mu);
+        if (e->stop)
+            break;
+        struct step_job *j = e->jobs[0];
+        memmove(e->jobs, e->jobs + 1, (size_t)(--e->n_jobs) * sizeof(*e->jobs));
+        job_key(&key, j->exec_id, j->path, j->token);
+        j->key = wfo_strdup(key.buf);
+        wfo_map_put(&e->running, j->key, j);
+        pthread_mutex_unlock(&e->mu);
+
+        struct cmd *c = wfo_calloc(1, sizeof(*c));
+        c->kind = CMD_RESULT;
+        step_runner_find(j->def->type)->run(j, &c->out);
+
+        pthread_mutex_lock(&e->mu);
+        wfo_map_del(&e->running, j->key);
+        pthread_mutex_unlock(&e->mu);
+        snprintf(c->id, sizeof(c->id), "%s", j->exec_id);
+        c->path = wfo_strdup(j->path);
+        c->token = j->token;
+        job_free(j);
+        post(e, c, NULL);
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    wfo_buf_release(&key);
+    return NULL;
+}
+
+static const struct handler *handler_find(struct wfo_engine *e, const char *queue)
+{
+    for (int i = 0; i < e->n_handlers; i++)
+        if (strcmp(e->handlers[i].queue, queue) == 0)
+            return &e->handlers[i];
+    return NULL;
+}
+
+static void job_submit(struct wfo_engine *e, struct fsm_action *a)
+{
+    const struct step_runner *r = step_runner_find(a->def->type);
+    if (!r)
+        return;
+    struct step_job *j = wfo_calloc(1, sizeof(*j));
+    j->exec_id = wfo_strdup(a->x->id);
+    j->path = wfo_strdup(a->step);
+    j->token = a->token;
+    j->attempt = a->attempt;
+    j->def = a->def;
+    j->defref = def_ref(a->x->def);
+    j->args = json_incref(a->args);
+    struct wfo_buf b = WFO_BUF_INIT;
+    wfo_buf_addf(&b, "%s/%s", a->x->id, a->step);
+    j->idempotency_key = wfo_buf_detach(&b, NULL);
+    wfo_buf_addf(&b, "%s/%s#%d", a->x->id, a->step, a->attempt);
+    j->task_id = wfo_buf_detach(&b, NULL);
+    if (a->def->timeout_ms)
+        j->deadline = wfo_now_ms() + a->def->timeout_ms;
+    proc_cancel_init(&j->cancel, NULL);
+    j->exec_enabled = e->opt.exec_enabled;
+    j->http_deny_private = e->opt.http_deny_private;
+    if (a->def->type == STEP_TASK) {
+        const struct handler *h = handler_find(e, a->def->queue);
+        if (h) {
+            j->handler = h->fn;
+            j->handler_ud = h->ud;
+            j->command = h->command;
+        }
+    }
+    pthread_mutex_lock(&e->mu);
+    GROW(e->jobs, e->n_jobs, e->alloc_jobs);
+    e->jobs[e->n_jobs++] = j;
+    pthread_cond_signal(&e->jobs_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void job_cancel(struct wfo_engine *e, struct fsm_action *a)
+{
+    struct wfo_buf key = WFO_BUF_INIT;
+    job_key(&key, a->x->id, a->step, a->token);
+    pthread_mutex_lock(&e->mu);
+    struct step_job *j = wfo_map_get(&e->running, key.buf);
+    if (j)
+        proc_cancel_request(&j->cancel);
+    /* not started yet: drop it from the queue */
+    for (int i = 0; !j && i < e->n_jobs; i++) {
+        struct step_job *q = e->jobs[i];
+        if (q->token == a->token && strcmp(q->exec_id, a->x->id) == 0 &&
+            strcmp(q->path, a->step) == 0) {
+            memmove(e->jobs + i, e->jobs + i + 1, (size_t)(e->n_jobs - i - 1) * sizeof(*e->jobs));
+            e->n_jobs--;
+            job_free(q);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    wfo_buf_release(&key);
+}
+
+/* --- the engine thread ------------------------------------------------------ */
+
+struct load_ud {
+    struct xexec *x;
+    struct wfo_engine *e;
+    int rc;
+    struct wfo_error *err;
+};
+
+static int load_step_cb(void *ud, const struct store_step *r)
+{
+    struct load_ud *l = ud;
+    json_t *out = NULL, *er = NULL, *st = NULL;
+    if (r->output)
+        wfo_json_parse(r->output, strlen(r->output), &out, NULL);
+    if (r->error)
+        wfo_json_parse(r->error, strlen(r->error), &er, NULL);
+    if (r->state)
+        wfo_json_parse(r->state, strlen(r->state), &st, NULL);
+    int rc = exec_load_step(l->x, r->path, r->ord, r->status, r->attempts, out, er, st,
+                            r->started_at, r->finished_at, l->err);
+    json_decref(out);
+    json_decref(er);
+    json_decref(st);
+    return rc;
+}
+
+static json_t *parse_or_null(const char *s)
+{
+    json_t *v = NULL;
+    if (!s || wfo_json_parse(s, strlen(s), &v, NULL) < 0)
+        return NULL;
+    return v;
+}
+
+static int load_exec_cb(void *ud, const struct store_exec *r)
+{
+    struct load_ud *l = ud;
+    struct wfo_def *d = NULL;
+    int rc = engine_def(l->e, r->namespace, r->workflow, r->version, &d, l->err);
+    if (rc < 0)
+        return rc;
+    json_t *input = parse_or_null(r->input);
+    struct xexec *x = exec_new(r->id, r->namespace, d, input, r->created_at);
+    def_unref(d);
+    json_decref(input);
+    x->status = (enum exec_status)exec_status_parse(r->status);
+    x->output = parse_or_null(r->output);
+    x->error = parse_or_null(r->error);
+    x->compensation = parse_or_null(r->compensation);
+    x->parent = r->parent ? wfo_strdup(r->parent) : NULL;
+    x->updated_at = r->updated_at;
+    x->finished_at = r->finished_at;
+    json_t *state = parse_or_null(r->state);
+    rc = exec_load(x, state, l->err);
+    json_decref(state);
+    if (rc < 0) {
+        exec_free(x);
+        return rc;
+    }
+    l->x = x;
+    return 0;
+}
+
+/* The execution id, from memory or loaded from the store; NULL when absent. */
+static struct xexec *exec_get(struct wfo_engine *e, const char *id, struct wfo_error *err)
+{
+    struct xexec *x = wfo_map_get(&e->execs, id);
+    if (x)
+        return x;
+    struct load_ud l = {.e = e, .err = err};
+    int rc = e->store->ops->get_exec(e->store, id, load_exec_cb, &l, err);
+    if (rc < 0 || !l.x)
+        return NULL;
+    rc = e->store->ops->list_steps(e->store, id, load_step_cb, &l, err);
+    if (rc < 0) {
+        exec_free(l.x);
+        return NULL;
+    }
+    wfo_map_put(&e->execs, l.x->id, l.x);
+    return l.x;
+}
+
+struct same_ud {
+    const char *workflow;
+    json_t *input;
+    int same;
+};
+
+static int same_cb(void *ud, const struct store_exec *r)
+{
+    struct same_ud *s = ud;
+    json_t *in = parse_or_null(r->input);
+    s->same = strcmp(r->workflow, s->workflow) == 0 && in && wfo_json_equal(in, s->input);
+    json_decref(in);
+    return 0;
+}
+
+static void do_start(struct wfo_engine *e, struct cmd *c)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct xexec *x = wfo_map_get(&e->execs, c->id);
+    struct same_ud s = {.workflow = c->def->name, .input = c->input};
+    int rc = 0;
+    if (x) {
+        s.same = strcmp(x->workflow, c->def->name) == 0 && wfo_json_equal(x->input, c->input);
+        rc = 1;
+    } else {
+        rc = e->store->ops->get_exec(e->store, c->id, same_cb, &s, &err);
+        rc = rc == 0 ? 1 : rc == WFO_ENOTFOUND ? 0 : rc;
+    }
+    if (rc < 0) {
+        reply_done(c->reply, rc, &err);
+        return;
+    }
+    if (rc == 1) {
+        if (s.same) {
+            if (c->reply)
+                c->reply->created = 0;
+            reply_done(c->reply, 0, NULL);
+        } else {
+            wfo_error_set(&err, WFO_ECONFLICT,
+                          "execution '%s' exists with another workflow or input", c->id);
+            reply_done(c->reply, WFO_ECONFLICT, &err);
+        }
+        return;
+    }
+    x = exec_new(c->id, e->ns, c->def, c->input, e->fsm.now);
+    wfo_map_put(&e->execs, x->id, x);
+    if (c->reply)
+        c->reply->created = 1;
+    fsm_start(&e->fsm, x);
+    /* replied after the commit (E1) */
+}
+
+static void do_op(struct wfo_engine *e, struct cmd *c)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct xexec *x = exec_get(e, c->id, &err);
+    if (!x) {
+        if (!err.code)
+            wfo_error_set(&err, WFO_ENOTFOUND, "execution '%s' not found", c->id);
+        reply_done(c->reply, err.code, &err);
+        c->reply = NULL;
+        return;
+    }
+    int rc;
+    switch (c->op) {
+    case OP_CANCEL:
+        rc = fsm_cancel(&e->fsm, x, c->reason, c->compensate);
+        break;
+    case OP_TERMINATE:
+        rc = fsm_terminate(&e->fsm, x, c->reason);
+        break;
+    case OP_PAUSE:
+        rc = fsm_pause(&e->fsm, x);
+        break;
+    case OP_RESUME:
+        rc = fsm_resume(&e->fsm, x);
+        break;
+    default:
+        rc = fsm_retry(&e->fsm, x);
+        break;
+    }
+    if (rc < 0) {
+        wfo_error_set(&err, rc, "execution '%s' is %s", x->id, exec_status_names[x->status]);
+        reply_done(c->reply, rc, &err);
+        c->reply = NULL;
+    }
+}
+
+static void do_result(struct wfo_engine *e, struct cmd *c)
+{
+    struct xexec *x = exec_get(e, c->id, NULL);
+    int rc = WFO_ENOTFOUND;
+    if (x)
+        rc = fsm_result(&e->fsm, x, c->path, c->token, c->out.ok, c->out.output, c->out.error,
+                        c->out.retryable);
+    if (rc < 0 && c->reply) {
+        struct wfo_error err = WFO_ERROR_INIT;
+        wfo_error_set(&err, rc, "the attempt is no longer current");
+        reply_done(c->reply, rc, &err);
+        c->reply = NULL;
+    }
+}
+
+static void fire_timer(struct wfo_engine *e, struct tentry *t, struct wfo_map *fired)
+{
+    wfo_map_put(fired, t->id, t);
+    struct xexec *x = exec_get(e, t->exec_id, NULL);
+    if (x)
+        fsm_timer(&e->fsm, x, t->kind, t->step, t->token);
+}
+
+/* After a commit: act on the effects (E1). */
+static void after_commit(struct wfo_engine *e)
+{
+    struct fsm *f = &e->fsm;
+    for (int i = 0; i < f->n_timers; i++) {
+        struct fsm_timer *t = &f->timers[i];
+        if (t->del)
+            timer_disarm(e, t->id);
+        else
+            timer_arm(e, t->id, t->x->id, t->due, t->kind, t->step, t->token);
+    }
+    if (e->opt.on_progress) {
+        for (int i = 0; i < f->n_hist; i++) {
+            struct fsm_hist *h = &f->hist[i];
+            char *data = h->data ? wfo_json_dumps(h->data) : NULL;
+            struct wfo_progress p = {h->x->id, h->seq, h->time, h->type, h->step, data};
+            e->opt.on_progress(e->opt.progress_ud, &p);
+            free(data);
+        }
+    }
+    int ended = 0;
+    for (int i = 0; i < f->n_acts; i++) {
+        struct fsm_action *a = &f->acts[i];
+        if (a->kind == ACT_RUN)
+            job_submit(e, a);
+        else if (a->kind == ACT_CANCEL)
+            job_cancel(e, a);
+        else
+            ended = 1;
+    }
+    if (ended) {
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_broadcast(&e->ended_cv);
+        pthread_mutex_unlock(&e->mu);
+    }
+}
+
+static void free_ended(struct wfo_engine *e, struct xexec **ended, int n)
+{
+    for (int i = 0; i < n; i++)
+        exec_free(ended[i]);
+}
+
+static void *engine_main(void *arg)
+{
+    struct wfo_engine *e = arg;
+    struct wfo_map fired = WFO_MAP_INIT;
+    struct xexec **ended = NULL;
+    int n_ended = 0, alloc_ended = 0;
+    struct tentry **dead = NULL;
+    int n_dead = 0, alloc_dead = 0;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->stop && !e->head) {
+            int64_t now = wfo_now_ms();
+            while (e->n_heap && e->heap[0]->dead)
+                tentry_free(heap_pop(e));
+            if (e->n_heap && e->heap[0]->due <= now)
+                break;
+            if (e->n_heap) {
+                int64_t due = e->heap[0]->due;
+                struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+                pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            } else {
+                pthread_cond_wait(&e->cv, &e->mu);
+            }
+        }
+        if (e->stop)
+            break;
+        struct cmd *cmds = e->head;
+        e->head = e->tail = NULL;
+        pthread_mutex_unlock(&e->mu);
+
+        struct fsm *f = &e->fsm;
+        f->now = wfo_now_ms();
+        /* due timers */
+        while (e->n_heap && e->heap[0]->due <= f->now) {
+            struct tentry *t = heap_pop(e);
+            if (!t->dead) {
+                wfo_map_del(&e->timers, t->id);
+                fire_timer(e, t, &fired);
+            }
+            GROW(dead, n_dead, alloc_dead);
+            dead[n_dead++] = t;
+        }
+        struct cmd *replies = NULL;
+        for (struct cmd *c = cmds, *next; c; c = next) {
+            next = c->next;
+            if (c->kind == CMD_START)
+                do_start(e, c);
+            else if (c->kind == CMD_RESULT)
+                do_result(e, c);
+            else
+                do_op(e, c);
+            c->next = replies;
+            replies = c;
+        }
+        int rc = 0;
+        struct wfo_error err = WFO_ERROR_INIT;
+        batch_build(e, &fired);
+        if (!store_batch_empty(&e->batch))
+            rc = e->store->ops->apply(e->store, &e->batch, &err);
+        store_batch_reset(&e->batch);
+        pool_reset(e);
+        if (rc < 0) {
+            wfo_err(NULL, NULL, "store commit failed, engine stops: %s", err.message);
+            for (struct cmd *c = replies, *next; c; c = next) {
+                next = c->next;
+                reply_done(c->reply, rc, &err);
+                cmd_free(c);
+            }
+            pthread_mutex_lock(&e->mu);
+            e->failed = rc;
+            e->fail_err = err;
+            pthread_cond_broadcast(&e->ended_cv);
+            break;
+        }
+        /* ended executions leave memory (the store has them); freed once
+         * the effects that point at them are dropped */
+        for (int i = 0; i < f->n_acts; i++) {
+            if (f->acts[i].kind == ACT_ENDED && wfo_map_del(&e->execs, f->acts[i].x->id)) {
+                GROW(ended, n_ended, alloc_ended);
+                ended[n_ended++] = f->acts[i].x;
+            }
+        }
+        after_commit(e);
+        for (struct cmd *c = replies, *next; c; c = next) {
+            next = c->next;
+            reply_done(c->reply, 0, NULL);
+            cmd_free(c);
+        }
+        fsm_reset(f);
+        free_ended(e, ended, n_ended);
+        n_ended = 0;
+        for (int i = 0; i < n_dead; i++)
+            tentry_free(dead[i]);
+        n_dead = 0;
+        wfo_map_release(&fired);
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    fsm_reset(&e->fsm);
+    for (int i = 0; i < n_dead; i++)
+        tentry_free(dead[i]);
+    free(dead);
+    free(ended);
+    wfo_map_release(&fired);
+    return NULL;
+}
+
+/* --- recovery ----------------------------------------------------------------- */
+
+struct ids {
+    char **v;
+    int n, alloc;
+};
+
+static int active_cb(void *ud, const struct store_exec *r)
+{
+    struct ids *ids = ud;
+    GROW(ids->v, ids->n, ids->alloc);
+    ids->v[ids->n++] = wfo_strdup(r->id);
+    return 0;
+}
+
+static int timer_cb(void *ud, const struct store_timer *r)
+{
+    struct wfo_engine *e = ud;
+    int k = timer_kind_parse(r->kind);
+    if (k >= 0)
+        timer_arm(e, r->id, r->exec_id, r->due_at, (enum timer_kind)k, r->step, r->attempt);
+    return 0;
+}
+
+/* Loads every running or paused execution, re-arms the timers, and starts
+ * again the attempts that were in flight (at least once: SPEC 3). */
+static int engine_recover(struct wfo_engine *e, struct wfo_error *err)
+{
+    struct ids ids = {0};
+    int rc = e->store->ops->list_active_execs(e->store, active_cb, &ids, err);
+    for (int i = 0; rc == 0 && i < ids.n; i++) {
+        struct xexec *x = exec_get(e, ids.v[i], err);
+        if (!x) {
+            rc = err->code ? err->code : WFO_ESTORE;
+            break;
+        }
+        for (int k = 0; k < x->n_steps; k++) {
+            struct xstep *st = x->steps[k];
+            if (st->status != SS_RUNNING || !step_runner_find(st->def->type))
+                continue;
+            if (st->def->type == STEP_TASK && !handler_find(e, st->def->queue))
+                continue;
+            /* the attempt's fields are evaluated again for the rerun */
+            json_t *ctx = exec_context(x, st->frame);
+            json_t *args = json_pack("{s:O}", "input", json_object_get(ctx, "input"));
+            json_t *v = NULL;
+            struct wfo_error ee = WFO_ERROR_INIT;
+            if (st->def->f[F_INPUT] && tmpl_eval(st->def->f[F_INPUT], ctx, &v, &ee) == 0)
+                json_object_set_new(args, "input", v);
+            static const enum step_field extra[] = {F_REQUEST, F_COMMAND, F_STDIN, F_ENV,
+                                                    F_CWD};
+            for (size_t q = 0; q < WFO_ARRAY_SIZE(extra); q++) {
+                v = NULL;
+                if (st->def->f[extra[q]] && tmpl_eval(st->def->f[extra[q]], ctx, &v, &ee) == 0)
+                    json_object_set_new(args, step_field_names[extra[q]], v);
+            }
+            json_decref(ctx);
+            struct fsm_action a = {ACT_RUN, x, st->path, st->token, st->attempts, st->def, args};
+            job_submit(e, &a);
+            json_decref(args);
+        }
+    }
+    for (int i = 0; i < ids.n; i++)
+        free(ids.v[i]);
+    free(ids.v);
+    if (rc == 0)
+        rc = e->store->ops->list_timers(e->store, timer_cb, e, err);
+    return rc;
+}
+
+/* --- public API ------------------------------------------------------------------ */
+
+static int retry_from_json(const char *text, struct def_retry *r, struct wfo_error *err)
+{
+    json_t *doc = NULL;
+    int rc = wfo_doc_parse(text, strlen(text), &doc, err);
+    if (rc < 0)
+        return rc;
+    json_t *wf = json_pack("{s:s, s:[{s:s, s:s, s:s, s:O}]}", "name", "retry-default", "steps",
+                           "name", "s", "type", "task", "queue", "q", "retry", doc);
+    struct wfo_def *d = NULL;
+    struct def_problems probs = {0};
+    rc = def_compile(wf, &d, &probs);
+    if (rc < 0) {
+        wfo_error_set(err, WFO_EINVAL, "retry: %s: %s", probs.n ? probs.items[0].path : "",
+                      probs.n ? probs.items[0].message : "");
+    } else {
+        *r = d->steps.steps[0].retry;
+        r->non_retryable = NULL; /* not carried over: defaults keep none */
+    }
+    def_problems_release(&probs);
+    def_unref(d);
+    json_decref(wf);
+    json_decref(doc);
+    return rc;
+}
+
+int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out,
+                   struct wfo_error *err)
+{
+    struct wfo_engine *e = wfo_calloc(1, sizeof(*e));
+    int rc;
+    e->opt = *opt;
+    if (!e->opt.db_url)
+        e->opt.db_url = "sqlite::memory:";
+    if (e->opt.transition_limit <= 0)
+        e->opt.transition_limit = 10000;
+    if (e->opt.runner_threads <= 0)
+        e->opt.runner_threads = 16;
+    e->ns = wfo_strdup(opt->ns ? opt->ns : "default");
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->defs_mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    pthread_cond_init(&e->ended_cv, NULL);
+    pthread_cond_init(&e->jobs_cv, NULL);
+    fsm_init(&e->fsm);
+    e->fsm.transition_limit = e->opt.transition_limit;
+    e->default_retry = def_retry_default;
+    if (opt->default_retry_json) {
+        rc = retry_from_json(opt->default_retry_json, &e->default_retry, err);
+        if (rc < 0)
+            goto fail;
+    }
+    e->fsm.default_retry = &e->default_retry;
+    store_batch_init(&e->batch);
+    rc = store_open(e->opt.db_url, &e->store, err);
+    if (rc < 0)
+        goto fail;
+    *out = e;
+    return 0;
+fail:
+    wfo_engine_free(e);
+    return rc;
+}
+
+/* Starts the threads after handlers are registered: recovery needs them. */
+static int engine_launch(struct wfo_engine *e, struct wfo_error *err)
+{
+    if (e->started)
+        return 0;
+    e->started = 1;
+    int rc = engine_recover(e, err);
+    if (rc < 0)
+        return rc;
+    e->n_runners = e->opt.runner_threads;
+    e->runners = wfo_calloc((size_t)e->n_runners, sizeof(*e->runners));
+    for (int i = 0; i < e->n_runners; i++)
+        pthread_create(&e->runners[i], NULL, runner_main, e);
+    pthread_create(&e->thread, NULL, engine_main, e);
+    return 0;
+}
+
+int wfo_engine_handle(struct wfo_engine *e, const char *queue, wfo_task_handler fn, void *ud)
+{
+    if (e->started)
+        return WFO_ESTATE;
+    e->handlers = wfo_realloc(e->handlers, (size_t)(e->n_handlers + 1) * sizeof(*e->handlers));
+    e->handlers[e->n_handlers++] = (struct handler){wfo_strdup(queue), fn, ud, NULL};
+    return 0;
+}
+
+int wfo_engine_handle_command(struct wfo_engine *e, const char *queue, const char *command)
+{
+    int rc = wfo_engine_handle(e, queue, NULL, NULL);
+    if (rc == 0)
+        e->handlers[e->n_handlers - 1].command = wfo_strdup(command);
+    return rc;
+}
+
+void wfo_engine_free(struct wfo_engine *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stop = 1;
+    pthread_cond_broadcast(&e->cv);
+    pthread_cond_broadcast(&e->jobs_cv);
+    pthread_cond_broadcast(&e->ended_cv);
+    /* running attempts are abandoned: cancel them so their threads return */
+    const char *k;
+    void *v;
+    for (size_t it = 0; wfo_map_next(&e->running, &it, &k, &v);)
+        proc_cancel_request(&((struct step_job *)v)->cancel);
+    pthread_mutex_unlock(&e->mu);
+    if (e->started) {
+        pthread_join(e->thread, NULL);
+        for (int i = 0; i < e->n_runners; i++)
+            pthread_join(e->runners[i], NULL);
+    }
+    free(e->runners);
+    for (struct cmd *c = e->head, *next; c; c = next) {
+        next = c->next;
+        reply_done(c->reply, WFO_ESHUTDOWN, NULL);
+        cmd_free(c);
+    }
+    for (int i = 0; i < e->n_jobs; i++)
+        job_free(e->jobs[i]);
+    free(e->jobs);
+    wfo_map_release(&e->running);
+    for (size_t it = 0; wfo_map_next(&e->execs, &it, &k, &v);)
+        exec_free(v);
+    wfo_map_release(&e->execs);
+    for (size_t it = 0; wfo_map_next(&e->timers, &it, &k, &v);)
+        ((struct tentry *)v)->dead = 1;
+    for (int i = 0; i < e->n_heap; i++)
+        tentry_free(e->heap[i]);
+    free(e->heap);
+    wfo_map_release(&e->timers);
+    for (size_t it = 0; wfo_map_next(&e->defs, &it, &k, &v);) {
+        def_unref(v);
+        free((char *)k);
+    }
+    wfo_map_release(&e->defs);
+    for (int i = 0; i < e->n_handlers; i++) {
+        free(e->handlers[i].queue);
+        free(e->handlers[i].command);
+    }
+    free(e->handlers);
+    fsm_release(&e->fsm);
+    store_batch_release(&e->batch);
+    pool_reset(e);
+    free(e->pool);
+    if (e->store)
+        store_close(e->store);
+    free(e->ns);
+    pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->defs_mu);
+    pthread_cond_destroy(&e->cv);
+    pthread_cond_destroy(&e->ended_cv);
+    pthread_cond_destroy(&e->jobs_cv);
+    free(e);
+}
+
+int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, const char *input,
+                     const char *id, int *created, char **id_out, struct wfo_error *err)
+{
+    struct wfo_def *d = NULL;
+    json_t *in = NULL;
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    if (input && *input) {
+        rc = wfo_json_parse(input, strlen(input), &in, err);
+        if (rc < 0) {
+            wfo_error_prefix(err, "input");
+            return rc;
+        }
+    } else {
+        in = json_object();
+    }
+    rc = engine_def(e, e->ns, workflow, version, &d, err);
+    if (rc < 0) {
+        json_decref(in);
+        return rc;
+    }
+    struct reply r;
+    reply_init(&r);
+    struct cmd *c = wfo_calloc(1, sizeof(*c));
+    c->kind = CMD_START;
+    if (id && *id) {
+        if (strlen(id) >= WFO_ID_SIZE) {
+            def_unref(d);
+            json_decref(in);
+            free(c);
+            return wfo_error_set(err, WFO_EINVAL, "id: longer than %d bytes", WFO_ID_SIZE - 1);
+        }
+        snprintf(c->id, sizeof(c->id), "%s", id);
+    } else {
+        wfo_id_new(c->id);
+    }
+    c->def = d;
+    c->input = in;
+    c->reply = &r;
+    char idcopy[WFO_ID_SIZE];
+    snprintf(idcopy, sizeof(idcopy), "%s", c->id);
+    post(e, c, NULL);
+    rc = reply_wait(&r, err);
+    if (rc < 0)
+        return rc;
+    if (created)
+        *created = r.created;
+    if (id_out)
+        *id_out = wfo_strdup(idcopy);
+    return 0;
+}
+
+int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
+              int compensate, struct wfo_error *err)
+{
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    struct reply r;
+    reply_init(&r);
+    struct cmd *c = wfo_calloc(1, sizeof(*c));
+    c->kind = CMD_OP;
+    if (strlen(id) >= WFO_ID_SIZE) {
+        free(c);
+        return wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", id);
+    }
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    c->op = op;
+    c->reason = reason ? wfo_strdup(reason) : NULL;
+    c->compensate = compensate;
+    c->reply = &r;
+    post(e, c, NULL);
+    return reply_wait(&r, err);
+}
+
+struct status_ud {
+    int ended;
+};
+
+static int status_cb(void *ud, const struct store_exec *r)
+{
+    struct status_ud *s = ud;
+    int st = exec_status_parse(r->status);
+    s->ended = st >= 0 && EX_ENDED(st);
+    return 0;
+}
+
+int wfo_engine_get(struct wfo_engine *e, const char *id, int64_t wait_ms, char **doc,
+                   struct wfo_error *err)
+{
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    if (wait_ms > 0) {
+        int64_t until = wfo_now_ms() + wait_ms;
+        for (;;) {
+            struct status_ud s = {0};
+            rc = e->store->ops->get_exec(e->store, id, status_cb, &s, err);
+            if (rc < 0 || s.ended)
+                break;
+            pthread_mutex_lock(&e->mu);
+            int64_t now = wfo_now_ms();
+            if (now >= until || e->stop || e->failed) {
+                pthread_mutex_unlock(&e->mu);
+                break;
+            }
+            int64_t due = now + 200 < until ? now + 200 : until;
+            struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+            pthread_cond_timedwait(&e->ended_cv, &e->mu, &ts);
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+    json_t *d = NULL;
+    rc = engine_doc(e, id, &d, err);
+    if (rc < 0)
+        return rc;
+    *doc = wfo_json_dumps(d);
+    json_decref(d);
+    return 0;
+}

@@ -1,0 +1,343 @@
+/*
+ * exec.c - an execution in memory, and its durable form (see exec.h and
+ * docs/implementation/state_management.md).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec.h"
+#include "../common/banned.h"
+
+const char *const exec_status_names[] = {"running", "paused",    "completed",
+                                         "failed",  "cancelled", "terminated"};
+const char *const step_status_names[] = {"scheduled", "running", "waiting",
+                                         "completed", "failed",  "caught",
+                                         "skipped",   "cancelled", "compensated"};
+
+static int parse_name(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s && i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+int exec_status_parse(const char *s)
+{
+    return parse_name(exec_status_names, 6, s);
+}
+
+int step_status_parse(const char *s)
+{
+    return parse_name(step_status_names, 9, s);
+}
+
+struct xexec *exec_new(const char *id, const char *ns, struct wfo_def *def, json_t *input,
+                       int64_t now)
+{
+    struct xexec *x = wfo_calloc(1, sizeof(*x));
+    snprintf(x->id, sizeof(x->id), "%s", id);
+    x->ns = wfo_strdup(ns);
+    x->workflow = wfo_strdup(def->name);
+    x->def = def_ref(def);
+    x->status = EX_RUNNING;
+    x->input = wfo_json_ref(input);
+    x->vars = json_object();
+    x->created_at = x->updated_at = now;
+    return x;
+}
+
+static void frame_release(struct xframe *f)
+{
+    free(f->owner);
+    free(f->prefix);
+    free(f->last);
+    json_decref(f->item);
+    json_decref(f->scope);
+}
+
+void exec_free(struct xexec *x)
+{
+    if (!x)
+        return;
+    for (int i = 0; i < x->n_steps; i++) {
+        struct xstep *st = x->steps[i];
+        free(st->path);
+        json_decref(st->output);
+        json_decref(st->error);
+        free(st);
+    }
+    free(x->steps);
+    for (int i = 0; i < x->n_frames; i++)
+        frame_release(&x->frames[i]);
+    free(x->frames);
+    wfo_map_release(&x->by_path);
+    free(x->ns);
+    free(x->workflow);
+    free(x->parent);
+    def_unref(x->def);
+    json_decref(x->input);
+    json_decref(x->output);
+    json_decref(x->error);
+    json_decref(x->compensation);
+    json_decref(x->vars);
+    json_decref(x->error_ctx);
+    free(x);
+}
+
+struct xstep *exec_step(struct xexec *x, const char *path)
+{
+    return wfo_map_get(&x->by_path, path);
+}
+
+struct xstep *exec_step_reach(struct xexec *x, const char *path, const struct def_step *def,
+                              int frame, int *created)
+{
+    struct xstep *st = exec_step(x, path);
+    if (created)
+        *created = !st;
+    if (st) {
+        st->frame = frame;
+        return st;
+    }
+    st = wfo_calloc(1, sizeof(*st));
+    st->path = wfo_strdup(path);
+    st->def = def;
+    st->frame = frame;
+    st->ord = x->n_steps;
+    if (x->n_steps == x->alloc_steps) {
+        x->alloc_steps = x->alloc_steps ? x->alloc_steps * 2 : 8;
+        x->steps = wfo_realloc(x->steps, x->alloc_steps * sizeof(*x->steps));
+    }
+    x->steps[x->n_steps++] = st;
+    wfo_map_put(&x->by_path, st->path, st);
+    return st;
+}
+
+struct xframe *exec_frame_add(struct xexec *x, int parent, const char *owner, int branch,
+                              const struct def_block *block, const char *prefix)
+{
+    if (x->n_frames == x->alloc_frames) {
+        x->alloc_frames = x->alloc_frames ? x->alloc_frames * 2 : 4;
+        x->frames = wfo_realloc(x->frames, x->alloc_frames * sizeof(*x->frames));
+    }
+    struct xframe *f = &x->frames[x->n_frames];
+    memset(f, 0, sizeof(*f));
+    f->id = x->n_frames++;
+    f->parent = parent;
+    f->owner = owner ? wfo_strdup(owner) : NULL;
+    f->branch = branch;
+    f->block = block;
+    f->prefix = wfo_strdup(prefix ? prefix : "");
+    f->pc = block && block->n ? 0 : -1;
+    f->status = FR_ACTIVE;
+    f->scope = json_object();
+    return f;
+}
+
+/* The block of a nested frame: its owner's branch or body. */
+static const struct def_block *frame_block(const struct wfo_def *def, const char *owner,
+                                           int branch)
+{
+    if (!owner)
+        return &def->steps;
+    const struct def_step *s = exec_resolve_path(def, owner);
+    if (!s)
+        return NULL;
+    if (s->type == STEP_PARALLEL)
+        return branch >= 0 && branch < s->n_branches ? &s->branches[branch].block : NULL;
+    if (s->type == STEP_FOREACH)
+        return &s->body;
+    return NULL;
+}
+
+json_t *exec_row_state(const struct xexec *x)
+{
+    json_t *frames = json_array();
+    for (int i = 0; i < x->n_frames; i++) {
+        const struct xframe *f = &x->frames[i];
+        json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:s, s:i}", "id", f->id, "parent", f->parent,
+                              "branch", f->branch, "pc", f->pc, "prefix", f->prefix, "status",
+                              (int)f->status);
+        json_object_set_new(o, "busy", json_integer(f->busy));
+        if (f->owner)
+            json_object_set_new(o, "owner", json_string(f->owner));
+        if (f->last)
+            json_object_set_new(o, "last", json_string(f->last));
+        if (f->item)
+            json_object_set(o, "item", f->item);
+        json_array_append_new(frames, o);
+    }
+    json_t *s = json_pack("{s:o, s:O, s:I, s:I, s:I, s:I}", "frames", frames, "vars", x->vars,
+                          "transitions", (json_int_t)x->transitions, "hseq", (json_int_t)x->hseq,
+                          "tick", (json_int_t)x->tick, "cseq", (json_int_t)x->cseq);
+    if (x->error_ctx)
+        json_object_set(s, "error_ctx", x->error_ctx);
+    return s;
+}
+
+json_t *exec_step_state(const struct xstep *st)
+{
+    return json_pack("{s:I, s:I, s:i}", "token", (json_int_t)st->token, "cseq",
+                     (json_int_t)st->cseq, "frame", st->frame);
+}
+
+static int64_t jint(json_t *o, const char *k)
+{
+    return (int64_t)json_integer_value(json_object_get(o, k));
+}
+
+int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
+{
+    if (!json_is_object(state))
+        return wfo_error_set(err, WFO_ESTORE, "execution %s: state is not an object", x->id);
+    json_t *vars = json_object_get(state, "vars");
+    if (json_is_object(vars)) {
+        json_decref(x->vars);
+        x->vars = json_incref(vars);
+    }
+    x->transitions = jint(state, "transitions");
+    x->hseq = jint(state, "hseq");
+    x->tick = jint(state, "tick");
+    x->cseq = jint(state, "cseq");
+    json_t *ec = json_object_get(state, "error_ctx");
+    if (ec)
+        x->error_ctx = json_incref(ec);
+    json_t *frames = json_object_get(state, "frames");
+    size_t i;
+    json_t *fo;
+    json_array_foreach(frames, i, fo)
+    {
+        const char *owner = wfo_json_str(fo, "owner");
+        int branch = (int)jint(fo, "branch");
+        const struct def_block *b = frame_block(x->def, owner, branch);
+        if (!b)
+            return wfo_error_set(err, WFO_ESTORE, "execution %s: frame %zu does not match %s v%d",
+                                 x->id, i, x->def->name, x->def->version);
+        const char *prefix = wfo_json_str(fo, "prefix");
+        struct xframe *f = exec_frame_add(x, (int)jint(fo, "parent"), owner, branch, b, prefix);
+        f->pc = (int)jint(fo, "pc");
+        f->status = (enum frame_status)jint(fo, "status");
+        f->busy = (int)jint(fo, "busy");
+        const char *last = wfo_json_str(fo, "last");
+        f->last = last ? wfo_strdup(last) : NULL;
+        json_t *item = json_object_get(fo, "item");
+        f->item = item ? json_incref(item) : NULL;
+    }
+    return 0;
+}
+
+int exec_load_step(struct xexec *x, const char *path, int ord, const char *status, int attempts,
+                   json_t *output, json_t *error, json_t *state, int64_t started_at,
+                   int64_t finished_at, struct wfo_error *err)
+{
+    const struct def_step *d = exec_resolve_path(x->def, path);
+    int ss = step_status_parse(status);
+    if (!d || ss < 0)
+        return wfo_error_set(err, WFO_ESTORE, "execution %s: step '%s' does not match %s v%d",
+                             x->id, path, x->def->name, x->def->version);
+    int frame = (int)jint(state, "frame");
+    if (frame < 0 || frame >= x->n_frames)
+        frame = 0;
+    struct xstep *st = exec_step_reach(x, path, d, frame, NULL);
+    st->ord = ord;
+    st->status = (enum step_status)ss;
+    st->attempts = attempts;
+    st->token = jint(state, "token");
+    st->cseq = jint(state, "cseq");
+    st->output = output ? json_incref(output) : NULL;
+    st->error = error ? json_incref(error) : NULL;
+    st->started_at = started_at;
+    st->finished_at = finished_at;
+    exec_scope_update(x, st);
+    return 0;
+}
+
+/* Splits the next segment off *p: "name", "name[3]" (index into *index). */
+const struct def_step *exec_resolve_path(const struct wfo_def *def, const char *path)
+{
+    const struct def_block *b = &def->steps;
+    const char *p = path;
+    for (;;) {
+        const char *end = p + strcspn(p, "/[");
+        char name[256];
+        size_t n = (size_t)(end - p);
+        if (n == 0 || n >= sizeof(name))
+            return NULL;
+        memcpy(name, p, n);
+        name[n] = 0;
+        int i = def_block_find(b, name);
+        if (i < 0)
+            return NULL;
+        const struct def_step *s = &b->steps[i];
+        if (!*end)
+            return s;
+        if (*end == '[') {
+            /* foreach iteration: "each[3]/step" */
+            if (s->type != STEP_FOREACH)
+                return NULL;
+            const char *close = strchr(end, ']');
+            if (!close || close[1] != '/')
+                return NULL;
+            b = &s->body;
+            p = close + 2;
+            continue;
+        }
+        /* "/": parallel branch name follows */
+        if (s->type != STEP_PARALLEL)
+            return NULL;
+        p = end + 1;
+        const char *bend = strchr(p, '/');
+        if (!bend)
+            return NULL;
+        const struct def_block *nb = NULL;
+        for (int k = 0; k < s->n_branches; k++)
+            if (strlen(s->branches[k].name) == (size_t)(bend - p) &&
+                memcmp(s->branches[k].name, p, (size_t)(bend - p)) == 0)
+                nb = &s->branches[k].block;
+        if (!nb)
+            return NULL;
+        b = nb;
+        p = bend + 1;
+    }
+}
+
+static json_t *scope_entry(const struct xstep *st)
+{
+    return json_pack("{s:O?, s:s, s:i, s:O?}", "output", st->output, "status",
+                     step_status_names[st->status], "attempts", st->attempts, "error", st->error);
+}
+
+void exec_scope_update(struct xexec *x, struct xstep *st)
+{
+    if (st->frame < 0 || st->frame >= x->n_frames)
+        return;
+    json_object_set_new(x->frames[st->frame].scope, st->def->name, scope_entry(st));
+}
+
+json_t *exec_context(struct xexec *x, int frame)
+{
+    /* .steps: the block's own steps over those of every enclosing block. */
+    json_t *steps = json_object();
+    int chain[64], n = 0;
+    for (int f = frame; f >= 0 && n < 64; f = x->frames[f].parent)
+        chain[n++] = f;
+    while (n--)
+        json_object_update(steps, x->frames[chain[n]].scope);
+    char started[40];
+    wfo_time_format(x->created_at, started, sizeof(started));
+    json_t *ctx = json_pack("{s:O, s:o, s:O, s:{s:s, s:s, s:i, s:s}}", "input", x->input, "steps",
+                            steps, "vars", x->vars, "execution", "id", x->id, "workflow",
+                            x->workflow, "version", x->def->version, "started_at", started);
+    if (x->error_ctx)
+        json_object_set(ctx, "error", x->error_ctx);
+    for (int f = frame; f >= 0; f = x->frames[f].parent) {
+        if (x->frames[f].item) {
+            json_object_set(ctx, "item", x->frames[f].item);
+            json_object_set_new(ctx, "index", json_integer(x->frames[f].branch));
+            break;
+        }
+    }
+    return ctx;
+}

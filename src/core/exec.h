@@ -1,0 +1,127 @@
+/*
+ * exec.h - an execution in memory: the state the state machine (fsm.c)
+ * moves and the engine (engine.c) persists. docs/implementation/
+ * state_management.md draws the states.
+ *
+ * Durable form: one executions row (status, input, output, error, and the
+ * private `state` JSON: frames, vars, counters) and one steps row per
+ * reached step (its private `state`: token, completion order, frame).
+ * exec_load() rebuilds this struct from those rows; exec_row_state() and
+ * exec_step_state() write them. Everything else is derived.
+ */
+#ifndef WFO_CORE_EXEC_H
+#define WFO_CORE_EXEC_H
+
+#include <stdint.h>
+
+#include "../common/json.h"
+#include "../common/map.h"
+#include "../common/util.h"
+#include "../common/duration.h"
+#include "def.h"
+
+enum exec_status { EX_RUNNING, EX_PAUSED, EX_COMPLETED, EX_FAILED, EX_CANCELLED, EX_TERMINATED };
+extern const char *const exec_status_names[];
+int exec_status_parse(const char *s);
+#define EX_ENDED(s) ((s) >= EX_COMPLETED)
+
+enum step_status {
+    SS_SCHEDULED, /* reached, waiting for its first attempt or a retry */
+    SS_RUNNING,   /* an attempt is in flight */
+    SS_WAITING,   /* sleep, await_event, a block waiting for its frames */
+    SS_COMPLETED,
+    SS_FAILED,
+    SS_CAUGHT,
+    SS_SKIPPED,
+    SS_CANCELLED,
+    SS_COMPENSATED
+};
+extern const char *const step_status_names[];
+int step_status_parse(const char *s);
+
+/* A block being run: the top-level steps, a parallel branch, a foreach
+ * iteration. Frames form a tree through parent. */
+enum frame_status { FR_ACTIVE, FR_DONE, FR_FAILED, FR_CANCELLED };
+
+struct xframe {
+    int id;
+    int parent; /* frame id, -1 for the top */
+    char *owner; /* path of the parallel/foreach step that opened it, NULL for the top */
+    int branch;  /* parallel: branch index; foreach: item index */
+    const struct def_block *block;
+    char *prefix; /* path prefix of its steps: "", "par/b/", "each[3]/" */
+    int pc;       /* index of the current step in block; -1 when none */
+    int busy;     /* the step at pc was entered and has not finished */
+    enum frame_status status;
+    json_t *item; /* foreach: the item */
+    char *last;   /* path of the last step that ran in this frame */
+    json_t *scope; /* .steps of this block: name -> {output, status, attempts, error} */
+};
+
+struct xstep {
+    char *path;
+    int ord;
+    const struct def_step *def;
+    int frame;
+    enum step_status status;
+    int attempts;
+    int64_t token; /* identifies the attempt in flight; results for another are stale */
+    int64_t cseq;  /* completion order, for compensation; 0 until completed */
+    json_t *output, *error;
+    int64_t started_at, finished_at;
+    int dirty;
+};
+
+struct xexec {
+    char id[WFO_ID_SIZE];
+    char *ns;
+    char *workflow;
+    struct wfo_def *def; /* a reference */
+    enum exec_status status;
+    json_t *input, *output, *error, *compensation;
+    char *parent;
+    json_t *vars;
+    json_t *error_ctx; /* the error visible at .error (after catch) */
+    int64_t created_at, updated_at, finished_at;
+    int64_t transitions;
+    int64_t hseq;  /* last history seq */
+    int64_t tick;  /* token counter */
+    int64_t cseq;  /* completion counter */
+    struct xframe *frames;
+    int n_frames, alloc_frames;
+    struct xstep **steps; /* in ord order */
+    int n_steps, alloc_steps;
+    struct wfo_map by_path;
+    int dirty;
+    int touched; /* in the current batch's list */
+    int waiters;
+};
+
+struct xexec *exec_new(const char *id, const char *ns, struct wfo_def *def, json_t *input,
+                       int64_t now);
+void exec_free(struct xexec *x);
+struct xstep *exec_step(struct xexec *x, const char *path);
+/* Finds or creates the step at path (created steps get the next ord). */
+struct xstep *exec_step_reach(struct xexec *x, const char *path, const struct def_step *def,
+                              int frame, int *created);
+struct xframe *exec_frame_add(struct xexec *x, int parent, const char *owner, int branch,
+                              const struct def_block *block, const char *prefix);
+
+/* Private state JSON of the executions row and of a steps row (new refs). */
+json_t *exec_row_state(const struct xexec *x);
+json_t *exec_step_state(const struct xstep *st);
+/* Rebuilds from rows: the exec's state JSON was read by the caller and
+ * steps are added one by one with exec_load_step. */
+int exec_load(struct xexec *x, json_t *state, struct wfo_error *err);
+int exec_load_step(struct xexec *x, const char *path, int ord, const char *status, int attempts,
+                   json_t *output, json_t *error, json_t *state, int64_t started_at,
+                   int64_t finished_at, struct wfo_error *err);
+/* Resolves a step path to its definition ("a", "par/b/s", "each[3]/s"). */
+const struct def_step *exec_resolve_path(const struct wfo_def *def, const char *path);
+
+/* The context object of SPEC 2.1 for a frame (new ref). */
+json_t *exec_context(struct xexec *x, int frame);
+/* Updates the .steps entry of st (after a status/output change). */
+void exec_scope_update(struct xexec *x, struct xstep *st);
+
+#endif

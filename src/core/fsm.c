@@ -1,0 +1,823 @@
+/*
+ * fsm.c - the execution state machine (docs/implementation/state_management.md).
+ *
+ * NOTES ON THE DESIGN
+ *
+ * An execution is a tree of frames (the top-level block, and one frame per
+ * parallel branch or foreach iteration), each with a program counter into
+ * its block; a frame is busy while the step at its pc has been entered and
+ * has not finished. Steps are known by path and keep the order in which
+ * they were first reached.
+ *
+ * Execution states and their transitions, each with the function that makes
+ * it:
+ *
+ *   (new)    -> running     [fsm_start]
+ *   running  -> paused      [fsm_pause]      no new step starts
+ *   paused   -> running     [fsm_resume]
+ *   running  -> completed   [exec_complete]  the top frame ran off its end,
+ *                                            an `end: true` or `succeed` step
+ *   running  -> failed      [exec_fail]      an uncaught step failure, a `fail`
+ *                                            step, WorkflowTimeout,
+ *                                            TransitionLimitExceeded
+ *   running/paused -> cancelled  [fsm_cancel]
+ *   running/paused -> terminated [fsm_terminate]
+ *   failed   -> running     [fsm_retry]      from the step that failed
+ *
+ * Step states:
+ *
+ *   (reached) -> scheduled  [step_enter]
+ *   scheduled -> skipped    [step_enter]     `if` was false
+ *   scheduled -> running    [attempt_start]  an attempt is in flight (token)
+ *   scheduled -> waiting    [attempt_start]  sleep
+ *   running   -> completed  [step_complete]
+ *   running   -> scheduled  [attempt_fail]   a retry is due at a timer
+ *   running   -> failed     [step_fail]      no attempt left, no catch
+ *   running   -> caught     [step_fail]      a catch entry matched
+ *   running/waiting -> cancelled [exec_stop_steps]
+ *
+ * Invariants:
+ *   I1. A result or timer is applied only when it carries the token of the
+ *       attempt in flight (st->token) and the step is in the state that
+ *       waits for it; anything else is stale and changes nothing.
+ *   I2. Every change of an execution appends history entries with seq
+ *       x->hseq + 1, + 2, ...: no gap, no repeat.
+ *   I3. The effects of a call are applied by the engine atomically (one
+ *       store transaction) before any ACT_RUN is started.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm.h"
+#include "../common/duration.h"
+#include "../common/banned.h"
+
+const char *const timer_kind_names[TK__COUNT] = {"retry", "timeout", "sleep", "workflow_timeout"};
+
+int timer_kind_parse(const char *s)
+{
+    for (int i = 0; i < TK__COUNT; i++)
+        if (strcmp(s, timer_kind_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+#define GROW(arr, n, alloc)                                                                        \
+    do {                                                                                           \
+        if ((n) == (alloc)) {                                                                      \
+            (alloc) = (alloc) ? (alloc) * 2 : 16;                                                  \
+            (arr) = wfo_realloc((arr), (size_t)(alloc) * sizeof(*(arr)));                          \
+        }                                                                                          \
+    } while (0)
+
+void fsm_init(struct fsm *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->transition_limit = 10000;
+    f->rand = wfo_random;
+    f->default_retry = &def_retry_default;
+}
+
+void fsm_reset(struct fsm *f)
+{
+    for (int i = 0; i < f->n_hist; i++) {
+        free(f->hist[i].step);
+        json_decref(f->hist[i].data);
+    }
+    for (int i = 0; i < f->n_timers; i++) {
+        free(f->timers[i].id);
+        free(f->timers[i].step);
+    }
+    for (int i = 0; i < f->n_acts; i++) {
+        free(f->acts[i].step);
+        json_decref(f->acts[i].args);
+    }
+    for (int i = 0; i < f->n_touched; i++)
+        f->touched[i]->touched = 0;
+    f->n_hist = f->n_timers = f->n_acts = f->n_touched = 0;
+}
+
+void fsm_release(struct fsm *f)
+{
+    fsm_reset(f);
+    free(f->hist);
+    free(f->timers);
+    free(f->acts);
+    free(f->touched);
+}
+
+json_t *fsm_error(const char *type, const char *message, json_t *details)
+{
+    return json_pack("{s:s, s:s, s:o}", "type", type, "message", message ? message : "",
+                     "details", details ? details : json_null());
+}
+
+int64_t fsm_retry_delay(const struct def_retry *r, int n, double r01)
+{
+    double d = (double)r->initial_ms * pow(r->backoff, n > 1 ? n - 1 : 0);
+    if (d > (double)r->max_ms)
+        d = (double)r->max_ms;
+    d *= 1.0 + r->jitter * (2.0 * r01 - 1.0);
+    return d < 0 ? 0 : (int64_t)llround(d);
+}
+
+/* --- effects ------------------------------------------------------------ */
+
+static void touch(struct fsm *f, struct xexec *x)
+{
+    x->dirty = 1;
+    x->updated_at = f->now;
+    if (x->touched)
+        return;
+    x->touched = 1;
+    GROW(f->touched, f->n_touched, f->alloc_touched);
+    f->touched[f->n_touched++] = x;
+}
+
+/* Appends a history entry; takes ownership of data. (I2) */
+static void hist(struct fsm *f, struct xexec *x, const char *type, const char *step, json_t *data)
+{
+    touch(f, x);
+    GROW(f->hist, f->n_hist, f->alloc_hist);
+    struct fsm_hist *h = &f->hist[f->n_hist++];
+    h->x = x;
+    h->seq = ++x->hseq;
+    h->time = f->now;
+    h->type = type;
+    h->step = step ? wfo_strdup(step) : NULL;
+    h->data = data;
+}
+
+static char *timer_id(struct xexec *x, const char *step, enum timer_kind kind)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    wfo_buf_addf(&b, "%s/%s#%s", x->id, step ? step : "", timer_kind_names[kind]);
+    return wfo_buf_detach(&b, NULL);
+}
+
+static void timer_put(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *step,
+                      int64_t token, int64_t due)
+{
+    touch(f, x);
+    GROW(f->timers, f->n_timers, f->alloc_timers);
+    struct fsm_timer *t = &f->timers[f->n_timers++];
+    t->del = 0;
+    t->id = timer_id(x, step, kind);
+    t->x = x;
+    t->due = due;
+    t->kind = kind;
+    t->step = step ? wfo_strdup(step) : NULL;
+    t->token = token;
+}
+
+static void timer_del(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *step)
+{
+    GROW(f->timers, f->n_timers, f->alloc_timers);
+    struct fsm_timer *t = &f->timers[f->n_timers++];
+    memset(t, 0, sizeof(*t));
+    t->del = 1;
+    t->id = timer_id(x, step, kind);
+    t->x = x;
+    t->kind = kind;
+}
+
+static void act(struct fsm *f, enum fsm_act_kind kind, struct xexec *x, struct xstep *st,
+                json_t *args)
+{
+    touch(f, x);
+    GROW(f->acts, f->n_acts, f->alloc_acts);
+    struct fsm_action *a = &f->acts[f->n_acts++];
+    a->kind = kind;
+    a->x = x;
+    a->step = st ? wfo_strdup(st->path) : NULL;
+    a->token = st ? st->token : 0;
+    a->attempt = st ? st->attempts : 0;
+    a->def = st ? st->def : NULL;
+    a->args = args;
+}
+
+static void step_touch(struct fsm *f, struct xexec *x, struct xstep *st)
+{
+    st->dirty = 1;
+    touch(f, x);
+    exec_scope_update(x, st);
+}
+
+/* --- evaluation --------------------------------------------------------- */
+
+static int truthy(const json_t *v)
+{
+    return v && !json_is_null(v) && !json_is_false(v);
+}
+
+/* Evaluates field fi of st's definition against ctx; *out NULL when the
+ * field is absent. On failure returns an ExpressionError (new ref). */
+static json_t *eval_field(const struct def_step *d, enum step_field fi, json_t *ctx,
+                          json_t **out)
+{
+    *out = NULL;
+    if (!d->f[fi])
+        return NULL;
+    struct wfo_error err = WFO_ERROR_INIT;
+    if (tmpl_eval(d->f[fi], ctx, out, &err) < 0) {
+        struct wfo_buf b = WFO_BUF_INIT;
+        wfo_buf_addf(&b, "%s: %s", step_field_names[fi], err.message);
+        json_t *e = fsm_error("ExpressionError", b.buf, NULL);
+        wfo_buf_release(&b);
+        return e;
+    }
+    return NULL;
+}
+
+/* --- executions ------------------------------------------------------- */
+
+static void run_frames(struct fsm *f, struct xexec *x);
+
+/* Cancels every step in flight: their attempts are told to stop. */
+static void exec_stop_steps(struct fsm *f, struct xexec *x)
+{
+    for (int i = 0; i < x->n_steps; i++) {
+        struct xstep *st = x->steps[i];
+        if (st->status == SS_RUNNING || st->status == SS_WAITING || st->status == SS_SCHEDULED) {
+            if (st->status == SS_RUNNING)
+                act(f, ACT_CANCEL, x, st, NULL);
+            st->status = SS_CANCELLED;
+            st->finished_at = f->now;
+            step_touch(f, x, st);
+        }
+    }
+    for (int i = 0; i < x->n_frames; i++)
+        if (x->frames[i].status == FR_ACTIVE)
+            x->frames[i].status = FR_CANCELLED;
+}
+
+static void exec_end(struct fsm *f, struct xexec *x, enum exec_status status, const char *type,
+                     json_t *data)
+{
+    x->status = status;
+    x->finished_at = f->now;
+    if (x->def->timeout_ms)
+        timer_del(f, x, TK_WF_TIMEOUT, NULL);
+    hist(f, x, type, NULL, data);
+    act(f, ACT_ENDED, x, NULL, NULL);
+}
+
+static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
+{
+    json_t *out = NULL;
+    if (x->def->output) {
+        json_t *ctx = exec_context(x, 0);
+        struct wfo_error err = WFO_ERROR_INIT;
+        int rc = tmpl_eval(x->def->output, ctx, &out, &err);
+        json_decref(ctx);
+        if (rc < 0) {
+            struct wfo_buf b = WFO_BUF_INIT;
+            wfo_buf_addf(&b, "output: %s", err.message);
+            json_t *e = fsm_error("ExpressionError", b.buf, NULL);
+            wfo_buf_release(&b);
+            json_object_set_new(e, "step", json_null());
+            json_decref(x->error);
+            x->error = e;
+            exec_stop_steps(f, x);
+            exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", e));
+            return;
+        }
+    } else {
+        out = wfo_json_ref(last_output);
+    }
+    json_decref(x->output);
+    x->output = out;
+    exec_stop_steps(f, x);
+    exec_end(f, x, EX_COMPLETED, "execution.completed", json_pack("{s:O}", "output", out));
+}
+
+/* Fails the execution with error (taken) raised at step path (may be NULL). */
+static void exec_fail(struct fsm *f, struct xexec *x, json_t *error, const char *path)
+{
+    json_object_set_new(error, "step", path ? json_string(path) : json_null());
+    json_decref(x->error);
+    x->error = error;
+    exec_stop_steps(f, x);
+    exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", error));
+}
+
+/* --- steps ------------------------------------------------------------ */
+
+static char *step_path(const struct xframe *fr, const struct def_step *d)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    wfo_buf_addf(&b, "%s%s", fr->prefix, d->name);
+    return wfo_buf_detach(&b, NULL);
+}
+
+/* Moves frame fr past its current step d. */
+static void frame_next(struct fsm *f, struct xexec *x, struct xframe *fr,
+                       const struct def_step *d, int next)
+{
+    fr->status = fr->status; /* keep */
+    if (next == JUMP_NEXT)
+        next = d->next;
+    if (next == JUMP_END) {
+        fr->pc = -1;
+        if (fr->parent < 0) {
+            struct xstep *last = fr->last ? exec_step(x, fr->last) : NULL;
+            exec_complete(f, x, last ? last->output : NULL);
+        }
+        return;
+    }
+    if (next >= 0)
+        fr->pc = next;
+    else
+        fr->pc = fr->pc + 1 < fr->block->n ? fr->pc + 1 : -1;
+}
+
+static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw,
+                          int next);
+static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error);
+
+/* Fails the current attempt: retried when the policy allows, else the step
+ * fails. Takes error. */
+static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error,
+                         int retryable)
+{
+    const struct def_step *d = st->def;
+    const char *type = wfo_json_str(error, "type");
+    const struct def_retry *r = d->has_retry ? &d->retry : NULL;
+    int can = retryable && r && st->attempts < r->max_attempts && type &&
+              strcmp(type, "ExpressionError") != 0;
+    for (char **nr = r ? r->non_retryable : NULL; can && nr && *nr; nr++)
+        if (strcmp(*nr, type) == 0)
+            can = 0;
+    if (!can) {
+        step_fail(f, x, st, error);
+        return;
+    }
+    int64_t delay = fsm_retry_delay(r, st->attempts, f->rand());
+    st->status = SS_SCHEDULED;
+    json_decref(st->error);
+    st->error = json_incref(error);
+    step_touch(f, x, st);
+    hist(f, x, "step.retrying", st->path,
+         json_pack("{s:i, s:o, s:I}", "attempt", st->attempts, "error", error, "delay_ms",
+                   (json_int_t)delay));
+    timer_put(f, x, TK_RETRY, st->path, st->token, f->now + delay);
+}
+
+/* Starts an attempt of st; runs synchronous step types to their end. */
+static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
+{
+    const struct def_step *d = st->def;
+    st->attempts++;
+    st->token = ++x->tick;
+    st->status = SS_RUNNING;
+    if (!st->started_at)
+        st->started_at = f->now;
+    step_touch(f, x, st);
+    hist(f, x, "step.started", st->path, json_pack("{s:i}", "attempt", st->attempts));
+
+    json_t *ctx = exec_context(x, st->frame);
+    json_t *input = NULL, *v = NULL, *e = NULL;
+    if ((e = eval_field(d, F_INPUT, ctx, &input)))
+        goto fail;
+    if (!input)
+        input = json_incref(json_object_get(ctx, "input"));
+
+    switch (d->type) {
+    case STEP_SET: {
+        if ((e = eval_field(d, F_VARS, ctx, &v)))
+            goto fail;
+        if (!json_is_object(v)) {
+            e = fsm_error("ExpressionError", "vars: must be an object", NULL);
+            goto fail;
+        }
+        json_object_update(x->vars, v);
+        step_complete(f, x, st, v, JUMP_NEXT);
+        break;
+    }
+    case STEP_SWITCH: {
+        int next = d->default_next;
+        const char *chosen = NULL;
+        for (int i = 0; i < d->n_cases; i++) {
+            json_t *w = NULL;
+            struct wfo_error err = WFO_ERROR_INIT;
+            if (tmpl_eval(d->cases[i].when, ctx, &w, &err) < 0) {
+                struct wfo_buf b = WFO_BUF_INIT;
+                wfo_buf_addf(&b, "cases[%d].when: %s", i, err.message);
+                e = fsm_error("ExpressionError", b.buf, NULL);
+                wfo_buf_release(&b);
+                goto fail;
+            }
+            int t = truthy(w);
+            json_decref(w);
+            if (t) {
+                next = d->cases[i].next;
+                break;
+            }
+        }
+        const struct xframe *fr = &x->frames[st->frame];
+        if (next >= 0)
+            chosen = fr->block->steps[next].name;
+        else if (fr->pc + 1 < fr->block->n)
+            chosen = fr->block->steps[fr->pc + 1].name;
+        v = chosen ? json_string(chosen) : json_null();
+        step_complete(f, x, st, v, next);
+        break;
+    }
+    case STEP_SUCCEED:
+        if ((e = eval_field(d, F_OUTPUT, ctx, &v)))
+            goto fail;
+        /* its output is the raw result (F_OUTPUT is not applied again) */
+        step_complete(f, x, st, v ? v : input, JUMP_END);
+        break;
+    case STEP_FAIL: {
+        if ((e = eval_field(d, F_ERROR, ctx, &v)))
+            goto fail;
+        json_t *err = fsm_error(wfo_json_str(v, "type") ? wfo_json_str(v, "type") : "Failed",
+                                wfo_json_str(v, "message"),
+                                json_incref(json_object_get(v, "details")));
+        if (json_is_null(json_object_get(err, "details")) && !json_object_get(v, "details"))
+            json_object_set_new(err, "details", json_null());
+        st->status = SS_FAILED;
+        st->finished_at = f->now;
+        st->error = json_incref(err);
+        step_touch(f, x, st);
+        hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", err));
+        x->frames[st->frame].busy = 0;
+        exec_fail(f, x, err, st->path);
+        break;
+    }
+    case STEP_SLEEP: {
+        int64_t due = f->now;
+        if ((e = eval_field(d, F_DURATION, ctx, &v)))
+            goto fail;
+        if (v) {
+            int64_t ms = -1;
+            if (json_is_integer(v) && json_integer_value(v) >= 0)
+                ms = json_integer_value(v);
+            else if (json_is_string(v) && wfo_duration_parse(json_string_value(v), &ms) < 0)
+                ms = -1;
+            if (ms < 0) {
+                e = fsm_error("ExpressionError", "duration: not a duration", NULL);
+                goto fail;
+            }
+            due += ms;
+        } else {
+            if ((e = eval_field(d, F_UNTIL, ctx, &v)))
+                goto fail;
+            if (!json_is_string(v) || wfo_time_parse(json_string_value(v), &due) < 0) {
+                e = fsm_error("ExpressionError", "until: not an RFC 3339 time", NULL);
+                goto fail;
+            }
+        }
+        st->status = SS_WAITING;
+        timer_put(f, x, TK_SLEEP, st->path, st->token, due);
+        break;
+    }
+    case STEP_TASK:
+    case STEP_EXEC:
+    case STEP_HTTP: {
+        json_t *args = json_pack("{s:O}", "input", input);
+        static const enum step_field extra[] = {F_REQUEST, F_COMMAND, F_STDIN, F_ENV, F_CWD};
+        for (size_t i = 0; i < WFO_ARRAY_SIZE(extra); i++) {
+            if ((e = eval_field(d, extra[i], ctx, &v))) {
+                json_decref(args);
+                goto fail;
+            }
+            if (v)
+                json_object_set_new(args, step_field_names[extra[i]], v);
+            v = NULL;
+        }
+        if (d->timeout_ms)
+            timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
+        act(f, ACT_RUN, x, st, args);
+        break;
+    }
+    default: {
+        struct wfo_buf b = WFO_BUF_INIT;
+        wfo_buf_addf(&b, "step type %s is not supported yet", step_type_names[d->type]);
+        e = fsm_error("Unsupported", b.buf, NULL);
+        wfo_buf_release(&b);
+        json_decref(v);
+        json_decref(input);
+        json_decref(ctx);
+        attempt_fail(f, x, st, e, 0);
+        return;
+    }
+    }
+    json_decref(v);
+    json_decref(input);
+    json_decref(ctx);
+    return;
+fail:
+    json_decref(v);
+    json_decref(input);
+    json_decref(ctx);
+    attempt_fail(f, x, st, e, 0);
+}
+
+static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw,
+                          int next)
+{
+    const struct def_step *d = st->def;
+    json_t *out = NULL;
+    if (d->f[F_OUTPUT] && d->type != STEP_SUCCEED) {
+        json_t *ctx = exec_context(x, st->frame);
+        json_object_set(ctx, "result", raw ? raw : json_null());
+        json_t *e = eval_field(d, F_OUTPUT, ctx, &out);
+        json_decref(ctx);
+        if (e) {
+            attempt_fail(f, x, st, e, 0);
+            return;
+        }
+    } else {
+        out = wfo_json_ref(raw);
+    }
+    struct xframe *fr = &x->frames[st->frame];
+    st->status = SS_COMPLETED;
+    st->finished_at = f->now;
+    st->cseq = ++x->cseq;
+    json_decref(st->output);
+    st->output = out;
+    json_decref(st->error);
+    st->error = NULL;
+    step_touch(f, x, st);
+    hist(f, x, "step.completed", st->path, json_pack("{s:O}", "output", out));
+    free(fr->last);
+    fr->last = wfo_strdup(st->path);
+    fr->busy = 0;
+    if (d->type == STEP_SUCCEED) {
+        if (fr->parent < 0)
+            exec_complete(f, x, out);
+        else
+            fr->pc = -1;
+        return;
+    }
+    frame_next(f, x, fr, d, next);
+}
+
+/* The step's last attempt failed: catch, or fail the execution. Takes error. */
+static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error)
+{
+    const struct def_step *d = st->def;
+    const char *type = wfo_json_str(error, "type");
+    struct xframe *fr = &x->frames[st->frame];
+    st->finished_at = f->now;
+    json_decref(st->error);
+    st->error = json_incref(error);
+    fr->busy = 0;
+    for (int i = 0; i < d->n_catches; i++) {
+        for (char **t = d->catches[i].errors; *t; t++) {
+            if (strcmp(*t, "*") == 0 || (type && strcmp(*t, type) == 0)) {
+                st->status = SS_CAUGHT;
+                step_touch(f, x, st);
+                hist(f, x, "step.caught", st->path,
+                     json_pack("{s:O, s:s}", "error", error, "next",
+                               fr->block->steps[d->catches[i].next].name));
+                json_decref(x->error_ctx);
+                x->error_ctx = error;
+                fr->pc = d->catches[i].next;
+                return;
+            }
+        }
+    }
+    st->status = SS_FAILED;
+    step_touch(f, x, st);
+    hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", error));
+    fr->status = FR_FAILED;
+    json_t *e = json_deep_copy(error);
+    json_decref(error);
+    exec_fail(f, x, e, st->path);
+}
+
+/* Enters the step at fr's pc. */
+static void step_enter(struct fsm *f, struct xexec *x, struct xframe *fr)
+{
+    const struct def_step *d = &fr->block->steps[fr->pc];
+    char *path = step_path(fr, d);
+    if (++x->transitions > f->transition_limit) {
+        struct wfo_buf b = WFO_BUF_INIT;
+        wfo_buf_addf(&b, "execution exceeded %lld step transitions",
+                     (long long)f->transition_limit);
+        json_t *e = fsm_error("TransitionLimitExceeded", b.buf, NULL);
+        wfo_buf_release(&b);
+        exec_fail(f, x, e, path);
+        free(path);
+        return;
+    }
+    int fi = (int)(fr - x->frames);
+    struct xstep *st = exec_step_reach(x, path, d, fi, NULL);
+    free(path);
+    st->status = SS_SCHEDULED;
+    st->attempts = 0;
+    st->started_at = 0;
+    st->finished_at = 0;
+    json_decref(st->output);
+    st->output = NULL;
+    json_decref(st->error);
+    st->error = NULL;
+    fr->busy = 1;
+    step_touch(f, x, st);
+    if (d->f[F_IF]) {
+        json_t *ctx = exec_context(x, fi), *v = NULL;
+        json_t *e = eval_field(d, F_IF, ctx, &v);
+        json_decref(ctx);
+        if (e) {
+            st->attempts = 1;
+            st->started_at = f->now;
+            step_fail(f, x, st, e);
+            return;
+        }
+        int t = truthy(v);
+        json_decref(v);
+        if (!t) {
+            st->status = SS_SKIPPED;
+            st->finished_at = f->now;
+            step_touch(f, x, st);
+            hist(f, x, "step.skipped", st->path, NULL);
+            fr->busy = 0;
+            fr->pc = fr->pc + 1 < fr->block->n ? fr->pc + 1 : -1;
+            return;
+        }
+    }
+    attempt_start(f, x, st);
+}
+
+/* Runs every active frame until each waits or the execution ends. */
+static void run_frames(struct fsm *f, struct xexec *x)
+{
+    int progress = 1;
+    while (progress && x->status == EX_RUNNING) {
+        progress = 0;
+        for (int i = 0; i < x->n_frames && x->status == EX_RUNNING; i++) {
+            struct xframe *fr = &x->frames[i];
+            if (fr->status != FR_ACTIVE || fr->busy)
+                continue;
+            if (fr->pc < 0) {
+                fr->status = FR_DONE;
+                touch(f, x);
+                if (fr->parent < 0) {
+                    struct xstep *last = fr->last ? exec_step(x, fr->last) : NULL;
+                    exec_complete(f, x, last ? last->output : NULL);
+                }
+                progress = 1;
+                continue;
+            }
+            step_enter(f, x, fr);
+            progress = 1;
+        }
+    }
+}
+
+void fsm_start(struct fsm *f, struct xexec *x)
+{
+    if (!x->n_frames)
+        exec_frame_add(x, -1, NULL, 0, &x->def->steps, "");
+    hist(f, x, "execution.started", NULL, json_pack("{s:O}", "input", x->input));
+    if (x->def->timeout_ms)
+        timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
+    run_frames(f, x);
+}
+
+int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
+               json_t *output, json_t *error, int retryable)
+{
+    struct xstep *st = exec_step(x, path);
+    if (!st || st->token != token || st->status != SS_RUNNING || EX_ENDED(x->status))
+        return WFO_ESTATE; /* I1 */
+    if (st->def->timeout_ms)
+        timer_del(f, x, TK_TIMEOUT, st->path);
+    if (ok)
+        step_complete(f, x, st, output, JUMP_NEXT);
+    else
+        attempt_fail(f, x, st, json_incref(error), retryable);
+    run_frames(f, x);
+    return 0;
+}
+
+void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
+               int64_t token)
+{
+    if (EX_ENDED(x->status))
+        return;
+    if (kind == TK_WF_TIMEOUT) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "workflow ran past its timeout");
+        exec_fail(f, x, fsm_error("WorkflowTimeout", msg, NULL), NULL);
+        return;
+    }
+    struct xstep *st = path ? exec_step(x, path) : NULL;
+    if (!st || st->token != token) /* I1 */
+        return;
+    switch (kind) {
+    case TK_RETRY:
+        if (st->status != SS_SCHEDULED)
+            return;
+        if (x->status == EX_PAUSED)
+            return; /* fsm_resume restarts it */
+        attempt_start(f, x, st);
+        break;
+    case TK_TIMEOUT: {
+        if (st->status != SS_RUNNING)
+            return;
+        act(f, ACT_CANCEL, x, st, NULL);
+        char msg[96];
+        char dur[32];
+        wfo_duration_format(st->def->timeout_ms, dur, sizeof(dur));
+        snprintf(msg, sizeof(msg), "attempt %d ran past its timeout of %s", st->attempts, dur);
+        attempt_fail(f, x, st, fsm_error("Timeout", msg, NULL), 1);
+        break;
+    }
+    case TK_SLEEP:
+        if (st->status != SS_WAITING)
+            return;
+        st->status = SS_RUNNING;
+        step_complete(f, x, st, NULL, JUMP_NEXT);
+        break;
+    default:
+        return;
+    }
+    run_frames(f, x);
+}
+
+int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensate)
+{
+    if (EX_ENDED(x->status))
+        return WFO_ESTATE;
+    json_t *e = fsm_error("Cancelled", reason && *reason ? reason : "cancelled", NULL);
+    json_object_set_new(e, "step", json_null());
+    json_decref(x->error);
+    x->error = e;
+    exec_stop_steps(f, x);
+    exec_end(f, x, EX_CANCELLED, "execution.cancelled", json_pack("{s:O}", "error", e));
+    return 0;
+}
+
+int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason)
+{
+    if (EX_ENDED(x->status))
+        return WFO_ESTATE;
+    json_t *e = fsm_error("Terminated", reason && *reason ? reason : "terminated", NULL);
+    json_object_set_new(e, "step", json_null());
+    json_decref(x->error);
+    x->error = e;
+    exec_stop_steps(f, x);
+    exec_end(f, x, EX_TERMINATED, "execution.terminated", json_pack("{s:O}", "error", e));
+    return 0;
+}
+
+int fsm_pause(struct fsm *f, struct xexec *x)
+{
+    if (x->status != EX_RUNNING)
+        return WFO_ESTATE;
+    x->status = EX_PAUSED;
+    hist(f, x, "execution.paused", NULL, NULL);
+    return 0;
+}
+
+int fsm_resume(struct fsm *f, struct xexec *x)
+{
+    if (x->status != EX_PAUSED)
+        return WFO_ESTATE;
+    x->status = EX_RUNNING;
+    hist(f, x, "execution.resumed", NULL, NULL);
+    /* retries that came due while paused */
+    for (int i = 0; i < x->n_steps; i++) {
+        struct xstep *st = x->steps[i];
+        if (st->status == SS_SCHEDULED && st->attempts > 0 && x->status == EX_RUNNING)
+            attempt_start(f, x, st);
+    }
+    run_frames(f, x);
+    return 0;
+}
+
+int fsm_retry(struct fsm *f, struct xexec *x)
+{
+    if (x->status != EX_FAILED)
+        return WFO_ESTATE;
+    const char *path = wfo_json_str(x->error, "step");
+    struct xstep *st = path ? exec_step(x, path) : NULL;
+    if (!st || st->status != SS_FAILED)
+        return WFO_ESTATE;
+    struct xframe *fr = &x->frames[st->frame];
+    int pc = def_block_find(fr->block, st->def->name);
+    if (pc < 0)
+        return WFO_ESTATE;
+    /* reopen the frames the failure closed, from the step up */
+    for (int i = st->frame; i >= 0; i = x->frames[i].parent)
+        if (x->frames[i].status != FR_DONE)
+            x->frames[i].status = FR_ACTIVE;
+    fr->pc = pc;
+    fr->busy = 0;
+    x->status = EX_RUNNING;
+    x->finished_at = 0;
+    json_decref(x->error);
+    x->error = NULL;
+    x->transitions--;
+    hist(f, x, "execution.retried", NULL, json_pack("{s:s}", "step", st->path));
+    if (x->def->timeout_ms)
+        timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
+    run_frames(f, x);
+    return 0;
+}

@@ -1,0 +1,96 @@
+/*
+ * fsm.h - the execution state machine (see fsm.c's header comment for the
+ * states and transitions, docs/implementation/state_management.md for the
+ * pictures).
+ *
+ * Pure: every function takes the execution and one event, moves the
+ * execution's in-memory state, and appends the effects to struct fsm: the
+ * history entries, the timers to arm or drop, the step attempts to run or
+ * cancel, the executions touched. It does no I/O; the engine persists the
+ * effects in one transaction and only then acts on them.
+ */
+#ifndef WFO_CORE_FSM_H
+#define WFO_CORE_FSM_H
+
+#include "exec.h"
+
+enum timer_kind { TK_RETRY, TK_TIMEOUT, TK_SLEEP, TK_WF_TIMEOUT, TK__COUNT };
+extern const char *const timer_kind_names[TK__COUNT];
+int timer_kind_parse(const char *s);
+
+struct fsm_hist {
+    struct xexec *x;
+    int64_t seq, time;
+    const char *type;
+    char *step;   /* owned */
+    json_t *data; /* owned, may be NULL */
+};
+
+struct fsm_timer {
+    int del;
+    char *id; /* owned: "EXEC/PATH#KIND" */
+    struct xexec *x;
+    int64_t due;
+    enum timer_kind kind;
+    char *step; /* owned, NULL for the workflow timeout */
+    int64_t token;
+};
+
+enum fsm_act_kind { ACT_RUN, ACT_CANCEL, ACT_ENDED };
+struct fsm_action {
+    enum fsm_act_kind kind;
+    struct xexec *x;
+    char *step; /* owned */
+    int64_t token;
+    int attempt;
+    const struct def_step *def;
+    json_t *args; /* ACT_RUN: {input, ...type's evaluated fields}; owned */
+};
+
+struct fsm {
+    /* in */
+    int64_t now;
+    int64_t transition_limit;
+    double (*rand)(void);
+    const struct def_retry *default_retry; /* for task/http/exec without retry: */
+    /* out */
+    struct fsm_hist *hist;
+    int n_hist, alloc_hist;
+    struct fsm_timer *timers;
+    int n_timers, alloc_timers;
+    struct fsm_action *acts;
+    int n_acts, alloc_acts;
+    struct xexec **touched;
+    int n_touched, alloc_touched;
+};
+
+void fsm_init(struct fsm *f);
+/* Drops the effects (after the engine applied them); keeps the memory. */
+void fsm_reset(struct fsm *f);
+void fsm_release(struct fsm *f);
+
+/* A new execution: started, its first steps run until one must wait. */
+void fsm_start(struct fsm *f, struct xexec *x);
+/* An attempt's result. ok: output is the raw result; else error is
+ * {type, message, details}. Returns 0, or WFO_ESTATE when the attempt is
+ * not the current one (stale: nothing changes). Borrows output/error. */
+int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
+               json_t *output, json_t *error, int retryable);
+/* A durable timer fired. Stale timers change nothing. */
+void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
+               int64_t token);
+/* Operator commands (SPEC 4); WFO_ESTATE when not allowed in the
+ * current status. */
+int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensate);
+int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason);
+int fsm_pause(struct fsm *f, struct xexec *x);
+int fsm_resume(struct fsm *f, struct xexec *x);
+int fsm_retry(struct fsm *f, struct xexec *x);
+
+/* The delay before attempt n + 1 (n >= 1) under r, with r01 in [0, 1) for
+ * the jitter: min(max, initial * backoff^(n-1)) varied by +-jitter. */
+int64_t fsm_retry_delay(const struct def_retry *r, int n, double r01);
+/* Builds {type, message, details} (new ref; details may be NULL). */
+json_t *fsm_error(const char *type, const char *message, json_t *details);
+
+#endif
