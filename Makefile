@@ -58,7 +58,8 @@ build/asan/tests/%: build/asan/obj/tests/unit/%.o build/asan/libwfo.a
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 
 run: all
-	build/wfo run examples/basic_workflow.yaml --input '{"name": "world", "items": [1, 2, 3]}'
+	build/wfo run examples/basic_workflow.yaml --handler audit=cat \
+	    --input '{"name": "world", "items": [1, 2, 3]}'
 
 unit: deps $(UNIT_BIN)
 	@tests/unit/run.sh $(UNIT_BIN)
