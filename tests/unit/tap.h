@@ -20,14 +20,14 @@ struct tap_case {
 static struct tap_case tap_cases[256];
 static int tap_ncases, tap_count, tap_failed;
 
-#define TEST(name)                                                                                 \
-    static void test_##name(void);                                                                 \
-    __attribute__((constructor)) static void reg_##name(void)                                      \
+#define TEST(tname_)                                                                               \
+    static void test_##tname_(void);                                                               \
+    __attribute__((constructor)) static void reg_##tname_(void)                                    \
     {                                                                                              \
-        tap_cases[tap_ncases].name = #name;                                                        \
-        tap_cases[tap_ncases++].fn = test_##name;                                                  \
+        tap_cases[tap_ncases].name = #tname_;                                                      \
+        tap_cases[tap_ncases++].fn = test_##tname_;                                                \
     }                                                                                              \
-    static void test_##name(void)
+    static void test_##tname_(void)
 
 #define ok(cond, ...)                                                                              \
     do {                                                                                           \
