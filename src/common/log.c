@@ -1,0 +1,134 @@
+/*
+ * log.c - structured logs on stderr, as text or JSON lines (common/log.h;
+ * SPEC 6 `log: {level, format}` and SPEC 7; docs/operations/monitoring.md).
+ *
+ *   text: 2026-11-26T04:14:50.123Z INFO exec=ID step=PATH message
+ *   json: {"time":"…","level":"info","msg":"…","execution_id":"…","step":"…"}
+ *
+ * exec= / step= (execution_id / step) are left out when NULL. A line is built
+ * whole and written with one write(2), so lines of concurrent threads never
+ * interleave. In text lines, control characters of the message are escaped
+ * so that one call is always one line.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/duration.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/banned.h"
+
+/* Longest message kept; the rest is cut. */
+#define LOG_MAX_MSG 16384
+
+static atomic_int log_level = WFO_LOG_INFO;
+static atomic_int log_format = WFO_LOG_TEXT;
+
+static const char *const log_names_upper[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+static const char *const log_names_lower[] = {"debug", "info", "warn", "error", "off"};
+
+void wfo_log_setup(enum wfo_log_level level, enum wfo_log_format format)
+{
+    atomic_store(&log_level, (int)level);
+    atomic_store(&log_format, (int)format);
+}
+
+int wfo_log_level_parse(const char *s)
+{
+    if (!s)
+        return -1;
+    for (int i = 0; i <= WFO_LOG_OFF; i++)
+        if (strcmp(s, log_names_lower[i]) == 0)
+            return i;
+    return -1;
+}
+
+int wfo_log_enabled(enum wfo_log_level level)
+{
+    return (int)level >= atomic_load(&log_level) && level >= WFO_LOG_DEBUG && level < WFO_LOG_OFF;
+}
+
+/* Appends s, escaping control characters (text format). */
+static void log_add_text(struct wfo_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c == '\n')
+            wfo_buf_adds(b, "\\n");
+        else if (c == '\r')
+            wfo_buf_adds(b, "\\r");
+        else if (c < 0x20 && c != '\t')
+            wfo_buf_addf(b, "\\x%02x", c);
+        else
+            wfo_buf_addch(b, c);
+    }
+}
+
+static void log_write(const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, p, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, const char *fmt, ...)
+{
+    struct wfo_buf msg = WFO_BUF_INIT, line = WFO_BUF_INIT;
+    char now[40];
+    va_list ap;
+
+    if (!wfo_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    wfo_buf_vaddf(&msg, fmt, ap);
+    va_end(ap);
+    if (msg.len > LOG_MAX_MSG) {
+        msg.len = LOG_MAX_MSG;
+        msg.buf[msg.len] = '\0';
+    }
+    wfo_time_format(wfo_now_ms(), now, sizeof(now));
+
+    if (atomic_load(&log_format) == WFO_LOG_JSON) {
+        json_t *o = json_object();
+
+        json_object_set_new(o, "time", json_string(now));
+        json_object_set_new(o, "level", json_string(log_names_lower[level]));
+        /* _nocheck: the serializer turns bytes that are not UTF-8 into U+FFFD. */
+        json_object_set_new(o, "msg", json_stringn_nocheck(msg.buf, msg.len));
+        if (exec_id)
+            json_object_set_new(o, "execution_id", json_string_nocheck(exec_id));
+        if (step)
+            json_object_set_new(o, "step", json_string_nocheck(step));
+        wfo_json_dumpb(o, &line);
+        json_decref(o);
+    } else {
+        wfo_buf_addf(&line, "%s %s", now, log_names_upper[level]);
+        if (exec_id) {
+            wfo_buf_adds(&line, " exec=");
+            log_add_text(&line, exec_id);
+        }
+        if (step) {
+            wfo_buf_adds(&line, " step=");
+            log_add_text(&line, step);
+        }
+        wfo_buf_addch(&line, ' ');
+        log_add_text(&line, msg.buf);
+    }
+    wfo_buf_addch(&line, '\n');
+    log_write(line.buf, line.len);
+    wfo_buf_release(&line);
+    wfo_buf_release(&msg);
+}
