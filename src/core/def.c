@@ -1,0 +1,1739 @@
+/*
+ * def.c - validation and compilation of workflow definitions (SPEC 2).
+ * docs/data_model.md describes the language.
+ *
+ * def_compile() walks the document once, in document order, and builds the
+ * compiled form while it checks it: every problem is recorded with its path
+ * and the walk goes on, so one call reports them all. When the walk found
+ * nothing the compiled definition is returned, else it is freed.
+ *
+ * Invariants the rest of wfo relies on (a compiled definition has):
+ *  1. every `next`, catch `next`, case `next` and `default` is JUMP_NEXT,
+ *     JUMP_END or an index into the block of the step that holds it;
+ *  2. every retry.non_retryable and catch errors is a NULL-terminated array,
+ *     never NULL;
+ *  3. blocks are nested at most DEF_MAX_DEPTH deep, so recursive walks of a
+ *     definition are bounded;
+ *  4. a compensation step has no next, end, catch or compensate, is neither
+ *     a switch nor a compensate step, and carries the name of its step.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/def.h"
+#include "common/duration.h"
+#include "common/map.h"
+#include "common/util.h"
+#include "common/banned.h"
+
+#define DEF_MAX_DEPTH 32         /* blocks inside blocks (invariant 3) */
+#define DEF_MAX_PROBLEMS 1000    /* then one "too many problems" */
+#define DEF_MAX_ATTEMPTS 1000000 /* retry.max_attempts */
+#define DEF_MAX_CONCURRENCY 10000
+#define DEF_MAX_MS (100LL * 365 * 24 * 3600 * 1000) /* 100 years, as durations */
+#define DEF_QUOTE_MAX 64                            /* bytes of user text quoted in a message */
+
+const char *const step_type_names[STEP__COUNT] = {
+    "task",  "http",        "exec", "set",      "switch",     "parallel", "foreach",
+    "sleep", "await_event", "emit", "workflow", "compensate", "succeed",  "fail",
+};
+
+const char *const step_field_names[F__COUNT] = {
+    "input", "output", "if",    "request", "command",  "stdin", "env", "cwd",
+    "vars",  "items",  "event", "error",   "duration", "until", "key",
+};
+
+static char *def_no_errors[] = {NULL};
+
+const struct def_retry def_retry_default = {
+    .max_attempts = 3,
+    .initial_ms = 1000,
+    .backoff = 2.0,
+    .max_ms = 60000,
+    .jitter = 0.1,
+    .non_retryable = def_no_errors,
+};
+
+/* ---- problems ---------------------------------------------------------- */
+
+static void problems_addv(struct def_problems *p, const char *path, const char *fmt, va_list ap)
+{
+    struct wfo_buf msg = WFO_BUF_INIT;
+
+    (void)wfo_buf_vaddf(&msg, fmt, ap);
+    if (p->n == p->alloc) {
+        p->alloc = p->alloc ? 2 * p->alloc : 16;
+        p->items = wfo_realloc(p->items, (size_t)p->alloc * sizeof(*p->items));
+    }
+    p->items[p->n].path = wfo_strdup(path ? path : "");
+    p->items[p->n].message = wfo_buf_detach(&msg, NULL);
+    p->n++;
+}
+
+void def_problems_add(struct def_problems *p, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    problems_addv(p, path, fmt, ap);
+    va_end(ap);
+}
+
+void def_problems_release(struct def_problems *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        free(p->items[i].path);
+        free(p->items[i].message);
+    }
+    free(p->items);
+    p->items = NULL;
+    p->n = p->alloc = 0;
+}
+
+/* ---- the walk's context: where we are, what we found -------------------- */
+
+struct dctx {
+    struct def_problems *probs;
+    struct wfo_buf path; /* "steps[2].retry" */
+    int count;           /* problems this walk added */
+    int full;            /* DEF_MAX_PROBLEMS reached: report and compile no more */
+    int depth;           /* blocks entered (invariant 3) */
+};
+
+/* The steps of one block, by name: resolves jumps. */
+struct blk {
+    struct wfo_map names; /* name -> index + 1 */
+    size_t path_len;      /* length of the block's path ("steps") */
+};
+
+static void problemv(struct dctx *c, const char *fmt, va_list ap)
+{
+    if (c->full)
+        return;
+    if (c->count == DEF_MAX_PROBLEMS) {
+        def_problems_add(c->probs, "", "too many problems (only the first %d are listed)",
+                         DEF_MAX_PROBLEMS);
+        c->full = 1;
+        return;
+    }
+    problems_addv(c->probs, c->path.buf, fmt, ap);
+    c->count++;
+}
+
+/* A problem at the current path. */
+static void problem(struct dctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct dctx *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    problemv(c, fmt, ap);
+    va_end(ap);
+}
+
+static size_t push_key(struct dctx *c, const char *key)
+{
+    size_t old = c->path.len;
+
+    if (old)
+        (void)wfo_buf_addch(&c->path, '.');
+    (void)wfo_buf_adds(&c->path, key);
+    return old;
+}
+
+static size_t push_index(struct dctx *c, size_t i)
+{
+    size_t old = c->path.len;
+
+    (void)wfo_buf_addf(&c->path, "[%zu]", i);
+    return old;
+}
+
+static void pop(struct dctx *c, size_t old)
+{
+    if (c->path.len > old) {
+        c->path.len = old;
+        c->path.buf[old] = '\0';
+    }
+}
+
+/* A problem at the current path plus ".key". The arguments must not point
+ * into c->path (pushing may move it). */
+static void problem_at(struct dctx *c, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void problem_at(struct dctx *c, const char *key, const char *fmt, ...)
+{
+    size_t old = push_key(c, key);
+    va_list ap;
+
+    va_start(ap, fmt);
+    problemv(c, fmt, ap);
+    va_end(ap);
+    pop(c, old);
+}
+
+/* User text for a message: at most DEF_QUOTE_MAX bytes, cut on a UTF-8
+ * character boundary, "..." when cut. */
+struct quoted {
+    char s[DEF_QUOTE_MAX + 4];
+};
+
+static const char *quote(struct quoted *q, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n <= DEF_QUOTE_MAX) {
+        memcpy(q->s, s, n + 1);
+        return q->s;
+    }
+    n = DEF_QUOTE_MAX;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    memcpy(q->s, s, n);
+    memcpy(q->s + n, "...", 4);
+    return q->s;
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+static int is_expr(const json_t *v)
+{
+    return json_is_string(v) && expr_is_expression(json_string_value(v));
+}
+
+static int has_nul(const json_t *v)
+{
+    return strlen(json_string_value(v)) != json_string_length(v);
+}
+
+/* 1 with *out when v is an integer (or a real with an integral value). */
+static int get_int(const json_t *v, long long *out)
+{
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return 1;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+
+        if (isfinite(d) && d == floor(d) && fabs(d) < 9.0e18) {
+            *out = (long long)d;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int need_string(struct dctx *c, const json_t *v, const char **out)
+{
+    if (!json_is_string(v)) {
+        problem(c, "must be a string");
+        return -1;
+    }
+    if (json_string_length(v) == 0) {
+        problem(c, "must not be empty");
+        return -1;
+    }
+    if (has_nul(v)) {
+        problem(c, "must not contain a NUL character");
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* A string that names something: not an expression. */
+static int need_name(struct dctx *c, const json_t *v, const char **out)
+{
+    if (need_string(c, v, out) < 0)
+        return -1;
+    if (expr_is_expression(*out)) {
+        problem(c, "must be a constant, not an expression");
+        return -1;
+    }
+    return 0;
+}
+
+static int need_int(struct dctx *c, const json_t *v, long long lo, long long hi, long long *out)
+{
+    if (!get_int(v, out)) {
+        problem(c, "must be an integer");
+        return -1;
+    }
+    if (*out < lo) {
+        problem(c, "must be at least %lld", lo);
+        return -1;
+    }
+    if (*out > hi) {
+        problem(c, "must be at most %lld", hi);
+        return -1;
+    }
+    return 0;
+}
+
+static int need_number(struct dctx *c, const json_t *v, double *out)
+{
+    if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+        problem(c, "must be a number");
+        return -1;
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int need_bool(struct dctx *c, const json_t *v, int *out)
+{
+    if (!json_is_boolean(v)) {
+        problem(c, "must be a boolean");
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* A duration: "<number><unit>" or an integer of milliseconds (SPEC 2.1). */
+static int need_duration(struct dctx *c, const json_t *v, int positive, int64_t *ms)
+{
+    struct quoted q;
+    long long n;
+
+    if (json_is_string(v)) {
+        if (has_nul(v) || wfo_duration_parse(json_string_value(v), ms) < 0) {
+            problem(c,
+                    "bad duration \"%s\": expected <number><unit> with unit ms, s, m, h or d, "
+                    "or an integer of milliseconds",
+                    quote(&q, json_string_value(v)));
+            return -1;
+        }
+    } else if (get_int(v, &n)) {
+        if (n < 0) {
+            problem(c, "must not be negative");
+            return -1;
+        }
+        if (n > DEF_MAX_MS) {
+            problem(c, "must be at most 100 years");
+            return -1;
+        }
+        *ms = n;
+    } else {
+        problem(c, "must be a duration such as \"30s\" or an integer of milliseconds");
+        return -1;
+    }
+    if (positive && *ms == 0) {
+        problem(c, "must be greater than 0");
+        return -1;
+    }
+    return 0;
+}
+
+/* A template whose constant value must be a duration. */
+static void check_duration_tmpl(struct dctx *c, const json_t *v, int positive)
+{
+    int64_t ms;
+
+    if (!is_expr(v))
+        (void)need_duration(c, v, positive, &ms);
+}
+
+/* A string that is an expression or, when constant, passes nothing more. */
+static void check_string_tmpl(struct dctx *c, const json_t *v)
+{
+    if (!json_is_string(v))
+        problem(c, "must be a string");
+}
+
+/* Compiles v into *out; a failing expression is reported at its leaf. */
+static void tmpl(struct dctx *c, json_t *v, struct wfo_tmpl **out)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    char *bad = NULL;
+    size_t old;
+    int rc;
+
+    /* Compiling a jq program is slow: once the walk has failed for good, a
+     * compiled template would be thrown away anyway. */
+    if (c->full)
+        return;
+    tmpl_free(*out);
+    *out = NULL;
+    rc = tmpl_compile(v, out, &bad, &err);
+    if (rc < 0) {
+        *out = NULL;
+        old = c->path.len;
+        if (bad)
+            (void)wfo_buf_adds(&c->path, bad);
+        problem(c, "%s", err.message[0] ? err.message : wfo_strerror(rc));
+        pop(c, old);
+    }
+    free(bad);
+}
+
+static void strv_free(char **v)
+{
+    if (!v || v == def_no_errors)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* A list of non-empty strings into a NULL-terminated array (invariant 2);
+ * the array holds the good ones even when some are bad. */
+static char **str_list(struct dctx *c, const json_t *v, int nonempty)
+{
+    char **out;
+    size_t n, k = 0;
+
+    if (!json_is_array(v)) {
+        problem(c, "must be a list of strings");
+        return wfo_calloc(1, sizeof(char *));
+    }
+    n = json_array_size(v);
+    if (n == 0 && nonempty)
+        problem(c, "must not be empty");
+    out = wfo_calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        size_t old = push_index(c, i);
+        const char *s;
+
+        if (need_string(c, json_array_get(v, i), &s) == 0)
+            out[k++] = wfo_strdup(s);
+        pop(c, old);
+    }
+    return out;
+}
+
+/* NULL when v is a good step or branch name, else why not. */
+static const char *step_name_problem(const json_t *v)
+{
+    const char *s;
+
+    if (!json_is_string(v))
+        return "must be a string";
+    if (json_string_length(v) == 0)
+        return "must not be empty";
+    s = json_string_value(v);
+    if (has_nul(v))
+        return "must not contain control characters";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '/' || *p == '[' || *p == ']')
+            return "must not contain \"/\", \"[\" or \"]\"";
+        if (*p < 0x20 || *p == 0x7F)
+            return "must not contain control characters";
+    }
+    return NULL;
+}
+
+/* [a-z0-9][a-z0-9._-]{0,127} */
+static int workflow_name_ok(const char *s, size_t len)
+{
+    if (len < 1 || len > 128 || strlen(s) != len)
+        return 0;
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        char ch = s[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+              ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int need_workflow_name(struct dctx *c, const json_t *v, const char **out)
+{
+    if (!json_is_string(v)) {
+        problem(c, "must be a string");
+        return -1;
+    }
+    if (!workflow_name_ok(json_string_value(v), json_string_length(v))) {
+        problem(c, "must be 1 to 128 characters of a-z, 0-9, \".\", \"_\" and \"-\", "
+                   "starting with a letter or a digit");
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* A jump target: the name of a step of the same block (invariant 1). */
+static void resolve(struct dctx *c, const json_t *v, const struct blk *b, int *out)
+{
+    struct quoted q;
+    void *idx;
+
+    if (!json_is_string(v)) {
+        problem(c, "must be a string");
+        return;
+    }
+    if (!b) /* a compensation: already reported as not allowed */
+        return;
+    idx = has_nul(v) ? NULL : wfo_map_get(&b->names, json_string_value(v));
+    if (!idx) {
+        problem(c, "step \"%s\" does not exist", quote(&q, json_string_value(v)));
+        return;
+    }
+    *out = (int)((intptr_t)idx - 1);
+}
+
+/* ---- cron: five fields, numbers, ranges, steps, lists, * ---------------- */
+
+static const struct cron_field {
+    const char *name;
+    int lo, hi;
+} cron_fields[5] = {
+    {"minute", 0, 59}, {"hour", 0, 23},       {"day-of-month", 1, 31},
+    {"month", 1, 12},  {"day-of-week", 0, 7}, /* 0 and 7 are Sunday */
+};
+
+static int cron_num(const char **p, const char *end, int *out)
+{
+    const char *s = *p;
+    int n = 0, digits = 0;
+
+    while (s < end && *s >= '0' && *s <= '9') {
+        if (n < 1000000)
+            n = n * 10 + (*s - '0');
+        digits++;
+        s++;
+    }
+    if (!digits)
+        return -1;
+    *out = n;
+    *p = s;
+    return 0;
+}
+
+/* Checks one field; 0 or -1 with the reason in why. */
+static int cron_field_check(const char *s, const char *end, const struct cron_field *f, char *why,
+                            size_t whysz)
+{
+    while (s <= end) {
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        const char *ie = comma ? comma : end, *p = s;
+        int a, b, step;
+
+        if (p == ie) {
+            snprintf(why, whysz, "%s: empty list item", f->name);
+            return -1;
+        }
+        if (*p == '*') {
+            p++;
+        } else {
+            if (cron_num(&p, ie, &a) < 0)
+                goto bad;
+            b = a;
+            if (p < ie && *p == '-') {
+                p++;
+                if (cron_num(&p, ie, &b) < 0)
+                    goto bad;
+            }
+            if (a < f->lo || a > f->hi || b < f->lo || b > f->hi) {
+                snprintf(why, whysz, "%s: %d is out of range %d-%d", f->name,
+                         (a < f->lo || a > f->hi) ? a : b, f->lo, f->hi);
+                return -1;
+            }
+            if (a > b) {
+                snprintf(why, whysz, "%s: range %d-%d is backwards", f->name, a, b);
+                return -1;
+            }
+        }
+        if (p < ie && *p == '/') {
+            p++;
+            if (cron_num(&p, ie, &step) < 0)
+                goto bad;
+            if (step < 1) {
+                snprintf(why, whysz, "%s: step must be at least 1", f->name);
+                return -1;
+            }
+        }
+        if (p != ie)
+            goto bad;
+        s = ie + 1;
+        continue;
+    bad:
+        snprintf(why, whysz, "%s: bad item \"%.*s\"", f->name,
+                 (int)(ie - s > DEF_QUOTE_MAX ? DEF_QUOTE_MAX : ie - s), s);
+        return -1;
+    }
+    return 0;
+}
+
+static void cron_check(struct dctx *c, const char *text)
+{
+    const char *start[6], *end[6], *p = text;
+    char why[200];
+    struct quoted q;
+    int n = 0;
+
+    while (*p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        if (n < 6)
+            start[n] = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        if (n < 6)
+            end[n] = p;
+        n++;
+    }
+    if (n != 5) {
+        problem(c,
+                "bad cron \"%s\": expected 5 fields (minute hour day-of-month month "
+                "day-of-week), got %d",
+                quote(&q, text), n);
+        return;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (cron_field_check(start[i], end[i], &cron_fields[i], why, sizeof(why)) < 0) {
+            problem(c, "bad cron \"%s\": %s", quote(&q, text), why);
+            return;
+        }
+    }
+}
+
+/* ---- steps ------------------------------------------------------------- */
+
+/* Every field a step may have, and the step types that have it. */
+enum key {
+    K_NAME,
+    K_TYPE,
+    K_INPUT,
+    K_OUTPUT,
+    K_NEXT,
+    K_END,
+    K_RETRY,
+    K_TIMEOUT,
+    K_CATCH,
+    K_COMPENSATE,
+    K_IF,
+    K_QUEUE,
+    K_SCHEDULE_TIMEOUT,
+    K_HEARTBEAT_TIMEOUT,
+    K_REQUEST,
+    K_ACCEPT_STATUS,
+    K_COMMAND,
+    K_STDIN,
+    K_ENV,
+    K_CWD,
+    K_VARS,
+    K_CASES,
+    K_DEFAULT,
+    K_BRANCHES,
+    K_MODE,
+    K_ITEMS,
+    K_CONCURRENCY,
+    K_STEPS,
+    K_DURATION,
+    K_UNTIL,
+    K_EVENT,
+    K_KEY,
+    K_SIGNAL,
+    K_WORKFLOW,
+    K_VERSION,
+    K_ERROR,
+    K__COUNT
+};
+
+#define T(x) (1u << STEP_##x)
+#define ALL ((1u << STEP__COUNT) - 1)
+
+static const struct {
+    const char *name;
+    unsigned types;
+} step_keys[K__COUNT] = {
+    [K_NAME] = {"name", ALL},
+    [K_TYPE] = {"type", ALL},
+    [K_INPUT] = {"input", ALL},
+    [K_OUTPUT] = {"output", ALL},
+    [K_NEXT] = {"next", ALL},
+    [K_END] = {"end", ALL},
+    [K_RETRY] = {"retry", ALL},
+    [K_TIMEOUT] = {"timeout", ALL},
+    [K_CATCH] = {"catch", ALL},
+    [K_COMPENSATE] = {"compensate", ALL},
+    [K_IF] = {"if", ALL},
+    [K_QUEUE] = {"queue", T(TASK)},
+    [K_SCHEDULE_TIMEOUT] = {"schedule_timeout", T(TASK)},
+    [K_HEARTBEAT_TIMEOUT] = {"heartbeat_timeout", T(TASK)},
+    [K_REQUEST] = {"request", T(HTTP)},
+    [K_ACCEPT_STATUS] = {"accept_status", T(HTTP)},
+    [K_COMMAND] = {"command", T(EXEC)},
+    [K_STDIN] = {"stdin", T(EXEC)},
+    [K_ENV] = {"env", T(EXEC)},
+    [K_CWD] = {"cwd", T(EXEC)},
+    [K_VARS] = {"vars", T(SET)},
+    [K_CASES] = {"cases", T(SWITCH)},
+    [K_DEFAULT] = {"default", T(SWITCH)},
+    [K_BRANCHES] = {"branches", T(PARALLEL)},
+    [K_MODE] = {"mode", T(PARALLEL)},
+    [K_ITEMS] = {"items", T(FOREACH)},
+    [K_CONCURRENCY] = {"concurrency", T(FOREACH)},
+    [K_STEPS] = {"steps", T(FOREACH)},
+    [K_DURATION] = {"duration", T(SLEEP)},
+    [K_UNTIL] = {"until", T(SLEEP)},
+    [K_EVENT] = {"event", T(AWAIT_EVENT) | T(EMIT)},
+    [K_KEY] = {"key", T(AWAIT_EVENT)},
+    [K_SIGNAL] = {"signal", T(AWAIT_EVENT)},
+    [K_WORKFLOW] = {"workflow", T(WORKFLOW)},
+    [K_VERSION] = {"version", T(WORKFLOW)},
+    [K_ERROR] = {"error", T(FAIL)},
+};
+
+static int key_lookup(const char *key)
+{
+    for (int k = 0; k < K__COUNT; k++)
+        if (strcmp(step_keys[k].name, key) == 0)
+            return k;
+    return -1;
+}
+
+static int type_lookup(const json_t *v)
+{
+    for (int t = 0; t < STEP__COUNT; t++)
+        if (strcmp(step_type_names[t], json_string_value(v)) == 0)
+            return has_nul(v) ? -1 : t;
+    return -1;
+}
+
+static void block_compile(struct dctx *c, json_t *v, struct def_block *b);
+static void step_compile(struct dctx *c, json_t *spec, struct def_step *s, const struct blk *b,
+                         size_t index, const char *comp_of);
+
+static void retry_compile(struct dctx *c, json_t *v, struct def_retry *r)
+{
+    int have_initial = 0, have_max = 0;
+    const char *key;
+    json_t *val;
+    long long n;
+    double d;
+
+    if (!json_is_object(v)) {
+        problem(c, "must be an object");
+        return;
+    }
+    json_object_foreach(v, key, val)
+    {
+        size_t old = push_key(c, key);
+        struct quoted q;
+
+        if (strcmp(key, "max_attempts") == 0) {
+            if (need_int(c, val, 1, DEF_MAX_ATTEMPTS, &n) == 0)
+                r->max_attempts = (int)n;
+        } else if (strcmp(key, "initial_interval") == 0) {
+            if (need_duration(c, val, 0, &r->initial_ms) == 0)
+                have_initial = 1;
+        } else if (strcmp(key, "max_interval") == 0) {
+            if (need_duration(c, val, 0, &r->max_ms) == 0)
+                have_max = 1;
+        } else if (strcmp(key, "backoff") == 0) {
+            if (need_number(c, val, &d) == 0) {
+                if (d < 1)
+                    problem(c, "must be at least 1");
+                else
+                    r->backoff = d;
+            }
+        } else if (strcmp(key, "jitter") == 0) {
+            if (need_number(c, val, &d) == 0) {
+                if (d < 0 || d > 1)
+                    problem(c, "must be between 0 and 1");
+                else
+                    r->jitter = d;
+            }
+        } else if (strcmp(key, "non_retryable") == 0) {
+            strv_free(r->non_retryable);
+            r->non_retryable = str_list(c, val, 0);
+        } else {
+            problem(c, "unknown field \"%s\"", quote(&q, key));
+        }
+        pop(c, old);
+    }
+    if (have_initial && !have_max && r->max_ms < r->initial_ms)
+        r->max_ms = r->initial_ms;
+    if (have_initial && have_max && r->max_ms < r->initial_ms)
+        problem_at(c, "max_interval", "must not be less than initial_interval");
+}
+
+static void catch_compile(struct dctx *c, json_t *v, struct def_step *s, const struct blk *b)
+{
+    size_t n;
+
+    if (!json_is_array(v)) {
+        problem(c, "must be a list");
+        return;
+    }
+    n = json_array_size(v);
+    if (n == 0) {
+        problem(c, "must not be empty");
+        return;
+    }
+    s->catches = wfo_calloc(n, sizeof(*s->catches));
+    s->n_catches = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        struct def_catch *ca = &s->catches[i];
+        json_t *e = json_array_get(v, i), *val;
+        size_t old = push_index(c, i);
+        const char *key;
+
+        ca->next = JUMP_NEXT;
+        if (!json_is_object(e)) {
+            ca->errors = wfo_calloc(1, sizeof(char *));
+            problem(c, "must be an object");
+            pop(c, old);
+            continue;
+        }
+        json_object_foreach(e, key, val)
+        {
+            size_t old2 = push_key(c, key);
+            struct quoted q;
+
+            if (strcmp(key, "errors") == 0)
+                ca->errors = str_list(c, val, 1);
+            else if (strcmp(key, "next") == 0)
+                resolve(c, val, b, &ca->next);
+            else
+                problem(c, "unknown field \"%s\"", quote(&q, key));
+            pop(c, old2);
+        }
+        if (!ca->errors) {
+            ca->errors = wfo_calloc(1, sizeof(char *));
+            problem_at(c, "errors", "is required");
+        }
+        if (!json_object_get(e, "next"))
+            problem_at(c, "next", "is required");
+        pop(c, old);
+    }
+}
+
+static void compensate_compile(struct dctx *c, json_t *v, struct def_step *s)
+{
+    size_t n;
+    int list = json_is_array(v);
+
+    if (json_is_object(v)) {
+        n = 1;
+    } else if (list) {
+        n = json_array_size(v);
+        if (n == 0) {
+            problem(c, "must not be empty");
+            return;
+        }
+    } else {
+        problem(c, "must be a step or a list of steps");
+        return;
+    }
+    if (c->depth >= DEF_MAX_DEPTH) {
+        problem(c, "blocks nested too deeply");
+        return;
+    }
+    c->depth++;
+    s->compensate = wfo_calloc(n, sizeof(*s->compensate));
+    s->n_compensate = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        size_t old = list ? push_index(c, i) : c->path.len;
+
+        step_compile(c, list ? json_array_get(v, i) : v, &s->compensate[i], NULL, 0,
+                     s->name ? s->name : "");
+        pop(c, old);
+    }
+    c->depth--;
+}
+
+static void request_check(struct dctx *c, const json_t *v)
+{
+    static const char *const methods[] = {"GET",    "POST", "PUT",    "PATCH",
+                                          "DELETE", "HEAD", "OPTIONS"};
+    const char *key;
+    json_t *val;
+
+    json_object_foreach((json_t *)v, key, val)
+    {
+        size_t old = push_key(c, key);
+        struct quoted q;
+
+        if (strcmp(key, "method") == 0) {
+            if (!json_is_string(val)) {
+                problem(c, "must be a string");
+            } else if (!is_expr(val)) {
+                size_t i;
+
+                for (i = 0; i < WFO_ARRAY_SIZE(methods); i++)
+                    if (strcmp(methods[i], json_string_value(val)) == 0 && !has_nul(val))
+                        break;
+                if (i == WFO_ARRAY_SIZE(methods))
+                    problem(c, "must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS");
+            }
+        } else if (strcmp(key, "url") == 0) {
+            if (!json_is_string(val))
+                problem(c, "must be a string");
+            else if (!is_expr(val) && strncmp(json_string_value(val), "http://", 7) != 0 &&
+                     strncmp(json_string_value(val), "https://", 8) != 0)
+                problem(c, "must start with http:// or https://");
+        } else if (strcmp(key, "headers") == 0 || strcmp(key, "query") == 0) {
+            if (json_is_object(val)) {
+                const char *k2;
+                json_t *v2;
+
+                json_object_foreach(val, k2, v2)
+                {
+                    size_t old2 = push_key(c, k2);
+
+                    if (!json_is_string(v2))
+                        problem(c, "must be a string");
+                    pop(c, old2);
+                }
+            } else if (!is_expr(val)) {
+                problem(c, "must be an object or an expression");
+            }
+        } else if (strcmp(key, "body") == 0) {
+            /* any value */
+        } else if (strcmp(key, "timeout") == 0) {
+            check_duration_tmpl(c, val, 1);
+        } else {
+            problem(c, "unknown field \"%s\"", quote(&q, key));
+        }
+        pop(c, old);
+    }
+    if (!json_object_get(v, "url"))
+        problem_at(c, "url", "is required");
+}
+
+/* An object of known fields whose `type` is required: emit's event, fail's
+ * error. Or an expression for the whole. */
+static void typed_object_check(struct dctx *c, const json_t *v, const char *const *fields)
+{
+    const char *key;
+    json_t *val, *type;
+
+    if (is_expr(v))
+        return;
+    if (!json_is_object(v)) {
+        problem(c, "must be an object or an expression");
+        return;
+    }
+    json_object_foreach((json_t *)v, key, val)
+    {
+        size_t old = push_key(c, key);
+        struct quoted q;
+        int known = 0;
+
+        for (const char *const *f = fields; *f; f++)
+            known |= strcmp(*f, key) == 0;
+        if (!known)
+            problem(c, "unknown field \"%s\"", quote(&q, key));
+        else if ((strcmp(key, "type") == 0 || strcmp(key, "key") == 0 ||
+                  strcmp(key, "message") == 0 || strcmp(key, "source") == 0) &&
+                 !json_is_string(val))
+            problem(c, "must be a string");
+        else if (strcmp(key, "type") == 0 && json_string_length(val) == 0)
+            problem(c, "must not be empty");
+        pop(c, old);
+    }
+    type = json_object_get(v, "type");
+    if (!type)
+        problem_at(c, "type", "is required");
+}
+
+static void command_check(struct dctx *c, const json_t *v)
+{
+    if (is_expr(v))
+        return;
+    if (!json_is_array(v)) {
+        problem(c, "must be a list of strings or an expression");
+        return;
+    }
+    if (json_array_size(v) == 0) {
+        problem(c, "must not be empty");
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        size_t old = push_index(c, i);
+
+        if (!json_is_string(json_array_get(v, i)))
+            problem(c, "must be a string");
+        pop(c, old);
+    }
+}
+
+static void env_check(struct dctx *c, const json_t *v)
+{
+    const char *key;
+    json_t *val;
+
+    if (is_expr(v))
+        return;
+    if (!json_is_object(v)) {
+        problem(c, "must be an object or an expression");
+        return;
+    }
+    json_object_foreach((json_t *)v, key, val)
+    {
+        size_t old = push_key(c, key);
+
+        if (key[0] == '\0' || strchr(key, '='))
+            problem(c, "must be a variable name (not empty, no \"=\")");
+        else
+            check_string_tmpl(c, val);
+        pop(c, old);
+    }
+}
+
+static void until_check(struct dctx *c, const json_t *v)
+{
+    struct quoted q;
+    int64_t ms;
+
+    if (!json_is_string(v)) {
+        problem(c, "must be a string");
+        return;
+    }
+    if (is_expr(v))
+        return;
+    if (has_nul(v) || wfo_time_parse(json_string_value(v), &ms) < 0)
+        problem(c, "bad time \"%s\": expected an RFC 3339 time such as 2026-01-02T15:04:05Z",
+                quote(&q, json_string_value(v)));
+}
+
+static void cases_compile(struct dctx *c, json_t *v, struct def_step *s, const struct blk *b)
+{
+    size_t n;
+
+    if (!json_is_array(v)) {
+        problem(c, "must be a list");
+        return;
+    }
+    n = json_array_size(v);
+    if (n == 0) {
+        problem(c, "must not be empty");
+        return;
+    }
+    s->cases = wfo_calloc(n, sizeof(*s->cases));
+    s->n_cases = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        struct def_case *cs = &s->cases[i];
+        json_t *e = json_array_get(v, i), *val;
+        size_t old = push_index(c, i);
+        const char *key;
+
+        cs->next = JUMP_NEXT;
+        if (!json_is_object(e)) {
+            problem(c, "must be an object");
+            pop(c, old);
+            continue;
+        }
+        json_object_foreach(e, key, val)
+        {
+            size_t old2 = push_key(c, key);
+            struct quoted q;
+
+            if (strcmp(key, "when") == 0)
+                tmpl(c, val, &cs->when);
+            else if (strcmp(key, "next") == 0)
+                resolve(c, val, b, &cs->next);
+            else
+                problem(c, "unknown field \"%s\"", quote(&q, key));
+            pop(c, old2);
+        }
+        if (!json_object_get(e, "when"))
+            problem_at(c, "when", "is required");
+        if (!json_object_get(e, "next"))
+            problem_at(c, "next", "is required");
+        pop(c, old);
+    }
+}
+
+static void branches_compile(struct dctx *c, json_t *v, struct def_step *s)
+{
+    struct wfo_map seen = WFO_MAP_INIT; /* name -> index + 1 */
+    size_t n;
+
+    if (!json_is_array(v)) {
+        problem(c, "must be a list");
+        return;
+    }
+    n = json_array_size(v);
+    if (n == 0) {
+        problem(c, "must not be empty");
+        return;
+    }
+    s->branches = wfo_calloc(n, sizeof(*s->branches));
+    s->n_branches = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        struct def_branch *br = &s->branches[i];
+        json_t *e = json_array_get(v, i), *val;
+        size_t old = push_index(c, i);
+        const char *key;
+
+        if (!json_is_object(e)) {
+            problem(c, "must be an object");
+            pop(c, old);
+            continue;
+        }
+        json_object_foreach(e, key, val)
+        {
+            size_t old2 = push_key(c, key);
+            struct quoted q;
+            const char *why;
+
+            if (strcmp(key, "name") == 0) {
+                if ((why = step_name_problem(val))) {
+                    problem(c, "%s", why);
+                } else {
+                    void *first = wfo_map_get(&seen, json_string_value(val));
+
+                    br->name = wfo_strdup(json_string_value(val));
+                    if (first) {
+                        /* the branches' path: this one's without "[i].name" */
+                        char *at = wfo_strndup(c->path.buf, old);
+
+                        problem(c, "duplicate branch name \"%s\" (first at %s[%zu])",
+                                quote(&q, br->name), at, (size_t)((intptr_t)first - 1));
+                        free(at);
+                    } else {
+                        wfo_map_put(&seen, br->name, (void *)(intptr_t)(i + 1));
+                    }
+                }
+            } else if (strcmp(key, "steps") == 0) {
+                block_compile(c, val, &br->block);
+            } else {
+                problem(c, "unknown field \"%s\"", quote(&q, key));
+            }
+            pop(c, old2);
+        }
+        if (!json_object_get(e, "name"))
+            problem_at(c, "name", "is required");
+        if (!json_object_get(e, "steps"))
+            problem_at(c, "steps", "is required");
+        pop(c, old);
+    }
+    wfo_map_release(&seen);
+}
+
+/* One field of a step: the path points at it. */
+static void step_field(struct dctx *c, struct def_step *s, int k, json_t *v, const struct blk *b,
+                       int type, int *end)
+{
+    const char *str;
+    long long n;
+    struct quoted q;
+
+    switch (k) {
+    case K_INPUT:
+        tmpl(c, v, &s->f[F_INPUT]);
+        break;
+    case K_OUTPUT:
+        tmpl(c, v, &s->f[F_OUTPUT]);
+        break;
+    case K_IF:
+        tmpl(c, v, &s->f[F_IF]);
+        break;
+    case K_NEXT:
+        if (type == STEP_SWITCH)
+            problem(c, "not allowed on a switch step (use \"default\")");
+        else if (type == STEP_SUCCEED || type == STEP_FAIL)
+            problem(c, "not allowed on a %s step: it ends the workflow", step_type_names[type]);
+        else
+            resolve(c, v, b, &s->next);
+        break;
+    case K_END:
+        (void)need_bool(c, v, end);
+        break;
+    case K_RETRY:
+        s->has_retry = 1;
+        retry_compile(c, v, &s->retry);
+        break;
+    case K_TIMEOUT:
+        (void)need_duration(c, v, 1, &s->timeout_ms);
+        break;
+    case K_CATCH:
+        catch_compile(c, v, s, b);
+        break;
+    case K_COMPENSATE:
+        compensate_compile(c, v, s);
+        break;
+    case K_QUEUE:
+        if (need_name(c, v, &str) == 0)
+            s->queue = wfo_strdup(str);
+        break;
+    case K_SCHEDULE_TIMEOUT:
+        (void)need_duration(c, v, 1, &s->schedule_timeout_ms);
+        break;
+    case K_HEARTBEAT_TIMEOUT:
+        (void)need_duration(c, v, 1, &s->heartbeat_timeout_ms);
+        break;
+    case K_REQUEST:
+        if (!json_is_object(v)) {
+            problem(c, "must be an object");
+            break;
+        }
+        request_check(c, v);
+        tmpl(c, v, &s->f[F_REQUEST]);
+        break;
+    case K_ACCEPT_STATUS:
+        if (!json_is_array(v)) {
+            problem(c, "must be a list of integers");
+            break;
+        }
+        if (json_array_size(v) == 0) {
+            problem(c, "must not be empty");
+            break;
+        }
+        s->accept_status = wfo_calloc(json_array_size(v), sizeof(int));
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            size_t old = push_index(c, i);
+
+            if (!get_int(json_array_get(v, i), &n) || n < 100 || n > 599)
+                problem(c, "must be an integer from 100 to 599");
+            else
+                s->accept_status[s->n_accept_status++] = (int)n;
+            pop(c, old);
+        }
+        break;
+    case K_COMMAND:
+        command_check(c, v);
+        tmpl(c, v, &s->f[F_COMMAND]);
+        break;
+    case K_STDIN:
+        tmpl(c, v, &s->f[F_STDIN]);
+        break;
+    case K_ENV:
+        env_check(c, v);
+        tmpl(c, v, &s->f[F_ENV]);
+        break;
+    case K_CWD:
+        if (!json_is_string(v))
+            problem(c, "must be a string");
+        else if (json_string_length(v) == 0)
+            problem(c, "must not be empty");
+        tmpl(c, v, &s->f[F_CWD]);
+        break;
+    case K_VARS:
+        if (!json_is_object(v)) {
+            problem(c, "must be an object");
+            break;
+        }
+        tmpl(c, v, &s->f[F_VARS]);
+        break;
+    case K_CASES:
+        cases_compile(c, v, s, b);
+        break;
+    case K_DEFAULT:
+        resolve(c, v, b, &s->default_next);
+        break;
+    case K_BRANCHES:
+        branches_compile(c, v, s);
+        break;
+    case K_MODE:
+        if (!json_is_string(v))
+            problem(c, "must be a string");
+        else if (strcmp(json_string_value(v), "any") == 0 && !has_nul(v))
+            s->mode_any = 1;
+        else if (strcmp(json_string_value(v), "all") != 0 || has_nul(v))
+            problem(c, "must be one of all, any");
+        break;
+    case K_ITEMS:
+        if (!json_is_array(v) && !is_expr(v))
+            problem(c, "must be a list or an expression");
+        tmpl(c, v, &s->f[F_ITEMS]);
+        break;
+    case K_CONCURRENCY:
+        if (need_int(c, v, 1, DEF_MAX_CONCURRENCY, &n) == 0)
+            s->concurrency = (int)n;
+        break;
+    case K_STEPS:
+        block_compile(c, v, &s->body);
+        break;
+    case K_DURATION:
+        check_duration_tmpl(c, v, 0);
+        tmpl(c, v, &s->f[F_DURATION]);
+        break;
+    case K_UNTIL:
+        until_check(c, v);
+        tmpl(c, v, &s->f[F_UNTIL]);
+        break;
+    case K_EVENT:
+        if (type == STEP_AWAIT_EVENT) {
+            if (need_name(c, v, &str) == 0)
+                s->event_type = wfo_strdup(str);
+        } else {
+            static const char *const fields[] = {"type", "key", "data", "source", NULL};
+
+            typed_object_check(c, v, fields);
+            tmpl(c, v, &s->f[F_EVENT]);
+        }
+        break;
+    case K_KEY:
+        tmpl(c, v, &s->f[F_KEY]);
+        break;
+    case K_SIGNAL:
+        if (need_name(c, v, &str) == 0)
+            s->signal = wfo_strdup(str);
+        break;
+    case K_WORKFLOW:
+        if (need_workflow_name(c, v, &str) == 0)
+            s->workflow = wfo_strdup(str);
+        break;
+    case K_VERSION:
+        if (need_int(c, v, 1, INT_MAX, &n) == 0)
+            s->workflow_version = (int)n;
+        break;
+    case K_ERROR: {
+        static const char *const fields[] = {"type", "message", "details", NULL};
+
+        typed_object_check(c, v, fields);
+        tmpl(c, v, &s->f[F_ERROR]);
+        break;
+    }
+    default:
+        problem(c, "unknown field \"%s\"", quote(&q, step_keys[k].name));
+        break;
+    }
+}
+
+/* The fields a step type cannot do without; then the exclusive pairs. */
+static void step_required(struct dctx *c, const json_t *spec, int type)
+{
+    static const struct {
+        int type;
+        const char *field;
+    } required[] = {
+        {STEP_TASK, "queue"},        {STEP_HTTP, "request"},  {STEP_EXEC, "command"},
+        {STEP_SET, "vars"},          {STEP_SWITCH, "cases"},  {STEP_PARALLEL, "branches"},
+        {STEP_FOREACH, "items"},     {STEP_FOREACH, "steps"}, {STEP_EMIT, "event"},
+        {STEP_WORKFLOW, "workflow"}, {STEP_FAIL, "error"},
+    };
+
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(required); i++)
+        if (required[i].type == type && !json_object_get(spec, required[i].field))
+            problem_at(c, required[i].field, "is required");
+
+    if (type == STEP_SLEEP) {
+        int d = json_object_get(spec, "duration") != NULL;
+        int u = json_object_get(spec, "until") != NULL;
+
+        if (!d && !u)
+            problem(c, "needs \"duration\" or \"until\"");
+        else if (d && u)
+            problem_at(c, "until", "cannot be used with \"duration\"");
+    } else if (type == STEP_AWAIT_EVENT) {
+        int e = json_object_get(spec, "event") != NULL;
+        int s = json_object_get(spec, "signal") != NULL;
+        int k = json_object_get(spec, "key") != NULL;
+
+        if (!e && !s)
+            problem(c, "needs \"event\" or \"signal\"");
+        else if (e && s)
+            problem_at(c, "signal", "cannot be used with \"event\"");
+        else if (e && !k)
+            problem_at(c, "key", "is required with \"event\"");
+        else if (s && k)
+            problem_at(c, "key", "is only used with \"event\"");
+    }
+}
+
+/* Compiles one step; the path points at it. b is its block, NULL for a
+ * compensation, whose name is then comp_of (invariant 4). */
+static void step_compile(struct dctx *c, json_t *spec, struct def_step *s, const struct blk *b,
+                         size_t index, const char *comp_of)
+{
+    json_t *name, *type, *val;
+    const char *key, *why;
+    struct quoted q;
+    int t = -1, end = 0;
+
+    s->next = JUMP_NEXT;
+    s->default_next = JUMP_NEXT;
+    s->concurrency = 10;
+    s->spec = spec;
+    s->retry = def_retry_default;
+    s->retry.non_retryable = wfo_calloc(1, sizeof(char *));
+    if (comp_of)
+        s->name = wfo_strdup(comp_of);
+    if (!json_is_object(spec)) {
+        problem(c, "must be an object");
+        return;
+    }
+
+    name = json_object_get(spec, "name");
+    if (!name) {
+        if (!comp_of)
+            problem_at(c, "name", "is required");
+    } else if ((why = step_name_problem(name))) {
+        problem_at(c, "name", "%s", why);
+    } else if (!comp_of) {
+        void *first = wfo_map_get(&b->names, json_string_value(name));
+
+        s->name = wfo_strdup(json_string_value(name));
+        if (first && (size_t)((intptr_t)first - 1) != index) {
+            char *at = wfo_strndup(c->path.buf, b->path_len);
+
+            problem_at(c, "name", "duplicate step name \"%s\" (first at %s[%zu])",
+                       quote(&q, s->name), at, (size_t)((intptr_t)first - 1));
+            free(at);
+        }
+    }
+
+    type = json_object_get(spec, "type");
+    if (!type) {
+        problem_at(c, "type", "is required");
+    } else if (!json_is_string(type)) {
+        problem_at(c, "type", "must be a string");
+    } else if ((t = type_lookup(type)) < 0) {
+        problem_at(c, "type", "unknown step type \"%s\"", quote(&q, json_string_value(type)));
+    } else {
+        s->type = (enum step_type)t;
+        if (comp_of && (t == STEP_SWITCH || t == STEP_COMPENSATE))
+            problem_at(c, "type", "a compensation cannot be a %s step", step_type_names[t]);
+    }
+
+    json_object_foreach(spec, key, val)
+    {
+        int k = key_lookup(key);
+        size_t old;
+
+        if (k == K_NAME || k == K_TYPE)
+            continue;
+        old = push_key(c, key);
+        if (k < 0)
+            problem(c, "unknown field \"%s\"", quote(&q, key));
+        else if (t < 0 && step_keys[k].types != ALL)
+            ; /* a field of some type, but the type is unknown: said already */
+        else if (t >= 0 && !(step_keys[k].types & (1u << t)))
+            problem(c, "\"%s\" is not a field of %s steps", key, step_type_names[t]);
+        else if (comp_of && (k == K_NEXT || k == K_END || k == K_CATCH || k == K_COMPENSATE))
+            problem(c, "not allowed in a compensation");
+        else
+            step_field(c, s, k, val, b, t, &end);
+        pop(c, old);
+    }
+
+    if (t >= 0)
+        step_required(c, spec, t);
+    if (end) {
+        if (json_object_get(spec, "next"))
+            problem_at(c, "end", "cannot be true when \"next\" is set");
+        else
+            s->next = JUMP_END;
+    }
+    if (t == STEP_TASK || t == STEP_HTTP || t == STEP_EXEC || comp_of)
+        s->has_retry = 1;
+    if (!s->has_retry) {
+        char **none = s->retry.non_retryable;
+
+        memset(&s->retry, 0, sizeof(s->retry));
+        s->retry.max_attempts = 1;
+        s->retry.non_retryable = none;
+    }
+}
+
+/* Compiles a list of steps; the path points at it ("steps"). */
+static void block_compile(struct dctx *c, json_t *v, struct def_block *b)
+{
+    struct blk blk = {WFO_MAP_INIT, c->path.len};
+    size_t n;
+
+    if (!json_is_array(v)) {
+        problem(c, "must be a list of steps");
+        return;
+    }
+    n = json_array_size(v);
+    if (n == 0) {
+        problem(c, "must not be empty");
+        return;
+    }
+    if (n > INT_MAX) {
+        problem(c, "too many steps");
+        return;
+    }
+    if (c->depth >= DEF_MAX_DEPTH) {
+        problem(c, "blocks nested too deeply");
+        return;
+    }
+    c->depth++;
+    /* Names first: a jump may point forwards. The first of two steps with
+     * one name keeps it. */
+    for (size_t i = 0; i < n; i++) {
+        json_t *name = json_object_get(json_array_get(v, i), "name");
+
+        if (!step_name_problem(name) && !wfo_map_get(&blk.names, json_string_value(name)))
+            wfo_map_put(&blk.names, json_string_value(name), (void *)(intptr_t)(i + 1));
+    }
+    b->steps = wfo_calloc(n, sizeof(*b->steps));
+    b->n = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        size_t old = push_index(c, i);
+
+        step_compile(c, json_array_get(v, i), &b->steps[i], &blk, i, NULL);
+        pop(c, old);
+    }
+    wfo_map_release(&blk.names);
+    c->depth--;
+}
+
+/* ---- the document ------------------------------------------------------ */
+
+static void triggers_compile(struct dctx *c, json_t *v, struct wfo_def *d)
+{
+    size_t n;
+
+    if (!json_is_array(v)) {
+        problem(c, "must be a list");
+        return;
+    }
+    n = json_array_size(v);
+    if (n == 0)
+        return;
+    d->triggers = wfo_calloc(n, sizeof(*d->triggers));
+    d->n_triggers = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        struct def_trigger *tr = &d->triggers[i];
+        json_t *e = json_array_get(v, i), *val;
+        size_t old = push_index(c, i);
+        const char *key, *str;
+
+        if (!json_is_object(e)) {
+            problem(c, "must be an object");
+            pop(c, old);
+            continue;
+        }
+        json_object_foreach(e, key, val)
+        {
+            size_t old2 = push_key(c, key);
+            struct quoted q;
+
+            if (strcmp(key, "event") == 0) {
+                if (need_name(c, val, &str) == 0)
+                    tr->event = wfo_strdup(str);
+            } else if (strcmp(key, "cron") == 0) {
+                if (!json_is_string(val)) {
+                    problem(c, "must be a string");
+                } else if (has_nul(val)) {
+                    problem(c, "must not contain a NUL character");
+                } else {
+                    tr->cron = wfo_strdup(json_string_value(val));
+                    cron_check(c, tr->cron);
+                }
+            } else if (strcmp(key, "input") == 0) {
+                tmpl(c, val, &tr->input);
+            } else {
+                problem(c, "unknown field \"%s\"", quote(&q, key));
+            }
+            pop(c, old2);
+        }
+        if (!json_object_get(e, "event") && !json_object_get(e, "cron"))
+            problem(c, "needs \"event\" or \"cron\"");
+        else if (json_object_get(e, "event") && json_object_get(e, "cron"))
+            problem_at(c, "cron", "cannot be used with \"event\"");
+        pop(c, old);
+    }
+}
+
+static void top_field(struct dctx *c, struct wfo_def *d, const char *key, json_t *v)
+{
+    struct quoted q;
+    const char *str;
+
+    if (strcmp(key, "name") == 0) {
+        if (need_workflow_name(c, v, &str) == 0)
+            d->name = wfo_strdup(str);
+    } else if (strcmp(key, "description") == 0) {
+        if (!json_is_string(v))
+            problem(c, "must be a string");
+        else
+            d->description = wfo_strdup(json_string_value(v));
+    } else if (strcmp(key, "timeout") == 0) {
+        (void)need_duration(c, v, 1, &d->timeout_ms);
+    } else if (strcmp(key, "on_failure") == 0) {
+        if (!json_is_string(v))
+            problem(c, "must be a string");
+        else if (strcmp(json_string_value(v), "fail") == 0 && !has_nul(v))
+            d->on_failure_compensate = 0;
+        else if (strcmp(json_string_value(v), "compensate") != 0 || has_nul(v))
+            problem(c, "must be one of compensate, fail");
+    } else if (strcmp(key, "output") == 0) {
+        tmpl(c, v, &d->output);
+    } else if (strcmp(key, "triggers") == 0) {
+        triggers_compile(c, v, d);
+    } else if (strcmp(key, "steps") == 0) {
+        block_compile(c, v, &d->steps);
+    } else if (strcmp(key, "version") == 0) {
+        problem(c, "unknown field \"version\": versions are numbered by the registry");
+    } else {
+        problem(c, "unknown field \"%s\"", quote(&q, key));
+    }
+}
+
+int def_compile(json_t *doc, struct wfo_def **out, struct def_problems *probs)
+{
+    struct dctx c = {.probs = probs};
+    struct wfo_def *d = wfo_calloc(1, sizeof(*d));
+    const char *key;
+    char *canon = NULL;
+    json_t *v;
+    int rc = WFO_EDEFINITION;
+
+    *out = NULL;
+    wfo_buf_init(&c.path, 0);
+    d->refs = 1;
+    d->on_failure_compensate = 1;
+    if (!json_is_object(doc)) {
+        problem(&c, "the document must be an object");
+        goto out;
+    }
+    d->doc = json_incref(doc);
+    json_object_foreach(doc, key, v)
+    {
+        size_t old = push_key(&c, key);
+
+        top_field(&c, d, key, v);
+        pop(&c, old);
+    }
+    if (!json_object_get(doc, "name"))
+        problem_at(&c, "name", "is required");
+    if (!json_object_get(doc, "steps"))
+        problem_at(&c, "steps", "is required");
+    if (c.count)
+        goto out;
+
+    /* Key order must not make a new version. */
+    canon = json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT);
+    if (!canon) {
+        problem(&c, "the document cannot be serialized");
+        goto out;
+    }
+    wfo_sha256_hex(canon, strlen(canon), d->hash);
+    *out = d;
+    d = NULL;
+    rc = 0;
+out:
+    free(canon);
+    def_unref(d);
+    wfo_buf_release(&c.path);
+    return rc;
+}
+
+/* ---- lifetime and lookups ---------------------------------------------- */
+
+static void block_release(struct def_block *b);
+
+static void step_release(struct def_step *s)
+{
+    free(s->name);
+    for (int f = 0; f < F__COUNT; f++)
+        tmpl_free(s->f[f]);
+    strv_free(s->retry.non_retryable);
+    for (int i = 0; i < s->n_catches; i++)
+        strv_free(s->catches[i].errors);
+    free(s->catches);
+    for (int i = 0; i < s->n_compensate; i++)
+        step_release(&s->compensate[i]);
+    free(s->compensate);
+    free(s->queue);
+    free(s->accept_status);
+    for (int i = 0; i < s->n_cases; i++)
+        tmpl_free(s->cases[i].when);
+    free(s->cases);
+    for (int i = 0; i < s->n_branches; i++) {
+        free(s->branches[i].name);
+        block_release(&s->branches[i].block);
+    }
+    free(s->branches);
+    block_release(&s->body);
+    free(s->event_type);
+    free(s->signal);
+    free(s->workflow);
+}
+
+static void block_release(struct def_block *b)
+{
+    for (int i = 0; i < b->n; i++)
+        step_release(&b->steps[i]);
+    free(b->steps);
+    b->steps = NULL;
+    b->n = 0;
+}
+
+struct wfo_def *def_ref(struct wfo_def *d)
+{
+    if (d)
+        __atomic_add_fetch(&d->refs, 1, __ATOMIC_RELAXED);
+    return d;
+}
+
+void def_unref(struct wfo_def *d)
+{
+    if (!d || __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    free(d->name);
+    free(d->description);
+    tmpl_free(d->output);
+    block_release(&d->steps);
+    for (int i = 0; i < d->n_triggers; i++) {
+        free(d->triggers[i].event);
+        free(d->triggers[i].cron);
+        tmpl_free(d->triggers[i].input);
+    }
+    free(d->triggers);
+    json_decref(d->doc);
+    free(d);
+}
+
+int def_block_find(const struct def_block *b, const char *name)
+{
+    if (!b || !name)
+        return -1;
+    for (int i = 0; i < b->n; i++)
+        if (b->steps[i].name && strcmp(b->steps[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+struct queues {
+    const char **v;
+    size_t n, alloc;
+    struct wfo_map seen;
+};
+
+static void queues_block(struct queues *q, const struct def_block *b);
+
+static void queues_step(struct queues *q, const struct def_step *s)
+{
+    if (s->type == STEP_TASK && s->queue && !wfo_map_get(&q->seen, s->queue)) {
+        wfo_map_put(&q->seen, s->queue, (void *)1);
+        if (q->n + 1 >= q->alloc) {
+            q->alloc = q->alloc ? 2 * q->alloc : 8;
+            q->v = wfo_realloc(q->v, q->alloc * sizeof(*q->v));
+        }
+        q->v[q->n++] = s->queue;
+    }
+    for (int i = 0; i < s->n_compensate; i++)
+        queues_step(q, &s->compensate[i]);
+    for (int i = 0; i < s->n_branches; i++)
+        queues_block(q, &s->branches[i].block);
+    queues_block(q, &s->body);
+}
+
+static void queues_block(struct queues *q, const struct def_block *b)
+{
+    for (int i = 0; i < b->n; i++)
+        queues_step(q, &b->steps[i]);
+}
+
+const char **def_task_queues(const struct wfo_def *d)
+{
+    struct queues q = {NULL, 0, 0, WFO_MAP_INIT};
+
+    queues_block(&q, &d->steps);
+    wfo_map_release(&q.seen);
+    if (!q.v)
+        q.v = wfo_malloc(sizeof(*q.v));
+    q.v[q.n] = NULL;
+    return q.v;
+}
