@@ -1,0 +1,1503 @@
+/*
+ * expr.c - `${ ... }` expressions and templates (SPEC 2.1) on libjq 1.6.
+ * The contract is core/expr.h; docs/implementation/state_management.md
+ * describes the context the expressions read. This is the only file of wfo
+ * that includes <jq.h>.
+ *
+ * An expression goes through four stages:
+ *
+ *   1. expr_sandbox_check() lexes the text the way jq 1.6's lexer does
+ *      (strings, "\(...)" interpolations, comments, fields, object keys) and
+ *      refuses every call of a builtin that reaches outside the value
+ *      (EXPR_DENIED) and the variables $ENV and $__loc__.
+ *   2. A plain path (`.`, `.a.b`, `.["x"]`, `.a[0]`) is parsed by
+ *      expr_path_parse() and walked on the json_t itself (expr_path_walk):
+ *      no conversion of the context, no jq. Its jq program is compiled only
+ *      when a walk meets a value jq would refuse to index, so that jq gives
+ *      the error. The grammar accepted is a subset of jq 1.6's.
+ *   3. Anything else is compiled at tmpl_compile() time into a jq_state of
+ *      its own, after EXPR_PRELUDE: definitions that shadow the refused
+ *      builtins again (defence in depth) and put bounds on the C loops of
+ *      libjq that the watchdog cannot interrupt (string repeat, array
+ *      growth by setpath, strftime's alloca).
+ *   4. Evaluation converts the context to a jv once per tmpl_eval() and runs
+ *      jq on a private 1 GiB stack (the "fiber"), registered with the
+ *      watchdog thread, which halts it past WFO_EXPR_TIME_LIMIT_MS or when
+ *      the process grew by EXPR_MEMORY_LIMIT while it ran.
+ *
+ * Invariants:
+ *   I1. A jq_state is used by the thread evaluating its template (expr.h);
+ *       the watchdog touches it only through jq_halt(), only while it is
+ *       registered in watch.head, under watch.mu.
+ *   I2. jq_halt() is called at most once per registration (slot->fired) and
+ *       registration starts after jq_start() cleared the halted flag; user
+ *       code cannot call halt/halt_error (stage 1), so libjq's
+ *       assert(!halted) in jq_halt() holds.
+ *   I3. When libjq runs out of memory its nomem handler (expr_nomem) jumps
+ *       back to expr_guarded_call(); the jq_state it was running is left in
+ *       an unknown state, so it is never used again: it is leaked and the
+ *       expression recompiled on its next use.
+ *   I4. libjq frees and prints nested values recursively; values nested
+ *       millions deep are built in well under the time limit, so libjq only
+ *       runs on the fiber's stack, whose size bounds what it can reach.
+ *   I5. libjq's jq_init() leaves the input, debug and nomem callbacks
+ *       uninitialised; expr_jq_new() sets all of them before anything else.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <jq.h>
+#include <jv.h>
+
+#include "core/expr.h"
+#include "common/buf.h"
+#include "common/error.h"
+#include "common/util.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <dlfcn.h>
+#include <sanitizer/common_interface_defs.h>
+#define EXPR_ASAN 1
+#endif
+
+/* Growth of the process's resident memory while one evaluation runs past
+ * which the watchdog halts it. */
+#define EXPR_MEMORY_LIMIT (256L * 1024 * 1024)
+/* How often the watchdog looks at the clock and the memory. */
+#define EXPR_WATCH_POLL_MS 10
+/* The fiber's stack: address space only, pages are touched as used (I4). */
+#define EXPR_STACK_SIZE ((size_t)1 << 30)
+/* Nesting of the values converted in (contexts) and out (results). */
+#define EXPR_DEPTH_IN (4 * WFO_JSON_MAX_DEPTH)
+#define EXPR_DEPTH_OUT WFO_JSON_MAX_DEPTH
+/* Nesting of brackets in an expression's text. */
+#define EXPR_LEX_DEPTH 256
+
+/* Builtins refused in expressions (SPEC 2.1, expr.h): they read the
+ * environment, files or input, write to stderr or stop the process.
+ * _input is what input and inputs call. */
+static const char *const expr_denied[] = {
+    "env",
+    "input",
+    "inputs",
+    "_input",
+    "input_filename",
+    "input_line_number",
+    "debug",
+    "stderr",
+    "halt",
+    "halt_error",
+    "get_search_list",
+    "get_prog_origin",
+    "get_jq_origin",
+    "modulemeta",
+    "import",
+    "include",
+    NULL,
+};
+static const char *const expr_denied_vars[] = {"ENV", "__loc__", "__prog_args", NULL};
+
+/*
+ * Put before every program. Definitions shadow builtins for the program
+ * that follows, so the refused ones are shadowed again, and the builtins
+ * that hand a size to a C loop are wrapped with a bound: `*` on a string
+ * (jq 1.6 compiles `a * b` to a call of _multiply, bound like any
+ * function), setpath and the assignment operators built on it (a large
+ * index allocates and fills the whole array), fromstream (which calls the
+ * builtin setpath), and strftime (which allocas its format's length). The
+ * wrappers evaluate their arguments in the builtins' order (last argument
+ * outermost). Names starting with _wfo are refused in user text, so the
+ * unbounded originals stay out of reach. The bounds: a repeated string of
+ * at most 10 MiB, array indexes written below 1000000, formats of at most
+ * 1000 bytes. No newline: line numbers in jq's messages stay the user's.
+ */
+static const char EXPR_PRELUDE[] =
+    "def _wfo_deny(f): error(\"\\(f) is not allowed in wfo expressions\"); "
+    "def env: _wfo_deny(\"env\"); "
+    "def input: _wfo_deny(\"input\"); "
+    "def inputs: _wfo_deny(\"inputs\"); "
+    "def _input: _wfo_deny(\"_input\"); "
+    "def input_filename: _wfo_deny(\"input_filename\"); "
+    "def input_line_number: _wfo_deny(\"input_line_number\"); "
+    "def debug: _wfo_deny(\"debug\"); "
+    "def stderr: _wfo_deny(\"stderr\"); "
+    "def halt: _wfo_deny(\"halt\"); "
+    "def halt_error: _wfo_deny(\"halt_error\"); "
+    "def get_search_list: _wfo_deny(\"get_search_list\"); "
+    "def get_prog_origin: _wfo_deny(\"get_prog_origin\"); "
+    "def get_jq_origin: _wfo_deny(\"get_jq_origin\"); "
+    "def modulemeta: _wfo_deny(\"modulemeta\"); "
+    "def halt_error(f): _wfo_deny(\"halt_error\"); "
+    "def _wfo_multiply(a; b): _multiply(a; b); "
+    "def _multiply(a; b): b as $b | a as $a | "
+    "if (($a | type) == \"string\" and ($b | type) == \"number\" "
+    "and _wfo_multiply($a | utf8bytelength; $b) > 10485760) "
+    "or (($b | type) == \"string\" and ($a | type) == \"number\" "
+    "and _wfo_multiply($b | utf8bytelength; $a) > 10485760) "
+    "then error(\"string repeat result longer than 10485760 bytes\") "
+    "else _wfo_multiply($a; $b) end; "
+    "def _wfo_setpath(p; v): setpath(p; v); "
+    "def setpath(p; v): v as $v | p as $p | "
+    "if ($p | type) == \"array\" and any($p[]; type == \"number\" and . >= 1000000) "
+    "then error(\"array index larger than 1000000\") else _wfo_setpath($p; $v) end; "
+    "def _assign(paths; value): value as $v | reduce path(paths) as $p (.; setpath($p; $v)); "
+    "def _modify(paths; update): reduce path(paths) as $p (.; label $out | "
+    "(setpath($p; getpath($p) | update) | ., break $out), delpaths([$p])); "
+    "def fromstream(i): foreach i as $item ([null, false, null, false]; "
+    "if ($item[0] | length) == 0 then [null, false, .[2], .[3]] "
+    "elif ($item | length) == 1 and ($item[0] | length) < 2 then [null, false, .[0], .[1]] "
+    "else . end | . as $state | "
+    "if ($item | length) > 1 and ($item[0] | length) > 0 "
+    "then [.[0] | setpath(($item | .[0]); ($item | .[1])), true, $state[2], $state[3]] "
+    "else . end; "
+    "if ($item[0] | length) == 1 and ($item | length == 1) and .[3] then .[2] else empty end, "
+    "if ($item[0] | length) == 0 then $item[1] else empty end); "
+    "def _wfo_strftime(f): strftime(f); "
+    "def strftime(f): f as $f | if ($f | type) == \"string\" and ($f | utf8bytelength) > 1000 "
+    "then error(\"strftime format longer than 1000 bytes\") else _wfo_strftime($f) end; "
+    "def _wfo_strflocaltime(f): strflocaltime(f); "
+    "def strflocaltime(f): f as $f | if ($f | type) == \"string\" and ($f | utf8bytelength) > 1000 "
+    "then error(\"strflocaltime format longer than 1000 bytes\") else _wfo_strflocaltime($f) end; "
+    "{} as $ENV | ";
+
+/* ---- compiled templates ------------------------------------------------ */
+
+struct expr_step {
+    char *key; /* NULL: an array index */
+    long long index;
+};
+
+struct expr {
+    char *text;   /* the jq program the user wrote, trimmed */
+    jq_state *jq; /* NULL until compiled, and again after an OOM (I3) */
+    int is_path;  /* steps are valid: try expr_path_walk() first */
+    size_t nsteps;
+    struct expr_step *steps;
+};
+
+enum node_kind { NODE_CONST, NODE_EXPR, NODE_ARRAY, NODE_OBJECT };
+
+struct node {
+    enum node_kind kind;
+    json_t *value;     /* NODE_CONST: one reference */
+    struct expr *expr; /* NODE_EXPR */
+    size_t n;          /* NODE_ARRAY, NODE_OBJECT: children */
+    struct node *kids;
+    char **keys; /* NODE_OBJECT: keys in order, lengths in keylens */
+    size_t *keylens;
+};
+
+struct wfo_tmpl {
+    json_t *value; /* the template's own reference (expr.h) */
+    struct node root;
+};
+
+/* ---- the watchdog ---------------------------------------------------- */
+
+enum { WATCH_NONE, WATCH_TIME, WATCH_MEMORY };
+
+struct watch_slot {
+    jq_state *jq;
+    struct timespec deadline; /* CLOCK_MONOTONIC */
+    long rss_start;           /* pages; -1 until the watchdog first looks */
+    int fired;                /* WATCH_*: why it was halted */
+    int registered;
+    struct watch_slot *prev, *next;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    pthread_once_t once;
+    int ok;       /* the watchdog thread runs */
+    int sleeping; /* it waits with no deadline: signal cond on register */
+    struct watch_slot *head;
+} watch = {.mu = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT};
+
+static void ts_add_ms(struct timespec *t, long ms)
+{
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Resident pages of the process, or -1. */
+static long watch_rss(int fd)
+{
+    char buf[128];
+    ssize_t n;
+    char *p, *end;
+    long rss;
+
+    if (fd < 0)
+        return -1;
+    n = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    p = strchr(buf, ' ');
+    if (!p)
+        return -1;
+    errno = 0;
+    rss = strtol(p + 1, &end, 10);
+    if (errno || end == p + 1)
+        return -1;
+    return rss;
+}
+
+/* The watchdog: halts registered evaluations past their deadline or past
+ * the memory limit; sleeps without a deadline after a second without any. */
+static void *watch_main(void *unused)
+{
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    long page = sysconf(_SC_PAGESIZE);
+    struct timespec now, idle_since, wake;
+
+    clock_gettime(CLOCK_MONOTONIC, &idle_since);
+    pthread_mutex_lock(&watch.mu);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!watch.head) {
+            struct timespec idle_end = idle_since;
+
+            ts_add_ms(&idle_end, 1000);
+            if (!ts_before(&now, &idle_end)) {
+                watch.sleeping = 1;
+                pthread_cond_wait(&watch.cond, &watch.mu);
+                watch.sleeping = 0;
+                clock_gettime(CLOCK_MONOTONIC, &idle_since);
+                continue;
+            }
+        } else {
+            long rss = watch_rss(fd);
+
+            idle_since = now;
+            for (struct watch_slot *s = watch.head; s; s = s->next) {
+                if (s->fired)
+                    continue;
+                if (s->rss_start < 0)
+                    s->rss_start = rss;
+                if (!ts_before(&now, &s->deadline))
+                    s->fired = WATCH_TIME;
+                else if (rss >= 0 && s->rss_start >= 0 &&
+                         (rss - s->rss_start) * page > EXPR_MEMORY_LIMIT)
+                    s->fired = WATCH_MEMORY;
+                if (s->fired)
+                    jq_halt(s->jq, jv_invalid(), jv_invalid()); /* I1, I2 */
+            }
+        }
+        wake = now;
+        ts_add_ms(&wake, EXPR_WATCH_POLL_MS);
+        pthread_cond_timedwait(&watch.cond, &watch.mu, &wake);
+    }
+    return NULL;
+}
+
+static void watch_init(void)
+{
+    pthread_condattr_t ca;
+    pthread_attr_t ta;
+    pthread_t tid;
+    sigset_t all, old;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&watch.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_attr_init(&ta);
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    /* The watchdog takes no signal meant for the process. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    watch.ok = pthread_create(&tid, &ta, watch_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&ta);
+}
+
+static int watch_start(struct wfo_error *err)
+{
+    pthread_once(&watch.once, watch_init);
+    if (!watch.ok)
+        return wfo_error_set(err, WFO_EINTERNAL, "jq: cannot start the expression watchdog");
+    return 0;
+}
+
+/* Called after jq_start() (I2). */
+static void watch_register(struct watch_slot *s, jq_state *jq)
+{
+    s->jq = jq;
+    s->fired = WATCH_NONE;
+    s->rss_start = -1;
+    clock_gettime(CLOCK_MONOTONIC, &s->deadline);
+    ts_add_ms(&s->deadline, WFO_EXPR_TIME_LIMIT_MS);
+    pthread_mutex_lock(&watch.mu);
+    s->prev = NULL;
+    s->next = watch.head;
+    if (watch.head)
+        watch.head->prev = s;
+    watch.head = s;
+    s->registered = 1;
+    if (watch.sleeping)
+        pthread_cond_signal(&watch.cond);
+    pthread_mutex_unlock(&watch.mu);
+}
+
+/* Idempotent; returns why the evaluation was halted (WATCH_*). */
+static int watch_unregister(struct watch_slot *s)
+{
+    int fired;
+
+    pthread_mutex_lock(&watch.mu);
+    if (s->registered) {
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            watch.head = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+        s->registered = 0;
+    }
+    fired = s->fired;
+    pthread_mutex_unlock(&watch.mu);
+    return fired;
+}
+
+/* ---- the fiber: libjq's stack (I4) and its out-of-memory exit (I3) ------ */
+
+struct fiber {
+    char *base; /* the mapping; its first page is a guard */
+    size_t size;
+    ucontext_t ctx, caller;
+    void (*fn)(void *);
+    void *arg;
+    int oom;
+#ifdef EXPR_ASAN
+    const void *caller_bottom;
+    size_t caller_size;
+#endif
+};
+
+static _Thread_local struct fiber *expr_fiber;
+static _Thread_local int expr_fiber_failed;
+/* Set while libjq runs under expr_guarded_call(): where expr_nomem jumps. */
+static _Thread_local jmp_buf *expr_oom_jmp;
+static pthread_key_t expr_fiber_key;
+static pthread_once_t expr_fiber_once = PTHREAD_ONCE_INIT;
+
+/* libjq's nomem handler: when it returns, libjq prints and aborts. */
+static void expr_nomem(void *data)
+{
+    jmp_buf *jb = expr_oom_jmp;
+
+    if (jb) {
+        expr_oom_jmp = NULL;
+        longjmp(*jb, 1);
+    }
+}
+
+/* Runs fn(arg); returns 1 when libjq ran out of memory inside it (I3). */
+static int expr_guarded_call(void (*fn)(void *), void *arg)
+{
+    jmp_buf jb;
+
+    if (setjmp(jb)) {
+        expr_oom_jmp = NULL;
+        return 1;
+    }
+    expr_oom_jmp = &jb;
+    fn(arg);
+    expr_oom_jmp = NULL;
+    return 0;
+}
+
+static void fiber_free(void *p)
+{
+    struct fiber *f = p;
+
+    if (f) {
+        munmap(f->base, f->size);
+        free(f);
+    }
+}
+
+static void fiber_key_init(void)
+{
+    if (pthread_key_create(&expr_fiber_key, fiber_free) != 0)
+        expr_fiber_failed = 1;
+}
+
+#ifdef EXPR_ASAN
+/* ASan's swapcontext interceptor prints a warning on stderr and clears the
+ * shadow of the whole target stack at every switch; the fiber annotations
+ * (__sanitizer_*_switch_fiber) already tell ASan what it needs, so under
+ * ASan the switch calls libc's own swapcontext. */
+typedef int (*swap_fn)(ucontext_t *, const ucontext_t *);
+static swap_fn fiber_real_swap;
+static pthread_once_t fiber_swap_once = PTHREAD_ONCE_INIT;
+
+static void fiber_swap_init(void)
+{
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    void *sym = libc ? dlsym(libc, "swapcontext") : NULL;
+
+    fiber_real_swap = sym ? (swap_fn)sym : swapcontext;
+}
+
+static int fiber_swap(ucontext_t *from, const ucontext_t *to)
+{
+    pthread_once(&fiber_swap_once, fiber_swap_init);
+    return fiber_real_swap(from, to);
+}
+#else
+#define fiber_swap swapcontext
+#endif
+
+static void fiber_switch_back(struct fiber *f)
+{
+#ifdef EXPR_ASAN
+    void *fake = NULL;
+
+    __sanitizer_start_switch_fiber(&fake, f->caller_bottom, f->caller_size);
+#endif
+    fiber_swap(&f->ctx, &f->caller);
+#ifdef EXPR_ASAN
+    __sanitizer_finish_switch_fiber(fake, &f->caller_bottom, &f->caller_size);
+#endif
+}
+
+/* The fiber's body: runs one call per switch, forever. */
+static void fiber_main(void)
+{
+    struct fiber *f = expr_fiber;
+
+#ifdef EXPR_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &f->caller_bottom, &f->caller_size);
+#endif
+    for (;;) {
+        f->oom = expr_guarded_call(f->fn, f->arg);
+        fiber_switch_back(f);
+    }
+}
+
+/* This thread's fiber, made on first use; NULL when it cannot be made. */
+static struct fiber *fiber_get(void)
+{
+    struct fiber *f;
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (expr_fiber || expr_fiber_failed)
+        return expr_fiber;
+    pthread_once(&expr_fiber_once, fiber_key_init);
+    f = wfo_calloc(1, sizeof(*f));
+    f->size = EXPR_STACK_SIZE;
+    f->base = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (f->base == MAP_FAILED || mprotect(f->base, (size_t)page, PROT_NONE) != 0 ||
+        getcontext(&f->ctx) != 0) {
+        if (f->base != MAP_FAILED)
+            munmap(f->base, f->size);
+        free(f);
+        expr_fiber_failed = 1;
+        return NULL;
+    }
+    f->ctx.uc_stack.ss_sp = f->base + page;
+    f->ctx.uc_stack.ss_size = f->size - (size_t)page;
+    f->ctx.uc_link = NULL;
+    makecontext(&f->ctx, fiber_main, 0);
+    expr_fiber = f;
+    pthread_setspecific(expr_fiber_key, f);
+    return f;
+}
+
+/* Runs fn(arg) on the fiber (on this stack when there is none); returns 1
+ * when libjq ran out of memory inside it. */
+static int fiber_call(void (*fn)(void *), void *arg)
+{
+    struct fiber *f = fiber_get();
+
+    if (!f)
+        return expr_guarded_call(fn, arg);
+    f->fn = fn;
+    f->arg = arg;
+    {
+#ifdef EXPR_ASAN
+        void *fake = NULL;
+
+        __sanitizer_start_switch_fiber(&fake, f->base + sysconf(_SC_PAGESIZE),
+                                       f->size - (size_t)sysconf(_SC_PAGESIZE));
+#endif
+        fiber_swap(&f->caller, &f->ctx);
+#ifdef EXPR_ASAN
+        __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+    }
+    return f->oom;
+}
+
+/* Gives back the fiber's stack pages below its top megabyte (after a run
+ * that may have gone deep). */
+static void fiber_trim(void)
+{
+    struct fiber *f = expr_fiber;
+    size_t keep = (size_t)1 << 20, page = (size_t)sysconf(_SC_PAGESIZE);
+
+    if (f)
+        madvise(f->base + page, f->size - page - keep, MADV_DONTNEED);
+}
+
+/* ---- json_t <-> jv ------------------------------------------------------ */
+
+/* Returns 0, or -1 when v is nested deeper than EXPR_DEPTH_IN. */
+static int expr_to_jv(json_t *v, int depth, jv *out)
+{
+    jv r;
+
+    if (depth > EXPR_DEPTH_IN)
+        return -1;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        size_t keylen;
+        json_t *val;
+
+        r = jv_object();
+        json_object_keylen_foreach(v, key, keylen, val)
+        {
+            jv x;
+
+            if (expr_to_jv(val, depth + 1, &x) < 0) {
+                jv_free(r);
+                return -1;
+            }
+            r = jv_object_set(r, jv_string_sized(key, (int)keylen), x);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(v);
+
+        r = jv_array_sized((int)n);
+        for (size_t i = 0; i < n; i++) {
+            jv x;
+
+            if (expr_to_jv(json_array_get(v, i), depth + 1, &x) < 0) {
+                jv_free(r);
+                return -1;
+            }
+            r = jv_array_append(r, x);
+        }
+        break;
+    }
+    case JSON_STRING:
+        r = jv_string_sized(json_string_value(v), (int)json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        r = jv_number((double)json_integer_value(v));
+        break;
+    case JSON_REAL:
+        r = jv_number(json_real_value(v));
+        break;
+    case JSON_TRUE:
+        r = jv_true();
+        break;
+    case JSON_FALSE:
+        r = jv_false();
+        break;
+    default:
+        r = jv_null();
+        break;
+    }
+    *out = r;
+    return 0;
+}
+
+/* A jq number as JSON: integral values within 2^53 are integers, NaN and
+ * infinities are null. */
+static json_t *expr_number(double d)
+{
+    if (isnan(d) || isinf(d))
+        return json_null();
+    if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+        return json_integer((json_int_t)d);
+    return json_real(d);
+}
+
+/* Consumes v. Returns a new value, or NULL with err set. */
+static json_t *expr_from_jv(jv v, int depth, struct wfo_error *err)
+{
+    json_t *r = NULL, *x;
+
+    if (depth > EXPR_DEPTH_OUT) {
+        wfo_error_set(err, WFO_EEXPR, "jq: result nested deeper than %d levels", EXPR_DEPTH_OUT);
+        goto out;
+    }
+    switch (jv_get_kind(v)) {
+    case JV_KIND_NULL:
+        r = json_null();
+        break;
+    case JV_KIND_TRUE:
+        r = json_true();
+        break;
+    case JV_KIND_FALSE:
+        r = json_false();
+        break;
+    case JV_KIND_NUMBER:
+        r = expr_number(jv_number_value(v));
+        break;
+    case JV_KIND_STRING:
+        r = json_stringn(jv_string_value(v), (size_t)jv_string_length_bytes(jv_copy(v)));
+        if (!r)
+            wfo_error_set(err, WFO_EEXPR, "jq: result holds a string that is not UTF-8");
+        break;
+    case JV_KIND_ARRAY: {
+        int n = jv_array_length(jv_copy(v));
+
+        r = json_array();
+        for (int i = 0; i < n; i++) {
+            if (!(x = expr_from_jv(jv_array_get(jv_copy(v), i), depth + 1, err)))
+                goto fail;
+            json_array_append_new(r, x);
+        }
+        break;
+    }
+    case JV_KIND_OBJECT:
+        r = json_object();
+        for (int it = jv_object_iter(v); jv_object_iter_valid(v, it);
+             it = jv_object_iter_next(v, it)) {
+            jv key = jv_object_iter_key(v, it);
+
+            if (!(x = expr_from_jv(jv_object_iter_value(v, it), depth + 1, err))) {
+                jv_free(key);
+                goto fail;
+            }
+            json_object_setn_new(r, jv_string_value(key),
+                                 (size_t)jv_string_length_bytes(jv_copy(key)), x);
+            jv_free(key);
+        }
+        break;
+    default:
+        wfo_error_set(err, WFO_EEXPR, "jq: result is not a JSON value");
+        break;
+    }
+    goto out;
+fail:
+    json_decref(r);
+    r = NULL;
+out:
+    jv_free(v);
+    return r;
+}
+
+/* ---- stage 1: the sandbox lexer ------------------------------------------ */
+
+static int lex_ident_start(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static int lex_ident_char(int c)
+{
+    return lex_ident_start(c) || (c >= '0' && c <= '9');
+}
+
+static int lex_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Length of the identifier at s, with jq's `a::b` module prefixes. */
+static size_t lex_ident(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    for (;;) {
+        if (i >= n || !lex_ident_start((unsigned char)s[i]))
+            return i;
+        while (i < n && lex_ident_char((unsigned char)s[i]))
+            i++;
+        if (i + 2 < n && s[i] == ':' && s[i + 1] == ':' && lex_ident_start((unsigned char)s[i + 2]))
+            i += 2;
+        else
+            return i;
+    }
+}
+
+static int lex_in_list(const char *s, size_t len, const char *const *list)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (strlen(list[i]) == len && memcmp(list[i], s, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Checks each `::`-separated part of the identifier at s. */
+static int lex_check_ident(const char *s, size_t len, struct wfo_error *err)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        size_t j = i;
+
+        while (j < len && s[j] != ':')
+            j++;
+        if (lex_in_list(s + i, j - i, expr_denied) || (j - i >= 4 && memcmp(s + i, "_wfo", 4) == 0))
+            return wfo_error_set(err, WFO_EEXPR, "jq: %.*s is not allowed in wfo expressions",
+                                 (int)(j - i), s + i);
+        i = j + 2;
+    }
+    return 0;
+}
+
+/* Skips whitespace and comments from *i. */
+static void lex_skip_space(const char *s, size_t n, size_t *i)
+{
+    while (*i < n) {
+        if (s[*i] == ' ' || s[*i] == '\t' || s[*i] == '\n' || s[*i] == '\r') {
+            (*i)++;
+        } else if (s[*i] == '#') {
+            while (*i < n && s[*i] != '\n')
+                (*i)++;
+        } else {
+            return;
+        }
+    }
+}
+
+/* Scans string text from *i (inside the quotes): returns 0 after the
+ * closing quote, 1 after a "\(" that opens an interpolation, -1 at the end
+ * of the text. */
+static int lex_string(const char *s, size_t n, size_t *i)
+{
+    while (*i < n) {
+        char c = s[(*i)++];
+
+        if (c == '"')
+            return 0;
+        if (c == '\\' && *i < n) {
+            if (s[*i] == '(') {
+                (*i)++;
+                return 1;
+            }
+            (*i)++;
+        }
+    }
+    return -1;
+}
+
+/* Skips the number at s[*i] (a digit or a '.' followed by a digit), as
+ * jq's lexer reads it: [0-9]+(\.[0-9]*)?|\.[0-9]+, then ([eE][+-]?[0-9]+)?. */
+static void lex_number(const char *s, size_t n, size_t *i)
+{
+    while (*i < n && lex_digit((unsigned char)s[*i]))
+        (*i)++;
+    if (*i < n && s[*i] == '.') {
+        (*i)++;
+        while (*i < n && lex_digit((unsigned char)s[*i]))
+            (*i)++;
+    }
+    if (*i < n && (s[*i] == 'e' || s[*i] == 'E')) {
+        size_t j = *i + 1;
+
+        if (j < n && (s[j] == '+' || s[j] == '-'))
+            j++;
+        if (j < n && lex_digit((unsigned char)s[j])) {
+            while (j < n && lex_digit((unsigned char)s[j]))
+                j++;
+            *i = j;
+        }
+    }
+}
+
+/*
+ * Refuses the denied builtins and variables in s (stage 1). Identifiers are
+ * calls unless they follow '.' (a field: .input reads the context) or open
+ * a key of an object construction ({input: 1}, {env}, which is {env: .env}).
+ * Frames track the brackets: '(' '[' '{' and 'i' for a string
+ * interpolation, which resumes the string at its ')'. Where the text is
+ * not valid jq, jq refuses it at compile time anyway.
+ */
+static int expr_sandbox_check(const char *s, size_t n, struct wfo_error *err)
+{
+    char frames[EXPR_LEX_DEPTH];
+    int keypos[EXPR_LEX_DEPTH];
+    int depth = 0, rc;
+    size_t i = 0;
+
+#define LEX_PUSH(kind, key)                                                                        \
+    do {                                                                                           \
+        if (depth >= EXPR_LEX_DEPTH)                                                               \
+            return wfo_error_set(err, WFO_EEXPR, "jq: expression nested too deeply");              \
+        frames[depth] = (kind);                                                                    \
+        keypos[depth++] = (key);                                                                   \
+    } while (0)
+
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        /* True when this token opens a key of the innermost object. */
+        int key = depth > 0 && frames[depth - 1] == '{' && keypos[depth - 1];
+
+        if (depth > 0 && frames[depth - 1] == '{' && c != ' ' && c != '\t' && c != '\n' &&
+            c != '\r' && c != '#')
+            keypos[depth - 1] = 0;
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '#') {
+            lex_skip_space(s, n, &i);
+        } else if (c == '"') {
+            i++;
+            rc = lex_string(s, n, &i);
+            if (rc == 1)
+                LEX_PUSH('i', 0);
+            else if (rc < 0)
+                return 0; /* unterminated: jq refuses it */
+        } else if (c == '.') {
+            if (i + 1 < n && s[i + 1] == '.')
+                i += 2;
+            else if (i + 1 < n && lex_ident_start((unsigned char)s[i + 1]))
+                for (i++; i < n && lex_ident_char((unsigned char)s[i]); i++)
+                    ; /* a field */
+            else if (i + 1 < n && lex_digit((unsigned char)s[i + 1]))
+                lex_number(s, n, &i);
+            else
+                i++;
+        } else if (c == '$') {
+            size_t len;
+
+            i++;
+            lex_skip_space(s, n, &i);
+            len = lex_ident(s + i, n - i);
+            if (lex_in_list(s + i, len, expr_denied_vars))
+                return wfo_error_set(err, WFO_EEXPR, "jq: $%.*s is not allowed in wfo expressions",
+                                     (int)len, s + i);
+            i += len;
+        } else if (c == '@') {
+            for (i++; i < n && lex_ident_char((unsigned char)s[i]); i++)
+                ; /* a format: @base64 */
+        } else if (lex_digit(c)) {
+            lex_number(s, n, &i);
+        } else if (lex_ident_start(c)) {
+            size_t len = lex_ident(s + i, n - i);
+
+            if (!key && (rc = lex_check_ident(s + i, len, err)) < 0)
+                return rc;
+            i += len;
+        } else {
+            i++;
+            if (c == '(' || c == '[')
+                LEX_PUSH((char)c, 0);
+            else if (c == '{')
+                LEX_PUSH('{', 1);
+            else if (c == ',' && depth > 0 && frames[depth - 1] == '{')
+                keypos[depth - 1] = 1;
+            else if ((c == ')' || c == ']' || c == '}') && depth > 0 && frames[depth - 1] != 'i')
+                depth--;
+            else if (c == ')' && depth > 0) {
+                depth--; /* the end of an interpolation: back in the string */
+                rc = lex_string(s, n, &i);
+                if (rc == 1)
+                    LEX_PUSH('i', 0);
+                else if (rc < 0)
+                    return 0;
+            }
+        }
+    }
+#undef LEX_PUSH
+    return 0;
+}
+
+/* ---- stage 2: plain paths ------------------------------------------------ */
+
+static void expr_steps_free(struct expr *e)
+{
+    for (size_t i = 0; i < e->nsteps; i++)
+        free(e->steps[i].key);
+    free(e->steps);
+    e->steps = NULL;
+    e->nsteps = 0;
+}
+
+static void expr_step_add(struct expr *e, char *key, long long index)
+{
+    e->steps = wfo_realloc(e->steps, (e->nsteps + 1) * sizeof(*e->steps));
+    e->steps[e->nsteps].key = key;
+    e->steps[e->nsteps].index = index;
+    e->nsteps++;
+}
+
+/* Parses `[0]`, `[-1]` or `["key"]` at s[*i]; 0, or -1 when it is not one
+ * of those simple forms. */
+static int path_bracket(struct expr *e, const char *s, size_t n, size_t *i)
+{
+    size_t j = *i + 1;
+
+    if (j < n && s[j] == '"') {
+        size_t start = ++j;
+
+        while (j < n && s[j] != '"' && s[j] != '\\')
+            j++;
+        if (j + 1 >= n || s[j] != '"' || s[j + 1] != ']')
+            return -1;
+        expr_step_add(e, wfo_strndup(s + start, j - start), 0);
+        *i = j + 2;
+        return 0;
+    } else {
+        int neg = j < n && s[j] == '-';
+        size_t start;
+        long long v = 0;
+
+        if (neg)
+            j++;
+        start = j;
+        while (j < n && lex_digit((unsigned char)s[j]) && j - start < 15)
+            v = v * 10 + (s[j++] - '0');
+        /* No leading zeros: jq would read them, but keep the subset plain. */
+        if (j == start || j >= n || s[j] != ']' || (s[start] == '0' && j - start > 1))
+            return -1;
+        expr_step_add(e, NULL, neg ? -v : v);
+        *i = j + 1;
+        return 0;
+    }
+}
+
+/* Sets e->is_path and e->steps when the text is a plain path: `.`, or `.`
+ * followed by a field or a bracket, then any of `.field`, `[N]`, `["k"]`.
+ * All of these are valid jq 1.6 (`.a.["b"]` is not, so it is not taken). */
+static void expr_path_parse(struct expr *e, const char *s, size_t n)
+{
+    size_t i = 1;
+
+    if (n == 0 || s[0] != '.')
+        return;
+    if (n == 1) {
+        e->is_path = 1;
+        return;
+    }
+    if (s[1] == '[') {
+        if (path_bracket(e, s, n, &i) < 0)
+            goto fail;
+    } else {
+        i = 0;
+    }
+    while (i < n) {
+        if (s[i] == '.' && i + 1 < n && lex_ident_start((unsigned char)s[i + 1])) {
+            size_t start = ++i;
+
+            while (i < n && lex_ident_char((unsigned char)s[i]))
+                i++;
+            expr_step_add(e, wfo_strndup(s + start, i - start), 0);
+        } else if (s[i] == '[' && i > 0) {
+            if (path_bracket(e, s, n, &i) < 0)
+                goto fail;
+        } else {
+            goto fail;
+        }
+    }
+    e->is_path = 1;
+    return;
+fail:
+    expr_steps_free(e);
+}
+
+/* Walks the path on v. Returns 0 with *out set, or 1 when a step meets a
+ * value jq would refuse to index: then jq must run to give its error. */
+static int expr_path_walk(const struct expr *e, json_t *v, json_t **out)
+{
+    for (size_t i = 0; i < e->nsteps; i++) {
+        const struct expr_step *st = &e->steps[i];
+
+        if (!v || json_is_null(v)) {
+            v = NULL; /* jq: null | .a == null, null | .[0] == null */
+        } else if (st->key) {
+            if (!json_is_object(v))
+                return 1;
+            v = json_object_get(v, st->key);
+        } else {
+            long long size, idx = st->index;
+
+            if (!json_is_array(v))
+                return 1;
+            size = (long long)json_array_size(v);
+            if (idx < 0)
+                idx += size;
+            v = idx >= 0 && idx < size ? json_array_get(v, (size_t)idx) : NULL;
+        }
+    }
+    *out = v ? json_incref(v) : json_null();
+    return 0;
+}
+
+/* ---- stage 3: compiling ---------------------------------------------------- */
+
+struct expr_log {
+    char first[400]; /* jq's first message */
+    int have;
+};
+
+static void expr_err_cb(void *data, jv msg)
+{
+    struct expr_log *log = data;
+
+    if (log && !log->have && jv_get_kind(msg) == JV_KIND_STRING) {
+        snprintf(log->first, sizeof(log->first), "%s", jv_string_value(msg));
+        log->have = 1;
+    }
+    jv_free(msg);
+}
+
+static void expr_debug_cb(void *data, jv msg)
+{
+    jv_free(msg);
+}
+
+/* Removes every occurrence of cut from s. */
+static void str_remove(char *s, const char *cut)
+{
+    size_t len = strlen(cut);
+    char *p;
+
+    while ((p = strstr(s, cut)))
+        memmove(p, p + len, strlen(p + len) + 1);
+}
+
+/* jq's "jq: error: MESSAGE at <top-level>, line 1:\nPROGRAM" becomes
+ * "jq: MESSAGE at line 1". */
+static int expr_compile_error(struct expr_log *log, struct wfo_error *err)
+{
+    char *m = log->first, *p;
+    const char *prefix = "jq: error: ";
+
+    if (!log->have)
+        return wfo_error_set(err, WFO_EEXPR, "jq: compile error");
+    if (strncmp(m, prefix, strlen(prefix)) == 0)
+        m += strlen(prefix);
+    if ((p = strchr(m, '\n')))
+        *p = '\0';
+    str_remove(m, " (Unix shell quoting issues?)");
+    if ((p = strstr(m, " at <top-level>, line "))) {
+        memmove(p + 4, p + 15, strlen(p + 15) + 1); /* " at <top-level>, line" -> " at line" */
+    }
+    p = m + strlen(m);
+    if (p > m && p[-1] == ':')
+        p[-1] = '\0';
+    return wfo_error_set(err, WFO_EEXPR, "jq: %s", m);
+}
+
+/* A new jq_state running EXPR_PRELUDE then text (I5). */
+static int expr_jq_new(const char *text, jq_state **out, struct wfo_error *err)
+{
+    struct wfo_buf prog = WFO_BUF_INIT;
+    struct expr_log log = {{0}, 0};
+    jq_state *jq;
+    int rc = 0;
+
+    *out = NULL;
+    jq = jq_init();
+    if (!jq)
+        return wfo_error_set(err, WFO_ENOMEM, "jq: out of memory");
+    jq_set_nomem_handler(jq, expr_nomem, NULL);
+    jq_set_input_cb(jq, NULL, NULL);
+    jq_set_debug_cb(jq, expr_debug_cb, NULL);
+    jq_set_error_cb(jq, expr_err_cb, &log);
+    /* Without a library path, `import` makes libjq abort. */
+    jq_set_attr(jq, jv_string("JQ_LIBRARY_PATH"), jv_array());
+    wfo_buf_adds(&prog, EXPR_PRELUDE);
+    wfo_buf_adds(&prog, text);
+    if (!jq_compile(jq, prog.buf)) {
+        rc = expr_compile_error(&log, err);
+        jq_teardown(&jq);
+        goto out;
+    }
+    jq_set_error_cb(jq, expr_err_cb, NULL); /* log is about to go */
+    *out = jq;
+out:
+    wfo_buf_release(&prog);
+    return rc;
+}
+
+static void expr_free(struct expr *e)
+{
+    if (!e)
+        return;
+    if (e->jq)
+        jq_teardown(&e->jq);
+    expr_steps_free(e);
+    free(e->text);
+    free(e);
+}
+
+/* Compiles the expression text s (n bytes, without "${" and "}"). */
+static int expr_new(const char *s, size_t n, struct expr **out, struct wfo_error *err)
+{
+    struct expr *e = NULL;
+    int rc;
+
+    *out = NULL;
+    if (memchr(s, '\0', n))
+        return wfo_error_set(err, WFO_EEXPR, "jq: expression holds a NUL character");
+    while (n > 0 && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+        s++, n--;
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        n--;
+    if (n == 0)
+        return wfo_error_set(err, WFO_EEXPR, "jq: empty expression");
+    if ((rc = expr_sandbox_check(s, n, err)) < 0)
+        return rc;
+    e = wfo_calloc(1, sizeof(*e));
+    e->text = wfo_strndup(s, n);
+    expr_path_parse(e, s, n);
+    /* A plain path is valid jq: compiled when first needed (stage 2). */
+    if (!e->is_path && (rc = expr_jq_new(e->text, &e->jq, err)) < 0)
+        goto out;
+    *out = e;
+    e = NULL;
+out:
+    expr_free(e);
+    return rc;
+}
+
+/* ---- stage 4: evaluating ---------------------------------------------------- */
+
+struct expr_run {
+    jq_state *jq;
+    jv input; /* consumed */
+    struct watch_slot slot;
+    json_t *out;
+    struct wfo_error *err;
+    int rc;
+};
+
+/* Runs on the fiber: starts jq on the input, takes the first output. */
+static void expr_run_fn(void *p)
+{
+    struct expr_run *r = p;
+    jv v;
+    int fired;
+
+    jq_start(r->jq, r->input, 0);
+    watch_register(&r->slot, r->jq);
+    v = jq_next(r->jq);
+    fired = watch_unregister(&r->slot);
+    if (fired == WATCH_TIME) {
+        jv_free(v);
+        r->rc = wfo_error_set(r->err, WFO_EEXPR, "jq: evaluation exceeded %d ms",
+                              WFO_EXPR_TIME_LIMIT_MS);
+    } else if (fired == WATCH_MEMORY) {
+        jv_free(v);
+        r->rc = wfo_error_set(r->err, WFO_EEXPR, "jq: evaluation exceeded %ld MiB of memory",
+                              EXPR_MEMORY_LIMIT >> 20);
+    } else if (jv_is_valid(v)) {
+        r->out = expr_from_jv(v, 0, r->err);
+        if (!r->out)
+            r->rc = WFO_EEXPR;
+    } else if (jv_invalid_has_msg(jv_copy(v))) {
+        jv msg = jv_invalid_get_msg(v);
+
+        if (jv_get_kind(msg) == JV_KIND_STRING) {
+            r->rc = wfo_error_set(r->err, WFO_EEXPR, "jq: %s", jv_string_value(msg));
+        } else {
+            jv text = jv_dump_string(msg, 0);
+
+            msg = jv_null();
+            r->rc =
+                wfo_error_set(r->err, WFO_EEXPR, "jq: %s (not a string)", jv_string_value(text));
+            jv_free(text);
+        }
+        jv_free(msg);
+    } else {
+        jv_free(v); /* no output */
+        r->out = json_null();
+    }
+    /* Let go of what the run holds (the input, its stack) now. */
+    jq_start(r->jq, jv_null(), 0);
+}
+
+struct eval_state {
+    json_t *ctx;
+    jv ctxjv; /* the context as a jv, made on first need */
+    int have_ctxjv;
+};
+
+static int expr_eval(struct expr *e, struct eval_state *es, json_t **out, struct wfo_error *err)
+{
+    struct expr_run r;
+    int rc, oom;
+
+    *out = NULL;
+    if (e->is_path && expr_path_walk(e, es->ctx, out) == 0)
+        return 0;
+    if ((rc = watch_start(err)) < 0)
+        return rc;
+    if (!e->jq && (rc = expr_jq_new(e->text, &e->jq, err)) < 0)
+        return rc;
+    if (!es->have_ctxjv) {
+        if (expr_to_jv(es->ctx ? es->ctx : json_null(), 0, &es->ctxjv) < 0)
+            return wfo_error_set(err, WFO_EEXPR, "jq: context nested deeper than %d levels",
+                                 EXPR_DEPTH_IN);
+        es->have_ctxjv = 1;
+    }
+    memset(&r, 0, sizeof(r));
+    r.jq = e->jq;
+    r.input = jv_copy(es->ctxjv);
+    r.err = err;
+    oom = fiber_call(expr_run_fn, &r);
+    if (oom) {
+        watch_unregister(&r.slot);
+        json_decref(r.out);
+        r.out = NULL;
+        e->jq = NULL; /* I3: leaked, recompiled on next use */
+        r.rc = wfo_error_set(err, WFO_EEXPR, "jq: evaluation ran out of memory");
+    }
+    if (r.rc < 0)
+        fiber_trim();
+    *out = r.out;
+    return r.rc;
+}
+
+/* ---- templates ------------------------------------------------------------- */
+
+static void node_release(struct node *n)
+{
+    switch (n->kind) {
+    case NODE_CONST:
+        json_decref(n->value);
+        break;
+    case NODE_EXPR:
+        expr_free(n->expr);
+        break;
+    case NODE_ARRAY:
+    case NODE_OBJECT:
+        for (size_t i = 0; i < n->n; i++) {
+            node_release(&n->kids[i]);
+            if (n->keys)
+                free(n->keys[i]);
+        }
+        free(n->kids);
+        free(n->keys);
+        free(n->keylens);
+        break;
+    }
+    memset(n, 0, sizeof(*n));
+}
+
+/* Appends ".key", or ["key"] for keys that are not identifiers. */
+static void path_add_key(struct wfo_buf *path, const char *key, size_t len)
+{
+    int plain = len > 0 && lex_ident_start((unsigned char)key[0]);
+
+    for (size_t i = 0; plain && i < len; i++)
+        plain = lex_ident_char((unsigned char)key[i]);
+    if (plain) {
+        wfo_buf_addch(path, '.');
+        wfo_buf_add(path, key, len);
+        return;
+    }
+    wfo_buf_adds(path, "[\"");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)key[i];
+
+        if (c == '"' || c == '\\')
+            wfo_buf_addf(path, "\\%c", c);
+        else if (c < 0x20)
+            wfo_buf_addf(path, "\\u%04x", c);
+        else
+            wfo_buf_addch(path, c);
+    }
+    wfo_buf_adds(path, "\"]");
+}
+
+static int node_compile(json_t *v, struct node *n, struct wfo_buf *path, struct wfo_error *err)
+{
+    size_t mark = path->len, i = 0;
+    int rc = 0, all_const = 1;
+
+    memset(n, 0, sizeof(*n));
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+
+        if (len >= 3 && s[0] == '$' && s[1] == '{' && s[len - 1] == '}') {
+            n->kind = NODE_EXPR;
+            return expr_new(s + 2, len - 3, &n->expr, err);
+        }
+    } else if (json_is_array(v) && json_array_size(v) > 0) {
+        n->kind = NODE_ARRAY;
+        n->n = json_array_size(v);
+        n->kids = wfo_calloc(n->n, sizeof(*n->kids));
+        for (i = 0; i < n->n; i++) {
+            wfo_buf_addf(path, "[%zu]", i);
+            if ((rc = node_compile(json_array_get(v, i), &n->kids[i], path, err)) < 0)
+                return rc;
+            path->len = mark;
+            path->buf[mark] = '\0';
+            all_const &= n->kids[i].kind == NODE_CONST;
+        }
+    } else if (json_is_object(v) && json_object_size(v) > 0) {
+        const char *key;
+        size_t keylen;
+        json_t *val;
+
+        n->kind = NODE_OBJECT;
+        n->n = json_object_size(v);
+        n->kids = wfo_calloc(n->n, sizeof(*n->kids));
+        n->keys = wfo_calloc(n->n, sizeof(*n->keys));
+        n->keylens = wfo_calloc(n->n, sizeof(*n->keylens));
+        json_object_keylen_foreach(v, key, keylen, val)
+        {
+            n->keys[i] = wfo_malloc(keylen + 1);
+            memcpy(n->keys[i], key, keylen + 1);
+            n->keylens[i] = keylen;
+            path_add_key(path, key, keylen);
+            if ((rc = node_compile(val, &n->kids[i], path, err)) < 0)
+                return rc;
+            path->len = mark;
+            path->buf[mark] = '\0';
+            all_const &= n->kids[i].kind == NODE_CONST;
+            i++;
+        }
+    }
+    if (n->kind != NODE_CONST && !all_const)
+        return 0;
+    node_release(n);
+    n->kind = NODE_CONST;
+    n->value = json_incref(v);
+    return 0;
+}
+
+static int node_eval(const struct node *n, struct eval_state *es, json_t **out,
+                     struct wfo_error *err)
+{
+    json_t *r = NULL, *x;
+    int rc = 0;
+
+    *out = NULL;
+    switch (n->kind) {
+    case NODE_CONST:
+        *out = json_incref(n->value);
+        return 0;
+    case NODE_EXPR:
+        return expr_eval(n->expr, es, out, err);
+    case NODE_ARRAY:
+        r = json_array();
+        for (size_t i = 0; i < n->n; i++) {
+            if ((rc = node_eval(&n->kids[i], es, &x, err)) < 0)
+                goto out;
+            json_array_append_new(r, x);
+        }
+        break;
+    case NODE_OBJECT:
+        r = json_object();
+        for (size_t i = 0; i < n->n; i++) {
+            if ((rc = node_eval(&n->kids[i], es, &x, err)) < 0)
+                goto out;
+            json_object_setn_new(r, n->keys[i], n->keylens[i], x);
+        }
+        break;
+    }
+    *out = r;
+    r = NULL;
+out:
+    json_decref(r);
+    return rc;
+}
+
+int expr_is_expression(const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+
+    return len >= 3 && s[0] == '$' && s[1] == '{' && s[len - 1] == '}';
+}
+
+int tmpl_compile(json_t *value, struct wfo_tmpl **out, char **bad_path, struct wfo_error *err)
+{
+    struct wfo_tmpl *t = NULL;
+    struct wfo_buf path = WFO_BUF_INIT;
+    int rc;
+
+    *out = NULL;
+    if (bad_path)
+        *bad_path = NULL;
+    if (!value)
+        return wfo_error_set(err, WFO_EINVAL, "no template value");
+    t = wfo_calloc(1, sizeof(*t));
+    t->value = json_incref(value);
+    if ((rc = node_compile(value, &t->root, &path, err)) < 0) {
+        if (bad_path)
+            *bad_path = wfo_buf_detach(&path, NULL);
+        goto out;
+    }
+    *out = t;
+    t = NULL;
+out:
+    wfo_buf_release(&path);
+    tmpl_free(t);
+    return rc;
+}
+
+void tmpl_free(struct wfo_tmpl *t)
+{
+    if (!t)
+        return;
+    node_release(&t->root);
+    json_decref(t->value);
+    free(t);
+}
+
+int tmpl_is_const(const struct wfo_tmpl *t)
+{
+    return t->root.kind == NODE_CONST;
+}
+
+int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_error *err)
+{
+    struct eval_state es = {ctx, {0}, 0};
+    int rc;
+
+    rc = node_eval(&t->root, &es, out, err);
+    if (es.have_ctxjv)
+        jv_free(es.ctxjv);
+    return rc;
+}
+
+/* text is either an expression ("${ .a }") or the jq program itself. */
+int expr_eval_once(const char *text, json_t *ctx, json_t **out, struct wfo_error *err)
+{
+    struct eval_state es = {ctx, {0}, 0};
+    struct expr *e = NULL;
+    size_t len;
+    int rc;
+
+    *out = NULL;
+    if (!text)
+        return wfo_error_set(err, WFO_EINVAL, "no expression");
+    len = strlen(text);
+    if (expr_is_expression(text))
+        rc = expr_new(text + 2, len - 3, &e, err);
+    else
+        rc = expr_new(text, len, &e, err);
+    if (rc < 0)
+        return rc;
+    rc = expr_eval(e, &es, out, err);
+    if (es.have_ctxjv)
+        jv_free(es.ctxjv);
+    expr_free(e);
+    return rc;
+}
+
+#include "common/banned.h"

@@ -1,0 +1,330 @@
+/*
+ * test_fsm.c - the state machine without I/O: events in, effects out.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tap.h"
+#include "core/fsm.h"
+#include "common/yaml.h"
+
+static struct wfo_def *compile(const char *yaml)
+{
+    json_t *doc = NULL;
+    struct wfo_error err = WFO_ERROR_INIT;
+    if (wfo_doc_parse(yaml, strlen(yaml), &doc, &err) < 0) {
+        printf("# parse: %s\n", err.message);
+        return NULL;
+    }
+    struct wfo_def *d = NULL;
+    struct def_problems p = {0};
+    if (def_compile(doc, &d, &p) < 0)
+        for (int i = 0; i < p.n; i++)
+            printf("# %s: %s\n", p.items[i].path, p.items[i].message);
+    def_problems_release(&p);
+    json_decref(doc);
+    if (d)
+        d->version = 1;
+    return d;
+}
+
+static double half(void)
+{
+    return 0.5;
+}
+
+static struct xexec *start(struct fsm *f, const char *yaml, const char *input)
+{
+    struct wfo_def *d = compile(yaml);
+    if (!d)
+        return NULL;
+    json_t *in = NULL;
+    wfo_json_parse(input, strlen(input), &in, NULL);
+    struct xexec *x = exec_new("x1", "default", d, in, 1000);
+    json_decref(in);
+    def_unref(d);
+    fsm_init(f);
+    f->rand = half;
+    f->now = 1000;
+    fsm_start(f, x);
+    return x;
+}
+
+static int count_hist(struct fsm *f, const char *type)
+{
+    int n = 0;
+    for (int i = 0; i < f->n_hist; i++)
+        n += strcmp(f->hist[i].type, type) == 0;
+    return n;
+}
+
+static struct fsm_action *find_act(struct fsm *f, enum fsm_act_kind k)
+{
+    for (int i = 0; i < f->n_acts; i++)
+        if (f->acts[i].kind == k)
+            return &f->acts[i];
+    return NULL;
+}
+
+static struct fsm_timer *find_timer(struct fsm *f, enum timer_kind k)
+{
+    for (int i = 0; i < f->n_timers; i++)
+        if (!f->timers[i].del && f->timers[i].kind == k)
+            return &f->timers[i];
+    return NULL;
+}
+
+TEST(sequential_set_steps_complete_in_one_call)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - {name: a, type: set, vars: {n: '${ .input.n + 1 }'}}\n"
+                            "  - {name: b, type: set, vars: {m: '${ .vars.n * 10 }'}}\n",
+                            "{\"n\": 2}");
+    ok(x != NULL, "compiles");
+    is_int(x->status, EX_COMPLETED, "completed");
+    is_int(json_integer_value(json_object_get(x->vars, "m")), 30, "vars flow: m = 30");
+    is_int(json_integer_value(json_object_get(x->output, "m")), 30, "output is last step's");
+    is_int(x->n_steps, 2, "two steps reached");
+    is_str(step_status_names[x->steps[1]->status], "completed", "b completed");
+    for (int i = 0; i < f.n_hist; i++)
+        is_int(f.hist[i].seq, i + 1, "history seq %d has no gap", i + 1);
+    is_str(f.hist[0].type, "execution.started", "first entry");
+    is_str(f.hist[f.n_hist - 1].type, "execution.completed", "last entry");
+    ok(find_act(&f, ACT_ENDED) != NULL, "ended action");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+static const char *task_wf = "name: w\nsteps:\n"
+                             "  - name: t\n    type: task\n    queue: q\n"
+                             "    retry: {max_attempts: 3, initial_interval: 1s, backoff: 2,"
+                             " jitter: 0, non_retryable: [Fatal]}\n"
+                             "    timeout: 5s\n"
+                             "  - {name: after, type: set, vars: {done: true}}\n";
+
+TEST(task_runs_then_completes)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, task_wf, "{}");
+    struct fsm_action *a = find_act(&f, ACT_RUN);
+    ok(a != NULL, "an attempt to run");
+    is_str(a ? a->step : NULL, "t", "of step t");
+    is_int(a ? a->attempt : 0, 1, "attempt 1");
+    ok(find_timer(&f, TK_TIMEOUT) != NULL, "timeout armed");
+    is_int(find_timer(&f, TK_TIMEOUT)->due, 6000, "due at now + 5s");
+    int64_t token = a->token;
+    fsm_reset(&f);
+    json_t *out = json_pack("{s:i}", "ok", 1);
+    is_int(fsm_result(&f, x, "t", token + 1, 1, out, NULL, 1), WFO_ESTATE, "stale token refused");
+    is_int(f.n_hist, 0, "stale result changes nothing");
+    is_int(fsm_result(&f, x, "t", token, 1, out, NULL, 1), 0, "current token accepted");
+    is_int(fsm_result(&f, x, "t", token, 1, out, NULL, 1), WFO_ESTATE, "second completion refused");
+    is_int(x->status, EX_COMPLETED, "completed");
+    json_decref(out);
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(retries_with_backoff_then_fails)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, task_wf, "{}");
+    json_t *err = fsm_error("Boom", "it broke", NULL);
+    int64_t want[] = {1000, 2000};
+    for (int n = 1; n <= 3; n++) {
+        struct fsm_action *a = find_act(&f, ACT_RUN);
+        ok(a && a->attempt == n, "attempt %d runs", n);
+        int64_t token = a->token;
+        fsm_reset(&f);
+        fsm_result(&f, x, "t", token, 0, NULL, err, 1);
+        if (n < 3) {
+            struct fsm_timer *t = find_timer(&f, TK_RETRY);
+            ok(t != NULL, "retry %d armed", n);
+            is_int(t ? t->due - f.now : 0, want[n - 1], "delay before attempt %d", n + 1);
+            is_int(count_hist(&f, "step.retrying"), 1, "retrying recorded");
+            int64_t tok = t->token;
+            fsm_reset(&f);
+            fsm_timer(&f, x, TK_RETRY, "t", tok + 7);
+            is_int(f.n_acts, 0, "stale retry timer ignored");
+            fsm_timer(&f, x, TK_RETRY, "t", tok);
+        }
+    }
+    is_int(x->status, EX_FAILED, "failed after 3 attempts");
+    is_str(wfo_json_str(x->error, "type"), "Boom", "error type kept");
+    is_str(wfo_json_str(x->error, "step"), "t", "error.step");
+    is_int(x->steps[0]->attempts, 3, "3 attempts");
+    json_decref(err);
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(non_retryable_and_worker_refusal_fail_at_once)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, task_wf, "{}");
+    json_t *err = fsm_error("Fatal", "no", NULL);
+    fsm_result(&f, x, "t", find_act(&f, ACT_RUN)->token, 0, NULL, err, 1);
+    is_int(x->status, EX_FAILED, "non_retryable type: failed");
+    is_int(x->steps[0]->attempts, 1, "one attempt");
+    fsm_release(&f);
+    exec_free(x);
+
+    x = start(&f, task_wf, "{}");
+    json_t *e2 = fsm_error("Other", "no", NULL);
+    fsm_result(&f, x, "t", find_act(&f, ACT_RUN)->token, 0, NULL, e2, 0);
+    is_int(x->status, EX_FAILED, "retryable false: failed");
+    is_int(x->steps[0]->attempts, 1, "one attempt");
+    json_decref(err);
+    json_decref(e2);
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(timeout_cancels_and_retries)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, task_wf, "{}");
+    struct fsm_timer *t = find_timer(&f, TK_TIMEOUT);
+    int64_t tok = t->token;
+    fsm_reset(&f);
+    f.now = 6000;
+    fsm_timer(&f, x, TK_TIMEOUT, "t", tok);
+    ok(find_act(&f, ACT_CANCEL) != NULL, "the attempt is cancelled");
+    ok(find_timer(&f, TK_RETRY) != NULL, "and retried");
+    is_str(wfo_json_str(x->steps[0]->error, "type"), "Timeout", "error Timeout");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(catch_sends_control_with_error)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - name: t\n    type: task\n    queue: q\n"
+                            "    retry: {max_attempts: 1}\n"
+                            "    catch: [{errors: [Nope], next: handle}]\n"
+                            "  - {name: skipped, type: set, vars: {a: 1}}\n"
+                            "  - {name: handle, type: set, vars: {msg: '${ .error.message }'}}\n",
+                            "{}");
+    json_t *err = fsm_error("Nope", "declined", NULL);
+    fsm_result(&f, x, "t", find_act(&f, ACT_RUN)->token, 0, NULL, err, 1);
+    is_int(x->status, EX_COMPLETED, "completed");
+    is_str(step_status_names[x->steps[0]->status], "caught", "t is caught");
+    is_str(x->steps[1]->path, "handle", "the catch target ran next");
+    is_str(json_string_value(json_object_get(x->vars, "msg")), "declined", ".error visible");
+    json_decref(err);
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(expression_error_is_not_retried)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - {name: t, type: task, queue: q, input: '${ .input.a.b }'}\n",
+                            "{\"a\": 5}");
+    is_int(x->status, EX_FAILED, "failed");
+    is_str(wfo_json_str(x->error, "type"), "ExpressionError", "ExpressionError");
+    is_int(x->steps[0]->attempts, 1, "one attempt");
+    is_int(f.n_acts, 1, "nothing to run (only the end)");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(loop_hits_the_transition_cap)
+{
+    struct fsm f;
+    fsm_init(&f);
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - {name: a, type: set, vars: {i: '${ (.vars.i // 0) + 1 }'}}\n"
+                            "  - {name: b, type: set, vars: {}, next: a}\n",
+                            "{}");
+    is_int(x->status, EX_FAILED, "failed");
+    is_str(wfo_json_str(x->error, "type"), "TransitionLimitExceeded", "type");
+    is_int(json_integer_value(json_object_get(x->vars, "i")), 5000, "a ran 5000 times");
+    is_int(x->n_steps, 2, "each step listed once");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(if_false_skips_and_switch_chooses)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - {name: s, type: set, if: '${ .input.go }', vars: {x: 1}}\n"
+                            "  - name: sw\n    type: switch\n"
+                            "    cases: [{when: '${ .input.n > 2 }', next: big}]\n"
+                            "    default: small\n"
+                            "  - {name: big, type: succeed, output: big}\n"
+                            "  - {name: small, type: succeed, output: small}\n",
+                            "{\"go\": false, \"n\": 1}");
+    is_str(step_status_names[x->steps[0]->status], "skipped", "if false: skipped");
+    is_str(json_string_value(x->steps[1]->output), "small", "switch result is the step name");
+    is_str(json_string_value(x->output), "small", "succeed output");
+    is_int(x->n_steps, 3, "big never reached");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(sleep_waits_for_its_timer)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, "name: w\nsteps:\n  - {name: z, type: sleep, duration: 1.5s}\n",
+                            "{}");
+    struct fsm_timer *t = find_timer(&f, TK_SLEEP);
+    ok(t && t->due == 2500, "sleep due at now + 1.5s");
+    is_str(step_status_names[x->steps[0]->status], "waiting", "waiting");
+    int64_t tok = t->token;
+    fsm_reset(&f);
+    fsm_timer(&f, x, TK_SLEEP, "z", tok);
+    is_int(x->status, EX_COMPLETED, "completed after the timer");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(retry_delay_formula)
+{
+    struct def_retry r = {5, 1000, 2.0, 5000, 0.1, NULL};
+    is_int(fsm_retry_delay(&r, 1, 0.5), 1000, "first delay is initial");
+    is_int(fsm_retry_delay(&r, 2, 0.5), 2000, "then doubles");
+    is_int(fsm_retry_delay(&r, 3, 0.5), 4000, "and doubles");
+    is_int(fsm_retry_delay(&r, 4, 0.5), 5000, "capped at max_interval");
+    is_int(fsm_retry_delay(&r, 1, 0.0), 900, "jitter -10%%");
+    ok(fsm_retry_delay(&r, 1, 0.9999) <= 1100 && fsm_retry_delay(&r, 1, 0.9999) >= 1099,
+       "jitter +10%%");
+}
+
+TEST(state_round_trips)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, task_wf, "{\"k\": [1, 2]}");
+    json_t *st = exec_row_state(x);
+    struct xexec *y = exec_new("x1", "default", x->def, x->input, 1000);
+    struct wfo_error err = WFO_ERROR_INIT;
+    is_int(exec_load(y, st, &err), 0, "state loads");
+    json_t *ss = exec_step_state(x->steps[0]);
+    is_int(exec_load_step(y, "t", 0, "running", 1, NULL, NULL, ss, 1000, 0, &err), 0,
+           "step loads");
+    json_t *st2 = exec_row_state(y);
+    ok(json_equal(st, st2), "same state after the round trip");
+    is_int(y->steps[0]->token, x->steps[0]->token, "token kept");
+    is_int(exec_load_step(y, "nope", 1, "running", 1, NULL, NULL, ss, 0, 0, &err), WFO_ESTORE,
+           "unknown step path refused");
+    json_decref(st);
+    json_decref(st2);
+    json_decref(ss);
+    exec_free(y);
+    fsm_release(&f);
+    exec_free(x);
+}
+
+int main(void)
+{
+    return tap_run();
+}
