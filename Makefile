@@ -24,7 +24,7 @@ OPT_CFLAGS := -O2 -g
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 
-.PHONY: all deps test-deps run test unit blackbox check format bench clean
+.PHONY: all deps test-deps run test unit blackbox docs-test check format bench clean
 all: deps build/wfo
 
 deps:
@@ -68,9 +68,14 @@ blackbox: test-deps build/wfo build/asan/wfo
 	cd tests/blackbox && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q -x \
 	    -p no:cacheprovider $(PYTEST_ARGS)
 
+docs-test: test-deps build/asan/wfo
+	cd tests/docs && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q \
+	    -p no:cacheprovider
+
 test: test-deps all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory blackbox
+	@$(MAKE) --no-print-directory docs-test
 
 check:
 	clang-format --dry-run -Werror $(CLI_SRC) $(SRC) $(UNIT_SRC) $(filter %.h,$(HDR))

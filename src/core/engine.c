@@ -1361,6 +1361,13 @@ int wfo_engine_get(struct wfo_engine *e, const char *id, int64_t wait_ms, char *
             pthread_mutex_unlock(&e->mu);
         }
     }
+    pthread_mutex_lock(&e->mu);
+    rc = e->failed;
+    if (rc < 0)
+        *err = e->fail_err;
+    pthread_mutex_unlock(&e->mu);
+    if (rc < 0)
+        return rc;
     json_t *d = NULL;
     rc = engine_doc(e, id, &d, err);
     if (rc < 0)

@@ -67,6 +67,7 @@ struct xstep {
     int attempts;
     int64_t token; /* identifies the attempt in flight; results for another are stale */
     int64_t cseq;  /* completion order, for compensation; 0 until completed */
+    int retry_due; /* its retry timer fired while the execution was paused */
     json_t *output, *error;
     int64_t started_at, finished_at;
     int dirty;

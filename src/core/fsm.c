@@ -434,18 +434,17 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
     case STEP_FAIL: {
         if ((e = eval_field(d, F_ERROR, ctx, &v)))
             goto fail;
-        json_t *err = fsm_error(wfo_json_str(v, "type") ? wfo_json_str(v, "type") : "Failed",
-                                wfo_json_str(v, "message"),
-                                json_incref(json_object_get(v, "details")));
-        if (json_is_null(json_object_get(err, "details")) && !json_object_get(v, "details"))
-            json_object_set_new(err, "details", json_null());
+        const char *type = wfo_json_str(v, "type");
+        json_t *details = json_object_get(v, "details");
+        json_t *err = fsm_error(type ? type : "Failed", wfo_json_str(v, "message"),
+                                details ? json_incref(details) : NULL);
         st->status = SS_FAILED;
         st->finished_at = f->now;
-        st->error = json_incref(err);
+        st->error = err;
         step_touch(f, x, st);
         hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", err));
         x->frames[st->frame].busy = 0;
-        exec_fail(f, x, err, st->path);
+        exec_fail(f, x, json_deep_copy(err), st->path);
         break;
     }
     case STEP_SLEEP: {
@@ -714,8 +713,11 @@ void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char 
     case TK_RETRY:
         if (st->status != SS_SCHEDULED)
             return;
-        if (x->status == EX_PAUSED)
-            return; /* fsm_resume restarts it */
+        if (x->status == EX_PAUSED) {
+            st->retry_due = 1; /* fsm_resume starts it */
+            step_touch(f, x, st);
+            return;
+        }
         attempt_start(f, x, st);
         break;
     case TK_TIMEOUT: {
@@ -785,8 +787,10 @@ int fsm_resume(struct fsm *f, struct xexec *x)
     /* retries that came due while paused */
     for (int i = 0; i < x->n_steps; i++) {
         struct xstep *st = x->steps[i];
-        if (st->status == SS_SCHEDULED && st->attempts > 0 && x->status == EX_RUNNING)
+        if (st->status == SS_SCHEDULED && st->retry_due && x->status == EX_RUNNING) {
+            st->retry_due = 0;
             attempt_start(f, x, st);
+        }
     }
     run_frames(f, x);
     return 0;

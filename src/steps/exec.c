@@ -77,7 +77,8 @@ void step_run_exec(struct step_job *job, struct step_outcome *out)
         step_outcome_fail(out, "ExecFailed", "cwd: must be a string", NULL, 0);
         goto out;
     }
-    stdin_text = json_text(in ? in : json_object_get(job->args, "input"));
+    /* stdin: a string as it is, other values as JSON; default: the input as JSON */
+    stdin_text = in ? json_text(in) : wfo_json_dumps(json_object_get(job->args, "input"));
 
     struct proc_spec spec = {
         .argv = argv,

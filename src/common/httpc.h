@@ -1,0 +1,69 @@
+/*
+ * httpc.h - an HTTP client request: the one door to libcurl. Used by the
+ * `http` step (steps/http.c), the CLI's client commands and `wfo worker`
+ * (cli/), and webhook delivery.
+ *
+ * One call, one request, blocking; safe from many threads at once (each
+ * call uses its own easy handle; curl_global_init happens once, under a
+ * pthread_once). Redirects are followed up to max_redirects (0: none).
+ * The response body is bounded by max_body: a longer one fails with
+ * WFO_ETOOBIG. When deny_private is set, the request is refused before it
+ * connects if the host resolves to a loopback, private, link-local or
+ * unspecified address (IPv4 and IPv6), redirects included.
+ */
+#ifndef WFO_COMMON_HTTPC_H
+#define WFO_COMMON_HTTPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "error.h"
+
+struct httpc_header {
+    char *name;
+    char *value;
+};
+
+struct httpc_request {
+    const char *method; /* NULL: GET */
+    const char *url;
+    const struct httpc_header *headers; /* n_headers entries */
+    int n_headers;
+    const char *body; /* NULL: none */
+    size_t body_len;
+    int64_t timeout_ms; /* whole request; 0: none */
+    size_t max_body;    /* 0: 16 MiB */
+    int max_redirects;
+    int deny_private;
+    /* Cancellation: when not NULL and *cancel becomes non-zero, the
+     * request stops (checked at least every 100 ms). */
+    const volatile int *cancel;
+};
+
+struct httpc_response {
+    long status;
+    struct httpc_header *headers; /* names lower-cased, in order received */
+    int n_headers;
+    struct wfo_buf body;
+    char *content_type; /* lower-cased, or NULL */
+};
+
+/* 0 when a response arrived (whatever its status). Errors:
+ *   WFO_EINVAL  a bad URL or method ("url: ...")
+ *   WFO_EIO     connection failed, DNS, TLS, reset ("connection to 'host' failed: ...")
+ *   WFO_ETIMEOUT the timeout passed
+ *   WFO_ETOOBIG  body over max_body
+ *   WFO_EFORBIDDEN deny_private refused the address
+ *   WFO_ESHUTDOWN cancelled
+ * res is filled on success; release it with httpc_response_release either way. */
+int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct wfo_error *err);
+void httpc_response_release(struct httpc_response *res);
+/* The value of header name (case-insensitive) or NULL. */
+const char *httpc_header_get(const struct httpc_response *res, const char *name);
+
+/* Lowercase hex HMAC-SHA256 of data keyed by key (65 bytes with NUL). */
+void httpc_hmac_sha256_hex(const char *key, size_t key_len, const void *data, size_t len,
+                           char out[65]);
+
+#endif

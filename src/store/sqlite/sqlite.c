@@ -1,0 +1,1310 @@
+/*
+ * sqlite.c - the SQLite back end of the store (store.h, STYLE "store/"):
+ * `sqlite:PATH`, a bare PATH, or `sqlite::memory:`.
+ * docs/implementation/database_optimization.md explains the schema, the
+ * indexes and the connections.
+ *
+ * CONNECTIONS
+ *
+ *   One writer connection does every write (apply, put_workflow) with
+ *   s->wmu held, in BEGIN IMMEDIATE transactions, with its statements
+ *   prepared once at open. Reads go to a pool of up to SQ_READERS_MAX reader
+ *   connections (PRAGMA query_only), each used by one thread at a time and
+ *   preparing its statements on first use. Connections are opened NOMUTEX:
+ *   our own locks guard them.
+ *
+ *   A file store is in WAL mode with synchronous=FULL, so a commit is on disk
+ *   when apply() returns and readers read their snapshot without waiting for
+ *   the writer. A memory store is a named shared-cache in-memory database
+ *   (file:wfo-mem-PID-N?mode=memory&cache=shared) that lives as long as the
+ *   writer connection; its connections share one cache and lock per table,
+ *   so a reader may find a table locked by the open write transaction
+ *   (SQLITE_LOCKED), and the writer one that a reader is reading: both wait
+ *   and retry (sq_step), up to SQ_WAIT_MS.
+ *
+ * INVARIANTS
+ *
+ *   1. A batch is all or nothing: any failing row rolls back the whole
+ *      transaction before apply() returns.
+ *   2. executions.seq is the rowid, assigned once on first insert
+ *      (AUTOINCREMENT: never reused, even after rows are deleted), and never
+ *      changed by the upsert: it is the creation order and the list cursor.
+ *   3. History seq of an execution counts from 1 without gaps (SPEC 3): a
+ *      row whose seq is not the last one + 1 (a doubled or lost transition)
+ *      fails the batch.
+ *   4. Times are stored as given, 0 as NULL; NULL reads back as 0.
+ *   5. A read is one SELECT, so it sees one committed state.
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+#include "store/sqlite/sqlite.h"
+#include "common/duration.h"
+#include "common/util.h"
+#include "common/banned.h"
+
+#define SQ_READERS_MAX 8
+#define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */
+#define SQ_SCHEMA_VERSION 1
+
+/*
+ * The schema. The list queries (sq_list_sql) are
+ *   WHERE namespace = ? [AND workflow = ?] [AND status = ?]
+ *         [AND created_at > ?] [AND created_at < ?] [AND seq < ?]
+ *   ORDER BY seq DESC LIMIT ?
+ * and each equality set has an index ending in seq, so SQLite walks one
+ * index backwards from the cursor and stops after LIMIT rows, never sorting:
+ *   executions_ns_seq           namespace only (+ created_at filters)
+ *   executions_ns_status_seq    status filter (with or without workflow)
+ *   executions_ns_workflow_seq  workflow filter
+ * With both filters SQLite takes one of the last two and checks the other
+ * column on each row. created_at grows with seq, so its filters are checked
+ * on the rows walked rather than given an index of their own.
+ * executions_active is a partial index over the few running or paused rows,
+ * for recovery (list_active_execs) which spans namespaces.
+ */
+static const char sq_schema[] =
+    "CREATE TABLE IF NOT EXISTS workflows ("
+    " namespace TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,"
+    " hash TEXT NOT NULL, definition TEXT NOT NULL, created_at INTEGER,"
+    " PRIMARY KEY (namespace, name, version));"
+    "CREATE TABLE IF NOT EXISTS executions ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,"
+    " namespace TEXT NOT NULL, workflow TEXT NOT NULL, version INTEGER NOT NULL,"
+    " status TEXT NOT NULL, input TEXT NOT NULL, output TEXT, error TEXT,"
+    " compensation TEXT, parent TEXT, state TEXT,"
+    " created_at INTEGER, updated_at INTEGER, finished_at INTEGER);"
+    "CREATE INDEX IF NOT EXISTS executions_ns_seq ON executions (namespace, seq);"
+    "CREATE INDEX IF NOT EXISTS executions_ns_status_seq ON executions (namespace, status, seq);"
+    "CREATE INDEX IF NOT EXISTS executions_ns_workflow_seq"
+    " ON executions (namespace, workflow, seq);"
+    "CREATE INDEX IF NOT EXISTS executions_active ON executions (seq)"
+    " WHERE status IN ('running', 'paused');"
+    "CREATE TABLE IF NOT EXISTS steps ("
+    " exec_id TEXT NOT NULL, path TEXT NOT NULL, ord INTEGER NOT NULL, status TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL, output TEXT, error TEXT, state TEXT,"
+    " started_at INTEGER, finished_at INTEGER,"
+    " PRIMARY KEY (exec_id, path)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS history ("
+    " exec_id TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER, type TEXT NOT NULL,"
+    " step TEXT, data TEXT,"
+    " PRIMARY KEY (exec_id, seq)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS timers ("
+    " id TEXT PRIMARY KEY NOT NULL, exec_id TEXT NOT NULL, due_at INTEGER, kind TEXT NOT NULL,"
+    " step TEXT, attempt INTEGER NOT NULL, data TEXT);"
+    "CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at);"
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    " id TEXT PRIMARY KEY NOT NULL, exec_id TEXT NOT NULL, namespace TEXT NOT NULL,"
+    " queue TEXT NOT NULL, step TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,"
+    " lease TEXT, input TEXT, ready_at INTEGER, leased_until INTEGER, created_at INTEGER);"
+    "CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queue, status, ready_at);";
+
+#define SQ_WF_COLS "namespace, name, version, hash, definition, created_at"
+#define SQ_EXEC_COLS                                                                               \
+    "seq, id, namespace, workflow, version, status, input, output, error, compensation, "          \
+    "parent, state, created_at, updated_at, finished_at"
+#define SQ_STEP_COLS                                                                               \
+    "exec_id, path, ord, status, attempts, output, error, state, started_at, finished_at"
+#define SQ_HISTORY_COLS "exec_id, seq, time, type, step, data"
+#define SQ_TIMER_COLS "id, exec_id, due_at, kind, step, attempt, data"
+#define SQ_TASK_COLS                                                                               \
+    "id, exec_id, namespace, queue, step, attempt, status, lease, input, ready_at, "               \
+    "leased_until, created_at"
+
+/* The writer's statements, prepared at open. */
+enum sq_wq {
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_EXEC,
+    W_STEP,
+    W_HISTORY,
+    W_TIMER,
+    W_TIMER_DEL,
+    W_TASK,
+    W_TASK_DEL,
+    W_WF_LATEST,
+    W_WF_INSERT,
+    W__COUNT
+};
+
+static const char *const sq_writer_sql[W__COUNT] = {
+    [W_BEGIN] = "BEGIN IMMEDIATE",
+    [W_COMMIT] = "COMMIT",
+    [W_ROLLBACK] = "ROLLBACK",
+    /* Invariant 2: the conflict branch sets every column but seq, id and
+     * created_at. */
+    [W_EXEC] = "INSERT INTO executions (id, namespace, workflow, version, status, input, output,"
+               " error, compensation, parent, state, created_at, updated_at, finished_at)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+               " ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace,"
+               " workflow = excluded.workflow, version = excluded.version,"
+               " status = excluded.status, input = excluded.input, output = excluded.output,"
+               " error = excluded.error, compensation = excluded.compensation,"
+               " parent = excluded.parent, state = excluded.state,"
+               " updated_at = excluded.updated_at, finished_at = excluded.finished_at",
+    [W_STEP] = "INSERT OR REPLACE INTO steps (" SQ_STEP_COLS ")"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    /* Invariant 3: inserts nothing unless seq is the next one; the primary
+     * key backs it up. */
+    [W_HISTORY] = "INSERT INTO history (" SQ_HISTORY_COLS ")"
+                  " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE ?2 = 1 + coalesce("
+                  "(SELECT max(seq) FROM history WHERE exec_id = ?1), 0)",
+    [W_TIMER] = "INSERT OR REPLACE INTO timers (" SQ_TIMER_COLS ")"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [W_TIMER_DEL] = "DELETE FROM timers WHERE id = ?1",
+    [W_TASK] = "INSERT OR REPLACE INTO tasks (" SQ_TASK_COLS ")"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [W_TASK_DEL] = "DELETE FROM tasks WHERE id = ?1",
+    [W_WF_LATEST] = "SELECT " SQ_WF_COLS " FROM workflows WHERE namespace = ?1 AND name = ?2"
+                    " ORDER BY version DESC LIMIT 1",
+    [W_WF_INSERT] = "INSERT INTO workflows (" SQ_WF_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+};
+
+/* The readers' statements; R_LIST + mask are the list queries, one per set
+ * of filters (sq_list_mask), built by sq_list_sql. */
+enum sq_rq {
+    R_PING,
+    R_WF_VERSION,
+    R_WF_LATEST,
+    R_WF_LIST,
+    R_EXEC,
+    R_EXEC_ACTIVE,
+    R_STEPS,
+    R_HISTORY,
+    R_TIMERS,
+    R_TASKS,
+    R_LIST,
+    R__COUNT = R_LIST + 32
+};
+
+static const char *const sq_reader_sql[R_LIST] = {
+    [R_PING] = "PRAGMA user_version",
+    [R_WF_VERSION] = "SELECT " SQ_WF_COLS " FROM workflows"
+                     " WHERE namespace = ?1 AND name = ?2 AND version = ?3",
+    [R_WF_LATEST] = "SELECT " SQ_WF_COLS " FROM workflows WHERE namespace = ?1 AND name = ?2"
+                    " ORDER BY version DESC LIMIT 1",
+    [R_WF_LIST] = "SELECT " SQ_WF_COLS " FROM workflows AS w WHERE namespace = ?1 AND version ="
+                  " (SELECT max(version) FROM workflows"
+                  " WHERE namespace = w.namespace AND name = w.name) ORDER BY name",
+    [R_EXEC] = "SELECT " SQ_EXEC_COLS " FROM executions WHERE id = ?1",
+    /* The same expression as executions_active's WHERE, so it is used. */
+    [R_EXEC_ACTIVE] = "SELECT " SQ_EXEC_COLS " FROM executions"
+                      " WHERE status IN ('running', 'paused') ORDER BY seq",
+    [R_STEPS] = "SELECT " SQ_STEP_COLS " FROM steps WHERE exec_id = ?1 ORDER BY ord, path",
+    [R_HISTORY] = "SELECT " SQ_HISTORY_COLS " FROM history"
+                  " WHERE exec_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    [R_TIMERS] = "SELECT " SQ_TIMER_COLS " FROM timers ORDER BY due_at",
+    [R_TASKS] = "SELECT " SQ_TASK_COLS " FROM tasks WHERE status <> 'done'"
+                " ORDER BY created_at, id",
+};
+
+/* The filters of a list query, as bits of its statement's index. */
+enum {
+    SQ_F_WORKFLOW = 1,
+    SQ_F_STATUS = 2,
+    SQ_F_AFTER = 4,
+    SQ_F_BEFORE = 8,
+    SQ_F_SEQ = 16,
+};
+
+struct sq_reader {
+    sqlite3 *db; /* NULL until first taken */
+    int busy;    /* taken by a thread; under s->pmu */
+    sqlite3_stmt *st[R__COUNT];
+};
+
+struct sq_store {
+    struct wfo_store base; /* first: store.h */
+    char *name;            /* what sqlite3_open_v2 gets */
+    char *label;           /* the path, for messages */
+    int memory;
+
+    pthread_mutex_t wmu; /* guards w and wst */
+    sqlite3 *w;
+    sqlite3_stmt *wst[W__COUNT];
+
+    pthread_mutex_t pmu; /* guards n_readers and each reader's busy */
+    pthread_cond_t pcv;  /* a reader became free */
+    int n_readers;
+    struct sq_reader readers[SQ_READERS_MAX];
+};
+
+static struct sq_store *sq_store(struct wfo_store *s)
+{
+    wfo_assert(s && s->ops == &store_sqlite_ops);
+    return (struct sq_store *)s;
+}
+
+/* ---- errors and stepping ---- */
+
+/* WFO_ESTORE "WHAT in 'LABEL': SQLITE MESSAGE". */
+static int sq_fail(struct sq_store *s, sqlite3 *db, struct wfo_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int sq_fail(struct sq_store *s, sqlite3 *db, struct wfo_error *err, const char *fmt, ...)
+{
+    char what[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return wfo_error_set(err, WFO_ESTORE, "%s in '%s': %s", what, s->label,
+                         db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+static void sq_nap(int us)
+{
+    struct timespec ts = {0, (long)us * 1000};
+
+    nanosleep(&ts, NULL);
+}
+
+/* sqlite3_step, waiting out a table lock of a shared-cache memory store
+ * (SQLITE_LOCKED) by resetting and stepping again: a statement that got
+ * SQLITE_LOCKED has done nothing (the unlock-notify pattern of the SQLite
+ * docs, with naps instead of notifications). Only for a statement's first
+ * step, before any row was seen. File stores wait in busy_timeout instead. */
+static int sq_step(sqlite3_stmt *st)
+{
+    int rc, waited = 0, nap = 50;
+
+    for (;;) {
+        rc = sqlite3_step(st);
+        if ((rc & 0xff) != SQLITE_LOCKED || waited >= SQ_WAIT_MS * 1000)
+            return rc;
+        sqlite3_reset(st);
+        sq_nap(nap);
+        waited += nap;
+        if (nap < 2000)
+            nap *= 2;
+    }
+}
+
+static int sq_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+    int rc, waited = 0;
+
+    for (;;) {
+        rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+        if ((rc & 0xff) != SQLITE_LOCKED || waited >= SQ_WAIT_MS)
+            return rc;
+        sq_nap(1000);
+        waited++;
+    }
+}
+
+/* Runs a statement that returns no rows we need, then resets it. */
+static int sq_run(sqlite3_stmt *st)
+{
+    int rc = sq_step(st);
+
+    if (rc == SQLITE_ROW)
+        rc = SQLITE_DONE;
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void sq_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* ---- binding and reading columns ---- */
+
+static int sq_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+/* Invariant 4. */
+static int sq_time(sqlite3_stmt *st, int i, int64_t v)
+{
+    return v ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+static int sq_int(sqlite3_stmt *st, int i, int64_t v)
+{
+    return sqlite3_bind_int64(st, i, v);
+}
+
+static const char *sq_col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+static int64_t sq_col_int(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_int64(st, i);
+}
+
+/* A callback of any row type, with its user data. */
+struct sq_cb {
+    union {
+        store_workflow_cb wf;
+        store_exec_cb exec;
+        store_step_cb step;
+        store_history_cb history;
+        store_timer_cb timer;
+        store_task_cb task;
+    } fn;
+    void *ud;
+};
+
+static void sq_wf_read(sqlite3_stmt *st, struct store_workflow *r)
+{
+    r->namespace = sq_col_text(st, 0);
+    r->name = sq_col_text(st, 1);
+    r->version = (int)sq_col_int(st, 2);
+    r->hash = sq_col_text(st, 3);
+    r->definition = sq_col_text(st, 4);
+    r->created_at = sq_col_int(st, 5);
+}
+
+static int sq_wf_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_workflow r;
+
+    sq_wf_read(st, &r);
+    return cb->fn.wf(cb->ud, &r);
+}
+
+static int sq_exec_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_exec r = {
+        .seq = sq_col_int(st, 0),
+        .id = sq_col_text(st, 1),
+        .namespace = sq_col_text(st, 2),
+        .workflow = sq_col_text(st, 3),
+        .version = (int)sq_col_int(st, 4),
+        .status = sq_col_text(st, 5),
+        .input = sq_col_text(st, 6),
+        .output = sq_col_text(st, 7),
+        .error = sq_col_text(st, 8),
+        .compensation = sq_col_text(st, 9),
+        .parent = sq_col_text(st, 10),
+        .state = sq_col_text(st, 11),
+        .created_at = sq_col_int(st, 12),
+        .updated_at = sq_col_int(st, 13),
+        .finished_at = sq_col_int(st, 14),
+    };
+    return cb->fn.exec(cb->ud, &r);
+}
+
+static int sq_step_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_step r = {
+        .exec_id = sq_col_text(st, 0),
+        .path = sq_col_text(st, 1),
+        .ord = (int)sq_col_int(st, 2),
+        .status = sq_col_text(st, 3),
+        .attempts = (int)sq_col_int(st, 4),
+        .output = sq_col_text(st, 5),
+        .error = sq_col_text(st, 6),
+        .state = sq_col_text(st, 7),
+        .started_at = sq_col_int(st, 8),
+        .finished_at = sq_col_int(st, 9),
+    };
+    return cb->fn.step(cb->ud, &r);
+}
+
+static int sq_history_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_history r = {
+        .exec_id = sq_col_text(st, 0),
+        .seq = sq_col_int(st, 1),
+        .time = sq_col_int(st, 2),
+        .type = sq_col_text(st, 3),
+        .step = sq_col_text(st, 4),
+        .data = sq_col_text(st, 5),
+    };
+    return cb->fn.history(cb->ud, &r);
+}
+
+static int sq_timer_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_timer r = {
+        .id = sq_col_text(st, 0),
+        .exec_id = sq_col_text(st, 1),
+        .due_at = sq_col_int(st, 2),
+        .kind = sq_col_text(st, 3),
+        .step = sq_col_text(st, 4),
+        .attempt = (int)sq_col_int(st, 5),
+        .data = sq_col_text(st, 6),
+    };
+    return cb->fn.timer(cb->ud, &r);
+}
+
+static int sq_task_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_task r = {
+        .id = sq_col_text(st, 0),
+        .exec_id = sq_col_text(st, 1),
+        .namespace = sq_col_text(st, 2),
+        .queue = sq_col_text(st, 3),
+        .step = sq_col_text(st, 4),
+        .attempt = (int)sq_col_int(st, 5),
+        .status = sq_col_text(st, 6),
+        .lease = sq_col_text(st, 7),
+        .input = sq_col_text(st, 8),
+        .ready_at = sq_col_int(st, 9),
+        .leased_until = sq_col_int(st, 10),
+        .created_at = sq_col_int(st, 11),
+    };
+    return cb->fn.task(cb->ud, &r);
+}
+
+/* ---- opening connections ---- */
+
+/* Opens a connection to s: the writer (create the file if missing) or a
+ * reader. */
+static int sq_connect(struct sq_store *s, int writer, sqlite3 **out, struct wfo_error *err)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    sqlite3 *db = NULL;
+    int rc;
+
+    *out = NULL;
+    if (writer)
+        flags |= SQLITE_OPEN_CREATE;
+    if (s->memory)
+        flags |= SQLITE_OPEN_URI;
+    rc = sqlite3_open_v2(s->name, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sq_fail(s, db, err, "opening store");
+        goto out;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, SQ_WAIT_MS);
+    if (!writer && sqlite3_exec(db, "PRAGMA query_only = 1", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = sq_fail(s, db, err, "opening a reader");
+        goto out;
+    }
+    *out = db;
+    db = NULL;
+    rc = 0;
+out:
+    sqlite3_close_v2(db);
+    return rc;
+}
+
+/* Runs a pragma that answers one row and returns its first column, copied
+ * into val. */
+static int sq_pragma(struct sq_store *s, const char *sql, char *val, size_t size,
+                     struct wfo_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    val[0] = '\0';
+    rc = sqlite3_prepare_v2(s->w, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sq_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *v = sq_col_text(st, 0);
+        snprintf(val, size, "%s", v ? v : "");
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        rc = sq_fail(s, s->w, err, "opening store");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Sets up the writer: WAL for files, then the schema (invariant: user_version
+ * 0 is a new database, 1 ours, more a newer wfo's). */
+static int sq_setup(struct sq_store *s, struct wfo_error *err)
+{
+    char val[64];
+    long version;
+    int rc;
+
+    if (!s->memory) {
+        rc = sq_pragma(s, "PRAGMA journal_mode = WAL", val, sizeof(val), err);
+        if (rc)
+            return rc;
+        if (strcmp(val, "wal") != 0)
+            return wfo_error_set(err, WFO_ESTORE,
+                                 "opening store '%s': cannot use WAL mode (journal mode is '%s')",
+                                 s->label, val);
+        rc = sq_pragma(s, "PRAGMA synchronous = FULL", val, sizeof(val), err);
+        if (rc)
+            return rc;
+    }
+    rc = sq_pragma(s, "PRAGMA user_version", val, sizeof(val), err);
+    if (rc)
+        return rc;
+    version = strtol(val, NULL, 10);
+    if (version > SQ_SCHEMA_VERSION)
+        return wfo_error_set(err, WFO_ESTORE,
+                             "opening store '%s': schema version %ld is newer than this wfo's (%d)",
+                             s->label, version, SQ_SCHEMA_VERSION);
+    if (version == SQ_SCHEMA_VERSION)
+        return 0;
+    /* IF NOT EXISTS: two processes may create the schema of a new file at
+     * once; BEGIN IMMEDIATE makes the second wait for the first. */
+    rc = sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->w, sq_schema, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->w, "PRAGMA user_version = 1", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sq_fail(s, s->w, err, "creating the schema");
+        if (!sqlite3_get_autocommit(s->w))
+            sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return rc;
+}
+
+/* ---- the ops ---- */
+
+static int sq_has_scheme(const char *u)
+{
+    size_t n = 0;
+
+    if (!isalpha((unsigned char)u[0]))
+        return 0;
+    while (isalnum((unsigned char)u[n]) || u[n] == '+' || u[n] == '-' || u[n] == '.')
+        n++;
+    return u[n] == ':';
+}
+
+static int sq_accepts(const char *url)
+{
+    if (!url || !*url)
+        return 0;
+    return strncmp(url, "sqlite:", 7) == 0 || !sq_has_scheme(url);
+}
+
+static void sq_close(struct wfo_store *base)
+{
+    struct sq_store *s;
+
+    if (!base)
+        return;
+    s = sq_store(base);
+    for (int i = 0; i < s->n_readers; i++) {
+        wfo_assert(!s->readers[i].busy);
+        for (int q = 0; q < R__COUNT; q++)
+            sqlite3_finalize(s->readers[i].st[q]);
+        sqlite3_close_v2(s->readers[i].db);
+    }
+    for (int q = 0; q < W__COUNT; q++)
+        sqlite3_finalize(s->wst[q]);
+    /* Last: a memory database goes with its last connection. */
+    sqlite3_close_v2(s->w);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_mutex_destroy(&s->pmu);
+    pthread_cond_destroy(&s->pcv);
+    free(s->name);
+    free(s->label);
+    free(s);
+}
+
+/*
+ * URLs: "sqlite::memory:" (or a bare ":memory:"), "sqlite:PATH",
+ * "sqlite:///ABSOLUTE/PATH", or a bare PATH. The path is taken as it is (no
+ * URI parameters); a relative path that starts with "file:" is read as
+ * "./file:..." so SQLite does not take it for a URI.
+ */
+static int sq_open(const char *url, struct wfo_store **out, struct wfo_error *err)
+{
+    static atomic_uint mem_counter;
+    struct sq_store *s = NULL;
+    struct wfo_buf name = WFO_BUF_INIT;
+    const char *path = url;
+    int rc;
+
+    *out = NULL;
+    if (!sq_accepts(url))
+        return wfo_error_set(err, WFO_EINVAL, "store url is not a sqlite url");
+    if (strncmp(path, "sqlite:", 7) == 0)
+        path += 7;
+    if (strcmp(path, ":memory:") != 0 && strncmp(path, "//", 2) == 0)
+        path += 2;
+    if (!*path)
+        return wfo_error_set(err, WFO_EINVAL, "store url '%s' has no path", url);
+
+    s = wfo_calloc(1, sizeof(*s));
+    s->base.ops = &store_sqlite_ops;
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_mutex_init(&s->pmu, NULL);
+    pthread_cond_init(&s->pcv, NULL);
+    s->label = wfo_strdup(path);
+    if (strcmp(path, ":memory:") == 0) {
+        s->memory = 1;
+        rc = wfo_buf_addf(&name, "file:wfo-mem-%ld-%u?mode=memory&cache=shared", (long)getpid(),
+                          atomic_fetch_add(&mem_counter, 1));
+    } else {
+        rc = wfo_buf_addf(&name, "%s%s", strncmp(path, "file:", 5) == 0 ? "./" : "", path);
+    }
+    if (rc)
+        goto out;
+    s->name = wfo_buf_detach(&name, NULL);
+
+    rc = sq_connect(s, 1, &s->w, err);
+    if (rc)
+        goto out;
+    rc = sq_setup(s, err);
+    if (rc)
+        goto out;
+    for (int q = 0; q < W__COUNT; q++) {
+        if (sq_prepare(s->w, sq_writer_sql[q], &s->wst[q]) != SQLITE_OK) {
+            rc = sq_fail(s, s->w, err, "opening store");
+            goto out;
+        }
+    }
+    *out = &s->base;
+    s = NULL;
+out:
+    wfo_buf_release(&name);
+    sq_close(s ? &s->base : NULL);
+    return rc;
+}
+
+/* ---- the reader pool ---- */
+
+/* Takes a free reader, opening one when none is free and there are fewer
+ * than SQ_READERS_MAX, else waits for one. */
+static int sq_reader_get(struct sq_store *s, struct sq_reader **out, struct wfo_error *err)
+{
+    struct sq_reader *r = NULL;
+    int rc = 0;
+
+    pthread_mutex_lock(&s->pmu);
+    while (!r) {
+        for (int i = 0; i < s->n_readers && !r; i++)
+            if (!s->readers[i].busy)
+                r = &s->readers[i];
+        if (!r && s->n_readers < SQ_READERS_MAX)
+            r = &s->readers[s->n_readers++];
+        if (!r)
+            pthread_cond_wait(&s->pcv, &s->pmu);
+    }
+    r->busy = 1;
+    pthread_mutex_unlock(&s->pmu);
+
+    /* Outside the pool's lock: opening may wait for the file. A slot whose
+     * open failed stays free with db NULL, and is opened by the next taker. */
+    if (!r->db)
+        rc = sq_connect(s, 0, &r->db, err);
+    if (rc) {
+        pthread_mutex_lock(&s->pmu);
+        r->busy = 0;
+        pthread_cond_signal(&s->pcv);
+        pthread_mutex_unlock(&s->pmu);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+static void sq_reader_put(struct sq_store *s, struct sq_reader *r)
+{
+    pthread_mutex_lock(&s->pmu);
+    r->busy = 0;
+    pthread_cond_signal(&s->pcv);
+    pthread_mutex_unlock(&s->pmu);
+}
+
+static int sq_list_mask(const struct store_exec_filter *f)
+{
+    return (f->workflow ? SQ_F_WORKFLOW : 0) | (f->status ? SQ_F_STATUS : 0) |
+           (f->created_after ? SQ_F_AFTER : 0) | (f->created_before ? SQ_F_BEFORE : 0) |
+           (f->before_seq ? SQ_F_SEQ : 0);
+}
+
+/* The list query for a set of filters. The parameter numbers are fixed, so
+ * one binding code serves every variant. */
+static void sq_list_sql_mask(int mask, char *out, size_t size)
+{
+    snprintf(out, size,
+             "SELECT " SQ_EXEC_COLS " FROM executions WHERE namespace = ?1%s%s%s%s%s"
+             " ORDER BY seq DESC LIMIT ?7",
+             mask & SQ_F_WORKFLOW ? " AND workflow = ?2" : "",
+             mask & SQ_F_STATUS ? " AND status = ?3" : "",
+             mask & SQ_F_AFTER ? " AND created_at > ?4" : "",
+             mask & SQ_F_BEFORE ? " AND created_at < ?5" : "",
+             mask & SQ_F_SEQ ? " AND seq < ?6" : "");
+}
+
+void store_sqlite_list_sql(const struct store_exec_filter *f, char *out, size_t size)
+{
+    sq_list_sql_mask(sq_list_mask(f), out, size);
+}
+
+/* Takes a reader and its statement q, prepared. On success the caller binds,
+ * runs sq_each and gives the reader back with sq_reader_put. */
+static int sq_reader_stmt(struct sq_store *s, int q, struct sq_reader **out, sqlite3_stmt **st,
+                          struct wfo_error *err)
+{
+    struct sq_reader *r;
+    char sql[1024];
+    int rc;
+
+    rc = sq_reader_get(s, &r, err);
+    if (rc)
+        return rc;
+    if (!r->st[q]) {
+        if (q >= R_LIST)
+            sq_list_sql_mask(q - R_LIST, sql, sizeof(sql));
+        else
+            snprintf(sql, sizeof(sql), "%s", sq_reader_sql[q]);
+        if (sq_prepare(r->db, sql, &r->st[q]) != SQLITE_OK) {
+            rc = sq_fail(s, r->db, err, "preparing a read");
+            sq_reader_put(s, r);
+            return rc;
+        }
+    }
+    *out = r;
+    *st = r->st[q];
+    return 0;
+}
+
+/* Steps a bound statement, calling row for each row until it returns
+ * non-zero (then returned), then resets the statement. *n counts rows. */
+static int sq_each(struct sq_store *s, sqlite3 *db, sqlite3_stmt *st,
+                   int (*row)(sqlite3_stmt *, const struct sq_cb *), const struct sq_cb *cb, int *n,
+                   const char *what, struct wfo_error *err)
+{
+    int rc, ret = 0, seen = 0;
+
+    for (;;) {
+        /* Table locks are taken at the first step: only it may wait. */
+        rc = seen ? sqlite3_step(st) : sq_step(st);
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW) {
+            ret = sq_fail(s, db, err, "%s", what);
+            break;
+        }
+        seen++;
+        ret = row(st, cb);
+        if (ret)
+            break;
+    }
+    sq_done(st);
+    if (n)
+        *n = seen;
+    return ret;
+}
+
+static int sq_ping(struct wfo_store *base, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_PING, &r, &st, err);
+    if (rc)
+        return rc;
+    rc = sq_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_int(st, 0) == SQ_SCHEMA_VERSION)
+        rc = 0;
+    else if (rc == SQLITE_ROW)
+        rc = wfo_error_set(err, WFO_ESTORE, "pinging store '%s': schema version is %d", s->label,
+                           sqlite3_column_int(st, 0));
+    else
+        rc = sq_fail(s, r->db, err, "pinging store");
+    sq_done(st);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+/* ---- writing ---- */
+
+/* Steps a bound writer statement and resets it; WFO_ESTORE naming what was
+ * written on error. */
+static int sq_wstep(struct sq_store *s, sqlite3_stmt *st, int bind_rc, struct wfo_error *err,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int sq_wstep(struct sq_store *s, sqlite3_stmt *st, int bind_rc, struct wfo_error *err,
+                    const char *fmt, ...)
+{
+    char what[256];
+    va_list ap;
+    int rc = bind_rc;
+
+    if (rc == SQLITE_OK)
+        rc = sq_run(st);
+    if (rc != SQLITE_OK) {
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        /* Before the reset, which may change the message. */
+        rc = sq_fail(s, s->w, err, "%s", what);
+    }
+    sq_done(st);
+    return rc;
+}
+
+static int sq_put_exec(struct sq_store *s, const struct store_exec *e, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_EXEC];
+    int b = 0;
+
+    b |= sq_text(st, 1, e->id);
+    b |= sq_text(st, 2, e->namespace);
+    b |= sq_text(st, 3, e->workflow);
+    b |= sq_int(st, 4, e->version);
+    b |= sq_text(st, 5, e->status);
+    b |= sq_text(st, 6, e->input);
+    b |= sq_text(st, 7, e->output);
+    b |= sq_text(st, 8, e->error);
+    b |= sq_text(st, 9, e->compensation);
+    b |= sq_text(st, 10, e->parent);
+    b |= sq_text(st, 11, e->state);
+    b |= sq_time(st, 12, e->created_at);
+    b |= sq_time(st, 13, e->updated_at);
+    b |= sq_time(st, 14, e->finished_at);
+    return sq_wstep(s, st, b, err, "writing execution '%s'", e->id ? e->id : "");
+}
+
+static int sq_put_step(struct sq_store *s, const struct store_step *p, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_STEP];
+    int b = 0;
+
+    b |= sq_text(st, 1, p->exec_id);
+    b |= sq_text(st, 2, p->path);
+    b |= sq_int(st, 3, p->ord);
+    b |= sq_text(st, 4, p->status);
+    b |= sq_int(st, 5, p->attempts);
+    b |= sq_text(st, 6, p->output);
+    b |= sq_text(st, 7, p->error);
+    b |= sq_text(st, 8, p->state);
+    b |= sq_time(st, 9, p->started_at);
+    b |= sq_time(st, 10, p->finished_at);
+    return sq_wstep(s, st, b, err, "writing step '%s' of execution '%s'", p->path ? p->path : "",
+                    p->exec_id ? p->exec_id : "");
+}
+
+static int sq_put_history(struct sq_store *s, const struct store_history *h, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_HISTORY];
+    const char *id = h->exec_id ? h->exec_id : "";
+    int b = 0, rc;
+
+    b |= sq_text(st, 1, h->exec_id);
+    b |= sq_int(st, 2, h->seq);
+    b |= sq_time(st, 3, h->time);
+    b |= sq_text(st, 4, h->type);
+    b |= sq_text(st, 5, h->step);
+    b |= sq_text(st, 6, h->data);
+    rc = sq_wstep(s, st, b, err, "writing history %lld of execution '%s'", (long long)h->seq, id);
+    if (rc == 0 && sqlite3_changes(s->w) != 1)
+        rc = wfo_error_set(err, WFO_ESTORE,
+                           "writing history %lld of execution '%s' in '%s': seq does not follow "
+                           "the last one (a doubled or lost transition)",
+                           (long long)h->seq, id, s->label);
+    return rc;
+}
+
+static int sq_put_timer(struct sq_store *s, const struct store_timer *t, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_TIMER];
+    int b = 0;
+
+    b |= sq_text(st, 1, t->id);
+    b |= sq_text(st, 2, t->exec_id);
+    b |= sq_time(st, 3, t->due_at);
+    b |= sq_text(st, 4, t->kind);
+    b |= sq_text(st, 5, t->step);
+    b |= sq_int(st, 6, t->attempt);
+    b |= sq_text(st, 7, t->data);
+    return sq_wstep(s, st, b, err, "writing timer '%s'", t->id ? t->id : "");
+}
+
+static int sq_put_task(struct sq_store *s, const struct store_task *t, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_TASK];
+    int b = 0;
+
+    b |= sq_text(st, 1, t->id);
+    b |= sq_text(st, 2, t->exec_id);
+    b |= sq_text(st, 3, t->namespace);
+    b |= sq_text(st, 4, t->queue);
+    b |= sq_text(st, 5, t->step);
+    b |= sq_int(st, 6, t->attempt);
+    b |= sq_text(st, 7, t->status);
+    b |= sq_text(st, 8, t->lease);
+    b |= sq_text(st, 9, t->input);
+    b |= sq_time(st, 10, t->ready_at);
+    b |= sq_time(st, 11, t->leased_until);
+    b |= sq_time(st, 12, t->created_at);
+    return sq_wstep(s, st, b, err, "writing task '%s'", t->id ? t->id : "");
+}
+
+static int sq_delete(struct sq_store *s, int q, const char *id, const char *what,
+                     struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[q];
+
+    return sq_wstep(s, st, sq_text(st, 1, id), err, "deleting %s '%s'", what, id ? id : "");
+}
+
+/* With s->wmu held: rolls back the open transaction, if any. */
+static void sq_rollback(struct sq_store *s)
+{
+    if (!sqlite3_get_autocommit(s->w)) {
+        sq_run(s->wst[W_ROLLBACK]);
+        sq_done(s->wst[W_ROLLBACK]);
+    }
+}
+
+static int sq_begin(struct sq_store *s, const char *what, struct wfo_error *err)
+{
+    return sq_wstep(s, s->wst[W_BEGIN], SQLITE_OK, err, "%s", what);
+}
+
+static int sq_commit(struct sq_store *s, const char *what, struct wfo_error *err)
+{
+    return sq_wstep(s, s->wst[W_COMMIT], SQLITE_OK, err, "%s", what);
+}
+
+/* Invariant 1: everything in one transaction, rolled back on any error. */
+static int sq_apply(struct wfo_store *base, const struct store_batch *b, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    int rc, i;
+
+    if (store_batch_empty(b))
+        return 0;
+    pthread_mutex_lock(&s->wmu);
+    rc = sq_begin(s, "starting a batch", err);
+    for (i = 0; rc == 0 && i < b->n_execs; i++)
+        rc = sq_put_exec(s, &b->execs[i], err);
+    for (i = 0; rc == 0 && i < b->n_steps; i++)
+        rc = sq_put_step(s, &b->steps[i], err);
+    for (i = 0; rc == 0 && i < b->n_history; i++)
+        rc = sq_put_history(s, &b->history[i], err);
+    for (i = 0; rc == 0 && i < b->n_timers; i++)
+        rc = sq_put_timer(s, &b->timers[i], err);
+    for (i = 0; rc == 0 && i < b->n_timer_dels; i++)
+        rc = sq_delete(s, W_TIMER_DEL, b->timer_dels[i], "timer", err);
+    for (i = 0; rc == 0 && i < b->n_tasks; i++)
+        rc = sq_put_task(s, &b->tasks[i], err);
+    for (i = 0; rc == 0 && i < b->n_task_dels; i++)
+        rc = sq_delete(s, W_TASK_DEL, b->task_dels[i], "task", err);
+    if (rc == 0)
+        rc = sq_commit(s, "committing a batch", err);
+    if (rc)
+        sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+static int sq_put_workflow(struct wfo_store *base, const struct store_workflow *w, int *created,
+                           store_workflow_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct store_workflow row = *w;
+    sqlite3_stmt *st;
+    int rc, b = 0;
+
+    *created = 0;
+    if (!w->namespace || !w->name || !w->hash || !w->definition)
+        return wfo_error_set(err, WFO_EINVAL, "workflow to store lacks a name, hash or body");
+    pthread_mutex_lock(&s->wmu);
+    rc = sq_begin(s, "registering a workflow", err);
+    if (rc)
+        goto out;
+
+    st = s->wst[W_WF_LATEST];
+    sq_text(st, 1, w->namespace);
+    sq_text(st, 2, w->name);
+    rc = sq_step(st);
+    if (rc == SQLITE_ROW && strcmp(sq_col_text(st, 3), w->hash) == 0) {
+        /* Unchanged: the stored row, while the statement holds it. */
+        sq_wf_read(st, &row);
+        rc = cb ? cb(ud, &row) : 0;
+        sq_done(st);
+        if (rc == 0)
+            rc = sq_commit(s, "registering a workflow", err);
+        goto out;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rc = sq_fail(s, s->w, err, "reading workflow '%s'", w->name);
+        sq_done(st);
+        goto out;
+    }
+    row.version = rc == SQLITE_ROW ? sqlite3_column_int(st, 2) + 1 : 1;
+    sq_done(st);
+
+    row.created_at = w->created_at ? w->created_at : wfo_now_ms();
+    st = s->wst[W_WF_INSERT];
+    b |= sq_text(st, 1, row.namespace);
+    b |= sq_text(st, 2, row.name);
+    b |= sq_int(st, 3, row.version);
+    b |= sq_text(st, 4, row.hash);
+    b |= sq_text(st, 5, row.definition);
+    b |= sq_time(st, 6, row.created_at);
+    rc = sq_wstep(s, st, b, err, "writing workflow '%s' version %d", row.name, row.version);
+    if (rc == 0)
+        rc = sq_commit(s, "registering a workflow", err);
+    if (rc == 0) {
+        *created = 1;
+        rc = cb ? cb(ud, &row) : 0;
+    }
+out:
+    sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+/* ---- reading ---- */
+
+static int sq_get_workflow(struct wfo_store *base, const char *ns, const char *name, int version,
+                           store_workflow_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.wf = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc, n = 0;
+
+    rc = sq_reader_stmt(s, version ? R_WF_VERSION : R_WF_LATEST, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, ns);
+    sq_text(st, 2, name);
+    if (version)
+        sq_int(st, 3, version);
+    rc = sq_each(s, r->db, st, sq_wf_row, &c, &n, "reading a workflow", err);
+    sq_reader_put(s, r);
+    if (rc == 0 && n == 0) {
+        if (version)
+            rc = wfo_error_set(err, WFO_ENOTFOUND, "workflow '%s' version %d not found",
+                               name ? name : "", version);
+        else
+            rc = wfo_error_set(err, WFO_ENOTFOUND, "workflow '%s' not found", name ? name : "");
+    }
+    return rc;
+}
+
+static int sq_list_workflows(struct wfo_store *base, const char *ns, store_workflow_cb cb, void *ud,
+                             struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.wf = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_WF_LIST, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, ns);
+    rc = sq_each(s, r->db, st, sq_wf_row, &c, NULL, "listing workflows", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_get_exec(struct wfo_store *base, const char *id, store_exec_cb cb, void *ud,
+                       struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.exec = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc, n = 0;
+
+    rc = sq_reader_stmt(s, R_EXEC, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, id);
+    rc = sq_each(s, r->db, st, sq_exec_row, &c, &n, "reading an execution", err);
+    sq_reader_put(s, r);
+    if (rc == 0 && n == 0)
+        rc = wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", id ? id : "");
+    return rc;
+}
+
+/* created_after and created_before are exclusive; limit <= 0 means no
+ * limit. */
+static int sq_list_execs(struct wfo_store *base, const struct store_exec_filter *f,
+                         store_exec_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.exec = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (!f->namespace)
+        return wfo_error_set(err, WFO_EINVAL, "listing executions needs a namespace");
+    rc = sq_reader_stmt(s, R_LIST + sq_list_mask(f), &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, f->namespace);
+    if (f->workflow)
+        sq_text(st, 2, f->workflow);
+    if (f->status)
+        sq_text(st, 3, f->status);
+    if (f->created_after)
+        sq_int(st, 4, f->created_after);
+    if (f->created_before)
+        sq_int(st, 5, f->created_before);
+    if (f->before_seq)
+        sq_int(st, 6, f->before_seq);
+    sq_int(st, 7, f->limit > 0 ? f->limit : -1);
+    rc = sq_each(s, r->db, st, sq_exec_row, &c, NULL, "listing executions", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_list_active_execs(struct wfo_store *base, store_exec_cb cb, void *ud,
+                                struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.exec = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_EXEC_ACTIVE, &r, &st, err);
+    if (rc)
+        return rc;
+    rc = sq_each(s, r->db, st, sq_exec_row, &c, NULL, "listing active executions", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_list_steps(struct wfo_store *base, const char *exec_id, store_step_cb cb, void *ud,
+                         struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.step = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_STEPS, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, exec_id);
+    rc = sq_each(s, r->db, st, sq_step_row, &c, NULL, "listing steps", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_list_history(struct wfo_store *base, const char *exec_id, int64_t after_seq,
+                           int limit, store_history_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.history = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_HISTORY, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, exec_id);
+    sq_int(st, 2, after_seq);
+    sq_int(st, 3, limit > 0 ? limit : -1);
+    rc = sq_each(s, r->db, st, sq_history_row, &c, NULL, "reading history", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_list_timers(struct wfo_store *base, store_timer_cb cb, void *ud,
+                          struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.timer = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_TIMERS, &r, &st, err);
+    if (rc)
+        return rc;
+    rc = sq_each(s, r->db, st, sq_timer_row, &c, NULL, "listing timers", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_list_tasks(struct wfo_store *base, store_task_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.task = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_TASKS, &r, &st, err);
+    if (rc)
+        return rc;
+    rc = sq_each(s, r->db, st, sq_task_row, &c, NULL, "listing tasks", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+/* ---- diagnostics (sqlite.h) ---- */
+
+int store_sqlite_query(struct wfo_store *base, const char *sql, char *out, size_t size,
+                       struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st = NULL;
+    size_t len = 0;
+    int rc;
+
+    wfo_assert(size > 0);
+    out[0] = '\0';
+    pthread_mutex_lock(&s->wmu);
+    rc = sqlite3_prepare_v2(s->w, sql, -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sq_step(st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        for (int i = 0; i < sqlite3_column_count(st) && len < size; i++) {
+            const char *v = sq_col_text(st, i);
+            int n = snprintf(out + len, size - len, "%s%s", i ? "|" : "", v ? v : "");
+            len += n > 0 ? (size_t)n : 0;
+        }
+        if (len < size)
+            len += (size_t)snprintf(out + len, size - len, "\n");
+    }
+    if (rc == SQLITE_DONE)
+        rc = len < size ? 0
+                        : wfo_error_set(err, WFO_ETOOBIG, "query result is over %zu bytes", size);
+    else
+        rc = sq_fail(s, s->w, err, "running '%s'", sql);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+const struct wfo_store_ops store_sqlite_ops = {
+    .name = "sqlite",
+    .version = 1,
+    .accepts = sq_accepts,
+    .open = sq_open,
+    .close = sq_close,
+    .ping = sq_ping,
+    .apply = sq_apply,
+    .put_workflow = sq_put_workflow,
+    .get_workflow = sq_get_workflow,
+    .list_workflows = sq_list_workflows,
+    .get_exec = sq_get_exec,
+    .list_execs = sq_list_execs,
+    .list_active_execs = sq_list_active_execs,
+    .list_steps = sq_list_steps,
+    .list_history = sq_list_history,
+    .list_timers = sq_list_timers,
+    .list_tasks = sq_list_tasks,
+};

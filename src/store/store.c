@@ -1,0 +1,156 @@
+/*
+ * store.c - the back-end-independent part of the store (store.h): the table
+ * of back ends chosen by URL scheme, store_open/store_close, and the growable
+ * batch that store_apply() writes in one transaction.
+ * docs/implementation/database_optimization.md explains the store.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+#include "common/util.h"
+#include "common/banned.h"
+
+/* Every back end, in the order they are asked whether a URL is theirs.
+ * SQLite accepts bare paths, so schemes with their own back end must come
+ * before it once there are several. */
+static const struct wfo_store_ops *const store_backends[] = {
+    &store_sqlite_ops,
+};
+
+const struct wfo_store_ops *store_find(const char *url)
+{
+    if (!url)
+        return NULL;
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(store_backends); i++)
+        if (store_backends[i]->accepts(url))
+            return store_backends[i];
+    return NULL;
+}
+
+/* The length of url's scheme ("postgres" in postgres://...), 0 when none.
+ * Error messages name the scheme only: the rest of a URL may hold a
+ * password. */
+static size_t store_scheme_len(const char *url)
+{
+    size_t n = 0;
+
+    if (!isalpha((unsigned char)url[0]))
+        return 0;
+    while (isalnum((unsigned char)url[n]) || url[n] == '+' || url[n] == '-' || url[n] == '.')
+        n++;
+    return url[n] == ':' ? n : 0;
+}
+
+int store_open(const char *url, struct wfo_store **out, struct wfo_error *err)
+{
+    const struct wfo_store_ops *ops;
+    int rc;
+
+    *out = NULL;
+    if (!url || !*url)
+        return wfo_error_set(err, WFO_EINVAL, "store url is empty");
+    ops = store_find(url);
+    if (!ops) {
+        size_t n = store_scheme_len(url);
+        return wfo_error_set(err, WFO_EINVAL, "store url scheme '%.*s' has no back end",
+                             (int)(n > 64 ? 64 : n), url);
+    }
+    rc = ops->open(url, out, err);
+    if (rc == 0)
+        wfo_assert(*out && (*out)->ops == ops);
+    return rc;
+}
+
+void store_close(struct wfo_store *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+void store_batch_init(struct store_batch *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void store_batch_reset(struct store_batch *b)
+{
+    b->n_execs = 0;
+    b->n_steps = 0;
+    b->n_history = 0;
+    b->n_timers = 0;
+    b->n_timer_dels = 0;
+    b->n_tasks = 0;
+    b->n_task_dels = 0;
+}
+
+void store_batch_release(struct store_batch *b)
+{
+    free(b->execs);
+    free(b->steps);
+    free(b->history);
+    free(b->timers);
+    free(b->timer_dels);
+    free(b->tasks);
+    free(b->task_dels);
+    store_batch_init(b);
+}
+
+int store_batch_empty(const struct store_batch *b)
+{
+    return b->n_execs == 0 && b->n_steps == 0 && b->n_history == 0 && b->n_timers == 0 &&
+           b->n_timer_dels == 0 && b->n_tasks == 0 && b->n_task_dels == 0;
+}
+
+/* Makes room for one more element of size bytes in arr (n used, *alloc
+ * allocated), returning the array, which may have moved. */
+static void *batch_grow(void *arr, int n, int *alloc, size_t size)
+{
+    if (n < *alloc)
+        return arr;
+    wfo_assert(*alloc <= INT_MAX / 2);
+    *alloc = *alloc ? *alloc * 2 : 16;
+    return wfo_realloc(arr, (size_t)*alloc * size);
+}
+
+/* Appends a zeroed slot to one of the batch's arrays and returns it. */
+#define BATCH_PUSH(b, arr, n, alloc)                                                               \
+    ((b)->arr = batch_grow((b)->arr, (b)->n, &(b)->alloc, sizeof(*(b)->arr)),                      \
+     memset(&(b)->arr[(b)->n], 0, sizeof(*(b)->arr)), &(b)->arr[(b)->n++])
+
+struct store_exec *store_batch_exec(struct store_batch *b)
+{
+    return BATCH_PUSH(b, execs, n_execs, alloc_execs);
+}
+
+struct store_step *store_batch_step(struct store_batch *b)
+{
+    return BATCH_PUSH(b, steps, n_steps, alloc_steps);
+}
+
+struct store_history *store_batch_history(struct store_batch *b)
+{
+    return BATCH_PUSH(b, history, n_history, alloc_history);
+}
+
+struct store_timer *store_batch_timer(struct store_batch *b)
+{
+    return BATCH_PUSH(b, timers, n_timers, alloc_timers);
+}
+
+void store_batch_timer_del(struct store_batch *b, const char *id)
+{
+    *BATCH_PUSH(b, timer_dels, n_timer_dels, alloc_timer_dels) = id;
+}
+
+struct store_task *store_batch_task(struct store_batch *b)
+{
+    return BATCH_PUSH(b, tasks, n_tasks, alloc_tasks);
+}
+
+void store_batch_task_del(struct store_batch *b, const char *id)
+{
+    *BATCH_PUSH(b, task_dels, n_task_dels, alloc_task_dels) = id;
+}
