@@ -55,6 +55,7 @@ build/asan/tests/%: build/asan/obj/tests/unit/%.o build/asan/libwfo.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 
+.SECONDARY:
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 
 run: all

@@ -31,6 +31,7 @@
 #include "engine.h"
 #include "exec.h"
 #include "fsm.h"
+#include "taskq.h"
 #include "../common/duration.h"
 #include "../common/log.h"
 #include "../common/map.h"
@@ -50,12 +51,14 @@ struct reply {
     struct wfo_error err;
 };
 
-enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP };
+enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP, CMD_PICKED };
 
 struct cmd {
     enum cmd_kind kind;
     struct cmd *next;
     char id[WFO_ID_SIZE];
+    char *ns;
+    char *worker; /* picked */
     /* start */
     struct wfo_def *def;
     json_t *input;
@@ -126,6 +129,10 @@ struct wfo_engine {
     struct wfo_map running; /* "exec/path#token" -> step_job (for cancel) */
     struct handler *handlers;
     int n_handlers;
+
+    struct taskq tq; /* tasks for workers */
+    int64_t next_sweep;
+    struct engine_stats stats; /* guarded by mu */
 };
 
 #define GROW(arr, n, alloc)                                                                        \
@@ -178,6 +185,8 @@ static int reply_wait(struct reply *r, struct wfo_error *err)
 
 static void cmd_free(struct cmd *c)
 {
+    free(c->ns);
+    free(c->worker);
     def_unref(c->def);
     json_decref(c->input);
     free(c->path);
@@ -413,23 +422,16 @@ static int put_cb(void *ud, const struct store_workflow *w)
     return 0;
 }
 
-int wfo_engine_put_workflow(struct wfo_engine *e, const char *text, size_t len, int *created,
-                            char **out, char **problems, struct wfo_error *err)
+int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *created,
+                        json_t **out, json_t **problems, struct wfo_error *err)
 {
-    json_t *doc = NULL;
     struct wfo_def *d = NULL;
     struct def_problems probs = {0};
     char *canon = NULL;
-    int rc = wfo_doc_parse(text, len, &doc, err);
-    if (rc < 0)
-        goto out;
-    rc = def_compile(doc, &d, &probs);
+    int rc = def_compile(doc, &d, &probs);
     if (rc < 0) {
-        if (problems) {
-            json_t *a = problems_json(&probs);
-            *problems = wfo_json_dumps(a);
-            json_decref(a);
-        }
+        if (problems)
+            *problems = problems_json(&probs);
         wfo_error_set(err, WFO_EDEFINITION, "invalid workflow definition: %s: %s",
                       probs.n ? probs.items[0].path : "", probs.n ? probs.items[0].message : "");
         goto out;
@@ -437,26 +439,51 @@ int wfo_engine_put_workflow(struct wfo_engine *e, const char *text, size_t len, 
     canon = wfo_json_dumps(doc);
     struct put_ud p = {0};
     struct store_workflow w = {
-        .namespace = e->ns, .name = d->name, .hash = d->hash, .definition = canon};
+        .namespace = ns, .name = d->name, .hash = d->hash, .definition = canon};
     int c = 0;
     rc = e->store->ops->put_workflow(e->store, &w, &c, put_cb, &p, err);
     if (rc < 0)
         goto out;
+    /* the compiled definition is cached: executions need not compile it again */
+    struct wfo_buf key = WFO_BUF_INIT;
+    def_key(&key, ns, d->name, p.version);
+    pthread_mutex_lock(&e->defs_mu);
+    if (!wfo_map_get(&e->defs, key.buf)) {
+        d->version = p.version;
+        wfo_map_put(&e->defs, wfo_buf_detach(&key, NULL), def_ref(d));
+    }
+    pthread_mutex_unlock(&e->defs_mu);
+    wfo_buf_release(&key);
     if (created)
         *created = c;
     if (out) {
         char ts[40];
         wfo_time_format(p.created_at, ts, sizeof(ts));
-        json_t *o = json_pack("{s:s, s:i, s:s, s:O}", "name", d->name, "version", p.version,
-                              "created_at", ts, "definition", doc);
-        *out = wfo_json_dumps(o);
-        json_decref(o);
+        *out = json_pack("{s:s, s:i, s:s, s:O}", "name", d->name, "version", p.version,
+                         "created_at", ts, "definition", doc);
     }
 out:
     def_problems_release(&probs);
     def_unref(d);
-    json_decref(doc);
     free(canon);
+    return rc;
+}
+
+int wfo_engine_put_workflow(struct wfo_engine *e, const char *text, size_t len, int *created,
+                            char **out, char **problems, struct wfo_error *err)
+{
+    json_t *doc = NULL, *o = NULL, *p = NULL;
+    int rc = wfo_doc_parse(text, len, &doc, err);
+    if (rc < 0)
+        return rc;
+    rc = engine_put_workflow(e, e->ns, doc, created, out ? &o : NULL, problems ? &p : NULL, err);
+    if (out && o)
+        *out = wfo_json_dumps(o);
+    if (problems && p)
+        *problems = wfo_json_dumps(p);
+    json_decref(o);
+    json_decref(p);
+    json_decref(doc);
     return rc;
 }
 
@@ -648,8 +675,26 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* An attempt to run: on a runner thread, or queued for workers. */
+static void dispatch(struct wfo_engine *e, struct fsm_action *a)
+{
+    if (a->def->type == STEP_TASK && !handler_find(e, a->def->queue)) {
+        struct task *t = task_new(a->x->id, a->x->ns, a->def->queue, a->step, a->token,
+                                  a->attempt, json_object_get(a->args, "input"));
+        t->heartbeat_ms = a->def->heartbeat_timeout_ms;
+        t->report_pick = a->def->schedule_timeout_ms > 0;
+        if (a->def->timeout_ms)
+            t->deadline = wfo_now_ms() + a->def->timeout_ms;
+        taskq_add(&e->tq, t);
+        return;
+    }
+    job_submit(e, a);
+}
+
 static void job_cancel(struct wfo_engine *e, struct fsm_action *a)
 {
+    if (a->def && a->def->type == STEP_TASK)
+        taskq_cancel(&e->tq, a->x->id, a->token);
     struct wfo_buf key = WFO_BUF_INIT;
     job_key(&key, a->x->id, a->step, a->token);
     pthread_mutex_lock(&e->mu);
@@ -798,7 +843,7 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
         }
         return;
     }
-    x = exec_new(c->id, e->ns, c->def, c->input, e->fsm.now);
+    x = exec_new(c->id, c->ns ? c->ns : e->ns, c->def, c->input, e->fsm.now);
     wfo_map_put(&e->execs, x->id, x);
     if (c->reply)
         c->reply->created = 1;
@@ -865,6 +910,30 @@ static void fire_timer(struct wfo_engine *e, struct tentry *t, struct wfo_map *f
         fsm_timer(&e->fsm, x, t->kind, t->step, t->token);
 }
 
+static void count_stats(struct wfo_engine *e, double commit_ms)
+{
+    struct fsm *f = &e->fsm;
+    pthread_mutex_lock(&e->mu);
+    if (commit_ms >= 0) {
+        e->stats.commits++;
+        e->stats.commit_ms_sum += commit_ms;
+    }
+    e->stats.transitions += f->n_hist;
+    for (int i = 0; i < f->n_hist; i++) {
+        const char *t = f->hist[i].type;
+        if (strcmp(t, "execution.started") == 0)
+            e->stats.started++;
+        else if (strcmp(t, "execution.completed") == 0)
+            e->stats.completed++;
+        else if (strcmp(t, "execution.failed") == 0)
+            e->stats.failed++;
+        else if (strcmp(t, "execution.cancelled") == 0 ||
+                 strcmp(t, "execution.terminated") == 0)
+            e->stats.cancelled++;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
 /* After a commit: act on the effects (E1). */
 static void after_commit(struct wfo_engine *e)
 {
@@ -889,7 +958,7 @@ static void after_commit(struct wfo_engine *e)
     for (int i = 0; i < f->n_acts; i++) {
         struct fsm_action *a = &f->acts[i];
         if (a->kind == ACT_RUN)
-            job_submit(e, a);
+            dispatch(e, a);
         else if (a->kind == ACT_CANCEL)
             job_cancel(e, a);
         else
@@ -908,6 +977,25 @@ static void free_ended(struct wfo_engine *e, struct xexec **ended, int n)
         exec_free(ended[i]);
 }
 
+/* Expired leases of tasks whose steps have a heartbeat timeout fail their
+ * attempt (taskq_sweep makes the others ready again). */
+static void sweep_leases(struct wfo_engine *e)
+{
+    struct task *failed = NULL;
+    taskq_sweep(&e->tq, e->fsm.now, &failed);
+    for (struct task *t = failed, *next; t; t = next) {
+        next = t->next;
+        struct xexec *x = exec_get(e, t->exec_id, NULL);
+        if (x) {
+            json_t *err = fsm_error("HeartbeatTimeout", "the worker stopped sending heartbeats",
+                                    NULL);
+            fsm_result(&e->fsm, x, t->path, t->token, 0, NULL, err, 1);
+            json_decref(err);
+        }
+        task_free(t);
+    }
+}
+
 static void *engine_main(void *arg)
 {
     struct wfo_engine *e = arg;
@@ -922,14 +1010,14 @@ static void *engine_main(void *arg)
             int64_t now = wfo_now_ms();
             while (e->n_heap && e->heap[0]->dead)
                 tentry_free(heap_pop(e));
-            if (e->n_heap && e->heap[0]->due <= now)
+            if ((e->n_heap && e->heap[0]->due <= now) || now >= e->next_sweep)
                 break;
-            if (e->n_heap) {
-                int64_t due = e->heap[0]->due;
+            {
+                int64_t due = e->next_sweep;
+                if (e->n_heap && e->heap[0]->due < due)
+                    due = e->heap[0]->due;
                 struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
                 pthread_cond_timedwait(&e->cv, &e->mu, &ts);
-            } else {
-                pthread_cond_wait(&e->cv, &e->mu);
             }
         }
         if (e->stop)
@@ -950,23 +1038,36 @@ static void *engine_main(void *arg)
             GROW(dead, n_dead, alloc_dead);
             dead[n_dead++] = t;
         }
+        if (f->now >= e->next_sweep) {
+            sweep_leases(e);
+            e->next_sweep = f->now + 1000;
+        }
         struct cmd *replies = NULL;
         for (struct cmd *c = cmds, *next; c; c = next) {
             next = c->next;
-            if (c->kind == CMD_START)
+            if (c->kind == CMD_START) {
                 do_start(e, c);
-            else if (c->kind == CMD_RESULT)
+            } else if (c->kind == CMD_RESULT) {
                 do_result(e, c);
-            else
+            } else if (c->kind == CMD_PICKED) {
+                struct xexec *x = exec_get(e, c->id, NULL);
+                if (x)
+                    fsm_task_picked(f, x, c->path, c->token, c->worker);
+            } else {
                 do_op(e, c);
+            }
             c->next = replies;
             replies = c;
         }
         int rc = 0;
         struct wfo_error err = WFO_ERROR_INIT;
         batch_build(e, &fired);
-        if (!store_batch_empty(&e->batch))
+        double commit_ms = -1;
+        if (!store_batch_empty(&e->batch)) {
+            int64_t t0 = wfo_mono_ms();
             rc = e->store->ops->apply(e->store, &e->batch, &err);
+            commit_ms = (double)(wfo_mono_ms() - t0);
+        }
         store_batch_reset(&e->batch);
         pool_reset(e);
         if (rc < 0) {
@@ -990,6 +1091,7 @@ static void *engine_main(void *arg)
                 ended[n_ended++] = f->acts[i].x;
             }
         }
+        count_stats(e, commit_ms);
         after_commit(e);
         for (struct cmd *c = replies, *next; c; c = next) {
             next = c->next;
@@ -1055,8 +1157,6 @@ static int engine_recover(struct wfo_engine *e, struct wfo_error *err)
             struct xstep *st = x->steps[k];
             if (st->status != SS_RUNNING || !step_runner_find(st->def->type))
                 continue;
-            if (st->def->type == STEP_TASK && !handler_find(e, st->def->queue))
-                continue;
             /* the attempt's fields are evaluated again for the rerun */
             json_t *ctx = exec_context(x, st->frame);
             json_t *args = json_pack("{s:O}", "input", json_object_get(ctx, "input"));
@@ -1073,7 +1173,7 @@ static int engine_recover(struct wfo_engine *e, struct wfo_error *err)
             }
             json_decref(ctx);
             struct fsm_action a = {ACT_RUN, x, st->path, st->token, st->attempts, st->def, args};
-            job_submit(e, &a);
+            dispatch(e, &a);
             json_decref(args);
         }
     }
@@ -1131,6 +1231,7 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     pthread_cond_init(&e->ended_cv, NULL);
     pthread_cond_init(&e->jobs_cv, NULL);
     fsm_init(&e->fsm);
+    taskq_init(&e->tq, 30000);
     e->fsm.transition_limit = e->opt.transition_limit;
     e->default_retry = def_retry_default;
     if (opt->default_retry_json) {
@@ -1199,6 +1300,7 @@ void wfo_engine_free(struct wfo_engine *e)
     for (size_t it = 0; wfo_map_next(&e->running, &it, &k, &v);)
         proc_cancel_request(&((struct step_job *)v)->cancel);
     pthread_mutex_unlock(&e->mu);
+    taskq_stop(&e->tq);
     if (e->started) {
         pthread_join(e->thread, NULL);
         for (int i = 0; i < e->n_runners; i++)
@@ -1234,6 +1336,7 @@ void wfo_engine_free(struct wfo_engine *e)
     }
     free(e->handlers);
     fsm_release(&e->fsm);
+    taskq_release(&e->tq);
     store_batch_release(&e->batch);
     pool_reset(e);
     free(e->pool);
@@ -1248,45 +1351,30 @@ void wfo_engine_free(struct wfo_engine *e)
     free(e);
 }
 
-int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, const char *input,
-                     const char *id, int *created, char **id_out, struct wfo_error *err)
+int engine_start(struct wfo_engine *e, const char *ns, const char *workflow, int version,
+                 json_t *input, const char *id, int *created, char **id_out,
+                 struct wfo_error *err)
 {
     struct wfo_def *d = NULL;
-    json_t *in = NULL;
     int rc = engine_launch(e, err);
     if (rc < 0)
         return rc;
-    if (input && *input) {
-        rc = wfo_json_parse(input, strlen(input), &in, err);
-        if (rc < 0) {
-            wfo_error_prefix(err, "input");
-            return rc;
-        }
-    } else {
-        in = json_object();
-    }
-    rc = engine_def(e, e->ns, workflow, version, &d, err);
-    if (rc < 0) {
-        json_decref(in);
+    if (id && *id && strlen(id) >= WFO_ID_SIZE)
+        return wfo_error_set(err, WFO_EINVAL, "id: longer than %d bytes", WFO_ID_SIZE - 1);
+    rc = engine_def(e, ns, workflow, version, &d, err);
+    if (rc < 0)
         return rc;
-    }
     struct reply r;
     reply_init(&r);
     struct cmd *c = wfo_calloc(1, sizeof(*c));
     c->kind = CMD_START;
-    if (id && *id) {
-        if (strlen(id) >= WFO_ID_SIZE) {
-            def_unref(d);
-            json_decref(in);
-            free(c);
-            return wfo_error_set(err, WFO_EINVAL, "id: longer than %d bytes", WFO_ID_SIZE - 1);
-        }
+    c->ns = wfo_strdup(ns);
+    if (id && *id)
         snprintf(c->id, sizeof(c->id), "%s", id);
-    } else {
+    else
         wfo_id_new(c->id);
-    }
     c->def = d;
-    c->input = in;
+    c->input = input ? json_incref(input) : json_object();
     c->reply = &r;
     char idcopy[WFO_ID_SIZE];
     snprintf(idcopy, sizeof(idcopy), "%s", c->id);
@@ -1299,6 +1387,160 @@ int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, co
     if (id_out)
         *id_out = wfo_strdup(idcopy);
     return 0;
+}
+
+int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, const char *input,
+                     const char *id, int *created, char **id_out, struct wfo_error *err)
+{
+    json_t *in = NULL;
+    if (input && *input) {
+        int rc = wfo_json_parse(input, strlen(input), &in, err);
+        if (rc < 0) {
+            wfo_error_prefix(err, "input");
+            return rc;
+        }
+    }
+    int rc = engine_start(e, e->ns, workflow, version, in, id, created, id_out, err);
+    json_decref(in);
+    return rc;
+}
+
+/* --- the worker protocol ----------------------------------------------------- */
+
+int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues,
+                     int n_queues, const char *worker, int max, int64_t wait_ms, json_t **tasks,
+                     struct wfo_error *err)
+{
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    json_t *picked = NULL;
+    *tasks = taskq_poll(&e->tq, ns, queues, n_queues, worker, max, wait_ms, &picked);
+    size_t i;
+    json_t *p;
+    json_array_foreach(picked, i, p)
+    {
+        struct cmd *c = wfo_calloc(1, sizeof(*c));
+        c->kind = CMD_PICKED;
+        snprintf(c->id, sizeof(c->id), "%s", wfo_json_str(p, "execution_id"));
+        c->path = wfo_strdup(wfo_json_str(p, "step"));
+        c->token = json_integer_value(json_object_get(p, "token"));
+        c->worker = wfo_strdup(wfo_json_str(p, "worker"));
+        post(e, c, NULL);
+    }
+    json_decref(picked);
+    return 0;
+}
+
+struct exists_ud {
+    const char *ns;
+    int found;
+};
+
+static int exists_cb(void *ud, const struct store_exec *r)
+{
+    struct exists_ud *x = ud;
+    x->found = strcmp(r->namespace, x->ns) == 0;
+    return 0;
+}
+
+/* A task the queue does not hold: 409 when its execution exists (a stale
+ * or finished attempt), else 404. */
+static int task_missing(struct wfo_engine *e, const char *ns, const char *id,
+                        struct wfo_error *err)
+{
+    char exec_id[TASKQ_ID_SIZE];
+    int64_t token;
+    struct exists_ud x = {ns, 0};
+    if (taskq_id_parse(id, exec_id, sizeof(exec_id), &token) == 0) {
+        struct wfo_error ignore = WFO_ERROR_INIT;
+        e->store->ops->get_exec(e->store, exec_id, exists_cb, &x, &ignore);
+    }
+    if (x.found)
+        return wfo_error_set(err, WFO_ECONFLICT, "task '%s' is no longer current", id);
+    return wfo_error_set(err, WFO_ENOTFOUND, "task '%s' not found", id);
+}
+
+static int task_finish(struct wfo_engine *e, const char *ns, const char *task_id,
+                       const char *lease, int ok, json_t *output, json_t *error, int retryable,
+                       struct wfo_error *err)
+{
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    struct task *t = NULL;
+    enum taskq_check ck = taskq_take(&e->tq, ns, task_id, lease, &t);
+    if (ck == TQ_UNKNOWN)
+        return task_missing(e, ns, task_id, err);
+    if (ck == TQ_STALE)
+        return wfo_error_set(err, WFO_ECONFLICT, "lease '%s' is not the current lease of task '%s'",
+                             lease ? lease : "", task_id);
+    struct reply r;
+    reply_init(&r);
+    struct cmd *c = wfo_calloc(1, sizeof(*c));
+    c->kind = CMD_RESULT;
+    snprintf(c->id, sizeof(c->id), "%s", t->exec_id);
+    c->path = wfo_strdup(t->path);
+    c->token = t->token;
+    c->out.ok = ok;
+    c->out.output = ok ? wfo_json_ref(output) : NULL;
+    c->out.error = ok ? NULL : json_incref(error);
+    c->out.retryable = retryable;
+    c->reply = &r;
+    task_free(t);
+    post(e, c, NULL);
+    rc = reply_wait(&r, err);
+    if (rc == WFO_ESTATE || rc == WFO_ENOTFOUND)
+        return wfo_error_set(err, WFO_ECONFLICT, "task '%s' is no longer current", task_id);
+    return rc;
+}
+
+int engine_task_complete(struct wfo_engine *e, const char *ns, const char *task_id,
+                         const char *lease, json_t *output, struct wfo_error *err)
+{
+    return task_finish(e, ns, task_id, lease, 1, output, NULL, 1, err);
+}
+
+int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
+                     json_t *error, int retryable, struct wfo_error *err)
+{
+    return task_finish(e, ns, task_id, lease, 0, NULL, error, retryable, err);
+}
+
+int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task_id,
+                          const char *lease, int *cancel_requested, struct wfo_error *err)
+{
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    enum taskq_check ck = taskq_heartbeat(&e->tq, ns, task_id, lease, cancel_requested);
+    if (ck == TQ_UNKNOWN)
+        return task_missing(e, ns, task_id, err);
+    if (ck == TQ_STALE)
+        return wfo_error_set(err, WFO_ECONFLICT, "lease '%s' is not the current lease of task '%s'",
+                             lease ? lease : "", task_id);
+    return 0;
+}
+
+void engine_stats(struct wfo_engine *e, struct engine_stats *out)
+{
+    pthread_mutex_lock(&e->mu);
+    *out = e->stats;
+    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_lock(&e->tq.mu);
+    out->tasks_ready = e->tq.ready;
+    out->tasks_leased = e->tq.leased;
+    out->lease_expiries = e->tq.expiries;
+    pthread_mutex_unlock(&e->tq.mu);
+    out->timers = 0; /* the heap belongs to the engine thread */
+}
+
+void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
+{
+    pthread_mutex_lock(&e->tq.mu);
+    if (t->lease_ms > 0)
+        e->tq.lease_ms = t->lease_ms;
+    pthread_mutex_unlock(&e->tq.mu);
 }
 
 int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
@@ -1336,36 +1578,42 @@ static int status_cb(void *ud, const struct store_exec *r)
     return 0;
 }
 
-int wfo_engine_get(struct wfo_engine *e, const char *id, int64_t wait_ms, char **doc,
-                   struct wfo_error *err)
+int engine_wait(struct wfo_engine *e, const char *id, int64_t wait_ms, struct wfo_error *err)
 {
     int rc = engine_launch(e, err);
     if (rc < 0)
         return rc;
-    if (wait_ms > 0) {
-        int64_t until = wfo_now_ms() + wait_ms;
-        for (;;) {
-            struct status_ud s = {0};
-            rc = e->store->ops->get_exec(e->store, id, status_cb, &s, err);
-            if (rc < 0 || s.ended)
-                break;
-            pthread_mutex_lock(&e->mu);
-            int64_t now = wfo_now_ms();
-            if (now >= until || e->stop || e->failed) {
-                pthread_mutex_unlock(&e->mu);
-                break;
-            }
-            int64_t due = now + 200 < until ? now + 200 : until;
-            struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
-            pthread_cond_timedwait(&e->ended_cv, &e->mu, &ts);
-            pthread_mutex_unlock(&e->mu);
+    int64_t until = wfo_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    for (;;) {
+        struct status_ud s = {0};
+        rc = e->store->ops->get_exec(e->store, id, status_cb, &s, err);
+        if (rc < 0) {
+            if (rc == WFO_ENOTFOUND)
+                wfo_error_set(err, rc, "execution '%s' not found", id);
+            return rc;
         }
+        if (s.ended)
+            return 0;
+        pthread_mutex_lock(&e->mu);
+        int64_t now = wfo_now_ms();
+        if (now >= until || e->stop || e->failed) {
+            rc = e->failed;
+            if (rc < 0)
+                *err = e->fail_err;
+            pthread_mutex_unlock(&e->mu);
+            return rc;
+        }
+        int64_t due = now + 200 < until ? now + 200 : until;
+        struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+        pthread_cond_timedwait(&e->ended_cv, &e->mu, &ts);
+        pthread_mutex_unlock(&e->mu);
     }
-    pthread_mutex_lock(&e->mu);
-    rc = e->failed;
-    if (rc < 0)
-        *err = e->fail_err;
-    pthread_mutex_unlock(&e->mu);
+}
+
+int wfo_engine_get(struct wfo_engine *e, const char *id, int64_t wait_ms, char **doc,
+                   struct wfo_error *err)
+{
+    int rc = engine_wait(e, id, wait_ms, err);
     if (rc < 0)
         return rc;
     json_t *d = NULL;

@@ -21,4 +21,57 @@ enum engine_op { OP_CANCEL, OP_TERMINATE, OP_PAUSE, OP_RESUME, OP_RETRY };
 int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
               int compensate, struct wfo_error *err);
 
+/* --- the worker protocol (SPEC 3, 4) -----------------------------------
+ *
+ * Task steps of queues without an in-process handler wait in the engine's
+ * ready queues for workers. A task id names one attempt of one step
+ * ("EXECID.TOKEN"); a lease names one delivery of it. Delivery is at least
+ * once: an expired lease makes the task ready again (or fails the attempt
+ * with HeartbeatTimeout when the step has a heartbeat_timeout). A
+ * completion, failure or heartbeat whose lease is not the current one gets
+ * WFO_ECONFLICT and changes nothing; an unknown task WFO_ENOTFOUND. */
+
+/* Takes up to max ready tasks of the given queues (namespace ns), leasing
+ * each to worker; waits up to wait_ms for one when none is ready. *tasks
+ * gets a JSON array of {task_id, lease, queue, execution_id, step, attempt,
+ * input, idempotency_key, deadline} (new ref). */
+int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues,
+                     int n_queues, const char *worker, int max, int64_t wait_ms, json_t **tasks,
+                     struct wfo_error *err);
+/* output is borrowed. */
+int engine_task_complete(struct wfo_engine *e, const char *ns, const char *task_id,
+                         const char *lease, json_t *output, struct wfo_error *err);
+/* error ({type, message, details}) is borrowed. */
+int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
+                     json_t *error, int retryable, struct wfo_error *err);
+/* Extends the lease; *cancel_requested is 1 when the attempt was cancelled
+ * (timed out, execution cancelled) and the worker should stop. */
+int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task_id,
+                          const char *lease, int *cancel_requested, struct wfo_error *err);
+
+/* Namespaced versions of the public calls, for the API. */
+int engine_start(struct wfo_engine *e, const char *ns, const char *workflow, int version,
+                 json_t *input, const char *id, int *created, char **id_out,
+                 struct wfo_error *err);
+int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *created,
+                        json_t **out, json_t **problems, struct wfo_error *err);
+/* Waits up to wait_ms for the execution to end (0: no wait); 0 when it has
+ * ended or the wait ran out, WFO_ENOTFOUND when absent. */
+int engine_wait(struct wfo_engine *e, const char *id, int64_t wait_ms, struct wfo_error *err);
+
+/* Counters for /metrics. */
+struct engine_stats {
+    long long started, completed, failed, cancelled; /* executions */
+    long long commits, transitions;
+    double commit_ms_sum;
+    long long tasks_ready, tasks_leased, lease_expiries, timers;
+};
+void engine_stats(struct wfo_engine *e, struct engine_stats *out);
+
+/* Engine settings the server's configuration sets (SPEC 6). */
+struct engine_tuning {
+    int64_t lease_ms; /* default worker lease: 30 s */
+};
+void engine_tune(struct wfo_engine *e, const struct engine_tuning *t);
+
 #endif

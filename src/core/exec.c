@@ -179,8 +179,9 @@ json_t *exec_row_state(const struct xexec *x)
 
 json_t *exec_step_state(const struct xstep *st)
 {
-    return json_pack("{s:I, s:I, s:i, s:b}", "token", (json_int_t)st->token, "cseq",
-                     (json_int_t)st->cseq, "frame", st->frame, "retry_due", st->retry_due);
+    return json_pack("{s:I, s:I, s:i, s:b, s:b}", "token", (json_int_t)st->token, "cseq",
+                     (json_int_t)st->cseq, "frame", st->frame, "retry_due", st->retry_due,
+                     "picked", st->picked);
 }
 
 static int64_t jint(json_t *o, const char *k)
@@ -247,6 +248,7 @@ int exec_load_step(struct xexec *x, const char *path, int ord, const char *statu
     st->token = jint(state, "token");
     st->cseq = jint(state, "cseq");
     st->retry_due = json_is_true(json_object_get(state, "retry_due"));
+    st->picked = json_is_true(json_object_get(state, "picked"));
     st->output = output ? json_incref(output) : NULL;
     st->error = error ? json_incref(error) : NULL;
     st->started_at = started_at;

@@ -68,6 +68,7 @@ struct xstep {
     int64_t token; /* identifies the attempt in flight; results for another are stale */
     int64_t cseq;  /* completion order, for compensation; 0 until completed */
     int retry_due; /* its retry timer fired while the execution was paused */
+    int picked;    /* a worker took the attempt's task (schedule_timeout) */
     json_t *output, *error;
     int64_t started_at, finished_at;
     int dirty;

@@ -54,7 +54,8 @@
 #include "../common/duration.h"
 #include "../common/banned.h"
 
-const char *const timer_kind_names[TK__COUNT] = {"retry", "timeout", "sleep", "workflow_timeout"};
+const char *const timer_kind_names[TK__COUNT] = {"retry", "timeout", "sleep", "workflow_timeout",
+                                                 "schedule_timeout"};
 
 int timer_kind_parse(const char *s)
 {
@@ -490,6 +491,10 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         }
         if (d->timeout_ms)
             timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
+        if (d->type == STEP_TASK && d->schedule_timeout_ms) {
+            st->picked = 0;
+            timer_put(f, x, TK_SCHEDULE, st->path, st->token, f->now + d->schedule_timeout_ms);
+        }
         act(f, ACT_RUN, x, st, args);
         break;
     }
@@ -687,12 +692,27 @@ int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, 
         return WFO_ESTATE; /* I1 */
     if (st->def->timeout_ms)
         timer_del(f, x, TK_TIMEOUT, st->path);
+    if (st->def->schedule_timeout_ms && !st->picked)
+        timer_del(f, x, TK_SCHEDULE, st->path);
     if (ok)
         step_complete(f, x, st, output, JUMP_NEXT);
     else
         attempt_fail(f, x, st, json_incref(error), retryable);
     run_frames(f, x);
     return 0;
+}
+
+void fsm_task_picked(struct fsm *f, struct xexec *x, const char *path, int64_t token,
+                     const char *worker)
+{
+    struct xstep *st = exec_step(x, path);
+    if (!st || st->token != token || st->status != SS_RUNNING || st->picked)
+        return;
+    st->picked = 1;
+    step_touch(f, x, st);
+    timer_del(f, x, TK_SCHEDULE, st->path);
+    hist(f, x, "step.picked", st->path,
+         json_pack("{s:i, s:s}", "attempt", st->attempts, "worker", worker ? worker : ""));
 }
 
 void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
@@ -729,6 +749,17 @@ void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char 
         wfo_duration_format(st->def->timeout_ms, dur, sizeof(dur));
         snprintf(msg, sizeof(msg), "attempt %d ran past its timeout of %s", st->attempts, dur);
         attempt_fail(f, x, st, fsm_error("Timeout", msg, NULL), 1);
+        break;
+    }
+    case TK_SCHEDULE: {
+        if (st->status != SS_RUNNING || st->picked)
+            return;
+        act(f, ACT_CANCEL, x, st, NULL);
+        char msg[96];
+        char dur[32];
+        wfo_duration_format(st->def->schedule_timeout_ms, dur, sizeof(dur));
+        snprintf(msg, sizeof(msg), "no worker took attempt %d within %s", st->attempts, dur);
+        attempt_fail(f, x, st, fsm_error("ScheduleTimeout", msg, NULL), 1);
         break;
     }
     case TK_SLEEP:

@@ -14,7 +14,7 @@
 
 #include "exec.h"
 
-enum timer_kind { TK_RETRY, TK_TIMEOUT, TK_SLEEP, TK_WF_TIMEOUT, TK__COUNT };
+enum timer_kind { TK_RETRY, TK_TIMEOUT, TK_SLEEP, TK_WF_TIMEOUT, TK_SCHEDULE, TK__COUNT };
 extern const char *const timer_kind_names[TK__COUNT];
 int timer_kind_parse(const char *s);
 
@@ -76,6 +76,10 @@ void fsm_start(struct fsm *f, struct xexec *x);
  * not the current one (stale: nothing changes). Borrows output/error. */
 int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
                json_t *output, json_t *error, int retryable);
+/* A worker took the task of an attempt (only reported for steps with a
+ * schedule_timeout): the ScheduleTimeout no longer applies. */
+void fsm_task_picked(struct fsm *f, struct xexec *x, const char *path, int64_t token,
+                     const char *worker);
 /* A durable timer fired. Stale timers change nothing. */
 void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
                int64_t token);

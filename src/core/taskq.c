@@ -1,0 +1,327 @@
+/*
+ * taskq.c - ready queues and leases of worker tasks (see taskq.h and
+ * docs/interfaces/internal.md).
+ *
+ * Invariants:
+ *   T1. A task is in q->tasks from enqueue until it is taken (complete or
+ *       fail with its current lease), cancelled while ready, or failed by a
+ *       heartbeat timeout. It is in its queue's ready list exactly when its
+ *       lease is "".
+ *   T2. A lease is replaced on every delivery: a worker holding an older
+ *       lease is stale (TQ_STALE), whatever it sends.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "taskq.h"
+#include "../common/duration.h"
+#include "../common/util.h"
+#include "../common/banned.h"
+
+struct taskq_list {
+    char *key;
+    struct task *head, *tail;
+};
+
+void taskq_init(struct taskq *q, int64_t lease_ms)
+{
+    memset(q, 0, sizeof(*q));
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    q->lease_ms = lease_ms > 0 ? lease_ms : 30000;
+}
+
+void task_free(struct task *t)
+{
+    if (!t)
+        return;
+    free(t->exec_id);
+    free(t->ns);
+    free(t->queue);
+    free(t->path);
+    free(t->worker);
+    json_decref(t->input);
+    free(t);
+}
+
+void taskq_release(struct taskq *q)
+{
+    const char *k;
+    void *v;
+    for (size_t i = 0; wfo_map_next(&q->tasks, &i, &k, &v);)
+        task_free(v);
+    wfo_map_release(&q->tasks);
+    for (size_t i = 0; wfo_map_next(&q->queues, &i, &k, &v);) {
+        free(((struct taskq_list *)v)->key);
+        free(v);
+    }
+    wfo_map_release(&q->queues);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+}
+
+void taskq_stop(struct taskq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->stop = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void taskq_id(char out[TASKQ_ID_SIZE], const char *exec_id, int64_t token)
+{
+    snprintf(out, TASKQ_ID_SIZE, "%s.%lld", exec_id, (long long)token);
+}
+
+int taskq_id_parse(const char *id, char *exec_id, size_t size, int64_t *token)
+{
+    const char *dot = strrchr(id, '.');
+    if (!dot || dot == id || (size_t)(dot - id) >= size || wfo_parse_int64(dot + 1, token) < 0)
+        return WFO_ENOTFOUND;
+    memcpy(exec_id, id, (size_t)(dot - id));
+    exec_id[dot - id] = 0;
+    return 0;
+}
+
+struct task *task_new(const char *exec_id, const char *ns, const char *queue, const char *path,
+                      int64_t token, int attempt, json_t *input)
+{
+    struct task *t = wfo_calloc(1, sizeof(*t));
+    taskq_id(t->id, exec_id, token);
+    t->exec_id = wfo_strdup(exec_id);
+    t->ns = wfo_strdup(ns);
+    t->queue = wfo_strdup(queue);
+    t->path = wfo_strdup(path);
+    t->token = token;
+    t->attempt = attempt;
+    t->input = wfo_json_ref(input);
+    return t;
+}
+
+static struct taskq_list *list_get(struct taskq *q, const char *ns, const char *queue)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    wfo_buf_addf(&b, "%s\n%s", ns, queue);
+    struct taskq_list *l = wfo_map_get(&q->queues, b.buf);
+    if (!l) {
+        l = wfo_calloc(1, sizeof(*l));
+        l->key = wfo_buf_detach(&b, NULL);
+        wfo_map_put(&q->queues, l->key, l);
+    }
+    wfo_buf_release(&b);
+    return l;
+}
+
+static void list_push(struct taskq_list *l, struct task *t)
+{
+    t->next = NULL;
+    if (l->tail)
+        l->tail->next = t;
+    else
+        l->head = t;
+    l->tail = t;
+}
+
+static void list_remove(struct taskq_list *l, struct task *t)
+{
+    struct task *prev = NULL;
+    for (struct task *c = l->head; c; prev = c, c = c->next) {
+        if (c != t)
+            continue;
+        if (prev)
+            prev->next = c->next;
+        else
+            l->head = c->next;
+        if (l->tail == c)
+            l->tail = prev;
+        c->next = NULL;
+        return;
+    }
+}
+
+/* Drops t from the map and, when ready, from its list (T1). */
+static void unlink_task(struct taskq *q, struct task *t)
+{
+    wfo_map_del(&q->tasks, t->id);
+    if (!t->lease[0]) {
+        list_remove(list_get(q, t->ns, t->queue), t);
+        q->ready--;
+    } else {
+        q->leased--;
+    }
+}
+
+void taskq_add(struct taskq *q, struct task *t)
+{
+    pthread_mutex_lock(&q->mu);
+    struct task *old = wfo_map_get(&q->tasks, t->id);
+    if (old) {
+        unlink_task(q, old);
+        task_free(old);
+    }
+    t->lease[0] = 0;
+    wfo_map_put(&q->tasks, t->id, t);
+    list_push(list_get(q, t->ns, t->queue), t);
+    q->ready++;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void taskq_cancel(struct taskq *q, const char *exec_id, int64_t token)
+{
+    char id[TASKQ_ID_SIZE];
+    taskq_id(id, exec_id, token);
+    pthread_mutex_lock(&q->mu);
+    struct task *t = wfo_map_get(&q->tasks, id);
+    if (t && !t->lease[0]) {
+        unlink_task(q, t);
+        task_free(t);
+    } else if (t) {
+        t->cancel_requested = 1;
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void new_lease(char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++)
+        out[i] = hex[(int)(wfo_random() * 16) & 15];
+    out[32] = 0;
+}
+
+json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
+                   const char *worker, int max, int64_t wait_ms, json_t **picked)
+{
+    json_t *out = json_array();
+    int64_t until = wfo_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        for (int i = 0; i < n_queues && (int)json_array_size(out) < max; i++) {
+            struct taskq_list *l = list_get(q, ns, queues[i]);
+            while (l->head && (int)json_array_size(out) < max) {
+                struct task *t = l->head;
+                l->head = t->next;
+                if (!l->head)
+                    l->tail = NULL;
+                t->next = NULL;
+                q->ready--;
+                q->leased++;
+                new_lease(t->lease);
+                free(t->worker);
+                t->worker = wfo_strdup(worker ? worker : "");
+                int64_t now = wfo_now_ms();
+                t->leased_until = now + (t->heartbeat_ms ? t->heartbeat_ms : q->lease_ms);
+                char idem[512];
+                snprintf(idem, sizeof(idem), "%s/%s", t->exec_id, t->path);
+                json_array_append_new(
+                    out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:s, s:o}", "task_id",
+                                   t->id, "lease", t->lease, "queue", t->queue, "execution_id",
+                                   t->exec_id, "step", t->path, "attempt", t->attempt, "input",
+                                   t->input ? t->input : json_null(), "idempotency_key", idem,
+                                   "deadline", t->deadline ? json_integer(t->deadline)
+                                                           : json_null()));
+                if (t->report_pick && picked) {
+                    if (!*picked)
+                        *picked = json_array();
+                    json_array_append_new(*picked,
+                                          json_pack("{s:s, s:s, s:I, s:s}", "execution_id",
+                                                    t->exec_id, "step", t->path, "token",
+                                                    (json_int_t)t->token, "worker", t->worker));
+                    t->report_pick = 0;
+                }
+            }
+        }
+        int64_t now = wfo_now_ms();
+        if (json_array_size(out) || now >= until || q->stop)
+            break;
+        struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000L};
+        pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return out;
+}
+
+static enum taskq_check check(struct taskq *q, const char *ns, const char *id, const char *lease,
+                              struct task **t)
+{
+    *t = wfo_map_get(&q->tasks, id);
+    if (!*t || strcmp((*t)->ns, ns) != 0)
+        return TQ_UNKNOWN;
+    if (!(*t)->lease[0] || !lease || strcmp((*t)->lease, lease) != 0)
+        return TQ_STALE; /* T2 */
+    return TQ_OK;
+}
+
+enum taskq_check taskq_take(struct taskq *q, const char *ns, const char *id, const char *lease,
+                            struct task **out)
+{
+    struct task *t;
+    pthread_mutex_lock(&q->mu);
+    enum taskq_check c = check(q, ns, id, lease, &t);
+    if (c == TQ_OK) {
+        unlink_task(q, t);
+        *out = t;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return c;
+}
+
+enum taskq_check taskq_heartbeat(struct taskq *q, const char *ns, const char *id,
+                                 const char *lease, int *cancel_requested)
+{
+    struct task *t;
+    pthread_mutex_lock(&q->mu);
+    enum taskq_check c = check(q, ns, id, lease, &t);
+    if (c == TQ_OK) {
+        t->leased_until = wfo_now_ms() + (t->heartbeat_ms ? t->heartbeat_ms : q->lease_ms);
+        *cancel_requested = t->cancel_requested;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return c;
+}
+
+void taskq_sweep(struct taskq *q, int64_t now, struct task **failed)
+{
+    *failed = NULL;
+    pthread_mutex_lock(&q->mu);
+    struct task **expired = NULL;
+    int n = 0, alloc = 0;
+    const char *k;
+    void *v;
+    for (size_t i = 0; wfo_map_next(&q->tasks, &i, &k, &v);) {
+        struct task *t = v;
+        if (!t->lease[0] || t->leased_until > now)
+            continue;
+        if (n == alloc) {
+            alloc = alloc ? alloc * 2 : 16;
+            expired = wfo_realloc(expired, (size_t)alloc * sizeof(*expired));
+        }
+        expired[n++] = t;
+    }
+    for (int i = 0; i < n; i++) {
+        struct task *t = expired[i];
+        q->expiries++;
+        if (t->heartbeat_ms || t->cancel_requested) {
+            unlink_task(q, t);
+            if (t->cancel_requested) {
+                task_free(t);
+                continue;
+            }
+            t->next = *failed;
+            *failed = t;
+        } else {
+            /* delivered again, with a new lease (at least once) */
+            t->lease[0] = 0;
+            q->leased--;
+            q->ready++;
+            list_push(list_get(q, t->ns, t->queue), t);
+        }
+    }
+    if (n)
+        pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    free(expired);
+}

@@ -1,0 +1,86 @@
+/*
+ * taskq.h - the ready queues of task steps waiting for workers, and their
+ * leases (SPEC 3, 4: the worker protocol). docs/interfaces/internal.md.
+ *
+ * In memory only: a task is one attempt of one task step, and the step's
+ * durable state (running, its token) is what survives a crash; recovery
+ * enqueues the task again with the same id and a new lease. Thread-safe: its
+ * own mutex; pollers wait on its condition variable.
+ */
+#ifndef WFO_CORE_TASKQ_H
+#define WFO_CORE_TASKQ_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "../common/json.h"
+#include "../common/map.h"
+
+#define TASKQ_ID_SIZE 64
+
+struct task {
+    char id[TASKQ_ID_SIZE]; /* "EXECID.TOKEN" */
+    char *exec_id, *ns, *queue, *path;
+    int64_t token;
+    int attempt;
+    json_t *input;
+    char lease[33]; /* "" while ready */
+    char *worker;
+    int64_t leased_until, deadline;
+    int64_t heartbeat_ms; /* the step's heartbeat_timeout; 0: none */
+    int report_pick;      /* the step has a schedule_timeout: tell the engine */
+    int cancel_requested;
+    struct task *next; /* in its ready list */
+};
+
+struct taskq {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct wfo_map tasks;  /* id -> task */
+    struct wfo_map queues; /* "ns\nqueue" -> struct taskq_list */
+    int64_t lease_ms;
+    int stop;
+    long long ready, leased, expiries;
+};
+
+void taskq_init(struct taskq *q, int64_t lease_ms);
+void taskq_release(struct taskq *q);
+/* Wakes every poller and makes them return. */
+void taskq_stop(struct taskq *q);
+
+/* Adds a ready task; takes t. A task with the same id replaces the old. */
+void taskq_add(struct taskq *q, struct task *t);
+struct task *task_new(const char *exec_id, const char *ns, const char *queue, const char *path,
+                      int64_t token, int attempt, json_t *input);
+void task_free(struct task *t);
+void taskq_id(char out[TASKQ_ID_SIZE], const char *exec_id, int64_t token);
+/* Splits a task id; 0 or WFO_ENOTFOUND when it is not one. */
+int taskq_id_parse(const char *id, char *exec_id, size_t size, int64_t *token);
+
+/* The attempt was cancelled: a ready task is dropped, a leased one is
+ * marked so its heartbeat says cancel_requested. */
+void taskq_cancel(struct taskq *q, const char *exec_id, int64_t token);
+
+/* Leases up to max ready tasks of queues to worker, waiting up to wait_ms.
+ * Returns the JSON array (new ref). picked (may be NULL) gets the tasks
+ * that must be reported to the engine (report_pick) as a JSON array of
+ * {execution_id, step, token, worker}. */
+json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
+                   const char *worker, int max, int64_t wait_ms, json_t **picked);
+
+/* Outcome of checking a worker's lease. */
+enum taskq_check { TQ_OK, TQ_UNKNOWN, TQ_STALE };
+/* For complete/fail: removes the task when the lease is current and
+ * returns TQ_OK with *t set (caller frees); else TQ_UNKNOWN or TQ_STALE. */
+enum taskq_check taskq_take(struct taskq *q, const char *ns, const char *id, const char *lease,
+                            struct task **t);
+/* For heartbeat: extends the lease. */
+enum taskq_check taskq_heartbeat(struct taskq *q, const char *ns, const char *id,
+                                 const char *lease, int *cancel_requested);
+
+/* Expired leases: a task whose step has a heartbeat timeout is removed and
+ * returned in *failed (a linked list through next; caller reports
+ * HeartbeatTimeout and frees); any other becomes ready again. */
+void taskq_sweep(struct taskq *q, int64_t now, struct task **failed);
+
+#endif
