@@ -64,6 +64,7 @@ void exec_free(struct xexec *x)
     for (int i = 0; i < x->n_steps; i++) {
         struct xstep *st = x->steps[i];
         free(st->path);
+        json_decref(st->items);
         json_decref(st->output);
         json_decref(st->error);
         free(st);
@@ -76,6 +77,9 @@ void exec_free(struct xexec *x)
     free(x->ns);
     free(x->workflow);
     free(x->parent);
+    free(x->comp_owner);
+    free(x->fail_origin);
+    json_decref(x->comp_queue);
     def_unref(x->def);
     json_decref(x->input);
     json_decref(x->output);
@@ -104,6 +108,7 @@ struct xstep *exec_step_reach(struct xexec *x, const char *path, const struct de
     st = wfo_calloc(1, sizeof(*st));
     st->path = wfo_strdup(path);
     st->def = def;
+    st->comp = strstr(path, ":compensate") != NULL;
     st->frame = frame;
     st->ord = x->n_steps;
     if (x->n_steps == x->alloc_steps) {
@@ -161,6 +166,7 @@ json_t *exec_row_state(const struct xexec *x)
                               "branch", f->branch, "pc", f->pc, "prefix", f->prefix, "status",
                               (int)f->status);
         json_object_set_new(o, "busy", json_integer(f->busy));
+        json_object_set_new(o, "otoken", json_integer(f->otoken));
         if (f->owner)
             json_object_set_new(o, "owner", json_string(f->owner));
         if (f->last)
@@ -174,14 +180,27 @@ json_t *exec_row_state(const struct xexec *x)
                           "tick", (json_int_t)x->tick, "cseq", (json_int_t)x->cseq);
     if (x->error_ctx)
         json_object_set(s, "error_ctx", x->error_ctx);
+    if (x->comp_queue) {
+        json_object_set_new(s, "comp",
+                            json_pack("{s:O, s:i, s:i, s:s?}", "queue", x->comp_queue, "pos",
+                                      x->comp_pos, "final", x->comp_final, "owner",
+                                      x->comp_owner));
+    }
+    if (x->fail_origin)
+        json_object_set_new(s, "fail_origin", json_string(x->fail_origin));
     return s;
 }
 
 json_t *exec_step_state(const struct xstep *st)
 {
-    return json_pack("{s:I, s:I, s:i, s:b, s:b}", "token", (json_int_t)st->token, "cseq",
-                     (json_int_t)st->cseq, "frame", st->frame, "retry_due", st->retry_due,
-                     "picked", st->picked);
+    json_t *o = json_pack("{s:I, s:I, s:i, s:b, s:b}", "token", (json_int_t)st->token, "cseq",
+                          (json_int_t)st->cseq, "frame", st->frame, "retry_due", st->retry_due,
+                          "picked", st->picked);
+    if (st->items) {
+        json_object_set(o, "items", st->items);
+        json_object_set_new(o, "next_item", json_integer(st->next_item));
+    }
+    return o;
 }
 
 static int64_t jint(json_t *o, const char *k)
@@ -205,6 +224,16 @@ int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
     json_t *ec = json_object_get(state, "error_ctx");
     if (ec)
         x->error_ctx = json_incref(ec);
+    json_t *comp = json_object_get(state, "comp");
+    if (comp) {
+        x->comp_queue = json_incref(json_object_get(comp, "queue"));
+        x->comp_pos = (int)jint(comp, "pos");
+        x->comp_final = (int)jint(comp, "final");
+        const char *owner = wfo_json_str(comp, "owner");
+        x->comp_owner = owner ? wfo_strdup(owner) : NULL;
+    }
+    const char *origin = wfo_json_str(state, "fail_origin");
+    x->fail_origin = origin ? wfo_strdup(origin) : NULL;
     json_t *frames = json_object_get(state, "frames");
     size_t i;
     json_t *fo;
@@ -221,6 +250,7 @@ int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
         f->pc = (int)jint(fo, "pc");
         f->status = (enum frame_status)jint(fo, "status");
         f->busy = (int)jint(fo, "busy");
+        f->otoken = jint(fo, "otoken");
         const char *last = wfo_json_str(fo, "last");
         f->last = last ? wfo_strdup(last) : NULL;
         json_t *item = json_object_get(fo, "item");
@@ -249,6 +279,12 @@ int exec_load_step(struct xexec *x, const char *path, int ord, const char *statu
     st->cseq = jint(state, "cseq");
     st->retry_due = json_is_true(json_object_get(state, "retry_due"));
     st->picked = json_is_true(json_object_get(state, "picked"));
+    json_t *items = json_object_get(state, "items");
+    if (items) {
+        json_decref(st->items);
+        st->items = json_incref(items);
+        st->next_item = (int)jint(state, "next_item");
+    }
     st->output = output ? json_incref(output) : NULL;
     st->error = error ? json_incref(error) : NULL;
     st->started_at = started_at;
@@ -258,7 +294,37 @@ int exec_load_step(struct xexec *x, const char *path, int ord, const char *statu
 }
 
 /* Splits the next segment off *p: "name", "name[3]" (index into *index). */
+static const struct def_step *resolve_plain(const struct wfo_def *def, const char *path);
+
 const struct def_step *exec_resolve_path(const struct wfo_def *def, const char *path)
+{
+    const char *c = strstr(path, ":compensate");
+    if (!c)
+        return resolve_plain(def, path);
+    /* "PATH:compensate" or "PATH:compensate[i]": a compensation of PATH */
+    char *orig = wfo_strndup(path, (size_t)(c - path));
+    const struct def_step *s = resolve_plain(def, orig);
+    free(orig);
+    const char *rest = c + strlen(":compensate");
+    int64_t i = 0;
+    if (*rest == '[') {
+        char num[24];
+        const char *close = strchr(rest, ']');
+        if (!close || close[1] || (size_t)(close - rest - 1) >= sizeof(num))
+            return NULL;
+        memcpy(num, rest + 1, (size_t)(close - rest - 1));
+        num[close - rest - 1] = 0;
+        if (wfo_parse_int64(num, &i) < 0)
+            return NULL;
+    } else if (*rest) {
+        return NULL;
+    }
+    if (!s || i < 0 || i >= s->n_compensate)
+        return NULL;
+    return &s->compensate[i];
+}
+
+static const struct def_step *resolve_plain(const struct wfo_def *def, const char *path)
 {
     const struct def_block *b = &def->steps;
     const char *p = path;
@@ -314,7 +380,7 @@ static json_t *scope_entry(const struct xstep *st)
 
 void exec_scope_update(struct xexec *x, struct xstep *st)
 {
-    if (st->frame < 0 || st->frame >= x->n_frames)
+    if (st->frame < 0 || st->frame >= x->n_frames || st->comp)
         return;
     json_object_set_new(x->frames[st->frame].scope, st->def->name, scope_entry(st));
 }

@@ -52,6 +52,7 @@ struct xframe {
     char *prefix; /* path prefix of its steps: "", "par/b/", "each[3]/" */
     int pc;       /* index of the current step in block; -1 when none */
     int busy;     /* the step at pc was entered and has not finished */
+    int64_t otoken; /* the owner step's token when the frame was opened */
     enum frame_status status;
     json_t *item; /* foreach: the item */
     char *last;   /* path of the last step that ran in this frame */
@@ -69,6 +70,9 @@ struct xstep {
     int64_t cseq;  /* completion order, for compensation; 0 until completed */
     int retry_due; /* its retry timer fired while the execution was paused */
     int picked;    /* a worker took the attempt's task (schedule_timeout) */
+    int comp;      /* a compensation step ("PATH:compensate[i]") */
+    json_t *items; /* foreach: the items of the current attempt */
+    int next_item; /* foreach: the next item to open a frame for */
     json_t *output, *error;
     int64_t started_at, finished_at;
     int dirty;
@@ -96,6 +100,13 @@ struct xexec {
     struct wfo_map by_path;
     int dirty;
     int touched; /* in the current batch's list */
+
+    /* compensation (SPEC 2.4): the steps to undo, in order, and where it is */
+    json_t *comp_queue;   /* [[path, index], ...]; NULL when not compensating */
+    int comp_pos;
+    char *comp_owner;     /* a `compensate` step waiting for it, or NULL */
+    int comp_final;       /* the status to end with: EX_FAILED or EX_CANCELLED */
+    char *fail_origin;    /* path of the innermost failing step (error.step) */
     int waiters;
 };
 

@@ -294,14 +294,48 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
     exec_end(f, x, EX_COMPLETED, "execution.completed", json_pack("{s:O}", "output", out));
 }
 
-/* Fails the execution with error (taken) raised at step path (may be NULL). */
-static void exec_fail(struct fsm *f, struct xexec *x, json_t *error, const char *path)
+static int comp_build(struct xexec *x);
+static void comp_advance(struct fsm *f, struct xexec *x);
+
+/* Fails the execution with error (taken) raised at step path (may be NULL):
+ * compensating first when on_failure says so and there is something to
+ * undo (SPEC 2.4). final is EX_FAILED, or EX_CANCELLED for a cancel with
+ * compensate. */
+static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const char *path,
+                         enum exec_status final, int compensate)
 {
+    if (x->fail_origin && path) {
+        path = x->fail_origin; /* the innermost failing step */
+    }
     json_object_set_new(error, "step", path ? json_string(path) : json_null());
     json_decref(x->error);
     x->error = error;
+    free(x->fail_origin);
+    x->fail_origin = NULL;
     exec_stop_steps(f, x);
-    exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", error));
+    if (compensate && !x->comp_queue && comp_build(x)) {
+        x->comp_final = final;
+        x->comp_pos = 0;
+        free(x->comp_owner);
+        x->comp_owner = NULL;
+        json_decref(x->error_ctx);
+        x->error_ctx = json_incref(error);
+        json_decref(x->compensation);
+        x->compensation = json_pack("{s:s}", "status", "running");
+        hist(f, x, "compensation.started", NULL,
+             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+        comp_advance(f, x);
+        return;
+    }
+    if (final == EX_CANCELLED)
+        exec_end(f, x, EX_CANCELLED, "execution.cancelled", json_pack("{s:O}", "error", error));
+    else
+        exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", error));
+}
+
+static void exec_fail(struct fsm *f, struct xexec *x, json_t *error, const char *path)
+{
+    exec_fail_as(f, x, error, path, EX_FAILED, x->def->on_failure_compensate);
 }
 
 /* --- steps ------------------------------------------------------------ */
@@ -332,6 +366,267 @@ static void frame_next(struct fsm *f, struct xexec *x, struct xframe *fr,
         fr->pc = next;
     else
         fr->pc = fr->pc + 1 < fr->block->n ? fr->pc + 1 : -1;
+}
+
+static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error,
+                         int retryable);
+static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st);
+static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw,
+                          int next);
+
+/* Cancels frame fid, the steps in flight in it and its nested frames. */
+static void frame_cancel(struct fsm *f, struct xexec *x, int fid)
+{
+    if (x->frames[fid].status == FR_ACTIVE)
+        x->frames[fid].status = FR_CANCELLED;
+    touch(f, x);
+    for (int i = 0; i < x->n_steps; i++) {
+        struct xstep *st = x->steps[i];
+        if (st->frame != fid || st->comp)
+            continue;
+        if (st->status == SS_RUNNING || st->status == SS_WAITING || st->status == SS_SCHEDULED) {
+            if (st->status == SS_RUNNING)
+                act(f, ACT_CANCEL, x, st, NULL);
+            st->status = SS_CANCELLED;
+            st->finished_at = f->now;
+            step_touch(f, x, st);
+        }
+    }
+    for (int i = 0; i < x->n_frames; i++)
+        if (x->frames[i].parent == fid && x->frames[i].status == FR_ACTIVE)
+            frame_cancel(f, x, i);
+}
+
+static int frame_of(const struct xframe *fr, const struct xstep *owner)
+{
+    return fr->owner && strcmp(fr->owner, owner->path) == 0 && fr->otoken == owner->token;
+}
+
+/* Cancels every frame the block step owner opened in its current attempt. */
+static void block_cancel(struct fsm *f, struct xexec *x, struct xstep *owner)
+{
+    for (int i = 0; i < x->n_frames; i++)
+        if (frame_of(&x->frames[i], owner) && x->frames[i].status == FR_ACTIVE)
+            frame_cancel(f, x, i);
+}
+
+static json_t *frame_output(struct xexec *x, const struct xframe *fr)
+{
+    struct xstep *last = fr->last ? exec_step(x, fr->last) : NULL;
+    return last && last->output ? last->output : json_null();
+}
+
+/* A frame failed with error (taken) at origin: the execution fails, or the
+ * block step that owns the frame fails its attempt. */
+static void frame_fail(struct fsm *f, struct xexec *x, int fid, json_t *error, const char *origin)
+{
+    struct xframe *fr = &x->frames[fid];
+    fr->status = FR_FAILED;
+    if (fr->parent < 0) {
+        exec_fail(f, x, error, origin);
+        return;
+    }
+    struct xstep *owner = exec_step(x, fr->owner);
+    if (!owner || owner->status != SS_RUNNING) {
+        json_decref(error);
+        return;
+    }
+    block_cancel(f, x, owner);
+    if (!x->fail_origin)
+        x->fail_origin = wfo_strdup(origin);
+    attempt_fail(f, x, owner, error, 1);
+}
+
+/* Opens foreach frames while fewer than concurrency run and items remain. */
+static void foreach_open(struct fsm *f, struct xexec *x, struct xstep *st)
+{
+    int active = 0;
+    for (int i = 0; i < x->n_frames; i++)
+        if (frame_of(&x->frames[i], st) && x->frames[i].status == FR_ACTIVE)
+            active++;
+    int n = (int)json_array_size(st->items);
+    while (active < st->def->concurrency && st->next_item < n) {
+        int i = st->next_item++;
+        struct wfo_buf b = WFO_BUF_INIT;
+        wfo_buf_addf(&b, "%s[%d]/", st->path, i);
+        int token_frame = st->frame;
+        struct xframe *fr =
+            exec_frame_add(x, token_frame, st->path, i, &st->def->body, b.buf);
+        wfo_buf_release(&b);
+        fr->otoken = st->token;
+        fr->item = json_incref(json_array_get(st->items, (size_t)i));
+        active++;
+    }
+    step_touch(f, x, st);
+}
+
+/* A frame that owner opened finished (done is its id): completes the block
+ * when its mode says so. */
+static void block_progress(struct fsm *f, struct xexec *x, struct xstep *owner, int done)
+{
+    const struct def_step *d = owner->def;
+    if (owner->status != SS_RUNNING)
+        return;
+    if (d->type == STEP_PARALLEL && d->mode_any) {
+        const struct xframe *fr = &x->frames[done];
+        json_t *r = json_object();
+        json_object_set(r, d->branches[fr->branch].name, frame_output(x, fr));
+        block_cancel(f, x, owner);
+        step_complete(f, x, owner, r, JUMP_NEXT);
+        json_decref(r);
+        return;
+    }
+    if (d->type == STEP_FOREACH)
+        foreach_open(f, x, owner);
+    int n_done = 0, n = d->type == STEP_PARALLEL ? d->n_branches
+                                                 : (int)json_array_size(owner->items);
+    for (int i = 0; i < x->n_frames; i++)
+        if (frame_of(&x->frames[i], owner) && x->frames[i].status == FR_DONE)
+            n_done++;
+    if (n_done < n)
+        return;
+    json_t *r;
+    if (d->type == STEP_PARALLEL) {
+        r = json_object();
+        for (int b = 0; b < d->n_branches; b++)
+            for (int i = 0; i < x->n_frames; i++)
+                if (frame_of(&x->frames[i], owner) && x->frames[i].branch == b)
+                    json_object_set(r, d->branches[b].name, frame_output(x, &x->frames[i]));
+    } else {
+        r = json_array();
+        for (int k = 0; k < n; k++)
+            json_array_append_new(r, json_null());
+        for (int i = 0; i < x->n_frames; i++)
+            if (frame_of(&x->frames[i], owner))
+                json_array_set(r, (size_t)x->frames[i].branch,
+                               frame_output(x, &x->frames[i]));
+    }
+    step_complete(f, x, owner, r, JUMP_NEXT);
+    json_decref(r);
+}
+
+/* --- compensation (SPEC 2.4) ------------------------------------------------ */
+
+static int by_cseq_desc(const void *a, const void *b)
+{
+    const struct xstep *x = *(struct xstep *const *)a, *y = *(struct xstep *const *)b;
+    return x->cseq < y->cseq ? 1 : x->cseq > y->cseq ? -1 : 0;
+}
+
+/* Queues the compensations of every completed step that has one, newest
+ * completion first. Returns how many. */
+static int comp_build(struct xexec *x)
+{
+    struct xstep **v = wfo_calloc((size_t)x->n_steps + 1, sizeof(*v));
+    int n = 0;
+    for (int i = 0; i < x->n_steps; i++) {
+        struct xstep *st = x->steps[i];
+        if (st->status == SS_COMPLETED && !st->comp && st->def->n_compensate > 0)
+            v[n++] = st;
+    }
+    qsort(v, (size_t)n, sizeof(*v), by_cseq_desc);
+    json_decref(x->comp_queue);
+    x->comp_queue = NULL;
+    if (n) {
+        x->comp_queue = json_array();
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < v[i]->def->n_compensate; k++)
+                json_array_append_new(x->comp_queue, json_pack("[s, i]", v[i]->path, k));
+    }
+    free(v);
+    return n;
+}
+
+static char *comp_path(const struct xstep *orig, int k)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    if (orig->def->n_compensate == 1)
+        wfo_buf_addf(&b, "%s:compensate", orig->path);
+    else
+        wfo_buf_addf(&b, "%s:compensate[%d]", orig->path, k);
+    return wfo_buf_detach(&b, NULL);
+}
+
+/* Compensation is over: ok, or failed with error (borrowed). */
+static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const char *path)
+{
+    json_decref(x->comp_queue);
+    x->comp_queue = NULL;
+    json_decref(x->compensation);
+    if (error)
+        x->compensation = json_pack("{s:s, s:O, s:s}", "status", "failed", "error", error,
+                                    "step", path);
+    else
+        x->compensation = json_pack("{s:s}", "status", "completed");
+    hist(f, x, "compensation.finished", NULL, json_deep_copy(x->compensation));
+    char *owner = x->comp_owner;
+    x->comp_owner = NULL;
+    if (owner) {
+        /* a `compensate` step: it completes, or fails with the error */
+        struct xstep *st = exec_step(x, owner);
+        free(owner);
+        if (!st || st->status != SS_RUNNING)
+            return;
+        if (error)
+            attempt_fail(f, x, st, json_deep_copy(error), 0);
+        else
+            step_complete(f, x, st, NULL, JUMP_NEXT);
+        run_frames(f, x);
+        return;
+    }
+    const char *type = x->comp_final == EX_CANCELLED ? "execution.cancelled" : "execution.failed";
+    exec_end(f, x, (enum exec_status)x->comp_final, type, json_pack("{s:O}", "error", x->error));
+}
+
+/* Starts the next compensation step, or finishes. */
+static void comp_advance(struct fsm *f, struct xexec *x)
+{
+    while (x->comp_queue && x->comp_pos < (int)json_array_size(x->comp_queue)) {
+        json_t *e = json_array_get(x->comp_queue, (size_t)x->comp_pos);
+        struct xstep *orig = exec_step(x, json_string_value(json_array_get(e, 0)));
+        int k = (int)json_integer_value(json_array_get(e, 1));
+        if (!orig || k >= orig->def->n_compensate) {
+            x->comp_pos++;
+            continue;
+        }
+        char *path = comp_path(orig, k);
+        struct xstep *st = exec_step_reach(x, path, &orig->def->compensate[k], orig->frame, NULL);
+        free(path);
+        st->status = SS_SCHEDULED;
+        st->attempts = 0;
+        st->started_at = st->finished_at = 0;
+        json_decref(st->output);
+        st->output = NULL;
+        json_decref(st->error);
+        st->error = NULL;
+        attempt_start(f, x, st);
+        return; /* step_complete / step_fail of st come back here */
+    }
+    if (x->comp_queue)
+        comp_finish(f, x, NULL, NULL);
+}
+
+/* A compensation step ended: ok, or failed for good with error (taken). */
+static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error)
+{
+    if (!x->comp_queue)
+        return;
+    if (error) {
+        comp_finish(f, x, error, st->path);
+        json_decref(error);
+        return;
+    }
+    json_t *e = json_array_get(x->comp_queue, (size_t)x->comp_pos);
+    struct xstep *orig = exec_step(x, json_string_value(json_array_get(e, 0)));
+    int k = (int)json_integer_value(json_array_get(e, 1));
+    if (orig && k == orig->def->n_compensate - 1) {
+        orig->status = SS_COMPENSATED;
+        step_touch(f, x, orig);
+        hist(f, x, "step.compensated", orig->path, NULL);
+    }
+    x->comp_pos++;
+    touch(f, x);
+    comp_advance(f, x);
 }
 
 static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw,
@@ -445,7 +740,7 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         step_touch(f, x, st);
         hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", err));
         x->frames[st->frame].busy = 0;
-        exec_fail(f, x, json_deep_copy(err), st->path);
+        frame_fail(f, x, st->frame, json_deep_copy(err), st->path);
         break;
     }
     case STEP_SLEEP: {
@@ -498,6 +793,48 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         act(f, ACT_RUN, x, st, args);
         break;
     }
+    case STEP_PARALLEL:
+        for (int i = 0; i < d->n_branches; i++) {
+            struct wfo_buf b = WFO_BUF_INIT;
+            wfo_buf_addf(&b, "%s/%s/", st->path, d->branches[i].name);
+            struct xframe *fr =
+                exec_frame_add(x, st->frame, st->path, i, &d->branches[i].block, b.buf);
+            fr->otoken = st->token;
+            wfo_buf_release(&b);
+        }
+        break;
+    case STEP_FOREACH:
+        if ((e = eval_field(d, F_ITEMS, ctx, &v)))
+            goto fail;
+        if (!json_is_array(v)) {
+            e = fsm_error("ExpressionError", "items: must be an array", NULL);
+            goto fail;
+        }
+        json_decref(st->items);
+        st->items = json_incref(v);
+        st->next_item = 0;
+        if (json_array_size(v) == 0) {
+            json_t *empty = json_array();
+            step_complete(f, x, st, empty, JUMP_NEXT);
+            json_decref(empty);
+            break;
+        }
+        foreach_open(f, x, st);
+        break;
+    case STEP_COMPENSATE:
+        if (x->comp_queue || !comp_build(x)) {
+            step_complete(f, x, st, NULL, JUMP_NEXT);
+            break;
+        }
+        free(x->comp_owner);
+        x->comp_owner = wfo_strdup(st->path);
+        x->comp_pos = 0;
+        json_decref(x->compensation);
+        x->compensation = json_pack("{s:s}", "status", "running");
+        hist(f, x, "compensation.started", st->path,
+             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+        comp_advance(f, x);
+        break;
     default: {
         struct wfo_buf b = WFO_BUF_INIT;
         wfo_buf_addf(&b, "step type %s is not supported yet", step_type_names[d->type]);
@@ -548,10 +885,15 @@ static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json
     st->error = NULL;
     step_touch(f, x, st);
     hist(f, x, "step.completed", st->path, json_pack("{s:O}", "output", out));
+    if (st->comp) {
+        comp_step_done(f, x, st, NULL);
+        return;
+    }
     free(fr->last);
     fr->last = wfo_strdup(st->path);
     fr->busy = 0;
     if (d->type == STEP_SUCCEED) {
+        /* ends the workflow; inside a block, ends its branch or iteration */
         if (fr->parent < 0)
             exec_complete(f, x, out);
         else
@@ -561,15 +903,22 @@ static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json
     frame_next(f, x, fr, d, next);
 }
 
-/* The step's last attempt failed: catch, or fail the execution. Takes error. */
+/* The step's last attempt failed: catch, or fail its frame. Takes error. */
 static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error)
 {
     const struct def_step *d = st->def;
     const char *type = wfo_json_str(error, "type");
-    struct xframe *fr = &x->frames[st->frame];
     st->finished_at = f->now;
     json_decref(st->error);
     st->error = json_incref(error);
+    if (st->comp) {
+        st->status = SS_FAILED;
+        step_touch(f, x, st);
+        hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", error));
+        comp_step_done(f, x, st, error);
+        return;
+    }
+    struct xframe *fr = &x->frames[st->frame];
     fr->busy = 0;
     for (int i = 0; i < d->n_catches; i++) {
         for (char **t = d->catches[i].errors; *t; t++) {
@@ -581,6 +930,8 @@ static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *
                                fr->block->steps[d->catches[i].next].name));
                 json_decref(x->error_ctx);
                 x->error_ctx = error;
+                free(x->fail_origin);
+                x->fail_origin = NULL;
                 fr->pc = d->catches[i].next;
                 return;
             }
@@ -589,10 +940,9 @@ static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *
     st->status = SS_FAILED;
     step_touch(f, x, st);
     hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", error));
-    fr->status = FR_FAILED;
     json_t *e = json_deep_copy(error);
     json_decref(error);
-    exec_fail(f, x, e, st->path);
+    frame_fail(f, x, st->frame, e, st->path);
 }
 
 /* Enters the step at fr's pc. */
@@ -664,6 +1014,10 @@ static void run_frames(struct fsm *f, struct xexec *x)
                 if (fr->parent < 0) {
                     struct xstep *last = fr->last ? exec_step(x, fr->last) : NULL;
                     exec_complete(f, x, last ? last->output : NULL);
+                } else {
+                    struct xstep *owner = exec_step(x, fr->owner);
+                    if (owner && owner->token == fr->otoken)
+                        block_progress(f, x, owner, i);
                 }
                 progress = 1;
                 continue;
@@ -778,12 +1132,12 @@ int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensat
 {
     if (EX_ENDED(x->status))
         return WFO_ESTATE;
+    if (x->comp_queue)
+        return WFO_ESTATE; /* already compensating */
     json_t *e = fsm_error("Cancelled", reason && *reason ? reason : "cancelled", NULL);
-    json_object_set_new(e, "step", json_null());
-    json_decref(x->error);
-    x->error = e;
-    exec_stop_steps(f, x);
-    exec_end(f, x, EX_CANCELLED, "execution.cancelled", json_pack("{s:O}", "error", e));
+    free(x->fail_origin);
+    x->fail_origin = NULL;
+    exec_fail_as(f, x, e, NULL, EX_CANCELLED, compensate);
     return 0;
 }
 
@@ -839,16 +1193,34 @@ int fsm_retry(struct fsm *f, struct xexec *x)
     int pc = def_block_find(fr->block, st->def->name);
     if (pc < 0)
         return WFO_ESTATE;
-    /* reopen the frames the failure closed, from the step up */
-    for (int i = st->frame; i >= 0; i = x->frames[i].parent)
-        if (x->frames[i].status != FR_DONE)
-            x->frames[i].status = FR_ACTIVE;
+    /* reopen the frames the failure closed, from the step up; a block's
+     * other frames (cancelled by the failure) run again too */
+    for (int i = st->frame; i >= 0; i = x->frames[i].parent) {
+        struct xframe *c = &x->frames[i];
+        c->status = FR_ACTIVE;
+        c->busy = 0;
+        struct xstep *owner = c->owner ? exec_step(x, c->owner) : NULL;
+        if (!owner)
+            continue;
+        owner->status = SS_RUNNING;
+        owner->finished_at = 0;
+        step_touch(f, x, owner);
+        for (int k = 0; k < x->n_frames; k++) {
+            struct xframe *sib = &x->frames[k];
+            if (frame_of(sib, owner) && (sib->status == FR_CANCELLED || sib->status == FR_FAILED)) {
+                sib->status = FR_ACTIVE;
+                sib->busy = 0;
+            }
+        }
+    }
     fr->pc = pc;
     fr->busy = 0;
     x->status = EX_RUNNING;
     x->finished_at = 0;
     json_decref(x->error);
     x->error = NULL;
+    json_decref(x->error_ctx);
+    x->error_ctx = NULL;
     x->transitions--;
     hist(f, x, "execution.retried", NULL, json_pack("{s:s}", "step", st->path));
     if (x->def->timeout_ms)

@@ -324,6 +324,286 @@ TEST(state_round_trips)
     exec_free(x);
 }
 
+
+static struct fsm_action *find_run(struct fsm *f, const char *path)
+{
+    for (int i = 0; i < f->n_acts; i++)
+        if (f->acts[i].kind == ACT_RUN && strcmp(f->acts[i].step, path) == 0)
+            return &f->acts[i];
+    return NULL;
+}
+
+static int n_runs(struct fsm *f)
+{
+    int n = 0;
+    for (int i = 0; i < f->n_acts; i++)
+        n += f->acts[i].kind == ACT_RUN;
+    return n;
+}
+
+/* Completes the running attempt of path with output (JSON text). */
+static int complete(struct fsm *f, struct xexec *x, const char *path, const char *output)
+{
+    struct xstep *st = exec_step(x, path);
+    if (!st)
+        return -1;
+    json_t *o = NULL;
+    wfo_json_parse(output, strlen(output), &o, NULL);
+    fsm_reset(f);
+    int rc = fsm_result(f, x, path, st->token, 1, o, NULL, 1);
+    json_decref(o);
+    return rc;
+}
+
+static int failstep(struct fsm *f, struct xexec *x, const char *path, const char *type)
+{
+    struct xstep *st = exec_step(x, path);
+    if (!st)
+        return -1;
+    json_t *e = fsm_error(type, "boom", NULL);
+    fsm_reset(f);
+    int rc = fsm_result(f, x, path, st->token, 0, NULL, e, 0);
+    json_decref(e);
+    return rc;
+}
+
+static const char *status_of(struct xexec *x, const char *path)
+{
+    struct xstep *st = exec_step(x, path);
+    return st ? step_status_names[st->status] : "(none)";
+}
+
+TEST(parallel_all_waits_for_every_branch)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - name: both\n    type: parallel\n    branches:\n"
+                            "      - {name: a, steps: [{name: a1, type: task, queue: q}]}\n"
+                            "      - {name: b, steps: [{name: b1, type: task, queue: q},"
+                            " {name: b2, type: set, vars: {x: '${ .steps.b1.output.v }'}}]}\n"
+                            "  - {name: after, type: set, vars: {r: '${ .steps.both.output }'}}\n",
+                            "{}");
+    ok(find_run(&f, "both/a/a1") && find_run(&f, "both/b/b1"), "both branches start at once");
+    is_int(n_runs(&f), 2, "two attempts");
+    is_int(complete(&f, x, "both/b/b1", "{\"v\": 7}"), 0, "b1 completes");
+    is_str(status_of(x, "both/b/b2"), "completed", "b2 sees b1 via .steps: ran");
+    is_int(x->status, EX_RUNNING, "still running: a not done");
+    is_int(complete(&f, x, "both/a/a1", "\"A\""), 0, "a1 completes");
+    is_int(x->status, EX_COMPLETED, "completed");
+    json_t *r = json_object_get(x->vars, "r");
+    is_str(json_string_value(json_object_get(r, "a")), "A", "output.a is branch a's last output");
+    is_int(json_integer_value(json_object_get(json_object_get(r, "b"), "x")), 7,
+           "output.b is branch b's last output");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(parallel_any_cancels_the_others)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - name: race\n    type: parallel\n    mode: any\n    branches:\n"
+                            "      - {name: a, steps: [{name: s, type: task, queue: q}]}\n"
+                            "      - {name: b, steps: [{name: s, type: task, queue: q}]}\n",
+                            "{}");
+    complete(&f, x, "race/b/s", "2");
+    is_int(x->status, EX_COMPLETED, "completed on the first branch");
+    is_str(status_of(x, "race/a/s"), "cancelled", "the other branch's step is cancelled");
+    ok(find_act(&f, ACT_CANCEL) != NULL, "its attempt is told to stop");
+    is_int(json_integer_value(json_object_get(x->output, "b")), 2, "output {b: 2}");
+    ok(json_object_get(x->output, "a") == NULL, "no a in the output");
+    is_int(complete(&f, x, "race/a/s", "1"), WFO_ESTATE, "a late completion is refused");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(branch_failure_fails_the_block_and_is_catchable)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - name: both\n    type: parallel\n"
+                            "    catch: [{errors: [Bad], next: fallback}]\n    branches:\n"
+                            "      - {name: a, steps: [{name: s, type: task, queue: q, "
+                            "retry: {max_attempts: 1}}]}\n"
+                            "      - {name: b, steps: [{name: s, type: task, queue: q}]}\n"
+                            "  - {name: nope, type: succeed}\n"
+                            "  - {name: fallback, type: set, vars: {t: '${ .error.type }'}}\n",
+                            "{}");
+    failstep(&f, x, "both/a/s", "Bad");
+    is_str(status_of(x, "both/b/s"), "cancelled", "the sibling is cancelled");
+    is_str(status_of(x, "both"), "caught", "the block is caught");
+    is_int(x->status, EX_COMPLETED, "completed through the catch");
+    is_str(json_string_value(json_object_get(x->vars, "t")), "Bad", ".error is the branch's");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(foreach_respects_concurrency_and_keeps_order)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - name: each\n    type: foreach\n    items: '${ .input.xs }'\n"
+                            "    concurrency: 2\n"
+                            "    steps: [{name: d, type: task, queue: q, input: '${ .item }'}]\n",
+                            "{\"xs\": [10, 20, 30, 40]}");
+    is_int(n_runs(&f), 2, "two iterations at once");
+    ok(find_run(&f, "each[0]/d") && find_run(&f, "each[1]/d"), "items 0 and 1");
+    is_int(json_integer_value(json_object_get(find_run(&f, "each[1]/d")->args, "input")), 20,
+           ".item is the item");
+    complete(&f, x, "each[1]/d", "21");
+    is_int(n_runs(&f), 1, "one more starts when one ends");
+    ok(find_run(&f, "each[2]/d") != NULL, "item 2");
+    complete(&f, x, "each[2]/d", "31");
+    complete(&f, x, "each[0]/d", "11");
+    complete(&f, x, "each[3]/d", "41");
+    is_int(x->status, EX_COMPLETED, "completed");
+    char *out = wfo_json_dumps(x->output);
+    is_str(out, "[11,21,31,41]", "outputs in item order");
+    free(out);
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(foreach_over_nothing_and_not_an_array)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - {name: each, type: foreach, items: '${ .input.xs }',"
+                            " steps: [{name: d, type: set, vars: {}}]}\n",
+                            "{\"xs\": []}");
+    is_int(x->status, EX_COMPLETED, "empty items: completed");
+    ok(json_is_array(x->output) && json_array_size(x->output) == 0, "output []");
+    fsm_release(&f);
+    exec_free(x);
+    x = start(&f,
+              "name: w\nsteps:\n"
+              "  - {name: each, type: foreach, items: '${ .input.xs }',"
+              " steps: [{name: d, type: set, vars: {}}]}\n",
+              "{\"xs\": 5}");
+    is_str(wfo_json_str(x->error, "type"), "ExpressionError", "not an array: ExpressionError");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+static const char *saga = "name: w\nsteps:\n"
+                          "  - name: a\n    type: task\n    queue: q\n"
+                          "    compensate: {type: task, queue: undo, input: '${ .steps.a.output }'}\n"
+                          "  - name: b\n    type: task\n    queue: q\n"
+                          "    compensate: {type: task, queue: undo, retry: {max_attempts: 2, "
+                          "initial_interval: 10ms}}\n"
+                          "  - {name: c, type: task, queue: q, retry: {max_attempts: 1}}\n";
+
+TEST(saga_compensates_in_reverse_then_fails)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, saga, "{}");
+    complete(&f, x, "a", "\"A\"");
+    complete(&f, x, "b", "\"B\"");
+    failstep(&f, x, "c", "Declined");
+    is_int(x->status, EX_RUNNING, "running while compensating");
+    ok(find_run(&f, "b:compensate") != NULL, "b is compensated first");
+    ok(!find_run(&f, "a:compensate"), "a waits");
+    complete(&f, x, "b:compensate", "null");
+    struct fsm_action *ca = find_run(&f, "a:compensate");
+    ok(ca != NULL, "then a");
+    is_str(json_string_value(json_object_get(ca->args, "input")), "A",
+           "a's compensation sees .steps.a.output");
+    complete(&f, x, "a:compensate", "null");
+    is_int(x->status, EX_FAILED, "failed");
+    is_str(wfo_json_str(x->compensation, "status"), "completed", "compensation completed");
+    is_str(status_of(x, "a"), "compensated", "a compensated");
+    is_str(status_of(x, "b"), "compensated", "b compensated");
+    is_str(wfo_json_str(x->error, "type"), "Declined", "the original error stays");
+    is_str(wfo_json_str(x->error, "step"), "c", "error.step");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(failing_compensation_is_recorded)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, saga, "{}");
+    complete(&f, x, "a", "1");
+    complete(&f, x, "b", "2");
+    failstep(&f, x, "c", "Declined");
+    struct xstep *cb = exec_step(x, "b:compensate");
+    json_t *e = fsm_error("UndoFailed", "no", NULL);
+    fsm_reset(&f);
+    fsm_result(&f, x, "b:compensate", cb->token, 0, NULL, e, 1);
+    struct fsm_timer *t = find_timer(&f, TK_RETRY);
+    ok(t != NULL, "the compensation is retried by its own policy");
+    int64_t tok = t->token;
+    fsm_reset(&f);
+    fsm_timer(&f, x, TK_RETRY, "b:compensate", tok);
+    fsm_reset(&f);
+    fsm_result(&f, x, "b:compensate", cb->token, 0, NULL, e, 1);
+    is_int(x->status, EX_FAILED, "failed");
+    is_str(wfo_json_str(x->compensation, "status"), "failed", "compensation failed");
+    is_str(wfo_json_str(json_object_get(x->compensation, "error"), "type"), "UndoFailed",
+           "with its error");
+    is_str(wfo_json_str(x->error, "type"), "Declined", "and the original error");
+    is_str(status_of(x, "a"), "completed", "a was not compensated after the failure");
+    json_decref(e);
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(on_failure_fail_skips_compensation)
+{
+    struct fsm f;
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "on_failure: fail\n%s", saga);
+    struct xexec *x = start(&f, buf, "{}");
+    complete(&f, x, "a", "1");
+    complete(&f, x, "b", "2");
+    failstep(&f, x, "c", "Declined");
+    is_int(x->status, EX_FAILED, "failed at once");
+    ok(x->compensation == NULL, "compensation null");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(compensate_step_undoes_and_continues)
+{
+    struct fsm f;
+    struct xexec *x = start(&f,
+                            "name: w\nsteps:\n"
+                            "  - {name: a, type: task, queue: q, compensate: {type: set, vars: "
+                            "{undone: true}}}\n"
+                            "  - {name: undo, type: compensate}\n"
+                            "  - {name: again, type: compensate}\n"
+                            "  - {name: end, type: set, vars: {fin: true}}\n",
+                            "{}");
+    complete(&f, x, "a", "1");
+    is_int(x->status, EX_COMPLETED, "completed after compensating");
+    is_str(status_of(x, "a"), "compensated", "a compensated");
+    ok(json_is_true(json_object_get(x->vars, "undone")), "its compensation ran");
+    ok(json_is_true(json_object_get(x->vars, "fin")), "and the workflow continued");
+    is_int(count_hist(&f, "compensation.started"), 1, "compensated once, not twice");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(cancel_with_compensate)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, saga, "{}");
+    complete(&f, x, "a", "1");
+    fsm_reset(&f);
+    is_int(fsm_cancel(&f, x, "stop", 1), 0, "cancel accepted");
+    ok(find_run(&f, "a:compensate") != NULL, "a is compensated");
+    ok(find_act(&f, ACT_CANCEL) != NULL, "b's attempt is stopped");
+    complete(&f, x, "a:compensate", "null");
+    is_int(x->status, EX_CANCELLED, "cancelled after compensating");
+    fsm_release(&f);
+    exec_free(x);
+}
+
 int main(void)
 {
     return tap_run();
