@@ -14,6 +14,7 @@
 #ifndef WFO_COMMON_HTTPC_H
 #define WFO_COMMON_HTTPC_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,15 +31,17 @@ struct httpc_request {
     const char *url;
     const struct httpc_header *headers; /* n_headers entries */
     int n_headers;
-    const char *body; /* NULL: none */
+    const char *body; /* NULL: none; sent with no Content-Type unless headers give one */
     size_t body_len;
     int64_t timeout_ms; /* whole request; 0: none */
     size_t max_body;    /* 0: 16 MiB */
     int max_redirects;
     int deny_private;
     /* Cancellation: when not NULL and *cancel becomes non-zero, the
-     * request stops (checked at least every 100 ms). */
-    const volatile int *cancel;
+     * request stops (checked at least every 100 ms). An atomic, so that a
+     * struct proc_cancel's flag (steps/proc.h) or a signal handler's can
+     * be lent as it is. */
+    const atomic_int *cancel;
 };
 
 struct httpc_response {
@@ -50,13 +53,19 @@ struct httpc_response {
 };
 
 /* 0 when a response arrived (whatever its status). Errors:
- *   WFO_EINVAL  a bad URL or method ("url: ...")
- *   WFO_EIO     connection failed, DNS, TLS, reset ("connection to 'host' failed: ...")
+ *   WFO_EINVAL  a bad URL, method or header ("url: ..."), a URL that is
+ *               not http:// or https://, or more than max_redirects
+ *               redirects
+ *   WFO_EIO     connection failed, DNS, TLS, reset, headers over 256 KiB
+ *               ("connection to 'URL' failed: ..."; messages show the URL
+ *               without user information, query and fragment)
  *   WFO_ETIMEOUT the timeout passed
  *   WFO_ETOOBIG  body over max_body
  *   WFO_EFORBIDDEN deny_private refused the address
  *   WFO_ESHUTDOWN cancelled
- * res is filled on success; release it with httpc_response_release either way. */
+ * res is filled on success (on WFO_ETOOBIG, status and headers are set);
+ * release it with httpc_response_release either way. Everything in req is
+ * borrowed for the call. */
 int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct wfo_error *err);
 void httpc_response_release(struct httpc_response *res);
 /* The value of header name (case-insensitive) or NULL. */

@@ -1,0 +1,570 @@
+/*
+ * httpc.c - the HTTP client of common/httpc.h: the only file that includes
+ * <curl/curl.h> (STYLE: one adapter per foreign library, curl's lib/vtls/).
+ * docs/interfaces/internal.md describes it; the `http` step (SPEC 2.2) and
+ * webhook delivery (SPEC 2.5) use it.
+ *
+ * Each call makes one easy handle and drives it with a private multi handle,
+ * so that the loop wakes at least every HTTPC_POLL_MS to look at the
+ * caller's cancel flag (an easy_perform would only call a progress callback
+ * about once a second while idle).
+ *
+ * What must stay true:
+ *  1. Only http and https are spoken, on the first request and after every
+ *     redirect (CURLOPT_PROTOCOLS_STR, CURLOPT_REDIR_PROTOCOLS_STR).
+ *  2. With deny_private, every socket curl asks for goes through
+ *     opensocket_cb, which refuses addresses addr_is_private() names before
+ *     any connect: the address checked is the one connected to, so DNS
+ *     rebinding and redirects cannot slip past. Proxies are switched off
+ *     then (the proxy's address would be the one checked).
+ *  3. The response kept is the last one: headers of 1xx and redirect
+ *     responses are dropped when the next status line arrives.
+ *  4. No signal is raised or caught (CURLOPT_NOSIGNAL): safe in threads.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "common/httpc.h"
+#include "common/util.h"
+#include "common/banned.h"
+
+#define HTTPC_DEFAULT_MAX_BODY ((size_t)16 << 20)
+#define HTTPC_MAX_HEADER_BYTES ((size_t)256 << 10)
+#define HTTPC_CONNECT_TIMEOUT_MS 30000
+#define HTTPC_POLL_MS 100
+#define HTTPC_URL_SHOWN 200 /* longest URL quoted in a message */
+
+static pthread_once_t httpc_once = PTHREAD_ONCE_INIT;
+static CURLcode httpc_init_rc;
+
+static void httpc_global_init(void)
+{
+    httpc_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* What the callbacks of one call share. */
+struct httpc_ctx {
+    struct httpc_response *res;
+    int body_too_big;
+    int headers_too_big;
+    size_t header_bytes;
+    int deny_private;
+    int denied; /* opensocket_cb refused an address */
+    int opened; /* opensocket_cb opened a socket */
+    char denied_addr[INET6_ADDRSTRLEN];
+};
+
+/* --- addresses --------------------------------------------------------------- */
+
+/* a is in host order. Loopback, private, shared (CGNAT), link-local,
+ * "this network", IETF protocol, benchmarking, multicast, reserved and
+ * broadcast ranges. */
+static int addr4_is_private(uint32_t a)
+{
+    return (a >> 24) == 0 ||                   /* 0.0.0.0/8 */
+           (a >> 24) == 10 ||                  /* 10.0.0.0/8 */
+           (a & 0xffc00000u) == 0x64400000u || /* 100.64.0.0/10 */
+           (a >> 24) == 127 ||                 /* 127.0.0.0/8 */
+           (a & 0xffff0000u) == 0xa9fe0000u || /* 169.254.0.0/16 */
+           (a & 0xfff00000u) == 0xac100000u || /* 172.16.0.0/12 */
+           (a & 0xffffff00u) == 0xc0000000u || /* 192.0.0.0/24 */
+           (a & 0xffff0000u) == 0xc0a80000u || /* 192.168.0.0/16 */
+           (a & 0xfffe0000u) == 0xc6120000u || /* 198.18.0.0/15 */
+           (a >> 28) >= 0xe;                   /* 224.0.0.0/4, 240.0.0.0/4 */
+}
+
+static uint32_t be32_at(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+static int addr6_is_private(const unsigned char *b)
+{
+    static const unsigned char nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (all_zero(b, 12)) /* ::, ::1 and the deprecated v4-compatible ::a.b.c.d */
+        return 1;
+    if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
+        return addr4_is_private(be32_at(b + 12));
+    if (b[0] == 0x20 && b[1] == 0x02) /* 2002::/16, 6to4 */
+        return addr4_is_private(be32_at(b + 2));
+    if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b) /* 64:ff9b:1::/48 */
+        return 1;
+    if (b[0] == 0x01 && all_zero(b + 1, 7)) /* 100::/64, discard */
+        return 1;
+    if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) /* 2001:db8::/32 */
+        return 1;
+    return (b[0] & 0xfe) == 0xfc ||                   /* fc00::/7, unique local */
+           (b[0] == 0xfe && (b[1] & 0x80) == 0x80) || /* fe80::/10 link-local, fec0::/10 */
+           b[0] == 0xff;                              /* ff00::/8, multicast */
+}
+
+/* 1 when sa may not be connected to under deny_private; its text in out. */
+static int addr_is_private(const struct sockaddr *sa, char out[INET6_ADDRSTRLEN])
+{
+    out[0] = '\0';
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, out, INET6_ADDRSTRLEN);
+        return addr4_is_private(ntohl(s4->sin_addr.s_addr));
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, out, INET6_ADDRSTRLEN);
+        return addr6_is_private(s6->sin6_addr.s6_addr);
+    }
+    snprintf(out, INET6_ADDRSTRLEN, "(family %d)", sa->sa_family);
+    return 1; /* unix sockets and the like */
+}
+
+static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct httpc_ctx *c = ud;
+    char text[INET6_ADDRSTRLEN];
+
+    if (c->deny_private && addr_is_private(&a->addr, text)) {
+        if (!c->denied)
+            snprintf(c->denied_addr, sizeof(c->denied_addr), "%s", text);
+        c->denied = 1;
+        return CURL_SOCKET_BAD;
+    }
+    curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd != CURL_SOCKET_BAD)
+        c->opened = 1;
+    return fd;
+}
+
+/* --- response callbacks ------------------------------------------------------ */
+
+static size_t write_cb(char *p, size_t size, size_t n, void *ud)
+{
+    struct httpc_ctx *c = ud;
+
+    if (wfo_buf_add(&c->res->body, p, n) < 0) {
+        c->body_too_big = 1;
+        return 0; /* curl stops with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+static void headers_clear(struct httpc_response *res)
+{
+    for (int i = 0; i < res->n_headers; i++) {
+        free(res->headers[i].name);
+        free(res->headers[i].value);
+    }
+    free(res->headers);
+    res->headers = NULL;
+    res->n_headers = 0;
+}
+
+static size_t header_cb(char *p, size_t size, size_t n, void *ud)
+{
+    struct httpc_ctx *c = ud;
+    struct httpc_response *res = c->res;
+    size_t len = n;
+
+    c->header_bytes += n;
+    if (c->header_bytes > HTTPC_MAX_HEADER_BYTES) {
+        c->headers_too_big = 1;
+        return 0;
+    }
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new response: invariant 3 */
+        headers_clear(res);
+        return n;
+    }
+    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'))
+        len--;
+    if (!len)
+        return n;
+    if ((p[0] == ' ' || p[0] == '\t') && res->n_headers) { /* obsolete line folding */
+        struct httpc_header *h = &res->headers[res->n_headers - 1];
+        size_t s = 0;
+        while (s < len && (p[s] == ' ' || p[s] == '\t'))
+            s++;
+        struct wfo_buf b = WFO_BUF_INIT;
+        wfo_buf_adds(&b, h->value);
+        wfo_buf_addch(&b, ' ');
+        wfo_buf_add(&b, p + s, len - s);
+        free(h->value);
+        h->value = wfo_buf_detach(&b, NULL);
+        return n;
+    }
+    const char *colon = memchr(p, ':', len);
+    if (!colon || colon == p)
+        return n; /* not a header line: ignored */
+    size_t nlen = (size_t)(colon - p);
+    while (nlen && (p[nlen - 1] == ' ' || p[nlen - 1] == '\t'))
+        nlen--;
+    const char *v = colon + 1, *end = p + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    res->headers = wfo_realloc(res->headers, (size_t)(res->n_headers + 1) * sizeof(*res->headers));
+    struct httpc_header *h = &res->headers[res->n_headers++];
+    h->name = wfo_strndup(p, nlen);
+    for (char *q = h->name; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    h->value = wfo_strndup(v, (size_t)(end - v));
+    return n;
+}
+
+/* --- requests ---------------------------------------------------------------- */
+
+/* RFC 9110 token characters (methods and header names). */
+static int is_token(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return 0;
+    return 1;
+}
+
+/* The URL as quoted in messages: without user information, query and
+ * fragment (they may hold secrets), length capped. */
+static void url_shown(const char *url, char *out, size_t size)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    const char *host = strstr(url, "://"), *at = NULL;
+
+    if (host) {
+        host += 3;
+        for (const char *p = host; *p && !strchr("/?#", *p); p++)
+            if (*p == '@')
+                at = p + 1;
+    }
+    if (at) {
+        wfo_buf_add(&b, url, (size_t)(host - url));
+        wfo_buf_add(&b, at, strcspn(at, "?#"));
+    } else {
+        wfo_buf_add(&b, url, strcspn(url, "?#"));
+    }
+    if (b.len > HTTPC_URL_SHOWN)
+        snprintf(out, size, "%.*s...", HTTPC_URL_SHOWN, b.buf);
+    else
+        snprintf(out, size, "%s", b.buf);
+    wfo_buf_release(&b);
+}
+
+static int has_header(const struct httpc_request *req, const char *name)
+{
+    for (int i = 0; i < req->n_headers; i++)
+        if (strcasecmp(req->headers[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+static int build_headers(const struct httpc_request *req, struct curl_slist **out,
+                         struct wfo_error *err)
+{
+    struct curl_slist *list = NULL, *l;
+    struct wfo_buf b = WFO_BUF_INIT;
+    int rc = 0;
+
+    for (int i = 0; i < req->n_headers; i++) {
+        const char *name = req->headers[i].name, *value = req->headers[i].value;
+        if (!name || !is_token(name)) {
+            rc = wfo_error_set(err, WFO_EINVAL, "header '%.100s': not a valid header name",
+                               name ? name : "(null)");
+            goto out;
+        }
+        if (!value)
+            value = "";
+        if (strpbrk(value, "\r\n")) {
+            rc = wfo_error_set(err, WFO_EINVAL, "header '%.100s': the value holds a line break",
+                               name);
+            goto out;
+        }
+        wfo_buf_reset(&b);
+        if (*value)
+            wfo_buf_addf(&b, "%s: %s", name, value);
+        else
+            wfo_buf_addf(&b, "%s;", name); /* curl's spelling of an empty header */
+        l = curl_slist_append(list, b.buf);
+        if (!l)
+            goto nomem;
+        list = l;
+    }
+    /* curl would add "Content-Type: application/x-www-form-urlencoded" to a
+     * body, and "Expect: 100-continue" to a large one: neither is wanted. */
+    if (req->body && !has_header(req, "content-type")) {
+        if (!(l = curl_slist_append(list, "Content-Type:")))
+            goto nomem;
+        list = l;
+    }
+    if (!has_header(req, "expect")) {
+        if (!(l = curl_slist_append(list, "Expect:")))
+            goto nomem;
+        list = l;
+    }
+    goto out;
+nomem:
+    rc = wfo_error_set(err, WFO_ENOMEM, "out of memory");
+out:
+    wfo_buf_release(&b);
+    if (rc < 0) {
+        curl_slist_free_all(list);
+        list = NULL;
+    }
+    *out = list;
+    return rc;
+}
+
+/* Sets every option of one request on h. */
+static int setup(CURL *h, const struct httpc_request *req, const char *method, struct httpc_ctx *c,
+                 struct curl_slist *headers)
+{
+    CURLcode r = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (r == CURLE_OK)                                                                         \
+            r = curl_easy_setopt(h, opt, val);                                                     \
+    } while (0)
+
+    SET(CURLOPT_URL, req->url);
+    SET(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85.0 */
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SET(CURLOPT_USERAGENT, "wfo");
+    SET(CURLOPT_HTTPHEADER, headers);
+    SET(CURLOPT_WRITEFUNCTION, write_cb);
+    SET(CURLOPT_WRITEDATA, c);
+    SET(CURLOPT_HEADERFUNCTION, header_cb);
+    SET(CURLOPT_HEADERDATA, c);
+    SET(CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+    SET(CURLOPT_OPENSOCKETDATA, c);
+    if (req->deny_private)
+        SET(CURLOPT_PROXY, ""); /* invariant 2 */
+    if (req->max_redirects > 0) {
+        SET(CURLOPT_FOLLOWLOCATION, 1L);
+        SET(CURLOPT_MAXREDIRS, (long)req->max_redirects);
+    }
+    long connect_ms = HTTPC_CONNECT_TIMEOUT_MS;
+    if (req->timeout_ms > 0) {
+        long t = req->timeout_ms > LONG_MAX ? LONG_MAX : (long)req->timeout_ms;
+        SET(CURLOPT_TIMEOUT_MS, t);
+        if (t < connect_ms)
+            connect_ms = t;
+    }
+    SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+
+    const char *body = req->body ? req->body : "";
+    int send_body = req->body != NULL;
+    if (strcmp(method, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else if (strcmp(method, "GET") == 0 && !send_body) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(method, "POST") == 0) {
+        send_body = 1;
+    } else {
+        SET(CURLOPT_CUSTOMREQUEST, method);
+        if (strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0)
+            send_body = 1; /* with Content-Length: 0 when there is none */
+    }
+    if (send_body) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
+        SET(CURLOPT_POSTFIELDS, body);
+    }
+#undef SET
+    return r == CURLE_OK ? 0 : -1;
+}
+
+/* Runs h to its end on a private multi handle, looking at *cancel between
+ * polls. *cancelled is set when it stopped for that. */
+static CURLcode perform(CURL *h, const atomic_int *cancel, int *cancelled)
+{
+    CURLM *m = curl_multi_init();
+    CURLcode result = CURLE_OK;
+    int running = 1;
+
+    *cancelled = 0;
+    if (!m)
+        return CURLE_OUT_OF_MEMORY;
+    if (curl_multi_add_handle(m, h) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return CURLE_OUT_OF_MEMORY;
+    }
+    for (;;) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            result = CURLE_FAILED_INIT;
+            break;
+        }
+        if (!running) {
+            int left;
+            CURLMsg *msg;
+            result = CURLE_GOT_NOTHING;
+            while ((msg = curl_multi_info_read(m, &left)))
+                if (msg->msg == CURLMSG_DONE && msg->easy_handle == h)
+                    result = msg->data.result;
+            break;
+        }
+        if (cancel && atomic_load(cancel)) {
+            *cancelled = 1;
+            break;
+        }
+        if (curl_multi_poll(m, NULL, 0, HTTPC_POLL_MS, NULL) != CURLM_OK) {
+            result = CURLE_FAILED_INIT;
+            break;
+        }
+    }
+    curl_multi_remove_handle(m, h);
+    curl_multi_cleanup(m);
+    return result;
+}
+
+int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct wfo_error *err)
+{
+    CURL *h = NULL;
+    struct curl_slist *headers = NULL;
+    char shown[HTTPC_URL_SHOWN + 16], method[32];
+    struct httpc_ctx c;
+    int rc = 0, cancelled = 0;
+    CURLcode r;
+
+    memset(res, 0, sizeof(*res));
+    wfo_buf_init(&res->body, req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY);
+    memset(&c, 0, sizeof(c));
+    c.res = res;
+    c.deny_private = req->deny_private;
+
+    if (!req->url) {
+        rc = wfo_error_set(err, WFO_EINVAL, "url: missing");
+        goto out;
+    }
+    url_shown(req->url, shown, sizeof(shown));
+    if (strncasecmp(req->url, "http://", 7) != 0 && strncasecmp(req->url, "https://", 8) != 0) {
+        rc = wfo_error_set(err, WFO_EINVAL, "url: '%s' is not an http:// or https:// URL", shown);
+        goto out;
+    }
+    snprintf(method, sizeof(method), "%s", req->method ? req->method : "GET");
+    if (!is_token(method) || strlen(req->method ? req->method : "GET") >= sizeof(method)) {
+        rc = wfo_error_set(err, WFO_EINVAL, "method: '%.40s' is not a valid method", method);
+        goto out;
+    }
+    pthread_once(&httpc_once, httpc_global_init);
+    if (httpc_init_rc != CURLE_OK) {
+        rc = wfo_error_set(err, WFO_EIO, "cannot initialise libcurl: %s",
+                           curl_easy_strerror(httpc_init_rc));
+        goto out;
+    }
+    if ((rc = build_headers(req, &headers, err)) < 0)
+        goto out;
+    if (req->cancel && atomic_load(req->cancel)) {
+        rc = wfo_error_set(err, WFO_ESHUTDOWN, "request to '%s' was cancelled", shown);
+        goto out;
+    }
+    if (!(h = curl_easy_init()) || setup(h, req, method, &c, headers) < 0) {
+        rc = wfo_error_set(err, WFO_EIO, "cannot set up a request to '%s'", shown);
+        goto out;
+    }
+    r = perform(h, req->cancel, &cancelled);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    res->status = status;
+    if (cancelled) {
+        rc = wfo_error_set(err, WFO_ESHUTDOWN, "request to '%s' was cancelled", shown);
+    } else if (c.body_too_big) {
+        rc = wfo_error_set(err, WFO_ETOOBIG, "response from '%s' is larger than %zu bytes", shown,
+                           res->body.max);
+    } else if (c.headers_too_big) {
+        rc = wfo_error_set(err, WFO_EIO,
+                           "connection to '%s' failed: response headers larger than %zu bytes",
+                           shown, HTTPC_MAX_HEADER_BYTES);
+    } else if (r == CURLE_OK) {
+        const char *ct = httpc_header_get(res, "content-type");
+        if (ct) {
+            res->content_type = wfo_strdup(ct);
+            for (char *q = res->content_type; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+        }
+    } else if (c.denied && !c.opened) {
+        rc = wfo_error_set(err, WFO_EFORBIDDEN,
+                           "connection to '%s' refused: %s is a private, loopback or link-local "
+                           "address",
+                           shown, c.denied_addr);
+    } else if (r == CURLE_OPERATION_TIMEDOUT) {
+        rc = wfo_error_set(err, WFO_ETIMEOUT, "request to '%s' timed out after %lld ms", shown,
+                           (long long)req->timeout_ms);
+    } else if (r == CURLE_TOO_MANY_REDIRECTS) {
+        rc = wfo_error_set(err, WFO_EINVAL, "request to '%s' was redirected more than %d times",
+                           shown, req->max_redirects);
+    } else if (r == CURLE_URL_MALFORMAT || r == CURLE_UNSUPPORTED_PROTOCOL) {
+        rc = wfo_error_set(err, WFO_EINVAL, "url: '%s': %s", shown, curl_easy_strerror(r));
+    } else if (r == CURLE_OUT_OF_MEMORY) {
+        rc = wfo_error_set(err, WFO_ENOMEM, "out of memory");
+    } else {
+        rc = wfo_error_set(err, WFO_EIO, "connection to '%s' failed: %s", shown,
+                           curl_easy_strerror(r));
+    }
+out:
+    if (h)
+        curl_easy_cleanup(h);
+    curl_slist_free_all(headers);
+    return rc;
+}
+
+void httpc_response_release(struct httpc_response *res)
+{
+    if (!res)
+        return;
+    headers_clear(res);
+    wfo_buf_release(&res->body);
+    free(res->content_type);
+    res->content_type = NULL;
+    res->status = 0;
+}
+
+const char *httpc_header_get(const struct httpc_response *res, const char *name)
+{
+    for (int i = 0; i < res->n_headers; i++)
+        if (strcasecmp(res->headers[i].name, name) == 0)
+            return res->headers[i].value;
+    return NULL;
+}
+
+void httpc_hmac_sha256_hex(const char *key, size_t key_len, const void *data, size_t len,
+                           char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+
+    if (!HMAC(EVP_sha256(), key ? key : "", (int)key_len, data ? data : (const void *)"", len, md,
+              &n) ||
+        n != 32)
+        wfo_assert(!"HMAC-SHA256 failed");
+    for (unsigned int i = 0; i < n; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
