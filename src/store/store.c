@@ -1,7 +1,7 @@
 /*
  * store.c - the back-end-independent part of the store (store.h): the table
  * of back ends chosen by URL scheme, store_open/store_close, and the growable
- * batch that store_apply() writes in one transaction.
+ * batch that a back end's apply() writes in one transaction.
  * docs/implementation/database_optimization.md explains the store.
  */
 #include <ctype.h>

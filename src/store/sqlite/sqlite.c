@@ -304,7 +304,8 @@ static int sq_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
     }
 }
 
-/* Runs a statement that returns no rows we need, then resets it. */
+/* Steps a statement whose rows, if any, are not needed; SQLITE_OK when it
+ * ran. The caller resets it (sq_done). */
 static int sq_run(sqlite3_stmt *st)
 {
     int rc = sq_step(st);

@@ -1084,7 +1084,7 @@ struct cc {
     struct wfo_store *s;
     atomic_int done;
     int errors, reads, torn;
-    char msg[256];
+    char msg[600];
     pthread_mutex_t mu;
 };
 
