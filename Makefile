@@ -78,6 +78,15 @@ test: test-deps all
 	@$(MAKE) --no-print-directory blackbox
 	@$(MAKE) --no-print-directory docs-test
 
+# Benchmarks: an optimized build, figures as JSON lines (also in build/bench.json).
+BENCH_N ?= 20000
+BENCH_SCENARIOS ?= engine http latency idle list
+build/bench: bench/bench.c build/libwfo.a build/wfo
+	$(CC) $(WARN) $(DEFS) $(INC) $(OPT_CFLAGS) $(CFLAGS_PKG) -o $@ bench/bench.c build/libwfo.a $(LIBS)
+bench: all build/bench
+	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg)"
+	build/bench $(BENCH_SCENARIOS) --n $(BENCH_N)
+
 check:
 	clang-format --dry-run -Werror $(CLI_SRC) $(SRC) $(UNIT_SRC) $(filter %.h,$(HDR))
 format:
