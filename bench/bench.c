@@ -71,7 +71,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double pct(double *v, int n, double p)
+__attribute__((unused)) static double pct(double *v, int n, double p)
 {
     qsort(v, (size_t)n, sizeof(*v), cmp_double);
     int i = (int)(p * (n - 1) + 0.5);
@@ -140,7 +140,7 @@ static void scenario_engine(long n)
     struct engine_stats s0, s1;
     engine_stats(e, &s0);
     double t0 = now_s();
-    enum { STARTERS = 8 };
+    enum { STARTERS = 64 };
     pthread_t th[STARTERS];
     struct starter st[STARTERS];
     for (int i = 0; i < STARTERS; i++) {

@@ -63,6 +63,12 @@ static void map_grow(struct wfo_map *m)
     free(old.slots);
 }
 
+const char *wfo_map_key(const struct wfo_map *m, const char *key)
+{
+    struct wfo_map_slot *s = map_find(m, key, map_hash(key));
+    return s ? s->key : NULL;
+}
+
 void *wfo_map_put(struct wfo_map *m, const char *key, void *value)
 {
     unsigned h = map_hash(key);

@@ -21,7 +21,9 @@ struct wfo_map {
 
 void wfo_map_release(struct wfo_map *m);
 void *wfo_map_get(const struct wfo_map *m, const char *key);
-/* Inserts or replaces; returns the previous value or NULL. */
+/* The key pointer stored for key (the one given when it was put), or NULL. */
+const char *wfo_map_key(const struct wfo_map *m, const char *key);
+/* Inserts or replaces (key and value); returns the previous value or NULL. */
 void *wfo_map_put(struct wfo_map *m, const char *key, void *value);
 /* Removes; returns the value or NULL. */
 void *wfo_map_del(struct wfo_map *m, const char *key);

@@ -1389,7 +1389,10 @@ static void step_compile(struct dctx *c, json_t *spec, struct def_step *s, const
         problem_at(c, "type", "unknown step type \"%s\"", quote(&q, json_string_value(type)));
     } else {
         s->type = (enum step_type)t;
-        if (comp_of && (t == STEP_SWITCH || t == STEP_COMPENSATE))
+        /* a compensation is one step run to its end: no control flow, no
+         * blocks (docs/implementation/compensation.md) */
+        if (comp_of && (t == STEP_SWITCH || t == STEP_COMPENSATE || t == STEP_PARALLEL ||
+                        t == STEP_FOREACH || t == STEP_SUCCEED))
             problem_at(c, "type", "a compensation cannot be a %s step", step_type_names[t]);
     }
 

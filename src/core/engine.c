@@ -125,7 +125,7 @@ struct wfo_engine {
     int n_runners;
     pthread_cond_t jobs_cv;
     struct step_job **jobs;
-    int n_jobs, alloc_jobs;
+    int n_jobs, alloc_jobs, jobs_head; /* the queue is jobs[jobs_head..n_jobs) */
     struct wfo_map running; /* "exec/path#token" -> step_job (for cancel) */
     struct handler *handlers;
     int n_handlers;
@@ -339,6 +339,27 @@ static int wf_row_cb(void *ud, const struct store_workflow *w)
                                                                                    : 0;
 }
 
+/* Remembers d as the latest version of its workflow unless a later one is
+ * known. Single-node: a version registered by another node is seen when an
+ * execution names it, or after a restart. */
+static void defs_set_latest(struct wfo_engine *e, const char *ns, struct wfo_def *d)
+{
+    struct wfo_buf lk = WFO_BUF_INIT;
+    wfo_buf_addf(&lk, "%s\n%s\nlatest", ns, d->name);
+    pthread_mutex_lock(&e->defs_mu);
+    struct wfo_def *old = wfo_map_get(&e->defs, lk.buf);
+    if (!old || old->version < d->version) {
+        if (old) {
+            wfo_map_put(&e->defs, wfo_map_key(&e->defs, lk.buf), def_ref(d));
+            def_unref(old);
+        } else {
+            wfo_map_put(&e->defs, wfo_buf_detach(&lk, NULL), def_ref(d));
+        }
+    }
+    pthread_mutex_unlock(&e->defs_mu);
+    wfo_buf_release(&lk);
+}
+
 /* The compiled definition of (ns, name, version) (version 0: latest), a new
  * reference. Compiled once and cached. */
 static int engine_def(struct wfo_engine *e, const char *ns, const char *name, int version,
@@ -354,6 +375,21 @@ static int engine_def(struct wfo_engine *e, const char *ns, const char *name, in
         if (d)
             *out = def_ref(d);
         pthread_mutex_unlock(&e->defs_mu);
+        if (d) {
+            wfo_buf_release(&key);
+            return 0;
+        }
+    }
+    if (version <= 0) {
+        /* the latest version this process registered or loaded */
+        struct wfo_buf lk = WFO_BUF_INIT;
+        wfo_buf_addf(&lk, "%s\n%s\nlatest", ns, name);
+        pthread_mutex_lock(&e->defs_mu);
+        struct wfo_def *d = wfo_map_get(&e->defs, lk.buf);
+        if (d)
+            *out = def_ref(d);
+        pthread_mutex_unlock(&e->defs_mu);
+        wfo_buf_release(&lk);
         if (d) {
             wfo_buf_release(&key);
             return 0;
@@ -393,6 +429,8 @@ static int engine_def(struct wfo_engine *e, const char *ns, const char *name, in
     }
     *out = def_ref(d);
     pthread_mutex_unlock(&e->defs_mu);
+    if (version <= 0)
+        defs_set_latest(e, ns, d);
 out:
     json_decref(row.doc);
     wfo_buf_release(&key);
@@ -448,12 +486,15 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
     struct wfo_buf key = WFO_BUF_INIT;
     def_key(&key, ns, d->name, p.version);
     pthread_mutex_lock(&e->defs_mu);
-    if (!wfo_map_get(&e->defs, key.buf)) {
+    struct wfo_def *cached = wfo_map_get(&e->defs, key.buf);
+    if (!cached) {
         d->version = p.version;
         wfo_map_put(&e->defs, wfo_buf_detach(&key, NULL), def_ref(d));
+        cached = d;
     }
     pthread_mutex_unlock(&e->defs_mu);
     wfo_buf_release(&key);
+    defs_set_latest(e, ns, cached);
     if (created)
         *created = c;
     if (out) {
@@ -497,10 +538,17 @@ static void batch_exec(struct wfo_engine *e, struct xexec *x)
     r->workflow = x->workflow;
     r->version = x->def->version;
     r->status = exec_status_names[x->status];
-    r->input = keep_json(e, x->input);
-    r->output = keep_json(e, x->output);
-    r->error = keep_json(e, x->error);
-    r->compensation = keep_json(e, x->compensation);
+    r->only_state = x->row_written && !x->row_dirty;
+    x->row_written = 1;
+    x->row_dirty = 0;
+    if (!x->input_text)
+        x->input_text = wfo_json_dumps(x->input);
+    r->input = x->input_text;
+    if (!r->only_state) {
+        r->output = keep_json(e, x->output);
+        r->error = keep_json(e, x->error);
+        r->compensation = keep_json(e, x->compensation);
+    }
     r->parent = x->parent;
     json_t *st = exec_row_state(x);
     r->state = keep_json(e, st);
@@ -599,12 +647,13 @@ static void *runner_main(void *arg)
     struct wfo_buf key = WFO_BUF_INIT;
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        while (!e->n_jobs && !e->stop)
+        while (e->jobs_head == e->n_jobs && !e->stop)
             pthread_cond_wait(&e->jobs_cv, &e->mu);
         if (e->stop)
             break;
-        struct step_job *j = e->jobs[0];
-        memmove(e->jobs, e->jobs + 1, (size_t)(--e->n_jobs) * sizeof(*e->jobs));
+        struct step_job *j = e->jobs[e->jobs_head++];
+        if (e->jobs_head == e->n_jobs)
+            e->jobs_head = e->n_jobs = 0;
         job_key(&key, j->exec_id, j->path, j->token);
         j->key = wfo_strdup(key.buf);
         wfo_map_put(&e->running, j->key, j);
@@ -657,7 +706,18 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
     j->task_id = wfo_buf_detach(&b, NULL);
     if (a->def->timeout_ms)
         j->deadline = wfo_now_ms() + a->def->timeout_ms;
-    proc_cancel_init(&j->cancel, NULL);
+    /* the cancel pipe wakes a child process's poll loop: only those need one */
+    int procs = a->def->type == STEP_EXEC || a->def->type == STEP_HTTP;
+    if (a->def->type == STEP_TASK) {
+        const struct handler *h = handler_find(e, a->def->queue);
+        procs = h && h->command;
+    }
+    if (procs) {
+        proc_cancel_init(&j->cancel, NULL);
+    } else {
+        atomic_init(&j->cancel.requested, 0);
+        j->cancel.wake_fd[0] = j->cancel.wake_fd[1] = -1;
+    }
     j->exec_enabled = e->opt.exec_enabled;
     j->http_deny_private = e->opt.http_deny_private;
     if (a->def->type == STEP_TASK) {
@@ -669,6 +729,12 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
         }
     }
     pthread_mutex_lock(&e->mu);
+    if (e->n_jobs == e->alloc_jobs && e->jobs_head > 0) {
+        memmove(e->jobs, e->jobs + e->jobs_head,
+                (size_t)(e->n_jobs - e->jobs_head) * sizeof(*e->jobs));
+        e->n_jobs -= e->jobs_head;
+        e->jobs_head = 0;
+    }
     GROW(e->jobs, e->n_jobs, e->alloc_jobs);
     e->jobs[e->n_jobs++] = j;
     pthread_cond_signal(&e->jobs_cv);
@@ -702,7 +768,7 @@ static void job_cancel(struct wfo_engine *e, struct fsm_action *a)
     if (j)
         proc_cancel_request(&j->cancel);
     /* not started yet: drop it from the queue */
-    for (int i = 0; !j && i < e->n_jobs; i++) {
+    for (int i = e->jobs_head; !j && i < e->n_jobs; i++) {
         struct step_job *q = e->jobs[i];
         if (q->token == a->token && strcmp(q->exec_id, a->x->id) == 0 &&
             strcmp(q->path, a->step) == 0) {
@@ -769,6 +835,7 @@ static int load_exec_cb(void *ud, const struct store_exec *r)
     x->parent = r->parent ? wfo_strdup(r->parent) : NULL;
     x->updated_at = r->updated_at;
     x->finished_at = r->finished_at;
+    x->row_written = 1;
     json_t *state = parse_or_null(r->state);
     rc = exec_load(x, state, l->err);
     json_decref(state);
@@ -1312,7 +1379,7 @@ void wfo_engine_free(struct wfo_engine *e)
         reply_done(c->reply, WFO_ESHUTDOWN, NULL);
         cmd_free(c);
     }
-    for (int i = 0; i < e->n_jobs; i++)
+    for (int i = e->jobs_head; i < e->n_jobs; i++)
         job_free(e->jobs[i]);
     free(e->jobs);
     wfo_map_release(&e->running);

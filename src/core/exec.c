@@ -79,6 +79,7 @@ void exec_free(struct xexec *x)
     free(x->parent);
     free(x->comp_owner);
     free(x->fail_origin);
+    free(x->input_text);
     json_decref(x->comp_queue);
     def_unref(x->def);
     json_decref(x->input);

@@ -99,7 +99,10 @@ struct xexec {
     int n_steps, alloc_steps;
     struct wfo_map by_path;
     int dirty;
-    int touched; /* in the current batch's list */
+    int touched;   /* in the current batch's list */
+    int row_dirty; /* status, output, error or compensation changed since the row was written */
+    int row_written;
+    char *input_text; /* input serialized once */
 
     /* compensation (SPEC 2.4): the steps to undo, in order, and where it is */
     json_t *comp_queue;   /* [[path, index], ...]; NULL when not compensating */

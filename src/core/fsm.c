@@ -258,6 +258,7 @@ static void exec_end(struct fsm *f, struct xexec *x, enum exec_status status, co
                      json_t *data)
 {
     x->status = status;
+    x->row_dirty = 1;
     x->finished_at = f->now;
     if (x->def->timeout_ms)
         timer_del(f, x, TK_WF_TIMEOUT, NULL);
@@ -281,6 +282,7 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
             json_object_set_new(e, "step", json_null());
             json_decref(x->error);
             x->error = e;
+            x->row_dirty = 1;
             exec_stop_steps(f, x);
             exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", e));
             return;
@@ -290,26 +292,47 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
     }
     json_decref(x->output);
     x->output = out;
+    x->row_dirty = 1;
     exec_stop_steps(f, x);
     exec_end(f, x, EX_COMPLETED, "execution.completed", json_pack("{s:O}", "output", out));
 }
 
 static int comp_build(struct xexec *x);
 static void comp_advance(struct fsm *f, struct xexec *x);
+static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error);
+static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error);
 
 /* Fails the execution with error (taken) raised at step path (may be NULL):
  * compensating first when on_failure says so and there is something to
  * undo (SPEC 2.4). final is EX_FAILED, or EX_CANCELLED for a cancel with
  * compensate. */
+static void comp_abort(struct fsm *f, struct xexec *x, json_t *error);
+
 static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const char *path,
                          enum exec_status final, int compensate)
 {
+    if (x->comp_queue && !x->comp_owner) {
+        /* a failure while the saga undoes (a workflow timeout): the saga
+         * stops, the execution keeps its first error */
+        json_object_set_new(error, "step", path ? json_string(path) : json_null());
+        comp_abort(f, x, error);
+        return;
+    }
+    if (x->comp_queue && x->comp_owner) {
+        /* a `compensate` step was undoing: the failure takes over, and
+         * undoes what is left */
+        json_decref(x->comp_queue);
+        x->comp_queue = NULL;
+        free(x->comp_owner);
+        x->comp_owner = NULL;
+    }
     if (x->fail_origin && path) {
         path = x->fail_origin; /* the innermost failing step */
     }
     json_object_set_new(error, "step", path ? json_string(path) : json_null());
     json_decref(x->error);
     x->error = error;
+    x->row_dirty = 1;
     free(x->fail_origin);
     x->fail_origin = NULL;
     exec_stop_steps(f, x);
@@ -322,6 +345,7 @@ static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const ch
         x->error_ctx = json_incref(error);
         json_decref(x->compensation);
         x->compensation = json_pack("{s:s}", "status", "running");
+        x->row_dirty = 1;
         hist(f, x, "compensation.started", NULL,
              json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
         comp_advance(f, x);
@@ -553,6 +577,7 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
     json_decref(x->comp_queue);
     x->comp_queue = NULL;
     json_decref(x->compensation);
+    x->row_dirty = 1;
     if (error)
         x->compensation = json_pack("{s:s, s:O, s:s}", "status", "failed", "error", error,
                                     "step", path);
@@ -578,10 +603,30 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
     exec_end(f, x, (enum exec_status)x->comp_final, type, json_pack("{s:O}", "error", x->error));
 }
 
+/* Stops the saga for good because of error (taken): the steps in flight are
+ * cancelled, compensation.status is failed, the execution ends with its
+ * first error. */
+static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
+{
+    exec_stop_steps(f, x);
+    json_decref(x->comp_queue);
+    x->comp_queue = NULL;
+    free(x->comp_owner);
+    x->comp_owner = NULL;
+    json_decref(x->compensation);
+    x->compensation = json_pack("{s:s, s:o}", "status", "failed", "error", error);
+    x->row_dirty = 1;
+    hist(f, x, "compensation.finished", NULL, json_deep_copy(x->compensation));
+    const char *type = x->comp_final == EX_CANCELLED ? "execution.cancelled" : "execution.failed";
+    exec_end(f, x, (enum exec_status)x->comp_final, type, json_pack("{s:O}", "error", x->error));
+}
+
 /* Starts the next compensation step, or finishes. */
 static void comp_advance(struct fsm *f, struct xexec *x)
 {
     while (x->comp_queue && x->comp_pos < (int)json_array_size(x->comp_queue)) {
+        if (x->status == EX_PAUSED)
+            return; /* fsm_resume goes on */
         json_t *e = json_array_get(x->comp_queue, (size_t)x->comp_pos);
         struct xstep *orig = exec_step(x, json_string_value(json_array_get(e, 0)));
         int k = (int)json_integer_value(json_array_get(e, 1));
@@ -599,6 +644,26 @@ static void comp_advance(struct fsm *f, struct xexec *x)
         st->output = NULL;
         json_decref(st->error);
         st->error = NULL;
+        step_touch(f, x, st);
+        if (st->def->f[F_IF]) {
+            json_t *ctx = exec_context(x, st->frame), *v = NULL;
+            json_t *err = eval_field(st->def, F_IF, ctx, &v);
+            json_decref(ctx);
+            int t = !err && truthy(v);
+            json_decref(v);
+            if (err) {
+                st->attempts = 1;
+                step_fail(f, x, st, err);
+                return;
+            }
+            if (!t) {
+                st->status = SS_SKIPPED;
+                st->finished_at = f->now;
+                hist(f, x, "step.skipped", st->path, NULL);
+                comp_step_done(f, x, st, NULL);
+                return;
+            }
+        }
         attempt_start(f, x, st);
         return; /* step_complete / step_fail of st come back here */
     }
@@ -739,6 +804,10 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         st->error = err;
         step_touch(f, x, st);
         hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", err));
+        if (st->comp) {
+            comp_step_done(f, x, st, json_deep_copy(err));
+            break;
+        }
         x->frames[st->frame].busy = 0;
         frame_fail(f, x, st->frame, json_deep_copy(err), st->path);
         break;
@@ -831,6 +900,7 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         x->comp_pos = 0;
         json_decref(x->compensation);
         x->compensation = json_pack("{s:s}", "status", "running");
+        x->row_dirty = 1;
         hist(f, x, "compensation.started", st->path,
              json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
         comp_advance(f, x);
@@ -893,11 +963,7 @@ static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json
     fr->last = wfo_strdup(st->path);
     fr->busy = 0;
     if (d->type == STEP_SUCCEED) {
-        /* ends the workflow; inside a block, ends its branch or iteration */
-        if (fr->parent < 0)
-            exec_complete(f, x, out);
-        else
-            fr->pc = -1;
+        exec_complete(f, x, out); /* ends the workflow, from any block (SPEC 2.2) */
         return;
     }
     frame_next(f, x, fr, d, next);
@@ -1147,8 +1213,17 @@ int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason)
         return WFO_ESTATE;
     json_t *e = fsm_error("Terminated", reason && *reason ? reason : "terminated", NULL);
     json_object_set_new(e, "step", json_null());
+    if (x->comp_queue) {
+        json_decref(x->comp_queue);
+        x->comp_queue = NULL;
+        free(x->comp_owner);
+        x->comp_owner = NULL;
+        json_decref(x->compensation);
+        x->compensation = json_pack("{s:s, s:O}", "status", "failed", "error", e);
+    }
     json_decref(x->error);
     x->error = e;
+    x->row_dirty = 1;
     exec_stop_steps(f, x);
     exec_end(f, x, EX_TERMINATED, "execution.terminated", json_pack("{s:O}", "error", e));
     return 0;
@@ -1159,6 +1234,7 @@ int fsm_pause(struct fsm *f, struct xexec *x)
     if (x->status != EX_RUNNING)
         return WFO_ESTATE;
     x->status = EX_PAUSED;
+    x->row_dirty = 1;
     hist(f, x, "execution.paused", NULL, NULL);
     return 0;
 }
@@ -1168,7 +1244,22 @@ int fsm_resume(struct fsm *f, struct xexec *x)
     if (x->status != EX_PAUSED)
         return WFO_ESTATE;
     x->status = EX_RUNNING;
+    x->row_dirty = 1;
     hist(f, x, "execution.resumed", NULL, NULL);
+    if (x->comp_queue && x->comp_pos < (int)json_array_size(x->comp_queue)) {
+        json_t *q = json_array_get(x->comp_queue, (size_t)x->comp_pos);
+        struct xstep *orig = exec_step(x, json_string_value(json_array_get(q, 0)));
+        int k = (int)json_integer_value(json_array_get(q, 1));
+        struct xstep *cur = NULL;
+        if (orig && k < orig->def->n_compensate) {
+            char *path = comp_path(orig, k);
+            cur = exec_step(x, path);
+            free(path);
+        }
+        if (!cur || cur->status == SS_COMPLETED || cur->status == SS_SKIPPED ||
+            cur->status == SS_CANCELLED || cur->status == SS_FAILED)
+            comp_advance(f, x);
+    }
     /* retries that came due while paused */
     for (int i = 0; i < x->n_steps; i++) {
         struct xstep *st = x->steps[i];
@@ -1216,9 +1307,11 @@ int fsm_retry(struct fsm *f, struct xexec *x)
     fr->pc = pc;
     fr->busy = 0;
     x->status = EX_RUNNING;
+    x->row_dirty = 1;
     x->finished_at = 0;
     json_decref(x->error);
     x->error = NULL;
+    x->row_dirty = 1;
     json_decref(x->error_ctx);
     x->error_ctx = NULL;
     x->transitions--;

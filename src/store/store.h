@@ -41,6 +41,9 @@ struct store_exec {
     const char *state;  /* engine-private JSON text or NULL */
     int64_t created_at, updated_at, finished_at;
     int64_t seq; /* creation order: assigned by the store on insert, read back on load */
+    /* A hint: the row exists and only state and updated_at changed since it
+     * was last written, so a back end may write just those. */
+    int only_state;
 };
 
 /* One step that was reached, by path. */
