@@ -17,6 +17,20 @@
 
 int cmd_run(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
+int cmd_server(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
+int cmd_workflow(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_history(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_terminate(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
+int cmd_signal(int argc, char **argv);
+int cmd_emit(int argc, char **argv);
 
 /* Prints "wfo: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

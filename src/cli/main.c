@@ -21,6 +21,22 @@ static const struct command commands[] = {
     {"run", cmd_run,
      "run FILE [--input JSON|@FILE] [--db URL] [--handler QUEUE=COMMAND]... [--quiet]"},
     {"validate", cmd_validate, "validate FILE..."},
+    {"server", cmd_server,
+     "server [--config FILE] [--listen ADDR:PORT] [--db URL] [--print-config]"},
+    {"worker", cmd_worker,
+     "worker --queue Q [--queue Q2]... [--concurrency N] -- COMMAND [ARG]..."},
+    {"workflow", cmd_workflow, "workflow put FILE | list | get NAME [--version V]"},
+    {"start", cmd_start, "start NAME [--input JSON|@FILE] [--id ID] [--wait]"},
+    {"get", cmd_get, "get ID"},
+    {"list", cmd_list, "list [--workflow W] [--status S]"},
+    {"history", cmd_history, "history ID"},
+    {"cancel", cmd_cancel, "cancel ID [--compensate]"},
+    {"terminate", cmd_terminate, "terminate ID"},
+    {"pause", cmd_pause, "pause ID"},
+    {"resume", cmd_resume, "resume ID"},
+    {"retry", cmd_retry, "retry ID"},
+    {"signal", cmd_signal, "signal ID NAME [--data JSON]"},
+    {"emit", cmd_emit, "emit TYPE [--key K] [--data JSON] [--id ID]"},
 };
 
 void cli_error(const char *fmt, ...)

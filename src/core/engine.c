@@ -896,6 +896,7 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
     }
     if (rc < 0) {
         reply_done(c->reply, rc, &err);
+        c->reply = NULL; /* answered: not again after the commit */
         return;
     }
     if (rc == 1) {
@@ -908,6 +909,7 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
                           "execution '%s' exists with another workflow or input", c->id);
             reply_done(c->reply, WFO_ECONFLICT, &err);
         }
+        c->reply = NULL; /* answered: not again after the commit */
         return;
     }
     x = exec_new(c->id, c->ns ? c->ns : e->ns, c->def, c->input, e->fsm.now);

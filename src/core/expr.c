@@ -9,7 +9,7 @@
  *   1. expr_sandbox_check() lexes the text the way jq 1.6's lexer does
  *      (strings, "\(...)" interpolations, comments, fields, object keys) and
  *      refuses every call of a builtin that reaches outside the value
- *      (EXPR_DENIED) and the variables $ENV and $__loc__.
+ *      (expr_denied) and the variables $ENV and $__loc__.
  *   2. A plain path (`.`, `.a.b`, `.["x"]`, `.a[0]`) is parsed by
  *      expr_path_parse() and walked on the json_t itself (expr_path_walk):
  *      no conversion of the context, no jq. Its jq program is compiled only
@@ -19,29 +19,47 @@
  *      its own, after EXPR_PRELUDE: definitions that shadow the refused
  *      builtins again (defence in depth) and put bounds on the C loops of
  *      libjq that the watchdog cannot interrupt (string repeat, array
- *      growth by setpath, strftime's alloca).
+ *      growth by setpath, strftime's alloca); the user's text is wrapped
+ *      so that its first output comes out through a callback (I6).
  *   4. Evaluation converts the context to a jv once per tmpl_eval() and runs
  *      jq on a private 1 GiB stack (the "fiber"), registered with the
  *      watchdog thread, which halts it past WFO_EXPR_TIME_LIMIT_MS or when
  *      the process grew by EXPR_MEMORY_LIMIT while it ran.
  *
+ * Not bounded: a few single C calls of libjq 1.6 run as long as their
+ * input makes them, since jq_halt() is only seen between instructions:
+ * `.[ARRAY]` and indices() on arrays (O(n*m)), global regex matching
+ * (match(re; "g"), scan, splits, sub, gsub: quadratic in the string's
+ * length), sort of a large array.
+ *
  * Invariants:
  *   I1. A jq_state is used by the thread evaluating its template (expr.h);
  *       the watchdog touches it only through jq_halt(), only while it is
  *       registered in watch.head, under watch.mu.
- *   I2. jq_halt() is called at most once per registration (slot->fired) and
- *       registration starts after jq_start() cleared the halted flag; user
- *       code cannot call halt/halt_error (stage 1), so libjq's
+ *   I2. jq_halt() is called at most once per registration, by the watchdog
+ *       or by expr_emit_cb(), whichever first sets slot->fired under
+ *       watch.mu; registration starts after jq_start() cleared the halted
+ *       flag; user code cannot call halt/halt_error (stage 1). So libjq's
  *       assert(!halted) in jq_halt() holds.
  *   I3. When libjq runs out of memory its nomem handler (expr_nomem) jumps
- *       back to expr_guarded_call(); the jq_state it was running is left in
- *       an unknown state, so it is never used again: it is leaked and the
- *       expression recompiled on its next use.
+ *       back to expr_guarded_call(). The jq_state it was running is never
+ *       run again: it is torn down (expr_discard) and the expression
+ *       recompiled on its next use. libjq 1.6 allocates before it changes
+ *       a structure (its stack, arrays, objects, strings), so the state is
+ *       consistent and jq_teardown() frees it, except the values that the
+ *       interrupted C function owned, which leak. A teardown that runs out
+ *       of memory too leaves the state in the graveyard, never touched.
  *   I4. libjq frees and prints nested values recursively; values nested
  *       millions deep are built in well under the time limit, so libjq only
  *       runs on the fiber's stack, whose size bounds what it can reach.
  *   I5. libjq's jq_init() leaves the input, debug and nomem callbacks
- *       uninitialised; expr_jq_new() sets all of them before anything else.
+ *       uninitialised; expr_jq_compile() sets all of them first.
+ *   I6. libjq 1.6's jq_reset() (from jq_start() and jq_teardown()) aborts
+ *       on a run stopped after a path expression (`paths`, `path(..)`,
+ *       `|=`) produced a value while it can still backtrack, unless
+ *       libjq's current path is an array. Programs therefore run inside
+ *       `path(.[0] | .[...])` (expr_jq_new), where it always is, and stop
+ *       there.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,19 +128,23 @@ static const char *const expr_denied_vars[] = {"ENV", "__loc__", "__prog_args", 
 
 /*
  * Put before every program. Definitions shadow builtins for the program
- * that follows, so the refused ones are shadowed again, and the builtins
- * that hand a size to a C loop are wrapped with a bound: `*` on a string
- * (jq 1.6 compiles `a * b` to a call of _multiply, bound like any
- * function), setpath and the assignment operators built on it (a large
- * index allocates and fills the whole array), fromstream (which calls the
- * builtin setpath), and strftime (which allocas its format's length). The
- * wrappers evaluate their arguments in the builtins' order (last argument
- * outermost). Names starting with _wfo are refused in user text, so the
- * unbounded originals stay out of reach. The bounds: a repeated string of
- * at most 10 MiB, array indexes written below 1000000, formats of at most
- * 1000 bytes. No newline: line numbers in jq's messages stay the user's.
+ * that follows, so the refused ones are shadowed again (after _wfo_emit,
+ * wfo's own use of debug: expr_jq_new), and the builtins that hand a size
+ * to a C loop are wrapped with a bound: `*` on a string (jq 1.6 compiles
+ * `a * b` to a call of _multiply, bound like any function), setpath and
+ * the assignment operators built on it (a large index allocates and fills
+ * the whole array), fromstream (which calls the builtin setpath), and
+ * strftime (which allocas its format's length). ltrimstr and rtrimstr
+ * leak in libjq 1.6 unless both sides are strings, so they are only called
+ * then (otherwise they return `.`, as libjq does). The wrappers evaluate
+ * their arguments in the builtins' order (last argument outermost). Names
+ * starting with _wfo are refused in user text, so the originals stay out
+ * of reach. The bounds: a repeated string of at most 1 MiB, array indexes
+ * written below 1000000, formats of at most 1000 bytes. No newline: line
+ * numbers in jq's messages stay the user's.
  */
 static const char EXPR_PRELUDE[] =
+    "def _wfo_emit: debug; "
     "def _wfo_deny(f): error(\"\\(f) is not allowed in wfo expressions\"); "
     "def env: _wfo_deny(\"env\"); "
     "def input: _wfo_deny(\"input\"); "
@@ -142,10 +164,10 @@ static const char EXPR_PRELUDE[] =
     "def _wfo_multiply(a; b): _multiply(a; b); "
     "def _multiply(a; b): b as $b | a as $a | "
     "if (($a | type) == \"string\" and ($b | type) == \"number\" "
-    "and _wfo_multiply($a | utf8bytelength; $b) > 10485760) "
+    "and _wfo_multiply($a | utf8bytelength; $b) > 1048576) "
     "or (($b | type) == \"string\" and ($a | type) == \"number\" "
-    "and _wfo_multiply($b | utf8bytelength; $a) > 10485760) "
-    "then error(\"string repeat result longer than 10485760 bytes\") "
+    "and _wfo_multiply($b | utf8bytelength; $a) > 1048576) "
+    "then error(\"string repeat result longer than 1048576 bytes\") "
     "else _wfo_multiply($a; $b) end; "
     "def _wfo_setpath(p; v): setpath(p; v); "
     "def setpath(p; v): v as $v | p as $p | "
@@ -169,7 +191,16 @@ static const char EXPR_PRELUDE[] =
     "def _wfo_strflocaltime(f): strflocaltime(f); "
     "def strflocaltime(f): f as $f | if ($f | type) == \"string\" and ($f | utf8bytelength) > 1000 "
     "then error(\"strflocaltime format longer than 1000 bytes\") else _wfo_strflocaltime($f) end; "
+    "def _wfo_ltrimstr(x): ltrimstr(x); "
+    "def ltrimstr(x): x as $x | "
+    "if type == \"string\" and ($x | type) == \"string\" then _wfo_ltrimstr($x) else . end; "
+    "def _wfo_rtrimstr(x): rtrimstr(x); "
+    "def rtrimstr(x): x as $x | "
+    "if type == \"string\" and ($x | type) == \"string\" then _wfo_rtrimstr($x) else . end; "
     "{} as $ENV | ";
+/* Around the user's program (see expr_jq_new). */
+static const char EXPR_WRAP_OPEN[] = "path(.[0] | .[(";
+static const char EXPR_WRAP_CLOSE[] = "\n) | _wfo_emit])";
 
 /* ---- compiled templates ------------------------------------------------ */
 
@@ -182,6 +213,7 @@ struct expr {
     char *text;   /* the jq program the user wrote, trimmed */
     jq_state *jq; /* NULL until compiled, and again after an OOM (I3) */
     int is_path;  /* steps are valid: try expr_path_walk() first */
+    int balanced; /* the text's brackets balance (expr_jq_new) */
     size_t nsteps;
     struct expr_step *steps;
 };
@@ -205,7 +237,8 @@ struct wfo_tmpl {
 
 /* ---- the watchdog ---------------------------------------------------- */
 
-enum { WATCH_NONE, WATCH_TIME, WATCH_MEMORY };
+/* Why a run was halted: not yet, time, memory, or it gave its output. */
+enum { WATCH_NONE, WATCH_TIME, WATCH_MEMORY, WATCH_DONE };
 
 struct watch_slot {
     jq_state *jq;
@@ -400,7 +433,8 @@ static _Thread_local struct fiber *expr_fiber;
 static _Thread_local int expr_fiber_failed;
 /* Set while libjq runs under expr_guarded_call(): where expr_nomem jumps. */
 static _Thread_local jmp_buf *expr_oom_jmp;
-static pthread_key_t expr_fiber_key;
+static pthread_key_t expr_fiber_key; /* frees a thread's fiber when it exits */
+static int expr_fiber_key_ok;
 static pthread_once_t expr_fiber_once = PTHREAD_ONCE_INIT;
 
 /* libjq's nomem handler: when it returns, libjq prints and aborts. */
@@ -441,8 +475,7 @@ static void fiber_free(void *p)
 
 static void fiber_key_init(void)
 {
-    if (pthread_key_create(&expr_fiber_key, fiber_free) != 0)
-        expr_fiber_failed = 1;
+    expr_fiber_key_ok = pthread_key_create(&expr_fiber_key, fiber_free) == 0;
 }
 
 #ifdef EXPR_ASAN
@@ -507,6 +540,10 @@ static struct fiber *fiber_get(void)
     if (expr_fiber || expr_fiber_failed)
         return expr_fiber;
     pthread_once(&expr_fiber_once, fiber_key_init);
+    if (!expr_fiber_key_ok) {
+        expr_fiber_failed = 1;
+        return NULL;
+    }
     f = wfo_calloc(1, sizeof(*f));
     f->size = EXPR_STACK_SIZE;
     f->base = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
@@ -827,27 +864,43 @@ static void lex_number(const char *s, size_t n, size_t *i)
     }
 }
 
+/* libjq 1.6's parser leaks the text of a string left open at the end of
+ * the program, so those are refused here, in jq's words. */
+static int lex_unterminated(const char *s, size_t quote, struct wfo_error *err)
+{
+    int line = 1;
+
+    for (size_t i = 0; i < quote; i++)
+        line += s[i] == '\n';
+    return wfo_error_set(err, WFO_EEXPR, "jq: syntax error, unterminated string at line %d", line);
+}
+
 /*
  * Refuses the denied builtins and variables in s (stage 1). Identifiers are
  * calls unless they follow '.' (a field: .input reads the context) or open
  * a key of an object construction ({input: 1}, {env}, which is {env: .env}).
  * Frames track the brackets: '(' '[' '{' and 'i' for a string
- * interpolation, which resumes the string at its ')'. Where the text is
- * not valid jq, jq refuses it at compile time anyway.
+ * interpolation, which resumes the string at its ')'. A string left open
+ * is refused (lex_unterminated); any other text that is not valid jq is
+ * refused by jq at compile time.
  */
-static int expr_sandbox_check(const char *s, size_t n, struct wfo_error *err)
+static int expr_sandbox_check(const char *s, size_t n, int *balanced, struct wfo_error *err)
 {
     char frames[EXPR_LEX_DEPTH];
     int keypos[EXPR_LEX_DEPTH];
+    size_t quote[EXPR_LEX_DEPTH]; /* 'i' frames: where their string opened */
     int depth = 0, rc;
-    size_t i = 0;
+    size_t i = 0, q;
 
-#define LEX_PUSH(kind, key)                                                                        \
+    *balanced = 1;
+
+#define LEX_PUSH(kind, key, at)                                                                    \
     do {                                                                                           \
         if (depth >= EXPR_LEX_DEPTH)                                                               \
             return wfo_error_set(err, WFO_EEXPR, "jq: expression nested too deeply");              \
         frames[depth] = (kind);                                                                    \
-        keypos[depth++] = (key);                                                                   \
+        keypos[depth] = (key);                                                                     \
+        quote[depth++] = (at);                                                                     \
     } while (0)
 
     while (i < n) {
@@ -861,12 +914,12 @@ static int expr_sandbox_check(const char *s, size_t n, struct wfo_error *err)
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '#') {
             lex_skip_space(s, n, &i);
         } else if (c == '"') {
-            i++;
+            q = i++;
             rc = lex_string(s, n, &i);
             if (rc == 1)
-                LEX_PUSH('i', 0);
+                LEX_PUSH('i', 0, q);
             else if (rc < 0)
-                return 0; /* unterminated: jq refuses it */
+                return lex_unterminated(s, q, err);
         } else if (c == '.') {
             if (i + 1 < n && s[i + 1] == '.')
                 i += 2;
@@ -901,23 +954,32 @@ static int expr_sandbox_check(const char *s, size_t n, struct wfo_error *err)
         } else {
             i++;
             if (c == '(' || c == '[')
-                LEX_PUSH((char)c, 0);
+                LEX_PUSH((char)c, 0, 0);
             else if (c == '{')
-                LEX_PUSH('{', 1);
+                LEX_PUSH('{', 1, 0);
             else if (c == ',' && depth > 0 && frames[depth - 1] == '{')
                 keypos[depth - 1] = 1;
-            else if ((c == ')' || c == ']' || c == '}') && depth > 0 && frames[depth - 1] != 'i')
+            else if ((c == ')' || c == ']' || c == '}') && depth > 0 && frames[depth - 1] != 'i') {
+                if (frames[depth - 1] != (c == ')' ? '(' : c == ']' ? '[' : '{'))
+                    *balanced = 0;
                 depth--;
-            else if (c == ')' && depth > 0) {
-                depth--; /* the end of an interpolation: back in the string */
+            } else if (c == ')' && depth > 0) {
+                q = quote[--depth]; /* the end of an interpolation: back in the string */
                 rc = lex_string(s, n, &i);
                 if (rc == 1)
-                    LEX_PUSH('i', 0);
+                    LEX_PUSH('i', 0, q);
                 else if (rc < 0)
-                    return 0;
+                    return lex_unterminated(s, q, err);
+            } else if (c == ')' || c == ']' || c == '}') {
+                *balanced = 0;
             }
         }
     }
+    if (depth > 0)
+        *balanced = 0;
+    for (int k = 0; k < depth; k++)
+        if (frames[k] == 'i')
+            return lex_unterminated(s, quote[k], err);
 #undef LEX_PUSH
     return 0;
 }
@@ -1061,11 +1123,6 @@ static void expr_err_cb(void *data, jv msg)
     jv_free(msg);
 }
 
-static void expr_debug_cb(void *data, jv msg)
-{
-    jv_free(msg);
-}
-
 /* Removes every occurrence of cut from s. */
 static void str_remove(char *s, const char *cut)
 {
@@ -1091,7 +1148,10 @@ static int expr_compile_error(struct expr_log *log, struct wfo_error *err)
         *p = '\0';
     str_remove(m, " (Unix shell quoting issues?)");
     if ((p = strstr(m, " at <top-level>, line "))) {
-        memmove(p + 4, p + 15, strlen(p + 15) + 1); /* " at <top-level>, line" -> " at line" */
+        size_t from = strlen(" at <top-level>, line "), to = strlen(" at line ");
+
+        memmove(p + to, p + from, strlen(p + from) + 1);
+        memcpy(p, " at line ", to);
     }
     p = m + strlen(m);
     if (p > m && p[-1] == ':')
@@ -1099,13 +1159,14 @@ static int expr_compile_error(struct expr_log *log, struct wfo_error *err)
     return wfo_error_set(err, WFO_EEXPR, "jq: %s", m);
 }
 
-/* A new jq_state running EXPR_PRELUDE then text (I5). */
-static int expr_jq_new(const char *text, jq_state **out, struct wfo_error *err)
+static void expr_emit_cb(void *data, jv v);
+
+/* A new jq_state compiled from the program text (I5); 0, or WFO_EEXPR with
+ * jq's message. */
+static int expr_jq_compile(const char *program, jq_state **out, struct wfo_error *err)
 {
-    struct wfo_buf prog = WFO_BUF_INIT;
     struct expr_log log = {{0}, 0};
     jq_state *jq;
-    int rc = 0;
 
     *out = NULL;
     jq = jq_init();
@@ -1113,19 +1174,60 @@ static int expr_jq_new(const char *text, jq_state **out, struct wfo_error *err)
         return wfo_error_set(err, WFO_ENOMEM, "jq: out of memory");
     jq_set_nomem_handler(jq, expr_nomem, NULL);
     jq_set_input_cb(jq, NULL, NULL);
-    jq_set_debug_cb(jq, expr_debug_cb, NULL);
+    jq_set_debug_cb(jq, expr_emit_cb, NULL);
     jq_set_error_cb(jq, expr_err_cb, &log);
     /* Without a library path, `import` makes libjq abort. */
     jq_set_attr(jq, jv_string("JQ_LIBRARY_PATH"), jv_array());
-    wfo_buf_adds(&prog, EXPR_PRELUDE);
-    wfo_buf_adds(&prog, text);
-    if (!jq_compile(jq, prog.buf)) {
-        rc = expr_compile_error(&log, err);
+    if (!jq_compile(jq, program)) {
         jq_teardown(&jq);
-        goto out;
+        return expr_compile_error(&log, err);
     }
     jq_set_error_cb(jq, expr_err_cb, NULL); /* log is about to go */
     *out = jq;
+    return 0;
+}
+
+/*
+ * Compiles the user's text as EXPR_PRELUDE
+ * `path(.[0] | .[(TEXT\n) | _wfo_emit])`, run on [CONTEXT]. The text runs
+ * on the context as a subexpression inside a path expression: it behaves
+ * as it would on its own (jq does not track paths in subexpressions), but
+ * libjq's path stays an array for the whole run, which is what lets
+ * jq_reset() unwind a run stopped anywhere (I6). The path is [0], not []:
+ * backtracking slices it, and libjq 1.6 allocates a new array for each
+ * empty slice. The first output goes to
+ * expr_emit_cb() through _wfo_emit (debug, before EXPR_PRELUDE shadows it),
+ * which halts the run there: jq never returns an output, so no error or
+ * break travels back through the user's `try` (jq 1.6's try catches errors
+ * raised after it). The newline ends a trailing comment; the wrapper is
+ * used only when the text's brackets balance, so the text cannot close
+ * it. jq's messages are those for the text on its own: when the wrapped
+ * program fails, the plain one is compiled to say why.
+ */
+static int expr_jq_new(const char *text, int balanced, jq_state **out, struct wfo_error *err)
+{
+    struct wfo_buf prog = WFO_BUF_INIT;
+    jq_state *plain = NULL;
+    int rc;
+
+    *out = NULL;
+    wfo_buf_adds(&prog, EXPR_PRELUDE);
+    if (balanced) {
+        wfo_buf_adds(&prog, EXPR_WRAP_OPEN);
+        wfo_buf_adds(&prog, text);
+        wfo_buf_adds(&prog, EXPR_WRAP_CLOSE);
+        if ((rc = expr_jq_compile(prog.buf, out, err)) == 0)
+            goto out;
+        wfo_buf_reset(&prog);
+        wfo_buf_adds(&prog, EXPR_PRELUDE);
+    }
+    wfo_buf_adds(&prog, text);
+    if ((rc = expr_jq_compile(prog.buf, &plain, err)) == 0) {
+        /* Valid alone but not wrapped: err holds the wrapped message. */
+        jq_teardown(&plain);
+        rc = balanced ? WFO_EEXPR
+                      : wfo_error_set(err, WFO_EEXPR, "jq: syntax error, unbalanced brackets");
+    }
 out:
     wfo_buf_release(&prog);
     return rc;
@@ -1146,7 +1248,7 @@ static void expr_free(struct expr *e)
 static int expr_new(const char *s, size_t n, struct expr **out, struct wfo_error *err)
 {
     struct expr *e = NULL;
-    int rc;
+    int rc, balanced;
 
     *out = NULL;
     if (memchr(s, '\0', n))
@@ -1157,13 +1259,14 @@ static int expr_new(const char *s, size_t n, struct expr **out, struct wfo_error
         n--;
     if (n == 0)
         return wfo_error_set(err, WFO_EEXPR, "jq: empty expression");
-    if ((rc = expr_sandbox_check(s, n, err)) < 0)
+    if ((rc = expr_sandbox_check(s, n, &balanced, err)) < 0)
         return rc;
     e = wfo_calloc(1, sizeof(*e));
+    e->balanced = balanced;
     e->text = wfo_strndup(s, n);
     expr_path_parse(e, s, n);
     /* A plain path is valid jq: compiled when first needed (stage 2). */
-    if (!e->is_path && (rc = expr_jq_new(e->text, &e->jq, err)) < 0)
+    if (!e->is_path && (rc = expr_jq_new(e->text, e->balanced, &e->jq, err)) < 0)
         goto out;
     *out = e;
     e = NULL;
@@ -1178,10 +1281,33 @@ struct expr_run {
     jq_state *jq;
     jv input; /* consumed */
     struct watch_slot slot;
+    jv value; /* the first output, from expr_emit_cb */
+    int have_value;
     json_t *out;
     struct wfo_error *err;
     int rc;
 };
+
+/* libjq's debug callback. Only _wfo_emit calls debug (stage 1 refuses the
+ * user's), with the program's first output: keep it and halt the run right
+ * there, inside the path expression (I2, I6). */
+static void expr_emit_cb(void *data, jv v)
+{
+    struct expr_run *r = data;
+
+    if (!r || r->have_value) {
+        jv_free(v);
+        return;
+    }
+    r->value = v;
+    r->have_value = 1;
+    pthread_mutex_lock(&watch.mu);
+    if (!r->slot.fired) {
+        r->slot.fired = WATCH_DONE;
+        jq_halt(r->jq, jv_invalid(), jv_invalid());
+    }
+    pthread_mutex_unlock(&watch.mu);
+}
 
 /* Runs on the fiber: starts jq on the input, takes the first output. */
 static void expr_run_fn(void *p)
@@ -1190,11 +1316,23 @@ static void expr_run_fn(void *p)
     jv v;
     int fired;
 
+    jq_set_debug_cb(r->jq, expr_emit_cb, r);
     jq_start(r->jq, r->input, 0);
     watch_register(&r->slot, r->jq);
     v = jq_next(r->jq);
     fired = watch_unregister(&r->slot);
-    if (fired == WATCH_TIME) {
+    jq_set_debug_cb(r->jq, expr_emit_cb, NULL);
+    if (r->have_value || jv_is_valid(v)) {
+        /* An output, even if the watchdog fired meanwhile. */
+        if (r->have_value) {
+            jv_free(v);
+            v = r->value;
+            r->have_value = 0;
+        }
+        r->out = expr_from_jv(v, 0, r->err);
+        if (!r->out)
+            r->rc = WFO_EEXPR;
+    } else if (fired == WATCH_TIME) {
         jv_free(v);
         r->rc = wfo_error_set(r->err, WFO_EEXPR, "jq: evaluation exceeded %d ms",
                               WFO_EXPR_TIME_LIMIT_MS);
@@ -1202,10 +1340,6 @@ static void expr_run_fn(void *p)
         jv_free(v);
         r->rc = wfo_error_set(r->err, WFO_EEXPR, "jq: evaluation exceeded %ld MiB of memory",
                               EXPR_MEMORY_LIMIT >> 20);
-    } else if (jv_is_valid(v)) {
-        r->out = expr_from_jv(v, 0, r->err);
-        if (!r->out)
-            r->rc = WFO_EEXPR;
     } else if (jv_invalid_has_msg(jv_copy(v))) {
         jv msg = jv_invalid_get_msg(v);
 
@@ -1224,13 +1358,55 @@ static void expr_run_fn(void *p)
         jv_free(v); /* no output */
         r->out = json_null();
     }
-    /* Let go of what the run holds (the input, its stack) now. */
+    /* Let go of what the run holds (the input, its stack) now (I6). */
     jq_start(r->jq, jv_null(), 0);
+}
+
+static void expr_jv_free_fn(void *p)
+{
+    jv_free(*(jv *)p);
+}
+
+/* jq_states whose teardown ran out of memory (I3): kept reachable, never
+ * touched again. */
+struct expr_grave {
+    jq_state *jq;
+    struct expr_grave *next;
+};
+static struct expr_grave *expr_graveyard;
+static pthread_mutex_t expr_graveyard_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void expr_abandon(jq_state *jq)
+{
+    struct expr_grave *g = wfo_malloc(sizeof(*g));
+
+    g->jq = jq;
+    pthread_mutex_lock(&expr_graveyard_mu);
+    g->next = expr_graveyard;
+    expr_graveyard = g;
+    pthread_mutex_unlock(&expr_graveyard_mu);
+}
+
+static void expr_teardown_fn(void *p)
+{
+    jq_state *jq = *(jq_state **)p;
+
+    jq_teardown(&jq);
+}
+
+/* Tears down the jq_state of e after an OOM (I3). */
+static void expr_discard(struct expr *e)
+{
+    jq_state *jq = e->jq;
+
+    e->jq = NULL;
+    if (fiber_call(expr_teardown_fn, &jq))
+        expr_abandon(jq);
 }
 
 struct eval_state {
     json_t *ctx;
-    jv ctxjv; /* the context as a jv, made on first need */
+    jv ctxjv; /* [the context] as a jv, jq's input (expr_jq_new), made on first need */
     int have_ctxjv;
 };
 
@@ -1244,12 +1420,15 @@ static int expr_eval(struct expr *e, struct eval_state *es, json_t **out, struct
         return 0;
     if ((rc = watch_start(err)) < 0)
         return rc;
-    if (!e->jq && (rc = expr_jq_new(e->text, &e->jq, err)) < 0)
+    if (!e->jq && (rc = expr_jq_new(e->text, e->balanced, &e->jq, err)) < 0)
         return rc;
     if (!es->have_ctxjv) {
-        if (expr_to_jv(es->ctx ? es->ctx : json_null(), 0, &es->ctxjv) < 0)
+        jv c;
+
+        if (expr_to_jv(es->ctx ? es->ctx : json_null(), 0, &c) < 0)
             return wfo_error_set(err, WFO_EEXPR, "jq: context nested deeper than %d levels",
                                  EXPR_DEPTH_IN);
+        es->ctxjv = jv_array_append(jv_array(), c);
         es->have_ctxjv = 1;
     }
     memset(&r, 0, sizeof(r));
@@ -1261,7 +1440,9 @@ static int expr_eval(struct expr *e, struct eval_state *es, json_t **out, struct
         watch_unregister(&r.slot);
         json_decref(r.out);
         r.out = NULL;
-        e->jq = NULL; /* I3: leaked, recompiled on next use */
+        if (r.have_value)
+            fiber_call(expr_jv_free_fn, &r.value);
+        expr_discard(e); /* I3: recompiled on next use */
         r.rc = wfo_error_set(err, WFO_EEXPR, "jq: evaluation ran out of memory");
     }
     if (r.rc < 0)

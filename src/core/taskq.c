@@ -216,13 +216,21 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
                 t->leased_until = now + (t->heartbeat_ms ? t->heartbeat_ms : q->lease_ms);
                 char idem[512];
                 snprintf(idem, sizeof(idem), "%s/%s", t->exec_id, t->path);
+                char deadline[40] = "";
+                if (t->deadline)
+                    wfo_time_format(t->deadline, deadline, sizeof(deadline));
+                /* lease_ms: how long the lease lasts without a heartbeat */
                 json_array_append_new(
-                    out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:s, s:o}", "task_id",
-                                   t->id, "lease", t->lease, "queue", t->queue, "execution_id",
-                                   t->exec_id, "step", t->path, "attempt", t->attempt, "input",
-                                   t->input ? t->input : json_null(), "idempotency_key", idem,
-                                   "deadline", t->deadline ? json_integer(t->deadline)
-                                                           : json_null()));
+                    out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:s, s:o, s:I, s:o}",
+                                   "task_id", t->id, "lease", t->lease, "queue", t->queue,
+                                   "execution_id", t->exec_id, "step", t->path, "attempt",
+                                   t->attempt, "input", t->input ? t->input : json_null(),
+                                   "idempotency_key", idem, "deadline",
+                                   t->deadline ? json_string(deadline) : json_null(), "lease_ms",
+                                   (json_int_t)(t->heartbeat_ms ? t->heartbeat_ms : q->lease_ms),
+                                   "heartbeat_timeout",
+                                   t->heartbeat_ms ? json_integer(t->heartbeat_ms)
+                                                   : json_null()));
                 if (t->report_pick && picked) {
                     if (!*picked)
                         *picked = json_array();

@@ -230,8 +230,22 @@ int taskcmd_run(const char *command, const struct taskcmd_env *env, const char *
                 int64_t timeout_ms, struct proc_cancel *cancel, char **output, char **error,
                 int *retryable, struct wfo_error *err)
 {
-    static const struct taskcmd_env no_env;
     char *argv[] = {"/bin/sh", "-c", (char *)command, NULL};
+
+    if (!command || !command[0]) {
+        *output = NULL;
+        *error = NULL;
+        *retryable = 0;
+        return wfo_error_set(err, WFO_EINVAL, "no command to run");
+    }
+    return taskcmd_run_argv(argv, env, input, timeout_ms, cancel, output, error, retryable, err);
+}
+
+int taskcmd_run_argv(char *const *argv, const struct taskcmd_env *env, const char *input,
+                     int64_t timeout_ms, struct proc_cancel *cancel, char **output, char **error,
+                     int *retryable, struct wfo_error *err)
+{
+    static const struct taskcmd_env no_env;
     char *vars[6] = {NULL};
     char attempt[24];
     struct proc_result res;
@@ -242,7 +256,7 @@ int taskcmd_run(const char *command, const struct taskcmd_env *env, const char *
     *output = NULL;
     *error = NULL;
     *retryable = 0;
-    if (!command || !command[0]) {
+    if (!argv || !argv[0] || !argv[0][0]) {
         rc = wfo_error_set(err, WFO_EINVAL, "no command to run");
         goto out;
     }

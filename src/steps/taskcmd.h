@@ -3,10 +3,11 @@
  * task's command for `wfo run --handler QUEUE=COMMAND` and `wfo worker`.
  * docs/interfaces/internal.md describes the protocol.
  *
- * The command runs as `/bin/sh -c COMMAND` in its own process group, with
- * the task input as JSON on stdin and the task envelope in WFO_TASK_ID,
- * WFO_EXECUTION_ID, WFO_STEP, WFO_ATTEMPT and WFO_IDEMPOTENCY_KEY. How it
- * ends decides the task's result:
+ * The command runs as `/bin/sh -c COMMAND` (taskcmd_run) or from an argv
+ * (taskcmd_run_argv) in its own process group, with the task input as JSON
+ * on stdin and the task envelope in WFO_TASK_ID, WFO_EXECUTION_ID,
+ * WFO_STEP, WFO_ATTEMPT and WFO_IDEMPOTENCY_KEY. How it ends decides the
+ * task's result:
  *
  *   exit 0, stdout JSON          the output (stdout blank: null)
  *   exit 0, stdout not JSON      BadOutput, not retryable
@@ -54,5 +55,12 @@ struct taskcmd_env {
 int taskcmd_run(const char *command, const struct taskcmd_env *env, const char *input,
                 int64_t timeout_ms, struct proc_cancel *cancel, char **output, char **error,
                 int *retryable, struct wfo_error *err);
+
+/* The same with argv run directly, not through a shell (`wfo worker --
+ * COMMAND [ARG]...`); argv[0] is looked up in PATH. A command that cannot be
+ * started (no such file) is WFO_EIO with "cannot run 'X': ...". */
+int taskcmd_run_argv(char *const *argv, const struct taskcmd_env *env, const char *input,
+                     int64_t timeout_ms, struct proc_cancel *cancel, char **output, char **error,
+                     int *retryable, struct wfo_error *err);
 
 #endif

@@ -1,0 +1,275 @@
+/*
+ * api.h - the HTTP/JSON API of SPEC 4, apart from the HTTP library.
+ * docs/interfaces/api.md describes it from outside.
+ *
+ * The path of a request:
+ *
+ *   http.c      the only file that includes <microhttpd.h>: the daemon,
+ *               the body (bounded by limits.body_bytes), and turning each
+ *               request into a struct api_req and each struct api_resp
+ *               into a response.
+ *   routes.c    api_handle(): the route table (method + path pattern ->
+ *               handler, the role it needs), 404/405, the request decoding
+ *               every handler shares (JSON/YAML bodies, typed fields,
+ *               query parameters, list cursors) and the error documents.
+ *   workflows.c executions.c tasks.c ops.c
+ *               the handlers, one file per resource.
+ *
+ * api_handle() needs no socket, so tests/fuzz/fuzz_request.c drives it
+ * directly with made-up requests.
+ *
+ * Threads: http.c runs every connection in its own thread; a handler may
+ * block in it (long polls wait on the engine's conditions). struct api is
+ * read-only once made, except for the metrics (own lock) and `stopping`.
+ */
+#ifndef WFO_API_API_H
+#define WFO_API_API_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wfo/wfo.h"
+#include "../common/buf.h"
+#include "../common/json.h"
+
+#define API_MAX_SEGS 8   /* path segments; no route has more */
+#define API_MAX_PARAMS 4 /* {name} parts of a pattern */
+/* Long polls (`?wait=`, tasks/poll `wait`) wait in slices this long, so a
+ * shutting-down server gets its threads back within one slice. */
+#define API_WAIT_SLICE_MS 1000
+
+/* Roles of SPEC 4, each allowed everything of the ones before it. A route
+ * names the least role that may call it; API_PUBLIC needs no token. Tokens
+ * are not checked yet (docs/interfaces/api.md): the table already says who
+ * may do what, so the check slots into api_handle(). */
+enum api_role { API_PUBLIC, API_READER, API_WORKER, API_OPERATOR, API_ADMIN };
+
+struct api_options {
+    const char *ns;            /* the namespace served without tokens: "default" */
+    size_t body_max;           /* limits.body_bytes: bodies over it get 413 */
+    int64_t max_wait_ms;       /* cap on `?wait=` and tasks/poll `wait` */
+    const char *cursor_secret; /* keys list cursors (same on every node of one store) */
+};
+
+/* ---- requests and responses: plain values, filled by the transport ---- */
+
+struct api_kv {
+    char *key, *value; /* decoded; value "" when the parameter had no '=' */
+};
+
+struct api_req {
+    char method[16];
+    char *path;               /* as received (not decoded), for logs */
+    char *segs[API_MAX_SEGS]; /* decoded path segments */
+    int n_segs;
+    int bad_target; /* bad %-escape, NUL, invalid UTF-8, too many segments */
+    struct api_kv *query;
+    int n_query, alloc_query;
+    char *content_type; /* media type, lower case, no parameters; NULL: none */
+    const char *body;   /* borrowed from the transport; NULL when empty */
+    size_t body_len;
+    /* set by api_handle() */
+    const char *params[API_MAX_PARAMS]; /* the pattern's {name} parts, in order */
+    const char *route;                  /* the matched pattern ("/v1/executions/{id}") */
+    /* the transport's headers, for the handlers that need one */
+    const char *(*header)(void *conn, const char *name);
+    void *conn;
+};
+
+/* method and raw_path are copied; raw_path is split at '/' and each segment
+ * %-decoded. */
+void api_req_init(struct api_req *r, const char *method, const char *raw_path);
+/* Adds one query parameter given as received (%-escapes and '+'). */
+void api_req_add_query(struct api_req *r, const char *raw_key, const char *raw_value);
+/* Adds every parameter of a query string "a=1&b=2". */
+void api_req_parse_query(struct api_req *r, const char *qs);
+/* "Application/JSON; charset=utf-8" -> "application/json". */
+void api_req_set_content_type(struct api_req *r, const char *header);
+void api_req_release(struct api_req *r);
+/* The first value of a query parameter (borrowed), or NULL. */
+const char *api_query(const struct api_req *r, const char *key);
+/* A request header (borrowed from the transport), or NULL. */
+const char *api_header(const struct api_req *r, const char *name);
+
+struct api_resp {
+    int status;
+    json_t *json; /* the body, or: */
+    char *text;   /* a body of another type (owned) */
+    size_t text_len;
+    const char *content_type; /* of text (static string) */
+    char allow[128];          /* 405: the Allow header */
+};
+
+void api_resp_release(struct api_resp *r);
+/* Sets r to {"error": {"type", "message"}} with status (any bytes in
+ * message are kept: the serializer makes them valid UTF-8). */
+void api_resp_error(struct api_resp *r, int status, const char *type, const char *message);
+/* Sets r to status and json (takes ownership of json). */
+void api_resp_json(struct api_resp *r, int status, json_t *json);
+/* Moves the body out: *body (malloc'd, caller frees), *len, *type. */
+void api_resp_body(struct api_resp *r, char **body, size_t *len, const char **type);
+
+/* ---- the API object ---- */
+
+struct api;
+struct api_metrics;
+
+/* Borrows engine and metrics (may be NULL) for its life; copies options.
+ * Caller frees with api_free(). */
+int api_new(struct wfo_engine *engine, const struct api_options *opt, struct api_metrics *metrics,
+            struct api **out, struct wfo_error *err);
+void api_free(struct api *a);
+/* Long polls end at their next slice; new requests get 503. */
+void api_stop(struct api *a);
+
+/* Routes and answers one request; never fails: every problem is an error
+ * document in resp. Records the request in the metrics. */
+void api_handle(struct api *a, struct api_req *req, struct api_resp *resp);
+
+/* The 413 of a body over limit bytes (recorded like api_handle's). */
+void api_too_large(struct api *a, struct api_req *req, struct api_resp *resp, size_t limit);
+
+/* ---- the HTTP server (http.c) ---- */
+
+struct http_options {
+    const char *listen;      /* "ADDR:PORT", "[V6]:PORT", "HOST:PORT" */
+    int allow_public;        /* 0: refuse non-loopback addresses */
+    unsigned conn_timeout_s; /* an idle or stalled connection is closed after it */
+    unsigned max_connections;
+    int64_t shutdown_ms; /* how long http_server_stop waits for requests */
+};
+struct http_server;
+
+/* Binds (SO_REUSEADDR, close-on-exec) and starts serving a. WFO_EINVAL for a
+ * bad or refused address, WFO_EIO when it cannot listen. */
+int http_server_start(struct api *a, const struct http_options *opt, struct http_server **out,
+                      struct wfo_error *err);
+/* "127.0.0.1:7233" with the port actually bound (the listen port may be 0). */
+const char *http_server_address(const struct http_server *s);
+/* Stops accepting, waits up to shutdown_ms for requests being handled,
+ * closes every connection, frees s. NULL is a no-op. WFO_ETIMEOUT when
+ * requests are still being handled after shutdown_ms: then nothing is
+ * freed, and the engine they use must not be either (the caller exits). */
+int http_server_stop(struct http_server *s);
+
+/* ---- metrics (ops.c) ---- */
+
+/* Caller frees with api_metrics_free(). */
+struct api_metrics *api_metrics_new(void);
+void api_metrics_free(struct api_metrics *m);
+/* For wfo_engine_options.on_progress (ud: the metrics): counts
+ * executions started and ended by workflow. */
+void api_metrics_on_progress(void *ud, const struct wfo_progress *p);
+/* Learns the workflow of every execution that is running or paused in the
+ * store (those a restarted server will see end). */
+void api_metrics_seed(struct api_metrics *m, struct wfo_engine *e);
+
+/* ---- inside api/: what routes.c offers the handlers ---- */
+
+typedef int (*api_handler)(struct api *a, struct api_req *req, struct api_resp *resp,
+                           struct wfo_error *err);
+
+struct api {
+    struct wfo_engine *engine;
+    struct api_options opt;
+    char *ns;
+    char *cursor_secret;
+    unsigned char cursor_key[32];
+    struct api_metrics *metrics;
+    atomic_int stopping;
+};
+
+/* The body as a JSON object: an empty body reads as {}; YAML is accepted
+ * when allow_yaml and the Content-Type says so. WFO_EPARSE / WFO_EINVAL. */
+int api_body_object(const struct api_req *req, int allow_yaml, json_t **out, struct wfo_error *err);
+
+/* Typed fields of an object: absent (or null) leaves *out alone and returns
+ * 0 unless required; a wrong type is WFO_EINVAL naming the field. */
+int api_field_str(const json_t *obj, const char *key, int required, const char **out,
+                  struct wfo_error *err);
+int api_field_int(const json_t *obj, const char *key, int required, int64_t min, int64_t max,
+                  int64_t *out, struct wfo_error *err);
+int api_field_bool(const json_t *obj, const char *key, int *out, struct wfo_error *err);
+/* A duration: "1.5s" or an integer of milliseconds. */
+int api_field_duration(const json_t *obj, const char *key, int64_t *out, struct wfo_error *err);
+
+/* Query parameters: absent leaves *out alone; malformed is WFO_EINVAL. */
+int api_query_duration(const struct api_req *req, const char *key, int64_t *out,
+                       struct wfo_error *err);
+int api_query_time(const struct api_req *req, const char *key, int64_t *out, struct wfo_error *err);
+
+/* A list cursor for keyset paging: opaque, and refused (WFO_EINVAL) unless
+ * this server (or one sharing its cursor secret) issued it. */
+void api_cursor_encode(const struct api *a, int64_t seq, char out[64]);
+int api_cursor_decode(const struct api *a, const char *cursor, int64_t *seq, struct wfo_error *err);
+
+/* Clamps a requested wait to opt.max_wait_ms. */
+int64_t api_wait_cap(const struct api *a, int64_t wait_ms);
+
+/* The handlers. */
+int api_workflow_put(struct api *a, struct api_req *req, struct api_resp *resp,
+                     struct wfo_error *err);
+int api_workflow_list(struct api *a, struct api_req *req, struct api_resp *resp,
+                      struct wfo_error *err);
+int api_workflow_get(struct api *a, struct api_req *req, struct api_resp *resp,
+                     struct wfo_error *err);
+int api_workflow_version(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err);
+
+int api_execution_start(struct api *a, struct api_req *req, struct api_resp *resp,
+                        struct wfo_error *err);
+int api_execution_get(struct api *a, struct api_req *req, struct api_resp *resp,
+                      struct wfo_error *err);
+int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp,
+                       struct wfo_error *err);
+int api_execution_history(struct api *a, struct api_req *req, struct api_resp *resp,
+                          struct wfo_error *err);
+int api_execution_cancel(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err);
+int api_execution_terminate(struct api *a, struct api_req *req, struct api_resp *resp,
+                            struct wfo_error *err);
+int api_execution_pause(struct api *a, struct api_req *req, struct api_resp *resp,
+                        struct wfo_error *err);
+int api_execution_resume(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err);
+int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *resp,
+                        struct wfo_error *err);
+
+int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
+int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
+                      struct wfo_error *err);
+int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
+int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp,
+                       struct wfo_error *err);
+
+int api_ops_healthz(struct api *a, struct api_req *req, struct api_resp *resp,
+                    struct wfo_error *err);
+int api_ops_readyz(struct api *a, struct api_req *req, struct api_resp *resp,
+                   struct wfo_error *err);
+int api_ops_metrics(struct api *a, struct api_req *req, struct api_resp *resp,
+                    struct wfo_error *err);
+int api_ops_openapi(struct api *a, struct api_req *req, struct api_resp *resp,
+                    struct wfo_error *err);
+int api_ops_index(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
+
+/* Metrics the handlers feed. */
+/* Before engine_start with a known id: remembers its workflow; 1 when it
+ * was not known yet. */
+int api_metrics_starting(struct api_metrics *m, const char *id, const char *workflow);
+/* After it: forgets the id again when it was new here and nothing started. */
+void api_metrics_start_done(struct api_metrics *m, const char *id, int inserted, int started);
+/* One answered request: method NULL for a request that matched no route. */
+void api_metrics_http(struct api_metrics *m, const char *method, const char *route, int status,
+                      int64_t ms);
+
+/* The route table, for the OpenAPI test and the docs: *n entries. */
+struct api_route {
+    const char *method;
+    const char *pattern;
+    api_handler fn; /* NULL: not implemented yet (501) */
+    enum api_role role;
+};
+const struct api_route *api_routes(int *n);
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * executions.c - /v1/executions: start (idempotent by id), read (with a
+ * long poll), list (filters, keyset paging), history, and the operator
+ * commands cancel, terminate, pause, resume, retry (SPEC 3, 4).
+ * docs/interfaces/api.md "Executions".
+ *
+ * Long polls block this connection's thread on the engine's condition
+ * (engine_wait) in slices of API_WAIT_SLICE_MS, so a shutdown gets the
+ * thread back within a slice; nothing spins.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "../core/engine.h"
+#include "../core/doc.h"
+#include "../common/duration.h"
+#include "../common/util.h"
+#include "../common/banned.h"
+
+#define LIST_DEFAULT 50
+#define LIST_MAX 1000
+
+static const char *const statuses[] = {"running", "paused",    "completed",
+                                       "failed",  "cancelled", "terminated"};
+
+static int ended_cb(void *ud, const struct store_exec *r)
+{
+    *(int *)ud = strcmp(r->status, "running") != 0 && strcmp(r->status, "paused") != 0;
+    return 0;
+}
+
+/* Waits up to wait_ms for execution id to end. */
+static int wait_end(struct api *a, const char *id, int64_t wait_ms, struct wfo_error *err)
+{
+    struct wfo_store *s = engine_store(a->engine);
+    int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
+    for (;;) {
+        int64_t left = until - wfo_mono_ms();
+        if (left <= 0 || atomic_load(&a->stopping))
+            return 0;
+        int64_t slice = left < API_WAIT_SLICE_MS ? left : API_WAIT_SLICE_MS;
+        int64_t t0 = wfo_mono_ms();
+        int rc = engine_wait(a->engine, id, slice, err);
+        if (rc < 0)
+            return rc;
+        int ended = 0;
+        rc = s->ops->get_exec(s, id, ended_cb, &ended, err);
+        if (rc < 0 || ended)
+            return rc;
+        /* back well before the slice without an end: the engine is
+         * stopping; answer now rather than spin */
+        if (wfo_mono_ms() - t0 + 50 < slice)
+            return 0;
+    }
+}
+
+static int doc_reply(struct api *a, const char *id, int status, struct api_resp *resp,
+                     struct wfo_error *err)
+{
+    json_t *doc = NULL;
+    int rc = engine_doc(a->engine, id, &doc, err);
+    if (rc < 0)
+        return rc;
+    api_resp_json(resp, status, doc);
+    return 0;
+}
+
+int api_execution_start(struct api *a, struct api_req *req, struct api_resp *resp,
+                        struct wfo_error *err)
+{
+    json_t *body = NULL;
+    const char *workflow = NULL, *id = NULL;
+    int64_t version = 0, wait_ms = 0;
+    char idbuf[WFO_ID_SIZE], *id_out = NULL;
+    int created = 0, rc;
+
+    rc = api_query_duration(req, "wait", &wait_ms, err);
+    if (rc < 0)
+        goto out;
+    rc = api_body_object(req, 0, &body, err);
+    if (rc < 0)
+        goto out;
+    if ((rc = api_field_str(body, "workflow", 1, &workflow, err)) < 0 ||
+        (rc = api_field_int(body, "version", 0, 1, 2147483647, &version, err)) < 0 ||
+        (rc = api_field_str(body, "id", 0, &id, err)) < 0)
+        goto out;
+    if (!workflow[0]) {
+        rc = wfo_error_set(err, WFO_EINVAL, "workflow: must not be empty");
+        goto out;
+    }
+    if (id && (!id[0] || strlen(id) >= WFO_ID_SIZE)) {
+        rc = wfo_error_set(err, WFO_EINVAL, "id: expected 1 to %d bytes", WFO_ID_SIZE - 1);
+        goto out;
+    }
+    json_t *input = json_object_get(body, "input");
+    if (!id) {
+        /* chosen here so the metrics learn its workflow before it can end */
+        wfo_id_new(idbuf);
+        id = idbuf;
+    }
+    int inserted = a->metrics ? api_metrics_starting(a->metrics, id, workflow) : 0;
+    rc = engine_start(a->engine, a->ns, workflow, (int)version, input, id, &created, &id_out, err);
+    if (a->metrics)
+        api_metrics_start_done(a->metrics, id, inserted, rc == 0 && created);
+    if (rc < 0)
+        goto out;
+    if (wait_ms > 0 && (rc = wait_end(a, id_out, wait_ms, err)) < 0)
+        goto out;
+    rc = doc_reply(a, id_out, created ? 201 : 200, resp, err);
+out:
+    json_decref(body);
+    free(id_out);
+    return rc;
+}
+
+int api_execution_get(struct api *a, struct api_req *req, struct api_resp *resp,
+                      struct wfo_error *err)
+{
+    int64_t wait_ms = 0;
+    int rc = api_query_duration(req, "wait", &wait_ms, err);
+    if (rc < 0)
+        return rc;
+    if (wait_ms > 0 && (rc = wait_end(a, req->params[0], wait_ms, err)) < 0)
+        return rc;
+    return doc_reply(a, req->params[0], 200, resp, err);
+}
+
+struct list_ud {
+    json_t *items;
+    int limit, n;
+    int64_t last_seq;
+    int more;
+};
+
+static int list_cb(void *ud, const struct store_exec *r)
+{
+    struct list_ud *l = ud;
+    if (l->n == l->limit) {
+        l->more = 1;
+        return 1;
+    }
+    json_array_append_new(l->items, doc_exec(r));
+    l->last_seq = r->seq;
+    l->n++;
+    return 0;
+}
+
+int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp,
+                       struct wfo_error *err)
+{
+    struct store_exec_filter f = {.namespace = a->ns, .limit = LIST_DEFAULT};
+    struct list_ud l = {0};
+    const char *s;
+    int rc;
+
+    if ((s = api_query(req, "limit"))) {
+        int64_t n;
+        if (wfo_parse_int64(s, &n) < 0 || n < 1 || n > LIST_MAX)
+            return wfo_error_set(err, WFO_EINVAL, "limit: expected an integer from 1 to %d",
+                                 LIST_MAX);
+        f.limit = (int)n;
+    }
+    if ((s = api_query(req, "status"))) {
+        for (size_t i = 0; i < WFO_ARRAY_SIZE(statuses) && !f.status; i++)
+            if (strcmp(s, statuses[i]) == 0)
+                f.status = statuses[i];
+        if (!f.status)
+            return wfo_error_set(err, WFO_EINVAL,
+                                 "status: '%s' is not one of running, paused, completed, "
+                                 "failed, cancelled, terminated",
+                                 s);
+    }
+    if ((s = api_query(req, "workflow")))
+        f.workflow = s;
+    if ((rc = api_query_time(req, "created_after", &f.created_after, err)) < 0 ||
+        (rc = api_query_time(req, "created_before", &f.created_before, err)) < 0)
+        return rc;
+    if ((s = api_query(req, "cursor")) && (rc = api_cursor_decode(a, s, &f.before_seq, err)) < 0)
+        return rc;
+    /* one more row than asked for tells whether there is a next page */
+    l.limit = f.limit;
+    f.limit++;
+    l.items = json_array();
+    struct wfo_store *st = engine_store(a->engine);
+    rc = st->ops->list_execs(st, &f, list_cb, &l, err);
+    if (rc < 0) {
+        json_decref(l.items);
+        return rc;
+    }
+    json_t *o = json_pack("{s:o}", "executions", l.items);
+    if (l.more) {
+        char cur[64];
+        api_cursor_encode(a, l.last_seq, cur);
+        json_object_set_new(o, "next_cursor", json_string(cur));
+    }
+    api_resp_json(resp, 200, o);
+    return 0;
+}
+
+int api_execution_history(struct api *a, struct api_req *req, struct api_resp *resp,
+                          struct wfo_error *err)
+{
+    json_t *h = NULL;
+    int rc = doc_history(engine_store(a->engine), req->params[0], 0, 0, &h, err);
+    if (rc < 0)
+        return rc;
+    api_resp_json(resp, 200, h);
+    return 0;
+}
+
+/* The operator commands: body {reason?, compensate?} (cancel and
+ * terminate read reason; cancel reads compensate); the answer is the
+ * document after the change, 409 when the status does not allow it. */
+static int op(struct api *a, struct api_req *req, struct api_resp *resp, enum engine_op which,
+              struct wfo_error *err)
+{
+    json_t *body = NULL;
+    const char *reason = NULL;
+    int compensate = 0;
+    int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0)
+        goto out;
+    if ((rc = api_field_str(body, "reason", 0, &reason, err)) < 0 ||
+        (rc = api_field_bool(body, "compensate", &compensate, err)) < 0)
+        goto out;
+    rc = engine_op(a->engine, req->params[0], which, reason, compensate, err);
+    if (rc < 0)
+        goto out;
+    rc = doc_reply(a, req->params[0], 200, resp, err);
+out:
+    json_decref(body);
+    return rc;
+}
+
+int api_execution_cancel(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err)
+{
+    return op(a, req, resp, OP_CANCEL, err);
+}
+
+int api_execution_terminate(struct api *a, struct api_req *req, struct api_resp *resp,
+                            struct wfo_error *err)
+{
+    return op(a, req, resp, OP_TERMINATE, err);
+}
+
+int api_execution_pause(struct api *a, struct api_req *req, struct api_resp *resp,
+                        struct wfo_error *err)
+{
+    return op(a, req, resp, OP_PAUSE, err);
+}
+
+int api_execution_resume(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err)
+{
+    return op(a, req, resp, OP_RESUME, err);
+}
+
+int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *resp,
+                        struct wfo_error *err)
+{
+    return op(a, req, resp, OP_RETRY, err);
+}

@@ -1,0 +1,412 @@
+/*
+ * http.c - the HTTP server: the one file that includes <microhttpd.h>
+ * (STYLE "each foreign library from one adapter file"). It binds the
+ * listen socket, reads each request (its body bounded by
+ * limits.body_bytes), hands it to api_handle() as a struct api_req and
+ * sends back the struct api_resp. docs/interfaces/api.md, "The server".
+ *
+ * How libmicrohttpd is used, and why:
+ *   - one thread per connection (MHD_USE_THREAD_PER_CONNECTION, poll()
+ *     rather than select() so descriptors past 1024 work): a client that
+ *     sends half a request and stalls holds only its own thread, and a
+ *     long poll simply blocks in it on the engine's condition. Idle or
+ *     stalled connections are closed after conn_timeout_s.
+ *   - the listen socket is ours: SO_REUSEADDR (a restarted server listens
+ *     at once), close-on-exec (children of `exec` steps must not keep it),
+ *     and exact errors when the address is taken.
+ *   - the URL and query are taken as received (a no-op unescape callback)
+ *     and decoded by api_req_init() / api_req_add_query(): "%2F" stays
+ *     inside its path segment.
+ *
+ * The access handler is called (1) once the headers are in, (2) once per
+ * piece of body, (3) once more when the body is complete. A Content-Length
+ * over the limit is answered 413 at (1), before any of the body is read.
+ * Every other response is queued at (3): queueing at (1) a response to a
+ * request without a body breaks keep-alive in this libmicrohttpd. A body
+ * that grows over the limit (chunked) is read to its end and dropped, then
+ * answered 413 (libmicrohttpd cannot queue a response in the middle of a
+ * body); one that goes on past DROP_MAX is cut off.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "api.h"
+#include "../common/duration.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/banned.h"
+
+/* A chunked body that grows over the limit is read to its end and dropped
+ * before the 413; past this many bytes the connection is closed instead. */
+#define DROP_MAX (UINT64_C(64) << 20)
+
+struct http_server {
+    struct MHD_Daemon *d;
+    struct api *api;
+    struct http_options opt;
+    size_t body_max;
+    int fd;
+    char address[128];
+    atomic_int busy; /* requests inside api_handle() */
+};
+
+/* One request: the connection's con_cls from (1) to its completion. */
+struct http_req {
+    struct wfo_buf body;
+    int too_big;
+    uint64_t dropped; /* body bytes read and dropped after too_big */
+    int64_t t0;
+};
+
+/* ---- the listen address ---- */
+
+static int is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return 1;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+static void addr_format(const struct sockaddr *sa, char *out, size_t size)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, size, "%s:%d", host, port);
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, size, "[%s]:%d", host, port);
+    }
+}
+
+/* "ADDR:PORT" or "[V6]:PORT" into host and port. */
+static int listen_split(const char *listen, char *host, size_t hsize, char *port, size_t psize,
+                        struct wfo_error *err)
+{
+    const char *colon;
+    if (listen[0] == '[') {
+        const char *end = strchr(listen, ']');
+        if (!end || end[1] != ':')
+            goto bad;
+        snprintf(host, hsize, "%.*s", (int)(end - listen - 1), listen + 1);
+        colon = end + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon || memchr(listen, ':', (size_t)(colon - listen)))
+            goto bad;
+        snprintf(host, hsize, "%.*s", (int)(colon - listen), listen);
+    }
+    int64_t p;
+    if (wfo_parse_int64(colon + 1, &p) < 0 || p < 0 || p > 65535)
+        goto bad;
+    snprintf(port, psize, "%d", (int)p);
+    if (!host[0])
+        snprintf(host, hsize, "0.0.0.0");
+    return 0;
+bad:
+    return wfo_error_set(err, WFO_EINVAL, "listen: '%s' is not ADDR:PORT or [ADDR]:PORT", listen);
+}
+
+static int listen_open(struct http_server *s, struct wfo_error *err)
+{
+    char host[256], port[16];
+    struct addrinfo hints = {0}, *res = NULL;
+    int rc = listen_split(s->opt.listen, host, sizeof(host), port, sizeof(port), err);
+    if (rc < 0)
+        return rc;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g != 0)
+        return wfo_error_set(err, WFO_EINVAL, "listen: '%s': %s", s->opt.listen, gai_strerror(g));
+    if (!s->opt.allow_public && !is_loopback(res->ai_addr)) {
+        rc = wfo_error_set(err, WFO_EINVAL,
+                           "listen: refusing to serve '%s' without authentication: configure "
+                           "auth.tokens, or listen on a loopback address (127.0.0.1, ::1)",
+                           s->opt.listen);
+        goto out;
+    }
+    s->fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s->fd < 0) {
+        rc = wfo_error_set(err, WFO_EIO, "listen: socket: %s", strerror(errno));
+        goto out;
+    }
+    int one = 1;
+    setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (res->ai_family == AF_INET6) {
+        /* "[::]:PORT" serves IPv4 too (dual stack); any other v6 address only itself */
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
+        int v6only = !IN6_IS_ADDR_UNSPECIFIED(a6);
+        setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+    }
+    if (bind(s->fd, res->ai_addr, res->ai_addrlen) < 0 || listen(s->fd, 1024) < 0) {
+        rc = wfo_error_set(err, WFO_EIO, "listen: %s: %s", s->opt.listen, strerror(errno));
+        goto out;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0)
+        addr_format((struct sockaddr *)&ss, s->address, sizeof(s->address));
+    else
+        snprintf(s->address, sizeof(s->address), "%s", s->opt.listen);
+out:
+    freeaddrinfo(res);
+    return rc;
+}
+
+/* ---- requests ---- */
+
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    wfo_buf_vaddf(&b, fmt, ap);
+    while (b.len && (b.buf[b.len - 1] == '\n' || b.buf[b.len - 1] == '\r'))
+        b.buf[--b.len] = 0;
+    wfo_debug(NULL, NULL, "http: %s", b.buf);
+    wfo_buf_release(&b);
+}
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    api_req_add_query(cls, key, value);
+    return MHD_YES;
+}
+
+static const char *conn_header(void *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+static enum MHD_Result respond(struct http_server *s, struct MHD_Connection *c,
+                               struct api_resp *resp)
+{
+    char *body = NULL;
+    size_t len = 0;
+    const char *type = NULL;
+    api_resp_body(resp, &body, &len, &type);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (resp->allow[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, resp->allow);
+    if (atomic_load(&s->api->stopping))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* A Content-Length of digits only: its value, UINT64_MAX when it does not
+ * fit (still over any limit). -1 otherwise (libmicrohttpd answers it). */
+static int parse_length(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9'; s++)
+        v = v > (UINT64_MAX - 9) / 10 ? UINT64_MAX : v * 10 + (uint64_t)(*s - '0');
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void log_request(const struct api_req *req, int status, int64_t t0)
+{
+    if (wfo_log_enabled(WFO_LOG_DEBUG))
+        wfo_debug(NULL, NULL, "http %s %s -> %d (%lld ms)", req->method, req->path, status,
+                  (long long)(wfo_mono_ms() - t0));
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct http_req *rq = *con_cls;
+    struct api_req req;
+    struct api_resp resp;
+    enum MHD_Result ret;
+
+    if (!rq) {
+        /* (1) the headers are in */
+        rq = wfo_calloc(1, sizeof(*rq));
+        wfo_buf_init(&rq->body, s->body_max);
+        rq->t0 = wfo_mono_ms();
+        *con_cls = rq;
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        uint64_t n;
+        if (!cl || parse_length(cl, &n) < 0 || n <= s->body_max)
+            return MHD_YES;
+        rq->too_big = 1;
+        goto answer;
+    }
+    if (*upload_data_size) {
+        /* (2) a piece of body */
+        if (!rq->too_big && wfo_buf_add(&rq->body, upload_data, *upload_data_size) < 0) {
+            rq->too_big = 1;
+            wfo_buf_release(&rq->body);
+        }
+        if (rq->too_big) {
+            rq->dropped += *upload_data_size;
+            /* this libmicrohttpd cannot answer in the middle of a body:
+             * read and drop it, up to a bound, then hang up */
+            if (rq->dropped > DROP_MAX) {
+                wfo_debug(NULL, NULL, "http %s %s: body over %llu bytes, closing", method, url,
+                          (unsigned long long)DROP_MAX);
+                return MHD_NO;
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+answer:
+    /* (3) the body is complete (or refused at (1)) */
+    api_req_init(&req, method, url);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_arg, &req);
+    api_req_set_content_type(
+        &req, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
+    req.header = conn_header;
+    req.conn = c;
+    if (rq->too_big) {
+        api_too_large(s->api, &req, &resp, s->body_max);
+    } else {
+        req.body = rq->body.len ? rq->body.buf : NULL;
+        req.body_len = rq->body.len;
+        atomic_fetch_add(&s->busy, 1);
+        api_handle(s->api, &req, &resp);
+        atomic_fetch_sub(&s->busy, 1);
+    }
+    log_request(&req, resp.status, rq->t0);
+    ret = respond(s, c, &resp);
+    api_resp_release(&resp);
+    api_req_release(&req);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_req *rq = *con_cls;
+    if (!rq)
+        return;
+    wfo_buf_release(&rq->body);
+    free(rq);
+    *con_cls = NULL;
+}
+
+/* ---- the server ---- */
+
+int http_server_start(struct api *a, const struct http_options *opt, struct http_server **out,
+                      struct wfo_error *err)
+{
+    struct http_server *s = wfo_calloc(1, sizeof(*s));
+    int rc;
+    s->api = a;
+    s->opt = *opt;
+    s->fd = -1;
+    s->body_max = a->opt.body_max;
+    atomic_init(&s->busy, 0);
+    if (!s->opt.conn_timeout_s)
+        s->opt.conn_timeout_s = 60;
+    if (!s->opt.max_connections)
+        s->opt.max_connections = 10000;
+    rc = listen_open(s, err);
+    if (rc < 0)
+        goto fail;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (strchr(s->address, '['))
+        flags |= MHD_USE_IPv6;
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET,
+                            (MHD_socket)s->fd, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned int)s->opt.conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned int)s->opt.max_connections, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+    if (!s->d) {
+        rc =
+            wfo_error_set(err, WFO_EIO, "listen: %s: the HTTP server did not start", s->opt.listen);
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s);
+    return rc;
+}
+
+const char *http_server_address(const struct http_server *s)
+{
+    return s->address;
+}
+
+int http_server_stop(struct http_server *s)
+{
+    if (!s)
+        return 0;
+    api_stop(s->api);
+    /* stop accepting: the listen socket comes back to us */
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    /* requests being handled finish (long polls end within a slice) */
+    int64_t until = wfo_mono_ms() + (s->opt.shutdown_ms > 0 ? s->opt.shutdown_ms : 10000);
+    while (atomic_load(&s->busy) > 0 && wfo_mono_ms() < until) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    int busy = atomic_load(&s->busy);
+    if (busy > 0) {
+        /* their threads are inside the engine: neither joining them nor
+         * freeing what they use is safe */
+        wfo_err(NULL, NULL, "http: %d requests still being handled after the shutdown timeout",
+                busy);
+        return WFO_ETIMEOUT;
+    }
+    /* closes every connection and joins their threads */
+    MHD_stop_daemon(s->d);
+    free(s);
+    return 0;
+}

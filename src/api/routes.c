@@ -1,0 +1,710 @@
+/*
+ * routes.c - the route table of SPEC 4 and what every handler shares:
+ * routing (404, 405 with Allow), the request target's decoding, bodies
+ * (JSON, YAML for definitions, the empty body as {}), typed fields, query
+ * parameters, list cursors and error documents. docs/interfaces/api.md.
+ *
+ * Invariants:
+ *   R1. api_handle() always leaves a complete response in resp: a status
+ *       and a body. Errors are {"error": {"type", "message"}} (SPEC 4).
+ *   R2. Bad input is an error value, never an assert: the target, the
+ *       query, the body and every field may hold any bytes
+ *       (tests/fuzz/fuzz_request.c).
+ *   R3. A cursor is base64url(seq (8 bytes, big-endian) || the first 12
+ *       bytes of HMAC-SHA256(key, "wfo-cursor-v1:" ns ":" seq)): opaque to
+ *       clients, and one the server did not issue is refused.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "../core/engine.h"
+#include "../common/duration.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/yaml.h"
+#include "../common/banned.h"
+
+/* ---- the table ----
+ *
+ * One line per method and pattern. {x} matches one non-empty segment.
+ * A pattern that matches the path with another method makes a 405. */
+static const struct api_route routes[] = {
+    {"GET", "/", api_ops_index, API_PUBLIC},
+    {"GET", "/healthz", api_ops_healthz, API_PUBLIC},
+    {"GET", "/readyz", api_ops_readyz, API_PUBLIC},
+    {"GET", "/metrics", api_ops_metrics, API_PUBLIC},
+    {"GET", "/v1/openapi.json", api_ops_openapi, API_PUBLIC},
+
+    {"GET", "/v1/workflows", api_workflow_list, API_READER},
+    {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER},
+    {"PUT", "/v1/workflows/{name}", api_workflow_put, API_ADMIN},
+    {"GET", "/v1/workflows/{name}/versions/{version}", api_workflow_version, API_READER},
+
+    {"POST", "/v1/executions", api_execution_start, API_OPERATOR},
+    {"GET", "/v1/executions", api_execution_list, API_READER},
+    {"GET", "/v1/executions/{id}", api_execution_get, API_READER},
+    {"GET", "/v1/executions/{id}/history", api_execution_history, API_READER},
+    {"POST", "/v1/executions/{id}/cancel", api_execution_cancel, API_OPERATOR},
+    {"POST", "/v1/executions/{id}/terminate", api_execution_terminate, API_OPERATOR},
+    {"POST", "/v1/executions/{id}/pause", api_execution_pause, API_OPERATOR},
+    {"POST", "/v1/executions/{id}/resume", api_execution_resume, API_OPERATOR},
+    {"POST", "/v1/executions/{id}/retry", api_execution_retry, API_OPERATOR},
+    {"POST", "/v1/executions/{id}/signals/{name}", NULL, API_OPERATOR},
+
+    {"POST", "/v1/events", NULL, API_OPERATOR},
+    {"GET", "/v1/events/stream", NULL, API_READER},
+    {"POST", "/v1/subscriptions", NULL, API_ADMIN},
+    {"GET", "/v1/subscriptions", NULL, API_ADMIN},
+    {"DELETE", "/v1/subscriptions/{id}", NULL, API_ADMIN},
+
+    {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER},
+    {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER},
+    {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER},
+    {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER},
+};
+
+const struct api_route *api_routes(int *n)
+{
+    *n = (int)WFO_ARRAY_SIZE(routes);
+    return routes;
+}
+
+/* ---- the request target ---- */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Is s[0..n) valid UTF-8 (no overlongs, no surrogates, nothing past
+ * U+10FFFF)? */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            len = 2;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            len = 3;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (i + len > n)
+            return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* %-decodes s[0..n) into a new string; '+' is a space when plus. NULL for a
+ * bad escape, a NUL byte or invalid UTF-8. */
+static char *pct_decode(const char *s, size_t n, int plus)
+{
+    char *out = wfo_malloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                goto bad;
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (plus && s[i] == '+') {
+            out[o++] = ' ';
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = 0;
+    if (memchr(out, 0, o) || !utf8_valid((const unsigned char *)out, o))
+        goto bad;
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+void api_req_init(struct api_req *r, const char *method, const char *raw_path)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->method, sizeof(r->method), "%s", method ? method : "");
+    r->path = wfo_strdup(raw_path ? raw_path : "");
+    const char *p = r->path;
+    if (*p != '/') {
+        r->bad_target = 1;
+        return;
+    }
+    p++;
+    for (;;) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (r->n_segs == API_MAX_SEGS) {
+            r->bad_target = 1; /* deeper than any route: answered 404 */
+            return;
+        }
+        char *seg = pct_decode(p, n, 0);
+        if (!seg) {
+            r->bad_target = 2;
+            return;
+        }
+        r->segs[r->n_segs++] = seg;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+}
+
+void api_req_add_query(struct api_req *r, const char *raw_key, const char *raw_value)
+{
+    if (!raw_key)
+        return;
+    char *k = pct_decode(raw_key, strlen(raw_key), 1);
+    char *v = pct_decode(raw_value ? raw_value : "", raw_value ? strlen(raw_value) : 0, 1);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        r->bad_target = 2;
+        return;
+    }
+    if (r->n_query == r->alloc_query) {
+        r->alloc_query = r->alloc_query ? 2 * r->alloc_query : 8;
+        r->query = wfo_realloc(r->query, (size_t)r->alloc_query * sizeof(*r->query));
+    }
+    r->query[r->n_query++] = (struct api_kv){k, v};
+}
+
+void api_req_parse_query(struct api_req *r, const char *qs)
+{
+    while (qs && *qs) {
+        const char *amp = strchr(qs, '&');
+        size_t n = amp ? (size_t)(amp - qs) : strlen(qs);
+        if (n) {
+            char *pair = wfo_strndup(qs, n);
+            char *eq = strchr(pair, '=');
+            if (eq)
+                *eq = 0;
+            api_req_add_query(r, pair, eq ? eq + 1 : NULL);
+            free(pair);
+        }
+        qs = amp ? amp + 1 : NULL;
+    }
+}
+
+void api_req_set_content_type(struct api_req *r, const char *header)
+{
+    free(r->content_type);
+    r->content_type = NULL;
+    if (!header)
+        return;
+    while (*header == ' ' || *header == '\t')
+        header++;
+    size_t n = strcspn(header, "; \t");
+    if (!n)
+        return;
+    r->content_type = wfo_strndup(header, n);
+    for (char *c = r->content_type; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+}
+
+void api_req_release(struct api_req *r)
+{
+    for (int i = 0; i < r->n_segs; i++)
+        free(r->segs[i]);
+    for (int i = 0; i < r->n_query; i++) {
+        free(r->query[i].key);
+        free(r->query[i].value);
+    }
+    free(r->query);
+    free(r->path);
+    free(r->content_type);
+    memset(r, 0, sizeof(*r));
+}
+
+const char *api_query(const struct api_req *r, const char *key)
+{
+    for (int i = 0; i < r->n_query; i++)
+        if (strcmp(r->query[i].key, key) == 0)
+            return r->query[i].value;
+    return NULL;
+}
+
+const char *api_header(const struct api_req *r, const char *name)
+{
+    return r->header ? r->header(r->conn, name) : NULL;
+}
+
+/* ---- responses ---- */
+
+void api_resp_release(struct api_resp *r)
+{
+    json_decref(r->json);
+    free(r->text);
+    memset(r, 0, sizeof(*r));
+}
+
+void api_resp_json(struct api_resp *r, int status, json_t *json)
+{
+    json_decref(r->json);
+    free(r->text);
+    r->text = NULL;
+    r->status = status;
+    r->json = json;
+}
+
+void api_resp_error(struct api_resp *r, int status, const char *type, const char *message)
+{
+    json_t *e = json_object();
+    json_object_set_new(e, "type", json_string(type));
+    /* _nocheck: a message may quote the client's bytes; the serializer
+     * turns what is not UTF-8 into U+FFFD */
+    json_object_set_new(e, "message", json_string_nocheck(message ? message : ""));
+    api_resp_json(r, status, json_pack("{s:o}", "error", e));
+}
+
+void api_resp_body(struct api_resp *r, char **body, size_t *len, const char **type)
+{
+    if (r->text) {
+        *body = r->text;
+        *len = r->text_len;
+        *type = r->content_type ? r->content_type : "text/plain; charset=utf-8";
+        r->text = NULL;
+        return;
+    }
+    struct wfo_buf b = WFO_BUF_INIT;
+    if (r->json)
+        wfo_json_dumpb(r->json, &b);
+    else
+        wfo_buf_adds(&b, "{}");
+    wfo_buf_addch(&b, '\n');
+    *body = wfo_buf_detach(&b, len);
+    *type = "application/json";
+}
+
+/* ---- bodies and fields ---- */
+
+static int is_yaml_type(const char *t)
+{
+    return t && (strcmp(t, "application/yaml") == 0 || strcmp(t, "text/yaml") == 0 ||
+                 strcmp(t, "application/x-yaml") == 0 || strcmp(t, "text/x-yaml") == 0);
+}
+
+int api_body_object(const struct api_req *req, int allow_yaml, json_t **out, struct wfo_error *err)
+{
+    json_t *v = NULL;
+    int rc;
+    size_t i = 0;
+    while (i < req->body_len && strchr(" \t\r\n", req->body[i]))
+        i++;
+    if (i == req->body_len) {
+        *out = json_object();
+        return 0;
+    }
+    if (allow_yaml && is_yaml_type(req->content_type))
+        rc = wfo_yaml_parse(req->body, req->body_len, &v, err);
+    else if (allow_yaml && (!req->content_type || strcmp(req->content_type, "application/json")))
+        rc = wfo_doc_parse(req->body, req->body_len, &v, err);
+    else
+        rc = wfo_json_parse(req->body, req->body_len, &v, err);
+    if (rc < 0) {
+        wfo_error_prefix(err, "body");
+        return rc;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return wfo_error_set(err, WFO_EINVAL, "body: expected a JSON object");
+    }
+    *out = v;
+    return 0;
+}
+
+int api_field_str(const json_t *obj, const char *key, int required, const char **out,
+                  struct wfo_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return wfo_error_set(err, WFO_EINVAL, "%s: required", key);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return wfo_error_set(err, WFO_EINVAL, "%s: expected a string", key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+int api_field_int(const json_t *obj, const char *key, int required, int64_t min, int64_t max,
+                  int64_t *out, struct wfo_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return wfo_error_set(err, WFO_EINVAL, "%s: required", key);
+        return 0;
+    }
+    if (!json_is_integer(v))
+        return wfo_error_set(err, WFO_EINVAL, "%s: expected an integer", key);
+    json_int_t i = json_integer_value(v);
+    if (i < min || i > max)
+        return wfo_error_set(err, WFO_EINVAL, "%s: expected an integer from %lld to %lld", key,
+                             (long long)min, (long long)max);
+    *out = i;
+    return 0;
+}
+
+int api_field_bool(const json_t *obj, const char *key, int *out, struct wfo_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return wfo_error_set(err, WFO_EINVAL, "%s: expected true or false", key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+int api_field_duration(const json_t *obj, const char *key, int64_t *out, struct wfo_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = json_integer_value(v);
+        return 0;
+    }
+    if (json_is_string(v) && wfo_duration_parse(json_string_value(v), out) == 0)
+        return 0;
+    return wfo_error_set(err, WFO_EINVAL,
+                         "%s: expected a duration (\"1.5s\", \"250ms\") or milliseconds", key);
+}
+
+int api_query_duration(const struct api_req *req, const char *key, int64_t *out,
+                       struct wfo_error *err)
+{
+    const char *s = api_query(req, key);
+    if (!s)
+        return 0;
+    int64_t ms;
+    if (wfo_duration_parse(s, &ms) == 0 || (wfo_parse_int64(s, &ms) == 0 && ms >= 0)) {
+        *out = ms;
+        return 0;
+    }
+    return wfo_error_set(err, WFO_EINVAL, "%s: '%s' is not a duration (\"30s\", \"250ms\")", key,
+                         s);
+}
+
+int api_query_time(const struct api_req *req, const char *key, int64_t *out, struct wfo_error *err)
+{
+    const char *s = api_query(req, key);
+    if (!s)
+        return 0;
+    if (wfo_time_parse(s, out) == 0)
+        return 0;
+    return wfo_error_set(err, WFO_EINVAL, "%s: '%s' is not an RFC 3339 time", key, s);
+}
+
+int64_t api_wait_cap(const struct api *a, int64_t wait_ms)
+{
+    if (wait_ms < 0)
+        return 0;
+    return wait_ms > a->opt.max_wait_ms ? a->opt.max_wait_ms : wait_ms;
+}
+
+/* ---- cursors (R3) ---- */
+
+static void sha256_raw(const void *data, size_t len, unsigned char out[32])
+{
+    char hex[65];
+    wfo_sha256_hex(data, len, hex);
+    for (int i = 0; i < 32; i++)
+        out[i] = (unsigned char)(hexval(hex[2 * i]) * 16 + hexval(hex[2 * i + 1]));
+}
+
+/* HMAC-SHA256 (RFC 2104) with a 32-byte key. */
+static void hmac_sha256(const unsigned char key[32], const void *msg, size_t len,
+                        unsigned char out[32])
+{
+    unsigned char pad[64], inner[32];
+    struct wfo_buf b = WFO_BUF_INIT;
+    for (int i = 0; i < 64; i++)
+        pad[i] = (unsigned char)((i < 32 ? key[i] : 0) ^ 0x36);
+    wfo_buf_add(&b, pad, 64);
+    wfo_buf_add(&b, msg, len);
+    sha256_raw(b.buf, b.len, inner);
+    wfo_buf_reset(&b);
+    for (int i = 0; i < 64; i++)
+        pad[i] = (unsigned char)((i < 32 ? key[i] : 0) ^ 0x5c);
+    wfo_buf_add(&b, pad, 64);
+    wfo_buf_add(&b, inner, 32);
+    sha256_raw(b.buf, b.len, out);
+    wfo_buf_release(&b);
+}
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+#define CURSOR_MAC 12
+#define CURSOR_RAW (8 + CURSOR_MAC)
+#define CURSOR_LEN 27 /* ceil(20 * 8 / 6) */
+
+static void cursor_mac(const struct api *a, int64_t seq, unsigned char mac[32])
+{
+    char msg[256];
+    int n = snprintf(msg, sizeof(msg), "wfo-cursor-v1:%s:%lld", a->ns, (long long)seq);
+    hmac_sha256(a->cursor_key, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1, mac);
+}
+
+void api_cursor_encode(const struct api *a, int64_t seq, char out[64])
+{
+    unsigned char raw[CURSOR_RAW + 1] = {0}, mac[32];
+    for (int i = 0; i < 8; i++)
+        raw[i] = (unsigned char)((uint64_t)seq >> (56 - 8 * i));
+    cursor_mac(a, seq, mac);
+    memcpy(raw + 8, mac, CURSOR_MAC);
+    int o = 0;
+    for (int i = 0; i < CURSOR_RAW; i += 3) {
+        unsigned v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 | raw[i + 2];
+        int left = CURSOR_RAW - i;
+        out[o++] = b64url[(v >> 18) & 63];
+        out[o++] = b64url[(v >> 12) & 63];
+        if (left > 1)
+            out[o++] = b64url[(v >> 6) & 63];
+        if (left > 2)
+            out[o++] = b64url[v & 63];
+    }
+    out[o] = 0;
+}
+
+int api_cursor_decode(const struct api *a, const char *cursor, int64_t *seq, struct wfo_error *err)
+{
+    unsigned char raw[CURSOR_RAW + 2] = {0}, mac[32];
+    if (strlen(cursor) != CURSOR_LEN)
+        goto bad;
+    unsigned acc = 0;
+    int bits = 0, o = 0;
+    for (int i = 0; i < CURSOR_LEN; i++) {
+        const char *p = strchr(b64url, cursor[i]);
+        if (!p || !cursor[i])
+            goto bad;
+        acc = (acc << 6) | (unsigned)(p - b64url);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            raw[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (o != CURSOR_RAW || acc != 0)
+        goto bad;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | raw[i];
+    if (v == 0 || v > INT64_MAX)
+        goto bad;
+    cursor_mac(a, (int64_t)v, mac);
+    unsigned diff = 0;
+    for (int i = 0; i < CURSOR_MAC; i++)
+        diff |= (unsigned)(mac[i] ^ raw[8 + i]);
+    if (diff)
+        goto bad;
+    *seq = (int64_t)v;
+    return 0;
+bad:
+    return wfo_error_set(err, WFO_EINVAL, "cursor: not a cursor this server issued");
+}
+
+/* ---- the API object ---- */
+
+int api_new(struct wfo_engine *engine, const struct api_options *opt, struct api_metrics *metrics,
+            struct api **out, struct wfo_error *err)
+{
+    struct api *a = wfo_calloc(1, sizeof(*a));
+    a->engine = engine;
+    a->opt = *opt;
+    a->ns = wfo_strdup(opt->ns ? opt->ns : "default");
+    a->cursor_secret = wfo_strdup(opt->cursor_secret ? opt->cursor_secret : "");
+    a->opt.ns = a->ns;
+    a->opt.cursor_secret = a->cursor_secret;
+    if (!a->opt.body_max)
+        a->opt.body_max = 1u << 20;
+    if (a->opt.max_wait_ms <= 0)
+        a->opt.max_wait_ms = 600000;
+    struct wfo_buf b = WFO_BUF_INIT;
+    wfo_buf_addf(&b, "wfo-cursor-key\n%s", a->cursor_secret);
+    sha256_raw(b.buf, b.len, a->cursor_key);
+    wfo_buf_release(&b);
+    a->metrics = metrics;
+    atomic_init(&a->stopping, 0);
+    *out = a;
+    return 0;
+}
+
+void api_free(struct api *a)
+{
+    if (!a)
+        return;
+    free(a->ns);
+    free(a->cursor_secret);
+    free(a);
+}
+
+void api_stop(struct api *a)
+{
+    atomic_store(&a->stopping, 1);
+}
+
+/* ---- routing ---- */
+
+/* Does pattern match the request's segments? Fills req->params. */
+static int route_match(const char *pattern, struct api_req *req)
+{
+    const char *p = pattern + 1;
+    int i = 0, np = 0;
+    for (;;) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (i >= req->n_segs)
+            return 0;
+        if (n > 1 && p[0] == '{') {
+            if (!req->segs[i][0] || np == API_MAX_PARAMS)
+                return 0;
+            req->params[np++] = req->segs[i];
+        } else if (strlen(req->segs[i]) != n || memcmp(req->segs[i], p, n) != 0) {
+            return 0;
+        }
+        i++;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return i == req->n_segs;
+}
+
+static void add_allow(char *allow, size_t size, const char *method)
+{
+    if (strstr(allow, method))
+        return;
+    size_t n = strlen(allow);
+    snprintf(allow + n, size - n, "%s%s", n ? ", " : "", method);
+}
+
+static int not_implemented(struct api_resp *resp, const struct api_req *req)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s %s is not implemented yet", req->method,
+             req->route ? req->route : "");
+    api_resp_error(resp, 501, "NotImplemented", msg);
+    return 0;
+}
+
+void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    const struct api_route *found = NULL;
+    const char *matched = NULL; /* a pattern that matched the path (for a 405's metrics) */
+    int64_t t0 = wfo_mono_ms();
+    char allow[sizeof(resp->allow)] = "";
+    int head = strcmp(req->method, "HEAD") == 0;
+
+    memset(resp, 0, sizeof(*resp));
+    if (req->bad_target == 2) {
+        api_resp_error(resp, 400, "BadRequest",
+                       "request target: bad %-escape, NUL byte or invalid UTF-8");
+        goto out;
+    }
+    if (!req->bad_target) {
+        for (size_t i = 0; i < WFO_ARRAY_SIZE(routes); i++) {
+            if (!route_match(routes[i].pattern, req))
+                continue;
+            if (!matched)
+                matched = routes[i].pattern;
+            if (strcmp(routes[i].method, req->method) == 0 ||
+                (head && strcmp(routes[i].method, "GET") == 0)) {
+                found = &routes[i];
+                break;
+            }
+            add_allow(allow, sizeof(allow), routes[i].method);
+            if (strcmp(routes[i].method, "GET") == 0)
+                add_allow(allow, sizeof(allow), "HEAD");
+        }
+    }
+    if (!found && allow[0]) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "method %s is not allowed here (allowed: %s)", req->method,
+                 allow);
+        api_resp_error(resp, 405, "MethodNotAllowed", msg);
+        snprintf(resp->allow, sizeof(resp->allow), "%s", allow);
+        goto out;
+    }
+    if (!found) {
+        api_resp_error(resp, 404, "NotFound", "no such route");
+        goto out;
+    }
+    req->route = found->pattern;
+    memset(req->params, 0, sizeof(req->params));
+    route_match(found->pattern, req);
+    /* Authentication and roles slot in here: found->role (SPEC 4). */
+    if (atomic_load(&a->stopping) && found->role != API_PUBLIC) {
+        api_resp_error(resp, 503, "Unavailable", "the server is shutting down");
+        goto out;
+    }
+    if (!found->fn) {
+        not_implemented(resp, req);
+        goto out;
+    }
+    int rc = found->fn(a, req, resp, &err);
+    if (rc < 0) {
+        const char *msg = err.code && err.message[0] ? err.message : wfo_strerror(rc);
+        api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), msg);
+    }
+    if (!resp->status)
+        api_resp_error(resp, 500, "InternalError", "the handler made no response");
+out:
+    if (a->metrics)
+        api_metrics_http(a->metrics, found ? found->method : NULL,
+                         found     ? found->pattern
+                         : matched ? matched
+                                   : "unmatched",
+                         resp->status, wfo_mono_ms() - t0);
+}
+
+void api_too_large(struct api *a, struct api_req *req, struct api_resp *resp, size_t limit)
+{
+    const struct api_route *found = NULL;
+    char msg[128];
+    memset(resp, 0, sizeof(*resp));
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(routes) && !req->bad_target && !found; i++)
+        if (route_match(routes[i].pattern, req) && strcmp(routes[i].method, req->method) == 0)
+            found = &routes[i];
+    snprintf(msg, sizeof(msg), "the body is larger than the limit of %zu bytes", limit);
+    api_resp_error(resp, 413, wfo_error_type(WFO_ETOOBIG), msg);
+    if (a->metrics)
+        api_metrics_http(a->metrics, found ? found->method : NULL,
+                         found ? found->pattern : "unmatched", 413, 0);
+}

@@ -1,0 +1,157 @@
+/*
+ * tasks.c - the worker protocol over HTTP (SPEC 3, 4): poll (a long poll
+ * on the engine's ready queues), complete, fail, heartbeat.
+ * docs/interfaces/api.md "Tasks".
+ *
+ * A completion, failure or heartbeat with a lease that is not the task's
+ * current one is 409 and changes nothing; an unknown task is 404 (the
+ * engine decides both).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "../core/engine.h"
+#include "../common/duration.h"
+#include "../common/util.h"
+#include "../common/banned.h"
+
+#define POLL_MAX 100
+#define QUEUES_MAX 64
+
+int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
+{
+    json_t *body = NULL, *tasks = NULL;
+    const char *worker = NULL;
+    const char *queues[QUEUES_MAX];
+    int64_t max = 1, wait_ms = 0;
+    int n = 0;
+    int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0)
+        goto out;
+    json_t *q = json_object_get(body, "queues");
+    if (!json_is_array(q) || json_array_size(q) == 0 || json_array_size(q) > QUEUES_MAX) {
+        rc = wfo_error_set(err, WFO_EINVAL, "queues: expected a list of 1 to %d queue names",
+                           QUEUES_MAX);
+        goto out;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(q, i, v)
+    {
+        if (!json_is_string(v) || !json_string_length(v)) {
+            rc = wfo_error_set(err, WFO_EINVAL, "queues[%zu]: expected a non-empty string", i);
+            goto out;
+        }
+        queues[n++] = json_string_value(v);
+    }
+    if ((rc = api_field_str(body, "worker", 1, &worker, err)) < 0 ||
+        (rc = api_field_int(body, "max", 0, 1, POLL_MAX, &max, err)) < 0 ||
+        (rc = api_field_duration(body, "wait", &wait_ms, err)) < 0)
+        goto out;
+    /* in slices, so that a shutdown is not held up by a waiting worker */
+    int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
+    for (;;) {
+        int64_t left = until - wfo_mono_ms();
+        if (left < 0 || atomic_load(&a->stopping))
+            left = 0;
+        int64_t slice = left < API_WAIT_SLICE_MS ? left : API_WAIT_SLICE_MS;
+        json_decref(tasks);
+        tasks = NULL;
+        rc = engine_task_poll(a->engine, a->ns, queues, n, worker, (int)max, slice, &tasks, err);
+        if (rc < 0)
+            goto out;
+        if (json_array_size(tasks) > 0 || left <= slice)
+            break;
+    }
+    api_resp_json(resp, 200, json_pack("{s:o}", "tasks", tasks ? tasks : json_array()));
+    tasks = NULL;
+out:
+    json_decref(body);
+    json_decref(tasks);
+    return rc;
+}
+
+/* The body's lease (required string). */
+static int lease_of(const json_t *body, const char **lease, struct wfo_error *err)
+{
+    return api_field_str(body, "lease", 1, lease, err);
+}
+
+int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
+                      struct wfo_error *err)
+{
+    json_t *body = NULL;
+    const char *lease = NULL;
+    int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0)
+        goto out;
+    json_t *output = json_object_get(body, "output");
+    rc = engine_task_complete(a->engine, a->ns, req->params[0], lease,
+                              output ? output : json_null(), err);
+    if (rc < 0)
+        goto out;
+    api_resp_json(resp, 200,
+                  json_pack("{s:s, s:s}", "task_id", req->params[0], "status", "completed"));
+out:
+    json_decref(body);
+    return rc;
+}
+
+int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
+{
+    json_t *body = NULL, *error = NULL;
+    const char *lease = NULL, *type = NULL, *message = NULL;
+    int retryable = 1;
+    int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0)
+        goto out;
+    json_t *e = json_object_get(body, "error");
+    if (!json_is_object(e)) {
+        rc = wfo_error_set(err, WFO_EINVAL, "error: expected an object {type, message, details}");
+        goto out;
+    }
+    json_t *t = json_object_get(e, "type"), *m = json_object_get(e, "message");
+    if (!json_is_string(t) || !json_string_length(t)) {
+        rc = wfo_error_set(err, WFO_EINVAL, "error.type: expected a non-empty string");
+        goto out;
+    }
+    if (m && !json_is_null(m) && !json_is_string(m)) {
+        rc = wfo_error_set(err, WFO_EINVAL, "error.message: expected a string");
+        goto out;
+    }
+    if ((rc = api_field_bool(body, "retryable", &retryable, err)) < 0)
+        goto out;
+    type = json_string_value(t);
+    message = json_is_string(m) ? json_string_value(m) : "";
+    json_t *details = json_object_get(e, "details");
+    error = json_pack("{s:s, s:s, s:O}", "type", type, "message", message, "details",
+                      details ? details : json_null());
+    rc = engine_task_fail(a->engine, a->ns, req->params[0], lease, error, retryable, err);
+    if (rc < 0)
+        goto out;
+    api_resp_json(resp, 200,
+                  json_pack("{s:s, s:s}", "task_id", req->params[0], "status", "failed"));
+out:
+    json_decref(body);
+    json_decref(error);
+    return rc;
+}
+
+int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp,
+                       struct wfo_error *err)
+{
+    json_t *body = NULL;
+    const char *lease = NULL;
+    int cancel = 0;
+    int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0)
+        goto out;
+    rc = engine_task_heartbeat(a->engine, a->ns, req->params[0], lease, &cancel, err);
+    if (rc < 0)
+        goto out;
+    api_resp_json(resp, 200, json_pack("{s:b}", "cancel_requested", cancel));
+out:
+    json_decref(body);
+    return rc;
+}

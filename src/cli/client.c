@@ -1,0 +1,842 @@
+/*
+ * client.c - the client commands of SPEC 5: `wfo workflow`, `start`, `get`,
+ * `list`, `history`, `cancel`, `terminate`, `pause`, `resume`, `retry`,
+ * `signal` and `emit`, one HTTP request each (SPEC 4) through
+ * common/httpc.h. docs/interfaces/api.md lists the endpoints they call.
+ *
+ * Every command:
+ *  - reaches the server at --server URL, else $WFO_SERVER, else
+ *    http://127.0.0.1:7233, and sends $WFO_TOKEN as a bearer token;
+ *  - prints the response's JSON on stdout (indented), exit 0;
+ *  - prints "wfo: STATUS TYPE: MESSAGE" on stderr and exits 1 when the
+ *    request fails (a 4xx/5xx answer or no answer at all), exit 2 for a
+ *    usage error (unknown option, missing argument, bad JSON).
+ *
+ * `wfo start --wait` long-polls GET /v1/executions/ID?wait=30s until the
+ * execution is final and exits like `wfo run`: 0 completed, 1 otherwise.
+ * `wfo list` prints a table instead of JSON when stdout is a terminal.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "../common/duration.h"
+#include "../common/httpc.h"
+#include "../common/util.h"
+#include "../common/yaml.h"
+#include "../common/banned.h"
+
+#define CLIENT_DEFAULT_SERVER "http://127.0.0.1:7233"
+/* A request without a long poll. */
+#define CLIENT_TIMEOUT_MS (60 * 1000)
+/* `start --wait`: one long poll, and how long the server may be away. */
+#define CLIENT_WAIT "30s"
+#define CLIENT_WAIT_MS (30 * 1000)
+#define CLIENT_UNREACHABLE_MS (60 * 1000)
+
+struct client {
+    char *base; /* scheme://host:port, no trailing slash */
+    char *auth; /* "Authorization: Bearer ..." value, or NULL */
+};
+
+/* What a request got back (a response of any status). */
+struct client_reply {
+    long status;
+    json_t *body; /* parsed JSON body; null when empty or not JSON */
+    char *text;   /* the raw body, for errors that are not JSON */
+};
+
+/* ---- options ---------------------------------------------------------- */
+
+/* One option of a command: a flag (value NULL) or an option with a value. */
+struct client_opt {
+    const char *name; /* "--input" */
+    const char **value;
+    int *flag;
+};
+
+/* Text that can go into a JSON string. */
+static int client_utf8(const char *s)
+{
+    json_t *v = json_string(s);
+    json_decref(v);
+    return v != NULL;
+}
+
+/* Parses argv[1..] of a command: the options in opts, --server URL, and
+ * between min_pos and max_pos positional arguments into pos. Prints a
+ * usage error and returns EXIT_USAGE, or 0. --help prints usage and
+ * returns -1 (the caller exits 0). */
+static int client_parse(int argc, char **argv, const struct client_opt *opts, const char **server,
+                        const char **pos, int min_pos, int max_pos, const char *usage)
+{
+    const struct client_opt server_opt = {"--server", server, NULL};
+    int n_pos = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const struct client_opt *o = NULL;
+        const char *value = NULL;
+
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf("usage: wfo %s\n", usage);
+            return -1;
+        }
+        if (strcmp(a, "--") == 0) {
+            for (i++; i < argc; i++) {
+                if (n_pos >= max_pos)
+                    goto too_many;
+                pos[n_pos++] = argv[i];
+            }
+            break;
+        }
+        if (a[0] != '-' || a[1] == 0) {
+            if (n_pos >= max_pos)
+                goto too_many;
+            pos[n_pos++] = a;
+            continue;
+        }
+        for (const struct client_opt *p = opts; p && p->name; p++) {
+            size_t n = strlen(p->name);
+            if (strncmp(a, p->name, n) == 0 && (a[n] == 0 || (a[n] == '=' && p->value))) {
+                o = p;
+                value = a[n] == '=' ? a + n + 1 : NULL;
+                break;
+            }
+        }
+        if (!o && strncmp(a, "--server", 8) == 0 && (a[8] == 0 || a[8] == '=')) {
+            o = &server_opt;
+            value = a[8] == '=' ? a + 9 : NULL;
+        }
+        if (!o) {
+            cli_error("unknown option '%s'", a);
+            goto usage;
+        }
+        if (o->value) {
+            if (!value) {
+                if (i + 1 >= argc) {
+                    cli_error("%s needs a value", o->name);
+                    goto usage;
+                }
+                value = argv[++i];
+            }
+            if (!client_utf8(value)) {
+                cli_error("%s: the value is not valid UTF-8", o->name);
+                goto usage;
+            }
+            *o->value = value;
+        } else {
+            *o->flag = 1;
+        }
+    }
+    if (n_pos < min_pos) {
+        cli_error("missing argument");
+        goto usage;
+    }
+    for (int i = 0; i < n_pos; i++) {
+        if (!pos[i][0] || !client_utf8(pos[i])) {
+            cli_error("argument '%s' is %s", pos[i], pos[i][0] ? "not valid UTF-8" : "empty");
+            goto usage;
+        }
+    }
+    return 0;
+
+too_many:
+    cli_error("too many arguments");
+usage:
+    fprintf(stderr, "usage: wfo %s\n", usage);
+    return EXIT_USAGE;
+}
+
+/* --data JSON|@FILE into a new value; EXIT_USAGE with a message. */
+static int client_json_arg(const char *opt, const char *arg, json_t **out)
+{
+    struct wfo_buf b;
+    struct wfo_error err = WFO_ERROR_INIT;
+    int rc = 0;
+
+    wfo_buf_init(&b, CLI_FILE_MAX);
+    if (arg[0] == '@') {
+        if (wfo_read_file(arg + 1, &b, &err) < 0) {
+            fprintf(stderr, "%s: %s\n", arg + 1, err.message);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    } else {
+        wfo_buf_adds(&b, arg);
+    }
+    if (wfo_json_parse(b.buf, b.len, out, &err) < 0) {
+        cli_error("%s: %s", opt, err.message);
+        rc = EXIT_USAGE;
+    }
+out:
+    wfo_buf_release(&b);
+    return rc;
+}
+
+/* ---- the request helper ----------------------------------------------- */
+
+static int client_init(struct client *c, const char *server)
+{
+    const char *token = getenv("WFO_TOKEN");
+    struct wfo_buf b = WFO_BUF_INIT;
+    size_t n;
+
+    if (!server || !server[0])
+        server = getenv("WFO_SERVER");
+    if (!server || !server[0])
+        server = CLIENT_DEFAULT_SERVER;
+    if (!strstr(server, "://"))
+        wfo_buf_adds(&b, "http://");
+    wfo_buf_adds(&b, server);
+    n = b.len;
+    while (n > 0 && b.buf[n - 1] == '/')
+        n--;
+    c->base = wfo_strndup(b.buf, n);
+    wfo_buf_release(&b);
+    c->auth = NULL;
+    if (token && token[0]) {
+        wfo_buf_addf(&b, "Bearer %s", token);
+        c->auth = wfo_buf_detach(&b, NULL);
+    }
+    return 0;
+}
+
+static void client_release(struct client *c)
+{
+    free(c->base);
+    free(c->auth);
+}
+
+static void client_reply_release(struct client_reply *r)
+{
+    json_decref(r->body);
+    free(r->text);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Appends s percent-encoded (all but RFC 3986 unreserved characters). */
+static void client_escape(struct wfo_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            wfo_buf_addch(b, *p);
+        } else {
+            wfo_buf_addch(b, '%');
+            wfo_buf_addch(b, hex[*p >> 4]);
+            wfo_buf_addch(b, hex[*p & 15]);
+        }
+    }
+}
+
+/* Sends one request; path is already escaped. Returns 0 when a response
+ * arrived (any status), a negative WFO_E* code with err filled when none did. */
+static int client_request(const struct client *c, const char *method, const char *path,
+                          const char *ctype, const char *body, size_t len, int64_t timeout_ms,
+                          struct client_reply *r, struct wfo_error *err)
+{
+    struct httpc_header headers[3];
+    struct httpc_response res;
+    struct wfo_buf url = WFO_BUF_INIT;
+    int n = 0, rc;
+
+    memset(r, 0, sizeof(*r));
+    memset(&res, 0, sizeof(res));
+    headers[n++] = (struct httpc_header){"Accept", "application/json"};
+    if (body)
+        headers[n++] = (struct httpc_header){"Content-Type", (char *)ctype};
+    if (c->auth)
+        headers[n++] = (struct httpc_header){"Authorization", c->auth};
+    wfo_buf_addf(&url, "%s%s", c->base, path);
+    struct httpc_request req = {
+        .method = method,
+        .url = url.buf,
+        .headers = headers,
+        .n_headers = n,
+        .body = body,
+        .body_len = len,
+        .timeout_ms = timeout_ms,
+    };
+    rc = httpc_do(&req, &res, err);
+    if (rc < 0)
+        goto out;
+    r->status = res.status;
+    r->text = wfo_buf_detach(&res.body, NULL);
+    if (wfo_json_parse(r->text, strlen(r->text), &r->body, NULL) < 0)
+        r->body = json_null();
+out:
+    httpc_response_release(&res);
+    wfo_buf_release(&url);
+    return rc;
+}
+
+/* Prints a failed response: "wfo: 404 NotFound: MESSAGE", then the
+ * details of a definition error, one "  PATH: MESSAGE" a line. */
+static void client_print_failure(const struct client_reply *r)
+{
+    json_t *e = wfo_json_obj(r->body, "error");
+    const char *type = wfo_json_str(e, "type");
+    const char *msg = wfo_json_str(e, "message");
+    json_t *details = wfo_json_arr(e, "details"), *d;
+    size_t i;
+
+    if (type || msg) {
+        cli_error("%ld %s: %s", r->status, type ? type : "Error", msg ? msg : "");
+    } else {
+        /* not wfo's error shape (a proxy, another service): its first line */
+        const char *t = r->text ? r->text : "";
+        int n = (int)strcspn(t, "\r\n");
+        cli_error("%ld %.*s", r->status, n > 200 ? 200 : n, n ? t : "(no error message)");
+    }
+    json_array_foreach(details, i, d)
+    {
+        const char *p = wfo_json_str(d, "path"), *m = wfo_json_str(d, "message");
+        if (p || m)
+            fprintf(stderr, "  %s: %s\n", p ? p : "", m ? m : "");
+    }
+}
+
+/* One request that must succeed: on a 2xx answer *out (when not NULL) is
+ * the body and the result is EXIT_OK; otherwise the failure is printed on
+ * stderr and the result is EXIT_FAILED. */
+static int client_call(const struct client *c, const char *method, const char *path, json_t *body,
+                       json_t **out)
+{
+    struct client_reply r;
+    struct wfo_error err = WFO_ERROR_INIT;
+    char *text = body ? wfo_json_dumps(body) : NULL;
+    int rc;
+
+    if (out)
+        *out = NULL;
+    rc = client_request(c, method, path, "application/json", text, text ? strlen(text) : 0,
+                        CLIENT_TIMEOUT_MS, &r, &err);
+    free(text);
+    if (rc < 0) {
+        cli_error("%s", err.message);
+        return EXIT_FAILED;
+    }
+    if (r.status < 200 || r.status > 299) {
+        client_print_failure(&r);
+        client_reply_release(&r);
+        return EXIT_FAILED;
+    }
+    if (out)
+        *out = json_incref(r.body);
+    client_reply_release(&r);
+    return EXIT_OK;
+}
+
+static void client_print(const json_t *v)
+{
+    char *s = wfo_json_dumps_pretty(v);
+    printf("%s\n", s);
+    free(s);
+    fflush(stdout);
+}
+
+/* A call whose answer is printed. */
+static int client_call_print(const struct client *c, const char *method, const char *path,
+                             json_t *body)
+{
+    json_t *out = NULL;
+    int rc = client_call(c, method, path, body, &out);
+
+    if (rc == EXIT_OK)
+        client_print(out);
+    json_decref(out);
+    return rc;
+}
+
+/* ---- wfo workflow ----------------------------------------------------- */
+
+#define USAGE_WORKFLOW "workflow put FILE | list | get NAME [--version V] [--server URL]"
+
+static int client_workflow_put(const struct client *c, const char *file)
+{
+    json_t *doc = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    const char *name, *p, *ctype;
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client_reply r;
+    struct wfo_error err = WFO_ERROR_INIT;
+    int rc;
+
+    rc = cli_load_doc(file, &doc, &text, &len);
+    if (rc)
+        goto out;
+    name = wfo_json_str(doc, "name");
+    if (!name || !name[0]) {
+        fprintf(stderr, "%s: the definition has no name\n", file);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    for (p = text; p < text + len && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'); p++)
+        ;
+    ctype = p < text + len && (*p == '{' || *p == '[') ? "application/json" : "application/yaml";
+    wfo_buf_adds(&path, "/v1/workflows/");
+    client_escape(&path, name);
+    if (client_request(c, "PUT", path.buf, ctype, text, len, CLIENT_TIMEOUT_MS, &r, &err) < 0) {
+        cli_error("%s", err.message);
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    if (r.status < 200 || r.status > 299) {
+        client_print_failure(&r);
+        rc = EXIT_FAILED;
+    } else {
+        client_print(r.body);
+        rc = EXIT_OK;
+    }
+    client_reply_release(&r);
+out:
+    json_decref(doc);
+    free(text);
+    wfo_buf_release(&path);
+    return rc;
+}
+
+int cmd_workflow(int argc, char **argv)
+{
+    const char *server = NULL, *version = NULL, *pos[2] = {NULL, NULL};
+    struct client_opt opts[] = {{"--version", &version, NULL}, {NULL, NULL, NULL}};
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client c = {NULL, NULL};
+    int64_t v = 0;
+    int rc;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, USAGE_WORKFLOW);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    const char *sub = pos[0];
+    int want = strcmp(sub, "put") == 0 || strcmp(sub, "get") == 0 ? 2 : 1;
+    if (strcmp(sub, "put") != 0 && strcmp(sub, "get") != 0 && strcmp(sub, "list") != 0) {
+        cli_error("workflow: unknown subcommand '%s'", sub);
+        fprintf(stderr, "usage: wfo %s\n", USAGE_WORKFLOW);
+        return EXIT_USAGE;
+    }
+    if ((want == 2 && !pos[1]) || (want == 1 && pos[1])) {
+        cli_error("workflow %s: %s", sub, pos[1] ? "too many arguments" : "missing argument");
+        fprintf(stderr, "usage: wfo %s\n", USAGE_WORKFLOW);
+        return EXIT_USAGE;
+    }
+    if (version && (strcmp(sub, "get") != 0 || wfo_parse_int64(version, &v) < 0 || v < 1)) {
+        cli_error("--version: %s", strcmp(sub, "get") != 0 ? "only with 'workflow get'"
+                                                           : "expected a version number");
+        return EXIT_USAGE;
+    }
+    client_init(&c, server);
+    if (strcmp(sub, "put") == 0) {
+        rc = client_workflow_put(&c, pos[1]);
+    } else if (strcmp(sub, "list") == 0) {
+        rc = client_call_print(&c, "GET", "/v1/workflows", NULL);
+    } else {
+        wfo_buf_adds(&path, "/v1/workflows/");
+        client_escape(&path, pos[1]);
+        if (version)
+            wfo_buf_addf(&path, "/versions/%lld", (long long)v);
+        rc = client_call_print(&c, "GET", path.buf, NULL);
+    }
+    wfo_buf_release(&path);
+    client_release(&c);
+    return rc;
+}
+
+/* ---- wfo start -------------------------------------------------------- */
+
+static int client_final(const char *status)
+{
+    return status && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+                      strcmp(status, "cancelled") == 0 || strcmp(status, "terminated") == 0);
+}
+
+static void client_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Long-polls the execution until it is final; takes doc, returns the final
+ * one in *out. A server that goes away (restarts) is waited for up to
+ * CLIENT_UNREACHABLE_MS. */
+static int client_wait(const struct client *c, json_t *doc, json_t **out)
+{
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct client_reply r;
+    const char *id = wfo_json_str(doc, "id");
+    int64_t down_since = 0, backoff = 250;
+    int rc = EXIT_OK;
+
+    if (!id) {
+        cli_error("the server's answer has no execution id");
+        json_decref(doc);
+        return EXIT_FAILED;
+    }
+    wfo_buf_adds(&path, "/v1/executions/");
+    client_escape(&path, id);
+    wfo_buf_adds(&path, "?wait=" CLIENT_WAIT);
+    while (!client_final(wfo_json_str(doc, "status"))) {
+        int64_t t0 = wfo_mono_ms();
+        int transient;
+        if (client_request(c, "GET", path.buf, NULL, NULL, 0, CLIENT_WAIT_MS + CLIENT_TIMEOUT_MS,
+                           &r, &err) < 0) {
+            transient = 1;
+        } else if (r.status >= 200 && r.status <= 299 && json_is_object(r.body)) {
+            json_decref(doc);
+            doc = json_incref(r.body);
+            client_reply_release(&r);
+            down_since = 0;
+            backoff = 250;
+            /* a server that answers at once (no long poll) is not asked
+             * more than about once a second */
+            if (wfo_mono_ms() - t0 < 500 && !client_final(wfo_json_str(doc, "status")))
+                client_sleep_ms(1000);
+            continue;
+        } else {
+            transient = r.status == 502 || r.status == 503 || r.status == 504;
+            if (!transient) {
+                client_print_failure(&r);
+                client_reply_release(&r);
+                rc = EXIT_FAILED;
+                goto out;
+            }
+            snprintf(err.message, sizeof(err.message), "%ld %s", r.status,
+                     wfo_json_str(wfo_json_obj(r.body, "error"), "message")
+                         ? wfo_json_str(wfo_json_obj(r.body, "error"), "message")
+                         : "server unavailable");
+            client_reply_release(&r);
+        }
+        if (!down_since)
+            down_since = wfo_mono_ms();
+        if (wfo_mono_ms() - down_since > CLIENT_UNREACHABLE_MS) {
+            cli_error("%s", err.message);
+            rc = EXIT_FAILED;
+            goto out;
+        }
+        client_sleep_ms(backoff);
+        backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+    }
+out:
+    wfo_buf_release(&path);
+    if (rc == EXIT_OK)
+        *out = doc;
+    else
+        json_decref(doc);
+    return rc;
+}
+
+#define USAGE_START                                                                                \
+    "start NAME [--input JSON|@FILE] [--id ID] [--version V] [--wait] [--server URL]"
+
+int cmd_start(int argc, char **argv)
+{
+    const char *server = NULL, *input_arg = NULL, *id = NULL, *version = NULL, *pos[1] = {NULL};
+    int wait = 0, rc;
+    struct client_opt opts[] = {{"--input", &input_arg, NULL},
+                                {"--id", &id, NULL},
+                                {"--version", &version, NULL},
+                                {"--wait", NULL, &wait},
+                                {NULL, NULL, NULL}};
+    struct client c = {NULL, NULL};
+    char *input = NULL;
+    json_t *body = NULL, *doc = NULL, *input_v = NULL;
+    int64_t v = 0;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, USAGE_START);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (version && (wfo_parse_int64(version, &v) < 0 || v < 1)) {
+        cli_error("--version: expected a version number, got '%s'", version);
+        return EXIT_USAGE;
+    }
+    if (id && !id[0]) {
+        cli_error("--id: empty");
+        return EXIT_USAGE;
+    }
+    if (input_arg && cli_input(input_arg, &input))
+        return EXIT_USAGE;
+    if (input && wfo_json_parse(input, strlen(input), &input_v, NULL) < 0) {
+        free(input);
+        return EXIT_USAGE;
+    }
+    body = json_object();
+    json_object_set_new(body, "workflow", json_string(pos[0]));
+    if (version)
+        json_object_set_new(body, "version", json_integer(v));
+    if (input_v)
+        json_object_set(body, "input", input_v);
+    if (id)
+        json_object_set_new(body, "id", json_string(id));
+    client_init(&c, server);
+    rc = client_call(&c, "POST", "/v1/executions", body, &doc);
+    if (rc == EXIT_OK && wait) {
+        json_t *final = NULL;
+        rc = client_wait(&c, doc, &final);
+        doc = final;
+        if (rc == EXIT_OK) {
+            client_print(doc);
+            if (strcmp(wfo_json_str(doc, "status"), "completed") != 0)
+                rc = EXIT_FAILED;
+        }
+    } else if (rc == EXIT_OK) {
+        client_print(doc);
+    }
+    json_decref(doc);
+    json_decref(body);
+    json_decref(input_v);
+    free(input);
+    client_release(&c);
+    return rc;
+}
+
+/* ---- wfo get, history, list ------------------------------------------- */
+
+/* GET or POST /v1/executions/ID[SUFFIX] with body, printing the answer. */
+static int client_execution(int argc, char **argv, const char *method, const char *suffix,
+                            const struct client_opt *opts, const char *usage,
+                            json_t *(*make_body)(void))
+{
+    const char *server = NULL, *pos[1] = {NULL};
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client c = {NULL, NULL};
+    json_t *body = NULL;
+    int rc;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    client_init(&c, server);
+    wfo_buf_adds(&path, "/v1/executions/");
+    client_escape(&path, pos[0]);
+    wfo_buf_adds(&path, suffix);
+    if (make_body)
+        body = make_body();
+    rc = client_call_print(&c, method, path.buf, body);
+    json_decref(body);
+    wfo_buf_release(&path);
+    client_release(&c);
+    return rc;
+}
+
+int cmd_get(int argc, char **argv)
+{
+    return client_execution(argc, argv, "GET", "", NULL, "get ID [--server URL]", NULL);
+}
+
+int cmd_history(int argc, char **argv)
+{
+    return client_execution(argc, argv, "GET", "/history", NULL, "history ID [--server URL]", NULL);
+}
+
+static const char *client_field(const json_t *o, const char *key)
+{
+    const char *s = wfo_json_str(o, key);
+    return s ? s : "-";
+}
+
+/* The `wfo list` table: one line per execution. */
+static void client_list_table(const json_t *page)
+{
+    json_t *list = wfo_json_arr(page, "executions"), *e;
+    const char *cursor = wfo_json_str(page, "next_cursor");
+    size_t i;
+
+    printf("%-36s  %-24s  %3s  %-10s  %-24s  %s\n", "ID", "WORKFLOW", "VER", "STATUS", "CREATED",
+           "FINISHED");
+    json_array_foreach(list, i, e)
+    {
+        json_t *ver = json_object_get(e, "version");
+        printf("%-36s  %-24s  %3lld  %-10s  %-24s  %s\n", client_field(e, "id"),
+               client_field(e, "workflow"),
+               json_is_integer(ver) ? (long long)json_integer_value(ver) : 0LL,
+               client_field(e, "status"), client_field(e, "created_at"),
+               client_field(e, "finished_at"));
+    }
+    if (!json_array_size(list))
+        printf("(no executions)\n");
+    if (cursor)
+        printf("more: wfo list --cursor %s\n", cursor);
+    fflush(stdout);
+}
+
+#define USAGE_LIST                                                                                 \
+    "list [--workflow W] [--status S] [--limit N] [--cursor C] [--json] [--server URL]"
+
+int cmd_list(int argc, char **argv)
+{
+    const char *server = NULL, *workflow = NULL, *status = NULL, *limit = NULL, *cursor = NULL;
+    int as_json = 0, rc;
+    struct client_opt opts[] = {{"--workflow", &workflow, NULL}, {"--status", &status, NULL},
+                                {"--limit", &limit, NULL},       {"--cursor", &cursor, NULL},
+                                {"--json", NULL, &as_json},      {NULL, NULL, NULL}};
+    const char *filters[][2] = {
+        {"workflow", NULL}, {"status", NULL}, {"limit", NULL}, {"cursor", NULL}};
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client c = {NULL, NULL};
+    json_t *page = NULL;
+    char sep = '?';
+
+    rc = client_parse(argc, argv, opts, &server, NULL, 0, 0, USAGE_LIST);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    filters[0][1] = workflow;
+    filters[1][1] = status;
+    filters[2][1] = limit;
+    filters[3][1] = cursor;
+    wfo_buf_adds(&path, "/v1/executions");
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(filters); i++) {
+        if (!filters[i][1])
+            continue;
+        wfo_buf_addf(&path, "%c%s=", sep, filters[i][0]);
+        client_escape(&path, filters[i][1]);
+        sep = '&';
+    }
+    client_init(&c, server);
+    rc = client_call(&c, "GET", path.buf, NULL, &page);
+    if (rc == EXIT_OK) {
+        if (isatty(STDOUT_FILENO) && !as_json)
+            client_list_table(page);
+        else
+            client_print(page);
+    }
+    json_decref(page);
+    wfo_buf_release(&path);
+    client_release(&c);
+    return rc;
+}
+
+/* ---- operator actions --------------------------------------------------- */
+
+static json_t *client_empty_body(void)
+{
+    return json_object();
+}
+
+int cmd_cancel(int argc, char **argv)
+{
+    const char *server = NULL, *reason = NULL, *pos[1] = {NULL};
+    int compensate = 0, rc;
+    struct client_opt opts[] = {
+        {"--compensate", NULL, &compensate}, {"--reason", &reason, NULL}, {NULL, NULL, NULL}};
+    const char *usage = "cancel ID [--compensate] [--reason TEXT] [--server URL]";
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client c = {NULL, NULL};
+    json_t *body;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    body = json_object();
+    if (reason)
+        json_object_set_new(body, "reason", json_string(reason));
+    json_object_set_new(body, "compensate", json_boolean(compensate));
+    client_init(&c, server);
+    wfo_buf_adds(&path, "/v1/executions/");
+    client_escape(&path, pos[0]);
+    wfo_buf_adds(&path, "/cancel");
+    rc = client_call_print(&c, "POST", path.buf, body);
+    json_decref(body);
+    wfo_buf_release(&path);
+    client_release(&c);
+    return rc;
+}
+
+int cmd_terminate(int argc, char **argv)
+{
+    return client_execution(argc, argv, "POST", "/terminate", NULL, "terminate ID [--server URL]",
+                            client_empty_body);
+}
+
+int cmd_pause(int argc, char **argv)
+{
+    return client_execution(argc, argv, "POST", "/pause", NULL, "pause ID [--server URL]",
+                            client_empty_body);
+}
+
+int cmd_resume(int argc, char **argv)
+{
+    return client_execution(argc, argv, "POST", "/resume", NULL, "resume ID [--server URL]",
+                            client_empty_body);
+}
+
+int cmd_retry(int argc, char **argv)
+{
+    return client_execution(argc, argv, "POST", "/retry", NULL, "retry ID [--server URL]",
+                            client_empty_body);
+}
+
+/* ---- signals and events ----------------------------------------------- */
+
+int cmd_signal(int argc, char **argv)
+{
+    const char *server = NULL, *data = NULL, *pos[2] = {NULL, NULL};
+    struct client_opt opts[] = {{"--data", &data, NULL}, {NULL, NULL, NULL}};
+    const char *usage = "signal ID NAME [--data JSON|@FILE] [--server URL]";
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client c = {NULL, NULL};
+    json_t *body, *v = NULL;
+    int rc;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 2, 2, usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (data && client_json_arg("--data", data, &v))
+        return EXIT_USAGE;
+    body = json_object();
+    json_object_set_new(body, "data", v ? v : json_null());
+    client_init(&c, server);
+    wfo_buf_adds(&path, "/v1/executions/");
+    client_escape(&path, pos[0]);
+    wfo_buf_adds(&path, "/signals/");
+    client_escape(&path, pos[1]);
+    rc = client_call_print(&c, "POST", path.buf, body);
+    json_decref(body);
+    wfo_buf_release(&path);
+    client_release(&c);
+    return rc;
+}
+
+int cmd_emit(int argc, char **argv)
+{
+    const char *server = NULL, *data = NULL, *key = NULL, *id = NULL, *source = NULL;
+    const char *pos[1] = {NULL};
+    struct client_opt opts[] = {{"--key", &key, NULL},
+                                {"--data", &data, NULL},
+                                {"--id", &id, NULL},
+                                {"--source", &source, NULL},
+                                {NULL, NULL, NULL}};
+    const char *usage =
+        "emit TYPE [--key K] [--data JSON|@FILE] [--id ID] [--source S] [--server URL]";
+    struct client c = {NULL, NULL};
+    json_t *body, *v = NULL;
+    int rc;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (data && client_json_arg("--data", data, &v))
+        return EXIT_USAGE;
+    body = json_object();
+    json_object_set_new(body, "type", json_string(pos[0]));
+    if (key)
+        json_object_set_new(body, "key", json_string(key));
+    if (source)
+        json_object_set_new(body, "source", json_string(source));
+    if (v)
+        json_object_set_new(body, "data", v);
+    if (id)
+        json_object_set_new(body, "id", json_string(id));
+    client_init(&c, server);
+    rc = client_call_print(&c, "POST", "/v1/events", body);
+    json_decref(body);
+    client_release(&c);
+    return rc;
+}

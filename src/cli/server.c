@@ -1,0 +1,229 @@
+/*
+ * server.c - `wfo server [--config FILE] [--listen ADDR:PORT] [--db URL]
+ * [--print-config]` (SPEC 5, 6): reads the configuration (file < WFO_*
+ * variables < flags), opens the engine on the store, serves the HTTP API
+ * (api/) until SIGTERM or SIGINT, then stops gracefully: no new
+ * connections, requests being handled finish (bounded by
+ * server.shutdown_timeout), the engine stops, exit 0.
+ * docs/operations/configuration.md and docs/interfaces/api.md.
+ *
+ * Exit status: 0 after a clean stop or --print-config; 2 for a usage or
+ * configuration problem (unknown flag or key, a bad value, a public listen
+ * address without tokens); 1 when the store or the socket fails, or when
+ * requests are still being handled after the shutdown timeout.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+#include "wfo/wfo.h"
+#include "../api/api.h"
+#include "../core/engine.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/banned.h"
+
+extern char **environ;
+
+static const char server_usage[] =
+    "usage: wfo server [--config FILE] [--listen ADDR:PORT] [--db URL] [--print-config]";
+
+/* As many descriptors as allowed: every connection holds one. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* The flags: NULL when absent. */
+struct server_flags {
+    const char *config, *listen, *db;
+    int print;
+};
+
+static int parse_flags(int argc, char **argv, struct server_flags *f)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        size_t n = 0;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf("%s\n", server_usage);
+            return -2;
+        }
+        if (strcmp(a, "--print-config") == 0) {
+            f->print = 1;
+            continue;
+        }
+        if (strncmp(a, "--config", (n = 8)) == 0)
+            dst = &f->config;
+        else if (strncmp(a, "--listen", (n = 8)) == 0)
+            dst = &f->listen;
+        else if (strncmp(a, "--db", (n = 4)) == 0)
+            dst = &f->db;
+        if (!dst || (a[n] != 0 && a[n] != '=')) {
+            cli_error("server: unknown option '%s'", a);
+            cli_error("%s", server_usage);
+            return -1;
+        }
+        if (a[n] == '=') {
+            *dst = a + n + 1;
+        } else if (i + 1 < argc) {
+            *dst = argv[++i];
+        } else {
+            cli_error("%s needs a value", a);
+            return -1;
+        }
+        if (!**dst) {
+            cli_error("%.*s: must not be empty", (int)n, a);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cmd_server(int argc, char **argv)
+{
+    struct server_flags f = {0};
+    struct server_config cfg;
+    struct wfo_buf problems = WFO_BUF_INIT;
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct wfo_engine *e = NULL;
+    struct api_metrics *metrics = NULL;
+    struct api *api = NULL;
+    struct http_server *http = NULL;
+    char *retry_json = NULL;
+    int rc = EXIT_USAGE;
+
+    config_init(&cfg);
+    int fr = parse_flags(argc, argv, &f);
+    if (fr == -2) {
+        rc = EXIT_OK;
+        goto out;
+    }
+    if (fr < 0)
+        goto out;
+    if (f.config)
+        config_load_file(&cfg, f.config, &problems);
+    config_load_env(&cfg, environ, &problems);
+    if (problems.len) {
+        fputs(problems.buf, stderr);
+        goto out;
+    }
+    if (f.listen) {
+        free(cfg.listen);
+        cfg.listen = wfo_strdup(f.listen);
+    }
+    if (f.db) {
+        free(cfg.db);
+        cfg.db = wfo_strdup(f.db);
+    }
+    if (f.print) {
+        json_t *j = config_json(&cfg);
+        char *s = wfo_json_dumps_pretty(j);
+        printf("%s\n", s);
+        free(s);
+        json_decref(j);
+        rc = EXIT_OK;
+        goto out;
+    }
+
+    wfo_log_setup((enum wfo_log_level)wfo_log_level_parse(cfg.log_level),
+                  strcmp(cfg.log_format, "json") == 0 ? WFO_LOG_JSON : WFO_LOG_TEXT);
+    raise_nofile();
+    /* SIGTERM and SIGINT are taken by sigwait() below; every thread made
+     * from here on inherits the mask (children of exec steps get theirs
+     * reset by steps/proc.c). */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    metrics = api_metrics_new();
+    if (cfg.retry)
+        retry_json = wfo_json_dumps(cfg.retry);
+    struct wfo_engine_options opt = {
+        .db_url = cfg.db,
+        .transition_limit = cfg.transitions,
+        .exec_enabled = cfg.exec_enabled,
+        .runner_threads = (int)cfg.runner_threads,
+        .http_deny_private = cfg.deny_private,
+        .default_retry_json = retry_json,
+        .on_progress = api_metrics_on_progress,
+        .progress_ud = metrics,
+    };
+    if (wfo_engine_new(&opt, &e, &err) < 0) {
+        cli_error("%s", err.message);
+        rc = err.code == WFO_EINVAL ? EXIT_USAGE : EXIT_FAILED;
+        goto out;
+    }
+    struct engine_tuning tune = {.lease_ms = cfg.lease_ms};
+    engine_tune(e, &tune);
+    api_metrics_seed(metrics, e);
+
+    struct api_options aopt = {
+        .ns = "default",
+        .body_max = (size_t)cfg.body_bytes,
+        .max_wait_ms = cfg.max_wait_ms,
+        .cursor_secret = cfg.db,
+    };
+    api_new(e, &aopt, metrics, &api, &err);
+    struct http_options hopt = {
+        .listen = cfg.listen,
+        .allow_public = cfg.n_tokens > 0,
+        .conn_timeout_s = (unsigned)((cfg.conn_timeout_ms + 999) / 1000),
+        .max_connections = (unsigned)cfg.max_connections,
+        .shutdown_ms = cfg.shutdown_ms,
+    };
+    if (http_server_start(api, &hopt, &http, &err) < 0) {
+        cli_error("%s", err.message);
+        rc = err.code == WFO_EINVAL ? EXIT_USAGE : EXIT_FAILED;
+        goto out;
+    }
+    /* Recovery: executions that were running continue now, not at the
+     * first request (engine_wait starts the engine's threads). */
+    struct wfo_error ignore = WFO_ERROR_INIT;
+    int lr = engine_wait(e, "", 0, &ignore);
+    if (lr < 0 && lr != WFO_ENOTFOUND) {
+        cli_error("%s", ignore.message);
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    if (cfg.n_tokens)
+        wfo_warn(NULL, NULL, "auth.tokens are configured, but tokens are not checked yet");
+    wfo_info(NULL, NULL, "listening on http://%s (store %s)", http_server_address(http),
+             engine_store(e)->ops->name);
+
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0)
+        ;
+    wfo_info(NULL, NULL, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    rc = EXIT_OK;
+out:
+    if (http_server_stop(http) < 0) {
+        /* handlers are stuck inside the engine: leave as after a crash (the
+         * store recovers), without freeing what they use */
+        fflush(stderr);
+        _exit(EXIT_FAILED);
+    }
+    wfo_engine_free(e);
+    api_free(api);
+    api_metrics_free(metrics);
+    free(retry_json);
+    wfo_buf_release(&problems);
+    config_release(&cfg);
+    if (rc == EXIT_OK && e)
+        wfo_info(NULL, NULL, "stopped");
+    return rc;
+}
