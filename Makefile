@@ -24,7 +24,7 @@ OPT_CFLAGS := -O2 -g
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 
-.PHONY: all deps test-deps run test unit blackbox docs-test check format bench clean
+.PHONY: all deps test-deps run test unit blackbox docs-test fuzz fuzz-test check format bench clean
 all: deps build/wfo
 
 deps:
@@ -77,6 +77,38 @@ test: test-deps all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory blackbox
 	@$(MAKE) --no-print-directory docs-test
+	@$(MAKE) --no-print-directory fuzz-test
+
+# Fuzzing: make fuzz [FUZZ_TIME=60]; make test runs it for FUZZ_TEST_TIME
+# seconds. clang compiles every library source again with
+# -fsanitize=fuzzer-no-link so coverage reaches them (tests/fuzz/README.md).
+FUZZ_CC := clang
+FUZZ_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wvla -Wstrict-prototypes -Wformat-security \
+               -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Isrc -g -O1 \
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_TIME ?= 60
+FUZZ_TEST_TIME ?= 20
+
+build/fuzz/obj/%.o: %.c $(HDR) | deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CFLAGS_PKG) -c $< -o $@
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SRC:%.c=build/fuzz/obj/%.o)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(CFLAGS_PKG) -o $@ $^ $(LIBS)
+
+fuzz: test-deps build/fuzz/fuzz_request
+	@mkdir -p build/fuzz/corpus/request
+	build/fuzz/fuzz_request -max_total_time=$(FUZZ_TIME) -max_len=4096 -timeout=10 \
+	    build/fuzz/corpus/request tests/fuzz/seeds/request
+
+fuzz-test: test-deps build/fuzz/fuzz_request
+	@mkdir -p build/fuzz/corpus/request
+	@build/fuzz/fuzz_request -max_total_time=$(FUZZ_TEST_TIME) -max_len=4096 -timeout=10 \
+	    -print_final_stats=1 build/fuzz/corpus/request tests/fuzz/seeds/request \
+	    >build/fuzz/last.log 2>&1; rc=$$?; tail -6 build/fuzz/last.log; \
+	    if [ $$rc -eq 0 ]; then echo "fuzz: 1 passed, 0 failed"; \
+	    else echo "fuzz: 0 passed, 1 failed"; fi; exit $$rc
 
 # Benchmarks: an optimized build, figures as JSON lines (also in build/bench.json).
 BENCH_N ?= 20000
