@@ -25,7 +25,13 @@ struct wfo_error {
     char message[512];
 };
 
-#define WFO_ERROR_INIT {0, {0}}
+#define WFO_ERROR_INIT                                                                             \
+    {                                                                                              \
+        0,                                                                                         \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 const char *wfo_strerror(int code);
 /* The API's error.type for a code ("NotFound"). */
@@ -43,8 +49,7 @@ void wfo_error_prefix(struct wfo_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Aborts with a message; stays on in release builds (STYLE rule 13). */
-#define wfo_assert(cond)                                                                           \
-    ((cond) ? (void)0 : wfo_assert_fail(#cond, __FILE__, __LINE__))
+#define wfo_assert(cond) ((cond) ? (void)0 : wfo_assert_fail(#cond, __FILE__, __LINE__))
 _Noreturn void wfo_assert_fail(const char *cond, const char *file, int line);
 
 #endif

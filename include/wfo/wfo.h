@@ -46,8 +46,7 @@ struct wfo_task {
 /* A handler returns 0 and sets *output (JSON text, malloc'd, NULL for null),
  * or non-zero and sets *error to a JSON text {type, message, details?,
  * retryable?} (malloc'd). It runs on one of the engine's runner threads. */
-typedef int (*wfo_task_handler)(void *ud, const struct wfo_task *task, char **output,
-                                char **error);
+typedef int (*wfo_task_handler)(void *ud, const struct wfo_task *task, char **output, char **error);
 
 struct wfo_engine_options {
     const char *db_url;       /* default "sqlite::memory:" */

@@ -19,7 +19,10 @@ struct wfo_buf {
 };
 
 extern char wfo_buf_empty[];
-#define WFO_BUF_INIT {wfo_buf_empty, 0, 0, 0}
+#define WFO_BUF_INIT                                                                               \
+    {                                                                                              \
+        wfo_buf_empty, 0, 0, 0                                                                     \
+    }
 
 void wfo_buf_init(struct wfo_buf *b, size_t max);
 void wfo_buf_release(struct wfo_buf *b);

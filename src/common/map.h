@@ -13,11 +13,14 @@ struct wfo_map {
         const char *key; /* NULL: empty; WFO_MAP_TOMB: deleted */
         void *value;
         unsigned hash;
-    } *slots;
+    } * slots;
     size_t cap, len, used;
 };
 
-#define WFO_MAP_INIT {NULL, 0, 0, 0}
+#define WFO_MAP_INIT                                                                               \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
 
 void wfo_map_release(struct wfo_map *m);
 void *wfo_map_get(const struct wfo_map *m, const char *key);

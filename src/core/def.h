@@ -46,18 +46,18 @@ enum step_field {
     F_INPUT,
     F_OUTPUT,
     F_IF,
-    F_REQUEST, /* http */
-    F_COMMAND, /* exec */
-    F_STDIN,   /* exec */
-    F_ENV,     /* exec */
-    F_CWD,     /* exec */
-    F_VARS,    /* set */
-    F_ITEMS,   /* foreach */
-    F_EVENT,   /* emit: {type, key, data, source} */
-    F_ERROR,   /* fail: {type, message, details} */
+    F_REQUEST,  /* http */
+    F_COMMAND,  /* exec */
+    F_STDIN,    /* exec */
+    F_ENV,      /* exec */
+    F_CWD,      /* exec */
+    F_VARS,     /* set */
+    F_ITEMS,    /* foreach */
+    F_EVENT,    /* emit: {type, key, data, source} */
+    F_ERROR,    /* fail: {type, message, details} */
     F_DURATION, /* sleep */
-    F_UNTIL,   /* sleep */
-    F_KEY,     /* await_event */
+    F_UNTIL,    /* sleep */
+    F_KEY,      /* await_event */
     F__COUNT
 };
 extern const char *const step_field_names[F__COUNT];
@@ -100,7 +100,7 @@ struct def_step {
     enum step_type type;
     json_t *spec; /* the step's document, borrowed from def->doc */
     struct wfo_tmpl *f[F__COUNT];
-    int next; /* JUMP_NEXT, JUMP_END or an index */
+    int next;      /* JUMP_NEXT, JUMP_END or an index */
     int has_retry; /* 1 when the step carries retry: (or gets the default) */
     struct def_retry retry;
     int64_t timeout_ms; /* per attempt; 0 = none */
@@ -152,8 +152,8 @@ struct wfo_def {
     struct def_block steps;
     struct def_trigger *triggers;
     int n_triggers;
-    json_t *doc;       /* the whole document */
-    char hash[65];     /* sha256 of the canonical (sorted-keys) document */
+    json_t *doc;   /* the whole document */
+    char hash[65]; /* sha256 of the canonical (sorted-keys) document */
 };
 
 /* One problem found by def_compile. */

@@ -33,9 +33,8 @@ json_t *doc_exec(const struct store_exec *r)
                      r->version, "status", r->status, "input", text_json(r->input), "output",
                      text_json(r->output), "error", text_json(r->error), "compensation",
                      text_json(r->compensation), "created_at", doc_time(r->created_at),
-                     "updated_at", doc_time(r->updated_at), "finished_at",
-                     doc_time(r->finished_at), "parent",
-                     r->parent ? json_string(r->parent) : json_null());
+                     "updated_at", doc_time(r->updated_at), "finished_at", doc_time(r->finished_at),
+                     "parent", r->parent ? json_string(r->parent) : json_null());
 }
 
 static int exec_cb(void *ud, const struct store_exec *r)
@@ -47,11 +46,11 @@ static int exec_cb(void *ud, const struct store_exec *r)
 static int step_cb(void *ud, const struct store_step *r)
 {
     json_t *steps = ud;
-    json_array_append_new(
-        steps, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "name", r->path, "status",
-                         r->status, "attempts", r->attempts, "output", text_json(r->output),
-                         "error", text_json(r->error), "started_at", doc_time(r->started_at),
-                         "finished_at", doc_time(r->finished_at)));
+    json_array_append_new(steps, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "name", r->path,
+                                           "status", r->status, "attempts", r->attempts, "output",
+                                           text_json(r->output), "error", text_json(r->error),
+                                           "started_at", doc_time(r->started_at), "finished_at",
+                                           doc_time(r->finished_at)));
     return 0;
 }
 

@@ -96,8 +96,8 @@ struct wfo_engine {
     struct wfo_engine_options opt;
     struct wfo_store *store;
     char *ns;
-    pthread_mutex_t mu; /* guards the queue, stop, failed, jobs */
-    pthread_cond_t cv;  /* engine thread: work queued */
+    pthread_mutex_t mu;      /* guards the queue, stop, failed, jobs */
+    pthread_cond_t cv;       /* engine thread: work queued */
     pthread_cond_t ended_cv; /* an execution ended (or the engine stopped) */
     struct cmd *head, *tail;
     int stop, failed;
@@ -126,7 +126,7 @@ struct wfo_engine {
     pthread_cond_t jobs_cv;
     struct step_job **jobs;
     int n_jobs, alloc_jobs, jobs_head; /* the queue is jobs[jobs_head..n_jobs) */
-    struct wfo_map running; /* "exec/path#token" -> step_job (for cancel) */
+    struct wfo_map running;            /* "exec/path#token" -> step_job (for cancel) */
     struct handler *handlers;
     int n_handlers;
 
@@ -138,7 +138,7 @@ struct wfo_engine {
 #define GROW(arr, n, alloc)                                                                        \
     do {                                                                                           \
         if ((n) == (alloc)) {                                                                      \
-            (alloc) = (alloc) ? (alloc) * 2 : 16;                                                  \
+            (alloc) = (alloc) ? (alloc)*2 : 16;                                                    \
             (arr) = wfo_realloc((arr), (size_t)(alloc) * sizeof(*(arr)));                          \
         }                                                                                          \
     } while (0)
@@ -204,8 +204,8 @@ static int post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
         pthread_mutex_unlock(&e->mu);
         reply_done(c->reply, code, NULL);
         cmd_free(c);
-        return wfo_error_set(err, code, "engine is %s", code == WFO_ESHUTDOWN ? "stopping"
-                                                                               : "stopped");
+        return wfo_error_set(err, code, "engine is %s",
+                             code == WFO_ESHUTDOWN ? "stopping" : "stopped");
     }
     if (e->tail)
         e->tail->next = c;
@@ -335,8 +335,7 @@ static int wf_row_cb(void *ud, const struct store_workflow *w)
     snprintf(r->hash, sizeof(r->hash), "%s", w->hash ? w->hash : "");
     json_decref(r->doc);
     r->doc = NULL;
-    return wfo_json_parse(w->definition, strlen(w->definition), &r->doc, NULL) < 0 ? WFO_ESTORE
-                                                                                   : 0;
+    return wfo_json_parse(w->definition, strlen(w->definition), &r->doc, NULL) < 0 ? WFO_ESTORE : 0;
 }
 
 /* Remembers d as the latest version of its workflow unless a later one is
@@ -441,8 +440,8 @@ static json_t *problems_json(const struct def_problems *p)
 {
     json_t *a = json_array();
     for (int i = 0; i < p->n; i++)
-        json_array_append_new(a, json_pack("{s:s, s:s}", "path", p->items[i].path, "message",
-                                           p->items[i].message));
+        json_array_append_new(
+            a, json_pack("{s:s, s:s}", "path", p->items[i].path, "message", p->items[i].message));
     return a;
 }
 
@@ -745,8 +744,8 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
 static void dispatch(struct wfo_engine *e, struct fsm_action *a)
 {
     if (a->def->type == STEP_TASK && !handler_find(e, a->def->queue)) {
-        struct task *t = task_new(a->x->id, a->x->ns, a->def->queue, a->step, a->token,
-                                  a->attempt, json_object_get(a->args, "input"));
+        struct task *t = task_new(a->x->id, a->x->ns, a->def->queue, a->step, a->token, a->attempt,
+                                  json_object_get(a->args, "input"));
         t->heartbeat_ms = a->def->heartbeat_timeout_ms;
         t->report_pick = a->def->schedule_timeout_ms > 0;
         if (a->def->timeout_ms)
@@ -996,8 +995,7 @@ static void count_stats(struct wfo_engine *e, double commit_ms)
             e->stats.completed++;
         else if (strcmp(t, "execution.failed") == 0)
             e->stats.failed++;
-        else if (strcmp(t, "execution.cancelled") == 0 ||
-                 strcmp(t, "execution.terminated") == 0)
+        else if (strcmp(t, "execution.cancelled") == 0 || strcmp(t, "execution.terminated") == 0)
             e->stats.cancelled++;
     }
     pthread_mutex_unlock(&e->mu);
@@ -1056,8 +1054,8 @@ static void sweep_leases(struct wfo_engine *e)
         next = t->next;
         struct xexec *x = exec_get(e, t->exec_id, NULL);
         if (x) {
-            json_t *err = fsm_error("HeartbeatTimeout", "the worker stopped sending heartbeats",
-                                    NULL);
+            json_t *err =
+                fsm_error("HeartbeatTimeout", "the worker stopped sending heartbeats", NULL);
             fsm_result(&e->fsm, x, t->path, t->token, 0, NULL, err, 1);
             json_decref(err);
         }
@@ -1233,8 +1231,7 @@ static int engine_recover(struct wfo_engine *e, struct wfo_error *err)
             struct wfo_error ee = WFO_ERROR_INIT;
             if (st->def->f[F_INPUT] && tmpl_eval(st->def->f[F_INPUT], ctx, &v, &ee) == 0)
                 json_object_set_new(args, "input", v);
-            static const enum step_field extra[] = {F_REQUEST, F_COMMAND, F_STDIN, F_ENV,
-                                                    F_CWD};
+            static const enum step_field extra[] = {F_REQUEST, F_COMMAND, F_STDIN, F_ENV, F_CWD};
             for (size_t q = 0; q < WFO_ARRAY_SIZE(extra); q++) {
                 v = NULL;
                 if (st->def->f[extra[q]] && tmpl_eval(st->def->f[extra[q]], ctx, &v, &ee) == 0)
@@ -1421,8 +1418,7 @@ void wfo_engine_free(struct wfo_engine *e)
 }
 
 int engine_start(struct wfo_engine *e, const char *ns, const char *workflow, int version,
-                 json_t *input, const char *id, int *created, char **id_out,
-                 struct wfo_error *err)
+                 json_t *input, const char *id, int *created, char **id_out, struct wfo_error *err)
 {
     struct wfo_def *d = NULL;
     int rc = engine_launch(e, err);
@@ -1476,8 +1472,8 @@ int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, co
 
 /* --- the worker protocol ----------------------------------------------------- */
 
-int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues,
-                     int n_queues, const char *worker, int max, int64_t wait_ms, json_t **tasks,
+int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues, int n_queues,
+                     const char *worker, int max, int64_t wait_ms, json_t **tasks,
                      struct wfo_error *err)
 {
     int rc = engine_launch(e, err);
@@ -1515,8 +1511,7 @@ static int exists_cb(void *ud, const struct store_exec *r)
 
 /* A task the queue does not hold: 409 when its execution exists (a stale
  * or finished attempt), else 404. */
-static int task_missing(struct wfo_engine *e, const char *ns, const char *id,
-                        struct wfo_error *err)
+static int task_missing(struct wfo_engine *e, const char *ns, const char *id, struct wfo_error *err)
 {
     char exec_id[TASKQ_ID_SIZE];
     int64_t token;
@@ -1530,9 +1525,8 @@ static int task_missing(struct wfo_engine *e, const char *ns, const char *id,
     return wfo_error_set(err, WFO_ENOTFOUND, "task '%s' not found", id);
 }
 
-static int task_finish(struct wfo_engine *e, const char *ns, const char *task_id,
-                       const char *lease, int ok, json_t *output, json_t *error, int retryable,
-                       struct wfo_error *err)
+static int task_finish(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
+                       int ok, json_t *output, json_t *error, int retryable, struct wfo_error *err)
 {
     int rc = engine_launch(e, err);
     if (rc < 0)

@@ -35,8 +35,8 @@ int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const cha
  * each to worker; waits up to wait_ms for one when none is ready. *tasks
  * gets a JSON array of {task_id, lease, queue, execution_id, step, attempt,
  * input, idempotency_key, deadline} (new ref). */
-int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues,
-                     int n_queues, const char *worker, int max, int64_t wait_ms, json_t **tasks,
+int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues, int n_queues,
+                     const char *worker, int max, int64_t wait_ms, json_t **tasks,
                      struct wfo_error *err);
 /* output is borrowed. */
 int engine_task_complete(struct wfo_engine *e, const char *ns, const char *task_id,
@@ -51,8 +51,7 @@ int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task
 
 /* Namespaced versions of the public calls, for the API. */
 int engine_start(struct wfo_engine *e, const char *ns, const char *workflow, int version,
-                 json_t *input, const char *id, int *created, char **id_out,
-                 struct wfo_error *err);
+                 json_t *input, const char *id, int *created, char **id_out, struct wfo_error *err);
 int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *created,
                         json_t **out, json_t **problems, struct wfo_error *err);
 /* Waits up to wait_ms for the execution to end (0: no wait); 0 when it has

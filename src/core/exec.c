@@ -11,8 +11,8 @@
 
 const char *const exec_status_names[] = {"running", "paused",    "completed",
                                          "failed",  "cancelled", "terminated"};
-const char *const step_status_names[] = {"scheduled", "running", "waiting",
-                                         "completed", "failed",  "caught",
+const char *const step_status_names[] = {"scheduled", "running",   "waiting",
+                                         "completed", "failed",    "caught",
                                          "skipped",   "cancelled", "compensated"};
 
 static int parse_name(const char *const *names, int n, const char *s)
@@ -143,8 +143,7 @@ struct xframe *exec_frame_add(struct xexec *x, int parent, const char *owner, in
 }
 
 /* The block of a nested frame: its owner's branch or body. */
-static const struct def_block *frame_block(const struct wfo_def *def, const char *owner,
-                                           int branch)
+static const struct def_block *frame_block(const struct wfo_def *def, const char *owner, int branch)
 {
     if (!owner)
         return &def->steps;
@@ -163,9 +162,9 @@ json_t *exec_row_state(const struct xexec *x)
     json_t *frames = json_array();
     for (int i = 0; i < x->n_frames; i++) {
         const struct xframe *f = &x->frames[i];
-        json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:s, s:i}", "id", f->id, "parent", f->parent,
-                              "branch", f->branch, "pc", f->pc, "prefix", f->prefix, "status",
-                              (int)f->status);
+        json_t *o =
+            json_pack("{s:i, s:i, s:i, s:i, s:s, s:i}", "id", f->id, "parent", f->parent, "branch",
+                      f->branch, "pc", f->pc, "prefix", f->prefix, "status", (int)f->status);
         json_object_set_new(o, "busy", json_integer(f->busy));
         json_object_set_new(o, "otoken", json_integer(f->otoken));
         if (f->owner)
@@ -184,8 +183,7 @@ json_t *exec_row_state(const struct xexec *x)
     if (x->comp_queue) {
         json_object_set_new(s, "comp",
                             json_pack("{s:O, s:i, s:i, s:s?}", "queue", x->comp_queue, "pos",
-                                      x->comp_pos, "final", x->comp_final, "owner",
-                                      x->comp_owner));
+                                      x->comp_pos, "final", x->comp_final, "owner", x->comp_owner));
     }
     if (x->fail_origin)
         json_object_set_new(s, "fail_origin", json_string(x->fail_origin));

@@ -45,17 +45,17 @@ enum frame_status { FR_ACTIVE, FR_DONE, FR_FAILED, FR_CANCELLED };
 
 struct xframe {
     int id;
-    int parent; /* frame id, -1 for the top */
+    int parent;  /* frame id, -1 for the top */
     char *owner; /* path of the parallel/foreach step that opened it, NULL for the top */
     int branch;  /* parallel: branch index; foreach: item index */
     const struct def_block *block;
-    char *prefix; /* path prefix of its steps: "", "par/b/", "each[3]/" */
-    int pc;       /* index of the current step in block; -1 when none */
-    int busy;     /* the step at pc was entered and has not finished */
+    char *prefix;   /* path prefix of its steps: "", "par/b/", "each[3]/" */
+    int pc;         /* index of the current step in block; -1 when none */
+    int busy;       /* the step at pc was entered and has not finished */
     int64_t otoken; /* the owner step's token when the frame was opened */
     enum frame_status status;
-    json_t *item; /* foreach: the item */
-    char *last;   /* path of the last step that ran in this frame */
+    json_t *item;  /* foreach: the item */
+    char *last;    /* path of the last step that ran in this frame */
     json_t *scope; /* .steps of this block: name -> {output, status, attempts, error} */
 };
 
@@ -90,9 +90,9 @@ struct xexec {
     json_t *error_ctx; /* the error visible at .error (after catch) */
     int64_t created_at, updated_at, finished_at;
     int64_t transitions;
-    int64_t hseq;  /* last history seq */
-    int64_t tick;  /* token counter */
-    int64_t cseq;  /* completion counter */
+    int64_t hseq; /* last history seq */
+    int64_t tick; /* token counter */
+    int64_t cseq; /* completion counter */
     struct xframe *frames;
     int n_frames, alloc_frames;
     struct xstep **steps; /* in ord order */
@@ -105,11 +105,11 @@ struct xexec {
     char *input_text; /* input serialized once */
 
     /* compensation (SPEC 2.4): the steps to undo, in order, and where it is */
-    json_t *comp_queue;   /* [[path, index], ...]; NULL when not compensating */
+    json_t *comp_queue; /* [[path, index], ...]; NULL when not compensating */
     int comp_pos;
-    char *comp_owner;     /* a `compensate` step waiting for it, or NULL */
-    int comp_final;       /* the status to end with: EX_FAILED or EX_CANCELLED */
-    char *fail_origin;    /* path of the innermost failing step (error.step) */
+    char *comp_owner;  /* a `compensate` step waiting for it, or NULL */
+    int comp_final;    /* the status to end with: EX_FAILED or EX_CANCELLED */
+    char *fail_origin; /* path of the innermost failing step (error.step) */
     int waiters;
 };
 

@@ -68,7 +68,7 @@ int timer_kind_parse(const char *s)
 #define GROW(arr, n, alloc)                                                                        \
     do {                                                                                           \
         if ((n) == (alloc)) {                                                                      \
-            (alloc) = (alloc) ? (alloc) * 2 : 16;                                                  \
+            (alloc) = (alloc) ? (alloc)*2 : 16;                                                    \
             (arr) = wfo_realloc((arr), (size_t)(alloc) * sizeof(*(arr)));                          \
         }                                                                                          \
     } while (0)
@@ -111,8 +111,8 @@ void fsm_release(struct fsm *f)
 
 json_t *fsm_error(const char *type, const char *message, json_t *details)
 {
-    return json_pack("{s:s, s:s, s:o}", "type", type, "message", message ? message : "",
-                     "details", details ? details : json_null());
+    return json_pack("{s:s, s:s, s:o}", "type", type, "message", message ? message : "", "details",
+                     details ? details : json_null());
 }
 
 int64_t fsm_retry_delay(const struct def_retry *r, int n, double r01)
@@ -215,8 +215,7 @@ static int truthy(const json_t *v)
 
 /* Evaluates field fi of st's definition against ctx; *out NULL when the
  * field is absent. On failure returns an ExpressionError (new ref). */
-static json_t *eval_field(const struct def_step *d, enum step_field fi, json_t *ctx,
-                          json_t **out)
+static json_t *eval_field(const struct def_step *d, enum step_field fi, json_t *ctx, json_t **out)
 {
     *out = NULL;
     if (!d->f[fi])
@@ -372,8 +371,8 @@ static char *step_path(const struct xframe *fr, const struct def_step *d)
 }
 
 /* Moves frame fr past its current step d. */
-static void frame_next(struct fsm *f, struct xexec *x, struct xframe *fr,
-                       const struct def_step *d, int next)
+static void frame_next(struct fsm *f, struct xexec *x, struct xframe *fr, const struct def_step *d,
+                       int next)
 {
     fr->status = fr->status; /* keep */
     if (next == JUMP_NEXT)
@@ -395,8 +394,7 @@ static void frame_next(struct fsm *f, struct xexec *x, struct xframe *fr,
 static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error,
                          int retryable);
 static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st);
-static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw,
-                          int next);
+static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw, int next);
 
 /* Cancels frame fid, the steps in flight in it and its nested frames. */
 static void frame_cancel(struct fsm *f, struct xexec *x, int fid)
@@ -474,8 +472,7 @@ static void foreach_open(struct fsm *f, struct xexec *x, struct xstep *st)
         struct wfo_buf b = WFO_BUF_INIT;
         wfo_buf_addf(&b, "%s[%d]/", st->path, i);
         int token_frame = st->frame;
-        struct xframe *fr =
-            exec_frame_add(x, token_frame, st->path, i, &st->def->body, b.buf);
+        struct xframe *fr = exec_frame_add(x, token_frame, st->path, i, &st->def->body, b.buf);
         wfo_buf_release(&b);
         fr->otoken = st->token;
         fr->item = json_incref(json_array_get(st->items, (size_t)i));
@@ -502,8 +499,8 @@ static void block_progress(struct fsm *f, struct xexec *x, struct xstep *owner, 
     }
     if (d->type == STEP_FOREACH)
         foreach_open(f, x, owner);
-    int n_done = 0, n = d->type == STEP_PARALLEL ? d->n_branches
-                                                 : (int)json_array_size(owner->items);
+    int n_done = 0,
+        n = d->type == STEP_PARALLEL ? d->n_branches : (int)json_array_size(owner->items);
     for (int i = 0; i < x->n_frames; i++)
         if (frame_of(&x->frames[i], owner) && x->frames[i].status == FR_DONE)
             n_done++;
@@ -522,8 +519,7 @@ static void block_progress(struct fsm *f, struct xexec *x, struct xstep *owner, 
             json_array_append_new(r, json_null());
         for (int i = 0; i < x->n_frames; i++)
             if (frame_of(&x->frames[i], owner))
-                json_array_set(r, (size_t)x->frames[i].branch,
-                               frame_output(x, &x->frames[i]));
+                json_array_set(r, (size_t)x->frames[i].branch, frame_output(x, &x->frames[i]));
     }
     step_complete(f, x, owner, r, JUMP_NEXT);
     json_decref(r);
@@ -579,8 +575,8 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
     json_decref(x->compensation);
     x->row_dirty = 1;
     if (error)
-        x->compensation = json_pack("{s:s, s:O, s:s}", "status", "failed", "error", error,
-                                    "step", path);
+        x->compensation =
+            json_pack("{s:s, s:O, s:s}", "status", "failed", "error", error, "step", path);
     else
         x->compensation = json_pack("{s:s}", "status", "completed");
     hist(f, x, "compensation.finished", NULL, json_deep_copy(x->compensation));
@@ -694,8 +690,7 @@ static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, jso
     comp_advance(f, x);
 }
 
-static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw,
-                          int next);
+static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw, int next);
 static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error);
 
 /* Fails the current attempt: retried when the policy allows, else the step
@@ -928,8 +923,7 @@ fail:
     attempt_fail(f, x, st, e, 0);
 }
 
-static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw,
-                          int next)
+static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw, int next)
 {
     const struct def_step *d = st->def;
     json_t *out = NULL;

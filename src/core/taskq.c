@@ -229,8 +229,7 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
                                    t->deadline ? json_string(deadline) : json_null(), "lease_ms",
                                    (json_int_t)(t->heartbeat_ms ? t->heartbeat_ms : q->lease_ms),
                                    "heartbeat_timeout",
-                                   t->heartbeat_ms ? json_integer(t->heartbeat_ms)
-                                                   : json_null()));
+                                   t->heartbeat_ms ? json_integer(t->heartbeat_ms) : json_null()));
                 if (t->report_pick && picked) {
                     if (!*picked)
                         *picked = json_array();
@@ -277,8 +276,8 @@ enum taskq_check taskq_take(struct taskq *q, const char *ns, const char *id, con
     return c;
 }
 
-enum taskq_check taskq_heartbeat(struct taskq *q, const char *ns, const char *id,
-                                 const char *lease, int *cancel_requested)
+enum taskq_check taskq_heartbeat(struct taskq *q, const char *ns, const char *id, const char *lease,
+                                 int *cancel_requested)
 {
     struct task *t;
     pthread_mutex_lock(&q->mu);

@@ -75,8 +75,8 @@ enum taskq_check { TQ_OK, TQ_UNKNOWN, TQ_STALE };
 enum taskq_check taskq_take(struct taskq *q, const char *ns, const char *id, const char *lease,
                             struct task **t);
 /* For heartbeat: extends the lease. */
-enum taskq_check taskq_heartbeat(struct taskq *q, const char *ns, const char *id,
-                                 const char *lease, int *cancel_requested);
+enum taskq_check taskq_heartbeat(struct taskq *q, const char *ns, const char *id, const char *lease,
+                                 int *cancel_requested);
 
 /* Expired leases: a task whose step has a heartbeat timeout is removed and
  * returned in *failed (a linked list through next; caller reports

@@ -121,8 +121,7 @@ void step_run_exec(struct step_job *job, struct step_outcome *out)
         if (res.end == PROC_SIGNALED)
             snprintf(msg, sizeof(msg), "command %s was killed by signal %d", argv[0], res.signal);
         else
-            snprintf(msg, sizeof(msg), "command %s exited with status %d", argv[0],
-                     res.exit_code);
+            snprintf(msg, sizeof(msg), "command %s exited with status %d", argv[0], res.exit_code);
         step_outcome_fail(out, "ExecFailed", msg, r, 1);
     }
 out:

@@ -25,7 +25,7 @@ struct step_job {
     json_t *args; /* {input, request?, command?, stdin?, env?, cwd?} */
     char *idempotency_key;
     char *task_id;
-    char *key; /* the engine's key for cancelling it */
+    char *key;        /* the engine's key for cancelling it */
     int64_t deadline; /* ms since the epoch, 0: none */
     struct proc_cancel cancel;
     /* what the engine lends: */

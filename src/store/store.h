@@ -32,13 +32,13 @@ struct store_exec {
     const char *namespace;
     const char *workflow;
     int version;
-    const char *status; /* running | paused | completed | failed | cancelled | terminated */
-    const char *input;  /* JSON text; never NULL */
-    const char *output; /* JSON text or NULL */
-    const char *error;  /* JSON text or NULL */
+    const char *status;       /* running | paused | completed | failed | cancelled | terminated */
+    const char *input;        /* JSON text; never NULL */
+    const char *output;       /* JSON text or NULL */
+    const char *error;        /* JSON text or NULL */
     const char *compensation; /* JSON text or NULL */
-    const char *parent; /* execution id or NULL */
-    const char *state;  /* engine-private JSON text or NULL */
+    const char *parent;       /* execution id or NULL */
+    const char *state;        /* engine-private JSON text or NULL */
     int64_t created_at, updated_at, finished_at;
     int64_t seq; /* creation order: assigned by the store on insert, read back on load */
     /* A hint: the row exists and only state and updated_at changed since it
@@ -74,9 +74,9 @@ struct store_timer {
     const char *exec_id;
     int64_t due_at;
     const char *kind;
-    const char *step;   /* NULL when not about a step */
+    const char *step; /* NULL when not about a step */
     int attempt;
-    const char *data;   /* JSON text or NULL */
+    const char *data; /* JSON text or NULL */
 };
 
 /* A task for workers (SPEC 3, 4): one per attempt of a `task` step. */
@@ -121,12 +121,12 @@ struct store_workflow {
 };
 
 struct store_exec_filter {
-    const char *namespace;   /* required */
-    const char *workflow;    /* NULL: any */
-    const char *status;      /* NULL: any */
-    int64_t created_after;   /* 0: none */
-    int64_t created_before;  /* 0: none */
-    int64_t before_seq;      /* keyset cursor: only seq < before_seq; 0: none */
+    const char *namespace;  /* required */
+    const char *workflow;   /* NULL: any */
+    const char *status;     /* NULL: any */
+    int64_t created_after;  /* 0: none */
+    int64_t created_before; /* 0: none */
+    int64_t before_seq;     /* keyset cursor: only seq < before_seq; 0: none */
     int limit;
 };
 

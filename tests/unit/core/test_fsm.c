@@ -275,8 +275,8 @@ TEST(if_false_skips_and_switch_chooses)
 TEST(sleep_waits_for_its_timer)
 {
     struct fsm f;
-    struct xexec *x = start(&f, "name: w\nsteps:\n  - {name: z, type: sleep, duration: 1.5s}\n",
-                            "{}");
+    struct xexec *x =
+        start(&f, "name: w\nsteps:\n  - {name: z, type: sleep, duration: 1.5s}\n", "{}");
     struct fsm_timer *t = find_timer(&f, TK_SLEEP);
     ok(t && t->due == 2500, "sleep due at now + 1.5s");
     is_str(step_status_names[x->steps[0]->status], "waiting", "waiting");
@@ -309,8 +309,7 @@ TEST(state_round_trips)
     struct wfo_error err = WFO_ERROR_INIT;
     is_int(exec_load(y, st, &err), 0, "state loads");
     json_t *ss = exec_step_state(x->steps[0]);
-    is_int(exec_load_step(y, "t", 0, "running", 1, NULL, NULL, ss, 1000, 0, &err), 0,
-           "step loads");
+    is_int(exec_load_step(y, "t", 0, "running", 1, NULL, NULL, ss, 1000, 0, &err), 0, "step loads");
     json_t *st2 = exec_row_state(y);
     ok(json_equal(st, st2), "same state after the round trip");
     is_int(y->steps[0]->token, x->steps[0]->token, "token kept");
@@ -323,7 +322,6 @@ TEST(state_round_trips)
     fsm_release(&f);
     exec_free(x);
 }
-
 
 static struct fsm_action *find_run(struct fsm *f, const char *path)
 {
@@ -490,13 +488,14 @@ TEST(foreach_over_nothing_and_not_an_array)
     exec_free(x);
 }
 
-static const char *saga = "name: w\nsteps:\n"
-                          "  - name: a\n    type: task\n    queue: q\n"
-                          "    compensate: {type: task, queue: undo, input: '${ .steps.a.output }'}\n"
-                          "  - name: b\n    type: task\n    queue: q\n"
-                          "    compensate: {type: task, queue: undo, retry: {max_attempts: 2, "
-                          "initial_interval: 10ms}}\n"
-                          "  - {name: c, type: task, queue: q, retry: {max_attempts: 1}}\n";
+static const char *saga =
+    "name: w\nsteps:\n"
+    "  - name: a\n    type: task\n    queue: q\n"
+    "    compensate: {type: task, queue: undo, input: '${ .steps.a.output }'}\n"
+    "  - name: b\n    type: task\n    queue: q\n"
+    "    compensate: {type: task, queue: undo, retry: {max_attempts: 2, "
+    "initial_interval: 10ms}}\n"
+    "  - {name: c, type: task, queue: q, retry: {max_attempts: 1}}\n";
 
 TEST(saga_compensates_in_reverse_then_fails)
 {
