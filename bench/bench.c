@@ -1,33 +1,63 @@
 /*
  * bench.c - `make bench`: wfo's throughput, latency and memory figures
- * (docs/operations/scaling.md has the table and how to read it).
+ * (docs/operations/scaling.md has the table and how to read it;
+ * docs/implementation/database_optimization.md the design they measure).
  *
  *   build/bench [SCENARIO...] [--n N]
  *
- * Prints one JSON object per line per scenario, each with `scenario`,
- * its figures, `cores` and `n`, and appends the same lines to
- * build/bench.json. Scenarios: engine, http, latency, idle, list.
+ * Prints one JSON object per line per scenario, each with `scenario`, its
+ * figures, `cores`, `load1` (the 1-minute load average when the line was
+ * written) and `n`, and writes the same lines to build/bench.json (the
+ * file is rewritten by every run). Scenarios (all five when none is named):
+ *
+ *   engine   N executions of three task steps, in-process no-op handler,
+ *            SQLite file store (synchronous=FULL)
+ *   http     `wfo server` (a child process) with worker processes on the
+ *            HTTP worker protocol (batch polls); N executions started over
+ *            HTTP
+ *   latency  200 executions one after another, start to completion seen by
+ *            the client: in-process, and over HTTP (?wait=) with a
+ *            long-polling worker
+ *   idle     min(5N, 100000) executions asleep in the server: its RSS; then
+ *            min(N/2, 10000) timers due in the same second: the fire lag
+ *   list     a store of 50N finished executions (1,000,000 by default),
+ *            written straight through the store API: latency of list pages
+ *            and of GET /v1/executions/{id}
+ *
+ * Every scenario prints its line even when something fails (with an
+ * `error` field), bounds every wait, and removes its temporary files and
+ * child processes. Children are also killed if the bench dies
+ * (PR_SET_PDEATHSIG), so a killed bench leaves no server behind.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "wfo/wfo.h"
-#include "core/engine.h"
+#include "common/banned.h"
 #include "common/duration.h"
 #include "common/httpc.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "core/engine.h"
+#include "store/store.h"
+#include "wfo/wfo.h"
 
 static FILE *out_json;
 static long bench_n;
+static char wfo_bin[512]; /* build/wfo, next to this program */
 
 static double now_s(void)
 {
@@ -51,9 +81,26 @@ static double rss_mb_of(pid_t pid)
     return mb;
 }
 
-static void emit(json_t *o)
+static double load1(void)
 {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+/* Adds `error` when err holds one, `cores` and `load1`, prints the line
+ * and writes it to build/bench.json. Takes o. */
+static void emit_err(json_t *o, const struct wfo_error *err)
+{
+    if (err && err->code)
+        json_object_set_new(o, "error", json_string(err->message));
     json_object_set_new(o, "cores", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+    json_object_set_new(o, "load1", json_real(load1()));
     char *s = wfo_json_dumps(o);
     printf("%s\n", s);
     fflush(stdout);
@@ -65,17 +112,52 @@ static void emit(json_t *o)
     json_decref(o);
 }
 
+/* A scenario's line: {scenario, n, ...}. */
+static json_t *line_new(const char *scenario)
+{
+    return json_pack("{s:s, s:I}", "scenario", scenario, "n", (json_int_t)bench_n);
+}
+
+/* Records the first failure of a scenario; later ones are dropped. */
+static void fail(struct wfo_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct wfo_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    if (err->code)
+        return;
+    va_start(ap, fmt);
+    wfo_error_setv(err, WFO_EIO, fmt, ap);
+    va_end(ap);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-__attribute__((unused)) static double pct(double *v, int n, double p)
+/* The p-quantile (0..1) of v[0..n), sorting v; -1 when n is 0. */
+static double pct(double *v, int n, double p)
 {
+    if (n <= 0)
+        return -1;
     qsort(v, (size_t)n, sizeof(*v), cmp_double);
     int i = (int)(p * (n - 1) + 0.5);
     return v[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+/* Sets p50_ms, p99_ms and max_ms of v[0..n) on o. */
+static void set_pcts(json_t *o, const char *prefix, double *v, int n)
+{
+    char k[64];
+    if (n <= 0)
+        return;
+    snprintf(k, sizeof(k), "%sp50_ms", prefix);
+    json_object_set_new(o, k, json_real(pct(v, n, 0.50)));
+    snprintf(k, sizeof(k), "%sp99_ms", prefix);
+    json_object_set_new(o, k, json_real(pct(v, n, 0.99)));
+    snprintf(k, sizeof(k), "%smax_ms", prefix);
+    json_object_set_new(o, k, json_real(v[n - 1]));
 }
 
 static const char *three_tasks =
@@ -84,39 +166,492 @@ static const char *three_tasks =
     "  - {name: b, type: task, queue: q, input: '${ .steps.a.output }'}\n"
     "  - {name: c, type: task, queue: q, input: '${ .steps.b.output }'}\n";
 
+/* The same definition as JSON, and the two sleeping ones, for the API. */
+static const char *three_json =
+    "{\"name\": \"three\", \"steps\": ["
+    "{\"name\": \"a\", \"type\": \"task\", \"queue\": \"q\", \"input\": \"${ "
+    ".input }\"},"
+    "{\"name\": \"b\", \"type\": \"task\", \"queue\": \"q\", \"input\": \"${ "
+    ".steps.a.output }\"},"
+    "{\"name\": \"c\", \"type\": \"task\", \"queue\": \"q\", \"input\": \"${ "
+    ".steps.b.output }\"}]}";
+static const char *nap_json =
+    "{\"name\": \"nap\", \"steps\": [{\"name\": \"s\", \"type\": \"sleep\", "
+    "\"duration\": \"1h\"}]}";
+static const char *timer_json = "{\"name\": \"timer\", \"steps\": [{\"name\": \"s\", \"type\": "
+                                "\"sleep\", \"until\": \"${ .input.at }\"}]}";
+
 static int noop_handler(void *ud, const struct wfo_task *t, char **output, char **error)
 {
     *output = wfo_strdup(t->input);
     return 0;
 }
 
+static void unlink_db(const char *path)
+{
+    char p[300];
+    unlink(path);
+    snprintf(p, sizeof(p), "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", path);
+    unlink(p);
+}
+
 static void tmpdb(char *out, size_t size, const char *name)
 {
     snprintf(out, size, "/tmp/wfo-bench-%d-%s.db", (int)getpid(), name);
-    char p[300];
-    unlink(out);
-    snprintf(p, sizeof(p), "%s-wal", out);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s-shm", out);
-    unlink(p);
+    unlink_db(out);
 }
+
+/* ---- HTTP client (common/httpc.h: one connection per request) ---- */
+
+#define REQ_TIMEOUT_MS 30000
+
+/* One request. *status gets the HTTP status; *out (may be NULL) the parsed
+ * JSON body (NULL when it is not JSON); *text (may be NULL) the raw body,
+ * malloc'd. 0 when a response came, -1 with err set otherwise. */
+static int req_do(const char *method, const char *url, const char *body, int64_t timeout_ms,
+                  long *status, json_t **out, char **text, struct wfo_error *err)
+{
+    char ct_name[] = "Content-Type", ct_value[] = "application/json";
+    struct httpc_header h = {ct_name, ct_value};
+    struct httpc_request r = {
+        .method = method,
+        .url = url,
+        .headers = body ? &h : NULL,
+        .n_headers = body ? 1 : 0,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+        .timeout_ms = timeout_ms,
+    };
+    struct httpc_response res;
+    struct wfo_error e = WFO_ERROR_INIT;
+    int rc = httpc_do(&r, &res, &e);
+    if (out)
+        *out = NULL;
+    if (text)
+        *text = NULL;
+    if (rc < 0) {
+        fail(err, "%s %s: %s", method, url, e.message);
+        httpc_response_release(&res);
+        return -1;
+    }
+    *status = res.status;
+    if (out)
+        wfo_json_parse(res.body.buf, res.body.len, out, NULL);
+    if (text)
+        *text = wfo_strdup(res.body.buf);
+    httpc_response_release(&res);
+    return 0;
+}
+
+/* A request that must answer want (or 200/201 when want is 0), its body
+ * parsed into *out (may be NULL). */
+static int req_json(const char *method, const char *url, const char *body, int64_t timeout_ms,
+                    long want, json_t **out, struct wfo_error *err)
+{
+    long status = 0;
+    json_t *o = NULL;
+    if (req_do(method, url, body, timeout_ms, &status, &o, NULL, err) < 0)
+        return -1;
+    if (want ? status != want : status != 200 && status != 201) {
+        const char *m = wfo_json_str(wfo_json_obj(o, "error"), "message");
+        fail(err, "%s %s: status %ld: %s", method, url, status, m ? m : "");
+        json_decref(o);
+        return -1;
+    }
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return 0;
+}
+
+/* The value of the sample of /metrics whose line starts with name; -1
+ * when absent. */
+static double metric(const char *base, const char *name)
+{
+    char url[256];
+    char *text = NULL;
+    long status = 0;
+    double v = -1;
+    struct wfo_error ignore = WFO_ERROR_INIT;
+    snprintf(url, sizeof(url), "%s/metrics", base);
+    if (req_do("GET", url, NULL, 10000, &status, NULL, &text, &ignore) < 0)
+        return v;
+    size_t len = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, len) == 0 && p[len] == ' ')
+            v = strtod(p + len + 1, NULL);
+    free(text);
+    return v;
+}
+
+/* ---- the server, a child process ---- */
+
+struct server {
+    pid_t pid;
+    char db[256];
+    char log[256];
+    char base[128]; /* http://127.0.0.1:PORT */
+};
+
+static void server_stop(struct server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        double until = now_s() + 20;
+        while (waitpid(s->pid, NULL, WNOHANG) == 0) {
+            if (now_s() > until) {
+                kill(s->pid, SIGKILL);
+                waitpid(s->pid, NULL, 0);
+                break;
+            }
+            usleep(10000);
+        }
+        s->pid = 0;
+    }
+    if (s->db[0])
+        unlink_db(s->db);
+    if (s->log[0])
+        unlink(s->log);
+}
+
+/* The last line of the server's log, for error messages. */
+static void server_last_log(const struct server *s, char *out, size_t size)
+{
+    char line[512];
+    FILE *f = fopen(s->log, "r");
+    out[0] = '\0';
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0])
+            snprintf(out, size, "%s", line);
+    }
+    fclose(f);
+}
+
+/* Starts `wfo server` on s->db (a new empty file unless keep_db) listening
+ * on a free loopback port, and waits until /healthz answers. Must be called
+ * from the main thread (PR_SET_PDEATHSIG follows the thread that forks). */
+static int server_start(struct server *s, const char *name, int keep_db, struct wfo_error *err)
+{
+    char url[300], text[4096], last[512];
+    if (!keep_db)
+        tmpdb(s->db, sizeof(s->db), name);
+    snprintf(s->log, sizeof(s->log), "/tmp/wfo-bench-%d-%s.log", (int)getpid(), name);
+    snprintf(url, sizeof(url), "sqlite:%s", s->db);
+    pid_t parent = getpid();
+    fflush(stdout);
+    s->pid = fork();
+    if (s->pid < 0) {
+        fail(err, "fork: %s", strerror(errno));
+        return -1;
+    }
+    if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        int lf = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_RDWR);
+        if (lf < 0 || nul < 0)
+            _exit(126);
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(lf, 2);
+        execl(wfo_bin, "wfo", "server", "--listen", "127.0.0.1:0", "--db", url, (char *)NULL);
+        dprintf(2, "cannot run %s: %s\n", wfo_bin, strerror(errno));
+        _exit(127);
+    }
+    double until = now_s() + 60;
+    s->base[0] = '\0';
+    while (!s->base[0]) {
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+            s->pid = 0;
+            server_last_log(s, last, sizeof(last));
+            fail(err, "%s server exited at start: %s", wfo_bin, last);
+            return -1;
+        }
+        if (now_s() > until) {
+            fail(err, "server did not say where it listens within 60 s");
+            return -1;
+        }
+        FILE *f = fopen(s->log, "r");
+        size_t got = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        text[got] = '\0';
+        const char *p = strstr(text, "listening on http://");
+        if (p && strchr(p, '\n')) {
+            p += strlen("listening on ");
+            snprintf(s->base, sizeof(s->base), "%.*s", (int)strcspn(p, " \n"), p);
+        } else {
+            usleep(5000);
+        }
+    }
+    char health[200];
+    snprintf(health, sizeof(health), "%s/healthz", s->base);
+    for (;;) {
+        long status = 0;
+        struct wfo_error ignore = WFO_ERROR_INIT;
+        if (req_do("GET", health, NULL, 2000, &status, NULL, NULL, &ignore) == 0 && status == 200)
+            return 0;
+        if (now_s() > until) {
+            fail(err, "%s does not answer 200 within 60 s", health);
+            return -1;
+        }
+        usleep(10000);
+    }
+}
+
+static int server_put(const struct server *s, const char *name, const char *def,
+                      struct wfo_error *err)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/workflows/%s", s->base, name);
+    return req_json("PUT", url, def, REQ_TIMEOUT_MS, 0, NULL, err);
+}
+
+/* ---- worker processes: the HTTP worker protocol with batch polls ---- */
+
+/* Shared by the bench and its worker processes (MAP_SHARED). */
+struct wshared {
+    atomic_long completed; /* tasks completed (200) */
+    atomic_long errors;
+    atomic_int err_set;
+    char err[512];
+};
+
+struct wopts {
+    const char *base;
+    int processes;
+    int threads; /* per process, each its own poll/complete loop */
+    int max;     /* tasks per poll */
+    const char *wait;
+};
+
+struct wthread {
+    const struct wopts *o;
+    struct wshared *sh;
+    char name[32];
+};
+
+static volatile sig_atomic_t worker_stop;
+
+static void worker_on_term(int sig)
+{
+    worker_stop = 1;
+}
+
+static void worker_error(struct wshared *sh, const struct wfo_error *e)
+{
+    atomic_fetch_add(&sh->errors, 1);
+    if (atomic_exchange(&sh->err_set, 1) == 0)
+        snprintf(sh->err, sizeof(sh->err), "%s", e->message);
+}
+
+/* poll {queues: [q], worker, max, wait}; complete {lease, output: input}
+ * for each task, one after another; until SIGTERM. */
+static void *worker_loop(void *arg)
+{
+    struct wthread *w = arg;
+    char poll_url[256], url[512];
+    snprintf(poll_url, sizeof(poll_url), "%s/v1/tasks/poll", w->o->base);
+    json_t *pb = json_pack("{s:[s], s:s, s:i, s:s}", "queues", "q", "worker", w->name, "max",
+                           w->o->max, "wait", w->o->wait);
+    char *poll_body = wfo_json_dumps(pb);
+    json_decref(pb);
+    while (!worker_stop) {
+        struct wfo_error e = WFO_ERROR_INIT;
+        json_t *r = NULL;
+        if (req_json("POST", poll_url, poll_body, REQ_TIMEOUT_MS, 200, &r, &e) < 0) {
+            worker_error(w->sh, &e);
+            usleep(10000);
+            continue;
+        }
+        size_t i;
+        json_t *t;
+        json_array_foreach(wfo_json_arr(r, "tasks"), i, t)
+        {
+            json_t *cb = json_pack("{s:s?, s:O?}", "lease", wfo_json_str(t, "lease"), "output",
+                                   json_object_get(t, "input"));
+            char *body = wfo_json_dumps(cb);
+            json_decref(cb);
+            snprintf(url, sizeof(url), "%s/v1/tasks/%s/complete", w->o->base,
+                     wfo_json_str(t, "task_id") ? wfo_json_str(t, "task_id") : "");
+            struct wfo_error ce = WFO_ERROR_INIT;
+            if (req_json("POST", url, body, REQ_TIMEOUT_MS, 200, NULL, &ce) < 0)
+                worker_error(w->sh, &ce);
+            else
+                atomic_fetch_add(&w->sh->completed, 1);
+            free(body);
+        }
+        json_decref(r);
+    }
+    free(poll_body);
+    return NULL;
+}
+
+static void worker_main(const struct wopts *o, struct wshared *sh, int index)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = worker_on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    struct wthread *w = wfo_calloc((size_t)o->threads, sizeof(*w));
+    pthread_t *th = wfo_calloc((size_t)o->threads, sizeof(*th));
+    for (int i = 0; i < o->threads; i++) {
+        w[i] = (struct wthread){o, sh, ""};
+        snprintf(w[i].name, sizeof(w[i].name), "bench-%d.%d", index, i);
+        if (i > 0)
+            pthread_create(&th[i], NULL, worker_loop, &w[i]);
+    }
+    worker_loop(&w[0]);
+    for (int i = 1; i < o->threads; i++)
+        pthread_join(th[i], NULL);
+    _exit(0);
+}
+
+/* Forks o->processes workers into pids[]; 0 or -1 (those forked stay in
+ * pids[] for workers_stop). */
+static int workers_start(const struct wopts *o, struct wshared *sh, pid_t *pids,
+                         struct wfo_error *err)
+{
+    pid_t parent = getpid();
+    fflush(stdout);
+    for (int i = 0; i < o->processes; i++) {
+        pids[i] = fork();
+        if (pids[i] < 0) {
+            fail(err, "fork: %s", strerror(errno));
+            return -1;
+        }
+        if (pids[i] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(1);
+            worker_main(o, sh, i);
+        }
+    }
+    return 0;
+}
+
+/* SIGTERM, then SIGKILL after 5 s. */
+static void workers_stop(pid_t *pids, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (pids[i] > 0)
+            kill(pids[i], SIGTERM);
+    double until = now_s() + 5;
+    for (int i = 0; i < n; i++) {
+        if (pids[i] <= 0)
+            continue;
+        while (waitpid(pids[i], NULL, WNOHANG) == 0) {
+            if (now_s() > until) {
+                kill(pids[i], SIGKILL);
+                waitpid(pids[i], NULL, 0);
+                break;
+            }
+            usleep(5000);
+        }
+        pids[i] = 0;
+    }
+}
+
+static struct wshared *wshared_new(void)
+{
+    void *p = mmap(NULL, sizeof(struct wshared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    memset(p, 0, sizeof(struct wshared));
+    return p;
+}
+
+static void wshared_free(struct wshared *sh)
+{
+    if (sh)
+        munmap(sh, sizeof(*sh));
+}
+
+/* ---- many requests from a few threads ---- */
+
+struct par {
+    long n;
+    atomic_long next;
+    atomic_long failures;
+    double deadline; /* now_s() */
+    int (*fn)(struct par *p, long i, struct wfo_error *err);
+    void *ud;
+    pthread_mutex_t mu;
+    struct wfo_error err; /* the first failure */
+};
+
+#define PAR_MAX_FAILURES 100
+
+static void *par_main(void *arg)
+{
+    struct par *p = arg;
+    for (;;) {
+        long i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->n)
+            break;
+        struct wfo_error e = WFO_ERROR_INIT;
+        if (now_s() > p->deadline)
+            fail(&e, "timed out after %ld of %ld requests", i, p->n);
+        if (e.code || p->fn(p, i, &e) < 0) {
+            pthread_mutex_lock(&p->mu);
+            if (!p->err.code)
+                p->err = e;
+            pthread_mutex_unlock(&p->mu);
+            /* past many failures (or the deadline) the rest is skipped */
+            if (atomic_fetch_add(&p->failures, 1) + 1 >= PAR_MAX_FAILURES || now_s() > p->deadline)
+                atomic_store(&p->next, p->n);
+        }
+    }
+    return NULL;
+}
+
+/* Runs p->fn(p, i) for i in [0, n) on `threads` threads; the number of
+ * failures (0: all went well). */
+static long par_run(struct par *p, int threads, double seconds)
+{
+    pthread_t th[64];
+    if (threads > 64)
+        threads = 64;
+    atomic_store(&p->next, 0);
+    atomic_store(&p->failures, 0);
+    p->deadline = now_s() + seconds;
+    pthread_mutex_init(&p->mu, NULL);
+    int started = 0;
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&th[i], NULL, par_main, p) == 0)
+            started++;
+    if (!started)
+        par_main(p);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    return atomic_load(&p->failures);
+}
+
+/* ---- engine ---- */
 
 struct starter {
     struct wfo_engine *e;
     long from, to;
+    struct wfo_error err;
 };
 
 static void *start_many(void *arg)
 {
     struct starter *s = arg;
-    struct wfo_error err = WFO_ERROR_INIT;
     for (long i = s->from; i < s->to; i++) {
         char in[64];
         snprintf(in, sizeof(in), "{\"i\": %ld}", i);
-        if (wfo_engine_start(s->e, "three", 0, in, NULL, NULL, NULL, &err) < 0) {
-            fprintf(stderr, "bench: start: %s\n", err.message);
-            exit(1);
-        }
+        if (wfo_engine_start(s->e, "three", 0, in, NULL, NULL, NULL, &s->err) < 0)
+            break;
     }
     return NULL;
 }
@@ -131,11 +666,12 @@ static void scenario_engine(long n)
     struct wfo_engine_options opt = {.db_url = url, .runner_threads = 2};
     struct wfo_engine *e = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
-    if (wfo_engine_new(&opt, &e, &err) < 0 ||
-        wfo_engine_handle(e, "q", noop_handler, NULL) < 0 ||
+    json_t *o = line_new("engine");
+    if (wfo_engine_new(&opt, &e, &err) < 0 || wfo_engine_handle(e, "q", noop_handler, NULL) < 0 ||
         wfo_engine_put_workflow(e, three_tasks, strlen(three_tasks), NULL, NULL, NULL, &err) < 0) {
-        fprintf(stderr, "bench: engine: %s\n", err.message);
-        exit(1);
+        if (!err.code)
+            fail(&err, "engine: cannot register the handler");
+        goto out;
     }
     struct engine_stats s0, s1;
     engine_stats(e, &s0);
@@ -144,43 +680,590 @@ static void scenario_engine(long n)
     pthread_t th[STARTERS];
     struct starter st[STARTERS];
     for (int i = 0; i < STARTERS; i++) {
-        st[i] = (struct starter){e, n * i / STARTERS, n * (i + 1) / STARTERS};
+        st[i] = (struct starter){e, n * i / STARTERS, n * (i + 1) / STARTERS, WFO_ERROR_INIT};
         pthread_create(&th[i], NULL, start_many, &st[i]);
     }
-    for (int i = 0; i < STARTERS; i++)
+    for (int i = 0; i < STARTERS; i++) {
         pthread_join(th[i], NULL);
+        if (st[i].err.code && !err.code)
+            err = st[i].err;
+    }
+    if (err.code)
+        goto out;
+    double until = now_s() + 60 + (double)n / 100;
     for (;;) {
         engine_stats(e, &s1);
         if (s1.completed + s1.failed >= s0.completed + n)
             break;
+        if (now_s() > until) {
+            fail(&err, "timed out: %lld of %ld executions ended",
+                 s1.completed + s1.failed - s0.completed, n);
+            break;
+        }
         usleep(1000);
     }
     double dt = now_s() - t0;
-    emit(json_pack("{s:s, s:i, s:f, s:f, s:I, s:I, s:f}", "scenario", "engine", "n", (int)n,
-                   "workflows_per_s", (double)n / dt, "transitions_per_s",
-                   (double)(s1.transitions - s0.transitions) / dt, "commits",
-                   (json_int_t)(s1.commits - s0.commits), "failed",
-                   (json_int_t)(s1.failed - s0.failed), "rss_mb", rss_mb_of(getpid())));
+    json_object_update_new(
+        o, json_pack("{s:f, s:f, s:I, s:I, s:f}", "workflows_per_s", (double)n / dt,
+                     "transitions_per_s", (double)(s1.transitions - s0.transitions) / dt, "commits",
+                     (json_int_t)(s1.commits - s0.commits), "failed",
+                     (json_int_t)(s1.failed - s0.failed), "rss_mb", rss_mb_of(getpid())));
+out:
+    emit_err(o, &err);
     wfo_engine_free(e);
-    unlink(db);
+    unlink_db(db);
+}
+
+/* ---- http ---- */
+
+struct start_ud {
+    const char *base;
+    const char *workflow;
+    const char *input_fmt; /* printf format of the input with one %ld, or one %s */
+    const char *input_s;
+    char (*ids)[WFO_ID_SIZE]; /* may be NULL: the new ids */
+    double *done_at;          /* may be NULL: wall-clock ms when each start returned */
+};
+
+/* POST /v1/executions {workflow, input}: 201. */
+static int start_one(struct par *p, long i, struct wfo_error *err)
+{
+    struct start_ud *u = p->ud;
+    char url[256], input[256], body[512];
+    snprintf(url, sizeof(url), "%s/v1/executions", u->base);
+    if (u->input_s)
+        snprintf(input, sizeof(input), u->input_fmt, u->input_s);
+    else
+        snprintf(input, sizeof(input), u->input_fmt, i);
+    snprintf(body, sizeof(body), "{\"workflow\": \"%s\", \"input\": %s}", u->workflow, input);
+    json_t *r = NULL;
+    if (req_json("POST", url, body, REQ_TIMEOUT_MS, 201, &r, err) < 0)
+        return -1;
+    if (u->ids)
+        snprintf(u->ids[i], WFO_ID_SIZE, "%s", wfo_json_str(r, "id") ? wfo_json_str(r, "id") : "");
+    if (u->done_at)
+        u->done_at[i] = (double)wfo_now_ms();
+    json_decref(r);
+    return 0;
+}
+
+#define HTTP_WORKERS 4
+#define HTTP_WORKER_THREADS 4
+#define HTTP_STARTERS 8
+
+/* http: the server with HTTP_WORKERS worker processes (HTTP_WORKER_THREADS
+ * poll/complete loops each, polls of up to 50 tasks); N executions of
+ * three task steps started over HTTP by HTTP_STARTERS threads. */
+static void scenario_http(long n)
+{
+    struct server srv = {0};
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct wshared *sh = wshared_new();
+    pid_t pids[HTTP_WORKERS] = {0};
+    json_t *o = line_new("http");
+    struct wopts wo = {NULL, HTTP_WORKERS, HTTP_WORKER_THREADS, 50, "1s"};
+    json_object_update_new(o, json_pack("{s:i, s:i, s:i}", "worker_processes", wo.processes,
+                                        "worker_threads", wo.threads, "starter_threads",
+                                        HTTP_STARTERS));
+    if (!sh) {
+        fail(&err, "mmap: %s", strerror(errno));
+        goto out;
+    }
+    if (server_start(&srv, "http", 0, &err) < 0 || server_put(&srv, "three", three_json, &err) < 0)
+        goto out;
+    wo.base = srv.base;
+    if (workers_start(&wo, sh, pids, &err) < 0)
+        goto out;
+    double commits0 = metric(srv.base, "wfo_store_commits_total");
+    struct start_ud su = {srv.base, "three", "{\"i\": %ld}", NULL, NULL, NULL};
+    struct par p = {.n = n, .fn = start_one, .ud = &su};
+    double t0 = now_s();
+    long failures = par_run(&p, HTTP_STARTERS, 60 + (double)n / 50);
+    if (failures) {
+        err = p.err;
+        goto out;
+    }
+    double until = now_s() + 60 + (double)n / 100;
+    while (atomic_load(&sh->completed) < 3 * n) {
+        if (now_s() > until) {
+            fail(&err, "timed out: %ld of %ld tasks completed (%ld worker errors%s%s)",
+                 atomic_load(&sh->completed), 3 * n, atomic_load(&sh->errors),
+                 sh->err[0] ? ": " : "", sh->err);
+            break;
+        }
+        for (int i = 0; i < HTTP_WORKERS && !err.code; i++) {
+            if (pids[i] > 0 && waitpid(pids[i], NULL, WNOHANG) == pids[i]) {
+                pids[i] = 0;
+                fail(&err, "worker process %d exited: %ld of %ld tasks completed", i,
+                     atomic_load(&sh->completed), 3 * n);
+            }
+        }
+        if (err.code)
+            break;
+        usleep(1000);
+    }
+    double dt = now_s() - t0;
+    if (!err.code)
+        json_object_update_new(o, json_pack("{s:f, s:f}", "workflows_per_s", (double)n / dt,
+                                            "tasks_per_s", (double)(3 * n) / dt));
+    json_object_update_new(
+        o, json_pack(
+               "{s:I, s:I, s:I, s:f}", "commits",
+               (json_int_t)(metric(srv.base, "wfo_store_commits_total") - commits0), "completed",
+               (json_int_t)metric(srv.base, "wfo_executions_completed_total{workflow=\"three\"}"),
+               "worker_errors", (json_int_t)atomic_load(&sh->errors), "server_rss_mb",
+               rss_mb_of(srv.pid)));
+out:
+    workers_stop(pids, HTTP_WORKERS);
+    server_stop(&srv);
+    emit_err(o, &err);
+    wshared_free(sh);
+}
+
+/* ---- latency ---- */
+
+#define LAT_RUNS 200
+#define LAT_WARMUP 5
+
+static int doc_completed(const char *text, size_t len)
+{
+    json_t *d = NULL;
+    int ok = wfo_json_parse(text, len, &d, NULL) == 0 && wfo_json_str(d, "status") &&
+             strcmp(wfo_json_str(d, "status"), "completed") == 0;
+    json_decref(d);
+    return ok;
+}
+
+/* wfo_engine_start, then wfo_engine_get with a wait, one after another. */
+static void latency_inprocess(void)
+{
+    char db[256], url[300];
+    tmpdb(db, sizeof(db), "latency");
+    snprintf(url, sizeof(url), "sqlite:%s", db);
+    struct wfo_engine_options opt = {.db_url = url, .runner_threads = 2};
+    struct wfo_engine *e = NULL;
+    struct wfo_error err = WFO_ERROR_INIT;
+    double v[LAT_RUNS];
+    int nv = 0;
+    json_t *o = line_new("latency");
+    json_object_set_new(o, "mode", json_string("inprocess"));
+    if (wfo_engine_new(&opt, &e, &err) < 0 || wfo_engine_handle(e, "q", noop_handler, NULL) < 0 ||
+        wfo_engine_put_workflow(e, three_tasks, strlen(three_tasks), NULL, NULL, NULL, &err) < 0) {
+        if (!err.code)
+            fail(&err, "engine: cannot register the handler");
+        goto out;
+    }
+    for (int i = 0; i < LAT_WARMUP + LAT_RUNS; i++) {
+        char in[64], *id = NULL, *doc = NULL;
+        snprintf(in, sizeof(in), "{\"i\": %d}", i);
+        double t0 = now_s();
+        int rc = wfo_engine_start(e, "three", 0, in, NULL, NULL, &id, &err);
+        if (rc == 0)
+            rc = wfo_engine_get(e, id, 30000, &doc, &err);
+        double ms = (now_s() - t0) * 1000;
+        if (rc == 0 && !doc_completed(doc, strlen(doc))) {
+            fail(&err, "execution %s did not complete within 30 s", id);
+            rc = -1;
+        }
+        free(id);
+        free(doc);
+        if (rc < 0)
+            break;
+        if (i >= LAT_WARMUP)
+            v[nv++] = ms;
+    }
+out:
+    json_object_set_new(o, "executions", json_integer(nv));
+    set_pcts(o, "", v, nv);
+    emit_err(o, &err);
+    wfo_engine_free(e);
+    unlink_db(db);
+}
+
+/* POST /v1/executions?wait=30s, one after another, with one worker process
+ * long-polling (wait 10s). */
+static void latency_http(void)
+{
+    struct server srv = {0};
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct wshared *sh = wshared_new();
+    pid_t pid[1] = {0};
+    double v[LAT_RUNS];
+    int nv = 0;
+    json_t *o = line_new("latency");
+    json_object_set_new(o, "mode", json_string("http"));
+    if (!sh) {
+        fail(&err, "mmap: %s", strerror(errno));
+        goto out;
+    }
+    if (server_start(&srv, "latency", 0, &err) < 0 ||
+        server_put(&srv, "three", three_json, &err) < 0)
+        goto out;
+    struct wopts wo = {srv.base, 1, 1, 50, "10s"};
+    if (workers_start(&wo, sh, pid, &err) < 0)
+        goto out;
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/executions?wait=30s", srv.base);
+    for (int i = 0; i < LAT_WARMUP + LAT_RUNS; i++) {
+        char body[128], *text = NULL;
+        long status = 0;
+        snprintf(body, sizeof(body), "{\"workflow\": \"three\", \"input\": {\"i\": %d}}", i);
+        double t0 = now_s();
+        int rc = req_do("POST", url, body, 40000, &status, NULL, &text, &err);
+        double ms = (now_s() - t0) * 1000;
+        if (rc == 0 && (status != 201 || !doc_completed(text, strlen(text)))) {
+            fail(&err,
+                 "POST %s: status %ld, not completed within 30 s (%ld worker "
+                 "errors%s%s)",
+                 url, status, atomic_load(&sh->errors), sh->err[0] ? ": " : "", sh->err);
+            rc = -1;
+        }
+        free(text);
+        if (rc < 0)
+            break;
+        if (i >= LAT_WARMUP)
+            v[nv++] = ms;
+    }
+out:
+    workers_stop(pid, 1);
+    server_stop(&srv);
+    json_object_set_new(o, "executions", json_integer(nv));
+    set_pcts(o, "", v, nv);
+    emit_err(o, &err);
+    wshared_free(sh);
+}
+
+static void scenario_latency(void)
+{
+    latency_inprocess();
+    latency_http();
+}
+
+/* ---- idle ---- */
+
+struct lag_ud {
+    const char *base;
+    char (*ids)[WFO_ID_SIZE];
+    int64_t at;
+    double *lag;
+};
+
+/* GET the execution with a wait; the lag of its sleep step's finished_at
+ * after the due time. */
+static int read_lag(struct par *p, long i, struct wfo_error *err)
+{
+    struct lag_ud *u = p->ud;
+    char url[256];
+    json_t *d = NULL;
+    snprintf(url, sizeof(url), "%s/v1/executions/%s?wait=60s", u->base, u->ids[i]);
+    if (req_json("GET", url, NULL, 70000, 200, &d, err) < 0)
+        return -1;
+    const char *fin = wfo_json_str(json_array_get(wfo_json_arr(d, "steps"), 0), "finished_at");
+    int64_t ms = 0;
+    if (!fin || wfo_time_parse(fin, &ms) < 0) {
+        fail(err, "execution %s: sleep step not finished (status %s)", u->ids[i],
+             wfo_json_str(d, "status") ? wfo_json_str(d, "status") : "?");
+        json_decref(d);
+        return -1;
+    }
+    u->lag[i] = (double)(ms - u->at);
+    json_decref(d);
+    return 0;
+}
+
+#define IDLE_STARTERS 16
+
+/* idle: min(5N, 100000) executions asleep for an hour, started over HTTP:
+ * the server's RSS; then min(N/2, 10000) executions sleeping until one
+ * fixed second far enough ahead that all are started before it: the lag
+ * of each sleep step's finished_at after that second. */
+static void scenario_idle(long n)
+{
+    struct server srv = {0};
+    struct wfo_error err = WFO_ERROR_INIT;
+    long n_idle = 5 * n < 100000 ? 5 * n : 100000;
+    long n_timers = n / 2 < 10000 ? n / 2 : 10000;
+    char(*ids)[WFO_ID_SIZE] = wfo_calloc((size_t)(n_timers + 1), sizeof(*ids));
+    double *lag = wfo_calloc((size_t)(n_timers + 1), sizeof(*lag));
+    double *done_at = wfo_calloc((size_t)(n_timers + 1), sizeof(*done_at));
+    json_t *o = line_new("idle");
+    json_object_update_new(o, json_pack("{s:I, s:I}", "executions", (json_int_t)n_idle, "timers",
+                                        (json_int_t)n_timers));
+    if (server_start(&srv, "idle", 0, &err) < 0 || server_put(&srv, "nap", nap_json, &err) < 0 ||
+        server_put(&srv, "timer", timer_json, &err) < 0)
+        goto out;
+    json_object_set_new(o, "rss_start_mb", json_real(rss_mb_of(srv.pid)));
+
+    struct start_ud su = {srv.base, "nap", "{\"i\": %ld}", NULL, NULL, NULL};
+    struct par p = {.n = n_idle, .fn = start_one, .ud = &su};
+    double t0 = now_s();
+    if (par_run(&p, IDLE_STARTERS, 60 + (double)n_idle / 100)) {
+        err = p.err;
+        goto out;
+    }
+    double rate = (double)n_idle / (now_s() - t0);
+    sleep(1);
+    json_object_update_new(
+        o, json_pack("{s:f, s:f}", "starts_per_s", rate, "rss_mb", rss_mb_of(srv.pid)));
+
+    /* due at a whole second, 3 s after the time all starts should take */
+    int64_t at = wfo_now_ms() + 3000 + (int64_t)((double)n_timers / rate * 1500);
+    at = (at / 1000 + 1) * 1000;
+    char at_s[40];
+    wfo_time_format(at, at_s, sizeof(at_s));
+    struct start_ud tu = {srv.base, "timer", "{\"at\": \"%s\"}", at_s, ids, done_at};
+    struct par tp = {.n = n_timers, .fn = start_one, .ud = &tu};
+    if (par_run(&tp, IDLE_STARTERS, (double)(at - wfo_now_ms()) / 1000 + 30)) {
+        err = tp.err;
+        goto out;
+    }
+    long late = 0;
+    for (long i = 0; i < n_timers; i++)
+        late += done_at[i] > (double)at;
+    json_object_update_new(o,
+                           json_pack("{s:s, s:I}", "due", at_s, "late_starts", (json_int_t)late));
+    /* when the last of them was committed: the server counts an ended
+     * execution after its commit; polled every 5 ms */
+    const char *done_metric = "wfo_executions_completed_total{workflow=\"timer\"}";
+    while (metric(srv.base, done_metric) < (double)n_timers) {
+        if (wfo_now_ms() > at + 120000) {
+            fail(&err, "timers: not all %ld executions completed 120 s after %s", n_timers, at_s);
+            goto out;
+        }
+        usleep(5000);
+    }
+    json_object_set_new(o, "fire_all_done_ms", json_integer(wfo_now_ms() - at));
+    struct lag_ud lu = {srv.base, ids, at, lag};
+    struct par lp = {.n = n_timers, .fn = read_lag, .ud = &lu};
+    if (par_run(&lp, IDLE_STARTERS, 120 + (double)n_timers / 100)) {
+        err = lp.err;
+        goto out;
+    }
+    json_object_set_new(o, "rss_end_mb", json_real(rss_mb_of(srv.pid)));
+    set_pcts(o, "fire_lag_", lag, (int)n_timers);
+out:
+    server_stop(&srv);
+    emit_err(o, &err);
+    free(ids);
+    free(lag);
+    free(done_at);
+}
+
+/* ---- list ---- */
+
+#define LIST_BATCH 10000
+#define LIST_PAGES 200
+#define LIST_GETS 1000
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Writes rows finished executions of "three" (each with its three
+ * completed steps; no history rows) straight through the store API, in
+ * batches of LIST_BATCH, and keeps LIST_GETS of their ids at random. */
+static int list_build(const char *db, long rows, char (*sample)[WFO_ID_SIZE], struct wfo_error *err)
+{
+    char url[300];
+    struct wfo_engine *e = NULL;
+    struct wfo_store *s = NULL;
+    struct store_batch b;
+    /* each row's strings: id, input/output text */
+    enum { ROW_BYTES = WFO_ID_SIZE + 64 };
+    char *arena = wfo_malloc((size_t)LIST_BATCH * ROW_BYTES);
+    static const char *const paths[3] = {"a", "b", "c"};
+    int rc = 0;
+
+    store_batch_init(&b);
+    snprintf(url, sizeof(url), "sqlite:%s", db);
+    /* the workflow, registered as the server would */
+    struct wfo_engine_options opt = {.db_url = url};
+    if ((rc = wfo_engine_new(&opt, &e, err)) < 0 ||
+        (rc = wfo_engine_put_workflow(e, three_tasks, strlen(three_tasks), NULL, NULL, NULL, err)) <
+            0)
+        goto out;
+    wfo_engine_free(e);
+    e = NULL;
+    if ((rc = store_open(url, &s, err)) < 0)
+        goto out;
+    int64_t t = wfo_now_ms() - rows - 60000;
+    for (long done = 0; done < rows && rc == 0;) {
+        long k = rows - done < LIST_BATCH ? rows - done : LIST_BATCH;
+        for (long j = 0; j < k; j++, done++, t++) {
+            char *id = arena + j * ROW_BYTES, *io = id + WFO_ID_SIZE;
+            wfo_id_new(id);
+            snprintf(io, 64, "{\"i\":%ld}", done);
+            if (done < LIST_GETS) {
+                snprintf(sample[done], WFO_ID_SIZE, "%s", id);
+            } else {
+                uint64_t r = rng_next() % (uint64_t)(done + 1);
+                if (r < LIST_GETS)
+                    snprintf(sample[r], WFO_ID_SIZE, "%s", id);
+            }
+            struct store_exec *x = store_batch_exec(&b);
+            *x = (struct store_exec){.id = id,
+                                     .namespace = "default",
+                                     .workflow = "three",
+                                     .version = 1,
+                                     .status = "completed",
+                                     .input = io,
+                                     .output = io,
+                                     .created_at = t,
+                                     .updated_at = t + 3,
+                                     .finished_at = t + 3};
+            for (int q = 0; q < 3; q++) {
+                struct store_step *st = store_batch_step(&b);
+                *st = (struct store_step){.exec_id = id,
+                                          .path = paths[q],
+                                          .ord = q,
+                                          .status = "completed",
+                                          .attempts = 1,
+                                          .output = io,
+                                          .started_at = t + q,
+                                          .finished_at = t + q + 1};
+            }
+        }
+        rc = s->ops->apply(s, &b, err);
+        store_batch_reset(&b);
+    }
+out:
+    wfo_engine_free(e);
+    if (s)
+        store_close(s);
+    store_batch_release(&b);
+    free(arena);
+    return rc;
+}
+
+static double file_mb(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (double)st.st_size / (1024.0 * 1024.0) : 0;
+}
+
+/* list: 50N finished executions (1,000,000 by default), then
+ * GET /v1/executions?status=completed&limit=50 for LIST_PAGES pages along
+ * next_cursor, and GET /v1/executions/{id} of LIST_GETS random ids; one
+ * after another. Two lines: query "page" and query "get". */
+static void scenario_list(long n)
+{
+    struct server srv = {0};
+    struct wfo_error err = WFO_ERROR_INIT;
+    long rows = 50 * n;
+    char(*sample)[WFO_ID_SIZE] = wfo_calloc(LIST_GETS, sizeof(*sample));
+    double *v = wfo_calloc(LIST_PAGES + LIST_GETS, sizeof(*v));
+    int nv = 0, ng = 0;
+    char *cursor = NULL;
+    json_t *o = line_new("list"), *g = line_new("list");
+    json_object_set_new(o, "query", json_string("page"));
+    json_object_set_new(g, "query", json_string("get"));
+    json_object_set_new(o, "rows", json_integer(rows));
+    json_object_set_new(g, "rows", json_integer(rows));
+
+    tmpdb(srv.db, sizeof(srv.db), "list");
+    double t0 = now_s();
+    if (list_build(srv.db, rows, sample, &err) < 0)
+        goto out;
+    char wal[300];
+    snprintf(wal, sizeof(wal), "%s-wal", srv.db);
+    json_object_update_new(o, json_pack("{s:f, s:f}", "build_s", now_s() - t0, "db_mb",
+                                        file_mb(srv.db) + file_mb(wal)));
+    if (server_start(&srv, "list", 1, &err) < 0)
+        goto out;
+    for (int i = 0; i < LIST_PAGES; i++) {
+        char url[512];
+        json_t *r = NULL;
+        snprintf(url, sizeof(url), "%s/v1/executions?status=completed&limit=50%s%s", srv.base,
+                 cursor ? "&cursor=" : "", cursor ? cursor : "");
+        double t1 = now_s();
+        if (req_json("GET", url, NULL, REQ_TIMEOUT_MS, 200, &r, &err) < 0)
+            goto out;
+        v[nv++] = (now_s() - t1) * 1000;
+        size_t got = json_array_size(wfo_json_arr(r, "executions"));
+        const char *next = wfo_json_str(r, "next_cursor");
+        free(cursor);
+        cursor = next ? wfo_strdup(next) : NULL;
+        json_decref(r);
+        if (got != 50 && cursor) {
+            fail(&err, "page %d has %zu executions, not 50", i, got);
+            goto out;
+        }
+        if (!cursor)
+            break;
+    }
+    for (int i = 0; i < LIST_GETS && i < rows; i++) {
+        char url[256];
+        snprintf(url, sizeof(url), "%s/v1/executions/%s", srv.base, sample[i]);
+        double t1 = now_s();
+        if (req_json("GET", url, NULL, REQ_TIMEOUT_MS, 200, NULL, &err) < 0)
+            goto out;
+        v[LIST_PAGES + ng++] = (now_s() - t1) * 1000;
+    }
+out:
+    json_object_set_new(o, "pages", json_integer(nv));
+    json_object_set_new(g, "gets", json_integer(ng));
+    json_object_set_new(o, "server_rss_mb", json_real(srv.pid > 0 ? rss_mb_of(srv.pid) : -1));
+    server_stop(&srv);
+    unlink_db(srv.db);
+    set_pcts(o, "", v, nv);
+    set_pcts(g, "", v + LIST_PAGES, ng);
+    emit_err(o, &err);
+    emit_err(g, &err);
+    free(cursor);
+    free(sample);
+    free(v);
 }
 
 int main(int argc, char **argv)
 {
-    const char *which[8];
+    static const char *const all[] = {"engine", "http", "latency", "idle", "list"};
+    const char *which[16];
     int n_which = 0;
     bench_n = 20000;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--n") == 0 && i + 1 < argc)
             bench_n = strtol(argv[++i], NULL, 10);
-        else if (n_which < 8)
+        else if (n_which < 16)
             which[n_which++] = argv[i];
     }
-    out_json = fopen("build/bench.json", "a");
-    for (int i = 0; i < (n_which ? n_which : 1); i++) {
-        const char *w = n_which ? which[i] : "engine";
-        if (strcmp(w, "engine") == 0)
+    if (bench_n < 2) {
+        fprintf(stderr, "bench: --n must be at least 2\n");
+        return 2;
+    }
+    if (!n_which)
+        for (size_t i = 0; i < WFO_ARRAY_SIZE(all); i++)
+            which[n_which++] = all[i];
+    /* build/wfo lives next to build/bench */
+    const char *slash = strrchr(argv[0], '/');
+    snprintf(wfo_bin, sizeof(wfo_bin), "%.*swfo", slash ? (int)(slash - argv[0] + 1) : 0, argv[0]);
+    if (access(wfo_bin, X_OK) != 0)
+        snprintf(wfo_bin, sizeof(wfo_bin), "build/wfo");
+    signal(SIGPIPE, SIG_IGN);
+    out_json = fopen("build/bench.json", "w");
+    for (int i = 0; i < n_which; i++) {
+        const char *w = which[i];
+        if (strcmp(w, "engine") == 0) {
             scenario_engine(bench_n);
+        } else if (strcmp(w, "http") == 0) {
+            scenario_http(bench_n);
+        } else if (strcmp(w, "latency") == 0) {
+            scenario_latency();
+        } else if (strcmp(w, "idle") == 0) {
+            scenario_idle(bench_n);
+        } else if (strcmp(w, "list") == 0) {
+            scenario_list(bench_n);
+        } else {
+            struct wfo_error err = WFO_ERROR_INIT;
+            fail(&err, "unknown scenario '%s' (engine, http, latency, idle, list)", w);
+            json_t *o = line_new(w);
+            emit_err(o, &err);
+        }
     }
     if (out_json)
         fclose(out_json);
