@@ -398,6 +398,51 @@ static int setup(CURL *h, const struct httpc_request *req, const char *method, s
     return r == CURLE_OK ? 0 : -1;
 }
 
+/* Connections are kept alive per thread: each thread that makes requests
+ * gets a share object for the connection and DNS caches, used only by that
+ * thread (so it needs no lock) and freed when the thread exits. Requests
+ * with deny_private never use it: a kept connection would skip the address
+ * check made when a socket is opened. */
+static pthread_key_t httpc_share_key;
+static pthread_once_t httpc_share_once = PTHREAD_ONCE_INIT;
+
+static void share_free(void *p)
+{
+    curl_share_cleanup(p);
+}
+
+/* A forked child must not talk on its parent's kept connections: it
+ * forgets the forking thread's share (and leaks it: closing its sockets is
+ * the parent's business). */
+static void share_forget(void)
+{
+    pthread_setspecific(httpc_share_key, NULL);
+}
+
+static void share_key_init(void)
+{
+    pthread_key_create(&httpc_share_key, share_free);
+    pthread_atfork(NULL, NULL, share_forget);
+}
+
+static CURLSH *thread_share(void)
+{
+    pthread_once(&httpc_share_once, share_key_init);
+    CURLSH *sh = pthread_getspecific(httpc_share_key);
+    if (sh)
+        return sh;
+    sh = curl_share_init();
+    if (!sh)
+        return NULL;
+    if (curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+        curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+        pthread_setspecific(httpc_share_key, sh) != 0) {
+        curl_share_cleanup(sh);
+        return NULL;
+    }
+    return sh;
+}
+
 /* Runs h to its end on a private multi handle, looking at *cancel between
  * polls. *cancelled is set when it stopped for that. */
 static CURLcode perform(CURL *h, const atomic_int *cancel, int *cancelled)
@@ -485,6 +530,11 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
     if (!(h = curl_easy_init()) || setup(h, req, method, &c, headers) < 0) {
         rc = wfo_error_set(err, WFO_EIO, "cannot set up a request to '%s'", shown);
         goto out;
+    }
+    if (!req->deny_private) {
+        CURLSH *sh = thread_share();
+        if (sh)
+            curl_easy_setopt(h, CURLOPT_SHARE, sh);
     }
     r = perform(h, req->cancel, &cancelled);
     long status = 0;
