@@ -74,6 +74,8 @@ struct api_req {
     const char *route;                  /* the matched pattern ("/v1/executions/{id}") */
     /* the transport's headers, for the handlers that need one */
     const char *(*header)(void *conn, const char *name);
+    /* 1 when the client has closed its side (long polls give up); may be NULL */
+    int (*gone)(void *conn);
     void *conn;
 };
 

@@ -72,7 +72,7 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
     json_t *body = NULL;
     const char *workflow = NULL, *id = NULL;
     int64_t version = 0, wait_ms = 0;
-    char idbuf[WFO_ID_SIZE], *id_out = NULL;
+    char idbuf[WFO_EXEC_ID_SIZE], *id_out = NULL;
     int created = 0, rc;
 
     rc = api_query_duration(req, "wait", &wait_ms, err);
@@ -89,8 +89,8 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
         rc = wfo_error_set(err, WFO_EINVAL, "workflow: must not be empty");
         goto out;
     }
-    if (id && (!id[0] || strlen(id) >= WFO_ID_SIZE)) {
-        rc = wfo_error_set(err, WFO_EINVAL, "id: expected 1 to %d bytes", WFO_ID_SIZE - 1);
+    if (id && (!id[0] || strlen(id) >= WFO_EXEC_ID_SIZE)) {
+        rc = wfo_error_set(err, WFO_EINVAL, "id: expected 1 to %d bytes", WFO_EXEC_ID_SIZE - 1);
         goto out;
     }
     json_t *input = json_object_get(body, "input");

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,24 @@ static const char *conn_header(void *conn, const char *name)
     return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
 }
 
+/* Has the client gone? Its socket reads EOF or hangs up. A request is
+ * fully read before it is handled, so pending bytes are a pipelined request,
+ * not an end. */
+static int conn_gone(void *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return 0;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) != 1)
+        return 0;
+    if (p.revents & (POLLHUP | POLLRDHUP | POLLERR))
+        return 1;
+    char ch;
+    return recv(ci->connect_fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 static enum MHD_Result respond(struct http_server *s, struct MHD_Connection *c,
                                struct api_resp *resp)
 {
@@ -306,6 +325,7 @@ answer:
     api_req_set_content_type(
         &req, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
     req.header = conn_header;
+    req.gone = conn_gone;
     req.conn = c;
     if (rq->too_big) {
         api_too_large(s->api, &req, &resp, s->body_max);

@@ -42,12 +42,12 @@ struct wf_count {
 };
 
 struct known {
-    char id[WFO_ID_SIZE];
+    char id[WFO_EXEC_ID_SIZE];
     struct wf_count *wf;
 };
 
 struct pending {
-    char id[WFO_ID_SIZE];
+    char id[WFO_EXEC_ID_SIZE];
     enum ended what;
 };
 
@@ -114,7 +114,7 @@ static struct wf_count *wf_get(struct api_metrics *m, const char *name)
 /* With m->mu held. */
 static int known_add(struct api_metrics *m, const char *id, const char *workflow)
 {
-    if (strlen(id) >= WFO_ID_SIZE || wfo_map_get(&m->execs, id))
+    if (strlen(id) >= WFO_EXEC_ID_SIZE || wfo_map_get(&m->execs, id))
         return 0;
     struct known *k = wfo_calloc(1, sizeof(*k));
     snprintf(k->id, sizeof(k->id), "%s", id);
@@ -158,7 +158,7 @@ void api_metrics_on_progress(void *ud, const struct wfo_progress *p)
         k->wf->n[what]++;
         if (what != END_STARTED)
             free(wfo_map_del(&m->execs, p->exec_id));
-    } else if (m->n_pending < PENDING_MAX && strlen(p->exec_id) < WFO_ID_SIZE) {
+    } else if (m->n_pending < PENDING_MAX && strlen(p->exec_id) < WFO_EXEC_ID_SIZE) {
         if (m->n_pending == m->alloc_pending) {
             m->alloc_pending = m->alloc_pending ? 2 * m->alloc_pending : 64;
             m->pending = wfo_realloc(m->pending, (size_t)m->alloc_pending * sizeof(*m->pending));

@@ -58,9 +58,19 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
         int64_t slice = left < API_WAIT_SLICE_MS ? left : API_WAIT_SLICE_MS;
         json_decref(tasks);
         tasks = NULL;
+        if (req->gone && req->gone(req->conn)) {
+            rc = wfo_error_set(err, WFO_EINVAL, "the client closed the connection");
+            goto out;
+        }
         rc = engine_task_poll(a->engine, a->ns, queues, n, worker, (int)max, slice, &tasks, err);
         if (rc < 0)
             goto out;
+        if (json_array_size(tasks) > 0 && req->gone && req->gone(req->conn)) {
+            /* nobody to hand them to: back to the queue at once */
+            engine_task_unpoll(a->engine, tasks);
+            rc = wfo_error_set(err, WFO_EINVAL, "the client closed the connection");
+            goto out;
+        }
         if (json_array_size(tasks) > 0 || left <= slice)
             break;
     }

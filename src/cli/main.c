@@ -4,6 +4,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -116,6 +117,24 @@ int main(int argc, char **argv)
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return EXIT_OK;
+    }
+    /* client options given before the command: wfo --server URL get ID */
+    while (argc > 2 && strncmp(argv[1], "--server", 8) == 0) {
+        if (argv[1][8] == '=') {
+            setenv("WFO_SERVER", argv[1] + 9, 1);
+            argv++;
+            argc--;
+        } else if (argv[1][8] == 0) {
+            setenv("WFO_SERVER", argv[2], 1);
+            argv += 2;
+            argc -= 2;
+        } else {
+            break;
+        }
+    }
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
     }
     for (size_t i = 0; i < WFO_ARRAY_SIZE(commands); i++)
         if (strcmp(argv[1], commands[i].name) == 0)

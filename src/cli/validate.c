@@ -8,6 +8,11 @@
 #include "../core/def.h"
 #include "../common/banned.h"
 
+static void report(const char *file, const char *path, const char *message)
+{
+    fprintf(stderr, "%s: %s: %s\n", file, path, message);
+}
+
 int cmd_validate(int argc, char **argv)
 {
     int bad = 0;
@@ -26,8 +31,7 @@ int cmd_validate(int argc, char **argv)
         if (def_compile(doc, &d, &probs) < 0) {
             bad = 1;
             for (int k = 0; k < probs.n; k++)
-                fprintf(stderr, "%s: %s: %s\n", argv[i], probs.items[k].path,
-                        probs.items[k].message);
+                report(argv[i], probs.items[k].path, probs.items[k].message);
         }
         def_problems_release(&probs);
         def_unref(d);

@@ -531,9 +531,12 @@ static void worker_task_start(struct worker *w, const json_t *task)
         if (t->timeout_ms < 1)
             t->timeout_ms = 1;
     }
-    /* heartbeats: every interval, and at least three times per heartbeat_timeout */
+    /* heartbeats: every interval, and at least three times per lease (the
+     * server says how long it lasts: lease_ms, or heartbeat_timeout) */
     t->heartbeat_ms = w->heartbeat_ms;
-    hb = worker_ms_field(t->t, "heartbeat_timeout");
+    hb = worker_ms_field(t->t, "lease_ms");
+    if (hb <= 0)
+        hb = worker_ms_field(t->t, "heartbeat_timeout");
     if (hb > 0 && hb / 3 < t->heartbeat_ms)
         t->heartbeat_ms = hb / 3 > 100 ? hb / 3 : 100;
 

@@ -33,6 +33,11 @@ double wfo_random(void);
 #define WFO_ID_SIZE 37
 void wfo_id_new(char out[WFO_ID_SIZE]);
 
+/* An execution id given by a client may be longer than a generated one, up
+ * to 255 bytes (SPEC 4 sets no bound; idempotency keys like
+ * "order-" + a UUID must fit). */
+#define WFO_EXEC_ID_SIZE 256
+
 /* Lowercase hex SHA-256 of data (65 bytes with NUL). */
 void wfo_sha256_hex(const void *data, size_t len, char out[65]);
 

@@ -46,6 +46,11 @@ static int exec_cb(void *ud, const struct store_exec *r)
 static int step_cb(void *ud, const struct store_step *r)
 {
     json_t *steps = ud;
+    /* compensation runs are not steps of the definition: the steps they
+     * undo show `compensated`, the history has the runs
+     * (docs/implementation/compensation.md) */
+    if (strstr(r->path, ":compensate"))
+        return 0;
     json_array_append_new(steps, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "name", r->path,
                                            "status", r->status, "attempts", r->attempts, "output",
                                            text_json(r->output), "error", text_json(r->error),

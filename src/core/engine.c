@@ -20,6 +20,9 @@
  *   E2. If a commit fails the engine stops (e->failed): in-memory state is
  *       ahead of the store, so the only safe continuation is a restart that
  *       recovers from the store.
+ *   E3. After a commit the store holds all of an execution, so one that
+ *       waits only for timers (exec_idle) leaves memory and is loaded again
+ *       by whatever names it next: a timer, an operator, a late result.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -56,7 +59,7 @@ enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP, CMD_PICKED };
 struct cmd {
     enum cmd_kind kind;
     struct cmd *next;
-    char id[WFO_ID_SIZE];
+    char id[WFO_EXEC_ID_SIZE];
     char *ns;
     char *worker; /* picked */
     /* start */
@@ -77,7 +80,7 @@ struct cmd {
 
 struct tentry {
     char *id;
-    char exec_id[WFO_ID_SIZE];
+    char exec_id[WFO_EXEC_ID_SIZE];
     int64_t due;
     enum timer_kind kind;
     char *step;
@@ -753,6 +756,16 @@ static void dispatch(struct wfo_engine *e, struct fsm_action *a)
         taskq_add(&e->tq, t);
         return;
     }
+    if (a->def->type == STEP_TASK && a->def->schedule_timeout_ms) {
+        /* a handler takes the task at once: no ScheduleTimeout applies */
+        struct cmd *c = wfo_calloc(1, sizeof(*c));
+        c->kind = CMD_PICKED;
+        snprintf(c->id, sizeof(c->id), "%s", a->x->id);
+        c->path = wfo_strdup(a->step);
+        c->token = a->token;
+        c->worker = wfo_strdup("handler");
+        post(e, c, NULL);
+    }
     job_submit(e, a);
 }
 
@@ -844,6 +857,18 @@ static int load_exec_cb(void *ud, const struct store_exec *r)
     }
     l->x = x;
     return 0;
+}
+
+/* True when nothing of x is in flight but timers: no attempt runs (a runner
+ * job or a worker task) and no compensation step. Such an execution can
+ * leave memory; the store has all of it. */
+static int exec_idle(const struct xexec *x)
+{
+    for (int i = 0; i < x->n_steps; i++)
+        if (x->steps[i]->status == SS_RUNNING && !x->steps[i]->def->n_branches &&
+            x->steps[i]->def->type != STEP_FOREACH)
+            return 0;
+    return 1;
 }
 
 /* The execution id, from memory or loaded from the store; NULL when absent. */
@@ -1158,6 +1183,15 @@ static void *engine_main(void *arg)
                 ended[n_ended++] = f->acts[i].x;
             }
         }
+        /* so do executions that only wait for a timer: reloaded when it
+         * fires (E3) */
+        for (int i = 0; i < f->n_touched; i++) {
+            struct xexec *x = f->touched[i];
+            if (!EX_ENDED(x->status) && exec_idle(x) && wfo_map_del(&e->execs, x->id)) {
+                GROW(ended, n_ended, alloc_ended);
+                ended[n_ended++] = x;
+            }
+        }
         count_stats(e, commit_ms);
         after_commit(e);
         for (struct cmd *c = replies, *next; c; c = next) {
@@ -1219,6 +1253,12 @@ static int engine_recover(struct wfo_engine *e, struct wfo_error *err)
         if (!x) {
             rc = err->code ? err->code : WFO_ESTORE;
             break;
+        }
+        if (exec_idle(x)) {
+            /* waits for timers only: it comes back when one fires (E3) */
+            wfo_map_del(&e->execs, x->id);
+            exec_free(x);
+            continue;
         }
         for (int k = 0; k < x->n_steps; k++) {
             struct xstep *st = x->steps[k];
@@ -1298,6 +1338,7 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     pthread_cond_init(&e->jobs_cv, NULL);
     fsm_init(&e->fsm);
     taskq_init(&e->tq, 30000);
+    e->tq.salt = wfo_strdup(e->opt.db_url);
     e->fsm.transition_limit = e->opt.transition_limit;
     e->default_retry = def_retry_default;
     if (opt->default_retry_json) {
@@ -1424,8 +1465,8 @@ int engine_start(struct wfo_engine *e, const char *ns, const char *workflow, int
     int rc = engine_launch(e, err);
     if (rc < 0)
         return rc;
-    if (id && *id && strlen(id) >= WFO_ID_SIZE)
-        return wfo_error_set(err, WFO_EINVAL, "id: longer than %d bytes", WFO_ID_SIZE - 1);
+    if (id && *id && strlen(id) >= WFO_EXEC_ID_SIZE)
+        return wfo_error_set(err, WFO_EINVAL, "id: longer than %d bytes", WFO_EXEC_ID_SIZE - 1);
     rc = engine_def(e, ns, workflow, version, &d, err);
     if (rc < 0)
         return rc;
@@ -1441,7 +1482,7 @@ int engine_start(struct wfo_engine *e, const char *ns, const char *workflow, int
     c->def = d;
     c->input = input ? json_incref(input) : json_object();
     c->reply = &r;
-    char idcopy[WFO_ID_SIZE];
+    char idcopy[WFO_EXEC_ID_SIZE];
     snprintf(idcopy, sizeof(idcopy), "%s", c->id);
     post(e, c, NULL);
     rc = reply_wait(&r, err);
@@ -1495,6 +1536,14 @@ int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *qu
     }
     json_decref(picked);
     return 0;
+}
+
+void engine_task_unpoll(struct wfo_engine *e, json_t *tasks)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(tasks, i, t)
+        taskq_unlease(&e->tq, wfo_json_str(t, "task_id"), wfo_json_str(t, "lease"));
 }
 
 struct exists_ud {
@@ -1616,7 +1665,7 @@ int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const cha
     reply_init(&r);
     struct cmd *c = wfo_calloc(1, sizeof(*c));
     c->kind = CMD_OP;
-    if (strlen(id) >= WFO_ID_SIZE) {
+    if (strlen(id) >= WFO_EXEC_ID_SIZE) {
         free(c);
         return wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", id);
     }

@@ -38,6 +38,9 @@ int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const cha
 int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues, int n_queues,
                      const char *worker, int max, int64_t wait_ms, json_t **tasks,
                      struct wfo_error *err);
+/* Gives polled tasks back (their poller went away): ready again at once,
+ * first in their queues. */
+void engine_task_unpoll(struct wfo_engine *e, json_t *tasks);
 /* output is borrowed. */
 int engine_task_complete(struct wfo_engine *e, const char *ns, const char *task_id,
                          const char *lease, json_t *output, struct wfo_error *err);

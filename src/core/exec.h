@@ -79,7 +79,7 @@ struct xstep {
 };
 
 struct xexec {
-    char id[WFO_ID_SIZE];
+    char id[WFO_EXEC_ID_SIZE];
     char *ns;
     char *workflow;
     struct wfo_def *def; /* a reference */

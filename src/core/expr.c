@@ -1598,11 +1598,32 @@ out:
     return rc;
 }
 
+/* A whole-string expression: "${", then jq text whose braces balance
+ * (strings skipped), then the "}" that closes it as the last byte. So
+ * "${ .a } and ${ .b }" is text, not one broken expression. */
 int expr_is_expression(const char *s)
 {
     size_t len = s ? strlen(s) : 0;
-
-    return len >= 3 && s[0] == '$' && s[1] == '{' && s[len - 1] == '}';
+    if (len < 3 || s[0] != '$' || s[1] != '{' || s[len - 1] != '}')
+        return 0;
+    int depth = 0, in_str = 0;
+    for (size_t i = 2; i < len - 1; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\' && i + 1 < len - 1)
+                i++;
+            else if (c == '"')
+                in_str = 0;
+            continue;
+        }
+        if (c == '"')
+            in_str = 1;
+        else if (c == '{')
+            depth++;
+        else if (c == '}' && --depth < 0)
+            return 0;
+    }
+    return 1;
 }
 
 int tmpl_compile(json_t *value, struct wfo_tmpl **out, char **bad_path, struct wfo_error *err)

@@ -7,8 +7,12 @@
  *       fail with its current lease), cancelled while ready, or failed by a
  *       heartbeat timeout. It is in its queue's ready list exactly when its
  *       lease is "".
- *   T2. A lease is replaced on every delivery: a worker holding an older
- *       lease is stale (TQ_STALE), whatever it sends.
+ *   T2. A task's lease is derived from the store's salt and the task id,
+ *       so it is the same for every delivery of that attempt and survives
+ *       a restart: a worker that took the task before a crash can still
+ *       complete it (the first completion of an attempt wins; the engine
+ *       refuses the rest by token). A retry is a new attempt: a new task id
+ *       and so a new lease, and the old one is stale (TQ_STALE).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +62,7 @@ void taskq_release(struct taskq *q)
         free(v);
     }
     wfo_map_release(&q->queues);
+    free(q->salt);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
 }
@@ -184,11 +189,14 @@ void taskq_cancel(struct taskq *q, const char *exec_id, int64_t token)
     pthread_mutex_unlock(&q->mu);
 }
 
-static void new_lease(char out[33])
+static void task_lease(const struct taskq *q, const struct task *t, char out[33])
 {
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++)
-        out[i] = hex[(int)(wfo_random() * 16) & 15];
+    struct wfo_buf b = WFO_BUF_INIT;
+    char hex[65];
+    wfo_buf_addf(&b, "%s\n%s", q->salt ? q->salt : "", t->id);
+    wfo_sha256_hex(b.buf, b.len, hex);
+    wfo_buf_release(&b);
+    memcpy(out, hex, 32);
     out[32] = 0;
 }
 
@@ -209,7 +217,7 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
                 t->next = NULL;
                 q->ready--;
                 q->leased++;
-                new_lease(t->lease);
+                task_lease(q, t, t->lease);
                 free(t->worker);
                 t->worker = wfo_strdup(worker ? worker : "");
                 int64_t now = wfo_now_ms();
@@ -251,14 +259,50 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
     return out;
 }
 
+void taskq_unlease(struct taskq *q, const char *id, const char *lease)
+{
+    if (!id || !lease)
+        return;
+    pthread_mutex_lock(&q->mu);
+    struct task *t = wfo_map_get(&q->tasks, id);
+    if (t && t->lease[0] && strcmp(t->lease, lease) == 0) {
+        t->lease[0] = 0;
+        q->leased--;
+        q->ready++;
+        struct taskq_list *l = list_get(q, t->ns, t->queue);
+        t->next = l->head;
+        l->head = t;
+        if (!l->tail)
+            l->tail = t;
+        pthread_cond_broadcast(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
 static enum taskq_check check(struct taskq *q, const char *ns, const char *id, const char *lease,
                               struct task **t)
 {
     *t = wfo_map_get(&q->tasks, id);
     if (!*t || strcmp((*t)->ns, ns) != 0)
         return TQ_UNKNOWN;
-    if (!(*t)->lease[0] || !lease || strcmp((*t)->lease, lease) != 0)
-        return TQ_STALE; /* T2 */
+    if (!lease)
+        return TQ_STALE;
+    if (!(*t)->lease[0]) {
+        /* ready again (a restart, an expired lease): a worker that still
+         * holds the attempt's lease may finish it (T2) */
+        char want[33];
+        task_lease(q, *t, want);
+        if (strcmp(want, lease) != 0)
+            return TQ_STALE;
+        list_remove(list_get(q, (*t)->ns, (*t)->queue), *t);
+        q->ready--;
+        q->leased++;
+        memcpy((*t)->lease, want, sizeof(want));
+        (*t)->leased_until = wfo_now_ms() + ((*t)->heartbeat_ms ? (*t)->heartbeat_ms : q->lease_ms);
+        return TQ_OK;
+    }
+    if (strcmp((*t)->lease, lease) != 0)
+        return TQ_STALE;
     return TQ_OK;
 }
 

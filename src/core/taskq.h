@@ -15,8 +15,9 @@
 
 #include "../common/json.h"
 #include "../common/map.h"
+#include "../common/util.h"
 
-#define TASKQ_ID_SIZE 64
+#define TASKQ_ID_SIZE (WFO_EXEC_ID_SIZE + 24)
 
 struct task {
     char id[TASKQ_ID_SIZE]; /* "EXECID.TOKEN" */
@@ -39,6 +40,7 @@ struct taskq {
     struct wfo_map tasks;  /* id -> task */
     struct wfo_map queues; /* "ns\nqueue" -> struct taskq_list */
     int64_t lease_ms;
+    char *salt; /* leases are derived from it and the task id (T2) */
     int stop;
     long long ready, leased, expiries;
 };
@@ -67,6 +69,10 @@ void taskq_cancel(struct taskq *q, const char *exec_id, int64_t token);
  * {execution_id, step, token, worker}. */
 json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
                    const char *worker, int max, int64_t wait_ms, json_t **picked);
+
+/* Makes a leased task ready again, first in its queue, when lease is its
+ * lease (its poller went away before getting it). */
+void taskq_unlease(struct taskq *q, const char *id, const char *lease);
 
 /* Outcome of checking a worker's lease. */
 enum taskq_check { TQ_OK, TQ_UNKNOWN, TQ_STALE };

@@ -88,7 +88,7 @@ def test_empty_body_reads_as_object(server):
     {"workflow": 5}, {"workflow": ["a"]}, {"workflow": None}, {"workflow": ""},
     {"workflow": "w", "version": "1"}, {"workflow": "w", "version": 1.5},
     {"workflow": "w", "version": 0}, {"workflow": "w", "version": True},
-    {"workflow": "w", "id": 7}, {"workflow": "w", "id": ""}, {"workflow": "w", "id": "x" * 200},
+    {"workflow": "w", "id": 7}, {"workflow": "w", "id": ""}, {"workflow": "w", "id": "x" * 300},
 ])
 def test_start_wrong_types_is_400(server, body):
     bad_request(server.post("/v1/executions", body))

@@ -7,7 +7,8 @@
   hold. ARGS is split with shlex; EXPECTATIONS is a list of KEY=VALUE where
   KEY is `exit` or a dotted path into the document (`status`, `output`,
   `error.type`, `steps.NAME.attempts`: `steps.NAME` is the entry whose name
-  is NAME) and VALUE is JSON when it reads as JSON, else a string. Without
+  is NAME, which may be a path such as `quote/hotel/price` or `each[1]/ship`)
+  and VALUE is JSON when it reads as JSON, else a string. Without
   `exit=`, the exit status must be 0 for `completed` and 1 otherwise.
 - A fenced block whose info string is `yaml wfo-validate-error` must make
   `$WFO_BIN validate FILE` exit 2, and the comment above it,
@@ -34,7 +35,8 @@ WFO_BIN = Path(os.environ.get("WFO_BIN", HERE / ".." / ".." / "build" / "wfo")).
 
 FENCE_RE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(.*)$")
 COMMENT_RE = re.compile(r"^\s*<!--\s*(wfo-run|wfo-validate-error):(.*?)-->\s*$")
-KEY_RE = re.compile(r"[A-Za-z_][\w.\-]*=")
+# A key may hold a step path: steps.book/hotel/reserve.status, steps.each[2]/take:compensate.
+KEY_RE = re.compile(r"[A-Za-z_][\w.\-/\[\]:]*=")
 CRASH_RE = re.compile(
     r"AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer|runtime error:"
     r"|Segmentation fault|double free|stack smashing"
@@ -313,6 +315,8 @@ def test_examples_found():
      [("exit", 1), ("error.type", "Timeout"), ("steps.a.b.attempts", 2)]),
     ("output=\"a b\" x=null", [("output", "a b"), ("x", None)]),
     ("output=12abc", [("output", "12abc")]),
+    ("steps.book/hotel/reserve.status=cancelled steps.each[2]/take:compensate.attempts=1",
+     [("steps.book/hotel/reserve.status", "cancelled"), ("steps.each[2]/take:compensate.attempts", 1)]),
 ])
 def test_parse_expectations(text, want):
     assert parse_expectations(text) == want
@@ -373,14 +377,14 @@ def anchors(md):
 
 
 def test_error_table_matches_errors_def():
-    """error_handling.md's table of internal codes is errors.def, row for row."""
+    """interfaces/internal.md's table of error codes is errors.def, row for row."""
     rows = []
     for line in (ROOT / "include" / "wfo" / "errors.def").read_text().splitlines():
         m = re.match(r'X\((\w+),\s*"(\w+)",\s*"(\w+)",\s*(\d+),\s*"([^"]*)"\)', line)
         if m:
             rows.append((f"WFO_E{m.group(1)}", m.group(2), m.group(3), m.group(4), m.group(5)))
     assert rows, "no X(...) lines in errors.def"
-    page = (DOCS / "implementation" / "error_handling.md").read_text(encoding="utf-8")
+    page = (DOCS / "interfaces" / "internal.md").read_text(encoding="utf-8")
     table = []
     for line in page.splitlines():
         m = re.match(r"\|\s*`(WFO_E\w+)`\s*\|\s*(\w+)\s*\|\s*(\w+)\s*\|\s*(\d+)\s*\|\s*([^|]*?)\s*\|$",
