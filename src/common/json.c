@@ -125,6 +125,12 @@ int wfo_json_parse(const char *text, size_t len, json_t **out, struct wfo_error 
                              line, col, WFO_JSON_MAX_DEPTH);
     }
     v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (!v && strstr(jerr.text, "too big integer")) {
+        /* valid JSON whose integers exceed 64 bits: read every number as a
+         * double (as jq does) rather than refuse the document */
+        v = json_loadb(text, len,
+                       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+    }
     if (!v) {
         json_clean_message(jerr.text, msg, sizeof(msg));
         return wfo_error_set(err, WFO_EPARSE, "line %d column %d: %s", jerr.line,
