@@ -42,12 +42,12 @@ struct wf_count {
 };
 
 struct known {
-    char id[WFO_EXEC_ID_SIZE];
     struct wf_count *wf;
+    char id[]; /* sized to the id: there is one per running execution */
 };
 
 struct pending {
-    char id[WFO_EXEC_ID_SIZE];
+    char *id;
     enum ended what;
 };
 
@@ -93,6 +93,8 @@ void api_metrics_free(struct api_metrics *m)
         free(v);
     }
     wfo_map_release(&m->wfs);
+    for (int i = 0; i < m->n_pending; i++)
+        free(m->pending[i].id);
     free(m->pending);
     free(m->http);
     pthread_mutex_destroy(&m->mu);
@@ -116,8 +118,9 @@ static int known_add(struct api_metrics *m, const char *id, const char *workflow
 {
     if (strlen(id) >= WFO_EXEC_ID_SIZE || wfo_map_get(&m->execs, id))
         return 0;
-    struct known *k = wfo_calloc(1, sizeof(*k));
-    snprintf(k->id, sizeof(k->id), "%s", id);
+    size_t n = strlen(id) + 1;
+    struct known *k = wfo_calloc(1, sizeof(*k) + n);
+    memcpy(k->id, id, n);
     k->wf = wf_get(m, workflow);
     wfo_map_put(&m->execs, k->id, k);
     return 1;
@@ -164,7 +167,7 @@ void api_metrics_on_progress(void *ud, const struct wfo_progress *p)
             m->pending = wfo_realloc(m->pending, (size_t)m->alloc_pending * sizeof(*m->pending));
         }
         struct pending *q = &m->pending[m->n_pending++];
-        snprintf(q->id, sizeof(q->id), "%s", p->exec_id);
+        q->id = wfo_strdup(p->exec_id);
         q->what = what;
     } else {
         wf_get(m, "unknown")->n[what]++;
@@ -216,6 +219,7 @@ static void pending_resolve(struct api_metrics *m, struct wfo_store *s)
         else
             free(wfo_map_del(&m->execs, list[i].id));
         pthread_mutex_unlock(&m->mu);
+        free(list[i].id);
     }
     free(list);
 }

@@ -80,7 +80,7 @@ struct cmd {
 
 struct tentry {
     char *id;
-    char exec_id[WFO_EXEC_ID_SIZE];
+    char *exec_id;
     int64_t due;
     enum timer_kind kind;
     char *step;
@@ -267,6 +267,7 @@ static struct tentry *heap_pop(struct wfo_engine *e)
 static void tentry_free(struct tentry *t)
 {
     free(t->id);
+    free(t->exec_id);
     free(t->step);
     free(t);
 }
@@ -276,7 +277,7 @@ static void timer_arm(struct wfo_engine *e, const char *id, const char *exec_id,
 {
     struct tentry *t = wfo_calloc(1, sizeof(*t));
     t->id = wfo_strdup(id);
-    snprintf(t->exec_id, sizeof(t->exec_id), "%s", exec_id);
+    t->exec_id = wfo_strdup(exec_id);
     t->due = due;
     t->kind = kind;
     t->step = step ? wfo_strdup(step) : NULL;
