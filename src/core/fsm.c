@@ -246,6 +246,7 @@ static void exec_stop_steps(struct fsm *f, struct xexec *x)
             st->status = SS_CANCELLED;
             st->finished_at = f->now;
             step_touch(f, x, st);
+            hist(f, x, "step.cancelled", st->path, NULL);
         }
     }
     for (int i = 0; i < x->n_frames; i++)
@@ -412,6 +413,7 @@ static void frame_cancel(struct fsm *f, struct xexec *x, int fid)
             st->status = SS_CANCELLED;
             st->finished_at = f->now;
             step_touch(f, x, st);
+            hist(f, x, "step.cancelled", st->path, NULL);
         }
     }
     for (int i = 0; i < x->n_frames; i++)
