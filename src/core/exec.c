@@ -88,6 +88,7 @@ void exec_free(struct xexec *x)
     json_decref(x->compensation);
     json_decref(x->vars);
     json_decref(x->error_ctx);
+    json_decref(x->ctx_execution);
     free(x);
 }
 
@@ -381,23 +382,38 @@ void exec_scope_update(struct xexec *x, struct xstep *st)
 {
     if (st->frame < 0 || st->frame >= x->n_frames || st->comp)
         return;
-    json_object_set_new(x->frames[st->frame].scope, st->def->name, scope_entry(st));
+    /* copy on write, like .vars: contexts and outputs may share the old one */
+    struct xframe *fr = &x->frames[st->frame];
+    json_t *ns = json_copy(fr->scope);
+    json_object_set_new(ns, st->def->name, scope_entry(st));
+    json_decref(fr->scope);
+    fr->scope = ns;
 }
 
 json_t *exec_context(struct xexec *x, int frame)
 {
-    /* .steps: the block's own steps over those of every enclosing block. */
-    json_t *steps = json_object();
-    int chain[64], n = 0;
-    for (int f = frame; f >= 0 && n < 64; f = x->frames[f].parent)
-        chain[n++] = f;
-    while (n--)
-        json_object_update(steps, x->frames[chain[n]].scope);
-    char started[40];
-    wfo_time_format(x->created_at, started, sizeof(started));
-    json_t *ctx = json_pack("{s:O, s:o, s:O, s:{s:s, s:s, s:i, s:s}}", "input", x->input, "steps",
-                            steps, "vars", x->vars, "execution", "id", x->id, "workflow",
-                            x->workflow, "version", x->def->version, "started_at", started);
+    /* .steps: the block's own steps over those of every enclosing block; at
+     * the top level that is the top frame's scope itself (shared: nothing
+     * mutates a context's values, scope entries are replaced, not changed) */
+    json_t *steps;
+    if (frame == 0) {
+        steps = json_incref(x->frames[0].scope);
+    } else {
+        steps = json_object();
+        int chain[64], n = 0;
+        for (int f = frame; f >= 0 && n < 64; f = x->frames[f].parent)
+            chain[n++] = f;
+        while (n--)
+            json_object_update(steps, x->frames[chain[n]].scope);
+    }
+    if (!x->ctx_execution) {
+        char started[40];
+        wfo_time_format(x->created_at, started, sizeof(started));
+        x->ctx_execution = json_pack("{s:s, s:s, s:i, s:s}", "id", x->id, "workflow", x->workflow,
+                                     "version", x->def->version, "started_at", started);
+    }
+    json_t *ctx = json_pack("{s:O, s:o, s:O, s:O}", "input", x->input, "steps", steps, "vars",
+                            x->vars, "execution", x->ctx_execution);
     if (x->error_ctx)
         json_object_set(ctx, "error", x->error_ctx);
     for (int f = frame; f >= 0; f = x->frames[f].parent) {

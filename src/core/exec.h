@@ -103,6 +103,7 @@ struct xexec {
     int row_dirty; /* status, output, error or compensation changed since the row was written */
     int row_written;
     char *input_text; /* input serialized once */
+    json_t *ctx_execution; /* the context's .execution, built once */
 
     /* compensation (SPEC 2.4): the steps to undo, in order, and where it is */
     json_t *comp_queue; /* [[path, index], ...]; NULL when not compensating */

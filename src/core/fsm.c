@@ -750,7 +750,12 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
             e = fsm_error("ExpressionError", "vars: must be an object", NULL);
             goto fail;
         }
-        json_object_update(x->vars, v);
+        /* copy on write: a context or an output may hold the old object
+         * (expressions return parts of their context as they are) */
+        json_t *nv = json_copy(x->vars);
+        json_object_update(nv, v);
+        json_decref(x->vars);
+        x->vars = nv;
         step_complete(f, x, st, v, JUMP_NEXT);
         break;
     }
