@@ -41,6 +41,11 @@ void wfo_id_new(char out[WFO_ID_SIZE]);
 /* Lowercase hex SHA-256 of data (65 bytes with NUL). */
 void wfo_sha256_hex(const void *data, size_t len, char out[65]);
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes, n >= 1), 0 if
+ * it is not one (overlong forms, surrogates and code points past U+10FFFF
+ * are invalid). */
+size_t wfo_utf8_len(const unsigned char *s, size_t n);
+
 /* Strict integer parse of a whole string; WFO_EINVAL otherwise. */
 int wfo_parse_int64(const char *s, int64_t *out);
 

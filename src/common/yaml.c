@@ -65,39 +65,6 @@ struct yaml_state {
 
 /* ---- input checks ---- */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t yaml_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t need;
-    uint32_t cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((need == 3 && cp < 0x800) || (need == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return need;
-}
 
 /* 0 when s is valid UTF-8 without NUL; else the offset of the bad byte + 1. */
 static size_t yaml_check_text(const char *s, size_t len)
@@ -105,7 +72,7 @@ static size_t yaml_check_text(const char *s, size_t len)
     const unsigned char *u = (const unsigned char *)s;
 
     for (size_t i = 0; i < len;) {
-        size_t n = u[i] ? yaml_utf8_len(u + i, len - i) : 0;
+        size_t n = u[i] ? wfo_utf8_len(u + i, len - i) : 0;
 
         if (!n)
             return i + 1;

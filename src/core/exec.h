@@ -102,7 +102,7 @@ struct xexec {
     int touched;   /* in the current batch's list */
     int row_dirty; /* status, output, error or compensation changed since the row was written */
     int row_written;
-    char *input_text; /* input serialized once */
+    char *input_text;      /* input serialized once */
     json_t *ctx_execution; /* the context's .execution, built once */
 
     /* compensation (SPEC 2.4): the steps to undo, in order, and where it is */
