@@ -142,7 +142,6 @@ int wfo_json_parse(const char *text, size_t len, json_t **out, struct wfo_error 
 
 /* ---- serialization ---- */
 
-
 static int json_dump_string(const char *str, size_t len, struct wfo_buf *b)
 {
     const unsigned char *s = (const unsigned char *)str;

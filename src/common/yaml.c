@@ -65,7 +65,6 @@ struct yaml_state {
 
 /* ---- input checks ---- */
 
-
 /* 0 when s is valid UTF-8 without NUL; else the offset of the bad byte + 1. */
 static size_t yaml_check_text(const char *s, size_t len)
 {
