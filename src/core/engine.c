@@ -1195,6 +1195,9 @@ static void *engine_main(void *arg)
         }
         count_stats(e, commit_ms);
         after_commit(e);
+        pthread_mutex_lock(&e->mu);
+        e->stats.timers = (long long)e->timers.len; /* armed now (the heap may hold dead ones) */
+        pthread_mutex_unlock(&e->mu);
         for (struct cmd *c = replies, *next; c; c = next) {
             next = c->next;
             reply_done(c->reply, 0, NULL);
@@ -1645,7 +1648,7 @@ void engine_stats(struct wfo_engine *e, struct engine_stats *out)
     out->tasks_leased = e->tq.leased;
     out->lease_expiries = e->tq.expiries;
     pthread_mutex_unlock(&e->tq.mu);
-    out->timers = 0; /* the heap belongs to the engine thread */
+    /* out->timers: copied by the engine thread at its last commit */
 }
 
 void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
