@@ -41,6 +41,12 @@ build/asan/obj/%.o: %.c $(HDR) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(DEFS) $(INC) $(ASAN_CFLAGS) $(CFLAGS_PKG) $(CFLAGS) -c $< -o $@
 
+# The web page is embedded in the binary as a C string.
+src/api/www/index.html.h: src/api/www/index.html scripts/embed.sh
+	scripts/embed.sh index_html $< > $@
+build/obj/src/api/ops.o build/asan/obj/src/api/ops.o build/fuzz/obj/src/api/ops.o: \
+    src/api/www/index.html.h
+
 build/libwfo.a: $(SRC:%.c=build/obj/%.o)
 	@rm -f $@; ar rcs $@ $^
 build/asan/libwfo.a: $(SRC:%.c=build/asan/obj/%.o)

@@ -392,20 +392,9 @@ int api_ops_openapi(struct api *a, struct api_req *req, struct api_resp *resp,
     return 0;
 }
 
-static const char index_html[] =
-    "<!doctype html>\n"
-    "<html lang=\"en\"><head><meta charset=\"utf-8\"><title>wfo</title>\n"
-    "<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;"
-    "line-height:1.5}code{background:#eee;padding:0 .2em}</style></head>\n"
-    "<body><h1>wfo</h1>\n"
-    "<p>A durable workflow orchestrator. The web page comes later; meanwhile:</p>\n"
-    "<ul>\n"
-    "<li><a href=\"/v1/executions\">/v1/executions</a> &mdash; executions, newest first</li>\n"
-    "<li><a href=\"/v1/workflows\">/v1/workflows</a> &mdash; registered workflows</li>\n"
-    "<li><a href=\"/v1/openapi.json\">/v1/openapi.json</a> &mdash; the API</li>\n"
-    "<li><a href=\"/metrics\">/metrics</a> &mdash; Prometheus metrics</li>\n"
-    "<li><a href=\"/healthz\">/healthz</a> &middot; <a href=\"/readyz\">/readyz</a></li>\n"
-    "</ul></body></html>\n";
+/* The web page (SPEC 7): one self-contained file, src/api/www/index.html,
+ * that talks to the API from the browser. */
+#include "www/index.html.h"
 
 int api_ops_index(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
 {
