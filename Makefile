@@ -125,10 +125,11 @@ bench: all build/bench
 	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg)"
 	build/bench $(BENCH_SCENARIOS) --n $(BENCH_N)
 
+FORMATTED := $(CLI_SRC) $(SRC) $(UNIT_SRC) $(filter-out src/api/www/%,$(filter %.h,$(HDR)))
 check:
-	clang-format --dry-run -Werror $(CLI_SRC) $(SRC) $(UNIT_SRC) $(filter %.h,$(HDR))
+	clang-format --dry-run -Werror $(FORMATTED)
 format:
-	clang-format -i $(CLI_SRC) $(SRC) $(UNIT_SRC) $(filter %.h,$(HDR))
+	clang-format -i $(FORMATTED)
 
 clean:
 	rm -rf build
