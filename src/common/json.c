@@ -252,9 +252,20 @@ static int json_dump(const json_t *v, struct wfo_buf *b, int indent, int level)
         return wfo_buf_adds(b, "true");
     case JSON_FALSE:
         return wfo_buf_adds(b, "false");
-    case JSON_INTEGER:
-        snprintf(tmp, sizeof(tmp), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return wfo_buf_adds(b, tmp);
+    case JSON_INTEGER: {
+        /* digits by hand: snprintf cost more than the rest of a dump */
+        json_int_t n = json_integer_value(v);
+        unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+        char *p = tmp + sizeof(tmp);
+        *--p = 0;
+        do {
+            *--p = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (n < 0)
+            *--p = '-';
+        return wfo_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - 1 - p));
+    }
     case JSON_REAL:
         return json_dump_real(json_real_value(v), b);
     case JSON_STRING:

@@ -2,6 +2,7 @@
  * exec.c - an execution in memory, and its durable form (see exec.h and
  * docs/implementation/state_management.md).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,22 +373,42 @@ static const struct def_step *resolve_plain(const struct wfo_def *def, const cha
     }
 }
 
+static json_t *status_strings[9];
+
+static void status_strings_init(void)
+{
+    for (int i = 0; i < 9; i++)
+        status_strings[i] = json_string(step_status_names[i]);
+}
+
+/* {output, status, attempts, error}: built by hand, it is on every step
+ * change (json_pack parses its format each time). The status strings are
+ * made once. */
 static json_t *scope_entry(const struct xstep *st)
 {
-    return json_pack("{s:O?, s:s, s:i, s:O?}", "output", st->output, "status",
-                     step_status_names[st->status], "attempts", st->attempts, "error", st->error);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, status_strings_init);
+    json_t *o = json_object();
+    json_object_set_new_nocheck(o, "output", st->output ? json_incref(st->output) : json_null());
+    json_object_set_nocheck(o, "status", status_strings[st->status]);
+    json_object_set_new_nocheck(o, "attempts", json_integer(st->attempts));
+    json_object_set_new_nocheck(o, "error", st->error ? json_incref(st->error) : json_null());
+    return o;
 }
 
 void exec_scope_update(struct xexec *x, struct xstep *st)
 {
     if (st->frame < 0 || st->frame >= x->n_frames || st->comp)
         return;
-    /* copy on write, like .vars: contexts and outputs may share the old one */
+    /* copy on write, like .vars: a context or a stored value may hold the
+     * scope (its refcount says so); nobody else: change it in place */
     struct xframe *fr = &x->frames[st->frame];
-    json_t *ns = json_copy(fr->scope);
-    json_object_set_new(ns, st->def->name, scope_entry(st));
-    json_decref(fr->scope);
-    fr->scope = ns;
+    if (fr->scope->refcount > 1) {
+        json_t *ns = json_copy(fr->scope);
+        json_decref(fr->scope);
+        fr->scope = ns;
+    }
+    json_object_set_new(fr->scope, st->def->name, scope_entry(st));
 }
 
 json_t *exec_context(struct xexec *x, int frame)

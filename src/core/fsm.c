@@ -752,10 +752,12 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         }
         /* copy on write: a context or an output may hold the old object
          * (expressions return parts of their context as they are) */
-        json_t *nv = json_copy(x->vars);
-        json_object_update(nv, v);
-        json_decref(x->vars);
-        x->vars = nv;
+        if (x->vars->refcount > 1) {
+            json_t *nv = json_copy(x->vars);
+            json_decref(x->vars);
+            x->vars = nv;
+        }
+        json_object_update(x->vars, v);
         step_complete(f, x, st, v, JUMP_NEXT);
         break;
     }
