@@ -35,11 +35,11 @@ static int tap_ncases, tap_count, tap_failed;
         tap_count++;                                                                               \
         if (!ok_)                                                                                  \
             tap_failed++;                                                                          \
-        printf("%sok %d - ", ok_ ? "" : "not ", tap_count);                                       \
+        printf("%sok %d - ", ok_ ? "" : "not ", tap_count);                                        \
         printf(__VA_ARGS__);                                                                       \
         printf("\n");                                                                              \
         if (!ok_)                                                                                  \
-            printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);                       \
+            printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);                        \
     } while (0)
 
 #define is_int(got, want, ...)                                                                     \
