@@ -1268,20 +1268,16 @@ static int engine_recover(struct wfo_engine *e, struct wfo_error *err)
             struct xstep *st = x->steps[k];
             if (st->status != SS_RUNNING || !step_runner_find(st->def->type))
                 continue;
-            /* the attempt's fields are evaluated again for the rerun */
-            json_t *ctx = exec_context(x, st->frame);
-            json_t *args = json_pack("{s:O}", "input", json_object_get(ctx, "input"));
-            json_t *v = NULL;
-            struct wfo_error ee = WFO_ERROR_INIT;
-            if (st->def->f[F_INPUT] && tmpl_eval(st->def->f[F_INPUT], ctx, &v, &ee) == 0)
-                json_object_set_new(args, "input", v);
-            static const enum step_field extra[] = {F_REQUEST, F_COMMAND, F_STDIN, F_ENV, F_CWD};
-            for (size_t q = 0; q < WFO_ARRAY_SIZE(extra); q++) {
-                v = NULL;
-                if (st->def->f[extra[q]] && tmpl_eval(st->def->f[extra[q]], ctx, &v, &ee) == 0)
-                    json_object_set_new(args, step_field_names[extra[q]], v);
+            /* the attempt's fields are evaluated again for the rerun; one
+             * that no longer evaluates leaves the attempt to its timeout */
+            json_t *perr = NULL;
+            json_t *args = fsm_attempt_args(x, st, &perr);
+            if (!args) {
+                wfo_warn(x->id, st->path, "not run again after the restart: %s",
+                         wfo_json_str(perr, "message"));
+                json_decref(perr);
+                continue;
             }
-            json_decref(ctx);
             struct fsm_action a = {ACT_RUN, x, st->path, st->token, st->attempts, st->def, args};
             dispatch(e, &a);
             json_decref(args);

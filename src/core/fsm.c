@@ -723,6 +723,38 @@ static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_
     timer_put(f, x, TK_RETRY, st->path, st->token, f->now + delay);
 }
 
+/* The evaluated fields an attempt of a runner step gets (new ref):
+ * {input, request?, command?, stdin?, env?, cwd?}; NULL with *error set (an
+ * ExpressionError, new ref) when one fails. input is borrowed. */
+static json_t *run_args(const struct def_step *d, json_t *ctx, json_t *input, json_t **error)
+{
+    static const enum step_field extra[] = {F_REQUEST, F_COMMAND, F_STDIN, F_ENV, F_CWD};
+    json_t *args = json_pack("{s:O}", "input", input);
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(extra); i++) {
+        json_t *v = NULL;
+        if ((*error = eval_field(d, extra[i], ctx, &v))) {
+            json_decref(args);
+            return NULL;
+        }
+        if (v)
+            json_object_set_new(args, step_field_names[extra[i]], v);
+    }
+    return args;
+}
+
+json_t *fsm_attempt_args(struct xexec *x, struct xstep *st, json_t **error)
+{
+    json_t *ctx = exec_context(x, st->frame), *input = NULL, *args = NULL;
+    if (!(*error = eval_field(st->def, F_INPUT, ctx, &input))) {
+        if (!input)
+            input = json_incref(json_object_get(ctx, "input"));
+        args = run_args(st->def, ctx, input, error);
+    }
+    json_decref(input);
+    json_decref(ctx);
+    return args;
+}
+
 /* Starts an attempt of st; runs synchronous step types to their end. */
 static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
 {
@@ -846,17 +878,9 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
     case STEP_TASK:
     case STEP_EXEC:
     case STEP_HTTP: {
-        json_t *args = json_pack("{s:O}", "input", input);
-        static const enum step_field extra[] = {F_REQUEST, F_COMMAND, F_STDIN, F_ENV, F_CWD};
-        for (size_t i = 0; i < WFO_ARRAY_SIZE(extra); i++) {
-            if ((e = eval_field(d, extra[i], ctx, &v))) {
-                json_decref(args);
-                goto fail;
-            }
-            if (v)
-                json_object_set_new(args, step_field_names[extra[i]], v);
-            v = NULL;
-        }
+        json_t *args = run_args(d, ctx, input, &e);
+        if (!args)
+            goto fail;
         if (d->timeout_ms)
             timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
         if (d->type == STEP_TASK && d->schedule_timeout_ms) {

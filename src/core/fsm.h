@@ -94,6 +94,11 @@ int fsm_retry(struct fsm *f, struct xexec *x);
 /* The delay before attempt n + 1 (n >= 1) under r, with r01 in [0, 1) for
  * the jitter: min(max, initial * backoff^(n-1)) varied by +-jitter. */
 int64_t fsm_retry_delay(const struct def_retry *r, int n, double r01);
+/* The evaluated fields of st's attempt in flight, for running it again
+ * after a restart: what its ACT_RUN carried (new ref), or NULL with *error
+ * (new ref) when a field no longer evaluates. */
+json_t *fsm_attempt_args(struct xexec *x, struct xstep *st, json_t **error);
+
 /* Builds {type, message, details} (new ref; details may be NULL). */
 json_t *fsm_error(const char *type, const char *message, json_t *details);
 
