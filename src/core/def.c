@@ -761,19 +761,25 @@ static void retry_compile(struct dctx *c, json_t *v, struct def_retry *r)
         problem_at(c, "max_interval", "must not be less than initial_interval");
 }
 
+/* The length of v, a list that must not be empty; 0 after reporting the
+ * problem when it is not one. */
+static size_t nonempty_list(struct dctx *c, json_t *v)
+{
+    if (!json_is_array(v)) {
+        problem(c, "must be a list");
+        return 0;
+    }
+    if (json_array_size(v) == 0)
+        problem(c, "must not be empty");
+    return json_array_size(v);
+}
+
 static void catch_compile(struct dctx *c, json_t *v, struct def_step *s, const struct blk *b)
 {
     size_t n;
 
-    if (!json_is_array(v)) {
-        problem(c, "must be a list");
+    if (!(n = nonempty_list(c, v)))
         return;
-    }
-    n = json_array_size(v);
-    if (n == 0) {
-        problem(c, "must not be empty");
-        return;
-    }
     s->catches = wfo_calloc(n, sizeof(*s->catches));
     s->n_catches = (int)n;
     for (size_t i = 0; i < n; i++) {
@@ -1005,15 +1011,8 @@ static void cases_compile(struct dctx *c, json_t *v, struct def_step *s, const s
 {
     size_t n;
 
-    if (!json_is_array(v)) {
-        problem(c, "must be a list");
+    if (!(n = nonempty_list(c, v)))
         return;
-    }
-    n = json_array_size(v);
-    if (n == 0) {
-        problem(c, "must not be empty");
-        return;
-    }
     s->cases = wfo_calloc(n, sizeof(*s->cases));
     s->n_cases = (int)n;
     for (size_t i = 0; i < n; i++) {
@@ -1054,15 +1053,8 @@ static void branches_compile(struct dctx *c, json_t *v, struct def_step *s)
     struct wfo_map seen = WFO_MAP_INIT; /* name -> index + 1 */
     size_t n;
 
-    if (!json_is_array(v)) {
-        problem(c, "must be a list");
+    if (!(n = nonempty_list(c, v)))
         return;
-    }
-    n = json_array_size(v);
-    if (n == 0) {
-        problem(c, "must not be empty");
-        return;
-    }
     s->branches = wfo_calloc(n, sizeof(*s->branches));
     s->n_branches = (int)n;
     for (size_t i = 0; i < n; i++) {
