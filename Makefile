@@ -24,6 +24,9 @@ OPT_CFLAGS := -O2 -g
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 
+# Leaks inside third-party libraries that wfo cannot free (tests/lsan.supp).
+export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+
 .PHONY: all deps test-deps run test unit blackbox docs-test fuzz fuzz-test check format bench clean
 all: deps build/wfo
 
