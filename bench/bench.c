@@ -676,7 +676,7 @@ static void scenario_engine(long n)
     struct engine_stats s0, s1;
     engine_stats(e, &s0);
     double t0 = now_s();
-    enum { STARTERS = 64 };
+    enum { STARTERS = 256 };
     pthread_t th[STARTERS];
     struct starter st[STARTERS];
     for (int i = 0; i < STARTERS; i++) {

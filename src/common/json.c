@@ -235,10 +235,29 @@ static int json_newline(struct wfo_buf *b, int indent, int level)
     return 0;
 }
 
+int wfo_json_dump_int(long long n, struct wfo_buf *b)
+{
+    /* digits by hand: snprintf cost more than the rest of a dump */
+    char tmp[32];
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    char *p = tmp + sizeof(tmp);
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0)
+        *--p = '-';
+    return wfo_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+int wfo_json_dump_str(const char *s, struct wfo_buf *b)
+{
+    return json_dump_string(s, strlen(s), b);
+}
+
 /* indent < 0: compact. */
 static int json_dump(const json_t *v, struct wfo_buf *b, int indent, int level)
 {
-    char tmp[32];
     int rc = 0, first = 1;
 
     if (level > JSON_DUMP_MAX_DEPTH)
@@ -252,20 +271,8 @@ static int json_dump(const json_t *v, struct wfo_buf *b, int indent, int level)
         return wfo_buf_adds(b, "true");
     case JSON_FALSE:
         return wfo_buf_adds(b, "false");
-    case JSON_INTEGER: {
-        /* digits by hand: snprintf cost more than the rest of a dump */
-        json_int_t n = json_integer_value(v);
-        unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
-        char *p = tmp + sizeof(tmp);
-        *--p = 0;
-        do {
-            *--p = (char)('0' + u % 10);
-            u /= 10;
-        } while (u);
-        if (n < 0)
-            *--p = '-';
-        return wfo_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - 1 - p));
-    }
+    case JSON_INTEGER:
+        return wfo_json_dump_int(json_integer_value(v), b);
     case JSON_REAL:
         return json_dump_real(json_real_value(v), b);
     case JSON_STRING:

@@ -6,9 +6,11 @@
  * Threads:
  *   - the engine thread owns every in-memory execution and the state
  *     machine. It loops: take every queued command and due timer, apply
- *     each to its execution (fsm.c), commit all their effects in one
- *     transaction (group commit), then start the attempts they asked for,
- *     arm their timers, wake the waiters.
+ *     each to its execution (fsm.c), gather all their effects into one
+ *     round (group commit); once the writer has committed a round, start
+ *     the attempts it asked for, arm its timers, wake its waiters.
+ *   - the writer thread commits one round at a time (store->apply: one
+ *     transaction), so that SQLite's work overlaps the state machine's.
  *   - runner threads run the attempts of exec, http and handled task steps
  *     (steps/) and queue their outcomes back to the engine thread.
  *   - any other thread (API, CLI) queues commands and reads the store.
@@ -22,7 +24,12 @@
  *       recovers from the store.
  *   E3. After a commit the store holds all of an execution, so one that
  *       waits only for timers (exec_idle) leaves memory and is loaded again
- *       by whatever names it next: a timer, an operator, a late result.
+ *       by whatever names it next: a timer, an operator, a late result;
+ *       unless a later round (in flight or gathering) touched it.
+ *   E4. At most one round is in flight, and rounds commit in the order
+ *       they were gathered. Memory runs ahead of the store by at most that
+ *       round and the one gathering; an execution in either stays in
+ *       memory (E3), so reading the store never misses its later state.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -88,6 +95,25 @@ struct tentry {
     int dead;
 };
 
+/* One batch: the effects it commits, its rows and the strings they borrow,
+ * and the commands answered once it is committed. The engine thread fills
+ * one while the writer thread commits the other (E4). */
+struct round {
+    struct fsm fx;
+    struct store_batch batch;
+    char **pool;
+    int n_pool, alloc_pool;
+    struct cmd *replies;
+    struct wfo_map fired; /* timer id -> tentry, fired in this batch */
+    struct tentry **dead; /* popped from the heap: freed after the commit */
+    int n_dead, alloc_dead;
+    int busy;     /* gathering, in flight or being acted on */
+    int gen;      /* the fsm generation it was gathered in */
+    int done, rc; /* set by the writer (under mu) */
+    struct wfo_error err;
+    double commit_ms;
+};
+
 struct handler {
     char *queue;
     wfo_task_handler fn;
@@ -107,13 +133,16 @@ struct wfo_engine {
     struct wfo_error fail_err;
     pthread_t thread;
     int started;
+    pthread_t writer;
+    pthread_cond_t writer_cv; /* writer thread: a round to commit, or wstop */
+    struct round *wround;     /* the round the writer commits (guarded by mu) */
+    int wstop;
 
     /* engine thread only */
     struct wfo_map execs; /* id -> struct xexec */
     struct fsm fsm;
-    struct store_batch batch;
-    char **pool; /* strings the batch borrows */
-    int n_pool, alloc_pool;
+    struct round rounds[3]; /* gathering, in flight, being acted on */
+    struct round *cur;      /* gathering the next batch */
     struct tentry **heap;
     int n_heap, alloc_heap;
     struct wfo_map timers; /* id -> tentry */
@@ -297,23 +326,16 @@ static void timer_disarm(struct wfo_engine *e, const char *id)
 
 /* --- batch strings ------------------------------------------------------ */
 
-static const char *keep(struct wfo_engine *e, char *s)
+static const char *keep(struct round *r, char *s)
 {
-    GROW(e->pool, e->n_pool, e->alloc_pool);
-    e->pool[e->n_pool++] = s;
+    GROW(r->pool, r->n_pool, r->alloc_pool);
+    r->pool[r->n_pool++] = s;
     return s;
 }
 
-static const char *keep_json(struct wfo_engine *e, json_t *v)
+static const char *keep_json(struct round *r, json_t *v)
 {
-    return v ? keep(e, wfo_json_dumps(v)) : NULL;
-}
-
-static void pool_reset(struct wfo_engine *e)
-{
-    for (int i = 0; i < e->n_pool; i++)
-        free(e->pool[i]);
-    e->n_pool = 0;
+    return v ? keep(r, wfo_json_dumps(v)) : NULL;
 }
 
 /* --- definitions --------------------------------------------------------- */
@@ -533,29 +555,30 @@ int wfo_engine_put_workflow(struct wfo_engine *e, const char *text, size_t len, 
 
 /* --- persisting a batch -------------------------------------------------- */
 
-static void batch_exec(struct wfo_engine *e, struct xexec *x)
+static void batch_exec(struct round *rd, struct xexec *x)
 {
-    struct store_exec *r = store_batch_exec(&e->batch);
+    struct store_exec *r = store_batch_exec(&rd->batch);
     r->id = x->id;
     r->namespace = x->ns;
     r->workflow = x->workflow;
     r->version = x->def->version;
     r->status = exec_status_names[x->status];
     r->only_state = x->row_written && !x->row_dirty;
+    r->existing = x->row_written;
     x->row_written = 1;
     x->row_dirty = 0;
     if (!x->input_text)
         x->input_text = wfo_json_dumps(x->input);
     r->input = x->input_text;
     if (!r->only_state) {
-        r->output = keep_json(e, x->output);
-        r->error = keep_json(e, x->error);
-        r->compensation = keep_json(e, x->compensation);
+        r->output = keep_json(rd, x->output);
+        r->error = keep_json(rd, x->error);
+        r->compensation = keep_json(rd, x->compensation);
     }
     r->parent = x->parent;
-    json_t *st = exec_row_state(x);
-    r->state = keep_json(e, st);
-    json_decref(st);
+    struct wfo_buf b = WFO_BUF_INIT;
+    exec_row_state(x, &b);
+    r->state = keep(rd, wfo_buf_detach(&b, NULL));
     r->created_at = x->created_at;
     r->updated_at = x->updated_at;
     r->finished_at = x->finished_at;
@@ -564,17 +587,16 @@ static void batch_exec(struct wfo_engine *e, struct xexec *x)
         if (!s->dirty)
             continue;
         s->dirty = 0;
-        struct store_step *sr = store_batch_step(&e->batch);
+        struct store_step *sr = store_batch_step(&rd->batch);
         sr->exec_id = x->id;
         sr->path = s->path;
         sr->ord = s->ord;
         sr->status = step_status_names[s->status];
         sr->attempts = s->attempts;
-        sr->output = keep_json(e, s->output);
-        sr->error = keep_json(e, s->error);
-        json_t *ss = exec_step_state(s);
-        sr->state = keep_json(e, ss);
-        json_decref(ss);
+        sr->output = keep_json(rd, s->output);
+        sr->error = keep_json(rd, s->error);
+        exec_step_state(s, &b);
+        sr->state = keep(rd, wfo_buf_detach(&b, NULL));
         sr->started_at = s->started_at;
         sr->finished_at = s->finished_at;
     }
@@ -583,20 +605,20 @@ static void batch_exec(struct wfo_engine *e, struct xexec *x)
 
 /* Builds the batch from the state machine's effects; timers coalesce by id
  * (the last put or delete of an id wins). */
-static void batch_build(struct wfo_engine *e, struct wfo_map *fired)
+static void batch_build(struct round *rd, struct fsm *f)
 {
-    struct fsm *f = &e->fsm;
+    struct wfo_map *fired = &rd->fired;
     for (int i = 0; i < f->n_touched; i++)
-        batch_exec(e, f->touched[i]);
+        batch_exec(rd, f->touched[i]);
     for (int i = 0; i < f->n_hist; i++) {
         struct fsm_hist *h = &f->hist[i];
-        struct store_history *r = store_batch_history(&e->batch);
+        struct store_history *r = store_batch_history(&rd->batch);
         r->exec_id = h->x->id;
         r->seq = h->seq;
         r->time = h->time;
         r->type = h->type;
         r->step = h->step;
-        r->data = keep_json(e, h->data);
+        r->data = keep_json(rd, h->data);
     }
     struct wfo_map last = WFO_MAP_INIT;
     for (int i = 0; i < f->n_timers; i++)
@@ -605,14 +627,14 @@ static void batch_build(struct wfo_engine *e, struct wfo_map *fired)
     void *v;
     for (size_t it = 0; wfo_map_next(fired, &it, &id, &v);)
         if (!wfo_map_get(&last, id))
-            store_batch_timer_del(&e->batch, id);
+            store_batch_timer_del(&rd->batch, id);
     for (size_t it = 0; wfo_map_next(&last, &it, &id, &v);) {
         struct fsm_timer *t = v;
         if (t->del) {
-            store_batch_timer_del(&e->batch, t->id);
+            store_batch_timer_del(&rd->batch, t->id);
             continue;
         }
-        struct store_timer *r = store_batch_timer(&e->batch);
+        struct store_timer *r = store_batch_timer(&rd->batch);
         r->id = t->id;
         r->exec_id = t->x->id;
         r->due_at = t->due;
@@ -648,6 +670,7 @@ static void *runner_main(void *arg)
 {
     struct wfo_engine *e = arg;
     struct wfo_buf key = WFO_BUF_INIT;
+    pthread_setname_np(pthread_self(), "wfo-runner");
     pthread_mutex_lock(&e->mu);
     for (;;) {
         while (e->jobs_head == e->n_jobs && !e->stop)
@@ -996,17 +1019,16 @@ static void do_result(struct wfo_engine *e, struct cmd *c)
     }
 }
 
-static void fire_timer(struct wfo_engine *e, struct tentry *t, struct wfo_map *fired)
+static void fire_timer(struct wfo_engine *e, struct tentry *t)
 {
-    wfo_map_put(fired, t->id, t);
+    wfo_map_put(&e->cur->fired, t->id, t);
     struct xexec *x = exec_get(e, t->exec_id, NULL);
     if (x)
         fsm_timer(&e->fsm, x, t->kind, t->step, t->token);
 }
 
-static void count_stats(struct wfo_engine *e, double commit_ms)
+static void count_stats(struct wfo_engine *e, const struct fsm *f, double commit_ms)
 {
-    struct fsm *f = &e->fsm;
     pthread_mutex_lock(&e->mu);
     if (commit_ms >= 0) {
         e->stats.commits++;
@@ -1024,13 +1046,13 @@ static void count_stats(struct wfo_engine *e, double commit_ms)
         else if (strcmp(t, "execution.cancelled") == 0 || strcmp(t, "execution.terminated") == 0)
             e->stats.cancelled++;
     }
+    e->stats.timers = (long long)e->timers.len; /* armed now (the heap may hold dead ones) */
     pthread_mutex_unlock(&e->mu);
 }
 
 /* After a commit: act on the effects (E1). */
-static void after_commit(struct wfo_engine *e)
+static void after_commit(struct wfo_engine *e, struct fsm *f)
 {
-    struct fsm *f = &e->fsm;
     for (int i = 0; i < f->n_timers; i++) {
         struct fsm_timer *t = &f->timers[i];
         if (t->del)
@@ -1064,12 +1086,6 @@ static void after_commit(struct wfo_engine *e)
     }
 }
 
-static void free_ended(struct wfo_engine *e, struct xexec **ended, int n)
-{
-    for (int i = 0; i < n; i++)
-        exec_free(ended[i]);
-}
-
 /* Expired leases of tasks whose steps have a heartbeat timeout fail their
  * attempt (taskq_sweep makes the others ready again). */
 static void sweep_leases(struct wfo_engine *e)
@@ -1089,136 +1105,266 @@ static void sweep_leases(struct wfo_engine *e)
     }
 }
 
+/* --- rounds: the engine thread fills one while the writer commits the other */
+
+static int round_busy(const struct wfo_engine *e, const struct round *r)
+{
+    const struct fsm *f = &e->fsm;
+    return r->replies || r->n_dead || f->n_touched || f->n_hist || f->n_timers || f->n_acts;
+}
+
+/* Drops what the round held once it is acted on (or abandoned). */
+static void round_reset(struct round *r)
+{
+    for (struct cmd *c = r->replies, *next; c; c = next) {
+        next = c->next;
+        cmd_free(c);
+    }
+    r->replies = NULL;
+    fsm_reset(&r->fx);
+    store_batch_reset(&r->batch);
+    for (int i = 0; i < r->n_pool; i++)
+        free(r->pool[i]);
+    r->n_pool = 0;
+    for (int i = 0; i < r->n_dead; i++)
+        tentry_free(r->dead[i]);
+    r->n_dead = 0;
+    wfo_map_release(&r->fired);
+    r->done = r->rc = 0;
+    r->err = (struct wfo_error)WFO_ERROR_INIT;
+    r->commit_ms = -1;
+}
+
+static void round_release(struct round *r)
+{
+    round_reset(r);
+    fsm_release(&r->fx);
+    store_batch_release(&r->batch);
+    free(r->pool);
+    free(r->dead);
+}
+
+/* The writer thread: commits the rounds it is handed, one at a time. */
+static void *writer_main(void *arg)
+{
+    struct wfo_engine *e = arg;
+    pthread_setname_np(pthread_self(), "wfo-writer");
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->wround && !e->wstop)
+            pthread_cond_wait(&e->writer_cv, &e->mu);
+        struct round *r = e->wround;
+        if (!r)
+            break;
+        pthread_mutex_unlock(&e->mu);
+        struct wfo_error err = WFO_ERROR_INIT;
+        int64_t t0 = wfo_mono_ms();
+        int rc = e->store->ops->apply(e->store, &r->batch, &err);
+        double ms = (double)(wfo_mono_ms() - t0);
+        pthread_mutex_lock(&e->mu);
+        r->rc = rc;
+        r->err = err;
+        r->commit_ms = ms;
+        r->done = 1;
+        e->wround = NULL;
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* Turns the current round into a batch and hands it to the writer (or
+ * acts on it at once when it writes nothing). Returns the round in flight,
+ * or NULL when it is already acted on. */
+static struct round *round_submit(struct wfo_engine *e)
+{
+    struct round *r = e->cur;
+    for (int i = 0; i < 3; i++)
+        if (!e->rounds[i].busy)
+            e->cur = &e->rounds[i];
+    e->cur->busy = 1;
+    r->gen = e->fsm.gen;
+    batch_build(r, &e->fsm);
+    fsm_take(&r->fx, &e->fsm);
+    if (store_batch_empty(&r->batch)) {
+        r->done = 1;
+        return r;
+    }
+    pthread_mutex_lock(&e->mu);
+    e->wround = r;
+    pthread_cond_signal(&e->writer_cv);
+    pthread_mutex_unlock(&e->mu);
+    return r;
+}
+
+/* A committed round: executions that ended, or only wait for timers, leave
+ * memory unless a later batch (in flight or gathering) names them (E3);
+ * then its effects are acted on and its commands answered (E1). Returns
+ * the commit's code. */
+static int round_finish(struct wfo_engine *e, struct round *r, const struct round *flight)
+{
+    struct fsm *f = &r->fx;
+    if (r->rc < 0) {
+        wfo_err(NULL, NULL, "store commit failed, engine stops: %s", r->err.message);
+        for (struct cmd *c = r->replies; c; c = c->next) {
+            reply_done(c->reply, r->rc, &r->err);
+            c->reply = NULL;
+        }
+        return r->rc;
+    }
+    struct xexec **gone = NULL;
+    int n_gone = 0, alloc_gone = 0;
+    for (int i = 0; i < f->n_touched; i++) {
+        struct xexec *x = f->touched[i];
+        if (x->touched != e->fsm.gen && !(flight && x->touched == flight->gen) &&
+            (EX_ENDED(x->status) || exec_idle(x)) && wfo_map_del(&e->execs, x->id)) {
+            GROW(gone, n_gone, alloc_gone);
+            gone[n_gone++] = x;
+        }
+    }
+    after_commit(e, f);
+    count_stats(e, f, r->commit_ms);
+    for (struct cmd *c = r->replies; c; c = c->next) {
+        reply_done(c->reply, 0, NULL);
+        c->reply = NULL;
+    }
+    round_reset(r); /* drops the effects that point at the executions */
+    r->busy = 0;
+    for (int i = 0; i < n_gone; i++)
+        exec_free(gone[i]);
+    free(gone);
+    return 0;
+}
+
+/* Applies queued commands and due timers to the current round. */
+static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
+{
+    struct fsm *f = &e->fsm;
+    struct round *r = e->cur;
+    f->now = wfo_now_ms();
+    while (e->n_heap && e->heap[0]->due <= f->now) {
+        struct tentry *t = heap_pop(e);
+        if (!t->dead) {
+            wfo_map_del(&e->timers, t->id);
+            fire_timer(e, t);
+        }
+        GROW(r->dead, r->n_dead, r->alloc_dead);
+        r->dead[r->n_dead++] = t;
+    }
+    if (f->now >= e->next_sweep) {
+        sweep_leases(e);
+        e->next_sweep = f->now + 1000;
+    }
+    for (struct cmd *c = cmds, *next; c; c = next) {
+        next = c->next;
+        if (c->kind == CMD_START) {
+            do_start(e, c);
+        } else if (c->kind == CMD_RESULT) {
+            do_result(e, c);
+        } else if (c->kind == CMD_PICKED) {
+            struct xexec *x = exec_get(e, c->id, NULL);
+            if (x)
+                fsm_task_picked(f, x, c->path, c->token, c->worker);
+        } else {
+            do_op(e, c);
+        }
+        c->next = r->replies;
+        r->replies = c;
+    }
+}
+
+/* Is there work for the engine thread now? (under mu) */
+static int engine_due(struct wfo_engine *e, int64_t *due)
+{
+    if (e->head)
+        return 1;
+    while (e->n_heap && e->heap[0]->dead)
+        tentry_free(heap_pop(e));
+    int64_t now = wfo_now_ms();
+    if ((e->n_heap && e->heap[0]->due <= now) || now >= e->next_sweep)
+        return 1;
+    *due = e->next_sweep;
+    if (e->n_heap && e->heap[0]->due < *due)
+        *due = e->heap[0]->due;
+    return 0;
+}
+
+/* The engine thread. While the writer commits one round, it applies the
+ * commands that arrived meanwhile to the next (E4); a round is submitted
+ * as soon as the writer is free, so under load batches grow by themselves
+ * and an idle engine commits each command at once. */
 static void *engine_main(void *arg)
 {
     struct wfo_engine *e = arg;
-    struct wfo_map fired = WFO_MAP_INIT;
-    struct xexec **ended = NULL;
-    int n_ended = 0, alloc_ended = 0;
-    struct tentry **dead = NULL;
-    int n_dead = 0, alloc_dead = 0;
+    struct round *flight = NULL; /* submitted, not yet acted on */
+    int rc = 0;
+    pthread_setname_np(pthread_self(), "wfo-engine");
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        while (!e->stop && !e->head) {
-            int64_t now = wfo_now_ms();
-            while (e->n_heap && e->heap[0]->dead)
-                tentry_free(heap_pop(e));
-            if ((e->n_heap && e->heap[0]->due <= now) || now >= e->next_sweep)
+        int64_t due = 0;
+        for (;;) {
+            if (flight && flight->done)
                 break;
-            {
-                int64_t due = e->next_sweep;
-                if (e->n_heap && e->heap[0]->due < due)
-                    due = e->heap[0]->due;
-                struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
-                pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            if (!flight && round_busy(e, e->cur))
+                break;
+            if (e->stop) {
+                if (!flight)
+                    goto out;
+                pthread_cond_wait(&e->cv, &e->mu);
+                continue;
             }
+            if (engine_due(e, &due))
+                break;
+            struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
         }
-        if (e->stop)
-            break;
-        struct cmd *cmds = e->head;
-        e->head = e->tail = NULL;
+        struct cmd *cmds = e->stop ? NULL : e->head;
+        if (cmds)
+            e->head = e->tail = NULL;
+        int stopping = e->stop;
         pthread_mutex_unlock(&e->mu);
 
-        struct fsm *f = &e->fsm;
-        f->now = wfo_now_ms();
-        /* due timers */
-        while (e->n_heap && e->heap[0]->due <= f->now) {
-            struct tentry *t = heap_pop(e);
-            if (!t->dead) {
-                wfo_map_del(&e->timers, t->id);
-                fire_timer(e, t, &fired);
+        if (flight && flight->done) {
+            /* the next round goes to the writer before this one is acted
+             * on, so acting and committing overlap */
+            struct round *done = flight;
+            flight = NULL;
+            if (done->rc < 0) {
+                rc = round_finish(e, done, NULL);
+                flight = done;
+                break;
             }
-            GROW(dead, n_dead, alloc_dead);
-            dead[n_dead++] = t;
-        }
-        if (f->now >= e->next_sweep) {
-            sweep_leases(e);
-            e->next_sweep = f->now + 1000;
-        }
-        struct cmd *replies = NULL;
-        for (struct cmd *c = cmds, *next; c; c = next) {
-            next = c->next;
-            if (c->kind == CMD_START) {
-                do_start(e, c);
-            } else if (c->kind == CMD_RESULT) {
-                do_result(e, c);
-            } else if (c->kind == CMD_PICKED) {
-                struct xexec *x = exec_get(e, c->id, NULL);
-                if (x)
-                    fsm_task_picked(f, x, c->path, c->token, c->worker);
-            } else {
-                do_op(e, c);
-            }
-            c->next = replies;
-            replies = c;
-        }
-        int rc = 0;
-        struct wfo_error err = WFO_ERROR_INIT;
-        batch_build(e, &fired);
-        double commit_ms = -1;
-        if (!store_batch_empty(&e->batch)) {
-            int64_t t0 = wfo_mono_ms();
-            rc = e->store->ops->apply(e->store, &e->batch, &err);
-            commit_ms = (double)(wfo_mono_ms() - t0);
-        }
-        store_batch_reset(&e->batch);
-        pool_reset(e);
-        if (rc < 0) {
-            wfo_err(NULL, NULL, "store commit failed, engine stops: %s", err.message);
-            for (struct cmd *c = replies, *next; c; c = next) {
-                next = c->next;
-                reply_done(c->reply, rc, &err);
-                cmd_free(c);
-            }
-            pthread_mutex_lock(&e->mu);
-            e->failed = rc;
-            e->fail_err = err;
-            pthread_cond_broadcast(&e->ended_cv);
-            break;
-        }
-        /* ended executions leave memory (the store has them); freed once
-         * the effects that point at them are dropped */
-        for (int i = 0; i < f->n_acts; i++) {
-            if (f->acts[i].kind == ACT_ENDED && wfo_map_del(&e->execs, f->acts[i].x->id)) {
-                GROW(ended, n_ended, alloc_ended);
-                ended[n_ended++] = f->acts[i].x;
+            if (round_busy(e, e->cur))
+                flight = round_submit(e);
+            round_finish(e, done, flight);
+            if (flight && flight->done) {
+                round_finish(e, flight, NULL);
+                flight = NULL;
             }
         }
-        /* so do executions that only wait for a timer: reloaded when it
-         * fires (E3) */
-        for (int i = 0; i < f->n_touched; i++) {
-            struct xexec *x = f->touched[i];
-            if (!EX_ENDED(x->status) && exec_idle(x) && wfo_map_del(&e->execs, x->id)) {
-                GROW(ended, n_ended, alloc_ended);
-                ended[n_ended++] = x;
+        if (!stopping)
+            apply_cmds(e, cmds);
+        if (!flight && round_busy(e, e->cur)) {
+            flight = round_submit(e);
+            if (flight->done) { /* wrote nothing: acted on at once */
+                round_finish(e, flight, NULL);
+                flight = NULL;
             }
         }
-        count_stats(e, commit_ms);
-        after_commit(e);
-        pthread_mutex_lock(&e->mu);
-        e->stats.timers = (long long)e->timers.len; /* armed now (the heap may hold dead ones) */
-        pthread_mutex_unlock(&e->mu);
-        for (struct cmd *c = replies, *next; c; c = next) {
-            next = c->next;
-            reply_done(c->reply, 0, NULL);
-            cmd_free(c);
-        }
-        fsm_reset(f);
-        free_ended(e, ended, n_ended);
-        n_ended = 0;
-        for (int i = 0; i < n_dead; i++)
-            tentry_free(dead[i]);
-        n_dead = 0;
-        wfo_map_release(&fired);
         pthread_mutex_lock(&e->mu);
     }
+    /* a commit failed (E2): the commands applied since are not committed
+     * either; answer them, stop */
+    pthread_mutex_lock(&e->mu);
+    e->failed = rc;
+    e->fail_err = flight->err;
+    pthread_cond_broadcast(&e->ended_cv);
+    for (struct cmd *c = e->cur->replies; c; c = c->next) {
+        reply_done(c->reply, rc, &flight->err);
+        c->reply = NULL;
+    }
+out:
     pthread_mutex_unlock(&e->mu);
-    fsm_reset(&e->fsm);
-    for (int i = 0; i < n_dead; i++)
-        tentry_free(dead[i]);
-    free(dead);
-    free(ended);
-    wfo_map_release(&fired);
     return NULL;
 }
 
@@ -1336,6 +1482,7 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     pthread_cond_init(&e->cv, NULL);
     pthread_cond_init(&e->ended_cv, NULL);
     pthread_cond_init(&e->jobs_cv, NULL);
+    pthread_cond_init(&e->writer_cv, NULL);
     fsm_init(&e->fsm);
     taskq_init(&e->tq, 30000);
     e->tq.salt = wfo_strdup(e->opt.db_url);
@@ -1347,7 +1494,12 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
             goto fail;
     }
     e->fsm.default_retry = &e->default_retry;
-    store_batch_init(&e->batch);
+    for (int i = 0; i < 3; i++) {
+        fsm_init(&e->rounds[i].fx);
+        store_batch_init(&e->rounds[i].batch);
+    }
+    e->cur = &e->rounds[0];
+    e->cur->busy = 1;
     rc = store_open(e->opt.db_url, &e->store, err);
     if (rc < 0)
         goto fail;
@@ -1371,6 +1523,7 @@ static int engine_launch(struct wfo_engine *e, struct wfo_error *err)
     e->runners = wfo_calloc((size_t)e->n_runners, sizeof(*e->runners));
     for (int i = 0; i < e->n_runners; i++)
         pthread_create(&e->runners[i], NULL, runner_main, e);
+    pthread_create(&e->writer, NULL, writer_main, e);
     pthread_create(&e->thread, NULL, engine_main, e);
     return 0;
 }
@@ -1409,7 +1562,12 @@ void wfo_engine_free(struct wfo_engine *e)
     pthread_mutex_unlock(&e->mu);
     taskq_stop(&e->tq);
     if (e->started) {
-        pthread_join(e->thread, NULL);
+        pthread_join(e->thread, NULL); /* it waits for the round in flight */
+        pthread_mutex_lock(&e->mu);
+        e->wstop = 1;
+        pthread_cond_signal(&e->writer_cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->writer, NULL);
         for (int i = 0; i < e->n_runners; i++)
             pthread_join(e->runners[i], NULL);
     }
@@ -1444,9 +1602,8 @@ void wfo_engine_free(struct wfo_engine *e)
     free(e->handlers);
     fsm_release(&e->fsm);
     taskq_release(&e->tq);
-    store_batch_release(&e->batch);
-    pool_reset(e);
-    free(e->pool);
+    for (int i = 0; i < 3; i++)
+        round_release(&e->rounds[i]);
     if (e->store)
         store_close(e->store);
     free(e->ns);
@@ -1455,6 +1612,7 @@ void wfo_engine_free(struct wfo_engine *e)
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->ended_cv);
     pthread_cond_destroy(&e->jobs_cv);
+    pthread_cond_destroy(&e->writer_cv);
     free(e);
 }
 

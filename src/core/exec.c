@@ -159,49 +159,79 @@ static const struct def_block *frame_block(const struct wfo_def *def, const char
     return NULL;
 }
 
-json_t *exec_row_state(const struct xexec *x)
+/* ",\"key\":" then the value: the state's JSON is written as text, without
+ * building jansson values first (it is written on every commit). */
+static void put_int(struct wfo_buf *b, const char *key, long long v)
 {
-    json_t *frames = json_array();
-    for (int i = 0; i < x->n_frames; i++) {
-        const struct xframe *f = &x->frames[i];
-        json_t *o =
-            json_pack("{s:i, s:i, s:i, s:i, s:s, s:i}", "id", f->id, "parent", f->parent, "branch",
-                      f->branch, "pc", f->pc, "prefix", f->prefix, "status", (int)f->status);
-        json_object_set_new(o, "busy", json_integer(f->busy));
-        json_object_set_new(o, "otoken", json_integer(f->otoken));
-        if (f->owner)
-            json_object_set_new(o, "owner", json_string(f->owner));
-        if (f->last)
-            json_object_set_new(o, "last", json_string(f->last));
-        if (f->item)
-            json_object_set(o, "item", f->item);
-        json_array_append_new(frames, o);
-    }
-    json_t *s = json_pack("{s:o, s:O, s:I, s:I, s:I, s:I}", "frames", frames, "vars", x->vars,
-                          "transitions", (json_int_t)x->transitions, "hseq", (json_int_t)x->hseq,
-                          "tick", (json_int_t)x->tick, "cseq", (json_int_t)x->cseq);
-    if (x->error_ctx)
-        json_object_set(s, "error_ctx", x->error_ctx);
-    if (x->comp_queue) {
-        json_object_set_new(s, "comp",
-                            json_pack("{s:O, s:i, s:i, s:s?}", "queue", x->comp_queue, "pos",
-                                      x->comp_pos, "final", x->comp_final, "owner", x->comp_owner));
-    }
-    if (x->fail_origin)
-        json_object_set_new(s, "fail_origin", json_string(x->fail_origin));
-    return s;
+    wfo_buf_adds(b, key);
+    wfo_json_dump_int(v, b);
 }
 
-json_t *exec_step_state(const struct xstep *st)
+static void put_str(struct wfo_buf *b, const char *key, const char *v)
 {
-    json_t *o = json_pack("{s:I, s:I, s:i, s:b, s:b}", "token", (json_int_t)st->token, "cseq",
-                          (json_int_t)st->cseq, "frame", st->frame, "retry_due", st->retry_due,
-                          "picked", st->picked);
-    if (st->items) {
-        json_object_set(o, "items", st->items);
-        json_object_set_new(o, "next_item", json_integer(st->next_item));
+    wfo_buf_adds(b, key);
+    wfo_json_dump_str(v, b);
+}
+
+static void put_json(struct wfo_buf *b, const char *key, const json_t *v)
+{
+    wfo_buf_adds(b, key);
+    wfo_json_dumpb(v, b);
+}
+
+void exec_row_state(const struct xexec *x, struct wfo_buf *b)
+{
+    wfo_buf_adds(b, "{\"frames\":[");
+    for (int i = 0; i < x->n_frames; i++) {
+        const struct xframe *f = &x->frames[i];
+        put_int(b, i ? ",{\"id\":" : "{\"id\":", f->id);
+        put_int(b, ",\"parent\":", f->parent);
+        put_int(b, ",\"branch\":", f->branch);
+        put_int(b, ",\"pc\":", f->pc);
+        put_str(b, ",\"prefix\":", f->prefix);
+        put_int(b, ",\"status\":", (int)f->status);
+        put_int(b, ",\"busy\":", f->busy);
+        put_int(b, ",\"otoken\":", f->otoken);
+        if (f->owner)
+            put_str(b, ",\"owner\":", f->owner);
+        if (f->last)
+            put_str(b, ",\"last\":", f->last);
+        if (f->item)
+            put_json(b, ",\"item\":", f->item);
+        wfo_buf_addch(b, '}');
     }
-    return o;
+    put_json(b, "],\"vars\":", x->vars);
+    put_int(b, ",\"transitions\":", x->transitions);
+    put_int(b, ",\"hseq\":", x->hseq);
+    put_int(b, ",\"tick\":", x->tick);
+    put_int(b, ",\"cseq\":", x->cseq);
+    if (x->error_ctx)
+        put_json(b, ",\"error_ctx\":", x->error_ctx);
+    if (x->comp_queue) {
+        put_json(b, ",\"comp\":{\"queue\":", x->comp_queue);
+        put_int(b, ",\"pos\":", x->comp_pos);
+        put_int(b, ",\"final\":", x->comp_final);
+        if (x->comp_owner)
+            put_str(b, ",\"owner\":", x->comp_owner);
+        wfo_buf_addch(b, '}');
+    }
+    if (x->fail_origin)
+        put_str(b, ",\"fail_origin\":", x->fail_origin);
+    wfo_buf_addch(b, '}');
+}
+
+void exec_step_state(const struct xstep *st, struct wfo_buf *b)
+{
+    put_int(b, "{\"token\":", st->token);
+    put_int(b, ",\"cseq\":", st->cseq);
+    put_int(b, ",\"frame\":", st->frame);
+    wfo_buf_adds(b, st->retry_due ? ",\"retry_due\":true" : ",\"retry_due\":false");
+    wfo_buf_adds(b, st->picked ? ",\"picked\":true" : ",\"picked\":false");
+    if (st->items) {
+        put_json(b, ",\"items\":", st->items);
+        put_int(b, ",\"next_item\":", st->next_item);
+    }
+    wfo_buf_addch(b, '}');
 }
 
 static int64_t jint(json_t *o, const char *k)

@@ -99,7 +99,7 @@ struct xexec {
     int n_steps, alloc_steps;
     struct wfo_map by_path;
     int dirty;
-    int touched;   /* in the current batch's list */
+    int touched;   /* == fsm.gen: in the current batch's list */
     int row_dirty; /* status, output, error or compensation changed since the row was written */
     int row_written;
     char *input_text;      /* input serialized once */
@@ -124,9 +124,10 @@ struct xstep *exec_step_reach(struct xexec *x, const char *path, const struct de
 struct xframe *exec_frame_add(struct xexec *x, int parent, const char *owner, int branch,
                               const struct def_block *block, const char *prefix);
 
-/* Private state JSON of the executions row and of a steps row (new refs). */
-json_t *exec_row_state(const struct xexec *x);
-json_t *exec_step_state(const struct xstep *st);
+/* Appends the private state JSON text of the executions row, of a steps
+ * row. */
+void exec_row_state(const struct xexec *x, struct wfo_buf *b);
+void exec_step_state(const struct xstep *st, struct wfo_buf *b);
 /* Rebuilds from rows: the exec's state JSON was read by the caller and
  * steps are added one by one with exec_load_step. */
 int exec_load(struct xexec *x, json_t *state, struct wfo_error *err);

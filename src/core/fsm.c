@@ -79,6 +79,7 @@ void fsm_init(struct fsm *f)
     f->transition_limit = 10000;
     f->rand = wfo_random;
     f->default_retry = &def_retry_default;
+    f->gen = 1; /* executions start with touched 0 */
 }
 
 void fsm_reset(struct fsm *f)
@@ -95,9 +96,32 @@ void fsm_reset(struct fsm *f)
         free(f->acts[i].step);
         json_decref(f->acts[i].args);
     }
-    for (int i = 0; i < f->n_touched; i++)
-        f->touched[i]->touched = 0;
     f->n_hist = f->n_timers = f->n_acts = f->n_touched = 0;
+    f->gen++;
+}
+
+#define SWAP(a, b)                                                                                 \
+    do {                                                                                           \
+        __typeof__(a) swap_tmp_ = (a);                                                             \
+        (a) = (b);                                                                                 \
+        (b) = swap_tmp_;                                                                           \
+    } while (0)
+
+void fsm_take(struct fsm *dst, struct fsm *src)
+{
+    SWAP(dst->hist, src->hist);
+    SWAP(dst->n_hist, src->n_hist);
+    SWAP(dst->alloc_hist, src->alloc_hist);
+    SWAP(dst->timers, src->timers);
+    SWAP(dst->n_timers, src->n_timers);
+    SWAP(dst->alloc_timers, src->alloc_timers);
+    SWAP(dst->acts, src->acts);
+    SWAP(dst->n_acts, src->n_acts);
+    SWAP(dst->alloc_acts, src->alloc_acts);
+    SWAP(dst->touched, src->touched);
+    SWAP(dst->n_touched, src->n_touched);
+    SWAP(dst->alloc_touched, src->alloc_touched);
+    src->gen++;
 }
 
 void fsm_release(struct fsm *f)
@@ -130,9 +154,9 @@ static void touch(struct fsm *f, struct xexec *x)
 {
     x->dirty = 1;
     x->updated_at = f->now;
-    if (x->touched)
+    if (x->touched == f->gen)
         return;
-    x->touched = 1;
+    x->touched = f->gen;
     GROW(f->touched, f->n_touched, f->alloc_touched);
     f->touched[f->n_touched++] = x;
 }

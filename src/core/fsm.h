@@ -62,11 +62,17 @@ struct fsm {
     int n_acts, alloc_acts;
     struct xexec **touched;
     int n_touched, alloc_touched;
+    /* x->touched == gen: x is in touched (a new gen empties the list
+     * without visiting the executions) */
+    int gen;
 };
 
 void fsm_init(struct fsm *f);
 /* Drops the effects (after the engine applied them); keeps the memory. */
 void fsm_reset(struct fsm *f);
+/* Moves src's effects to dst (which must hold none) and starts src afresh:
+ * the engine commits dst while src gathers the next batch. */
+void fsm_take(struct fsm *dst, struct fsm *src);
 void fsm_release(struct fsm *f);
 
 /* A new execution: started, its first steps run until one must wait. */

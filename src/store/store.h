@@ -44,6 +44,10 @@ struct store_exec {
     /* A hint: the row exists and only state and updated_at changed since it
      * was last written, so a back end may write just those. */
     int only_state;
+    /* A hint: the row exists (this writer wrote it before), so a back end
+     * may update the columns that change (status, output, error,
+     * compensation, state, updated_at, finished_at) in place. */
+    int existing;
 };
 
 /* One step that was reached, by path. */
