@@ -452,42 +452,62 @@ static void worker_error(struct wshared *sh, const struct wfo_error *e)
         snprintf(sh->err, sizeof(sh->err), "%s", e->message);
 }
 
-/* poll {queues: [q], worker, max, wait}; complete {lease, output: input}
- * for each task, one after another; until SIGTERM. */
+/* poll {queues: [q], worker, max, wait}; then the whole batch's results
+ * {task_id, lease, output: input} in one POST /v1/tasks/complete; until
+ * SIGTERM. */
 static void *worker_loop(void *arg)
 {
     struct wthread *w = arg;
-    char poll_url[256], url[512];
+    char poll_url[256], url[256];
     snprintf(poll_url, sizeof(poll_url), "%s/v1/tasks/poll", w->o->base);
+    snprintf(url, sizeof(url), "%s/v1/tasks/complete", w->o->base);
     json_t *pb = json_pack("{s:[s], s:s, s:i, s:s}", "queues", "q", "worker", w->name, "max",
                            w->o->max, "wait", w->o->wait);
     char *poll_body = wfo_json_dumps(pb);
     json_decref(pb);
     while (!worker_stop) {
         struct wfo_error e = WFO_ERROR_INIT;
-        json_t *r = NULL;
+        json_t *r = NULL, *done = NULL;
         if (req_json("POST", poll_url, poll_body, REQ_TIMEOUT_MS, 200, &r, &e) < 0) {
             worker_error(w->sh, &e);
             usleep(10000);
             continue;
         }
         size_t i;
-        json_t *t;
+        json_t *t, *results = json_array();
         json_array_foreach(wfo_json_arr(r, "tasks"), i, t)
         {
-            json_t *cb = json_pack("{s:s?, s:O?}", "lease", wfo_json_str(t, "lease"), "output",
-                                   json_object_get(t, "input"));
+            json_array_append_new(results, json_pack("{s:O?, s:O?, s:O?}", "task_id",
+                                                     json_object_get(t, "task_id"), "lease",
+                                                     json_object_get(t, "lease"), "output",
+                                                     json_object_get(t, "input")));
+        }
+        if (json_array_size(results)) {
+            json_t *cb = json_pack("{s:o}", "results", results);
             char *body = wfo_json_dumps(cb);
             json_decref(cb);
-            snprintf(url, sizeof(url), "%s/v1/tasks/%s/complete", w->o->base,
-                     wfo_json_str(t, "task_id") ? wfo_json_str(t, "task_id") : "");
-            struct wfo_error ce = WFO_ERROR_INIT;
-            if (req_json("POST", url, body, REQ_TIMEOUT_MS, 200, NULL, &ce) < 0)
-                worker_error(w->sh, &ce);
-            else
-                atomic_fetch_add(&w->sh->completed, 1);
+            if (req_json("POST", url, body, REQ_TIMEOUT_MS, 200, &done, &e) < 0) {
+                worker_error(w->sh, &e);
+            } else {
+                json_array_foreach(wfo_json_arr(done, "results"), i, t)
+                {
+                    const char *st = wfo_json_str(t, "status");
+                    if (st && strcmp(st, "completed") == 0) {
+                        atomic_fetch_add(&w->sh->completed, 1);
+                    } else {
+                        struct wfo_error ce = WFO_ERROR_INIT;
+                        wfo_error_set(&ce, WFO_ECONFLICT, "completing %s: %s",
+                                      wfo_json_str(t, "task_id"),
+                                      wfo_json_str(wfo_json_obj(t, "error"), "message"));
+                        worker_error(w->sh, &ce);
+                    }
+                }
+            }
             free(body);
+        } else {
+            json_decref(results);
         }
+        json_decref(done);
         json_decref(r);
     }
     free(poll_body);
@@ -749,7 +769,7 @@ static int start_one(struct par *p, long i, struct wfo_error *err)
 
 #define HTTP_WORKERS 4
 #define HTTP_WORKER_THREADS 4
-#define HTTP_STARTERS 8
+#define HTTP_STARTERS 64
 
 /* http: the server with HTTP_WORKERS worker processes (HTTP_WORKER_THREADS
  * poll/complete loops each, polls of up to 50 tasks); N executions of

@@ -242,6 +242,8 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
 int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
                       struct wfo_error *err);
 int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
+int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *resp,
+                           struct wfo_error *err);
 int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp,
                        struct wfo_error *err);
 

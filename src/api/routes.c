@@ -61,6 +61,7 @@ static const struct api_route routes[] = {
     {"DELETE", "/v1/subscriptions/{id}", NULL, API_ADMIN},
 
     {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER},
+    {"POST", "/v1/tasks/complete", api_task_complete_many, API_WORKER},
     {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER},
     {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER},
     {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER},

@@ -108,35 +108,37 @@ out:
     return rc;
 }
 
+/* A failure's body: error {type, message?, details?} and retryable?; *error
+ * gets the normalized {type, message, details} (new ref). */
+static int failure_of(const json_t *body, json_t **error, int *retryable, struct wfo_error *err)
+{
+    json_t *e = json_object_get(body, "error");
+    if (!json_is_object(e))
+        return wfo_error_set(err, WFO_EINVAL, "error: expected an object {type, message, details}");
+    json_t *t = json_object_get(e, "type"), *m = json_object_get(e, "message");
+    if (!json_is_string(t) || !json_string_length(t))
+        return wfo_error_set(err, WFO_EINVAL, "error.type: expected a non-empty string");
+    if (m && !json_is_null(m) && !json_is_string(m))
+        return wfo_error_set(err, WFO_EINVAL, "error.message: expected a string");
+    int rc = api_field_bool(body, "retryable", retryable, err);
+    if (rc < 0)
+        return rc;
+    json_t *details = json_object_get(e, "details");
+    *error = json_pack("{s:s, s:s, s:O}", "type", json_string_value(t), "message",
+                       json_is_string(m) ? json_string_value(m) : "", "details",
+                       details ? details : json_null());
+    return 0;
+}
+
 int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
 {
     json_t *body = NULL, *error = NULL;
-    const char *lease = NULL, *type = NULL, *message = NULL;
+    const char *lease = NULL;
     int retryable = 1;
     int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0)
+    if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0 ||
+        (rc = failure_of(body, &error, &retryable, err)) < 0)
         goto out;
-    json_t *e = json_object_get(body, "error");
-    if (!json_is_object(e)) {
-        rc = wfo_error_set(err, WFO_EINVAL, "error: expected an object {type, message, details}");
-        goto out;
-    }
-    json_t *t = json_object_get(e, "type"), *m = json_object_get(e, "message");
-    if (!json_is_string(t) || !json_string_length(t)) {
-        rc = wfo_error_set(err, WFO_EINVAL, "error.type: expected a non-empty string");
-        goto out;
-    }
-    if (m && !json_is_null(m) && !json_is_string(m)) {
-        rc = wfo_error_set(err, WFO_EINVAL, "error.message: expected a string");
-        goto out;
-    }
-    if ((rc = api_field_bool(body, "retryable", &retryable, err)) < 0)
-        goto out;
-    type = json_string_value(t);
-    message = json_is_string(m) ? json_string_value(m) : "";
-    json_t *details = json_object_get(e, "details");
-    error = json_pack("{s:s, s:s, s:O}", "type", type, "message", message, "details",
-                      details ? details : json_null());
     rc = engine_task_fail(a->engine, a->ns, req->params[0], lease, error, retryable, err);
     if (rc < 0)
         goto out;
@@ -145,6 +147,71 @@ int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, str
 out:
     json_decref(body);
     json_decref(error);
+    return rc;
+}
+
+/* POST /v1/tasks/complete {results: [{task_id, lease, output} or {task_id,
+ * lease, error, retryable?}, ...]}: a worker's whole batch in one request,
+ * committed in one round. Each result is answered on its own (200 with
+ * {results: [{task_id, status} or {task_id, status_code, error}]}, in
+ * order); a malformed result refuses the whole request (400). */
+int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *resp,
+                           struct wfo_error *err)
+{
+    json_t *body = NULL, *list, *v, *out = NULL;
+    struct engine_task_result *t = NULL;
+    size_t i, n = 0;
+    int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0)
+        goto out;
+    list = json_object_get(body, "results");
+    if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > POLL_MAX) {
+        rc =
+            wfo_error_set(err, WFO_EINVAL, "results: expected a list of 1 to %d results", POLL_MAX);
+        goto out;
+    }
+    t = wfo_calloc(json_array_size(list), sizeof(*t));
+    json_array_foreach(list, i, v)
+    {
+        struct engine_task_result *r = &t[n++];
+        r->ok = 1;
+        r->retryable = 1;
+        if (!json_is_object(v))
+            rc = wfo_error_set(err, WFO_EINVAL, "expected an object");
+        else if ((rc = api_field_str(v, "task_id", 1, &r->task_id, err)) == 0 &&
+                 (rc = lease_of(v, &r->lease, err)) == 0 && json_object_get(v, "error")) {
+            r->ok = 0;
+            rc = failure_of(v, &r->error, &r->retryable, err);
+        }
+        if (rc < 0) {
+            char msg[sizeof(err->message)];
+            snprintf(msg, sizeof(msg), "%s", err->message);
+            wfo_error_set(err, rc, "results[%zu].%s", i, msg);
+            goto out;
+        }
+        r->output = json_object_get(v, "output");
+        if (!r->output)
+            r->output = json_null();
+    }
+    if ((rc = engine_task_finish(a->engine, a->ns, t, (int)n, err)) < 0)
+        goto out;
+    out = json_array();
+    for (i = 0; i < n; i++) {
+        if (t[i].rc < 0)
+            json_array_append_new(
+                out, json_pack("{s:s, s:i, s:{s:s, s:s}}", "task_id", t[i].task_id, "status_code",
+                               wfo_error_http_status(t[i].rc), "error", "type",
+                               wfo_error_type(t[i].rc), "message", t[i].err.message));
+        else
+            json_array_append_new(out, json_pack("{s:s, s:s}", "task_id", t[i].task_id, "status",
+                                                 t[i].ok ? "completed" : "failed"));
+    }
+    api_resp_json(resp, 200, json_pack("{s:o}", "results", out));
+out:
+    for (i = 0; i < n; i++)
+        json_decref(t[i].error);
+    free(t);
+    json_decref(body);
     return rc;
 }
 

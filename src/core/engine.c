@@ -1732,49 +1732,75 @@ static int task_missing(struct wfo_engine *e, const char *ns, const char *id, st
     return wfo_error_set(err, WFO_ENOTFOUND, "task '%s' not found", id);
 }
 
-static int task_finish(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
-                       int ok, json_t *output, json_t *error, int retryable, struct wfo_error *err)
+/* Phase one of a result: checked against the task's lease, then queued to
+ * the engine thread; 1 when queued (the reply is pending). */
+static int task_post(struct wfo_engine *e, const char *ns, struct engine_task_result *t,
+                     struct reply *r)
+{
+    struct task *k = NULL;
+    enum taskq_check ck = taskq_take(&e->tq, ns, t->task_id, t->lease, &k);
+    if (ck == TQ_UNKNOWN)
+        return task_missing(e, ns, t->task_id, &t->err);
+    if (ck == TQ_STALE)
+        return wfo_error_set(&t->err, WFO_ECONFLICT,
+                             "lease '%s' is not the current lease of task '%s'",
+                             t->lease ? t->lease : "", t->task_id);
+    reply_init(r);
+    struct cmd *c = wfo_calloc(1, sizeof(*c));
+    c->kind = CMD_RESULT;
+    snprintf(c->id, sizeof(c->id), "%s", k->exec_id);
+    c->path = wfo_strdup(k->path);
+    c->token = k->token;
+    c->out.ok = t->ok;
+    c->out.output = t->ok ? wfo_json_ref(t->output) : NULL;
+    c->out.error = t->ok ? NULL : json_incref(t->error);
+    c->out.retryable = t->retryable;
+    c->reply = r;
+    task_free(k);
+    post(e, c, NULL);
+    return 1;
+}
+
+int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_result *t, int n,
+                       struct wfo_error *err)
 {
     int rc = engine_launch(e, err);
     if (rc < 0)
         return rc;
-    struct task *t = NULL;
-    enum taskq_check ck = taskq_take(&e->tq, ns, task_id, lease, &t);
-    if (ck == TQ_UNKNOWN)
-        return task_missing(e, ns, task_id, err);
-    if (ck == TQ_STALE)
-        return wfo_error_set(err, WFO_ECONFLICT, "lease '%s' is not the current lease of task '%s'",
-                             lease ? lease : "", task_id);
-    struct reply r;
-    reply_init(&r);
-    struct cmd *c = wfo_calloc(1, sizeof(*c));
-    c->kind = CMD_RESULT;
-    snprintf(c->id, sizeof(c->id), "%s", t->exec_id);
-    c->path = wfo_strdup(t->path);
-    c->token = t->token;
-    c->out.ok = ok;
-    c->out.output = ok ? wfo_json_ref(output) : NULL;
-    c->out.error = ok ? NULL : json_incref(error);
-    c->out.retryable = retryable;
-    c->reply = &r;
-    task_free(t);
-    post(e, c, NULL);
-    rc = reply_wait(&r, err);
-    if (rc == WFO_ESTATE || rc == WFO_ENOTFOUND)
-        return wfo_error_set(err, WFO_ECONFLICT, "task '%s' is no longer current", task_id);
-    return rc;
+    /* all queued before any is waited for: they share a round */
+    struct reply *r = wfo_calloc((size_t)n, sizeof(*r));
+    for (int i = 0; i < n; i++)
+        t[i].rc = task_post(e, ns, &t[i], &r[i]);
+    for (int i = 0; i < n; i++) {
+        if (t[i].rc != 1)
+            continue;
+        t[i].rc = reply_wait(&r[i], &t[i].err);
+        if (t[i].rc == WFO_ESTATE || t[i].rc == WFO_ENOTFOUND)
+            t[i].rc = wfo_error_set(&t[i].err, WFO_ECONFLICT, "task '%s' is no longer current",
+                                    t[i].task_id);
+    }
+    free(r);
+    return 0;
 }
 
 int engine_task_complete(struct wfo_engine *e, const char *ns, const char *task_id,
                          const char *lease, json_t *output, struct wfo_error *err)
 {
-    return task_finish(e, ns, task_id, lease, 1, output, NULL, 1, err);
+    struct engine_task_result t = {task_id, lease, 1, output, NULL, 1, 0, WFO_ERROR_INIT};
+    int rc = engine_task_finish(e, ns, &t, 1, err);
+    if (rc == 0 && t.rc < 0)
+        *err = t.err;
+    return rc < 0 ? rc : t.rc;
 }
 
 int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
                      json_t *error, int retryable, struct wfo_error *err)
 {
-    return task_finish(e, ns, task_id, lease, 0, NULL, error, retryable, err);
+    struct engine_task_result t = {task_id, lease, 0, NULL, error, retryable, 0, WFO_ERROR_INIT};
+    int rc = engine_task_finish(e, ns, &t, 1, err);
+    if (rc == 0 && t.rc < 0)
+        *err = t.err;
+    return rc < 0 ? rc : t.rc;
 }
 
 int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task_id,

@@ -44,6 +44,20 @@ void engine_task_unpoll(struct wfo_engine *e, json_t *tasks);
 /* output is borrowed. */
 int engine_task_complete(struct wfo_engine *e, const char *ns, const char *task_id,
                          const char *lease, json_t *output, struct wfo_error *err);
+/* Several completions and failures at once, from one worker's batch: they
+ * commit in one round. Each gets its own rc (0 or the code of the calls
+ * above) and err; the call fails only when the engine cannot take any. */
+struct engine_task_result {
+    const char *task_id, *lease;
+    int ok;         /* 1: complete with output; 0: fail with error */
+    json_t *output; /* borrowed */
+    json_t *error;  /* borrowed: {type, message, details} */
+    int retryable;
+    int rc; /* out */
+    struct wfo_error err;
+};
+int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_result *t, int n,
+                       struct wfo_error *err);
 /* error ({type, message, details}) is borrowed. */
 int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
                      json_t *error, int retryable, struct wfo_error *err);
