@@ -110,6 +110,20 @@ int wfo_buf_addch(struct wfo_buf *b, int c)
     return wfo_buf_add(b, &ch, 1);
 }
 
+int wfo_buf_addint(struct wfo_buf *b, long long n)
+{
+    char tmp[24];
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    char *p = tmp + sizeof(tmp);
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0)
+        *--p = '-';
+    return wfo_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 int wfo_buf_addf(struct wfo_buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -33,6 +33,8 @@ int wfo_buf_grow(struct wfo_buf *b, size_t extra);
 int wfo_buf_add(struct wfo_buf *b, const void *data, size_t len);
 int wfo_buf_adds(struct wfo_buf *b, const char *s);
 int wfo_buf_addch(struct wfo_buf *b, int c);
+/* Decimal digits of n (hot paths: no printf). */
+int wfo_buf_addint(struct wfo_buf *b, long long n);
 int wfo_buf_addf(struct wfo_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int wfo_buf_vaddf(struct wfo_buf *b, const char *fmt, va_list ap);
 

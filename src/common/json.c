@@ -237,17 +237,7 @@ static int json_newline(struct wfo_buf *b, int indent, int level)
 
 int wfo_json_dump_int(long long n, struct wfo_buf *b)
 {
-    /* digits by hand: snprintf cost more than the rest of a dump */
-    char tmp[32];
-    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
-    char *p = tmp + sizeof(tmp);
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (n < 0)
-        *--p = '-';
-    return wfo_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
+    return wfo_buf_addint(b, n);
 }
 
 int wfo_json_dump_str(const char *s, struct wfo_buf *b)

@@ -42,6 +42,7 @@
 #include "exec.h"
 #include "fsm.h"
 #include "taskq.h"
+#include "../common/arena.h"
 #include "../common/duration.h"
 #include "../common/log.h"
 #include "../common/map.h"
@@ -101,8 +102,8 @@ struct tentry {
 struct round {
     struct fsm fx;
     struct store_batch batch;
-    char **pool;
-    int n_pool, alloc_pool;
+    struct wfo_arena text;  /* the JSON text its rows borrow */
+    struct wfo_buf scratch; /* where that text is written first */
     struct cmd *replies;
     struct wfo_map fired; /* timer id -> tentry, fired in this batch */
     struct tentry **dead; /* popped from the heap: freed after the commit */
@@ -326,16 +327,20 @@ static void timer_disarm(struct wfo_engine *e, const char *id)
 
 /* --- batch strings ------------------------------------------------------ */
 
-static const char *keep(struct round *r, char *s)
+/* The text in r->scratch, kept for the round. */
+static const char *keep_scratch(struct round *r)
 {
-    GROW(r->pool, r->n_pool, r->alloc_pool);
-    r->pool[r->n_pool++] = s;
+    const char *s = wfo_arena_strndup(&r->text, r->scratch.buf, r->scratch.len);
+    wfo_buf_reset(&r->scratch);
     return s;
 }
 
 static const char *keep_json(struct round *r, json_t *v)
 {
-    return v ? keep(r, wfo_json_dumps(v)) : NULL;
+    if (!v)
+        return NULL;
+    wfo_json_dumpb(v, &r->scratch);
+    return keep_scratch(r);
 }
 
 /* --- definitions --------------------------------------------------------- */
@@ -576,9 +581,8 @@ static void batch_exec(struct round *rd, struct xexec *x)
         r->compensation = keep_json(rd, x->compensation);
     }
     r->parent = x->parent;
-    struct wfo_buf b = WFO_BUF_INIT;
-    exec_row_state(x, &b);
-    r->state = keep(rd, wfo_buf_detach(&b, NULL));
+    exec_row_state(x, &rd->scratch);
+    r->state = keep_scratch(rd);
     r->created_at = x->created_at;
     r->updated_at = x->updated_at;
     r->finished_at = x->finished_at;
@@ -595,8 +599,8 @@ static void batch_exec(struct round *rd, struct xexec *x)
         sr->attempts = s->attempts;
         sr->output = keep_json(rd, s->output);
         sr->error = keep_json(rd, s->error);
-        exec_step_state(s, &b);
-        sr->state = keep(rd, wfo_buf_detach(&b, NULL));
+        exec_step_state(s, &rd->scratch);
+        sr->state = keep_scratch(rd);
         sr->started_at = s->started_at;
         sr->finished_at = s->finished_at;
     }
@@ -650,7 +654,11 @@ static void batch_build(struct round *rd, struct fsm *f)
 static void job_key(struct wfo_buf *b, const char *exec_id, const char *path, int64_t token)
 {
     wfo_buf_reset(b);
-    wfo_buf_addf(b, "%s/%s#%lld", exec_id, path, (long long)token);
+    wfo_buf_adds(b, exec_id);
+    wfo_buf_addch(b, '/');
+    wfo_buf_adds(b, path);
+    wfo_buf_addch(b, '#');
+    wfo_buf_addint(b, token);
 }
 
 static void job_free(struct step_job *j)
@@ -726,9 +734,12 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
     j->defref = def_ref(a->x->def);
     j->args = json_incref(a->args);
     struct wfo_buf b = WFO_BUF_INIT;
-    wfo_buf_addf(&b, "%s/%s", a->x->id, a->step);
-    j->idempotency_key = wfo_buf_detach(&b, NULL);
-    wfo_buf_addf(&b, "%s/%s#%d", a->x->id, a->step, a->attempt);
+    wfo_buf_adds(&b, a->x->id);
+    wfo_buf_addch(&b, '/');
+    wfo_buf_adds(&b, a->step);
+    j->idempotency_key = wfo_strdup(b.buf);
+    wfo_buf_addch(&b, '#');
+    wfo_buf_addint(&b, a->attempt);
     j->task_id = wfo_buf_detach(&b, NULL);
     if (a->def->timeout_ms)
         j->deadline = wfo_now_ms() + a->def->timeout_ms;
@@ -1123,9 +1134,7 @@ static void round_reset(struct round *r)
     r->replies = NULL;
     fsm_reset(&r->fx);
     store_batch_reset(&r->batch);
-    for (int i = 0; i < r->n_pool; i++)
-        free(r->pool[i]);
-    r->n_pool = 0;
+    wfo_arena_reset(&r->text);
     for (int i = 0; i < r->n_dead; i++)
         tentry_free(r->dead[i]);
     r->n_dead = 0;
@@ -1140,7 +1149,8 @@ static void round_release(struct round *r)
     round_reset(r);
     fsm_release(&r->fx);
     store_batch_release(&r->batch);
-    free(r->pool);
+    wfo_arena_release(&r->text);
+    wfo_buf_release(&r->scratch);
     free(r->dead);
 }
 
@@ -1497,6 +1507,7 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     for (int i = 0; i < 3; i++) {
         fsm_init(&e->rounds[i].fx);
         store_batch_init(&e->rounds[i].batch);
+        wfo_buf_init(&e->rounds[i].scratch, 0);
     }
     e->cur = &e->rounds[0];
     e->cur->busy = 1;

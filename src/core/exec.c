@@ -463,8 +463,11 @@ json_t *exec_context(struct xexec *x, int frame)
         x->ctx_execution = json_pack("{s:s, s:s, s:i, s:s}", "id", x->id, "workflow", x->workflow,
                                      "version", x->def->version, "started_at", started);
     }
-    json_t *ctx = json_pack("{s:O, s:o, s:O, s:O}", "input", x->input, "steps", steps, "vars",
-                            x->vars, "execution", x->ctx_execution);
+    json_t *ctx = json_object();
+    json_object_set(ctx, "input", x->input);
+    json_object_set_new(ctx, "steps", steps);
+    json_object_set(ctx, "vars", x->vars);
+    json_object_set(ctx, "execution", x->ctx_execution);
     if (x->error_ctx)
         json_object_set(ctx, "error", x->error_ctx);
     for (int f = frame; f >= 0; f = x->frames[f].parent) {

@@ -178,7 +178,11 @@ static void hist(struct fsm *f, struct xexec *x, const char *type, const char *s
 static char *timer_id(struct xexec *x, const char *step, enum timer_kind kind)
 {
     struct wfo_buf b = WFO_BUF_INIT;
-    wfo_buf_addf(&b, "%s/%s#%s", x->id, step ? step : "", timer_kind_names[kind]);
+    wfo_buf_adds(&b, x->id);
+    wfo_buf_addch(&b, '/');
+    wfo_buf_adds(&b, step ? step : "");
+    wfo_buf_addch(&b, '#');
+    wfo_buf_adds(&b, timer_kind_names[kind]);
     return wfo_buf_detach(&b, NULL);
 }
 
@@ -391,7 +395,8 @@ static void exec_fail(struct fsm *f, struct xexec *x, json_t *error, const char 
 static char *step_path(const struct xframe *fr, const struct def_step *d)
 {
     struct wfo_buf b = WFO_BUF_INIT;
-    wfo_buf_addf(&b, "%s%s", fr->prefix, d->name);
+    wfo_buf_adds(&b, fr->prefix);
+    wfo_buf_adds(&b, d->name);
     return wfo_buf_detach(&b, NULL);
 }
 
