@@ -239,9 +239,11 @@ struct sq_store {
     char *label;           /* the path, for messages */
     int memory;
 
-    pthread_mutex_t wmu; /* guards w and wst */
+    pthread_mutex_t wmu; /* guards w, wst and wmany */
     sqlite3 *w;
     sqlite3_stmt *wst[W__COUNT];
+    /* W_STEP and W_HISTORY for SQ_MANY rows at once (sq_many_sql) */
+    sqlite3_stmt *wmany[2];
 
     pthread_mutex_t pmu; /* guards n_readers and each reader's busy */
     pthread_cond_t pcv;  /* a reader became free */
@@ -625,6 +627,8 @@ static void sq_close(struct wfo_store *base)
     }
     for (int q = 0; q < W__COUNT; q++)
         sqlite3_finalize(s->wst[q]);
+    sqlite3_finalize(s->wmany[0]);
+    sqlite3_finalize(s->wmany[1]);
     /* Last: a memory database goes with its last connection. */
     sqlite3_close_v2(s->w);
     pthread_mutex_destroy(&s->wmu);
@@ -641,6 +645,30 @@ static void sq_close(struct wfo_store *base)
  * URI parameters); a relative path that starts with "file:" is read as
  * "./file:..." so SQLite does not take it for a URI.
  */
+/* Rows of a batch's steps and history go SQ_MANY to a statement: one
+ * sqlite3_step and one set of cursors for them all (callgrind: a third
+ * fewer instructions per row than one statement each). */
+#define SQ_MANY 8
+
+/* sql (one "VALUES (?1, ..., ?cols)" row) with SQ_MANY rows instead. */
+static char *sq_many_sql(const char *sql, int cols)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    const char *v = strstr(sql, " VALUES (");
+    wfo_assert(v);
+    wfo_buf_add(&b, sql, (size_t)(v - sql));
+    wfo_buf_adds(&b, " VALUES ");
+    for (int r = 0; r < SQ_MANY; r++) {
+        wfo_buf_adds(&b, r ? ", (" : "(");
+        for (int c = 0; c < cols; c++) {
+            wfo_buf_adds(&b, c ? ", ?" : "?");
+            wfo_buf_addint(&b, r * cols + c + 1);
+        }
+        wfo_buf_addch(&b, ')');
+    }
+    return wfo_buf_detach(&b, NULL);
+}
+
 static int sq_open(const char *url, struct wfo_store **out, struct wfo_error *err)
 {
     static atomic_uint mem_counter;
@@ -684,6 +712,15 @@ static int sq_open(const char *url, struct wfo_store **out, struct wfo_error *er
         goto out;
     for (int q = 0; q < W__COUNT; q++) {
         if (sq_prepare(s->w, sq_writer_sql[q], &s->wst[q]) != SQLITE_OK) {
+            rc = sq_fail(s, s->w, err, "opening store");
+            goto out;
+        }
+    }
+    for (int m = 0; m < 2; m++) {
+        char *sql = sq_many_sql(sq_writer_sql[m ? W_HISTORY : W_STEP], m ? 6 : 10);
+        int prc = sq_prepare(s->w, sql, &s->wmany[m]);
+        free(sql);
+        if (prc != SQLITE_OK) {
             rc = sq_fail(s, s->w, err, "opening store");
             goto out;
         }
@@ -917,39 +954,62 @@ static int sq_put_exec(struct sq_store *s, const struct store_exec *e, struct wf
     return sq_wstep(s, st, b, err, "writing execution '%s'", e->id ? e->id : "");
 }
 
-static int sq_put_step(struct sq_store *s, const struct store_step *p, struct wfo_error *err)
+static int sq_bind_step(sqlite3_stmt *st, int o, const struct store_step *p)
 {
-    sqlite3_stmt *st = s->wst[W_STEP];
     int b = 0;
 
-    b |= sq_text(st, 1, p->exec_id);
-    b |= sq_text(st, 2, p->path);
-    b |= sq_int(st, 3, p->ord);
-    b |= sq_text(st, 4, p->status);
-    b |= sq_int(st, 5, p->attempts);
-    b |= sq_text(st, 6, p->output);
-    b |= sq_text(st, 7, p->error);
-    b |= sq_text(st, 8, p->state);
-    b |= sq_time(st, 9, p->started_at);
-    b |= sq_time(st, 10, p->finished_at);
-    return sq_wstep(s, st, b, err, "writing step '%s' of execution '%s'", p->path ? p->path : "",
-                    p->exec_id ? p->exec_id : "");
+    b |= sq_text(st, o + 1, p->exec_id);
+    b |= sq_text(st, o + 2, p->path);
+    b |= sq_int(st, o + 3, p->ord);
+    b |= sq_text(st, o + 4, p->status);
+    b |= sq_int(st, o + 5, p->attempts);
+    b |= sq_text(st, o + 6, p->output);
+    b |= sq_text(st, o + 7, p->error);
+    b |= sq_text(st, o + 8, p->state);
+    b |= sq_time(st, o + 9, p->started_at);
+    b |= sq_time(st, o + 10, p->finished_at);
+    return b;
 }
 
-static int sq_put_history(struct sq_store *s, const struct store_history *h, struct wfo_error *err)
+/* n steps (n is 1 or SQ_MANY). */
+static int sq_put_steps(struct sq_store *s, const struct store_step *p, int n,
+                        struct wfo_error *err)
 {
-    sqlite3_stmt *st = s->wst[W_HISTORY];
+    sqlite3_stmt *st = n == 1 ? s->wst[W_STEP] : s->wmany[0];
+    int b = 0;
+
+    for (int i = 0; i < n; i++)
+        b |= sq_bind_step(st, i * 10, &p[i]);
+    return sq_wstep(s, st, b, err, "writing step '%s' of execution '%s'%s", p->path ? p->path : "",
+                    p->exec_id ? p->exec_id : "", n > 1 ? " (and the next ones)" : "");
+}
+
+static int sq_bind_history(sqlite3_stmt *st, int o, const struct store_history *h)
+{
+    int b = 0;
+
+    b |= sq_text(st, o + 1, h->exec_id);
+    b |= sq_int(st, o + 2, h->seq);
+    b |= sq_time(st, o + 3, h->time);
+    b |= sq_text(st, o + 4, h->type);
+    b |= sq_text(st, o + 5, h->step);
+    b |= sq_text(st, o + 6, h->data);
+    return b;
+}
+
+/* n history rows (n is 1 or SQ_MANY). */
+static int sq_put_history(struct sq_store *s, const struct store_history *h, int n,
+                          struct wfo_error *err)
+{
+    sqlite3_stmt *st = n == 1 ? s->wst[W_HISTORY] : s->wmany[1];
     const char *id = h->exec_id ? h->exec_id : "";
     int b = 0, rc;
 
-    b |= sq_text(st, 1, h->exec_id);
-    b |= sq_int(st, 2, h->seq);
-    b |= sq_time(st, 3, h->time);
-    b |= sq_text(st, 4, h->type);
-    b |= sq_text(st, 5, h->step);
-    b |= sq_text(st, 6, h->data);
-    rc = sq_wstep(s, st, b, err, "writing history %lld of execution '%s'", (long long)h->seq, id);
-    if (rc == 0 && sqlite3_changes(s->w) != 1)
+    for (int i = 0; i < n; i++)
+        b |= sq_bind_history(st, i * 6, &h[i]);
+    rc = sq_wstep(s, st, b, err, "writing history %lld of execution '%s'%s", (long long)h->seq, id,
+                  n > 1 ? " (and the next ones)" : "");
+    if (rc == 0 && sqlite3_changes(s->w) != n)
         rc = wfo_error_set(err, WFO_ESTORE,
                            "writing history %lld of execution '%s' in '%s': seq does not follow "
                            "the last one (a doubled or lost transition)",
@@ -1023,7 +1083,7 @@ static int sq_commit(struct sq_store *s, const char *what, struct wfo_error *err
 static int sq_apply(struct wfo_store *base, const struct store_batch *b, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
-    int rc, i;
+    int rc, i, n;
 
     if (store_batch_empty(b))
         return 0;
@@ -1031,10 +1091,14 @@ static int sq_apply(struct wfo_store *base, const struct store_batch *b, struct 
     rc = sq_begin(s, "starting a batch", err);
     for (i = 0; rc == 0 && i < b->n_execs; i++)
         rc = sq_put_exec(s, &b->execs[i], err);
-    for (i = 0; rc == 0 && i < b->n_steps; i++)
-        rc = sq_put_step(s, &b->steps[i], err);
-    for (i = 0; rc == 0 && i < b->n_history; i++)
-        rc = sq_put_history(s, &b->history[i], err);
+    for (i = 0; rc == 0 && i < b->n_steps; i += n) {
+        n = b->n_steps - i >= SQ_MANY ? SQ_MANY : 1;
+        rc = sq_put_steps(s, &b->steps[i], n, err);
+    }
+    for (i = 0; rc == 0 && i < b->n_history; i += n) {
+        n = b->n_history - i >= SQ_MANY ? SQ_MANY : 1;
+        rc = sq_put_history(s, &b->history[i], n, err);
+    }
     for (i = 0; rc == 0 && i < b->n_timers; i++)
         rc = sq_put_timer(s, &b->timers[i], err);
     for (i = 0; rc == 0 && i < b->n_timer_dels; i++)
