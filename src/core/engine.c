@@ -73,6 +73,7 @@ struct cmd {
     /* start */
     struct wfo_def *def;
     json_t *input;
+    int fresh; /* the id was made here (UUIDv7): no execution can have it */
     /* result */
     char *path;
     int64_t token;
@@ -949,7 +950,7 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
     if (x) {
         s.same = strcmp(x->workflow, c->def->name) == 0 && wfo_json_equal(x->input, c->input);
         rc = 1;
-    } else {
+    } else if (!c->fresh) {
         rc = e->store->ops->get_exec(e->store, c->id, same_cb, &s, &err);
         rc = rc == 0 ? 1 : rc == WFO_ENOTFOUND ? 0 : rc;
     }
@@ -1660,10 +1661,12 @@ int engine_start(struct wfo_engine *e, const char *ns, const char *workflow, int
     struct cmd *c = wfo_calloc(1, sizeof(*c));
     c->kind = CMD_START;
     c->ns = wfo_strdup(ns);
-    if (id && *id)
+    if (id && *id) {
         snprintf(c->id, sizeof(c->id), "%s", id);
-    else
+    } else {
         wfo_id_new(c->id);
+        c->fresh = 1;
+    }
     c->def = d;
     c->input = input ? json_incref(input) : json_object();
     c->reply = &r;
