@@ -18,6 +18,15 @@
 void *wfo_malloc(size_t n);
 void *wfo_calloc(size_t n, size_t size);
 void *wfo_realloc(void *p, size_t n);
+/* Makes room for one more element in arr[0..n) (capacity alloc), doubling. */
+#define GROW(arr, n, alloc)                                                                        \
+    do {                                                                                           \
+        if ((n) == (alloc)) {                                                                      \
+            (alloc) = (alloc) ? (alloc)*2 : 16;                                                    \
+            (arr) = wfo_realloc((arr), (size_t)(alloc) * sizeof(*(arr)));                          \
+        }                                                                                          \
+    } while (0)
+
 char *wfo_strdup(const char *s);
 char *wfo_strndup(const char *s, size_t n);
 

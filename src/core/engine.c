@@ -169,14 +169,6 @@ struct wfo_engine {
     struct engine_stats stats; /* guarded by mu */
 };
 
-#define GROW(arr, n, alloc)                                                                        \
-    do {                                                                                           \
-        if ((n) == (alloc)) {                                                                      \
-            (alloc) = (alloc) ? (alloc)*2 : 16;                                                    \
-            (arr) = wfo_realloc((arr), (size_t)(alloc) * sizeof(*(arr)));                          \
-        }                                                                                          \
-    } while (0)
-
 struct wfo_store *engine_store(struct wfo_engine *e)
 {
     return e->store;

@@ -56,6 +56,7 @@ static void frame_release(struct xframe *f)
     free(f->last);
     json_decref(f->item);
     json_decref(f->scope);
+    free(f->stale);
 }
 
 void exec_free(struct xexec *x)
@@ -428,17 +429,32 @@ static json_t *scope_entry(const struct xstep *st)
 
 void exec_scope_update(struct xexec *x, struct xstep *st)
 {
-    if (st->frame < 0 || st->frame >= x->n_frames || st->comp)
+    if (st->frame < 0 || st->frame >= x->n_frames || st->comp || st->scope_stale)
+        return;
+    struct xframe *fr = &x->frames[st->frame];
+    st->scope_stale = 1;
+    GROW(fr->stale, fr->n_stale, fr->alloc_stale);
+    fr->stale[fr->n_stale++] = st;
+}
+
+/* Brings fr's scope up to date with its stale steps. */
+static void scope_refresh(struct xframe *fr)
+{
+    if (!fr->n_stale)
         return;
     /* copy on write, like .vars: a context or a stored value may hold the
      * scope (its refcount says so); nobody else: change it in place */
-    struct xframe *fr = &x->frames[st->frame];
     if (fr->scope->refcount > 1) {
         json_t *ns = json_copy(fr->scope);
         json_decref(fr->scope);
         fr->scope = ns;
     }
-    json_object_set_new(fr->scope, st->def->name, scope_entry(st));
+    for (int i = 0; i < fr->n_stale; i++) {
+        struct xstep *st = fr->stale[i];
+        st->scope_stale = 0;
+        json_object_set_new(fr->scope, st->def->name, scope_entry(st));
+    }
+    fr->n_stale = 0;
 }
 
 json_t *exec_context(struct xexec *x, int frame)
@@ -447,6 +463,8 @@ json_t *exec_context(struct xexec *x, int frame)
      * the top level that is the top frame's scope itself (shared: nothing
      * mutates a context's values, scope entries are replaced, not changed) */
     json_t *steps;
+    for (int f = frame; f >= 0; f = x->frames[f].parent)
+        scope_refresh(&x->frames[f]);
     if (frame == 0) {
         steps = json_incref(x->frames[0].scope);
     } else {

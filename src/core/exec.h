@@ -57,6 +57,10 @@ struct xframe {
     json_t *item;  /* foreach: the item */
     char *last;    /* path of the last step that ran in this frame */
     json_t *scope; /* .steps of this block: name -> {output, status, attempts, error} */
+    /* steps whose scope entry is out of date: rebuilt when a context is
+     * next made (exec_context), not at every change of the step */
+    struct xstep **stale;
+    int n_stale, alloc_stale;
 };
 
 struct xstep {
@@ -76,6 +80,7 @@ struct xstep {
     json_t *output, *error;
     int64_t started_at, finished_at;
     int dirty;
+    int scope_stale; /* in its frame's stale list */
 };
 
 struct xexec {

@@ -65,14 +65,6 @@ int timer_kind_parse(const char *s)
     return -1;
 }
 
-#define GROW(arr, n, alloc)                                                                        \
-    do {                                                                                           \
-        if ((n) == (alloc)) {                                                                      \
-            (alloc) = (alloc) ? (alloc)*2 : 16;                                                    \
-            (arr) = wfo_realloc((arr), (size_t)(alloc) * sizeof(*(arr)));                          \
-        }                                                                                          \
-    } while (0)
-
 void fsm_init(struct fsm *f)
 {
     memset(f, 0, sizeof(*f));
