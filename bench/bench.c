@@ -81,6 +81,27 @@ static double rss_mb_of(pid_t pid)
     return mb;
 }
 
+/* CPU seconds (user + system) a process has used so far; -1 if unknown.
+ * Less noisy than wall-clock rates on a shared machine. */
+static double cpu_s_of(pid_t pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    double s = -1;
+    if (fgets(line, sizeof(line), f)) {
+        const char *p = strrchr(line, ')'); /* after the command name */
+        unsigned long long ut, st;
+        if (p &&
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+            s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    fclose(f);
+    return s;
+}
+
 static double load1(void)
 {
     double l = -1;
@@ -695,7 +716,7 @@ static void scenario_engine(long n)
     }
     struct engine_stats s0, s1;
     engine_stats(e, &s0);
-    double t0 = now_s();
+    double t0 = now_s(), cpu0 = cpu_s_of(getpid());
     enum { STARTERS = 256 };
     pthread_t th[STARTERS];
     struct starter st[STARTERS];
@@ -724,9 +745,10 @@ static void scenario_engine(long n)
     }
     double dt = now_s() - t0;
     json_object_update_new(
-        o, json_pack("{s:f, s:f, s:I, s:I, s:f}", "workflows_per_s", (double)n / dt,
-                     "transitions_per_s", (double)(s1.transitions - s0.transitions) / dt, "commits",
-                     (json_int_t)(s1.commits - s0.commits), "failed",
+        o, json_pack("{s:f, s:f, s:f, s:I, s:I, s:f}", "workflows_per_s", (double)n / dt,
+                     "transitions_per_s", (double)(s1.transitions - s0.transitions) / dt,
+                     "cpu_us_per_workflow", (cpu_s_of(getpid()) - cpu0) * 1e6 / (double)n,
+                     "commits", (json_int_t)(s1.commits - s0.commits), "failed",
                      (json_int_t)(s1.failed - s0.failed), "rss_mb", rss_mb_of(getpid())));
 out:
     emit_err(o, &err);
@@ -795,6 +817,7 @@ static void scenario_http(long n)
     if (workers_start(&wo, sh, pids, &err) < 0)
         goto out;
     double commits0 = metric(srv.base, "wfo_store_commits_total");
+    double cpu0 = cpu_s_of(srv.pid);
     struct start_ud su = {srv.base, "three", "{\"i\": %ld}", NULL, NULL, NULL};
     struct par p = {.n = n, .fn = start_one, .ud = &su};
     double t0 = now_s();
@@ -824,8 +847,10 @@ static void scenario_http(long n)
     }
     double dt = now_s() - t0;
     if (!err.code)
-        json_object_update_new(o, json_pack("{s:f, s:f}", "workflows_per_s", (double)n / dt,
-                                            "tasks_per_s", (double)(3 * n) / dt));
+        json_object_update_new(o, json_pack("{s:f, s:f, s:f}", "workflows_per_s", (double)n / dt,
+                                            "tasks_per_s", (double)(3 * n) / dt,
+                                            "server_cpu_us_per_workflow",
+                                            (cpu_s_of(srv.pid) - cpu0) * 1e6 / (double)n));
     json_object_update_new(
         o, json_pack(
                "{s:I, s:I, s:I, s:f}", "commits",
