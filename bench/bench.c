@@ -8,7 +8,9 @@
  * Prints one JSON object per line per scenario, each with `scenario`, its
  * figures, `cores`, `load1` (the 1-minute load average when the line was
  * written) and `n`, and writes the same lines to build/bench.json (the
- * file is rewritten by every run). Scenarios (all five when none is named):
+ * file is rewritten by every run). Scenarios (all five when none is named,
+ * latency first: it is measured on an idle machine, before the throughput
+ * scenarios load it):
  *
  *   engine   N executions of three task steps, in-process no-op handler,
  *            SQLite file store (synchronous=FULL)
@@ -1267,7 +1269,7 @@ out:
 
 int main(int argc, char **argv)
 {
-    static const char *const all[] = {"engine", "http", "latency", "idle", "list"};
+    static const char *const all[] = {"latency", "engine", "http", "idle", "list"};
     const char *which[16];
     int n_which = 0;
     bench_n = 20000;
