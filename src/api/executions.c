@@ -100,11 +100,24 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
         id = idbuf;
     }
     int inserted = a->metrics ? api_metrics_starting(a->metrics, id, workflow) : 0;
-    rc = engine_start(a->engine, a->ns, workflow, (int)version, input, id, &created, &id_out, err);
+    struct engine_start_req q = {.ns = a->ns,
+                                 .workflow = workflow,
+                                 .version = (int)version,
+                                 .input = input,
+                                 .id = id,
+                                 .fresh_id = id == idbuf,
+                                 .want_doc = wait_ms <= 0};
+    rc = engine_start(a->engine, &q, err);
     if (a->metrics)
-        api_metrics_start_done(a->metrics, id, inserted, rc == 0 && created);
+        api_metrics_start_done(a->metrics, id, inserted, rc == 0 && q.created);
     if (rc < 0)
         goto out;
+    created = q.created;
+    id_out = q.id_out;
+    if (q.doc) { /* the document as this start committed it */
+        api_resp_json(resp, 201, q.doc);
+        goto out;
+    }
     if (wait_ms > 0 && (rc = wait_end(a, id_out, wait_ms, err)) < 0)
         goto out;
     rc = doc_reply(a, id_out, created ? 201 : 200, resp, err);

@@ -43,20 +43,51 @@ static int exec_cb(void *ud, const struct store_exec *r)
     return 0;
 }
 
-static int step_cb(void *ud, const struct store_step *r)
+/* Appends one step of the document to steps. */
+static void doc_step(json_t *steps, const struct store_step *r)
 {
-    json_t *steps = ud;
     /* compensation runs are not steps of the definition: the steps they
      * undo show `compensated`, the history has the runs
      * (docs/implementation/compensation.md) */
     if (strstr(r->path, ":compensate"))
-        return 0;
+        return;
     json_array_append_new(steps, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "name", r->path,
                                            "status", r->status, "attempts", r->attempts, "output",
                                            text_json(r->output), "error", text_json(r->error),
                                            "started_at", doc_time(r->started_at), "finished_at",
                                            doc_time(r->finished_at)));
+}
+
+static int step_cb(void *ud, const struct store_step *r)
+{
+    doc_step(ud, r);
     return 0;
+}
+
+/* The document from the execution's part and its steps (both taken), in
+ * SPEC 3's key order: steps after compensation. */
+static json_t *doc_assemble(json_t *doc, json_t *steps)
+{
+    json_t *ordered = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(doc, k, v)
+    {
+        if (strcmp(k, "created_at") == 0)
+            json_object_set(ordered, "steps", steps);
+        json_object_set(ordered, k, v);
+    }
+    json_decref(steps);
+    json_decref(doc);
+    return ordered;
+}
+
+json_t *doc_from_rows(const struct store_exec *r, const struct store_step *steps, int n)
+{
+    json_t *list = json_array();
+    for (int i = 0; i < n; i++)
+        doc_step(list, &steps[i]);
+    return doc_assemble(doc_exec(r), list);
 }
 
 int doc_execution(struct wfo_store *s, const char *id, json_t **out, struct wfo_error *err)
@@ -75,19 +106,7 @@ int doc_execution(struct wfo_store *s, const char *id, json_t **out, struct wfo_
         json_decref(doc);
         return rc;
     }
-    /* SPEC 3 key order: steps after compensation */
-    json_t *ordered = json_object();
-    const char *k;
-    json_t *v;
-    json_object_foreach(doc, k, v)
-    {
-        if (strcmp(k, "created_at") == 0)
-            json_object_set(ordered, "steps", steps);
-        json_object_set(ordered, k, v);
-    }
-    json_decref(steps);
-    json_decref(doc);
-    *out = ordered;
+    *out = doc_assemble(doc, steps);
     return 0;
 }
 

@@ -10,6 +10,9 @@
 
 /* The execution document without its steps (the list endpoint's item). */
 json_t *doc_exec(const struct store_exec *r);
+/* The whole document from an execution's row and its steps' rows (in ord
+ * order), as the store would give them. */
+json_t *doc_from_rows(const struct store_exec *r, const struct store_step *steps, int n);
 /* The whole document: WFO_ENOTFOUND when absent. */
 int doc_execution(struct wfo_store *s, const char *id, json_t **out, struct wfo_error *err);
 /* [{seq, time, type, step, data}] after after_seq, at most limit (0: all). */

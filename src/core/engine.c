@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "doc.h"
 #include "exec.h"
 #include "fsm.h"
 #include "taskq.h"
@@ -59,6 +60,8 @@ struct reply {
     int done;
     int rc;
     int created;
+    int want_doc;
+    json_t *doc; /* a start's document, built from the committed rows */
     struct wfo_error err;
 };
 
@@ -74,6 +77,7 @@ struct cmd {
     struct wfo_def *def;
     json_t *input;
     int fresh; /* the id was made here (UUIDv7): no execution can have it */
+    int made;  /* this start created the execution */
     /* result */
     char *path;
     int64_t token;
@@ -966,6 +970,7 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
     }
     x = exec_new(c->id, c->ns ? c->ns : e->ns, c->def, c->input, e->fsm.now);
     wfo_map_put(&e->execs, x->id, x);
+    c->made = 1;
     if (c->reply)
         c->reply->created = 1;
     fsm_start(&e->fsm, x);
@@ -1214,6 +1219,40 @@ static struct round *round_submit(struct wfo_engine *e)
     return r;
 }
 
+/* The documents that starts of r asked for, from r's committed rows: no
+ * reading back from the store. A batch holds an execution's row and, after
+ * it, the rows of its changed steps (every step, for a new execution). */
+static void round_docs(struct round *r)
+{
+    struct wfo_map rows = WFO_MAP_INIT, steps = WFO_MAP_INIT;
+    int wanted = 0;
+    for (struct cmd *c = r->replies; c && !wanted; c = c->next)
+        wanted = c->kind == CMD_START && c->made && c->reply && c->reply->want_doc;
+    if (!wanted)
+        return;
+    const struct store_batch *b = &r->batch;
+    for (int i = 0; i < b->n_execs; i++)
+        wfo_map_put(&rows, b->execs[i].id, &b->execs[i]);
+    for (int i = 0; i < b->n_steps; i++)
+        if (i == 0 || strcmp(b->steps[i].exec_id, b->steps[i - 1].exec_id) != 0)
+            wfo_map_put(&steps, b->steps[i].exec_id, &b->steps[i]);
+    for (struct cmd *c = r->replies; c; c = c->next) {
+        if (c->kind != CMD_START || !c->made || !c->reply || !c->reply->want_doc)
+            continue;
+        const struct store_exec *x = wfo_map_get(&rows, c->id);
+        const struct store_step *first = wfo_map_get(&steps, c->id);
+        if (!x)
+            continue; /* the caller reads the store */
+        int n = 0;
+        if (first)
+            while (first + n < b->steps + b->n_steps && strcmp(first[n].exec_id, c->id) == 0)
+                n++;
+        c->reply->doc = doc_from_rows(x, first, n);
+    }
+    wfo_map_release(&rows);
+    wfo_map_release(&steps);
+}
+
 /* A committed round: executions that ended, or only wait for timers, leave
  * memory unless a later batch (in flight or gathering) names them (E3);
  * then its effects are acted on and its commands answered (E1). Returns
@@ -1241,6 +1280,7 @@ static int round_finish(struct wfo_engine *e, struct round *r, const struct roun
     }
     after_commit(e, f);
     count_stats(e, f, r->commit_ms);
+    round_docs(r);
     for (struct cmd *c = r->replies; c; c = c->next) {
         reply_done(c->reply, 0, NULL);
         c->reply = NULL;
@@ -1636,42 +1676,45 @@ void wfo_engine_free(struct wfo_engine *e)
     free(e);
 }
 
-int engine_start(struct wfo_engine *e, const char *ns, const char *workflow, int version,
-                 json_t *input, const char *id, int *created, char **id_out, struct wfo_error *err)
+int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err)
 {
     struct wfo_def *d = NULL;
     int rc = engine_launch(e, err);
     if (rc < 0)
         return rc;
+    const char *id = q->id;
     if (id && *id && strlen(id) >= WFO_EXEC_ID_SIZE)
         return wfo_error_set(err, WFO_EINVAL, "id: longer than %d bytes", WFO_EXEC_ID_SIZE - 1);
-    rc = engine_def(e, ns, workflow, version, &d, err);
+    rc = engine_def(e, q->ns, q->workflow, q->version, &d, err);
     if (rc < 0)
         return rc;
     struct reply r;
     reply_init(&r);
+    r.want_doc = q->want_doc;
     struct cmd *c = wfo_calloc(1, sizeof(*c));
     c->kind = CMD_START;
-    c->ns = wfo_strdup(ns);
+    c->ns = wfo_strdup(q->ns);
     if (id && *id) {
         snprintf(c->id, sizeof(c->id), "%s", id);
+        c->fresh = q->fresh_id;
     } else {
         wfo_id_new(c->id);
         c->fresh = 1;
     }
     c->def = d;
-    c->input = input ? json_incref(input) : json_object();
+    c->input = q->input ? json_incref(q->input) : json_object();
     c->reply = &r;
     char idcopy[WFO_EXEC_ID_SIZE];
     snprintf(idcopy, sizeof(idcopy), "%s", c->id);
     post(e, c, NULL);
     rc = reply_wait(&r, err);
-    if (rc < 0)
+    if (rc < 0) {
+        json_decref(r.doc);
         return rc;
-    if (created)
-        *created = r.created;
-    if (id_out)
-        *id_out = wfo_strdup(idcopy);
+    }
+    q->created = r.created;
+    q->id_out = wfo_strdup(idcopy);
+    q->doc = r.doc;
     return 0;
 }
 
@@ -1686,8 +1729,18 @@ int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, co
             return rc;
         }
     }
-    int rc = engine_start(e, e->ns, workflow, version, in, id, created, id_out, err);
+    struct engine_start_req q = {
+        .ns = e->ns, .workflow = workflow, .version = version, .input = in, .id = id};
+    int rc = engine_start(e, &q, err);
     json_decref(in);
+    if (rc == 0) {
+        if (created)
+            *created = q.created;
+        if (id_out)
+            *id_out = q.id_out;
+        else
+            free(q.id_out);
+    }
     return rc;
 }
 

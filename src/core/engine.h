@@ -67,8 +67,19 @@ int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task
                           const char *lease, int *cancel_requested, struct wfo_error *err);
 
 /* Namespaced versions of the public calls, for the API. */
-int engine_start(struct wfo_engine *e, const char *ns, const char *workflow, int version,
-                 json_t *input, const char *id, int *created, char **id_out, struct wfo_error *err);
+struct engine_start_req {
+    const char *ns, *workflow;
+    int version;    /* 0: the latest */
+    json_t *input;  /* borrowed; NULL: {} */
+    const char *id; /* NULL or "": a new id (UUIDv7) */
+    int fresh_id;   /* id was made by wfo_id_new() just now: no execution has it */
+    int want_doc;   /* fill doc */
+    /* out */
+    int created;  /* 0: the execution existed (same workflow and input) */
+    char *id_out; /* the execution's id (caller frees) */
+    json_t *doc;  /* when want_doc and created: the document as committed */
+};
+int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err);
 int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *created,
                         json_t **out, json_t **problems, struct wfo_error *err);
 /* Waits up to wait_ms for the execution to end (0: no wait); 0 when it has
