@@ -294,8 +294,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         uint64_t n;
-        if (!cl || parse_length(cl, &n) < 0 || n <= s->body_max)
+        if (!cl || parse_length(cl, &n) < 0)
             return MHD_YES;
+        if (n <= s->body_max) {
+            /* room for the whole body at once, rather than growing to it */
+            if (n > 0)
+                wfo_buf_grow(&rq->body, (size_t)n);
+            return MHD_YES;
+        }
         rq->too_big = 1;
         goto answer;
     }
