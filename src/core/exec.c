@@ -478,8 +478,12 @@ json_t *exec_context(struct xexec *x, int frame)
     if (!x->ctx_execution) {
         char started[40];
         wfo_time_format(x->created_at, started, sizeof(started));
-        x->ctx_execution = json_pack("{s:s, s:s, s:i, s:s}", "id", x->id, "workflow", x->workflow,
-                                     "version", x->def->version, "started_at", started);
+        json_t *c = json_object();
+        json_object_set_new_nocheck(c, "id", json_string(x->id));
+        json_object_set_new_nocheck(c, "workflow", json_string(x->workflow));
+        json_object_set_new_nocheck(c, "version", json_integer(x->def->version));
+        json_object_set_new_nocheck(c, "started_at", json_string(started));
+        x->ctx_execution = c;
     }
     json_t *ctx = json_object();
     json_object_set(ctx, "input", x->input);

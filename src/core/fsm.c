@@ -142,6 +142,18 @@ int64_t fsm_retry_delay(const struct def_retry *r, int n, double r01)
 
 /* --- effects ------------------------------------------------------------ */
 
+/* {key: v}, v taken (NULL when v is NULL, as json_pack("{s:O}") gives): for
+ * the data of the common history entries, without json_pack's parsing of
+ * its format on every transition. */
+static json_t *obj1(const char *key, json_t *v)
+{
+    if (!v)
+        return NULL;
+    json_t *o = json_object();
+    json_object_set_new_nocheck(o, key, v);
+    return o;
+}
+
 static void touch(struct fsm *f, struct xexec *x)
 {
     x->dirty = 1;
@@ -314,7 +326,7 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
     x->output = out;
     x->row_dirty = 1;
     exec_stop_steps(f, x);
-    exec_end(f, x, EX_COMPLETED, "execution.completed", json_pack("{s:O}", "output", out));
+    exec_end(f, x, EX_COMPLETED, "execution.completed", obj1("output", json_incref(out)));
 }
 
 static int comp_build(struct xexec *x);
@@ -750,7 +762,7 @@ static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_
 static json_t *run_args(const struct def_step *d, json_t *ctx, json_t *input, json_t **error)
 {
     static const enum step_field extra[] = {F_REQUEST, F_COMMAND, F_STDIN, F_ENV, F_CWD};
-    json_t *args = json_pack("{s:O}", "input", input);
+    json_t *args = obj1("input", json_incref(input));
     for (size_t i = 0; i < WFO_ARRAY_SIZE(extra); i++) {
         json_t *v = NULL;
         if ((*error = eval_field(d, extra[i], ctx, &v))) {
@@ -786,7 +798,7 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
     if (!st->started_at)
         st->started_at = f->now;
     step_touch(f, x, st);
-    hist(f, x, "step.started", st->path, json_pack("{s:i}", "attempt", st->attempts));
+    hist(f, x, "step.started", st->path, obj1("attempt", json_integer(st->attempts)));
 
     json_t *ctx = exec_context(x, st->frame);
     json_t *input = NULL, *v = NULL, *e = NULL;
@@ -1002,7 +1014,7 @@ static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json
     json_decref(st->error);
     st->error = NULL;
     step_touch(f, x, st);
-    hist(f, x, "step.completed", st->path, json_pack("{s:O}", "output", out));
+    hist(f, x, "step.completed", st->path, obj1("output", json_incref(out)));
     if (st->comp) {
         comp_step_done(f, x, st, NULL);
         return;
@@ -1146,7 +1158,7 @@ void fsm_start(struct fsm *f, struct xexec *x)
 {
     if (!x->n_frames)
         exec_frame_add(x, -1, NULL, 0, &x->def->steps, "");
-    hist(f, x, "execution.started", NULL, json_pack("{s:O}", "input", x->input));
+    hist(f, x, "execution.started", NULL, obj1("input", json_incref(x->input)));
     if (x->def->timeout_ms)
         timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
     run_frames(f, x);
