@@ -1422,6 +1422,13 @@ static void *engine_main(void *arg)
         reply_done(c->reply, rc, &flight->err);
         c->reply = NULL;
     }
+    /* and the commands queued since: post() refuses new ones from now on */
+    for (struct cmd *c = e->head, *next; c; c = next) {
+        next = c->next;
+        reply_done(c->reply, rc, &flight->err);
+        cmd_free(c);
+    }
+    e->head = e->tail = NULL;
 out:
     pthread_mutex_unlock(&e->mu);
     return NULL;
