@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,7 +139,11 @@ struct wfo_engine {
     int stop, failed;
     struct wfo_error fail_err;
     pthread_t thread;
-    int started;
+    int started;         /* engine_launch ran (handlers are fixed from then on) */
+    int threads;         /* and started the threads */
+    atomic_int launched; /* engine_launch is over: launch_rc says how */
+    int launch_rc;
+    pthread_mutex_t launch_mu; /* the first callers of engine_launch */
     pthread_t writer;
     pthread_cond_t writer_cv; /* writer thread: a round to commit, or wstop */
     struct round *wround;     /* the round the writer commits (guarded by mu) */
@@ -1187,9 +1192,9 @@ static void *writer_main(void *arg)
 
 /* Turns the current round into a batch and hands it to the writer, or
  * commits it here when it is small (ROUND_INLINE), or marks it done when it
- * writes nothing. Returns the round; done is set when it is already
- * committed. */
-static struct round *round_submit(struct wfo_engine *e)
+ * writes nothing. Returns the round; *here is 1 when it is already
+ * committed (the writer's rounds are known done only under mu). */
+static struct round *round_submit(struct wfo_engine *e, int *here)
 {
     struct round *r = e->cur;
     for (int i = 0; i < 3; i++)
@@ -1199,6 +1204,7 @@ static struct round *round_submit(struct wfo_engine *e)
     r->gen = e->fsm.gen;
     batch_build(r, &e->fsm);
     fsm_take(&r->fx, &e->fsm);
+    *here = 1;
     if (store_batch_empty(&r->batch)) {
         r->done = 1;
         return r;
@@ -1212,6 +1218,7 @@ static struct round *round_submit(struct wfo_engine *e)
         r->done = 1;
         return r;
     }
+    *here = 0;
     pthread_mutex_lock(&e->mu);
     e->wround = r;
     pthread_cond_signal(&e->writer_cv);
@@ -1379,9 +1386,10 @@ static void *engine_main(void *arg)
         if (cmds)
             e->head = e->tail = NULL;
         int stopping = e->stop;
+        int committed = flight && flight->done; /* read under mu */
         pthread_mutex_unlock(&e->mu);
 
-        if (flight && flight->done) {
+        if (committed) {
             /* the next round goes to the writer before this one is acted
              * on, so acting and committing overlap */
             struct round *done = flight;
@@ -1391,10 +1399,11 @@ static void *engine_main(void *arg)
                 flight = done;
                 break;
             }
+            int here = 0;
             if (round_busy(e, e->cur))
-                flight = round_submit(e);
+                flight = round_submit(e, &here);
             round_finish(e, done, flight);
-            if (flight && flight->done) {
+            if (flight && here) {
                 if ((rc = round_finish(e, flight, NULL)) < 0)
                     break;
                 flight = NULL;
@@ -1403,8 +1412,9 @@ static void *engine_main(void *arg)
         if (!stopping)
             apply_cmds(e, cmds);
         if (!flight && round_busy(e, e->cur)) {
-            flight = round_submit(e);
-            if (flight->done) { /* committed here, or wrote nothing */
+            int here = 0;
+            flight = round_submit(e, &here);
+            if (here) { /* committed here, or wrote nothing */
                 if ((rc = round_finish(e, flight, NULL)) < 0)
                     break;
                 flight = NULL;
@@ -1545,6 +1555,7 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     e->ns = wfo_strdup(opt->ns ? opt->ns : "default");
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->defs_mu, NULL);
+    pthread_mutex_init(&e->launch_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     pthread_cond_init(&e->ended_cv, NULL);
     pthread_cond_init(&e->jobs_cv, NULL);
@@ -1577,22 +1588,44 @@ fail:
     return rc;
 }
 
-/* Starts the threads after handlers are registered: recovery needs them. */
+/* Recovers and starts the threads, once, at the first call that needs
+ * them (after handlers are registered: recovery needs them). Callers that
+ * come at the same time wait for the first. A failed recovery fails the
+ * engine (as E2): every later call gets its error. */
 static int engine_launch(struct wfo_engine *e, struct wfo_error *err)
 {
-    if (e->started)
-        return 0;
-    e->started = 1;
-    int rc = engine_recover(e, err);
-    if (rc < 0)
-        return rc;
-    e->n_runners = e->opt.runner_threads;
-    e->runners = wfo_calloc((size_t)e->n_runners, sizeof(*e->runners));
-    for (int i = 0; i < e->n_runners; i++)
-        pthread_create(&e->runners[i], NULL, runner_main, e);
-    pthread_create(&e->writer, NULL, writer_main, e);
-    pthread_create(&e->thread, NULL, engine_main, e);
-    return 0;
+    if (!atomic_load_explicit(&e->launched, memory_order_acquire)) {
+        pthread_mutex_lock(&e->launch_mu);
+        if (!atomic_load_explicit(&e->launched, memory_order_relaxed)) {
+            struct wfo_error rerr = WFO_ERROR_INIT;
+            e->started = 1;
+            int rc = engine_recover(e, &rerr);
+            if (rc == 0) {
+                e->n_runners = e->opt.runner_threads;
+                e->runners = wfo_calloc((size_t)e->n_runners, sizeof(*e->runners));
+                for (int i = 0; i < e->n_runners; i++)
+                    pthread_create(&e->runners[i], NULL, runner_main, e);
+                pthread_create(&e->writer, NULL, writer_main, e);
+                pthread_create(&e->thread, NULL, engine_main, e);
+                e->threads = 1;
+            } else {
+                pthread_mutex_lock(&e->mu);
+                e->failed = rc;
+                e->fail_err = rerr;
+                pthread_mutex_unlock(&e->mu);
+            }
+            e->launch_rc = rc;
+            atomic_store_explicit(&e->launched, 1, memory_order_release);
+        }
+        pthread_mutex_unlock(&e->launch_mu);
+    }
+    if (e->launch_rc < 0) {
+        pthread_mutex_lock(&e->mu);
+        if (err)
+            *err = e->fail_err;
+        pthread_mutex_unlock(&e->mu);
+    }
+    return e->launch_rc;
 }
 
 int wfo_engine_handle(struct wfo_engine *e, const char *queue, wfo_task_handler fn, void *ud)
@@ -1628,7 +1661,7 @@ void wfo_engine_free(struct wfo_engine *e)
         proc_cancel_request(&((struct step_job *)v)->cancel);
     pthread_mutex_unlock(&e->mu);
     taskq_stop(&e->tq);
-    if (e->started) {
+    if (e->threads) {
         pthread_join(e->thread, NULL); /* it waits for the round in flight */
         pthread_mutex_lock(&e->mu);
         e->wstop = 1;
@@ -1676,6 +1709,7 @@ void wfo_engine_free(struct wfo_engine *e)
     free(e->ns);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->defs_mu);
+    pthread_mutex_destroy(&e->launch_mu);
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->ended_cv);
     pthread_cond_destroy(&e->jobs_cv);

@@ -1,0 +1,155 @@
+/*
+ * test_engine.c - unit tests of src/core/engine.c through the library API:
+ * concurrent first calls launch the engine once; every execution started
+ * from many threads at once ends, through rounds committed by the writer
+ * thread and by the engine thread.
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wfo/wfo.h"
+#include "common/duration.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "../tap.h"
+#include "common/banned.h"
+
+static const char *two_tasks =
+    "name: two\nsteps:\n"
+    "  - {name: a, type: task, queue: q, input: '${ .input }'}\n"
+    "  - {name: b, type: task, queue: q, input: '${ .steps.a.output }'}\n";
+
+static int echo(void *ud, const struct wfo_task *t, char **output, char **error)
+{
+    *output = wfo_strdup(t->input);
+    return 0;
+}
+
+/* Threads of this process named name. */
+static int threads_named(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((de = readdir(d))) {
+        char path[300], comm[64] = "";
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fgets(comm, sizeof(comm), f))
+            comm[strcspn(comm, "\n")] = 0;
+        fclose(f);
+        n += strcmp(comm, name) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+#define STARTERS 24
+#define EACH 20
+
+struct starter {
+    struct wfo_engine *e;
+    int base;
+    int failed;
+    char ids[EACH][WFO_ID_SIZE];
+};
+
+static pthread_barrier_t go;
+
+static void *start_some(void *arg)
+{
+    struct starter *s = arg;
+    pthread_barrier_wait(&go); /* all first calls at once */
+    for (int i = 0; i < EACH; i++) {
+        char in[32], *id = NULL;
+        struct wfo_error err = WFO_ERROR_INIT;
+        snprintf(in, sizeof(in), "{\"n\": %d}", s->base + i);
+        if (wfo_engine_start(s->e, "two", 0, in, NULL, NULL, &id, &err) < 0) {
+            s->failed++;
+            continue;
+        }
+        snprintf(s->ids[i], WFO_ID_SIZE, "%s", id);
+        free(id);
+    }
+    return NULL;
+}
+
+TEST(concurrent_starts_launch_once_and_all_end)
+{
+    char db[] = "/tmp/wfo-test-engine-XXXXXX";
+    int fd = mkstemp(db);
+    close(fd);
+    char url[64];
+    snprintf(url, sizeof(url), "sqlite:%s", db);
+    struct wfo_engine_options opt = {.db_url = url, .runner_threads = 4};
+    struct wfo_engine *e = NULL;
+    struct wfo_error err = WFO_ERROR_INIT;
+    is_int(wfo_engine_new(&opt, &e, &err), 0, "engine opens a file store: %s", err.message);
+    is_int(wfo_engine_handle(e, "q", echo, NULL), 0, "handler registered");
+    is_int(wfo_engine_put_workflow(e, two_tasks, strlen(two_tasks), NULL, NULL, NULL, &err), 0,
+           "workflow registered: %s", err.message);
+
+    struct starter st[STARTERS];
+    pthread_t th[STARTERS];
+    pthread_barrier_init(&go, NULL, STARTERS);
+    for (int i = 0; i < STARTERS; i++) {
+        memset(&st[i], 0, sizeof(st[i]));
+        st[i].e = e;
+        st[i].base = i * EACH;
+        pthread_create(&th[i], NULL, start_some, &st[i]);
+    }
+    int failed = 0;
+    for (int i = 0; i < STARTERS; i++) {
+        pthread_join(th[i], NULL);
+        failed += st[i].failed;
+    }
+    pthread_barrier_destroy(&go);
+    is_int(failed, 0, "%d starts from %d threads at once all accepted", STARTERS * EACH, STARTERS);
+    is_int(threads_named("wfo-engine"), 1, "one engine thread");
+    is_int(threads_named("wfo-writer"), 1, "one writer thread");
+    is_int(threads_named("wfo-runner"), 4, "the runner threads, once");
+
+    int ended = 0, right = 0;
+    int64_t until = wfo_mono_ms() + 60000; /* a stuck engine fails, not hangs */
+    for (int i = 0; i < STARTERS; i++) {
+        for (int k = 0; k < EACH; k++) {
+            char *text = NULL;
+            json_t *doc = NULL;
+            int64_t left = until - wfo_mono_ms();
+            if (wfo_engine_get(e, st[i].ids[k], left > 0 ? left : 1, &text, &err) < 0)
+                continue;
+            if (wfo_json_parse(text, strlen(text), &doc, NULL) == 0) {
+                const char *status = wfo_json_str(doc, "status");
+                ended += status && strcmp(status, "completed") == 0;
+                json_t *n = json_object_get(wfo_json_obj(doc, "output"), "n");
+                right += json_integer_value(n) == st[i].base + k;
+            }
+            json_decref(doc);
+            free(text);
+        }
+    }
+    is_int(ended, STARTERS * EACH, "every execution completed");
+    is_int(right, STARTERS * EACH, "each with its own output");
+    wfo_engine_free(e);
+    unlink(db);
+    char p[64];
+    snprintf(p, sizeof(p), "%s-wal", db);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", db);
+    unlink(p);
+}
+
+int main(void)
+{
+    return tap_run();
+}
