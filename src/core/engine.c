@@ -1899,24 +1899,28 @@ int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_
     return 0;
 }
 
+/* One result, as a batch of one: the call's code is the result's. */
+static int task_finish_one(struct wfo_engine *e, const char *ns, struct engine_task_result *t,
+                           struct wfo_error *err)
+{
+    int rc = engine_task_finish(e, ns, t, 1, err);
+    if (rc == 0 && t->rc < 0)
+        *err = t->err;
+    return rc < 0 ? rc : t->rc;
+}
+
 int engine_task_complete(struct wfo_engine *e, const char *ns, const char *task_id,
                          const char *lease, json_t *output, struct wfo_error *err)
 {
     struct engine_task_result t = {task_id, lease, 1, output, NULL, 1, 0, WFO_ERROR_INIT};
-    int rc = engine_task_finish(e, ns, &t, 1, err);
-    if (rc == 0 && t.rc < 0)
-        *err = t.err;
-    return rc < 0 ? rc : t.rc;
+    return task_finish_one(e, ns, &t, err);
 }
 
 int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
                      json_t *error, int retryable, struct wfo_error *err)
 {
     struct engine_task_result t = {task_id, lease, 0, NULL, error, retryable, 0, WFO_ERROR_INIT};
-    int rc = engine_task_finish(e, ns, &t, 1, err);
-    if (rc == 0 && t.rc < 0)
-        *err = t.err;
-    return rc < 0 ? rc : t.rc;
+    return task_finish_one(e, ns, &t, err);
 }
 
 int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task_id,
