@@ -24,6 +24,8 @@ struct wfo_engine;
 /* What the progress callback sees: one history entry of one execution. */
 struct wfo_progress {
     const char *exec_id;
+    const char *ns;       /* the execution's namespace */
+    const char *workflow; /* the execution's workflow (a registered name) */
     int64_t seq;
     int64_t time;
     const char *type; /* history entry type: "step.started", ... */

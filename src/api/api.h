@@ -163,9 +163,6 @@ void api_metrics_free(struct api_metrics *m);
 /* For wfo_engine_options.on_progress (ud: the metrics): counts
  * executions started and ended by workflow. */
 void api_metrics_on_progress(void *ud, const struct wfo_progress *p);
-/* Learns the workflow of every execution that is running or paused in the
- * store (those a restarted server will see end). */
-void api_metrics_seed(struct api_metrics *m, struct wfo_engine *e);
 
 /* ---- inside api/: what routes.c offers the handlers ---- */
 
@@ -218,6 +215,8 @@ int api_workflow_get(struct api *a, struct api_req *req, struct api_resp *resp,
                      struct wfo_error *err);
 int api_workflow_version(struct api *a, struct api_req *req, struct api_resp *resp,
                          struct wfo_error *err);
+int api_workflow_delete(struct api *a, struct api_req *req, struct api_resp *resp,
+                        struct wfo_error *err);
 
 int api_execution_start(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err);
@@ -237,6 +236,8 @@ int api_execution_resume(struct api *a, struct api_req *req, struct api_resp *re
                          struct wfo_error *err);
 int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err);
+int api_execution_delete(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err);
 
 int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
 int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
@@ -258,11 +259,6 @@ int api_ops_openapi(struct api *a, struct api_req *req, struct api_resp *resp,
 int api_ops_index(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
 
 /* Metrics the handlers feed. */
-/* Before engine_start with a known id: remembers its workflow; 1 when it
- * was not known yet. */
-int api_metrics_starting(struct api_metrics *m, const char *id, const char *workflow);
-/* After it: forgets the id again when it was new here and nothing started. */
-void api_metrics_start_done(struct api_metrics *m, const char *id, int inserted, int started);
 /* One answered request: method NULL for a request that matched no route. */
 void api_metrics_http(struct api_metrics *m, const char *method, const char *route, int status,
                       int64_t ms);

@@ -95,11 +95,9 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
     }
     json_t *input = json_object_get(body, "input");
     if (!id) {
-        /* chosen here so the metrics learn its workflow before it can end */
         wfo_id_new(idbuf);
         id = idbuf;
     }
-    int inserted = a->metrics ? api_metrics_starting(a->metrics, id, workflow) : 0;
     struct engine_start_req q = {.ns = a->ns,
                                  .workflow = workflow,
                                  .version = (int)version,
@@ -108,8 +106,6 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
                                  .fresh_id = id == idbuf,
                                  .want_doc = wait_ms <= 0};
     rc = engine_start(a->engine, &q, err);
-    if (a->metrics)
-        api_metrics_start_done(a->metrics, id, inserted, rc == 0 && q.created);
     if (rc < 0)
         goto out;
     created = q.created;
@@ -274,4 +270,16 @@ int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *res
                         struct wfo_error *err)
 {
     return op(a, req, resp, OP_RETRY, err);
+}
+
+/* 200 {id, deleted: true}: the execution, its steps, history, timers and
+ * tasks are gone; 409 while it runs or is paused. */
+int api_execution_delete(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err)
+{
+    int rc = engine_op(a->engine, req->params[0], OP_DELETE, NULL, 0, err);
+    if (rc < 0)
+        return rc;
+    api_resp_json(resp, 200, json_pack("{s:s, s:b}", "id", req->params[0], "deleted", 1));
+    return 0;
 }

@@ -4,11 +4,9 @@
  * docs/interfaces/api.md lists the endpoints and the metrics.
  *
  * Executions by workflow: the engine's progress callback says that an
- * execution started or ended, by id. The metrics keep id -> workflow for
- * the executions they know (those started through the API, and those
- * running when the server started: api_metrics_seed); an id they do not
- * know (a child execution, say) is kept aside and looked up in the store
- * at the next scrape, so the engine thread never waits for a read.
+ * execution started or ended, with its workflow's name, so the counts need
+ * no bookkeeping of ids and no store reads; a workflow appears as a label
+ * once one of its executions started or ended in this process.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -25,9 +23,6 @@
 #include "../common/yaml.h"
 #include "../common/banned.h"
 
-/* Unknown ids kept aside between scrapes, at most. */
-#define PENDING_MAX 100000
-
 enum ended { END_STARTED, END_COMPLETED, END_FAILED, END_CANCELLED, END_TERMINATED, END__N };
 static const char *const end_names[END__N] = {"started", "completed", "failed", "cancelled",
                                               "terminated"};
@@ -41,16 +36,6 @@ struct wf_count {
     long long n[END__N];
 };
 
-struct known {
-    struct wf_count *wf;
-    char id[]; /* sized to the id: there is one per running execution */
-};
-
-struct pending {
-    char *id;
-    enum ended what;
-};
-
 struct http_count {
     const char *method; /* static strings from the route table, or NULL */
     const char *route;
@@ -61,11 +46,7 @@ struct http_count {
 
 struct api_metrics {
     pthread_mutex_t mu;
-    struct wfo_map wfs;   /* name -> wf_count */
-    struct wfo_map execs; /* id -> known */
-    struct pending *pending;
-    int n_pending, alloc_pending;
-    long long dropped;
+    struct wfo_map wfs; /* name -> wf_count */
     struct http_count *http;
     int n_http, alloc_http;
     int64_t started_ms;
@@ -85,17 +66,11 @@ void api_metrics_free(struct api_metrics *m)
         return;
     const char *k;
     void *v;
-    for (size_t i = 0; wfo_map_next(&m->execs, &i, &k, &v);)
-        free(v);
-    wfo_map_release(&m->execs);
     for (size_t i = 0; wfo_map_next(&m->wfs, &i, &k, &v);) {
         free(((struct wf_count *)v)->name);
         free(v);
     }
     wfo_map_release(&m->wfs);
-    for (int i = 0; i < m->n_pending; i++)
-        free(m->pending[i].id);
-    free(m->pending);
     free(m->http);
     pthread_mutex_destroy(&m->mu);
     free(m);
@@ -113,41 +88,14 @@ static struct wf_count *wf_get(struct api_metrics *m, const char *name)
     return w;
 }
 
-/* With m->mu held. */
-static int known_add(struct api_metrics *m, const char *id, const char *workflow)
-{
-    if (strlen(id) >= WFO_EXEC_ID_SIZE || wfo_map_get(&m->execs, id))
-        return 0;
-    size_t n = strlen(id) + 1;
-    struct known *k = wfo_calloc(1, sizeof(*k) + n);
-    memcpy(k->id, id, n);
-    k->wf = wf_get(m, workflow);
-    wfo_map_put(&m->execs, k->id, k);
-    return 1;
-}
-
-int api_metrics_starting(struct api_metrics *m, const char *id, const char *workflow)
-{
-    pthread_mutex_lock(&m->mu);
-    int inserted = known_add(m, id, workflow);
-    pthread_mutex_unlock(&m->mu);
-    return inserted;
-}
-
-void api_metrics_start_done(struct api_metrics *m, const char *id, int inserted, int started)
-{
-    if (!inserted || started)
-        return;
-    pthread_mutex_lock(&m->mu);
-    free(wfo_map_del(&m->execs, id));
-    pthread_mutex_unlock(&m->mu);
-}
-
+/* The workflow comes with the event, from the execution itself: a series
+ * exists only for a workflow that an execution ran (a name someone merely
+ * asked for makes none). */
 void api_metrics_on_progress(void *ud, const struct wfo_progress *p)
 {
     struct api_metrics *m = ud;
     enum ended what;
-    if (!p->type || strncmp(p->type, "execution.", 10) != 0 || !p->exec_id)
+    if (!p->type || strncmp(p->type, "execution.", 10) != 0 || !p->workflow)
         return;
     const char *t = p->type + 10;
     for (what = 0; what < END__N; what++)
@@ -156,72 +104,8 @@ void api_metrics_on_progress(void *ud, const struct wfo_progress *p)
     if (what == END__N)
         return;
     pthread_mutex_lock(&m->mu);
-    struct known *k = wfo_map_get(&m->execs, p->exec_id);
-    if (k) {
-        k->wf->n[what]++;
-        if (what != END_STARTED)
-            free(wfo_map_del(&m->execs, p->exec_id));
-    } else if (m->n_pending < PENDING_MAX && strlen(p->exec_id) < WFO_EXEC_ID_SIZE) {
-        if (m->n_pending == m->alloc_pending) {
-            m->alloc_pending = m->alloc_pending ? 2 * m->alloc_pending : 64;
-            m->pending = wfo_realloc(m->pending, (size_t)m->alloc_pending * sizeof(*m->pending));
-        }
-        struct pending *q = &m->pending[m->n_pending++];
-        q->id = wfo_strdup(p->exec_id);
-        q->what = what;
-    } else {
-        wf_get(m, "unknown")->n[what]++;
-    }
+    wf_get(m, p->workflow)->n[what]++;
     pthread_mutex_unlock(&m->mu);
-}
-
-static int seed_cb(void *ud, const struct store_exec *r)
-{
-    known_add(ud, r->id, r->workflow);
-    return 0;
-}
-
-void api_metrics_seed(struct api_metrics *m, struct wfo_engine *e)
-{
-    struct wfo_store *s = engine_store(e);
-    struct wfo_error err = WFO_ERROR_INIT;
-    pthread_mutex_lock(&m->mu);
-    if (s->ops->list_active_execs(s, seed_cb, m, &err) < 0)
-        wfo_warn(NULL, NULL, "metrics: reading running executions: %s", err.message);
-    pthread_mutex_unlock(&m->mu);
-}
-
-static int name_cb(void *ud, const struct store_exec *r)
-{
-    snprintf(ud, 256, "%s", r->workflow);
-    return 0;
-}
-
-/* Looks up the workflow of every pending id (outside the lock). */
-static void pending_resolve(struct api_metrics *m, struct wfo_store *s)
-{
-    pthread_mutex_lock(&m->mu);
-    struct pending *list = m->pending;
-    int n = m->n_pending;
-    m->pending = NULL;
-    m->n_pending = m->alloc_pending = 0;
-    pthread_mutex_unlock(&m->mu);
-    for (int i = 0; i < n; i++) {
-        char wf[256] = "unknown";
-        struct wfo_error err = WFO_ERROR_INIT;
-        s->ops->get_exec(s, list[i].id, name_cb, wf, &err);
-        pthread_mutex_lock(&m->mu);
-        struct wf_count *w = wf_get(m, wf);
-        w->n[list[i].what]++;
-        /* a started child is known from now on: its end is counted directly */
-        if (list[i].what == END_STARTED)
-            known_add(m, list[i].id, wf);
-        else
-            free(wfo_map_del(&m->execs, list[i].id));
-        pthread_mutex_unlock(&m->mu);
-        free(list[i].id);
-    }
-    free(list);
 }
 
 void api_metrics_http(struct api_metrics *m, const char *method, const char *route, int status,
@@ -363,7 +247,6 @@ int api_ops_metrics(struct api *a, struct api_req *req, struct api_resp *resp,
 {
     struct wfo_buf b = WFO_BUF_INIT;
     if (a->metrics) {
-        pending_resolve(a->metrics, engine_store(a->engine));
         render(a->metrics, a->engine, &b);
     }
     resp->status = 200;

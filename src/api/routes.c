@@ -41,11 +41,13 @@ static const struct api_route routes[] = {
     {"GET", "/v1/workflows", api_workflow_list, API_READER},
     {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER},
     {"PUT", "/v1/workflows/{name}", api_workflow_put, API_ADMIN},
+    {"DELETE", "/v1/workflows/{name}", api_workflow_delete, API_ADMIN},
     {"GET", "/v1/workflows/{name}/versions/{version}", api_workflow_version, API_READER},
 
     {"POST", "/v1/executions", api_execution_start, API_OPERATOR},
     {"GET", "/v1/executions", api_execution_list, API_READER},
     {"GET", "/v1/executions/{id}", api_execution_get, API_READER},
+    {"DELETE", "/v1/executions/{id}", api_execution_delete, API_OPERATOR},
     {"GET", "/v1/executions/{id}/history", api_execution_history, API_READER},
     {"POST", "/v1/executions/{id}/cancel", api_execution_cancel, API_OPERATOR},
     {"POST", "/v1/executions/{id}/terminate", api_execution_terminate, API_OPERATOR},

@@ -118,6 +118,18 @@ int api_workflow_get(struct api *a, struct api_req *req, struct api_resp *resp,
     return workflow_read(a, req->params[0], 0, resp, err);
 }
 
+/* 200 {name, deleted: true}; 409 while an execution of it runs or is
+ * paused. */
+int api_workflow_delete(struct api *a, struct api_req *req, struct api_resp *resp,
+                        struct wfo_error *err)
+{
+    int rc = engine_delete_workflow(a->engine, a->ns, req->params[0], err);
+    if (rc < 0)
+        return rc;
+    api_resp_json(resp, 200, json_pack("{s:s, s:b}", "name", req->params[0], "deleted", 1));
+    return 0;
+}
+
 int api_workflow_version(struct api *a, struct api_req *req, struct api_resp *resp,
                          struct wfo_error *err)
 {

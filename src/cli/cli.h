@@ -24,6 +24,7 @@ int cmd_start(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_history(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_terminate(int argc, char **argv);
 int cmd_pause(int argc, char **argv);

@@ -356,7 +356,8 @@ static int client_call_print(const struct client *c, const char *method, const c
 
 /* ---- wfo workflow ----------------------------------------------------- */
 
-#define USAGE_WORKFLOW "workflow put FILE | list | get NAME [--version V] [--server URL]"
+#define USAGE_WORKFLOW                                                                             \
+    "workflow put FILE | list | get NAME [--version V] | delete NAME [--server URL]"
 
 static int client_workflow_put(const struct client *c, const char *file)
 {
@@ -416,8 +417,9 @@ int cmd_workflow(int argc, char **argv)
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     const char *sub = pos[0];
-    int want = strcmp(sub, "put") == 0 || strcmp(sub, "get") == 0 ? 2 : 1;
-    if (strcmp(sub, "put") != 0 && strcmp(sub, "get") != 0 && strcmp(sub, "list") != 0) {
+    int want = strcmp(sub, "list") == 0 ? 1 : 2;
+    if (strcmp(sub, "put") != 0 && strcmp(sub, "get") != 0 && strcmp(sub, "list") != 0 &&
+        strcmp(sub, "delete") != 0) {
         cli_error("workflow: unknown subcommand '%s'", sub);
         fprintf(stderr, "usage: wfo %s\n", USAGE_WORKFLOW);
         return EXIT_USAGE;
@@ -437,6 +439,10 @@ int cmd_workflow(int argc, char **argv)
         rc = client_workflow_put(&c, pos[1]);
     } else if (strcmp(sub, "list") == 0) {
         rc = client_call_print(&c, "GET", "/v1/workflows", NULL);
+    } else if (strcmp(sub, "delete") == 0) {
+        wfo_buf_adds(&path, "/v1/workflows/");
+        client_escape(&path, pos[1]);
+        rc = client_call_print(&c, "DELETE", path.buf, NULL);
     } else {
         wfo_buf_adds(&path, "/v1/workflows/");
         client_escape(&path, pos[1]);
@@ -629,6 +635,11 @@ static int client_execution(int argc, char **argv, const char *method, const cha
 int cmd_get(int argc, char **argv)
 {
     return client_execution(argc, argv, "GET", "", NULL, "get ID [--server URL]", NULL);
+}
+
+int cmd_delete(int argc, char **argv)
+{
+    return client_execution(argc, argv, "DELETE", "", NULL, "delete ID [--server URL]", NULL);
 }
 
 int cmd_history(int argc, char **argv)

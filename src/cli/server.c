@@ -170,7 +170,6 @@ int cmd_server(int argc, char **argv)
     }
     struct engine_tuning tune = {.lease_ms = cfg.lease_ms};
     engine_tune(e, &tune);
-    api_metrics_seed(metrics, e);
 
     struct api_options aopt = {
         .ns = "default",

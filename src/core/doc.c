@@ -51,11 +51,11 @@ static void doc_step(json_t *steps, const struct store_step *r)
      * (docs/implementation/compensation.md) */
     if (strstr(r->path, ":compensate"))
         return;
-    json_array_append_new(steps, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "name", r->path,
-                                           "status", r->status, "attempts", r->attempts, "output",
-                                           text_json(r->output), "error", text_json(r->error),
-                                           "started_at", doc_time(r->started_at), "finished_at",
-                                           doc_time(r->finished_at)));
+    json_array_append_new(
+        steps, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o}", "name", r->path, "status",
+                         r->status, "attempts", r->attempts, "input", text_json(r->input), "output",
+                         text_json(r->output), "error", text_json(r->error), "started_at",
+                         doc_time(r->started_at), "finished_at", doc_time(r->finished_at)));
 }
 
 static int step_cb(void *ud, const struct store_step *r)

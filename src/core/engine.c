@@ -66,7 +66,7 @@ struct reply {
     struct wfo_error err;
 };
 
-enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP, CMD_PICKED };
+enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP, CMD_PICKED, CMD_WF_DELETE };
 
 struct cmd {
     enum cmd_kind kind;
@@ -77,8 +77,9 @@ struct cmd {
     /* start */
     struct wfo_def *def;
     json_t *input;
-    int fresh; /* the id was made here (UUIDv7): no execution can have it */
-    int made;  /* this start created the execution */
+    int fresh;     /* the id was made here (UUIDv7): no execution can have it */
+    int64_t epoch; /* wf_epoch before def was resolved */
+    int made;      /* this start created the execution */
     /* result */
     char *path;
     int64_t token;
@@ -87,6 +88,7 @@ struct cmd {
     enum engine_op op;
     char *reason;
     int compensate;
+    int del_ok;          /* OP_DELETE accepted: the round deletes the execution */
     struct reply *reply; /* NULL: nobody waits */
 };
 
@@ -162,6 +164,10 @@ struct wfo_engine {
     /* definitions: "ns\nname\nversion" -> wfo_def (guarded by defs_mu) */
     pthread_mutex_t defs_mu;
     struct wfo_map defs;
+    /* grows at every workflow deletion: a definition read from the store
+     * before one is not cached after it, and a start that resolved its
+     * definition before one checks that it still exists (do_start) */
+    _Atomic int64_t wf_epoch;
 
     /* runner pool (guarded by mu) */
     pthread_t *runners;
@@ -392,6 +398,32 @@ static void defs_set_latest(struct wfo_engine *e, const char *ns, struct wfo_def
     wfo_buf_release(&lk);
 }
 
+static int64_t wf_epoch(struct wfo_engine *e)
+{
+    return atomic_load(&e->wf_epoch);
+}
+
+/* Drops every cached definition of (ns, name) after its deletion. */
+static void defs_forget(struct wfo_engine *e, const char *ns, const char *name)
+{
+    struct wfo_buf prefix = WFO_BUF_INIT;
+    wfo_buf_addf(&prefix, "%s\n%s\n", ns, name);
+    const char *k;
+    void *v;
+    pthread_mutex_lock(&e->defs_mu);
+    e->wf_epoch++;
+    for (size_t it = 0; wfo_map_next(&e->defs, &it, &k, &v);) {
+        if (strncmp(k, prefix.buf, prefix.len) != 0 || strchr(k + prefix.len, '\n'))
+            continue;
+        char *key = (char *)k;
+        wfo_map_del(&e->defs, key);
+        free(key);
+        def_unref(v);
+    }
+    pthread_mutex_unlock(&e->defs_mu);
+    wfo_buf_release(&prefix);
+}
+
 /* The compiled definition of (ns, name, version) (version 0: latest), a new
  * reference. Compiled once and cached. */
 static int engine_def(struct wfo_engine *e, const char *ns, const char *name, int version,
@@ -399,6 +431,7 @@ static int engine_def(struct wfo_engine *e, const char *ns, const char *name, in
 {
     struct wfo_buf key = WFO_BUF_INIT;
     struct wf_row row = {0};
+    int64_t epoch = wf_epoch(e);
     int rc;
     if (version > 0) {
         def_key(&key, ns, name, version);
@@ -452,16 +485,20 @@ static int engine_def(struct wfo_engine *e, const char *ns, const char *name, in
     }
     d->version = row.version;
     pthread_mutex_lock(&e->defs_mu);
-    struct wfo_def *raced = wfo_map_get(&e->defs, key.buf);
+    int stale = e->wf_epoch != epoch; /* deleted since it was read: not cached */
+    struct wfo_def *raced = stale ? NULL : wfo_map_get(&e->defs, key.buf);
     if (raced) {
         def_unref(d);
         d = raced;
-    } else {
+        *out = def_ref(d);
+    } else if (!stale) {
         wfo_map_put(&e->defs, wfo_strdup(key.buf), d);
+        *out = def_ref(d);
+    } else {
+        *out = d;
     }
-    *out = def_ref(d);
     pthread_mutex_unlock(&e->defs_mu);
-    if (version <= 0)
+    if (version <= 0 && !stale)
         defs_set_latest(e, ns, d);
 out:
     json_decref(row.doc);
@@ -507,6 +544,7 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
         goto out;
     }
     canon = wfo_json_dumps(doc);
+    int64_t epoch = wf_epoch(e);
     struct put_ud p = {0};
     struct store_workflow w = {
         .namespace = ns, .name = d->name, .hash = d->hash, .definition = canon};
@@ -518,15 +556,17 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
     struct wfo_buf key = WFO_BUF_INIT;
     def_key(&key, ns, d->name, p.version);
     pthread_mutex_lock(&e->defs_mu);
-    struct wfo_def *cached = wfo_map_get(&e->defs, key.buf);
-    if (!cached) {
+    int stale = e->wf_epoch != epoch; /* deleted meanwhile: not cached */
+    struct wfo_def *cached = stale ? NULL : wfo_map_get(&e->defs, key.buf);
+    if (!cached && !stale) {
         d->version = p.version;
         wfo_map_put(&e->defs, wfo_buf_detach(&key, NULL), def_ref(d));
         cached = d;
     }
     pthread_mutex_unlock(&e->defs_mu);
     wfo_buf_release(&key);
-    defs_set_latest(e, ns, cached);
+    if (!stale)
+        defs_set_latest(e, ns, cached);
     if (created)
         *created = c;
     if (out) {
@@ -601,6 +641,7 @@ static void batch_exec(struct round *rd, struct xexec *x)
         sr->attempts = s->attempts;
         sr->output = keep_json(rd, s->output);
         sr->error = keep_json(rd, s->error);
+        sr->input = s->input_text;
         exec_step_state(s, &rd->scratch);
         sr->state = keep_scratch(rd);
         sr->started_at = s->started_at;
@@ -649,6 +690,9 @@ static void batch_build(struct round *rd, struct fsm *f)
         r->attempt = (int)t->token;
     }
     wfo_map_release(&last);
+    for (struct cmd *c = rd->replies; c; c = c->next)
+        if (c->del_ok)
+            store_batch_exec_del(&rd->batch, c->id);
 }
 
 /* --- runner pool ---------------------------------------------------------- */
@@ -850,7 +894,7 @@ static int load_step_cb(void *ud, const struct store_step *r)
         wfo_json_parse(r->error, strlen(r->error), &er, NULL);
     if (r->state)
         wfo_json_parse(r->state, strlen(r->state), &st, NULL);
-    int rc = exec_load_step(l->x, r->path, r->ord, r->status, r->attempts, out, er, st,
+    int rc = exec_load_step(l->x, r->path, r->ord, r->status, r->attempts, out, er, st, r->input,
                             r->started_at, r->finished_at, l->err);
     json_decref(out);
     json_decref(er);
@@ -942,6 +986,17 @@ static int same_cb(void *ud, const struct store_exec *r)
     return 0;
 }
 
+/* Is version def->version of def's workflow still in the store, unchanged? */
+static int def_stored(struct wfo_engine *e, const char *ns, const struct wfo_def *def)
+{
+    struct wf_row row = {0};
+    struct wfo_error err = WFO_ERROR_INIT;
+    int rc =
+        e->store->ops->get_workflow(e->store, ns, def->name, def->version, wf_row_cb, &row, &err);
+    json_decref(row.doc);
+    return rc == 0 && strcmp(row.hash, def->hash) == 0;
+}
+
 static void do_start(struct wfo_engine *e, struct cmd *c)
 {
     struct wfo_error err = WFO_ERROR_INIT;
@@ -955,6 +1010,8 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
         rc = e->store->ops->get_exec(e->store, c->id, same_cb, &s, &err);
         rc = rc == 0 ? 1 : rc == WFO_ENOTFOUND ? 0 : rc;
     }
+    if (rc == 0 && c->epoch != wf_epoch(e) && !def_stored(e, c->ns ? c->ns : e->ns, c->def))
+        rc = wfo_error_set(&err, WFO_ENOTFOUND, "workflow '%s' not found", c->def->name);
     if (rc < 0) {
         reply_done(c->reply, rc, &err);
         c->reply = NULL; /* answered: not again after the commit */
@@ -994,7 +1051,29 @@ static void do_op(struct wfo_engine *e, struct cmd *c)
         return;
     }
     int rc;
+    if (x->deleting) {
+        wfo_error_set(&err, WFO_ENOTFOUND, "execution '%s' not found", c->id);
+        reply_done(c->reply, err.code, &err);
+        c->reply = NULL;
+        return;
+    }
     switch (c->op) {
+    case OP_DELETE:
+        /* the rows go at the end of this round's transaction, after
+         * anything it writes of the execution; memory lets go of it once
+         * that commits (round_finish) */
+        rc = EX_ENDED(x->status) ? 0 : WFO_ECONFLICT;
+        if (rc == 0) {
+            x->deleting = 1;
+            c->del_ok = 1;
+        } else {
+            wfo_error_set(&err, rc, "execution '%s' is %s: cancel or terminate it first", x->id,
+                          exec_status_names[x->status]);
+            reply_done(c->reply, rc, &err);
+            c->reply = NULL;
+            return;
+        }
+        break;
     case OP_CANCEL:
         rc = fsm_cancel(&e->fsm, x, c->reason, c->compensate);
         break;
@@ -1016,6 +1095,34 @@ static void do_op(struct wfo_engine *e, struct cmd *c)
         reply_done(c->reply, rc, &err);
         c->reply = NULL;
     }
+}
+
+/* Deletes workflow c->path of namespace c->ns (every version). On the
+ * engine thread, so that no start is applied in between: an execution
+ * started but not yet committed is in memory (E4), one committed is in the
+ * store, and both make a 409. Then the cached definitions go, and a start
+ * that resolved one before is refused by do_start (wf_epoch). */
+static void do_wf_delete(struct wfo_engine *e, struct cmd *c)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    const char *ns = c->ns, *name = c->path;
+    const char *k;
+    void *v;
+    int rc = 0;
+    for (size_t it = 0; rc == 0 && wfo_map_next(&e->execs, &it, &k, &v);) {
+        struct xexec *x = v;
+        if (!EX_ENDED(x->status) && strcmp(x->ns, ns) == 0 && strcmp(x->workflow, name) == 0)
+            rc = wfo_error_set(&err, WFO_ECONFLICT,
+                               "workflow '%s' has a running execution ('%s'): cancel or "
+                               "terminate it first",
+                               name, x->id);
+    }
+    if (rc == 0)
+        rc = e->store->ops->delete_workflow(e->store, ns, name, &err);
+    if (rc == 0)
+        defs_forget(e, ns, name);
+    reply_done(c->reply, rc, &err);
+    c->reply = NULL;
 }
 
 static void do_result(struct wfo_engine *e, struct cmd *c)
@@ -1078,7 +1185,14 @@ static void after_commit(struct wfo_engine *e, struct fsm *f)
         for (int i = 0; i < f->n_hist; i++) {
             struct fsm_hist *h = &f->hist[i];
             char *data = h->data ? wfo_json_dumps(h->data) : NULL;
-            struct wfo_progress p = {h->x->id, h->seq, h->time, h->type, h->step, data};
+            struct wfo_progress p = {.exec_id = h->x->id,
+                                     .ns = h->x->ns,
+                                     .workflow = h->x->workflow,
+                                     .seq = h->seq,
+                                     .time = h->time,
+                                     .type = h->type,
+                                     .step = h->step,
+                                     .data = data};
             e->opt.on_progress(e->opt.progress_ud, &p);
             free(data);
         }
@@ -1285,6 +1399,14 @@ static int round_finish(struct wfo_engine *e, struct round *r, const struct roun
             gone[n_gone++] = x;
         }
     }
+    for (struct cmd *c = r->replies; c; c = c->next) {
+        struct xexec *x = c->del_ok ? wfo_map_get(&e->execs, c->id) : NULL;
+        if (x && x->touched != e->fsm.gen && !(flight && x->touched == flight->gen) &&
+            wfo_map_del(&e->execs, x->id)) {
+            GROW(gone, n_gone, alloc_gone);
+            gone[n_gone++] = x;
+        }
+    }
     after_commit(e, f);
     count_stats(e, f, r->commit_ms);
     round_docs(r);
@@ -1325,6 +1447,8 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
             do_start(e, c);
         } else if (c->kind == CMD_RESULT) {
             do_result(e, c);
+        } else if (c->kind == CMD_WF_DELETE) {
+            do_wf_delete(e, c);
         } else if (c->kind == CMD_PICKED) {
             struct xexec *x = exec_get(e, c->id, NULL);
             if (x)
@@ -1726,6 +1850,7 @@ int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_er
     const char *id = q->id;
     if (id && *id && strlen(id) >= WFO_EXEC_ID_SIZE)
         return wfo_error_set(err, WFO_EINVAL, "id: longer than %d bytes", WFO_EXEC_ID_SIZE - 1);
+    int64_t epoch = wf_epoch(e);
     rc = engine_def(e, q->ns, q->workflow, q->version, &d, err);
     if (rc < 0)
         return rc;
@@ -1743,6 +1868,7 @@ int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_er
         c->fresh = 1;
     }
     c->def = d;
+    c->epoch = epoch;
     c->input = q->input ? json_incref(q->input) : json_object();
     c->reply = &r;
     char idcopy[WFO_EXEC_ID_SIZE];
@@ -1957,6 +2083,23 @@ void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
     if (t->lease_ms > 0)
         e->tq.lease_ms = t->lease_ms;
     pthread_mutex_unlock(&e->tq.mu);
+}
+
+int engine_delete_workflow(struct wfo_engine *e, const char *ns, const char *name,
+                           struct wfo_error *err)
+{
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    struct reply r;
+    reply_init(&r);
+    struct cmd *c = wfo_calloc(1, sizeof(*c));
+    c->kind = CMD_WF_DELETE;
+    c->ns = wfo_strdup(ns);
+    c->path = wfo_strdup(name);
+    c->reply = &r;
+    post(e, c, NULL);
+    return reply_wait(&r, err);
 }
 
 int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,

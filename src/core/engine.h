@@ -16,8 +16,16 @@ struct wfo_store *engine_store(struct wfo_engine *e);
 /* The execution document of SPEC 3 (new ref), read from the store. */
 int engine_doc(struct wfo_engine *e, const char *id, json_t **doc, struct wfo_error *err);
 
-/* Operator commands on one execution (SPEC 4). */
-enum engine_op { OP_CANCEL, OP_TERMINATE, OP_PAUSE, OP_RESUME, OP_RETRY };
+/* Removes every version of workflow name of namespace ns (SPEC 4):
+ * WFO_ECONFLICT while one of its executions runs or is paused,
+ * WFO_ENOTFOUND when there is none. Ended executions stay readable. */
+int engine_delete_workflow(struct wfo_engine *e, const char *ns, const char *name,
+                           struct wfo_error *err);
+
+/* Operator commands on one execution (SPEC 4). OP_DELETE removes an
+ * execution that ended, with its steps, history, timers and tasks
+ * (WFO_ECONFLICT while it runs or is paused). */
+enum engine_op { OP_CANCEL, OP_TERMINATE, OP_PAUSE, OP_RESUME, OP_RETRY, OP_DELETE };
 int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
               int compensate, struct wfo_error *err);
 

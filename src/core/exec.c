@@ -66,6 +66,7 @@ void exec_free(struct xexec *x)
     for (int i = 0; i < x->n_steps; i++) {
         struct xstep *st = x->steps[i];
         free(st->path);
+        free(st->input_text);
         json_decref(st->items);
         json_decref(st->output);
         json_decref(st->error);
@@ -210,7 +211,6 @@ void exec_row_state(const struct xexec *x, struct wfo_buf *b)
         put_json(b, ",\"error_ctx\":", x->error_ctx);
     if (x->comp_queue) {
         put_json(b, ",\"comp\":{\"queue\":", x->comp_queue);
-        put_int(b, ",\"pos\":", x->comp_pos);
         put_int(b, ",\"final\":", x->comp_final);
         if (x->comp_owner)
             put_str(b, ",\"owner\":", x->comp_owner);
@@ -258,8 +258,19 @@ int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
         x->error_ctx = json_incref(ec);
     json_t *comp = json_object_get(state, "comp");
     if (comp) {
-        x->comp_queue = json_incref(json_object_get(comp, "queue"));
-        x->comp_pos = (int)jint(comp, "pos");
+        x->comp_queue = json_deep_copy(json_object_get(comp, "queue"));
+        /* a store written before entries had states ran them one at a
+         * time up to "pos": those before are done, that one runs */
+        int pos = (int)jint(comp, "pos");
+        size_t ci;
+        json_t *e;
+        json_array_foreach(x->comp_queue, ci, e)
+        {
+            if (json_array_size(e) == 2)
+                json_array_append_new(e, json_integer((int)ci < pos    ? COMP_DONE
+                                                      : (int)ci == pos ? COMP_RUNNING
+                                                                       : COMP_PENDING));
+        }
         x->comp_final = (int)jint(comp, "final");
         const char *owner = wfo_json_str(comp, "owner");
         x->comp_owner = owner ? wfo_strdup(owner) : NULL;
@@ -292,8 +303,8 @@ int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
 }
 
 int exec_load_step(struct xexec *x, const char *path, int ord, const char *status, int attempts,
-                   json_t *output, json_t *error, json_t *state, int64_t started_at,
-                   int64_t finished_at, struct wfo_error *err)
+                   json_t *output, json_t *error, json_t *state, const char *input_text,
+                   int64_t started_at, int64_t finished_at, struct wfo_error *err)
 {
     const struct def_step *d = exec_resolve_path(x->def, path);
     int ss = step_status_parse(status);
@@ -319,6 +330,8 @@ int exec_load_step(struct xexec *x, const char *path, int ord, const char *statu
     }
     st->output = output ? json_incref(output) : NULL;
     st->error = error ? json_incref(error) : NULL;
+    free(st->input_text);
+    st->input_text = input_text ? wfo_strdup(input_text) : NULL;
     st->started_at = started_at;
     st->finished_at = finished_at;
     exec_scope_update(x, st);

@@ -20,6 +20,9 @@
 #include "../common/duration.h"
 #include "def.h"
 
+/* The state of one entry of a compensation queue. */
+enum comp_state { COMP_PENDING, COMP_RUNNING, COMP_DONE, COMP_FAILED };
+
 enum exec_status { EX_RUNNING, EX_PAUSED, EX_COMPLETED, EX_FAILED, EX_CANCELLED, EX_TERMINATED };
 extern const char *const exec_status_names[];
 int exec_status_parse(const char *s);
@@ -78,6 +81,7 @@ struct xstep {
     json_t *items; /* foreach: the items of the current attempt */
     int next_item; /* foreach: the next item to open a frame for */
     json_t *output, *error;
+    char *input_text; /* what its last attempt was given (JSON text), or NULL */
     int64_t started_at, finished_at;
     int dirty;
     int scope_stale; /* in its frame's stale list */
@@ -110,13 +114,16 @@ struct xexec {
     char *input_text;      /* input serialized once */
     json_t *ctx_execution; /* the context's .execution, built once */
 
-    /* compensation (SPEC 2.4): the steps to undo, in order, and where it is */
-    json_t *comp_queue; /* [[path, index], ...]; NULL when not compensating */
-    int comp_pos;
-    char *comp_owner;  /* a `compensate` step waiting for it, or NULL */
-    int comp_final;    /* the status to end with: EX_FAILED or EX_CANCELLED */
-    char *fail_origin; /* path of the innermost failing step (error.step) */
+    /* compensation (SPEC 2.4): the steps to undo, newest completion first,
+     * each with its state; NULL when not compensating */
+    json_t *comp_queue; /* [[path, index, COMP_*], ...] */
+    int comp_advancing; /* comp_advance is on the stack (not saved) */
+    int comp_again;     /* ... and something ended meanwhile (not saved) */
+    char *comp_owner;   /* a `compensate` step waiting for it, or NULL */
+    int comp_final;     /* the status to end with: EX_FAILED or EX_CANCELLED */
+    char *fail_origin;  /* path of the innermost failing step (error.step) */
     int waiters;
+    int deleting; /* an accepted DELETE: its rows go with the round that carries it */
 };
 
 struct xexec *exec_new(const char *id, const char *ns, struct wfo_def *def, json_t *input,
@@ -137,8 +144,8 @@ void exec_step_state(const struct xstep *st, struct wfo_buf *b);
  * steps are added one by one with exec_load_step. */
 int exec_load(struct xexec *x, json_t *state, struct wfo_error *err);
 int exec_load_step(struct xexec *x, const char *path, int ord, const char *status, int attempts,
-                   json_t *output, json_t *error, json_t *state, int64_t started_at,
-                   int64_t finished_at, struct wfo_error *err);
+                   json_t *output, json_t *error, json_t *state, const char *input_text,
+                   int64_t started_at, int64_t finished_at, struct wfo_error *err);
 /* Resolves a step path to its definition ("a", "par/b/s", "each[3]/s"). */
 const struct def_step *exec_resolve_path(const struct wfo_def *def, const char *path);
 

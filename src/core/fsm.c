@@ -370,7 +370,6 @@ static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const ch
     exec_stop_steps(f, x);
     if (compensate && !x->comp_queue && comp_build(x)) {
         x->comp_final = final;
-        x->comp_pos = 0;
         free(x->comp_owner);
         x->comp_owner = NULL;
         json_decref(x->error_ctx);
@@ -569,7 +568,8 @@ static int by_cseq_desc(const void *a, const void *b)
 }
 
 /* Queues the compensations of every completed step that has one, newest
- * completion first. Returns how many. */
+ * completion first: entries [path, index, state] (COMP_PENDING). Returns
+ * how many steps. */
 static int comp_build(struct xexec *x)
 {
     struct xstep **v = wfo_calloc((size_t)x->n_steps + 1, sizeof(*v));
@@ -586,7 +586,8 @@ static int comp_build(struct xexec *x)
         x->comp_queue = json_array();
         for (int i = 0; i < n; i++)
             for (int k = 0; k < v[i]->def->n_compensate; k++)
-                json_array_append_new(x->comp_queue, json_pack("[s, i]", v[i]->path, k));
+                json_array_append_new(x->comp_queue,
+                                      json_pack("[s, i, i]", v[i]->path, k, COMP_PENDING));
     }
     free(v);
     return n;
@@ -652,75 +653,193 @@ static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
     exec_end(f, x, (enum exec_status)x->comp_final, type, json_pack("{s:O}", "error", x->error));
 }
 
-/* Starts the next compensation step, or finishes. */
+static int comp_state(const struct xexec *x, size_t i)
+{
+    return (int)json_integer_value(json_array_get(json_array_get(x->comp_queue, i), 2));
+}
+
+static void comp_set_state(struct xexec *x, size_t i, int state)
+{
+    json_array_set_new(json_array_get(x->comp_queue, i), 2, json_integer(state));
+}
+
+static struct xstep *comp_orig(struct xexec *x, size_t i, int *k)
+{
+    json_t *e = json_array_get(x->comp_queue, i);
+    *k = (int)json_integer_value(json_array_get(e, 1));
+    return exec_step(x, json_string_value(json_array_get(e, 0)));
+}
+
+/* May the compensations of a and b run at the same time? Only when they
+ * are in different branches of one parallel step (SPEC 2.4: branches are
+ * compensated concurrently, each in reverse). Everything else, foreach
+ * iterations included, is undone one at a time in reverse order of
+ * completion. */
+static int comp_concurrent(const struct xexec *x, const struct xstep *a, const struct xstep *b)
+{
+    if (a == b)
+        return 0;
+    /* the child frames under the lowest frame both are in */
+    for (int ca = a->frame; ca >= 0; ca = x->frames[ca].parent) {
+        int pa = x->frames[ca].parent;
+        for (int cb = b->frame; cb >= 0; cb = x->frames[cb].parent) {
+            int pb = x->frames[cb].parent;
+            if (pa < 0 || pa != pb || ca == cb)
+                continue;
+            const struct xframe *fa = &x->frames[ca], *fb = &x->frames[cb];
+            const struct xstep *owner = fa->owner ? exec_step((struct xexec *)x, fa->owner) : NULL;
+            return owner && owner->def->type == STEP_PARALLEL && fb->owner &&
+                   strcmp(fa->owner, fb->owner) == 0 && fa->otoken == fb->otoken &&
+                   fa->branch != fb->branch;
+        }
+    }
+    return 0;
+}
+
+/* May entry i start: is every earlier entry that must be undone before it
+ * done? */
+static int comp_ready(struct xexec *x, size_t i)
+{
+    int k;
+    struct xstep *orig = comp_orig(x, i, &k);
+    for (size_t j = 0; j < i; j++) {
+        if (comp_state(x, j) == COMP_DONE)
+            continue;
+        int kj;
+        struct xstep *oj = comp_orig(x, j, &kj);
+        if (!orig || !oj || !comp_concurrent(x, oj, orig))
+            return 0;
+    }
+    return 1;
+}
+
+/* Starts entry i; it may end at once (skipped, or a synchronous failure),
+ * which comes back through comp_step_done. */
+static void comp_start(struct fsm *f, struct xexec *x, size_t i)
+{
+    int k;
+    struct xstep *orig = comp_orig(x, i, &k);
+    if (!orig || k >= orig->def->n_compensate) {
+        comp_set_state(x, i, COMP_DONE);
+        return;
+    }
+    comp_set_state(x, i, COMP_RUNNING);
+    char *path = comp_path(orig, k);
+    struct xstep *st = exec_step_reach(x, path, &orig->def->compensate[k], orig->frame, NULL);
+    free(path);
+    st->status = SS_SCHEDULED;
+    st->attempts = 0;
+    st->started_at = st->finished_at = 0;
+    json_decref(st->output);
+    st->output = NULL;
+    json_decref(st->error);
+    st->error = NULL;
+    step_touch(f, x, st);
+    if (st->def->f[F_IF]) {
+        json_t *ctx = exec_context(x, st->frame), *v = NULL;
+        json_t *err = eval_field(st->def, F_IF, ctx, &v);
+        json_decref(ctx);
+        int t = !err && truthy(v);
+        json_decref(v);
+        if (err) {
+            st->attempts = 1;
+            step_fail(f, x, st, err);
+            return;
+        }
+        if (!t) {
+            st->status = SS_SKIPPED;
+            st->finished_at = f->now;
+            hist(f, x, "step.skipped", st->path, NULL);
+            comp_step_done(f, x, st, NULL);
+            return;
+        }
+    }
+    attempt_start(f, x, st); /* step_complete / step_fail of st come back */
+}
+
+/* Starts every compensation that may start now (C1), and finishes the saga
+ * when nothing runs and nothing is left, or when one failed for good and
+ * the others in flight have ended. Re-entered from the steps it starts
+ * (they may end at once): the inner call only asks for another pass. */
 static void comp_advance(struct fsm *f, struct xexec *x)
 {
-    while (x->comp_queue && x->comp_pos < (int)json_array_size(x->comp_queue)) {
-        if (x->status == EX_PAUSED)
-            return; /* fsm_resume goes on */
-        json_t *e = json_array_get(x->comp_queue, (size_t)x->comp_pos);
-        struct xstep *orig = exec_step(x, json_string_value(json_array_get(e, 0)));
-        int k = (int)json_integer_value(json_array_get(e, 1));
-        if (!orig || k >= orig->def->n_compensate) {
-            x->comp_pos++;
-            continue;
-        }
-        char *path = comp_path(orig, k);
-        struct xstep *st = exec_step_reach(x, path, &orig->def->compensate[k], orig->frame, NULL);
-        free(path);
-        st->status = SS_SCHEDULED;
-        st->attempts = 0;
-        st->started_at = st->finished_at = 0;
-        json_decref(st->output);
-        st->output = NULL;
-        json_decref(st->error);
-        st->error = NULL;
-        step_touch(f, x, st);
-        if (st->def->f[F_IF]) {
-            json_t *ctx = exec_context(x, st->frame), *v = NULL;
-            json_t *err = eval_field(st->def, F_IF, ctx, &v);
-            json_decref(ctx);
-            int t = !err && truthy(v);
-            json_decref(v);
-            if (err) {
-                st->attempts = 1;
-                step_fail(f, x, st, err);
-                return;
-            }
-            if (!t) {
-                st->status = SS_SKIPPED;
-                st->finished_at = f->now;
-                hist(f, x, "step.skipped", st->path, NULL);
-                comp_step_done(f, x, st, NULL);
-                return;
-            }
-        }
-        attempt_start(f, x, st);
-        return; /* step_complete / step_fail of st come back here */
+    if (!x->comp_queue)
+        return;
+    if (x->comp_advancing) {
+        x->comp_again = 1;
+        return;
     }
-    if (x->comp_queue)
+    x->comp_advancing = 1;
+    size_t n = json_array_size(x->comp_queue);
+    int failed = -1, running = 0, pending = 0;
+    do {
+        x->comp_again = 0;
+        failed = -1;
+        for (size_t i = 0; i < n && failed < 0; i++)
+            if (comp_state(x, i) == COMP_FAILED)
+                failed = (int)i;
+        if (failed >= 0 || x->status == EX_PAUSED)
+            break; /* nothing new starts; fsm_resume goes on */
+        for (size_t i = 0; i < n && x->comp_queue; i++)
+            if (comp_state(x, i) == COMP_PENDING && comp_ready(x, i))
+                comp_start(f, x, i);
+    } while (x->comp_again && x->comp_queue);
+    x->comp_advancing = 0;
+    if (!x->comp_queue)
+        return;
+    failed = -1;
+    for (size_t i = 0; i < n; i++) {
+        int s = comp_state(x, i);
+        running += s == COMP_RUNNING;
+        pending += s == COMP_PENDING;
+        if (s == COMP_FAILED && failed < 0)
+            failed = (int)i;
+    }
+    if (running)
+        return;
+    if (failed >= 0) {
+        int k;
+        struct xstep *orig = comp_orig(x, (size_t)failed, &k);
+        char *path = orig ? comp_path(orig, k) : NULL;
+        struct xstep *st = path ? exec_step(x, path) : NULL;
+        json_t *e = st && st->error ? json_incref(st->error)
+                                    : fsm_error("CompensationFailed", "compensation failed", NULL);
+        comp_finish(f, x, e, path ? path : "");
+        json_decref(e);
+        free(path);
+        return;
+    }
+    if (!pending)
         comp_finish(f, x, NULL, NULL);
 }
 
 /* A compensation step ended: ok, or failed for good with error (taken). */
 static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error)
 {
-    if (!x->comp_queue)
-        return;
-    if (error) {
-        comp_finish(f, x, error, st->path);
+    if (!x->comp_queue) {
         json_decref(error);
         return;
     }
-    json_t *e = json_array_get(x->comp_queue, (size_t)x->comp_pos);
-    struct xstep *orig = exec_step(x, json_string_value(json_array_get(e, 0)));
-    int k = (int)json_integer_value(json_array_get(e, 1));
-    if (orig && k == orig->def->n_compensate - 1) {
-        orig->status = SS_COMPENSATED;
-        step_touch(f, x, orig);
-        hist(f, x, "step.compensated", orig->path, NULL);
+    size_t n = json_array_size(x->comp_queue);
+    for (size_t i = 0; i < n; i++) {
+        int k;
+        struct xstep *orig = comp_orig(x, i, &k);
+        if (!orig || comp_state(x, i) != COMP_RUNNING)
+            continue;
+        char *path = comp_path(orig, k);
+        int same = strcmp(path, st->path) == 0;
+        free(path);
+        if (!same)
+            continue;
+        comp_set_state(x, i, error ? COMP_FAILED : COMP_DONE);
+        if (!error && k == orig->def->n_compensate - 1) {
+            orig->status = SS_COMPENSATED;
+            step_touch(f, x, orig);
+            hist(f, x, "step.compensated", orig->path, NULL);
+        }
+        break;
     }
-    x->comp_pos++;
+    json_decref(error); /* the step keeps it: comp_advance reports it */
     touch(f, x);
     comp_advance(f, x);
 }
@@ -788,6 +907,21 @@ json_t *fsm_attempt_args(struct xexec *x, struct xstep *st, json_t **error)
     return args;
 }
 
+/* Keeps what the attempt is given for the document (SPEC 3: a step's input
+ * is what its last attempt was given). The execution's own input, the
+ * default, is serialized once per execution. */
+static void step_input_keep(struct xexec *x, struct xstep *st, json_t *input)
+{
+    free(st->input_text);
+    if (input == x->input) {
+        if (!x->input_text)
+            x->input_text = wfo_json_dumps(x->input);
+        st->input_text = wfo_strdup(x->input_text);
+    } else {
+        st->input_text = wfo_json_dumps(input);
+    }
+}
+
 /* Starts an attempt of st; runs synchronous step types to their end. */
 static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
 {
@@ -806,6 +940,7 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         goto fail;
     if (!input)
         input = json_incref(json_object_get(ctx, "input"));
+    step_input_keep(x, st, input);
 
     switch (d->type) {
     case STEP_SET: {
@@ -958,7 +1093,6 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         }
         free(x->comp_owner);
         x->comp_owner = wfo_strdup(st->path);
-        x->comp_pos = 0;
         json_decref(x->compensation);
         x->compensation = json_pack("{s:s}", "status", "running");
         x->row_dirty = 1;
@@ -1306,19 +1440,23 @@ int fsm_resume(struct fsm *f, struct xexec *x)
     x->status = EX_RUNNING;
     x->row_dirty = 1;
     hist(f, x, "execution.resumed", NULL, NULL);
-    if (x->comp_queue && x->comp_pos < (int)json_array_size(x->comp_queue)) {
-        json_t *q = json_array_get(x->comp_queue, (size_t)x->comp_pos);
-        struct xstep *orig = exec_step(x, json_string_value(json_array_get(q, 0)));
-        int k = (int)json_integer_value(json_array_get(q, 1));
-        struct xstep *cur = NULL;
-        if (orig && k < orig->def->n_compensate) {
+    if (x->comp_queue) {
+        /* an entry marked running whose step is not in flight never
+         * started (a store written before entries had states, paused
+         * before its turn): it starts now */
+        for (size_t i = 0; i < json_array_size(x->comp_queue); i++) {
+            int k;
+            struct xstep *orig = comp_orig(x, i, &k);
+            if (!orig || comp_state(x, i) != COMP_RUNNING || k >= orig->def->n_compensate)
+                continue;
             char *path = comp_path(orig, k);
-            cur = exec_step(x, path);
+            struct xstep *cur = exec_step(x, path);
             free(path);
+            if (!cur || (cur->status != SS_RUNNING && cur->status != SS_SCHEDULED &&
+                         cur->status != SS_WAITING))
+                comp_set_state(x, i, COMP_PENDING);
         }
-        if (!cur || cur->status == SS_COMPLETED || cur->status == SS_SKIPPED ||
-            cur->status == SS_CANCELLED || cur->status == SS_FAILED)
-            comp_advance(f, x);
+        comp_advance(f, x);
     }
     /* retries that came due while paused */
     for (int i = 0; i < x->n_steps; i++) {
@@ -1332,12 +1470,71 @@ int fsm_resume(struct fsm *f, struct xexec *x)
     return 0;
 }
 
+/* Reopens frame fid, cancelled when the execution failed with no failing
+ * step of its own (WorkflowTimeout): its step in flight then is entered
+ * again, or, for a block, resumed with the frames it had open. The first
+ * step entered again goes to *first. */
+static void frame_reopen(struct fsm *f, struct xexec *x, int fid, char **first)
+{
+    struct xframe *fr = &x->frames[fid];
+    fr->status = FR_ACTIVE;
+    fr->busy = 0;
+    touch(f, x);
+    if (fr->pc < 0)
+        return;
+    char *path = step_path(fr, &fr->block->steps[fr->pc]);
+    struct xstep *st = exec_step(x, path);
+    free(path);
+    if (!st || st->status != SS_CANCELLED)
+        return;
+    int open = 0;
+    for (int i = 0; i < x->n_frames; i++)
+        open += frame_of(&x->frames[i], st) && x->frames[i].status == FR_CANCELLED;
+    if (!open) { /* a plain step: entered again */
+        if (!*first)
+            *first = wfo_strdup(st->path);
+        return;
+    }
+    st->status = SS_RUNNING;
+    st->finished_at = 0;
+    step_touch(f, x, st);
+    fr->busy = 1;
+    for (int i = 0; i < x->n_frames; i++)
+        if (frame_of(&x->frames[i], st) && x->frames[i].status == FR_CANCELLED)
+            frame_reopen(f, x, i, first);
+}
+
+/* Retries an execution that failed with no failing step (WorkflowTimeout):
+ * every frame that was running goes on from the step it was at. */
+static int retry_stopped(struct fsm *f, struct xexec *x)
+{
+    if (!x->n_frames || x->frames[0].status != FR_CANCELLED)
+        return WFO_ESTATE;
+    char *first = NULL;
+    frame_reopen(f, x, 0, &first);
+    x->status = EX_RUNNING;
+    x->finished_at = 0;
+    json_decref(x->error);
+    x->error = NULL;
+    x->row_dirty = 1;
+    json_decref(x->error_ctx);
+    x->error_ctx = NULL;
+    hist(f, x, "execution.retried", NULL, obj1("step", first ? json_string(first) : json_null()));
+    free(first);
+    if (x->def->timeout_ms)
+        timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
+    run_frames(f, x);
+    return 0;
+}
+
 int fsm_retry(struct fsm *f, struct xexec *x)
 {
-    if (x->status != EX_FAILED)
+    if (x->status != EX_FAILED || x->comp_queue)
         return WFO_ESTATE;
     const char *path = wfo_json_str(x->error, "step");
     struct xstep *st = path ? exec_step(x, path) : NULL;
+    if (!path)
+        return retry_stopped(f, x);
     if (!st || st->status != SS_FAILED)
         return WFO_ESTATE;
     struct xframe *fr = &x->frames[st->frame];

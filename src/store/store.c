@@ -84,6 +84,7 @@ void store_batch_reset(struct store_batch *b)
     b->n_timer_dels = 0;
     b->n_tasks = 0;
     b->n_task_dels = 0;
+    b->n_exec_dels = 0;
 }
 
 void store_batch_release(struct store_batch *b)
@@ -95,13 +96,14 @@ void store_batch_release(struct store_batch *b)
     free(b->timer_dels);
     free(b->tasks);
     free(b->task_dels);
+    free(b->exec_dels);
     store_batch_init(b);
 }
 
 int store_batch_empty(const struct store_batch *b)
 {
     return b->n_execs == 0 && b->n_steps == 0 && b->n_history == 0 && b->n_timers == 0 &&
-           b->n_timer_dels == 0 && b->n_tasks == 0 && b->n_task_dels == 0;
+           b->n_timer_dels == 0 && b->n_tasks == 0 && b->n_task_dels == 0 && b->n_exec_dels == 0;
 }
 
 /* Makes room for one more element of size bytes in arr (n used, *alloc
@@ -153,4 +155,9 @@ struct store_task *store_batch_task(struct store_batch *b)
 void store_batch_task_del(struct store_batch *b, const char *id)
 {
     *BATCH_PUSH(b, task_dels, n_task_dels, alloc_task_dels) = id;
+}
+
+void store_batch_exec_del(struct store_batch *b, const char *id)
+{
+    *BATCH_PUSH(b, exec_dels, n_exec_dels, alloc_exec_dels) = id;
 }

@@ -61,6 +61,7 @@ struct store_step {
     const char *error;  /* JSON text or NULL */
     const char *state;  /* engine-private JSON text or NULL */
     int64_t started_at, finished_at;
+    const char *input; /* JSON text: what its last attempt was given, or NULL */
 };
 
 struct store_history {
@@ -113,6 +114,8 @@ struct store_batch {
     int n_tasks, alloc_tasks;
     const char **task_dels;
     int n_task_dels, alloc_task_dels;
+    const char **exec_dels; /* ended executions to delete with all their rows, last */
+    int n_exec_dels, alloc_exec_dels;
 };
 
 struct store_workflow {
@@ -185,6 +188,12 @@ struct wfo_store_ops {
     int (*list_timers)(struct wfo_store *s, store_timer_cb cb, void *ud, struct wfo_error *err);
     /* Every task not done (recovery). */
     int (*list_tasks)(struct wfo_store *s, store_task_cb cb, void *ud, struct wfo_error *err);
+    /* Removes every version of (ns, name), in one transaction:
+     * WFO_ECONFLICT while an execution of it is running or paused in the
+     * store, WFO_ENOTFOUND when there is no such workflow. Executions that
+     * ended keep their rows. */
+    int (*delete_workflow)(struct wfo_store *s, const char *ns, const char *name,
+                           struct wfo_error *err);
 };
 
 /* The back ends, and the one that accepts url (NULL when none). */
@@ -212,5 +221,6 @@ struct store_timer *store_batch_timer(struct store_batch *b);
 void store_batch_timer_del(struct store_batch *b, const char *id);
 struct store_task *store_batch_task(struct store_batch *b);
 void store_batch_task_del(struct store_batch *b, const char *id);
+void store_batch_exec_del(struct store_batch *b, const char *id);
 
 #endif

@@ -30,7 +30,7 @@ DOC_KEYS = {
     "id", "namespace", "workflow", "version", "status", "input", "output", "error",
     "compensation", "steps", "created_at", "updated_at", "finished_at", "parent",
 }
-STEP_KEYS = {"name", "status", "attempts", "output", "error", "started_at", "finished_at"}
+STEP_KEYS = {"name", "status", "attempts", "input", "output", "error", "started_at", "finished_at"}
 
 
 def pytest_configure(config):

@@ -16,6 +16,7 @@ attempts are their step.started entries, their status the type of their last
 entry, their output that of their step.completed."""
 
 import json
+from datetime import datetime
 import os
 import re
 import signal
@@ -713,10 +714,104 @@ steps:
     completed = [s for t, s in typed(hist, "step.completed") if s in originals]
     undone = [s[: -len(":compensate")] for t, s in typed(hist, "step.started") if s.endswith(":compensate")]
     assert sorted(completed) == sorted(originals)
-    assert undone == list(reversed(completed))
-    assert [e["undo"] for e in log_entries(log)] == [step(doc, p)["output"]["what"] for p in undone]
+    assert sorted(undone) == sorted(originals)
+    # branches are undone concurrently (test_contract.py), each in reverse
+    # order of its own completions
+    for branch in ("flight", "hotel", "car"):
+        mine = [p for p in completed if p.startswith(f"book/{branch}/")]
+        assert [p for p in undone if p in mine] == list(reversed(mine))
+    assert sorted(e["undo"] for e in log_entries(log)) == sorted(
+        step(doc, p)["output"]["what"] for p in undone)
     # within the hotel branch, breakfast (completed last) is undone first
     assert undone.index("book/hotel/breakfast") < undone.index("book/hotel/reserve")
+
+
+def _t(ts):
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def test_parallel_branches_compensated_concurrently(tmp_path):
+    """SPEC 2.4: branches of a parallel are compensated concurrently, each in
+    reverse. Each branch's last step takes a second to undo: the three undo
+    runs overlap in time (read from the history), and each branch's first
+    step is undone only after its last."""
+    branch = """\
+      - name: {b}
+        steps:
+          - name: x
+            type: set
+            vars: {{x: 1}}
+            compensate: {{type: task, queue: fast, input: {{undo: {b}-x}}}}
+          - name: y
+            type: set
+            vars: {{y: 1}}
+            compensate: {{type: task, queue: slow, input: {{undo: {b}-y}}}}
+"""
+    text = ("name: concurrent-undo\nsteps:\n  - name: par\n    type: parallel\n    branches:\n"
+            + "".join(branch.format(b=b) for b in ("b1", "b2", "b3"))
+            + "  - name: boom\n    type: fail\n    error: {type: Declined, message: no}\n")
+    rc, doc, hist = run_saga(tmp_path, text, "--handler", "fast=cat",
+                             "--handler", "slow=sleep 1; cat")
+    assert rc == 1, doc
+    assert doc["compensation"] == {"status": "completed"}, doc["compensation"]
+    times = {}
+    for h in hist:
+        if h["step"] and h["step"].endswith(":compensate") and h["type"] in (
+                "step.started", "step.completed"):
+            times.setdefault(h["step"], {})[h["type"]] = _t(h["time"])
+    slow = [times[f"par/{b}/y:compensate"] for b in ("b1", "b2", "b3")]
+    # the three one-second undo runs overlap: each starts before any ends
+    assert max(t["step.started"] for t in slow) < min(t["step.completed"] for t in slow), slow
+    for b in ("b1", "b2", "b3"):
+        y, x = times[f"par/{b}/y:compensate"], times[f"par/{b}/x:compensate"]
+        assert x["step.started"] >= y["step.completed"], (b, x, y)
+        assert step(doc, f"par/{b}/x")["status"] == "compensated"
+        assert step(doc, f"par/{b}/y")["status"] == "compensated"
+
+
+def test_parallel_compensation_failure_waits_for_siblings(tmp_path):
+    """A branch whose undo fails for good stops new undo runs, but the
+    sibling branches' runs already started finish and count: the saga ends
+    failed once none is in flight, and the step undone meanwhile shows
+    compensated."""
+    text = """\
+name: undo-fails
+steps:
+  - name: before
+    type: set
+    vars: {a: 1}
+    compensate: {type: task, queue: fast, input: {undo: before}}
+  - name: par
+    type: parallel
+    branches:
+      - name: ok
+        steps:
+          - name: s
+            type: set
+            vars: {s: 1}
+            compensate: {type: task, queue: slow, input: {undo: ok}}
+      - name: bad
+        steps:
+          - name: s
+            type: set
+            vars: {s: 1}
+            compensate: {type: task, queue: broken, input: {undo: bad},
+                         retry: {max_attempts: 1}}
+  - name: boom
+    type: fail
+    error: {type: Declined, message: no}
+"""
+    rc, doc, hist = run_saga(tmp_path, text, "--handler", "fast=cat",
+                             "--handler", "slow=sleep 1; cat", "--handler", "broken=exit 3")
+    assert rc == 1, doc
+    assert doc["compensation"]["status"] == "failed", doc["compensation"]
+    assert doc["compensation"]["step"] == "par/bad/s:compensate"
+    assert doc["error"]["type"] == "Declined"
+    assert step(doc, "par/ok/s")["status"] == "compensated"
+    assert step(doc, "par/bad/s")["status"] == "completed"
+    # `before` is not undone: the saga stopped at the failure
+    assert step(doc, "before")["status"] == "completed"
+    assert not [h for h in hist if h["step"] == "before:compensate"]
 
 
 def test_foreach_iterations_compensated(tmp_path):

@@ -56,7 +56,7 @@
 
 #define SQ_READERS_MAX 8
 #define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */
-#define SQ_SCHEMA_VERSION 1
+#define SQ_SCHEMA_VERSION 2
 
 /*
  * The schema. The list queries (sq_list_sql) are
@@ -94,7 +94,7 @@ static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS steps ("
     " exec_id TEXT NOT NULL, path TEXT NOT NULL, ord INTEGER NOT NULL, status TEXT NOT NULL,"
     " attempts INTEGER NOT NULL, output TEXT, error TEXT, state TEXT,"
-    " started_at INTEGER, finished_at INTEGER,"
+    " started_at INTEGER, finished_at INTEGER, input TEXT,"
     " PRIMARY KEY (exec_id, path)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS history ("
     " exec_id TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER, type TEXT NOT NULL,"
@@ -115,7 +115,8 @@ static const char sq_schema[] =
     "seq, id, namespace, workflow, version, status, input, output, error, compensation, "          \
     "parent, state, created_at, updated_at, finished_at"
 #define SQ_STEP_COLS                                                                               \
-    "exec_id, path, ord, status, attempts, output, error, state, started_at, finished_at"
+    "exec_id, path, ord, status, attempts, output, error, state, started_at, finished_at, input"
+#define SQ_STEP_NCOLS 11
 #define SQ_HISTORY_COLS "exec_id, seq, time, type, step, data"
 #define SQ_TIMER_COLS "id, exec_id, due_at, kind, step, attempt, data"
 #define SQ_TASK_COLS                                                                               \
@@ -138,6 +139,13 @@ enum sq_wq {
     W_TASK_DEL,
     W_WF_LATEST,
     W_WF_INSERT,
+    W_EXEC_DEL_STEPS,
+    W_EXEC_DEL_HISTORY,
+    W_EXEC_DEL_TIMERS,
+    W_EXEC_DEL_TASKS,
+    W_EXEC_DEL,
+    W_WF_RUNNING,
+    W_WF_DEL,
     W__COUNT
 };
 
@@ -165,7 +173,7 @@ static const char *const sq_writer_sql[W__COUNT] = {
                       " compensation = ?5, state = ?6, updated_at = ?7, finished_at = ?8"
                       " WHERE id = ?1",
     [W_STEP] = "INSERT OR REPLACE INTO steps (" SQ_STEP_COLS ")"
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     /* Invariant 3: the primary key refuses a seq written twice (a doubled
      * transition); the engine numbers them without gaps (fsm.c I2). */
     [W_HISTORY] = "INSERT INTO history (" SQ_HISTORY_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -178,6 +186,16 @@ static const char *const sq_writer_sql[W__COUNT] = {
     [W_WF_LATEST] = "SELECT " SQ_WF_COLS " FROM workflows WHERE namespace = ?1 AND name = ?2"
                     " ORDER BY version DESC LIMIT 1",
     [W_WF_INSERT] = "INSERT INTO workflows (" SQ_WF_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* an execution that ended, with everything it owns */
+    [W_EXEC_DEL_STEPS] = "DELETE FROM steps WHERE exec_id = ?1",
+    [W_EXEC_DEL_HISTORY] = "DELETE FROM history WHERE exec_id = ?1",
+    [W_EXEC_DEL_TIMERS] = "DELETE FROM timers WHERE exec_id = ?1",
+    [W_EXEC_DEL_TASKS] = "DELETE FROM tasks WHERE exec_id = ?1",
+    [W_EXEC_DEL] = "DELETE FROM executions WHERE id = ?1",
+    /* executions_active holds the running and paused ones */
+    [W_WF_RUNNING] = ("SELECT id FROM executions WHERE status IN ('running', 'paused')"
+                      " AND namespace = ?1 AND workflow = ?2 LIMIT 1"),
+    [W_WF_DEL] = "DELETE FROM workflows WHERE namespace = ?1 AND name = ?2",
 };
 
 /* The readers' statements; R_LIST + mask are the list queries, one per set
@@ -428,6 +446,7 @@ static int sq_step_row(sqlite3_stmt *st, const struct sq_cb *cb)
         .state = sq_col_text(st, 7),
         .started_at = sq_col_int(st, 8),
         .finished_at = sq_col_int(st, 9),
+        .input = sq_col_text(st, 10),
     };
     return cb->fn.step(cb->ud, &r);
 }
@@ -547,8 +566,16 @@ static int sq_pragma(struct sq_store *s, const char *sql, char *val, size_t size
     return rc;
 }
 
+/* Forward migrations: sq_migrations[v - 1] takes a store from version v to
+ * v + 1. A new database gets sq_schema, which is already the latest. */
+static const char *const sq_migrations[SQ_SCHEMA_VERSION - 1] = {
+    /* 1 -> 2: a step's input (SPEC 3) */
+    "ALTER TABLE steps ADD COLUMN input TEXT;",
+};
+
 /* Sets up the writer: WAL for files, then the schema (invariant: user_version
- * 0 is a new database, 1 ours, more a newer wfo's). */
+ * 0 is a new database, 1 .. SQ_SCHEMA_VERSION ours (older ones migrated
+ * forward in one transaction), more a newer wfo's). */
 static int sq_setup(struct sq_store *s, struct wfo_error *err)
 {
     char val[64];
@@ -578,12 +605,28 @@ static int sq_setup(struct sq_store *s, struct wfo_error *err)
     if (version == SQ_SCHEMA_VERSION)
         return 0;
     /* IF NOT EXISTS: two processes may create the schema of a new file at
-     * once; BEGIN IMMEDIATE makes the second wait for the first. */
+     * once; BEGIN IMMEDIATE makes the second wait for the first, which is
+     * why the version is read again inside the transaction. */
     rc = sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK) {
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(s->w, "PRAGMA user_version", -1, &st, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            version = sqlite3_column_int(st, 0);
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc == SQLITE_OK && version == 0)
         rc = sqlite3_exec(s->w, sq_schema, NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(s->w, "PRAGMA user_version = 1", NULL, NULL, NULL);
+    else
+        for (long v = version; rc == SQLITE_OK && v > 0 && v < SQ_SCHEMA_VERSION; v++)
+            rc = sqlite3_exec(s->w, sq_migrations[v - 1], NULL, NULL, NULL);
+    if (rc == SQLITE_OK && version < SQ_SCHEMA_VERSION) {
+        char set[48];
+        snprintf(set, sizeof(set), "PRAGMA user_version = %d", SQ_SCHEMA_VERSION);
+        rc = sqlite3_exec(s->w, set, NULL, NULL, NULL);
+    }
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -719,7 +762,7 @@ static int sq_open(const char *url, struct wfo_store **out, struct wfo_error *er
         }
     }
     for (int m = 0; m < 2; m++) {
-        char *sql = sq_many_sql(sq_writer_sql[m ? W_HISTORY : W_STEP], m ? 6 : 10);
+        char *sql = sq_many_sql(sq_writer_sql[m ? W_HISTORY : W_STEP], m ? 6 : SQ_STEP_NCOLS);
         int prc = sq_prepare(s->w, sql, &s->wmany[m]);
         free(sql);
         if (prc != SQLITE_OK) {
@@ -970,6 +1013,7 @@ static int sq_bind_step(sqlite3_stmt *st, int o, const struct store_step *p)
     b |= sq_text(st, o + 8, p->state);
     b |= sq_time(st, o + 9, p->started_at);
     b |= sq_time(st, o + 10, p->finished_at);
+    b |= sq_text(st, o + 11, p->input);
     return b;
 }
 
@@ -981,7 +1025,7 @@ static int sq_put_steps(struct sq_store *s, const struct store_step *p, int n,
     int b = 0;
 
     for (int i = 0; i < n; i++)
-        b |= sq_bind_step(st, i * 10, &p[i]);
+        b |= sq_bind_step(st, i * SQ_STEP_NCOLS, &p[i]);
     return sq_wstep(s, st, b, err, "writing step '%s' of execution '%s'%s", p->path ? p->path : "",
                     p->exec_id ? p->exec_id : "", n > 1 ? " (and the next ones)" : "");
 }
@@ -1109,6 +1153,9 @@ static int sq_apply(struct wfo_store *base, const struct store_batch *b, struct 
         rc = sq_put_task(s, &b->tasks[i], err);
     for (i = 0; rc == 0 && i < b->n_task_dels; i++)
         rc = sq_delete(s, W_TASK_DEL, b->task_dels[i], "task", err);
+    for (i = 0; rc == 0 && i < b->n_exec_dels; i++)
+        for (int q = W_EXEC_DEL_STEPS; rc == 0 && q <= W_EXEC_DEL; q++)
+            rc = sq_delete(s, q, b->exec_dels[i], "execution", err);
     if (rc == 0)
         rc = sq_commit(s, "committing a batch", err);
     if (rc)
@@ -1316,6 +1363,7 @@ static int sq_step_keep(void *ud, const struct store_step *r)
     k->output = sq_keep(r->output);
     k->error = sq_keep(r->error);
     k->state = sq_keep(r->state);
+    k->input = sq_keep(r->input);
     return 0;
 }
 
@@ -1354,6 +1402,7 @@ static int sq_list_steps(struct wfo_store *base, const char *exec_id, store_step
         free((char *)l.v[i].output);
         free((char *)l.v[i].error);
         free((char *)l.v[i].state);
+        free((char *)l.v[i].input);
     }
     free(l.v);
     return rc;
@@ -1446,6 +1495,48 @@ int store_sqlite_query(struct wfo_store *base, const char *sql, char *out, size_
     return rc;
 }
 
+static int sq_delete_workflow(struct wfo_store *base, const char *ns, const char *name,
+                              struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st;
+    int rc, b = 0;
+
+    pthread_mutex_lock(&s->wmu);
+    rc = sq_begin(s, "deleting a workflow", err);
+    if (rc)
+        goto out;
+    st = s->wst[W_WF_RUNNING];
+    sq_text(st, 1, ns);
+    sq_text(st, 2, name);
+    rc = sq_step(st);
+    if (rc == SQLITE_ROW) {
+        rc = wfo_error_set(err, WFO_ECONFLICT,
+                           "workflow '%s' has a running execution ('%s'): cancel or terminate it "
+                           "first",
+                           name, sq_col_text(st, 0));
+        sq_done(st);
+        goto out;
+    }
+    sq_done(st);
+    if (rc != SQLITE_DONE) {
+        rc = sq_fail(s, s->w, err, "reading executions of workflow '%s'", name);
+        goto out;
+    }
+    st = s->wst[W_WF_DEL];
+    b |= sq_text(st, 1, ns);
+    b |= sq_text(st, 2, name);
+    rc = sq_wstep(s, st, b, err, "deleting workflow '%s'", name);
+    if (rc == 0 && sqlite3_changes(s->w) == 0)
+        rc = wfo_error_set(err, WFO_ENOTFOUND, "workflow '%s' not found", name);
+    if (rc == 0)
+        rc = sq_commit(s, "deleting a workflow", err);
+out:
+    sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
 const struct wfo_store_ops store_sqlite_ops = {
     .name = "sqlite",
     .version = 1,
@@ -1464,4 +1555,5 @@ const struct wfo_store_ops store_sqlite_ops = {
     .list_history = sq_list_history,
     .list_timers = sq_list_timers,
     .list_tasks = sq_list_tasks,
+    .delete_workflow = sq_delete_workflow,
 };

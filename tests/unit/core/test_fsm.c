@@ -314,7 +314,8 @@ TEST(state_round_trips)
     wfo_buf_reset(&b);
     exec_step_state(x->steps[0], &b);
     is_int(wfo_json_parse(b.buf, b.len, &ss, NULL), 0, "step state is JSON: %s", b.buf);
-    is_int(exec_load_step(y, "t", 0, "running", 1, NULL, NULL, ss, 1000, 0, &err), 0, "step loads");
+    is_int(exec_load_step(y, "t", 0, "running", 1, NULL, NULL, ss, NULL, 1000, 0, &err), 0,
+           "step loads");
     wfo_buf_reset(&b);
     exec_row_state(x, &b);
     exec_row_state(y, &b2);
@@ -322,7 +323,7 @@ TEST(state_round_trips)
     wfo_buf_release(&b);
     wfo_buf_release(&b2);
     is_int(y->steps[0]->token, x->steps[0]->token, "token kept");
-    is_int(exec_load_step(y, "nope", 1, "running", 1, NULL, NULL, ss, 0, 0, &err), WFO_ESTORE,
+    is_int(exec_load_step(y, "nope", 1, "running", 1, NULL, NULL, ss, NULL, 0, 0, &err), WFO_ESTORE,
            "unknown step path refused");
     json_decref(st);
     json_decref(ss);

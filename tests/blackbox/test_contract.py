@@ -1,0 +1,333 @@
+"""Rules of the stable contract (SPEC 2.4, 3, 4, 5, 7) that earlier builds
+broke: a step's input in the document, deleting executions and workflows,
+metric labels only from workflows that ran, retrying an execution that
+failed with WorkflowTimeout, parallel branches compensated concurrently.
+docs/interfaces/api.md and docs/implementation/compensation.md state them."""
+
+import json
+import re
+import sqlite3
+import subprocess
+import time
+from datetime import datetime
+
+import pytest
+
+from apiutil import WfoServer, server, set_workflow, unique  # noqa: F401
+from conftest import WFO_BIN, run_def, run_wfo, sh_handler, step, write_def, write_script
+
+
+def client(srv, *args, timeout=60):
+    """`wfo ARGS --server URL`: (rc, stdout, stderr)."""
+    return run_wfo(list(args) + ["--server", f"http://127.0.0.1:{srv.port}"], timeout=timeout)
+
+
+def sleep_workflow(name, duration="30s"):
+    return {"name": name, "steps": [{"name": "nap", "type": "sleep", "duration": duration}]}
+
+
+# ---- SPEC 3: a step's input -----------------------------------------------
+
+def test_step_input_in_run_document(tmp_path):
+    """Each step shows what its last attempt was given, templates evaluated;
+    a step without `input` was given the execution's input."""
+    rc, doc, err = run_def(tmp_path, {"name": "inputs", "steps": [
+        {"name": "a", "type": "set", "vars": {"x": 1}},
+        {"name": "b", "type": "set", "input": {"sum": "${ .input.n + 1 }", "k": "lit"},
+         "vars": {"y": 2}},
+    ]}, input={"n": 41})
+    assert rc == 0, err
+    assert step(doc, "a")["input"] == {"n": 41}
+    assert step(doc, "b")["input"] == {"sum": 42, "k": "lit"}
+
+
+def test_step_input_last_attempt_and_api(server, tmp_path):
+    """Through the API too, and the input of a retried step is its last
+    attempt's (the template sees the attempt's context)."""
+    name = unique("step-input")
+    server.put_workflow({"name": name, "steps": [
+        {"name": "t", "type": "task", "queue": name,
+         "input": {"order": "${ .input.order }", "fixed": [1, 2]},
+         "retry": {"max_attempts": 2, "initial_interval": "10ms"}},
+    ]})
+    e = server.start_exec(name, input={"order": "o-7"})
+    tasks = server.poll([name], wait="5s")
+    assert tasks and tasks[0]["input"] == {"order": "o-7", "fixed": [1, 2]}
+    r = server.post(f"/v1/tasks/{tasks[0]['task_id']}/fail",
+                    {"lease": tasks[0]["lease"], "error": {"type": "Flaky", "message": "x"}})
+    assert r.status == 200, r
+    tasks = server.poll([name], wait="5s")
+    r = server.post(f"/v1/tasks/{tasks[0]['task_id']}/complete",
+                    {"lease": tasks[0]["lease"], "output": {"ok": True}})
+    assert r.status == 200, r
+    d = server.wait_status(e["id"], "completed")
+    s = [x for x in d["steps"] if x["name"] == "t"][0]
+    assert s["attempts"] == 2
+    assert s["input"] == {"order": "o-7", "fixed": [1, 2]}
+
+
+def test_step_input_survives_restart_and_old_store_migrates(tmp_path):
+    """A store written before steps had an input column (schema 1) opens,
+    is migrated, and keeps its executions readable."""
+    srv = WfoServer(tmp_path / "s").launch()
+    name = unique("migrate")
+    try:
+        srv.put_workflow(set_workflow(name))
+        e = srv.start_exec(name, input={"v": 1}, query="?wait=10s")
+        assert e["status"] == "completed"
+    finally:
+        srv.stop()
+    # make it look like a schema-1 store: no input column, user_version 1
+    con = sqlite3.connect(srv.db)
+    cols = [r[1] for r in con.execute("PRAGMA table_info(steps)")]
+    assert "input" in cols
+    con.execute("ALTER TABLE steps DROP COLUMN input")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    srv.launch()
+    try:
+        d = srv.doc(e["id"])
+        assert d["status"] == "completed"
+        assert all(s["input"] is None for s in d["steps"])
+        e2 = srv.start_exec(name, input={"v": 2}, query="?wait=10s")
+        assert all(s["input"] == {"v": 2} for s in e2["steps"])
+    finally:
+        srv.stop()
+    con = sqlite3.connect(srv.db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    con.close()
+
+
+# ---- SPEC 4, 5: deleting ----------------------------------------------------
+
+def test_delete_execution(server):
+    name = unique("del-exec")
+    server.put_workflow(set_workflow(name))
+    e = server.start_exec(name, query="?wait=10s")
+    assert e["status"] == "completed"
+    r = server.request("DELETE", f"/v1/executions/{e['id']}")
+    assert r.status == 200, r
+    assert r.json == {"id": e["id"], "deleted": True}
+    assert server.get(f"/v1/executions/{e['id']}").status == 404
+    assert server.get(f"/v1/executions/{e['id']}/history").status == 404
+    listed = server.get(f"/v1/executions?workflow={name}").json["executions"]
+    assert listed == []
+    r = server.request("DELETE", f"/v1/executions/{e['id']}")
+    assert r.status == 404, r
+    assert r.error["type"] == "NotFound"
+    # the id can be used again: nothing of the old execution is left
+    e2 = server.start_exec(name, id=e["id"], input={"again": True}, query="?wait=10s")
+    assert e2["status"] == "completed" and e2["input"] == {"again": True}
+
+
+def test_delete_running_execution_is_409(server):
+    name = unique("del-running")
+    server.put_workflow(sleep_workflow(name))
+    e = server.start_exec(name)
+    r = server.request("DELETE", f"/v1/executions/{e['id']}")
+    assert r.status == 409, r
+    assert "running" in r.error["message"]
+    assert server.doc(e["id"])["status"] == "running"
+    assert server.post(f"/v1/executions/{e['id']}/pause").status == 200
+    r = server.request("DELETE", f"/v1/executions/{e['id']}")
+    assert r.status == 409, r
+    assert server.post(f"/v1/executions/{e['id']}/terminate").status == 200
+    r = server.request("DELETE", f"/v1/executions/{e['id']}")
+    assert r.status == 200, r
+
+
+def test_delete_removes_rows_and_timers(tmp_path):
+    """Its steps, history, timers and tasks are gone from the store, and a
+    restart does not bring anything of it back."""
+    srv = WfoServer(tmp_path / "s").launch()
+    name = unique("del-rows")
+    try:
+        srv.put_workflow({"name": name, "timeout": "1h", "steps": [
+            {"name": "t", "type": "task", "queue": name}]})
+        e = srv.start_exec(name)
+        assert srv.post(f"/v1/executions/{e['id']}/cancel").status == 200
+        assert srv.request("DELETE", f"/v1/executions/{e['id']}").status == 200
+    finally:
+        srv.stop()
+    con = sqlite3.connect(srv.db)
+    for table, col in [("executions", "id"), ("steps", "exec_id"), ("history", "exec_id"),
+                       ("timers", "exec_id"), ("tasks", "exec_id")]:
+        n = con.execute(f"SELECT count(*) FROM {table} WHERE {col} = ?", (e["id"],)).fetchone()[0]
+        assert n == 0, table
+    con.close()
+    srv.launch()
+    try:
+        assert srv.get(f"/v1/executions/{e['id']}").status == 404
+    finally:
+        srv.stop()
+
+
+def test_delete_workflow(server):
+    name = unique("del-wf")
+    server.put_workflow(set_workflow(name))
+    v2 = dict(set_workflow(name), description="second")
+    assert server.put(f"/v1/workflows/{name}", v2).json["version"] == 2
+    e = server.start_exec(name, query="?wait=10s")
+    assert e["status"] == "completed"
+    r = server.request("DELETE", f"/v1/workflows/{name}")
+    assert r.status == 200, r
+    assert r.json == {"name": name, "deleted": True}
+    assert server.get(f"/v1/workflows/{name}").status == 404
+    assert server.get(f"/v1/workflows/{name}/versions/1").status == 404
+    assert name not in [w["name"] for w in server.get("/v1/workflows").json["workflows"]]
+    # starting it is a 404 now, and the ended execution stays readable
+    r = server.post("/v1/executions", {"workflow": name})
+    assert r.status == 404, r
+    assert server.doc(e["id"])["status"] == "completed"
+    assert server.request("DELETE", f"/v1/workflows/{name}").status == 404
+    # registering it again starts over at version 1, with the new body
+    r = server.put(f"/v1/workflows/{name}", v2)
+    assert r.status == 201 and r.json["version"] == 1, r
+    e = server.start_exec(name, query="?wait=10s")
+    assert e["status"] == "completed" and e["version"] == 1
+
+
+def test_delete_workflow_while_running_is_409(server):
+    name = unique("del-wf-running")
+    server.put_workflow(sleep_workflow(name))
+    e = server.start_exec(name)
+    r = server.request("DELETE", f"/v1/workflows/{name}")
+    assert r.status == 409, r
+    assert e["id"] in r.error["message"]
+    assert server.get(f"/v1/workflows/{name}").status == 200
+    assert server.post(f"/v1/executions/{e['id']}/cancel").status == 200
+    assert server.request("DELETE", f"/v1/workflows/{name}").status == 200
+
+
+def test_delete_commands(server, tmp_path):
+    name = unique("del-cli")
+    path = write_def(tmp_path, set_workflow(name))
+    rc, out, err = client(server, "workflow", "put", path)
+    assert rc == 0, err
+    rc, out, err = client(server, "start", name, "--wait")
+    assert rc == 0, err
+    exec_id = json.loads(out)["id"]
+    rc, out, err = client(server, "delete", exec_id)
+    assert rc == 0, err
+    assert json.loads(out) == {"id": exec_id, "deleted": True}
+    rc, out, err = client(server, "get", exec_id)
+    assert rc != 0 and "not found" in err
+    rc, out, err = client(server, "workflow", "delete", name)
+    assert rc == 0, err
+    assert json.loads(out) == {"name": name, "deleted": True}
+    rc, out, err = client(server, "workflow", "delete", name)
+    assert rc != 0 and "not found" in err
+    rc, out, err = client(server, "workflow", "delete")
+    assert rc == 2 and "missing argument" in err
+
+
+# ---- SPEC 7: metric labels ------------------------------------------------
+
+def test_metric_labels_only_from_workflows_that_ran(server):
+    """Asking for workflows that do not exist adds no series."""
+    ghosts = [unique("ghost") for _ in range(5)]
+    for g in ghosts:
+        r = server.post("/v1/executions", {"workflow": g})
+        assert r.status == 404, r
+        r = server.post("/v1/executions", {"workflow": g, "id": unique("id")})
+        assert r.status == 404, r
+    name = unique("real")
+    server.put_workflow(set_workflow(name))
+    server.start_exec(name, query="?wait=10s")
+    text = server.get("/metrics").text
+    for g in ghosts:
+        assert g not in text
+    assert f'wfo_executions_started_total{{workflow="{name}"}} 1' in text
+    assert f'wfo_executions_completed_total{{workflow="{name}"}} 1' in text
+
+
+def test_metrics_count_executions_that_outlive_a_restart(tmp_path):
+    """An execution started before a restart and ending after it is counted
+    under its workflow (not 'unknown')."""
+    srv = WfoServer(tmp_path / "s").launch()
+    name = unique("restart-metrics")
+    try:
+        srv.put_workflow(sleep_workflow(name, "1500ms"))
+        e = srv.start_exec(name)
+    finally:
+        srv.stop()
+    srv.launch()
+    try:
+        srv.wait_status(e["id"], "completed")
+        text = srv.get("/metrics").text
+        assert f'wfo_executions_completed_total{{workflow="{name}"}} 1' in text
+        assert 'workflow="unknown"' not in text
+    finally:
+        srv.stop()
+
+
+# ---- SPEC 2.4: any failed execution can be retried -------------------------
+
+def test_retry_after_workflow_timeout(server):
+    """An execution that failed with WorkflowTimeout is retried like any
+    other: it goes on from the step it was at (attempts reset), steps that
+    completed keep their outputs, and the timeout counts from the retry."""
+    name = unique("wf-timeout")
+    server.put_workflow({"name": name, "timeout": "1500ms", "steps": [
+        {"name": "first", "type": "set", "vars": {"a": 1}},
+        {"name": "t", "type": "task", "queue": name},
+        {"name": "last", "type": "set", "vars": {"b": 2}},
+    ]})
+    e = server.start_exec(name)
+    d = server.wait_status(e["id"], "failed")
+    assert d["error"]["type"] == "WorkflowTimeout"
+    assert [s["status"] for s in d["steps"]] == ["completed", "cancelled"]
+    time.sleep(0.5)  # the old attempt's task is gone with it
+    assert server.poll([name]) == []
+    r = server.post(f"/v1/executions/{e['id']}/retry")
+    assert r.status == 200, r
+    assert r.json["status"] == "running" and r.json["error"] is None
+    # the workflow timer restarted: well past 1.5 s after the start, the
+    # execution still runs
+    time.sleep(0.3)
+    tasks = server.poll([name], wait="5s")
+    assert len(tasks) == 1 and tasks[0]["attempt"] == 1
+    r = server.post(f"/v1/tasks/{tasks[0]['task_id']}/complete",
+                    {"lease": tasks[0]["lease"], "output": {"done": True}})
+    assert r.status == 200, r
+    d = server.wait_status(e["id"], "completed")
+    assert [s["status"] for s in d["steps"]] == ["completed", "completed", "completed"]
+    hist = server.get(f"/v1/executions/{e['id']}/history").json
+    retried = [h for h in hist if h["type"] == "execution.retried"]
+    assert len(retried) == 1 and retried[0]["data"] == {"step": "t"}
+    assert sum(1 for h in hist if h["type"] == "step.started" and h["step"] == "first") == 1
+
+
+def test_retry_after_workflow_timeout_in_parallel(server):
+    """Inside a parallel block, a branch that completed is not run again;
+    the branch that was waiting goes on."""
+    name = unique("wf-timeout-par")
+    server.put_workflow({"name": name, "timeout": "1s", "steps": [
+        {"name": "par", "type": "parallel", "branches": [
+            {"name": "quick", "steps": [{"name": "q", "type": "set", "vars": {"q": 1}}]},
+            {"name": "slow", "steps": [{"name": "t", "type": "task", "queue": name}]},
+        ]},
+    ]})
+    e = server.start_exec(name)
+    d = server.wait_status(e["id"], "failed")
+    assert d["error"]["type"] == "WorkflowTimeout"
+    r = server.post(f"/v1/executions/{e['id']}/retry")
+    assert r.status == 200, r
+    tasks = server.poll([name], wait="5s")
+    assert len(tasks) == 1 and tasks[0]["step"] == "par/slow/t"
+    r = server.post(f"/v1/tasks/{tasks[0]['task_id']}/complete",
+                    {"lease": tasks[0]["lease"], "output": {"t": 2}})
+    assert r.status == 200, r
+    d = server.wait_status(e["id"], "completed")
+    assert d["output"] == {"quick": {"q": 1}, "slow": {"t": 2}}
+    hist = server.get(f"/v1/executions/{e['id']}/history").json
+    assert sum(1 for h in hist if h["type"] == "step.started" and h["step"] == "par/quick/q") == 1
+
+
+def test_retry_of_completed_is_409(server):
+    name = unique("retry-done")
+    server.put_workflow(set_workflow(name))
+    e = server.start_exec(name, query="?wait=10s")
+    r = server.post(f"/v1/executions/{e['id']}/retry")
+    assert r.status == 409, r
