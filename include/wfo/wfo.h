@@ -57,6 +57,7 @@ struct wfo_engine_options {
     int exec_enabled;         /* allow `exec` steps */
     int runner_threads;       /* default 16 */
     int http_deny_private;    /* http steps may not reach private addresses */
+    int store_pool_size;      /* the store's reader connections; default 8 */
     /* Default retry for task/http/exec steps and compensations; NULL: SPEC's. */
     const char *default_retry_json;
     /* Called on the engine thread after each batch commits, once per new

@@ -266,10 +266,28 @@ int api_execution_resume(struct api *a, struct api_req *req, struct api_resp *re
     return op(a, req, resp, OP_RESUME, err);
 }
 
+/* {from?}: SPEC 2.4. */
 int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err)
 {
-    return op(a, req, resp, OP_RETRY, err);
+    json_t *body = NULL;
+    const char *from = NULL;
+    int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0)
+        goto out;
+    if ((rc = api_field_str(body, "from", 0, &from, err)) < 0)
+        goto out;
+    if (from && !from[0]) {
+        rc = wfo_error_set(err, WFO_EINVAL, "from: must not be empty");
+        goto out;
+    }
+    rc = engine_op_from(a->engine, req->params[0], OP_RETRY, NULL, 0, from, err);
+    if (rc < 0)
+        goto out;
+    rc = doc_reply(a, req->params[0], 200, resp, err);
+out:
+    json_decref(body);
+    return rc;
 }
 
 /* 200 {id, deleted: true}: the execution, its steps, history, timers and

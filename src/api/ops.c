@@ -210,6 +210,12 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
     wfo_buf_addf(b, "wfo_task_lease_expiries_total %lld\n", st.lease_expiries);
     metric_head(b, "wfo_timers", "gauge", "Durable timers armed (retries, sleeps, timeouts).");
     wfo_buf_addf(b, "wfo_timers %lld\n", st.timers);
+    metric_head(b, "wfo_store_read_retries_total", "counter",
+                "Store reads of the engine that failed and were tried again.");
+    wfo_buf_addf(b, "wfo_store_read_retries_total %lld\n", st.read_retries);
+    metric_head(b, "wfo_retention_deleted_total", "counter",
+                "Ended executions deleted by retention.finished, with their rows.");
+    wfo_buf_addf(b, "wfo_retention_deleted_total %lld\n", st.retention_deleted);
     metric_head(b, "wfo_process_start_time_seconds", "gauge",
                 "When the server started, in seconds since the epoch.");
     wfo_buf_addf(b, "wfo_process_start_time_seconds %.3f\n", (double)started_ms / 1000.0);

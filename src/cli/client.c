@@ -780,8 +780,29 @@ int cmd_resume(int argc, char **argv)
 
 int cmd_retry(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/retry", NULL, "retry ID [--server URL]",
-                            client_empty_body);
+    const char *server = NULL, *from = NULL, *pos[1] = {NULL};
+    struct client_opt opts[] = {{"--from", &from, NULL}, {NULL, NULL, NULL}};
+    const char *usage = "retry ID [--from PATH] [--server URL]";
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client c = {NULL, NULL};
+    json_t *body;
+    int rc;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    body = json_object();
+    if (from)
+        json_object_set_new(body, "from", json_string(from));
+    client_init(&c, server);
+    wfo_buf_adds(&path, "/v1/executions/");
+    client_escape(&path, pos[0]);
+    wfo_buf_adds(&path, "/retry");
+    rc = client_call_print(&c, "POST", path.buf, body);
+    json_decref(body);
+    wfo_buf_release(&path);
+    client_release(&c);
+    return rc;
 }
 
 /* ---- signals and events ----------------------------------------------- */

@@ -36,7 +36,7 @@ static const struct command commands[] = {
     {"terminate", cmd_terminate, "terminate ID"},
     {"pause", cmd_pause, "pause ID"},
     {"resume", cmd_resume, "resume ID"},
-    {"retry", cmd_retry, "retry ID"},
+    {"retry", cmd_retry, "retry ID [--from PATH]"},
     {"signal", cmd_signal, "signal ID NAME [--data JSON]"},
     {"emit", cmd_emit, "emit TYPE [--key K] [--data JSON] [--id ID]"},
 };

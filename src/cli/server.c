@@ -159,6 +159,7 @@ int cmd_server(int argc, char **argv)
         .exec_enabled = cfg.exec_enabled,
         .runner_threads = (int)cfg.runner_threads,
         .http_deny_private = cfg.deny_private,
+        .store_pool_size = (int)cfg.pool_size,
         .default_retry_json = retry_json,
         .on_progress = api_metrics_on_progress,
         .progress_ud = metrics,
@@ -168,7 +169,7 @@ int cmd_server(int argc, char **argv)
         rc = err.code == WFO_EINVAL ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
-    struct engine_tuning tune = {.lease_ms = cfg.lease_ms};
+    struct engine_tuning tune = {.lease_ms = cfg.lease_ms, .retention_ms = cfg.retention_ms};
     engine_tune(e, &tune);
 
     struct api_options aopt = {
@@ -191,11 +192,9 @@ int cmd_server(int argc, char **argv)
         goto out;
     }
     /* Recovery: executions that were running continue now, not at the
-     * first request (engine_wait starts the engine's threads). */
-    struct wfo_error ignore = WFO_ERROR_INIT;
-    int lr = engine_wait(e, "", 0, &ignore);
-    if (lr < 0 && lr != WFO_ENOTFOUND) {
-        cli_error("%s", ignore.message);
+     * first request. */
+    if (engine_run(e, &err) < 0) {
+        cli_error("%s", err.message);
         rc = EXIT_FAILED;
         goto out;
     }

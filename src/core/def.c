@@ -613,6 +613,7 @@ enum key {
     K_TIMEOUT,
     K_CATCH,
     K_COMPENSATE,
+    K_COMPENSATE_IN_FLIGHT,
     K_IF,
     K_QUEUE,
     K_SCHEDULE_TIMEOUT,
@@ -659,6 +660,7 @@ static const struct {
     [K_TIMEOUT] = {"timeout", ALL},
     [K_CATCH] = {"catch", ALL},
     [K_COMPENSATE] = {"compensate", ALL},
+    [K_COMPENSATE_IN_FLIGHT] = {"compensate_in_flight", T(TASK) | T(HTTP) | T(EXEC)},
     [K_IF] = {"if", ALL},
     [K_QUEUE] = {"queue", T(TASK)},
     [K_SCHEDULE_TIMEOUT] = {"schedule_timeout", T(TASK)},
@@ -1139,6 +1141,7 @@ static void step_field(struct dctx *c, struct def_step *s, int k, json_t *v, con
         break;
     case K_RETRY:
         s->has_retry = 1;
+        s->retry_own = 1;
         retry_compile(c, v, &s->retry);
         break;
     case K_TIMEOUT:
@@ -1149,6 +1152,9 @@ static void step_field(struct dctx *c, struct def_step *s, int k, json_t *v, con
         break;
     case K_COMPENSATE:
         compensate_compile(c, v, s);
+        break;
+    case K_COMPENSATE_IN_FLIGHT:
+        (void)need_bool(c, v, &s->compensate_in_flight);
         break;
     case K_QUEUE:
         if (need_name(c, v, &str) == 0)

@@ -102,12 +102,16 @@ struct def_step {
     struct wfo_tmpl *f[F__COUNT];
     int next;      /* JUMP_NEXT, JUMP_END or an index */
     int has_retry; /* 1 when the step carries retry: (or gets the default) */
+    int retry_own; /* ... its own; else the engine's default policy applies */
     struct def_retry retry;
     int64_t timeout_ms; /* per attempt; 0 = none */
     struct def_catch *catches;
     int n_catches;
     struct def_step *compensate; /* compensation steps, run in order */
     int n_compensate;
+    /* compensated also when its attempt was asked to stop and never said
+     * how it ended (SPEC 2.4): its compensation tolerates "nothing to undo" */
+    int compensate_in_flight;
 
     /* task */
     char *queue;

@@ -30,6 +30,11 @@
  *       they were gathered. Memory runs ahead of the store by at most that
  *       round and the one gathering; an execution in either stays in
  *       memory (E3), so reading the store never misses its later state.
+ *   E5. A read that fails on the engine thread consumes nothing: a due
+ *       timer keeps its row and is armed again a second later, an expired
+ *       lease and a runner's result are kept and tried again, a worker
+ *       waiting for its answer gets the error (503) and sends again. Each
+ *       is logged and counted (stats.read_retries).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -89,6 +94,7 @@ struct cmd {
     char *reason;
     int compensate;
     int del_ok;          /* OP_DELETE accepted: the round deletes the execution */
+    char *from;          /* OP_RETRY: the step to resume from, or NULL */
     struct reply *reply; /* NULL: nobody waits */
 };
 
@@ -116,6 +122,8 @@ struct round {
     struct wfo_map fired; /* timer id -> tentry, fired in this batch */
     struct tentry **dead; /* popped from the heap: freed after the commit */
     int n_dead, alloc_dead;
+    char **purge; /* ended executions retention deletes with this round */
+    int n_purge, alloc_purge;
     int busy;     /* gathering, in flight or being acted on */
     int gen;      /* the fsm generation it was gathered in */
     int done, rc; /* set by the writer (under mu) */
@@ -181,6 +189,11 @@ struct wfo_engine {
 
     struct taskq tq; /* tasks for workers */
     int64_t next_sweep;
+    int64_t retention_ms;      /* retention.finished; 0: keep (set before launch) */
+    struct task *sweep_kept;   /* expired tasks whose execution could not be read (E5) */
+    struct cmd *results_kept;  /* results whose execution could not be read (E5) */
+    int64_t results_retry_at;  /* when they are tried again */
+    int64_t next_retention;    /* when retention_sweep looks again */
     struct engine_stats stats; /* guarded by mu */
 };
 
@@ -234,6 +247,7 @@ static void cmd_free(struct cmd *c)
     json_decref(c->out.output);
     json_decref(c->out.error);
     free(c->reason);
+    free(c->from);
     free(c);
 }
 
@@ -693,6 +707,8 @@ static void batch_build(struct round *rd, struct fsm *f)
     for (struct cmd *c = rd->replies; c; c = c->next)
         if (c->del_ok)
             store_batch_exec_del(&rd->batch, c->id);
+    for (int i = 0; i < rd->n_purge; i++)
+        store_batch_exec_del(&rd->batch, rd->purge[i]);
 }
 
 /* --- runner pool ---------------------------------------------------------- */
@@ -848,6 +864,24 @@ static void dispatch(struct wfo_engine *e, struct fsm_action *a)
         post(e, c, NULL);
     }
     job_submit(e, a);
+}
+
+/* ACT_STOP: a worker's task is asked to stop (cancel_requested) and may
+ * still complete; one no worker took is dropped, and its attempt fails at
+ * once. A runner job (http, exec, an in-process handler) is let finish. */
+static void job_stop(struct wfo_engine *e, struct fsm_action *a)
+{
+    if (!a->def || a->def->type != STEP_TASK || !taskq_cancel(&e->tq, a->x->id, a->token))
+        return;
+    struct cmd *c = wfo_calloc(1, sizeof(*c));
+    c->kind = CMD_RESULT;
+    snprintf(c->id, sizeof(c->id), "%s", a->x->id);
+    c->path = wfo_strdup(a->step);
+    c->token = a->token;
+    c->out.ok = 0;
+    c->out.error = fsm_error("Cancelled", "no worker had taken the task when it was stopped", NULL);
+    c->out.retryable = 0;
+    post(e, c, NULL);
 }
 
 static void job_cancel(struct wfo_engine *e, struct fsm_action *a)
@@ -1087,11 +1121,12 @@ static void do_op(struct wfo_engine *e, struct cmd *c)
         rc = fsm_resume(&e->fsm, x);
         break;
     default:
-        rc = fsm_retry(&e->fsm, x);
+        rc = fsm_retry(&e->fsm, x, c->from, &err);
         break;
     }
     if (rc < 0) {
-        wfo_error_set(&err, rc, "execution '%s' is %s", x->id, exec_status_names[x->status]);
+        if (!err.code)
+            wfo_error_set(&err, rc, "execution '%s' is %s", x->id, exec_status_names[x->status]);
         reply_done(c->reply, rc, &err);
         c->reply = NULL;
     }
@@ -1125,10 +1160,27 @@ static void do_wf_delete(struct wfo_engine *e, struct cmd *c)
     c->reply = NULL;
 }
 
-static void do_result(struct wfo_engine *e, struct cmd *c)
+static void read_failed(struct wfo_engine *e, const char *exec_id, const char *what,
+                        const struct wfo_error *err);
+
+/* Applies a result. Returns 1 when reading its execution failed and nobody
+ * waits for an answer (a runner's result): the caller keeps it for later
+ * (E5). A worker waiting for its answer gets the store's error (503) and
+ * sends it again. */
+static int do_result(struct wfo_engine *e, struct cmd *c)
 {
-    struct xexec *x = exec_get(e, c->id, NULL);
+    struct wfo_error rerr = WFO_ERROR_INIT;
+    struct xexec *x = exec_get(e, c->id, &rerr);
     int rc = WFO_ENOTFOUND;
+    if (!x && rerr.code && rerr.code != WFO_ENOTFOUND) {
+        if (!c->reply) {
+            read_failed(e, c->id, "a step's result", &rerr);
+            return 1;
+        }
+        reply_done(c->reply, rerr.code, &rerr);
+        c->reply = NULL;
+        return 0;
+    }
     if (x)
         rc = fsm_result(&e->fsm, x, c->path, c->token, c->out.ok, c->out.output, c->out.error,
                         c->out.retryable);
@@ -1138,19 +1190,44 @@ static void do_result(struct wfo_engine *e, struct cmd *c)
         reply_done(c->reply, rc, &err);
         c->reply = NULL;
     }
+    return 0;
 }
 
-static void fire_timer(struct wfo_engine *e, struct tentry *t)
+/* A read on the engine thread failed: counted (wfo_store_read_retries_total)
+ * and logged; what needed it is tried again (E5). */
+static void read_failed(struct wfo_engine *e, const char *exec_id, const char *what,
+                        const struct wfo_error *err)
 {
+    wfo_warn(exec_id, NULL, "%s: reading the store failed, tried again in 1 s: %s", what,
+             err->message);
+    pthread_mutex_lock(&e->mu);
+    e->stats.read_retries++;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Fires t, unless reading its execution fails: then its durable row stays
+ * (it is not in the round's fired set) and it is armed again 1 s later
+ * (E5). Returns 1 when it fired. */
+static int fire_timer(struct wfo_engine *e, struct tentry *t)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct xexec *x = exec_get(e, t->exec_id, &err);
+    if (!x && err.code && err.code != WFO_ENOTFOUND) {
+        read_failed(e, t->exec_id, "a due timer", &err);
+        timer_arm(e, t->id, t->exec_id, e->fsm.now + 1000, t->kind, t->step, t->token);
+        return 0;
+    }
     wfo_map_put(&e->cur->fired, t->id, t);
-    struct xexec *x = exec_get(e, t->exec_id, NULL);
     if (x)
         fsm_timer(&e->fsm, x, t->kind, t->step, t->token);
+    return 1;
 }
 
-static void count_stats(struct wfo_engine *e, const struct fsm *f, double commit_ms)
+static void count_stats(struct wfo_engine *e, const struct round *r, const struct fsm *f,
+                        double commit_ms)
 {
     pthread_mutex_lock(&e->mu);
+    e->stats.retention_deleted += r->n_purge;
     if (commit_ms >= 0) {
         e->stats.commits++;
         e->stats.commit_ms_sum += commit_ms;
@@ -1204,6 +1281,8 @@ static void after_commit(struct wfo_engine *e, struct fsm *f)
             dispatch(e, a);
         else if (a->kind == ACT_CANCEL)
             job_cancel(e, a);
+        else if (a->kind == ACT_STOP)
+            job_stop(e, a);
         else
             ended = 1;
     }
@@ -1218,11 +1297,27 @@ static void after_commit(struct wfo_engine *e, struct fsm *f)
  * attempt (taskq_sweep makes the others ready again). */
 static void sweep_leases(struct wfo_engine *e)
 {
-    struct task *failed = NULL;
+    struct task *failed = NULL, *kept = NULL;
     taskq_sweep(&e->tq, e->fsm.now, &failed);
+    /* the expired tasks an earlier sweep could not apply come first (E5) */
+    if (e->sweep_kept) {
+        struct task *last = e->sweep_kept;
+        while (last->next)
+            last = last->next;
+        last->next = failed;
+        failed = e->sweep_kept;
+        e->sweep_kept = NULL;
+    }
     for (struct task *t = failed, *next; t; t = next) {
         next = t->next;
-        struct xexec *x = exec_get(e, t->exec_id, NULL);
+        struct wfo_error rerr = WFO_ERROR_INIT;
+        struct xexec *x = exec_get(e, t->exec_id, &rerr);
+        if (!x && rerr.code && rerr.code != WFO_ENOTFOUND) {
+            read_failed(e, t->exec_id, "an expired lease", &rerr);
+            t->next = kept;
+            kept = t;
+            continue;
+        }
         if (x) {
             json_t *err =
                 fsm_error("HeartbeatTimeout", "the worker stopped sending heartbeats", NULL);
@@ -1231,6 +1326,49 @@ static void sweep_leases(struct wfo_engine *e)
         }
         task_free(t);
     }
+    e->sweep_kept = kept;
+}
+
+/* Retention (SPEC 6 retention.finished): up to RETENTION_BATCH executions
+ * that ended before now - retention_ms go with the round being gathered,
+ * with their steps, history, timers and tasks; once a second, so the
+ * engine never stalls on a large backlog. One still in memory (it ended in
+ * a round that is not committed yet, or an operator touched it) waits for
+ * the next look. */
+#define RETENTION_BATCH 500
+
+struct ids {
+    char **v;
+    int n, alloc;
+};
+
+static int expired_cb(void *ud, const struct store_exec *r)
+{
+    struct ids *ids = ud;
+    GROW(ids->v, ids->n, ids->alloc);
+    ids->v[ids->n++] = wfo_strdup(r->id);
+    return 0;
+}
+
+static void retention_sweep(struct wfo_engine *e)
+{
+    struct ids ids = {0};
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct round *r = e->cur;
+    if (!e->store->ops->list_expired)
+        return;
+    if (e->store->ops->list_expired(e->store, e->fsm.now - e->retention_ms, RETENTION_BATCH,
+                                    expired_cb, &ids, &err) < 0)
+        wfo_warn(NULL, NULL, "retention: listing expired executions: %s", err.message);
+    for (int i = 0; i < ids.n; i++) {
+        if (wfo_map_get(&e->execs, ids.v[i])) {
+            free(ids.v[i]);
+            continue;
+        }
+        GROW(r->purge, r->n_purge, r->alloc_purge);
+        r->purge[r->n_purge++] = ids.v[i];
+    }
+    free(ids.v);
 }
 
 /* --- rounds: the engine thread fills one while the writer commits the other */
@@ -1238,7 +1376,8 @@ static void sweep_leases(struct wfo_engine *e)
 static int round_busy(const struct wfo_engine *e, const struct round *r)
 {
     const struct fsm *f = &e->fsm;
-    return r->replies || r->n_dead || f->n_touched || f->n_hist || f->n_timers || f->n_acts;
+    return r->replies || r->n_dead || r->n_purge || f->n_touched || f->n_hist || f->n_timers ||
+           f->n_acts;
 }
 
 /* Drops what the round held once it is acted on (or abandoned). */
@@ -1255,6 +1394,9 @@ static void round_reset(struct round *r)
     for (int i = 0; i < r->n_dead; i++)
         tentry_free(r->dead[i]);
     r->n_dead = 0;
+    for (int i = 0; i < r->n_purge; i++)
+        free(r->purge[i]);
+    r->n_purge = 0;
     wfo_map_release(&r->fired);
     r->done = r->rc = 0;
     r->err = (struct wfo_error)WFO_ERROR_INIT;
@@ -1269,6 +1411,7 @@ static void round_release(struct round *r)
     wfo_arena_release(&r->text);
     wfo_buf_release(&r->scratch);
     free(r->dead);
+    free(r->purge);
 }
 
 /* The writer thread: commits the rounds it is handed, one at a time. */
@@ -1408,7 +1551,7 @@ static int round_finish(struct wfo_engine *e, struct round *r, const struct roun
         }
     }
     after_commit(e, f);
-    count_stats(e, f, r->commit_ms);
+    count_stats(e, r, f, r->commit_ms);
     round_docs(r);
     for (struct cmd *c = r->replies; c; c = c->next) {
         reply_done(c->reply, 0, NULL);
@@ -1432,10 +1575,22 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
         struct tentry *t = heap_pop(e);
         if (!t->dead) {
             wfo_map_del(&e->timers, t->id);
-            fire_timer(e, t);
+            fire_timer(e, t); /* or armed again, as a new entry (E5) */
         }
         GROW(r->dead, r->n_dead, r->alloc_dead);
         r->dead[r->n_dead++] = t;
+    }
+    if (e->results_kept && f->now >= e->results_retry_at) {
+        struct cmd *last = e->results_kept;
+        while (last->next)
+            last = last->next;
+        last->next = cmds;
+        cmds = e->results_kept;
+        e->results_kept = NULL;
+    }
+    if (e->retention_ms > 0 && f->now >= e->next_retention) {
+        retention_sweep(e);
+        e->next_retention = f->now + 1000;
     }
     if (f->now >= e->next_sweep) {
         sweep_leases(e);
@@ -1446,7 +1601,12 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
         if (c->kind == CMD_START) {
             do_start(e, c);
         } else if (c->kind == CMD_RESULT) {
-            do_result(e, c);
+            if (do_result(e, c)) {
+                c->next = e->results_kept;
+                e->results_kept = c;
+                e->results_retry_at = f->now + 1000;
+                continue;
+            }
         } else if (c->kind == CMD_WF_DELETE) {
             do_wf_delete(e, c);
         } else if (c->kind == CMD_PICKED) {
@@ -1570,11 +1730,6 @@ out:
 
 /* --- recovery ----------------------------------------------------------------- */
 
-struct ids {
-    char **v;
-    int n, alloc;
-};
-
 static int active_cb(void *ud, const struct store_exec *r)
 {
     struct ids *ids = ud;
@@ -1695,6 +1850,7 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
             goto fail;
     }
     e->fsm.default_retry = &e->default_retry;
+    e->fsm.stop_ms = e->tq.lease_ms;
     for (int i = 0; i < 3; i++) {
         fsm_init(&e->rounds[i].fx);
         store_batch_init(&e->rounds[i].batch);
@@ -1705,6 +1861,8 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     rc = store_open(e->opt.db_url, &e->store, err);
     if (rc < 0)
         goto fail;
+    if (opt->store_pool_size > 0 && e->store->ops->set_pool_size)
+        e->store->ops->set_pool_size(e->store, opt->store_pool_size);
     *out = e;
     return 0;
 fail:
@@ -1826,6 +1984,14 @@ void wfo_engine_free(struct wfo_engine *e)
     free(e->handlers);
     fsm_release(&e->fsm);
     taskq_release(&e->tq);
+    for (struct task *t = e->sweep_kept, *next; t; t = next) {
+        next = t->next;
+        task_free(t);
+    }
+    for (struct cmd *c = e->results_kept, *next; c; c = next) {
+        next = c->next;
+        cmd_free(c);
+    }
     for (int i = 0; i < 3; i++)
         round_release(&e->rounds[i]);
     if (e->store)
@@ -2083,6 +2249,14 @@ void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
     if (t->lease_ms > 0)
         e->tq.lease_ms = t->lease_ms;
     pthread_mutex_unlock(&e->tq.mu);
+    if (t->lease_ms > 0)
+        e->fsm.stop_ms = t->lease_ms; /* before the engine thread runs */
+    e->retention_ms = t->retention_ms;
+}
+
+int engine_run(struct wfo_engine *e, struct wfo_error *err)
+{
+    return engine_launch(e, err);
 }
 
 int engine_delete_workflow(struct wfo_engine *e, const char *ns, const char *name,
@@ -2105,6 +2279,12 @@ int engine_delete_workflow(struct wfo_engine *e, const char *ns, const char *nam
 int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
               int compensate, struct wfo_error *err)
 {
+    return engine_op_from(e, id, op, reason, compensate, NULL, err);
+}
+
+int engine_op_from(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
+                   int compensate, const char *from, struct wfo_error *err)
+{
     int rc = engine_launch(e, err);
     if (rc < 0)
         return rc;
@@ -2120,6 +2300,7 @@ int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const cha
     c->op = op;
     c->reason = reason ? wfo_strdup(reason) : NULL;
     c->compensate = compensate;
+    c->from = from ? wfo_strdup(from) : NULL;
     c->reply = &r;
     post(e, c, NULL);
     return reply_wait(&r, err);

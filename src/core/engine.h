@@ -10,6 +10,12 @@
 #include "../store/store.h"
 #include "def.h"
 
+/* Recovers the executions that were running and starts the engine's
+ * threads, once; later calls return at once (or the first one's error).
+ * Every call that needs the engine does it too, so this only makes it
+ * happen now (wfo server, right after it listens). */
+int engine_run(struct wfo_engine *e, struct wfo_error *err);
+
 /* The store the engine writes; readers may use it too (thread-safe). */
 struct wfo_store *engine_store(struct wfo_engine *e);
 
@@ -28,6 +34,9 @@ int engine_delete_workflow(struct wfo_engine *e, const char *ns, const char *nam
 enum engine_op { OP_CANCEL, OP_TERMINATE, OP_PAUSE, OP_RESUME, OP_RETRY, OP_DELETE };
 int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
               int compensate, struct wfo_error *err);
+/* engine_op with OP_RETRY's `from` (SPEC 2.4: the step to resume from). */
+int engine_op_from(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
+                   int compensate, const char *from, struct wfo_error *err);
 
 /* --- the worker protocol (SPEC 3, 4) -----------------------------------
  *
@@ -100,12 +109,15 @@ struct engine_stats {
     long long commits, transitions;
     double commit_ms_sum;
     long long tasks_ready, tasks_leased, lease_expiries, timers;
+    long long retention_deleted; /* executions retention deleted */
+    long long read_retries;      /* engine-thread reads that failed and were retried (E5) */
 };
 void engine_stats(struct wfo_engine *e, struct engine_stats *out);
 
 /* Engine settings the server's configuration sets (SPEC 6). */
 struct engine_tuning {
-    int64_t lease_ms; /* default worker lease: 30 s */
+    int64_t lease_ms;     /* default worker lease: 30 s */
+    int64_t retention_ms; /* retention.finished: ended executions older are deleted; 0: kept */
 };
 void engine_tune(struct wfo_engine *e, const struct engine_tuning *t);
 

@@ -81,6 +81,7 @@ void exec_free(struct xexec *x)
     free(x->workflow);
     free(x->parent);
     free(x->comp_owner);
+    free(x->retry_from);
     free(x->fail_origin);
     free(x->input_text);
     json_decref(x->comp_queue);
@@ -212,12 +213,20 @@ void exec_row_state(const struct xexec *x, struct wfo_buf *b)
     if (x->comp_queue) {
         put_json(b, ",\"comp\":{\"queue\":", x->comp_queue);
         put_int(b, ",\"final\":", x->comp_final);
+        if (x->comp_then_retry)
+            wfo_buf_adds(b, ",\"then_retry\":true");
+        if (x->retry_from)
+            put_str(b, ",\"retry_from\":", x->retry_from);
         if (x->comp_owner)
             put_str(b, ",\"owner\":", x->comp_owner);
         wfo_buf_addch(b, '}');
     }
     if (x->fail_origin)
         put_str(b, ",\"fail_origin\":", x->fail_origin);
+    if (x->draining) {
+        put_int(b, ",\"draining\":", x->draining);
+        put_int(b, ",\"drain_final\":", x->comp_final);
+    }
     wfo_buf_addch(b, '}');
 }
 
@@ -228,6 +237,10 @@ void exec_step_state(const struct xstep *st, struct wfo_buf *b)
     put_int(b, ",\"frame\":", st->frame);
     wfo_buf_adds(b, st->retry_due ? ",\"retry_due\":true" : ",\"retry_due\":false");
     wfo_buf_adds(b, st->picked ? ",\"picked\":true" : ",\"picked\":false");
+    if (st->stopping)
+        wfo_buf_adds(b, ",\"stopping\":true");
+    if (st->unknown)
+        wfo_buf_adds(b, ",\"unknown\":true");
     if (st->items) {
         put_json(b, ",\"items\":", st->items);
         put_int(b, ",\"next_item\":", st->next_item);
@@ -272,9 +285,15 @@ int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
                                                                        : COMP_PENDING));
         }
         x->comp_final = (int)jint(comp, "final");
+        x->comp_then_retry = json_is_true(json_object_get(comp, "then_retry"));
+        const char *rf = wfo_json_str(comp, "retry_from");
+        x->retry_from = rf ? wfo_strdup(rf) : NULL;
         const char *owner = wfo_json_str(comp, "owner");
         x->comp_owner = owner ? wfo_strdup(owner) : NULL;
     }
+    x->draining = (int)jint(state, "draining");
+    if (x->draining)
+        x->comp_final = (int)jint(state, "drain_final");
     const char *origin = wfo_json_str(state, "fail_origin");
     x->fail_origin = origin ? wfo_strdup(origin) : NULL;
     json_t *frames = json_object_get(state, "frames");
@@ -322,6 +341,8 @@ int exec_load_step(struct xexec *x, const char *path, int ord, const char *statu
     st->cseq = jint(state, "cseq");
     st->retry_due = json_is_true(json_object_get(state, "retry_due"));
     st->picked = json_is_true(json_object_get(state, "picked"));
+    st->stopping = json_is_true(json_object_get(state, "stopping"));
+    st->unknown = json_is_true(json_object_get(state, "unknown"));
     json_t *items = json_object_get(state, "items");
     if (items) {
         json_decref(st->items);

@@ -77,7 +77,12 @@ struct xstep {
     int64_t cseq;  /* completion order, for compensation; 0 until completed */
     int retry_due; /* its retry timer fired while the execution was paused */
     int picked;    /* a worker took the attempt's task (schedule_timeout) */
+    int stopping;  /* cancelled while its attempt was in flight; that attempt may
+                      still report (a success then counts: SPEC 2.4) */
+    int unknown;   /* ... and it never said how it ended (compensate_in_flight) */
     int comp;      /* a compensation step ("PATH:compensate[i]") */
+    int no_retry;  /* its last failure may not be retried, by it or an enclosing
+                      block (not saved: read in the same call that sets it) */
     json_t *items; /* foreach: the items of the current attempt */
     int next_item; /* foreach: the next item to open a frame for */
     json_t *output, *error;
@@ -116,12 +121,15 @@ struct xexec {
 
     /* compensation (SPEC 2.4): the steps to undo, newest completion first,
      * each with its state; NULL when not compensating */
-    json_t *comp_queue; /* [[path, index, COMP_*], ...] */
-    int comp_advancing; /* comp_advance is on the stack (not saved) */
-    int comp_again;     /* ... and something ended meanwhile (not saved) */
-    char *comp_owner;   /* a `compensate` step waiting for it, or NULL */
-    int comp_final;     /* the status to end with: EX_FAILED or EX_CANCELLED */
-    char *fail_origin;  /* path of the innermost failing step (error.step) */
+    json_t *comp_queue;  /* [[path, index, COMP_*], ...] */
+    int comp_advancing;  /* comp_advance is on the stack (not saved) */
+    int comp_again;      /* ... and something ended meanwhile (not saved) */
+    char *comp_owner;    /* a `compensate` step waiting for it, or NULL */
+    int comp_final;      /* the status to end with: EX_FAILED or EX_CANCELLED */
+    int comp_then_retry; /* a retry re-runs failed compensations, then resumes */
+    int draining;        /* failed: waits for stopping attempts, then compensates */
+    char *retry_from;    /* ... from this step (NULL: fsm_retry's default) */
+    char *fail_origin;   /* path of the innermost failing step (error.step) */
     int waiters;
     int deleting; /* an accepted DELETE: its rows go with the round that carries it */
 };

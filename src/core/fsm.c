@@ -22,7 +22,13 @@
  *                                            TransitionLimitExceeded
  *   running/paused -> cancelled  [fsm_cancel]
  *   running/paused -> terminated [fsm_terminate]
- *   failed   -> running     [fsm_retry]      from the step that failed
+ *   failed   -> running     [fsm_retry]      from the earliest compensated
+ *                                            step (a new pass), from `from`,
+ *                                            or from the step that failed; the
+ *                                            failed compensations first
+ *   running  -> running     [exec_fail_as]   a failure that will compensate
+ *                                            waits (x->draining) for the
+ *                                            attempts it stopped (C2)
  *
  * Step states:
  *
@@ -34,7 +40,10 @@
  *   running   -> scheduled  [attempt_fail]   a retry is due at a timer
  *   running   -> failed     [step_fail]      no attempt left, no catch
  *   running   -> caught     [step_fail]      a catch entry matched
- *   running/waiting -> cancelled [exec_stop_steps]
+ *   running/waiting -> cancelled [step_stop]   a task/http/exec attempt is
+ *                                            asked to stop (st->stopping)
+ *   cancelled -> completed  [step_late_result] that attempt succeeded after
+ *                                            all: it counts, and is undone
  *
  * Invariants:
  *   I1. A result or timer is applied only when it carries the token of the
@@ -44,6 +53,14 @@
  *       x->hseq + 1, + 2, ...: no gap, no repeat.
  *   I3. The effects of a call are applied by the engine atomically (one
  *       store transaction) before any ACT_RUN is started.
+ *   C1. A compensation entry starts only when every entry before it in the
+ *       queue (newer completions) is done, except entries of other branches
+ *       of the same parallel step (comp_concurrent): branches are undone
+ *       concurrently, each in reverse.
+ *   C2. Work that happened is never forgotten: an attempt cancelled while
+ *       in flight (step_stop, soft) keeps its token and st->stopping until
+ *       it reports or its bound (timeout, else f->stop_ms) passes; a failure
+ *       that compensates waits for every such attempt first (draining).
  */
 #include <math.h>
 #include <stdio.h>
@@ -267,23 +284,53 @@ static json_t *eval_field(const struct def_step *d, enum step_field fi, json_t *
 
 static void run_frames(struct fsm *f, struct xexec *x);
 
-/* Cancels every step in flight: their attempts are told to stop. */
-static void exec_stop_steps(struct fsm *f, struct xexec *x)
+/* Cancels st, which is in flight (C2). soft: an attempt of a task, http or
+ * exec step is asked to stop and may still report; it is waited for up to
+ * its timeout (or f->stop_ms). Else the attempt is aborted and whatever it
+ * reports later is stale. */
+static void step_stop(struct fsm *f, struct xexec *x, struct xstep *st, int soft)
+{
+    enum step_type t = st->def->type;
+    if (st->status == SS_RUNNING && soft && !st->comp &&
+        (t == STEP_TASK || t == STEP_HTTP || t == STEP_EXEC)) {
+        act(f, ACT_STOP, x, st, NULL);
+        st->stopping = 1;
+        if (!st->def->timeout_ms)
+            timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + f->stop_ms);
+    } else if (st->status == SS_RUNNING) {
+        act(f, ACT_CANCEL, x, st, NULL);
+    }
+    st->status = SS_CANCELLED;
+    st->finished_at = f->now;
+    step_touch(f, x, st);
+    hist(f, x, "step.cancelled", st->path, NULL);
+}
+
+/* Cancels every step in flight (soft: see step_stop). A hard stop also
+ * aborts the attempts asked to stop before, which then count as stale. */
+static void exec_stop_steps(struct fsm *f, struct xexec *x, int soft)
 {
     for (int i = 0; i < x->n_steps; i++) {
         struct xstep *st = x->steps[i];
-        if (st->status == SS_RUNNING || st->status == SS_WAITING || st->status == SS_SCHEDULED) {
-            if (st->status == SS_RUNNING)
-                act(f, ACT_CANCEL, x, st, NULL);
-            st->status = SS_CANCELLED;
-            st->finished_at = f->now;
+        if (st->status == SS_RUNNING || st->status == SS_WAITING || st->status == SS_SCHEDULED)
+            step_stop(f, x, st, soft);
+        else if (st->stopping && !soft) {
+            act(f, ACT_CANCEL, x, st, NULL);
+            st->stopping = 0;
             step_touch(f, x, st);
-            hist(f, x, "step.cancelled", st->path, NULL);
         }
     }
     for (int i = 0; i < x->n_frames; i++)
         if (x->frames[i].status == FR_ACTIVE)
             x->frames[i].status = FR_CANCELLED;
+}
+
+static int exec_stopping(const struct xexec *x)
+{
+    for (int i = 0; i < x->n_steps; i++)
+        if (x->steps[i]->stopping)
+            return 1;
+    return 0;
 }
 
 static void exec_end(struct fsm *f, struct xexec *x, enum exec_status status, const char *type,
@@ -315,7 +362,7 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
             json_decref(x->error);
             x->error = e;
             x->row_dirty = 1;
-            exec_stop_steps(f, x);
+            exec_stop_steps(f, x, 0);
             exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", e));
             return;
         }
@@ -325,7 +372,7 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
     json_decref(x->output);
     x->output = out;
     x->row_dirty = 1;
-    exec_stop_steps(f, x);
+    exec_stop_steps(f, x, 0);
     exec_end(f, x, EX_COMPLETED, "execution.completed", obj1("output", json_incref(out)));
 }
 
@@ -340,9 +387,55 @@ static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *
  * compensate. */
 static void comp_abort(struct fsm *f, struct xexec *x, json_t *error);
 
+/* The failure of x goes on once nothing it stopped is in flight: its
+ * compensations, or its end. */
+static void exec_fail_continue(struct fsm *f, struct xexec *x, enum exec_status final,
+                               int compensate)
+{
+    json_t *error = x->error;
+    if (compensate && !x->comp_queue && comp_build(x)) {
+        x->comp_final = final;
+        free(x->comp_owner);
+        x->comp_owner = NULL;
+        json_decref(x->error_ctx);
+        x->error_ctx = json_incref(error);
+        json_decref(x->compensation);
+        x->compensation = json_pack("{s:s}", "status", "running");
+        x->row_dirty = 1;
+        hist(f, x, "compensation.started", NULL,
+             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+        comp_advance(f, x);
+        return;
+    }
+    if (final == EX_CANCELLED)
+        exec_end(f, x, EX_CANCELLED, "execution.cancelled", json_pack("{s:O}", "error", error));
+    else
+        exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", error));
+}
+
+/* A stopping attempt reported or was given up: when it was the last, the
+ * failure that waited for it goes on (C2). */
+static void drain_check(struct fsm *f, struct xexec *x)
+{
+    if (!x->draining || exec_stopping(x))
+        return;
+    x->draining = 0;
+    touch(f, x);
+    exec_fail_continue(f, x, (enum exec_status)x->comp_final, 1);
+}
+
 static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const char *path,
                          enum exec_status final, int compensate)
 {
+    if (x->draining) {
+        /* a second failure (the workflow timeout) while waiting for the
+         * stopped attempts: waiting ends, the first error stays */
+        json_decref(error);
+        exec_stop_steps(f, x, 0);
+        x->draining = 0;
+        exec_fail_continue(f, x, (enum exec_status)x->comp_final, 1);
+        return;
+    }
     if (x->comp_queue && !x->comp_owner) {
         /* a failure while the saga undoes (a workflow timeout): the saga
          * stops, the execution keeps its first error */
@@ -367,25 +460,15 @@ static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const ch
     x->row_dirty = 1;
     free(x->fail_origin);
     x->fail_origin = NULL;
-    exec_stop_steps(f, x);
-    if (compensate && !x->comp_queue && comp_build(x)) {
+    /* work that happened is never forgotten (SPEC 2.4): attempts in flight
+     * are asked to stop and waited for before anything is undone */
+    exec_stop_steps(f, x, compensate && !x->comp_queue);
+    if (compensate && !x->comp_queue && exec_stopping(x)) {
+        x->draining = 1;
         x->comp_final = final;
-        free(x->comp_owner);
-        x->comp_owner = NULL;
-        json_decref(x->error_ctx);
-        x->error_ctx = json_incref(error);
-        json_decref(x->compensation);
-        x->compensation = json_pack("{s:s}", "status", "running");
-        x->row_dirty = 1;
-        hist(f, x, "compensation.started", NULL,
-             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
-        comp_advance(f, x);
         return;
     }
-    if (final == EX_CANCELLED)
-        exec_end(f, x, EX_CANCELLED, "execution.cancelled", json_pack("{s:O}", "error", error));
-    else
-        exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", error));
+    exec_fail_continue(f, x, final, compensate);
 }
 
 static void exec_fail(struct fsm *f, struct xexec *x, json_t *error, const char *path)
@@ -439,14 +522,8 @@ static void frame_cancel(struct fsm *f, struct xexec *x, int fid)
         struct xstep *st = x->steps[i];
         if (st->frame != fid || st->comp)
             continue;
-        if (st->status == SS_RUNNING || st->status == SS_WAITING || st->status == SS_SCHEDULED) {
-            if (st->status == SS_RUNNING)
-                act(f, ACT_CANCEL, x, st, NULL);
-            st->status = SS_CANCELLED;
-            st->finished_at = f->now;
-            step_touch(f, x, st);
-            hist(f, x, "step.cancelled", st->path, NULL);
-        }
+        if (st->status == SS_RUNNING || st->status == SS_WAITING || st->status == SS_SCHEDULED)
+            step_stop(f, x, st, 1);
     }
     for (int i = 0; i < x->n_frames; i++)
         if (x->frames[i].parent == fid && x->frames[i].status == FR_ACTIVE)
@@ -474,7 +551,8 @@ static json_t *frame_output(struct xexec *x, const struct xframe *fr)
 
 /* A frame failed with error (taken) at origin: the execution fails, or the
  * block step that owns the frame fails its attempt. */
-static void frame_fail(struct fsm *f, struct xexec *x, int fid, json_t *error, const char *origin)
+static void frame_fail(struct fsm *f, struct xexec *x, int fid, json_t *error, const char *origin,
+                       int retryable)
 {
     struct xframe *fr = &x->frames[fid];
     fr->status = FR_FAILED;
@@ -490,7 +568,56 @@ static void frame_fail(struct fsm *f, struct xexec *x, int fid, json_t *error, c
     block_cancel(f, x, owner);
     if (!x->fail_origin)
         x->fail_origin = wfo_strdup(origin);
-    attempt_fail(f, x, owner, error, 1);
+    /* an error SPEC 2.3 never retries is not retried by the block either */
+    attempt_fail(f, x, owner, error, retryable);
+}
+
+/* Does frame fid, or a frame nested in it, hold a step that was undone? */
+static int frame_compensated(const struct xexec *x, int fid)
+{
+    for (int i = 0; i < x->n_steps; i++) {
+        int fr = x->steps[i]->frame;
+        if (x->steps[i]->status != SS_COMPENSATED)
+            continue;
+        while (fr >= 0 && fr != fid)
+            fr = x->frames[fr].parent;
+        if (fr == fid)
+            return 1;
+    }
+    return 0;
+}
+
+/* A retry of block step st (SPEC 2.3): the branch or iteration `branch`
+ * that completed in the previous attempt (prev_token) keeps its frame and
+ * its outputs, taken over by the new attempt, and does not run again,
+ * unless something in it was compensated since. For a foreach, only when
+ * its item is still the same. Returns 1 when it was kept. */
+static int block_keep(struct fsm *f, struct xexec *x, struct xstep *st, int64_t prev_token,
+                      int branch, const json_t *item)
+{
+    if (prev_token < 0)
+        return 0;
+    for (int i = 0; i < x->n_frames; i++) {
+        struct xframe *fr = &x->frames[i];
+        if (!fr->owner || strcmp(fr->owner, st->path) != 0 || fr->otoken != prev_token ||
+            fr->branch != branch || fr->status != FR_DONE || frame_compensated(x, i))
+            continue;
+        if (item && !(fr->item && json_equal(fr->item, (json_t *)item)))
+            continue;
+        fr->otoken = st->token;
+        touch(f, x);
+        return 1;
+    }
+    return 0;
+}
+
+/* Is iteration index of foreach st opened in its current attempt? */
+static int foreach_opened(const struct xexec *x, const struct xstep *st, int index)
+{
+    for (int i = 0; i < x->n_frames; i++)
+        if (frame_of(&x->frames[i], st) && x->frames[i].branch == index)
+            return 1;
+    return 0;
 }
 
 /* Opens foreach frames while fewer than concurrency run and items remain. */
@@ -503,6 +630,8 @@ static void foreach_open(struct fsm *f, struct xexec *x, struct xstep *st)
     int n = (int)json_array_size(st->items);
     while (active < st->def->concurrency && st->next_item < n) {
         int i = st->next_item++;
+        if (foreach_opened(x, st, i))
+            continue; /* kept from the attempt before (block_keep) */
         struct wfo_buf b = WFO_BUF_INIT;
         wfo_buf_addf(&b, "%s[%d]/", st->path, i);
         int token_frame = st->frame;
@@ -576,7 +705,9 @@ static int comp_build(struct xexec *x)
     int n = 0;
     for (int i = 0; i < x->n_steps; i++) {
         struct xstep *st = x->steps[i];
-        if (st->status == SS_COMPLETED && !st->comp && st->def->n_compensate > 0)
+        if (!st->comp && st->def->n_compensate > 0 &&
+            (st->status == SS_COMPLETED ||
+             (st->status == SS_CANCELLED && st->unknown && st->def->compensate_in_flight)))
             v[n++] = st;
     }
     qsort(v, (size_t)n, sizeof(*v), by_cseq_desc);
@@ -602,6 +733,8 @@ static char *comp_path(const struct xstep *orig, int k)
         wfo_buf_addf(&b, "%s:compensate[%d]", orig->path, k);
     return wfo_buf_detach(&b, NULL);
 }
+
+static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err);
 
 /* Compensation is over: ok, or failed with error (borrowed). */
 static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const char *path)
@@ -631,6 +764,22 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
         run_frames(f, x);
         return;
     }
+    if (x->comp_then_retry) {
+        /* a retry re-ran the compensations that had failed (fsm_retry) */
+        x->comp_then_retry = 0;
+        char *from = x->retry_from;
+        x->retry_from = NULL;
+        if (!error) {
+            struct wfo_error err = WFO_ERROR_INIT;
+            x->status = EX_FAILED; /* as it was before the retry */
+            if (retry_resume(f, x, from, &err) == 0) {
+                free(from);
+                return;
+            }
+            x->status = EX_RUNNING;
+        }
+        free(from);
+    }
     const char *type = x->comp_final == EX_CANCELLED ? "execution.cancelled" : "execution.failed";
     exec_end(f, x, (enum exec_status)x->comp_final, type, json_pack("{s:O}", "error", x->error));
 }
@@ -640,7 +789,7 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
  * first error. */
 static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
 {
-    exec_stop_steps(f, x);
+    exec_stop_steps(f, x, 0);
     json_decref(x->comp_queue);
     x->comp_queue = NULL;
     free(x->comp_owner);
@@ -854,12 +1003,18 @@ static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_
 {
     const struct def_step *d = st->def;
     const char *type = wfo_json_str(error, "type");
-    const struct def_retry *r = d->has_retry ? &d->retry : NULL;
-    int can = retryable && r && st->attempts < r->max_attempts && type &&
-              strcmp(type, "ExpressionError") != 0;
-    for (char **nr = r ? r->non_retryable : NULL; can && nr && *nr; nr++)
+    /* a step without a retry of its own gets the server's default policy
+     * (SPEC 6 `retry`, which replaces SPEC 2.3's defaults) */
+    const struct def_retry *r = !d->has_retry                       ? NULL
+                                : d->retry_own || !f->default_retry ? &d->retry
+                                                                    : f->default_retry;
+    /* never retried, by the step or by an enclosing block (SPEC 2.3) */
+    int never = !retryable || !type || strcmp(type, "ExpressionError") == 0;
+    for (char **nr = r ? r->non_retryable : NULL; !never && nr && *nr; nr++)
         if (strcmp(*nr, type) == 0)
-            can = 0;
+            never = 1;
+    st->no_retry = never;
+    int can = !never && r && st->attempts < r->max_attempts;
     if (!can) {
         step_fail(f, x, st, error);
         return;
@@ -926,6 +1081,7 @@ static void step_input_keep(struct xexec *x, struct xstep *st, json_t *input)
 static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
 {
     const struct def_step *d = st->def;
+    int64_t prev_token = st->attempts > 0 ? st->token : -1; /* a retry's previous attempt */
     st->attempts++;
     st->token = ++x->tick;
     st->status = SS_RUNNING;
@@ -1013,7 +1169,7 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
             break;
         }
         x->frames[st->frame].busy = 0;
-        frame_fail(f, x, st->frame, json_deep_copy(err), st->path);
+        frame_fail(f, x, st->frame, json_deep_copy(err), st->path, 1);
         break;
     }
     case STEP_SLEEP: {
@@ -1060,6 +1216,8 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
     }
     case STEP_PARALLEL:
         for (int i = 0; i < d->n_branches; i++) {
+            if (block_keep(f, x, st, prev_token, i, NULL))
+                continue;
             struct wfo_buf b = WFO_BUF_INIT;
             wfo_buf_addf(&b, "%s/%s/", st->path, d->branches[i].name);
             struct xframe *fr =
@@ -1078,6 +1236,8 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         json_decref(st->items);
         st->items = json_incref(v);
         st->next_item = 0;
+        for (size_t i = 0; prev_token >= 0 && i < json_array_size(v); i++)
+            block_keep(f, x, st, prev_token, (int)i, json_array_get(v, i));
         if (json_array_size(v) == 0) {
             json_t *empty = json_array();
             step_complete(f, x, st, empty, JUMP_NEXT);
@@ -1085,6 +1245,8 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
             break;
         }
         foreach_open(f, x, st);
+        if (prev_token >= 0)
+            block_progress(f, x, st, -1); /* every iteration was kept */
         break;
     case STEP_COMPENSATE:
         if (x->comp_queue || !comp_build(x)) {
@@ -1202,7 +1364,7 @@ static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *
     hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", error));
     json_t *e = json_deep_copy(error);
     json_decref(error);
-    frame_fail(f, x, st->frame, e, st->path);
+    frame_fail(f, x, st->frame, e, st->path, !st->no_retry);
 }
 
 /* Enters the step at fr's pc. */
@@ -1298,10 +1460,59 @@ void fsm_start(struct fsm *f, struct xexec *x)
     run_frames(f, x);
 }
 
+/* The attempt of st, asked to stop (step_stop), reported after all (C2):
+ * a success counts (the step is completed, and compensated with the
+ * others); a failure leaves it cancelled. error is borrowed. */
+static void step_late_result(struct fsm *f, struct xexec *x, struct xstep *st, int ok,
+                             json_t *output, json_t *error)
+{
+    st->stopping = 0;
+    timer_del(f, x, TK_TIMEOUT, st->path);
+    if (ok) {
+        json_t *out = NULL;
+        if (st->def->f[F_OUTPUT]) {
+            json_t *ctx = exec_context(x, st->frame);
+            json_object_set(ctx, "result", output ? output : json_null());
+            json_t *e = eval_field(st->def, F_OUTPUT, ctx, &out);
+            json_decref(ctx);
+            if (e) { /* its raw result, rather than losing what happened */
+                json_decref(e);
+                out = wfo_json_ref(output);
+            }
+        } else {
+            out = wfo_json_ref(output);
+        }
+        st->status = SS_COMPLETED;
+        st->cseq = ++x->cseq;
+        st->finished_at = f->now;
+        json_decref(st->output);
+        st->output = out;
+        json_decref(st->error);
+        st->error = NULL;
+        hist(f, x, "step.completed", st->path,
+             json_pack("{s:O, s:b}", "output", out ? out : json_null(), "late", 1));
+    } else {
+        const char *type = wfo_json_str(error, "type");
+        /* a lease that ran out says nothing of what the worker did */
+        st->unknown = type && strcmp(type, "HeartbeatTimeout") == 0;
+        if (st->unknown)
+            st->cseq = ++x->cseq;
+        hist(f, x, "step.stopped", st->path,
+             json_pack("{s:O}", "error", error ? error : json_null()));
+    }
+    step_touch(f, x, st);
+    drain_check(f, x);
+}
+
 int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
                json_t *output, json_t *error, int retryable)
 {
     struct xstep *st = exec_step(x, path);
+    if (st && st->stopping && st->token == token && !EX_ENDED(x->status)) {
+        step_late_result(f, x, st, ok, output, error);
+        run_frames(f, x);
+        return 0;
+    }
     if (!st || st->token != token || st->status != SS_RUNNING || EX_ENDED(x->status))
         return WFO_ESTATE; /* I1 */
     if (st->def->timeout_ms)
@@ -1355,6 +1566,20 @@ void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char 
         attempt_start(f, x, st);
         break;
     case TK_TIMEOUT: {
+        if (st->stopping) { /* it never reported: given up (C2) */
+            st->stopping = 0;
+            st->unknown = 1;
+            st->cseq = ++x->cseq;
+            act(f, ACT_CANCEL, x, st, NULL);
+            step_touch(f, x, st);
+            hist(f, x, "step.stopped", st->path,
+                 obj1("error", fsm_error("Timeout",
+                                         "the attempt did not report after it was asked "
+                                         "to stop",
+                                         NULL)));
+            drain_check(f, x);
+            break;
+        }
         if (st->status != SS_RUNNING)
             return;
         act(f, ACT_CANCEL, x, st, NULL);
@@ -1392,8 +1617,8 @@ int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensat
 {
     if (EX_ENDED(x->status))
         return WFO_ESTATE;
-    if (x->comp_queue)
-        return WFO_ESTATE; /* already compensating */
+    if (x->comp_queue || x->draining)
+        return WFO_ESTATE; /* already compensating, or waiting to */
     json_t *e = fsm_error("Cancelled", reason && *reason ? reason : "cancelled", NULL);
     free(x->fail_origin);
     x->fail_origin = NULL;
@@ -1418,7 +1643,8 @@ int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason)
     json_decref(x->error);
     x->error = e;
     x->row_dirty = 1;
-    exec_stop_steps(f, x);
+    x->draining = 0; /* nothing stopped is waited for: late reports are refused */
+    exec_stop_steps(f, x, 0);
     exec_end(f, x, EX_TERMINATED, "execution.terminated", json_pack("{s:O}", "error", e));
     return 0;
 }
@@ -1527,54 +1753,172 @@ static int retry_stopped(struct fsm *f, struct xexec *x)
     return 0;
 }
 
-int fsm_retry(struct fsm *f, struct xexec *x)
+/* Reopens the frames from st's up to the top so that st is entered again:
+ * st's frame at st; each enclosing block step running again in the same
+ * attempt, its frames that completed keeping their outputs and those that
+ * failed or were cancelled going on from the step they were at. */
+static void reopen_at(struct fsm *f, struct xexec *x, struct xstep *st, int pc)
 {
-    if (x->status != EX_FAILED || x->comp_queue)
-        return WFO_ESTATE;
-    const char *path = wfo_json_str(x->error, "step");
-    struct xstep *st = path ? exec_step(x, path) : NULL;
-    if (!path)
-        return retry_stopped(f, x);
-    if (!st || st->status != SS_FAILED)
-        return WFO_ESTATE;
     struct xframe *fr = &x->frames[st->frame];
-    int pc = def_block_find(fr->block, st->def->name);
-    if (pc < 0)
-        return WFO_ESTATE;
-    /* reopen the frames the failure closed, from the step up; a block's
-     * other frames (cancelled by the failure) run again too */
-    for (int i = st->frame; i >= 0; i = x->frames[i].parent) {
+    fr->status = FR_ACTIVE;
+    fr->pc = pc;
+    fr->busy = 0;
+    for (int i = st->frame; x->frames[i].parent >= 0; i = x->frames[i].parent) {
         struct xframe *c = &x->frames[i];
-        c->status = FR_ACTIVE;
-        c->busy = 0;
         struct xstep *owner = c->owner ? exec_step(x, c->owner) : NULL;
         if (!owner)
-            continue;
+            break;
         owner->status = SS_RUNNING;
         owner->finished_at = 0;
         step_touch(f, x, owner);
         for (int k = 0; k < x->n_frames; k++) {
             struct xframe *sib = &x->frames[k];
-            if (frame_of(sib, owner) && (sib->status == FR_CANCELLED || sib->status == FR_FAILED)) {
+            if (k != i && frame_of(sib, owner) &&
+                (sib->status == FR_CANCELLED || sib->status == FR_FAILED)) {
                 sib->status = FR_ACTIVE;
                 sib->busy = 0;
             }
         }
+        struct xframe *p = &x->frames[c->parent];
+        p->status = FR_ACTIVE;
+        p->pc = def_block_find(p->block, owner->def->name);
+        p->busy = 1; /* the block step runs: it is not entered again */
     }
-    fr->pc = pc;
-    fr->busy = 0;
+    touch(f, x);
+}
+
+/* The step a retry resumes from (SPEC 2.4), or NULL with *err set:
+ * - from: that step, which the execution must have reached;
+ * - else, when steps were compensated, the earliest of them (by completion)
+ *   or, when it is inside a block, the top-level block that holds it: what
+ *   was undone runs again as a new pass;
+ * - else the step whose failure ended the execution. */
+static struct xstep *retry_target(struct xexec *x, const char *from, int *new_pass,
+                                  struct wfo_error *err)
+{
+    *new_pass = 0;
+    if (from) {
+        struct xstep *st = exec_step(x, from);
+        if (!st || st->comp || st->frame < 0 || st->frame >= x->n_frames) {
+            wfo_error_set(err, WFO_EINVAL, "from: execution '%s' never reached step '%s'", x->id,
+                          from);
+            return NULL;
+        }
+        for (int i = 0; i < x->n_steps; i++) {
+            struct xstep *o = x->steps[i];
+            if (o->status == SS_RUNNING || o->status == SS_WAITING) {
+                wfo_error_set(err, WFO_EINVAL,
+                              "from: step '%s' is in a block that still runs ('%s')", from,
+                              o->path);
+                return NULL;
+            }
+        }
+        *new_pass = x->frames[st->frame].parent < 0;
+        return st;
+    }
+    struct xstep *earliest = NULL;
+    for (int i = 0; i < x->n_steps; i++) {
+        struct xstep *o = x->steps[i];
+        if (o->status == SS_COMPENSATED && !o->comp && (!earliest || o->cseq < earliest->cseq))
+            earliest = o;
+    }
+    if (earliest) {
+        int fr = earliest->frame;
+        while (fr >= 0 && x->frames[fr].parent >= 0) {
+            struct xstep *owner = exec_step(x, x->frames[fr].owner);
+            if (!owner)
+                break;
+            earliest = owner;
+            fr = owner->frame;
+        }
+        *new_pass = 1;
+        return earliest;
+    }
+    const char *path = wfo_json_str(x->error, "step");
+    struct xstep *st = path ? exec_step(x, path) : NULL;
+    if (!st || st->status != SS_FAILED) {
+        wfo_error_set(err, WFO_ESTATE, "execution '%s' is failed and has no step to resume from",
+                      x->id);
+        return NULL;
+    }
+    return st;
+}
+
+/* Resumes a failed execution from `from` or the step retry_target picks. */
+static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err)
+{
+    int new_pass = 0;
+    if (!from && !wfo_json_str(x->error, "step")) {
+        int compensated = 0;
+        for (int i = 0; i < x->n_steps && !compensated; i++)
+            compensated = x->steps[i]->status == SS_COMPENSATED;
+        if (!compensated)
+            return retry_stopped(f, x);
+    }
+    struct xstep *st = retry_target(x, from, &new_pass, err);
+    if (!st)
+        return err->code;
+    struct xframe *fr = &x->frames[st->frame];
+    int pc = def_block_find(fr->block, st->def->name);
+    if (pc < 0)
+        return wfo_error_set(err, WFO_ESTATE, "step '%s' is not in its block", st->path);
+    if (new_pass) {
+        /* a new pass of the top-level steps from st: blocks are entered
+         * again from scratch, so nothing undone is kept */
+        fr->status = FR_ACTIVE;
+        fr->pc = pc;
+        fr->busy = 0;
+        touch(f, x);
+    } else {
+        reopen_at(f, x, st, pc);
+    }
     x->status = EX_RUNNING;
-    x->row_dirty = 1;
     x->finished_at = 0;
     json_decref(x->error);
     x->error = NULL;
     x->row_dirty = 1;
     json_decref(x->error_ctx);
     x->error_ctx = NULL;
+    free(x->fail_origin);
+    x->fail_origin = NULL;
     x->transitions--;
     hist(f, x, "execution.retried", NULL, json_pack("{s:s}", "step", st->path));
     if (x->def->timeout_ms)
         timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
     run_frames(f, x);
     return 0;
+}
+
+int fsm_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err)
+{
+    if (x->status != EX_FAILED || x->comp_queue)
+        return wfo_error_set(err, WFO_ESTATE, "execution '%s' is %s", x->id,
+                             exec_status_names[x->status]);
+    if (from) { /* checked before anything changes */
+        int np;
+        if (!retry_target(x, from, &np, err))
+            return err->code;
+    }
+    const char *cstatus = wfo_json_str(x->compensation, "status");
+    if (cstatus && strcmp(cstatus, "failed") == 0 && comp_build(x)) {
+        /* the compensations that failed (and those never reached) run
+         * again first; when they complete, comp_finish resumes */
+        x->comp_final = EX_FAILED;
+        x->comp_then_retry = 1;
+        free(x->retry_from);
+        x->retry_from = from ? wfo_strdup(from) : NULL;
+        x->status = EX_RUNNING;
+        x->finished_at = 0;
+        json_decref(x->compensation);
+        x->compensation = json_pack("{s:s}", "status", "running");
+        x->row_dirty = 1;
+        hist(f, x, "execution.retried", NULL,
+             json_pack("{s:n, s:I}", "step", "compensations",
+                       (json_int_t)json_array_size(x->comp_queue)));
+        hist(f, x, "compensation.started", NULL,
+             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+        comp_advance(f, x);
+        return 0;
+    }
+    return retry_resume(f, x, from, err);
 }

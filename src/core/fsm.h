@@ -36,7 +36,10 @@ struct fsm_timer {
     int64_t token;
 };
 
-enum fsm_act_kind { ACT_RUN, ACT_CANCEL, ACT_ENDED };
+/* ACT_STOP: ask the attempt to stop but let it report (a worker learns it
+ * from cancel_requested; a runner job is let finish); the engine answers a
+ * task no worker took with a failed result. ACT_CANCEL: abort it. */
+enum fsm_act_kind { ACT_RUN, ACT_CANCEL, ACT_STOP, ACT_ENDED };
 struct fsm_action {
     enum fsm_act_kind kind;
     struct xexec *x;
@@ -53,6 +56,8 @@ struct fsm {
     int64_t transition_limit;
     double (*rand)(void);
     const struct def_retry *default_retry; /* for task/http/exec without retry: */
+    int64_t stop_ms; /* how long an attempt asked to stop is waited for when its
+                        step has no timeout (the engine's lease length) */
     /* out */
     struct fsm_hist *hist;
     int n_hist, alloc_hist;
@@ -95,7 +100,10 @@ int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensat
 int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason);
 int fsm_pause(struct fsm *f, struct xexec *x);
 int fsm_resume(struct fsm *f, struct xexec *x);
-int fsm_retry(struct fsm *f, struct xexec *x);
+/* Retries a failed execution (SPEC 2.4): from step `from` (NULL: the
+ * earliest compensated step, else the failed one), the failed compensations
+ * first. WFO_EINVAL (a bad `from`) or WFO_ESTATE with err set. */
+int fsm_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err);
 
 /* The delay before attempt n + 1 (n >= 1) under r, with r01 in [0, 1) for
  * the jitter: min(max, initial * backoff^(n-1)) varied by +-jitter. */

@@ -174,19 +174,22 @@ void taskq_add(struct taskq *q, struct task *t)
     pthread_mutex_unlock(&q->mu);
 }
 
-void taskq_cancel(struct taskq *q, const char *exec_id, int64_t token)
+int taskq_cancel(struct taskq *q, const char *exec_id, int64_t token)
 {
     char id[TASKQ_ID_SIZE];
+    int dropped = 0;
     taskq_id(id, exec_id, token);
     pthread_mutex_lock(&q->mu);
     struct task *t = wfo_map_get(&q->tasks, id);
     if (t && !t->lease[0]) {
         unlink_task(q, t);
         task_free(t);
+        dropped = 1;
     } else if (t) {
         t->cancel_requested = 1;
     }
     pthread_mutex_unlock(&q->mu);
+    return dropped;
 }
 
 static void task_lease(const struct taskq *q, const struct task *t, char out[33])
@@ -356,11 +359,9 @@ void taskq_sweep(struct taskq *q, int64_t now, struct task **failed)
         struct task *t = expired[i];
         q->expiries++;
         if (t->heartbeat_ms || t->cancel_requested) {
+            /* a task asked to stop is not handed out again: its attempt
+             * fails (HeartbeatTimeout), which a stopped step waits for */
             unlink_task(q, t);
-            if (t->cancel_requested) {
-                task_free(t);
-                continue;
-            }
             t->next = *failed;
             *failed = t;
         } else {

@@ -59,9 +59,11 @@ void taskq_id(char out[TASKQ_ID_SIZE], const char *exec_id, int64_t token);
 /* Splits a task id; 0 or WFO_ENOTFOUND when it is not one. */
 int taskq_id_parse(const char *id, char *exec_id, size_t size, int64_t *token);
 
-/* The attempt was cancelled: a ready task is dropped, a leased one is
- * marked so its heartbeat says cancel_requested. */
-void taskq_cancel(struct taskq *q, const char *exec_id, int64_t token);
+/* The attempt was cancelled or asked to stop: a ready task is dropped
+ * (returns 1), a leased one is marked so its heartbeat says
+ * cancel_requested; its completion is still taken, and when its lease runs
+ * out it is not handed out again but fails (taskq_sweep). */
+int taskq_cancel(struct taskq *q, const char *exec_id, int64_t token);
 
 /* Leases up to max ready tasks of queues to worker, waiting up to wait_ms.
  * Returns the JSON array (new ref). picked (may be NULL) gets the tasks

@@ -17,6 +17,7 @@
  * SQLite accepts bare paths, so schemes with their own back end must come
  * before it once there are several. */
 static const struct wfo_store_ops *const store_backends[] = {
+    &store_fault_ops,
     &store_sqlite_ops,
 };
 

@@ -194,10 +194,21 @@ struct wfo_store_ops {
      * ended keep their rows. */
     int (*delete_workflow)(struct wfo_store *s, const char *ns, const char *name,
                            struct wfo_error *err);
+    /* Up to limit executions that ended before `before` (ms), oldest first:
+     * what retention deletes. */
+    int (*list_expired)(struct wfo_store *s, int64_t before, int limit, store_exec_cb cb, void *ud,
+                        struct wfo_error *err);
+    /* At most n reader connections (1 to STORE_POOL_MAX); before the first
+     * read. */
+    void (*set_pool_size)(struct wfo_store *s, int n);
 };
+
+#define STORE_POOL_MAX 64
 
 /* The back ends, and the one that accepts url (NULL when none). */
 extern const struct wfo_store_ops store_sqlite_ops;
+/* For tests: wraps another back end and fails chosen calls (fault/fault.c). */
+extern const struct wfo_store_ops store_fault_ops;
 const struct wfo_store_ops *store_find(const char *url);
 
 /* Opens the store named by url with its back end. A store remembers its ops:

@@ -54,7 +54,7 @@
 #include "common/util.h"
 #include "common/banned.h"
 
-#define SQ_READERS_MAX 8
+#define SQ_READERS_MAX STORE_POOL_MAX /* store.pool_size at most; 8 unless set */
 #define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */
 #define SQ_SCHEMA_VERSION 2
 
@@ -91,6 +91,8 @@ static const char sq_schema[] =
     " ON executions (namespace, workflow, seq);"
     "CREATE INDEX IF NOT EXISTS executions_active ON executions (seq)"
     " WHERE status IN ('running', 'paused');"
+    "CREATE INDEX IF NOT EXISTS executions_ended ON executions (finished_at)"
+    " WHERE status NOT IN ('running', 'paused');"
     "CREATE TABLE IF NOT EXISTS steps ("
     " exec_id TEXT NOT NULL, path TEXT NOT NULL, ord INTEGER NOT NULL, status TEXT NOT NULL,"
     " attempts INTEGER NOT NULL, output TEXT, error TEXT, state TEXT,"
@@ -198,6 +200,11 @@ static const char *const sq_writer_sql[W__COUNT] = {
     [W_WF_DEL] = "DELETE FROM workflows WHERE namespace = ?1 AND name = ?2",
 };
 
+/* retention: executions_ended orders the ended ones by when they ended */
+static const char sq_expired_sql[] =
+    "SELECT " SQ_EXEC_COLS " FROM executions WHERE status NOT IN ('running', 'paused')"
+    " AND finished_at < ?1 ORDER BY finished_at LIMIT ?2";
+
 /* The readers' statements; R_LIST + mask are the list queries, one per set
  * of filters (sq_list_mask), built by sq_list_sql. */
 enum sq_rq {
@@ -268,6 +275,7 @@ struct sq_store {
     pthread_mutex_t pmu; /* guards n_readers and each reader's busy */
     pthread_cond_t pcv;  /* a reader became free */
     int n_readers;
+    int max_readers; /* store.pool_size */
     struct sq_reader readers[SQ_READERS_MAX];
 };
 
@@ -570,7 +578,9 @@ static int sq_pragma(struct sq_store *s, const char *sql, char *val, size_t size
  * v + 1. A new database gets sq_schema, which is already the latest. */
 static const char *const sq_migrations[SQ_SCHEMA_VERSION - 1] = {
     /* 1 -> 2: a step's input (SPEC 3) */
-    "ALTER TABLE steps ADD COLUMN input TEXT;",
+    "ALTER TABLE steps ADD COLUMN input TEXT;"
+    "CREATE INDEX IF NOT EXISTS executions_ended ON executions (finished_at)"
+    " WHERE status NOT IN ('running', 'paused');",
 };
 
 /* Sets up the writer: WAL for files, then the schema (invariant: user_version
@@ -736,6 +746,7 @@ static int sq_open(const char *url, struct wfo_store **out, struct wfo_error *er
     s->base.ops = &store_sqlite_ops;
     pthread_mutex_init(&s->wmu, NULL);
     pthread_mutex_init(&s->pmu, NULL);
+    s->max_readers = 8;
     pthread_cond_init(&s->pcv, NULL);
     s->label = wfo_strdup(path);
     if (strcmp(path, ":memory:") == 0) {
@@ -781,7 +792,7 @@ out:
 /* ---- the reader pool ---- */
 
 /* Takes a free reader, opening one when none is free and there are fewer
- * than SQ_READERS_MAX, else waits for one. */
+ * than max_readers, else waits for one. */
 static int sq_reader_get(struct sq_store *s, struct sq_reader **out, struct wfo_error *err)
 {
     struct sq_reader *r = NULL;
@@ -792,7 +803,7 @@ static int sq_reader_get(struct sq_store *s, struct sq_reader **out, struct wfo_
         for (int i = 0; i < s->n_readers && !r; i++)
             if (!s->readers[i].busy)
                 r = &s->readers[i];
-        if (!r && s->n_readers < SQ_READERS_MAX)
+        if (!r && s->n_readers < s->max_readers)
             r = &s->readers[s->n_readers++];
         if (!r)
             pthread_cond_wait(&s->pcv, &s->pmu);
@@ -1495,6 +1506,36 @@ int store_sqlite_query(struct wfo_store *base, const char *sql, char *out, size_
     return rc;
 }
 
+static void sq_set_pool_size(struct wfo_store *base, int n)
+{
+    struct sq_store *s = sq_store(base);
+    pthread_mutex_lock(&s->pmu);
+    s->max_readers = n < 1 ? 1 : n > SQ_READERS_MAX ? SQ_READERS_MAX : n;
+    pthread_mutex_unlock(&s->pmu);
+}
+
+static int sq_list_expired(struct wfo_store *base, int64_t before, int limit, store_exec_cb cb,
+                           void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.exec = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st = NULL;
+    int rc = sq_reader_get(s, &r, err);
+    if (rc)
+        return rc;
+    if (sq_prepare(r->db, sq_expired_sql, &st) != SQLITE_OK) {
+        rc = sq_fail(s, r->db, err, "listing expired executions");
+    } else {
+        sqlite3_bind_int64(st, 1, before);
+        sqlite3_bind_int(st, 2, limit);
+        rc = sq_each(s, r->db, st, sq_exec_row, &c, NULL, "listing expired executions", err);
+        sqlite3_finalize(st);
+    }
+    sq_reader_put(s, r);
+    return rc;
+}
+
 static int sq_delete_workflow(struct wfo_store *base, const char *ns, const char *name,
                               struct wfo_error *err)
 {
@@ -1556,4 +1597,6 @@ const struct wfo_store_ops store_sqlite_ops = {
     .list_timers = sq_list_timers,
     .list_tasks = sq_list_tasks,
     .delete_workflow = sq_delete_workflow,
+    .list_expired = sq_list_expired,
+    .set_pool_size = sq_set_pool_size,
 };

@@ -604,12 +604,263 @@ TEST(cancel_with_compensate)
     complete(&f, x, "a", "1");
     fsm_reset(&f);
     is_int(fsm_cancel(&f, x, "stop", 1), 0, "cancel accepted");
-    ok(find_run(&f, "a:compensate") != NULL, "a is compensated");
-    ok(find_act(&f, ACT_CANCEL) != NULL, "b's attempt is stopped");
+    ok(find_act(&f, ACT_STOP) != NULL, "b's attempt is asked to stop");
+    ok(find_act(&f, ACT_CANCEL) == NULL, "not aborted");
+    ok(find_run(&f, "a:compensate") == NULL, "nothing is undone while b may still report");
+    is_str(status_of(x, "b"), "cancelled", "b shows cancelled");
+    ok(find_timer(&f, TK_TIMEOUT) != NULL, "the wait for b is bounded");
+    is_int(failstep(&f, x, "b", "Stopped"), 0, "b's failure is taken");
+    is_int(count_hist(&f, "step.stopped"), 1, "and recorded");
+    ok(find_run(&f, "a:compensate") != NULL, "then a is compensated");
+    is_str(status_of(x, "b"), "cancelled", "b stays cancelled");
     complete(&f, x, "a:compensate", "null");
     is_int(x->status, EX_CANCELLED, "cancelled after compensating");
     fsm_release(&f);
     exec_free(x);
+}
+
+TEST(late_success_is_compensated)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, saga, "{}");
+    complete(&f, x, "a", "1");
+    fsm_reset(&f);
+    is_int(fsm_cancel(&f, x, "stop", 1), 0, "cancel accepted");
+    is_int(complete(&f, x, "b", "2"), 0, "b's late success is accepted");
+    is_str(status_of(x, "b"), "completed", "b counts as completed");
+    ok(find_run(&f, "b:compensate") != NULL, "b, the newest completion, is undone first");
+    ok(find_run(&f, "a:compensate") == NULL, "a after it");
+    complete(&f, x, "b:compensate", "null");
+    ok(find_run(&f, "a:compensate") != NULL, "then a");
+    complete(&f, x, "a:compensate", "null");
+    is_str(status_of(x, "b"), "compensated", "b compensated");
+    is_int(x->status, EX_CANCELLED, "cancelled");
+    is_int(complete(&f, x, "b", "3"), WFO_ESTATE, "a second completion is stale");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+TEST(terminate_refuses_late_success)
+{
+    struct fsm f;
+    struct xexec *x = start(&f, saga, "{}");
+    complete(&f, x, "a", "1");
+    fsm_reset(&f);
+    is_int(fsm_terminate(&f, x, "now"), 0, "terminated");
+    ok(find_act(&f, ACT_CANCEL) != NULL, "b's attempt is aborted");
+    is_int(complete(&f, x, "b", "2"), WFO_ESTATE, "its late success is refused");
+    is_str(status_of(x, "a"), "completed", "nothing is compensated");
+    fsm_release(&f);
+    exec_free(x);
+}
+
+/* ---- the whole table: every step status x every event (STYLE 14) ----
+ *
+ * One workflow reaches each step status; each event is then applied to the
+ * step "s" with its current token, and the table says what must follow:
+ * the step's new status, or "-" when the event is stale and nothing may
+ * change (I1). */
+
+static const char *table_wf =
+    "name: t\nsteps:\n"
+    "  - name: s\n    type: task\n    queue: q\n    timeout: 1s\n    schedule_timeout: 1s\n"
+    "    retry: {max_attempts: 2, initial_interval: 10ms}\n"
+    "    catch: [{errors: [Caught], next: after}]\n"
+    "    compensate: {type: set, vars: {u: 1}}\n"
+    "  - {name: nap, type: sleep, duration: 1h}\n"
+    "  - {name: boom, type: fail, error: {type: Boom, message: x}}\n"
+    "  - {name: after, type: set, vars: {a: 1}, end: true}\n";
+
+static const char *sleep_wf = "name: t\nsteps:\n  - {name: s, type: sleep, duration: 1h}\n";
+static const char *skip_wf =
+    "name: t\nsteps:\n  - {name: s, type: set, vars: {a: 1}, if: '${ false }'}\n"
+    "  - {name: nap, type: sleep, duration: 1h}\n";
+
+enum ev { EV_OK, EV_FAIL, EV_RETRY, EV_TIMEOUT, EV_SCHEDULE, EV_SLEEP, EV_PICKED, EV__N };
+static const char *const ev_names[EV__N] = {
+    "ok", "fail", "retry timer", "timeout timer", "schedule timer", "sleep timer", "picked"};
+
+/* Brings step s to status st; 0 when it got there. */
+static struct xexec *reach(struct fsm *f, const char *status)
+{
+    struct xexec *x;
+    if (strcmp(status, "waiting") == 0)
+        return start(f, sleep_wf, "{}");
+    if (strcmp(status, "skipped") == 0)
+        return start(f, skip_wf, "{}");
+    x = start(f, table_wf, "{}");
+    if (strcmp(status, "running") == 0)
+        return x;
+    if (strcmp(status, "scheduled") == 0) {
+        struct xstep *st = exec_step(x, "s");
+        json_t *e = fsm_error("Flaky", "x", NULL);
+        fsm_result(f, x, "s", st->token, 0, NULL, e, 1);
+        json_decref(e);
+        return x;
+    }
+    if (strcmp(status, "failed") == 0) {
+        struct xstep *st = exec_step(x, "s");
+        json_t *e = fsm_error("Fatal", "x", NULL);
+        fsm_result(f, x, "s", st->token, 0, NULL, e, 0);
+        json_decref(e);
+        return x;
+    }
+    if (strcmp(status, "caught") == 0) {
+        failstep(f, x, "s", "Caught");
+        return x;
+    }
+    if (strcmp(status, "cancelled") == 0) { /* hard: no compensation follows */
+        fsm_cancel(f, x, "stop", 0);
+        return x;
+    }
+    if (strcmp(status, "stopping") == 0) { /* cancelled, its attempt may still report */
+        fsm_cancel(f, x, "stop", 1);
+        return x;
+    }
+    complete(f, x, "s", "{\"done\": 1}");
+    if (strcmp(status, "compensated") == 0)
+        fsm_cancel(f, x, "stop", 1); /* s:compensate is a set step: at once */
+    return x;
+}
+
+static void apply_ev(struct fsm *f, struct xexec *x, enum ev ev, int64_t token)
+{
+    json_t *v = json_pack("{s:i}", "r", 1), *e = fsm_error("Flaky", "x", NULL);
+    fsm_reset(f);
+    switch (ev) {
+    case EV_OK:
+        fsm_result(f, x, "s", token, 1, v, NULL, 1);
+        break;
+    case EV_FAIL:
+        fsm_result(f, x, "s", token, 0, NULL, e, 1);
+        break;
+    case EV_RETRY:
+        fsm_timer(f, x, TK_RETRY, "s", token);
+        break;
+    case EV_TIMEOUT:
+        fsm_timer(f, x, TK_TIMEOUT, "s", token);
+        break;
+    case EV_SCHEDULE:
+        fsm_timer(f, x, TK_SCHEDULE, "s", token);
+        break;
+    case EV_SLEEP:
+        fsm_timer(f, x, TK_SLEEP, "s", token);
+        break;
+    default:
+        fsm_task_picked(f, x, "s", token, "w");
+        break;
+    }
+    json_decref(v);
+    json_decref(e);
+}
+
+TEST(step_status_event_table)
+{
+    /* the status s has after each event: ok, fail, retry, timeout,
+     * schedule, sleep, picked; "-" = stale: nothing changes */
+    static const struct {
+        const char *status;
+        const char *after[EV__N];
+    } table[] = {
+        {"scheduled", {"-", "-", "running", "-", "-", "-", "-"}},
+        {"running", {"completed", "scheduled", "-", "scheduled", "scheduled", "-", "running"}},
+        {"waiting", {"-", "-", "-", "-", "-", "completed", "-"}},
+        {"completed", {"-", "-", "-", "-", "-", "-", "-"}},
+        {"failed", {"-", "-", "-", "-", "-", "-", "-"}},
+        {"caught", {"-", "-", "-", "-", "-", "-", "-"}},
+        {"skipped", {"-", "-", "-", "-", "-", "-", "-"}},
+        {"cancelled", {"-", "-", "-", "-", "-", "-", "-"}},
+        /* SPEC 2.4: an attempt asked to stop may still report; a success
+         * counts, and is undone at once here (its compensation is a set) */
+        {"stopping", {"compensated", "cancelled", "-", "cancelled", "-", "-", "-"}},
+        {"compensated", {"-", "-", "-", "-", "-", "-", "-"}},
+    };
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(table); i++) {
+        for (int ev = 0; ev < EV__N; ev++) {
+            struct fsm f;
+            struct xexec *x = reach(&f, table[i].status);
+            struct xstep *st = exec_step(x, "s");
+            const char *want_before =
+                strcmp(table[i].status, "stopping") == 0 ? "cancelled" : table[i].status;
+            char what[96];
+            snprintf(what, sizeof(what), "%s + %s", table[i].status, ev_names[ev]);
+            if (!st || strcmp(step_status_names[st->status], want_before) != 0) {
+                ok(0, "%s: reached %s", what, st ? step_status_names[st->status] : "(none)");
+                fsm_release(&f);
+                exec_free(x);
+                continue;
+            }
+            int stopping = st->stopping, attempts = st->attempts;
+            int64_t hseq = x->hseq;
+            apply_ev(&f, x, (enum ev)ev, st->token);
+            const char *after = table[i].after[ev];
+            if (strcmp(after, "-") == 0) {
+                ok(x->hseq == hseq && strcmp(step_status_names[st->status], want_before) == 0 &&
+                       st->attempts == attempts && st->stopping == stopping,
+                   "%s: stale, nothing changes", what);
+            } else {
+                is_str(step_status_names[st->status], after, "%s", what);
+            }
+            fsm_release(&f);
+            exec_free(x);
+        }
+    }
+}
+
+TEST(execution_status_op_table)
+{
+    /* running, paused, completed, failed, cancelled, terminated x cancel,
+     * terminate, pause, resume, retry: 1 accepted, 0 refused (WFO_ESTATE) */
+    static const struct {
+        const char *how;
+        enum exec_status status;
+        int accepted[5];
+    } table[] = {
+        {"running", EX_RUNNING, {1, 1, 1, 0, 0}},
+        {"paused", EX_PAUSED, {1, 1, 0, 1, 0}},
+        {"completed", EX_COMPLETED, {0, 0, 0, 0, 0}},
+        {"failed", EX_FAILED, {0, 0, 0, 0, 1}},
+        {"cancelled", EX_CANCELLED, {0, 0, 0, 0, 0}},
+        {"terminated", EX_TERMINATED, {0, 0, 0, 0, 0}},
+    };
+    static const char *const ops[5] = {"cancel", "terminate", "pause", "resume", "retry"};
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(table); i++) {
+        for (int op = 0; op < 5; op++) {
+            struct fsm f;
+            struct xexec *x = start(&f, table_wf, "{}");
+            if (table[i].status == EX_PAUSED)
+                fsm_pause(&f, x);
+            else if (table[i].status == EX_COMPLETED)
+                failstep(&f, x, "s", "Caught"); /* -> after, end: true */
+            else if (table[i].status == EX_FAILED)
+                failstep(&f, x, "s", "Fatal");
+            else if (table[i].status == EX_CANCELLED)
+                fsm_cancel(&f, x, "x", 0);
+            else if (table[i].status == EX_TERMINATED)
+                fsm_terminate(&f, x, "x");
+            char what[96];
+            snprintf(what, sizeof(what), "%s + %s", table[i].how, ops[op]);
+            if (x->status != table[i].status) {
+                ok(0, "%s: reached %s", what, exec_status_names[x->status]);
+                fsm_release(&f);
+                exec_free(x);
+                continue;
+            }
+            struct wfo_error err = WFO_ERROR_INIT;
+            fsm_reset(&f);
+            int rc = op == 0   ? fsm_cancel(&f, x, "x", 0)
+                     : op == 1 ? fsm_terminate(&f, x, "x")
+                     : op == 2 ? fsm_pause(&f, x)
+                     : op == 3 ? fsm_resume(&f, x)
+                               : fsm_retry(&f, x, NULL, &err);
+            if (table[i].accepted[op])
+                is_int(rc, 0, "%s", what);
+            else
+                ok(rc == WFO_ESTATE && f.n_hist == 0, "%s: refused, nothing changes", what);
+            fsm_release(&f);
+            exec_free(x);
+        }
+    }
 }
 
 int main(void)

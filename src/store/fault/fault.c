@@ -1,0 +1,351 @@
+/*
+ * fault.c - a store back end for tests that wraps another and makes some of
+ * its calls fail or wait (like git's refs/debug.c wraps a refs back end).
+ * docs/interfaces/internal.md ("The store interface").
+ *
+ * URL: "fault:" followed by the wrapped store's URL (fault:sqlite:/tmp/x.db).
+ * What fails comes from $WFO_STORE_FAULTS, read when the store is opened:
+ * rules separated by commas, each OP:WHAT where OP is an op's name
+ * (get_exec, list_steps, apply, ...; "*" for every op) and WHAT is
+ *
+ *   N       the Nth call of OP fails (calls count from 1, per op)
+ *   N-M     calls N to M fail
+ *   N+      every call from the Nth on fails
+ *   pP      each call fails with probability P (0..1), from a generator
+ *           seeded with $WFO_STORE_FAULTS_SEED (default 1)
+ *   dMS     each call waits MS milliseconds first
+ *
+ * A failing call returns WFO_ESTORE ("injected fault") without calling the
+ * wrapped store, so the wrapped store's state is as if it never happened.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/store.h"
+#include "common/util.h"
+#include "common/banned.h"
+
+enum fop {
+    F_PING,
+    F_APPLY,
+    F_PUT_WORKFLOW,
+    F_GET_WORKFLOW,
+    F_LIST_WORKFLOWS,
+    F_GET_EXEC,
+    F_LIST_EXECS,
+    F_LIST_ACTIVE_EXECS,
+    F_LIST_STEPS,
+    F_LIST_HISTORY,
+    F_LIST_TIMERS,
+    F_LIST_TASKS,
+    F_DELETE_WORKFLOW,
+    F_LIST_EXPIRED,
+    F__COUNT
+};
+
+static const char *const fop_names[F__COUNT] = {
+    "ping",        "apply",      "put_workflow",      "get_workflow", "list_workflows",
+    "get_exec",    "list_execs", "list_active_execs", "list_steps",   "list_history",
+    "list_timers", "list_tasks", "delete_workflow",   "list_expired"};
+
+#define FAULT_RULES_MAX 32
+
+struct fault_rule {
+    int op;             /* -1: every op */
+    long long from, to; /* calls that fail; to < 0: no end */
+    double p;           /* > 0: fail with this probability */
+    long long delay_ms;
+};
+
+struct fault_store {
+    struct wfo_store base; /* first: a struct wfo_store * is one of these */
+    struct wfo_store *inner;
+    pthread_mutex_t mu;
+    long long calls[F__COUNT];
+    unsigned long long rng;
+    struct fault_rule rules[FAULT_RULES_MAX];
+    int n_rules;
+};
+
+static struct fault_store *fs_of(struct wfo_store *s)
+{
+    return (struct fault_store *)s;
+}
+
+static int fault_accepts(const char *url)
+{
+    return strncmp(url, "fault:", 6) == 0;
+}
+
+/* Parses one rule "OP:WHAT"; 0 or -1 when it is not one. */
+static int rule_parse(const char *s, size_t len, struct fault_rule *r)
+{
+    char buf[96];
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    char *colon = strchr(buf, ':');
+    if (!colon)
+        return -1;
+    *colon = 0;
+    const char *what = colon + 1;
+    memset(r, 0, sizeof(*r));
+    r->op = -2;
+    if (strcmp(buf, "*") == 0)
+        r->op = -1;
+    for (int i = 0; i < F__COUNT; i++)
+        if (strcmp(buf, fop_names[i]) == 0)
+            r->op = i;
+    if (r->op == -2)
+        return -1;
+    char *end;
+    r->from = 1;
+    r->to = 0; /* none */
+    if (what[0] == 'p') {
+        r->p = strtod(what + 1, &end);
+        return *end || r->p <= 0 ? -1 : 0;
+    }
+    if (what[0] == 'd') {
+        r->delay_ms = strtoll(what + 1, &end, 10);
+        return *end || r->delay_ms < 0 ? -1 : 0;
+    }
+    r->from = strtoll(what, &end, 10);
+    if (end == what || r->from < 1)
+        return -1;
+    if (*end == 0)
+        r->to = r->from;
+    else if (end[0] == '+' && end[1] == 0)
+        r->to = -1;
+    else if (end[0] == '-') {
+        const char *m = end + 1;
+        r->to = strtoll(m, &end, 10);
+        if (end == m || *end || r->to < r->from)
+            return -1;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+static int fault_open(const char *url, struct wfo_store **out, struct wfo_error *err)
+{
+    struct fault_store *s = wfo_calloc(1, sizeof(*s));
+    const char *rules = getenv("WFO_STORE_FAULTS");
+    const char *seed = getenv("WFO_STORE_FAULTS_SEED");
+    int rc;
+
+    *out = NULL;
+    s->rng = seed ? strtoull(seed, NULL, 10) : 1;
+    if (!s->rng)
+        s->rng = 1;
+    for (const char *p = rules ? rules : ""; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n > 0) {
+            if (s->n_rules == FAULT_RULES_MAX || rule_parse(p, n, &s->rules[s->n_rules]) < 0) {
+                rc = wfo_error_set(err, WFO_EINVAL, "WFO_STORE_FAULTS: bad rule '%.*s'", (int)n, p);
+                free(s);
+                return rc;
+            }
+            s->n_rules++;
+        }
+        p += n + (p[n] == ',');
+    }
+    rc = store_open(url + 6, &s->inner, err);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    s->base.ops = &store_fault_ops;
+    *out = &s->base;
+    return 0;
+}
+
+static void fault_close(struct wfo_store *base)
+{
+    struct fault_store *s = fs_of(base);
+    store_close(s->inner);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* Counts a call of op; WFO_ESTORE when a rule makes it fail. */
+static int fault_check(struct fault_store *s, enum fop op, struct wfo_error *err)
+{
+    long long delay = 0;
+    int fail = 0;
+    pthread_mutex_lock(&s->mu);
+    long long n = ++s->calls[op];
+    for (int i = 0; i < s->n_rules; i++) {
+        const struct fault_rule *r = &s->rules[i];
+        if (r->op != -1 && r->op != (int)op)
+            continue;
+        delay += r->delay_ms;
+        if (r->p > 0) {
+            s->rng ^= s->rng << 13;
+            s->rng ^= s->rng >> 7;
+            s->rng ^= s->rng << 17;
+            fail |= (double)(s->rng >> 11) / (double)(1ULL << 53) < r->p;
+        } else if (!r->delay_ms) {
+            fail |= n >= r->from && (r->to < 0 || n <= r->to);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (delay > 0) {
+        struct timespec ts = {(time_t)(delay / 1000), (long)(delay % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (fail)
+        return wfo_error_set(err, WFO_ESTORE, "%s: injected fault (call %lld)", fop_names[op], n);
+    return 0;
+}
+
+#define CHECK(op)                                                                                  \
+    do {                                                                                           \
+        int frc_ = fault_check(s, (op), err);                                                      \
+        if (frc_ < 0)                                                                              \
+            return frc_;                                                                           \
+    } while (0)
+
+static int fault_ping(struct wfo_store *base, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_PING);
+    return s->inner->ops->ping(s->inner, err);
+}
+
+static int fault_apply(struct wfo_store *base, const struct store_batch *b, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_APPLY);
+    return s->inner->ops->apply(s->inner, b, err);
+}
+
+static int fault_put_workflow(struct wfo_store *base, const struct store_workflow *w, int *created,
+                              store_workflow_cb cb, void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_PUT_WORKFLOW);
+    return s->inner->ops->put_workflow(s->inner, w, created, cb, ud, err);
+}
+
+static int fault_get_workflow(struct wfo_store *base, const char *ns, const char *name, int version,
+                              store_workflow_cb cb, void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_GET_WORKFLOW);
+    return s->inner->ops->get_workflow(s->inner, ns, name, version, cb, ud, err);
+}
+
+static int fault_list_workflows(struct wfo_store *base, const char *ns, store_workflow_cb cb,
+                                void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_WORKFLOWS);
+    return s->inner->ops->list_workflows(s->inner, ns, cb, ud, err);
+}
+
+static int fault_get_exec(struct wfo_store *base, const char *id, store_exec_cb cb, void *ud,
+                          struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_GET_EXEC);
+    return s->inner->ops->get_exec(s->inner, id, cb, ud, err);
+}
+
+static int fault_list_execs(struct wfo_store *base, const struct store_exec_filter *f,
+                            store_exec_cb cb, void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_EXECS);
+    return s->inner->ops->list_execs(s->inner, f, cb, ud, err);
+}
+
+static int fault_list_active_execs(struct wfo_store *base, store_exec_cb cb, void *ud,
+                                   struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_ACTIVE_EXECS);
+    return s->inner->ops->list_active_execs(s->inner, cb, ud, err);
+}
+
+static int fault_list_steps(struct wfo_store *base, const char *exec_id, store_step_cb cb, void *ud,
+                            struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_STEPS);
+    return s->inner->ops->list_steps(s->inner, exec_id, cb, ud, err);
+}
+
+static int fault_list_history(struct wfo_store *base, const char *exec_id, int64_t after_seq,
+                              int limit, store_history_cb cb, void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_HISTORY);
+    return s->inner->ops->list_history(s->inner, exec_id, after_seq, limit, cb, ud, err);
+}
+
+static int fault_list_timers(struct wfo_store *base, store_timer_cb cb, void *ud,
+                             struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_TIMERS);
+    return s->inner->ops->list_timers(s->inner, cb, ud, err);
+}
+
+static int fault_list_tasks(struct wfo_store *base, store_task_cb cb, void *ud,
+                            struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_TASKS);
+    return s->inner->ops->list_tasks(s->inner, cb, ud, err);
+}
+
+static int fault_delete_workflow(struct wfo_store *base, const char *ns, const char *name,
+                                 struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_DELETE_WORKFLOW);
+    return s->inner->ops->delete_workflow(s->inner, ns, name, err);
+}
+
+static int fault_list_expired(struct wfo_store *base, int64_t before, int limit, store_exec_cb cb,
+                              void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_EXPIRED);
+    return s->inner->ops->list_expired(s->inner, before, limit, cb, ud, err);
+}
+
+static void fault_set_pool_size(struct wfo_store *base, int n)
+{
+    struct fault_store *s = fs_of(base);
+    if (s->inner->ops->set_pool_size)
+        s->inner->ops->set_pool_size(s->inner, n);
+}
+
+const struct wfo_store_ops store_fault_ops = {
+    .name = "fault",
+    .version = 1,
+    .accepts = fault_accepts,
+    .open = fault_open,
+    .close = fault_close,
+    .ping = fault_ping,
+    .apply = fault_apply,
+    .put_workflow = fault_put_workflow,
+    .get_workflow = fault_get_workflow,
+    .list_workflows = fault_list_workflows,
+    .get_exec = fault_get_exec,
+    .list_execs = fault_list_execs,
+    .list_active_execs = fault_list_active_execs,
+    .list_steps = fault_list_steps,
+    .list_history = fault_list_history,
+    .list_timers = fault_list_timers,
+    .list_tasks = fault_list_tasks,
+    .delete_workflow = fault_delete_workflow,
+    .list_expired = fault_list_expired,
+    .set_pool_size = fault_set_pool_size,
+};

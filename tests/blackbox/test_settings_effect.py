@@ -1,0 +1,127 @@
+"""Settings of SPEC 6 that were accepted and ignored: each now has its
+effect. `retry` (the server's default policy), `retention.finished` and
+`store.pool_size` (docs/operations/configuration.md)."""
+
+import os
+import sqlite3
+import threading
+import time
+
+from apiutil import WfoServer, set_workflow, unique
+
+
+def server_with(tmp_path, config):
+    path = tmp_path / "wfo.yaml"
+    path.write_text(config)
+    return WfoServer(tmp_path / "s", args=["--config", str(path)]).launch()
+
+
+def fail_task(srv, queue):
+    tasks = srv.poll([queue], wait="5s")
+    assert len(tasks) == 1, tasks
+    t = tasks[0]
+    r = srv.post(f"/v1/tasks/{t['task_id']}/fail",
+                 {"lease": t["lease"], "error": {"type": "Flaky", "message": "again"}})
+    assert r.status == 200, r
+    return t
+
+
+def test_default_retry_policy_applies(tmp_path):
+    """A step without a retry of its own gets the server's `retry` (here two
+    attempts, not SPEC's three); a step with one keeps it."""
+    srv = server_with(tmp_path, "retry: {max_attempts: 2, initial_interval: 10ms}\n")
+    try:
+        name = unique("default-retry")
+        srv.put_workflow({"name": name, "steps": [
+            {"name": "own", "type": "task", "queue": f"{name}-o",
+             "retry": {"max_attempts": 3, "initial_interval": "10ms"}},
+            {"name": "plain", "type": "task", "queue": f"{name}-p"},
+        ]})
+        e = srv.start_exec(name)
+        assert [fail_task(srv, f"{name}-o")["attempt"] for _ in range(2)] == [1, 2]
+        t = srv.poll([f"{name}-o"], wait="5s")[0]
+        assert t["attempt"] == 3
+        r = srv.post(f"/v1/tasks/{t['task_id']}/complete", {"lease": t["lease"], "output": 1})
+        assert r.status == 200, r
+        assert [fail_task(srv, f"{name}-p")["attempt"] for _ in range(2)] == [1, 2]
+        d = srv.wait_status(e["id"], "failed", timeout=10)
+        assert [s["attempts"] for s in d["steps"]] == [3, 2]
+    finally:
+        srv.stop()
+
+
+def test_default_retry_policy_can_forbid_retries(tmp_path):
+    srv = server_with(tmp_path, "retry: {max_attempts: 1}\n")
+    try:
+        name = unique("no-retry")
+        srv.put_workflow({"name": name, "steps": [{"name": "t", "type": "task", "queue": name}]})
+        e = srv.start_exec(name)
+        fail_task(srv, name)
+        d = srv.wait_status(e["id"], "failed", timeout=10)
+        assert d["steps"][0]["attempts"] == 1
+    finally:
+        srv.stop()
+
+
+def test_retention_deletes_finished_executions(tmp_path):
+    """Executions that ended longer ago than retention.finished are deleted
+    with their rows, counted in a metric; running ones stay."""
+    srv = server_with(tmp_path, "retention: {finished: 1s}\n")
+    try:
+        name = unique("retention")
+        srv.put_workflow(set_workflow(name))
+        srv.put_workflow({"name": f"{name}-run", "steps": [
+            {"name": "t", "type": "task", "queue": f"{name}-q"}]})
+        done = [srv.start_exec(name, query="?wait=10s") for _ in range(3)]
+        running = srv.start_exec(f"{name}-run")
+        assert all(d["status"] == "completed" for d in done)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if all(srv.get(f"/v1/executions/{d['id']}").status == 404 for d in done):
+                break
+            time.sleep(0.2)
+        for d in done:
+            assert srv.get(f"/v1/executions/{d['id']}").status == 404
+        assert srv.doc(running["id"])["status"] == "running"
+        text = srv.get("/metrics").text
+        n = [line for line in text.splitlines() if line.startswith("wfo_retention_deleted_total ")]
+        assert n and int(n[0].split()[1]) >= 3, n
+    finally:
+        srv.stop()
+    con = sqlite3.connect(srv.db)
+    for d in done:
+        for table, col in [("executions", "id"), ("steps", "exec_id"), ("history", "exec_id")]:
+            assert con.execute(f"SELECT count(*) FROM {table} WHERE {col} = ?",
+                               (d["id"],)).fetchone()[0] == 0
+    con.close()
+
+
+def test_pool_size_bounds_reader_connections(tmp_path):
+    """store.pool_size: 1 means one reader connection, however many requests
+    read at once (counted as the server's open descriptors of the file)."""
+    srv = server_with(tmp_path, "store: {pool_size: 1}\n")
+    try:
+        name = unique("pool")
+        srv.put_workflow(set_workflow(name))
+        for _ in range(50):
+            srv.start_exec(name)
+        errors = []
+
+        def reader():
+            for _ in range(15):
+                r = srv.get(f"/v1/executions?workflow={name}&limit=1000")
+                if r.status != 200:
+                    errors.append(r)
+
+        threads = [threading.Thread(target=reader) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:3]
+        fd_dir = f"/proc/{srv.proc.pid}/fd"
+        db = os.path.realpath(srv.db)
+        fds = [f for f in os.listdir(fd_dir) if os.path.realpath(os.path.join(fd_dir, f)) == db]
+        assert 1 <= len(fds) <= 2, (len(fds), "writer + one reader expected")
+    finally:
+        srv.stop()
