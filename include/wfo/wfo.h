@@ -19,6 +19,9 @@
 
 #include "error.h"
 
+/* The release, printed by `wfo --version`. */
+#define WFO_VERSION "0.1.0"
+
 struct wfo_engine;
 
 /* What the progress callback sees: one history entry of one execution. */

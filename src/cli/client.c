@@ -356,8 +356,6 @@ static int client_call_print(const struct client *c, const char *method, const c
 
 /* ---- wfo workflow ----------------------------------------------------- */
 
-#define USAGE_WORKFLOW "workflow put FILE | list | get NAME [--version V] [--server URL]"
-
 static int client_workflow_put(const struct client *c, const char *file)
 {
     json_t *doc = NULL;
@@ -392,6 +390,13 @@ static int client_workflow_put(const struct client *c, const char *file)
         client_print_failure(&r);
         rc = EXIT_FAILED;
     } else {
+        json_t *ver = json_object_get(r.body, "version");
+        long long v = json_is_integer(ver) ? (long long)json_integer_value(ver) : 0;
+        /* 201: a changed definition made a new version; 200: identical */
+        if (r.status == 201)
+            fprintf(stderr, "workflow %s: new version %lld\n", name, v);
+        else
+            fprintf(stderr, "workflow %s: unchanged, version %lld is current\n", name, v);
         client_print(r.body);
         rc = EXIT_OK;
     }
@@ -412,19 +417,19 @@ int cmd_workflow(int argc, char **argv)
     int64_t v = 0;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, USAGE_WORKFLOW);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, cli_usage("workflow"));
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     const char *sub = pos[0];
     int want = strcmp(sub, "put") == 0 || strcmp(sub, "get") == 0 ? 2 : 1;
     if (strcmp(sub, "put") != 0 && strcmp(sub, "get") != 0 && strcmp(sub, "list") != 0) {
         cli_error("workflow: unknown subcommand '%s'", sub);
-        fprintf(stderr, "usage: wfo %s\n", USAGE_WORKFLOW);
+        fprintf(stderr, "usage: wfo %s\n", cli_usage("workflow"));
         return EXIT_USAGE;
     }
     if ((want == 2 && !pos[1]) || (want == 1 && pos[1])) {
         cli_error("workflow %s: %s", sub, pos[1] ? "too many arguments" : "missing argument");
-        fprintf(stderr, "usage: wfo %s\n", USAGE_WORKFLOW);
+        fprintf(stderr, "usage: wfo %s\n", cli_usage("workflow"));
         return EXIT_USAGE;
     }
     if (version && (strcmp(sub, "get") != 0 || wfo_parse_int64(version, &v) < 0 || v < 1)) {
@@ -533,9 +538,6 @@ out:
     return rc;
 }
 
-#define USAGE_START                                                                                \
-    "start NAME [--input JSON|@FILE] [--id ID] [--version V] [--wait] [--server URL]"
-
 int cmd_start(int argc, char **argv)
 {
     const char *server = NULL, *input_arg = NULL, *id = NULL, *version = NULL, *pos[1] = {NULL};
@@ -550,7 +552,7 @@ int cmd_start(int argc, char **argv)
     json_t *body = NULL, *doc = NULL, *input_v = NULL;
     int64_t v = 0;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, USAGE_START);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, cli_usage("start"));
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (version && (wfo_parse_int64(version, &v) < 0 || v < 1)) {
@@ -626,14 +628,53 @@ static int client_execution(int argc, char **argv, const char *method, const cha
     return rc;
 }
 
+/* `wfo get ID --wait DURATION`: long polls of at most CLIENT_WAIT each until
+ * the execution has ended or DURATION has passed; prints the last document. */
 int cmd_get(int argc, char **argv)
 {
-    return client_execution(argc, argv, "GET", "", NULL, "get ID [--server URL]", NULL);
+    const char *server = NULL, *wait = NULL, *pos[1] = {NULL};
+    struct client_opt opts[] = {{"--wait", &wait, NULL}, {NULL, NULL, NULL}};
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client c = {NULL, NULL};
+    json_t *doc = NULL;
+    int64_t wait_ms = 0, until;
+    int rc;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, cli_usage("get"));
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (wait && wfo_duration_parse(wait, &wait_ms) < 0) {
+        cli_error("--wait: expected a duration (30s, 2m, 500ms), got '%s'", wait);
+        return EXIT_USAGE;
+    }
+    client_init(&c, server);
+    until = wfo_mono_ms() + wait_ms;
+    for (;;) {
+        int64_t left = until - wfo_mono_ms();
+        wfo_buf_reset(&path);
+        wfo_buf_adds(&path, "/v1/executions/");
+        client_escape(&path, pos[0]);
+        if (left > 0)
+            wfo_buf_addf(&path, "?wait=%lldms",
+                         (long long)(left > CLIENT_WAIT_MS ? CLIENT_WAIT_MS : left));
+        json_decref(doc);
+        doc = NULL;
+        rc = client_call(&c, "GET", path.buf, NULL, &doc);
+        if (rc != EXIT_OK || left <= 0 || client_final(wfo_json_str(doc, "status")))
+            break;
+        client_sleep_ms(100); /* a server that caps the wait is not asked in a loop */
+    }
+    if (rc == EXIT_OK)
+        client_print(doc);
+    json_decref(doc);
+    wfo_buf_release(&path);
+    client_release(&c);
+    return rc;
 }
 
 int cmd_history(int argc, char **argv)
 {
-    return client_execution(argc, argv, "GET", "/history", NULL, "history ID [--server URL]", NULL);
+    return client_execution(argc, argv, "GET", "/history", NULL, cli_usage("history"), NULL);
 }
 
 static const char *client_field(const json_t *o, const char *key)
@@ -642,8 +683,9 @@ static const char *client_field(const json_t *o, const char *key)
     return s ? s : "-";
 }
 
-/* The `wfo list` table: one line per execution. */
-static void client_list_table(const json_t *page)
+/* The `wfo list` table: one line per execution; the "more" hint repeats
+ * the filters (filters: the query's {name, value} pairs, cursor left out). */
+static void client_list_table(const json_t *page, const char *const (*filters)[2], size_t n)
 {
     json_t *list = wfo_json_arr(page, "executions"), *e;
     const char *cursor = wfo_json_str(page, "next_cursor");
@@ -662,13 +704,15 @@ static void client_list_table(const json_t *page)
     }
     if (!json_array_size(list))
         printf("(no executions)\n");
-    if (cursor)
-        printf("more: wfo list --cursor %s\n", cursor);
+    if (cursor) {
+        printf("more: wfo list");
+        for (size_t k = 0; k < n; k++)
+            if (filters[k][1] && strcmp(filters[k][0], "cursor") != 0)
+                printf(" --%s %s", filters[k][0], filters[k][1]);
+        printf(" --cursor %s\n", cursor);
+    }
     fflush(stdout);
 }
-
-#define USAGE_LIST                                                                                 \
-    "list [--workflow W] [--status S] [--limit N] [--cursor C] [--json] [--server URL]"
 
 int cmd_list(int argc, char **argv)
 {
@@ -684,7 +728,7 @@ int cmd_list(int argc, char **argv)
     json_t *page = NULL;
     char sep = '?';
 
-    rc = client_parse(argc, argv, opts, &server, NULL, 0, 0, USAGE_LIST);
+    rc = client_parse(argc, argv, opts, &server, NULL, 0, 0, cli_usage("list"));
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     filters[0][1] = workflow;
@@ -703,7 +747,7 @@ int cmd_list(int argc, char **argv)
     rc = client_call(&c, "GET", path.buf, NULL, &page);
     if (rc == EXIT_OK) {
         if (isatty(STDOUT_FILENO) && !as_json)
-            client_list_table(page);
+            client_list_table(page, (const char *const(*)[2])filters, WFO_ARRAY_SIZE(filters));
         else
             client_print(page);
     }
@@ -726,7 +770,7 @@ int cmd_cancel(int argc, char **argv)
     int compensate = 0, rc;
     struct client_opt opts[] = {
         {"--compensate", NULL, &compensate}, {"--reason", &reason, NULL}, {NULL, NULL, NULL}};
-    const char *usage = "cancel ID [--compensate] [--reason TEXT] [--server URL]";
+    const char *usage = cli_usage("cancel");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body;
@@ -751,25 +795,25 @@ int cmd_cancel(int argc, char **argv)
 
 int cmd_terminate(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/terminate", NULL, "terminate ID [--server URL]",
+    return client_execution(argc, argv, "POST", "/terminate", NULL, cli_usage("terminate"),
                             client_empty_body);
 }
 
 int cmd_pause(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/pause", NULL, "pause ID [--server URL]",
+    return client_execution(argc, argv, "POST", "/pause", NULL, cli_usage("pause"),
                             client_empty_body);
 }
 
 int cmd_resume(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/resume", NULL, "resume ID [--server URL]",
+    return client_execution(argc, argv, "POST", "/resume", NULL, cli_usage("resume"),
                             client_empty_body);
 }
 
 int cmd_retry(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/retry", NULL, "retry ID [--server URL]",
+    return client_execution(argc, argv, "POST", "/retry", NULL, cli_usage("retry"),
                             client_empty_body);
 }
 
@@ -779,7 +823,7 @@ int cmd_signal(int argc, char **argv)
 {
     const char *server = NULL, *data = NULL, *pos[2] = {NULL, NULL};
     struct client_opt opts[] = {{"--data", &data, NULL}, {NULL, NULL, NULL}};
-    const char *usage = "signal ID NAME [--data JSON|@FILE] [--server URL]";
+    const char *usage = cli_usage("signal");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body, *v = NULL;
@@ -813,8 +857,7 @@ int cmd_emit(int argc, char **argv)
                                 {"--id", &id, NULL},
                                 {"--source", &source, NULL},
                                 {NULL, NULL, NULL}};
-    const char *usage =
-        "emit TYPE [--key K] [--data JSON|@FILE] [--id ID] [--source S] [--server URL]";
+    const char *usage = cli_usage("emit");
     struct client c = {NULL, NULL};
     json_t *body, *v = NULL;
     int rc;
@@ -837,6 +880,23 @@ int cmd_emit(int argc, char **argv)
     client_init(&c, server);
     rc = client_call_print(&c, "POST", "/v1/events", body);
     json_decref(body);
+    client_release(&c);
+    return rc;
+}
+
+/* ---- wfo queues ------------------------------------------------------- */
+
+int cmd_queues(int argc, char **argv)
+{
+    const char *server = NULL;
+    struct client c = {NULL, NULL};
+    int rc;
+
+    rc = client_parse(argc, argv, NULL, &server, NULL, 0, 0, cli_usage("queues"));
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    client_init(&c, server);
+    rc = client_call_print(&c, "GET", "/v1/queues", NULL);
     client_release(&c);
     return rc;
 }

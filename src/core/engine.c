@@ -429,7 +429,11 @@ static int engine_def(struct wfo_engine *e, const char *ns, const char *name, in
     }
     rc = e->store->ops->get_workflow(e->store, ns, name, version, wf_row_cb, &row, err);
     if (rc < 0) {
-        if (rc == WFO_ENOTFOUND)
+        if (rc == WFO_ENOTFOUND && version > 0 &&
+            e->store->ops->get_workflow(e->store, ns, name, 0, wf_row_cb, &row, NULL) == 0)
+            wfo_error_set(err, rc, "workflow '%s' has no version %d (the latest is %d)", name,
+                          version, row.version);
+        else if (rc == WFO_ENOTFOUND)
             wfo_error_set(err, rc, "workflow '%s' not found", name);
         goto out;
     }
