@@ -246,6 +246,8 @@ int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *
                            struct wfo_error *err);
 int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp,
                        struct wfo_error *err);
+int api_queue_list(struct api *a, struct api_req *req, struct api_resp *resp,
+                   struct wfo_error *err);
 
 int api_ops_healthz(struct api *a, struct api_req *req, struct api_resp *resp,
                     struct wfo_error *err);

@@ -65,6 +65,7 @@ static const struct api_route routes[] = {
     {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER},
     {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER},
     {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER},
+    {"GET", "/v1/queues", api_queue_list, API_READER},
 };
 
 const struct api_route *api_routes(int *n)

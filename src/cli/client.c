@@ -36,6 +36,10 @@
 #define CLIENT_WAIT "30s"
 #define CLIENT_WAIT_MS (30 * 1000)
 #define CLIENT_UNREACHABLE_MS (60 * 1000)
+/* `start --wait`: a task that waited this long on a queue nobody polls is
+ * reported (SPEC 5); the long polls are this short until then. */
+#define CLIENT_STUCK_MS (10 * 1000)
+#define CLIENT_STUCK_WAIT "5s"
 
 struct client {
     char *base; /* scheme://host:port, no trailing slash */
@@ -333,6 +337,24 @@ static int client_call(const struct client *c, const char *method, const char *p
     return EXIT_OK;
 }
 
+/* A GET whose failure is not reported (the stuck check is a courtesy). */
+static int client_quiet_call(const struct client *c, const char *path, json_t **out)
+{
+    struct client_reply r;
+    struct wfo_error err = WFO_ERROR_INIT;
+
+    *out = NULL;
+    if (client_request(c, "GET", path, NULL, NULL, 0, CLIENT_TIMEOUT_MS, &r, &err) < 0)
+        return EXIT_FAILED;
+    if (r.status < 200 || r.status > 299) {
+        client_reply_release(&r);
+        return EXIT_FAILED;
+    }
+    *out = json_incref(r.body);
+    client_reply_release(&r);
+    return EXIT_OK;
+}
+
 static void client_print(const json_t *v)
 {
     char *s = wfo_json_dumps_pretty(v);
@@ -468,17 +490,87 @@ static void client_sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
+/* Collects the queue of every task step of a definition (compensations
+ * and blocks included) as keys of queues. */
+static void client_def_queues(const json_t *v, json_t *queues)
+{
+    size_t i;
+    const char *k;
+    json_t *x;
+    if (json_is_object(v)) {
+        const char *type = wfo_json_str(v, "type"), *queue = wfo_json_str(v, "queue");
+        if (type && queue && strcmp(type, "task") == 0)
+            json_object_set_new(queues, queue, json_true());
+        json_object_foreach((json_t *)v, k, x)
+        {
+            client_def_queues(x, queues);
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            client_def_queues(x, queues);
+        }
+    }
+}
+
+/* SPEC 5: `start --wait` says once on stderr when a task of the execution
+ * has waited CLIENT_STUCK_MS on a queue that no worker polls. The queues
+ * are those of the execution's definition (GET .../versions/V) whose oldest
+ * ready task has waited that long and that have no poller (GET /v1/queues).
+ * Returns 1 once it said so (or can never say it: nothing is asked again). */
+static int client_stuck_check(const struct client *c, const json_t *doc)
+{
+    struct wfo_buf path = WFO_BUF_INIT;
+    json_t *wf = NULL, *qs = NULL, *mine = json_object(), *q;
+    const char *name = wfo_json_str(doc, "workflow");
+    json_t *ver = json_object_get(doc, "version");
+    size_t i;
+    int said = 0;
+
+    if (!name || !json_is_integer(ver))
+        goto out;
+    wfo_buf_adds(&path, "/v1/workflows/");
+    client_escape(&path, name);
+    wfo_buf_addf(&path, "/versions/%lld", (long long)json_integer_value(ver));
+    if (client_quiet_call(c, path.buf, &wf) != EXIT_OK ||
+        client_quiet_call(c, "/v1/queues", &qs) != EXIT_OK)
+        goto out;
+    client_def_queues(json_object_get(wf, "definition"), mine);
+    json_array_foreach(wfo_json_arr(qs, "queues"), i, q)
+    {
+        const char *qn = wfo_json_str(q, "name");
+        json_t *age = json_object_get(q, "oldest_ready_age_ms");
+        if (!qn || !json_object_get(mine, qn) || !json_is_integer(age) ||
+            json_integer_value(age) < CLIENT_STUCK_MS ||
+            json_array_size(json_object_get(q, "pollers")) > 0)
+            continue;
+        fprintf(stderr,
+                "wfo: a task has waited %lld s on queue '%s', and no worker polls it "
+                "(start one: wfo worker --queue %s -- COMMAND)\n",
+                (long long)json_integer_value(age) / 1000, qn, qn);
+        said = 1;
+    }
+    fflush(stderr);
+out:
+    json_decref(wf);
+    json_decref(qs);
+    json_decref(mine);
+    wfo_buf_release(&path);
+    return said;
+}
+
 /* Long-polls the execution until it is final; takes doc, returns the final
  * one in *out. A server that goes away (restarts) is waited for up to
- * CLIENT_UNREACHABLE_MS. */
-static int client_wait(const struct client *c, json_t *doc, json_t **out)
+ * CLIENT_UNREACHABLE_MS. With stuck_check, says once when a task waits on
+ * a queue that no worker polls (client_stuck_check). */
+static int client_wait(const struct client *c, json_t *doc, int stuck_check, json_t **out)
 {
     struct wfo_buf path = WFO_BUF_INIT;
     struct wfo_error err = WFO_ERROR_INIT;
     struct client_reply r;
     const char *id = wfo_json_str(doc, "id");
-    int64_t down_since = 0, backoff = 250;
-    int rc = EXIT_OK;
+    int64_t down_since = 0, backoff = 250, t_start = wfo_mono_ms();
+    int rc = EXIT_OK, said = !stuck_check;
 
     if (!id) {
         cli_error("the server's answer has no execution id");
@@ -487,10 +579,17 @@ static int client_wait(const struct client *c, json_t *doc, json_t **out)
     }
     wfo_buf_adds(&path, "/v1/executions/");
     client_escape(&path, id);
-    wfo_buf_adds(&path, "?wait=" CLIENT_WAIT);
+    size_t base_len = path.len;
     while (!client_final(wfo_json_str(doc, "status"))) {
         int64_t t0 = wfo_mono_ms();
         int transient;
+        if (!said && t0 - t_start >= CLIENT_STUCK_MS)
+            said = client_stuck_check(c, doc);
+        /* until it has looked for a stuck task, the long polls are short
+         * enough to look in time */
+        path.len = base_len;
+        path.buf[base_len] = 0;
+        wfo_buf_addf(&path, "?wait=%s", said ? CLIENT_WAIT : CLIENT_STUCK_WAIT);
         if (client_request(c, "GET", path.buf, NULL, NULL, 0, CLIENT_WAIT_MS + CLIENT_TIMEOUT_MS,
                            &r, &err) < 0) {
             transient = 1;
@@ -581,7 +680,7 @@ int cmd_start(int argc, char **argv)
     rc = client_call(&c, "POST", "/v1/executions", body, &doc);
     if (rc == EXIT_OK && wait) {
         json_t *final = NULL;
-        rc = client_wait(&c, doc, &final);
+        rc = client_wait(&c, doc, 1, &final);
         doc = final;
         if (rc == EXIT_OK) {
             client_print(doc);

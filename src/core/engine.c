@@ -1045,6 +1045,24 @@ static void fire_timer(struct wfo_engine *e, struct tentry *t)
         fsm_timer(&e->fsm, x, t->kind, t->step, t->token);
 }
 
+const double engine_step_buckets[ENGINE_STEP_BUCKETS] = {0.005, 0.025, 0.1, 0.25, 0.5,  1,
+                                                         2.5,   10,    60,  300,  1800, 3600};
+
+/* A step that ended: into the duration histogram of its type (under mu). */
+static void count_step(struct wfo_engine *e, const struct fsm_hist *h)
+{
+    struct xstep *st = h->step ? exec_step(h->x, h->step) : NULL;
+    if (!st || !st->def || !st->started_at || (int)st->def->type >= STEP__COUNT)
+        return;
+    double s = h->time > st->started_at ? (double)(h->time - st->started_at) / 1000.0 : 0;
+    int b = 0;
+    while (b < ENGINE_STEP_BUCKETS && s > engine_step_buckets[b])
+        b++;
+    e->stats.steps[st->def->type].bucket[b]++;
+    e->stats.steps[st->def->type].count++;
+    e->stats.steps[st->def->type].sum_s += s;
+}
+
 static void count_stats(struct wfo_engine *e, const struct fsm *f, double commit_ms)
 {
     pthread_mutex_lock(&e->mu);
@@ -1063,6 +1081,9 @@ static void count_stats(struct wfo_engine *e, const struct fsm *f, double commit
             e->stats.failed++;
         else if (strcmp(t, "execution.cancelled") == 0 || strcmp(t, "execution.terminated") == 0)
             e->stats.cancelled++;
+        else if (strcmp(t, "step.completed") == 0 || strcmp(t, "step.failed") == 0 ||
+                 strcmp(t, "step.caught") == 0)
+            count_step(e, &f->hist[i]);
     }
     e->stats.timers = (long long)e->timers.len; /* armed now (the heap may hold dead ones) */
     pthread_mutex_unlock(&e->mu);
@@ -1953,6 +1974,11 @@ void engine_stats(struct wfo_engine *e, struct engine_stats *out)
     out->lease_expiries = e->tq.expiries;
     pthread_mutex_unlock(&e->tq.mu);
     /* out->timers: copied by the engine thread at its last commit */
+}
+
+json_t *engine_queues(struct wfo_engine *e, const char *ns, int known_only)
+{
+    return taskq_queues(&e->tq, ns, known_only, wfo_now_ms());
 }
 
 void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
