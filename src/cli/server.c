@@ -158,6 +158,7 @@ int cmd_server(int argc, char **argv)
         .http_deny_private = cfg.deny_private,
         .default_retry_json = retry_json,
         .on_progress = api_metrics_on_progress,
+        .log_transitions = 1,
         .progress_ud = metrics,
     };
     if (wfo_engine_new(&opt, &e, &err) < 0) {
