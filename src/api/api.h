@@ -257,6 +257,8 @@ int api_ops_metrics(struct api *a, struct api_req *req, struct api_resp *resp,
                     struct wfo_error *err);
 int api_ops_openapi(struct api *a, struct api_req *req, struct api_resp *resp,
                     struct wfo_error *err);
+int api_ops_schema(struct api *a, struct api_req *req, struct api_resp *resp,
+                   struct wfo_error *err);
 int api_ops_index(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
 
 /* Metrics the handlers feed. */

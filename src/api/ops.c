@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "openapi.yaml.h"
+#include "../core/def.h"
 #include "../core/engine.h"
 #include "../common/duration.h"
 #include "../common/log.h"
@@ -490,6 +491,25 @@ int api_ops_openapi(struct api *a, struct api_req *req, struct api_resp *resp,
     if (!openapi_doc)
         return wfo_error_set(err, WFO_EINTERNAL, "the OpenAPI document does not parse");
     api_resp_json(resp, 200, json_incref(openapi_doc));
+    return 0;
+}
+
+static pthread_once_t schema_once = PTHREAD_ONCE_INIT;
+static json_t *schema_doc;
+
+static void schema_load(void)
+{
+    schema_doc = def_schema("/v1/schemas/workflow.json");
+}
+
+/* GET /v1/schemas/workflow.json: built once from core/def.c's table. */
+int api_ops_schema(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
+{
+    pthread_once(&schema_once, schema_load);
+    resp->status = 200;
+    resp->text = wfo_json_dumps_pretty(schema_doc);
+    resp->text_len = strlen(resp->text);
+    resp->content_type = "application/schema+json";
     return 0;
 }
 
