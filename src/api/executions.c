@@ -270,8 +270,23 @@ int api_execution_resume(struct api *a, struct api_req *req, struct api_resp *re
     return op(a, req, resp, OP_RESUME, err);
 }
 
+/* `{"from": PATH}` (SPEC 2.4, a reset to an earlier step) is not built in
+ * the engine yet: said so (501) rather than ignored, so that a client (the
+ * web page's "retry from a step") never believes it happened. */
 int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err)
 {
+    json_t *body = NULL;
+    int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0)
+        return rc;
+    int from = json_object_get(body, "from") != NULL;
+    json_decref(body);
+    if (from) {
+        api_resp_error(resp, 501, "NotImplemented",
+                       "from: retrying from a chosen step is not implemented yet; "
+                       "retry without it continues from the step that failed");
+        return 0;
+    }
     return op(a, req, resp, OP_RETRY, err);
 }

@@ -237,3 +237,20 @@ def test_readme_local_commands_run_as_written(tmp_path):
         argv = ["sqlite:" + a if a.startswith(str(tmp_path)) else a for a in argv]
         rc, out, err = run_wfo(argv, cwd=ROOT)
         assert rc == 0, (line, err)
+
+
+def test_retry_from_is_refused_not_ignored(server, tmp_path):  # noqa: F811
+    """`POST .../retry {"from": PATH}` is 501 (the engine cannot reset yet), never silently ignored."""
+    put_workflow(tmp_path, server.url, """\
+name: edges-fail
+steps:
+  - {name: a, type: set, vars: {x: 1}}
+  - {name: b, type: fail, error: {type: Nope, message: no}}
+""")
+    rc, out, err = wfo(["start", "edges-fail", "--wait"], server.url)
+    doc = json.loads(out)
+    assert doc["status"] == "failed"
+    r = server.post(f"/v1/executions/{doc['id']}/retry", {"from": "a"})
+    assert r.status == 501, r
+    assert "from" in r.error["message"]
+    assert server.get(f"/v1/executions/{doc['id']}").json["status"] == "failed"

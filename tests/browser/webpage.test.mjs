@@ -139,9 +139,15 @@ async function main() {
     ok((await page.locator("#timeline-svg").textContent()).includes("2 attempts"), "the timeline shows the retry");
     await page.screenshot({path: path.join(SHOTS, "failed.png")});
 
-    // make the step succeed, then retry from it; it completes without a reload
+    // retrying from a chosen step is refused for now (the engine has no `from` yet): the page says so
+    await page.selectOption("#retry-from", "reserve");
+    await page.click("#actions button[data-op='retry']");
+    await page.waitForFunction(() => document.querySelector("#op-msg").textContent.includes("not implemented"), null, {timeout: 5000});
+    ok(true, "retry from another step: the server's refusal is shown");
+
+    // make the step succeed, then retry from it (where it failed); it completes without a reload
     fs.writeFileSync(flag, "");
-    await page.selectOption("#retry-from", "charge");
+    await page.selectOption("#retry-from", "");
     await page.click("#actions button[data-op='retry']");
     await page.waitForFunction(() => {
       const h = document.querySelector("#detail h2 .st");
