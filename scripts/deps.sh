@@ -11,8 +11,9 @@ libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev libpq-dev libssl-dev"
 test="python3 python3-pytest python3-requests python3-jsonschema postgresql sqlite3 clang
 libclang-rt-14-dev chromium"
 # The browser tests (tests/browser/) drive Debian's chromium with this
-# playwright-core (no browser download).
-playwright_version=1.65.2
+# playwright-core (no browser download); 1.56 declares node >= 18, so it
+# runs on Debian 12's nodejs (1.65 wants node 20).
+playwright_version=1.56.1
 
 want=$build
 [ "${1:-build}" = test ] && want="$build $test"
