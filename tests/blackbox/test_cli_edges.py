@@ -8,6 +8,7 @@ the README's commands running as written.
 import json
 import os
 import pty
+import signal
 import re
 import shlex
 import subprocess
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WFO_BIN, run_wfo, write_def
+import apiutil
+from conftest import CRASH_RE, WFO_BIN, run_wfo, write_def
 from test_cli_client import (EXEC_DOC, fake, put_workflow, server,  # noqa: F401 - fixtures
                              wfo, wfo_json)
 from test_worker import PY, py, start_worker, workers  # noqa: F401 - fixture
@@ -254,3 +256,69 @@ steps:
     assert r.status == 501, r
     assert "from" in r.error["message"]
     assert server.get(f"/v1/executions/{doc['id']}").json["status"] == "failed"
+
+
+def test_readme_server_commands_run_as_written(tmp_path):
+    """The README's server, worker and client lines run in order as written (the
+    server on a free port instead of 7233, the clients told so by WFO_SERVER);
+    each exits 0, but the one the README says exits 1."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Commands", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    lines = [ln.strip() for ln in block.splitlines() if "build/wfo" in ln and
+             not ln.strip().startswith("#") and " run " not in ln and " validate " not in ln]
+    server_line = next(ln for ln in lines if " server" in ln)
+    worker_line = next(ln for ln in lines if " worker " in ln)
+    clients = [ln for ln in lines if ln not in (server_line, worker_line)]
+    assert len(clients) >= 10, clients
+    port = apiutil.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFO_")}
+    env["WFO_SERVER"] = f"http://127.0.0.1:{port}"
+    # build/wfo in the lines is this build's binary
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "wfo").symlink_to(WFO_BIN)
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    def argv_env(line):
+        """A line's argv and environment (leading VAR=value words), run without a shell
+        so that the signal reaches wfo itself."""
+        words = shlex.split(line.split("#")[0])
+        e = dict(env)
+        while "=" in words[0] and not words[0].startswith("build/"):
+            k, _, v = words.pop(0).partition("=")
+            e[k] = v
+        return [str(tmp_path / words[0])] + words[1:], e
+
+    argv, senv = argv_env(server_line)
+    srv = subprocess.Popen(argv + ["--listen", f"127.0.0.1:{port}"], cwd=tmp_path, env=senv,
+                           stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.err", "wb"))
+    wrk = None
+    try:
+        deadline = time.monotonic() + 30
+        while run_wfo(["queues"], env=env)[0] != 0:
+            assert time.monotonic() < deadline, (tmp_path / "server.err").read_text()
+            time.sleep(0.1)
+        argv, wenv = argv_env(worker_line)
+        wrk = subprocess.Popen(argv, cwd=tmp_path, env=wenv, stdout=subprocess.DEVNULL,
+                               stderr=open(tmp_path / "worker.err", "wb"))
+        for ln in clients:
+            cmd, _, comment = ln.partition("#")
+            p = subprocess.run(cmd, shell=True, cwd=tmp_path, env=env, capture_output=True,
+                               timeout=120)
+            err = p.stderr.decode()
+            assert not CRASH_RE.search(err), err
+            want = 1 if "exit 1" in comment else 0
+            assert p.returncode == want, (ln, p.returncode, err)
+    finally:
+        codes = []
+        for p, log in ((wrk, "worker.err"), (srv, "server.err")):
+            if p is None:
+                continue
+            p.send_signal(signal.SIGTERM)
+            try:
+                codes.append((p.wait(timeout=30), log))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                codes.append(("timeout", log))
+    for code, log in codes:
+        assert code == 0, (tmp_path / log).read_text()
+    assert not CRASH_RE.search((tmp_path / "server.err").read_text())
