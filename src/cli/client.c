@@ -782,6 +782,25 @@ static const char *client_field(const json_t *o, const char *key)
     return s ? s : "-";
 }
 
+/* Prints s as one shell word (quoted when it needs to be). */
+static void client_print_word(const char *s)
+{
+    if (s[0] &&
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-:/=+,@") ==
+            strlen(s)) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('\'');
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*s);
+    }
+    putchar('\'');
+}
+
 /* The `wfo list` table: one line per execution; the "more" hint repeats
  * the filters (filters: the query's {name, value} pairs, cursor left out). */
 static void client_list_table(const json_t *page, const char *const (*filters)[2], size_t n)
@@ -806,9 +825,13 @@ static void client_list_table(const json_t *page, const char *const (*filters)[2
     if (cursor) {
         printf("more: wfo list");
         for (size_t k = 0; k < n; k++)
-            if (filters[k][1] && strcmp(filters[k][0], "cursor") != 0)
-                printf(" --%s %s", filters[k][0], filters[k][1]);
-        printf(" --cursor %s\n", cursor);
+            if (filters[k][1] && strcmp(filters[k][0], "cursor") != 0) {
+                printf(" --%s ", filters[k][0]);
+                client_print_word(filters[k][1]);
+            }
+        printf(" --cursor ");
+        client_print_word(cursor);
+        putchar('\n');
     }
     fflush(stdout);
 }

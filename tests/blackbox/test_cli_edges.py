@@ -94,7 +94,7 @@ def test_list_more_hint_keeps_filters(fake):
     fake.answer("GET", "/v1/executions", (200, page))
     master, slave = pty.openpty()
     env = dict(os.environ, WFO_SERVER=fake.url)
-    p = subprocess.Popen([str(WFO_BIN), "list", "--workflow", "alpha", "--status", "failed",
+    p = subprocess.Popen([str(WFO_BIN), "list", "--workflow", "it's alpha", "--status", "failed",
                           "--limit", "1"], stdout=slave, stderr=subprocess.PIPE, env=env)
     os.close(slave)
     out = b""
@@ -114,7 +114,7 @@ def test_list_more_hint_keeps_filters(fake):
     argv = shlex.split(more[0][len("more:"):])
     assert argv[:2] == ["wfo", "list"]
     opts = dict(zip(argv[2::2], argv[3::2]))
-    assert opts == {"--workflow": "alpha", "--status": "failed", "--limit": "1",
+    assert opts == {"--workflow": "it's alpha", "--status": "failed", "--limit": "1",
                     "--cursor": "CUR123"}, more[0]
 
 
