@@ -2,6 +2,7 @@
 #   make          installs missing Debian packages, builds build/wfo
 #   make run      builds and runs examples/basic_workflow.yaml
 #   make test     unit tests (ASan+UBSan), black-box, docs and browser tests, a short fuzz
+#   make browser-test  the web page in headless Chromium (screenshots in build/browser/)
 #   make check    clang-format in check mode
 #   make bench    optimized build and benchmark
 
