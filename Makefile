@@ -1,7 +1,8 @@
 # wfo - durable workflow orchestrator.
 #   make          installs missing Debian packages, builds build/wfo
 #   make run      builds and runs examples/basic_workflow.yaml
-#   make test     unit tests (ASan+UBSan) and black-box tests
+#   make test     unit tests (ASan+UBSan), black-box, docs and browser tests, a short fuzz
+#   make browser-test  the web page in headless Chromium (screenshots in build/browser/)
 #   make check    clang-format in check mode
 #   make bench    optimized build and benchmark
 
@@ -27,7 +28,8 @@ ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 # Leaks inside third-party libraries that wfo cannot free (tests/lsan.supp).
 export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps test-deps run test unit blackbox docs-test fuzz fuzz-test check format bench clean
+.PHONY: all deps test-deps run test unit blackbox docs-test browser-test fuzz fuzz-test check format \
+        bench clean
 all: deps build/wfo
 
 deps:
@@ -82,10 +84,17 @@ docs-test: test-deps build/asan/wfo
 	cd tests/docs && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q \
 	    -p no:cacheprovider
 
+# The web page in headless Chromium (Debian's) driven by playwright-core
+# (scripts/deps.sh test installs both): screenshots in build/browser/.
+browser-test: test-deps build/asan/wfo
+	WFO_BIN=$(CURDIR)/build/asan/wfo SHOTS_DIR=$(CURDIR)/build/browser \
+	    timeout 120 node tests/browser/webpage.test.mjs
+
 test: test-deps all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory blackbox
 	@$(MAKE) --no-print-directory docs-test
+	@$(MAKE) --no-print-directory browser-test
 	@$(MAKE) --no-print-directory fuzz-test
 
 # Fuzzing: make fuzz [FUZZ_TIME=60]; make test runs it for FUZZ_TEST_TIME

@@ -19,6 +19,9 @@
 
 #include "error.h"
 
+/* The release, printed by `wfo --version`. */
+#define WFO_VERSION "0.1.0"
+
 struct wfo_engine;
 
 /* What the progress callback sees: one history entry of one execution. */
@@ -64,6 +67,11 @@ struct wfo_engine_options {
      * history entry, in order. Must not call back into the engine. */
     void (*on_progress)(void *ud, const struct wfo_progress *p);
     void *progress_ud;
+    /* Log a line (common/log.h, stderr) for each execution's start and end
+     * and each step's failure, retry and compensation; at log level debug,
+     * for every transition. `wfo server` sets it; `wfo run` prints its own
+     * progress instead. */
+    int log_transitions;
 };
 
 /* Opens the store, recovers executions that were running, starts the

@@ -247,6 +247,8 @@ int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *
                            struct wfo_error *err);
 int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp,
                        struct wfo_error *err);
+int api_queue_list(struct api *a, struct api_req *req, struct api_resp *resp,
+                   struct wfo_error *err);
 
 int api_ops_healthz(struct api *a, struct api_req *req, struct api_resp *resp,
                     struct wfo_error *err);
@@ -256,6 +258,8 @@ int api_ops_metrics(struct api *a, struct api_req *req, struct api_resp *resp,
                     struct wfo_error *err);
 int api_ops_openapi(struct api *a, struct api_req *req, struct api_resp *resp,
                     struct wfo_error *err);
+int api_ops_schema(struct api *a, struct api_req *req, struct api_resp *resp,
+                   struct wfo_error *err);
 int api_ops_index(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
 
 /* Metrics the handlers feed. */

@@ -15,6 +15,7 @@
 
 #include "api.h"
 #include "openapi.yaml.h"
+#include "../core/def.h"
 #include "../core/engine.h"
 #include "../common/duration.h"
 #include "../common/log.h"
@@ -139,6 +140,106 @@ static void metric_head(struct wfo_buf *b, const char *name, const char *type, c
     wfo_buf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A label value: backslash, double quote and newline escaped. */
+static void label_value(struct wfo_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            wfo_buf_addch(b, '\\');
+        if (*s == '\n')
+            wfo_buf_adds(b, "\\n");
+        else
+            wfo_buf_addch(b, *s);
+    }
+}
+
+/* Step durations by step type (a histogram per type, every type listed)
+ * and the task queues by queue: only queues a task was put on, whose
+ * names come from registered definitions, never a name a poller made up
+ * (so a worker cannot grow the label set). Queues of several namespaces
+ * with one name are summed (the age: the oldest). */
+static void render_steps_and_queues(struct wfo_engine *e, const struct engine_stats *st,
+                                    struct wfo_buf *b)
+{
+    metric_head(b, "wfo_step_duration_seconds", "histogram",
+                "Steps that ended (completed, failed, caught), from their first attempt's start "
+                "to their end, by step type.");
+    for (int t = 0; t < STEP__COUNT; t++) {
+        long long cum = 0;
+        for (int i = 0; i < ENGINE_STEP_BUCKETS; i++) {
+            cum += st->steps[t].bucket[i];
+            wfo_buf_addf(b, "wfo_step_duration_seconds_bucket{type=\"%s\",le=\"%g\"} %lld\n",
+                         step_type_names[t], engine_step_buckets[i], cum);
+        }
+        cum += st->steps[t].bucket[ENGINE_STEP_BUCKETS];
+        wfo_buf_addf(b, "wfo_step_duration_seconds_bucket{type=\"%s\",le=\"+Inf\"} %lld\n",
+                     step_type_names[t], cum);
+        wfo_buf_addf(b, "wfo_step_duration_seconds_sum{type=\"%s\"} %.3f\n", step_type_names[t],
+                     st->steps[t].sum_s);
+        wfo_buf_addf(b, "wfo_step_duration_seconds_count{type=\"%s\"} %lld\n", step_type_names[t],
+                     st->steps[t].count);
+    }
+
+    json_t *all = engine_queues(e, NULL, 1), *q, *by = json_object();
+    size_t i;
+    json_array_foreach(all, i, q)
+    {
+        const char *name = wfo_json_str(q, "name");
+        json_t *sum = json_object_get(by, name);
+        long long pollers = (long long)json_array_size(json_object_get(q, "pollers"));
+        if (!sum) {
+            json_object_set_new(
+                by, name,
+                json_pack("{s:O, s:O, s:O, s:I, s:O}", "ready", json_object_get(q, "ready"),
+                          "leased", json_object_get(q, "leased"), "oldest_ready_age_ms",
+                          json_object_get(q, "oldest_ready_age_ms"), "pollers", (json_int_t)pollers,
+                          "lease_expiries", json_object_get(q, "lease_expiries")));
+            continue;
+        }
+        const char *add[] = {"ready", "leased", "lease_expiries"};
+        for (size_t k = 0; k < WFO_ARRAY_SIZE(add); k++)
+            json_object_set_new(sum, add[k],
+                                json_integer(json_integer_value(json_object_get(sum, add[k])) +
+                                             json_integer_value(json_object_get(q, add[k]))));
+        json_object_set_new(
+            sum, "pollers",
+            json_integer(json_integer_value(json_object_get(sum, "pollers")) + pollers));
+        if (json_integer_value(json_object_get(q, "oldest_ready_age_ms")) >
+            json_integer_value(json_object_get(sum, "oldest_ready_age_ms")))
+            json_object_set(sum, "oldest_ready_age_ms", json_object_get(q, "oldest_ready_age_ms"));
+    }
+    static const struct {
+        const char *name, *type, *field, *help;
+        int ms;
+    } qm[] = {
+        {"wfo_queue_ready_tasks", "gauge", "ready", "Tasks waiting for a worker, by queue.", 0},
+        {"wfo_queue_leased_tasks", "gauge", "leased", "Tasks leased to a worker, by queue.", 0},
+        {"wfo_queue_oldest_ready_age_seconds", "gauge", "oldest_ready_age_ms",
+         "How long the oldest ready task of the queue has waited (0: none ready).", 1},
+        {"wfo_queue_pollers", "gauge", "pollers",
+         "Workers that polled the queue in the last minute.", 0},
+        {"wfo_queue_lease_expiries_total", "counter", "lease_expiries",
+         "Leases of the queue's tasks that ran out before the worker answered.", 0},
+    };
+    for (size_t k = 0; k < WFO_ARRAY_SIZE(qm); k++) {
+        const char *name;
+        json_t *v;
+        metric_head(b, qm[k].name, qm[k].type, qm[k].help);
+        json_object_foreach(by, name, v)
+        {
+            long long n = (long long)json_integer_value(json_object_get(v, qm[k].field));
+            wfo_buf_addf(b, "%s{queue=\"", qm[k].name);
+            label_value(b, name);
+            if (qm[k].ms)
+                wfo_buf_addf(b, "\"} %.3f\n", (double)n / 1000.0);
+            else
+                wfo_buf_addf(b, "\"} %lld\n", n);
+        }
+    }
+    json_decref(by);
+    json_decref(all);
+}
+
 static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *b)
 {
     struct engine_stats st;
@@ -208,6 +309,7 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
     metric_head(b, "wfo_task_lease_expiries_total", "counter",
                 "Leases that ran out before the worker answered.");
     wfo_buf_addf(b, "wfo_task_lease_expiries_total %lld\n", st.lease_expiries);
+    render_steps_and_queues(e, &st, b);
     metric_head(b, "wfo_timers", "gauge", "Durable timers armed (retries, sleeps, timeouts).");
     wfo_buf_addf(b, "wfo_timers %lld\n", st.timers);
     metric_head(b, "wfo_store_read_retries_total", "counter",
@@ -278,6 +380,25 @@ int api_ops_openapi(struct api *a, struct api_req *req, struct api_resp *resp,
     if (!openapi_doc)
         return wfo_error_set(err, WFO_EINTERNAL, "the OpenAPI document does not parse");
     api_resp_json(resp, 200, json_incref(openapi_doc));
+    return 0;
+}
+
+static pthread_once_t schema_once = PTHREAD_ONCE_INIT;
+static json_t *schema_doc;
+
+static void schema_load(void)
+{
+    schema_doc = def_schema("/v1/schemas/workflow.json");
+}
+
+/* GET /v1/schemas/workflow.json: built once from core/def.c's table. */
+int api_ops_schema(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
+{
+    pthread_once(&schema_once, schema_load);
+    resp->status = 200;
+    resp->text = wfo_json_dumps_pretty(schema_doc);
+    resp->text_len = strlen(resp->text);
+    resp->content_type = "application/schema+json";
     return 0;
 }
 

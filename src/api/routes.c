@@ -37,6 +37,7 @@ static const struct api_route routes[] = {
     {"GET", "/readyz", api_ops_readyz, API_PUBLIC},
     {"GET", "/metrics", api_ops_metrics, API_PUBLIC},
     {"GET", "/v1/openapi.json", api_ops_openapi, API_PUBLIC},
+    {"GET", "/v1/schemas/workflow.json", api_ops_schema, API_PUBLIC},
 
     {"GET", "/v1/workflows", api_workflow_list, API_READER},
     {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER},
@@ -67,6 +68,7 @@ static const struct api_route routes[] = {
     {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER},
     {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER},
     {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER},
+    {"GET", "/v1/queues", api_queue_list, API_READER},
 };
 
 const struct api_route *api_routes(int *n)

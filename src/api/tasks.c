@@ -3,6 +3,10 @@
  * on the engine's ready queues), complete, fail, heartbeat.
  * docs/interfaces/api.md "Tasks".
  *
+ * GET /v1/queues shows each queue of the namespace: ready and leased
+ * tasks, the age of the oldest ready one, the workers that polled it in
+ * the last minute ("where is it stuck?", docs/operations/monitoring.md).
+ *
  * A completion, failure or heartbeat with a lease that is not the task's
  * current one is 409 and changes nothing; an unknown task is 404 (the
  * engine decides both).
@@ -231,4 +235,10 @@ int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp
 out:
     json_decref(body);
     return rc;
+}
+
+int api_queue_list(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
+{
+    api_resp_json(resp, 200, json_pack("{s:o}", "queues", engine_queues(a->engine, a->ns, 0)));
+    return 0;
 }

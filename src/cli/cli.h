@@ -32,6 +32,13 @@ int cmd_resume(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_signal(int argc, char **argv);
 int cmd_emit(int argc, char **argv);
+int cmd_queues(int argc, char **argv);
+
+/* The usage text of a command ("start NAME [--input ...]"), from the one
+ * commands[] table of main.c; cli_usage_error prints "usage: wfo TEXT" on
+ * stderr. */
+const char *cli_usage(const char *name);
+void cli_usage_error(const char *name);
 
 /* Prints "wfo: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

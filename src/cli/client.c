@@ -36,6 +36,10 @@
 #define CLIENT_WAIT "30s"
 #define CLIENT_WAIT_MS (30 * 1000)
 #define CLIENT_UNREACHABLE_MS (60 * 1000)
+/* `start --wait`: a task that waited this long on a queue nobody polls is
+ * reported (SPEC 5); the long polls are this short until then. */
+#define CLIENT_STUCK_MS (10 * 1000)
+#define CLIENT_STUCK_WAIT "5s"
 
 struct client {
     char *base; /* scheme://host:port, no trailing slash */
@@ -333,6 +337,24 @@ static int client_call(const struct client *c, const char *method, const char *p
     return EXIT_OK;
 }
 
+/* A GET whose failure is not reported (the stuck check is a courtesy). */
+static int client_quiet_call(const struct client *c, const char *path, json_t **out)
+{
+    struct client_reply r;
+    struct wfo_error err = WFO_ERROR_INIT;
+
+    *out = NULL;
+    if (client_request(c, "GET", path, NULL, NULL, 0, CLIENT_TIMEOUT_MS, &r, &err) < 0)
+        return EXIT_FAILED;
+    if (r.status < 200 || r.status > 299) {
+        client_reply_release(&r);
+        return EXIT_FAILED;
+    }
+    *out = json_incref(r.body);
+    client_reply_release(&r);
+    return EXIT_OK;
+}
+
 static void client_print(const json_t *v)
 {
     char *s = wfo_json_dumps_pretty(v);
@@ -355,9 +377,6 @@ static int client_call_print(const struct client *c, const char *method, const c
 }
 
 /* ---- wfo workflow ----------------------------------------------------- */
-
-#define USAGE_WORKFLOW                                                                             \
-    "workflow put FILE | list | get NAME [--version V] | delete NAME [--server URL]"
 
 static int client_workflow_put(const struct client *c, const char *file)
 {
@@ -393,6 +412,13 @@ static int client_workflow_put(const struct client *c, const char *file)
         client_print_failure(&r);
         rc = EXIT_FAILED;
     } else {
+        json_t *ver = json_object_get(r.body, "version");
+        long long v = json_is_integer(ver) ? (long long)json_integer_value(ver) : 0;
+        /* 201: a changed definition made a new version; 200: identical */
+        if (r.status == 201)
+            fprintf(stderr, "workflow %s: new version %lld\n", name, v);
+        else
+            fprintf(stderr, "workflow %s: unchanged, version %lld is current\n", name, v);
         client_print(r.body);
         rc = EXIT_OK;
     }
@@ -413,7 +439,7 @@ int cmd_workflow(int argc, char **argv)
     int64_t v = 0;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, USAGE_WORKFLOW);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, cli_usage("workflow"));
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     const char *sub = pos[0];
@@ -421,12 +447,12 @@ int cmd_workflow(int argc, char **argv)
     if (strcmp(sub, "put") != 0 && strcmp(sub, "get") != 0 && strcmp(sub, "list") != 0 &&
         strcmp(sub, "delete") != 0) {
         cli_error("workflow: unknown subcommand '%s'", sub);
-        fprintf(stderr, "usage: wfo %s\n", USAGE_WORKFLOW);
+        fprintf(stderr, "usage: wfo %s\n", cli_usage("workflow"));
         return EXIT_USAGE;
     }
     if ((want == 2 && !pos[1]) || (want == 1 && pos[1])) {
         cli_error("workflow %s: %s", sub, pos[1] ? "too many arguments" : "missing argument");
-        fprintf(stderr, "usage: wfo %s\n", USAGE_WORKFLOW);
+        fprintf(stderr, "usage: wfo %s\n", cli_usage("workflow"));
         return EXIT_USAGE;
     }
     if (version && (strcmp(sub, "get") != 0 || wfo_parse_int64(version, &v) < 0 || v < 1)) {
@@ -469,17 +495,87 @@ static void client_sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
+/* Collects the queue of every task step of a definition (compensations
+ * and blocks included) as keys of queues. */
+static void client_def_queues(const json_t *v, json_t *queues)
+{
+    size_t i;
+    const char *k;
+    json_t *x;
+    if (json_is_object(v)) {
+        const char *type = wfo_json_str(v, "type"), *queue = wfo_json_str(v, "queue");
+        if (type && queue && strcmp(type, "task") == 0)
+            json_object_set_new(queues, queue, json_true());
+        json_object_foreach((json_t *)v, k, x)
+        {
+            client_def_queues(x, queues);
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            client_def_queues(x, queues);
+        }
+    }
+}
+
+/* SPEC 5: `start --wait` says once on stderr when a task of the execution
+ * has waited CLIENT_STUCK_MS on a queue that no worker polls. The queues
+ * are those of the execution's definition (GET .../versions/V) whose oldest
+ * ready task has waited that long and that have no poller (GET /v1/queues).
+ * Returns 1 once it said so (or can never say it: nothing is asked again). */
+static int client_stuck_check(const struct client *c, const json_t *doc)
+{
+    struct wfo_buf path = WFO_BUF_INIT;
+    json_t *wf = NULL, *qs = NULL, *mine = json_object(), *q;
+    const char *name = wfo_json_str(doc, "workflow");
+    json_t *ver = json_object_get(doc, "version");
+    size_t i;
+    int said = 0;
+
+    if (!name || !json_is_integer(ver))
+        goto out;
+    wfo_buf_adds(&path, "/v1/workflows/");
+    client_escape(&path, name);
+    wfo_buf_addf(&path, "/versions/%lld", (long long)json_integer_value(ver));
+    if (client_quiet_call(c, path.buf, &wf) != EXIT_OK ||
+        client_quiet_call(c, "/v1/queues", &qs) != EXIT_OK)
+        goto out;
+    client_def_queues(json_object_get(wf, "definition"), mine);
+    json_array_foreach(wfo_json_arr(qs, "queues"), i, q)
+    {
+        const char *qn = wfo_json_str(q, "name");
+        json_t *age = json_object_get(q, "oldest_ready_age_ms");
+        if (!qn || !json_object_get(mine, qn) || !json_is_integer(age) ||
+            json_integer_value(age) < CLIENT_STUCK_MS ||
+            json_array_size(json_object_get(q, "pollers")) > 0)
+            continue;
+        fprintf(stderr,
+                "wfo: a task has waited %lld s on queue '%s', and no worker polls it "
+                "(start one: wfo worker --queue %s -- COMMAND)\n",
+                (long long)json_integer_value(age) / 1000, qn, qn);
+        said = 1;
+    }
+    fflush(stderr);
+out:
+    json_decref(wf);
+    json_decref(qs);
+    json_decref(mine);
+    wfo_buf_release(&path);
+    return said;
+}
+
 /* Long-polls the execution until it is final; takes doc, returns the final
  * one in *out. A server that goes away (restarts) is waited for up to
- * CLIENT_UNREACHABLE_MS. */
-static int client_wait(const struct client *c, json_t *doc, json_t **out)
+ * CLIENT_UNREACHABLE_MS. With stuck_check, says once when a task waits on
+ * a queue that no worker polls (client_stuck_check). */
+static int client_wait(const struct client *c, json_t *doc, int stuck_check, json_t **out)
 {
     struct wfo_buf path = WFO_BUF_INIT;
     struct wfo_error err = WFO_ERROR_INIT;
     struct client_reply r;
     const char *id = wfo_json_str(doc, "id");
-    int64_t down_since = 0, backoff = 250;
-    int rc = EXIT_OK;
+    int64_t down_since = 0, backoff = 250, t_start = wfo_mono_ms();
+    int rc = EXIT_OK, said = !stuck_check;
 
     if (!id) {
         cli_error("the server's answer has no execution id");
@@ -488,10 +584,17 @@ static int client_wait(const struct client *c, json_t *doc, json_t **out)
     }
     wfo_buf_adds(&path, "/v1/executions/");
     client_escape(&path, id);
-    wfo_buf_adds(&path, "?wait=" CLIENT_WAIT);
+    size_t base_len = path.len;
     while (!client_final(wfo_json_str(doc, "status"))) {
         int64_t t0 = wfo_mono_ms();
         int transient;
+        if (!said && t0 - t_start >= CLIENT_STUCK_MS)
+            said = client_stuck_check(c, doc);
+        /* until it has looked for a stuck task, the long polls are short
+         * enough to look in time */
+        path.len = base_len;
+        path.buf[base_len] = 0;
+        wfo_buf_addf(&path, "?wait=%s", said ? CLIENT_WAIT : CLIENT_STUCK_WAIT);
         if (client_request(c, "GET", path.buf, NULL, NULL, 0, CLIENT_WAIT_MS + CLIENT_TIMEOUT_MS,
                            &r, &err) < 0) {
             transient = 1;
@@ -539,9 +642,6 @@ out:
     return rc;
 }
 
-#define USAGE_START                                                                                \
-    "start NAME [--input JSON|@FILE] [--id ID] [--version V] [--wait] [--server URL]"
-
 int cmd_start(int argc, char **argv)
 {
     const char *server = NULL, *input_arg = NULL, *id = NULL, *version = NULL, *pos[1] = {NULL};
@@ -556,7 +656,7 @@ int cmd_start(int argc, char **argv)
     json_t *body = NULL, *doc = NULL, *input_v = NULL;
     int64_t v = 0;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, USAGE_START);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, cli_usage("start"));
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (version && (wfo_parse_int64(version, &v) < 0 || v < 1)) {
@@ -585,7 +685,7 @@ int cmd_start(int argc, char **argv)
     rc = client_call(&c, "POST", "/v1/executions", body, &doc);
     if (rc == EXIT_OK && wait) {
         json_t *final = NULL;
-        rc = client_wait(&c, doc, &final);
+        rc = client_wait(&c, doc, 1, &final);
         doc = final;
         if (rc == EXIT_OK) {
             client_print(doc);
@@ -632,19 +732,58 @@ static int client_execution(int argc, char **argv, const char *method, const cha
     return rc;
 }
 
+/* `wfo get ID --wait DURATION`: long polls of at most CLIENT_WAIT each until
+ * the execution has ended or DURATION has passed; prints the last document. */
 int cmd_get(int argc, char **argv)
 {
-    return client_execution(argc, argv, "GET", "", NULL, "get ID [--server URL]", NULL);
+    const char *server = NULL, *wait = NULL, *pos[1] = {NULL};
+    struct client_opt opts[] = {{"--wait", &wait, NULL}, {NULL, NULL, NULL}};
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client c = {NULL, NULL};
+    json_t *doc = NULL;
+    int64_t wait_ms = 0, until;
+    int rc;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, cli_usage("get"));
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (wait && wfo_duration_parse(wait, &wait_ms) < 0) {
+        cli_error("--wait: expected a duration (30s, 2m, 500ms), got '%s'", wait);
+        return EXIT_USAGE;
+    }
+    client_init(&c, server);
+    until = wfo_mono_ms() + wait_ms;
+    for (;;) {
+        int64_t left = until - wfo_mono_ms();
+        wfo_buf_reset(&path);
+        wfo_buf_adds(&path, "/v1/executions/");
+        client_escape(&path, pos[0]);
+        if (left > 0)
+            wfo_buf_addf(&path, "?wait=%lldms",
+                         (long long)(left > CLIENT_WAIT_MS ? CLIENT_WAIT_MS : left));
+        json_decref(doc);
+        doc = NULL;
+        rc = client_call(&c, "GET", path.buf, NULL, &doc);
+        if (rc != EXIT_OK || left <= 0 || client_final(wfo_json_str(doc, "status")))
+            break;
+        client_sleep_ms(100); /* a server that caps the wait is not asked in a loop */
+    }
+    if (rc == EXIT_OK)
+        client_print(doc);
+    json_decref(doc);
+    wfo_buf_release(&path);
+    client_release(&c);
+    return rc;
 }
 
 int cmd_delete(int argc, char **argv)
 {
-    return client_execution(argc, argv, "DELETE", "", NULL, "delete ID [--server URL]", NULL);
+    return client_execution(argc, argv, "DELETE", "", NULL, cli_usage("delete"), NULL);
 }
 
 int cmd_history(int argc, char **argv)
 {
-    return client_execution(argc, argv, "GET", "/history", NULL, "history ID [--server URL]", NULL);
+    return client_execution(argc, argv, "GET", "/history", NULL, cli_usage("history"), NULL);
 }
 
 static const char *client_field(const json_t *o, const char *key)
@@ -653,8 +792,28 @@ static const char *client_field(const json_t *o, const char *key)
     return s ? s : "-";
 }
 
-/* The `wfo list` table: one line per execution. */
-static void client_list_table(const json_t *page)
+/* Prints s as one shell word (quoted when it needs to be). */
+static void client_print_word(const char *s)
+{
+    if (s[0] &&
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-:/=+,@") ==
+            strlen(s)) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('\'');
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*s);
+    }
+    putchar('\'');
+}
+
+/* The `wfo list` table: one line per execution; the "more" hint repeats
+ * the filters (filters: the query's {name, value} pairs, cursor left out). */
+static void client_list_table(const json_t *page, const char *const (*filters)[2], size_t n)
 {
     json_t *list = wfo_json_arr(page, "executions"), *e;
     const char *cursor = wfo_json_str(page, "next_cursor");
@@ -673,13 +832,19 @@ static void client_list_table(const json_t *page)
     }
     if (!json_array_size(list))
         printf("(no executions)\n");
-    if (cursor)
-        printf("more: wfo list --cursor %s\n", cursor);
+    if (cursor) {
+        printf("more: wfo list");
+        for (size_t k = 0; k < n; k++)
+            if (filters[k][1] && strcmp(filters[k][0], "cursor") != 0) {
+                printf(" --%s ", filters[k][0]);
+                client_print_word(filters[k][1]);
+            }
+        printf(" --cursor ");
+        client_print_word(cursor);
+        putchar('\n');
+    }
     fflush(stdout);
 }
-
-#define USAGE_LIST                                                                                 \
-    "list [--workflow W] [--status S] [--limit N] [--cursor C] [--json] [--server URL]"
 
 int cmd_list(int argc, char **argv)
 {
@@ -695,7 +860,7 @@ int cmd_list(int argc, char **argv)
     json_t *page = NULL;
     char sep = '?';
 
-    rc = client_parse(argc, argv, opts, &server, NULL, 0, 0, USAGE_LIST);
+    rc = client_parse(argc, argv, opts, &server, NULL, 0, 0, cli_usage("list"));
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     filters[0][1] = workflow;
@@ -714,7 +879,7 @@ int cmd_list(int argc, char **argv)
     rc = client_call(&c, "GET", path.buf, NULL, &page);
     if (rc == EXIT_OK) {
         if (isatty(STDOUT_FILENO) && !as_json)
-            client_list_table(page);
+            client_list_table(page, (const char *const(*)[2])filters, WFO_ARRAY_SIZE(filters));
         else
             client_print(page);
     }
@@ -737,7 +902,7 @@ int cmd_cancel(int argc, char **argv)
     int compensate = 0, rc;
     struct client_opt opts[] = {
         {"--compensate", NULL, &compensate}, {"--reason", &reason, NULL}, {NULL, NULL, NULL}};
-    const char *usage = "cancel ID [--compensate] [--reason TEXT] [--server URL]";
+    const char *usage = cli_usage("cancel");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body;
@@ -762,19 +927,19 @@ int cmd_cancel(int argc, char **argv)
 
 int cmd_terminate(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/terminate", NULL, "terminate ID [--server URL]",
+    return client_execution(argc, argv, "POST", "/terminate", NULL, cli_usage("terminate"),
                             client_empty_body);
 }
 
 int cmd_pause(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/pause", NULL, "pause ID [--server URL]",
+    return client_execution(argc, argv, "POST", "/pause", NULL, cli_usage("pause"),
                             client_empty_body);
 }
 
 int cmd_resume(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/resume", NULL, "resume ID [--server URL]",
+    return client_execution(argc, argv, "POST", "/resume", NULL, cli_usage("resume"),
                             client_empty_body);
 }
 
@@ -782,7 +947,7 @@ int cmd_retry(int argc, char **argv)
 {
     const char *server = NULL, *from = NULL, *pos[1] = {NULL};
     struct client_opt opts[] = {{"--from", &from, NULL}, {NULL, NULL, NULL}};
-    const char *usage = "retry ID [--from PATH] [--server URL]";
+    const char *usage = cli_usage("retry");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body;
@@ -811,7 +976,7 @@ int cmd_signal(int argc, char **argv)
 {
     const char *server = NULL, *data = NULL, *pos[2] = {NULL, NULL};
     struct client_opt opts[] = {{"--data", &data, NULL}, {NULL, NULL, NULL}};
-    const char *usage = "signal ID NAME [--data JSON|@FILE] [--server URL]";
+    const char *usage = cli_usage("signal");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body, *v = NULL;
@@ -845,8 +1010,7 @@ int cmd_emit(int argc, char **argv)
                                 {"--id", &id, NULL},
                                 {"--source", &source, NULL},
                                 {NULL, NULL, NULL}};
-    const char *usage =
-        "emit TYPE [--key K] [--data JSON|@FILE] [--id ID] [--source S] [--server URL]";
+    const char *usage = cli_usage("emit");
     struct client c = {NULL, NULL};
     json_t *body, *v = NULL;
     int rc;
@@ -869,6 +1033,23 @@ int cmd_emit(int argc, char **argv)
     client_init(&c, server);
     rc = client_call_print(&c, "POST", "/v1/events", body);
     json_decref(body);
+    client_release(&c);
+    return rc;
+}
+
+/* ---- wfo queues ------------------------------------------------------- */
+
+int cmd_queues(int argc, char **argv)
+{
+    const char *server = NULL;
+    struct client c = {NULL, NULL};
+    int rc;
+
+    rc = client_parse(argc, argv, NULL, &server, NULL, 0, 0, cli_usage("queues"));
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    client_init(&c, server);
+    rc = client_call_print(&c, "GET", "/v1/queues", NULL);
     client_release(&c);
     return rc;
 }

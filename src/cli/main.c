@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "wfo/wfo.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
 #include "../common/banned.h"
@@ -18,6 +19,8 @@ struct command {
     const char *usage;
 };
 
+/* Each command's usage, here only: `wfo --help` lists them, `wfo COMMAND
+ * --help` and the commands' usage errors print theirs (cli_usage). */
 static const struct command commands[] = {
     {"run", cmd_run,
      "run FILE [--input JSON|@FILE] [--db URL] [--handler QUEUE=COMMAND]... [--quiet]"},
@@ -25,21 +28,40 @@ static const struct command commands[] = {
     {"server", cmd_server,
      "server [--config FILE] [--listen ADDR:PORT] [--db URL] [--print-config]"},
     {"worker", cmd_worker,
-     "worker --queue Q [--queue Q2]... [--concurrency N] -- COMMAND [ARG]..."},
-    {"workflow", cmd_workflow, "workflow put FILE | list | get NAME [--version V] | delete NAME"},
-    {"start", cmd_start, "start NAME [--input JSON|@FILE] [--id ID] [--wait]"},
-    {"get", cmd_get, "get ID"},
-    {"list", cmd_list, "list [--workflow W] [--status S]"},
-    {"history", cmd_history, "history ID"},
-    {"delete", cmd_delete, "delete ID"},
-    {"cancel", cmd_cancel, "cancel ID [--compensate]"},
-    {"terminate", cmd_terminate, "terminate ID"},
-    {"pause", cmd_pause, "pause ID"},
-    {"resume", cmd_resume, "resume ID"},
-    {"retry", cmd_retry, "retry ID [--from PATH]"},
-    {"signal", cmd_signal, "signal ID NAME [--data JSON]"},
-    {"emit", cmd_emit, "emit TYPE [--key K] [--data JSON] [--id ID]"},
+     "worker --queue Q [--queue Q2]... [--concurrency N] [--heartbeat DURATION] [--server URL] "
+     "-- COMMAND [ARG]..."},
+    {"workflow", cmd_workflow,
+     "workflow put FILE | list | get NAME [--version V] | delete NAME [--server URL]"},
+    {"start", cmd_start,
+     "start NAME [--input JSON|@FILE] [--id ID] [--version V] [--wait] [--server URL]"},
+    {"get", cmd_get, "get ID [--wait DURATION] [--server URL]"},
+    {"list", cmd_list,
+     "list [--workflow W] [--status S] [--limit N] [--cursor C] [--json] [--server URL]"},
+    {"history", cmd_history, "history ID [--server URL]"},
+    {"delete", cmd_delete, "delete ID [--server URL]"},
+    {"cancel", cmd_cancel, "cancel ID [--compensate] [--reason TEXT] [--server URL]"},
+    {"terminate", cmd_terminate, "terminate ID [--server URL]"},
+    {"pause", cmd_pause, "pause ID [--server URL]"},
+    {"resume", cmd_resume, "resume ID [--server URL]"},
+    {"retry", cmd_retry, "retry ID [--from PATH] [--server URL]"},
+    {"signal", cmd_signal, "signal ID NAME [--data JSON|@FILE] [--server URL]"},
+    {"emit", cmd_emit,
+     "emit TYPE [--key K] [--data JSON|@FILE] [--id ID] [--source S] [--server URL]"},
+    {"queues", cmd_queues, "queues [--server URL]"},
 };
+
+const char *cli_usage(const char *name)
+{
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(commands); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return commands[i].usage;
+    return name;
+}
+
+void cli_usage_error(const char *name)
+{
+    fprintf(stderr, "usage: wfo %s\n", cli_usage(name));
+}
 
 void cli_error(const char *fmt, ...)
 {
@@ -106,6 +128,21 @@ static void usage(FILE *f)
     fprintf(f, "usage: wfo COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < WFO_ARRAY_SIZE(commands); i++)
         fprintf(f, "  wfo %s\n", commands[i].usage);
+    fprintf(f, "  wfo --version\n  wfo COMMAND --help\n");
+}
+
+/* `--help` or `-h` among a command's options (before `--`, and not as the
+ * value of an option that takes one... which every command reads as help:
+ * nobody names a file or a queue "--help"). */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return 0;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -117,6 +154,10 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("wfo %s\n", WFO_VERSION);
         return EXIT_OK;
     }
     /* client options given before the command: wfo --server URL get ID */
@@ -138,8 +179,13 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     for (size_t i = 0; i < WFO_ARRAY_SIZE(commands); i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            if (wants_help(argc, argv)) {
+                printf("usage: wfo %s\n", commands[i].usage);
+                return EXIT_OK;
+            }
             return commands[i].fn(argc - 1, argv + 1);
+        }
     cli_error("unknown command '%s'", argv[1]);
     usage(stderr);
     return EXIT_USAGE;

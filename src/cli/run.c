@@ -132,8 +132,8 @@ int cmd_run(int argc, char **argv)
         }
     }
     if (!file) {
-        cli_error("usage: wfo run FILE [--input JSON|@FILE] [--db URL] "
-                  "[--handler QUEUE=COMMAND]... [--quiet]");
+        cli_error("run: no FILE given");
+        cli_usage_error("run");
         goto out;
     }
     for (int i = 0; i < n_handlers; i++) {

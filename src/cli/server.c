@@ -31,9 +31,6 @@
 
 extern char **environ;
 
-static const char server_usage[] =
-    "usage: wfo server [--config FILE] [--listen ADDR:PORT] [--db URL] [--print-config]";
-
 /* As many descriptors as allowed: every connection holds one. */
 static void raise_nofile(void)
 {
@@ -57,7 +54,7 @@ static int parse_flags(int argc, char **argv, struct server_flags *f)
         const char **dst = NULL;
         size_t n = 0;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("%s\n", server_usage);
+            printf("usage: wfo %s\n", cli_usage("server"));
             return -2;
         }
         if (strcmp(a, "--print-config") == 0) {
@@ -72,7 +69,7 @@ static int parse_flags(int argc, char **argv, struct server_flags *f)
             dst = &f->db;
         if (!dst || (a[n] != 0 && a[n] != '=')) {
             cli_error("server: unknown option '%s'", a);
-            cli_error("%s", server_usage);
+            cli_usage_error("server");
             return -1;
         }
         if (a[n] == '=') {
@@ -162,6 +159,7 @@ int cmd_server(int argc, char **argv)
         .store_pool_size = (int)cfg.pool_size,
         .default_retry_json = retry_json,
         .on_progress = api_metrics_on_progress,
+        .log_transitions = 1,
         .progress_ud = metrics,
     };
     if (wfo_engine_new(&opt, &e, &err) < 0) {

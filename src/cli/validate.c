@@ -1,6 +1,7 @@
 /*
  * validate.c - `wfo validate FILE...` (SPEC 5): every problem of every file
- * as `FILE: PATH: MESSAGE`; exit 2 when there is one.
+ * as `FILE: PATH: MESSAGE`; exit 2 when there is one. A valid file gets
+ * `FILE: ok` (all on stderr).
  */
 #include <stdio.h>
 
@@ -17,7 +18,8 @@ int cmd_validate(int argc, char **argv)
 {
     int bad = 0;
     if (argc < 2) {
-        cli_error("usage: wfo validate FILE...");
+        cli_error("validate: no FILE given");
+        cli_usage_error("validate");
         return EXIT_USAGE;
     }
     for (int i = 1; i < argc; i++) {
@@ -32,6 +34,8 @@ int cmd_validate(int argc, char **argv)
             bad = 1;
             for (int k = 0; k < probs.n; k++)
                 report(argv[i], probs.items[k].path, probs.items[k].message);
+        } else {
+            fprintf(stderr, "%s: ok\n", argv[i]);
         }
         def_problems_release(&probs);
         def_unref(d);

@@ -66,10 +66,6 @@
 /* The poll's `max` is 1..100 (SPEC 4). */
 #define WORKER_POLL_MAX 100
 
-#define USAGE_WORKER                                                                               \
-    "worker --queue Q [--queue Q2]... [--concurrency N] [--heartbeat DURATION] [--server URL] "    \
-    "-- COMMAND [ARG]..."
-
 struct worker_task;
 
 struct worker {
@@ -422,7 +418,7 @@ static void *worker_task_main(void *arg)
 {
     struct worker_task *t = arg;
     struct worker *w = t->w;
-    struct taskcmd_env env = {t->task_id, t->exec_id, t->step, t->idem, t->attempt};
+    struct taskcmd_env env = {t->task_id, t->exec_id, t->step, t->idem, t->attempt, t->queue};
     struct wfo_error err = WFO_ERROR_INIT;
     char *input = NULL, *output = NULL, *error = NULL;
     int retryable = 0, hb = 0, rc;
@@ -745,7 +741,7 @@ int cmd_worker(int argc, char **argv)
             break;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: wfo %s\n", USAGE_WORKER);
+            printf("usage: wfo %s\n", cli_usage("worker"));
             rc = EXIT_OK;
             goto out;
         }
@@ -843,7 +839,7 @@ int cmd_worker(int argc, char **argv)
     goto out;
 
 usage:
-    fprintf(stderr, "usage: wfo %s\n", USAGE_WORKER);
+    cli_usage_error("worker");
 out:
     if (sig_started) {
         pthread_cancel(sig_thread);

@@ -2,10 +2,10 @@
  * log.c - structured logs on stderr, as text or JSON lines (common/log.h;
  * SPEC 6 `log: {level, format}` and SPEC 7; docs/operations/monitoring.md).
  *
- *   text: 2026-11-26T04:14:50.123Z INFO exec=ID step=PATH message
- *   json: {"time":"…","level":"info","msg":"…","execution_id":"…","step":"…"}
+ *   text: 2026-11-26T04:14:50.123Z INFO exec=ID wf=NAME step=PATH message
+ *   json: {"time":"…","level":"info","msg":"…","execution_id":"…","workflow":"…","step":"…"}
  *
- * exec= / step= (execution_id / step) are left out when NULL. A line is built
+ * exec= / wf= / step= (execution_id / workflow / step) are left out when NULL. A line is built
  * whole and written with one write(2), so lines of concurrent threads never
  * interleave. In text lines, control characters of the message are escaped
  * so that one call is always one line.
@@ -84,17 +84,40 @@ static void log_write(const char *p, size_t len)
     }
 }
 
+static void log_v(enum wfo_log_level level, const char *exec_id, const char *workflow,
+                  const char *step, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+
 void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, const char *fmt, ...)
 {
-    struct wfo_buf msg = WFO_BUF_INIT, line = WFO_BUF_INIT;
-    char now[40];
     va_list ap;
 
     if (!wfo_log_enabled(level))
         return;
     va_start(ap, fmt);
-    wfo_buf_vaddf(&msg, fmt, ap);
+    log_v(level, exec_id, NULL, step, fmt, ap);
     va_end(ap);
+}
+
+void wfo_log_exec(enum wfo_log_level level, const char *exec_id, const char *workflow,
+                  const char *step, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!wfo_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    log_v(level, exec_id, workflow, step, fmt, ap);
+    va_end(ap);
+}
+
+static void log_v(enum wfo_log_level level, const char *exec_id, const char *workflow,
+                  const char *step, const char *fmt, va_list ap)
+{
+    struct wfo_buf msg = WFO_BUF_INIT, line = WFO_BUF_INIT;
+    char now[40];
+
+    wfo_buf_vaddf(&msg, fmt, ap);
     if (msg.len > LOG_MAX_MSG) {
         msg.len = LOG_MAX_MSG;
         msg.buf[msg.len] = '\0';
@@ -110,6 +133,8 @@ void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, co
         json_object_set_new(o, "msg", json_stringn_nocheck(msg.buf, msg.len));
         if (exec_id)
             json_object_set_new(o, "execution_id", json_string_nocheck(exec_id));
+        if (workflow)
+            json_object_set_new(o, "workflow", json_string_nocheck(workflow));
         if (step)
             json_object_set_new(o, "step", json_string_nocheck(step));
         wfo_json_dumpb(o, &line);
@@ -119,6 +144,10 @@ void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, co
         if (exec_id) {
             wfo_buf_adds(&line, " exec=");
             log_add_text(&line, exec_id);
+        }
+        if (workflow) {
+            wfo_buf_adds(&line, " wf=");
+            log_add_text(&line, workflow);
         }
         if (step) {
             wfo_buf_adds(&line, " step=");

@@ -646,47 +646,75 @@ enum key {
 #define T(x) (1u << STEP_##x)
 #define ALL ((1u << STEP__COUNT) - 1)
 
+/* The one table of step fields: which step types take each, and the JSON
+ * Schema of its value (def_schema() builds the definitions' schema from it,
+ * served at GET /v1/schemas/workflow.json). A schema names the shared
+ * $defs: duration, retry, catch, compensate, steps, template. */
 static const struct {
     const char *name;
     unsigned types;
+    const char *schema;
 } step_keys[K__COUNT] = {
-    [K_NAME] = {"name", ALL},
-    [K_TYPE] = {"type", ALL},
-    [K_INPUT] = {"input", ALL},
-    [K_OUTPUT] = {"output", ALL},
-    [K_NEXT] = {"next", ALL},
-    [K_END] = {"end", ALL},
-    [K_RETRY] = {"retry", ALL},
-    [K_TIMEOUT] = {"timeout", ALL},
-    [K_CATCH] = {"catch", ALL},
-    [K_COMPENSATE] = {"compensate", ALL},
-    [K_COMPENSATE_IN_FLIGHT] = {"compensate_in_flight", T(TASK) | T(HTTP) | T(EXEC)},
-    [K_IF] = {"if", ALL},
-    [K_QUEUE] = {"queue", T(TASK)},
-    [K_SCHEDULE_TIMEOUT] = {"schedule_timeout", T(TASK)},
-    [K_HEARTBEAT_TIMEOUT] = {"heartbeat_timeout", T(TASK)},
-    [K_REQUEST] = {"request", T(HTTP)},
-    [K_ACCEPT_STATUS] = {"accept_status", T(HTTP)},
-    [K_COMMAND] = {"command", T(EXEC)},
-    [K_STDIN] = {"stdin", T(EXEC)},
-    [K_ENV] = {"env", T(EXEC)},
-    [K_CWD] = {"cwd", T(EXEC)},
-    [K_VARS] = {"vars", T(SET)},
-    [K_CASES] = {"cases", T(SWITCH)},
-    [K_DEFAULT] = {"default", T(SWITCH)},
-    [K_BRANCHES] = {"branches", T(PARALLEL)},
-    [K_MODE] = {"mode", T(PARALLEL)},
-    [K_ITEMS] = {"items", T(FOREACH)},
-    [K_CONCURRENCY] = {"concurrency", T(FOREACH)},
-    [K_STEPS] = {"steps", T(FOREACH)},
-    [K_DURATION] = {"duration", T(SLEEP)},
-    [K_UNTIL] = {"until", T(SLEEP)},
-    [K_EVENT] = {"event", T(AWAIT_EVENT) | T(EMIT)},
-    [K_KEY] = {"key", T(AWAIT_EVENT)},
-    [K_SIGNAL] = {"signal", T(AWAIT_EVENT)},
-    [K_WORKFLOW] = {"workflow", T(WORKFLOW)},
-    [K_VERSION] = {"version", T(WORKFLOW)},
-    [K_ERROR] = {"error", T(FAIL)},
+    [K_NAME] = {"name", ALL, "{\"type\": \"string\", \"minLength\": 1}"},
+    [K_TYPE] = {"type", ALL, NULL},
+    [K_INPUT] = {"input", ALL, "{\"$ref\": \"#/$defs/template\"}"},
+    [K_OUTPUT] = {"output", ALL, "{\"$ref\": \"#/$defs/template\"}"},
+    [K_NEXT] = {"next", ALL, "{\"type\": \"string\"}"},
+    [K_END] = {"end", ALL, "{\"type\": \"boolean\"}"},
+    [K_RETRY] = {"retry", ALL, "{\"$ref\": \"#/$defs/retry\"}"},
+    [K_TIMEOUT] = {"timeout", ALL, "{\"$ref\": \"#/$defs/duration\"}"},
+    [K_CATCH] = {"catch", ALL, "{\"$ref\": \"#/$defs/catch\"}"},
+    [K_COMPENSATE] = {"compensate", ALL, "{\"$ref\": \"#/$defs/compensate\"}"},
+    [K_COMPENSATE_IN_FLIGHT] = {"compensate_in_flight", T(TASK) | T(HTTP) | T(EXEC),
+                                "{\"type\": \"boolean\"}"},
+    [K_IF] = {"if", ALL, "{\"$ref\": \"#/$defs/template\"}"},
+    [K_QUEUE] = {"queue", T(TASK), "{\"type\": \"string\", \"minLength\": 1}"},
+    [K_SCHEDULE_TIMEOUT] = {"schedule_timeout", T(TASK), "{\"$ref\": \"#/$defs/duration\"}"},
+    [K_HEARTBEAT_TIMEOUT] = {"heartbeat_timeout", T(TASK), "{\"$ref\": \"#/$defs/duration\"}"},
+    [K_REQUEST] = {"request", T(HTTP),
+                   "{\"type\": [\"object\", \"string\"], \"properties\": {\"method\": {}, "
+                   "\"url\": {}, \"headers\": {}, \"query\": {}, \"body\": {}, \"timeout\": {}}, "
+                   "\"additionalProperties\": false}"},
+    [K_ACCEPT_STATUS] = {"accept_status", T(HTTP), "{\"type\": \"array\"}"},
+    [K_COMMAND] = {"command", T(EXEC), "{\"type\": [\"array\", \"string\"]}"},
+    [K_STDIN] = {"stdin", T(EXEC), "{\"$ref\": \"#/$defs/template\"}"},
+    [K_ENV] = {"env", T(EXEC), "{\"type\": [\"object\", \"string\"]}"},
+    [K_CWD] = {"cwd", T(EXEC), "{\"type\": \"string\"}"},
+    [K_VARS] = {"vars", T(SET), "{\"type\": [\"object\", \"string\"]}"},
+    [K_CASES] = {"cases", T(SWITCH),
+                 "{\"type\": \"array\", \"items\": {\"type\": \"object\", \"required\": "
+                 "[\"when\", \"next\"], \"properties\": {\"when\": {}, \"next\": {\"type\": "
+                 "\"string\"}}, \"additionalProperties\": false}}"},
+    [K_DEFAULT] = {"default", T(SWITCH), "{\"type\": \"string\"}"},
+    [K_BRANCHES] = {"branches", T(PARALLEL),
+                    "{\"type\": \"array\", \"minItems\": 1, \"items\": {\"type\": \"object\", "
+                    "\"required\": [\"name\", \"steps\"], \"properties\": {\"name\": {\"type\": "
+                    "\"string\"}, \"steps\": {\"$ref\": \"#/$defs/steps\"}}, "
+                    "\"additionalProperties\": false}}"},
+    [K_MODE] = {"mode", T(PARALLEL), "{\"enum\": [\"all\", \"any\"]}"},
+    [K_ITEMS] = {"items", T(FOREACH), "{\"$ref\": \"#/$defs/template\"}"},
+    [K_CONCURRENCY] = {"concurrency", T(FOREACH), "{\"type\": \"integer\", \"minimum\": 1}"},
+    [K_STEPS] = {"steps", T(FOREACH), "{\"$ref\": \"#/$defs/steps\"}"},
+    [K_DURATION] = {"duration", T(SLEEP), "{\"$ref\": \"#/$defs/duration\"}"},
+    [K_UNTIL] = {"until", T(SLEEP), "{\"type\": \"string\"}"},
+    [K_EVENT] = {"event", T(AWAIT_EVENT) | T(EMIT), "{\"type\": [\"string\", \"object\"]}"},
+    [K_KEY] = {"key", T(AWAIT_EVENT), "{\"$ref\": \"#/$defs/template\"}"},
+    [K_SIGNAL] = {"signal", T(AWAIT_EVENT), "{\"type\": \"string\"}"},
+    [K_WORKFLOW] = {"workflow", T(WORKFLOW), "{\"type\": \"string\"}"},
+    [K_VERSION] = {"version", T(WORKFLOW), "{\"type\": \"integer\", \"minimum\": 1}"},
+    [K_ERROR] = {"error", T(FAIL), "{\"type\": [\"object\", \"string\"]}"},
+};
+
+/* The fields a step type cannot do without (step_required checks them;
+ * def_schema lists them). */
+static const struct {
+    int type;
+    const char *field;
+} step_required_fields[] = {
+    {STEP_TASK, "queue"},        {STEP_HTTP, "request"},  {STEP_EXEC, "command"},
+    {STEP_SET, "vars"},          {STEP_SWITCH, "cases"},  {STEP_PARALLEL, "branches"},
+    {STEP_FOREACH, "items"},     {STEP_FOREACH, "steps"}, {STEP_EMIT, "event"},
+    {STEP_WORKFLOW, "workflow"}, {STEP_FAIL, "error"},
 };
 
 static int key_lookup(const char *key)
@@ -1298,19 +1326,10 @@ static void step_field(struct dctx *c, struct def_step *s, int k, json_t *v, con
 /* The fields a step type cannot do without; then the exclusive pairs. */
 static void step_required(struct dctx *c, const json_t *spec, int type)
 {
-    static const struct {
-        int type;
-        const char *field;
-    } required[] = {
-        {STEP_TASK, "queue"},        {STEP_HTTP, "request"},  {STEP_EXEC, "command"},
-        {STEP_SET, "vars"},          {STEP_SWITCH, "cases"},  {STEP_PARALLEL, "branches"},
-        {STEP_FOREACH, "items"},     {STEP_FOREACH, "steps"}, {STEP_EMIT, "event"},
-        {STEP_WORKFLOW, "workflow"}, {STEP_FAIL, "error"},
-    };
-
-    for (size_t i = 0; i < WFO_ARRAY_SIZE(required); i++)
-        if (required[i].type == type && !json_object_get(spec, required[i].field))
-            problem_at(c, required[i].field, "is required");
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(step_required_fields); i++)
+        if (step_required_fields[i].type == type &&
+            !json_object_get(spec, step_required_fields[i].field))
+            problem_at(c, step_required_fields[i].field, "is required");
 
     if (type == STEP_SLEEP) {
         int d = json_object_get(spec, "duration") != NULL;
@@ -1737,4 +1756,104 @@ const char **def_task_queues(const struct wfo_def *d)
         q.v = wfo_malloc(sizeof(*q.v));
     q.v[q.n] = NULL;
     return q.v;
+}
+
+/* ---- the JSON Schema of definitions ------------------------------------ */
+
+/* The schema of one step of type t; comp: as a compensation (no name
+ * needed; no control flow, no blocks, SPEC 2.4). */
+static json_t *schema_step(int t, int comp)
+{
+    json_t *props = json_object(), *req = json_array();
+    for (int k = 0; k < K__COUNT; k++) {
+        if (!(step_keys[k].types & (1u << t)))
+            continue;
+        if (comp && (k == K_NEXT || k == K_END || k == K_CATCH || k == K_COMPENSATE))
+            continue;
+        json_t *v = NULL;
+        if (k == K_TYPE)
+            v = json_pack("{s:s}", "const", step_type_names[t]);
+        else
+            wfo_json_parse(step_keys[k].schema, strlen(step_keys[k].schema), &v, NULL);
+        json_object_set_new(props, step_keys[k].name, v ? v : json_object());
+    }
+    if (!comp)
+        json_array_append_new(req, json_string("name"));
+    json_array_append_new(req, json_string("type"));
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(step_required_fields); i++)
+        if (step_required_fields[i].type == t)
+            json_array_append_new(req, json_string(step_required_fields[i].field));
+    return json_pack("{s:s, s:o, s:o, s:b}", "type", "object", "properties", props, "required", req,
+                     "additionalProperties", 0);
+}
+
+/* A step of any type: `type` picks the schema of its kind (if/then, so that
+ * an editor names the field that is wrong rather than every kind). */
+static json_t *schema_any_step(int comp)
+{
+    json_t *types = json_array(), *all = json_array();
+    for (int t = 0; t < STEP__COUNT; t++) {
+        if (comp && (t == STEP_SWITCH || t == STEP_COMPENSATE || t == STEP_PARALLEL ||
+                     t == STEP_FOREACH || t == STEP_SUCCEED))
+            continue;
+        json_array_append_new(types, json_string(step_type_names[t]));
+        json_array_append_new(all, json_pack("{s:{s:{s:{s:s}}, s:[s]}, s:o}", "if", "properties",
+                                             "type", "const", step_type_names[t], "required",
+                                             "type", "then", schema_step(t, comp)));
+    }
+    return json_pack("{s:s, s:[s], s:{s:{s:o}}, s:o}", "type", "object", "required", "type",
+                     "properties", "type", "enum", types, "allOf", all);
+}
+
+json_t *def_schema(const char *id)
+{
+    json_t *defs = json_object();
+    json_object_set_new(defs, "template",
+                        json_pack("{s:s}", "description",
+                                  "any JSON value; a string that is all ${ ... } is a jq "
+                                  "expression, evaluated when the step starts"));
+    json_object_set_new(defs, "duration",
+                        json_pack("{s:s, s:[s, s], s:i}", "description",
+                                  "<number><unit> (ms s m h d), or milliseconds", "type", "string",
+                                  "integer", "minimum", 0));
+    json_object_set_new(
+        defs, "retry",
+        json_pack("{s:s, s:{s:{s:s, s:i}, s:{s:s}, s:{s:s, s:i}, s:{s:s}, s:{s:s, s:i}, "
+                  "s:{s:s, s:{s:s}}}, s:b}",
+                  "type", "object", "properties", "max_attempts", "type", "integer", "minimum", 1,
+                  "initial_interval", "$ref", "#/$defs/duration", "backoff", "type", "number",
+                  "minimum", 1, "max_interval", "$ref", "#/$defs/duration", "jitter", "type",
+                  "number", "minimum", 0, "non_retryable", "type", "array", "items", "type",
+                  "string", "additionalProperties", 0));
+    json_object_set_new(defs, "catch",
+                        json_pack("{s:s, s:{s:s, s:[s, s], s:{s:{s:s, s:{s:s}}, s:{s:s}}, s:b}}",
+                                  "type", "array", "items", "type", "object", "required", "errors",
+                                  "next", "properties", "errors", "type", "array", "items", "type",
+                                  "string", "next", "type", "string", "additionalProperties", 0));
+    json_object_set_new(defs, "step", schema_any_step(0));
+    json_object_set_new(defs, "compensation_step", schema_any_step(1));
+    json_object_set_new(defs, "compensate",
+                        json_pack("{s:[{s:s}, {s:s, s:{s:s}}]}", "oneOf", "$ref",
+                                  "#/$defs/compensation_step", "type", "array", "items", "$ref",
+                                  "#/$defs/compensation_step"));
+    json_object_set_new(defs, "steps",
+                        json_pack("{s:s, s:i, s:{s:s}}", "type", "array", "minItems", 1, "items",
+                                  "$ref", "#/$defs/step"));
+    json_t *trigger =
+        json_pack("{s:s, s:{s:{s:s}, s:{s:s}, s:{s:s}}, s:b, s:[{s:[s]}, {s:[s]}]}", "type",
+                  "object", "properties", "event", "type", "string", "cron", "type", "string",
+                  "input", "$ref", "#/$defs/template", "additionalProperties", 0, "oneOf",
+                  "required", "event", "required", "cron");
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:[s, s], s:{s:{s:s, s:s}, s:{s:s}, s:{s:s}, s:{s:[s, s]}, "
+        "s:{s:s}, s:{s:s, s:o}, s:{s:s}}, s:b, s:o}",
+        "$schema", "https://json-schema.org/draft/2020-12/schema", "$id", id ? id : "workflow.json",
+        "title", "wfo workflow definition", "description",
+        "A workflow definition (SPEC 2), as YAML or JSON. Generated from the step-field table "
+        "of src/core/def.c.",
+        "type", "object", "required", "name", "steps", "properties", "name", "type", "string",
+        "pattern", "^[a-z0-9][a-z0-9._-]{0,127}$", "description", "type", "string", "timeout",
+        "$ref", "#/$defs/duration", "on_failure", "enum", "compensate", "fail", "output", "$ref",
+        "#/$defs/template", "triggers", "type", "array", "items", trigger, "steps", "$ref",
+        "#/$defs/steps", "additionalProperties", 0, "$defs", defs);
 }

@@ -193,4 +193,8 @@ int def_block_find(const struct def_block *b, const char *name);
  * array (caller frees the array, not the strings: borrowed from def). */
 const char **def_task_queues(const struct wfo_def *d);
 
+/* The JSON Schema (draft 2020-12) of definitions, built from the table of
+ * step fields (new ref); id is its $id. GET /v1/schemas/workflow.json. */
+json_t *def_schema(const char *id);
+
 #endif

@@ -476,7 +476,11 @@ static int engine_def(struct wfo_engine *e, const char *ns, const char *name, in
     }
     rc = e->store->ops->get_workflow(e->store, ns, name, version, wf_row_cb, &row, err);
     if (rc < 0) {
-        if (rc == WFO_ENOTFOUND)
+        if (rc == WFO_ENOTFOUND && version > 0 &&
+            e->store->ops->get_workflow(e->store, ns, name, 0, wf_row_cb, &row, NULL) == 0)
+            wfo_error_set(err, rc, "workflow '%s' has no version %d (the latest is %d)", name,
+                          version, row.version);
+        else if (rc == WFO_ENOTFOUND)
             wfo_error_set(err, rc, "workflow '%s' not found", name);
         goto out;
     }
@@ -1223,6 +1227,24 @@ static int fire_timer(struct wfo_engine *e, struct tentry *t)
     return 1;
 }
 
+const double engine_step_buckets[ENGINE_STEP_BUCKETS] = {0.005, 0.025, 0.1, 0.25, 0.5,  1,
+                                                         2.5,   10,    60,  300,  1800, 3600};
+
+/* A step that ended: into the duration histogram of its type (under mu). */
+static void count_step(struct wfo_engine *e, const struct fsm_hist *h)
+{
+    struct xstep *st = h->step ? exec_step(h->x, h->step) : NULL;
+    if (!st || !st->def || !st->started_at || (int)st->def->type >= STEP__COUNT)
+        return;
+    double s = h->time > st->started_at ? (double)(h->time - st->started_at) / 1000.0 : 0;
+    int b = 0;
+    while (b < ENGINE_STEP_BUCKETS && s > engine_step_buckets[b])
+        b++;
+    e->stats.steps[st->def->type].bucket[b]++;
+    e->stats.steps[st->def->type].count++;
+    e->stats.steps[st->def->type].sum_s += s;
+}
+
 static void count_stats(struct wfo_engine *e, const struct round *r, const struct fsm *f,
                         double commit_ms)
 {
@@ -1243,9 +1265,77 @@ static void count_stats(struct wfo_engine *e, const struct round *r, const struc
             e->stats.failed++;
         else if (strcmp(t, "execution.cancelled") == 0 || strcmp(t, "execution.terminated") == 0)
             e->stats.cancelled++;
+        else if (strcmp(t, "step.completed") == 0 || strcmp(t, "step.failed") == 0 ||
+                 strcmp(t, "step.caught") == 0)
+            count_step(e, &f->hist[i]);
     }
     e->stats.timers = (long long)e->timers.len; /* armed now (the heap may hold dead ones) */
     pthread_mutex_unlock(&e->mu);
+}
+
+/* The "TYPE: MESSAGE" of an error value, into out. */
+static void log_error_text(const json_t *err, char *out, size_t size)
+{
+    const char *t = wfo_json_str(err, "type"), *m = wfo_json_str(err, "message");
+    snprintf(out, size, "%s: %s", t ? t : "Error", m ? m : "");
+}
+
+/* SPEC 7: a log line, with execution id, workflow and step, for each
+ * execution's start and end and each step's failure, retry and
+ * compensation; at level debug one for every other history entry too. The
+ * text comes from the history entry, which holds no secret (SPEC 2.1). */
+static void log_hist(const struct fsm_hist *h)
+{
+    const struct xexec *x = h->x;
+    const char *t = h->type, *wf = x->workflow;
+    const json_t *d = h->data;
+    struct xstep *st = h->step ? exec_step(h->x, h->step) : NULL;
+    int attempts = st ? st->attempts : 0;
+    char et[600];
+
+    log_error_text(json_object_get(d, "error"), et, sizeof(et));
+    if (strcmp(t, "execution.started") == 0) {
+        wfo_log_exec(WFO_LOG_INFO, x->id, wf, NULL, "execution started (version %d)",
+                     x->def ? x->def->version : 0);
+    } else if (strcmp(t, "execution.completed") == 0) {
+        wfo_log_exec(WFO_LOG_INFO, x->id, wf, NULL, "execution completed in %lld ms",
+                     (long long)(h->time - x->created_at));
+    } else if (strcmp(t, "execution.failed") == 0) {
+        const char *at = wfo_json_str(x->error, "step");
+        log_error_text(x->error, et, sizeof(et));
+        wfo_log_exec(WFO_LOG_WARN, x->id, wf, at, "execution failed in %lld ms: %s",
+                     (long long)(h->time - x->created_at), et);
+    } else if (strcmp(t, "execution.cancelled") == 0 || strcmp(t, "execution.terminated") == 0) {
+        wfo_log_exec(WFO_LOG_INFO, x->id, wf, NULL, "execution %s", t + 10);
+    } else if (strcmp(t, "step.failed") == 0) {
+        wfo_log_exec(WFO_LOG_WARN, x->id, wf, h->step, "step failed after %d attempt%s: %s",
+                     attempts, attempts == 1 ? "" : "s", et);
+    } else if (strcmp(t, "step.retrying") == 0) {
+        wfo_log_exec(WFO_LOG_INFO, x->id, wf, h->step,
+                     "step attempt %lld failed, retry in %lld ms: %s",
+                     (long long)json_integer_value(json_object_get(d, "attempt")),
+                     (long long)json_integer_value(json_object_get(d, "delay_ms")), et);
+    } else if (strcmp(t, "step.caught") == 0) {
+        const char *next = wfo_json_str(d, "next");
+        wfo_log_exec(WFO_LOG_INFO, x->id, wf, h->step, "step failed, caught (next: %s): %s",
+                     next ? next : "?", et);
+    } else if (strcmp(t, "step.compensated") == 0) {
+        wfo_log_exec(WFO_LOG_INFO, x->id, wf, h->step, "step compensated");
+    } else if (strcmp(t, "compensation.started") == 0) {
+        wfo_log_exec(WFO_LOG_INFO, x->id, wf, h->step, "compensation started (%lld step%s to undo)",
+                     (long long)json_integer_value(json_object_get(d, "steps")),
+                     json_integer_value(json_object_get(d, "steps")) == 1 ? "" : "s");
+    } else if (strcmp(t, "compensation.finished") == 0) {
+        const char *status = wfo_json_str(d, "status");
+        int ok = status && strcmp(status, "completed") == 0;
+        wfo_log_exec(ok ? WFO_LOG_INFO : WFO_LOG_WARN, x->id, wf, h->step,
+                     "compensation finished: %s", status ? status : "?");
+    } else if (wfo_log_enabled(WFO_LOG_DEBUG)) {
+        char *data = d ? wfo_json_dumps(d) : NULL;
+        wfo_log_exec(WFO_LOG_DEBUG, x->id, wf, h->step, "%s%s%.512s", t, data ? " " : "",
+                     data ? data : "");
+        free(data);
+    }
 }
 
 /* After a commit: act on the effects (E1). */
@@ -1258,6 +1348,9 @@ static void after_commit(struct wfo_engine *e, struct fsm *f)
         else
             timer_arm(e, t->id, t->x->id, t->due, t->kind, t->step, t->token);
     }
+    if (e->opt.log_transitions)
+        for (int i = 0; i < f->n_hist; i++)
+            log_hist(&f->hist[i]);
     if (e->opt.on_progress) {
         for (int i = 0; i < f->n_hist; i++) {
             struct fsm_hist *h = &f->hist[i];
@@ -2241,6 +2334,11 @@ void engine_stats(struct wfo_engine *e, struct engine_stats *out)
     out->lease_expiries = e->tq.expiries;
     pthread_mutex_unlock(&e->tq.mu);
     /* out->timers: copied by the engine thread at its last commit */
+}
+
+json_t *engine_queues(struct wfo_engine *e, const char *ns, int known_only)
+{
+    return taskq_queues(&e->tq, ns, known_only, wfo_now_ms());
 }
 
 void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)

@@ -103,6 +103,11 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
  * ended or the wait ran out, WFO_ENOTFOUND when absent. */
 int engine_wait(struct wfo_engine *e, const char *id, int64_t wait_ms, struct wfo_error *err);
 
+/* Upper bounds (seconds) of the step duration histogram's buckets; the
+ * last bucket (+Inf) is implied. */
+#define ENGINE_STEP_BUCKETS 12
+extern const double engine_step_buckets[ENGINE_STEP_BUCKETS];
+
 /* Counters for /metrics. */
 struct engine_stats {
     long long started, completed, failed, cancelled; /* executions */
@@ -111,8 +116,21 @@ struct engine_stats {
     long long tasks_ready, tasks_leased, lease_expiries, timers;
     long long retention_deleted; /* executions retention deleted */
     long long read_retries;      /* engine-thread reads that failed and were retried (E5) */
+    /* steps that ended (completed, failed, caught), by step type: how long
+     * from their first attempt's start to their end, retries included;
+     * bucket[i] counts those of at most engine_step_buckets[i] seconds
+     * (not cumulative), bucket[ENGINE_STEP_BUCKETS] the rest */
+    struct {
+        long long bucket[ENGINE_STEP_BUCKETS + 1];
+        long long count;
+        double sum_s;
+    } steps[STEP__COUNT];
 };
 void engine_stats(struct wfo_engine *e, struct engine_stats *out);
+
+/* The task queues (taskq_queues in taskq.h): ns NULL for every namespace;
+ * known_only leaves out queues only workers named. New ref. */
+json_t *engine_queues(struct wfo_engine *e, const char *ns, int known_only);
 
 /* Engine settings the server's configuration sets (SPEC 6). */
 struct engine_tuning {

@@ -24,9 +24,20 @@
 #include "../common/util.h"
 #include "../common/banned.h"
 
+struct taskq_poller {
+    char *worker;
+    int64_t last_poll;
+};
+
+/* One queue of one namespace (key "ns\nqueue"). */
 struct taskq_list {
     char *key;
     struct task *head, *tail;
+    int known;          /* a task was enqueued here: a definition names it */
+    long long n_leased; /* its tasks that are leased */
+    long long expiries; /* leases of its tasks that ran out */
+    struct taskq_poller *pollers;
+    int n_pollers, alloc_pollers;
 };
 
 void taskq_init(struct taskq *q, int64_t lease_ms)
@@ -58,8 +69,12 @@ void taskq_release(struct taskq *q)
         task_free(v);
     wfo_map_release(&q->tasks);
     for (size_t i = 0; wfo_map_next(&q->queues, &i, &k, &v);) {
-        free(((struct taskq_list *)v)->key);
-        free(v);
+        struct taskq_list *l = v;
+        for (int j = 0; j < l->n_pollers; j++)
+            free(l->pollers[j].worker);
+        free(l->pollers);
+        free(l->key);
+        free(l);
     }
     wfo_map_release(&q->queues);
     free(q->salt);
@@ -155,7 +170,44 @@ static void unlink_task(struct taskq *q, struct task *t)
         q->ready--;
     } else {
         q->leased--;
+        list_get(q, t->ns, t->queue)->n_leased--;
     }
+}
+
+/* Remembers that worker polled l at now; forgets pollers older than
+ * TASKQ_POLLER_TTL_MS, and the oldest beyond TASKQ_MAX_POLLERS. */
+static void poller_note(struct taskq_list *l, const char *worker, int64_t now)
+{
+    int oldest = -1;
+    if (!worker)
+        worker = "";
+    for (int i = 0; i < l->n_pollers; i++) {
+        if (strcmp(l->pollers[i].worker, worker) == 0) {
+            l->pollers[i].last_poll = now;
+            return;
+        }
+    }
+    for (int i = 0; i < l->n_pollers;) {
+        if (now - l->pollers[i].last_poll > TASKQ_POLLER_TTL_MS) {
+            free(l->pollers[i].worker);
+            l->pollers[i] = l->pollers[--l->n_pollers];
+            continue;
+        }
+        if (oldest < 0 || l->pollers[i].last_poll < l->pollers[oldest].last_poll)
+            oldest = i;
+        i++;
+    }
+    if (l->n_pollers >= TASKQ_MAX_POLLERS && oldest >= 0) {
+        free(l->pollers[oldest].worker);
+        l->pollers[oldest] = l->pollers[--l->n_pollers];
+    }
+    if (l->n_pollers == l->alloc_pollers) {
+        l->alloc_pollers = l->alloc_pollers ? 2 * l->alloc_pollers : 4;
+        l->pollers = wfo_realloc(l->pollers, (size_t)l->alloc_pollers * sizeof(*l->pollers));
+    }
+    l->pollers[l->n_pollers].worker = wfo_strdup(worker);
+    l->pollers[l->n_pollers].last_poll = now;
+    l->n_pollers++;
 }
 
 void taskq_add(struct taskq *q, struct task *t)
@@ -167,8 +219,11 @@ void taskq_add(struct taskq *q, struct task *t)
         task_free(old);
     }
     t->lease[0] = 0;
+    t->ready_since = wfo_now_ms();
     wfo_map_put(&q->tasks, t->id, t);
-    list_push(list_get(q, t->ns, t->queue), t);
+    struct taskq_list *l = list_get(q, t->ns, t->queue);
+    l->known = 1;
+    list_push(l, t);
     q->ready++;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
@@ -209,6 +264,8 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
     json_t *out = json_array();
     int64_t until = wfo_now_ms() + (wait_ms > 0 ? wait_ms : 0);
     pthread_mutex_lock(&q->mu);
+    for (int i = 0; i < n_queues; i++)
+        poller_note(list_get(q, ns, queues[i]), worker, wfo_now_ms());
     for (;;) {
         for (int i = 0; i < n_queues && (int)json_array_size(out) < max; i++) {
             struct taskq_list *l = list_get(q, ns, queues[i]);
@@ -220,6 +277,7 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
                 t->next = NULL;
                 q->ready--;
                 q->leased++;
+                l->n_leased++;
                 task_lease(q, t, t->lease);
                 free(t->worker);
                 t->worker = wfo_strdup(worker ? worker : "");
@@ -258,6 +316,9 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
         struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000L};
         pthread_cond_timedwait(&q->cv, &q->mu, &ts);
     }
+    /* a long poll that ends is a poll too: the worker was there all along */
+    for (int i = 0; i < n_queues; i++)
+        poller_note(list_get(q, ns, queues[i]), worker, wfo_now_ms());
     pthread_mutex_unlock(&q->mu);
     return out;
 }
@@ -273,6 +334,7 @@ void taskq_unlease(struct taskq *q, const char *id, const char *lease)
         q->leased--;
         q->ready++;
         struct taskq_list *l = list_get(q, t->ns, t->queue);
+        l->n_leased--;
         t->next = l->head;
         l->head = t;
         if (!l->tail)
@@ -297,7 +359,9 @@ static enum taskq_check check(struct taskq *q, const char *ns, const char *id, c
         task_lease(q, *t, want);
         if (strcmp(want, lease) != 0)
             return TQ_STALE;
-        list_remove(list_get(q, (*t)->ns, (*t)->queue), *t);
+        struct taskq_list *l = list_get(q, (*t)->ns, (*t)->queue);
+        list_remove(l, *t);
+        l->n_leased++;
         q->ready--;
         q->leased++;
         memcpy((*t)->lease, want, sizeof(want));
@@ -358,6 +422,7 @@ void taskq_sweep(struct taskq *q, int64_t now, struct task **failed)
     for (int i = 0; i < n; i++) {
         struct task *t = expired[i];
         q->expiries++;
+        list_get(q, t->ns, t->queue)->expiries++;
         if (t->heartbeat_ms || t->cancel_requested) {
             /* a task asked to stop is not handed out again: its attempt
              * fails (HeartbeatTimeout), which a stopped step waits for */
@@ -366,14 +431,74 @@ void taskq_sweep(struct taskq *q, int64_t now, struct task **failed)
             *failed = t;
         } else {
             /* delivered again, with a new lease (at least once) */
+            struct taskq_list *l = list_get(q, t->ns, t->queue);
             t->lease[0] = 0;
+            t->ready_since = now;
             q->leased--;
+            l->n_leased--;
             q->ready++;
-            list_push(list_get(q, t->ns, t->queue), t);
+            list_push(l, t);
         }
     }
     if (n)
         pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
     free(expired);
+}
+
+static int list_cmp(const void *x, const void *y)
+{
+    return strcmp((*(struct taskq_list *const *)x)->key, (*(struct taskq_list *const *)y)->key);
+}
+
+json_t *taskq_queues(struct taskq *q, const char *ns, int known_only, int64_t now)
+{
+    json_t *out = json_array();
+    pthread_mutex_lock(&q->mu);
+    struct taskq_list **lists = wfo_calloc(q->queues.len + 1, sizeof(*lists));
+    size_t n = 0;
+    const char *k;
+    void *v;
+    for (size_t i = 0; wfo_map_next(&q->queues, &i, &k, &v);)
+        lists[n++] = v;
+    qsort(lists, n, sizeof(*lists), list_cmp);
+    for (size_t i = 0; i < n; i++) {
+        struct taskq_list *l = lists[i];
+        const char *nl = strchr(l->key, '\n');
+        size_t ns_len = (size_t)(nl - l->key);
+        if (ns && (strlen(ns) != ns_len || strncmp(l->key, ns, ns_len) != 0))
+            continue;
+        json_t *pollers = json_array();
+        for (int j = 0; j < l->n_pollers; j++) {
+            char when[40];
+            if (now - l->pollers[j].last_poll > TASKQ_POLLER_TTL_MS)
+                continue;
+            wfo_time_format(l->pollers[j].last_poll, when, sizeof(when));
+            json_array_append_new(pollers, json_pack("{s:s, s:s}", "worker", l->pollers[j].worker,
+                                                     "last_poll", when));
+        }
+        if (!l->known && (known_only || !json_array_size(pollers))) {
+            json_decref(pollers);
+            continue;
+        }
+        long long ready = 0;
+        int64_t oldest = 0;
+        for (struct task *t = l->head; t; t = t->next) {
+            ready++;
+            if (!oldest || t->ready_since < oldest)
+                oldest = t->ready_since;
+        }
+        json_t *e =
+            json_pack("{s:s, s:I, s:I, s:I, s:o}", "name", nl + 1, "ready", (json_int_t)ready,
+                      "leased", (json_int_t)l->n_leased, "oldest_ready_age_ms",
+                      (json_int_t)(oldest && now > oldest ? now - oldest : 0), "pollers", pollers);
+        if (!ns) {
+            json_object_set_new(e, "namespace", json_stringn(l->key, ns_len));
+            json_object_set_new(e, "lease_expiries", json_integer(l->expiries));
+        }
+        json_array_append_new(out, e);
+    }
+    pthread_mutex_unlock(&q->mu);
+    free(lists);
+    return out;
 }

@@ -28,6 +28,7 @@ struct task {
     char lease[33]; /* "" while ready */
     char *worker;
     int64_t leased_until, deadline;
+    int64_t ready_since;  /* when it last became ready (the age of a waiting task) */
     int64_t heartbeat_ms; /* the step's heartbeat_timeout; 0: none */
     int report_pick;      /* the step has a schedule_timeout: tell the engine */
     int cancel_requested;
@@ -85,6 +86,20 @@ enum taskq_check taskq_take(struct taskq *q, const char *ns, const char *id, con
 /* For heartbeat: extends the lease. */
 enum taskq_check taskq_heartbeat(struct taskq *q, const char *ns, const char *id, const char *lease,
                                  int *cancel_requested);
+
+/* Pollers are remembered per queue for this long (GET /v1/queues). */
+#define TASKQ_POLLER_TTL_MS (60 * 1000)
+/* At most this many distinct pollers are remembered per queue. */
+#define TASKQ_MAX_POLLERS 64
+
+/* What is known of the queues (GET /v1/queues, /metrics): a JSON array,
+ * sorted by name, of {name, ready, leased, oldest_ready_age_ms, pollers:
+ * [{worker, last_poll}]} (new ref). ns NULL: every namespace, each entry
+ * with "namespace" and "lease_expiries" too. A queue is listed when a task
+ * was ever enqueued on it (its name comes from a registered definition)
+ * or, unless known_only, when a worker polled it in the last
+ * TASKQ_POLLER_TTL_MS (its name comes from the worker). */
+json_t *taskq_queues(struct taskq *q, const char *ns, int known_only, int64_t now);
 
 /* Expired leases: a task whose step has a heartbeat timeout is removed and
  * returned in *failed (a linked list through next; caller reports

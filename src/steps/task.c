@@ -27,8 +27,8 @@ void step_run_task(struct step_job *job, struct step_outcome *out)
         .deadline = job->deadline,
     };
     if (job->command) {
-        struct taskcmd_env env = {job->task_id, job->exec_id, job->path, job->idempotency_key,
-                                  job->attempt};
+        struct taskcmd_env env = {job->task_id,         job->exec_id, job->path,
+                                  job->idempotency_key, job->attempt, job->def->queue};
         struct wfo_error err = WFO_ERROR_INIT;
         int retryable = 1;
         int rc = taskcmd_run(job->command, &env, in, job->def->timeout_ms, &job->cancel, &output,

@@ -246,7 +246,7 @@ int taskcmd_run_argv(char *const *argv, const struct taskcmd_env *env, const cha
                      int *retryable, struct wfo_error *err)
 {
     static const struct taskcmd_env no_env;
-    char *vars[6] = {NULL};
+    char *vars[7] = {NULL};
     char attempt[24];
     struct proc_result res;
     struct proc_spec spec;
@@ -268,6 +268,7 @@ int taskcmd_run_argv(char *const *argv, const struct taskcmd_env *env, const cha
     vars[2] = taskcmd_var("WFO_STEP", env->step);
     vars[3] = taskcmd_var("WFO_ATTEMPT", attempt);
     vars[4] = taskcmd_var("WFO_IDEMPOTENCY_KEY", env->idempotency_key);
+    vars[5] = taskcmd_var("WFO_QUEUE", env->queue);
     if (!input)
         input = "null";
     spec = (struct proc_spec){

@@ -6,7 +6,7 @@
  * The command runs as `/bin/sh -c COMMAND` (taskcmd_run) or from an argv
  * (taskcmd_run_argv) in its own process group, with the task input as JSON
  * on stdin and the task envelope in WFO_TASK_ID, WFO_EXECUTION_ID,
- * WFO_STEP, WFO_ATTEMPT and WFO_IDEMPOTENCY_KEY. How it ends decides the
+ * WFO_STEP, WFO_ATTEMPT, WFO_IDEMPOTENCY_KEY and WFO_QUEUE. How it ends decides the
  * task's result:
  *
  *   exit 0, stdout JSON          the output (stdout blank: null)
@@ -40,6 +40,7 @@
 struct taskcmd_env {
     const char *task_id, *exec_id, *step, *idempotency_key;
     int attempt;
+    const char *queue;
 };
 
 /* Runs command with input (JSON text; NULL means null) on stdin. env may be

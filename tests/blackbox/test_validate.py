@@ -17,11 +17,12 @@ steps:
 
 
 def problems(path, out, err):
-    """The (PATH, MESSAGE) pairs reported for FILE (stdout or stderr)."""
+    """The (PATH, MESSAGE) pairs reported for FILE (stdout or stderr); the
+    `FILE: ok` of a valid file (SPEC 5) is not a problem."""
     found = []
     prefix = f"{path}: "
     for line in (out + "\n" + err).splitlines():
-        if line.startswith(prefix):
+        if line.startswith(prefix) and line != f"{path}: ok":
             rest = line[len(prefix):]
             p, _, msg = rest.partition(": ")
             found.append((p, msg))

@@ -69,7 +69,7 @@ def test_readme_commands_run_as_written(tmp_path):
     con.close()
     assert status["hello-1"] == "completed", status
     assert status["hello-2"] == "cancelled", status
-    assert status["hello-3"] in ("running", "completed"), status  # resumed just before the end
+    assert status["hello-3"] == "completed", status  # resumed, then waited for
     assert "hello-4" not in status, status  # deleted
     assert status["hello-5"] == "completed", status
     assert status["hello-6"] == "failed", status

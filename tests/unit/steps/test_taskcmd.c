@@ -37,7 +37,7 @@ static struct outcome run_full(const char *command, const struct taskcmd_env *en
 
 static struct outcome run(const char *command)
 {
-    struct taskcmd_env env = {"t-1", "e-1", "charge", "e-1/charge", 1};
+    struct taskcmd_env env = {"t-1", "e-1", "charge", "e-1/charge", 1, "payments"};
 
     return run_full(command, &env, "{\"amount\": 5}", 10000, NULL);
 }
@@ -207,19 +207,20 @@ TEST(command_failed)
 TEST(envelope_variables)
 {
     const char *cmd =
-        "printf '[\"%s\",\"%s\",\"%s\",\"%s\",\"%s\"]' \"$WFO_TASK_ID\" "
-        "\"$WFO_EXECUTION_ID\" \"$WFO_STEP\" \"$WFO_ATTEMPT\" \"$WFO_IDEMPOTENCY_KEY\"";
-    struct taskcmd_env env = {"task-9", "exec-7", "pay/charge", "exec-7/pay/charge", 3};
+        "printf '[\"%s\",\"%s\",\"%s\",\"%s\",\"%s\",\"%s\"]' \"$WFO_TASK_ID\" "
+        "\"$WFO_EXECUTION_ID\" \"$WFO_STEP\" \"$WFO_ATTEMPT\" \"$WFO_IDEMPOTENCY_KEY\" "
+        "\"$WFO_QUEUE\"";
+    struct taskcmd_env env = {"task-9", "exec-7", "pay/charge", "exec-7/pay/charge", 3, "pay"};
     struct outcome o = run_full(cmd, &env, "{}", 5000, NULL);
 
-    is_str(o.output, "[\"task-9\",\"exec-7\",\"pay/charge\",\"3\",\"exec-7/pay/charge\"]",
+    is_str(o.output, "[\"task-9\",\"exec-7\",\"pay/charge\",\"3\",\"exec-7/pay/charge\",\"pay\"]",
            "every WFO_* variable");
     outcome_release(&o);
 
     /* Inherited values never leak through: unset fields are empty. */
     setenv("WFO_STEP", "leaked", 1);
     o = run_full(cmd, NULL, "{}", 5000, NULL);
-    is_str(o.output, "[\"\",\"\",\"\",\"0\",\"\"]", "no envelope: empty variables");
+    is_str(o.output, "[\"\",\"\",\"\",\"0\",\"\",\"\"]", "no envelope: empty variables");
     outcome_release(&o);
     unsetenv("WFO_STEP");
 }
