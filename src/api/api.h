@@ -40,13 +40,24 @@
 #define API_WAIT_SLICE_MS 1000
 
 /* Roles of SPEC 4, each allowed everything of the ones before it. A route
- * names the least role that may call it; API_PUBLIC needs no token. Tokens
- * are not checked yet (docs/interfaces/api.md): the table already says who
- * may do what, so the check slots into api_handle(). */
+ * names the least role that may call it; API_PUBLIC needs no token. The
+ * check is made once, in api_handle(), from the route table
+ * (docs/operations/security.md). */
 enum api_role { API_PUBLIC, API_READER, API_WORKER, API_OPERATOR, API_ADMIN };
+
+/* A configured token, as the configuration gives it (only its digest). */
+struct api_token_conf {
+    const char *sha256_hex; /* 64 hex digits */
+    const char *ns;
+    const char *role; /* reader | worker | operator | admin */
+    const char *name; /* for the audit log; NULL: "sha256:" + a digest prefix */
+};
 
 struct api_options {
     const char *ns;            /* the namespace served without tokens: "default" */
+    const struct api_token_conf *tokens; /* none: no authentication (loopback only) */
+    int n_tokens;
+    size_t payload_max;        /* limits.payload_bytes: input/output over it is a 400 */
     size_t body_max;           /* limits.body_bytes: bodies over it get 413 */
     int64_t max_wait_ms;       /* cap on `?wait=` and tasks/poll `wait` */
     const char *cursor_secret; /* keys list cursors (same on every node of one store) */
@@ -72,6 +83,8 @@ struct api_req {
     /* set by api_handle() */
     const char *params[API_MAX_PARAMS]; /* the pattern's {name} parts, in order */
     const char *route;                  /* the matched pattern ("/v1/executions/{id}") */
+    const char *ns;  /* the caller's namespace; NULL: anonymous on a public route */
+    const char *who; /* the caller for logs: a token's name or digest prefix */
     /* the transport's headers, for the handlers that need one */
     const char *(*header)(void *conn, const char *name);
     /* 1 when the client has closed its side (long polls give up); may be NULL */
@@ -101,6 +114,7 @@ struct api_resp {
     size_t text_len;
     const char *content_type; /* of text (static string) */
     char allow[128];          /* 405: the Allow header */
+    int challenge;            /* 401: send WWW-Authenticate: Bearer */
 };
 
 void api_resp_release(struct api_resp *r);
@@ -172,10 +186,19 @@ void api_metrics_seed(struct api_metrics *m, struct wfo_engine *e);
 typedef int (*api_handler)(struct api *a, struct api_req *req, struct api_resp *resp,
                            struct wfo_error *err);
 
+struct api_token {
+    unsigned char sha256[32];
+    char *ns;
+    enum api_role role;
+    char *name;
+};
+
 struct api {
     struct wfo_engine *engine;
     struct api_options opt;
     char *ns;
+    struct api_token *tokens; /* SPEC 4; none: every request is "default" */
+    int n_tokens;
     char *cursor_secret;
     unsigned char cursor_key[32];
     struct api_metrics *metrics;
@@ -203,8 +226,9 @@ int api_query_time(const struct api_req *req, const char *key, int64_t *out, str
 
 /* A list cursor for keyset paging: opaque, and refused (WFO_EINVAL) unless
  * this server (or one sharing its cursor secret) issued it. */
-void api_cursor_encode(const struct api *a, int64_t seq, char out[64]);
-int api_cursor_decode(const struct api *a, const char *cursor, int64_t *seq, struct wfo_error *err);
+void api_cursor_encode(const struct api *a, const char *ns, int64_t seq, char out[64]);
+int api_cursor_decode(const struct api *a, const char *ns, const char *cursor, int64_t *seq,
+                      struct wfo_error *err);
 
 /* Clamps a requested wait to opt.max_wait_ms. */
 int64_t api_wait_cap(const struct api *a, int64_t wait_ms);
@@ -260,7 +284,8 @@ int api_ops_index(struct api *a, struct api_req *req, struct api_resp *resp, str
 /* Metrics the handlers feed. */
 /* Before engine_start with a known id: remembers its workflow; 1 when it
  * was not known yet. */
-int api_metrics_starting(struct api_metrics *m, const char *id, const char *workflow);
+int api_metrics_starting(struct api_metrics *m, const char *ns, const char *id,
+                         const char *workflow);
 /* After it: forgets the id again when it was new here and nothing started. */
 void api_metrics_start_done(struct api_metrics *m, const char *id, int inserted, int started);
 /* One answered request: method NULL for a request that matched no route. */
@@ -273,7 +298,11 @@ struct api_route {
     const char *pattern;
     api_handler fn; /* NULL: not implemented yet (501) */
     enum api_role role;
+    unsigned flags; /* API_F_* */
 };
+/* The route's first {param} is an execution id: an execution of another
+ * namespace is answered 404 before the handler runs. */
+#define API_F_EXEC 1u
 const struct api_route *api_routes(int *n);
 
 #endif

@@ -99,8 +99,8 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
         wfo_id_new(idbuf);
         id = idbuf;
     }
-    int inserted = a->metrics ? api_metrics_starting(a->metrics, id, workflow) : 0;
-    struct engine_start_req q = {.ns = a->ns,
+    int inserted = a->metrics ? api_metrics_starting(a->metrics, req->ns, id, workflow) : 0;
+    struct engine_start_req q = {.ns = req->ns,
                                  .workflow = workflow,
                                  .version = (int)version,
                                  .input = input,
@@ -162,7 +162,7 @@ static int list_cb(void *ud, const struct store_exec *r)
 int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp,
                        struct wfo_error *err)
 {
-    struct store_exec_filter f = {.namespace = a->ns, .limit = LIST_DEFAULT};
+    struct store_exec_filter f = {.namespace = req->ns, .limit = LIST_DEFAULT};
     struct list_ud l = {0};
     const char *s;
     int rc;
@@ -189,7 +189,7 @@ int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp
     if ((rc = api_query_time(req, "created_after", &f.created_after, err)) < 0 ||
         (rc = api_query_time(req, "created_before", &f.created_before, err)) < 0)
         return rc;
-    if ((s = api_query(req, "cursor")) && (rc = api_cursor_decode(a, s, &f.before_seq, err)) < 0)
+    if ((s = api_query(req, "cursor")) && (rc = api_cursor_decode(a, req->ns, s, &f.before_seq, err)) < 0)
         return rc;
     /* one more row than asked for tells whether there is a next page */
     l.limit = f.limit;
@@ -204,7 +204,7 @@ int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp
     json_t *o = json_pack("{s:o}", "executions", l.items);
     if (l.more) {
         char cur[64];
-        api_cursor_encode(a, l.last_seq, cur);
+        api_cursor_encode(a, req->ns, l.last_seq, cur);
         json_object_set_new(o, "next_cursor", json_string(cur));
     }
     api_resp_json(resp, 200, o);

@@ -37,7 +37,9 @@ static const char *const end_help[END__N] = {
     "Executions terminated, by workflow."};
 
 struct wf_count {
-    char *name;
+    char *key;  /* "NS/NAME" (neither holds a '/') */
+    char *name; /* points into key */
+    char ns[129];
     long long n[END__N];
 };
 
@@ -61,7 +63,7 @@ struct http_count {
 
 struct api_metrics {
     pthread_mutex_t mu;
-    struct wfo_map wfs;   /* name -> wf_count */
+    struct wfo_map wfs;   /* "ns/name" -> wf_count */
     struct wfo_map execs; /* id -> known */
     struct pending *pending;
     int n_pending, alloc_pending;
@@ -89,7 +91,7 @@ void api_metrics_free(struct api_metrics *m)
         free(v);
     wfo_map_release(&m->execs);
     for (size_t i = 0; wfo_map_next(&m->wfs, &i, &k, &v);) {
-        free(((struct wf_count *)v)->name);
+        free(((struct wf_count *)v)->key);
         free(v);
     }
     wfo_map_release(&m->wfs);
@@ -102,34 +104,40 @@ void api_metrics_free(struct api_metrics *m)
 }
 
 /* With m->mu held. */
-static struct wf_count *wf_get(struct api_metrics *m, const char *name)
+static struct wf_count *wf_get(struct api_metrics *m, const char *ns, const char *name)
 {
-    struct wf_count *w = wfo_map_get(&m->wfs, name);
+    struct wfo_buf k = WFO_BUF_INIT;
+    wfo_buf_addf(&k, "%s/%s", ns ? ns : "", name);
+    struct wf_count *w = wfo_map_get(&m->wfs, k.buf);
     if (!w) {
         w = wfo_calloc(1, sizeof(*w));
-        w->name = wfo_strdup(name);
-        wfo_map_put(&m->wfs, w->name, w);
+        snprintf(w->ns, sizeof(w->ns), "%s", ns ? ns : "");
+        w->key = wfo_buf_detach(&k, NULL);
+        w->name = w->key + strlen(ns ? ns : "") + 1;
+        wfo_map_put(&m->wfs, w->key, w);
     }
+    wfo_buf_release(&k);
     return w;
 }
 
 /* With m->mu held. */
-static int known_add(struct api_metrics *m, const char *id, const char *workflow)
+static int known_add(struct api_metrics *m, const char *ns, const char *id, const char *workflow)
 {
     if (strlen(id) >= WFO_EXEC_ID_SIZE || wfo_map_get(&m->execs, id))
         return 0;
     size_t n = strlen(id) + 1;
     struct known *k = wfo_calloc(1, sizeof(*k) + n);
     memcpy(k->id, id, n);
-    k->wf = wf_get(m, workflow);
+    k->wf = wf_get(m, ns, workflow);
     wfo_map_put(&m->execs, k->id, k);
     return 1;
 }
 
-int api_metrics_starting(struct api_metrics *m, const char *id, const char *workflow)
+int api_metrics_starting(struct api_metrics *m, const char *ns, const char *id,
+                         const char *workflow)
 {
     pthread_mutex_lock(&m->mu);
-    int inserted = known_add(m, id, workflow);
+    int inserted = known_add(m, ns, id, workflow);
     pthread_mutex_unlock(&m->mu);
     return inserted;
 }
@@ -170,14 +178,14 @@ void api_metrics_on_progress(void *ud, const struct wfo_progress *p)
         q->id = wfo_strdup(p->exec_id);
         q->what = what;
     } else {
-        wf_get(m, "unknown")->n[what]++;
+        wf_get(m, "", "unknown")->n[what]++;
     }
     pthread_mutex_unlock(&m->mu);
 }
 
 static int seed_cb(void *ud, const struct store_exec *r)
 {
-    known_add(ud, r->id, r->workflow);
+    known_add(ud, r->namespace, r->id, r->workflow);
     return 0;
 }
 
@@ -191,9 +199,15 @@ void api_metrics_seed(struct api_metrics *m, struct wfo_engine *e)
     pthread_mutex_unlock(&m->mu);
 }
 
+struct name_ud {
+    char ns[129], wf[256];
+};
+
 static int name_cb(void *ud, const struct store_exec *r)
 {
-    snprintf(ud, 256, "%s", r->workflow);
+    struct name_ud *u = ud;
+    snprintf(u->ns, sizeof(u->ns), "%s", r->namespace);
+    snprintf(u->wf, sizeof(u->wf), "%s", r->workflow);
     return 0;
 }
 
@@ -207,15 +221,15 @@ static void pending_resolve(struct api_metrics *m, struct wfo_store *s)
     m->n_pending = m->alloc_pending = 0;
     pthread_mutex_unlock(&m->mu);
     for (int i = 0; i < n; i++) {
-        char wf[256] = "unknown";
+        struct name_ud u = {"", "unknown"};
         struct wfo_error err = WFO_ERROR_INIT;
-        s->ops->get_exec(s, list[i].id, name_cb, wf, &err);
+        s->ops->get_exec(s, list[i].id, name_cb, &u, &err);
         pthread_mutex_lock(&m->mu);
-        struct wf_count *w = wf_get(m, wf);
+        struct wf_count *w = wf_get(m, u.ns, u.wf);
         w->n[list[i].what]++;
         /* a started child is known from now on: its end is counted directly */
         if (list[i].what == END_STARTED)
-            known_add(m, list[i].id, wf);
+            known_add(m, u.ns, list[i].id, u.wf);
         else
             free(wfo_map_del(&m->execs, list[i].id));
         pthread_mutex_unlock(&m->mu);
@@ -247,7 +261,9 @@ void api_metrics_http(struct api_metrics *m, const char *method, const char *rou
 
 static int wf_cmp(const void *x, const void *y)
 {
-    return strcmp((*(struct wf_count *const *)x)->name, (*(struct wf_count *const *)y)->name);
+    const struct wf_count *a = *(struct wf_count *const *)x, *b = *(struct wf_count *const *)y;
+    int c = strcmp(a->name, b->name);
+    return c ? c : strcmp(a->ns, b->ns);
 }
 
 static void metric_head(struct wfo_buf *b, const char *name, const char *type, const char *help)
@@ -255,7 +271,11 @@ static void metric_head(struct wfo_buf *b, const char *name, const char *type, c
     wfo_buf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *b)
+/* Series labelled with a workflow's name are shown only for namespace ns
+ * (NULL: none; all: every one, as a server without tokens has only its
+ * one namespace) (SPEC 4: no name of another namespace in any label). */
+static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *b, const char *ns,
+                   int all)
 {
     struct engine_stats st;
     memset(&st, 0, sizeof(st));
@@ -266,8 +286,11 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
     size_t n = 0;
     const char *k;
     void *v;
-    for (size_t i = 0; wfo_map_next(&m->wfs, &i, &k, &v);)
-        wfs[n++] = v;
+    for (size_t i = 0; wfo_map_next(&m->wfs, &i, &k, &v);) {
+        const struct wf_count *w = v;
+        if (all || (ns && strcmp(w->ns, ns) == 0))
+            wfs[n++] = v;
+    }
     qsort(wfs, n, sizeof(*wfs), wf_cmp);
     for (int what = 0; what < END__N; what++) {
         char name[64];
@@ -364,7 +387,7 @@ int api_ops_metrics(struct api *a, struct api_req *req, struct api_resp *resp,
     struct wfo_buf b = WFO_BUF_INIT;
     if (a->metrics) {
         pending_resolve(a->metrics, engine_store(a->engine));
-        render(a->metrics, a->engine, &b);
+        render(a->metrics, a->engine, &b, req->ns, a->n_tokens == 0);
     }
     resp->status = 200;
     resp->text = wfo_buf_detach(&b, &resp->text_len);

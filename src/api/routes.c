@@ -18,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "../core/engine.h"
+#include "../common/crypto.h"
 #include "../common/duration.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -32,39 +34,39 @@
  * One line per method and pattern. {x} matches one non-empty segment.
  * A pattern that matches the path with another method makes a 405. */
 static const struct api_route routes[] = {
-    {"GET", "/", api_ops_index, API_PUBLIC},
-    {"GET", "/healthz", api_ops_healthz, API_PUBLIC},
-    {"GET", "/readyz", api_ops_readyz, API_PUBLIC},
-    {"GET", "/metrics", api_ops_metrics, API_PUBLIC},
-    {"GET", "/v1/openapi.json", api_ops_openapi, API_PUBLIC},
+    {"GET", "/", api_ops_index, API_PUBLIC, 0},
+    {"GET", "/healthz", api_ops_healthz, API_PUBLIC, 0},
+    {"GET", "/readyz", api_ops_readyz, API_PUBLIC, 0},
+    {"GET", "/metrics", api_ops_metrics, API_PUBLIC, 0},
+    {"GET", "/v1/openapi.json", api_ops_openapi, API_PUBLIC, 0},
 
-    {"GET", "/v1/workflows", api_workflow_list, API_READER},
-    {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER},
-    {"PUT", "/v1/workflows/{name}", api_workflow_put, API_ADMIN},
-    {"GET", "/v1/workflows/{name}/versions/{version}", api_workflow_version, API_READER},
+    {"GET", "/v1/workflows", api_workflow_list, API_READER, 0},
+    {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER, 0},
+    {"PUT", "/v1/workflows/{name}", api_workflow_put, API_ADMIN, 0},
+    {"GET", "/v1/workflows/{name}/versions/{version}", api_workflow_version, API_READER, 0},
 
-    {"POST", "/v1/executions", api_execution_start, API_OPERATOR},
-    {"GET", "/v1/executions", api_execution_list, API_READER},
-    {"GET", "/v1/executions/{id}", api_execution_get, API_READER},
-    {"GET", "/v1/executions/{id}/history", api_execution_history, API_READER},
-    {"POST", "/v1/executions/{id}/cancel", api_execution_cancel, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/terminate", api_execution_terminate, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/pause", api_execution_pause, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/resume", api_execution_resume, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/retry", api_execution_retry, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/signals/{name}", NULL, API_OPERATOR},
+    {"POST", "/v1/executions", api_execution_start, API_OPERATOR, 0},
+    {"GET", "/v1/executions", api_execution_list, API_READER, 0},
+    {"GET", "/v1/executions/{id}", api_execution_get, API_READER, API_F_EXEC},
+    {"GET", "/v1/executions/{id}/history", api_execution_history, API_READER, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/cancel", api_execution_cancel, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/terminate", api_execution_terminate, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/pause", api_execution_pause, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/resume", api_execution_resume, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/retry", api_execution_retry, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/signals/{name}", NULL, API_OPERATOR, API_F_EXEC},
 
-    {"POST", "/v1/events", NULL, API_OPERATOR},
-    {"GET", "/v1/events/stream", NULL, API_READER},
-    {"POST", "/v1/subscriptions", NULL, API_ADMIN},
-    {"GET", "/v1/subscriptions", NULL, API_ADMIN},
-    {"DELETE", "/v1/subscriptions/{id}", NULL, API_ADMIN},
+    {"POST", "/v1/events", NULL, API_OPERATOR, 0},
+    {"GET", "/v1/events/stream", NULL, API_READER, 0},
+    {"POST", "/v1/subscriptions", NULL, API_ADMIN, 0},
+    {"GET", "/v1/subscriptions", NULL, API_ADMIN, 0},
+    {"DELETE", "/v1/subscriptions/{id}", NULL, API_ADMIN, 0},
 
-    {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER},
-    {"POST", "/v1/tasks/complete", api_task_complete_many, API_WORKER},
-    {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER},
-    {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER},
-    {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER},
+    {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER, 0},
+    {"POST", "/v1/tasks/complete", api_task_complete_many, API_WORKER, 0},
+    {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER, 0},
+    {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER, 0},
+    {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER, 0},
 };
 
 const struct api_route *api_routes(int *n)
@@ -440,53 +442,26 @@ int64_t api_wait_cap(const struct api *a, int64_t wait_ms)
 
 /* ---- cursors (R3) ---- */
 
-static void sha256_raw(const void *data, size_t len, unsigned char out[32])
-{
-    char hex[65];
-    wfo_sha256_hex(data, len, hex);
-    for (int i = 0; i < 32; i++)
-        out[i] = (unsigned char)(hexval(hex[2 * i]) * 16 + hexval(hex[2 * i + 1]));
-}
-
-/* HMAC-SHA256 (RFC 2104) with a 32-byte key. */
-static void hmac_sha256(const unsigned char key[32], const void *msg, size_t len,
-                        unsigned char out[32])
-{
-    unsigned char pad[64], inner[32];
-    struct wfo_buf b = WFO_BUF_INIT;
-    for (int i = 0; i < 64; i++)
-        pad[i] = (unsigned char)((i < 32 ? key[i] : 0) ^ 0x36);
-    wfo_buf_add(&b, pad, 64);
-    wfo_buf_add(&b, msg, len);
-    sha256_raw(b.buf, b.len, inner);
-    wfo_buf_reset(&b);
-    for (int i = 0; i < 64; i++)
-        pad[i] = (unsigned char)((i < 32 ? key[i] : 0) ^ 0x5c);
-    wfo_buf_add(&b, pad, 64);
-    wfo_buf_add(&b, inner, 32);
-    sha256_raw(b.buf, b.len, out);
-    wfo_buf_release(&b);
-}
-
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 #define CURSOR_MAC 12
 #define CURSOR_RAW (8 + CURSOR_MAC)
 #define CURSOR_LEN 27 /* ceil(20 * 8 / 6) */
 
-static void cursor_mac(const struct api *a, int64_t seq, unsigned char mac[32])
+static void cursor_mac(const struct api *a, const char *ns, int64_t seq, unsigned char mac[32])
 {
     char msg[256];
-    int n = snprintf(msg, sizeof(msg), "wfo-cursor-v1:%s:%lld", a->ns, (long long)seq);
-    hmac_sha256(a->cursor_key, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1, mac);
+    int n = snprintf(msg, sizeof(msg), "wfo-cursor-v1:%s:%lld", ns ? ns : a->ns, (long long)seq);
+    wfo_hmac_sha256(a->cursor_key, sizeof(a->cursor_key), msg,
+                    (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1, mac);
 }
 
-void api_cursor_encode(const struct api *a, int64_t seq, char out[64])
+void api_cursor_encode(const struct api *a, const char *ns, int64_t seq, char out[64])
 {
     unsigned char raw[CURSOR_RAW + 1] = {0}, mac[32];
     for (int i = 0; i < 8; i++)
         raw[i] = (unsigned char)((uint64_t)seq >> (56 - 8 * i));
-    cursor_mac(a, seq, mac);
+    cursor_mac(a, ns, seq, mac);
     memcpy(raw + 8, mac, CURSOR_MAC);
     int o = 0;
     for (int i = 0; i < CURSOR_RAW; i += 3) {
@@ -502,7 +477,8 @@ void api_cursor_encode(const struct api *a, int64_t seq, char out[64])
     out[o] = 0;
 }
 
-int api_cursor_decode(const struct api *a, const char *cursor, int64_t *seq, struct wfo_error *err)
+int api_cursor_decode(const struct api *a, const char *ns, const char *cursor, int64_t *seq,
+                      struct wfo_error *err)
 {
     unsigned char raw[CURSOR_RAW + 2] = {0}, mac[32];
     if (strlen(cursor) != CURSOR_LEN)
@@ -528,11 +504,8 @@ int api_cursor_decode(const struct api *a, const char *cursor, int64_t *seq, str
         v = v << 8 | raw[i];
     if (v == 0 || v > INT64_MAX)
         goto bad;
-    cursor_mac(a, (int64_t)v, mac);
-    unsigned diff = 0;
-    for (int i = 0; i < CURSOR_MAC; i++)
-        diff |= (unsigned)(mac[i] ^ raw[8 + i]);
-    if (diff)
+    cursor_mac(a, ns, (int64_t)v, mac);
+    if (!wfo_ct_equal(mac, raw + 8, CURSOR_MAC))
         goto bad;
     *seq = (int64_t)v;
     return 0;
@@ -541,6 +514,8 @@ bad:
 }
 
 /* ---- the API object ---- */
+
+static void opt_out_free(struct api *a);
 
 int api_new(struct wfo_engine *engine, const struct api_options *opt, struct api_metrics *metrics,
             struct api **out, struct wfo_error *err)
@@ -558,10 +533,41 @@ int api_new(struct wfo_engine *engine, const struct api_options *opt, struct api
         a->opt.max_wait_ms = 600000;
     struct wfo_buf b = WFO_BUF_INIT;
     wfo_buf_addf(&b, "wfo-cursor-key\n%s", a->cursor_secret);
-    sha256_raw(b.buf, b.len, a->cursor_key);
+    wfo_sha256(b.buf, b.len, a->cursor_key);
     wfo_buf_release(&b);
     a->metrics = metrics;
     atomic_init(&a->stopping, 0);
+    static const char *const role_names[] = {"", "reader", "worker", "operator", "admin"};
+    a->tokens = wfo_calloc((size_t)opt->n_tokens + 1, sizeof(*a->tokens));
+    for (int i = 0; i < opt->n_tokens; i++) {
+        const struct api_token_conf *c = &opt->tokens[i];
+        struct api_token *t = &a->tokens[a->n_tokens];
+        enum api_role role = API_PUBLIC;
+        for (int r = API_READER; r <= API_ADMIN; r++)
+            if (c->role && strcmp(c->role, role_names[r]) == 0)
+                role = (enum api_role)r;
+        if (!c->sha256_hex || wfo_unhex(c->sha256_hex, t->sha256, sizeof(t->sha256)) < 0 ||
+            role == API_PUBLIC) {
+            int rc = wfo_error_set(err, WFO_EINVAL, "auth.tokens[%d]: not a token digest and role",
+                                   i);
+            opt_out_free(a);
+            return rc;
+        }
+        t->ns = wfo_strdup(c->ns ? c->ns : "default");
+        t->role = role;
+        if (c->name) {
+            t->name = wfo_strdup(c->name);
+        } else {
+            char hex[65];
+            wfo_hex(t->sha256, sizeof(t->sha256), hex);
+            struct wfo_buf nb = WFO_BUF_INIT;
+            wfo_buf_addf(&nb, "sha256:%.12s", hex);
+            t->name = wfo_buf_detach(&nb, NULL);
+        }
+        a->n_tokens++;
+    }
+    a->opt.tokens = NULL;
+    a->opt.n_tokens = a->n_tokens;
     *out = a;
     return 0;
 }
@@ -570,9 +576,19 @@ void api_free(struct api *a)
 {
     if (!a)
         return;
+    for (int i = 0; i < a->n_tokens; i++) {
+        free(a->tokens[i].ns);
+        free(a->tokens[i].name);
+    }
+    free(a->tokens);
     free(a->ns);
     free(a->cursor_secret);
     free(a);
+}
+
+static void opt_out_free(struct api *a)
+{
+    api_free(a);
 }
 
 void api_stop(struct api *a)
@@ -613,6 +629,107 @@ static void add_allow(char *allow, size_t size, const char *method)
         return;
     size_t n = strlen(allow);
     snprintf(allow + n, size - n, "%s%s", n ? ", " : "", method);
+}
+
+/* ---- authentication (SPEC 4) ---- */
+
+/* The token of the request's Authorization header: *tok NULL when there
+ * is none or it is not a configured one. Every configured digest is
+ * compared, in constant time, whatever matched before. */
+static void auth_lookup(const struct api *a, const struct api_req *req,
+                        const struct api_token **tok, int *given)
+{
+    const char *h = api_header(req, "Authorization");
+    *tok = NULL;
+    *given = h != NULL;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    size_t n = strlen(h);
+    while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
+    if (!n)
+        return;
+    unsigned char md[WFO_SHA256_SIZE];
+    wfo_sha256(h, n, md);
+    for (int i = 0; i < a->n_tokens; i++)
+        if (wfo_ct_equal(md, a->tokens[i].sha256, sizeof(md)) && !*tok)
+            *tok = &a->tokens[i];
+}
+
+static const char *role_name(enum api_role r)
+{
+    static const char *const names[] = {"anyone", "reader", "worker", "operator", "admin"};
+    return names[r];
+}
+
+struct ns_ud {
+    const char *ns;
+    int same;
+};
+
+static int ns_cb(void *ud, const struct store_exec *r)
+{
+    struct ns_ud *u = ud;
+    u->same = strcmp(r->namespace, u->ns) == 0;
+    return 0;
+}
+
+/* An execution of another namespace is as absent as one that does not
+ * exist: the same 404, the same message (SPEC 4). */
+static int exec_visible(struct api *a, const struct api_req *req, const char *id,
+                        struct wfo_error *err)
+{
+    struct wfo_store *s = engine_store(a->engine);
+    struct ns_ud u = {req->ns, 0};
+    int rc = s->ops->get_exec(s, id, ns_cb, &u, err);
+    if (rc == WFO_ENOTFOUND || (rc == 0 && !u.same))
+        return wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", id);
+    return rc;
+}
+
+/* Who the request is, and whether it may call found: 0, or an error
+ * document in resp (401, 403, 404). */
+static int authorize(struct api *a, struct api_req *req, const struct api_route *found,
+                     struct api_resp *resp)
+{
+    const struct api_token *tok = NULL;
+    int given = 0;
+    char msg[256];
+    if (a->n_tokens == 0) {
+        req->ns = a->ns;
+        req->who = "anonymous";
+        return 0;
+    }
+    auth_lookup(a, req, &tok, &given);
+    req->ns = tok ? tok->ns : NULL;
+    req->who = tok ? tok->name : "anonymous";
+    if (found->role == API_PUBLIC)
+        return 0;
+    if (!tok) {
+        api_resp_error(resp, 401, wfo_error_type(WFO_EUNAUTH),
+                       given ? "unknown token (expected Authorization: Bearer TOKEN)"
+                             : "a token is required (Authorization: Bearer TOKEN)");
+        resp->challenge = 1;
+        return -1;
+    }
+    if (tok->role < found->role) {
+        snprintf(msg, sizeof(msg), "role %s may not %s %s (it needs %s)", role_name(tok->role),
+                 req->method, found->pattern, role_name(found->role));
+        api_resp_error(resp, 403, wfo_error_type(WFO_EFORBIDDEN), msg);
+        return -1;
+    }
+    if ((found->flags & API_F_EXEC) && a->engine) {
+        struct wfo_error err = WFO_ERROR_INIT;
+        int rc = exec_visible(a, req, req->params[0], &err);
+        if (rc < 0) {
+            api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), err.message);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int not_implemented(struct api_resp *resp, const struct api_req *req)
@@ -670,7 +787,8 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
     req->route = found->pattern;
     memset(req->params, 0, sizeof(req->params));
     route_match(found->pattern, req);
-    /* Authentication and roles slot in here: found->role (SPEC 4). */
+    if (authorize(a, req, found, resp) < 0)
+        goto out;
     if (atomic_load(&a->stopping) && found->role != API_PUBLIC) {
         api_resp_error(resp, 503, "Unavailable", "the server is shutting down");
         goto out;

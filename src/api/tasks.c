@@ -62,7 +62,7 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
             rc = wfo_error_set(err, WFO_EINVAL, "the client closed the connection");
             goto out;
         }
-        rc = engine_task_poll(a->engine, a->ns, queues, n, worker, (int)max, slice, &tasks, err);
+        rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, slice, &tasks, err);
         if (rc < 0)
             goto out;
         if (json_array_size(tasks) > 0 && req->gone && req->gone(req->conn)) {
@@ -97,7 +97,7 @@ int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
     if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0)
         goto out;
     json_t *output = json_object_get(body, "output");
-    rc = engine_task_complete(a->engine, a->ns, req->params[0], lease,
+    rc = engine_task_complete(a->engine, req->ns, req->params[0], lease,
                               output ? output : json_null(), err);
     if (rc < 0)
         goto out;
@@ -139,7 +139,7 @@ int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, str
     if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0 ||
         (rc = failure_of(body, &error, &retryable, err)) < 0)
         goto out;
-    rc = engine_task_fail(a->engine, a->ns, req->params[0], lease, error, retryable, err);
+    rc = engine_task_fail(a->engine, req->ns, req->params[0], lease, error, retryable, err);
     if (rc < 0)
         goto out;
     api_resp_json(resp, 200,
@@ -193,7 +193,7 @@ int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *
         if (!r->output)
             r->output = json_null();
     }
-    if ((rc = engine_task_finish(a->engine, a->ns, t, (int)n, err)) < 0)
+    if ((rc = engine_task_finish(a->engine, req->ns, t, (int)n, err)) < 0)
         goto out;
     out = json_array();
     for (i = 0; i < n; i++) {
@@ -224,7 +224,7 @@ int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp
     int rc = api_body_object(req, 0, &body, err);
     if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0)
         goto out;
-    rc = engine_task_heartbeat(a->engine, a->ns, req->params[0], lease, &cancel, err);
+    rc = engine_task_heartbeat(a->engine, req->ns, req->params[0], lease, &cancel, err);
     if (rc < 0)
         goto out;
     api_resp_json(resp, 200, json_pack("{s:b}", "cancel_requested", cancel));

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "../common/duration.h"
 #include "../common/log.h"
+#include "../common/crypto.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
 #include "../common/banned.h"
@@ -95,6 +96,7 @@ static void tokens_release(struct server_config *c)
         free(c->tokens[i].sha256);
         free(c->tokens[i].ns);
         free(c->tokens[i].role);
+        free(c->tokens[i].name);
     }
     free(c->tokens);
     c->tokens = NULL;
@@ -211,10 +213,10 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
         json_object_foreach((json_t *)t, k, f)
         {
             if (strcmp(k, "token") && strcmp(k, "token_sha256") && strcmp(k, "namespace") &&
-                strcmp(k, "role")) {
+                strcmp(k, "role") && strcmp(k, "name")) {
                 problem(p, where, path,
                         "unknown key '%s' (expected token or token_sha256, "
-                        "namespace, role)",
+                        "namespace, role, name)",
                         k);
                 item_bad = 1;
             } else if (!json_is_string(f)) {
@@ -228,6 +230,7 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
         }
         const char *token = wfo_json_str(t, "token"), *hash = wfo_json_str(t, "token_sha256");
         const char *ns = wfo_json_str(t, "namespace"), *role = wfo_json_str(t, "role");
+        const char *tname = wfo_json_str(t, "name");
         if (!!token == !!hash) {
             problem(p, where, path, "expected one of token or token_sha256");
             item_bad = 1;
@@ -262,6 +265,7 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
         list[n].sha256 = wfo_strdup(hex);
         list[n].ns = wfo_strdup(ns ? ns : "default");
         list[n].role = wfo_strdup(role);
+        list[n].name = tname ? wfo_strdup(tname) : NULL;
         n++;
     }
     if (bad) {
@@ -269,6 +273,7 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
             free(list[j].sha256);
             free(list[j].ns);
             free(list[j].role);
+            free(list[j].name);
         }
         free(list);
         return -1;
@@ -544,9 +549,13 @@ json_t *config_json(const struct server_config *c)
         case K_TOKENS:
             v = json_array();
             for (int t = 0; t < c->n_tokens; t++)
-                json_array_append_new(v, json_pack("{s:s, s:s, s:s}", "token_sha256",
-                                                   c->tokens[t].sha256, "namespace",
-                                                   c->tokens[t].ns, "role", c->tokens[t].role));
+            {
+                json_t *o = json_pack("{s:s, s:s, s:s}", "token_sha256", c->tokens[t].sha256,
+                                      "namespace", c->tokens[t].ns, "role", c->tokens[t].role);
+                if (c->tokens[t].name)
+                    json_object_set_new(o, "name", json_string(c->tokens[t].name));
+                json_array_append_new(v, o);
+            }
             break;
         case K_RETRY:
             v = c->retry ? json_deep_copy(c->retry)

@@ -17,6 +17,7 @@ struct config_token {
     char *sha256; /* lowercase hex */
     char *ns;
     char *role; /* reader | worker | operator | admin */
+    char *name; /* for the audit log; NULL: a digest prefix */
 };
 
 struct server_config {

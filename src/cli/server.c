@@ -172,13 +172,24 @@ int cmd_server(int argc, char **argv)
     engine_tune(e, &tune);
     api_metrics_seed(metrics, e);
 
+    struct api_token_conf *tokens = wfo_calloc((size_t)cfg.n_tokens + 1, sizeof(*tokens));
+    for (int i = 0; i < cfg.n_tokens; i++)
+        tokens[i] = (struct api_token_conf){cfg.tokens[i].sha256, cfg.tokens[i].ns,
+                                            cfg.tokens[i].role, cfg.tokens[i].name};
     struct api_options aopt = {
         .ns = "default",
+        .tokens = tokens,
+        .n_tokens = cfg.n_tokens,
         .body_max = (size_t)cfg.body_bytes,
         .max_wait_ms = cfg.max_wait_ms,
         .cursor_secret = cfg.db,
     };
-    api_new(e, &aopt, metrics, &api, &err);
+    int ar = api_new(e, &aopt, metrics, &api, &err);
+    free(tokens);
+    if (ar < 0) {
+        cli_error("%s", err.message);
+        goto out;
+    }
     struct http_options hopt = {
         .listen = cfg.listen,
         .allow_public = cfg.n_tokens > 0,
@@ -201,7 +212,8 @@ int cmd_server(int argc, char **argv)
         goto out;
     }
     if (cfg.n_tokens)
-        wfo_warn(NULL, NULL, "auth.tokens are configured, but tokens are not checked yet");
+        wfo_info(NULL, NULL, "auth: %d tokens; every request but /healthz, /readyz, /metrics "
+                 "and the page needs one", cfg.n_tokens);
     wfo_info(NULL, NULL, "listening on http://%s (store %s)", http_server_address(http),
              engine_store(e)->ops->name);
 

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "core/def.h"
+#include "common/crypto.h"
 #include "common/duration.h"
 #include "common/map.h"
 #include "common/util.h"

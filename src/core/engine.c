@@ -928,16 +928,19 @@ static struct xexec *exec_get(struct wfo_engine *e, const char *id, struct wfo_e
 }
 
 struct same_ud {
-    const char *workflow;
+    const char *ns, *workflow;
     json_t *input;
     int same;
 };
 
+/* An id taken in another namespace is a conflict like any other: its
+ * execution is never returned to this one (SPEC 4). */
 static int same_cb(void *ud, const struct store_exec *r)
 {
     struct same_ud *s = ud;
     json_t *in = parse_or_null(r->input);
-    s->same = strcmp(r->workflow, s->workflow) == 0 && in && wfo_json_equal(in, s->input);
+    s->same = strcmp(r->namespace, s->ns) == 0 && strcmp(r->workflow, s->workflow) == 0 && in &&
+              wfo_json_equal(in, s->input);
     json_decref(in);
     return 0;
 }
@@ -946,10 +949,12 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
 {
     struct wfo_error err = WFO_ERROR_INIT;
     struct xexec *x = wfo_map_get(&e->execs, c->id);
-    struct same_ud s = {.workflow = c->def->name, .input = c->input};
+    const char *ns = c->ns ? c->ns : e->ns;
+    struct same_ud s = {.ns = ns, .workflow = c->def->name, .input = c->input};
     int rc = 0;
     if (x) {
-        s.same = strcmp(x->workflow, c->def->name) == 0 && wfo_json_equal(x->input, c->input);
+        s.same = strcmp(x->ns, ns) == 0 && strcmp(x->workflow, c->def->name) == 0 &&
+                 wfo_json_equal(x->input, c->input);
         rc = 1;
     } else if (!c->fresh) {
         rc = e->store->ops->get_exec(e->store, c->id, same_cb, &s, &err);

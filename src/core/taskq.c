@@ -21,6 +21,7 @@
 
 #include "taskq.h"
 #include "../common/duration.h"
+#include "../common/crypto.h"
 #include "../common/util.h"
 #include "../common/banned.h"
 

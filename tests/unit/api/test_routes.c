@@ -211,26 +211,26 @@ TEST(cursors)
     struct wfo_error err = WFO_ERROR_INIT;
     int64_t values[] = {1, 2, 255, 256, 123456789, INT64_MAX};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
-        api_cursor_encode(a, values[i], cur);
+        api_cursor_encode(a, NULL, values[i], cur);
         is_int(strlen(cur), 27, "length");
         ok(strspn(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == 27,
            "base64url: %s", cur);
-        is_int(api_cursor_decode(a, cur, &seq, &err), 0, "decodes");
+        is_int(api_cursor_decode(a, NULL, cur, &seq, &err), 0, "decodes");
         is_int(seq, values[i], "round trip");
-        ok(api_cursor_decode(b, cur, &seq, &err) == WFO_EINVAL, "another secret refuses it");
+        ok(api_cursor_decode(b, NULL, cur, &seq, &err) == WFO_EINVAL, "another secret refuses it");
     }
-    api_cursor_encode(a, 42, cur);
+    api_cursor_encode(a, NULL, 42, cur);
     int refused = 0;
     for (int i = 0; i < 27; i++) {
         char t[64];
         memcpy(t, cur, 28);
         t[i] = t[i] == 'A' ? 'B' : 'A';
-        refused += api_cursor_decode(a, t, &seq, &err) == WFO_EINVAL;
+        refused += api_cursor_decode(a, NULL, t, &seq, &err) == WFO_EINVAL;
     }
     is_int(refused, 27, "every one-character change is refused");
-    ok(api_cursor_decode(a, "", &seq, &err) == WFO_EINVAL, "empty");
-    ok(api_cursor_decode(a, "AAAAAAAAAAAAAAAAAAAAAAAAAAA", &seq, &err) == WFO_EINVAL, "zeros");
-    ok(api_cursor_decode(a, "AAAAAAAAAAAAAAAAAAAAAAAAAA=", &seq, &err) == WFO_EINVAL, "padding");
+    ok(api_cursor_decode(a, NULL, "", &seq, &err) == WFO_EINVAL, "empty");
+    ok(api_cursor_decode(a, NULL, "AAAAAAAAAAAAAAAAAAAAAAAAAAA", &seq, &err) == WFO_EINVAL, "zeros");
+    ok(api_cursor_decode(a, NULL, "AAAAAAAAAAAAAAAAAAAAAAAAAA=", &seq, &err) == WFO_EINVAL, "padding");
     is_str(err.message, "cursor: not a cursor this server issued", "message");
     api_free(a);
     api_free(b);
