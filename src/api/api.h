@@ -54,7 +54,7 @@ struct api_token_conf {
 };
 
 struct api_options {
-    const char *ns;            /* the namespace served without tokens: "default" */
+    const char *ns;                      /* the namespace served without tokens: "default" */
     const struct api_token_conf *tokens; /* none: no authentication (loopback only) */
     int n_tokens;
     size_t payload_max;        /* limits.payload_bytes: input/output over it is a 400 */

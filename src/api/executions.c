@@ -189,7 +189,8 @@ int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp
     if ((rc = api_query_time(req, "created_after", &f.created_after, err)) < 0 ||
         (rc = api_query_time(req, "created_before", &f.created_before, err)) < 0)
         return rc;
-    if ((s = api_query(req, "cursor")) && (rc = api_cursor_decode(a, req->ns, s, &f.before_seq, err)) < 0)
+    if ((s = api_query(req, "cursor")) &&
+        (rc = api_cursor_decode(a, req->ns, s, &f.before_seq, err)) < 0)
         return rc;
     /* one more row than asked for tells whether there is a next page */
     l.limit = f.limit;

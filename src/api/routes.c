@@ -548,8 +548,8 @@ int api_new(struct wfo_engine *engine, const struct api_options *opt, struct api
                 role = (enum api_role)r;
         if (!c->sha256_hex || wfo_unhex(c->sha256_hex, t->sha256, sizeof(t->sha256)) < 0 ||
             role == API_PUBLIC) {
-            int rc = wfo_error_set(err, WFO_EINVAL, "auth.tokens[%d]: not a token digest and role",
-                                   i);
+            int rc =
+                wfo_error_set(err, WFO_EINVAL, "auth.tokens[%d]: not a token digest and role", i);
             opt_out_free(a);
             return rc;
         }

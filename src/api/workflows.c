@@ -90,8 +90,8 @@ int api_workflow_list(struct api *a, struct api_req *req, struct api_resp *resp,
     return 0;
 }
 
-static int workflow_read(struct api *a, struct api_req *req, const char *name, int version, struct api_resp *resp,
-                         struct wfo_error *err)
+static int workflow_read(struct api *a, struct api_req *req, const char *name, int version,
+                         struct api_resp *resp, struct wfo_error *err)
 {
     struct wfo_store *s = engine_store(a->engine);
     json_t *w = NULL;

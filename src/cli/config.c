@@ -548,8 +548,7 @@ json_t *config_json(const struct server_config *c)
             break;
         case K_TOKENS:
             v = json_array();
-            for (int t = 0; t < c->n_tokens; t++)
-            {
+            for (int t = 0; t < c->n_tokens; t++) {
                 json_t *o = json_pack("{s:s, s:s, s:s}", "token_sha256", c->tokens[t].sha256,
                                       "namespace", c->tokens[t].ns, "role", c->tokens[t].role);
                 if (c->tokens[t].name)

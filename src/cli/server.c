@@ -212,8 +212,10 @@ int cmd_server(int argc, char **argv)
         goto out;
     }
     if (cfg.n_tokens)
-        wfo_info(NULL, NULL, "auth: %d tokens; every request but /healthz, /readyz, /metrics "
-                 "and the page needs one", cfg.n_tokens);
+        wfo_info(NULL, NULL,
+                 "auth: %d tokens; every request but /healthz, /readyz, /metrics "
+                 "and the page needs one",
+                 cfg.n_tokens);
     wfo_info(NULL, NULL, "listening on http://%s (store %s)", http_server_address(http),
              engine_store(e)->ops->name);
 

@@ -229,8 +229,10 @@ TEST(cursors)
     }
     is_int(refused, 27, "every one-character change is refused");
     ok(api_cursor_decode(a, NULL, "", &seq, &err) == WFO_EINVAL, "empty");
-    ok(api_cursor_decode(a, NULL, "AAAAAAAAAAAAAAAAAAAAAAAAAAA", &seq, &err) == WFO_EINVAL, "zeros");
-    ok(api_cursor_decode(a, NULL, "AAAAAAAAAAAAAAAAAAAAAAAAAA=", &seq, &err) == WFO_EINVAL, "padding");
+    ok(api_cursor_decode(a, NULL, "AAAAAAAAAAAAAAAAAAAAAAAAAAA", &seq, &err) == WFO_EINVAL,
+       "zeros");
+    ok(api_cursor_decode(a, NULL, "AAAAAAAAAAAAAAAAAAAAAAAAAA=", &seq, &err) == WFO_EINVAL,
+       "padding");
     is_str(err.message, "cursor: not a cursor this server issued", "message");
     api_free(a);
     api_free(b);
