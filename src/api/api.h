@@ -60,7 +60,8 @@ struct api_options {
     size_t payload_max;        /* limits.payload_bytes: input/output over it is a 400 */
     size_t body_max;           /* limits.body_bytes: bodies over it get 413 */
     int64_t max_wait_ms;       /* cap on `?wait=` and tasks/poll `wait` */
-    const char *cursor_secret; /* keys list cursors (same on every node of one store) */
+    const char *cursor_secret; /* keys cursors only without an engine (tests); else the
+                                  store's server key does */
 };
 
 /* ---- requests and responses: plain values, filled by the transport ---- */

@@ -12,7 +12,10 @@
  *       (tests/fuzz/fuzz_request.c).
  *   R3. A cursor is base64url(seq (8 bytes, big-endian) || the first 12
  *       bytes of HMAC-SHA256(key, "wfo-cursor-v1:" ns ":" seq)): opaque to
- *       clients, and one the server did not issue is refused.
+ *       clients, and one the server did not issue is refused. key comes
+ *       from the store's random server key (the same on every node of
+ *       one store), never from its URL; ns is the caller's namespace, so
+ *       a cursor does not carry over to another one.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -531,10 +534,16 @@ int api_new(struct wfo_engine *engine, const struct api_options *opt, struct api
         a->opt.body_max = 1u << 20;
     if (a->opt.max_wait_ms <= 0)
         a->opt.max_wait_ms = 600000;
-    struct wfo_buf b = WFO_BUF_INIT;
-    wfo_buf_addf(&b, "wfo-cursor-key\n%s", a->cursor_secret);
-    wfo_sha256(b.buf, b.len, a->cursor_key);
-    wfo_buf_release(&b);
+    /* the store's server key, never the URL (R3); without an engine (unit
+     * tests, the fuzzer) the test's secret stands in */
+    if (engine) {
+        unsigned char key[32];
+        engine_server_key(engine, key);
+        wfo_hmac_sha256(key, sizeof(key), "wfo-cursor-key", 14, a->cursor_key);
+    } else {
+        wfo_hmac_sha256(a->cursor_secret, strlen(a->cursor_secret), "wfo-cursor-key", 14,
+                        a->cursor_key);
+    }
     a->metrics = metrics;
     atomic_init(&a->stopping, 0);
     static const char *const role_names[] = {"", "reader", "worker", "operator", "admin"};

@@ -182,7 +182,6 @@ int cmd_server(int argc, char **argv)
         .n_tokens = cfg.n_tokens,
         .body_max = (size_t)cfg.body_bytes,
         .max_wait_ms = cfg.max_wait_ms,
-        .cursor_secret = cfg.db,
     };
     int ar = api_new(e, &aopt, metrics, &api, &err);
     free(tokens);

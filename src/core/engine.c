@@ -178,6 +178,11 @@ struct wfo_engine {
     struct engine_stats stats; /* guarded by mu */
 };
 
+void engine_server_key(struct wfo_engine *e, unsigned char out[32])
+{
+    memcpy(out, e->tq.key, sizeof(e->tq.key));
+}
+
 struct wfo_store *engine_store(struct wfo_engine *e)
 {
     return e->store;
@@ -1567,7 +1572,6 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     pthread_cond_init(&e->writer_cv, NULL);
     fsm_init(&e->fsm);
     taskq_init(&e->tq, 30000);
-    e->tq.salt = wfo_strdup(e->opt.db_url);
     e->fsm.transition_limit = e->opt.transition_limit;
     e->default_retry = def_retry_default;
     if (opt->default_retry_json) {
@@ -1584,6 +1588,10 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     e->cur = &e->rounds[0];
     e->cur->busy = 1;
     rc = store_open(e->opt.db_url, &e->store, err);
+    if (rc < 0)
+        goto fail;
+    /* keys leases (taskq.c T2) and, through engine_server_key, cursors */
+    rc = e->store->ops->server_key(e->store, e->tq.key, sizeof(e->tq.key), err);
     if (rc < 0)
         goto fail;
     *out = e;

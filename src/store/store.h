@@ -185,6 +185,11 @@ struct wfo_store_ops {
     int (*list_timers)(struct wfo_store *s, store_timer_cb cb, void *ud, struct wfo_error *err);
     /* Every task not done (recovery). */
     int (*list_tasks)(struct wfo_store *s, store_task_cb cb, void *ud, struct wfo_error *err);
+    /* The server's secret key (size bytes, at most 64): drawn from the
+     * CSPRNG the first time any process asks, kept in the store, the same
+     * for every node of it. It keys leases and cursors; it is never
+     * derived from the URL or anything else a client could know. */
+    int (*server_key)(struct wfo_store *s, unsigned char *out, size_t size, struct wfo_error *err);
 };
 
 /* The back ends, and the one that accepts url (NULL when none). */
