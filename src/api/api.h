@@ -210,6 +210,15 @@ struct api {
  * when allow_yaml and the Content-Type says so. WFO_EPARSE / WFO_EINVAL. */
 int api_body_object(const struct api_req *req, int allow_yaml, json_t **out, struct wfo_error *err);
 
+/* WFO_EINVAL naming the first key of obj that is not in known (a
+ * NULL-terminated list), as "WHERE.KEY" (where NULL: "KEY") (SPEC 4). */
+int api_fields_known(const json_t *obj, const char *where, const char *const *known,
+                     struct wfo_error *err);
+/* WFO_EPAYLOAD (400 PayloadTooLarge) when v serializes to more than
+ * limits.payload_bytes; what names it in the message. */
+int api_payload_check(const struct api *a, const json_t *v, const char *what,
+                      struct wfo_error *err);
+
 /* Typed fields of an object: absent (or null) leaves *out alone and returns
  * 0 unless required; a wrong type is WFO_EINVAL naming the field. */
 int api_field_str(const json_t *obj, const char *key, int required, const char **out,

@@ -78,8 +78,9 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
     rc = api_query_duration(req, "wait", &wait_ms, err);
     if (rc < 0)
         goto out;
+    static const char *const known[] = {"workflow", "version", "input", "id", NULL};
     rc = api_body_object(req, 0, &body, err);
-    if (rc < 0)
+    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0)
         goto out;
     if ((rc = api_field_str(body, "workflow", 1, &workflow, err)) < 0 ||
         (rc = api_field_int(body, "version", 0, 1, 2147483647, &version, err)) < 0 ||
@@ -94,6 +95,8 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
         goto out;
     }
     json_t *input = json_object_get(body, "input");
+    if ((rc = api_payload_check(a, input, "input", err)) < 0)
+        goto out;
     if (!id) {
         /* chosen here so the metrics learn its workflow before it can end */
         wfo_id_new(idbuf);
@@ -229,10 +232,22 @@ int api_execution_history(struct api *a, struct api_req *req, struct api_resp *r
 static int op(struct api *a, struct api_req *req, struct api_resp *resp, enum engine_op which,
               struct wfo_error *err)
 {
+    static const char *const with_compensate[] = {"reason", "compensate", NULL};
+    static const char *const reason_only[] = {"reason", NULL};
     json_t *body = NULL;
     const char *reason = NULL;
     int compensate = 0;
     int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0)
+        goto out;
+    if (which == OP_RETRY && json_object_get(body, "from")) {
+        /* SPEC 2.4's reset to a chosen step is not built: refused, not ignored */
+        rc = wfo_error_set(err, WFO_EINVAL,
+                           "from: retrying from a chosen step is not supported yet (a retry "
+                           "continues from the step that failed)");
+        goto out;
+    }
+    rc = api_fields_known(body, NULL, which == OP_CANCEL ? with_compensate : reason_only, err);
     if (rc < 0)
         goto out;
     if ((rc = api_field_str(body, "reason", 0, &reason, err)) < 0 ||

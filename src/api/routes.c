@@ -351,6 +351,45 @@ int api_body_object(const struct api_req *req, int allow_yaml, json_t **out, str
     return 0;
 }
 
+int api_fields_known(const json_t *obj, const char *where, const char *const *known,
+                     struct wfo_error *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        int ok = 0;
+        for (const char *const *n = known; *n && !ok; n++)
+            ok = strcmp(*n, k) == 0;
+        if (ok)
+            continue;
+        struct wfo_buf list = WFO_BUF_INIT;
+        for (const char *const *n = known; *n; n++)
+            wfo_buf_addf(&list, "%s%s", n == known ? "" : ", ", *n);
+        int rc =
+            wfo_error_set(err, WFO_EINVAL, "%s%s%s: unknown field (expected %s)",
+                          where ? where : "", where ? "." : "", k, list.len ? list.buf : "none");
+        wfo_buf_release(&list);
+        return rc;
+    }
+    return 0;
+}
+
+int api_payload_check(const struct api *a, const json_t *v, const char *what, struct wfo_error *err)
+{
+    if (!v || !a->opt.payload_max)
+        return 0;
+    struct wfo_buf b = WFO_BUF_INIT;
+    wfo_json_dumpb(v, &b);
+    size_t n = b.len;
+    wfo_buf_release(&b);
+    if (n <= a->opt.payload_max)
+        return 0;
+    return wfo_error_set(err, WFO_EPAYLOAD,
+                         "%s: %zu bytes of JSON, over limits.payload_bytes (%zu)", what, n,
+                         a->opt.payload_max);
+}
+
 int api_field_str(const json_t *obj, const char *key, int required, const char **out,
                   struct wfo_error *err)
 {

@@ -27,6 +27,7 @@ struct server_config {
     struct config_token *tokens; /* auth.tokens */
     int n_tokens;
     int64_t body_bytes;      /* limits.body_bytes */
+    int64_t payload_bytes;   /* limits.payload_bytes: input, output, error, details */
     int64_t transitions;     /* limits.transitions */
     int exec_enabled;        /* exec.enabled */
     int deny_private;        /* http.deny_private */

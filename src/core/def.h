@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "../common/buf.h"
 #include "../common/json.h"
 #include "expr.h"
 
@@ -188,5 +189,10 @@ int def_block_find(const struct def_block *b, const char *name);
 /* Every task queue the definition uses, each once, into a NULL-terminated
  * array (caller frees the array, not the strings: borrowed from def). */
 const char **def_task_queues(const struct wfo_def *d);
+
+/* 1 when a step of type t is anywhere in d (blocks, branches,
+ * compensations), with the first one's path ("steps[1].branches[0].steps[2]")
+ * appended to path. */
+int def_find_type(const struct wfo_def *d, enum step_type t, struct wfo_buf *path);
 
 #endif

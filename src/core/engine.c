@@ -511,6 +511,19 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
                       probs.n ? probs.items[0].path : "", probs.n ? probs.items[0].message : "");
         goto out;
     }
+    struct wfo_buf where = WFO_BUF_INIT;
+    if (!e->opt.exec_enabled && def_find_type(d, STEP_EXEC, &where)) {
+        /* refused now rather than failed at run time */
+        def_problems_add(&probs, where.buf,
+                         "exec steps are disabled on this server (exec.enabled: false)");
+        wfo_buf_release(&where);
+        if (problems)
+            *problems = problems_json(&probs);
+        rc = wfo_error_set(err, WFO_EDEFINITION, "invalid workflow definition: %s: %s",
+                           probs.items[0].path, probs.items[0].message);
+        goto out;
+    }
+    wfo_buf_release(&where);
     canon = wfo_json_dumps(doc);
     struct put_ud p = {0};
     struct store_workflow w = {
