@@ -61,6 +61,10 @@ struct wfo_engine_options {
      * history entry, in order. Must not call back into the engine. */
     void (*on_progress)(void *ud, const struct wfo_progress *p);
     void *progress_ud;
+    /* Server-side secrets as a JSON object text {"NAME": "value", ...}:
+     * `$secrets.NAME` in templates; their values are redacted (SPEC 2.1)
+     * process-wide from here on. NULL: none. */
+    const char *secrets_json;
 };
 
 /* Opens the store, recovers executions that were running, starts the

@@ -28,6 +28,7 @@
 #include "../common/crypto.h"
 #include "../common/duration.h"
 #include "../common/log.h"
+#include "../common/redact.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
 #include "../common/banned.h"
@@ -305,6 +306,12 @@ void api_resp_body(struct api_resp *r, char **body, size_t *len, const char **ty
         return;
     }
     struct wfo_buf b = WFO_BUF_INIT;
+    if (r->json && wfo_redact_active()) {
+        /* the last line of defence: no response shows a secret's value */
+        json_t *red = wfo_redact_json(r->json);
+        json_decref(r->json);
+        r->json = red;
+    }
     if (r->json)
         wfo_json_dumpb(r->json, &b);
     else

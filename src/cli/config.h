@@ -34,6 +34,7 @@ struct server_config {
     char *log_level;         /* log.level: debug | info | warn | error | off */
     char *log_format;        /* log.format: text | json */
     json_t *retry;           /* retry: the default policy; NULL: SPEC 2.3's */
+    json_t *secrets;         /* secrets (and WFO_SECRET_*): {NAME: value}; NULL: none */
     int64_t lease_ms;        /* workers.lease */
     int64_t retention_ms;    /* retention.finished; 0: keep forever */
     int64_t conn_timeout_ms; /* server.connection_timeout */
@@ -54,6 +55,10 @@ int config_load_file(struct server_config *c, const char *path, struct wfo_buf *
 /* Applies the WFO_* variables of env (NULL-terminated "K=V" strings, like
  * environ); problems as "WFO_X: MESSAGE". */
 int config_load_env(struct server_config *c, char *const *env, struct wfo_buf *problems);
+
+/* Adds every WFO_SECRET_NAME=value of env to c->secrets (config_load_env
+ * does; `wfo run` calls it alone). */
+int config_secrets_env(struct server_config *c, char *const *env, struct wfo_buf *problems);
 
 /* The effective configuration as a document that config_load_file reads
  * back (tokens as token_sha256). New reference. */

@@ -153,7 +153,9 @@ int cmd_server(int argc, char **argv)
     metrics = api_metrics_new();
     if (cfg.retry)
         retry_json = wfo_json_dumps(cfg.retry);
+    char *secrets_json = cfg.secrets ? wfo_json_dumps(cfg.secrets) : NULL;
     struct wfo_engine_options opt = {
+        .secrets_json = secrets_json,
         .db_url = cfg.db,
         .transition_limit = cfg.transitions,
         .exec_enabled = cfg.exec_enabled,
@@ -163,7 +165,9 @@ int cmd_server(int argc, char **argv)
         .on_progress = api_metrics_on_progress,
         .progress_ud = metrics,
     };
-    if (wfo_engine_new(&opt, &e, &err) < 0) {
+    int er = wfo_engine_new(&opt, &e, &err);
+    free(secrets_json);
+    if (er < 0) {
         cli_error("%s", err.message);
         rc = err.code == WFO_EINVAL ? EXIT_USAGE : EXIT_FAILED;
         goto out;

@@ -21,6 +21,7 @@
 #include "common/duration.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/redact.h"
 #include "common/banned.h"
 
 /* Longest message kept; the rest is cut. */
@@ -95,6 +96,7 @@ void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, co
     va_start(ap, fmt);
     wfo_buf_vaddf(&msg, fmt, ap);
     va_end(ap);
+    wfo_redact_buf(&msg); /* no secret's value in any log line (SPEC 2.1) */
     if (msg.len > LOG_MAX_MSG) {
         msg.len = LOG_MAX_MSG;
         msg.buf[msg.len] = '\0';

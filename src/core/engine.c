@@ -46,6 +46,7 @@
 #include "taskq.h"
 #include "../common/arena.h"
 #include "../common/duration.h"
+#include "../common/redact.h"
 #include "../common/log.h"
 #include "../common/map.h"
 #include "../common/util.h"
@@ -716,6 +717,14 @@ static void *runner_main(void *arg)
         struct cmd *c = wfo_calloc(1, sizeof(*c));
         c->kind = CMD_RESULT;
         step_runner_find(j->def->type)->run(j, &c->out);
+        if (wfo_redact_active()) {
+            /* an upstream may echo a secret back (SPEC 2.1) */
+            json_t *o = wfo_redact_json(c->out.output), *er = wfo_redact_json(c->out.error);
+            json_decref(c->out.output);
+            json_decref(c->out.error);
+            c->out.output = o;
+            c->out.error = er;
+        }
 
         pthread_mutex_lock(&e->mu);
         wfo_map_del(&e->running, j->key);
@@ -1563,6 +1572,33 @@ static int retry_from_json(const char *text, struct def_retry *r, struct wfo_err
     return rc;
 }
 
+/* Server-side secrets (SPEC 2.1): `$secrets` in every template compiled
+ * from now on, and their values redacted. */
+static int engine_secrets(const char *text, struct wfo_error *err)
+{
+    json_t *obj = NULL, *v;
+    const char *k;
+    int rc = wfo_json_parse(text, strlen(text), &obj, err);
+    if (rc < 0)
+        return rc;
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return wfo_error_set(err, WFO_EINVAL, "secrets: expected an object of strings");
+    }
+    json_object_foreach(obj, k, v)
+    {
+        if (!json_is_string(v) || wfo_redact_add(json_string_value(v)) < 0) {
+            json_decref(obj);
+            return wfo_error_set(err, WFO_EINVAL,
+                                 "secrets: %s: expected a string of at least %d characters", k,
+                                 WFO_REDACT_MIN);
+        }
+    }
+    expr_set_secrets(obj);
+    json_decref(obj);
+    return 0;
+}
+
 int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out,
                    struct wfo_error *err)
 {
@@ -1600,6 +1636,8 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     }
     e->cur = &e->rounds[0];
     e->cur->busy = 1;
+    if (opt->secrets_json && (rc = engine_secrets(opt->secrets_json, err)) < 0)
+        goto fail;
     rc = store_open(e->opt.db_url, &e->store, err);
     if (rc < 0)
         goto fail;
@@ -1769,7 +1807,7 @@ int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_er
         c->fresh = 1;
     }
     c->def = d;
-    c->input = q->input ? json_incref(q->input) : json_object();
+    c->input = q->input ? wfo_redact_json(q->input) : json_object();
     c->reply = &r;
     char idcopy[WFO_EXEC_ID_SIZE];
     snprintf(idcopy, sizeof(idcopy), "%s", c->id);
@@ -1894,8 +1932,9 @@ static int task_post(struct wfo_engine *e, const char *ns, struct engine_task_re
     c->path = wfo_strdup(k->path);
     c->token = k->token;
     c->out.ok = t->ok;
-    c->out.output = t->ok ? wfo_json_ref(t->output) : NULL;
-    c->out.error = t->ok ? NULL : json_incref(t->error);
+    /* a worker may echo a secret it was never given: redacted (SPEC 2.1) */
+    c->out.output = t->ok ? wfo_redact_json(t->output ? t->output : json_null()) : NULL;
+    c->out.error = t->ok ? NULL : wfo_redact_json(t->error);
     c->out.retryable = t->retryable;
     c->reply = r;
     task_free(k);
