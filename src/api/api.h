@@ -302,6 +302,11 @@ void api_metrics_start_done(struct api_metrics *m, const char *id, int inserted,
 void api_metrics_http(struct api_metrics *m, const char *method, const char *route, int status,
                       int64_t ms);
 
+/* One audited request (routes.c audit()): outcome "ok", "failed" or
+ * "denied"; method and route are the table's static strings. */
+void api_metrics_audit(struct api_metrics *m, const char *method, const char *route,
+                       const char *outcome);
+
 /* The route table, for the OpenAPI test and the docs: *n entries. */
 struct api_route {
     const char *method;

@@ -61,8 +61,15 @@ struct http_count {
     int64_t ms_sum;
 };
 
+struct audit_count {
+    const char *method, *route, *outcome; /* static strings */
+    long long n;
+};
+
 struct api_metrics {
     pthread_mutex_t mu;
+    struct audit_count *audit;
+    int n_audit, alloc_audit;
     struct wfo_map wfs;   /* "ns/name" -> wf_count */
     struct wfo_map execs; /* id -> known */
     struct pending *pending;
@@ -99,6 +106,7 @@ void api_metrics_free(struct api_metrics *m)
         free(m->pending[i].id);
     free(m->pending);
     free(m->http);
+    free(m->audit);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
@@ -259,6 +267,24 @@ void api_metrics_http(struct api_metrics *m, const char *method, const char *rou
     pthread_mutex_unlock(&m->mu);
 }
 
+void api_metrics_audit(struct api_metrics *m, const char *method, const char *route,
+                       const char *outcome)
+{
+    pthread_mutex_lock(&m->mu);
+    struct audit_count *c = NULL;
+    for (int i = 0; i < m->n_audit && !c; i++)
+        if (m->audit[i].route == route && m->audit[i].method == method &&
+            strcmp(m->audit[i].outcome, outcome) == 0)
+            c = &m->audit[i];
+    if (!c) {
+        GROW(m->audit, m->n_audit, m->alloc_audit);
+        c = &m->audit[m->n_audit++];
+        *c = (struct audit_count){method, route, outcome, 0};
+    }
+    c->n++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static int wf_cmp(const void *x, const void *y)
 {
     const struct wf_count *a = *(struct wf_count *const *)x, *b = *(struct wf_count *const *)y;
@@ -300,6 +326,12 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
             wfo_buf_addf(b, "%s{workflow=\"%s\"} %lld\n", name, wfs[i]->name, wfs[i]->n[what]);
     }
     free(wfs);
+    metric_head(b, "wfo_audit_events_total", "counter",
+                "Audited requests (state changes, and any refused for its token), by method, "
+                "route and outcome (ok, failed, denied).");
+    for (int i = 0; i < m->n_audit; i++)
+        wfo_buf_addf(b, "wfo_audit_events_total{method=\"%s\",route=\"%s\",outcome=\"%s\"} %lld\n",
+                     m->audit[i].method, m->audit[i].route, m->audit[i].outcome, m->audit[i].n);
     metric_head(b, "wfo_http_requests_total", "counter",
                 "HTTP requests answered, by method, route and status.");
     for (int i = 0; i < m->n_http; i++)

@@ -796,6 +796,51 @@ static int not_implemented(struct api_resp *resp, const struct api_req *req)
     return 0;
 }
 
+/* ---- the audit log (SPEC 7) ---- */
+
+/* One line and one count for every request that changes state, and for
+ * every one refused for its token (401, 403): who (the token's name or
+ * digest prefix, never the token), what (method and route), on which
+ * execution, with which result. Polls and heartbeats change only leases and
+ * come every second from every worker: they are left out unless refused. */
+static void audit(struct api *a, const struct api_req *req, const struct api_route *found,
+                  const struct api_resp *resp)
+{
+    if (!found)
+        return;
+    int denied = resp->status == 401 || resp->status == 403;
+    int reads = strcmp(found->method, "GET") == 0;
+    int lease_only = found->fn == api_task_poll || found->fn == api_task_heartbeat;
+    if (!denied && (reads || lease_only))
+        return;
+    const char *outcome = denied ? "denied" : resp->status < 400 ? "ok" : "failed";
+    char action[160], status[16], exec[WFO_EXEC_ID_SIZE] = "";
+    snprintf(action, sizeof(action), "%s %s", req->method, found->pattern);
+    snprintf(status, sizeof(status), "%d", resp->status);
+    if (found->flags & API_F_EXEC) {
+        snprintf(exec, sizeof(exec), "%s", req->params[0] ? req->params[0] : "");
+    } else if (found->fn == api_execution_start && resp->status < 300) {
+        const char *id = wfo_json_str(resp->json, "id");
+        snprintf(exec, sizeof(exec), "%s", id ? id : "");
+    } else if (strncmp(found->pattern, "/v1/tasks/{task_id}", 19) == 0 && req->params[0]) {
+        /* a task id is EXECID.TOKEN */
+        const char *dot = strrchr(req->params[0], '.');
+        if (dot && (size_t)(dot - req->params[0]) < sizeof(exec))
+            snprintf(exec, sizeof(exec), "%.*s", (int)(dot - req->params[0]), req->params[0]);
+    }
+    json_t *e = resp->status >= 400 ? json_object_get(resp->json, "error") : NULL;
+    const char *kv[] = {"who",       req->who ? req->who : "anonymous",
+                        "namespace", req->ns,
+                        "action",    action,
+                        "target",    found->flags & API_F_EXEC ? NULL : req->params[0],
+                        "status",    status,
+                        "outcome",   outcome,
+                        "error",     e ? wfo_json_str(e, "type") : NULL};
+    wfo_log_fields(WFO_LOG_INFO, exec[0] ? exec : NULL, kv, (int)WFO_ARRAY_SIZE(kv) / 2, "audit");
+    if (a->metrics)
+        api_metrics_audit(a->metrics, found->method, found->pattern, outcome);
+}
+
 void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
 {
     struct wfo_error err = WFO_ERROR_INIT;
@@ -860,6 +905,7 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
     if (!resp->status)
         api_resp_error(resp, 500, "InternalError", "the handler made no response");
 out:
+    audit(a, req, found, resp);
     if (a->metrics)
         api_metrics_http(a->metrics, found ? found->method : NULL,
                          found     ? found->pattern

@@ -85,17 +85,15 @@ static void log_write(const char *p, size_t len)
     }
 }
 
-void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, const char *fmt, ...)
+/* One line: the message, then exec_id, step and the fields (kv: n pairs,
+ * NULL values left out). */
+static void log_line(enum wfo_log_level level, const char *exec_id, const char *step,
+                     const char *const *kv, int n, const char *fmt, va_list ap)
 {
     struct wfo_buf msg = WFO_BUF_INIT, line = WFO_BUF_INIT;
     char now[40];
-    va_list ap;
 
-    if (!wfo_log_enabled(level))
-        return;
-    va_start(ap, fmt);
     wfo_buf_vaddf(&msg, fmt, ap);
-    va_end(ap);
     wfo_redact_buf(&msg); /* no secret's value in any log line (SPEC 2.1) */
     if (msg.len > LOG_MAX_MSG) {
         msg.len = LOG_MAX_MSG;
@@ -114,6 +112,9 @@ void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, co
             json_object_set_new(o, "execution_id", json_string_nocheck(exec_id));
         if (step)
             json_object_set_new(o, "step", json_string_nocheck(step));
+        for (int i = 0; i < n; i++)
+            if (kv[2 * i + 1])
+                json_object_set_new(o, kv[2 * i], json_string_nocheck(kv[2 * i + 1]));
         wfo_json_dumpb(o, &line);
         json_decref(o);
     } else {
@@ -128,9 +129,45 @@ void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, co
         }
         wfo_buf_addch(&line, ' ');
         log_add_text(&line, msg.buf);
+        for (int i = 0; i < n; i++) {
+            if (!kv[2 * i + 1])
+                continue;
+            wfo_buf_addf(&line, " %s=", kv[2 * i]);
+            /* quoted when it holds a blank, so that the line splits back */
+            int q = strpbrk(kv[2 * i + 1], " \t\"") != NULL || !kv[2 * i + 1][0];
+            if (q)
+                wfo_buf_addch(&line, '"');
+            log_add_text(&line, kv[2 * i + 1]);
+            if (q)
+                wfo_buf_addch(&line, '"');
+        }
     }
+    wfo_redact_buf(&line);
     wfo_buf_addch(&line, '\n');
     log_write(line.buf, line.len);
     wfo_buf_release(&line);
     wfo_buf_release(&msg);
+}
+
+void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!wfo_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    log_line(level, exec_id, step, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void wfo_log_fields(enum wfo_log_level level, const char *exec_id, const char *const *kv, int n,
+                    const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!wfo_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    log_line(level, exec_id, NULL, kv, n, fmt, ap);
+    va_end(ap);
 }
