@@ -1,0 +1,35 @@
+#!/bin/bash
+# fuzz.sh SECONDS TARGET... - runs each libFuzzer target for SECONDS on its
+# corpus (build/fuzz/corpus/TARGET, grown here, not committed) and its
+# seeds (tests/fuzz/seeds/TARGET), one after the other, and prints one line
+# each: executions, CPU seconds, and whether it found anything (its log is
+# build/fuzz/TARGET.log; a crash input is left as build/fuzz/crash-*).
+# Exit 1 when a target failed. tests/fuzz/README.md.
+set -u
+# libfyaml's own leak (tests/lsan.supp), as in every test build
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
+secs=$1
+shift
+passed=0
+failed=0
+TIMEFORMAT='%U %S'
+for t in "$@"; do
+    mkdir -p "build/fuzz/corpus/$t"
+    log="build/fuzz/$t.log"
+    cpu=$( { time "build/fuzz/fuzz_$t" -max_total_time="$secs" -max_len=4096 -timeout=10 \
+        -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+        "build/fuzz/corpus/$t" "tests/fuzz/seeds/$t" >"$log" 2>&1; echo "rc=$?" >>"$log"; } 2>&1 )
+    rc=$(sed -n 's/^rc=//p' "$log" | tail -1)
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    cpu_s=$(echo "$cpu" | awk '{printf "%.1f", $1 + $2}')
+    if [ "$rc" = 0 ]; then
+        passed=$((passed + 1))
+        echo "fuzz_$t: ${runs:-?} runs, ${cpu_s} s CPU, no finding"
+    else
+        failed=$((failed + 1))
+        echo "fuzz_$t: FAILED after ${runs:-?} runs, ${cpu_s} s CPU (see $log):"
+        grep -m3 -E "ERROR|SUMMARY|Test unit written" "$log" | sed 's/^/  /'
+    fi
+done
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
