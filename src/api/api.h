@@ -58,6 +58,7 @@ struct api_options {
     const struct api_token_conf *tokens; /* none: no authentication (loopback only) */
     int n_tokens;
     size_t payload_max;        /* limits.payload_bytes: input/output over it is a 400 */
+    int long_polls_per_token;  /* waiting requests one token may hold; 0: no limit */
     size_t body_max;           /* limits.body_bytes: bodies over it get 413 */
     int64_t max_wait_ms;       /* cap on `?wait=` and tasks/poll `wait` */
     const char *cursor_secret; /* keys cursors only without an engine (tests); else the
@@ -84,8 +85,10 @@ struct api_req {
     /* set by api_handle() */
     const char *params[API_MAX_PARAMS]; /* the pattern's {name} parts, in order */
     const char *route;                  /* the matched pattern ("/v1/executions/{id}") */
-    const char *ns;  /* the caller's namespace; NULL: anonymous on a public route */
-    const char *who; /* the caller for logs: a token's name or digest prefix */
+    const char *ns;        /* the caller's namespace; NULL: anonymous on a public route */
+    const char *who;       /* the caller for logs: a token's name or digest prefix */
+    struct api_token *tok; /* the caller's token; NULL without one */
+    int waiting;           /* counted in tok's long polls (api_wait_begin) */
     /* the transport's headers, for the handlers that need one */
     const char *(*header)(void *conn, const char *name);
     /* 1 when the client has closed its side (long polls give up); may be NULL */
@@ -192,6 +195,7 @@ struct api_token {
     char *ns;
     enum api_role role;
     char *name;
+    atomic_int waiting; /* its long polls now (limits.long_polls_per_token) */
 };
 
 struct api {
@@ -239,6 +243,12 @@ int api_query_time(const struct api_req *req, const char *key, int64_t *out, str
 void api_cursor_encode(const struct api *a, const char *ns, int64_t seq, char out[64]);
 int api_cursor_decode(const struct api *a, const char *ns, const char *cursor, int64_t *seq,
                       struct wfo_error *err);
+
+/* A long poll begins: WFO_EBUSY (429) when the caller's token already
+ * holds limits.long_polls_per_token waiting requests. Every call is paired
+ * with api_wait_end() (a no-op when nothing was counted). */
+int api_wait_begin(struct api *a, struct api_req *req, struct wfo_error *err);
+void api_wait_end(struct api_req *req);
 
 /* Clamps a requested wait to opt.max_wait_ms. */
 int64_t api_wait_cap(const struct api *a, int64_t wait_ms);

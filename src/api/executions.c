@@ -102,6 +102,9 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
         wfo_id_new(idbuf);
         id = idbuf;
     }
+    /* refused before anything starts when the token waits too much already */
+    if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
+        goto out;
     int inserted = a->metrics ? api_metrics_starting(a->metrics, req->ns, id, workflow) : 0;
     struct engine_start_req q = {.ns = req->ns,
                                  .workflow = workflow,
@@ -137,7 +140,8 @@ int api_execution_get(struct api *a, struct api_req *req, struct api_resp *resp,
     int rc = api_query_duration(req, "wait", &wait_ms, err);
     if (rc < 0)
         return rc;
-    if (wait_ms > 0 && (rc = wait_end(a, req->params[0], wait_ms, err)) < 0)
+    if (wait_ms > 0 && ((rc = api_wait_begin(a, req, err)) < 0 ||
+                        (rc = wait_end(a, req->params[0], wait_ms, err)) < 0))
         return rc;
     return doc_reply(a, req->params[0], 200, resp, err);
 }

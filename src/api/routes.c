@@ -482,6 +482,29 @@ int api_query_time(const struct api_req *req, const char *key, int64_t *out, str
     return wfo_error_set(err, WFO_EINVAL, "%s: '%s' is not an RFC 3339 time", key, s);
 }
 
+int api_wait_begin(struct api *a, struct api_req *req, struct wfo_error *err)
+{
+    int limit = a->opt.long_polls_per_token;
+    if (!req->tok || limit <= 0 || req->waiting)
+        return 0;
+    if (atomic_fetch_add(&req->tok->waiting, 1) >= limit) {
+        atomic_fetch_sub(&req->tok->waiting, 1);
+        return wfo_error_set(err, WFO_EBUSY,
+                             "this token already has %d requests waiting "
+                             "(limits.long_polls_per_token): try again when one returns",
+                             limit);
+    }
+    req->waiting = 1;
+    return 0;
+}
+
+void api_wait_end(struct api_req *req)
+{
+    if (req->waiting && req->tok)
+        atomic_fetch_sub(&req->tok->waiting, 1);
+    req->waiting = 0;
+}
+
 int64_t api_wait_cap(const struct api *a, int64_t wait_ms)
 {
     if (wait_ms < 0)
@@ -610,6 +633,7 @@ int api_new(struct wfo_engine *engine, const struct api_options *opt, struct api
         }
         t->ns = wfo_strdup(c->ns ? c->ns : "default");
         t->role = role;
+        atomic_init(&t->waiting, 0);
         if (c->name) {
             t->name = wfo_strdup(c->name);
         } else {
@@ -753,6 +777,8 @@ static int authorize(struct api *a, struct api_req *req, const struct api_route 
     const struct api_token *tok = NULL;
     int given = 0;
     char msg[256];
+    req->tok = NULL;
+    req->waiting = 0;
     if (a->n_tokens == 0) {
         req->ns = a->ns;
         req->who = "anonymous";
@@ -761,6 +787,7 @@ static int authorize(struct api *a, struct api_req *req, const struct api_route 
     auth_lookup(a, req, &tok, &given);
     req->ns = tok ? tok->ns : NULL;
     req->who = tok ? tok->name : "anonymous";
+    req->tok = (struct api_token *)tok; /* its counter is the one mutable part */
     if (found->role == API_PUBLIC)
         return 0;
     if (!tok) {
@@ -898,6 +925,7 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
         goto out;
     }
     int rc = found->fn(a, req, resp, &err);
+    api_wait_end(req); /* whatever path the handler took */
     if (rc < 0) {
         const char *msg = err.code && err.message[0] ? err.message : wfo_strerror(rc);
         api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), msg);

@@ -50,6 +50,8 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
         (rc = api_field_int(body, "max", 0, 1, POLL_MAX, &max, err)) < 0 ||
         (rc = api_field_duration(body, "wait", &wait_ms, err)) < 0)
         goto out;
+    if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
+        goto out;
     /* in slices, so that a shutdown is not held up by a waiting worker */
     int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
     for (;;) {

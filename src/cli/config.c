@@ -49,6 +49,8 @@ static const struct key keys[] = {
     {"limits.body_bytes", K_INT, OFF(body_bytes), 1024, INT64_C(1) << 30, "WFO_BODY_BYTES", NULL},
     {"limits.payload_bytes", K_INT, OFF(payload_bytes), 64, INT64_C(1) << 30, "WFO_PAYLOAD_BYTES",
      NULL},
+    {"limits.long_polls_per_token", K_INT, OFF(long_polls_per_token), 1, 1000000,
+     "WFO_LONG_POLLS_PER_TOKEN", NULL},
     {"limits.transitions", K_INT, OFF(transitions), 1, INT64_C(1) << 31, "WFO_TRANSITIONS", NULL},
     {"exec.enabled", K_BOOL, OFF(exec_enabled), 0, 0, "WFO_EXEC_ENABLED", NULL},
     {"http.deny_private", K_BOOL, OFF(deny_private), 0, 0, "WFO_DENY_PRIVATE", NULL},
@@ -83,6 +85,7 @@ void config_init(struct server_config *c)
     c->pool_size = 8;
     c->body_bytes = 1048576;
     c->payload_bytes = 262144;
+    c->long_polls_per_token = 100;
     c->transitions = 10000;
     c->log_level = wfo_strdup("info");
     c->log_format = wfo_strdup("text");

@@ -186,6 +186,7 @@ int cmd_server(int argc, char **argv)
         .n_tokens = cfg.n_tokens,
         .body_max = (size_t)cfg.body_bytes,
         .payload_max = (size_t)cfg.payload_bytes,
+        .long_polls_per_token = (int)cfg.long_polls_per_token,
         .max_wait_ms = cfg.max_wait_ms,
     };
     int ar = api_new(e, &aopt, metrics, &api, &err);
