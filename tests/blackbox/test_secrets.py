@@ -179,7 +179,7 @@ def test_wfo_run_reads_wfo_secret_env(tmp_path):
     ("secrets: {X: {env: WFO_NO_SUCH_VARIABLE_SET}}\n", "WFO_NO_SUCH_VARIABLE_SET"),
     ("secrets: {X: {file: /nonexistent/secret}}\n", "/nonexistent/secret"),
     ("secrets: {X: {vault: y}}\n", "expected a string, {file: PATH} or {env: VAR}"),
-    ("secrets: [a]\n", "secrets"),
+    ("secrets: [a]\n", "expected a mapping of NAME"),
 ])
 def test_bad_secrets_refused(tmp_path, cfg, msg):
     f = tmp_path / "wfo.yaml"
