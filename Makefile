@@ -97,15 +97,19 @@ test: test-deps all
 	@$(MAKE) --no-print-directory browser-test
 	@$(MAKE) --no-print-directory fuzz-test
 
-# Fuzzing: make fuzz [FUZZ_TIME=60]; make test runs it for FUZZ_TEST_TIME
-# seconds. clang compiles every library source again with
+# Fuzzing: make fuzz [FUZZ_TIME=300] runs every target FUZZ_TIME seconds;
+# make test runs each FUZZ_TEST_EACH (60) seconds, FUZZ_JOBS (2) at a time
+# (scripts/fuzz.sh). clang compiles every library source again with
 # -fsanitize=fuzzer-no-link so coverage reaches them (tests/fuzz/README.md).
 FUZZ_CC := clang
 FUZZ_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wvla -Wstrict-prototypes -Wformat-security \
                -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Isrc -g -O1 \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-FUZZ_TIME ?= 60
-FUZZ_TEST_TIME ?= 20
+FUZZ_TIME ?= 300
+FUZZ_TEST_EACH ?= 60
+FUZZ_JOBS ?= 2
+FUZZ_TARGETS := request definition template time taskcmd
+FUZZ_BINS := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 
 build/fuzz/obj/%.o: %.c $(HDR) | deps
 	@mkdir -p $(dir $@)
@@ -115,18 +119,11 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SRC:%.c=build/fuzz/obj/%.o)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(CFLAGS_PKG) -o $@ $^ $(LIBS)
 
-fuzz: test-deps build/fuzz/fuzz_request
-	@mkdir -p build/fuzz/corpus/request
-	build/fuzz/fuzz_request -max_total_time=$(FUZZ_TIME) -max_len=4096 -timeout=10 \
-	    build/fuzz/corpus/request tests/fuzz/seeds/request
+fuzz: test-deps $(FUZZ_BINS)
+	@scripts/fuzz.sh -j $(FUZZ_JOBS) $(FUZZ_TIME) $(FUZZ_TARGETS)
 
-fuzz-test: test-deps build/fuzz/fuzz_request
-	@mkdir -p build/fuzz/corpus/request
-	@build/fuzz/fuzz_request -max_total_time=$(FUZZ_TEST_TIME) -max_len=4096 -timeout=10 \
-	    -print_final_stats=1 build/fuzz/corpus/request tests/fuzz/seeds/request \
-	    >build/fuzz/last.log 2>&1; rc=$$?; tail -6 build/fuzz/last.log; \
-	    if [ $$rc -eq 0 ]; then echo "fuzz: 1 passed, 0 failed"; \
-	    else echo "fuzz: 0 passed, 1 failed"; fi; exit $$rc
+fuzz-test: test-deps $(FUZZ_BINS)
+	@scripts/fuzz.sh -j $(FUZZ_JOBS) $(FUZZ_TEST_EACH) $(FUZZ_TARGETS)
 
 # Benchmarks: an optimized build, figures as JSON lines (also in build/bench.json).
 BENCH_N ?= 20000

@@ -72,6 +72,10 @@ struct wfo_engine_options {
      * for every transition. `wfo server` sets it; `wfo run` prints its own
      * progress instead. */
     int log_transitions;
+    /* Server-side secrets as a JSON object text {"NAME": "value", ...}:
+     * `$secrets.NAME` in templates; their values are redacted (SPEC 2.1)
+     * process-wide from here on. NULL: none. */
+    const char *secrets_json;
 };
 
 /* Opens the store, recovers executions that were running, starts the

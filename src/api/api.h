@@ -40,16 +40,29 @@
 #define API_WAIT_SLICE_MS 1000
 
 /* Roles of SPEC 4, each allowed everything of the ones before it. A route
- * names the least role that may call it; API_PUBLIC needs no token. Tokens
- * are not checked yet (docs/interfaces/api.md): the table already says who
- * may do what, so the check slots into api_handle(). */
+ * names the least role that may call it; API_PUBLIC needs no token. The
+ * check is made once, in api_handle(), from the route table
+ * (docs/operations/security.md). */
 enum api_role { API_PUBLIC, API_READER, API_WORKER, API_OPERATOR, API_ADMIN };
 
+/* A configured token, as the configuration gives it (only its digest). */
+struct api_token_conf {
+    const char *sha256_hex; /* 64 hex digits */
+    const char *ns;
+    const char *role; /* reader | worker | operator | admin */
+    const char *name; /* for the audit log; NULL: "sha256:" + a digest prefix */
+};
+
 struct api_options {
-    const char *ns;            /* the namespace served without tokens: "default" */
+    const char *ns;                      /* the namespace served without tokens: "default" */
+    const struct api_token_conf *tokens; /* none: no authentication (loopback only) */
+    int n_tokens;
+    size_t payload_max;        /* limits.payload_bytes: input/output over it is a 400 */
+    int long_polls_per_token;  /* waiting requests one token may hold; 0: no limit */
     size_t body_max;           /* limits.body_bytes: bodies over it get 413 */
     int64_t max_wait_ms;       /* cap on `?wait=` and tasks/poll `wait` */
-    const char *cursor_secret; /* keys list cursors (same on every node of one store) */
+    const char *cursor_secret; /* keys cursors only without an engine (tests); else the
+                                  store's server key does */
 };
 
 /* ---- requests and responses: plain values, filled by the transport ---- */
@@ -72,6 +85,10 @@ struct api_req {
     /* set by api_handle() */
     const char *params[API_MAX_PARAMS]; /* the pattern's {name} parts, in order */
     const char *route;                  /* the matched pattern ("/v1/executions/{id}") */
+    const char *ns;        /* the caller's namespace; NULL: anonymous on a public route */
+    const char *who;       /* the caller for logs: a token's name or digest prefix */
+    struct api_token *tok; /* the caller's token; NULL without one */
+    int waiting;           /* counted in tok's long polls (api_wait_begin) */
     /* the transport's headers, for the handlers that need one */
     const char *(*header)(void *conn, const char *name);
     /* 1 when the client has closed its side (long polls give up); may be NULL */
@@ -101,6 +118,7 @@ struct api_resp {
     size_t text_len;
     const char *content_type; /* of text (static string) */
     char allow[128];          /* 405: the Allow header */
+    int challenge;            /* 401: send WWW-Authenticate: Bearer */
 };
 
 void api_resp_release(struct api_resp *r);
@@ -169,10 +187,20 @@ void api_metrics_on_progress(void *ud, const struct wfo_progress *p);
 typedef int (*api_handler)(struct api *a, struct api_req *req, struct api_resp *resp,
                            struct wfo_error *err);
 
+struct api_token {
+    unsigned char sha256[32];
+    char *ns;
+    enum api_role role;
+    char *name;
+    atomic_int waiting; /* its long polls now (limits.long_polls_per_token) */
+};
+
 struct api {
     struct wfo_engine *engine;
     struct api_options opt;
     char *ns;
+    struct api_token *tokens; /* SPEC 4; none: every request is "default" */
+    int n_tokens;
     char *cursor_secret;
     unsigned char cursor_key[32];
     struct api_metrics *metrics;
@@ -182,6 +210,15 @@ struct api {
 /* The body as a JSON object: an empty body reads as {}; YAML is accepted
  * when allow_yaml and the Content-Type says so. WFO_EPARSE / WFO_EINVAL. */
 int api_body_object(const struct api_req *req, int allow_yaml, json_t **out, struct wfo_error *err);
+
+/* WFO_EINVAL naming the first key of obj that is not in known (a
+ * NULL-terminated list), as "WHERE.KEY" (where NULL: "KEY") (SPEC 4). */
+int api_fields_known(const json_t *obj, const char *where, const char *const *known,
+                     struct wfo_error *err);
+/* WFO_EPAYLOAD (400 PayloadTooLarge) when v serializes to more than
+ * limits.payload_bytes; what names it in the message. */
+int api_payload_check(const struct api *a, const json_t *v, const char *what,
+                      struct wfo_error *err);
 
 /* Typed fields of an object: absent (or null) leaves *out alone and returns
  * 0 unless required; a wrong type is WFO_EINVAL naming the field. */
@@ -200,8 +237,15 @@ int api_query_time(const struct api_req *req, const char *key, int64_t *out, str
 
 /* A list cursor for keyset paging: opaque, and refused (WFO_EINVAL) unless
  * this server (or one sharing its cursor secret) issued it. */
-void api_cursor_encode(const struct api *a, int64_t seq, char out[64]);
-int api_cursor_decode(const struct api *a, const char *cursor, int64_t *seq, struct wfo_error *err);
+void api_cursor_encode(const struct api *a, const char *ns, int64_t seq, char out[64]);
+int api_cursor_decode(const struct api *a, const char *ns, const char *cursor, int64_t *seq,
+                      struct wfo_error *err);
+
+/* A long poll begins: WFO_EBUSY (429) when the caller's token already
+ * holds limits.long_polls_per_token waiting requests. Every call is paired
+ * with api_wait_end() (a no-op when nothing was counted). */
+int api_wait_begin(struct api *a, struct api_req *req, struct wfo_error *err);
+void api_wait_end(struct api_req *req);
 
 /* Clamps a requested wait to opt.max_wait_ms. */
 int64_t api_wait_cap(const struct api *a, int64_t wait_ms);
@@ -267,13 +311,22 @@ int api_ops_index(struct api *a, struct api_req *req, struct api_resp *resp, str
 void api_metrics_http(struct api_metrics *m, const char *method, const char *route, int status,
                       int64_t ms);
 
+/* One audited request (routes.c audit()): outcome "ok", "failed" or
+ * "denied"; method and route are the table's static strings. */
+void api_metrics_audit(struct api_metrics *m, const char *method, const char *route,
+                       const char *outcome);
+
 /* The route table, for the OpenAPI test and the docs: *n entries. */
 struct api_route {
     const char *method;
     const char *pattern;
     api_handler fn; /* NULL: not implemented yet (501) */
     enum api_role role;
+    unsigned flags; /* API_F_* */
 };
+/* The route's first {param} is an execution id: an execution of another
+ * namespace is answered 404 before the handler runs. */
+#define API_F_EXEC 1u
 const struct api_route *api_routes(int *n);
 
 #endif

@@ -78,8 +78,9 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
     rc = api_query_duration(req, "wait", &wait_ms, err);
     if (rc < 0)
         goto out;
+    static const char *const known[] = {"workflow", "version", "input", "id", NULL};
     rc = api_body_object(req, 0, &body, err);
-    if (rc < 0)
+    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0)
         goto out;
     if ((rc = api_field_str(body, "workflow", 1, &workflow, err)) < 0 ||
         (rc = api_field_int(body, "version", 0, 1, 2147483647, &version, err)) < 0 ||
@@ -94,11 +95,16 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
         goto out;
     }
     json_t *input = json_object_get(body, "input");
+    if ((rc = api_payload_check(a, input, "input", err)) < 0)
+        goto out;
     if (!id) {
         wfo_id_new(idbuf);
         id = idbuf;
     }
-    struct engine_start_req q = {.ns = a->ns,
+    /* refused before anything starts when the token waits too much already */
+    if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
+        goto out;
+    struct engine_start_req q = {.ns = req->ns,
                                  .workflow = workflow,
                                  .version = (int)version,
                                  .input = input,
@@ -130,7 +136,8 @@ int api_execution_get(struct api *a, struct api_req *req, struct api_resp *resp,
     int rc = api_query_duration(req, "wait", &wait_ms, err);
     if (rc < 0)
         return rc;
-    if (wait_ms > 0 && (rc = wait_end(a, req->params[0], wait_ms, err)) < 0)
+    if (wait_ms > 0 && ((rc = api_wait_begin(a, req, err)) < 0 ||
+                        (rc = wait_end(a, req->params[0], wait_ms, err)) < 0))
         return rc;
     return doc_reply(a, req->params[0], 200, resp, err);
 }
@@ -158,7 +165,7 @@ static int list_cb(void *ud, const struct store_exec *r)
 int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp,
                        struct wfo_error *err)
 {
-    struct store_exec_filter f = {.namespace = a->ns, .limit = LIST_DEFAULT};
+    struct store_exec_filter f = {.namespace = req->ns, .limit = LIST_DEFAULT};
     struct list_ud l = {0};
     const char *s;
     int rc;
@@ -185,7 +192,8 @@ int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp
     if ((rc = api_query_time(req, "created_after", &f.created_after, err)) < 0 ||
         (rc = api_query_time(req, "created_before", &f.created_before, err)) < 0)
         return rc;
-    if ((s = api_query(req, "cursor")) && (rc = api_cursor_decode(a, s, &f.before_seq, err)) < 0)
+    if ((s = api_query(req, "cursor")) &&
+        (rc = api_cursor_decode(a, req->ns, s, &f.before_seq, err)) < 0)
         return rc;
     /* one more row than asked for tells whether there is a next page */
     l.limit = f.limit;
@@ -200,7 +208,7 @@ int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp
     json_t *o = json_pack("{s:o}", "executions", l.items);
     if (l.more) {
         char cur[64];
-        api_cursor_encode(a, l.last_seq, cur);
+        api_cursor_encode(a, req->ns, l.last_seq, cur);
         json_object_set_new(o, "next_cursor", json_string(cur));
     }
     api_resp_json(resp, 200, o);
@@ -224,10 +232,22 @@ int api_execution_history(struct api *a, struct api_req *req, struct api_resp *r
 static int op(struct api *a, struct api_req *req, struct api_resp *resp, enum engine_op which,
               struct wfo_error *err)
 {
+    static const char *const with_compensate[] = {"reason", "compensate", NULL};
+    static const char *const reason_only[] = {"reason", NULL};
     json_t *body = NULL;
     const char *reason = NULL;
     int compensate = 0;
     int rc = api_body_object(req, 0, &body, err);
+    if (rc < 0)
+        goto out;
+    if (which == OP_RETRY && json_object_get(body, "from")) {
+        /* SPEC 2.4's reset to a chosen step is not built: refused, not ignored */
+        rc = wfo_error_set(err, WFO_EINVAL,
+                           "from: retrying from a chosen step is not supported yet (a retry "
+                           "continues from the step that failed)");
+        goto out;
+    }
+    rc = api_fields_known(body, NULL, which == OP_CANCEL ? with_compensate : reason_only, err);
     if (rc < 0)
         goto out;
     if ((rc = api_field_str(body, "reason", 0, &reason, err)) < 0 ||
@@ -270,10 +290,11 @@ int api_execution_resume(struct api *a, struct api_req *req, struct api_resp *re
 int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err)
 {
+    static const char *const known[] = {"from", NULL};
     json_t *body = NULL;
     const char *from = NULL;
     int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0)
+    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0)
         goto out;
     if ((rc = api_field_str(body, "from", 0, &from, err)) < 0)
         goto out;

@@ -33,7 +33,9 @@ static const char *const end_help[END__N] = {
     "Executions terminated, by workflow."};
 
 struct wf_count {
-    char *name;
+    char *key;  /* "NS/NAME" (neither holds a '/') */
+    char *name; /* points into key */
+    char ns[129];
     long long n[END__N];
 };
 
@@ -45,9 +47,16 @@ struct http_count {
     int64_t ms_sum;
 };
 
+struct audit_count {
+    const char *method, *route, *outcome; /* static strings */
+    long long n;
+};
+
 struct api_metrics {
     pthread_mutex_t mu;
-    struct wfo_map wfs; /* name -> wf_count */
+    struct audit_count *audit;
+    int n_audit, alloc_audit;
+    struct wfo_map wfs; /* "ns/name" -> wf_count */
     struct http_count *http;
     int n_http, alloc_http;
     int64_t started_ms;
@@ -68,30 +77,36 @@ void api_metrics_free(struct api_metrics *m)
     const char *k;
     void *v;
     for (size_t i = 0; wfo_map_next(&m->wfs, &i, &k, &v);) {
-        free(((struct wf_count *)v)->name);
+        free(((struct wf_count *)v)->key);
         free(v);
     }
     wfo_map_release(&m->wfs);
     free(m->http);
+    free(m->audit);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
 /* With m->mu held. */
-static struct wf_count *wf_get(struct api_metrics *m, const char *name)
+static struct wf_count *wf_get(struct api_metrics *m, const char *ns, const char *name)
 {
-    struct wf_count *w = wfo_map_get(&m->wfs, name);
+    struct wfo_buf k = WFO_BUF_INIT;
+    wfo_buf_addf(&k, "%s/%s", ns ? ns : "", name);
+    struct wf_count *w = wfo_map_get(&m->wfs, k.buf);
     if (!w) {
         w = wfo_calloc(1, sizeof(*w));
-        w->name = wfo_strdup(name);
-        wfo_map_put(&m->wfs, w->name, w);
+        snprintf(w->ns, sizeof(w->ns), "%s", ns ? ns : "");
+        w->key = wfo_buf_detach(&k, NULL);
+        w->name = w->key + strlen(ns ? ns : "") + 1;
+        wfo_map_put(&m->wfs, w->key, w);
     }
+    wfo_buf_release(&k);
     return w;
 }
 
-/* The workflow comes with the event, from the execution itself: a series
- * exists only for a workflow that an execution ran (a name someone merely
- * asked for makes none). */
+/* The workflow and namespace come with the event, from the execution
+ * itself: a series exists only for a workflow that an execution ran (a
+ * name someone merely asked for makes none). */
 void api_metrics_on_progress(void *ud, const struct wfo_progress *p)
 {
     struct api_metrics *m = ud;
@@ -105,7 +120,7 @@ void api_metrics_on_progress(void *ud, const struct wfo_progress *p)
     if (what == END__N)
         return;
     pthread_mutex_lock(&m->mu);
-    wf_get(m, p->workflow)->n[what]++;
+    wf_get(m, p->ns, p->workflow)->n[what]++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -130,9 +145,29 @@ void api_metrics_http(struct api_metrics *m, const char *method, const char *rou
     pthread_mutex_unlock(&m->mu);
 }
 
+void api_metrics_audit(struct api_metrics *m, const char *method, const char *route,
+                       const char *outcome)
+{
+    pthread_mutex_lock(&m->mu);
+    struct audit_count *c = NULL;
+    for (int i = 0; i < m->n_audit && !c; i++)
+        if (m->audit[i].route == route && m->audit[i].method == method &&
+            strcmp(m->audit[i].outcome, outcome) == 0)
+            c = &m->audit[i];
+    if (!c) {
+        GROW(m->audit, m->n_audit, m->alloc_audit);
+        c = &m->audit[m->n_audit++];
+        *c = (struct audit_count){method, route, outcome, 0};
+    }
+    c->n++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static int wf_cmp(const void *x, const void *y)
 {
-    return strcmp((*(struct wf_count *const *)x)->name, (*(struct wf_count *const *)y)->name);
+    const struct wf_count *a = *(struct wf_count *const *)x, *b = *(struct wf_count *const *)y;
+    int c = strcmp(a->name, b->name);
+    return c ? c : strcmp(a->ns, b->ns);
 }
 
 static void metric_head(struct wfo_buf *b, const char *name, const char *type, const char *help)
@@ -159,7 +194,7 @@ static void label_value(struct wfo_buf *b, const char *s)
  * (so a worker cannot grow the label set). Queues of several namespaces
  * with one name are summed (the age: the oldest). */
 static void render_steps_and_queues(struct wfo_engine *e, const struct engine_stats *st,
-                                    struct wfo_buf *b)
+                                    struct wfo_buf *b, const char *ns, int all)
 {
     metric_head(b, "wfo_step_duration_seconds", "histogram",
                 "Steps that ended (completed, failed, caught), from their first attempt's start "
@@ -180,9 +215,12 @@ static void render_steps_and_queues(struct wfo_engine *e, const struct engine_st
                      st->steps[t].count);
     }
 
-    json_t *all = engine_queues(e, NULL, 1), *q, *by = json_object();
+    /* SPEC 4: no queue name of another namespace (with tokens, /metrics
+     * names the caller's only; without a token, none) */
+    json_t *queues = all ? engine_queues(e, NULL, 1) : ns ? engine_queues(e, ns, 1) : json_array();
+    json_t *q, *by = json_object();
     size_t i;
-    json_array_foreach(all, i, q)
+    json_array_foreach(queues, i, q)
     {
         const char *name = wfo_json_str(q, "name");
         json_t *sum = json_object_get(by, name);
@@ -237,10 +275,14 @@ static void render_steps_and_queues(struct wfo_engine *e, const struct engine_st
         }
     }
     json_decref(by);
-    json_decref(all);
+    json_decref(queues);
 }
 
-static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *b)
+/* Series labelled with a workflow's name are shown only for namespace ns
+ * (NULL: none; all: every one, as a server without tokens has only its
+ * one namespace) (SPEC 4: no name of another namespace in any label). */
+static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *b, const char *ns,
+                   int all)
 {
     struct engine_stats st;
     memset(&st, 0, sizeof(st));
@@ -251,8 +293,11 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
     size_t n = 0;
     const char *k;
     void *v;
-    for (size_t i = 0; wfo_map_next(&m->wfs, &i, &k, &v);)
-        wfs[n++] = v;
+    for (size_t i = 0; wfo_map_next(&m->wfs, &i, &k, &v);) {
+        const struct wf_count *w = v;
+        if (all || (ns && strcmp(w->ns, ns) == 0))
+            wfs[n++] = v;
+    }
     qsort(wfs, n, sizeof(*wfs), wf_cmp);
     for (int what = 0; what < END__N; what++) {
         char name[64];
@@ -262,6 +307,12 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
             wfo_buf_addf(b, "%s{workflow=\"%s\"} %lld\n", name, wfs[i]->name, wfs[i]->n[what]);
     }
     free(wfs);
+    metric_head(b, "wfo_audit_events_total", "counter",
+                "Audited requests (state changes, and any refused for its token), by method, "
+                "route and outcome (ok, failed, denied).");
+    for (int i = 0; i < m->n_audit; i++)
+        wfo_buf_addf(b, "wfo_audit_events_total{method=\"%s\",route=\"%s\",outcome=\"%s\"} %lld\n",
+                     m->audit[i].method, m->audit[i].route, m->audit[i].outcome, m->audit[i].n);
     metric_head(b, "wfo_http_requests_total", "counter",
                 "HTTP requests answered, by method, route and status.");
     for (int i = 0; i < m->n_http; i++)
@@ -309,7 +360,7 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
     metric_head(b, "wfo_task_lease_expiries_total", "counter",
                 "Leases that ran out before the worker answered.");
     wfo_buf_addf(b, "wfo_task_lease_expiries_total %lld\n", st.lease_expiries);
-    render_steps_and_queues(e, &st, b);
+    render_steps_and_queues(e, &st, b, ns, all);
     metric_head(b, "wfo_timers", "gauge", "Durable timers armed (retries, sleeps, timeouts).");
     wfo_buf_addf(b, "wfo_timers %lld\n", st.timers);
     metric_head(b, "wfo_store_read_retries_total", "counter",
@@ -355,7 +406,7 @@ int api_ops_metrics(struct api *a, struct api_req *req, struct api_resp *resp,
 {
     struct wfo_buf b = WFO_BUF_INIT;
     if (a->metrics) {
-        render(a->metrics, a->engine, &b);
+        render(a->metrics, a->engine, &b, req->ns, a->n_tokens == 0);
     }
     resp->status = 200;
     resp->text = wfo_buf_detach(&b, &resp->text_len);

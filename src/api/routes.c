@@ -12,17 +12,23 @@
  *       (tests/fuzz/fuzz_request.c).
  *   R3. A cursor is base64url(seq (8 bytes, big-endian) || the first 12
  *       bytes of HMAC-SHA256(key, "wfo-cursor-v1:" ns ":" seq)): opaque to
- *       clients, and one the server did not issue is refused.
+ *       clients, and one the server did not issue is refused. key comes
+ *       from the store's random server key (the same on every node of
+ *       one store), never from its URL; ns is the caller's namespace, so
+ *       a cursor does not carry over to another one.
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "../core/engine.h"
+#include "../common/crypto.h"
 #include "../common/duration.h"
 #include "../common/log.h"
+#include "../common/redact.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
 #include "../common/banned.h"
@@ -32,43 +38,43 @@
  * One line per method and pattern. {x} matches one non-empty segment.
  * A pattern that matches the path with another method makes a 405. */
 static const struct api_route routes[] = {
-    {"GET", "/", api_ops_index, API_PUBLIC},
-    {"GET", "/healthz", api_ops_healthz, API_PUBLIC},
-    {"GET", "/readyz", api_ops_readyz, API_PUBLIC},
-    {"GET", "/metrics", api_ops_metrics, API_PUBLIC},
-    {"GET", "/v1/openapi.json", api_ops_openapi, API_PUBLIC},
-    {"GET", "/v1/schemas/workflow.json", api_ops_schema, API_PUBLIC},
+    {"GET", "/", api_ops_index, API_PUBLIC, 0},
+    {"GET", "/healthz", api_ops_healthz, API_PUBLIC, 0},
+    {"GET", "/readyz", api_ops_readyz, API_PUBLIC, 0},
+    {"GET", "/metrics", api_ops_metrics, API_PUBLIC, 0},
+    {"GET", "/v1/openapi.json", api_ops_openapi, API_PUBLIC, 0},
+    {"GET", "/v1/schemas/workflow.json", api_ops_schema, API_PUBLIC, 0},
 
-    {"GET", "/v1/workflows", api_workflow_list, API_READER},
-    {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER},
-    {"PUT", "/v1/workflows/{name}", api_workflow_put, API_ADMIN},
-    {"DELETE", "/v1/workflows/{name}", api_workflow_delete, API_ADMIN},
-    {"GET", "/v1/workflows/{name}/versions/{version}", api_workflow_version, API_READER},
+    {"GET", "/v1/workflows", api_workflow_list, API_READER, 0},
+    {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER, 0},
+    {"PUT", "/v1/workflows/{name}", api_workflow_put, API_ADMIN, 0},
+    {"DELETE", "/v1/workflows/{name}", api_workflow_delete, API_ADMIN, 0},
+    {"GET", "/v1/workflows/{name}/versions/{version}", api_workflow_version, API_READER, 0},
 
-    {"POST", "/v1/executions", api_execution_start, API_OPERATOR},
-    {"GET", "/v1/executions", api_execution_list, API_READER},
-    {"GET", "/v1/executions/{id}", api_execution_get, API_READER},
-    {"DELETE", "/v1/executions/{id}", api_execution_delete, API_OPERATOR},
-    {"GET", "/v1/executions/{id}/history", api_execution_history, API_READER},
-    {"POST", "/v1/executions/{id}/cancel", api_execution_cancel, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/terminate", api_execution_terminate, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/pause", api_execution_pause, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/resume", api_execution_resume, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/retry", api_execution_retry, API_OPERATOR},
-    {"POST", "/v1/executions/{id}/signals/{name}", NULL, API_OPERATOR},
+    {"POST", "/v1/executions", api_execution_start, API_OPERATOR, 0},
+    {"GET", "/v1/executions", api_execution_list, API_READER, 0},
+    {"GET", "/v1/executions/{id}", api_execution_get, API_READER, API_F_EXEC},
+    {"DELETE", "/v1/executions/{id}", api_execution_delete, API_OPERATOR, API_F_EXEC},
+    {"GET", "/v1/executions/{id}/history", api_execution_history, API_READER, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/cancel", api_execution_cancel, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/terminate", api_execution_terminate, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/pause", api_execution_pause, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/resume", api_execution_resume, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/retry", api_execution_retry, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/signals/{name}", NULL, API_OPERATOR, API_F_EXEC},
 
-    {"POST", "/v1/events", NULL, API_OPERATOR},
-    {"GET", "/v1/events/stream", NULL, API_READER},
-    {"POST", "/v1/subscriptions", NULL, API_ADMIN},
-    {"GET", "/v1/subscriptions", NULL, API_ADMIN},
-    {"DELETE", "/v1/subscriptions/{id}", NULL, API_ADMIN},
+    {"POST", "/v1/events", NULL, API_OPERATOR, 0},
+    {"GET", "/v1/events/stream", NULL, API_READER, 0},
+    {"POST", "/v1/subscriptions", NULL, API_ADMIN, 0},
+    {"GET", "/v1/subscriptions", NULL, API_ADMIN, 0},
+    {"DELETE", "/v1/subscriptions/{id}", NULL, API_ADMIN, 0},
 
-    {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER},
-    {"POST", "/v1/tasks/complete", api_task_complete_many, API_WORKER},
-    {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER},
-    {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER},
-    {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER},
-    {"GET", "/v1/queues", api_queue_list, API_READER},
+    {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER, 0},
+    {"POST", "/v1/tasks/complete", api_task_complete_many, API_WORKER, 0},
+    {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER, 0},
+    {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER, 0},
+    {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER, 0},
+    {"GET", "/v1/queues", api_queue_list, API_READER, 0},
 };
 
 const struct api_route *api_routes(int *n)
@@ -304,6 +310,12 @@ void api_resp_body(struct api_resp *r, char **body, size_t *len, const char **ty
         return;
     }
     struct wfo_buf b = WFO_BUF_INIT;
+    if (r->json && wfo_redact_active()) {
+        /* the last line of defence: no response shows a secret's value */
+        json_t *red = wfo_redact_json(r->json);
+        json_decref(r->json);
+        r->json = red;
+    }
     if (r->json)
         wfo_json_dumpb(r->json, &b);
     else
@@ -348,6 +360,45 @@ int api_body_object(const struct api_req *req, int allow_yaml, json_t **out, str
     }
     *out = v;
     return 0;
+}
+
+int api_fields_known(const json_t *obj, const char *where, const char *const *known,
+                     struct wfo_error *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        int ok = 0;
+        for (const char *const *n = known; *n && !ok; n++)
+            ok = strcmp(*n, k) == 0;
+        if (ok)
+            continue;
+        struct wfo_buf list = WFO_BUF_INIT;
+        for (const char *const *n = known; *n; n++)
+            wfo_buf_addf(&list, "%s%s", n == known ? "" : ", ", *n);
+        int rc =
+            wfo_error_set(err, WFO_EINVAL, "%s%s%s: unknown field (expected %s)",
+                          where ? where : "", where ? "." : "", k, list.len ? list.buf : "none");
+        wfo_buf_release(&list);
+        return rc;
+    }
+    return 0;
+}
+
+int api_payload_check(const struct api *a, const json_t *v, const char *what, struct wfo_error *err)
+{
+    if (!v || !a->opt.payload_max)
+        return 0;
+    struct wfo_buf b = WFO_BUF_INIT;
+    wfo_json_dumpb(v, &b);
+    size_t n = b.len;
+    wfo_buf_release(&b);
+    if (n <= a->opt.payload_max)
+        return 0;
+    return wfo_error_set(err, WFO_EPAYLOAD,
+                         "%s: %zu bytes of JSON, over limits.payload_bytes (%zu)", what, n,
+                         a->opt.payload_max);
 }
 
 int api_field_str(const json_t *obj, const char *key, int required, const char **out,
@@ -435,6 +486,29 @@ int api_query_time(const struct api_req *req, const char *key, int64_t *out, str
     return wfo_error_set(err, WFO_EINVAL, "%s: '%s' is not an RFC 3339 time", key, s);
 }
 
+int api_wait_begin(struct api *a, struct api_req *req, struct wfo_error *err)
+{
+    int limit = a->opt.long_polls_per_token;
+    if (!req->tok || limit <= 0 || req->waiting)
+        return 0;
+    if (atomic_fetch_add(&req->tok->waiting, 1) >= limit) {
+        atomic_fetch_sub(&req->tok->waiting, 1);
+        return wfo_error_set(err, WFO_EBUSY,
+                             "this token already has %d requests waiting "
+                             "(limits.long_polls_per_token): try again when one returns",
+                             limit);
+    }
+    req->waiting = 1;
+    return 0;
+}
+
+void api_wait_end(struct api_req *req)
+{
+    if (req->waiting && req->tok)
+        atomic_fetch_sub(&req->tok->waiting, 1);
+    req->waiting = 0;
+}
+
 int64_t api_wait_cap(const struct api *a, int64_t wait_ms)
 {
     if (wait_ms < 0)
@@ -444,53 +518,26 @@ int64_t api_wait_cap(const struct api *a, int64_t wait_ms)
 
 /* ---- cursors (R3) ---- */
 
-static void sha256_raw(const void *data, size_t len, unsigned char out[32])
-{
-    char hex[65];
-    wfo_sha256_hex(data, len, hex);
-    for (int i = 0; i < 32; i++)
-        out[i] = (unsigned char)(hexval(hex[2 * i]) * 16 + hexval(hex[2 * i + 1]));
-}
-
-/* HMAC-SHA256 (RFC 2104) with a 32-byte key. */
-static void hmac_sha256(const unsigned char key[32], const void *msg, size_t len,
-                        unsigned char out[32])
-{
-    unsigned char pad[64], inner[32];
-    struct wfo_buf b = WFO_BUF_INIT;
-    for (int i = 0; i < 64; i++)
-        pad[i] = (unsigned char)((i < 32 ? key[i] : 0) ^ 0x36);
-    wfo_buf_add(&b, pad, 64);
-    wfo_buf_add(&b, msg, len);
-    sha256_raw(b.buf, b.len, inner);
-    wfo_buf_reset(&b);
-    for (int i = 0; i < 64; i++)
-        pad[i] = (unsigned char)((i < 32 ? key[i] : 0) ^ 0x5c);
-    wfo_buf_add(&b, pad, 64);
-    wfo_buf_add(&b, inner, 32);
-    sha256_raw(b.buf, b.len, out);
-    wfo_buf_release(&b);
-}
-
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 #define CURSOR_MAC 12
 #define CURSOR_RAW (8 + CURSOR_MAC)
 #define CURSOR_LEN 27 /* ceil(20 * 8 / 6) */
 
-static void cursor_mac(const struct api *a, int64_t seq, unsigned char mac[32])
+static void cursor_mac(const struct api *a, const char *ns, int64_t seq, unsigned char mac[32])
 {
     char msg[256];
-    int n = snprintf(msg, sizeof(msg), "wfo-cursor-v1:%s:%lld", a->ns, (long long)seq);
-    hmac_sha256(a->cursor_key, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1, mac);
+    int n = snprintf(msg, sizeof(msg), "wfo-cursor-v1:%s:%lld", ns ? ns : a->ns, (long long)seq);
+    wfo_hmac_sha256(a->cursor_key, sizeof(a->cursor_key), msg,
+                    (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1, mac);
 }
 
-void api_cursor_encode(const struct api *a, int64_t seq, char out[64])
+void api_cursor_encode(const struct api *a, const char *ns, int64_t seq, char out[64])
 {
     unsigned char raw[CURSOR_RAW + 1] = {0}, mac[32];
     for (int i = 0; i < 8; i++)
         raw[i] = (unsigned char)((uint64_t)seq >> (56 - 8 * i));
-    cursor_mac(a, seq, mac);
+    cursor_mac(a, ns, seq, mac);
     memcpy(raw + 8, mac, CURSOR_MAC);
     int o = 0;
     for (int i = 0; i < CURSOR_RAW; i += 3) {
@@ -506,7 +553,8 @@ void api_cursor_encode(const struct api *a, int64_t seq, char out[64])
     out[o] = 0;
 }
 
-int api_cursor_decode(const struct api *a, const char *cursor, int64_t *seq, struct wfo_error *err)
+int api_cursor_decode(const struct api *a, const char *ns, const char *cursor, int64_t *seq,
+                      struct wfo_error *err)
 {
     unsigned char raw[CURSOR_RAW + 2] = {0}, mac[32];
     if (strlen(cursor) != CURSOR_LEN)
@@ -532,11 +580,8 @@ int api_cursor_decode(const struct api *a, const char *cursor, int64_t *seq, str
         v = v << 8 | raw[i];
     if (v == 0 || v > INT64_MAX)
         goto bad;
-    cursor_mac(a, (int64_t)v, mac);
-    unsigned diff = 0;
-    for (int i = 0; i < CURSOR_MAC; i++)
-        diff |= (unsigned)(mac[i] ^ raw[8 + i]);
-    if (diff)
+    cursor_mac(a, ns, (int64_t)v, mac);
+    if (!wfo_ct_equal(mac, raw + 8, CURSOR_MAC))
         goto bad;
     *seq = (int64_t)v;
     return 0;
@@ -545,6 +590,8 @@ bad:
 }
 
 /* ---- the API object ---- */
+
+static void opt_out_free(struct api *a);
 
 int api_new(struct wfo_engine *engine, const struct api_options *opt, struct api_metrics *metrics,
             struct api **out, struct wfo_error *err)
@@ -560,12 +607,50 @@ int api_new(struct wfo_engine *engine, const struct api_options *opt, struct api
         a->opt.body_max = 1u << 20;
     if (a->opt.max_wait_ms <= 0)
         a->opt.max_wait_ms = 600000;
-    struct wfo_buf b = WFO_BUF_INIT;
-    wfo_buf_addf(&b, "wfo-cursor-key\n%s", a->cursor_secret);
-    sha256_raw(b.buf, b.len, a->cursor_key);
-    wfo_buf_release(&b);
+    /* the store's server key, never the URL (R3); without an engine (unit
+     * tests, the fuzzer) the test's secret stands in */
+    if (engine) {
+        unsigned char key[32];
+        engine_server_key(engine, key);
+        wfo_hmac_sha256(key, sizeof(key), "wfo-cursor-key", 14, a->cursor_key);
+    } else {
+        wfo_hmac_sha256(a->cursor_secret, strlen(a->cursor_secret), "wfo-cursor-key", 14,
+                        a->cursor_key);
+    }
     a->metrics = metrics;
     atomic_init(&a->stopping, 0);
+    static const char *const role_names[] = {"", "reader", "worker", "operator", "admin"};
+    a->tokens = wfo_calloc((size_t)opt->n_tokens + 1, sizeof(*a->tokens));
+    for (int i = 0; i < opt->n_tokens; i++) {
+        const struct api_token_conf *c = &opt->tokens[i];
+        struct api_token *t = &a->tokens[a->n_tokens];
+        enum api_role role = API_PUBLIC;
+        for (int r = API_READER; r <= API_ADMIN; r++)
+            if (c->role && strcmp(c->role, role_names[r]) == 0)
+                role = (enum api_role)r;
+        if (!c->sha256_hex || wfo_unhex(c->sha256_hex, t->sha256, sizeof(t->sha256)) < 0 ||
+            role == API_PUBLIC) {
+            int rc =
+                wfo_error_set(err, WFO_EINVAL, "auth.tokens[%d]: not a token digest and role", i);
+            opt_out_free(a);
+            return rc;
+        }
+        t->ns = wfo_strdup(c->ns ? c->ns : "default");
+        t->role = role;
+        atomic_init(&t->waiting, 0);
+        if (c->name) {
+            t->name = wfo_strdup(c->name);
+        } else {
+            char hex[65];
+            wfo_hex(t->sha256, sizeof(t->sha256), hex);
+            struct wfo_buf nb = WFO_BUF_INIT;
+            wfo_buf_addf(&nb, "sha256:%.12s", hex);
+            t->name = wfo_buf_detach(&nb, NULL);
+        }
+        a->n_tokens++;
+    }
+    a->opt.tokens = NULL;
+    a->opt.n_tokens = a->n_tokens;
     *out = a;
     return 0;
 }
@@ -574,9 +659,19 @@ void api_free(struct api *a)
 {
     if (!a)
         return;
+    for (int i = 0; i < a->n_tokens; i++) {
+        free(a->tokens[i].ns);
+        free(a->tokens[i].name);
+    }
+    free(a->tokens);
     free(a->ns);
     free(a->cursor_secret);
     free(a);
+}
+
+static void opt_out_free(struct api *a)
+{
+    api_free(a);
 }
 
 void api_stop(struct api *a)
@@ -619,6 +714,110 @@ static void add_allow(char *allow, size_t size, const char *method)
     snprintf(allow + n, size - n, "%s%s", n ? ", " : "", method);
 }
 
+/* ---- authentication (SPEC 4) ---- */
+
+/* The token of the request's Authorization header: *tok NULL when there
+ * is none or it is not a configured one. Every configured digest is
+ * compared, in constant time, whatever matched before. */
+static void auth_lookup(const struct api *a, const struct api_req *req,
+                        const struct api_token **tok, int *given)
+{
+    const char *h = api_header(req, "Authorization");
+    *tok = NULL;
+    *given = h != NULL;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    size_t n = strlen(h);
+    while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
+    if (!n)
+        return;
+    unsigned char md[WFO_SHA256_SIZE];
+    wfo_sha256(h, n, md);
+    for (int i = 0; i < a->n_tokens; i++)
+        if (wfo_ct_equal(md, a->tokens[i].sha256, sizeof(md)) && !*tok)
+            *tok = &a->tokens[i];
+}
+
+static const char *role_name(enum api_role r)
+{
+    static const char *const names[] = {"anyone", "reader", "worker", "operator", "admin"};
+    return names[r];
+}
+
+struct ns_ud {
+    const char *ns;
+    int same;
+};
+
+static int ns_cb(void *ud, const struct store_exec *r)
+{
+    struct ns_ud *u = ud;
+    u->same = strcmp(r->namespace, u->ns) == 0;
+    return 0;
+}
+
+/* An execution of another namespace is as absent as one that does not
+ * exist: the same 404, the same message (SPEC 4). */
+static int exec_visible(struct api *a, const struct api_req *req, const char *id,
+                        struct wfo_error *err)
+{
+    struct wfo_store *s = engine_store(a->engine);
+    struct ns_ud u = {req->ns, 0};
+    int rc = s->ops->get_exec(s, id, ns_cb, &u, err);
+    if (rc == WFO_ENOTFOUND || (rc == 0 && !u.same))
+        return wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", id);
+    return rc;
+}
+
+/* Who the request is, and whether it may call found: 0, or an error
+ * document in resp (401, 403, 404). */
+static int authorize(struct api *a, struct api_req *req, const struct api_route *found,
+                     struct api_resp *resp)
+{
+    const struct api_token *tok = NULL;
+    int given = 0;
+    char msg[256];
+    req->tok = NULL;
+    req->waiting = 0;
+    if (a->n_tokens == 0) {
+        req->ns = a->ns;
+        req->who = "anonymous";
+        return 0;
+    }
+    auth_lookup(a, req, &tok, &given);
+    req->ns = tok ? tok->ns : NULL;
+    req->who = tok ? tok->name : "anonymous";
+    req->tok = (struct api_token *)tok; /* its counter is the one mutable part */
+    if (found->role == API_PUBLIC)
+        return 0;
+    if (!tok) {
+        api_resp_error(resp, 401, wfo_error_type(WFO_EUNAUTH),
+                       given ? "unknown token (expected Authorization: Bearer TOKEN)"
+                             : "a token is required (Authorization: Bearer TOKEN)");
+        resp->challenge = 1;
+        return -1;
+    }
+    if (tok->role < found->role) {
+        snprintf(msg, sizeof(msg), "role %s may not %s %s (it needs %s)", role_name(tok->role),
+                 req->method, found->pattern, role_name(found->role));
+        api_resp_error(resp, 403, wfo_error_type(WFO_EFORBIDDEN), msg);
+        return -1;
+    }
+    if ((found->flags & API_F_EXEC) && a->engine) {
+        struct wfo_error err = WFO_ERROR_INIT;
+        int rc = exec_visible(a, req, req->params[0], &err);
+        if (rc < 0) {
+            api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), err.message);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int not_implemented(struct api_resp *resp, const struct api_req *req)
 {
     char msg[256];
@@ -626,6 +825,51 @@ static int not_implemented(struct api_resp *resp, const struct api_req *req)
              req->route ? req->route : "");
     api_resp_error(resp, 501, "NotImplemented", msg);
     return 0;
+}
+
+/* ---- the audit log (SPEC 7) ---- */
+
+/* One line and one count for every request that changes state, and for
+ * every one refused for its token (401, 403): who (the token's name or
+ * digest prefix, never the token), what (method and route), on which
+ * execution, with which result. Polls and heartbeats change only leases and
+ * come every second from every worker: they are left out unless refused. */
+static void audit(struct api *a, const struct api_req *req, const struct api_route *found,
+                  const struct api_resp *resp)
+{
+    if (!found)
+        return;
+    int denied = resp->status == 401 || resp->status == 403;
+    int reads = strcmp(found->method, "GET") == 0;
+    int lease_only = found->fn == api_task_poll || found->fn == api_task_heartbeat;
+    if (!denied && (reads || lease_only))
+        return;
+    const char *outcome = denied ? "denied" : resp->status < 400 ? "ok" : "failed";
+    char action[160], status[16], exec[WFO_EXEC_ID_SIZE] = "";
+    snprintf(action, sizeof(action), "%s %s", req->method, found->pattern);
+    snprintf(status, sizeof(status), "%d", resp->status);
+    if (found->flags & API_F_EXEC) {
+        snprintf(exec, sizeof(exec), "%s", req->params[0] ? req->params[0] : "");
+    } else if (found->fn == api_execution_start && resp->status < 300) {
+        const char *id = wfo_json_str(resp->json, "id");
+        snprintf(exec, sizeof(exec), "%s", id ? id : "");
+    } else if (strncmp(found->pattern, "/v1/tasks/{task_id}", 19) == 0 && req->params[0]) {
+        /* a task id is EXECID.TOKEN */
+        const char *dot = strrchr(req->params[0], '.');
+        if (dot && (size_t)(dot - req->params[0]) < sizeof(exec))
+            snprintf(exec, sizeof(exec), "%.*s", (int)(dot - req->params[0]), req->params[0]);
+    }
+    json_t *e = resp->status >= 400 ? json_object_get(resp->json, "error") : NULL;
+    const char *kv[] = {"who",       req->who ? req->who : "anonymous",
+                        "namespace", req->ns,
+                        "action",    action,
+                        "target",    found->flags & API_F_EXEC ? NULL : req->params[0],
+                        "status",    status,
+                        "outcome",   outcome,
+                        "error",     e ? wfo_json_str(e, "type") : NULL};
+    wfo_log_fields(WFO_LOG_INFO, exec[0] ? exec : NULL, kv, (int)WFO_ARRAY_SIZE(kv) / 2, "audit");
+    if (a->metrics)
+        api_metrics_audit(a->metrics, found->method, found->pattern, outcome);
 }
 
 void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
@@ -674,7 +918,8 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
     req->route = found->pattern;
     memset(req->params, 0, sizeof(req->params));
     route_match(found->pattern, req);
-    /* Authentication and roles slot in here: found->role (SPEC 4). */
+    if (authorize(a, req, found, resp) < 0)
+        goto out;
     if (atomic_load(&a->stopping) && found->role != API_PUBLIC) {
         api_resp_error(resp, 503, "Unavailable", "the server is shutting down");
         goto out;
@@ -684,6 +929,7 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
         goto out;
     }
     int rc = found->fn(a, req, resp, &err);
+    api_wait_end(req); /* whatever path the handler took */
     if (rc < 0) {
         const char *msg = err.code && err.message[0] ? err.message : wfo_strerror(rc);
         api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), msg);
@@ -691,6 +937,7 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
     if (!resp->status)
         api_resp_error(resp, 500, "InternalError", "the handler made no response");
 out:
+    audit(a, req, found, resp);
     if (a->metrics)
         api_metrics_http(a->metrics, found ? found->method : NULL,
                          found     ? found->pattern

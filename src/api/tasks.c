@@ -30,8 +30,9 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
     const char *queues[QUEUES_MAX];
     int64_t max = 1, wait_ms = 0;
     int n = 0;
+    static const char *const known[] = {"queues", "worker", "max", "wait", NULL};
     int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0)
+    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0)
         goto out;
     json_t *q = json_object_get(body, "queues");
     if (!json_is_array(q) || json_array_size(q) == 0 || json_array_size(q) > QUEUES_MAX) {
@@ -53,6 +54,8 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
         (rc = api_field_int(body, "max", 0, 1, POLL_MAX, &max, err)) < 0 ||
         (rc = api_field_duration(body, "wait", &wait_ms, err)) < 0)
         goto out;
+    if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
+        goto out;
     /* in slices, so that a shutdown is not held up by a waiting worker */
     int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
     for (;;) {
@@ -66,7 +69,7 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
             rc = wfo_error_set(err, WFO_EINVAL, "the client closed the connection");
             goto out;
         }
-        rc = engine_task_poll(a->engine, a->ns, queues, n, worker, (int)max, slice, &tasks, err);
+        rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, slice, &tasks, err);
         if (rc < 0)
             goto out;
         if (json_array_size(tasks) > 0 && req->gone && req->gone(req->conn)) {
@@ -97,11 +100,15 @@ int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
 {
     json_t *body = NULL;
     const char *lease = NULL;
+    static const char *const known[] = {"lease", "output", NULL};
     int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0)
+    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0 ||
+        (rc = lease_of(body, &lease, err)) < 0)
         goto out;
     json_t *output = json_object_get(body, "output");
-    rc = engine_task_complete(a->engine, a->ns, req->params[0], lease,
+    if ((rc = api_payload_check(a, output, "output", err)) < 0)
+        goto out;
+    rc = engine_task_complete(a->engine, req->ns, req->params[0], lease,
                               output ? output : json_null(), err);
     if (rc < 0)
         goto out;
@@ -114,11 +121,18 @@ out:
 
 /* A failure's body: error {type, message?, details?} and retryable?; *error
  * gets the normalized {type, message, details} (new ref). */
-static int failure_of(const json_t *body, json_t **error, int *retryable, struct wfo_error *err)
+static int failure_of(const struct api *a, const json_t *body, json_t **error, int *retryable,
+                      struct wfo_error *err)
 {
+    static const char *const known[] = {"type", "message", "details", NULL};
     json_t *e = json_object_get(body, "error");
     if (!json_is_object(e))
         return wfo_error_set(err, WFO_EINVAL, "error: expected an object {type, message, details}");
+    int krc = api_fields_known(e, "error", known, err);
+    if (krc < 0)
+        return krc;
+    if ((krc = api_payload_check(a, e, "error", err)) < 0)
+        return krc;
     json_t *t = json_object_get(e, "type"), *m = json_object_get(e, "message");
     if (!json_is_string(t) || !json_string_length(t))
         return wfo_error_set(err, WFO_EINVAL, "error.type: expected a non-empty string");
@@ -139,11 +153,13 @@ int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, str
     json_t *body = NULL, *error = NULL;
     const char *lease = NULL;
     int retryable = 1;
+    static const char *const known[] = {"lease", "error", "retryable", NULL};
     int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0 ||
-        (rc = failure_of(body, &error, &retryable, err)) < 0)
+    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0 ||
+        (rc = lease_of(body, &lease, err)) < 0 ||
+        (rc = failure_of(a, body, &error, &retryable, err)) < 0)
         goto out;
-    rc = engine_task_fail(a->engine, a->ns, req->params[0], lease, error, retryable, err);
+    rc = engine_task_fail(a->engine, req->ns, req->params[0], lease, error, retryable, err);
     if (rc < 0)
         goto out;
     api_resp_json(resp, 200,
@@ -165,8 +181,11 @@ int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *
     json_t *body = NULL, *list, *v, *out = NULL;
     struct engine_task_result *t = NULL;
     size_t i, n = 0;
+    static const char *const known[] = {"results", NULL};
+    static const char *const known_ok[] = {"task_id", "lease", "output", NULL};
+    static const char *const known_fail[] = {"task_id", "lease", "error", "retryable", NULL};
     int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0)
+    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0)
         goto out;
     list = json_object_get(body, "results");
     if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > POLL_MAX) {
@@ -182,11 +201,15 @@ int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *
         r->retryable = 1;
         if (!json_is_object(v))
             rc = wfo_error_set(err, WFO_EINVAL, "expected an object");
-        else if ((rc = api_field_str(v, "task_id", 1, &r->task_id, err)) == 0 &&
+        else if ((rc = api_fields_known(
+                      v, NULL, json_object_get(v, "error") ? known_fail : known_ok, err)) == 0 &&
+                 (rc = api_field_str(v, "task_id", 1, &r->task_id, err)) == 0 &&
                  (rc = lease_of(v, &r->lease, err)) == 0 && json_object_get(v, "error")) {
             r->ok = 0;
-            rc = failure_of(v, &r->error, &r->retryable, err);
+            rc = failure_of(a, v, &r->error, &r->retryable, err);
         }
+        if (rc == 0 && r->ok)
+            rc = api_payload_check(a, json_object_get(v, "output"), "output", err);
         if (rc < 0) {
             char msg[sizeof(err->message)];
             snprintf(msg, sizeof(msg), "%s", err->message);
@@ -197,7 +220,7 @@ int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *
         if (!r->output)
             r->output = json_null();
     }
-    if ((rc = engine_task_finish(a->engine, a->ns, t, (int)n, err)) < 0)
+    if ((rc = engine_task_finish(a->engine, req->ns, t, (int)n, err)) < 0)
         goto out;
     out = json_array();
     for (i = 0; i < n; i++) {
@@ -225,10 +248,13 @@ int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp
     json_t *body = NULL;
     const char *lease = NULL;
     int cancel = 0;
+    static const char *const known[] = {"lease", "details", NULL};
     int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = lease_of(body, &lease, err)) < 0)
+    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0 ||
+        (rc = lease_of(body, &lease, err)) < 0 ||
+        (rc = api_payload_check(a, json_object_get(body, "details"), "details", err)) < 0)
         goto out;
-    rc = engine_task_heartbeat(a->engine, a->ns, req->params[0], lease, &cancel, err);
+    rc = engine_task_heartbeat(a->engine, req->ns, req->params[0], lease, &cancel, err);
     if (rc < 0)
         goto out;
     api_resp_json(resp, 200, json_pack("{s:b}", "cancel_requested", cancel));
@@ -239,6 +265,6 @@ out:
 
 int api_queue_list(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
 {
-    api_resp_json(resp, 200, json_pack("{s:o}", "queues", engine_queues(a->engine, a->ns, 0)));
+    api_resp_json(resp, 200, json_pack("{s:o}", "queues", engine_queues(a->engine, req->ns, 0)));
     return 0;
 }

@@ -32,7 +32,7 @@ int api_workflow_put(struct api *a, struct api_req *req, struct api_resp *resp,
                            json_string_value(n), name);
         goto out;
     }
-    rc = engine_put_workflow(a->engine, a->ns, doc, &created, &out, &problems, err);
+    rc = engine_put_workflow(a->engine, req->ns, doc, &created, &out, &problems, err);
     if (rc == WFO_EDEFINITION) {
         api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), err->message);
         json_object_set_new(json_object_get(resp->json, "error"), "details",
@@ -81,7 +81,7 @@ int api_workflow_list(struct api *a, struct api_req *req, struct api_resp *resp,
 {
     struct wfo_store *s = engine_store(a->engine);
     json_t *list = json_array();
-    int rc = s->ops->list_workflows(s, a->ns, list_cb, list, err);
+    int rc = s->ops->list_workflows(s, req->ns, list_cb, list, err);
     if (rc < 0) {
         json_decref(list);
         return rc;
@@ -90,12 +90,12 @@ int api_workflow_list(struct api *a, struct api_req *req, struct api_resp *resp,
     return 0;
 }
 
-static int workflow_read(struct api *a, const char *name, int version, struct api_resp *resp,
-                         struct wfo_error *err)
+static int workflow_read(struct api *a, struct api_req *req, const char *name, int version,
+                         struct api_resp *resp, struct wfo_error *err)
 {
     struct wfo_store *s = engine_store(a->engine);
     json_t *w = NULL;
-    int rc = s->ops->get_workflow(s, a->ns, name, version, one_cb, &w, err);
+    int rc = s->ops->get_workflow(s, req->ns, name, version, one_cb, &w, err);
     if (rc == WFO_ENOTFOUND) {
         if (version)
             wfo_error_set(err, rc, "workflow '%s' has no version %d", name, version);
@@ -115,7 +115,7 @@ static int workflow_read(struct api *a, const char *name, int version, struct ap
 int api_workflow_get(struct api *a, struct api_req *req, struct api_resp *resp,
                      struct wfo_error *err)
 {
-    return workflow_read(a, req->params[0], 0, resp, err);
+    return workflow_read(a, req, req->params[0], 0, resp, err);
 }
 
 /* 200 {name, deleted: true}; 409 while an execution of it runs or is
@@ -123,7 +123,7 @@ int api_workflow_get(struct api *a, struct api_req *req, struct api_resp *resp,
 int api_workflow_delete(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err)
 {
-    int rc = engine_delete_workflow(a->engine, a->ns, req->params[0], err);
+    int rc = engine_delete_workflow(a->engine, req->ns, req->params[0], err);
     if (rc < 0)
         return rc;
     api_resp_json(resp, 200, json_pack("{s:s, s:b}", "name", req->params[0], "deleted", 1));
@@ -137,5 +137,5 @@ int api_workflow_version(struct api *a, struct api_req *req, struct api_resp *re
     if (wfo_parse_int64(req->params[1], &v) < 0 || v < 1 || v > 2147483647)
         return wfo_error_set(err, WFO_EINVAL, "version: '%s' is not a positive integer",
                              req->params[1]);
-    return workflow_read(a, req->params[0], (int)v, resp, err);
+    return workflow_read(a, req, req->params[0], (int)v, resp, err);
 }

@@ -18,11 +18,13 @@
 #include "config.h"
 #include "../common/duration.h"
 #include "../common/log.h"
+#include "../common/redact.h"
+#include "../common/crypto.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
 #include "../common/banned.h"
 
-enum kind { K_STR, K_INT, K_BOOL, K_DUR, K_TOKENS, K_RETRY };
+enum kind { K_STR, K_INT, K_BOOL, K_DUR, K_TOKENS, K_RETRY, K_SECRETS };
 
 struct key {
     const char *path;
@@ -45,12 +47,17 @@ static const struct key keys[] = {
     {"store.pool_size", K_INT, OFF(pool_size), 1, 64, "WFO_POOL_SIZE", NULL},
     {"auth.tokens", K_TOKENS, OFF(tokens), 0, 0, NULL, NULL},
     {"limits.body_bytes", K_INT, OFF(body_bytes), 1024, INT64_C(1) << 30, "WFO_BODY_BYTES", NULL},
+    {"limits.payload_bytes", K_INT, OFF(payload_bytes), 64, INT64_C(1) << 30, "WFO_PAYLOAD_BYTES",
+     NULL},
+    {"limits.long_polls_per_token", K_INT, OFF(long_polls_per_token), 1, 1000000,
+     "WFO_LONG_POLLS_PER_TOKEN", NULL},
     {"limits.transitions", K_INT, OFF(transitions), 1, INT64_C(1) << 31, "WFO_TRANSITIONS", NULL},
     {"exec.enabled", K_BOOL, OFF(exec_enabled), 0, 0, "WFO_EXEC_ENABLED", NULL},
     {"http.deny_private", K_BOOL, OFF(deny_private), 0, 0, "WFO_DENY_PRIVATE", NULL},
     {"log.level", K_STR, OFF(log_level), 0, 0, "WFO_LOG_LEVEL", levels},
     {"log.format", K_STR, OFF(log_format), 0, 0, "WFO_LOG_FORMAT", formats},
     {"retry", K_RETRY, OFF(retry), 0, 0, NULL, NULL},
+    {"secrets", K_SECRETS, OFF(secrets), 0, 0, NULL, NULL},
     {"workers.lease", K_DUR, OFF(lease_ms), 1000, DAY, "WFO_LEASE", NULL},
     {"retention.finished", K_DUR, OFF(retention_ms), 0, 36500 * DAY, "WFO_RETENTION", NULL},
     {"server.connection_timeout", K_DUR, OFF(conn_timeout_ms), 1000, DAY, "WFO_CONNECTION_TIMEOUT",
@@ -77,6 +84,8 @@ void config_init(struct server_config *c)
     c->db = wfo_strdup("sqlite:wfo.db");
     c->pool_size = 8;
     c->body_bytes = 1048576;
+    c->payload_bytes = 262144;
+    c->long_polls_per_token = 100;
     c->transitions = 10000;
     c->log_level = wfo_strdup("info");
     c->log_format = wfo_strdup("text");
@@ -95,6 +104,7 @@ static void tokens_release(struct server_config *c)
         free(c->tokens[i].sha256);
         free(c->tokens[i].ns);
         free(c->tokens[i].role);
+        free(c->tokens[i].name);
     }
     free(c->tokens);
     c->tokens = NULL;
@@ -108,6 +118,7 @@ void config_release(struct server_config *c)
     free(c->log_level);
     free(c->log_format);
     json_decref(c->retry);
+    json_decref(c->secrets);
     tokens_release(c);
     memset(c, 0, sizeof(*c));
 }
@@ -211,10 +222,10 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
         json_object_foreach((json_t *)t, k, f)
         {
             if (strcmp(k, "token") && strcmp(k, "token_sha256") && strcmp(k, "namespace") &&
-                strcmp(k, "role")) {
+                strcmp(k, "role") && strcmp(k, "name")) {
                 problem(p, where, path,
                         "unknown key '%s' (expected token or token_sha256, "
-                        "namespace, role)",
+                        "namespace, role, name)",
                         k);
                 item_bad = 1;
             } else if (!json_is_string(f)) {
@@ -228,6 +239,7 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
         }
         const char *token = wfo_json_str(t, "token"), *hash = wfo_json_str(t, "token_sha256");
         const char *ns = wfo_json_str(t, "namespace"), *role = wfo_json_str(t, "role");
+        const char *tname = wfo_json_str(t, "name");
         if (!!token == !!hash) {
             problem(p, where, path, "expected one of token or token_sha256");
             item_bad = 1;
@@ -262,6 +274,7 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
         list[n].sha256 = wfo_strdup(hex);
         list[n].ns = wfo_strdup(ns ? ns : "default");
         list[n].role = wfo_strdup(role);
+        list[n].name = tname ? wfo_strdup(tname) : NULL;
         n++;
     }
     if (bad) {
@@ -269,6 +282,7 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
             free(list[j].sha256);
             free(list[j].ns);
             free(list[j].role);
+            free(list[j].name);
         }
         free(list);
         return -1;
@@ -305,6 +319,110 @@ static int set_retry(struct server_config *c, const json_t *v, const char *where
     json_decref(c->retry);
     c->retry = json_deep_copy(v);
     return 0;
+}
+
+static int secret_name_ok(const char *s)
+{
+    if (!s[0] || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+        return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* Adds secret name = value to c (a later one replaces an earlier one). */
+static int secret_put(struct server_config *c, const char *name, const char *value,
+                      const char *where, struct wfo_buf *p)
+{
+    if (!secret_name_ok(name)) {
+        problem(p, where, "secrets", "'%s' is not a name ([A-Za-z_][A-Za-z0-9_]*)", name);
+        return -1;
+    }
+    if (strlen(value) < WFO_REDACT_MIN) {
+        problem(p, where, "secrets",
+                "%s: shorter than %d characters (its value could not be "
+                "redacted without mangling every document)",
+                name, WFO_REDACT_MIN);
+        return -1;
+    }
+    if (!c->secrets)
+        c->secrets = json_object();
+    json_object_set_new(c->secrets, name, json_string_nocheck(value));
+    return 0;
+}
+
+/* secrets: {NAME: "value" | {file: PATH} | {env: VAR}} (SPEC 6). */
+static int set_secrets(struct server_config *c, const json_t *v, const char *where,
+                       struct wfo_buf *p)
+{
+    const char *name;
+    json_t *s;
+    int bad = 0;
+    if (!json_is_object(v)) {
+        problem(p, where, "secrets",
+                "expected a mapping of NAME: value, {file: PATH} or {env: VAR}");
+        return -1;
+    }
+    json_object_foreach((json_t *)v, name, s)
+    {
+        const char *file = wfo_json_str(s, "file"), *env = wfo_json_str(s, "env");
+        if (json_is_string(s)) {
+            bad |= secret_put(c, name, json_string_value(s), where, p) < 0;
+        } else if (json_is_object(s) && json_object_size(s) == 1 && file) {
+            struct wfo_buf text;
+            struct wfo_error err = WFO_ERROR_INIT;
+            wfo_buf_init(&text, 1u << 20);
+            if (wfo_read_file(file, &text, &err) < 0) {
+                problem(p, where, "secrets", "%s: %s", name, err.message);
+                bad = 1;
+            } else {
+                /* the newline editors and `echo` leave at the end is not part of it */
+                if (text.len && text.buf[text.len - 1] == '\n')
+                    text.buf[--text.len] = 0;
+                if (text.len && text.buf[text.len - 1] == '\r')
+                    text.buf[--text.len] = 0;
+                if (memchr(text.buf, 0, text.len)) {
+                    problem(p, where, "secrets", "%s: file '%s' holds a NUL byte", name, file);
+                    bad = 1;
+                } else {
+                    bad |= secret_put(c, name, text.buf, where, p) < 0;
+                }
+            }
+            wfo_buf_release(&text);
+        } else if (json_is_object(s) && json_object_size(s) == 1 && env) {
+            const char *val = getenv(env);
+            if (!val) {
+                problem(p, where, "secrets", "%s: the environment variable '%s' is not set", name,
+                        env);
+                bad = 1;
+            } else {
+                bad |= secret_put(c, name, val, where, p) < 0;
+            }
+        } else {
+            problem(p, where, "secrets", "%s: expected a string, {file: PATH} or {env: VAR}", name);
+            bad = 1;
+        }
+    }
+    return bad ? -1 : 0;
+}
+
+int config_secrets_env(struct server_config *c, char *const *env, struct wfo_buf *problems)
+{
+    size_t before = problems->len;
+    for (char *const *e = env; e && *e; e++) {
+        if (strncmp(*e, "WFO_SECRET_", 11) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq)
+            continue;
+        char *name = wfo_strndup(*e + 11, (size_t)(eq - *e - 11));
+        char where[300];
+        snprintf(where, sizeof(where), "WFO_SECRET_%s", name);
+        secret_put(c, name, eq + 1, where, problems);
+        free(name);
+    }
+    return problems->len == before ? 0 : -1;
 }
 
 /* Sets key k from a JSON value; problems say "WHERE: LABEL: ..." (label
@@ -363,6 +481,8 @@ static int set_json(struct server_config *c, const struct key *k, const json_t *
         return set_tokens(c, v, where, p);
     case K_RETRY:
         return set_retry(c, v, where, p);
+    case K_SECRETS:
+        return set_secrets(c, v, where, p);
     }
     return -1;
 }
@@ -493,6 +613,7 @@ int config_load_env(struct server_config *c, char *const *env, struct wfo_buf *p
         set_json(c, k, v, k->env, NULL, problems);
         json_decref(v);
     }
+    config_secrets_env(c, env, problems);
     return problems->len == before ? 0 : -1;
 }
 
@@ -543,11 +664,25 @@ json_t *config_json(const struct server_config *c)
             break;
         case K_TOKENS:
             v = json_array();
-            for (int t = 0; t < c->n_tokens; t++)
-                json_array_append_new(v, json_pack("{s:s, s:s, s:s}", "token_sha256",
-                                                   c->tokens[t].sha256, "namespace",
-                                                   c->tokens[t].ns, "role", c->tokens[t].role));
+            for (int t = 0; t < c->n_tokens; t++) {
+                json_t *o = json_pack("{s:s, s:s, s:s}", "token_sha256", c->tokens[t].sha256,
+                                      "namespace", c->tokens[t].ns, "role", c->tokens[t].role);
+                if (c->tokens[t].name)
+                    json_object_set_new(o, "name", json_string(c->tokens[t].name));
+                json_array_append_new(v, o);
+            }
             break;
+        case K_SECRETS: {
+            /* names only: a value is never printed */
+            const char *name;
+            json_t *x;
+            v = json_object();
+            json_object_foreach(c->secrets, name, x)
+            {
+                json_object_set_new(v, name, json_string(WFO_REDACTED));
+            }
+            break;
+        }
         case K_RETRY:
             v = c->retry ? json_deep_copy(c->retry)
                          : json_pack("{s:i, s:s, s:f, s:s, s:f, s:[]}", "max_attempts", 3,

@@ -17,6 +17,7 @@ struct config_token {
     char *sha256; /* lowercase hex */
     char *ns;
     char *role; /* reader | worker | operator | admin */
+    char *name; /* for the audit log; NULL: a digest prefix */
 };
 
 struct server_config {
@@ -25,20 +26,23 @@ struct server_config {
     int64_t pool_size;           /* store.pool_size: reader connections */
     struct config_token *tokens; /* auth.tokens */
     int n_tokens;
-    int64_t body_bytes;      /* limits.body_bytes */
-    int64_t transitions;     /* limits.transitions */
-    int exec_enabled;        /* exec.enabled */
-    int deny_private;        /* http.deny_private */
-    char *log_level;         /* log.level: debug | info | warn | error | off */
-    char *log_format;        /* log.format: text | json */
-    json_t *retry;           /* retry: the default policy; NULL: SPEC 2.3's */
-    int64_t lease_ms;        /* workers.lease */
-    int64_t retention_ms;    /* retention.finished; 0: keep forever */
-    int64_t conn_timeout_ms; /* server.connection_timeout */
-    int64_t max_connections; /* server.max_connections */
-    int64_t shutdown_ms;     /* server.shutdown_timeout */
-    int64_t max_wait_ms;     /* server.max_wait */
-    int64_t runner_threads;  /* server.runner_threads */
+    int64_t body_bytes;           /* limits.body_bytes */
+    int64_t payload_bytes;        /* limits.payload_bytes: input, output, error, details */
+    int64_t long_polls_per_token; /* limits.long_polls_per_token (with tokens) */
+    int64_t transitions;          /* limits.transitions */
+    int exec_enabled;             /* exec.enabled */
+    int deny_private;             /* http.deny_private */
+    char *log_level;              /* log.level: debug | info | warn | error | off */
+    char *log_format;             /* log.format: text | json */
+    json_t *retry;                /* retry: the default policy; NULL: SPEC 2.3's */
+    json_t *secrets;              /* secrets (and WFO_SECRET_*): {NAME: value}; NULL: none */
+    int64_t lease_ms;             /* workers.lease */
+    int64_t retention_ms;         /* retention.finished; 0: keep forever */
+    int64_t conn_timeout_ms;      /* server.connection_timeout */
+    int64_t max_connections;      /* server.max_connections */
+    int64_t shutdown_ms;          /* server.shutdown_timeout */
+    int64_t max_wait_ms;          /* server.max_wait */
+    int64_t runner_threads;       /* server.runner_threads */
 };
 
 /* The defaults. Caller releases with config_release(). */
@@ -52,6 +56,10 @@ int config_load_file(struct server_config *c, const char *path, struct wfo_buf *
 /* Applies the WFO_* variables of env (NULL-terminated "K=V" strings, like
  * environ); problems as "WFO_X: MESSAGE". */
 int config_load_env(struct server_config *c, char *const *env, struct wfo_buf *problems);
+
+/* Adds every WFO_SECRET_NAME=value of env to c->secrets (config_load_env
+ * does; `wfo run` calls it alone). */
+int config_secrets_env(struct server_config *c, char *const *env, struct wfo_buf *problems);
 
 /* The effective configuration as a document that config_load_file reads
  * back (tokens as token_sha256). New reference. */

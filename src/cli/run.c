@@ -12,11 +12,14 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "config.h"
 #include "wfo/wfo.h"
 #include "../core/def.h"
 #include "../common/duration.h"
 #include "../common/util.h"
 #include "../common/banned.h"
+
+extern char **environ;
 
 struct progress {
     int64_t t0;
@@ -176,13 +179,29 @@ int cmd_run(int argc, char **argv)
     pr.t0 = wfo_now_ms();
     pr.tty = isatty(2);
     pr.quiet = quiet;
+    /* WFO_SECRET_NAME=value: $secrets.NAME (SPEC 2.1) */
+    struct server_config sc;
+    struct wfo_buf sp = WFO_BUF_INIT;
+    config_init(&sc);
+    config_secrets_env(&sc, environ, &sp);
+    char *secrets_json = sc.secrets ? wfo_json_dumps(sc.secrets) : NULL;
+    config_release(&sc);
+    if (sp.len) {
+        fputs(sp.buf, stderr);
+        wfo_buf_release(&sp);
+        free(secrets_json);
+        goto out;
+    }
     struct wfo_engine_options opt = {
         .db_url = db,
+        .secrets_json = secrets_json,
         .exec_enabled = 1,
         .on_progress = on_progress,
         .progress_ud = &pr,
     };
-    if (wfo_engine_new(&opt, &e, &err) < 0) {
+    int er = wfo_engine_new(&opt, &e, &err);
+    free(secrets_json);
+    if (er < 0) {
         cli_error("%s", err.message);
         goto out;
     }

@@ -150,7 +150,9 @@ int cmd_server(int argc, char **argv)
     metrics = api_metrics_new();
     if (cfg.retry)
         retry_json = wfo_json_dumps(cfg.retry);
+    char *secrets_json = cfg.secrets ? wfo_json_dumps(cfg.secrets) : NULL;
     struct wfo_engine_options opt = {
+        .secrets_json = secrets_json,
         .db_url = cfg.db,
         .transition_limit = cfg.transitions,
         .exec_enabled = cfg.exec_enabled,
@@ -162,7 +164,9 @@ int cmd_server(int argc, char **argv)
         .log_transitions = 1,
         .progress_ud = metrics,
     };
-    if (wfo_engine_new(&opt, &e, &err) < 0) {
+    int er = wfo_engine_new(&opt, &e, &err);
+    free(secrets_json);
+    if (er < 0) {
         cli_error("%s", err.message);
         rc = err.code == WFO_EINVAL ? EXIT_USAGE : EXIT_FAILED;
         goto out;
@@ -170,13 +174,25 @@ int cmd_server(int argc, char **argv)
     struct engine_tuning tune = {.lease_ms = cfg.lease_ms, .retention_ms = cfg.retention_ms};
     engine_tune(e, &tune);
 
+    struct api_token_conf *tokens = wfo_calloc((size_t)cfg.n_tokens + 1, sizeof(*tokens));
+    for (int i = 0; i < cfg.n_tokens; i++)
+        tokens[i] = (struct api_token_conf){cfg.tokens[i].sha256, cfg.tokens[i].ns,
+                                            cfg.tokens[i].role, cfg.tokens[i].name};
     struct api_options aopt = {
         .ns = "default",
+        .tokens = tokens,
+        .n_tokens = cfg.n_tokens,
         .body_max = (size_t)cfg.body_bytes,
+        .payload_max = (size_t)cfg.payload_bytes,
+        .long_polls_per_token = (int)cfg.long_polls_per_token,
         .max_wait_ms = cfg.max_wait_ms,
-        .cursor_secret = cfg.db,
     };
-    api_new(e, &aopt, metrics, &api, &err);
+    int ar = api_new(e, &aopt, metrics, &api, &err);
+    free(tokens);
+    if (ar < 0) {
+        cli_error("%s", err.message);
+        goto out;
+    }
     struct http_options hopt = {
         .listen = cfg.listen,
         .allow_public = cfg.n_tokens > 0,
@@ -197,7 +213,10 @@ int cmd_server(int argc, char **argv)
         goto out;
     }
     if (cfg.n_tokens)
-        wfo_warn(NULL, NULL, "auth.tokens are configured, but tokens are not checked yet");
+        wfo_info(NULL, NULL,
+                 "auth: %d tokens; every request but /healthz, /readyz, /metrics "
+                 "and the page needs one",
+                 cfg.n_tokens);
     wfo_info(NULL, NULL, "listening on http://%s (store %s)", http_server_address(http),
              engine_store(e)->ops->name);
 

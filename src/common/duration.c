@@ -238,6 +238,12 @@ int wfo_time_parse(const char *s, int64_t *ms)
     t = days_from_civil(y, (unsigned)mo, (unsigned)d) * MS_PER_D + h * MS_PER_H + mi * MS_PER_M +
         sec * MS_PER_S + frac;
     t -= sign * (oh * MS_PER_H + om * MS_PER_M);
+    /* Only instants that wfo_time_format writes back as RFC 3339 (years
+     * 0000 to 9999 in UTC): a leap second or an offset may push a time
+     * just past either end (found by tests/fuzz/fuzz_time.c). */
+    if (t < days_from_civil(0, 1, 1) * MS_PER_D ||
+        t > days_from_civil(9999, 12, 31) * MS_PER_D + MS_PER_D - 1)
+        return WFO_EINVAL;
     *ms = t;
     return 0;
 }

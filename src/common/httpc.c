@@ -33,8 +33,6 @@
 #include <sys/socket.h>
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "common/httpc.h"
 #include "common/util.h"
@@ -599,22 +597,4 @@ const char *httpc_header_get(const struct httpc_response *res, const char *name)
         if (strcasecmp(res->headers[i].name, name) == 0)
             return res->headers[i].value;
     return NULL;
-}
-
-void httpc_hmac_sha256_hex(const char *key, size_t key_len, const void *data, size_t len,
-                           char out[65])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-
-    if (!HMAC(EVP_sha256(), key ? key : "", (int)key_len, data ? data : (const void *)"", len, md,
-              &n) ||
-        n != 32)
-        wfo_assert(!"HMAC-SHA256 failed");
-    for (unsigned int i = 0; i < n; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
 }

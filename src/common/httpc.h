@@ -71,8 +71,4 @@ void httpc_response_release(struct httpc_response *res);
 /* The value of header name (case-insensitive) or NULL. */
 const char *httpc_header_get(const struct httpc_response *res, const char *name);
 
-/* Lowercase hex HMAC-SHA256 of data keyed by key (65 bytes with NUL). */
-void httpc_hmac_sha256_hex(const char *key, size_t key_len, const void *data, size_t len,
-                           char out[65]);
-
 #endif

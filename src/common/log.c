@@ -21,6 +21,7 @@
 #include "common/duration.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/redact.h"
 #include "common/banned.h"
 
 /* Longest message kept; the rest is cut. */
@@ -84,20 +85,11 @@ static void log_write(const char *p, size_t len)
     }
 }
 
-static void log_v(enum wfo_log_level level, const char *exec_id, const char *workflow,
-                  const char *step, const char *fmt, va_list ap)
-    __attribute__((format(printf, 5, 0)));
-
-void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!wfo_log_enabled(level))
-        return;
-    va_start(ap, fmt);
-    log_v(level, exec_id, NULL, step, fmt, ap);
-    va_end(ap);
-}
+/* One line: the message, then exec_id, workflow, step and the fields (kv:
+ * n pairs, NULL values left out). */
+static void log_line(enum wfo_log_level level, const char *exec_id, const char *workflow,
+                     const char *step, const char *const *kv, int n, const char *fmt, va_list ap)
+    __attribute__((format(printf, 7, 0)));
 
 void wfo_log_exec(enum wfo_log_level level, const char *exec_id, const char *workflow,
                   const char *step, const char *fmt, ...)
@@ -107,17 +99,18 @@ void wfo_log_exec(enum wfo_log_level level, const char *exec_id, const char *wor
     if (!wfo_log_enabled(level))
         return;
     va_start(ap, fmt);
-    log_v(level, exec_id, workflow, step, fmt, ap);
+    log_line(level, exec_id, workflow, step, NULL, 0, fmt, ap);
     va_end(ap);
 }
 
-static void log_v(enum wfo_log_level level, const char *exec_id, const char *workflow,
-                  const char *step, const char *fmt, va_list ap)
+static void log_line(enum wfo_log_level level, const char *exec_id, const char *workflow,
+                     const char *step, const char *const *kv, int n, const char *fmt, va_list ap)
 {
     struct wfo_buf msg = WFO_BUF_INIT, line = WFO_BUF_INIT;
     char now[40];
 
     wfo_buf_vaddf(&msg, fmt, ap);
+    wfo_redact_buf(&msg); /* no secret's value in any log line (SPEC 2.1) */
     if (msg.len > LOG_MAX_MSG) {
         msg.len = LOG_MAX_MSG;
         msg.buf[msg.len] = '\0';
@@ -137,6 +130,9 @@ static void log_v(enum wfo_log_level level, const char *exec_id, const char *wor
             json_object_set_new(o, "workflow", json_string_nocheck(workflow));
         if (step)
             json_object_set_new(o, "step", json_string_nocheck(step));
+        for (int i = 0; i < n; i++)
+            if (kv[2 * i + 1])
+                json_object_set_new(o, kv[2 * i], json_string_nocheck(kv[2 * i + 1]));
         wfo_json_dumpb(o, &line);
         json_decref(o);
     } else {
@@ -155,9 +151,45 @@ static void log_v(enum wfo_log_level level, const char *exec_id, const char *wor
         }
         wfo_buf_addch(&line, ' ');
         log_add_text(&line, msg.buf);
+        for (int i = 0; i < n; i++) {
+            if (!kv[2 * i + 1])
+                continue;
+            wfo_buf_addf(&line, " %s=", kv[2 * i]);
+            /* quoted when it holds a blank, so that the line splits back */
+            int q = strpbrk(kv[2 * i + 1], " \t\"") != NULL || !kv[2 * i + 1][0];
+            if (q)
+                wfo_buf_addch(&line, '"');
+            log_add_text(&line, kv[2 * i + 1]);
+            if (q)
+                wfo_buf_addch(&line, '"');
+        }
     }
+    wfo_redact_buf(&line);
     wfo_buf_addch(&line, '\n');
     log_write(line.buf, line.len);
     wfo_buf_release(&line);
     wfo_buf_release(&msg);
+}
+
+void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!wfo_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    log_line(level, exec_id, NULL, step, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void wfo_log_fields(enum wfo_log_level level, const char *exec_id, const char *const *kv, int n,
+                    const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!wfo_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    log_line(level, exec_id, NULL, NULL, kv, n, fmt, ap);
+    va_end(ap);
 }

@@ -22,6 +22,11 @@ void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, co
 /* The same with the execution's workflow name too (may be NULL). */
 void wfo_log_exec(enum wfo_log_level level, const char *exec_id, const char *workflow,
                   const char *step, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The same with fields: kv holds n (name, value) pairs, a NULL value is
+ * left out; JSON lines get them as keys, text lines as " name=value"
+ * (quoted when the value holds a blank). */
+void wfo_log_fields(enum wfo_log_level level, const char *exec_id, const char *const *kv, int n,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 #define wfo_debug(...) wfo_log(WFO_LOG_DEBUG, __VA_ARGS__)
 #define wfo_info(...) wfo_log(WFO_LOG_INFO, __VA_ARGS__)

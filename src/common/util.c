@@ -22,8 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "common/util.h"
 #include "common/banned.h"
 
@@ -275,23 +273,6 @@ void wfo_id_new(char out[WFO_ID_SIZE])
         out[k++] = hex[u[i] & 0x0F];
     }
     out[k] = '\0';
-}
-
-/* ---- hashes ---- */
-
-void wfo_sha256_hex(const void *data, size_t len, char out[65])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    int ok = EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-
-    wfo_assert(ok == 1 && mdlen == 32);
-    for (unsigned int i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 0x0F];
-    }
-    out[64] = '\0';
 }
 
 /* ---- integers ---- */

@@ -1,6 +1,6 @@
 /*
  * util.h - small things every module needs: checked allocation, files,
- * random numbers, ids, hashes.
+ * random numbers, ids (hashes: crypto.h).
  */
 #ifndef WFO_COMMON_UTIL_H
 #define WFO_COMMON_UTIL_H
@@ -46,9 +46,6 @@ void wfo_id_new(char out[WFO_ID_SIZE]);
  * to 255 bytes (SPEC 4 sets no bound; idempotency keys like
  * "order-" + a UUID must fit). */
 #define WFO_EXEC_ID_SIZE 256
-
-/* Lowercase hex SHA-256 of data (65 bytes with NUL). */
-void wfo_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes, n >= 1), 0 if
  * it is not one (overlong forms, surrogates and code points past U+10FFFF

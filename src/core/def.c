@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "core/def.h"
+#include "common/crypto.h"
 #include "common/duration.h"
 #include "common/map.h"
 #include "common/util.h"
@@ -1856,4 +1857,56 @@ json_t *def_schema(const char *id)
         "$ref", "#/$defs/duration", "on_failure", "enum", "compensate", "fail", "output", "$ref",
         "#/$defs/template", "triggers", "type", "array", "items", trigger, "steps", "$ref",
         "#/$defs/steps", "additionalProperties", 0, "$defs", defs);
+}
+
+/* Path (as wfo validate writes it) of the first step of type t in b,
+ * written to out; 1 when there is one. */
+static int find_type_block(const struct def_block *b, enum step_type t, const char *prefix,
+                           struct wfo_buf *out);
+
+static int find_type_step(const struct def_step *s, enum step_type t, const char *path,
+                          struct wfo_buf *out)
+{
+    struct wfo_buf p = WFO_BUF_INIT;
+    int found = 0;
+    if (s->type == t) {
+        wfo_buf_adds(out, path);
+        return 1;
+    }
+    for (int i = 0; i < s->n_compensate && !found; i++) {
+        wfo_buf_reset(&p);
+        wfo_buf_addf(&p, "%s.compensate[%d]", path, i);
+        found = find_type_step(&s->compensate[i], t, p.buf, out);
+    }
+    for (int i = 0; i < s->n_branches && !found; i++) {
+        wfo_buf_reset(&p);
+        wfo_buf_addf(&p, "%s.branches[%d].", path, i);
+        found = find_type_block(&s->branches[i].block, t, p.buf, out);
+    }
+    if (!found) {
+        wfo_buf_reset(&p);
+        wfo_buf_addf(&p, "%s.", path);
+        found = find_type_block(&s->body, t, p.buf, out);
+    }
+    wfo_buf_release(&p);
+    return found;
+}
+
+static int find_type_block(const struct def_block *b, enum step_type t, const char *prefix,
+                           struct wfo_buf *out)
+{
+    struct wfo_buf p = WFO_BUF_INIT;
+    int found = 0;
+    for (int i = 0; i < b->n && !found; i++) {
+        wfo_buf_reset(&p);
+        wfo_buf_addf(&p, "%ssteps[%d]", prefix, i);
+        found = find_type_step(&b->steps[i], t, p.buf, out);
+    }
+    wfo_buf_release(&p);
+    return found;
+}
+
+int def_find_type(const struct wfo_def *d, enum step_type t, struct wfo_buf *path)
+{
+    return find_type_block(&d->steps, t, "", path);
 }

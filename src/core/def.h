@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "../common/buf.h"
 #include "../common/json.h"
 #include "expr.h"
 
@@ -196,5 +197,9 @@ const char **def_task_queues(const struct wfo_def *d);
 /* The JSON Schema (draft 2020-12) of definitions, built from the table of
  * step fields (new ref); id is its $id. GET /v1/schemas/workflow.json. */
 json_t *def_schema(const char *id);
+/* 1 when a step of type t is anywhere in d (blocks, branches,
+ * compensations), with the first one's path ("steps[1].branches[0].steps[2]")
+ * appended to path. */
+int def_find_type(const struct wfo_def *d, enum step_type t, struct wfo_buf *path);
 
 #endif

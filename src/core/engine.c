@@ -51,6 +51,7 @@
 #include "taskq.h"
 #include "../common/arena.h"
 #include "../common/duration.h"
+#include "../common/redact.h"
 #include "../common/log.h"
 #include "../common/map.h"
 #include "../common/util.h"
@@ -196,6 +197,11 @@ struct wfo_engine {
     int64_t next_retention;    /* when retention_sweep looks again */
     struct engine_stats stats; /* guarded by mu */
 };
+
+void engine_server_key(struct wfo_engine *e, unsigned char out[32])
+{
+    memcpy(out, e->tq.key, sizeof(e->tq.key));
+}
 
 struct wfo_store *engine_store(struct wfo_engine *e)
 {
@@ -561,6 +567,19 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
                       probs.n ? probs.items[0].path : "", probs.n ? probs.items[0].message : "");
         goto out;
     }
+    struct wfo_buf where = WFO_BUF_INIT;
+    if (!e->opt.exec_enabled && def_find_type(d, STEP_EXEC, &where)) {
+        /* refused now rather than failed at run time */
+        def_problems_add(&probs, where.buf,
+                         "exec steps are disabled on this server (exec.enabled: false)");
+        wfo_buf_release(&where);
+        if (problems)
+            *problems = problems_json(&probs);
+        rc = wfo_error_set(err, WFO_EDEFINITION, "invalid workflow definition: %s: %s",
+                           probs.items[0].path, probs.items[0].message);
+        goto out;
+    }
+    wfo_buf_release(&where);
     canon = wfo_json_dumps(doc);
     int64_t epoch = wf_epoch(e);
     struct put_ud p = {0};
@@ -762,6 +781,14 @@ static void *runner_main(void *arg)
         struct cmd *c = wfo_calloc(1, sizeof(*c));
         c->kind = CMD_RESULT;
         step_runner_find(j->def->type)->run(j, &c->out);
+        if (wfo_redact_active()) {
+            /* an upstream may echo a secret back (SPEC 2.1) */
+            json_t *o = wfo_redact_json(c->out.output), *er = wfo_redact_json(c->out.error);
+            json_decref(c->out.output);
+            json_decref(c->out.error);
+            c->out.output = o;
+            c->out.error = er;
+        }
 
         pthread_mutex_lock(&e->mu);
         wfo_map_del(&e->running, j->key);
@@ -1010,16 +1037,19 @@ static struct xexec *exec_get(struct wfo_engine *e, const char *id, struct wfo_e
 }
 
 struct same_ud {
-    const char *workflow;
+    const char *ns, *workflow;
     json_t *input;
     int same;
 };
 
+/* An id taken in another namespace is a conflict like any other: its
+ * execution is never returned to this one (SPEC 4). */
 static int same_cb(void *ud, const struct store_exec *r)
 {
     struct same_ud *s = ud;
     json_t *in = parse_or_null(r->input);
-    s->same = strcmp(r->workflow, s->workflow) == 0 && in && wfo_json_equal(in, s->input);
+    s->same = strcmp(r->namespace, s->ns) == 0 && strcmp(r->workflow, s->workflow) == 0 && in &&
+              wfo_json_equal(in, s->input);
     json_decref(in);
     return 0;
 }
@@ -1039,10 +1069,12 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
 {
     struct wfo_error err = WFO_ERROR_INIT;
     struct xexec *x = wfo_map_get(&e->execs, c->id);
-    struct same_ud s = {.workflow = c->def->name, .input = c->input};
+    const char *ns = c->ns ? c->ns : e->ns;
+    struct same_ud s = {.ns = ns, .workflow = c->def->name, .input = c->input};
     int rc = 0;
     if (x) {
-        s.same = strcmp(x->workflow, c->def->name) == 0 && wfo_json_equal(x->input, c->input);
+        s.same = strcmp(x->ns, ns) == 0 && strcmp(x->workflow, c->def->name) == 0 &&
+                 wfo_json_equal(x->input, c->input);
         rc = 1;
     } else if (!c->fresh) {
         rc = e->store->ops->get_exec(e->store, c->id, same_cb, &s, &err);
@@ -1912,6 +1944,33 @@ static int retry_from_json(const char *text, struct def_retry *r, struct wfo_err
     return rc;
 }
 
+/* Server-side secrets (SPEC 2.1): `$secrets` in every template compiled
+ * from now on, and their values redacted. */
+static int engine_secrets(const char *text, struct wfo_error *err)
+{
+    json_t *obj = NULL, *v;
+    const char *k;
+    int rc = wfo_json_parse(text, strlen(text), &obj, err);
+    if (rc < 0)
+        return rc;
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return wfo_error_set(err, WFO_EINVAL, "secrets: expected an object of strings");
+    }
+    json_object_foreach(obj, k, v)
+    {
+        if (!json_is_string(v) || wfo_redact_add(json_string_value(v)) < 0) {
+            json_decref(obj);
+            return wfo_error_set(err, WFO_EINVAL,
+                                 "secrets: %s: expected a string of at least %d characters", k,
+                                 WFO_REDACT_MIN);
+        }
+    }
+    expr_set_secrets(obj);
+    json_decref(obj);
+    return 0;
+}
+
 int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out,
                    struct wfo_error *err)
 {
@@ -1934,7 +1993,6 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     pthread_cond_init(&e->writer_cv, NULL);
     fsm_init(&e->fsm);
     taskq_init(&e->tq, 30000);
-    e->tq.salt = wfo_strdup(e->opt.db_url);
     e->fsm.transition_limit = e->opt.transition_limit;
     e->default_retry = def_retry_default;
     if (opt->default_retry_json) {
@@ -1951,11 +2009,17 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     }
     e->cur = &e->rounds[0];
     e->cur->busy = 1;
+    if (opt->secrets_json && (rc = engine_secrets(opt->secrets_json, err)) < 0)
+        goto fail;
     rc = store_open(e->opt.db_url, &e->store, err);
     if (rc < 0)
         goto fail;
     if (opt->store_pool_size > 0 && e->store->ops->set_pool_size)
         e->store->ops->set_pool_size(e->store, opt->store_pool_size);
+    /* keys leases (taskq.c T2) and, through engine_server_key, cursors */
+    rc = e->store->ops->server_key(e->store, e->tq.key, sizeof(e->tq.key), err);
+    if (rc < 0)
+        goto fail;
     *out = e;
     return 0;
 fail:
@@ -2128,7 +2192,7 @@ int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_er
     }
     c->def = d;
     c->epoch = epoch;
-    c->input = q->input ? json_incref(q->input) : json_object();
+    c->input = q->input ? wfo_redact_json(q->input) : json_object();
     c->reply = &r;
     char idcopy[WFO_EXEC_ID_SIZE];
     snprintf(idcopy, sizeof(idcopy), "%s", c->id);
@@ -2253,8 +2317,9 @@ static int task_post(struct wfo_engine *e, const char *ns, struct engine_task_re
     c->path = wfo_strdup(k->path);
     c->token = k->token;
     c->out.ok = t->ok;
-    c->out.output = t->ok ? wfo_json_ref(t->output) : NULL;
-    c->out.error = t->ok ? NULL : json_incref(t->error);
+    /* a worker may echo a secret it was never given: redacted (SPEC 2.1) */
+    c->out.output = t->ok ? wfo_redact_json(t->output ? t->output : json_null()) : NULL;
+    c->out.error = t->ok ? NULL : wfo_redact_json(t->error);
     c->out.retryable = t->retryable;
     c->reply = r;
     task_free(k);

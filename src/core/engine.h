@@ -19,6 +19,10 @@ int engine_run(struct wfo_engine *e, struct wfo_error *err);
 /* The store the engine writes; readers may use it too (thread-safe). */
 struct wfo_store *engine_store(struct wfo_engine *e);
 
+/* The store's secret server key (wfo_store_ops.server_key), for keying
+ * what the API hands out (list cursors). */
+void engine_server_key(struct wfo_engine *e, unsigned char out[32]);
+
 /* The execution document of SPEC 3 (new ref), read from the store. */
 int engine_doc(struct wfo_engine *e, const char *id, json_t **doc, struct wfo_error *err);
 

@@ -1161,6 +1161,37 @@ static int expr_compile_error(struct expr_log *log, struct wfo_error *err)
 
 static void expr_emit_cb(void *data, jv v);
 
+/* The server's secrets as JSON text, bound to $secrets in every program
+ * (SPEC 2.1): set once before any compile (expr_set_secrets), read-only
+ * after. Text rather than a jv: libjq's reference counts are not atomic,
+ * and programs are compiled on many threads. */
+static char *expr_secrets_text;
+
+void expr_set_secrets(json_t *obj)
+{
+    char *t = wfo_json_dumps(obj);
+    free(expr_secrets_text);
+    expr_secrets_text = t;
+}
+
+/* [{name: "secrets", value: {...}}] for jq_compile_args. */
+static jv expr_compile_args(void)
+{
+    json_t *obj = NULL;
+    jv v = jv_invalid();
+    if (expr_secrets_text &&
+        wfo_json_parse(expr_secrets_text, strlen(expr_secrets_text), &obj, NULL) == 0 &&
+        expr_to_jv(obj, 0, &v) == 0) {
+        /* v set */
+    } else {
+        v = jv_object();
+    }
+    json_decref(obj);
+    jv arg = jv_object_set(jv_object(), jv_string("name"), jv_string("secrets"));
+    arg = jv_object_set(arg, jv_string("value"), v);
+    return jv_array_append(jv_array(), arg);
+}
+
 /* A new jq_state compiled from the program text (I5); 0, or WFO_EEXPR with
  * jq's message. */
 static int expr_jq_compile(const char *program, jq_state **out, struct wfo_error *err)
@@ -1178,7 +1209,7 @@ static int expr_jq_compile(const char *program, jq_state **out, struct wfo_error
     jq_set_error_cb(jq, expr_err_cb, &log);
     /* Without a library path, `import` makes libjq abort. */
     jq_set_attr(jq, jv_string("JQ_LIBRARY_PATH"), jv_array());
-    if (!jq_compile(jq, program)) {
+    if (!jq_compile_args(jq, program, expr_compile_args())) {
         jq_teardown(&jq);
         return expr_compile_error(&log, err);
     }

@@ -45,6 +45,11 @@ int tmpl_is_const(const struct wfo_tmpl *t);
  * Failure: WFO_EEXPR with the jq error message in err. */
 int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_error *err);
 
+/* The server-side secrets (a JSON object, borrowed: copied): `$secrets` in
+ * every expression compiled afterwards ({} until set). Call before any
+ * thread compiles. */
+void expr_set_secrets(json_t *obj);
+
 /* Compiles and evaluates one expression text once (tests, the CLI). */
 int expr_eval_once(const char *text, json_t *ctx, json_t **out, struct wfo_error *err);
 

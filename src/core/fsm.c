@@ -69,6 +69,7 @@
 
 #include "fsm.h"
 #include "../common/duration.h"
+#include "../common/redact.h"
 #include "../common/banned.h"
 
 const char *const timer_kind_names[TK__COUNT] = {"retry", "timeout", "sleep", "workflow_timeout",
@@ -144,8 +145,13 @@ void fsm_release(struct fsm *f)
 
 json_t *fsm_error(const char *type, const char *message, json_t *details)
 {
-    return json_pack("{s:s, s:s, s:o}", "type", type, "message", message ? message : "", "details",
-                     details ? details : json_null());
+    json_t *e = json_pack("{s:s, s:s, s:o}", "type", type, "message", message ? message : "",
+                          "details", details ? details : json_null());
+    if (!wfo_redact_active())
+        return e;
+    json_t *r = wfo_redact_json(e); /* an error may quote a secret's value */
+    json_decref(e);
+    return r;
 }
 
 int64_t fsm_retry_delay(const struct def_retry *r, int n, double r01)
@@ -264,6 +270,18 @@ static int truthy(const json_t *v)
 
 /* Evaluates field fi of st's definition against ctx; *out NULL when the
  * field is absent. On failure returns an ExpressionError (new ref). */
+/* Does the value of field fi leave wfo only to do the step's work (an
+ * http request, an exec's command line, stdin, environment), so that it
+ * must keep its secrets? Everything else an expression makes can be
+ * stored, shown or sent on, and has them redacted (SPEC 2.1). */
+static int field_keeps_secrets(const struct def_step *d, enum step_field fi)
+{
+    if (d->type != STEP_HTTP && d->type != STEP_EXEC)
+        return 0;
+    return fi == F_INPUT || fi == F_REQUEST || fi == F_COMMAND || fi == F_STDIN || fi == F_ENV ||
+           fi == F_CWD;
+}
+
 static json_t *eval_field(const struct def_step *d, enum step_field fi, json_t *ctx, json_t **out)
 {
     *out = NULL;
@@ -276,6 +294,11 @@ static json_t *eval_field(const struct def_step *d, enum step_field fi, json_t *
         json_t *e = fsm_error("ExpressionError", b.buf, NULL);
         wfo_buf_release(&b);
         return e;
+    }
+    if (*out && wfo_redact_active() && !field_keeps_secrets(d, fi)) {
+        json_t *r = wfo_redact_json(*out);
+        json_decref(*out);
+        *out = r;
     }
     return NULL;
 }
@@ -353,6 +376,11 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
         struct wfo_error err = WFO_ERROR_INIT;
         int rc = tmpl_eval(x->def->output, ctx, &out, &err);
         json_decref(ctx);
+        if (rc == 0 && out && wfo_redact_active()) {
+            json_t *r = wfo_redact_json(out);
+            json_decref(out);
+            out = r;
+        }
         if (rc < 0) {
             struct wfo_buf b = WFO_BUF_INIT;
             wfo_buf_addf(&b, "output: %s", err.message);
@@ -1068,7 +1096,12 @@ json_t *fsm_attempt_args(struct xexec *x, struct xstep *st, json_t **error)
 static void step_input_keep(struct xexec *x, struct xstep *st, json_t *input)
 {
     free(st->input_text);
-    if (input == x->input) {
+    if (wfo_redact_active() && field_keeps_secrets(st->def, F_INPUT)) {
+        /* an http or exec step is given its secrets; the document is not */
+        json_t *r = wfo_redact_json(input);
+        st->input_text = wfo_json_dumps(r);
+        json_decref(r);
+    } else if (input == x->input) {
         if (!x->input_text)
             x->input_text = wfo_json_dumps(x->input);
         st->input_text = wfo_strdup(x->input_text);

@@ -7,12 +7,18 @@
  *       fail with its current lease), cancelled while ready, or failed by a
  *       heartbeat timeout. It is in its queue's ready list exactly when its
  *       lease is "".
- *   T2. A task's lease is derived from the store's salt and the task id,
- *       so it is the same for every delivery of that attempt and survives
- *       a restart: a worker that took the task before a crash can still
- *       complete it (the first completion of an attempt wins; the engine
- *       refuses the rest by token). A retry is a new attempt: a new task id
- *       and so a new lease, and the old one is stale (TQ_STALE).
+ *   T2. A lease is 128 random bits from the CSPRNG (SPEC 3: nothing a
+ *       client could know goes into it) followed by a MAC of the task id
+ *       and those bits under the store's secret server key. Each delivery
+ *       gets a new one; while the task is leased only the current lease
+ *       is accepted. Once it is ready again (a restart, an expired lease)
+ *       any lease this store issued for that attempt is accepted, checked
+ *       by its MAC, so a worker that took the task before a crash can
+ *       still complete it (the first completion of an attempt wins; the
+ *       engine refuses the rest by token). A retry is a new attempt: a new
+ *       task id, so an old lease's MAC no longer matches (TQ_STALE). A
+ *       lease computed from the URL and the task id, as wfo once did, or
+ *       one of another store, never matches.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +27,7 @@
 
 #include "taskq.h"
 #include "../common/duration.h"
+#include "../common/crypto.h"
 #include "../common/util.h"
 #include "../common/banned.h"
 
@@ -77,7 +84,6 @@ void taskq_release(struct taskq *q)
         free(l);
     }
     wfo_map_release(&q->queues);
-    free(q->salt);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
 }
@@ -247,15 +253,33 @@ int taskq_cancel(struct taskq *q, const char *exec_id, int64_t token)
     return dropped;
 }
 
-static void task_lease(const struct taskq *q, const struct task *t, char out[33])
+/* The MAC half of a lease whose random half is nonce (32 hex digits). */
+static void lease_mac(const struct taskq *q, const char *task_id, const char *nonce, char out[33])
 {
     struct wfo_buf b = WFO_BUF_INIT;
     char hex[65];
-    wfo_buf_addf(&b, "%s\n%s", q->salt ? q->salt : "", t->id);
-    wfo_sha256_hex(b.buf, b.len, hex);
+    wfo_buf_addf(&b, "wfo-lease-v2\n%s\n%.32s", task_id, nonce);
+    wfo_hmac_sha256_hex(q->key, sizeof(q->key), b.buf, b.len, hex);
     wfo_buf_release(&b);
     memcpy(out, hex, 32);
     out[32] = 0;
+}
+
+/* A new lease for t (T2). */
+static void task_lease(const struct taskq *q, const struct task *t, char out[TASKQ_LEASE_SIZE])
+{
+    wfo_random_hex(out, 16);
+    lease_mac(q, t->id, out, out + 32);
+}
+
+/* Did this store issue lease for task t (any delivery of its attempt)? */
+static int lease_issued(const struct taskq *q, const struct task *t, const char *lease)
+{
+    char mac[33];
+    if (strlen(lease) != TASKQ_LEASE_SIZE - 1)
+        return 0;
+    lease_mac(q, t->id, lease, mac);
+    return wfo_ct_equal(mac, lease + 32, 32);
 }
 
 json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
@@ -355,20 +379,19 @@ static enum taskq_check check(struct taskq *q, const char *ns, const char *id, c
     if (!(*t)->lease[0]) {
         /* ready again (a restart, an expired lease): a worker that still
          * holds the attempt's lease may finish it (T2) */
-        char want[33];
-        task_lease(q, *t, want);
-        if (strcmp(want, lease) != 0)
+        if (!lease_issued(q, *t, lease))
             return TQ_STALE;
         struct taskq_list *l = list_get(q, (*t)->ns, (*t)->queue);
         list_remove(l, *t);
         l->n_leased++;
         q->ready--;
         q->leased++;
-        memcpy((*t)->lease, want, sizeof(want));
+        snprintf((*t)->lease, sizeof((*t)->lease), "%s", lease);
         (*t)->leased_until = wfo_now_ms() + ((*t)->heartbeat_ms ? (*t)->heartbeat_ms : q->lease_ms);
         return TQ_OK;
     }
-    if (strcmp((*t)->lease, lease) != 0)
+    if (strlen(lease) != strlen((*t)->lease) ||
+        !wfo_ct_equal((*t)->lease, lease, strlen((*t)->lease)))
         return TQ_STALE;
     return TQ_OK;
 }

@@ -18,6 +18,8 @@
 #include "../common/util.h"
 
 #define TASKQ_ID_SIZE (WFO_EXEC_ID_SIZE + 24)
+/* A lease: 32 hex digits from the CSPRNG, then 32 of its MAC (T2), NUL. */
+#define TASKQ_LEASE_SIZE 65
 
 struct task {
     char id[TASKQ_ID_SIZE]; /* "EXECID.TOKEN" */
@@ -25,7 +27,7 @@ struct task {
     int64_t token;
     int attempt;
     json_t *input;
-    char lease[33]; /* "" while ready */
+    char lease[TASKQ_LEASE_SIZE]; /* "" while ready */
     char *worker;
     int64_t leased_until, deadline;
     int64_t ready_since;  /* when it last became ready (the age of a waiting task) */
@@ -41,7 +43,7 @@ struct taskq {
     struct wfo_map tasks;  /* id -> task */
     struct wfo_map queues; /* "ns\nqueue" -> struct taskq_list */
     int64_t lease_ms;
-    char *salt; /* leases are derived from it and the task id (T2) */
+    unsigned char key[32]; /* the store's server key: MACs leases (T2) */
     int stop;
     long long ready, leased, expiries;
 };

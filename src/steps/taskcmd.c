@@ -226,6 +226,52 @@ static char *taskcmd_var(const char *key, const char *value)
     return wfo_buf_detach(&b, NULL);
 }
 
+int taskcmd_result(const struct proc_result *res, int64_t timeout_ms, char **output, char **error,
+                   int *retryable)
+{
+    json_t *e = NULL, *details;
+
+    *output = NULL;
+    *error = NULL;
+    *retryable = 0;
+    switch (res->end) {
+    case PROC_EXITED:
+        if (res->exit_code == 0) {
+            e = taskcmd_success(res, output);
+            *retryable = 0;
+        } else {
+            e = taskcmd_failure(res, retryable);
+        }
+        break;
+    case PROC_SIGNALED:
+        details = json_object();
+        json_object_set_new(details, "signal", json_integer(res->signal));
+        json_object_set_new(details, "stderr", taskcmd_stderr_tail(res));
+        e = taskcmd_errorf("CommandFailed", details, "killed by signal %d", res->signal);
+        *retryable = 1;
+        break;
+    case PROC_TIMED_OUT:
+        details = json_object();
+        json_object_set_new(details, "timeout_ms", json_integer(timeout_ms));
+        json_object_set_new(details, "stderr", taskcmd_stderr_tail(res));
+        e = taskcmd_errorf("Timeout", details, "command ran past its timeout of %lld ms",
+                           (long long)timeout_ms);
+        *retryable = 1;
+        break;
+    case PROC_CANCELLED:
+        e = taskcmd_errorf("Cancelled", NULL, "command cancelled");
+        *retryable = 0;
+        break;
+    }
+    if (e) {
+        free(*output);
+        *output = NULL;
+        *error = wfo_json_dumps(e);
+        json_decref(e);
+    }
+    return *error ? 1 : 0;
+}
+
 int taskcmd_run(const char *command, const struct taskcmd_env *env, const char *input,
                 int64_t timeout_ms, struct proc_cancel *cancel, char **output, char **error,
                 int *retryable, struct wfo_error *err)
@@ -250,7 +296,6 @@ int taskcmd_run_argv(char *const *argv, const struct taskcmd_env *env, const cha
     char attempt[24];
     struct proc_result res;
     struct proc_spec spec;
-    json_t *e = NULL, *details;
     int rc, have_res = 0;
 
     *output = NULL;
@@ -286,43 +331,9 @@ int taskcmd_run_argv(char *const *argv, const struct taskcmd_env *env, const cha
         goto out;
     have_res = 1;
 
-    switch (res.end) {
-    case PROC_EXITED:
-        if (res.exit_code == 0) {
-            e = taskcmd_success(&res, output);
-            *retryable = 0;
-        } else {
-            e = taskcmd_failure(&res, retryable);
-        }
-        break;
-    case PROC_SIGNALED:
-        details = json_object();
-        json_object_set_new(details, "signal", json_integer(res.signal));
-        json_object_set_new(details, "stderr", taskcmd_stderr_tail(&res));
-        e = taskcmd_errorf("CommandFailed", details, "killed by signal %d", res.signal);
-        *retryable = 1;
-        break;
-    case PROC_TIMED_OUT:
-        details = json_object();
-        json_object_set_new(details, "timeout_ms", json_integer(timeout_ms));
-        json_object_set_new(details, "stderr", taskcmd_stderr_tail(&res));
-        e = taskcmd_errorf("Timeout", details, "command ran past its timeout of %lld ms",
-                           (long long)timeout_ms);
-        *retryable = 1;
-        break;
-    case PROC_CANCELLED:
-        e = taskcmd_errorf("Cancelled", NULL, "command cancelled");
-        *retryable = 0;
-        break;
-    }
-    if (e) {
-        free(*output);
-        *output = NULL;
-        *error = wfo_json_dumps(e);
-    }
+    taskcmd_result(&res, timeout_ms, output, error, retryable);
 
 out:
-    json_decref(e);
     for (size_t i = 0; i < WFO_ARRAY_SIZE(vars); i++)
         free(vars[i]);
     if (have_res)

@@ -64,4 +64,12 @@ int taskcmd_run_argv(char *const *argv, const struct taskcmd_env *env, const cha
                      int64_t timeout_ms, struct proc_cancel *cancel, char **output, char **error,
                      int *retryable, struct wfo_error *err);
 
+/* How a finished child's end, stdout and stderr make the task's result
+ * (the table at the top); taskcmd_run_argv uses it, and
+ * tests/fuzz/fuzz_taskcmd.c drives it with any bytes. Sets *output (new
+ * JSON text or NULL for null) or *error (new JSON text) and *retryable;
+ * returns 1 for a failure, 0 for a success. */
+int taskcmd_result(const struct proc_result *res, int64_t timeout_ms, char **output, char **error,
+                   int *retryable);
+
 #endif

@@ -201,6 +201,11 @@ struct wfo_store_ops {
     /* At most n reader connections (1 to STORE_POOL_MAX); before the first
      * read. */
     void (*set_pool_size)(struct wfo_store *s, int n);
+    /* The server's secret key (size bytes, at most 64): drawn from the
+     * CSPRNG the first time any process asks, kept in the store, the same
+     * for every node of it. It keys leases and cursors; it is never
+     * derived from the URL or anything else a client could know. */
+    int (*server_key)(struct wfo_store *s, unsigned char *out, size_t size, struct wfo_error *err);
 };
 
 #define STORE_POOL_MAX 64

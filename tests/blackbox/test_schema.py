@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from apiutil import server  # noqa: F401 - fixture
+from apiutil import WfoServer
 from conftest import run_wfo
 
 jsonschema = pytest.importorskip("jsonschema")  # python3-jsonschema (scripts/deps.sh test)
@@ -16,6 +16,16 @@ jsonschema = pytest.importorskip("jsonschema")  # python3-jsonschema (scripts/de
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.y*ml"))
 CASES = sorted((Path(__file__).resolve().parent / "cases").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server that takes every example: some run `exec` steps, which a
+    server refuses at PUT unless exec is enabled (security.md)."""
+    srv = WfoServer(tmp_path_factory.mktemp("wfo-server"), env={"WFO_EXEC_ENABLED": "true"})
+    srv.launch()
+    yield srv
+    assert srv.stop() == 0, srv.stderr()
 
 
 @pytest.fixture(scope="module")

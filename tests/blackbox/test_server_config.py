@@ -46,7 +46,8 @@ def test_defaults(tmp_path):
     c = print_config(tmp_path)
     assert c["listen"] == "127.0.0.1:7233"
     assert c["db"] == "sqlite:wfo.db"
-    assert c["limits"] == {"body_bytes": 1048576, "transitions": 10000}
+    assert c["limits"] == {"body_bytes": 1048576, "payload_bytes": 262144,
+                           "long_polls_per_token": 100, "transitions": 10000}
     assert c["exec"] == {"enabled": False}
     assert c["http"] == {"deny_private": False}
     assert c["log"] == {"level": "info", "format": "text"}
@@ -78,11 +79,13 @@ def test_every_env_variable(tmp_path):
            "WFO_DENY_PRIVATE": "1", "WFO_LOG_LEVEL": "error", "WFO_LOG_FORMAT": "json",
            "WFO_LEASE": "45s", "WFO_RETENTION": "7d", "WFO_CONNECTION_TIMEOUT": "5s",
            "WFO_MAX_CONNECTIONS": "100", "WFO_SHUTDOWN_TIMEOUT": "2s", "WFO_MAX_WAIT": "30s",
-           "WFO_RUNNER_THREADS": "3"}
+           "WFO_RUNNER_THREADS": "3", "WFO_PAYLOAD_BYTES": "5000",
+           "WFO_LONG_POLLS_PER_TOKEN": "7"}
     c = print_config(tmp_path, env=env)
     assert c["listen"] == "[::1]:9" and c["db"] == "sqlite::memory:"
     assert c["store"]["pool_size"] == 4
-    assert c["limits"] == {"body_bytes": 4096, "transitions": 77}
+    assert c["limits"] == {"body_bytes": 4096, "payload_bytes": 5000, "long_polls_per_token": 7,
+                           "transitions": 77}
     assert c["exec"]["enabled"] is True and c["http"]["deny_private"] is True
     assert c["log"] == {"level": "error", "format": "json"}
     assert c["workers"]["lease"] == "45s" and c["retention"]["finished"] == "7d"

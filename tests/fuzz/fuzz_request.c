@@ -112,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the cursor decoder on its own, with the body as the cursor */
     int64_t seq;
     char *cur = wfo_strndup(req.body ? req.body : "", req.body_len);
-    api_cursor_decode(api, cur, &seq, NULL);
+    api_cursor_decode(api, NULL, cur, &seq, NULL);
     free(cur);
 
     free(body);

@@ -320,6 +320,13 @@ static int fault_list_expired(struct wfo_store *base, int64_t before, int limit,
     return s->inner->ops->list_expired(s->inner, before, limit, cb, ud, err);
 }
 
+static int fault_server_key(struct wfo_store *base, unsigned char *out, size_t size,
+                            struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    return s->inner->ops->server_key(s->inner, out, size, err);
+}
+
 static void fault_set_pool_size(struct wfo_store *base, int n)
 {
     struct fault_store *s = fs_of(base);
@@ -348,4 +355,5 @@ const struct wfo_store_ops store_fault_ops = {
     .delete_workflow = fault_delete_workflow,
     .list_expired = fault_list_expired,
     .set_pool_size = fault_set_pool_size,
+    .server_key = fault_server_key,
 };

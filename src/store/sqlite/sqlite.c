@@ -50,6 +50,7 @@
 
 #include "store/store.h"
 #include "store/sqlite/sqlite.h"
+#include "common/crypto.h"
 #include "common/duration.h"
 #include "common/util.h"
 #include "common/banned.h"
@@ -74,6 +75,11 @@
  * executions_active is a partial index over the few running or paused rows,
  * for recovery (list_active_execs) which spans namespaces.
  */
+/* Settings of the store itself (the server key); made when first needed,
+ * so a store made by an older wfo gets it too. */
+#define SQ_META_SCHEMA                                                                             \
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);"
+
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS workflows ("
     " namespace TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -110,7 +116,7 @@ static const char sq_schema[] =
     " id TEXT PRIMARY KEY NOT NULL, exec_id TEXT NOT NULL, namespace TEXT NOT NULL,"
     " queue TEXT NOT NULL, step TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,"
     " lease TEXT, input TEXT, ready_at INTEGER, leased_until INTEGER, created_at INTEGER);"
-    "CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queue, status, ready_at);";
+    "CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queue, status, ready_at);" SQ_META_SCHEMA;
 
 #define SQ_WF_COLS "namespace, name, version, hash, definition, created_at"
 #define SQ_EXEC_COLS                                                                               \
@@ -1578,6 +1584,62 @@ out:
     return rc;
 }
 
+/* The key is drawn once from the CSPRNG by whichever process gets here
+ * first (INSERT OR IGNORE inside BEGIN IMMEDIATE), and read back by all. */
+static int sq_server_key(struct wfo_store *base, unsigned char *out, size_t size,
+                         struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st = NULL;
+    unsigned char fresh[64];
+    int rc;
+
+    wfo_assert(size <= sizeof(fresh));
+    wfo_random_bytes(fresh, size);
+    pthread_mutex_lock(&s->wmu);
+    rc = sqlite3_exec(s->w, SQ_META_SCHEMA, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sq_fail(s, s->w, err, "creating the meta table");
+        goto out;
+    }
+    rc = sq_begin(s, "making the server key", err);
+    if (rc)
+        goto out;
+    rc = sqlite3_prepare_v2(
+        s->w, "INSERT OR IGNORE INTO meta (key, value) VALUES ('server_key', ?)", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(st, 1, fresh, (int)size, SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK)
+        rc = sq_step(st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc != SQLITE_DONE) {
+        rc = sq_fail(s, s->w, err, "writing the server key");
+        goto out;
+    }
+    rc = sqlite3_prepare_v2(s->w, "SELECT value FROM meta WHERE key = 'server_key'", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sq_step(st);
+    if (rc != SQLITE_ROW) {
+        rc = sq_fail(s, s->w, err, "reading the server key");
+        goto out;
+    }
+    if (sqlite3_column_bytes(st, 0) < (int)size) {
+        rc = wfo_error_set(err, WFO_ESTORE, "the store's server key is shorter than %zu bytes",
+                           size);
+        goto out;
+    }
+    memcpy(out, sqlite3_column_blob(st, 0), size);
+    sqlite3_finalize(st);
+    st = NULL;
+    rc = sq_commit(s, "making the server key", err);
+out:
+    sqlite3_finalize(st);
+    sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
 const struct wfo_store_ops store_sqlite_ops = {
     .name = "sqlite",
     .version = 1,
@@ -1599,4 +1661,5 @@ const struct wfo_store_ops store_sqlite_ops = {
     .delete_workflow = sq_delete_workflow,
     .list_expired = sq_list_expired,
     .set_pool_size = sq_set_pool_size,
+    .server_key = sq_server_key,
 };

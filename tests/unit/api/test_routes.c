@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include "api/api.h"
+#include <strings.h>
+
+#include "common/crypto.h"
 #include "common/json.h"
 #include "../tap.h"
 #include "common/banned.h"
@@ -48,6 +51,97 @@ static int handle(struct api *a, const char *method, const char *target, const c
     api_req_release(&req);
     free(path);
     return status;
+}
+
+/* ---- authentication (SPEC 4) ---- */
+
+static const char *auth_value; /* what the Authorization header holds */
+
+static const char *auth_header(void *conn, const char *name)
+{
+    return strcasecmp(name, "Authorization") == 0 ? auth_value : NULL;
+}
+
+static int handle_as(struct api *a, const char *value, const char *method, const char *target,
+                     const char *body, char *type, size_t tsize, int *challenge, char *who,
+                     size_t wsize)
+{
+    struct api_req req;
+    struct api_resp resp;
+    auth_value = value;
+    api_req_init(&req, method, target);
+    req.header = auth_header;
+    req.body = body;
+    req.body_len = body ? strlen(body) : 0;
+    api_handle(a, &req, &resp);
+    int status = resp.status;
+    const char *t = wfo_json_str(json_object_get(resp.json, "error"), "type");
+    snprintf(type, tsize, "%s", t ? t : "");
+    *challenge = resp.challenge;
+    snprintf(who, wsize, "%s", req.who ? req.who : "");
+    api_resp_release(&resp);
+    api_req_release(&req);
+    return status;
+}
+
+TEST(auth)
+{
+    /* sha256("reader-token-0000001"), sha256("operator-token-00001") */
+    char rd[65], op[65];
+    wfo_sha256_hex("reader-token-0000001", 20, rd);
+    wfo_sha256_hex("operator-token-00001", 20, op);
+    struct api_token_conf toks[] = {{rd, "team-a", "reader", NULL},
+                                    {op, "team-a", "operator", "ops"}};
+    struct api_options opt = {.ns = "default", .body_max = 1024, .tokens = toks, .n_tokens = 2};
+    struct api *a = NULL;
+    is_int(api_new(NULL, &opt, NULL, &a, NULL), 0, "api with two tokens");
+    char type[64], who[64];
+    int ch = 0;
+
+    is_int(
+        handle_as(a, NULL, "GET", "/v1/workflows", NULL, type, sizeof(type), &ch, who, sizeof(who)),
+        401, "no token: 401");
+    is_str(type, "Unauthorized", "type");
+    ok(ch, "with a Bearer challenge");
+    is_int(handle_as(a, "Bearer not-a-configured-token", "GET", "/v1/workflows", NULL, type,
+                     sizeof(type), &ch, who, sizeof(who)),
+           401, "unknown token: 401");
+    is_int(handle_as(a, "Basic cmVhZGVyOng=", "GET", "/v1/workflows", NULL, type, sizeof(type), &ch,
+                     who, sizeof(who)),
+           401, "another scheme: 401");
+    is_int(handle_as(a, "Bearer reader-token-000000", "GET", "/v1/workflows", NULL, type,
+                     sizeof(type), &ch, who, sizeof(who)),
+           401, "a token one character off: 401");
+    is_int(handle_as(a, "Bearer reader-token-0000001", "POST", "/v1/executions", "[", type,
+                     sizeof(type), &ch, who, sizeof(who)),
+           403, "reader may not start: 403");
+    is_str(type, "Forbidden", "type");
+    ok(strncmp(who, "sha256:", 7) == 0 && strlen(who) == 19, "who: digest prefix (%s)", who);
+    is_int(handle_as(a, "Bearer reader-token-0000001", "POST", "/v1/tasks/poll", "{}", type,
+                     sizeof(type), &ch, who, sizeof(who)),
+           403, "reader may not poll: 403");
+    is_int(handle_as(a, "bearer   operator-token-00001  ", "POST", "/v1/executions", "[", type,
+                     sizeof(type), &ch, who, sizeof(who)),
+           400, "operator reaches the handler (scheme in any case, blanks around)");
+    is_str(who, "ops", "who: the token's name");
+    is_int(handle_as(a, "Bearer operator-token-00001", "PUT", "/v1/workflows/x", "[", type,
+                     sizeof(type), &ch, who, sizeof(who)),
+           403, "operator may not put a workflow");
+    is_int(handle_as(a, NULL, "GET", "/healthz", NULL, type, sizeof(type), &ch, who, sizeof(who)),
+           200, "healthz needs no token");
+    is_int(handle_as(a, NULL, "GET", "/no/such/route", NULL, type, sizeof(type), &ch, who,
+                     sizeof(who)),
+           404, "an unknown route is 404 before any token check");
+    api_free(a);
+
+    struct api_token_conf bad[] = {{"abc", "x", "admin", NULL}};
+    struct api_options bopt = {.ns = "default", .tokens = bad, .n_tokens = 1};
+    struct wfo_error err = WFO_ERROR_INIT;
+    a = NULL;
+    ok(api_new(NULL, &bopt, NULL, &a, &err) == WFO_EINVAL && !a, "a bad digest is refused");
+    struct api_token_conf badrole[] = {{rd, "x", "boss", NULL}};
+    bopt.tokens = badrole;
+    ok(api_new(NULL, &bopt, NULL, &a, &err) == WFO_EINVAL && !a, "a bad role is refused");
 }
 
 TEST(target_decoding)
@@ -211,26 +305,28 @@ TEST(cursors)
     struct wfo_error err = WFO_ERROR_INIT;
     int64_t values[] = {1, 2, 255, 256, 123456789, INT64_MAX};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
-        api_cursor_encode(a, values[i], cur);
+        api_cursor_encode(a, NULL, values[i], cur);
         is_int(strlen(cur), 27, "length");
         ok(strspn(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == 27,
            "base64url: %s", cur);
-        is_int(api_cursor_decode(a, cur, &seq, &err), 0, "decodes");
+        is_int(api_cursor_decode(a, NULL, cur, &seq, &err), 0, "decodes");
         is_int(seq, values[i], "round trip");
-        ok(api_cursor_decode(b, cur, &seq, &err) == WFO_EINVAL, "another secret refuses it");
+        ok(api_cursor_decode(b, NULL, cur, &seq, &err) == WFO_EINVAL, "another secret refuses it");
     }
-    api_cursor_encode(a, 42, cur);
+    api_cursor_encode(a, NULL, 42, cur);
     int refused = 0;
     for (int i = 0; i < 27; i++) {
         char t[64];
         memcpy(t, cur, 28);
         t[i] = t[i] == 'A' ? 'B' : 'A';
-        refused += api_cursor_decode(a, t, &seq, &err) == WFO_EINVAL;
+        refused += api_cursor_decode(a, NULL, t, &seq, &err) == WFO_EINVAL;
     }
     is_int(refused, 27, "every one-character change is refused");
-    ok(api_cursor_decode(a, "", &seq, &err) == WFO_EINVAL, "empty");
-    ok(api_cursor_decode(a, "AAAAAAAAAAAAAAAAAAAAAAAAAAA", &seq, &err) == WFO_EINVAL, "zeros");
-    ok(api_cursor_decode(a, "AAAAAAAAAAAAAAAAAAAAAAAAAA=", &seq, &err) == WFO_EINVAL, "padding");
+    ok(api_cursor_decode(a, NULL, "", &seq, &err) == WFO_EINVAL, "empty");
+    ok(api_cursor_decode(a, NULL, "AAAAAAAAAAAAAAAAAAAAAAAAAAA", &seq, &err) == WFO_EINVAL,
+       "zeros");
+    ok(api_cursor_decode(a, NULL, "AAAAAAAAAAAAAAAAAAAAAAAAAA=", &seq, &err) == WFO_EINVAL,
+       "padding");
     is_str(err.message, "cursor: not a cursor this server issued", "message");
     api_free(a);
     api_free(b);

@@ -1,6 +1,6 @@
 /*
  * test_util.c - unit tests of src/common/util.c (allocation, files, random
- * numbers, ids, SHA-256, integers), and of the two small modules without a
+ * numbers, ids, integers), and of the two small modules without a
  * test file of their own: src/common/error.c and src/common/log.c.
  */
 #include <errno.h>
@@ -285,21 +285,6 @@ TEST(ids)
         if (strcmp(flat[i - 1], flat[i]) == 0)
             unique = 0;
     ok(unique, "unique across threads");
-}
-
-/* ---- hashes ---- */
-
-TEST(sha256)
-{
-    char out[65];
-
-    wfo_sha256_hex("", 0, out);
-    is_str(out, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "empty");
-    wfo_sha256_hex("abc", 3, out);
-    is_str(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "abc");
-    wfo_sha256_hex("a\0b", 3, out);
-    ok(strcmp(out, "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb") != 0,
-       "hashes past NUL");
 }
 
 /* ---- integers ---- */
