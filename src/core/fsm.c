@@ -1765,12 +1765,11 @@ static void frame_reopen(struct fsm *f, struct xexec *x, int fid, char **first)
 
 /* Retries an execution that failed with no failing step (WorkflowTimeout):
  * every frame that was running goes on from the step it was at. */
-static int retry_stopped(struct fsm *f, struct xexec *x)
+/* The execution runs again from `step` (frames already reopened): its
+ * error cleared, the retry in the history, the workflow timeout counted
+ * from now (SPEC 2.4). */
+static void retry_go(struct fsm *f, struct xexec *x, const char *step)
 {
-    if (!x->n_frames || x->frames[0].status != FR_CANCELLED)
-        return WFO_ESTATE;
-    char *first = NULL;
-    frame_reopen(f, x, 0, &first);
     x->status = EX_RUNNING;
     x->finished_at = 0;
     json_decref(x->error);
@@ -1778,11 +1777,23 @@ static int retry_stopped(struct fsm *f, struct xexec *x)
     x->row_dirty = 1;
     json_decref(x->error_ctx);
     x->error_ctx = NULL;
-    hist(f, x, "execution.retried", NULL, obj1("step", first ? json_string(first) : json_null()));
-    free(first);
+    free(x->fail_origin);
+    x->fail_origin = NULL;
+    x->transitions--;
+    hist(f, x, "execution.retried", NULL, obj1("step", step ? json_string(step) : json_null()));
     if (x->def->timeout_ms)
         timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
     run_frames(f, x);
+}
+
+static int retry_stopped(struct fsm *f, struct xexec *x)
+{
+    if (!x->n_frames || x->frames[0].status != FR_CANCELLED)
+        return WFO_ESTATE;
+    char *first = NULL;
+    frame_reopen(f, x, 0, &first);
+    retry_go(f, x, first);
+    free(first);
     return 0;
 }
 
@@ -1905,20 +1916,7 @@ static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct
     } else {
         reopen_at(f, x, st, pc);
     }
-    x->status = EX_RUNNING;
-    x->finished_at = 0;
-    json_decref(x->error);
-    x->error = NULL;
-    x->row_dirty = 1;
-    json_decref(x->error_ctx);
-    x->error_ctx = NULL;
-    free(x->fail_origin);
-    x->fail_origin = NULL;
-    x->transitions--;
-    hist(f, x, "execution.retried", NULL, json_pack("{s:s}", "step", st->path));
-    if (x->def->timeout_ms)
-        timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
-    run_frames(f, x);
+    retry_go(f, x, st->path);
     return 0;
 }
 
