@@ -2422,21 +2422,27 @@ int engine_run(struct wfo_engine *e, struct wfo_error *err)
     return engine_launch(e, err);
 }
 
+/* Hands c (taken) to the engine thread and waits for its answer. */
+static int call(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
+{
+    struct reply r;
+    reply_init(&r);
+    c->reply = &r;
+    post(e, c, NULL); /* a refusal answers r */
+    return reply_wait(&r, err);
+}
+
 int engine_delete_workflow(struct wfo_engine *e, const char *ns, const char *name,
                            struct wfo_error *err)
 {
     int rc = engine_launch(e, err);
     if (rc < 0)
         return rc;
-    struct reply r;
-    reply_init(&r);
     struct cmd *c = wfo_calloc(1, sizeof(*c));
     c->kind = CMD_WF_DELETE;
     c->ns = wfo_strdup(ns);
     c->path = wfo_strdup(name);
-    c->reply = &r;
-    post(e, c, NULL);
-    return reply_wait(&r, err);
+    return call(e, c, err);
 }
 
 int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
@@ -2451,22 +2457,16 @@ int engine_op_from(struct wfo_engine *e, const char *id, enum engine_op op, cons
     int rc = engine_launch(e, err);
     if (rc < 0)
         return rc;
-    struct reply r;
-    reply_init(&r);
+    if (strlen(id) >= WFO_EXEC_ID_SIZE)
+        return wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", id);
     struct cmd *c = wfo_calloc(1, sizeof(*c));
     c->kind = CMD_OP;
-    if (strlen(id) >= WFO_EXEC_ID_SIZE) {
-        free(c);
-        return wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", id);
-    }
     snprintf(c->id, sizeof(c->id), "%s", id);
     c->op = op;
     c->reason = reason ? wfo_strdup(reason) : NULL;
     c->compensate = compensate;
     c->from = from ? wfo_strdup(from) : NULL;
-    c->reply = &r;
-    post(e, c, NULL);
-    return reply_wait(&r, err);
+    return call(e, c, err);
 }
 
 struct status_ud {
