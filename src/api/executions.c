@@ -226,34 +226,37 @@ int api_execution_history(struct api *a, struct api_req *req, struct api_resp *r
     return 0;
 }
 
-/* The operator commands: body {reason?, compensate?} (cancel and
- * terminate read reason; cancel reads compensate); the answer is the
+/* The operator commands: cancel {reason?, compensate?}; retry {from?}
+ * (SPEC 2.4); terminate, pause, resume {reason?}. The answer is the
  * document after the change, 409 when the status does not allow it. */
 static int op(struct api *a, struct api_req *req, struct api_resp *resp, enum engine_op which,
               struct wfo_error *err)
 {
     static const char *const with_compensate[] = {"reason", "compensate", NULL};
+    static const char *const from_only[] = {"from", NULL};
     static const char *const reason_only[] = {"reason", NULL};
     json_t *body = NULL;
-    const char *reason = NULL;
+    const char *reason = NULL, *from = NULL;
     int compensate = 0;
     int rc = api_body_object(req, 0, &body, err);
     if (rc < 0)
         goto out;
-    if (which == OP_RETRY && json_object_get(body, "from")) {
-        /* SPEC 2.4's reset to a chosen step is not built: refused, not ignored */
-        rc = wfo_error_set(err, WFO_EINVAL,
-                           "from: retrying from a chosen step is not supported yet (a retry "
-                           "continues from the step that failed)");
-        goto out;
-    }
-    rc = api_fields_known(body, NULL, which == OP_CANCEL ? with_compensate : reason_only, err);
+    rc = api_fields_known(body, NULL,
+                          which == OP_CANCEL  ? with_compensate
+                          : which == OP_RETRY ? from_only
+                                              : reason_only,
+                          err);
     if (rc < 0)
         goto out;
     if ((rc = api_field_str(body, "reason", 0, &reason, err)) < 0 ||
-        (rc = api_field_bool(body, "compensate", &compensate, err)) < 0)
+        (rc = api_field_bool(body, "compensate", &compensate, err)) < 0 ||
+        (rc = api_field_str(body, "from", 0, &from, err)) < 0)
         goto out;
-    rc = engine_op(a->engine, req->params[0], which, reason, compensate, err);
+    if (from && !from[0]) {
+        rc = wfo_error_set(err, WFO_EINVAL, "from: must not be empty");
+        goto out;
+    }
+    rc = engine_op_from(a->engine, req->params[0], which, reason, compensate, from, err);
     if (rc < 0)
         goto out;
     rc = doc_reply(a, req->params[0], 200, resp, err);
@@ -286,29 +289,10 @@ int api_execution_resume(struct api *a, struct api_req *req, struct api_resp *re
     return op(a, req, resp, OP_RESUME, err);
 }
 
-/* {from?}: SPEC 2.4. */
 int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err)
 {
-    static const char *const known[] = {"from", NULL};
-    json_t *body = NULL;
-    const char *from = NULL;
-    int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0)
-        goto out;
-    if ((rc = api_field_str(body, "from", 0, &from, err)) < 0)
-        goto out;
-    if (from && !from[0]) {
-        rc = wfo_error_set(err, WFO_EINVAL, "from: must not be empty");
-        goto out;
-    }
-    rc = engine_op_from(a->engine, req->params[0], OP_RETRY, NULL, 0, from, err);
-    if (rc < 0)
-        goto out;
-    rc = doc_reply(a, req->params[0], 200, resp, err);
-out:
-    json_decref(body);
-    return rc;
+    return op(a, req, resp, OP_RETRY, err);
 }
 
 /* 200 {id, deleted: true}: the execution, its steps, history, timers and
