@@ -397,6 +397,12 @@ int api_ops_readyz(struct api *a, struct api_req *req, struct api_resp *resp, st
         api_resp_error(resp, 503, "Unavailable", msg);
         return 0;
     }
+    if (engine_failed(a->engine, &e) < 0) { /* E2, E7: only a restart recovers */
+        char msg[600];
+        snprintf(msg, sizeof(msg), "engine: %s", e.message);
+        api_resp_error(resp, 503, "Unavailable", msg);
+        return 0;
+    }
     api_resp_json(resp, 200, json_pack("{s:s}", "status", "ready"));
     return 0;
 }

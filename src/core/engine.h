@@ -131,6 +131,9 @@ struct engine_stats {
     } steps[STEP__COUNT];
 };
 void engine_stats(struct wfo_engine *e, struct engine_stats *out);
+/* 0 while the engine works; the error that stopped it (a failed commit, E2;
+ * shards taken over by another engine, E7) otherwise. */
+int engine_failed(struct wfo_engine *e, struct wfo_error *err);
 
 /* The task queues (taskq_queues in taskq.h): ns NULL for every namespace;
  * known_only leaves out queues only workers named. New ref. */
