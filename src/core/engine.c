@@ -2488,3 +2488,10 @@ int engine_await_end(struct wfo_engine *e, int64_t until, struct wfo_error *err)
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
+
+/* --- accessors --------------------------------------------------------- */
+
+const char *engine_store_name(struct wfo_engine *e)
+{
+    return e->store->ops->name;
+}

@@ -7,8 +7,11 @@
 
 #include "wfo/wfo.h"
 #include "../common/json.h"
-#include "../store/store.h"
 #include "def.h"
+
+/* Opaque here: api/ includes this header and must not reach the store
+ * (it reads through query.h); core's files include store/store.h. */
+struct wfo_store;
 
 /* Recovers the executions that were running and starts the engine's
  * threads, once; later calls return at once (or the first one's error).
@@ -23,6 +26,9 @@ struct wfo_store *engine_store(struct wfo_engine *e);
 /* The store's secret server key (wfo_store_ops.server_key), for keying
  * what the API hands out (list cursors). */
 void engine_server_key(struct wfo_engine *e, unsigned char out[32]);
+
+/* The store's back end ("sqlite"), for the server's log. */
+const char *engine_store_name(struct wfo_engine *e);
 
 /* Removes every version of workflow name of namespace ns (SPEC 4):
  * WFO_ECONFLICT while one of its executions runs or is paused,
