@@ -2615,61 +2615,29 @@ int engine_op_from(struct wfo_engine *e, const char *id, enum engine_op op, cons
     return call(e, c, err);
 }
 
-struct status_ud {
-    int ended;
-};
+/* --- for query.c's waits ----------------------------------------------- */
 
-static int status_cb(void *ud, const struct store_exec *r)
+int engine_await_end(struct wfo_engine *e, int64_t until, struct wfo_error *err)
 {
-    struct status_ud *s = ud;
-    int st = exec_status_parse(r->status);
-    s->ended = st >= 0 && EX_ENDED(st);
-    return 0;
-}
-
-int engine_wait(struct wfo_engine *e, const char *id, int64_t wait_ms, struct wfo_error *err)
-{
-    int rc = engine_launch(e, err);
-    if (rc < 0)
-        return rc;
-    int64_t until = wfo_now_ms() + (wait_ms > 0 ? wait_ms : 0);
-    for (;;) {
-        struct status_ud s = {0};
-        rc = e->store->ops->get_exec(e->store, id, status_cb, &s, err);
-        if (rc < 0) {
-            if (rc == WFO_ENOTFOUND)
-                wfo_error_set(err, rc, "execution '%s' not found", id);
-            return rc;
-        }
-        if (s.ended)
-            return 0;
-        pthread_mutex_lock(&e->mu);
-        int64_t now = wfo_now_ms();
-        if (now >= until || e->stop || e->failed) {
-            rc = e->failed;
-            if (rc < 0)
-                *err = e->fail_err;
-            pthread_mutex_unlock(&e->mu);
-            return rc;
-        }
+    int rc = ENGINE_AWAIT_AGAIN;
+    pthread_mutex_lock(&e->mu);
+    int64_t now = wfo_now_ms();
+    if (now >= until || e->stop || e->failed) {
+        rc = e->failed < 0 ? e->failed : ENGINE_AWAIT_OVER;
+        if (rc < 0)
+            *err = e->fail_err;
+    } else {
         int64_t due = now + 200 < until ? now + 200 : until;
         struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
         pthread_cond_timedwait(&e->ended_cv, &e->mu, &ts);
-        pthread_mutex_unlock(&e->mu);
     }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
 }
 
-int wfo_engine_get(struct wfo_engine *e, const char *id, int64_t wait_ms, char **doc,
-                   struct wfo_error *err)
+/* --- accessors --------------------------------------------------------- */
+
+const char *engine_store_name(struct wfo_engine *e)
 {
-    int rc = engine_wait(e, id, wait_ms, err);
-    if (rc < 0)
-        return rc;
-    json_t *d = NULL;
-    rc = engine_doc(e, id, &d, err);
-    if (rc < 0)
-        return rc;
-    *doc = wfo_json_dumps(d);
-    json_decref(d);
-    return 0;
+    return e->store->ops->name;
 }
