@@ -1,6 +1,9 @@
 /*
  * taskq.c - ready queues and leases of worker tasks (see taskq.h and
- * docs/interfaces/internal.md).
+ * docs/interfaces/internal.md), and at its end the engine's half of the
+ * worker protocol (engine_task_poll ... engine_task_heartbeat in engine.h):
+ * a worker's answer is checked against its lease here, then queued to the
+ * engine thread as a command (engine_int.h).
  *
  * Invariants:
  *   T1. A task is in q->tasks from enqueue until it is taken (complete or
@@ -26,8 +29,10 @@
 #include <time.h>
 
 #include "taskq.h"
+#include "engine_int.h"
 #include "../common/duration.h"
 #include "../common/crypto.h"
+#include "../common/redact.h"
 #include "../common/util.h"
 #include "../common/banned.h"
 
@@ -524,4 +529,158 @@ json_t *taskq_queues(struct taskq *q, const char *ns, int known_only, int64_t no
     pthread_mutex_unlock(&q->mu);
     free(lists);
     return out;
+}
+
+/* --- the worker protocol (engine.h): the engine's half ------------------------ */
+
+int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues, int n_queues,
+                     const char *worker, int max, int64_t wait_ms, json_t **tasks,
+                     struct wfo_error *err)
+{
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    json_t *picked = NULL;
+    *tasks = taskq_poll(&e->tq, ns, queues, n_queues, worker, max, wait_ms, &picked);
+    size_t i;
+    json_t *p;
+    json_array_foreach(picked, i, p)
+    {
+        struct cmd *c = wfo_calloc(1, sizeof(*c));
+        c->kind = CMD_PICKED;
+        snprintf(c->id, sizeof(c->id), "%s", wfo_json_str(p, "execution_id"));
+        c->path = wfo_strdup(wfo_json_str(p, "step"));
+        c->token = json_integer_value(json_object_get(p, "token"));
+        c->worker = wfo_strdup(wfo_json_str(p, "worker"));
+        engine_post(e, c, NULL);
+    }
+    json_decref(picked);
+    return 0;
+}
+
+void engine_task_unpoll(struct wfo_engine *e, json_t *tasks)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(tasks, i, t)
+        taskq_unlease(&e->tq, wfo_json_str(t, "task_id"), wfo_json_str(t, "lease"));
+}
+
+struct exists_ud {
+    const char *ns;
+    int found;
+};
+
+static int exists_cb(void *ud, const struct store_exec *r)
+{
+    struct exists_ud *x = ud;
+    x->found = strcmp(r->namespace, x->ns) == 0;
+    return 0;
+}
+
+/* A task the queue does not hold: 409 when its execution exists (a stale
+ * or finished attempt), else 404. */
+static int task_missing(struct wfo_engine *e, const char *ns, const char *id, struct wfo_error *err)
+{
+    char exec_id[TASKQ_ID_SIZE];
+    int64_t token;
+    struct exists_ud x = {ns, 0};
+    if (taskq_id_parse(id, exec_id, sizeof(exec_id), &token) == 0) {
+        struct wfo_error ignore = WFO_ERROR_INIT;
+        e->store->ops->get_exec(e->store, exec_id, exists_cb, &x, &ignore);
+    }
+    if (x.found)
+        return wfo_error_set(err, WFO_ECONFLICT, "task '%s' is no longer current", id);
+    return wfo_error_set(err, WFO_ENOTFOUND, "task '%s' not found", id);
+}
+
+/* Phase one of a result: checked against the task's lease, then queued to
+ * the engine thread; 1 when queued (the reply is pending). */
+static int task_post(struct wfo_engine *e, const char *ns, struct engine_task_result *t,
+                     struct reply *r)
+{
+    struct task *k = NULL;
+    enum taskq_check ck = taskq_take(&e->tq, ns, t->task_id, t->lease, &k);
+    if (ck == TQ_UNKNOWN)
+        return task_missing(e, ns, t->task_id, &t->err);
+    if (ck == TQ_STALE)
+        return wfo_error_set(&t->err, WFO_ECONFLICT,
+                             "lease '%s' is not the current lease of task '%s'",
+                             t->lease ? t->lease : "", t->task_id);
+    reply_init(r);
+    struct cmd *c = wfo_calloc(1, sizeof(*c));
+    c->kind = CMD_RESULT;
+    snprintf(c->id, sizeof(c->id), "%s", k->exec_id);
+    c->path = wfo_strdup(k->path);
+    c->token = k->token;
+    c->out.ok = t->ok;
+    /* a worker may echo a secret it was never given: redacted (SPEC 2.1) */
+    c->out.output = t->ok ? wfo_redact_json(t->output ? t->output : json_null()) : NULL;
+    c->out.error = t->ok ? NULL : wfo_redact_json(t->error);
+    c->out.retryable = t->retryable;
+    c->reply = r;
+    task_free(k);
+    engine_post(e, c, NULL);
+    return 1;
+}
+
+int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_result *t, int n,
+                       struct wfo_error *err)
+{
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    /* all queued before any is waited for: they share a round */
+    struct reply *r = wfo_calloc((size_t)n, sizeof(*r));
+    for (int i = 0; i < n; i++)
+        t[i].rc = task_post(e, ns, &t[i], &r[i]);
+    for (int i = 0; i < n; i++) {
+        if (t[i].rc != 1)
+            continue;
+        t[i].rc = reply_wait(&r[i], &t[i].err);
+        if (t[i].rc == WFO_ESTATE || t[i].rc == WFO_ENOTFOUND)
+            t[i].rc = wfo_error_set(&t[i].err, WFO_ECONFLICT, "task '%s' is no longer current",
+                                    t[i].task_id);
+    }
+    free(r);
+    return 0;
+}
+
+/* One result, as a batch of one: the call's code is the result's. */
+static int task_finish_one(struct wfo_engine *e, const char *ns, struct engine_task_result *t,
+                           struct wfo_error *err)
+{
+    int rc = engine_task_finish(e, ns, t, 1, err);
+    if (rc == 0 && t->rc < 0)
+        *err = t->err;
+    return rc < 0 ? rc : t->rc;
+}
+
+int engine_task_complete(struct wfo_engine *e, const char *ns, const char *task_id,
+                         const char *lease, json_t *output, struct wfo_error *err)
+{
+    struct engine_task_result t = {task_id, lease, 1, output, NULL, 1, 0, WFO_ERROR_INIT};
+    return task_finish_one(e, ns, &t, err);
+}
+
+int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
+                     json_t *error, int retryable, struct wfo_error *err)
+{
+    struct engine_task_result t = {task_id, lease, 0, NULL, error, retryable, 0, WFO_ERROR_INIT};
+    return task_finish_one(e, ns, &t, err);
+}
+
+int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task_id,
+                          const char *lease, int *cancel_requested, struct wfo_error *err)
+{
+    int rc = engine_launch(e, err);
+    if (rc < 0)
+        return rc;
+    enum taskq_check ck = taskq_heartbeat(&e->tq, ns, task_id, lease, cancel_requested);
+    if (ck == TQ_UNKNOWN)
+        return task_missing(e, ns, task_id, err);
+    if (ck == TQ_STALE)
+        return wfo_error_set(err, WFO_ECONFLICT, "lease '%s' is not the current lease of task '%s'",
+                             lease ? lease : "", task_id);
+    return 0;
 }

@@ -1,0 +1,264 @@
+/*
+ * engine_int.h - what the pieces of the engine share, and nothing else
+ * includes: struct wfo_engine, its commands, timers and rounds, and the
+ * functions one piece calls in another. The threads and the invariants
+ * E1-E5 the pieces rely on are described at the top of engine.c.
+ *
+ *   engine.c   lifecycle, the public calls, the engine thread, the runner pool
+ *   round.c    rounds and group commit: batches, the writer thread, acting
+ *              on a committed round
+ *   timer.c    the timer heap and engine_tick(): every periodic duty
+ *   recover.c  recovery, and loading executions from the store
+ *   defs.c     the definitions cache
+ *   taskq.c    the worker protocol (and the ready queues it serves)
+ *
+ * Everything here is for the engine thread only unless it says otherwise.
+ */
+#ifndef WFO_CORE_ENGINE_INT_H
+#define WFO_CORE_ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "engine.h"
+#include "exec.h"
+#include "fsm.h"
+#include "taskq.h"
+#include "../common/arena.h"
+#include "../common/map.h"
+#include "../common/util.h"
+#include "../store/store.h"
+#include "../steps/runner.h"
+
+/* --- commands queued to the engine thread ------------------------------ */
+
+struct reply {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc;
+    int created;
+    int want_doc;
+    json_t *doc; /* a start's document, built from the committed rows */
+    struct wfo_error err;
+};
+
+enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP, CMD_PICKED, CMD_WF_DELETE };
+
+struct cmd {
+    enum cmd_kind kind;
+    struct cmd *next;
+    char id[WFO_EXEC_ID_SIZE];
+    char *ns;
+    char *worker; /* picked */
+    /* start */
+    struct wfo_def *def;
+    json_t *input;
+    int fresh;     /* the id was made here (UUIDv7): no execution can have it */
+    int64_t epoch; /* wf_epoch before def was resolved */
+    int made;      /* this start created the execution */
+    /* result */
+    char *path;
+    int64_t token;
+    struct step_outcome out;
+    /* op */
+    enum engine_op op;
+    char *reason;
+    int compensate;
+    int del_ok;          /* OP_DELETE accepted: the round deletes the execution */
+    char *from;          /* OP_RETRY: the step to resume from, or NULL */
+    struct reply *reply; /* NULL: nobody waits */
+};
+
+/* --- timers ------------------------------------------------------------ */
+
+struct tentry {
+    char *id;
+    char *exec_id;
+    int64_t due;
+    enum timer_kind kind;
+    char *step;
+    int64_t token;
+    int dead;
+};
+
+/* One batch: the effects it commits, its rows and the strings they borrow,
+ * and the commands answered once it is committed. The engine thread fills
+ * one while the writer thread commits the other (E4). */
+struct round {
+    struct fsm fx;
+    struct store_batch batch;
+    struct wfo_arena text;  /* the JSON text its rows borrow */
+    struct wfo_buf scratch; /* where that text is written first */
+    struct cmd *replies;
+    struct wfo_map fired; /* timer id -> tentry, fired in this batch */
+    struct tentry **dead; /* popped from the heap: freed after the commit */
+    int n_dead, alloc_dead;
+    char **purge; /* ended executions retention deletes with this round */
+    int n_purge, alloc_purge;
+    int busy;     /* gathering, in flight or being acted on */
+    int gen;      /* the fsm generation it was gathered in */
+    int done, rc; /* set by the writer (under mu) */
+    struct wfo_error err;
+    double commit_ms;
+};
+
+struct handler {
+    char *queue;
+    wfo_task_handler fn;
+    void *ud;
+    char *command; /* or a command run with the worker protocol */
+};
+
+struct wfo_engine {
+    struct wfo_engine_options opt;
+    struct wfo_store *store;
+    char *ns;
+    pthread_mutex_t mu;      /* guards the queue, stop, failed, jobs */
+    pthread_cond_t cv;       /* engine thread: work queued */
+    pthread_cond_t ended_cv; /* an execution ended (or the engine stopped) */
+    struct cmd *head, *tail;
+    int stop, failed;
+    struct wfo_error fail_err;
+    pthread_t thread;
+    int started;         /* engine_launch ran (handlers are fixed from then on) */
+    int threads;         /* and started the threads */
+    atomic_int launched; /* engine_launch is over: launch_rc says how */
+    int launch_rc;
+    pthread_mutex_t launch_mu; /* the first callers of engine_launch */
+    pthread_t writer;
+    pthread_cond_t writer_cv; /* writer thread: a round to commit, or wstop */
+    struct round *wround;     /* the round the writer commits (guarded by mu) */
+    int wstop;
+
+    /* engine thread only */
+    struct wfo_map execs; /* id -> struct xexec */
+    struct fsm fsm;
+    struct round rounds[3]; /* gathering, in flight, being acted on */
+    struct round *cur;      /* gathering the next batch */
+    struct tentry **heap;
+    int n_heap, alloc_heap;
+    struct wfo_map timers; /* id -> tentry */
+    int64_t timer_horizon; /* the heap holds the timers due before it (E6) */
+    struct def_retry default_retry;
+
+    /* ownership (E7): the shards this engine holds, at which epochs */
+    char owner[WFO_ID_SIZE];
+    store_shardset shards;
+    int64_t epochs[STORE_SHARDS];
+    int64_t next_renew;
+
+    /* definitions: "ns\nname\nversion" -> wfo_def (guarded by defs_mu) */
+    pthread_mutex_t defs_mu;
+    struct wfo_map defs;
+    /* grows at every workflow deletion: a definition read from the store
+     * before one is not cached after it, and a start that resolved its
+     * definition before one checks that it still exists (do_start) */
+    _Atomic int64_t wf_epoch;
+
+    /* runner pool (guarded by mu) */
+    pthread_t *runners;
+    int n_runners;
+    pthread_cond_t jobs_cv;
+    struct step_job **jobs;
+    int n_jobs, alloc_jobs, jobs_head; /* the queue is jobs[jobs_head..n_jobs) */
+    struct wfo_map running;            /* "exec/path#token" -> step_job (for cancel) */
+    struct handler *handlers;
+    int n_handlers;
+
+    struct taskq tq; /* tasks for workers */
+    int64_t next_sweep;
+    int64_t retention_ms;      /* retention.finished; 0: keep (set before launch) */
+    struct task *sweep_kept;   /* expired tasks whose execution could not be read (E5) */
+    struct cmd *results_kept;  /* results whose execution could not be read (E5) */
+    int64_t results_retry_at;  /* when they are tried again */
+    int64_t next_retention;    /* when retention_sweep looks again */
+    struct engine_stats stats; /* guarded by mu */
+};
+
+/* A list of execution ids a store listing gathers. */
+struct ids {
+    char **v;
+    int n, alloc;
+};
+
+/* --- engine.c ------------------------------------------------------------ */
+
+void reply_init(struct reply *r);
+/* Answers r (NULL: nobody waits) with rc and err (copied). Any thread. */
+void reply_done(struct reply *r, int rc, const struct wfo_error *err);
+/* Waits for r's answer, then releases r; returns its rc, *err its error. */
+int reply_wait(struct reply *r, struct wfo_error *err);
+void cmd_free(struct cmd *c);
+/* Queues c (taken) to the engine thread; refused (and c answered and
+ * freed) once the engine stops or failed. Any thread. */
+int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err);
+/* Recovers and starts the threads at the first call that needs them. */
+int engine_launch(struct wfo_engine *e, struct wfo_error *err);
+/* A read on the engine thread failed: counted and logged (E5). */
+void engine_read_failed(struct wfo_engine *e, const char *exec_id, const char *what,
+                        const struct wfo_error *err);
+/* The runner pool: an attempt to run (ACT_RUN), to stop, to cancel. */
+void job_dispatch(struct wfo_engine *e, struct fsm_action *a);
+void job_stop(struct wfo_engine *e, struct fsm_action *a);
+void job_cancel(struct wfo_engine *e, struct fsm_action *a);
+
+/* --- round.c ------------------------------------------------------------- */
+
+void round_init(struct round *r);
+void round_release(struct round *r);
+/* Does the round being gathered hold anything to commit or answer? */
+int round_busy(const struct wfo_engine *e, const struct round *r);
+struct round *round_submit(struct wfo_engine *e, int *here);
+int round_finish(struct wfo_engine *e, struct round *r, const struct round *flight);
+/* The writer thread's main. */
+void *writer_main(void *arg);
+
+/* --- timer.c ------------------------------------------------------------- */
+
+void timer_arm(struct wfo_engine *e, const char *id, const char *exec_id, int64_t due,
+               enum timer_kind kind, const char *step, int64_t token);
+void timer_disarm(struct wfo_engine *e, const char *id);
+void tentry_free(struct tentry *t);
+/* Does every periodic duty that is due at e->fsm.now (see timer.c); the
+ * results kept for retry that are due go in front of *cmds. */
+void engine_tick(struct wfo_engine *e, struct cmd **cmds);
+/* When engine_tick next has work: the earliest due of its duties. Frees
+ * the dead timers at the top of the heap. */
+int64_t engine_tick_next(struct wfo_engine *e);
+
+/* --- recover.c ----------------------------------------------------------- */
+
+int engine_recover(struct wfo_engine *e, struct wfo_error *err);
+/* E6: the timers due in [horizon, now + TIMER_WINDOW_MS) join the heap. */
+int timers_advance(struct wfo_engine *e, int64_t now);
+/* E7: renews the shard leases; one found taken stops the engine. */
+void shards_renew(struct wfo_engine *e, int64_t now);
+
+#define TIMER_WINDOW_MS (60 * 1000)
+#define SHARD_LEASE_MS (30 * 1000)
+/* The execution id, from memory or loaded from the store; NULL when absent
+ * (err->code 0) or when reading failed (err set). */
+struct xexec *exec_get(struct wfo_engine *e, const char *id, struct wfo_error *err);
+/* True when nothing of x is in flight but timers (E3). */
+int exec_idle(const struct xexec *x);
+/* True when a restart must load x to start again an attempt it has in
+ * flight (store_exec.resume): the steps engine_recover runs again. */
+int exec_resume(const struct xexec *x);
+/* s parsed, or NULL (s NULL or not JSON). New ref. */
+json_t *parse_or_null(const char *s);
+
+/* --- defs.c (any thread: guarded by defs_mu) ------------------------------ */
+
+/* The compiled definition of (ns, name, version) (version 0: latest), a new
+ * reference. Compiled once and cached. */
+int engine_def(struct wfo_engine *e, const char *ns, const char *name, int version,
+               struct wfo_def **out, struct wfo_error *err);
+/* Grows at every workflow deletion (struct wfo_engine.wf_epoch). */
+int64_t defs_epoch(struct wfo_engine *e);
+/* Drops every cached definition of (ns, name) after its deletion. */
+void defs_forget(struct wfo_engine *e, const char *ns, const char *name);
+/* Is version def->version of def's workflow still in the store, unchanged? */
+int defs_stored(struct wfo_engine *e, const char *ns, const struct wfo_def *def);
+
+#endif

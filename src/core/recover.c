@@ -1,0 +1,265 @@
+/*
+ * recover.c - recovery, and loading executions from the store: at launch
+ * every running or paused execution is loaded, its timers armed again and
+ * its attempts in flight started again (at least once: SPEC 3); later an
+ * execution that left memory (E3 in engine.c) is loaded again by whatever
+ * names it next (exec_get). docs/implementation/state_management.md.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/banned.h"
+
+/* --- loading executions ------------------------------------------------------ */
+
+struct load_ud {
+    struct xexec *x;
+    struct wfo_engine *e;
+    int rc;
+    struct wfo_error *err;
+};
+
+static int load_step_cb(void *ud, const struct store_step *r)
+{
+    struct load_ud *l = ud;
+    json_t *out = NULL, *er = NULL, *st = NULL;
+    if (r->output)
+        wfo_json_parse(r->output, strlen(r->output), &out, NULL);
+    if (r->error)
+        wfo_json_parse(r->error, strlen(r->error), &er, NULL);
+    if (r->state)
+        wfo_json_parse(r->state, strlen(r->state), &st, NULL);
+    int rc = exec_load_step(l->x, r->path, r->ord, r->status, r->attempts, out, er, st, r->input,
+                            r->started_at, r->finished_at, l->err);
+    json_decref(out);
+    json_decref(er);
+    json_decref(st);
+    return rc;
+}
+
+json_t *parse_or_null(const char *s)
+{
+    json_t *v = NULL;
+    if (!s || wfo_json_parse(s, strlen(s), &v, NULL) < 0)
+        return NULL;
+    return v;
+}
+
+static int load_exec_cb(void *ud, const struct store_exec *r)
+{
+    struct load_ud *l = ud;
+    struct wfo_def *d = NULL;
+    int rc = engine_def(l->e, r->namespace, r->workflow, r->version, &d, l->err);
+    if (rc < 0)
+        return rc;
+    json_t *input = parse_or_null(r->input);
+    struct xexec *x = exec_new(r->id, r->namespace, d, input, r->created_at);
+    def_unref(d);
+    json_decref(input);
+    x->status = (enum exec_status)exec_status_parse(r->status);
+    x->output = parse_or_null(r->output);
+    x->error = parse_or_null(r->error);
+    x->compensation = parse_or_null(r->compensation);
+    x->parent = r->parent ? wfo_strdup(r->parent) : NULL;
+    x->updated_at = r->updated_at;
+    x->finished_at = r->finished_at;
+    x->row_written = 1;
+    x->row_resume = r->resume;
+    json_t *state = parse_or_null(r->state);
+    rc = exec_load(x, state, l->err);
+    json_decref(state);
+    if (rc < 0) {
+        exec_free(x);
+        return rc;
+    }
+    l->x = x;
+    return 0;
+}
+
+/* True when nothing of x is in flight but timers: no attempt runs (a runner
+ * job or a worker task) and no compensation step. Such an execution can
+ * leave memory; the store has all of it. */
+int exec_resume(const struct xexec *x)
+{
+    if (EX_ENDED(x->status))
+        return 0;
+    for (int i = 0; i < x->n_steps; i++)
+        if (x->steps[i]->status == SS_RUNNING && step_runner_find(x->steps[i]->def->type))
+            return 1;
+    return 0;
+}
+
+int exec_idle(const struct xexec *x)
+{
+    for (int i = 0; i < x->n_steps; i++)
+        if (x->steps[i]->status == SS_RUNNING && !x->steps[i]->def->n_branches &&
+            x->steps[i]->def->type != STEP_FOREACH)
+            return 0;
+    return 1;
+}
+
+/* The execution id, from memory or loaded from the store; NULL when absent. */
+struct xexec *exec_get(struct wfo_engine *e, const char *id, struct wfo_error *err)
+{
+    struct xexec *x = wfo_map_get(&e->execs, id);
+    if (x)
+        return x;
+    struct load_ud l = {.e = e, .err = err};
+    int rc = e->store->ops->get_exec(e->store, id, load_exec_cb, &l, err);
+    if (rc < 0 || !l.x)
+        return NULL;
+    rc = e->store->ops->list_steps(e->store, id, load_step_cb, &l, err);
+    if (rc < 0) {
+        exec_free(l.x);
+        return NULL;
+    }
+    wfo_map_put(&e->execs, l.x->id, l.x);
+    return l.x;
+}
+
+/* --- recovery ----------------------------------------------------------------- */
+
+static int active_cb(void *ud, const struct store_exec *r)
+{
+    struct ids *ids = ud;
+    GROW(ids->v, ids->n, ids->alloc);
+    ids->v[ids->n++] = wfo_strdup(r->id);
+    return 0;
+}
+
+static int timer_cb(void *ud, const struct store_timer *r)
+{
+    struct wfo_engine *e = ud;
+    int k = timer_kind_parse(r->kind);
+    if (k >= 0 && !wfo_map_get(&e->timers, r->id))
+        timer_arm(e, r->id, r->exec_id, r->due_at, (enum timer_kind)k, r->step, r->attempt);
+    return 0;
+}
+
+/* A read that fails leaves the horizon, so the duty runs again. */
+int timers_advance(struct wfo_engine *e, int64_t now)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    int64_t until = now + TIMER_WINDOW_MS, from = e->timer_horizon;
+    e->timer_horizon = until; /* before: timer_cb arms below it */
+    int rc = e->store->ops->list_timers(e->store, e->shards, from, until, timer_cb, e, &err);
+    if (rc < 0) {
+        e->timer_horizon = from;
+        engine_read_failed(e, NULL, "the next timers", &err);
+    }
+    return rc;
+}
+
+/* --- ownership (E7) ---------------------------------------------------------- */
+
+struct claim_ud {
+    struct wfo_engine *e;
+    store_shardset held;
+};
+
+static int claim_cb(void *ud, const struct store_shard *r)
+{
+    struct claim_ud *c = ud;
+    if (r->owner && strcmp(r->owner, c->e->owner) == 0) {
+        c->held |= (store_shardset)1 << r->shard;
+        c->e->epochs[r->shard] = r->epoch;
+    }
+    return 0;
+}
+
+/* Claims (force: takes over) or renews the shards of want; the ones held
+ * are then in e->shards and e->epochs. */
+static int shards_claim(struct wfo_engine *e, store_shardset want, int force, struct wfo_error *err)
+{
+    struct claim_ud c = {e, 0};
+    int64_t now = wfo_now_ms();
+    int rc = e->store->ops->claim_shards(e->store, e->owner, want, now, now + SHARD_LEASE_MS, force,
+                                         claim_cb, &c, err);
+    if (rc == 0) {
+        e->shards = c.held;
+        e->next_renew = now + SHARD_LEASE_MS / 3;
+    }
+    return rc;
+}
+
+/* A renewal that finds a shard gone stops the engine like a refused
+ * commit (E2); one that fails is tried again a second later. */
+void shards_renew(struct wfo_engine *e, int64_t now)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    store_shardset had = e->shards;
+    int rc = shards_claim(e, had, 0, &err);
+    if (rc < 0) {
+        e->next_renew = now + 1000;
+        engine_read_failed(e, NULL, "renewing the shard leases", &err);
+        return;
+    }
+    if (e->shards == had)
+        return;
+    wfo_error_set(&err, WFO_EFENCED, "shards %#x were taken over by another engine",
+                  (unsigned)(had & ~e->shards));
+    wfo_err(NULL, NULL, "%s: this engine takes no more commands", err.message);
+    pthread_mutex_lock(&e->mu);
+    if (!e->failed) {
+        e->failed = WFO_EFENCED;
+        e->fail_err = err;
+    }
+    pthread_cond_broadcast(&e->ended_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Claims every shard, loads the executions of them that had an attempt in
+ * flight (resume: an exec, http or task step running) and starts those
+ * attempts again (at least once: SPEC 3), and arms the first window of
+ * timers (E6). Executions that wait only for timers stay in the store
+ * until one fires. */
+int engine_recover(struct wfo_engine *e, struct wfo_error *err)
+{
+    struct ids ids = {0};
+    int rc = shards_claim(e, STORE_ALL_SHARDS, 1, err);
+    if (rc == 0)
+        rc = e->store->ops->list_active_execs(e->store, e->shards, active_cb, &ids, err);
+    for (int i = 0; rc == 0 && i < ids.n; i++) {
+        struct xexec *x = exec_get(e, ids.v[i], err);
+        if (!x) {
+            rc = err->code ? err->code : WFO_ESTORE;
+            break;
+        }
+        if (exec_idle(x)) {
+            /* waits for timers only: it comes back when one fires (E3) */
+            wfo_map_del(&e->execs, x->id);
+            exec_free(x);
+            continue;
+        }
+        for (int k = 0; k < x->n_steps; k++) {
+            struct xstep *st = x->steps[k];
+            if (st->status != SS_RUNNING || !step_runner_find(st->def->type))
+                continue;
+            /* the attempt's fields are evaluated again for the rerun; one
+             * that no longer evaluates leaves the attempt to its timeout */
+            json_t *perr = NULL;
+            json_t *args = fsm_attempt_args(x, st, &perr);
+            if (!args) {
+                wfo_warn(x->id, st->path, "not run again after the restart: %s",
+                         wfo_json_str(perr, "message"));
+                json_decref(perr);
+                continue;
+            }
+            struct fsm_action a = {ACT_RUN, x, st->path, st->token, st->attempts, st->def, args};
+            job_dispatch(e, &a);
+            json_decref(args);
+        }
+    }
+    for (int i = 0; i < ids.n; i++)
+        free(ids.v[i]);
+    free(ids.v);
+    if (rc == 0) {
+        e->timer_horizon = wfo_now_ms() + TIMER_WINDOW_MS;
+        rc = e->store->ops->list_timers(e->store, e->shards, INT64_MIN, e->timer_horizon, timer_cb,
+                                        e, err);
+    }
+    return rc;
+}
