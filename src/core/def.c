@@ -20,12 +20,14 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/def.h"
+#include "core/kinds.h"
 #include "common/crypto.h"
 #include "common/duration.h"
 #include "common/map.h"
@@ -38,11 +40,6 @@
 #define DEF_MAX_CONCURRENCY 10000
 #define DEF_MAX_MS (100LL * 365 * 24 * 3600 * 1000) /* 100 years, as durations */
 #define DEF_QUOTE_MAX 64                            /* bytes of user text quoted in a message */
-
-const char *const step_type_names[STEP__COUNT] = {
-    "task",  "http",        "exec", "set",      "switch",     "parallel", "foreach",
-    "sleep", "await_event", "emit", "workflow", "compensate", "succeed",  "fail",
-};
 
 const char *const step_field_names[F__COUNT] = {
     "input", "output", "if",    "request", "command",  "stdin", "env", "cwd",
@@ -602,138 +599,6 @@ static void cron_check(struct dctx *c, const char *text)
 
 /* ---- steps ------------------------------------------------------------- */
 
-/* Every field a step may have, and the step types that have it. */
-enum key {
-    K_NAME,
-    K_TYPE,
-    K_INPUT,
-    K_OUTPUT,
-    K_NEXT,
-    K_END,
-    K_RETRY,
-    K_TIMEOUT,
-    K_CATCH,
-    K_COMPENSATE,
-    K_COMPENSATE_IN_FLIGHT,
-    K_IF,
-    K_QUEUE,
-    K_SCHEDULE_TIMEOUT,
-    K_HEARTBEAT_TIMEOUT,
-    K_REQUEST,
-    K_ACCEPT_STATUS,
-    K_COMMAND,
-    K_STDIN,
-    K_ENV,
-    K_CWD,
-    K_VARS,
-    K_CASES,
-    K_DEFAULT,
-    K_BRANCHES,
-    K_MODE,
-    K_ITEMS,
-    K_CONCURRENCY,
-    K_STEPS,
-    K_DURATION,
-    K_UNTIL,
-    K_EVENT,
-    K_KEY,
-    K_SIGNAL,
-    K_WORKFLOW,
-    K_VERSION,
-    K_ERROR,
-    K__COUNT
-};
-
-#define T(x) (1u << STEP_##x)
-#define ALL ((1u << STEP__COUNT) - 1)
-
-/* The one table of step fields: which step types take each, and the JSON
- * Schema of its value (def_schema() builds the definitions' schema from it,
- * served at GET /v1/schemas/workflow.json). A schema names the shared
- * $defs: duration, retry, catch, compensate, steps, template. */
-static const struct {
-    const char *name;
-    unsigned types;
-    const char *schema;
-} step_keys[K__COUNT] = {
-    [K_NAME] = {"name", ALL, "{\"type\": \"string\", \"minLength\": 1}"},
-    [K_TYPE] = {"type", ALL, NULL},
-    [K_INPUT] = {"input", ALL, "{\"$ref\": \"#/$defs/template\"}"},
-    [K_OUTPUT] = {"output", ALL, "{\"$ref\": \"#/$defs/template\"}"},
-    [K_NEXT] = {"next", ALL, "{\"type\": \"string\"}"},
-    [K_END] = {"end", ALL, "{\"type\": \"boolean\"}"},
-    [K_RETRY] = {"retry", ALL, "{\"$ref\": \"#/$defs/retry\"}"},
-    [K_TIMEOUT] = {"timeout", ALL, "{\"$ref\": \"#/$defs/duration\"}"},
-    [K_CATCH] = {"catch", ALL, "{\"$ref\": \"#/$defs/catch\"}"},
-    [K_COMPENSATE] = {"compensate", ALL, "{\"$ref\": \"#/$defs/compensate\"}"},
-    [K_COMPENSATE_IN_FLIGHT] = {"compensate_in_flight", T(TASK) | T(HTTP) | T(EXEC),
-                                "{\"type\": \"boolean\"}"},
-    [K_IF] = {"if", ALL, "{\"$ref\": \"#/$defs/template\"}"},
-    [K_QUEUE] = {"queue", T(TASK), "{\"type\": \"string\", \"minLength\": 1}"},
-    [K_SCHEDULE_TIMEOUT] = {"schedule_timeout", T(TASK), "{\"$ref\": \"#/$defs/duration\"}"},
-    [K_HEARTBEAT_TIMEOUT] = {"heartbeat_timeout", T(TASK), "{\"$ref\": \"#/$defs/duration\"}"},
-    [K_REQUEST] = {"request", T(HTTP),
-                   "{\"type\": [\"object\", \"string\"], \"properties\": {\"method\": {}, "
-                   "\"url\": {}, \"headers\": {}, \"query\": {}, \"body\": {}, \"timeout\": {}}, "
-                   "\"additionalProperties\": false}"},
-    [K_ACCEPT_STATUS] = {"accept_status", T(HTTP), "{\"type\": \"array\"}"},
-    [K_COMMAND] = {"command", T(EXEC), "{\"type\": [\"array\", \"string\"]}"},
-    [K_STDIN] = {"stdin", T(EXEC), "{\"$ref\": \"#/$defs/template\"}"},
-    [K_ENV] = {"env", T(EXEC), "{\"type\": [\"object\", \"string\"]}"},
-    [K_CWD] = {"cwd", T(EXEC), "{\"type\": \"string\"}"},
-    [K_VARS] = {"vars", T(SET), "{\"type\": [\"object\", \"string\"]}"},
-    [K_CASES] = {"cases", T(SWITCH),
-                 "{\"type\": \"array\", \"items\": {\"type\": \"object\", \"required\": "
-                 "[\"when\", \"next\"], \"properties\": {\"when\": {}, \"next\": {\"type\": "
-                 "\"string\"}}, \"additionalProperties\": false}}"},
-    [K_DEFAULT] = {"default", T(SWITCH), "{\"type\": \"string\"}"},
-    [K_BRANCHES] = {"branches", T(PARALLEL),
-                    "{\"type\": \"array\", \"minItems\": 1, \"items\": {\"type\": \"object\", "
-                    "\"required\": [\"name\", \"steps\"], \"properties\": {\"name\": {\"type\": "
-                    "\"string\"}, \"steps\": {\"$ref\": \"#/$defs/steps\"}}, "
-                    "\"additionalProperties\": false}}"},
-    [K_MODE] = {"mode", T(PARALLEL), "{\"enum\": [\"all\", \"any\"]}"},
-    [K_ITEMS] = {"items", T(FOREACH), "{\"$ref\": \"#/$defs/template\"}"},
-    [K_CONCURRENCY] = {"concurrency", T(FOREACH), "{\"type\": \"integer\", \"minimum\": 1}"},
-    [K_STEPS] = {"steps", T(FOREACH), "{\"$ref\": \"#/$defs/steps\"}"},
-    [K_DURATION] = {"duration", T(SLEEP), "{\"$ref\": \"#/$defs/duration\"}"},
-    [K_UNTIL] = {"until", T(SLEEP), "{\"type\": \"string\"}"},
-    [K_EVENT] = {"event", T(AWAIT_EVENT) | T(EMIT), "{\"type\": [\"string\", \"object\"]}"},
-    [K_KEY] = {"key", T(AWAIT_EVENT), "{\"$ref\": \"#/$defs/template\"}"},
-    [K_SIGNAL] = {"signal", T(AWAIT_EVENT), "{\"type\": \"string\"}"},
-    [K_WORKFLOW] = {"workflow", T(WORKFLOW), "{\"type\": \"string\"}"},
-    [K_VERSION] = {"version", T(WORKFLOW), "{\"type\": \"integer\", \"minimum\": 1}"},
-    [K_ERROR] = {"error", T(FAIL), "{\"type\": [\"object\", \"string\"]}"},
-};
-
-/* The fields a step type cannot do without (step_required checks them;
- * def_schema lists them). */
-static const struct {
-    int type;
-    const char *field;
-} step_required_fields[] = {
-    {STEP_TASK, "queue"},        {STEP_HTTP, "request"},  {STEP_EXEC, "command"},
-    {STEP_SET, "vars"},          {STEP_SWITCH, "cases"},  {STEP_PARALLEL, "branches"},
-    {STEP_FOREACH, "items"},     {STEP_FOREACH, "steps"}, {STEP_EMIT, "event"},
-    {STEP_WORKFLOW, "workflow"}, {STEP_FAIL, "error"},
-};
-
-static int key_lookup(const char *key)
-{
-    for (int k = 0; k < K__COUNT; k++)
-        if (strcmp(step_keys[k].name, key) == 0)
-            return k;
-    return -1;
-}
-
-static int type_lookup(const json_t *v)
-{
-    for (int t = 0; t < STEP__COUNT; t++)
-        if (strcmp(step_type_names[t], json_string_value(v)) == 0)
-            return has_nul(v) ? -1 : t;
-    return -1;
-}
-
 static void block_compile(struct dctx *c, json_t *v, struct def_block *b);
 static void step_compile(struct dctx *c, json_t *spec, struct def_step *s, const struct blk *b,
                          size_t index, const char *comp_of);
@@ -1139,220 +1004,360 @@ static void branches_compile(struct dctx *c, json_t *v, struct def_step *s)
     wfo_map_release(&seen);
 }
 
-/* One field of a step: the path points at it. */
-static void step_field(struct dctx *c, struct def_step *s, int k, json_t *v, const struct blk *b,
-                       int type, int *end)
+/* What a field's compile function gets beside the value: the step, its
+ * block (NULL for a compensation), its type (-1 when unknown) and where
+ * `end: true` is noted. */
+struct fctx {
+    struct def_step *s;
+    const struct blk *b;
+    int type;
+    int end;
+};
+
+struct field;
+typedef void (*field_fn)(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd);
+
+/* A row of the one table of step fields (step_keys, below the functions it
+ * names): the name of a field, the JSON Schema of its value (def_schema()
+ * builds the definitions' schema from it, served at GET
+ * /v1/schemas/workflow.json; a schema names the shared $defs: duration,
+ * retry, catch, compensate, steps, template), and how it compiles: fn,
+ * with the template it fills (tf) or the member of struct def_step it sets
+ * (off). Which kinds take a field is in the table of kinds (kinds.c). */
+struct field {
+    const char *name;
+    const char *schema;
+    field_fn fn;
+    enum step_field tf;
+    size_t off;
+};
+
+#define AT(fc, fd, type) ((type *)((char *)(fc)->s + (fd)->off))
+
+/* A template, nothing more to check. */
+static void f_tmpl(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_next(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    if (fc->type >= 0 && step_kinds[fc->type].no_next)
+        problem(c, "%s", step_kinds[fc->type].no_next);
+    else
+        resolve(c, v, fc->b, &fc->s->next);
+}
+
+static void f_end(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    (void)need_bool(c, v, &fc->end);
+}
+
+static void f_retry(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    fc->s->has_retry = 1;
+    fc->s->retry_own = 1;
+    retry_compile(c, v, &fc->s->retry);
+}
+
+/* A positive duration, in ms. */
+static void f_msec(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    (void)need_duration(c, v, 1, AT(fc, fd, int64_t));
+}
+
+static void f_bool(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    (void)need_bool(c, v, AT(fc, fd, int));
+}
+
+/* A name: a queue, an event type, a signal. */
+static void f_name(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
 {
     const char *str;
-    long long n;
-    struct quoted q;
 
-    switch (k) {
-    case K_INPUT:
-        tmpl(c, v, &s->f[F_INPUT]);
-        break;
-    case K_OUTPUT:
-        tmpl(c, v, &s->f[F_OUTPUT]);
-        break;
-    case K_IF:
-        tmpl(c, v, &s->f[F_IF]);
-        break;
-    case K_NEXT:
-        if (type == STEP_SWITCH)
-            problem(c, "not allowed on a switch step (use \"default\")");
-        else if (type == STEP_SUCCEED || type == STEP_FAIL)
-            problem(c, "not allowed on a %s step: it ends the workflow", step_type_names[type]);
-        else
-            resolve(c, v, b, &s->next);
-        break;
-    case K_END:
-        (void)need_bool(c, v, end);
-        break;
-    case K_RETRY:
-        s->has_retry = 1;
-        s->retry_own = 1;
-        retry_compile(c, v, &s->retry);
-        break;
-    case K_TIMEOUT:
-        (void)need_duration(c, v, 1, &s->timeout_ms);
-        break;
-    case K_CATCH:
-        catch_compile(c, v, s, b);
-        break;
-    case K_COMPENSATE:
-        compensate_compile(c, v, s);
-        break;
-    case K_COMPENSATE_IN_FLIGHT:
-        (void)need_bool(c, v, &s->compensate_in_flight);
-        break;
-    case K_QUEUE:
-        if (need_name(c, v, &str) == 0)
-            s->queue = wfo_strdup(str);
-        break;
-    case K_SCHEDULE_TIMEOUT:
-        (void)need_duration(c, v, 1, &s->schedule_timeout_ms);
-        break;
-    case K_HEARTBEAT_TIMEOUT:
-        (void)need_duration(c, v, 1, &s->heartbeat_timeout_ms);
-        break;
-    case K_REQUEST:
-        if (!json_is_object(v)) {
-            problem(c, "must be an object");
-            break;
-        }
-        request_check(c, v);
-        tmpl(c, v, &s->f[F_REQUEST]);
-        break;
-    case K_ACCEPT_STATUS:
-        if (!json_is_array(v)) {
-            problem(c, "must be a list of integers");
-            break;
-        }
-        if (json_array_size(v) == 0) {
-            problem(c, "must not be empty");
-            break;
-        }
-        s->accept_status = wfo_calloc(json_array_size(v), sizeof(int));
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            size_t old = push_index(c, i);
+    if (need_name(c, v, &str) == 0)
+        *AT(fc, fd, char *) = wfo_strdup(str);
+}
 
-            if (!get_int(json_array_get(v, i), &n) || n < 100 || n > 599)
-                problem(c, "must be an integer from 100 to 599");
-            else
-                s->accept_status[s->n_accept_status++] = (int)n;
-            pop(c, old);
-        }
-        break;
-    case K_COMMAND:
-        command_check(c, v);
-        tmpl(c, v, &s->f[F_COMMAND]);
-        break;
-    case K_STDIN:
-        tmpl(c, v, &s->f[F_STDIN]);
-        break;
-    case K_ENV:
-        env_check(c, v);
-        tmpl(c, v, &s->f[F_ENV]);
-        break;
-    case K_CWD:
-        if (!json_is_string(v))
-            problem(c, "must be a string");
-        else if (json_string_length(v) == 0)
-            problem(c, "must not be empty");
-        tmpl(c, v, &s->f[F_CWD]);
-        break;
-    case K_VARS:
-        if (!json_is_object(v)) {
-            problem(c, "must be an object");
-            break;
-        }
-        tmpl(c, v, &s->f[F_VARS]);
-        break;
-    case K_CASES:
-        cases_compile(c, v, s, b);
-        break;
-    case K_DEFAULT:
-        resolve(c, v, b, &s->default_next);
-        break;
-    case K_BRANCHES:
-        branches_compile(c, v, s);
-        break;
-    case K_MODE:
-        if (!json_is_string(v))
-            problem(c, "must be a string");
-        else if (strcmp(json_string_value(v), "any") == 0 && !has_nul(v))
-            s->mode_any = 1;
-        else if (strcmp(json_string_value(v), "all") != 0 || has_nul(v))
-            problem(c, "must be one of all, any");
-        break;
-    case K_ITEMS:
-        if (!json_is_array(v) && !is_expr(v))
-            problem(c, "must be a list or an expression");
-        tmpl(c, v, &s->f[F_ITEMS]);
-        break;
-    case K_CONCURRENCY:
-        if (need_int(c, v, 1, DEF_MAX_CONCURRENCY, &n) == 0)
-            s->concurrency = (int)n;
-        break;
-    case K_STEPS:
-        block_compile(c, v, &s->body);
-        break;
-    case K_DURATION:
-        check_duration_tmpl(c, v, 0);
-        tmpl(c, v, &s->f[F_DURATION]);
-        break;
-    case K_UNTIL:
-        until_check(c, v);
-        tmpl(c, v, &s->f[F_UNTIL]);
-        break;
-    case K_EVENT:
-        if (type == STEP_AWAIT_EVENT) {
-            if (need_name(c, v, &str) == 0)
-                s->event_type = wfo_strdup(str);
-        } else {
-            static const char *const fields[] = {"type", "key", "data", "source", NULL};
+static void f_catch(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    catch_compile(c, v, fc->s, fc->b);
+}
 
-            typed_object_check(c, v, fields);
-            tmpl(c, v, &s->f[F_EVENT]);
-        }
-        break;
-    case K_KEY:
-        tmpl(c, v, &s->f[F_KEY]);
-        break;
-    case K_SIGNAL:
-        if (need_name(c, v, &str) == 0)
-            s->signal = wfo_strdup(str);
-        break;
-    case K_WORKFLOW:
-        if (need_workflow_name(c, v, &str) == 0)
-            s->workflow = wfo_strdup(str);
-        break;
-    case K_VERSION:
-        if (need_int(c, v, 1, INT_MAX, &n) == 0)
-            s->workflow_version = (int)n;
-        break;
-    case K_ERROR: {
-        static const char *const fields[] = {"type", "message", "details", NULL};
+static void f_compensate(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    compensate_compile(c, v, fc->s);
+}
 
-        typed_object_check(c, v, fields);
-        tmpl(c, v, &s->f[F_ERROR]);
-        break;
+static void f_request(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    if (!json_is_object(v)) {
+        problem(c, "must be an object");
+        return;
     }
-    default:
-        problem(c, "unknown field \"%s\"", quote(&q, step_keys[k].name));
-        break;
+    request_check(c, v);
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_accept_status(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    struct def_step *s = fc->s;
+    long long n;
+
+    if (!json_is_array(v)) {
+        problem(c, "must be a list of integers");
+        return;
+    }
+    if (json_array_size(v) == 0) {
+        problem(c, "must not be empty");
+        return;
+    }
+    s->accept_status = wfo_calloc(json_array_size(v), sizeof(int));
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        size_t old = push_index(c, i);
+
+        if (!get_int(json_array_get(v, i), &n) || n < 100 || n > 599)
+            problem(c, "must be an integer from 100 to 599");
+        else
+            s->accept_status[s->n_accept_status++] = (int)n;
+        pop(c, old);
     }
 }
 
-/* The fields a step type cannot do without; then the exclusive pairs. */
+static void f_command(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    command_check(c, v);
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_env(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    env_check(c, v);
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_cwd(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    if (!json_is_string(v))
+        problem(c, "must be a string");
+    else if (json_string_length(v) == 0)
+        problem(c, "must not be empty");
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_vars(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    if (!json_is_object(v)) {
+        problem(c, "must be an object");
+        return;
+    }
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_cases(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    cases_compile(c, v, fc->s, fc->b);
+}
+
+static void f_default(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    resolve(c, v, fc->b, &fc->s->default_next);
+}
+
+static void f_branches(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    branches_compile(c, v, fc->s);
+}
+
+static void f_mode(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    if (!json_is_string(v))
+        problem(c, "must be a string");
+    else if (strcmp(json_string_value(v), "any") == 0 && !has_nul(v))
+        fc->s->mode_any = 1;
+    else if (strcmp(json_string_value(v), "all") != 0 || has_nul(v))
+        problem(c, "must be one of all, any");
+}
+
+static void f_items(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    if (!json_is_array(v) && !is_expr(v))
+        problem(c, "must be a list or an expression");
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_concurrency(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    long long n;
+
+    if (need_int(c, v, 1, DEF_MAX_CONCURRENCY, &n) == 0)
+        fc->s->concurrency = (int)n;
+}
+
+static void f_steps(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    block_compile(c, v, &fc->s->body);
+}
+
+static void f_duration(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    check_duration_tmpl(c, v, 0);
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_until(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    until_check(c, v);
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_event(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    static const char *const fields[] = {"type", "key", "data", "source", NULL};
+
+    typed_object_check(c, v, fields);
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+static void f_workflow(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    const char *str;
+
+    if (need_workflow_name(c, v, &str) == 0)
+        fc->s->workflow = wfo_strdup(str);
+}
+
+static void f_version(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    long long n;
+
+    if (need_int(c, v, 1, INT_MAX, &n) == 0)
+        fc->s->workflow_version = (int)n;
+}
+
+static void f_error(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
+{
+    static const char *const fields[] = {"type", "message", "details", NULL};
+
+    typed_object_check(c, v, fields);
+    tmpl(c, v, &fc->s->f[fd->tf]);
+}
+
+#define MEMBER(m) .off = offsetof(struct def_step, m)
+
+static const struct field step_keys[K__COUNT] = {
+    [K_NAME] = {"name", "{\"type\": \"string\", \"minLength\": 1}"},
+    [K_TYPE] = {"type", NULL},
+    [K_INPUT] = {"input", "{\"$ref\": \"#/$defs/template\"}", f_tmpl, F_INPUT},
+    [K_OUTPUT] = {"output", "{\"$ref\": \"#/$defs/template\"}", f_tmpl, F_OUTPUT},
+    [K_NEXT] = {"next", "{\"type\": \"string\"}", f_next},
+    [K_END] = {"end", "{\"type\": \"boolean\"}", f_end},
+    [K_RETRY] = {"retry", "{\"$ref\": \"#/$defs/retry\"}", f_retry},
+    [K_TIMEOUT] = {"timeout", "{\"$ref\": \"#/$defs/duration\"}", f_msec, MEMBER(timeout_ms)},
+    [K_CATCH] = {"catch", "{\"$ref\": \"#/$defs/catch\"}", f_catch},
+    [K_COMPENSATE] = {"compensate", "{\"$ref\": \"#/$defs/compensate\"}", f_compensate},
+    [K_COMPENSATE_IN_FLIGHT] = {"compensate_in_flight", "{\"type\": \"boolean\"}", f_bool,
+                                MEMBER(compensate_in_flight)},
+    [K_IF] = {"if", "{\"$ref\": \"#/$defs/template\"}", f_tmpl, F_IF},
+    [K_QUEUE] = {"queue", "{\"type\": \"string\", \"minLength\": 1}", f_name, MEMBER(queue)},
+    [K_SCHEDULE_TIMEOUT] = {"schedule_timeout", "{\"$ref\": \"#/$defs/duration\"}", f_msec,
+                            MEMBER(schedule_timeout_ms)},
+    [K_HEARTBEAT_TIMEOUT] = {"heartbeat_timeout", "{\"$ref\": \"#/$defs/duration\"}", f_msec,
+                             MEMBER(heartbeat_timeout_ms)},
+    [K_REQUEST] = {"request",
+                   "{\"type\": [\"object\", \"string\"], \"properties\": {\"method\": {}, "
+                   "\"url\": {}, \"headers\": {}, \"query\": {}, \"body\": {}, \"timeout\": {}}, "
+                   "\"additionalProperties\": false}",
+                   f_request, F_REQUEST},
+    [K_ACCEPT_STATUS] = {"accept_status", "{\"type\": \"array\"}", f_accept_status},
+    [K_COMMAND] = {"command", "{\"type\": [\"array\", \"string\"]}", f_command, F_COMMAND},
+    [K_STDIN] = {"stdin", "{\"$ref\": \"#/$defs/template\"}", f_tmpl, F_STDIN},
+    [K_ENV] = {"env", "{\"type\": [\"object\", \"string\"]}", f_env, F_ENV},
+    [K_CWD] = {"cwd", "{\"type\": \"string\"}", f_cwd, F_CWD},
+    [K_VARS] = {"vars", "{\"type\": [\"object\", \"string\"]}", f_vars, F_VARS},
+    [K_CASES] = {"cases",
+                 "{\"type\": \"array\", \"items\": {\"type\": \"object\", \"required\": "
+                 "[\"when\", \"next\"], \"properties\": {\"when\": {}, \"next\": {\"type\": "
+                 "\"string\"}}, \"additionalProperties\": false}}",
+                 f_cases},
+    [K_DEFAULT] = {"default", "{\"type\": \"string\"}", f_default},
+    [K_BRANCHES] = {"branches",
+                    "{\"type\": \"array\", \"minItems\": 1, \"items\": {\"type\": \"object\", "
+                    "\"required\": [\"name\", \"steps\"], \"properties\": {\"name\": {\"type\": "
+                    "\"string\"}, \"steps\": {\"$ref\": \"#/$defs/steps\"}}, "
+                    "\"additionalProperties\": false}}",
+                    f_branches},
+    [K_MODE] = {"mode", "{\"enum\": [\"all\", \"any\"]}", f_mode},
+    [K_ITEMS] = {"items", "{\"$ref\": \"#/$defs/template\"}", f_items, F_ITEMS},
+    [K_CONCURRENCY] = {"concurrency", "{\"type\": \"integer\", \"minimum\": 1}", f_concurrency},
+    [K_STEPS] = {"steps", "{\"$ref\": \"#/$defs/steps\"}", f_steps},
+    [K_DURATION] = {"duration", "{\"$ref\": \"#/$defs/duration\"}", f_duration, F_DURATION},
+    [K_UNTIL] = {"until", "{\"type\": \"string\"}", f_until, F_UNTIL},
+    [K_EVENT_TYPE] = {"event", "{\"type\": [\"string\", \"object\"]}", f_name, MEMBER(event_type)},
+    [K_EVENT] = {"event", "{\"type\": [\"string\", \"object\"]}", f_event, F_EVENT},
+    [K_KEY] = {"key", "{\"$ref\": \"#/$defs/template\"}", f_tmpl, F_KEY},
+    [K_SIGNAL] = {"signal", "{\"type\": \"string\"}", f_name, MEMBER(signal)},
+    [K_WORKFLOW] = {"workflow", "{\"type\": \"string\"}", f_workflow},
+    [K_VERSION] = {"version", "{\"type\": \"integer\", \"minimum\": 1}", f_version},
+    [K_ERROR] = {"error", "{\"type\": [\"object\", \"string\"]}", f_error, F_ERROR},
+};
+
+/* The field named key that steps of type t take, else any field of that
+ * name (t < 0: the first); K_NONE when no kind has one. */
+static enum step_key key_lookup(const char *key, int t)
+{
+    enum step_key any = K_NONE;
+
+    for (int k = K_NONE + 1; k < K__COUNT; k++) {
+        if (strcmp(step_keys[k].name, key) != 0)
+            continue;
+        if (t >= 0 && kind_has_field((enum step_type)t, (enum step_key)k))
+            return (enum step_key)k;
+        if (any == K_NONE)
+            any = (enum step_key)k;
+    }
+    return any;
+}
+
+static int type_lookup(const json_t *v)
+{
+    for (int t = 0; t < STEP__COUNT; t++)
+        if (strcmp(step_kinds[t].name, json_string_value(v)) == 0)
+            return has_nul(v) ? -1 : t;
+    return -1;
+}
+
+/* The fields a step type cannot do without; then the exclusive pair and
+ * the field that goes with another (kinds.c). */
 static void step_required(struct dctx *c, const json_t *spec, int type)
 {
-    for (size_t i = 0; i < WFO_ARRAY_SIZE(step_required_fields); i++)
-        if (step_required_fields[i].type == type &&
-            !json_object_get(spec, step_required_fields[i].field))
-            problem_at(c, step_required_fields[i].field, "is required");
+    const struct step_kind *kd = &step_kinds[type];
 
-    if (type == STEP_SLEEP) {
-        int d = json_object_get(spec, "duration") != NULL;
-        int u = json_object_get(spec, "until") != NULL;
+    for (int k = K_NONE + 1; k < K__COUNT; k++)
+        if ((kd->required >> k & 1) && !json_object_get(spec, step_keys[k].name))
+            problem_at(c, step_keys[k].name, "is required");
 
-        if (!d && !u)
-            problem(c, "needs \"duration\" or \"until\"");
-        else if (d && u)
-            problem_at(c, "until", "cannot be used with \"duration\"");
-    } else if (type == STEP_AWAIT_EVENT) {
-        int e = json_object_get(spec, "event") != NULL;
-        int s = json_object_get(spec, "signal") != NULL;
-        int k = json_object_get(spec, "key") != NULL;
+    if (kd->either[0]) {
+        const char *a = step_keys[kd->either[0]].name, *b = step_keys[kd->either[1]].name;
+        int has_a = json_object_get(spec, a) != NULL;
+        int has_b = json_object_get(spec, b) != NULL;
 
-        if (!e && !s)
-            problem(c, "needs \"event\" or \"signal\"");
-        else if (e && s)
-            problem_at(c, "signal", "cannot be used with \"event\"");
-        else if (e && !k)
-            problem_at(c, "key", "is required with \"event\"");
-        else if (s && k)
-            problem_at(c, "key", "is only used with \"event\"");
+        if (!has_a && !has_b) {
+            problem(c, "needs \"%s\" or \"%s\"", a, b);
+        } else if (has_a && has_b) {
+            problem_at(c, b, "cannot be used with \"%s\"", a);
+        } else if (kd->goes_with[0]) {
+            const char *f = step_keys[kd->goes_with[0]].name;
+            const char *with = step_keys[kd->goes_with[1]].name;
+            int has_f = json_object_get(spec, f) != NULL;
+            int has_with = json_object_get(spec, with) != NULL;
+
+            if (has_with && !has_f)
+                problem_at(c, f, "is required with \"%s\"", with);
+            else if (!has_with && has_f)
+                problem_at(c, f, "is only used with \"%s\"", with);
+        }
     }
 }
 
@@ -1364,7 +1369,8 @@ static void step_compile(struct dctx *c, json_t *spec, struct def_step *s, const
     json_t *name, *type, *val;
     const char *key, *why;
     struct quoted q;
-    int t = -1, end = 0;
+    int t = -1;
+    struct fctx fc = {s, b, -1, 0};
 
     s->next = JUMP_NEXT;
     s->default_next = JUMP_NEXT;
@@ -1407,43 +1413,44 @@ static void step_compile(struct dctx *c, json_t *spec, struct def_step *s, const
         problem_at(c, "type", "unknown step type \"%s\"", quote(&q, json_string_value(type)));
     } else {
         s->type = (enum step_type)t;
+        fc.type = t;
         /* a compensation is one step run to its end: no control flow, no
          * blocks (docs/implementation/compensation.md) */
-        if (comp_of && (t == STEP_SWITCH || t == STEP_COMPENSATE || t == STEP_PARALLEL ||
-                        t == STEP_FOREACH || t == STEP_SUCCEED))
-            problem_at(c, "type", "a compensation cannot be a %s step", step_type_names[t]);
+        if (comp_of && step_kinds[t].not_compensation)
+            problem_at(c, "type", "a compensation cannot be a %s step", step_kinds[t].name);
     }
 
     json_object_foreach(spec, key, val)
     {
-        int k = key_lookup(key);
+        enum step_key k = key_lookup(key, t);
         size_t old;
 
         if (k == K_NAME || k == K_TYPE)
             continue;
         old = push_key(c, key);
-        if (k < 0)
+        if (k == K_NONE)
             problem(c, "unknown field \"%s\"", quote(&q, key));
-        else if (t < 0 && step_keys[k].types != ALL)
+        else if (t < 0 && !(KEYS_COMMON >> k & 1))
             ; /* a field of some type, but the type is unknown: said already */
-        else if (t >= 0 && !(step_keys[k].types & (1u << t)))
-            problem(c, "\"%s\" is not a field of %s steps", key, step_type_names[t]);
-        else if (comp_of && (k == K_NEXT || k == K_END || k == K_CATCH || k == K_COMPENSATE))
+        else if (t >= 0 && !kind_has_field((enum step_type)t, k))
+            problem(c, "\"%s\" is not a field of %s steps", key, step_kinds[t].name);
+        else if (comp_of && (KEYS_NOT_IN_COMPENSATION >> k & 1))
             problem(c, "not allowed in a compensation");
         else
-            step_field(c, s, k, val, b, t, &end);
+            step_keys[k].fn(c, &fc, val, &step_keys[k]);
         pop(c, old);
     }
 
     if (t >= 0)
         step_required(c, spec, t);
-    if (end) {
+    if (fc.end) {
         if (json_object_get(spec, "next"))
             problem_at(c, "end", "cannot be true when \"next\" is set");
         else
             s->next = JUMP_END;
     }
-    if (t == STEP_TASK || t == STEP_HTTP || t == STEP_EXEC || comp_of)
+    /* an attempt that ends with an outcome from outside may be retried */
+    if ((t >= 0 && step_kinds[t].ends == KE_RESULT) || comp_of)
         s->has_retry = 1;
     if (!s->has_retry) {
         char **none = s->retry.non_retryable;
@@ -1766,14 +1773,14 @@ const char **def_task_queues(const struct wfo_def *d)
 static json_t *schema_step(int t, int comp)
 {
     json_t *props = json_object(), *req = json_array();
-    for (int k = 0; k < K__COUNT; k++) {
-        if (!(step_keys[k].types & (1u << t)))
+    for (int k = K_NONE + 1; k < K__COUNT; k++) {
+        if (!kind_has_field((enum step_type)t, (enum step_key)k))
             continue;
-        if (comp && (k == K_NEXT || k == K_END || k == K_CATCH || k == K_COMPENSATE))
+        if (comp && (KEYS_NOT_IN_COMPENSATION >> k & 1))
             continue;
         json_t *v = NULL;
         if (k == K_TYPE)
-            v = json_pack("{s:s}", "const", step_type_names[t]);
+            v = json_pack("{s:s}", "const", step_kinds[t].name);
         else
             wfo_json_parse(step_keys[k].schema, strlen(step_keys[k].schema), &v, NULL);
         json_object_set_new(props, step_keys[k].name, v ? v : json_object());
@@ -1781,9 +1788,9 @@ static json_t *schema_step(int t, int comp)
     if (!comp)
         json_array_append_new(req, json_string("name"));
     json_array_append_new(req, json_string("type"));
-    for (size_t i = 0; i < WFO_ARRAY_SIZE(step_required_fields); i++)
-        if (step_required_fields[i].type == t)
-            json_array_append_new(req, json_string(step_required_fields[i].field));
+    for (int k = K_NONE + 1; k < K__COUNT; k++)
+        if (step_kinds[t].required >> k & 1)
+            json_array_append_new(req, json_string(step_keys[k].name));
     return json_pack("{s:s, s:o, s:o, s:b}", "type", "object", "properties", props, "required", req,
                      "additionalProperties", 0);
 }
@@ -1794,12 +1801,11 @@ static json_t *schema_any_step(int comp)
 {
     json_t *types = json_array(), *all = json_array();
     for (int t = 0; t < STEP__COUNT; t++) {
-        if (comp && (t == STEP_SWITCH || t == STEP_COMPENSATE || t == STEP_PARALLEL ||
-                     t == STEP_FOREACH || t == STEP_SUCCEED))
+        if (comp && step_kinds[t].not_compensation)
             continue;
-        json_array_append_new(types, json_string(step_type_names[t]));
+        json_array_append_new(types, json_string(step_kinds[t].name));
         json_array_append_new(all, json_pack("{s:{s:{s:{s:s}}, s:[s]}, s:o}", "if", "properties",
-                                             "type", "const", step_type_names[t], "required",
+                                             "type", "const", step_kinds[t].name, "required",
                                              "type", "then", schema_step(t, comp)));
     }
     return json_pack("{s:s, s:[s], s:{s:{s:o}}, s:o}", "type", "object", "required", "type",

@@ -20,7 +20,8 @@
 #include "../common/json.h"
 #include "expr.h"
 
-/* Step types; the order is the order of step_type_names[]. */
+/* Step types; the order is the order of step_type_names[] and of the
+ * table of step kinds (kinds.h), which says all else about each. */
 enum step_type {
     STEP_TASK,
     STEP_HTTP,

@@ -65,6 +65,7 @@
 #include <time.h>
 
 #include "engine_int.h"
+#include "kinds.h"
 #include "doc.h"
 #include "../common/duration.h"
 #include "../common/redact.h"
@@ -169,11 +170,10 @@ static void job_free(struct step_job *j)
 {
     free(j->exec_id);
     free(j->path);
-    json_decref(j->args);
+    step_args_release(&j->args);
     free(j->idempotency_key);
     free(j->task_id);
     free(j->key);
-    def_unref(j->defref);
     proc_cancel_release(&j->cancel);
     free(j);
 }
@@ -199,7 +199,7 @@ static void *runner_main(void *arg)
 
         struct cmd *c = wfo_calloc(1, sizeof(*c));
         c->kind = CMD_RESULT;
-        step_runner_find(j->def->type)->run(j, &c->out);
+        j->run(j, &c->out);
         if (wfo_redact_active()) {
             /* an upstream may echo a secret back (SPEC 2.1) */
             json_t *o = wfo_redact_json(c->out.output), *er = wfo_redact_json(c->out.error);
@@ -234,17 +234,25 @@ static const struct handler *handler_find(struct wfo_engine *e, const char *queu
 
 static void job_submit(struct wfo_engine *e, struct fsm_action *a)
 {
-    const struct step_runner *r = step_runner_find(a->def->type);
-    if (!r)
+    const struct def_step *d = a->def;
+    const struct step_kind *kd = &step_kinds[d->type];
+    if (!kd->run)
         return;
     struct step_job *j = wfo_calloc(1, sizeof(*j));
     j->exec_id = wfo_strdup(a->x->id);
     j->path = wfo_strdup(a->step);
     j->token = a->token;
     j->attempt = a->attempt;
-    j->def = a->def;
-    j->defref = def_ref(a->x->def);
-    j->args = json_incref(a->args);
+    j->run = kd->run;
+    /* plain values: a runner never sees the definition */
+    j->args.fields = json_incref(a->args);
+    j->args.timeout_ms = d->timeout_ms;
+    j->args.queue = d->queue ? wfo_strdup(d->queue) : NULL;
+    if (d->accept_status) {
+        j->args.accept_status = wfo_calloc((size_t)d->n_accept_status, sizeof(int));
+        memcpy(j->args.accept_status, d->accept_status, (size_t)d->n_accept_status * sizeof(int));
+        j->args.n_accept_status = d->n_accept_status;
+    }
     struct wfo_buf b = WFO_BUF_INIT;
     wfo_buf_adds(&b, a->x->id);
     wfo_buf_addch(&b, '/');
@@ -256,7 +264,7 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
     if (a->def->timeout_ms)
         j->deadline = wfo_now_ms() + a->def->timeout_ms;
     /* the cancel pipe wakes a child process's poll loop: only those need one */
-    int procs = a->def->type == STEP_EXEC || a->def->type == STEP_HTTP;
+    int procs = kd->cancel_pipe;
     if (a->def->type == STEP_TASK) {
         const struct handler *h = handler_find(e, a->def->queue);
         procs = h && h->command;

@@ -68,6 +68,7 @@
 #include <string.h>
 
 #include "fsm.h"
+#include "kinds.h"
 #include "../common/duration.h"
 #include "../common/redact.h"
 #include "../common/banned.h"
@@ -276,10 +277,8 @@ static int truthy(const json_t *v)
  * stored, shown or sent on, and has them redacted (SPEC 2.1). */
 static int field_keeps_secrets(const struct def_step *d, enum step_field fi)
 {
-    if (d->type != STEP_HTTP && d->type != STEP_EXEC)
-        return 0;
-    return fi == F_INPUT || fi == F_REQUEST || fi == F_COMMAND || fi == F_STDIN || fi == F_ENV ||
-           fi == F_CWD;
+    const struct step_kind *kd = &step_kinds[d->type];
+    return kd->keeps_secrets && (fi == F_INPUT || (kd->run_fields >> fi & 1));
 }
 
 static json_t *eval_field(const struct def_step *d, enum step_field fi, json_t *ctx, json_t **out)
@@ -313,9 +312,8 @@ static void run_frames(struct fsm *f, struct xexec *x);
  * reports later is stale. */
 static void step_stop(struct fsm *f, struct xexec *x, struct xstep *st, int soft)
 {
-    enum step_type t = st->def->type;
     if (st->status == SS_RUNNING && soft && !st->comp &&
-        (t == STEP_TASK || t == STEP_HTTP || t == STEP_EXEC)) {
+        step_kinds[st->def->type].ends == KE_RESULT) {
         act(f, ACT_STOP, x, st, NULL);
         st->stopping = 1;
         if (!st->def->timeout_ms)
@@ -1058,21 +1056,24 @@ static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_
     timer_put(f, x, TK_RETRY, st->path, st->token, f->now + delay);
 }
 
-/* The evaluated fields an attempt of a runner step gets (new ref):
- * {input, request?, command?, stdin?, env?, cwd?}; NULL with *error set (an
- * ExpressionError, new ref) when one fails. input is borrowed. */
+/* The evaluated fields an attempt of a runner step gets (new ref): its
+ * input and its kind's run_fields ({input, request?, command?, stdin?,
+ * env?, cwd?}); NULL with *error set (an ExpressionError, new ref) when one
+ * fails. input is borrowed. */
 static json_t *run_args(const struct def_step *d, json_t *ctx, json_t *input, json_t **error)
 {
-    static const enum step_field extra[] = {F_REQUEST, F_COMMAND, F_STDIN, F_ENV, F_CWD};
+    unsigned fields = step_kinds[d->type].run_fields;
     json_t *args = obj1("input", json_incref(input));
-    for (size_t i = 0; i < WFO_ARRAY_SIZE(extra); i++) {
+    for (int fi = 0; fi < F__COUNT; fi++) {
         json_t *v = NULL;
-        if ((*error = eval_field(d, extra[i], ctx, &v))) {
+        if (!(fields >> fi & 1))
+            continue;
+        if ((*error = eval_field(d, (enum step_field)fi, ctx, &v))) {
             json_decref(args);
             return NULL;
         }
         if (v)
-            json_object_set_new(args, step_field_names[extra[i]], v);
+            json_object_set_new(args, step_field_names[fi], v);
     }
     return args;
 }
@@ -1110,10 +1111,13 @@ static void step_input_keep(struct xexec *x, struct xstep *st, json_t *input)
     }
 }
 
-/* Starts an attempt of st; runs synchronous step types to their end. */
+/* Starts an attempt of st: what every kind shares (a new token,
+ * step.started, its input), then the start of its kind (kinds.c), which
+ * runs a kind that ends at its start to its end. */
 static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
 {
     const struct def_step *d = st->def;
+    const struct step_kind *kd = &step_kinds[d->type];
     int64_t prev_token = st->attempts > 0 ? st->token : -1; /* a retry's previous attempt */
     st->attempts++;
     st->token = ++x->tick;
@@ -1124,198 +1128,245 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
     hist(f, x, "step.started", st->path, obj1("attempt", json_integer(st->attempts)));
 
     json_t *ctx = exec_context(x, st->frame);
-    json_t *input = NULL, *v = NULL, *e = NULL;
-    if ((e = eval_field(d, F_INPUT, ctx, &input)))
-        goto fail;
-    if (!input)
-        input = json_incref(json_object_get(ctx, "input"));
-    step_input_keep(x, st, input);
-
-    switch (d->type) {
-    case STEP_SET: {
-        if ((e = eval_field(d, F_VARS, ctx, &v)))
-            goto fail;
-        if (!json_is_object(v)) {
-            e = fsm_error("ExpressionError", "vars: must be an object", NULL);
-            goto fail;
-        }
-        /* copy on write: a context or an output may hold the old object
-         * (expressions return parts of their context as they are) */
-        if (x->vars->refcount > 1) {
-            json_t *nv = json_copy(x->vars);
-            json_decref(x->vars);
-            x->vars = nv;
-        }
-        json_object_update(x->vars, v);
-        step_complete(f, x, st, v, JUMP_NEXT);
-        break;
-    }
-    case STEP_SWITCH: {
-        int next = d->default_next;
-        const char *chosen = NULL;
-        for (int i = 0; i < d->n_cases; i++) {
-            json_t *w = NULL;
-            struct wfo_error err = WFO_ERROR_INIT;
-            if (tmpl_eval(d->cases[i].when, ctx, &w, &err) < 0) {
-                struct wfo_buf b = WFO_BUF_INIT;
-                wfo_buf_addf(&b, "cases[%d].when: %s", i, err.message);
-                e = fsm_error("ExpressionError", b.buf, NULL);
-                wfo_buf_release(&b);
-                goto fail;
-            }
-            int t = truthy(w);
-            json_decref(w);
-            if (t) {
-                next = d->cases[i].next;
-                break;
-            }
-        }
-        const struct xframe *fr = &x->frames[st->frame];
-        if (next >= 0)
-            chosen = fr->block->steps[next].name;
-        else if (fr->pc + 1 < fr->block->n)
-            chosen = fr->block->steps[fr->pc + 1].name;
-        v = chosen ? json_string(chosen) : json_null();
-        step_complete(f, x, st, v, next);
-        break;
-    }
-    case STEP_SUCCEED:
-        if ((e = eval_field(d, F_OUTPUT, ctx, &v)))
-            goto fail;
-        /* its output is the raw result (F_OUTPUT is not applied again) */
-        step_complete(f, x, st, v ? v : input, JUMP_END);
-        break;
-    case STEP_FAIL: {
-        if ((e = eval_field(d, F_ERROR, ctx, &v)))
-            goto fail;
-        const char *type = wfo_json_str(v, "type");
-        json_t *details = json_object_get(v, "details");
-        json_t *err = fsm_error(type ? type : "Failed", wfo_json_str(v, "message"),
-                                details ? json_incref(details) : NULL);
-        st->status = SS_FAILED;
-        st->finished_at = f->now;
-        st->error = err;
-        step_touch(f, x, st);
-        hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", err));
-        if (st->comp) {
-            comp_step_done(f, x, st, json_deep_copy(err));
-            break;
-        }
-        x->frames[st->frame].busy = 0;
-        frame_fail(f, x, st->frame, json_deep_copy(err), st->path, 1);
-        break;
-    }
-    case STEP_SLEEP: {
-        int64_t due = f->now;
-        if ((e = eval_field(d, F_DURATION, ctx, &v)))
-            goto fail;
-        if (v) {
-            int64_t ms = -1;
-            if (json_is_integer(v) && json_integer_value(v) >= 0)
-                ms = json_integer_value(v);
-            else if (json_is_string(v) && wfo_duration_parse(json_string_value(v), &ms) < 0)
-                ms = -1;
-            if (ms < 0) {
-                e = fsm_error("ExpressionError", "duration: not a duration", NULL);
-                goto fail;
-            }
-            due += ms;
+    json_t *input = NULL, *e = NULL;
+    if (!(e = eval_field(d, F_INPUT, ctx, &input))) {
+        if (!input)
+            input = json_incref(json_object_get(ctx, "input"));
+        step_input_keep(x, st, input);
+        struct kind_attempt a = {ctx, input, prev_token};
+        if (kd->start) {
+            e = kd->start(f, x, st, &a);
         } else {
-            if ((e = eval_field(d, F_UNTIL, ctx, &v)))
-                goto fail;
-            if (!json_is_string(v) || wfo_time_parse(json_string_value(v), &due) < 0) {
-                e = fsm_error("ExpressionError", "until: not an RFC 3339 time", NULL);
-                goto fail;
-            }
-        }
-        st->status = SS_WAITING;
-        timer_put(f, x, TK_SLEEP, st->path, st->token, due);
-        break;
-    }
-    case STEP_TASK:
-    case STEP_EXEC:
-    case STEP_HTTP: {
-        json_t *args = run_args(d, ctx, input, &e);
-        if (!args)
-            goto fail;
-        if (d->timeout_ms)
-            timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
-        if (d->type == STEP_TASK && d->schedule_timeout_ms) {
-            st->picked = 0;
-            timer_put(f, x, TK_SCHEDULE, st->path, st->token, f->now + d->schedule_timeout_ms);
-        }
-        act(f, ACT_RUN, x, st, args);
-        break;
-    }
-    case STEP_PARALLEL:
-        for (int i = 0; i < d->n_branches; i++) {
-            if (block_keep(f, x, st, prev_token, i, NULL))
-                continue;
             struct wfo_buf b = WFO_BUF_INIT;
-            wfo_buf_addf(&b, "%s/%s/", st->path, d->branches[i].name);
-            struct xframe *fr =
-                exec_frame_add(x, st->frame, st->path, i, &d->branches[i].block, b.buf);
-            fr->otoken = st->token;
+            wfo_buf_addf(&b, "step type %s is not supported yet", kd->name);
+            e = fsm_error("Unsupported", b.buf, NULL);
             wfo_buf_release(&b);
         }
-        break;
-    case STEP_FOREACH:
-        if ((e = eval_field(d, F_ITEMS, ctx, &v)))
-            goto fail;
-        if (!json_is_array(v)) {
-            e = fsm_error("ExpressionError", "items: must be an array", NULL);
-            goto fail;
-        }
-        json_decref(st->items);
-        st->items = json_incref(v);
-        st->next_item = 0;
-        for (size_t i = 0; prev_token >= 0 && i < json_array_size(v); i++)
-            block_keep(f, x, st, prev_token, (int)i, json_array_get(v, i));
-        if (json_array_size(v) == 0) {
-            json_t *empty = json_array();
-            step_complete(f, x, st, empty, JUMP_NEXT);
-            json_decref(empty);
-            break;
-        }
-        foreach_open(f, x, st);
-        if (prev_token >= 0)
-            block_progress(f, x, st, -1); /* every iteration was kept */
-        break;
-    case STEP_COMPENSATE:
-        if (x->comp_queue || !comp_build(x)) {
-            step_complete(f, x, st, NULL, JUMP_NEXT);
-            break;
-        }
-        free(x->comp_owner);
-        x->comp_owner = wfo_strdup(st->path);
-        json_decref(x->compensation);
-        x->compensation = json_pack("{s:s}", "status", "running");
-        x->row_dirty = 1;
-        hist(f, x, "compensation.started", st->path,
-             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
-        comp_advance(f, x);
-        break;
-    default: {
-        struct wfo_buf b = WFO_BUF_INIT;
-        wfo_buf_addf(&b, "step type %s is not supported yet", step_type_names[d->type]);
-        e = fsm_error("Unsupported", b.buf, NULL);
-        wfo_buf_release(&b);
-        json_decref(v);
-        json_decref(input);
-        json_decref(ctx);
+    }
+    json_decref(input);
+    json_decref(ctx);
+    if (e)
         attempt_fail(f, x, st, e, 0);
-        return;
+}
+
+/* --- the starts of the kinds (kinds.c): see kind_start_fn ---------------- */
+
+json_t *fsm_start_set(struct fsm *f, struct xexec *x, struct xstep *st,
+                      const struct kind_attempt *a)
+{
+    json_t *v = NULL, *e;
+    if ((e = eval_field(st->def, F_VARS, a->ctx, &v))) {
+        json_decref(v);
+        return e;
     }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return fsm_error("ExpressionError", "vars: must be an object", NULL);
+    }
+    /* copy on write: a context or an output may hold the old object
+     * (expressions return parts of their context as they are) */
+    if (x->vars->refcount > 1) {
+        json_t *nv = json_copy(x->vars);
+        json_decref(x->vars);
+        x->vars = nv;
+    }
+    json_object_update(x->vars, v);
+    step_complete(f, x, st, v, JUMP_NEXT);
+    json_decref(v);
+    return NULL;
+}
+
+json_t *fsm_start_switch(struct fsm *f, struct xexec *x, struct xstep *st,
+                         const struct kind_attempt *a)
+{
+    const struct def_step *d = st->def;
+    int next = d->default_next;
+    const char *chosen = NULL;
+    for (int i = 0; i < d->n_cases; i++) {
+        json_t *w = NULL;
+        struct wfo_error err = WFO_ERROR_INIT;
+        if (tmpl_eval(d->cases[i].when, a->ctx, &w, &err) < 0) {
+            struct wfo_buf b = WFO_BUF_INIT;
+            wfo_buf_addf(&b, "cases[%d].when: %s", i, err.message);
+            json_t *e = fsm_error("ExpressionError", b.buf, NULL);
+            wfo_buf_release(&b);
+            return e;
+        }
+        int t = truthy(w);
+        json_decref(w);
+        if (t) {
+            next = d->cases[i].next;
+            break;
+        }
+    }
+    const struct xframe *fr = &x->frames[st->frame];
+    if (next >= 0)
+        chosen = fr->block->steps[next].name;
+    else if (fr->pc + 1 < fr->block->n)
+        chosen = fr->block->steps[fr->pc + 1].name;
+    json_t *v = chosen ? json_string(chosen) : json_null();
+    step_complete(f, x, st, v, next);
+    json_decref(v);
+    return NULL;
+}
+
+json_t *fsm_start_succeed(struct fsm *f, struct xexec *x, struct xstep *st,
+                          const struct kind_attempt *a)
+{
+    json_t *v = NULL, *e;
+    if ((e = eval_field(st->def, F_OUTPUT, a->ctx, &v))) {
+        json_decref(v);
+        return e;
+    }
+    /* its output is the raw result (F_OUTPUT is not applied again) */
+    step_complete(f, x, st, v ? v : a->input, JUMP_END);
+    json_decref(v);
+    return NULL;
+}
+
+json_t *fsm_start_fail(struct fsm *f, struct xexec *x, struct xstep *st,
+                       const struct kind_attempt *a)
+{
+    json_t *v = NULL, *e;
+    if ((e = eval_field(st->def, F_ERROR, a->ctx, &v))) {
+        json_decref(v);
+        return e;
+    }
+    const char *type = wfo_json_str(v, "type");
+    json_t *details = json_object_get(v, "details");
+    json_t *err = fsm_error(type ? type : "Failed", wfo_json_str(v, "message"),
+                            details ? json_incref(details) : NULL);
+    st->status = SS_FAILED;
+    st->finished_at = f->now;
+    st->error = err;
+    step_touch(f, x, st);
+    hist(f, x, "step.failed", st->path, json_pack("{s:O}", "error", err));
+    if (st->comp) {
+        comp_step_done(f, x, st, json_deep_copy(err));
+    } else {
+        x->frames[st->frame].busy = 0;
+        frame_fail(f, x, st->frame, json_deep_copy(err), st->path, 1);
     }
     json_decref(v);
-    json_decref(input);
-    json_decref(ctx);
-    return;
-fail:
+    return NULL;
+}
+
+json_t *fsm_start_sleep(struct fsm *f, struct xexec *x, struct xstep *st,
+                        const struct kind_attempt *a)
+{
+    const struct def_step *d = st->def;
+    int64_t due = f->now;
+    json_t *v = NULL, *e = NULL;
+    if ((e = eval_field(d, F_DURATION, a->ctx, &v)))
+        goto out;
+    if (v) {
+        int64_t ms = -1;
+        if (json_is_integer(v) && json_integer_value(v) >= 0)
+            ms = json_integer_value(v);
+        else if (json_is_string(v) && wfo_duration_parse(json_string_value(v), &ms) < 0)
+            ms = -1;
+        if (ms < 0) {
+            e = fsm_error("ExpressionError", "duration: not a duration", NULL);
+            goto out;
+        }
+        due += ms;
+    } else {
+        if ((e = eval_field(d, F_UNTIL, a->ctx, &v)))
+            goto out;
+        if (!json_is_string(v) || wfo_time_parse(json_string_value(v), &due) < 0) {
+            e = fsm_error("ExpressionError", "until: not an RFC 3339 time", NULL);
+            goto out;
+        }
+    }
+    st->status = SS_WAITING;
+    timer_put(f, x, TK_SLEEP, st->path, st->token, due);
+out:
     json_decref(v);
-    json_decref(input);
-    json_decref(ctx);
-    attempt_fail(f, x, st, e, 0);
+    return e;
+}
+
+/* A kind whose attempt a runner or a worker does (ACT_RUN): its fields
+ * evaluated, its timers armed. */
+json_t *fsm_start_run(struct fsm *f, struct xexec *x, struct xstep *st,
+                      const struct kind_attempt *a)
+{
+    const struct def_step *d = st->def;
+    json_t *e = NULL;
+    json_t *args = run_args(d, a->ctx, a->input, &e);
+    if (!args)
+        return e;
+    if (d->timeout_ms)
+        timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
+    if (d->schedule_timeout_ms) {
+        st->picked = 0;
+        timer_put(f, x, TK_SCHEDULE, st->path, st->token, f->now + d->schedule_timeout_ms);
+    }
+    act(f, ACT_RUN, x, st, args);
+    return NULL;
+}
+
+json_t *fsm_start_parallel(struct fsm *f, struct xexec *x, struct xstep *st,
+                           const struct kind_attempt *a)
+{
+    const struct def_step *d = st->def;
+    for (int i = 0; i < d->n_branches; i++) {
+        if (block_keep(f, x, st, a->prev_token, i, NULL))
+            continue;
+        struct wfo_buf b = WFO_BUF_INIT;
+        wfo_buf_addf(&b, "%s/%s/", st->path, d->branches[i].name);
+        struct xframe *fr = exec_frame_add(x, st->frame, st->path, i, &d->branches[i].block, b.buf);
+        fr->otoken = st->token;
+        wfo_buf_release(&b);
+    }
+    return NULL;
+}
+
+json_t *fsm_start_foreach(struct fsm *f, struct xexec *x, struct xstep *st,
+                          const struct kind_attempt *a)
+{
+    json_t *v = NULL, *e;
+    if ((e = eval_field(st->def, F_ITEMS, a->ctx, &v))) {
+        json_decref(v);
+        return e;
+    }
+    if (!json_is_array(v)) {
+        json_decref(v);
+        return fsm_error("ExpressionError", "items: must be an array", NULL);
+    }
+    json_decref(st->items);
+    st->items = json_incref(v);
+    st->next_item = 0;
+    for (size_t i = 0; a->prev_token >= 0 && i < json_array_size(v); i++)
+        block_keep(f, x, st, a->prev_token, (int)i, json_array_get(v, i));
+    if (json_array_size(v) == 0) {
+        json_t *empty = json_array();
+        step_complete(f, x, st, empty, JUMP_NEXT);
+        json_decref(empty);
+    } else {
+        foreach_open(f, x, st);
+        if (a->prev_token >= 0)
+            block_progress(f, x, st, -1); /* every iteration was kept */
+    }
+    json_decref(v);
+    return NULL;
+}
+
+json_t *fsm_start_compensate(struct fsm *f, struct xexec *x, struct xstep *st,
+                             const struct kind_attempt *a)
+{
+    if (x->comp_queue || !comp_build(x)) {
+        step_complete(f, x, st, NULL, JUMP_NEXT);
+        return NULL;
+    }
+    free(x->comp_owner);
+    x->comp_owner = wfo_strdup(st->path);
+    json_decref(x->compensation);
+    x->compensation = json_pack("{s:s}", "status", "running");
+    x->row_dirty = 1;
+    hist(f, x, "compensation.started", st->path,
+         json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+    comp_advance(f, x);
+    return NULL;
 }
 
 static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw, int next)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "kinds.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/banned.h"
@@ -87,7 +88,8 @@ int exec_resume(const struct xexec *x)
     if (EX_ENDED(x->status))
         return 0;
     for (int i = 0; i < x->n_steps; i++)
-        if (x->steps[i]->status == SS_RUNNING && step_runner_find(x->steps[i]->def->type))
+        if (x->steps[i]->status == SS_RUNNING &&
+            step_kinds[x->steps[i]->def->type].ends == KE_RESULT)
             return 1;
     return 0;
 }
@@ -95,8 +97,8 @@ int exec_resume(const struct xexec *x)
 int exec_idle(const struct xexec *x)
 {
     for (int i = 0; i < x->n_steps; i++)
-        if (x->steps[i]->status == SS_RUNNING && !x->steps[i]->def->n_branches &&
-            x->steps[i]->def->type != STEP_FOREACH)
+        if (x->steps[i]->status == SS_RUNNING &&
+            step_kinds[x->steps[i]->def->type].ends != KE_BLOCKS)
             return 0;
     return 1;
 }
@@ -236,7 +238,7 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
         }
         for (int k = 0; k < x->n_steps; k++) {
             struct xstep *st = x->steps[k];
-            if (st->status != SS_RUNNING || !step_runner_find(st->def->type))
+            if (st->status != SS_RUNNING || step_kinds[st->def->type].ends != KE_RESULT)
                 continue;
             /* the attempt's fields are evaluated again for the rerun; one
              * that no longer evaluates leaves the attempt to its timeout */

@@ -22,10 +22,10 @@ static char *json_text(json_t *v)
 
 void step_run_exec(struct step_job *job, struct step_outcome *out)
 {
-    json_t *cmd = json_object_get(job->args, "command");
-    json_t *env = json_object_get(job->args, "env");
-    json_t *cwd = json_object_get(job->args, "cwd");
-    json_t *in = json_object_get(job->args, "stdin");
+    json_t *cmd = json_object_get(job->args.fields, "command");
+    json_t *env = json_object_get(job->args.fields, "env");
+    json_t *cwd = json_object_get(job->args.fields, "cwd");
+    json_t *in = json_object_get(job->args.fields, "stdin");
     char **argv = NULL, **envv = NULL, *stdin_text = NULL;
     struct proc_result res;
     memset(&res, 0, sizeof(res));
@@ -78,7 +78,7 @@ void step_run_exec(struct step_job *job, struct step_outcome *out)
         goto out;
     }
     /* stdin: a string as it is, other values as JSON; default: the input as JSON */
-    stdin_text = in ? json_text(in) : wfo_json_dumps(json_object_get(job->args, "input"));
+    stdin_text = in ? json_text(in) : wfo_json_dumps(json_object_get(job->args.fields, "input"));
 
     struct proc_spec spec = {
         .argv = argv,
@@ -86,7 +86,7 @@ void step_run_exec(struct step_job *job, struct step_outcome *out)
         .stdin_len = strlen(stdin_text),
         .env_add = envv,
         .cwd = json_is_string(cwd) ? json_string_value(cwd) : NULL,
-        .timeout_ms = job->def->timeout_ms,
+        .timeout_ms = job->args.timeout_ms,
         .max_output = EXEC_MAX_OUTPUT,
         .cancel = &job->cancel,
     };

@@ -196,7 +196,7 @@ static int call_build(const struct step_job *job, struct http_call *c, struct wf
 {
     static const char *const methods[] = {"GET",    "POST", "PUT",    "PATCH",
                                           "DELETE", "HEAD", "OPTIONS"};
-    const json_t *req = json_object_get(job->args, "request");
+    const json_t *req = json_object_get(job->args.fields, "request");
     const json_t *v;
     const char *key;
     json_t *hv;
@@ -279,7 +279,7 @@ static int call_build(const struct step_job *job, struct http_call *c, struct wf
         return wfo_error_set(err, WFO_EINVAL,
                              "request.timeout: must be a duration or an integer of milliseconds");
     } else {
-        c->timeout_ms = job->def->timeout_ms > 0 ? job->def->timeout_ms : HTTP_DEFAULT_TIMEOUT_MS;
+        c->timeout_ms = job->args.timeout_ms > 0 ? job->args.timeout_ms : HTTP_DEFAULT_TIMEOUT_MS;
     }
     if (job->deadline > 0) {
         int64_t left = job->deadline - wfo_now_ms();
@@ -392,12 +392,12 @@ static json_t *headers_value(const struct httpc_response *res)
     return o;
 }
 
-static int status_accepted(const struct def_step *def, long status)
+static int status_accepted(const struct step_args *a, long status)
 {
-    if (!def->accept_status)
+    if (!a->accept_status)
         return status >= 200 && status <= 299;
-    for (int i = 0; i < def->n_accept_status; i++)
-        if (def->accept_status[i] == status)
+    for (int i = 0; i < a->n_accept_status; i++)
+        if (a->accept_status[i] == status)
             return 1;
     return 0;
 }
@@ -464,7 +464,7 @@ void step_run_http(struct step_job *job, struct step_outcome *out)
         goto out;
     }
 
-    if (!status_accepted(job->def, res.status)) {
+    if (!status_accepted(&job->args, res.status)) {
         snprintf(msg, sizeof(msg), "%s %s answered %ld", c.method, c.shown, res.status);
         json_t *details =
             json_pack("{s:I, s:o, s:o}", "status", (json_int_t)res.status, "headers",

@@ -1,24 +1,17 @@
 /*
- * runner.c - the table of step runners (see runner.h).
+ * runner.c - what the step runners share (see runner.h); which kind each
+ * runs is in the table of step kinds (core/kinds.c).
  */
-#include <stddef.h>
+#include <stdlib.h>
 
 #include "runner.h"
-#include "../common/util.h"
 #include "../common/banned.h"
 
-static const struct step_runner runners[] = {
-    {STEP_EXEC, step_run_exec},
-    {STEP_TASK, step_run_task},
-    {STEP_HTTP, step_run_http},
-};
-
-const struct step_runner *step_runner_find(enum step_type type)
+void step_args_release(struct step_args *a)
 {
-    for (size_t i = 0; i < WFO_ARRAY_SIZE(runners); i++)
-        if (runners[i].type == type)
-            return &runners[i];
-    return NULL;
+    json_decref(a->fields);
+    free(a->queue);
+    free(a->accept_status);
 }
 
 void step_outcome_fail(struct step_outcome *out, const char *type, const char *message,

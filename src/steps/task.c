@@ -13,12 +13,12 @@
 
 void step_run_task(struct step_job *job, struct step_outcome *out)
 {
-    json_t *input = json_object_get(job->args, "input");
+    json_t *input = json_object_get(job->args.fields, "input");
     char *in = wfo_json_dumps(input ? input : json_null());
     char *output = NULL, *error = NULL;
     struct wfo_task t = {
         .task_id = job->task_id,
-        .queue = job->def->queue,
+        .queue = job->args.queue,
         .exec_id = job->exec_id,
         .step = job->path,
         .attempt = job->attempt,
@@ -28,10 +28,10 @@ void step_run_task(struct step_job *job, struct step_outcome *out)
     };
     if (job->command) {
         struct taskcmd_env env = {job->task_id,         job->exec_id, job->path,
-                                  job->idempotency_key, job->attempt, job->def->queue};
+                                  job->idempotency_key, job->attempt, job->args.queue};
         struct wfo_error err = WFO_ERROR_INIT;
         int retryable = 1;
-        int rc = taskcmd_run(job->command, &env, in, job->def->timeout_ms, &job->cancel, &output,
+        int rc = taskcmd_run(job->command, &env, in, job->args.timeout_ms, &job->cancel, &output,
                              &error, &retryable, &err);
         if (rc < 0) {
             step_outcome_fail(out, "CommandFailed", err.message, NULL, 1);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/def.h"
+#include "core/kinds.h"
 #include "common/util.h"
 #include "../tap.h"
 #include "common/banned.h"
@@ -1174,6 +1175,21 @@ TEST(random_mutations)
     }
     is_int(bad, 0, "consistent results (%d valid)", valid);
     json_decref(base);
+}
+
+/* step_type_names (for those who need only a name) spells the rows of the
+ * table of kinds again; a row per type, each with a way to end. */
+TEST(kinds_table)
+{
+    int same = 0, named = 0;
+
+    for (int t = 0; t < STEP__COUNT; t++) {
+        same += step_kinds[t].name && strcmp(step_kinds[t].name, step_type_names[t]) == 0;
+        named += (step_kinds[t].fields & KEYS_COMMON) == 0 &&
+                 (step_kinds[t].required & ~step_kinds[t].fields) == 0;
+    }
+    is_int(same, STEP__COUNT, "step_type_names[t] is step_kinds[t].name");
+    is_int(named, STEP__COUNT, "a kind requires only fields it takes, beside the common ones");
 }
 
 int main(void)
