@@ -139,7 +139,7 @@ static int64_t suite_now_ms(void)
 
 /* Opens url, or stops the check (nothing after could be checked): the
  * runner goes on with the next one. */
-static struct wfo_store *suite_open_url(const char *url)
+static struct wfo_store *suite_open_bare(const char *url)
 {
     struct wfo_error err = WFO_ERROR_INIT;
     struct wfo_store *s = NULL;
@@ -149,7 +149,17 @@ static struct wfo_store *suite_open_url(const char *url)
         ok(0, "open %s: %s", url, err.message);
         longjmp(suite_stop, 1);
     }
+    return s;
+}
+
+/* Opens url and, with shards, claims them all for the suite's owner. */
+static struct wfo_store *suite_open_url(const char *url)
+{
+    struct wfo_store *s = suite_open_bare(url);
 #ifdef STORE_SHARDS
+    struct wfo_error err = WFO_ERROR_INIT;
+    int rc;
+
     rc = s->ops->claim_shards(s, SUITE_OWNER, STORE_ALL_SHARDS, suite_now_ms(),
                               suite_now_ms() + 3600 * 1000, 0, suite_shard_cb, NULL, &err);
     if (rc) {
