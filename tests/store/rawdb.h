@@ -97,7 +97,7 @@ static const char rawdb_schema_v2[] =
 /* Runs sql (several statements) on the file at path, creating it; the rows
  * of the last statement that has any go to out ('|' between columns, '\n'
  * after each row, NULL as "~"). 0, or -1 with SQLite's message in out. */
-static int rawdb_run(const char *path, const char *sql, char *out, size_t size)
+static inline int rawdb_run(const char *path, const char *sql, char *out, size_t size)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;

@@ -51,19 +51,19 @@ static char suite_dir[256];
 /* Where a check that cannot go on jumps back to the runner. */
 static jmp_buf suite_stop;
 
-static int suite_is(const char *name)
+static inline int suite_is(const char *name)
 {
     return strcmp(B->name, name) == 0;
 }
 
 /* The file of store `name` of the current back end. */
-static const char *suite_path(char *out, size_t size, const char *name)
+static inline const char *suite_path(char *out, size_t size, const char *name)
 {
     snprintf(out, size, "%s/%s-%s.db", suite_dir, B->name, name);
     return out;
 }
 
-static const char *suite_url(char *out, size_t size, const char *name)
+static inline const char *suite_url(char *out, size_t size, const char *name)
 {
     char path[512];
 
@@ -79,8 +79,8 @@ static int suite_n_strs, suite_alloc_strs;
 
 /* A formatted string freed after the check (batches borrow their strings
  * until applied). Thread-safe. */
-static const char *suite_str(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *suite_str(const char *fmt, ...)
+static inline const char *suite_str(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline const char *suite_str(const char *fmt, ...)
 {
     char tmp[512];
     va_list ap;
@@ -103,7 +103,7 @@ static const char *suite_str(const char *fmt, ...)
     return s;
 }
 
-static void suite_strs_free(void)
+static inline void suite_strs_free(void)
 {
     for (int i = 0; i < suite_n_strs; i++)
         free(suite_strs[i]);
@@ -121,7 +121,7 @@ static void suite_strs_free(void)
  * by the same owner keeps them, so stores on one file agree). */
 static int64_t suite_epochs[STORE_SHARDS];
 
-static int suite_shard_cb(void *ud, const struct store_shard *r)
+static inline int suite_shard_cb(void *ud, const struct store_shard *r)
 {
     if (r->shard >= 0 && r->shard < STORE_SHARDS && r->owner && !strcmp(r->owner, SUITE_OWNER))
         suite_epochs[r->shard] = r->epoch;
@@ -129,7 +129,7 @@ static int suite_shard_cb(void *ud, const struct store_shard *r)
 }
 #endif
 
-static int64_t suite_now_ms(void)
+static inline int64_t suite_now_ms(void)
 {
     struct timespec ts;
 
@@ -139,7 +139,7 @@ static int64_t suite_now_ms(void)
 
 /* Opens url, or stops the check (nothing after could be checked): the
  * runner goes on with the next one. */
-static struct wfo_store *suite_open_bare(const char *url)
+static inline struct wfo_store *suite_open_bare(const char *url)
 {
     struct wfo_error err = WFO_ERROR_INIT;
     struct wfo_store *s = NULL;
@@ -153,7 +153,7 @@ static struct wfo_store *suite_open_bare(const char *url)
 }
 
 /* Opens url and, with shards, claims them all for the suite's owner. */
-static struct wfo_store *suite_open_url(const char *url)
+static inline struct wfo_store *suite_open_url(const char *url)
 {
     struct wfo_store *s = suite_open_bare(url);
 #ifdef STORE_SHARDS
@@ -171,7 +171,7 @@ static struct wfo_store *suite_open_url(const char *url)
     return s;
 }
 
-static struct wfo_store *suite_open(const char *name)
+static inline struct wfo_store *suite_open(const char *name)
 {
     char url[600];
 
@@ -179,7 +179,7 @@ static struct wfo_store *suite_open(const char *name)
 }
 
 /* Applies b as the suite's owner and resets it. */
-static int suite_apply(struct wfo_store *s, struct store_batch *b, struct wfo_error *err)
+static inline int suite_apply(struct wfo_store *s, struct store_batch *b, struct wfo_error *err)
 {
 #ifdef STORE_SHARDS
     b->owner = SUITE_OWNER;
@@ -194,8 +194,8 @@ static int suite_apply(struct wfo_store *s, struct store_batch *b, struct wfo_er
 
 /* ---- batch builders ---- */
 
-static struct store_exec *add_exec(struct store_batch *b, const char *id, const char *ns,
-                                   const char *wf, const char *status, int64_t created)
+static inline struct store_exec *add_exec(struct store_batch *b, const char *id, const char *ns,
+                                          const char *wf, const char *status, int64_t created)
 {
     struct store_exec *e = store_batch_exec(b);
 
@@ -214,8 +214,8 @@ static struct store_exec *add_exec(struct store_batch *b, const char *id, const 
     return e;
 }
 
-static struct store_step *add_step(struct store_batch *b, const char *exec_id, const char *path,
-                                   int ord, const char *status)
+static inline struct store_step *add_step(struct store_batch *b, const char *exec_id,
+                                          const char *path, int ord, const char *status)
 {
     struct store_step *p = store_batch_step(b);
 
@@ -228,8 +228,8 @@ static struct store_step *add_step(struct store_batch *b, const char *exec_id, c
     return p;
 }
 
-static struct store_history *add_history(struct store_batch *b, const char *exec_id, int64_t seq,
-                                         const char *type)
+static inline struct store_history *add_history(struct store_batch *b, const char *exec_id,
+                                                int64_t seq, const char *type)
 {
     struct store_history *h = store_batch_history(b);
 
@@ -241,8 +241,8 @@ static struct store_history *add_history(struct store_batch *b, const char *exec
     return h;
 }
 
-static struct store_timer *add_timer(struct store_batch *b, const char *id, const char *exec_id,
-                                     int64_t due)
+static inline struct store_timer *add_timer(struct store_batch *b, const char *id,
+                                            const char *exec_id, int64_t due)
 {
     struct store_timer *t = store_batch_timer(b);
 
@@ -256,8 +256,8 @@ static struct store_timer *add_timer(struct store_batch *b, const char *id, cons
     return t;
 }
 
-static struct store_task *add_task(struct store_batch *b, const char *id, const char *exec_id,
-                                   const char *queue, int64_t created)
+static inline struct store_task *add_task(struct store_batch *b, const char *id,
+                                          const char *exec_id, const char *queue, int64_t created)
 {
     struct store_task *k = store_batch_task(b);
 
@@ -275,7 +275,7 @@ static struct store_task *add_task(struct store_batch *b, const char *id, const 
     return k;
 }
 
-static void del_timer(struct store_batch *b, const char *exec_id, const char *id)
+static inline void del_timer(struct store_batch *b, const char *exec_id, const char *id)
 {
 #ifdef STORE_SHARDS
     store_batch_timer_del(b, exec_id, id);
@@ -285,7 +285,7 @@ static void del_timer(struct store_batch *b, const char *exec_id, const char *id
 #endif
 }
 
-static void del_task(struct store_batch *b, const char *exec_id, const char *id)
+static inline void del_task(struct store_batch *b, const char *exec_id, const char *id)
 {
 #ifdef STORE_SHARDS
     store_batch_task_del(b, exec_id, id);
@@ -306,8 +306,9 @@ struct out {
 
 #define N(s) ((s) ? (s) : "~")
 
-static void out_add(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_add(struct out *o, const char *fmt, ...)
+static inline void out_add(struct out *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void out_add(struct out *o, const char *fmt, ...)
 {
     va_list ap;
 
@@ -319,20 +320,20 @@ static void out_add(struct out *o, const char *fmt, ...)
     o->len += n > 0 ? (size_t)n : 0;
 }
 
-static int out_next(struct out *o)
+static inline int out_next(struct out *o)
 {
     o->n++;
     return o->stop_after && o->n >= o->stop_after ? 42 : 0;
 }
 
-static struct out *out_reset(struct out *o)
+static inline struct out *out_reset(struct out *o)
 {
     memset(o, 0, sizeof(*o));
     return o;
 }
 
 /* Every field but seq (which the store picks). */
-static int exec_cb(void *ud, const struct store_exec *r)
+static inline int exec_cb(void *ud, const struct store_exec *r)
 {
     out_add(ud, "%s|%s|%s|%d|%s|%s|%s|%s|%s|%s|%s|%lld|%lld|%lld\n", N(r->id), N(r->namespace),
             N(r->workflow), r->version, N(r->status), N(r->input), N(r->output), N(r->error),
@@ -342,13 +343,13 @@ static int exec_cb(void *ud, const struct store_exec *r)
 }
 
 /* Ids only, each followed by a space. */
-static int exec_id_cb(void *ud, const struct store_exec *r)
+static inline int exec_id_cb(void *ud, const struct store_exec *r)
 {
     out_add(ud, "%s ", N(r->id));
     return out_next(ud);
 }
 
-static int step_cb(void *ud, const struct store_step *r)
+static inline int step_cb(void *ud, const struct store_step *r)
 {
     out_add(ud, "%s|%s|%d|%s|%d|%s|%s|%s|%lld|%lld|%s\n", N(r->exec_id), N(r->path), r->ord,
             N(r->status), r->attempts, N(r->output), N(r->error), N(r->state),
@@ -357,13 +358,13 @@ static int step_cb(void *ud, const struct store_step *r)
 }
 
 /* "path:ord status" only. */
-static int step_short_cb(void *ud, const struct store_step *r)
+static inline int step_short_cb(void *ud, const struct store_step *r)
 {
     out_add(ud, "%s:%d %s ", N(r->path), r->ord, N(r->status));
     return out_next(ud);
 }
 
-static int history_cb(void *ud, const struct store_history *r)
+static inline int history_cb(void *ud, const struct store_history *r)
 {
     out_add(ud, "%s|%lld|%lld|%s|%s|%s\n", N(r->exec_id), (long long)r->seq, (long long)r->time,
             N(r->type), N(r->step), N(r->data));
@@ -371,20 +372,20 @@ static int history_cb(void *ud, const struct store_history *r)
 }
 
 /* Seqs only. */
-static int history_seq_cb(void *ud, const struct store_history *r)
+static inline int history_seq_cb(void *ud, const struct store_history *r)
 {
     out_add(ud, "%lld ", (long long)r->seq);
     return out_next(ud);
 }
 
-static int timer_cb(void *ud, const struct store_timer *r)
+static inline int timer_cb(void *ud, const struct store_timer *r)
 {
     out_add(ud, "%s|%s|%lld|%s|%s|%d|%s\n", N(r->id), N(r->exec_id), (long long)r->due_at,
             N(r->kind), N(r->step), r->attempt, N(r->data));
     return out_next(ud);
 }
 
-static int task_cb(void *ud, const struct store_task *r)
+static inline int task_cb(void *ud, const struct store_task *r)
 {
     out_add(ud, "%s|%s|%s|%s|%s|%d|%s|%s|%s|%lld|%lld|%lld\n", N(r->id), N(r->exec_id),
             N(r->namespace), N(r->queue), N(r->step), r->attempt, N(r->status), N(r->lease),
@@ -393,7 +394,7 @@ static int task_cb(void *ud, const struct store_task *r)
     return out_next(ud);
 }
 
-static int wf_cb(void *ud, const struct store_workflow *r)
+static inline int wf_cb(void *ud, const struct store_workflow *r)
 {
     out_add(ud, "%s|%s|%d|%s|%s|%lld\n", N(r->namespace), N(r->name), r->version, N(r->hash),
             N(r->definition), (long long)r->created_at);
@@ -402,27 +403,27 @@ static int wf_cb(void *ud, const struct store_workflow *r)
 
 /* ---- reads into text ---- */
 
-static const char *read_exec(struct wfo_store *s, const char *id, struct out *o)
+static inline const char *read_exec(struct wfo_store *s, const char *id, struct out *o)
 {
     s->ops->get_exec(s, id, exec_cb, out_reset(o), NULL);
     return o->buf;
 }
 
 /* The get_exec code: 0 or WFO_ENOTFOUND. */
-static int exec_rc(struct wfo_store *s, const char *id)
+static inline int exec_rc(struct wfo_store *s, const char *id)
 {
     struct out o;
 
     return s->ops->get_exec(s, id, exec_cb, out_reset(&o), NULL);
 }
 
-static int seq_cb(void *ud, const struct store_exec *r)
+static inline int seq_cb(void *ud, const struct store_exec *r)
 {
     *(int64_t *)ud = r->seq;
     return 0;
 }
 
-static int64_t exec_seq(struct wfo_store *s, const char *id)
+static inline int64_t exec_seq(struct wfo_store *s, const char *id)
 {
     int64_t seq = -1;
 
@@ -430,19 +431,20 @@ static int64_t exec_seq(struct wfo_store *s, const char *id)
     return seq;
 }
 
-static const char *read_steps(struct wfo_store *s, const char *id, struct out *o)
+static inline const char *read_steps(struct wfo_store *s, const char *id, struct out *o)
 {
     s->ops->list_steps(s, id, step_cb, out_reset(o), NULL);
     return o->buf;
 }
 
-static const char *read_history(struct wfo_store *s, const char *id, struct out *o)
+static inline const char *read_history(struct wfo_store *s, const char *id, struct out *o)
 {
     s->ops->list_history(s, id, 0, 0, history_cb, out_reset(o), NULL);
     return o->buf;
 }
 
-static int list_timers(struct wfo_store *s, store_timer_cb cb, void *ud, struct wfo_error *err)
+static inline int list_timers(struct wfo_store *s, store_timer_cb cb, void *ud,
+                              struct wfo_error *err)
 {
 #ifdef STORE_SHARDS
     return s->ops->list_timers(s, STORE_ALL_SHARDS, INT64_MIN, INT64_MAX, cb, ud, err);
@@ -451,7 +453,7 @@ static int list_timers(struct wfo_store *s, store_timer_cb cb, void *ud, struct 
 #endif
 }
 
-static int list_tasks(struct wfo_store *s, store_task_cb cb, void *ud, struct wfo_error *err)
+static inline int list_tasks(struct wfo_store *s, store_task_cb cb, void *ud, struct wfo_error *err)
 {
 #ifdef STORE_SHARDS
     return s->ops->list_tasks(s, STORE_ALL_SHARDS, cb, ud, err);
@@ -460,7 +462,8 @@ static int list_tasks(struct wfo_store *s, store_task_cb cb, void *ud, struct wf
 #endif
 }
 
-static int list_active(struct wfo_store *s, store_exec_cb cb, void *ud, struct wfo_error *err)
+static inline int list_active(struct wfo_store *s, store_exec_cb cb, void *ud,
+                              struct wfo_error *err)
 {
 #ifdef STORE_SHARDS
     return s->ops->list_active_execs(s, STORE_ALL_SHARDS, cb, ud, err);
@@ -469,20 +472,21 @@ static int list_active(struct wfo_store *s, store_exec_cb cb, void *ud, struct w
 #endif
 }
 
-static const char *read_timers(struct wfo_store *s, struct out *o)
+static inline const char *read_timers(struct wfo_store *s, struct out *o)
 {
     list_timers(s, timer_cb, out_reset(o), NULL);
     return o->buf;
 }
 
-static const char *read_tasks(struct wfo_store *s, struct out *o)
+static inline const char *read_tasks(struct wfo_store *s, struct out *o)
 {
     list_tasks(s, task_cb, out_reset(o), NULL);
     return o->buf;
 }
 
 /* The ids list_execs gives for f. */
-static const char *read_list(struct wfo_store *s, const struct store_exec_filter *f, struct out *o)
+static inline const char *read_list(struct wfo_store *s, const struct store_exec_filter *f,
+                                    struct out *o)
 {
     struct wfo_error err = WFO_ERROR_INIT;
 
@@ -492,11 +496,14 @@ static const char *read_list(struct wfo_store *s, const struct store_exec_filter
 }
 
 /* Newlines to ';', so that a multi-line value fits in one TAP line. */
-static const char *oneline(const char *s)
+static inline const char *oneline(const char *s)
 {
     static char buf[4096];
 
-    snprintf(buf, sizeof(buf), "%s", s);
+    size_t n = strnlen(s, sizeof(buf) - 1);
+
+    memcpy(buf, s, n);
+    buf[n] = '\0';
     for (char *p = buf; *p; p++)
         if (*p == '\n')
             *p = ';';
@@ -505,7 +512,7 @@ static const char *oneline(const char *s)
 
 /* ---- the runner ---- */
 
-static int suite_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static inline int suite_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
     (void)flag;
@@ -513,7 +520,7 @@ static int suite_rm(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
-static void suite_case(const struct tap_case *c)
+static inline void suite_case(const struct tap_case *c)
 {
     if (setjmp(suite_stop) == 0)
         c->fn();
@@ -522,7 +529,7 @@ static void suite_case(const struct tap_case *c)
 }
 
 /* Runs every TEST once per back end named in argv (all when none). */
-static int suite_run(int argc, char **argv)
+static inline int suite_run(int argc, char **argv)
 {
     struct timespec t0, t1;
 

@@ -381,10 +381,6 @@ TEST(fencing)
     is_int(apply_as(s, &b, "Z", ga.epoch, &err), WFO_EFENCED,
            "fence: the right epoch from an owner that does not hold the shard is fenced");
     is_str(dump(s, xa, &after), before.buf, "fence: and nothing is written");
-    add_exec(&b, xa, "default", "w", "completed", 10)->finished_at = 30;
-    add_history(&b, xa, 2, "execution.completed");
-    is_int(apply_as(s, &b, NULL, ga.epoch, &err), WFO_EFENCED, "fence: no owner is fenced");
-    is_str(dump(s, xa, &after), before.buf, "fence: and nothing is written");
 
     /* A batch of A's shard with one row of B's: refused whole. Each kind of
      * row names its shard. */
@@ -392,6 +388,7 @@ TEST(fencing)
                            "timer_del", "task", "task_del", "exec_del"};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         struct out xb_before;
+        dump(s, xa, &before);
         dump(s, xb, &xb_before);
         add_exec(&b, xa, "default", "w", "paused", 10);
         add_history(&b, xa, 2, "execution.paused");
@@ -463,6 +460,14 @@ TEST(fencing)
     add_history(&b, xb, 2, "x");
     is_int(apply_as(s, &b, "C", both, &err), 0, "fence: a batch over two held shards commits: %s",
            err.message);
+
+    /* A batch that names no owner holds no shard. */
+    const char *xn = id_in(0, "fn");
+    add_exec(&b, xn, "default", "w", "running", 60);
+    add_history(&b, xn, 1, "execution.started");
+    is_int(apply_as(s, &b, NULL, gc.epoch, &err), WFO_EFENCED,
+           "fence: a batch without an owner is fenced");
+    is_int(exec_rc(s, xn), WFO_ENOTFOUND, "fence: and writes nothing");
     store_batch_release(&b);
     store_close(s);
 }
