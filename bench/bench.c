@@ -20,8 +20,10 @@
  *   latency  200 executions one after another, start to completion seen by
  *            the client: in-process, and over HTTP (?wait=) with a
  *            long-polling worker
- *   idle     min(5N, 100000) executions asleep in the server: its RSS; then
- *            min(N/2, 10000) timers due in the same second: the fire lag
+ *   idle     min(5N, 100000) executions asleep in the server: its RSS, and
+ *            the time to answer and the RSS of a restart that recovers
+ *            them; then min(N/2, 10000) timers due in the same second: the
+ *            fire lag
  *   list     a store of 50N finished executions (1,000,000 by default),
  *            written straight through the store API: latency of list pages
  *            and of GET /v1/executions/{id}
@@ -319,7 +321,8 @@ struct server {
     char base[128]; /* http://127.0.0.1:PORT */
 };
 
-static void server_stop(struct server *s)
+/* Stops the server (SIGTERM, then SIGKILL after 20 s) and keeps its files. */
+static void server_end(struct server *s)
 {
     if (s->pid > 0) {
         kill(s->pid, SIGTERM);
@@ -334,6 +337,11 @@ static void server_stop(struct server *s)
         }
         s->pid = 0;
     }
+}
+
+static void server_stop(struct server *s)
+{
+    server_end(s);
     if (s->db[0])
         unlink_db(s->db);
     if (s->log[0])
@@ -1052,6 +1060,15 @@ static void scenario_idle(long n)
     sleep(1);
     json_object_update_new(
         o, json_pack("{s:f, s:f}", "starts_per_s", rate, "rss_mb", rss_mb_of(srv.pid)));
+
+    /* a restart recovers them without loading them: the time until it
+     * answers, and its RSS then (E6 in engine.c) */
+    server_end(&srv);
+    double r0 = now_s();
+    if (server_start(&srv, "idle", 1, &err) < 0)
+        goto out;
+    json_object_update_new(o, json_pack("{s:f, s:f}", "recover_ready_ms", (now_s() - r0) * 1000,
+                                        "recover_rss_mb", rss_mb_of(srv.pid)));
 
     /* due at a whole second, 3 s after the time all starts should take */
     int64_t at = wfo_now_ms() + 3000 + (int64_t)((double)n_timers / rate * 1500);

@@ -4,16 +4,17 @@
  * commands cancel, terminate, pause, resume, retry (SPEC 3, 4).
  * docs/interfaces/api.md "Executions".
  *
- * Long polls block this connection's thread on the engine's condition
- * (engine_wait) in slices of API_WAIT_SLICE_MS, so a shutdown gets the
- * thread back within a slice; nothing spins.
+ * Reads go through core/query.h, which refuses an execution of another
+ * namespace. Long polls block this connection's thread on the engine's
+ * condition (query_wait) in slices of API_WAIT_SLICE_MS, so a shutdown
+ * gets the thread back within a slice; nothing spins.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
 #include "../core/engine.h"
-#include "../core/doc.h"
+#include "../core/query.h"
 #include "../common/duration.h"
 #include "../common/util.h"
 #include "../common/banned.h"
@@ -24,16 +25,10 @@
 static const char *const statuses[] = {"running", "paused",    "completed",
                                        "failed",  "cancelled", "terminated"};
 
-static int ended_cb(void *ud, const struct store_exec *r)
+/* Waits up to wait_ms for execution id of namespace ns to end. */
+static int wait_end(struct api *a, const char *ns, const char *id, int64_t wait_ms,
+                    struct wfo_error *err)
 {
-    *(int *)ud = strcmp(r->status, "running") != 0 && strcmp(r->status, "paused") != 0;
-    return 0;
-}
-
-/* Waits up to wait_ms for execution id to end. */
-static int wait_end(struct api *a, const char *id, int64_t wait_ms, struct wfo_error *err)
-{
-    struct wfo_store *s = engine_store(a->engine);
     int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
     for (;;) {
         int64_t left = until - wfo_mono_ms();
@@ -41,11 +36,8 @@ static int wait_end(struct api *a, const char *id, int64_t wait_ms, struct wfo_e
             return 0;
         int64_t slice = left < API_WAIT_SLICE_MS ? left : API_WAIT_SLICE_MS;
         int64_t t0 = wfo_mono_ms();
-        int rc = engine_wait(a->engine, id, slice, err);
-        if (rc < 0)
-            return rc;
         int ended = 0;
-        rc = s->ops->get_exec(s, id, ended_cb, &ended, err);
+        int rc = query_wait(a->engine, ns, id, slice, &ended, err);
         if (rc < 0 || ended)
             return rc;
         /* back well before the slice without an end: the engine is
@@ -55,11 +47,11 @@ static int wait_end(struct api *a, const char *id, int64_t wait_ms, struct wfo_e
     }
 }
 
-static int doc_reply(struct api *a, const char *id, int status, struct api_resp *resp,
-                     struct wfo_error *err)
+static int doc_reply(struct api *a, const struct api_req *req, const char *id, int status,
+                     struct api_resp *resp, struct wfo_error *err)
 {
     json_t *doc = NULL;
-    int rc = engine_doc(a->engine, id, &doc, err);
+    int rc = query_execution(a->engine, req->ns, id, &doc, err);
     if (rc < 0)
         return rc;
     api_resp_json(resp, status, doc);
@@ -120,9 +112,9 @@ int api_execution_start(struct api *a, struct api_req *req, struct api_resp *res
         api_resp_json(resp, 201, q.doc);
         goto out;
     }
-    if (wait_ms > 0 && (rc = wait_end(a, id_out, wait_ms, err)) < 0)
+    if (wait_ms > 0 && (rc = wait_end(a, req->ns, id_out, wait_ms, err)) < 0)
         goto out;
-    rc = doc_reply(a, id_out, created ? 201 : 200, resp, err);
+    rc = doc_reply(a, req, id_out, created ? 201 : 200, resp, err);
 out:
     json_decref(body);
     free(id_out);
@@ -137,36 +129,17 @@ int api_execution_get(struct api *a, struct api_req *req, struct api_resp *resp,
     if (rc < 0)
         return rc;
     if (wait_ms > 0 && ((rc = api_wait_begin(a, req, err)) < 0 ||
-                        (rc = wait_end(a, req->params[0], wait_ms, err)) < 0))
+                        (rc = wait_end(a, req->ns, req->params[0], wait_ms, err)) < 0))
         return rc;
-    return doc_reply(a, req->params[0], 200, resp, err);
-}
-
-struct list_ud {
-    json_t *items;
-    int limit, n;
-    int64_t last_seq;
-    int more;
-};
-
-static int list_cb(void *ud, const struct store_exec *r)
-{
-    struct list_ud *l = ud;
-    if (l->n == l->limit) {
-        l->more = 1;
-        return 1;
-    }
-    json_array_append_new(l->items, doc_exec(r));
-    l->last_seq = r->seq;
-    l->n++;
-    return 0;
+    return doc_reply(a, req, req->params[0], 200, resp, err);
 }
 
 int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp,
                        struct wfo_error *err)
 {
-    struct store_exec_filter f = {.namespace = req->ns, .limit = LIST_DEFAULT};
-    struct list_ud l = {0};
+    struct query_filter f = {.limit = LIST_DEFAULT};
+    json_t *items = NULL;
+    int64_t next_seq = 0;
     const char *s;
     int rc;
 
@@ -195,20 +168,13 @@ int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp
     if ((s = api_query(req, "cursor")) &&
         (rc = api_cursor_decode(a, req->ns, s, &f.before_seq, err)) < 0)
         return rc;
-    /* one more row than asked for tells whether there is a next page */
-    l.limit = f.limit;
-    f.limit++;
-    l.items = json_array();
-    struct wfo_store *st = engine_store(a->engine);
-    rc = st->ops->list_execs(st, &f, list_cb, &l, err);
-    if (rc < 0) {
-        json_decref(l.items);
+    rc = query_executions(a->engine, req->ns, &f, &items, &next_seq, err);
+    if (rc < 0)
         return rc;
-    }
-    json_t *o = json_pack("{s:o}", "executions", l.items);
-    if (l.more) {
+    json_t *o = json_pack("{s:o}", "executions", items);
+    if (next_seq) {
         char cur[64];
-        api_cursor_encode(a, req->ns, l.last_seq, cur);
+        api_cursor_encode(a, req->ns, next_seq, cur);
         json_object_set_new(o, "next_cursor", json_string(cur));
     }
     api_resp_json(resp, 200, o);
@@ -219,7 +185,7 @@ int api_execution_history(struct api *a, struct api_req *req, struct api_resp *r
                           struct wfo_error *err)
 {
     json_t *h = NULL;
-    int rc = doc_history(engine_store(a->engine), req->params[0], 0, 0, &h, err);
+    int rc = query_history(a->engine, req->ns, req->params[0], 0, 0, &h, err);
     if (rc < 0)
         return rc;
     api_resp_json(resp, 200, h);
@@ -259,7 +225,7 @@ static int op(struct api *a, struct api_req *req, struct api_resp *resp, enum en
     rc = engine_op_from(a->engine, req->params[0], which, reason, compensate, from, err);
     if (rc < 0)
         goto out;
-    rc = doc_reply(a, req->params[0], 200, resp, err);
+    rc = doc_reply(a, req, req->params[0], 200, resp, err);
 out:
     json_decref(body);
     return rc;

@@ -17,6 +17,7 @@
 #include "openapi.yaml.h"
 #include "../core/def.h"
 #include "../core/engine.h"
+#include "../core/query.h"
 #include "../common/duration.h"
 #include "../common/log.h"
 #include "../common/map.h"
@@ -385,15 +386,20 @@ int api_ops_healthz(struct api *a, struct api_req *req, struct api_resp *resp,
 
 int api_ops_readyz(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
 {
-    struct wfo_store *s = engine_store(a->engine);
     struct wfo_error e = WFO_ERROR_INIT;
     if (atomic_load(&a->stopping)) {
         api_resp_error(resp, 503, "Unavailable", "the server is shutting down");
         return 0;
     }
-    if (s->ops->ping(s, &e) < 0) {
+    if (query_ping(a->engine, &e) < 0) {
         char msg[600];
         snprintf(msg, sizeof(msg), "store: %s", e.message);
+        api_resp_error(resp, 503, "Unavailable", msg);
+        return 0;
+    }
+    if (engine_failed(a->engine, &e) < 0) { /* E2, E7: only a restart recovers */
+        char msg[600];
+        snprintf(msg, sizeof(msg), "engine: %s", e.message);
         api_resp_error(resp, 503, "Unavailable", msg);
         return 0;
     }

@@ -25,6 +25,7 @@
 
 #include "api.h"
 #include "../core/engine.h"
+#include "../core/query.h"
 #include "../common/crypto.h"
 #include "../common/duration.h"
 #include "../common/log.h"
@@ -748,31 +749,6 @@ static const char *role_name(enum api_role r)
     return names[r];
 }
 
-struct ns_ud {
-    const char *ns;
-    int same;
-};
-
-static int ns_cb(void *ud, const struct store_exec *r)
-{
-    struct ns_ud *u = ud;
-    u->same = strcmp(r->namespace, u->ns) == 0;
-    return 0;
-}
-
-/* An execution of another namespace is as absent as one that does not
- * exist: the same 404, the same message (SPEC 4). */
-static int exec_visible(struct api *a, const struct api_req *req, const char *id,
-                        struct wfo_error *err)
-{
-    struct wfo_store *s = engine_store(a->engine);
-    struct ns_ud u = {req->ns, 0};
-    int rc = s->ops->get_exec(s, id, ns_cb, &u, err);
-    if (rc == WFO_ENOTFOUND || (rc == 0 && !u.same))
-        return wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", id);
-    return rc;
-}
-
 /* Who the request is, and whether it may call found: 0, or an error
  * document in resp (401, 403, 404). */
 static int authorize(struct api *a, struct api_req *req, const struct api_route *found,
@@ -809,7 +785,9 @@ static int authorize(struct api *a, struct api_req *req, const struct api_route 
     }
     if ((found->flags & API_F_EXEC) && a->engine) {
         struct wfo_error err = WFO_ERROR_INIT;
-        int rc = exec_visible(a, req, req->params[0], &err);
+        /* an execution of another namespace is as absent as one that does
+         * not exist: the same 404, the same message (SPEC 4) */
+        int rc = query_exec_check(a->engine, req->ns, req->params[0], &err);
         if (rc < 0) {
             api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), err.message);
             return -1;

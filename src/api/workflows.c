@@ -12,7 +12,7 @@
 
 #include "api.h"
 #include "../core/engine.h"
-#include "../core/doc.h"
+#include "../core/query.h"
 #include "../common/util.h"
 #include "../common/banned.h"
 
@@ -52,40 +52,13 @@ out:
     return rc;
 }
 
-/* A store row as {name, version, created_at, definition}. */
-static json_t *workflow_json(const struct store_workflow *w)
-{
-    json_t *def = NULL;
-    if (wfo_json_parse(w->definition, strlen(w->definition), &def, NULL) < 0)
-        def = json_null();
-    return json_pack("{s:s, s:i, s:o, s:o}", "name", w->name, "version", w->version, "created_at",
-                     doc_time(w->created_at), "definition", def);
-}
-
-static int one_cb(void *ud, const struct store_workflow *w)
-{
-    json_t **out = ud;
-    json_decref(*out);
-    *out = workflow_json(w);
-    return 0;
-}
-
-static int list_cb(void *ud, const struct store_workflow *w)
-{
-    json_array_append_new(ud, workflow_json(w));
-    return 0;
-}
-
 int api_workflow_list(struct api *a, struct api_req *req, struct api_resp *resp,
                       struct wfo_error *err)
 {
-    struct wfo_store *s = engine_store(a->engine);
-    json_t *list = json_array();
-    int rc = s->ops->list_workflows(s, req->ns, list_cb, list, err);
-    if (rc < 0) {
-        json_decref(list);
+    json_t *list = NULL;
+    int rc = query_workflows(a->engine, req->ns, &list, err);
+    if (rc < 0)
         return rc;
-    }
     api_resp_json(resp, 200, json_pack("{s:o}", "workflows", list));
     return 0;
 }
@@ -93,21 +66,10 @@ int api_workflow_list(struct api *a, struct api_req *req, struct api_resp *resp,
 static int workflow_read(struct api *a, struct api_req *req, const char *name, int version,
                          struct api_resp *resp, struct wfo_error *err)
 {
-    struct wfo_store *s = engine_store(a->engine);
     json_t *w = NULL;
-    int rc = s->ops->get_workflow(s, req->ns, name, version, one_cb, &w, err);
-    if (rc == WFO_ENOTFOUND) {
-        if (version)
-            wfo_error_set(err, rc, "workflow '%s' has no version %d", name, version);
-        else
-            wfo_error_set(err, rc, "workflow '%s' not found", name);
-    }
-    if (rc == 0 && !w)
-        rc = wfo_error_set(err, WFO_ENOTFOUND, "workflow '%s' not found", name);
-    if (rc < 0) {
-        json_decref(w);
+    int rc = query_workflow(a->engine, req->ns, name, version, &w, err);
+    if (rc < 0)
         return rc;
-    }
     api_resp_json(resp, 200, w);
     return 0;
 }

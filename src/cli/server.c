@@ -218,7 +218,7 @@ int cmd_server(int argc, char **argv)
                  "and the page needs one",
                  cfg.n_tokens);
     wfo_info(NULL, NULL, "listening on http://%s (store %s)", http_server_address(http),
-             engine_store(e)->ops->name);
+             engine_store_name(e));
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0)

@@ -35,6 +35,20 @@
  *       lease and a runner's result are kept and tried again, a worker
  *       waiting for its answer gets the error (503) and sends again. Each
  *       is logged and counted (stats.read_retries).
+ *   E6. The timer heap holds the timers due before timer_horizon, never
+ *       all: recovery reads those due before now + TIMER_WINDOW_MS, and
+ *       timers_advance reads the next stretch from the store before now
+ *       comes within half a window of the horizon. A timer committed with
+ *       a later due stays in the store until then. A window read may see a
+ *       timer that a round in flight deletes; it fires stale, and
+ *       fsm_timer ignores it (I1: the token no longer matches).
+ *   E7. Every batch names this engine as owner and the epochs of the
+ *       shards it holds; the store refuses it (WFO_EFENCED) when another
+ *       engine has taken one over since, and the engine then stops like
+ *       any failed commit (E2). Shards are claimed at launch (on SQLite by
+ *       takeover: one process owns the file) and renewed every
+ *       SHARD_LEASE_MS / 3; a renewal that finds a shard taken stops the
+ *       engine the same way.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -100,6 +114,9 @@ struct cmd {
 };
 
 /* --- timers ------------------------------------------------------------ */
+
+#define TIMER_WINDOW_MS (60 * 1000)
+#define SHARD_LEASE_MS (30 * 1000)
 
 struct tentry {
     char *id;
@@ -168,7 +185,14 @@ struct wfo_engine {
     struct tentry **heap;
     int n_heap, alloc_heap;
     struct wfo_map timers; /* id -> tentry */
+    int64_t timer_horizon; /* the heap holds the timers due before it (E6) */
     struct def_retry default_retry;
+
+    /* ownership (E7): the shards this engine holds, at which epochs */
+    char owner[64];
+    store_shardset shards;
+    int64_t epochs[STORE_SHARDS];
+    int64_t next_renew;
 
     /* definitions: "ns\nname\nversion" -> wfo_def (guarded by defs_mu) */
     pthread_mutex_t defs_mu;
@@ -330,9 +354,20 @@ static void tentry_free(struct tentry *t)
     free(t);
 }
 
+static void timer_disarm(struct wfo_engine *e, const char *id);
+static int timers_advance(struct wfo_engine *e, int64_t now);
+static int exec_resume(const struct xexec *x);
+static void shards_renew(struct wfo_engine *e, int64_t now);
+
+/* Puts a timer in the heap, replacing one of the same id; one due after
+ * the horizon only takes the old one out (E6). */
 static void timer_arm(struct wfo_engine *e, const char *id, const char *exec_id, int64_t due,
                       enum timer_kind kind, const char *step, int64_t token)
 {
+    if (due >= e->timer_horizon) {
+        timer_disarm(e, id);
+        return;
+    }
     struct tentry *t = wfo_calloc(1, sizeof(*t));
     t->id = wfo_strdup(id);
     t->exec_id = wfo_strdup(exec_id);
@@ -647,8 +682,11 @@ static void batch_exec(struct round *rd, struct xexec *x)
     r->workflow = x->workflow;
     r->version = x->def->version;
     r->status = exec_status_names[x->status];
-    r->only_state = x->row_written && !x->row_dirty;
+    r->resume = exec_resume(x);
+    r->only_state = x->row_written && !x->row_dirty && r->resume == x->row_resume;
     r->existing = x->row_written;
+    x->row_resume = r->resume;
+    r->chunk = ++x->chunks;
     x->row_written = 1;
     x->row_dirty = 0;
     if (!x->input_text)
@@ -711,11 +749,11 @@ static void batch_build(struct round *rd, struct fsm *f)
     void *v;
     for (size_t it = 0; wfo_map_next(fired, &it, &id, &v);)
         if (!wfo_map_get(&last, id))
-            store_batch_timer_del(&rd->batch, id);
+            store_batch_timer_del(&rd->batch, ((struct tentry *)v)->exec_id, id);
     for (size_t it = 0; wfo_map_next(&last, &it, &id, &v);) {
         struct fsm_timer *t = v;
         if (t->del) {
-            store_batch_timer_del(&rd->batch, t->id);
+            store_batch_timer_del(&rd->batch, t->x->id, t->id);
             continue;
         }
         struct store_timer *r = store_batch_timer(&rd->batch);
@@ -994,6 +1032,7 @@ static int load_exec_cb(void *ud, const struct store_exec *r)
     x->updated_at = r->updated_at;
     x->finished_at = r->finished_at;
     x->row_written = 1;
+    x->row_resume = r->resume;
     json_t *state = parse_or_null(r->state);
     rc = exec_load(x, state, l->err);
     json_decref(state);
@@ -1002,6 +1041,18 @@ static int load_exec_cb(void *ud, const struct store_exec *r)
         return rc;
     }
     l->x = x;
+    return 0;
+}
+
+/* True when a restart must load x to start again an attempt it has in
+ * flight (store_exec.resume): the steps engine_recover runs again. */
+static int exec_resume(const struct xexec *x)
+{
+    if (EX_ENDED(x->status))
+        return 0;
+    for (int i = 0; i < x->n_steps; i++)
+        if (x->steps[i]->status == SS_RUNNING && step_runner_find(x->steps[i]->def->type))
+            return 1;
     return 0;
 }
 
@@ -1585,6 +1636,8 @@ static struct round *round_submit(struct wfo_engine *e, int *here)
     e->cur->busy = 1;
     r->gen = e->fsm.gen;
     batch_build(r, &e->fsm);
+    r->batch.owner = e->owner;
+    memcpy(r->batch.epochs, e->epochs, sizeof(e->epochs));
     fsm_take(&r->fx, &e->fsm);
     *here = 1;
     if (store_batch_empty(&r->batch)) {
@@ -1721,6 +1774,10 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
         sweep_leases(e);
         e->next_sweep = f->now + 1000;
     }
+    if (f->now + TIMER_WINDOW_MS / 2 >= e->timer_horizon)
+        timers_advance(e, f->now);
+    if (f->now >= e->next_renew)
+        shards_renew(e, f->now);
     for (struct cmd *c = cmds, *next; c; c = next) {
         next = c->next;
         if (c->kind == CMD_START) {
@@ -1754,7 +1811,8 @@ static int engine_due(struct wfo_engine *e, int64_t *due)
     while (e->n_heap && e->heap[0]->dead)
         tentry_free(heap_pop(e));
     int64_t now = wfo_now_ms();
-    if ((e->n_heap && e->heap[0]->due <= now) || now >= e->next_sweep)
+    if ((e->n_heap && e->heap[0]->due <= now) || now >= e->next_sweep ||
+        now + TIMER_WINDOW_MS / 2 >= e->timer_horizon || now >= e->next_renew)
         return 1;
     *due = e->next_sweep;
     if (e->n_heap && e->heap[0]->due < *due)
@@ -1867,9 +1925,80 @@ static int timer_cb(void *ud, const struct store_timer *r)
 {
     struct wfo_engine *e = ud;
     int k = timer_kind_parse(r->kind);
-    if (k >= 0)
+    if (k >= 0 && !wfo_map_get(&e->timers, r->id))
         timer_arm(e, r->id, r->exec_id, r->due_at, (enum timer_kind)k, r->step, r->attempt);
     return 0;
+}
+
+/* E6: the timers due in [horizon, now + TIMER_WINDOW_MS) join the heap. A
+ * read that fails leaves the horizon, so the next loop tries again. */
+static int timers_advance(struct wfo_engine *e, int64_t now)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    int64_t until = now + TIMER_WINDOW_MS, from = e->timer_horizon;
+    e->timer_horizon = until; /* before: timer_cb arms below it */
+    int rc = e->store->ops->list_timers(e->store, e->shards, from, until, timer_cb, e, &err);
+    if (rc < 0) {
+        e->timer_horizon = from;
+        read_failed(e, NULL, "the next timers", &err);
+    }
+    return rc;
+}
+
+struct claim_ud {
+    struct wfo_engine *e;
+    store_shardset held;
+};
+
+static int claim_cb(void *ud, const struct store_shard *r)
+{
+    struct claim_ud *c = ud;
+    if (r->owner && strcmp(r->owner, c->e->owner) == 0) {
+        c->held |= (store_shardset)1 << r->shard;
+        c->e->epochs[r->shard] = r->epoch;
+    }
+    return 0;
+}
+
+/* E7: claims (force: takes over) or renews the shards; the ones held are in
+ * e->shards and e->epochs. */
+static int shards_claim(struct wfo_engine *e, store_shardset want, int force, struct wfo_error *err)
+{
+    struct claim_ud c = {e, 0};
+    int64_t now = wfo_now_ms();
+    int rc = e->store->ops->claim_shards(e->store, e->owner, want, now, now + SHARD_LEASE_MS, force,
+                                         claim_cb, &c, err);
+    if (rc == 0) {
+        e->shards = c.held;
+        e->next_renew = now + SHARD_LEASE_MS / 3;
+    }
+    return rc;
+}
+
+/* E7: a renewal that finds a shard gone stops the engine like a refused
+ * commit; one that fails is tried again a second later. */
+static void shards_renew(struct wfo_engine *e, int64_t now)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    store_shardset had = e->shards;
+    int rc = shards_claim(e, had, 0, &err);
+    if (rc < 0) {
+        e->next_renew = now + 1000;
+        read_failed(e, NULL, "renewing the shard leases", &err);
+        return;
+    }
+    if (e->shards != had) {
+        wfo_error_set(&err, WFO_EFENCED, "shards %#x were taken over by another engine",
+                      (unsigned)(had & ~e->shards));
+        wfo_log(WFO_LOG_ERROR, NULL, NULL, "%s: this engine takes no more commands", err.message);
+        pthread_mutex_lock(&e->mu);
+        if (!e->failed) {
+            e->failed = WFO_EFENCED;
+            e->fail_err = err;
+        }
+        pthread_cond_broadcast(&e->ended_cv);
+        pthread_mutex_unlock(&e->mu);
+    }
 }
 
 /* Loads every running or paused execution, re-arms the timers, and starts
@@ -1877,7 +2006,9 @@ static int timer_cb(void *ud, const struct store_timer *r)
 static int engine_recover(struct wfo_engine *e, struct wfo_error *err)
 {
     struct ids ids = {0};
-    int rc = e->store->ops->list_active_execs(e->store, active_cb, &ids, err);
+    int rc = shards_claim(e, STORE_ALL_SHARDS, 1, err);
+    if (rc == 0)
+        rc = e->store->ops->list_active_execs(e->store, e->shards, active_cb, &ids, err);
     for (int i = 0; rc == 0 && i < ids.n; i++) {
         struct xexec *x = exec_get(e, ids.v[i], err);
         if (!x) {
@@ -1912,8 +2043,11 @@ static int engine_recover(struct wfo_engine *e, struct wfo_error *err)
     for (int i = 0; i < ids.n; i++)
         free(ids.v[i]);
     free(ids.v);
-    if (rc == 0)
-        rc = e->store->ops->list_timers(e->store, timer_cb, e, err);
+    if (rc == 0) {
+        e->timer_horizon = wfo_now_ms() + TIMER_WINDOW_MS;
+        rc = e->store->ops->list_timers(e->store, e->shards, INT64_MIN, e->timer_horizon, timer_cb,
+                                        e, err);
+    }
     return rc;
 }
 
@@ -1984,6 +2118,8 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     if (e->opt.runner_threads <= 0)
         e->opt.runner_threads = 16;
     e->ns = wfo_strdup(opt->ns ? opt->ns : "default");
+    /* an owner id of its own at every start: a restarted engine is a new owner */
+    wfo_id_new(e->owner);
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->defs_mu, NULL);
     pthread_mutex_init(&e->launch_mu, NULL);
@@ -2388,6 +2524,16 @@ int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task
     return 0;
 }
 
+int engine_failed(struct wfo_engine *e, struct wfo_error *err)
+{
+    pthread_mutex_lock(&e->mu);
+    int rc = e->failed;
+    if (rc < 0 && err)
+        *err = e->fail_err;
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
 void engine_stats(struct wfo_engine *e, struct engine_stats *out)
 {
     pthread_mutex_lock(&e->mu);
@@ -2469,61 +2615,29 @@ int engine_op_from(struct wfo_engine *e, const char *id, enum engine_op op, cons
     return call(e, c, err);
 }
 
-struct status_ud {
-    int ended;
-};
+/* --- for query.c's waits ----------------------------------------------- */
 
-static int status_cb(void *ud, const struct store_exec *r)
+int engine_await_end(struct wfo_engine *e, int64_t until, struct wfo_error *err)
 {
-    struct status_ud *s = ud;
-    int st = exec_status_parse(r->status);
-    s->ended = st >= 0 && EX_ENDED(st);
-    return 0;
-}
-
-int engine_wait(struct wfo_engine *e, const char *id, int64_t wait_ms, struct wfo_error *err)
-{
-    int rc = engine_launch(e, err);
-    if (rc < 0)
-        return rc;
-    int64_t until = wfo_now_ms() + (wait_ms > 0 ? wait_ms : 0);
-    for (;;) {
-        struct status_ud s = {0};
-        rc = e->store->ops->get_exec(e->store, id, status_cb, &s, err);
-        if (rc < 0) {
-            if (rc == WFO_ENOTFOUND)
-                wfo_error_set(err, rc, "execution '%s' not found", id);
-            return rc;
-        }
-        if (s.ended)
-            return 0;
-        pthread_mutex_lock(&e->mu);
-        int64_t now = wfo_now_ms();
-        if (now >= until || e->stop || e->failed) {
-            rc = e->failed;
-            if (rc < 0)
-                *err = e->fail_err;
-            pthread_mutex_unlock(&e->mu);
-            return rc;
-        }
+    int rc = ENGINE_AWAIT_AGAIN;
+    pthread_mutex_lock(&e->mu);
+    int64_t now = wfo_now_ms();
+    if (now >= until || e->stop || e->failed) {
+        rc = e->failed < 0 ? e->failed : ENGINE_AWAIT_OVER;
+        if (rc < 0)
+            *err = e->fail_err;
+    } else {
         int64_t due = now + 200 < until ? now + 200 : until;
         struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
         pthread_cond_timedwait(&e->ended_cv, &e->mu, &ts);
-        pthread_mutex_unlock(&e->mu);
     }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
 }
 
-int wfo_engine_get(struct wfo_engine *e, const char *id, int64_t wait_ms, char **doc,
-                   struct wfo_error *err)
+/* --- accessors --------------------------------------------------------- */
+
+const char *engine_store_name(struct wfo_engine *e)
 {
-    int rc = engine_wait(e, id, wait_ms, err);
-    if (rc < 0)
-        return rc;
-    json_t *d = NULL;
-    rc = engine_doc(e, id, &d, err);
-    if (rc < 0)
-        return rc;
-    *doc = wfo_json_dumps(d);
-    json_decref(d);
-    return 0;
+    return e->store->ops->name;
 }

@@ -7,8 +7,11 @@
 
 #include "wfo/wfo.h"
 #include "../common/json.h"
-#include "../store/store.h"
 #include "def.h"
+
+/* Opaque here: api/ includes this header and must not reach the store
+ * (it reads through query.h); core's files include store/store.h. */
+struct wfo_store;
 
 /* Recovers the executions that were running and starts the engine's
  * threads, once; later calls return at once (or the first one's error).
@@ -16,15 +19,16 @@
  * happen now (wfo server, right after it listens). */
 int engine_run(struct wfo_engine *e, struct wfo_error *err);
 
-/* The store the engine writes; readers may use it too (thread-safe). */
+/* The store the engine writes; core's readers (query.c) use it too
+ * (thread-safe). api/ reads through query.h, never the store. */
 struct wfo_store *engine_store(struct wfo_engine *e);
 
 /* The store's secret server key (wfo_store_ops.server_key), for keying
  * what the API hands out (list cursors). */
 void engine_server_key(struct wfo_engine *e, unsigned char out[32]);
 
-/* The execution document of SPEC 3 (new ref), read from the store. */
-int engine_doc(struct wfo_engine *e, const char *id, json_t **doc, struct wfo_error *err);
+/* The store's back end ("sqlite"), for the server's log. */
+const char *engine_store_name(struct wfo_engine *e);
 
 /* Removes every version of workflow name of namespace ns (SPEC 4):
  * WFO_ECONFLICT while one of its executions runs or is paused,
@@ -103,9 +107,13 @@ struct engine_start_req {
 int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err);
 int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *created,
                         json_t **out, json_t **problems, struct wfo_error *err);
-/* Waits up to wait_ms for the execution to end (0: no wait); 0 when it has
- * ended or the wait ran out, WFO_ENOTFOUND when absent. */
-int engine_wait(struct wfo_engine *e, const char *id, int64_t wait_ms, struct wfo_error *err);
+
+/* For query.c's waits: sleeps until an execution ends, 200 ms pass or the
+ * time until (wfo_now_ms) comes, whichever is first. ENGINE_AWAIT_AGAIN:
+ * look at the execution again; ENGINE_AWAIT_OVER: until has come or the
+ * engine is stopping; negative: the engine failed (E2), its error. */
+enum engine_await { ENGINE_AWAIT_AGAIN, ENGINE_AWAIT_OVER };
+int engine_await_end(struct wfo_engine *e, int64_t until, struct wfo_error *err);
 
 /* Upper bounds (seconds) of the step duration histogram's buckets; the
  * last bucket (+Inf) is implied. */
@@ -131,6 +139,9 @@ struct engine_stats {
     } steps[STEP__COUNT];
 };
 void engine_stats(struct wfo_engine *e, struct engine_stats *out);
+/* 0 while the engine works; the error that stopped it (a failed commit, E2;
+ * shards taken over by another engine, E7) otherwise. */
+int engine_failed(struct wfo_engine *e, struct wfo_error *err);
 
 /* The task queues (taskq_queues in taskq.h): ns NULL for every namespace;
  * known_only leaves out queues only workers named. New ref. */

@@ -208,6 +208,7 @@ void exec_row_state(const struct xexec *x, struct wfo_buf *b)
     put_int(b, ",\"hseq\":", x->hseq);
     put_int(b, ",\"tick\":", x->tick);
     put_int(b, ",\"cseq\":", x->cseq);
+    put_int(b, ",\"chunks\":", x->chunks);
     if (x->error_ctx)
         put_json(b, ",\"error_ctx\":", x->error_ctx);
     if (x->comp_queue) {
@@ -266,6 +267,7 @@ int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
     x->hseq = jint(state, "hseq");
     x->tick = jint(state, "tick");
     x->cseq = jint(state, "cseq");
+    x->chunks = jint(state, "chunks");
     json_t *ec = json_object_get(state, "error_ctx");
     if (ec)
         x->error_ctx = json_incref(ec);

@@ -116,6 +116,8 @@ struct xexec {
     int touched;   /* == fsm.gen: in the current batch's list */
     int row_dirty; /* status, output, error or compensation changed since the row was written */
     int row_written;
+    int row_resume;        /* the resume flag its row has */
+    int64_t chunks;        /* the chunks written (store_exec.chunk), in its state */
     char *input_text;      /* input serialized once */
     json_t *ctx_execution; /* the context's .execution, built once */
 

@@ -143,9 +143,11 @@ struct store_timer *store_batch_timer(struct store_batch *b)
     return BATCH_PUSH(b, timers, n_timers, alloc_timers);
 }
 
-void store_batch_timer_del(struct store_batch *b, const char *id)
+void store_batch_timer_del(struct store_batch *b, const char *exec_id, const char *id)
 {
-    *BATCH_PUSH(b, timer_dels, n_timer_dels, alloc_timer_dels) = id;
+    struct store_del *d = BATCH_PUSH(b, timer_dels, n_timer_dels, alloc_timer_dels);
+    d->id = id;
+    d->exec_id = exec_id;
 }
 
 struct store_task *store_batch_task(struct store_batch *b)
@@ -153,12 +155,66 @@ struct store_task *store_batch_task(struct store_batch *b)
     return BATCH_PUSH(b, tasks, n_tasks, alloc_tasks);
 }
 
-void store_batch_task_del(struct store_batch *b, const char *id)
+void store_batch_task_del(struct store_batch *b, const char *exec_id, const char *id)
 {
-    *BATCH_PUSH(b, task_dels, n_task_dels, alloc_task_dels) = id;
+    struct store_del *d = BATCH_PUSH(b, task_dels, n_task_dels, alloc_task_dels);
+    d->id = id;
+    d->exec_id = exec_id;
 }
 
 void store_batch_exec_del(struct store_batch *b, const char *id)
 {
     *BATCH_PUSH(b, exec_dels, n_exec_dels, alloc_exec_dels) = id;
+}
+
+/* FNV-1a over the id's bytes: stable across builds and back ends, which is
+ * what a stored partitioning needs. */
+int store_shard_of(const char *exec_id)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)(exec_id ? exec_id : ""); *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return (int)(h % STORE_SHARDS);
+}
+
+/* The shard bit of a row's execution; rows of one execution are together
+ * in a batch and share its id pointer, so the last one is remembered. */
+struct shard_memo {
+    const char *id;
+    store_shardset bit;
+};
+
+static store_shardset shard_bit(struct shard_memo *m, const char *exec_id)
+{
+    if (exec_id != m->id) {
+        m->id = exec_id;
+        m->bit = (store_shardset)1 << store_shard_of(exec_id);
+    }
+    return m->bit;
+}
+
+store_shardset store_batch_shards(const struct store_batch *b)
+{
+    struct shard_memo m = {NULL, (store_shardset)1 << store_shard_of(NULL)};
+    store_shardset s = 0;
+    int i;
+
+    for (i = 0; i < b->n_execs; i++)
+        s |= shard_bit(&m, b->execs[i].id);
+    for (i = 0; i < b->n_steps; i++)
+        s |= shard_bit(&m, b->steps[i].exec_id);
+    for (i = 0; i < b->n_history; i++)
+        s |= shard_bit(&m, b->history[i].exec_id);
+    for (i = 0; i < b->n_timers; i++)
+        s |= shard_bit(&m, b->timers[i].exec_id);
+    for (i = 0; i < b->n_timer_dels; i++)
+        s |= shard_bit(&m, b->timer_dels[i].exec_id);
+    for (i = 0; i < b->n_tasks; i++)
+        s |= shard_bit(&m, b->tasks[i].exec_id);
+    for (i = 0; i < b->n_task_dels; i++)
+        s |= shard_bit(&m, b->task_dels[i].exec_id);
+    for (i = 0; i < b->n_exec_dels; i++)
+        s |= shard_bit(&m, b->exec_dels[i]);
+    return s;
 }

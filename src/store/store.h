@@ -25,6 +25,29 @@
 
 struct wfo_store;
 
+/*
+ * Ownership (docs/interfaces/internal.md "Ownership and fencing").
+ * Executions are partitioned into STORE_SHARDS shards by id
+ * (store_shard_of). An engine owns shards through the `shards` rows: owner,
+ * epoch, lease_until. The epoch grows by one at every change of owner (a
+ * takeover), never at a renewal. Every apply names the owner and the epoch
+ * it holds for each shard; the back end checks, in the same transaction,
+ * the epoch of every shard the batch writes and refuses the whole batch
+ * with WFO_EFENCED when one differs: a stale owner never commits.
+ * STORE_SHARDS is part of the stored format: it never changes.
+ */
+#define STORE_SHARDS 16
+typedef uint32_t store_shardset; /* bit k: shard k */
+#define STORE_ALL_SHARDS ((store_shardset)((1ULL << STORE_SHARDS) - 1))
+int store_shard_of(const char *exec_id);
+
+struct store_shard {
+    int shard;
+    const char *owner; /* NULL: never owned */
+    int64_t epoch;
+    int64_t lease_until;
+};
+
 /* One execution: the columns its list and filters need, the document's
  * JSON parts, and the engine's own state (opaque JSON text). */
 struct store_exec {
@@ -40,7 +63,18 @@ struct store_exec {
     const char *parent;       /* execution id or NULL */
     const char *state;        /* engine-private JSON text or NULL */
     int64_t created_at, updated_at, finished_at;
-    int64_t seq; /* creation order: assigned by the store on insert, read back on load */
+    int64_t seq; /* commit order: assigned by the store on insert, read back on load */
+    /* A restart must load this execution to start again what it had in
+     * flight (an attempt run in-process: exec, http, a handled task).
+     * Executions without it wait for a timer, a task or a command, which
+     * load them when they come (recovery reads only these). */
+    int resume;
+    /* The number of this commit's chunk of the execution (its steps and
+     * history changed in this batch, with state): 1 + the last one, which
+     * the engine counts in the execution's durable state so that a doubled
+     * transition collides with the chunk already written. 0: the back end
+     * takes the next one. */
+    int64_t chunk;
     /* A hint: the row exists and only state and updated_at changed since it
      * was last written, so a back end may write just those. */
     int only_state;
@@ -98,8 +132,18 @@ struct store_task {
     int64_t ready_at, leased_until, created_at;
 };
 
-/* One batch: the row changes of many transitions, applied atomically. */
+/* A row deleted by id, with its execution (which names its shard). */
+struct store_del {
+    const char *id;
+    const char *exec_id;
+};
+
+/* One batch: the row changes of many transitions, applied atomically, or
+ * refused whole with WFO_EFENCED when owner does not hold, at epochs[k],
+ * every shard k that one of its rows belongs to. */
 struct store_batch {
+    const char *owner; /* the writing engine's owner id */
+    int64_t epochs[STORE_SHARDS];
     struct store_exec *execs;
     int n_execs, alloc_execs;
     struct store_step *steps;
@@ -108,11 +152,11 @@ struct store_batch {
     int n_history, alloc_history;
     struct store_timer *timers; /* put */
     int n_timers, alloc_timers;
-    const char **timer_dels; /* ids */
+    struct store_del *timer_dels;
     int n_timer_dels, alloc_timer_dels;
     struct store_task *tasks; /* put (insert or replace) */
     int n_tasks, alloc_tasks;
-    const char **task_dels;
+    struct store_del *task_dels;
     int n_task_dels, alloc_task_dels;
     const char **exec_dels; /* ended executions to delete with all their rows, last */
     int n_exec_dels, alloc_exec_dels;
@@ -143,6 +187,7 @@ typedef int (*store_history_cb)(void *ud, const struct store_history *row);
 typedef int (*store_timer_cb)(void *ud, const struct store_timer *row);
 typedef int (*store_task_cb)(void *ud, const struct store_task *row);
 typedef int (*store_workflow_cb)(void *ud, const struct store_workflow *row);
+typedef int (*store_shard_cb)(void *ud, const struct store_shard *row);
 
 /* A callback that returns non-zero stops the iteration; the read then
  * returns that value. */
@@ -156,7 +201,25 @@ struct wfo_store_ops {
     /* Cheap liveness check for /readyz. */
     int (*ping)(struct wfo_store *s, struct wfo_error *err);
 
+    /* Atomic; WFO_EFENCED (nothing written) when the batch's owner no
+     * longer holds one of the shards it writes at the epoch it names. */
     int (*apply)(struct wfo_store *s, const struct store_batch *b, struct wfo_error *err);
+
+    /* Claims shards for owner, in one transaction, and leases them until
+     * lease_until: every shard of `want` that is unowned, whose lease ended
+     * before now, or that owner holds already (a renewal: the epoch stays);
+     * with force, every shard of want whoever holds it (a takeover without
+     * waiting: the SQLite server, the only process on its file). A shard
+     * that changes owner gets epoch + 1. cb gets each shard of want after
+     * the claim (owned by owner or not). */
+    int (*claim_shards)(struct wfo_store *s, const char *owner, store_shardset want, int64_t now,
+                        int64_t lease_until, int force, store_shard_cb cb, void *ud,
+                        struct wfo_error *err);
+    /* Gives up owner's shards of `which` (lease_until = 0; epochs stay). */
+    int (*release_shards)(struct wfo_store *s, const char *owner, store_shardset which,
+                          struct wfo_error *err);
+    /* Every shard row, by shard. */
+    int (*list_shards)(struct wfo_store *s, store_shard_cb cb, void *ud, struct wfo_error *err);
 
     /* Registers a definition: when the latest version of (namespace, name)
      * has the same hash it is returned (*created = 0), else a new version
@@ -176,8 +239,9 @@ struct wfo_store_ops {
     /* Newest first (seq descending). */
     int (*list_execs)(struct wfo_store *s, const struct store_exec_filter *f, store_exec_cb cb,
                       void *ud, struct wfo_error *err);
-    /* Every execution whose status is running or paused (recovery). */
-    int (*list_active_execs)(struct wfo_store *s, store_exec_cb cb, void *ud,
+    /* Every execution of shards whose status is running or paused and
+     * that has `resume` set (recovery). */
+    int (*list_active_execs)(struct wfo_store *s, store_shardset shards, store_exec_cb cb, void *ud,
                              struct wfo_error *err);
     /* In ord order. */
     int (*list_steps)(struct wfo_store *s, const char *exec_id, store_step_cb cb, void *ud,
@@ -185,9 +249,13 @@ struct wfo_store_ops {
     /* seq > after_seq, ascending, at most limit (0: all). */
     int (*list_history)(struct wfo_store *s, const char *exec_id, int64_t after_seq, int limit,
                         store_history_cb cb, void *ud, struct wfo_error *err);
-    int (*list_timers)(struct wfo_store *s, store_timer_cb cb, void *ud, struct wfo_error *err);
-    /* Every task not done (recovery). */
-    int (*list_tasks)(struct wfo_store *s, store_task_cb cb, void *ud, struct wfo_error *err);
+    /* The timers of shards with from <= due_at < before, by due_at: the
+     * engine arms a moving window of them, not all. */
+    int (*list_timers)(struct wfo_store *s, store_shardset shards, int64_t from, int64_t before,
+                       store_timer_cb cb, void *ud, struct wfo_error *err);
+    /* Every task of shards not done (recovery and takeover). */
+    int (*list_tasks)(struct wfo_store *s, store_shardset shards, store_task_cb cb, void *ud,
+                      struct wfo_error *err);
     /* Removes every version of (ns, name), in one transaction:
      * WFO_ECONFLICT while an execution of it is running or paused in the
      * store, WFO_ENOTFOUND when there is no such workflow. Executions that
@@ -234,9 +302,11 @@ struct store_exec *store_batch_exec(struct store_batch *b);
 struct store_step *store_batch_step(struct store_batch *b);
 struct store_history *store_batch_history(struct store_batch *b);
 struct store_timer *store_batch_timer(struct store_batch *b);
-void store_batch_timer_del(struct store_batch *b, const char *id);
+void store_batch_timer_del(struct store_batch *b, const char *exec_id, const char *id);
 struct store_task *store_batch_task(struct store_batch *b);
-void store_batch_task_del(struct store_batch *b, const char *id);
+void store_batch_task_del(struct store_batch *b, const char *exec_id, const char *id);
+/* The shards a batch writes (store_shard_of each row's execution). */
+store_shardset store_batch_shards(const struct store_batch *b);
 void store_batch_exec_del(struct store_batch *b, const char *id);
 
 #endif

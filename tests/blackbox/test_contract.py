@@ -66,36 +66,133 @@ def test_step_input_last_attempt_and_api(server, tmp_path):
     assert s["input"] == {"order": "o-7", "fixed": [1, 2]}
 
 
-def test_step_input_survives_restart_and_old_store_migrates(tmp_path):
-    """A store written before steps had an input column (schema 1) opens,
-    is migrated, and keeps its executions readable."""
-    srv = WfoServer(tmp_path / "s").launch()
-    name = unique("migrate")
-    try:
-        srv.put_workflow(set_workflow(name))
-        e = srv.start_exec(name, input={"v": 1}, query="?wait=10s")
-        assert e["status"] == "completed"
-    finally:
-        srv.stop()
-    # make it look like a schema-1 store: no input column, user_version 1
-    con = sqlite3.connect(srv.db)
-    cols = [r[1] for r in con.execute("PRAGMA table_info(steps)")]
-    assert "input" in cols
-    con.execute("ALTER TABLE steps DROP COLUMN input")
-    con.execute("PRAGMA user_version = 1")
+def chunk_records(data):
+    """Decodes a stored chunk (src/store/chunk.h) into (tag, fields) tuples."""
+    assert data[:3] == b"WC1"
+    p, out = 3, []
+
+    def i64():
+        nonlocal p
+        v = int.from_bytes(data[p:p + 8], "little", signed=True)
+        p += 8
+        return v
+
+    def text():
+        nonlocal p
+        n = int.from_bytes(data[p:p + 4], "little")
+        p += 4
+        if n == 0xffffffff:
+            return None
+        v = data[p:p + n].decode()
+        assert data[p + n] == 0
+        p += n + 1
+        return v
+
+    while p < len(data):
+        tag = chr(data[p])
+        p += 1
+        if tag == "E":
+            out.append(("E", {"time": i64(), "state": text()}))
+        elif tag == "S":
+            f = {"path": text(), "ord": i64(), "status": text(), "attempts": i64(),
+                 "output": text(), "error": text(), "state": text(), "started_at": i64(),
+                 "finished_at": i64(), "input": text()}
+            out.append(("S", f))
+        elif tag == "H":
+            out.append(("H", {"seq": i64(), "time": i64(), "type": text(), "step": text(),
+                              "data": text()}))
+        else:
+            raise AssertionError(f"bad tag {tag!r}")
+    return out
+
+
+def downgrade_to_v2(db):
+    """Rewrites a schema-3 store as schema 2 wrote it: steps and history
+    rows instead of chunks, the state in the execution row, no shards."""
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE steps (exec_id TEXT NOT NULL, path TEXT NOT NULL, ord INTEGER NOT NULL,
+          status TEXT NOT NULL, attempts INTEGER NOT NULL, output TEXT, error TEXT, state TEXT,
+          started_at INTEGER, finished_at INTEGER, input TEXT,
+          PRIMARY KEY (exec_id, path)) WITHOUT ROWID;
+        CREATE TABLE history (exec_id TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER,
+          type TEXT NOT NULL, step TEXT, data TEXT, PRIMARY KEY (exec_id, seq)) WITHOUT ROWID;
+    """)
+    for exec_id, data in con.execute("SELECT exec_id, data FROM chunks ORDER BY exec_id, n"
+                                     ).fetchall():
+        for tag, f in chunk_records(data):
+            if tag == "E":
+                st = json.loads(f["state"])
+                st.pop("chunks", None)
+                con.execute("UPDATE executions SET state = ?, updated_at = ? WHERE id = ?",
+                            (json.dumps(st), f["time"], exec_id))
+            elif tag == "S":
+                con.execute("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                            (exec_id, f["path"], f["ord"], f["status"], f["attempts"],
+                             f["output"], f["error"], f["state"], f["started_at"] or None,
+                             f["finished_at"] or None, f["input"]))
+            else:
+                con.execute("INSERT INTO history VALUES (?,?,?,?,?,?)",
+                            (exec_id, f["seq"], f["time"], f["type"], f["step"], f["data"]))
+    con.executescript("""
+        DROP TABLE chunks; DROP TABLE shards; DROP INDEX executions_resume;
+        ALTER TABLE executions DROP COLUMN shard; ALTER TABLE executions DROP COLUMN resume;
+        ALTER TABLE timers DROP COLUMN shard; ALTER TABLE tasks DROP COLUMN shard;
+        CREATE INDEX executions_active ON executions (seq) WHERE status IN ('running', 'paused');
+        PRAGMA user_version = 2;
+    """)
     con.commit()
     con.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_old_store_migrates(tmp_path, version):
+    """A store written by an older schema (1: steps without input; 2: steps
+    and history rows, no chunks or shards) opens, is migrated to 3, keeps
+    its ended executions readable and its sleeping one running."""
+    srv = WfoServer(tmp_path / "s").launch()
+    name, sleeper = unique("migrate"), unique("migsleep")
+    try:
+        srv.put_workflow(set_workflow(name))
+        srv.put_workflow({"name": sleeper, "steps": [
+            {"name": "nap", "type": "sleep", "duration": "3s"},
+            {"name": "done", "type": "succeed", "output": {"slept": True}}]})
+        e = srv.start_exec(name, input={"v": 1}, query="?wait=10s")
+        assert e["status"] == "completed"
+        before = srv.get(f"/v1/executions/{e['id']}/history").json
+        z = srv.start_exec(sleeper)
+    finally:
+        srv.stop()
+    downgrade_to_v2(srv.db)
+    if version == 1:
+        con = sqlite3.connect(srv.db)
+        con.execute("ALTER TABLE steps DROP COLUMN input")
+        con.execute("DROP INDEX executions_ended")
+        con.execute("PRAGMA user_version = 1")
+        con.commit()
+        con.close()
     srv.launch()
     try:
         d = srv.doc(e["id"])
         assert d["status"] == "completed"
-        assert all(s["input"] is None for s in d["steps"])
+        assert [s["name"] for s in d["steps"]] == ["s", "out"]
+        assert d["output"] == {"v": 1}
+        if version == 1:
+            assert all(s["input"] is None for s in d["steps"])
+        assert srv.get(f"/v1/executions/{e['id']}/history").json == before
+        z2 = srv.wait_status(z["id"], "completed")
+        assert z2["output"] == {"slept": True}
+        h = srv.get(f"/v1/executions/{z['id']}/history").json
+        assert [x["seq"] for x in h] == list(range(1, len(h) + 1))
         e2 = srv.start_exec(name, input={"v": 2}, query="?wait=10s")
         assert all(s["input"] == {"v": 2} for s in e2["steps"])
     finally:
         srv.stop()
     con = sqlite3.connect(srv.db)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "steps" not in tables and "history" not in tables and "chunks" in tables
+    assert con.execute("SELECT count(*) FROM shards").fetchone()[0] == 16
     con.close()
 
 
@@ -151,7 +248,7 @@ def test_delete_removes_rows_and_timers(tmp_path):
     finally:
         srv.stop()
     con = sqlite3.connect(srv.db)
-    for table, col in [("executions", "id"), ("steps", "exec_id"), ("history", "exec_id"),
+    for table, col in [("executions", "id"), ("chunks", "exec_id"),
                        ("timers", "exec_id"), ("tasks", "exec_id")]:
         n = con.execute(f"SELECT count(*) FROM {table} WHERE {col} = ?", (e["id"],)).fetchone()[0]
         assert n == 0, table

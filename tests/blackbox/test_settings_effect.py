@@ -90,7 +90,7 @@ def test_retention_deletes_finished_executions(tmp_path):
         srv.stop()
     con = sqlite3.connect(srv.db)
     for d in done:
-        for table, col in [("executions", "id"), ("steps", "exec_id"), ("history", "exec_id")]:
+        for table, col in [("executions", "id"), ("chunks", "exec_id")]:
             assert con.execute(f"SELECT count(*) FROM {table} WHERE {col} = ?",
                                (d["id"],)).fetchone()[0] == 0
     con.close()

@@ -99,7 +99,6 @@ def test_a_burst_fails_together_and_nothing_half_written_remains(tmp_path):
         assert listed == [], listed
         with sqlite3.connect(str(srv.db)) as c:
             assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            assert c.execute("SELECT count(*) FROM history").fetchone()[0] == 0
-            assert c.execute("SELECT count(*) FROM steps").fetchone()[0] == 0
+            assert c.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
     finally:
         srv.stop()

@@ -42,13 +42,17 @@ enum fop {
     F_LIST_TASKS,
     F_DELETE_WORKFLOW,
     F_LIST_EXPIRED,
+    F_CLAIM_SHARDS,
+    F_RELEASE_SHARDS,
+    F_LIST_SHARDS,
     F__COUNT
 };
 
 static const char *const fop_names[F__COUNT] = {
-    "ping",        "apply",      "put_workflow",      "get_workflow", "list_workflows",
-    "get_exec",    "list_execs", "list_active_execs", "list_steps",   "list_history",
-    "list_timers", "list_tasks", "delete_workflow",   "list_expired"};
+    "ping",           "apply",      "put_workflow",      "get_workflow", "list_workflows",
+    "get_exec",       "list_execs", "list_active_execs", "list_steps",   "list_history",
+    "list_timers",    "list_tasks", "delete_workflow",   "list_expired", "claim_shards",
+    "release_shards", "list_shards"};
 
 #define FAULT_RULES_MAX 32
 
@@ -264,12 +268,12 @@ static int fault_list_execs(struct wfo_store *base, const struct store_exec_filt
     return s->inner->ops->list_execs(s->inner, f, cb, ud, err);
 }
 
-static int fault_list_active_execs(struct wfo_store *base, store_exec_cb cb, void *ud,
-                                   struct wfo_error *err)
+static int fault_list_active_execs(struct wfo_store *base, store_shardset shards, store_exec_cb cb,
+                                   void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_LIST_ACTIVE_EXECS);
-    return s->inner->ops->list_active_execs(s->inner, cb, ud, err);
+    return s->inner->ops->list_active_execs(s->inner, shards, cb, ud, err);
 }
 
 static int fault_list_steps(struct wfo_store *base, const char *exec_id, store_step_cb cb, void *ud,
@@ -288,20 +292,45 @@ static int fault_list_history(struct wfo_store *base, const char *exec_id, int64
     return s->inner->ops->list_history(s->inner, exec_id, after_seq, limit, cb, ud, err);
 }
 
-static int fault_list_timers(struct wfo_store *base, store_timer_cb cb, void *ud,
-                             struct wfo_error *err)
+static int fault_list_timers(struct wfo_store *base, store_shardset shards, int64_t from,
+                             int64_t before, store_timer_cb cb, void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_LIST_TIMERS);
-    return s->inner->ops->list_timers(s->inner, cb, ud, err);
+    return s->inner->ops->list_timers(s->inner, shards, from, before, cb, ud, err);
 }
 
-static int fault_list_tasks(struct wfo_store *base, store_task_cb cb, void *ud,
-                            struct wfo_error *err)
+static int fault_list_tasks(struct wfo_store *base, store_shardset shards, store_task_cb cb,
+                            void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_LIST_TASKS);
-    return s->inner->ops->list_tasks(s->inner, cb, ud, err);
+    return s->inner->ops->list_tasks(s->inner, shards, cb, ud, err);
+}
+
+static int fault_claim_shards(struct wfo_store *base, const char *owner, store_shardset want,
+                              int64_t now, int64_t lease_until, int force, store_shard_cb cb,
+                              void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_CLAIM_SHARDS);
+    return s->inner->ops->claim_shards(s->inner, owner, want, now, lease_until, force, cb, ud, err);
+}
+
+static int fault_release_shards(struct wfo_store *base, const char *owner, store_shardset which,
+                                struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_RELEASE_SHARDS);
+    return s->inner->ops->release_shards(s->inner, owner, which, err);
+}
+
+static int fault_list_shards(struct wfo_store *base, store_shard_cb cb, void *ud,
+                             struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_SHARDS);
+    return s->inner->ops->list_shards(s->inner, cb, ud, err);
 }
 
 static int fault_delete_workflow(struct wfo_store *base, const char *ns, const char *name,
@@ -342,6 +371,9 @@ const struct wfo_store_ops store_fault_ops = {
     .close = fault_close,
     .ping = fault_ping,
     .apply = fault_apply,
+    .claim_shards = fault_claim_shards,
+    .release_shards = fault_release_shards,
+    .list_shards = fault_list_shards,
     .put_workflow = fault_put_workflow,
     .get_workflow = fault_get_workflow,
     .list_workflows = fault_list_workflows,

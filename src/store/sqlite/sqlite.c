@@ -28,11 +28,15 @@
  *      transaction before apply() returns.
  *   2. executions.seq is the rowid, assigned once on first insert
  *      (AUTOINCREMENT: never reused, even after rows are deleted), and never
- *      changed by the upsert: it is the creation order and the list cursor.
- *   3. History seq of an execution is unique: a row whose (exec_id, seq)
- *      exists (a doubled transition) fails the batch. That seqs count from 1
- *      without gaps is the engine's invariant (fsm.c I2); checking it here
- *      cost a B-tree seek per row on the hot path.
+ *      changed by the upsert. One writer commits at a time, so it is the
+ *      commit order of the inserts too: a keyset page never skips a row
+ *      whose commit overlapped another's.
+ *   3. A chunk number of an execution is unique: a chunk whose (exec_id, n)
+ *      exists (a doubled transition) fails the batch. That history seqs
+ *      count from 1 without gaps is the engine's invariant (fsm.c I2).
+ *   6. Fencing: a batch with an owner is refused (WFO_EFENCED, rolled back)
+ *      unless the shards row of every shard it writes names that owner at
+ *      the epoch the batch holds, read inside the batch's transaction.
  *   4. Times are stored as given, 0 as NULL; NULL reads back as 0.
  *   5. A read is one SELECT, so it sees one committed state.
  */
@@ -49,15 +53,17 @@
 #include <sqlite3.h>
 
 #include "store/store.h"
+#include "store/chunk.h"
 #include "store/sqlite/sqlite.h"
 #include "common/crypto.h"
 #include "common/duration.h"
+#include "common/map.h"
 #include "common/util.h"
 #include "common/banned.h"
 
 #define SQ_READERS_MAX STORE_POOL_MAX /* store.pool_size at most; 8 unless set */
 #define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 
 /*
  * The schema. The list queries (sq_list_sql) are
@@ -72,13 +78,32 @@
  * With both filters SQLite takes one of the last two and checks the other
  * column on each row. created_at grows with seq, so its filters are checked
  * on the rows walked rather than given an index of their own.
- * executions_active is a partial index over the few running or paused rows,
- * for recovery (list_active_execs) which spans namespaces.
+ * executions_resume is a partial index over the few running or paused rows
+ * that a restart must load (resume = 1), for recovery (list_active_execs)
+ * which spans namespaces.
+ *
+ * chunks holds, per execution and commit, its state, the steps that changed
+ * and the history appended (store/chunk.h): one row per execution per
+ * commit, under the primary key, no other index. A step is read as its
+ * last record over the chunks in order; history pages skip the chunks whose
+ * last seq (hseq, 0 when they have none) is not after the cursor.
+ * shards holds who owns each shard, at which epoch, until when (store.h).
  */
 /* Settings of the store itself (the server key); made when first needed,
  * so a store made by an older wfo gets it too. */
 #define SQ_META_SCHEMA                                                                             \
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);"
+
+/* What version 3 added, for a new store and for the migration from 2. */
+#define SQ_V3_SCHEMA                                                                               \
+    "CREATE INDEX IF NOT EXISTS executions_resume ON executions (seq)"                             \
+    " WHERE status IN ('running', 'paused') AND resume = 1;"                                       \
+    "CREATE TABLE IF NOT EXISTS chunks ("                                                          \
+    " exec_id TEXT NOT NULL, n INTEGER NOT NULL, hseq INTEGER NOT NULL, data BLOB NOT NULL,"       \
+    " PRIMARY KEY (exec_id, n)) WITHOUT ROWID;"                                                    \
+    "CREATE TABLE IF NOT EXISTS shards ("                                                          \
+    " shard INTEGER PRIMARY KEY, owner TEXT, epoch INTEGER NOT NULL DEFAULT 0,"                    \
+    " lease_until INTEGER NOT NULL DEFAULT 0);"
 
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS workflows ("
@@ -90,42 +115,30 @@ static const char sq_schema[] =
     " namespace TEXT NOT NULL, workflow TEXT NOT NULL, version INTEGER NOT NULL,"
     " status TEXT NOT NULL, input TEXT NOT NULL, output TEXT, error TEXT,"
     " compensation TEXT, parent TEXT, state TEXT,"
-    " created_at INTEGER, updated_at INTEGER, finished_at INTEGER);"
+    " created_at INTEGER, updated_at INTEGER, finished_at INTEGER,"
+    " shard INTEGER NOT NULL DEFAULT 0, resume INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS executions_ns_seq ON executions (namespace, seq);"
     "CREATE INDEX IF NOT EXISTS executions_ns_status_seq ON executions (namespace, status, seq);"
     "CREATE INDEX IF NOT EXISTS executions_ns_workflow_seq"
     " ON executions (namespace, workflow, seq);"
-    "CREATE INDEX IF NOT EXISTS executions_active ON executions (seq)"
-    " WHERE status IN ('running', 'paused');"
     "CREATE INDEX IF NOT EXISTS executions_ended ON executions (finished_at)"
     " WHERE status NOT IN ('running', 'paused');"
-    "CREATE TABLE IF NOT EXISTS steps ("
-    " exec_id TEXT NOT NULL, path TEXT NOT NULL, ord INTEGER NOT NULL, status TEXT NOT NULL,"
-    " attempts INTEGER NOT NULL, output TEXT, error TEXT, state TEXT,"
-    " started_at INTEGER, finished_at INTEGER, input TEXT,"
-    " PRIMARY KEY (exec_id, path)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS history ("
-    " exec_id TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER, type TEXT NOT NULL,"
-    " step TEXT, data TEXT,"
-    " PRIMARY KEY (exec_id, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS timers ("
     " id TEXT PRIMARY KEY NOT NULL, exec_id TEXT NOT NULL, due_at INTEGER, kind TEXT NOT NULL,"
-    " step TEXT, attempt INTEGER NOT NULL, data TEXT);"
+    " step TEXT, attempt INTEGER NOT NULL, data TEXT, shard INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at);"
     "CREATE TABLE IF NOT EXISTS tasks ("
     " id TEXT PRIMARY KEY NOT NULL, exec_id TEXT NOT NULL, namespace TEXT NOT NULL,"
     " queue TEXT NOT NULL, step TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,"
-    " lease TEXT, input TEXT, ready_at INTEGER, leased_until INTEGER, created_at INTEGER);"
-    "CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queue, status, ready_at);" SQ_META_SCHEMA;
+    " lease TEXT, input TEXT, ready_at INTEGER, leased_until INTEGER, created_at INTEGER,"
+    " shard INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queue, status, ready_at);" SQ_V3_SCHEMA
+        SQ_META_SCHEMA;
 
 #define SQ_WF_COLS "namespace, name, version, hash, definition, created_at"
 #define SQ_EXEC_COLS                                                                               \
     "seq, id, namespace, workflow, version, status, input, output, error, compensation, "          \
-    "parent, state, created_at, updated_at, finished_at"
-#define SQ_STEP_COLS                                                                               \
-    "exec_id, path, ord, status, attempts, output, error, state, started_at, finished_at, input"
-#define SQ_STEP_NCOLS 11
-#define SQ_HISTORY_COLS "exec_id, seq, time, type, step, data"
+    "parent, state, created_at, updated_at, finished_at, resume"
 #define SQ_TIMER_COLS "id, exec_id, due_at, kind, step, attempt, data"
 #define SQ_TASK_COLS                                                                               \
     "id, exec_id, namespace, queue, step, attempt, status, lease, input, ready_at, "               \
@@ -137,18 +150,19 @@ enum sq_wq {
     W_COMMIT,
     W_ROLLBACK,
     W_EXEC,
-    W_EXEC_STATE,
     W_EXEC_UPDATE,
-    W_STEP,
-    W_HISTORY,
+    W_CHUNK,
+    W_CHUNK_NEXT,
+    W_SHARDS,
+    W_SHARD_SET,
+    W_SHARD_RELEASE,
     W_TIMER,
     W_TIMER_DEL,
     W_TASK,
     W_TASK_DEL,
     W_WF_LATEST,
     W_WF_INSERT,
-    W_EXEC_DEL_STEPS,
-    W_EXEC_DEL_HISTORY,
+    W_EXEC_DEL_CHUNKS,
     W_EXEC_DEL_TIMERS,
     W_EXEC_DEL_TASKS,
     W_EXEC_DEL,
@@ -162,41 +176,43 @@ static const char *const sq_writer_sql[W__COUNT] = {
     [W_COMMIT] = "COMMIT",
     [W_ROLLBACK] = "ROLLBACK",
     /* Invariant 2: the conflict branch sets every column but seq, id and
-     * created_at. */
+     * created_at. The state lives in the chunks. */
     [W_EXEC] = "INSERT INTO executions (id, namespace, workflow, version, status, input, output,"
-               " error, compensation, parent, state, created_at, updated_at, finished_at)"
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+               " error, compensation, parent, state, created_at, updated_at, finished_at,"
+               " shard, resume)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?12, ?13, ?14, ?15, ?16)"
                " ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace,"
                " workflow = excluded.workflow, version = excluded.version,"
                " status = excluded.status, input = excluded.input, output = excluded.output,"
                " error = excluded.error, compensation = excluded.compensation,"
-               " parent = excluded.parent, state = excluded.state,"
-               " updated_at = excluded.updated_at, finished_at = excluded.finished_at",
-    /* The common case: only the engine's state moved. Touches no index
-     * (SQLite rewrites an index only when one of its columns is set). */
-    [W_EXEC_STATE] = "UPDATE executions SET state = ?2, updated_at = ?3 WHERE id = ?1",
+               " parent = excluded.parent, state = NULL,"
+               " updated_at = excluded.updated_at, finished_at = excluded.finished_at,"
+               " resume = excluded.resume",
     /* A row the engine wrote before: only what can change, so the indexes
      * of columns that never change are left alone. */
     [W_EXEC_UPDATE] = "UPDATE executions SET status = ?2, output = ?3, error = ?4,"
-                      " compensation = ?5, state = ?6, updated_at = ?7, finished_at = ?8"
-                      " WHERE id = ?1",
-    [W_STEP] = "INSERT OR REPLACE INTO steps (" SQ_STEP_COLS ")"
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    /* Invariant 3: the primary key refuses a seq written twice (a doubled
-     * transition); the engine numbers them without gaps (fsm.c I2). */
-    [W_HISTORY] = "INSERT INTO history (" SQ_HISTORY_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [W_TIMER] = "INSERT OR REPLACE INTO timers (" SQ_TIMER_COLS ")"
-                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                      " compensation = ?5, state = NULL, updated_at = ?7, finished_at = ?8,"
+                      " resume = ?9 WHERE id = ?1",
+    /* Invariant 3: the primary key refuses a chunk written twice. */
+    [W_CHUNK] = "INSERT INTO chunks (exec_id, n, hseq, data) VALUES (?1, ?2, ?3, ?4)",
+    [W_CHUNK_NEXT] = "SELECT coalesce(max(n), 0) + 1 FROM chunks WHERE exec_id = ?1",
+    /* Invariant 6 */
+    [W_SHARDS] = "SELECT shard, owner, epoch, lease_until FROM shards ORDER BY shard",
+    [W_SHARD_SET] = "INSERT INTO shards (shard, owner, epoch, lease_until) VALUES (?1, ?2, ?3, ?4)"
+                    " ON CONFLICT (shard) DO UPDATE SET owner = excluded.owner,"
+                    " epoch = excluded.epoch, lease_until = excluded.lease_until",
+    [W_SHARD_RELEASE] = "UPDATE shards SET lease_until = 0 WHERE shard = ?1 AND owner = ?2",
+    [W_TIMER] = "INSERT OR REPLACE INTO timers (" SQ_TIMER_COLS ", shard)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [W_TIMER_DEL] = "DELETE FROM timers WHERE id = ?1",
-    [W_TASK] = "INSERT OR REPLACE INTO tasks (" SQ_TASK_COLS ")"
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [W_TASK] = "INSERT OR REPLACE INTO tasks (" SQ_TASK_COLS ", shard)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [W_TASK_DEL] = "DELETE FROM tasks WHERE id = ?1",
     [W_WF_LATEST] = "SELECT " SQ_WF_COLS " FROM workflows WHERE namespace = ?1 AND name = ?2"
                     " ORDER BY version DESC LIMIT 1",
     [W_WF_INSERT] = "INSERT INTO workflows (" SQ_WF_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     /* an execution that ended, with everything it owns */
-    [W_EXEC_DEL_STEPS] = "DELETE FROM steps WHERE exec_id = ?1",
-    [W_EXEC_DEL_HISTORY] = "DELETE FROM history WHERE exec_id = ?1",
+    [W_EXEC_DEL_CHUNKS] = "DELETE FROM chunks WHERE exec_id = ?1",
     [W_EXEC_DEL_TIMERS] = "DELETE FROM timers WHERE exec_id = ?1",
     [W_EXEC_DEL_TASKS] = "DELETE FROM tasks WHERE exec_id = ?1",
     [W_EXEC_DEL] = "DELETE FROM executions WHERE id = ?1",
@@ -220,10 +236,12 @@ enum sq_rq {
     R_WF_LIST,
     R_EXEC,
     R_EXEC_ACTIVE,
-    R_STEPS,
+    R_CHUNKS,
+    R_CHUNKS_LAST,
     R_HISTORY,
     R_TIMERS,
     R_TASKS,
+    R_SHARDS,
     R_LIST,
     R__COUNT = R_LIST + 32
 };
@@ -238,17 +256,19 @@ static const char *const sq_reader_sql[R_LIST] = {
                   " (SELECT max(version) FROM workflows"
                   " WHERE namespace = w.namespace AND name = w.name) ORDER BY name",
     [R_EXEC] = "SELECT " SQ_EXEC_COLS " FROM executions WHERE id = ?1",
-    /* The same expression as executions_active's WHERE, so it is used. */
+    /* The same expression as executions_resume's WHERE, so it is used. */
     [R_EXEC_ACTIVE] = "SELECT " SQ_EXEC_COLS " FROM executions"
-                      " WHERE status IN ('running', 'paused') ORDER BY seq",
-    /* in key order (path); sq_list_steps sorts by ord, which costs less
-     * than SQLite's sorter (whose first large allocation shows in profiles) */
-    [R_STEPS] = "SELECT " SQ_STEP_COLS " FROM steps WHERE exec_id = ?1",
-    [R_HISTORY] = "SELECT " SQ_HISTORY_COLS " FROM history"
-                  " WHERE exec_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    [R_TIMERS] = "SELECT " SQ_TIMER_COLS " FROM timers ORDER BY due_at",
+                      " WHERE status IN ('running', 'paused') AND resume = 1"
+                      " AND (?1 >> shard) & 1 ORDER BY seq",
+    [R_CHUNKS] = "SELECT data FROM chunks WHERE exec_id = ?1 ORDER BY n",
+    /* the latest first: the execution's state is in the last one */
+    [R_CHUNKS_LAST] = "SELECT data FROM chunks WHERE exec_id = ?1 ORDER BY n DESC",
+    [R_HISTORY] = "SELECT data FROM chunks WHERE exec_id = ?1 AND hseq > ?2 ORDER BY n",
+    [R_TIMERS] = "SELECT " SQ_TIMER_COLS " FROM timers WHERE due_at >= ?1 AND due_at < ?2"
+                 " AND (?3 >> shard) & 1 ORDER BY due_at",
     [R_TASKS] = "SELECT " SQ_TASK_COLS " FROM tasks WHERE status <> 'done'"
-                " ORDER BY created_at, id",
+                " AND (?1 >> shard) & 1 ORDER BY created_at, id",
+    [R_SHARDS] = "SELECT shard, owner, epoch, lease_until FROM shards ORDER BY shard",
 };
 
 /* The filters of a list query, as bits of its statement's index. */
@@ -275,8 +295,7 @@ struct sq_store {
     pthread_mutex_t wmu; /* guards w, wst and wmany */
     sqlite3 *w;
     sqlite3_stmt *wst[W__COUNT];
-    /* W_STEP and W_HISTORY for SQ_MANY rows at once (sq_many_sql) */
-    sqlite3_stmt *wmany[2];
+    struct wfo_buf chunk; /* the chunk being written (under wmu) */
 
     pthread_mutex_t pmu; /* guards n_readers and each reader's busy */
     pthread_cond_t pcv;  /* a reader became free */
@@ -403,8 +422,13 @@ struct sq_cb {
         store_history_cb history;
         store_timer_cb timer;
         store_task_cb task;
+        store_shard_cb shard;
     } fn;
     void *ud;
+    /* exec rows: the statement that reads the execution's chunks, newest
+     * first, for its state (sq_exec_row); NULL leaves the row's */
+    sqlite3_stmt *chunks;
+    struct wfo_error *err;
 };
 
 static void sq_wf_read(sqlite3_stmt *st, struct store_workflow *r)
@@ -425,6 +449,39 @@ static int sq_wf_row(sqlite3_stmt *st, const struct sq_cb *cb)
     return cb->fn.wf(cb->ud, &r);
 }
 
+/* The execution's state and when it was last written, from its newest
+ * chunk that has them (the row holds them only for a store migrated from
+ * version 2, until the execution is written again). The strings stay valid
+ * until cb->chunks is reset. */
+static int sq_exec_state(const struct sq_cb *cb, struct store_exec *r)
+{
+    sqlite3_stmt *st = cb->chunks;
+    int rc;
+
+    sq_text(st, 1, r->id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct chunk_reader cr;
+        struct chunk_rec rec;
+        rc = chunk_open(&cr, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), r->id,
+                        cb->err);
+        if (rc == 0)
+            while ((rc = chunk_next(&cr, &rec, cb->err)) == 1 && rec.tag != CHUNK_STATE)
+                ;
+        if (rc == 1) {
+            r->state = rec.state;
+            if (rec.time > r->updated_at)
+                r->updated_at = rec.time;
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (rc != SQLITE_DONE)
+        return wfo_error_set(cb->err, WFO_ESTORE, "reading the state of execution '%s': %s",
+                             r->id ? r->id : "", sqlite3_errstr(rc));
+    return 0;
+}
+
 static int sq_exec_row(sqlite3_stmt *st, const struct sq_cb *cb)
 {
     struct store_exec r = {
@@ -443,39 +500,14 @@ static int sq_exec_row(sqlite3_stmt *st, const struct sq_cb *cb)
         .created_at = sq_col_int(st, 12),
         .updated_at = sq_col_int(st, 13),
         .finished_at = sq_col_int(st, 14),
+        .resume = (int)sq_col_int(st, 15),
     };
-    return cb->fn.exec(cb->ud, &r);
-}
-
-static int sq_step_row(sqlite3_stmt *st, const struct sq_cb *cb)
-{
-    struct store_step r = {
-        .exec_id = sq_col_text(st, 0),
-        .path = sq_col_text(st, 1),
-        .ord = (int)sq_col_int(st, 2),
-        .status = sq_col_text(st, 3),
-        .attempts = (int)sq_col_int(st, 4),
-        .output = sq_col_text(st, 5),
-        .error = sq_col_text(st, 6),
-        .state = sq_col_text(st, 7),
-        .started_at = sq_col_int(st, 8),
-        .finished_at = sq_col_int(st, 9),
-        .input = sq_col_text(st, 10),
-    };
-    return cb->fn.step(cb->ud, &r);
-}
-
-static int sq_history_row(sqlite3_stmt *st, const struct sq_cb *cb)
-{
-    struct store_history r = {
-        .exec_id = sq_col_text(st, 0),
-        .seq = sq_col_int(st, 1),
-        .time = sq_col_int(st, 2),
-        .type = sq_col_text(st, 3),
-        .step = sq_col_text(st, 4),
-        .data = sq_col_text(st, 5),
-    };
-    return cb->fn.history(cb->ud, &r);
+    int rc = cb->chunks ? sq_exec_state(cb, &r) : 0;
+    if (rc == 0)
+        rc = cb->fn.exec(cb->ud, &r);
+    if (cb->chunks)
+        sq_done(cb->chunks);
+    return rc;
 }
 
 static int sq_timer_row(sqlite3_stmt *st, const struct sq_cb *cb)
@@ -509,6 +541,17 @@ static int sq_task_row(sqlite3_stmt *st, const struct sq_cb *cb)
         .created_at = sq_col_int(st, 11),
     };
     return cb->fn.task(cb->ud, &r);
+}
+
+static int sq_shard_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_shard r = {
+        .shard = (int)sq_col_int(st, 0),
+        .owner = sq_col_text(st, 1),
+        .epoch = sq_col_int(st, 2),
+        .lease_until = sq_col_int(st, 3),
+    };
+    return cb->fn.shard(cb->ud, &r);
 }
 
 /* ---- opening connections ---- */
@@ -587,7 +630,127 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION - 1] = {
     "ALTER TABLE steps ADD COLUMN input TEXT;"
     "CREATE INDEX IF NOT EXISTS executions_ended ON executions (finished_at)"
     " WHERE status NOT IN ('running', 'paused');",
+    /* 2 -> 3: shards, resume, chunks; sq_migrate_chunks then moves the
+     * steps and history rows into chunks. Every running or paused
+     * execution is loaded at the first restart (resume = 1), as all were. */
+    "ALTER TABLE executions ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE executions ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE executions SET shard = wfo_shard(id), resume = status IN ('running', 'paused');"
+    "DROP INDEX IF EXISTS executions_active;"
+    "ALTER TABLE timers ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE timers SET shard = wfo_shard(exec_id);"
+    "ALTER TABLE tasks ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE tasks SET shard = wfo_shard(exec_id);" SQ_V3_SCHEMA,
 };
+
+/* SQL's wfo_shard(id): store_shard_of, for the migration. */
+static void sq_shard_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const char *id = (const char *)sqlite3_value_text(argv[0]);
+    sqlite3_result_int(ctx, store_shard_of(id));
+}
+
+/* 2 -> 3: each execution's steps and history become its chunk 0, with the
+ * state of its row; then the two tables go. */
+static int sq_migrate_chunks(struct sq_store *s)
+{
+    sqlite3_stmt *ex = NULL, *steps = NULL, *hist = NULL, *ins = NULL;
+    struct wfo_buf b = WFO_BUF_INIT;
+    int rc;
+
+    rc = sqlite3_prepare_v2(s->w, "SELECT id, state, updated_at FROM executions", -1, &ex, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->w,
+                                "SELECT path, ord, status, attempts, output, error, state,"
+                                " started_at, finished_at, input FROM steps WHERE exec_id = ?1"
+                                " ORDER BY ord",
+                                -1, &steps, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->w,
+                                "SELECT seq, time, type, step, data FROM history"
+                                " WHERE exec_id = ?1 ORDER BY seq",
+                                -1, &hist, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->w,
+                                "INSERT INTO chunks (exec_id, n, hseq, data)"
+                                " VALUES (?1, 0, ?2, ?3)",
+                                -1, &ins, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(ex)) == SQLITE_ROW) {
+        const char *id = sq_col_text(ex, 0);
+        int64_t hseq = 0;
+        wfo_buf_reset(&b);
+        chunk_begin(&b);
+        if (sq_col_text(ex, 1))
+            chunk_put_state(&b, sq_col_int(ex, 2), sq_col_text(ex, 1));
+        sq_text(steps, 1, id);
+        while ((rc = sqlite3_step(steps)) == SQLITE_ROW) {
+            struct store_step p = {
+                .path = sq_col_text(steps, 0),
+                .ord = (int)sq_col_int(steps, 1),
+                .status = sq_col_text(steps, 2),
+                .attempts = (int)sq_col_int(steps, 3),
+                .output = sq_col_text(steps, 4),
+                .error = sq_col_text(steps, 5),
+                .state = sq_col_text(steps, 6),
+                .started_at = sq_col_int(steps, 7),
+                .finished_at = sq_col_int(steps, 8),
+                .input = sq_col_text(steps, 9),
+            };
+            chunk_put_step(&b, &p);
+        }
+        sqlite3_reset(steps);
+        if (rc != SQLITE_DONE)
+            break;
+        sq_text(hist, 1, id);
+        while ((rc = sqlite3_step(hist)) == SQLITE_ROW) {
+            struct store_history h = {
+                .seq = sq_col_int(hist, 0),
+                .time = sq_col_int(hist, 1),
+                .type = sq_col_text(hist, 2),
+                .step = sq_col_text(hist, 3),
+                .data = sq_col_text(hist, 4),
+            };
+            chunk_put_history(&b, &h);
+            hseq = h.seq;
+        }
+        sqlite3_reset(hist);
+        if (rc != SQLITE_DONE)
+            break;
+        rc = SQLITE_OK;
+        if (b.len == 3)
+            continue; /* nothing but the magic */
+        sq_text(ins, 1, id);
+        sq_int(ins, 2, hseq);
+        sqlite3_bind_blob(ins, 3, b.buf, (int)b.len, SQLITE_STATIC);
+        rc = sq_run(ins);
+        sq_done(ins);
+    }
+    if (rc == SQLITE_DONE)
+        rc = SQLITE_OK;
+    sqlite3_finalize(ex);
+    sqlite3_finalize(steps);
+    sqlite3_finalize(hist);
+    sqlite3_finalize(ins);
+    wfo_buf_release(&b);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->w, "DROP TABLE steps; DROP TABLE history;", NULL, NULL, NULL);
+    return rc;
+}
+
+/* Every shard has its row from the start: claims only update. */
+static int sq_shard_rows(struct sq_store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int rc =
+        sqlite3_prepare_v2(s->w, "INSERT OR IGNORE INTO shards (shard) VALUES (?1)", -1, &st, NULL);
+    for (int k = 0; rc == SQLITE_OK && k < STORE_SHARDS; k++) {
+        sq_int(st, 1, k);
+        rc = sq_run(st);
+        sq_done(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
 
 /* Sets up the writer: WAL for files, then the schema (invariant: user_version
  * 0 is a new database, 1 .. SQ_SCHEMA_VERSION ours (older ones migrated
@@ -610,6 +773,10 @@ static int sq_setup(struct sq_store *s, struct wfo_error *err)
         if (rc)
             return rc;
     }
+    rc = sqlite3_create_function(s->w, "wfo_shard", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                 sq_shard_fn, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return sq_fail(s, s->w, err, "opening store");
     rc = sq_pragma(s, "PRAGMA user_version", val, sizeof(val), err);
     if (rc)
         return rc;
@@ -636,8 +803,13 @@ static int sq_setup(struct sq_store *s, struct wfo_error *err)
     if (rc == SQLITE_OK && version == 0)
         rc = sqlite3_exec(s->w, sq_schema, NULL, NULL, NULL);
     else
-        for (long v = version; rc == SQLITE_OK && v > 0 && v < SQ_SCHEMA_VERSION; v++)
+        for (long v = version; rc == SQLITE_OK && v > 0 && v < SQ_SCHEMA_VERSION; v++) {
             rc = sqlite3_exec(s->w, sq_migrations[v - 1], NULL, NULL, NULL);
+            if (rc == SQLITE_OK && v == 2)
+                rc = sq_migrate_chunks(s);
+        }
+    if (rc == SQLITE_OK && version < SQ_SCHEMA_VERSION)
+        rc = sq_shard_rows(s);
     if (rc == SQLITE_OK && version < SQ_SCHEMA_VERSION) {
         char set[48];
         snprintf(set, sizeof(set), "PRAGMA user_version = %d", SQ_SCHEMA_VERSION);
@@ -688,8 +860,7 @@ static void sq_close(struct wfo_store *base)
     }
     for (int q = 0; q < W__COUNT; q++)
         sqlite3_finalize(s->wst[q]);
-    sqlite3_finalize(s->wmany[0]);
-    sqlite3_finalize(s->wmany[1]);
+    wfo_buf_release(&s->chunk);
     /* Last: a memory database goes with its last connection. */
     sqlite3_close_v2(s->w);
     pthread_mutex_destroy(&s->wmu);
@@ -706,30 +877,6 @@ static void sq_close(struct wfo_store *base)
  * URI parameters); a relative path that starts with "file:" is read as
  * "./file:..." so SQLite does not take it for a URI.
  */
-/* Rows of a batch's steps and history go SQ_MANY to a statement: one
- * sqlite3_step and one set of cursors for them all (callgrind: a third
- * fewer instructions per row than one statement each). */
-#define SQ_MANY 8
-
-/* sql (one "VALUES (?1, ..., ?cols)" row) with SQ_MANY rows instead. */
-static char *sq_many_sql(const char *sql, int cols)
-{
-    struct wfo_buf b = WFO_BUF_INIT;
-    const char *v = strstr(sql, " VALUES (");
-    wfo_assert(v);
-    wfo_buf_add(&b, sql, (size_t)(v - sql));
-    wfo_buf_adds(&b, " VALUES ");
-    for (int r = 0; r < SQ_MANY; r++) {
-        wfo_buf_adds(&b, r ? ", (" : "(");
-        for (int c = 0; c < cols; c++) {
-            wfo_buf_adds(&b, c ? ", ?" : "?");
-            wfo_buf_addint(&b, r * cols + c + 1);
-        }
-        wfo_buf_addch(&b, ')');
-    }
-    return wfo_buf_detach(&b, NULL);
-}
-
 static int sq_open(const char *url, struct wfo_store **out, struct wfo_error *err)
 {
     static atomic_uint mem_counter;
@@ -752,6 +899,7 @@ static int sq_open(const char *url, struct wfo_store **out, struct wfo_error *er
     s->base.ops = &store_sqlite_ops;
     pthread_mutex_init(&s->wmu, NULL);
     pthread_mutex_init(&s->pmu, NULL);
+    wfo_buf_init(&s->chunk, 0);
     s->max_readers = 8;
     pthread_cond_init(&s->pcv, NULL);
     s->label = wfo_strdup(path);
@@ -774,15 +922,6 @@ static int sq_open(const char *url, struct wfo_store **out, struct wfo_error *er
         goto out;
     for (int q = 0; q < W__COUNT; q++) {
         if (sq_prepare(s->w, sq_writer_sql[q], &s->wst[q]) != SQLITE_OK) {
-            rc = sq_fail(s, s->w, err, "opening store");
-            goto out;
-        }
-    }
-    for (int m = 0; m < 2; m++) {
-        char *sql = sq_many_sql(sq_writer_sql[m ? W_HISTORY : W_STEP], m ? 6 : SQ_STEP_NCOLS);
-        int prc = sq_prepare(s->w, sql, &s->wmany[m]);
-        free(sql);
-        if (prc != SQLITE_OK) {
             rc = sq_fail(s, s->w, err, "opening store");
             goto out;
         }
@@ -866,31 +1005,41 @@ void store_sqlite_list_sql(const struct store_exec_filter *f, char *out, size_t 
     sq_list_sql_mask(sq_list_mask(f), out, size);
 }
 
+/* Reader r's statement q, prepared on first use. */
+static int sq_reader_prep(struct sq_store *s, struct sq_reader *r, int q, sqlite3_stmt **st,
+                          struct wfo_error *err)
+{
+    char sql[1024];
+
+    if (!r->st[q]) {
+        if (q >= R_LIST)
+            sq_list_sql_mask(q - R_LIST, sql, sizeof(sql));
+        else
+            snprintf(sql, sizeof(sql), "%s", sq_reader_sql[q]);
+        if (sq_prepare(r->db, sql, &r->st[q]) != SQLITE_OK)
+            return sq_fail(s, r->db, err, "preparing a read");
+    }
+    *st = r->st[q];
+    return 0;
+}
+
 /* Takes a reader and its statement q, prepared. On success the caller binds,
  * runs sq_each and gives the reader back with sq_reader_put. */
 static int sq_reader_stmt(struct sq_store *s, int q, struct sq_reader **out, sqlite3_stmt **st,
                           struct wfo_error *err)
 {
     struct sq_reader *r;
-    char sql[1024];
     int rc;
 
     rc = sq_reader_get(s, &r, err);
     if (rc)
         return rc;
-    if (!r->st[q]) {
-        if (q >= R_LIST)
-            sq_list_sql_mask(q - R_LIST, sql, sizeof(sql));
-        else
-            snprintf(sql, sizeof(sql), "%s", sq_reader_sql[q]);
-        if (sq_prepare(r->db, sql, &r->st[q]) != SQLITE_OK) {
-            rc = sq_fail(s, r->db, err, "preparing a read");
-            sq_reader_put(s, r);
-            return rc;
-        }
+    rc = sq_reader_prep(s, r, q, st, err);
+    if (rc) {
+        sq_reader_put(s, r);
+        return rc;
     }
     *out = r;
-    *st = r->st[q];
     return 0;
 }
 
@@ -971,28 +1120,26 @@ static int sq_wstep(struct sq_store *s, sqlite3_stmt *st, int bind_rc, struct wf
     return rc;
 }
 
+/* The row of an execution: inserted, or updated in place when the engine
+ * wrote it before; not written at all when only its state moved (the state
+ * goes in its chunk). */
 static int sq_put_exec(struct sq_store *s, const struct store_exec *e, struct wfo_error *err)
 {
     sqlite3_stmt *st = s->wst[W_EXEC];
     int b = 0;
 
-    if (e->only_state || e->existing) {
-        if (e->only_state) {
-            st = s->wst[W_EXEC_STATE];
-            b |= sq_text(st, 1, e->id);
-            b |= sq_text(st, 2, e->state);
-            b |= sq_time(st, 3, e->updated_at);
-        } else {
-            st = s->wst[W_EXEC_UPDATE];
-            b |= sq_text(st, 1, e->id);
-            b |= sq_text(st, 2, e->status);
-            b |= sq_text(st, 3, e->output);
-            b |= sq_text(st, 4, e->error);
-            b |= sq_text(st, 5, e->compensation);
-            b |= sq_text(st, 6, e->state);
-            b |= sq_time(st, 7, e->updated_at);
-            b |= sq_time(st, 8, e->finished_at);
-        }
+    if (e->only_state)
+        return 0;
+    if (e->existing) {
+        st = s->wst[W_EXEC_UPDATE];
+        b |= sq_text(st, 1, e->id);
+        b |= sq_text(st, 2, e->status);
+        b |= sq_text(st, 3, e->output);
+        b |= sq_text(st, 4, e->error);
+        b |= sq_text(st, 5, e->compensation);
+        b |= sq_time(st, 7, e->updated_at);
+        b |= sq_time(st, 8, e->finished_at);
+        b |= sq_int(st, 9, e->resume);
         int rc = sq_wstep(s, st, b, err, "writing execution '%s'", e->id ? e->id : "");
         if (rc == 0 && sqlite3_changes(s->w) != 1)
             rc = wfo_error_set(err, WFO_ESTORE, "writing execution '%s': no such row",
@@ -1009,75 +1156,153 @@ static int sq_put_exec(struct sq_store *s, const struct store_exec *e, struct wf
     b |= sq_text(st, 8, e->error);
     b |= sq_text(st, 9, e->compensation);
     b |= sq_text(st, 10, e->parent);
-    b |= sq_text(st, 11, e->state);
     b |= sq_time(st, 12, e->created_at);
     b |= sq_time(st, 13, e->updated_at);
     b |= sq_time(st, 14, e->finished_at);
+    b |= sq_int(st, 15, store_shard_of(e->id));
+    b |= sq_int(st, 16, e->resume);
     return sq_wstep(s, st, b, err, "writing execution '%s'", e->id ? e->id : "");
 }
 
-static int sq_bind_step(sqlite3_stmt *st, int o, const struct store_step *p)
-{
-    int b = 0;
+/* The rows of a batch by execution: each execution's state, steps and
+ * history become one chunk. step_next and hist_next chain the rows of one
+ * execution (-1 ends), in batch order. */
+struct sq_group {
+    const char *id;
+    const struct store_exec *x; /* NULL: no row in the batch */
+    int step, last_step, hist, last_hist;
+};
 
-    b |= sq_text(st, o + 1, p->exec_id);
-    b |= sq_text(st, o + 2, p->path);
-    b |= sq_int(st, o + 3, p->ord);
-    b |= sq_text(st, o + 4, p->status);
-    b |= sq_int(st, o + 5, p->attempts);
-    b |= sq_text(st, o + 6, p->output);
-    b |= sq_text(st, o + 7, p->error);
-    b |= sq_text(st, o + 8, p->state);
-    b |= sq_time(st, o + 9, p->started_at);
-    b |= sq_time(st, o + 10, p->finished_at);
-    b |= sq_text(st, o + 11, p->input);
-    return b;
+struct sq_groups {
+    struct sq_group *v;
+    int n;
+    int *step_next, *hist_next;
+    struct wfo_map by_id; /* id -> index + 1 */
+};
+
+static struct sq_group *sq_group(struct sq_groups *g, const char *id)
+{
+    intptr_t i = (intptr_t)wfo_map_get(&g->by_id, id);
+    if (i)
+        return &g->v[i - 1];
+    struct sq_group *r = &g->v[g->n++];
+    *r = (struct sq_group){id, NULL, -1, -1, -1, -1};
+    wfo_map_put(&g->by_id, id, (void *)(intptr_t)g->n);
+    return r;
 }
 
-/* n steps (n is 1 or SQ_MANY). */
-static int sq_put_steps(struct sq_store *s, const struct store_step *p, int n,
-                        struct wfo_error *err)
+static void sq_groups_build(struct sq_groups *g, const struct store_batch *b)
 {
-    sqlite3_stmt *st = n == 1 ? s->wst[W_STEP] : s->wmany[0];
-    int b = 0;
-
-    for (int i = 0; i < n; i++)
-        b |= sq_bind_step(st, i * SQ_STEP_NCOLS, &p[i]);
-    return sq_wstep(s, st, b, err, "writing step '%s' of execution '%s'%s", p->path ? p->path : "",
-                    p->exec_id ? p->exec_id : "", n > 1 ? " (and the next ones)" : "");
+    memset(g, 0, sizeof(*g));
+    /* every slot is set before it is read */
+    g->v = wfo_malloc(((size_t)(b->n_execs + b->n_steps + b->n_history) + 1) * sizeof(*g->v));
+    g->step_next = wfo_malloc(((size_t)b->n_steps + 1) * sizeof(int));
+    g->hist_next = wfo_malloc(((size_t)b->n_history + 1) * sizeof(int));
+    for (int i = 0; i < b->n_execs; i++)
+        sq_group(g, b->execs[i].id)->x = &b->execs[i];
+    for (int i = 0; i < b->n_steps; i++) {
+        struct sq_group *r = sq_group(g, b->steps[i].exec_id);
+        g->step_next[i] = -1;
+        if (r->last_step >= 0)
+            g->step_next[r->last_step] = i;
+        else
+            r->step = i;
+        r->last_step = i;
+    }
+    for (int i = 0; i < b->n_history; i++) {
+        struct sq_group *r = sq_group(g, b->history[i].exec_id);
+        g->hist_next[i] = -1;
+        if (r->last_hist >= 0)
+            g->hist_next[r->last_hist] = i;
+        else
+            r->hist = i;
+        r->last_hist = i;
+    }
 }
 
-static int sq_bind_history(sqlite3_stmt *st, int o, const struct store_history *h)
+static void sq_groups_release(struct sq_groups *g)
 {
-    int b = 0;
-
-    b |= sq_text(st, o + 1, h->exec_id);
-    b |= sq_int(st, o + 2, h->seq);
-    b |= sq_time(st, o + 3, h->time);
-    b |= sq_text(st, o + 4, h->type);
-    b |= sq_text(st, o + 5, h->step);
-    b |= sq_text(st, o + 6, h->data);
-    return b;
+    free(g->v);
+    free(g->step_next);
+    free(g->hist_next);
+    wfo_map_release(&g->by_id);
 }
 
-/* n history rows (n is 1 or SQ_MANY). */
-static int sq_put_history(struct sq_store *s, const struct store_history *h, int n,
-                          struct wfo_error *err)
+/* The chunk of one execution, numbered by the engine (x->chunk) or, when it
+ * does not say, after the last one stored. */
+static int sq_put_chunk(struct sq_store *s, const struct sq_groups *g, const struct sq_group *r,
+                        const struct store_batch *b, struct wfo_error *err)
 {
-    sqlite3_stmt *st = n == 1 ? s->wst[W_HISTORY] : s->wmany[1];
-    const char *id = h->exec_id ? h->exec_id : "";
-    int b = 0, rc;
+    const char *id = r->id ? r->id : "";
+    sqlite3_stmt *st;
+    int64_t n = r->x ? r->x->chunk : 0, hseq = 0;
+    int rc;
 
-    for (int i = 0; i < n; i++)
-        b |= sq_bind_history(st, i * 6, &h[i]);
-    rc = sq_wstep(s, st, b, err, "writing history %lld of execution '%s'%s", (long long)h->seq, id,
-                  n > 1 ? " (and the next ones)" : "");
-    if (rc == 0 && sqlite3_changes(s->w) != n)
+    if (!(r->x && r->x->state) && r->step < 0 && r->hist < 0)
+        return 0;
+    wfo_buf_reset(&s->chunk);
+    chunk_begin(&s->chunk);
+    if (r->x && r->x->state)
+        chunk_put_state(&s->chunk, r->x->updated_at, r->x->state);
+    for (int i = r->step; i >= 0; i = g->step_next[i])
+        chunk_put_step(&s->chunk, &b->steps[i]);
+    for (int i = r->hist; i >= 0; i = g->hist_next[i]) {
+        chunk_put_history(&s->chunk, &b->history[i]);
+        if (b->history[i].seq > hseq)
+            hseq = b->history[i].seq;
+    }
+    if (n <= 0) {
+        st = s->wst[W_CHUNK_NEXT];
+        sq_text(st, 1, id);
+        rc = sq_step(st);
+        n = rc == SQLITE_ROW ? sq_col_int(st, 0) : 0;
+        sq_done(st);
+        if (rc != SQLITE_ROW)
+            return sq_fail(s, s->w, err, "numbering a chunk of execution '%s'", id);
+    }
+    st = s->wst[W_CHUNK];
+    int bc = sq_text(st, 1, id);
+    bc |= sq_int(st, 2, n);
+    bc |= sq_int(st, 3, hseq);
+    bc |= sqlite3_bind_blob(st, 4, s->chunk.buf, (int)s->chunk.len, SQLITE_STATIC);
+    rc = sq_wstep(s, st, bc, err, "writing chunk %lld of execution '%s'", (long long)n, id);
+    if (rc && sqlite3_extended_errcode(s->w) == SQLITE_CONSTRAINT_PRIMARYKEY)
         rc = wfo_error_set(err, WFO_ESTORE,
-                           "writing history %lld of execution '%s' in '%s': seq does not follow "
-                           "the last one (a doubled or lost transition)",
-                           (long long)h->seq, id, s->label);
+                           "writing chunk %lld of execution '%s' in '%s': it exists (a doubled "
+                           "transition)",
+                           (long long)n, id, s->label);
     return rc;
+}
+
+/* Invariant 6: every shard of want must be owner's at epochs[k]. */
+static int sq_fence(struct sq_store *s, const struct store_batch *b, struct wfo_error *err)
+{
+    store_shardset want = store_batch_shards(b), ok = 0;
+    sqlite3_stmt *st = s->wst[W_SHARDS];
+    int rc;
+
+    if (!b->owner || !want)
+        return 0;
+    while ((rc = sq_step(st)) == SQLITE_ROW) {
+        int k = (int)sq_col_int(st, 0);
+        const char *owner = sq_col_text(st, 1);
+        if (k >= 0 && k < STORE_SHARDS && owner && strcmp(owner, b->owner) == 0 &&
+            sq_col_int(st, 2) == b->epochs[k])
+            ok |= (store_shardset)1 << k;
+    }
+    sq_done(st);
+    if (rc != SQLITE_DONE)
+        return sq_fail(s, s->w, err, "reading the shards");
+    if ((want & ok) != want) {
+        int k = 0;
+        while (!((want & ~ok) >> k & 1))
+            k++;
+        return wfo_error_set(err, WFO_EFENCED,
+                             "committing a batch: shard %d is no longer owned by '%s' at epoch "
+                             "%lld",
+                             k, b->owner, (long long)b->epochs[k]);
+    }
+    return 0;
 }
 
 static int sq_put_timer(struct sq_store *s, const struct store_timer *t, struct wfo_error *err)
@@ -1092,6 +1317,7 @@ static int sq_put_timer(struct sq_store *s, const struct store_timer *t, struct 
     b |= sq_text(st, 5, t->step);
     b |= sq_int(st, 6, t->attempt);
     b |= sq_text(st, 7, t->data);
+    b |= sq_int(st, 8, store_shard_of(t->exec_id));
     return sq_wstep(s, st, b, err, "writing timer '%s'", t->id ? t->id : "");
 }
 
@@ -1112,6 +1338,7 @@ static int sq_put_task(struct sq_store *s, const struct store_task *t, struct wf
     b |= sq_time(st, 10, t->ready_at);
     b |= sq_time(st, 11, t->leased_until);
     b |= sq_time(st, 12, t->created_at);
+    b |= sq_int(st, 13, store_shard_of(t->exec_id));
     return sq_wstep(s, st, b, err, "writing task '%s'", t->id ? t->id : "");
 }
 
@@ -1146,38 +1373,148 @@ static int sq_commit(struct sq_store *s, const char *what, struct wfo_error *err
 static int sq_apply(struct wfo_store *base, const struct store_batch *b, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
-    int rc, i, n;
+    struct sq_groups g;
+    int rc, i;
 
     if (store_batch_empty(b))
         return 0;
+    sq_groups_build(&g, b);
     pthread_mutex_lock(&s->wmu);
     rc = sq_begin(s, "starting a batch", err);
+    if (rc == 0)
+        rc = sq_fence(s, b, err);
     for (i = 0; rc == 0 && i < b->n_execs; i++)
         rc = sq_put_exec(s, &b->execs[i], err);
-    for (i = 0; rc == 0 && i < b->n_steps; i += n) {
-        n = b->n_steps - i >= SQ_MANY ? SQ_MANY : 1;
-        rc = sq_put_steps(s, &b->steps[i], n, err);
-    }
-    for (i = 0; rc == 0 && i < b->n_history; i += n) {
-        n = b->n_history - i >= SQ_MANY ? SQ_MANY : 1;
-        rc = sq_put_history(s, &b->history[i], n, err);
-    }
+    for (i = 0; rc == 0 && i < g.n; i++)
+        rc = sq_put_chunk(s, &g, &g.v[i], b, err);
     for (i = 0; rc == 0 && i < b->n_timers; i++)
         rc = sq_put_timer(s, &b->timers[i], err);
     for (i = 0; rc == 0 && i < b->n_timer_dels; i++)
-        rc = sq_delete(s, W_TIMER_DEL, b->timer_dels[i], "timer", err);
+        rc = sq_delete(s, W_TIMER_DEL, b->timer_dels[i].id, "timer", err);
     for (i = 0; rc == 0 && i < b->n_tasks; i++)
         rc = sq_put_task(s, &b->tasks[i], err);
     for (i = 0; rc == 0 && i < b->n_task_dels; i++)
-        rc = sq_delete(s, W_TASK_DEL, b->task_dels[i], "task", err);
+        rc = sq_delete(s, W_TASK_DEL, b->task_dels[i].id, "task", err);
     for (i = 0; rc == 0 && i < b->n_exec_dels; i++)
-        for (int q = W_EXEC_DEL_STEPS; rc == 0 && q <= W_EXEC_DEL; q++)
+        for (int q = W_EXEC_DEL_CHUNKS; rc == 0 && q <= W_EXEC_DEL; q++)
             rc = sq_delete(s, q, b->exec_dels[i], "execution", err);
     if (rc == 0)
         rc = sq_commit(s, "committing a batch", err);
     if (rc)
         sq_rollback(s);
     pthread_mutex_unlock(&s->wmu);
+    sq_groups_release(&g);
+    return rc;
+}
+
+/* ---- shards ---- */
+
+struct sq_shard_row {
+    char *owner;
+    int64_t epoch, lease_until;
+};
+
+static int sq_claim_shards(struct wfo_store *base, const char *owner, store_shardset want,
+                           int64_t now, int64_t lease_until, int force, store_shard_cb cb, void *ud,
+                           struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_shard_row rows[STORE_SHARDS] = {{0}};
+    sqlite3_stmt *st;
+    int rc;
+
+    if (!owner || !*owner)
+        return wfo_error_set(err, WFO_EINVAL, "claiming shards needs an owner");
+    pthread_mutex_lock(&s->wmu);
+    rc = sq_begin(s, "claiming shards", err);
+    if (rc)
+        goto out;
+    st = s->wst[W_SHARDS];
+    while ((rc = sq_step(st)) == SQLITE_ROW) {
+        int k = (int)sq_col_int(st, 0);
+        if (k < 0 || k >= STORE_SHARDS)
+            continue;
+        rows[k].owner = sq_col_text(st, 1) ? wfo_strdup(sq_col_text(st, 1)) : NULL;
+        rows[k].epoch = sq_col_int(st, 2);
+        rows[k].lease_until = sq_col_int(st, 3);
+    }
+    sq_done(st);
+    if (rc != SQLITE_DONE) {
+        rc = sq_fail(s, s->w, err, "reading the shards");
+        goto out;
+    }
+    rc = 0;
+    for (int k = 0; rc == 0 && k < STORE_SHARDS; k++) {
+        struct sq_shard_row *r = &rows[k];
+        if (!(want >> k & 1))
+            continue;
+        int mine = r->owner && strcmp(r->owner, owner) == 0;
+        if (!mine && !force && r->owner && r->lease_until >= now)
+            continue; /* another's, and its lease runs */
+        if (!mine) {
+            free(r->owner);
+            r->owner = wfo_strdup(owner);
+            r->epoch++;
+        }
+        r->lease_until = lease_until;
+        st = s->wst[W_SHARD_SET];
+        int b = sq_int(st, 1, k);
+        b |= sq_text(st, 2, r->owner);
+        b |= sq_int(st, 3, r->epoch);
+        b |= sq_int(st, 4, r->lease_until);
+        rc = sq_wstep(s, st, b, err, "claiming shard %d", k);
+    }
+    if (rc == 0)
+        rc = sq_commit(s, "claiming shards", err);
+out:
+    sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    for (int k = 0; rc == 0 && cb && k < STORE_SHARDS; k++)
+        if (want >> k & 1) {
+            struct store_shard row = {k, rows[k].owner, rows[k].epoch, rows[k].lease_until};
+            rc = cb(ud, &row);
+        }
+    for (int k = 0; k < STORE_SHARDS; k++)
+        free(rows[k].owner);
+    return rc;
+}
+
+static int sq_release_shards(struct wfo_store *base, const char *owner, store_shardset which,
+                             struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    int rc;
+
+    pthread_mutex_lock(&s->wmu);
+    rc = sq_begin(s, "releasing shards", err);
+    for (int k = 0; rc == 0 && k < STORE_SHARDS; k++)
+        if (which >> k & 1) {
+            sqlite3_stmt *st = s->wst[W_SHARD_RELEASE];
+            int b = sq_int(st, 1, k);
+            b |= sq_text(st, 2, owner);
+            rc = sq_wstep(s, st, b, err, "releasing shard %d", k);
+        }
+    if (rc == 0)
+        rc = sq_commit(s, "releasing shards", err);
+    sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+static int sq_list_shards(struct wfo_store *base, store_shard_cb cb, void *ud,
+                          struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.shard = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_SHARDS, &r, &st, err);
+    if (rc)
+        return rc;
+    rc = sq_each(s, r->db, st, sq_shard_row, &c, NULL, "listing shards", err);
+    sq_reader_put(s, r);
     return rc;
 }
 
@@ -1287,6 +1624,18 @@ static int sq_list_workflows(struct wfo_store *base, const char *ns, store_workf
     return rc;
 }
 
+/* Takes a reader and its statement q for execution rows, with c->chunks
+ * ready for their state. */
+static int sq_exec_stmt(struct sq_store *s, int q, struct sq_cb *c, struct sq_reader **r,
+                        sqlite3_stmt **st, struct wfo_error *err)
+{
+    int rc = sq_reader_stmt(s, q, r, st, err);
+    if (rc == 0 && (rc = sq_reader_prep(s, *r, R_CHUNKS_LAST, &c->chunks, err)) != 0)
+        sq_reader_put(s, *r);
+    c->err = err;
+    return rc;
+}
+
 static int sq_get_exec(struct wfo_store *base, const char *id, store_exec_cb cb, void *ud,
                        struct wfo_error *err)
 {
@@ -1296,7 +1645,7 @@ static int sq_get_exec(struct wfo_store *base, const char *id, store_exec_cb cb,
     sqlite3_stmt *st;
     int rc, n = 0;
 
-    rc = sq_reader_stmt(s, R_EXEC, &r, &st, err);
+    rc = sq_exec_stmt(s, R_EXEC, &c, &r, &st, err);
     if (rc)
         return rc;
     sq_text(st, 1, id);
@@ -1320,7 +1669,7 @@ static int sq_list_execs(struct wfo_store *base, const struct store_exec_filter 
 
     if (!f->namespace)
         return wfo_error_set(err, WFO_EINVAL, "listing executions needs a namespace");
-    rc = sq_reader_stmt(s, R_LIST + sq_list_mask(f), &r, &st, err);
+    rc = sq_exec_stmt(s, R_LIST + sq_list_mask(f), &c, &r, &st, err);
     if (rc)
         return rc;
     sq_text(st, 1, f->namespace);
@@ -1340,8 +1689,8 @@ static int sq_list_execs(struct wfo_store *base, const struct store_exec_filter 
     return rc;
 }
 
-static int sq_list_active_execs(struct wfo_store *base, store_exec_cb cb, void *ud,
-                                struct wfo_error *err)
+static int sq_list_active_execs(struct wfo_store *base, store_shardset shards, store_exec_cb cb,
+                                void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     struct sq_cb c = {.fn.exec = cb, .ud = ud};
@@ -1349,39 +1698,62 @@ static int sq_list_active_execs(struct wfo_store *base, store_exec_cb cb, void *
     sqlite3_stmt *st;
     int rc;
 
-    rc = sq_reader_stmt(s, R_EXEC_ACTIVE, &r, &st, err);
+    rc = sq_exec_stmt(s, R_EXEC_ACTIVE, &c, &r, &st, err);
     if (rc)
         return rc;
+    sq_int(st, 1, shards);
     rc = sq_each(s, r->db, st, sq_exec_row, &c, NULL, "listing active executions", err);
     sq_reader_put(s, r);
     return rc;
 }
 
-/* The steps of one execution, copied out of the statement to be sorted. */
+/* The steps of one execution: the last record of each path over its chunks,
+ * copied out of the statement to be sorted by ord. */
 struct sq_steps {
     struct store_step *v;
     int n, alloc;
+    struct wfo_map by_path; /* path -> index + 1 */
 };
 
-static const char *sq_keep(const char *s)
+static char *sq_keep(const char *s)
 {
     return s ? wfo_strdup(s) : NULL;
 }
 
-static int sq_step_keep(void *ud, const struct store_step *r)
+static void sq_step_free(struct store_step *k)
 {
-    struct sq_steps *l = ud;
-    GROW(l->v, l->n, l->alloc);
-    struct store_step *k = &l->v[l->n++];
+    free((char *)k->path);
+    free((char *)k->status);
+    free((char *)k->output);
+    free((char *)k->error);
+    free((char *)k->state);
+    free((char *)k->input);
+}
+
+static void sq_step_keep(struct sq_steps *l, const struct store_step *r)
+{
+    intptr_t i = (intptr_t)wfo_map_get(&l->by_path, r->path);
+    struct store_step *k;
+    char *path;
+    if (i) { /* a later record of the path: the kept path stays the map's key */
+        k = &l->v[i - 1];
+        path = (char *)k->path;
+        k->path = NULL;
+        sq_step_free(k);
+    } else {
+        GROW(l->v, l->n, l->alloc);
+        k = &l->v[l->n++];
+        path = sq_keep(r->path);
+    }
     *k = *r;
-    k->exec_id = sq_keep(r->exec_id);
-    k->path = sq_keep(r->path);
+    k->path = path;
     k->status = sq_keep(r->status);
     k->output = sq_keep(r->output);
     k->error = sq_keep(r->error);
     k->state = sq_keep(r->state);
     k->input = sq_keep(r->input);
-    return 0;
+    if (!i) /* the map's key is the kept path (map.h) */
+        wfo_map_put(&l->by_path, k->path, (void *)(intptr_t)l->n);
 }
 
 static int sq_step_cmp(const void *a, const void *b)
@@ -1397,31 +1769,45 @@ static int sq_list_steps(struct wfo_store *base, const char *exec_id, store_step
 {
     struct sq_store *s = sq_store(base);
     struct sq_steps l = {0};
-    struct sq_cb c = {.fn.step = sq_step_keep, .ud = &l};
     struct sq_reader *r;
     sqlite3_stmt *st;
     int rc;
 
-    rc = sq_reader_stmt(s, R_STEPS, &r, &st, err);
+    rc = sq_reader_stmt(s, R_CHUNKS, &r, &st, err);
     if (rc)
         return rc;
     sq_text(st, 1, exec_id);
-    rc = sq_each(s, r->db, st, sq_step_row, &c, NULL, "listing steps", err);
+    int seen = 0;
+    while (rc == 0) {
+        int src = seen ? sqlite3_step(st) : sq_step(st);
+        seen = 1;
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = sq_fail(s, r->db, err, "listing steps");
+            break;
+        }
+        struct chunk_reader cr;
+        struct chunk_rec rec;
+        rc = chunk_open(&cr, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                        exec_id, err);
+        if (rc == 0)
+            while ((rc = chunk_next(&cr, &rec, err)) == 1)
+                if (rec.tag == CHUNK_STEP)
+                    sq_step_keep(&l, &rec.step);
+    }
+    sq_done(st);
     sq_reader_put(s, r);
     if (rc == 0 && l.n > 1)
         qsort(l.v, (size_t)l.n, sizeof(*l.v), sq_step_cmp);
-    for (int i = 0; rc == 0 && i < l.n; i++)
+    for (int i = 0; rc == 0 && i < l.n; i++) {
+        l.v[i].exec_id = exec_id;
         rc = cb(ud, &l.v[i]);
-    for (int i = 0; i < l.n; i++) {
-        free((char *)l.v[i].exec_id);
-        free((char *)l.v[i].path);
-        free((char *)l.v[i].status);
-        free((char *)l.v[i].output);
-        free((char *)l.v[i].error);
-        free((char *)l.v[i].state);
-        free((char *)l.v[i].input);
     }
+    for (int i = 0; i < l.n; i++)
+        sq_step_free(&l.v[i]);
     free(l.v);
+    wfo_map_release(&l.by_path);
     return rc;
 }
 
@@ -1429,24 +1815,45 @@ static int sq_list_history(struct wfo_store *base, const char *exec_id, int64_t 
                            int limit, store_history_cb cb, void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
-    struct sq_cb c = {.fn.history = cb, .ud = ud};
     struct sq_reader *r;
     sqlite3_stmt *st;
-    int rc;
+    int rc, n = 0, seen = 0;
 
     rc = sq_reader_stmt(s, R_HISTORY, &r, &st, err);
     if (rc)
         return rc;
     sq_text(st, 1, exec_id);
     sq_int(st, 2, after_seq);
-    sq_int(st, 3, limit > 0 ? limit : -1);
-    rc = sq_each(s, r->db, st, sq_history_row, &c, NULL, "reading history", err);
+    while (rc == 0 && (limit <= 0 || n < limit)) {
+        int src = seen ? sqlite3_step(st) : sq_step(st);
+        seen = 1;
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = sq_fail(s, r->db, err, "reading history");
+            break;
+        }
+        struct chunk_reader cr;
+        struct chunk_rec rec;
+        rc = chunk_open(&cr, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                        exec_id, err);
+        while (rc == 0 && (limit <= 0 || n < limit) && (rc = chunk_next(&cr, &rec, err)) == 1) {
+            rc = 0;
+            if (rec.tag == CHUNK_HISTORY && rec.history.seq > after_seq) {
+                rc = cb(ud, &rec.history);
+                n++;
+            }
+        }
+        if (rc == 1)
+            rc = 0;
+    }
+    sq_done(st);
     sq_reader_put(s, r);
     return rc;
 }
 
-static int sq_list_timers(struct wfo_store *base, store_timer_cb cb, void *ud,
-                          struct wfo_error *err)
+static int sq_list_timers(struct wfo_store *base, store_shardset shards, int64_t from,
+                          int64_t before, store_timer_cb cb, void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     struct sq_cb c = {.fn.timer = cb, .ud = ud};
@@ -1457,12 +1864,16 @@ static int sq_list_timers(struct wfo_store *base, store_timer_cb cb, void *ud,
     rc = sq_reader_stmt(s, R_TIMERS, &r, &st, err);
     if (rc)
         return rc;
+    sq_int(st, 1, from);
+    sq_int(st, 2, before);
+    sq_int(st, 3, shards);
     rc = sq_each(s, r->db, st, sq_timer_row, &c, NULL, "listing timers", err);
     sq_reader_put(s, r);
     return rc;
 }
 
-static int sq_list_tasks(struct wfo_store *base, store_task_cb cb, void *ud, struct wfo_error *err)
+static int sq_list_tasks(struct wfo_store *base, store_shardset shards, store_task_cb cb, void *ud,
+                         struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     struct sq_cb c = {.fn.task = cb, .ud = ud};
@@ -1473,6 +1884,7 @@ static int sq_list_tasks(struct wfo_store *base, store_task_cb cb, void *ud, str
     rc = sq_reader_stmt(s, R_TASKS, &r, &st, err);
     if (rc)
         return rc;
+    sq_int(st, 1, shards);
     rc = sq_each(s, r->db, st, sq_task_row, &c, NULL, "listing tasks", err);
     sq_reader_put(s, r);
     return rc;
@@ -1524,12 +1936,16 @@ static int sq_list_expired(struct wfo_store *base, int64_t before, int limit, st
                            void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
-    struct sq_cb c = {.fn.exec = cb, .ud = ud};
+    struct sq_cb c = {.fn.exec = cb, .ud = ud, .err = err};
     struct sq_reader *r;
     sqlite3_stmt *st = NULL;
     int rc = sq_reader_get(s, &r, err);
     if (rc)
         return rc;
+    if (sq_reader_prep(s, r, R_CHUNKS_LAST, &c.chunks, err) != 0) {
+        sq_reader_put(s, r);
+        return err->code;
+    }
     if (sq_prepare(r->db, sq_expired_sql, &st) != SQLITE_OK) {
         rc = sq_fail(s, r->db, err, "listing expired executions");
     } else {
@@ -1648,6 +2064,9 @@ const struct wfo_store_ops store_sqlite_ops = {
     .close = sq_close,
     .ping = sq_ping,
     .apply = sq_apply,
+    .claim_shards = sq_claim_shards,
+    .release_shards = sq_release_shards,
+    .list_shards = sq_list_shards,
     .put_workflow = sq_put_workflow,
     .get_workflow = sq_get_workflow,
     .list_workflows = sq_list_workflows,

@@ -192,6 +192,7 @@ static struct store_exec *add_exec(struct store_batch *b, const char *id, const 
     e->input = "{}";
     e->created_at = created;
     e->updated_at = created;
+    e->resume = status && (strcmp(status, "running") == 0 || strcmp(status, "paused") == 0);
     return e;
 }
 
@@ -407,17 +408,18 @@ static void roundtrip(const char *url)
     is_int(o.n, 1, "history limit 1");
 
     memset(&o, 0, sizeof(o));
-    is_int(s->ops->list_timers(s, timer_cb, &o, &err), 0, "list timers");
+    is_int(s->ops->list_timers(s, STORE_ALL_SHARDS, INT64_MIN, INT64_MAX, timer_cb, &o, &err), 0,
+           "list timers");
     is_str(o.buf, "t1|e1|200|timeout|~|0|~\nt2|e1|300|retry|first|2|{}\n",
            "timers round trip, by due time");
 
     memset(&o, 0, sizeof(o));
-    is_int(s->ops->list_tasks(s, task_cb, &o, &err), 0, "list tasks");
+    is_int(s->ops->list_tasks(s, STORE_ALL_SHARDS, task_cb, &o, &err), 0, "list tasks");
     is_str(o.buf, "k1|e1|default|q|first|1|leased|L1|{\"x\":1}|100|150|90\n",
            "tasks round trip; done tasks are not listed");
 
     memset(&o, 0, sizeof(o));
-    s->ops->list_active_execs(s, exec_id_cb, &o, &err);
+    s->ops->list_active_execs(s, STORE_ALL_SHARDS, exec_id_cb, &o, &err);
     is_str(o.buf, "e1 e2 ", "running and paused executions are active");
 
     /* Replace a timer and a task, delete the others (and an unknown id). */
@@ -426,8 +428,8 @@ static void roundtrip(const char *url)
     t->exec_id = "e1";
     t->due_at = 100;
     t->kind = "sleep";
-    store_batch_timer_del(&b, "t1");
-    store_batch_timer_del(&b, "no-such-timer");
+    store_batch_timer_del(&b, "e1", "t1");
+    store_batch_timer_del(&b, "e1", "no-such-timer");
     k = store_batch_task(&b);
     k->id = "k1";
     k->exec_id = "e1";
@@ -437,13 +439,13 @@ static void roundtrip(const char *url)
     k->attempt = 2;
     k->status = "ready";
     k->input = "{}";
-    store_batch_task_del(&b, "k2");
+    store_batch_task_del(&b, "e1", "k2");
     is_int(apply(s, &b, &err), 0, "replace and delete: %s", err.message);
     memset(&o, 0, sizeof(o));
-    s->ops->list_timers(s, timer_cb, &o, &err);
+    s->ops->list_timers(s, STORE_ALL_SHARDS, INT64_MIN, INT64_MAX, timer_cb, &o, &err);
     is_str(o.buf, "t2|e1|100|sleep|~|0|~\n", "timer replaced, other deleted");
     memset(&o, 0, sizeof(o));
-    s->ops->list_tasks(s, task_cb, &o, &err);
+    s->ops->list_tasks(s, STORE_ALL_SHARDS, task_cb, &o, &err);
     is_str(o.buf, "k1|e1|default|q|first|2|ready|~|{}|0|0|0\n", "task replaced");
 
     /* A callback that stops the read: its value comes back. */
@@ -572,7 +574,7 @@ static void upsert(const char *url)
     s->ops->list_execs(s, &f, exec_id_cb, &o, &err);
     is_str(o.buf, "y x ", "list order is creation order, not update order");
     memset(&o, 0, sizeof(o));
-    s->ops->list_active_execs(s, exec_id_cb, &o, &err);
+    s->ops->list_active_execs(s, STORE_ALL_SHARDS, exec_id_cb, &o, &err);
     is_str(o.buf, "y ", "a completed execution is not active");
 
     /* A step is replaced by path. */
@@ -753,7 +755,7 @@ static void listing(const char *url)
     is_int(s->ops->list_execs(s, &f, exec_id_cb, &o, &err), WFO_EINVAL, "namespace required");
 
     memset(&o, 0, sizeof(o));
-    s->ops->list_active_execs(s, exec_id_cb, &o, &err);
+    s->ops->list_active_execs(s, STORE_ALL_SHARDS, exec_id_cb, &o, &err);
     is_int(o.n, 14, "active: every running one of every namespace");
 
     store_batch_release(&b);
@@ -809,9 +811,10 @@ TEST(list_plans)
     char plan[2048];
     store_sqlite_query(s,
                        "EXPLAIN QUERY PLAN SELECT seq FROM executions"
-                       " WHERE status IN ('running', 'paused') ORDER BY seq",
+                       " WHERE status IN ('running', 'paused') AND resume = 1"
+                       " AND (65535 >> shard) & 1 ORDER BY seq",
                        plan, sizeof(plan), &err);
-    ok(strstr(plan, "executions_active") && !strstr(plan, "TEMP B-TREE"),
+    ok(strstr(plan, "executions_resume") && !strstr(plan, "TEMP B-TREE"),
        "recovery uses the partial index: %s", oneline(plan));
     is_int(store_sqlite_query(s, "SELEC nonsense", plan, sizeof(plan), &err), WFO_ESTORE,
            "bad SQL is a store error");
@@ -830,14 +833,14 @@ static void atomic(const char *url)
     struct wfo_store *s = open_ok(url);
 
     store_batch_init(&b);
-    add_exec(&b, "A", "default", "w", "running", 1);
+    add_exec(&b, "A", "default", "w", "running", 1)->chunk = 1;
     add_history(&b, "A", 1, "execution.started");
     add_history(&b, "A", 2, "step.started");
     is_int(apply(s, &b, &err), 0, "first batch");
 
-    /* A batch that changes A, adds B and every other row kind, then doubles
-     * A's history seq 2. */
-    add_exec(&b, "A", "default", "w", "failed", 1);
+    /* A batch that changes A, adds B and every other row kind, and writes
+     * A's chunk 1 again (a doubled transition). */
+    add_exec(&b, "A", "default", "w", "failed", 1)->chunk = 1;
     add_exec(&b, "B", "default", "w", "running", 2);
     struct store_step *p = store_batch_step(&b);
     p->exec_id = "B";
@@ -845,7 +848,6 @@ static void atomic(const char *url)
     p->status = "running";
     add_history(&b, "B", 1, "execution.started");
     add_history(&b, "A", 3, "step.completed");
-    add_history(&b, "A", 2, "step.completed"); /* doubled */
     struct store_timer *t = store_batch_timer(&b);
     t->id = "tB";
     t->exec_id = "B";
@@ -858,7 +860,7 @@ static void atomic(const char *url)
     k->queue = "q";
     k->step = "s";
     k->status = "ready";
-    is_int(apply(s, &b, &err), WFO_ESTORE, "a duplicate history seq fails the batch");
+    is_int(apply(s, &b, &err), WFO_ESTORE, "a doubled chunk fails the batch");
     ok(strstr(err.message, "'A'") != NULL, "naming the execution: %s", err.message);
 
     is_str(get_exec(s, "A", &o), "A|default|w|1|running|{}|~|~|~|~|~|1|1|0\n", "A is unchanged");
@@ -873,13 +875,14 @@ static void atomic(const char *url)
     s->ops->list_history(s, "A", 0, 0, history_cb, &o, &err);
     is_int(o.n, 2, "A's history is as before (no seq 3)");
     memset(&o, 0, sizeof(o));
-    s->ops->list_timers(s, timer_cb, &o, &err);
+    s->ops->list_timers(s, STORE_ALL_SHARDS, INT64_MIN, INT64_MAX, timer_cb, &o, &err);
     is_int(o.n, 0, "no timer");
     memset(&o, 0, sizeof(o));
-    s->ops->list_tasks(s, task_cb, &o, &err);
+    s->ops->list_tasks(s, STORE_ALL_SHARDS, task_cb, &o, &err);
     is_int(o.n, 0, "no task");
 
-    /* gaps are the engine's to prevent (fsm.c I2); the store refuses repeats */
+    /* gaps are the engine's to prevent (fsm.c I2); the store refuses a
+     * chunk written twice, and numbers one the writer does not */
     add_history(&b, "A", 3, "step.completed");
     add_history(&b, "A", 4, "execution.completed");
     add_history(&b, "B", 1, "execution.started");
@@ -1017,7 +1020,7 @@ TEST(file_reopen)
     file_url(url, sizeof(url), "reopen.db");
     s = open_ok(url);
     store_batch_init(&b);
-    add_exec(&b, "r1", "default", "w", "running", 1);
+    add_exec(&b, "r1", "default", "w", "running", 1)->chunk = 1;
     add_history(&b, "r1", 1, "execution.started");
     is_int(apply(s, &b, &err), 0, "apply");
     is_int(store_sqlite_query(s, "PRAGMA journal_mode", res, sizeof(res), &err), 0, "query");
@@ -1025,7 +1028,7 @@ TEST(file_reopen)
     store_sqlite_query(s, "PRAGMA synchronous", res, sizeof(res), &err);
     is_str(res, "2\n", "synchronous is FULL");
     store_sqlite_query(s, "PRAGMA user_version", res, sizeof(res), &err);
-    is_str(res, "2\n", "schema version 2");
+    is_str(res, "3\n", "schema version 3");
     int64_t seq1 = exec_seq(s, "r1");
     store_close(s);
 
@@ -1037,8 +1040,9 @@ TEST(file_reopen)
     is_int(o.n, 1, "and the history");
     store_sqlite_query(s, "PRAGMA synchronous", res, sizeof(res), &err);
     is_str(res, "2\n", "synchronous is FULL again");
+    add_exec(&b, "r1", "default", "w", "running", 1)->chunk = 1;
     add_history(&b, "r1", 1, "execution.started");
-    is_int(apply(s, &b, &err), WFO_ESTORE, "history seq still checked after reopen");
+    is_int(apply(s, &b, &err), WFO_ESTORE, "a doubled chunk still refused after reopen");
     add_exec(&b, "r2", "default", "w", "running", 2);
     is_int(apply(s, &b, &err), 0, "apply after reopen");
     ok(exec_seq(s, "r2") > seq1, "seq keeps growing after reopen");
@@ -1238,12 +1242,13 @@ TEST(batch)
     store_batch_history(&b)->seq = 1;
     store_batch_timer(&b)->attempt = 1;
     store_batch_task(&b)->attempt = 1;
-    store_batch_timer_del(&b, "t");
-    store_batch_task_del(&b, "k");
+    store_batch_timer_del(&b, "e1", "t");
+    store_batch_task_del(&b, "e1", "k");
     ok(b.n_steps == 1 && b.n_history == 1 && b.n_timers == 1 && b.n_tasks == 1 &&
            b.n_timer_dels == 1 && b.n_task_dels == 1,
        "one of each");
-    is_str(b.task_dels[0], "k", "task delete id");
+    is_str(b.task_dels[0].id, "k", "task delete id");
+    is_str(b.task_dels[0].exec_id, "e1", "and its execution");
     struct store_exec *old = b.execs;
     int alloc = b.alloc_execs;
     store_batch_reset(&b);
@@ -1251,7 +1256,7 @@ TEST(batch)
     ok(b.execs == old && b.alloc_execs == alloc, "reset keeps the memory");
     struct store_exec *e = store_batch_exec(&b);
     ok(e == old && e->version == 0, "a slot after reset is zeroed");
-    store_batch_timer_del(&b, "x");
+    store_batch_timer_del(&b, "e1", "x");
     ok(!store_batch_empty(&b), "a delete alone is not empty");
     store_batch_release(&b);
     ok(store_batch_empty(&b) && b.execs == NULL, "release");

@@ -1,0 +1,197 @@
+/*
+ * chunk.c - the encoding of an execution's changes of one commit (chunk.h).
+ * Writing appends to a wfo_buf; reading checks every length against the end
+ * of the value, so a damaged row is an error and never a crash.
+ */
+#include <string.h>
+
+#include "store/chunk.h"
+#include "common/util.h"
+#include "common/banned.h"
+
+#define CHUNK_MAGIC "WC1"
+#define CHUNK_NULL 0xffffffffu
+
+/* Writing: each record's size is computed first and the buffer grown once,
+ * then the fields are stored through a cursor. */
+static size_t str_size(const char *s)
+{
+    return 4 + (s ? strlen(s) + 1 : 0);
+}
+
+static unsigned char *put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+    return p + 4;
+}
+
+static unsigned char *put_i64(unsigned char *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
+    return p + 8;
+}
+
+static unsigned char *put_str(unsigned char *p, const char *s)
+{
+    if (!s)
+        return put_u32(p, CHUNK_NULL);
+    size_t n = strlen(s);
+    wfo_assert(n < CHUNK_NULL);
+    p = put_u32(p, (uint32_t)n);
+    memcpy(p, s, n + 1);
+    return p + n + 1;
+}
+
+/* Room for a record of size bytes (its tag included); the cursor after the
+ * tag. */
+static unsigned char *rec_begin(struct wfo_buf *b, size_t size, int tag)
+{
+    int rc = wfo_buf_grow(b, size); /* an unbounded buffer: only ETOOBIG past SIZE_MAX */
+    wfo_assert(rc == 0);
+    unsigned char *p = (unsigned char *)b->buf + b->len;
+    *p = (unsigned char)tag;
+    return p + 1;
+}
+
+static void rec_end(struct wfo_buf *b, unsigned char *end)
+{
+    b->len = (size_t)(end - (unsigned char *)b->buf);
+    b->buf[b->len] = '\0';
+}
+
+void chunk_begin(struct wfo_buf *b)
+{
+    wfo_buf_add(b, CHUNK_MAGIC, 3);
+}
+
+void chunk_put_state(struct wfo_buf *b, int64_t time, const char *state)
+{
+    unsigned char *p = rec_begin(b, 1 + 8 + str_size(state), CHUNK_STATE);
+    p = put_i64(p, time);
+    rec_end(b, put_str(p, state));
+}
+
+void chunk_put_step(struct wfo_buf *b, const struct store_step *s)
+{
+    size_t n = 1 + 8 * 4 + str_size(s->path) + str_size(s->status) + str_size(s->output) +
+               str_size(s->error) + str_size(s->state) + str_size(s->input);
+    unsigned char *p = rec_begin(b, n, CHUNK_STEP);
+    p = put_str(p, s->path);
+    p = put_i64(p, s->ord);
+    p = put_str(p, s->status);
+    p = put_i64(p, s->attempts);
+    p = put_str(p, s->output);
+    p = put_str(p, s->error);
+    p = put_str(p, s->state);
+    p = put_i64(p, s->started_at);
+    p = put_i64(p, s->finished_at);
+    rec_end(b, put_str(p, s->input));
+}
+
+void chunk_put_history(struct wfo_buf *b, const struct store_history *h)
+{
+    size_t n = 1 + 8 * 2 + str_size(h->type) + str_size(h->step) + str_size(h->data);
+    unsigned char *p = rec_begin(b, n, CHUNK_HISTORY);
+    p = put_i64(p, h->seq);
+    p = put_i64(p, h->time);
+    p = put_str(p, h->type);
+    p = put_str(p, h->step);
+    rec_end(b, put_str(p, h->data));
+}
+
+int chunk_open(struct chunk_reader *r, const void *data, size_t len, const char *exec_id,
+               struct wfo_error *err)
+{
+    r->p = data;
+    r->end = r->p + len;
+    r->exec_id = exec_id;
+    if (!data || len < 3 || memcmp(data, CHUNK_MAGIC, 3) != 0)
+        return wfo_error_set(err, WFO_ESTORE, "execution '%s': a stored chunk is not one",
+                             exec_id ? exec_id : "");
+    r->p += 3;
+    return 0;
+}
+
+/* The readers below return 0, or -1 when the value ends too soon. */
+static int get_i64(struct chunk_reader *r, int64_t *v)
+{
+    if (r->end - r->p < 8)
+        return -1;
+    uint64_t u = 0;
+    for (int i = 7; i >= 0; i--)
+        u = u << 8 | r->p[i];
+    r->p += 8;
+    *v = (int64_t)u;
+    return 0;
+}
+
+static int get_int(struct chunk_reader *r, int *v)
+{
+    int64_t w;
+    if (get_i64(r, &w) < 0 || w < INT32_MIN || w > INT32_MAX)
+        return -1;
+    *v = (int)w;
+    return 0;
+}
+
+static int get_str(struct chunk_reader *r, const char **s)
+{
+    if (r->end - r->p < 4)
+        return -1;
+    uint32_t n = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 |
+                 (uint32_t)r->p[3] << 24;
+    r->p += 4;
+    if (n == CHUNK_NULL) {
+        *s = NULL;
+        return 0;
+    }
+    if ((size_t)(r->end - r->p) <= n || r->p[n] != '\0')
+        return -1;
+    *s = (const char *)r->p;
+    r->p += n + 1;
+    return 0;
+}
+
+int chunk_next(struct chunk_reader *r, struct chunk_rec *rec, struct wfo_error *err)
+{
+    int bad = 0;
+
+    if (r->p >= r->end)
+        return 0;
+    memset(rec, 0, sizeof(*rec));
+    rec->tag = (enum chunk_tag) * r->p++;
+    switch (rec->tag) {
+    case CHUNK_STATE:
+        bad = get_i64(r, &rec->time) || get_str(r, &rec->state);
+        break;
+    case CHUNK_STEP: {
+        struct store_step *s = &rec->step;
+        s->exec_id = r->exec_id;
+        bad = get_str(r, &s->path) || get_int(r, &s->ord) || get_str(r, &s->status) ||
+              get_int(r, &s->attempts) || get_str(r, &s->output) || get_str(r, &s->error) ||
+              get_str(r, &s->state) || get_i64(r, &s->started_at) || get_i64(r, &s->finished_at) ||
+              get_str(r, &s->input) || !s->path || !s->status;
+        break;
+    }
+    case CHUNK_HISTORY: {
+        struct store_history *h = &rec->history;
+        h->exec_id = r->exec_id;
+        bad = get_i64(r, &h->seq) || get_i64(r, &h->time) || get_str(r, &h->type) ||
+              get_str(r, &h->step) || get_str(r, &h->data) || !h->type;
+        break;
+    }
+    default:
+        bad = 1;
+    }
+    if (bad) {
+        r->p = r->end;
+        return wfo_error_set(err, WFO_ESTORE, "execution '%s': a stored chunk is damaged",
+                             r->exec_id ? r->exec_id : "");
+    }
+    return 1;
+}

@@ -1,0 +1,79 @@
+"""Ownership with fencing (docs/interfaces/internal.md "Ownership and
+fencing"): two servers share one SQLite file in turn. The second takes every
+shard over (epoch + 1); the first, still running, can no longer commit, and
+nothing is lost or applied twice."""
+import sqlite3
+
+from apiutil import WfoServer, task_workflow, unique
+
+
+def shards(db):
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT shard, owner, epoch FROM shards ORDER BY shard").fetchall()
+    con.close()
+    return rows
+
+
+def test_second_engine_takes_over_and_fences_the_first(tmp_path):
+    name = unique("fence")
+    a = WfoServer(tmp_path / "s").launch()
+    b = WfoServer(tmp_path / "s")  # the same file, another port
+    try:
+        a.put_workflow(task_workflow(name))
+        ids = [a.start_exec(name, input={"i": i})["id"] for i in range(6)]
+        first = shards(a.db)
+        assert len(first) == 16
+        owner_a = first[0][1]
+        assert owner_a and all(r[1] == owner_a for r in first), first
+        # a worker takes two tasks from A: their leases are A's
+        leased = a.poll([name], max=2)
+        assert len(leased) == 2
+
+        b.launch()
+        second = shards(a.db)
+        owner_b = second[0][1]
+        assert owner_b and owner_b != owner_a
+        for (k, _, e1), (k2, o2, e2) in zip(first, second):
+            assert k == k2 and o2 == owner_b and e2 == e1 + 1, (first, second)
+
+        # A's next commit is refused: its start answers 503, A is not ready,
+        # and the execution it tried to start is nowhere
+        r = a.post("/v1/executions", {"workflow": name, "id": "from-a"})
+        assert r.status == 503, r
+        assert r.error["type"] == "Unavailable", r
+        assert "shard" in r.error["message"], r
+        assert a.get("/readyz").status == 503
+        assert b.get("/v1/executions/from-a").status == 404
+        # a completion sent to A changes nothing either
+        r = a.post(f"/v1/tasks/{leased[0]['task_id']}/complete",
+                   {"lease": leased[0]["lease"], "output": {"by": "a"}})
+        assert r.status >= 400, r
+
+        # B has every execution, runs each to the end exactly once
+        done = {}
+        while len(done) < len(ids):
+            for t in b.poll([name], max=10, wait="2s"):
+                r = b.post(f"/v1/tasks/{t['task_id']}/complete",
+                           {"lease": t["lease"], "output": {"by": "b", "in": t["input"]}})
+                assert r.status == 200, r
+                assert t["execution_id"] not in done
+                done[t["execution_id"]] = t["input"]
+        assert sorted(done) == sorted(ids)
+        for i, eid in enumerate(ids):
+            d = b.wait_status(eid, "completed")
+            assert d["output"] == {"by": "b", "in": {"i": i}}, d
+            h = b.get(f"/v1/executions/{eid}/history").json
+            assert [x["seq"] for x in h] == list(range(1, len(h) + 1)), h
+            types = [x["type"] for x in h]
+            assert types.count("execution.completed") == 1, types
+            assert types.count("step.completed") == 1, types
+        # a restarted B is a new owner again: epoch + 1, nothing redone
+        b.stop()
+        b.launch()
+        third = shards(b.db)
+        assert all(e3 == e2 + 1 for (_, _, e2), (_, _, e3) in zip(second, third))
+        for eid in ids:
+            assert b.doc(eid)["status"] == "completed"
+    finally:
+        b.stop()
+        a.stop()
