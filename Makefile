@@ -72,9 +72,8 @@ build/asan/tests/%: build/asan/obj/tests/unit/%.o build/asan/libwfo.a
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 
 # The store contract suite (tests/store/suite.h): each program runs every
-# check once per back end. test_shards.c is for the store interface with
-# shards and is not built until the store has it.
-STORE_TEST_SRC := tests/store/test_contract.c
+# check once per back end.
+STORE_TEST_SRC := tests/store/test_contract.c tests/store/test_shards.c
 STORE_TEST_BIN := $(STORE_TEST_SRC:tests/store/%.c=build/asan/store-tests/%)
 $(STORE_TEST_SRC:%.c=build/asan/obj/%.o): tests/store/suite.h tests/store/rawdb.h
 build/asan/store-tests/%: build/asan/obj/tests/store/%.o build/asan/libwfo.a

@@ -360,6 +360,32 @@ TEST(reads_exec_steps_history)
     s->ops->list_history(s, "bare", 0, 0, history_seq_cb, out_reset(&o), NULL);
     is_str(o.buf, "1 ", "reads: each execution has its own history");
 
+    /* History written over several commits pages the same way. */
+    for (int c = 0; c < 3; c++) {
+        add_exec(&b, "multi", "ns-a", "order", "running", 7000)->state = "{}";
+        for (int i = 1; i <= 4; i++)
+            add_history(&b, "multi", c * 4 + i, "step.completed");
+        is_int(suite_apply(s, &b, &err), 0, "reads: history commit %d: %s", c + 1, err.message);
+    }
+    struct {
+        int64_t after;
+        int limit;
+        const char *want;
+    } mpages[] = {
+        {0, 0, "1 2 3 4 5 6 7 8 9 10 11 12 "},
+        {3, 3, "4 5 6 "},
+        {6, 5, "7 8 9 10 11 "},
+        {4, 4, "5 6 7 8 "},
+        {11, 5, "12 "},
+        {2, 0, "3 4 5 6 7 8 9 10 11 12 "},
+    };
+    for (size_t i = 0; i < sizeof(mpages) / sizeof(mpages[0]); i++) {
+        s->ops->list_history(s, "multi", mpages[i].after, mpages[i].limit, history_seq_cb,
+                             out_reset(&o), &err);
+        is_str(o.buf, mpages[i].want, "reads: history of 3 commits after %lld limit %d",
+               (long long)mpages[i].after, mpages[i].limit);
+    }
+
     /* A callback that returns non-zero stops the read, which returns it. */
     out_reset(&o)->stop_after = 3;
     is_int(s->ops->list_history(s, "full", 0, 0, history_seq_cb, &o, &err), 42,

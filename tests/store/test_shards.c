@@ -451,6 +451,19 @@ TEST(fencing)
     s->ops->list_history(s, xa, 0, 0, history_seq_cb, out_reset(&o), NULL);
     is_str(o.buf, "1 2 3 ", "fence: C's history follows A's");
 
+    /* The same owner back at a later epoch: a batch it made at the old one
+     * is still fenced (the owner matches, the epoch does not). */
+    struct shards gback;
+    claim(s, "A", BIT(0), 3000, FAR, 1, &gback);
+    is_str(shard(&gback, 0), suite_str("A/%lld/%lld", (long long)gc.epoch[0] + 1, FAR),
+           "fence: A takes shard 0 back by force");
+    dump(s, xa, &before);
+    add_exec(&b, xa, "default", "w", "paused", 10)->updated_at = 70;
+    is_int(apply_as(s, &b, "A", ga.epoch, &err), WFO_EFENCED,
+           "fence: A's batch at its first epoch is fenced after A took the shard back");
+    is_str(dump(s, xa, &after), before.buf, "fence: and writes nothing");
+    claim(s, "C", BIT(0), 3000, FAR, 1, &gc);
+
     /* A batch over several shards, all held: commits. */
     claim(s, "C", BIT(1), 2000, FAR, 1, &gb);
     int64_t both[STORE_SHARDS] = {0};
@@ -469,6 +482,32 @@ TEST(fencing)
            "fence: a batch without an owner is fenced");
     is_int(exec_rc(s, xn), WFO_ENOTFOUND, "fence: and writes nothing");
     store_batch_release(&b);
+    store_close(s);
+}
+
+/* The fault wrapper: an injected claim or release fault changes no shard. */
+TEST(fault_claims)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    char url[600];
+    struct shards g;
+
+    if (!suite_is("fault"))
+        return;
+    setenv("WFO_STORE_FAULTS", "claim_shards:2,release_shards:1", 1);
+    struct wfo_store *s = suite_open_bare(suite_url(url, sizeof(url), "fault-claims"));
+    unsetenv("WFO_STORE_FAULTS");
+    is_int(claim(s, "A", BIT(0), 1000, 5000, 0, &g), 0, "fault: claim call 1");
+    is_int(s->ops->claim_shards(s, "B", BIT(0), 1000, 9000, 1, shards_cb, &g, &err), WFO_ESTORE,
+           "fault: claim call 2 fails");
+    ok(strstr(err.message, "injected fault") != NULL, "fault: it says why: %s", err.message);
+    list_shards(s, &g);
+    is_str(shard(&g, 0), "A/1/5000", "fault: and takes nothing");
+    is_int(s->ops->release_shards(s, "A", BIT(0), &err), WFO_ESTORE, "fault: release call 1 fails");
+    list_shards(s, &g);
+    is_str(shard(&g, 0), "A/1/5000", "fault: and releases nothing");
+    claim(s, "B", BIT(0), 1000, 9000, 1, &g);
+    is_str(shard(&g, 0), "B/2/9000", "fault: claim call 3 takes it");
     store_close(s);
 }
 
