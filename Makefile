@@ -1,7 +1,9 @@
 # wfo - durable workflow orchestrator.
 #   make          installs missing Debian packages, builds build/wfo
 #   make run      builds and runs examples/basic_workflow.yaml
-#   make test     unit tests (ASan+UBSan), black-box, docs and browser tests, a short fuzz
+#   make test     unit tests (ASan+UBSan), the store suite, black-box, docs and browser tests,
+#                 a short fuzz
+#   make store-test  the store contract suite, once per store back end (tests/store/)
 #   make browser-test  the web page in headless Chromium (screenshots in build/browser/)
 #   make check    clang-format in check mode
 #   make bench    optimized build and benchmark
@@ -28,7 +30,7 @@ ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 # Leaks inside third-party libraries that wfo cannot free (tests/lsan.supp).
 export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps test-deps run test unit blackbox docs-test browser-test fuzz fuzz-test check format \
+.PHONY: all deps test-deps run test unit store-test blackbox docs-test browser-test fuzz fuzz-test check format \
         bench clean
 all: deps build/wfo
 
@@ -69,12 +71,24 @@ build/asan/tests/%: build/asan/obj/tests/unit/%.o build/asan/libwfo.a
 .SECONDARY:
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 
+# The store contract suite (tests/store/suite.h): each program runs every
+# check once per back end.
+STORE_TEST_SRC := tests/store/test_contract.c tests/store/test_shards.c
+STORE_TEST_BIN := $(STORE_TEST_SRC:tests/store/%.c=build/asan/store-tests/%)
+$(STORE_TEST_SRC:%.c=build/asan/obj/%.o): tests/store/suite.h tests/store/rawdb.h
+build/asan/store-tests/%: build/asan/obj/tests/store/%.o build/asan/libwfo.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
+
 run: all
 	build/wfo run examples/basic_workflow.yaml --handler audit=cat \
 	    --input '{"name": "world", "items": [1, 2, 3]}'
 
 unit: deps $(UNIT_BIN)
 	@tests/unit/run.sh $(UNIT_BIN)
+
+store-test: deps $(STORE_TEST_BIN)
+	@tests/unit/run.sh $(STORE_TEST_BIN)
 
 blackbox: test-deps build/wfo build/asan/wfo
 	cd tests/blackbox && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q -x \
@@ -92,6 +106,7 @@ browser-test: test-deps build/asan/wfo
 
 test: test-deps all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory store-test
 	@$(MAKE) --no-print-directory blackbox
 	@$(MAKE) --no-print-directory docs-test
 	@$(MAKE) --no-print-directory browser-test
@@ -134,7 +149,7 @@ bench: all build/bench
 	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg)"
 	build/bench $(BENCH_SCENARIOS) --n $(BENCH_N)
 
-FORMATTED := $(CLI_SRC) $(SRC) $(UNIT_SRC) $(filter-out src/api/www/%,$(filter %.h,$(HDR)))
+FORMATTED := $(CLI_SRC) $(SRC) $(UNIT_SRC) $(STORE_TEST_SRC) tests/store/*.h $(filter-out src/api/www/%,$(filter %.h,$(HDR)))
 check:
 	clang-format --dry-run -Werror $(FORMATTED)
 format:

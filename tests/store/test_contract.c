@@ -1,0 +1,1185 @@
+/*
+ * test_contract.c - the store contract (src/store/store.h), the same checks
+ * against every back end of suite.h: atomic batches, reads of what apply
+ * wrote, list paging while other commits land, the workflow registry,
+ * deleting executions and retention, migrating an old SQLite file, the
+ * server key. docs/interfaces/internal.md ("The store interface").
+ */
+#include <stdatomic.h>
+
+#include "suite.h"
+#include "rawdb.h"
+#include "common/banned.h"
+
+/* ---- 1. batches are atomic ---- */
+
+/* The rows every atomic check starts from: "e" running with history 1..2,
+ * a step, a timer and a task; "d" completed with the same. */
+static void atomic_setup(struct wfo_store *s)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+
+    store_batch_init(&b);
+    add_exec(&b, "e", "default", "w", "running", 100);
+    add_step(&b, "e", "s0", 0, "running");
+    add_history(&b, "e", 1, "execution.started");
+    add_history(&b, "e", 2, "step.started");
+    add_timer(&b, "t-e", "e", 5000);
+    add_task(&b, "k-e", "e", "q", 100);
+    struct store_exec *d = add_exec(&b, "d", "default", "w", "completed", 200);
+    d->finished_at = 300;
+    add_step(&b, "d", "s0", 0, "completed");
+    add_history(&b, "d", 1, "execution.started");
+    add_timer(&b, "t-d", "d", 6000);
+    add_task(&b, "k-d", "d", "q", 200);
+    is_int(suite_apply(s, &b, &err), 0, "atomic: setup batch: %s", err.message);
+    store_batch_release(&b);
+}
+
+enum atomic_bad {
+    BAD_NONE,
+    BAD_HISTORY_STORED, /* the last history row repeats a seq already stored */
+    BAD_HISTORY_BATCH,  /* the last history row repeats a seq of the same batch */
+    BAD_TASK,           /* the last task has no queue (NOT NULL) */
+    BAD_CHUNK,          /* e's chunk number is one already stored */
+};
+
+/* A batch that touches every kind of row: a new execution "x" with 9 steps
+ * and 9 history entries (more than one multi-row statement's worth), an
+ * update of "e", timers and tasks put, replaced and deleted, "d" deleted;
+ * and, last of its kind, the bad row. */
+static void atomic_batch(struct store_batch *b, enum atomic_bad bad)
+{
+    add_exec(b, "x", "default", "w", "running", 400);
+    struct store_exec *e = add_exec(b, "e", "default", "w", "paused", 100);
+    e->updated_at = 450;
+#ifdef STORE_SHARDS
+    if (bad == BAD_CHUNK)
+        e->chunk = 1; /* atomic_setup wrote e's chunk 1 */
+#endif
+    for (int i = 0; i < 9; i++)
+        add_step(b, "x", suite_str("p%d", i), i, "completed");
+    add_step(b, "e", "s0", 0, "completed");
+    for (int i = 1; i <= 9; i++)
+        add_history(b, "x", i, "step.completed");
+    add_history(b, "e", 3, "execution.paused");
+    if (bad == BAD_HISTORY_STORED)
+        add_history(b, "e", 1, "execution.started");
+    if (bad == BAD_HISTORY_BATCH)
+        add_history(b, "x", 5, "step.completed");
+    add_timer(b, "t-x", "x", 7000);
+    add_timer(b, "t-e", "e", 9999);
+    del_timer(b, "d", "t-d");
+    add_task(b, "k-x", "x", "q", 400);
+    struct store_task *k = add_task(b, "k-e", "e", "q", 100);
+    k->status = "leased";
+    k->lease = "L1";
+    k->leased_until = 999;
+    if (bad == BAD_TASK)
+        add_task(b, "k-bad", "x", NULL, 400);
+    del_task(b, "d", "k-d");
+    store_batch_exec_del(b, "d");
+}
+
+/* Everything the atomic checks can see, as one string. */
+static void atomic_dump(struct wfo_store *s, struct out *all)
+{
+    static const char *const ids[] = {"e", "d", "x"};
+    struct out o;
+
+    out_reset(all);
+    for (int i = 0; i < 3; i++) {
+        out_add(all, "exec %s: %s", ids[i], read_exec(s, ids[i], &o));
+        out_add(all, "steps %s: %s", ids[i], read_steps(s, ids[i], &o));
+        out_add(all, "history %s: %s", ids[i], read_history(s, ids[i], &o));
+    }
+    out_add(all, "timers: %s", read_timers(s, &o));
+    out_add(all, "tasks: %s", read_tasks(s, &o));
+    list_active(s, exec_id_cb, out_reset(&o), NULL);
+    out_add(all, "active: %s", o.buf);
+}
+
+TEST(atomic_batches)
+{
+    static const struct {
+        enum atomic_bad bad;
+        const char *name;
+    } cases[] = {
+#ifdef STORE_SHARDS
+        /* The store no longer checks history seqs: a doubled transition
+         * collides with the chunk number it was given. */
+        {BAD_CHUNK, "a chunk number already stored"},
+#else
+        {BAD_HISTORY_STORED, "a history seq already stored"},
+        {BAD_HISTORY_BATCH, "a history seq written twice in the batch"},
+#endif
+        {BAD_TASK, "a task without a queue"},
+    };
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct out before, after, o;
+
+    store_batch_init(&b);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        struct wfo_store *s = suite_open(suite_str("atomic%zu", c));
+        atomic_setup(s);
+        atomic_dump(s, &before);
+        atomic_batch(&b, cases[c].bad);
+        int rc = suite_apply(s, &b, &err);
+        is_int(rc, WFO_ESTORE, "atomic: a batch whose last row is %s fails", cases[c].name);
+        atomic_dump(s, &after);
+        is_str(after.buf, before.buf, "atomic: %s: nothing of the batch is in the store",
+               cases[c].name);
+        is_int(exec_rc(s, "x"), WFO_ENOTFOUND, "atomic: %s: the new execution is absent",
+               cases[c].name);
+        ok(strstr(read_exec(s, "e", &o), "|running|"), "atomic: %s: e is still running",
+           cases[c].name);
+        is_int(exec_rc(s, "d"), 0, "atomic: %s: the deleted execution is still there",
+               cases[c].name);
+        is_str(read_steps(s, "x", &o), "", "atomic: %s: no steps of x", cases[c].name);
+        is_str(read_history(s, "x", &o), "", "atomic: %s: no history of x", cases[c].name);
+        store_close(s);
+    }
+
+    /* The same batch without its bad row commits: it was the bad row that
+     * failed it. */
+    struct wfo_store *s = suite_open("atomic-good");
+    atomic_setup(s);
+    atomic_batch(&b, BAD_NONE);
+    is_int(suite_apply(s, &b, &err), 0, "atomic: the batch without the bad row commits: %s",
+           err.message);
+    is_str(read_exec(s, "x", &o), "x|default|w|1|running|{}|~|~|~|~|~|400|400|0\n",
+           "atomic: x written");
+    is_str(read_exec(s, "e", &o), "e|default|w|1|paused|{}|~|~|~|~|~|100|450|0\n",
+           "atomic: e updated");
+    is_int(exec_rc(s, "d"), WFO_ENOTFOUND, "atomic: d deleted");
+    s->ops->list_steps(s, "x", step_short_cb, out_reset(&o), NULL);
+    is_int(o.n, 9, "atomic: x has 9 steps");
+    s->ops->list_history(s, "x", 0, 0, history_seq_cb, out_reset(&o), NULL);
+    is_str(o.buf, "1 2 3 4 5 6 7 8 9 ", "atomic: x's history");
+    s->ops->list_history(s, "e", 0, 0, history_seq_cb, out_reset(&o), NULL);
+    is_str(o.buf, "1 2 3 ", "atomic: e's history");
+    is_str(read_timers(s, &o),
+           "t-x|x|7000|retry|s|1|~\n"
+           "t-e|e|9999|retry|s|1|~\n",
+           "atomic: timers put, replaced and deleted, by due time");
+    is_str(read_tasks(s, &o),
+           "k-e|e|default|q|s|1|leased|L1|{}|100|999|100\n"
+           "k-x|x|default|q|s|1|ready|~|{}|400|0|400\n",
+           "atomic: tasks put, replaced and deleted, by creation");
+    store_batch_release(&b);
+    store_close(s);
+}
+
+/* The fault wrapper: an injected apply fault fails the batch before the
+ * wrapped store sees it. $WFO_STORE_FAULTS is read at open. */
+static struct wfo_store *suite_fault_open(const char *name, const char *rules)
+{
+    setenv("WFO_STORE_FAULTS", rules, 1);
+    struct wfo_store *s = suite_open(name);
+    unsetenv("WFO_STORE_FAULTS");
+    return s;
+}
+
+TEST(fault_apply)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct out o, before, after;
+    char path[512];
+
+    if (!suite_is("fault"))
+        return;
+    store_batch_init(&b);
+    struct wfo_store *s = suite_fault_open("fault-apply", "apply:2-3");
+    atomic_setup(s); /* apply call 1 */
+    atomic_dump(s, &before);
+    for (int call = 2; call <= 3; call++) {
+        atomic_batch(&b, BAD_NONE);
+        memset(&err, 0, sizeof(err));
+        is_int(suite_apply(s, &b, &err), WFO_ESTORE, "fault: apply call %d fails", call);
+        ok(strstr(err.message, "injected fault"), "fault: it says why: %s", err.message);
+        atomic_dump(s, &after);
+        is_str(after.buf, before.buf, "fault: apply call %d wrote nothing", call);
+    }
+    /* Read past the wrapper: the file itself has nothing of the batch. */
+    struct wfo_store *raw =
+        suite_open_url(suite_str("sqlite:%s", suite_path(path, sizeof(path), "fault-apply")));
+    atomic_dump(raw, &after);
+    is_str(after.buf, before.buf, "fault: the wrapped store has nothing of the failed batches");
+    store_close(raw);
+
+    atomic_batch(&b, BAD_NONE);
+    is_int(suite_apply(s, &b, &err), 0, "fault: apply call 4 commits: %s", err.message);
+    is_str(read_exec(s, "x", &o), "x|default|w|1|running|{}|~|~|~|~|~|400|400|0\n",
+           "fault: and is read back");
+    store_close(s);
+
+    /* A fault in another op leaves apply alone. */
+    s = suite_fault_open("fault-other", "get_exec:1+");
+    atomic_setup(s);
+    is_int(s->ops->get_exec(s, "e", exec_cb, out_reset(&o), &err), WFO_ESTORE,
+           "fault: get_exec fails as configured");
+    s->ops->list_history(s, "e", 0, 0, history_seq_cb, out_reset(&o), NULL);
+    is_str(o.buf, "1 2 ", "fault: the batch was applied");
+    store_close(s);
+    store_batch_release(&b);
+}
+
+/* ---- 2. reads see what apply wrote ---- */
+
+TEST(reads_exec_steps_history)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct out o;
+    struct wfo_store *s = suite_open("reads");
+
+    store_batch_init(&b);
+    struct store_exec *e = add_exec(&b, "full", "ns-a", "order", "failed", 1000);
+    e->version = 3;
+    e->input = "{\"a\":[1,2]}";
+    e->output = "{\"o\":true}";
+    e->error = "{\"type\":\"Boom\"}";
+    e->compensation = "[\"undo\"]";
+    e->parent = "parent-1";
+    e->state = "{\"pc\":7}";
+    e->updated_at = 2000;
+    e->finished_at = 3000;
+    add_exec(&b, "bare", "ns-a", "order", "running", 0);
+    /* Paths whose key order is not their ord order, more than a
+     * multi-row statement's worth. */
+    static const char *const paths[] = {"zeta", "alpha", "mid", "b", "y",  "c",
+                                        "x",    "d",     "w",   "e", "aa", "zz"};
+    for (int i = 0; i < 12; i++)
+        add_step(&b, "full", paths[i], i, i < 11 ? "completed" : "running");
+    struct store_step *p = add_step(&b, "bare", "only", 0, "failed");
+    p->attempts = 3;
+    p->output = "{\"x\":1}";
+    p->error = "{\"type\":\"E\"}";
+    p->state = "{\"k\":2}";
+    p->started_at = 11;
+    p->finished_at = 12;
+    p->input = "{\"in\":\"put\"}";
+    for (int i = 1; i <= 12; i++) {
+        struct store_history *h = add_history(&b, "full", i, "step.completed");
+        if (i == 2) {
+            h->step = "alpha";
+            h->data = "{\"d\":2}";
+        }
+    }
+    add_history(&b, "bare", 1, "execution.started");
+    is_int(suite_apply(s, &b, &err), 0, "reads: apply: %s", err.message);
+
+    is_str(read_exec(s, "full", &o),
+           "full|ns-a|order|3|failed|{\"a\":[1,2]}|{\"o\":true}|{\"type\":\"Boom\"}|[\"undo\"]|"
+           "parent-1|{\"pc\":7}|1000|2000|3000\n",
+           "reads: get_exec gives every field");
+    is_str(read_exec(s, "bare", &o), "bare|ns-a|order|1|running|{}|~|~|~|~|~|0|0|0\n",
+           "reads: NULLs and zero times read back as NULL and 0");
+    is_int(s->ops->get_exec(s, "nope", exec_cb, out_reset(&o), &err), WFO_ENOTFOUND,
+           "reads: get_exec of an absent id is WFO_ENOTFOUND");
+    is_int(o.n, 0, "reads: with no row");
+
+    s->ops->list_steps(s, "full", step_short_cb, out_reset(&o), NULL);
+    is_str(o.buf,
+           "zeta:0 completed alpha:1 completed mid:2 completed b:3 completed y:4 completed "
+           "c:5 completed x:6 completed d:7 completed w:8 completed e:9 completed "
+           "aa:10 completed zz:11 running ",
+           "reads: list_steps in ord order");
+    is_str(read_steps(s, "bare", &o),
+           "bare|only|0|failed|3|{\"x\":1}|{\"type\":\"E\"}|{\"k\":2}|11|12|{\"in\":\"put\"}\n",
+           "reads: a step's every field");
+    is_str(read_steps(s, "nope", &o), "", "reads: no steps of an absent execution");
+
+    /* An execution written again reads back as last written, NULLs too. */
+    e = add_exec(&b, "full", "ns-a", "order", "running", 1000);
+    e->version = 3;
+    e->updated_at = 4000;
+    e->state = "{\"pc\":8}";
+    is_int(suite_apply(s, &b, &err), 0, "reads: rewrite an execution: %s", err.message);
+    is_str(read_exec(s, "full", &o),
+           "full|ns-a|order|3|running|{}|~|~|~|~|{\"pc\":8}|1000|4000|0\n",
+           "reads: an upsert sets every field, NULL ones too");
+    e = add_exec(&b, "full", "ns-a", "order", "completed", 1000);
+    e->version = 3;
+    e->output = "{\"o\":2}";
+    e->updated_at = 5000;
+    e->finished_at = 5000;
+    e->existing = 1;
+    is_int(suite_apply(s, &b, &err), 0, "reads: update an execution in place: %s", err.message);
+    is_str(read_exec(s, "full", &o),
+           "full|ns-a|order|3|completed|{}|{\"o\":2}|~|~|~|~|1000|5000|5000\n",
+           "reads: an in-place update sets what changes, a NULL state too");
+    e = add_exec(&b, "full", "ns-a", "order", "completed", 1000);
+    e->state = "{\"pc\":9}";
+    e->updated_at = 6000;
+    e->only_state = 1;
+    is_int(suite_apply(s, &b, &err), 0, "reads: update only the state: %s", err.message);
+    is_str(read_exec(s, "full", &o),
+           "full|ns-a|order|3|completed|{}|{\"o\":2}|~|~|~|{\"pc\":9}|1000|6000|5000\n",
+           "reads: a state-only update sets the state and updated_at, nothing else");
+
+    /* A step is one row by path: writing it again replaces it in place. */
+    p = add_step(&b, "full", "zz", 11, "completed");
+    p->attempts = 2;
+    add_step(&b, "full", "new", 12, "running");
+    is_int(suite_apply(s, &b, &err), 0, "reads: apply step updates");
+    s->ops->list_steps(s, "full", step_short_cb, out_reset(&o), NULL);
+    is_int(o.n, 13, "reads: a step written again is replaced, not added");
+    ok(strstr(o.buf, "zz:11 completed new:12 running ") != NULL,
+       "reads: with its new status, the new step last: %s", o.buf);
+
+    read_history(s, "full", &o);
+    ok(strstr(o.buf,
+              "full|2|1002|step.completed|alpha|{\"d\":2}\nfull|3|1003|step.completed|~|~\n"),
+       "reads: a history entry's every field");
+    struct {
+        int64_t after;
+        int limit;
+        const char *want;
+    } pages[] = {
+        {0, 5, "1 2 3 4 5 "},
+        {5, 5, "6 7 8 9 10 "},
+        {10, 5, "11 12 "},
+        {12, 5, ""},
+        {0, 0, "1 2 3 4 5 6 7 8 9 10 11 12 "},
+        {7, 0, "8 9 10 11 12 "},
+        {3, 1, "4 "},
+        {100, 0, ""},
+    };
+    for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
+        int rc = s->ops->list_history(s, "full", pages[i].after, pages[i].limit, history_seq_cb,
+                                      out_reset(&o), &err);
+        is_int(rc, 0, "reads: list_history after %lld limit %d", (long long)pages[i].after,
+               pages[i].limit);
+        is_str(o.buf, pages[i].want, "reads: history after %lld limit %d",
+               (long long)pages[i].after, pages[i].limit);
+    }
+    s->ops->list_history(s, "bare", 0, 0, history_seq_cb, out_reset(&o), NULL);
+    is_str(o.buf, "1 ", "reads: each execution has its own history");
+
+    /* History written over several commits pages the same way. */
+    for (int c = 0; c < 3; c++) {
+        add_exec(&b, "multi", "ns-a", "order", "running", 7000)->state = "{}";
+        for (int i = 1; i <= 4; i++)
+            add_history(&b, "multi", c * 4 + i, "step.completed");
+        is_int(suite_apply(s, &b, &err), 0, "reads: history commit %d: %s", c + 1, err.message);
+    }
+    struct {
+        int64_t after;
+        int limit;
+        const char *want;
+    } mpages[] = {
+        {0, 0, "1 2 3 4 5 6 7 8 9 10 11 12 "},
+        {3, 3, "4 5 6 "},
+        {6, 5, "7 8 9 10 11 "},
+        {4, 4, "5 6 7 8 "},
+        {11, 5, "12 "},
+        {2, 0, "3 4 5 6 7 8 9 10 11 12 "},
+    };
+    for (size_t i = 0; i < sizeof(mpages) / sizeof(mpages[0]); i++) {
+        s->ops->list_history(s, "multi", mpages[i].after, mpages[i].limit, history_seq_cb,
+                             out_reset(&o), &err);
+        is_str(o.buf, mpages[i].want, "reads: history of 3 commits after %lld limit %d",
+               (long long)mpages[i].after, mpages[i].limit);
+    }
+
+    /* A callback that returns non-zero stops the read, which returns it. */
+    out_reset(&o)->stop_after = 3;
+    is_int(s->ops->list_history(s, "full", 0, 0, history_seq_cb, &o, &err), 42,
+           "reads: list_history returns the callback's value");
+    is_int(o.n, 3, "reads: and stops there");
+    out_reset(&o)->stop_after = 2;
+    is_int(s->ops->list_steps(s, "full", step_short_cb, &o, &err), 42,
+           "reads: list_steps returns the callback's value");
+    is_int(o.n, 2, "reads: and stops there");
+    out_reset(&o)->stop_after = 1;
+    is_int(s->ops->get_exec(s, "full", exec_cb, &o, &err), 42,
+           "reads: get_exec returns the callback's value");
+
+    store_batch_release(&b);
+    store_close(s);
+}
+
+TEST(reads_list_execs)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct out o;
+    struct wfo_store *s = suite_open("list");
+    static const struct {
+        const char *id, *wf, *status;
+        int64_t created;
+    } rows[] = {
+        {"a1", "A", "running", 1000},   {"a2", "B", "completed", 2000},
+        {"a3", "A", "completed", 3000}, {"a4", "A", "failed", 4000},
+        {"a5", "B", "running", 5000},   {"a6", "A", "running", 6000},
+    };
+    int64_t seq[6];
+
+    store_batch_init(&b);
+    /* One batch per row: seq is the creation order across commits. */
+    for (int i = 0; i < 6; i++) {
+        add_exec(&b, rows[i].id, "ns1", rows[i].wf, rows[i].status, rows[i].created);
+        if (i == 2)
+            add_exec(&b, "b1", "ns2", "A", "running", 3500);
+        is_int(suite_apply(s, &b, &err), 0, "list: apply %s", rows[i].id);
+    }
+    for (int i = 0; i < 6; i++)
+        seq[i] = exec_seq(s, rows[i].id);
+    ok(seq[0] > 0 && seq[0] < seq[1] && seq[1] < seq[2] && seq[2] < seq[3] && seq[3] < seq[4] &&
+           seq[4] < seq[5],
+       "list: seq grows with creation: %lld %lld %lld %lld %lld %lld", (long long)seq[0],
+       (long long)seq[1], (long long)seq[2], (long long)seq[3], (long long)seq[4],
+       (long long)seq[5]);
+
+    struct {
+        struct store_exec_filter f;
+        const char *want;
+        const char *what;
+    } cases[] = {
+        {{.namespace = "ns1"}, "a6 a5 a4 a3 a2 a1 ", "every row, newest first"},
+        {{.namespace = "ns2"}, "b1 ", "namespaces are separate"},
+        {{.namespace = "none"}, "", "an empty namespace"},
+        {{.namespace = "ns1", .workflow = "A"}, "a6 a4 a3 a1 ", "workflow"},
+        {{.namespace = "ns1", .workflow = "C"}, "", "an unknown workflow"},
+        {{.namespace = "ns1", .status = "running"}, "a6 a5 a1 ", "status"},
+        {{.namespace = "ns1", .workflow = "A", .status = "running"},
+         "a6 a1 ",
+         "workflow and status"},
+        {{.namespace = "ns1", .created_after = 2000}, "a6 a5 a4 a3 ", "created_after, exclusive"},
+        {{.namespace = "ns1", .created_before = 5000}, "a4 a3 a2 a1 ", "created_before, exclusive"},
+        {{.namespace = "ns1", .created_after = 2000, .created_before = 5000},
+         "a4 a3 ",
+         "created_after and created_before"},
+        {{.namespace = "ns1", .workflow = "A", .created_after = 1000, .created_before = 6001},
+         "a6 a4 a3 ",
+         "workflow and a time window"},
+        {{.namespace = "ns1", .status = "completed", .created_before = 3000},
+         "a2 ",
+         "status and created_before"},
+        {{.namespace = "ns1", .limit = 2}, "a6 a5 ", "limit"},
+        {{.namespace = "ns1", .limit = 0}, "a6 a5 a4 a3 a2 a1 ", "limit 0 is none"},
+        {{.namespace = "ns1", .before_seq = seq[4], .limit = 2}, "a4 a3 ", "a cursor"},
+        {{.namespace = "ns1", .before_seq = seq[2], .limit = 2}, "a2 a1 ", "the next page"},
+        {{.namespace = "ns1", .before_seq = seq[0], .limit = 2}, "", "past the last page"},
+        {{.namespace = "ns1", .workflow = "A", .before_seq = seq[3]},
+         "a3 a1 ",
+         "a cursor with a workflow"},
+        {{.namespace = "ns1", .status = "running", .before_seq = seq[5], .limit = 1},
+         "a5 ",
+         "a cursor with a status"},
+        {{.namespace = "ns1", .created_after = 1500, .before_seq = seq[3], .limit = 5},
+         "a3 a2 ",
+         "a cursor with a time filter"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        is_str(read_list(s, &cases[i].f, &o), cases[i].want, "list_execs: %s", cases[i].what);
+
+    /* Paging through with the last seq of each page as the cursor. */
+    struct store_exec_filter f = {.namespace = "ns1", .limit = 4};
+    struct out all;
+    out_reset(&all);
+    for (int page = 0; page < 5; page++) {
+        struct out po;
+        out_reset(&po);
+        s->ops->list_execs(s, &f, exec_id_cb, &po, NULL);
+        if (po.n == 0)
+            break;
+        out_add(&all, "%s| ", po.buf);
+        /* the ids of a page end with its last row's */
+        po.buf[po.len - 1] = '\0';
+        const char *last = strrchr(po.buf, ' ');
+        f.before_seq = exec_seq(s, last ? last + 1 : po.buf);
+    }
+    is_str(all.buf, "a6 a5 a4 a3 | a2 a1 | ", "list_execs: pages of 4 by cursor");
+
+    /* An update does not move a row: seq is the creation order. */
+    struct store_exec *e = add_exec(&b, "a1", "ns1", "A", "completed", 1000);
+    e->updated_at = 9000;
+    e->finished_at = 9000;
+    e = add_exec(&b, "a3", "ns1", "A", "running", 3000);
+    e->existing = 1;
+    e->updated_at = 9001;
+    is_int(suite_apply(s, &b, &err), 0, "list: update a1 and a3");
+    is_int(exec_seq(s, "a1"), seq[0], "list: an upsert keeps seq");
+    is_int(exec_seq(s, "a3"), seq[2], "list: an in-place update keeps seq");
+    f = (struct store_exec_filter){.namespace = "ns1"};
+    is_str(read_list(s, &f, &o), "a6 a5 a4 a3 a2 a1 ", "list_execs: order unchanged by updates");
+    f.status = "running";
+    is_str(read_list(s, &f, &o), "a6 a5 a3 ", "list_execs: status filter sees the new status");
+    f.status = "completed";
+    is_str(read_list(s, &f, &o), "a2 a1 ", "list_execs: and the other one");
+
+    f = (struct store_exec_filter){.namespace = NULL};
+    is_int(s->ops->list_execs(s, &f, exec_id_cb, out_reset(&o), &err), WFO_EINVAL,
+           "list_execs: without a namespace is WFO_EINVAL");
+
+    f = (struct store_exec_filter){.namespace = "ns1"};
+    out_reset(&o)->stop_after = 2;
+    is_int(s->ops->list_execs(s, &f, exec_id_cb, &o, &err), 42,
+           "list_execs: returns the callback's value");
+    is_str(o.buf, "a6 a5 ", "list_execs: and stops there");
+
+    /* Recovery: running and paused, every namespace. */
+    add_exec(&b, "p1", "ns3", "A", "paused", 7000);
+    suite_apply(s, &b, &err);
+    list_active(s, exec_id_cb, out_reset(&o), &err);
+    ok(o.n == 5 && strstr(o.buf, "a3 ") && strstr(o.buf, "a5 ") && strstr(o.buf, "a6 ") &&
+           strstr(o.buf, "b1 ") && strstr(o.buf, "p1 "),
+       "list_active_execs: running and paused of every namespace: %s", o.buf);
+    store_batch_release(&b);
+    store_close(s);
+}
+
+/* ---- 3. paging is stable under concurrent commits ---- */
+
+#define PAGE_OLD 150   /* rows that exist when paging starts */
+#define PAGE_LIMIT 7   /* rows per page */
+#define PAGE_WAIT 5000 /* ms a page waits at most for a commit */
+
+struct pager {
+    struct wfo_store *s;
+    const char *ns;
+    int update_old; /* the writer also updates rows that existed */
+    atomic_int commits;
+    atomic_int stop;
+    atomic_int failed; /* the writer's first error code */
+    char error[512];
+};
+
+/* The writer: one new execution per batch and, when update_old, updates of
+ * two old ones (an upsert and an in-place update), until told to stop. */
+static void *pager_writer(void *arg)
+{
+    struct pager *pg = arg;
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+
+    store_batch_init(&b);
+    for (int i = 0; !atomic_load(&pg->stop); i++) {
+        add_exec(&b, suite_str("n%05d", i), pg->ns, "w", "running", 100000 + i);
+        if (pg->update_old) {
+            int k = (i * 37) % PAGE_OLD;
+            struct store_exec *e =
+                add_exec(&b, suite_str("p%04d", k), pg->ns, "w", "completed", 1000 + k);
+            e->updated_at = 200000 + i;
+            e->finished_at = 200000 + i;
+            k = (i * 53 + 11) % PAGE_OLD;
+            if (k != (i * 37) % PAGE_OLD) {
+                e = add_exec(&b, suite_str("p%04d", k), pg->ns, "w", "paused", 1000 + k);
+                e->existing = 1;
+                e->updated_at = 200000 + i;
+            }
+        }
+        int rc = suite_apply(pg->s, &b, &err);
+        if (rc) {
+            int zero = 0;
+            if (atomic_compare_exchange_strong(&pg->failed, &zero, rc))
+                snprintf(pg->error, sizeof(pg->error), "%s", err.message);
+            break;
+        }
+        atomic_fetch_add(&pg->commits, 1);
+    }
+    store_batch_release(&b);
+    return NULL;
+}
+
+struct page_rows {
+    int64_t cursor;
+    int64_t last; /* the page's last seq */
+    int n;
+    int bad_order; /* a seq not below the one before it, or the cursor */
+    int old_seen[PAGE_OLD];
+    char **new_ids;
+    int n_new, alloc_new;
+};
+
+static int page_cb(void *ud, const struct store_exec *r)
+{
+    struct page_rows *p = ud;
+
+    if ((p->cursor && r->seq >= p->cursor) || (p->n && r->seq >= p->last))
+        p->bad_order++;
+    p->last = r->seq;
+    p->n++;
+    if (r->id[0] == 'p') {
+        int k = (int)strtol(r->id + 1, NULL, 10);
+        if (k >= 0 && k < PAGE_OLD)
+            p->old_seen[k]++;
+    } else {
+        if (p->n_new == p->alloc_new) {
+            p->alloc_new = p->alloc_new ? p->alloc_new * 2 : 64;
+            p->new_ids = realloc(p->new_ids, (size_t)p->alloc_new * sizeof(*p->new_ids));
+        }
+        p->new_ids[p->n_new++] = strdup(r->id);
+    }
+    return 0;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void paging(const char *ns, int update_old)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct page_rows *rows = calloc(1, sizeof(*rows));
+    struct pager pg = {.ns = ns, .update_old = update_old};
+    pthread_t writer;
+    int pages = 0, waits_timed_out = 0;
+
+    pg.s = suite_open(ns);
+    store_batch_init(&b);
+    for (int k = 0; k < PAGE_OLD; k++)
+        add_exec(&b, suite_str("p%04d", k), ns, "w", "running", 1000 + k);
+    is_int(suite_apply(pg.s, &b, &err), 0, "paging %s: %d rows before paging", ns, PAGE_OLD);
+
+    pthread_create(&writer, NULL, pager_writer, &pg);
+    for (;;) {
+        struct store_exec_filter f = {
+            .namespace = ns, .before_seq = rows->cursor, .limit = PAGE_LIMIT};
+        int seen = atomic_load(&pg.commits);
+        rows->n = 0;
+        int rc = pg.s->ops->list_execs(pg.s, &f, page_cb, rows, &err);
+        if (rc) {
+            ok(0, "paging %s: list_execs: %s", ns, err.message);
+            break;
+        }
+        pages++;
+        if (rows->n == 0)
+            break;
+        if (pages > PAGE_OLD) {
+            ok(0, "paging %s: ends (%d pages of %d rows for %d rows)", ns, pages, PAGE_LIMIT,
+               PAGE_OLD);
+            break;
+        }
+        rows->cursor = rows->last;
+        /* Let at least one commit land between two pages. */
+        int waited = 0;
+        while (atomic_load(&pg.commits) == seen && !atomic_load(&pg.failed) && waited < PAGE_WAIT) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            waited++;
+        }
+        waits_timed_out += waited >= PAGE_WAIT;
+    }
+    atomic_store(&pg.stop, 1);
+    pthread_join(writer, NULL);
+
+    is_int(atomic_load(&pg.failed), 0, "paging %s: the writer's commits succeed %s", ns, pg.error);
+    is_int(waits_timed_out, 0, "paging %s: a commit landed between every two pages", ns);
+    ok(atomic_load(&pg.commits) >= pages - 1, "paging %s: %d commits during %d pages", ns,
+       atomic_load(&pg.commits), pages);
+    is_int(rows->bad_order, 0, "paging %s: every row is below the cursor, newest first", ns);
+    int missing = 0, doubled = 0, first_bad = -1;
+    for (int k = 0; k < PAGE_OLD; k++) {
+        missing += rows->old_seen[k] == 0;
+        doubled += rows->old_seen[k] > 1;
+        if (rows->old_seen[k] != 1 && first_bad < 0)
+            first_bad = k;
+    }
+    is_int(missing, 0, "paging %s: no row that existed is missed", ns);
+    is_int(doubled, 0, "paging %s: no row that existed is seen twice", ns);
+    if (first_bad >= 0)
+        printf("#   p%04d seen %d times\n", first_bad, rows->old_seen[first_bad]);
+    int dup_new = 0;
+    if (rows->n_new > 1)
+        qsort(rows->new_ids, (size_t)rows->n_new, sizeof(*rows->new_ids), str_cmp);
+    for (int i = 1; i < rows->n_new; i++)
+        dup_new += strcmp(rows->new_ids[i - 1], rows->new_ids[i]) == 0;
+    is_int(dup_new, 0, "paging %s: no new row seen twice (%d new rows seen)", ns, rows->n_new);
+
+    /* Afterwards every row is listed once. */
+    struct store_exec_filter f = {.namespace = ns};
+    struct out o;
+    pg.s->ops->list_execs(pg.s, &f, exec_id_cb, out_reset(&o), NULL);
+    is_int(o.n, PAGE_OLD + atomic_load(&pg.commits), "paging %s: the whole list has every row", ns);
+
+    for (int i = 0; i < rows->n_new; i++)
+        free(rows->new_ids[i]);
+    free(rows->new_ids);
+    free(rows);
+    store_batch_release(&b);
+    store_close(pg.s);
+}
+
+TEST(paging_under_commits)
+{
+    paging("page-new", 0);
+}
+
+TEST(paging_under_commits_and_updates)
+{
+    paging("page-upd", 1);
+}
+
+/* ---- 4. workflows ---- */
+
+struct wf_got {
+    int n;
+    int version;
+    int64_t created_at;
+    char hash[32];
+    char def[64];
+};
+
+static int wf_got_cb(void *ud, const struct store_workflow *r)
+{
+    struct wf_got *g = ud;
+
+    g->n++;
+    g->version = r->version;
+    g->created_at = r->created_at;
+    snprintf(g->hash, sizeof(g->hash), "%s", N(r->hash));
+    snprintf(g->def, sizeof(g->def), "%s", N(r->definition));
+    return 0;
+}
+
+TEST(workflows)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct wf_got g;
+    struct out o;
+    int created = -1;
+    struct wfo_store *s = suite_open("workflows");
+    struct store_workflow w = {"default", "order", 0, "h1", "{\"v\":1}", 100};
+
+    store_batch_init(&b);
+    memset(&g, 0, sizeof(g));
+    is_int(s->ops->put_workflow(s, &w, &created, wf_got_cb, &g, &err), 0, "put: %s", err.message);
+    is_int(created, 1, "workflows: the first put creates");
+    ok(g.n == 1 && g.version == 1 && g.created_at == 100 && !strcmp(g.def, "{\"v\":1}"),
+       "workflows: cb gets version 1 as given");
+
+    w.definition = "{\"v\": 1}";
+    w.created_at = 200;
+    memset(&g, 0, sizeof(g));
+    is_int(s->ops->put_workflow(s, &w, &created, wf_got_cb, &g, &err), 0, "workflows: put again");
+    is_int(created, 0, "workflows: the same hash does not create");
+    ok(g.n == 1 && g.version == 1 && g.created_at == 100 && !strcmp(g.def, "{\"v\":1}"),
+       "workflows: cb gets the stored version 1 (v%d, %lld, %s)", g.version,
+       (long long)g.created_at, g.def);
+
+    w.hash = "h2";
+    w.definition = "{\"v\":2}";
+    memset(&g, 0, sizeof(g));
+    s->ops->put_workflow(s, &w, &created, wf_got_cb, &g, &err);
+    ok(created == 1 && g.version == 2 && g.created_at == 200, "workflows: a new hash is version 2");
+
+    w.hash = "h1";
+    w.definition = "{\"v\":1}";
+    w.created_at = 0;
+    int64_t t0 = suite_now_ms();
+    memset(&g, 0, sizeof(g));
+    s->ops->put_workflow(s, &w, &created, wf_got_cb, &g, &err);
+    int64_t t1 = suite_now_ms();
+    ok(created == 1 && g.version == 3, "workflows: an older hash again is version 3 (v%d)",
+       g.version);
+    ok(g.created_at >= t0 && g.created_at <= t1, "workflows: created_at 0 is now (%lld)",
+       (long long)g.created_at);
+
+    struct store_workflow other = {"team-b", "order", 0, "h9", "{}", 5};
+    s->ops->put_workflow(s, &other, &created, NULL, NULL, &err);
+    is_int(created, 1, "workflows: another namespace has its own versions (NULL cb)");
+    struct store_workflow alpha = {"default", "alpha", 0, "ha", "[]", 7};
+    s->ops->put_workflow(s, &alpha, &created, NULL, NULL, &err);
+
+    memset(&g, 0, sizeof(g));
+    is_int(s->ops->get_workflow(s, "default", "order", 0, wf_got_cb, &g, &err), 0,
+           "workflows: get latest");
+    ok(g.n == 1 && g.version == 3 && !strcmp(g.hash, "h1"), "workflows: latest is version 3");
+    memset(&g, 0, sizeof(g));
+    s->ops->get_workflow(s, "default", "order", 2, wf_got_cb, &g, &err);
+    ok(g.n == 1 && g.version == 2 && !strcmp(g.hash, "h2") && !strcmp(g.def, "{\"v\":2}"),
+       "workflows: get version 2");
+    memset(&g, 0, sizeof(g));
+    s->ops->get_workflow(s, "default", "order", 1, wf_got_cb, &g, &err);
+    ok(g.n == 1 && g.version == 1 && g.created_at == 100, "workflows: get version 1");
+    is_int(s->ops->get_workflow(s, "default", "order", 4, wf_got_cb, &g, &err), WFO_ENOTFOUND,
+           "workflows: an absent version is WFO_ENOTFOUND");
+    is_int(s->ops->get_workflow(s, "default", "nope", 0, wf_got_cb, &g, &err), WFO_ENOTFOUND,
+           "workflows: an absent name is WFO_ENOTFOUND");
+    is_int(s->ops->get_workflow(s, "team-c", "order", 0, wf_got_cb, &g, &err), WFO_ENOTFOUND,
+           "workflows: namespaces are separate");
+
+    is_int(s->ops->list_workflows(s, "default", wf_cb, out_reset(&o), &err), 0, "workflows: list");
+    static const char latest[] = "default|alpha|1|ha|[]|7\ndefault|order|3|h1|{\"v\":1}|";
+    ok(o.n == 2 && !strncmp(o.buf, latest, sizeof(latest) - 1),
+       "workflows: latest of each, by name: %s", oneline(o.buf));
+    s->ops->list_workflows(s, "team-b", wf_cb, out_reset(&o), &err);
+    is_str(o.buf, "team-b|order|1|h9|{}|5\n", "workflows: list of another namespace");
+    s->ops->list_workflows(s, "empty", wf_cb, out_reset(&o), &err);
+    is_str(o.buf, "", "workflows: list of an empty namespace");
+
+    struct store_workflow bad = {"default", "x", 0, NULL, "{}", 0};
+    is_int(s->ops->put_workflow(s, &bad, &created, NULL, NULL, &err), WFO_EINVAL,
+           "workflows: a workflow without a hash is WFO_EINVAL");
+
+    /* delete: refused while an execution of it runs or is paused */
+    add_exec(&b, "o1", "default", "order", "running", 10);
+    add_exec(&b, "o2", "default", "order", "completed", 11)->finished_at = 12;
+    add_exec(&b, "o3", "team-b", "alpha", "running", 13);
+    suite_apply(s, &b, &err);
+    is_int(s->ops->delete_workflow(s, "default", "order", &err), WFO_ECONFLICT,
+           "workflows: delete while an execution runs is WFO_ECONFLICT");
+    memset(&g, 0, sizeof(g));
+    s->ops->get_workflow(s, "default", "order", 0, wf_got_cb, &g, &err);
+    is_int(g.version, 3, "workflows: and deletes nothing");
+    add_exec(&b, "o1", "default", "order", "paused", 10);
+    suite_apply(s, &b, &err);
+    is_int(s->ops->delete_workflow(s, "default", "order", &err), WFO_ECONFLICT,
+           "workflows: delete while an execution is paused is WFO_ECONFLICT");
+    is_int(s->ops->delete_workflow(s, "default", "alpha", &err), 0,
+           "workflows: an execution of the same name in another namespace does not block: %s",
+           err.message);
+    add_exec(&b, "o1", "default", "order", "cancelled", 10)->finished_at = 20;
+    suite_apply(s, &b, &err);
+    is_int(s->ops->delete_workflow(s, "default", "order", &err), 0,
+           "workflows: delete once its executions ended: %s", err.message);
+    for (int v = 0; v <= 3; v++)
+        is_int(s->ops->get_workflow(s, "default", "order", v, wf_got_cb, &g, &err), WFO_ENOTFOUND,
+               "workflows: version %d is gone", v);
+    s->ops->list_workflows(s, "default", wf_cb, out_reset(&o), &err);
+    is_str(o.buf, "", "workflows: the list is empty");
+    is_int(exec_rc(s, "o1"), 0, "workflows: ended executions keep their rows");
+    is_int(exec_rc(s, "o2"), 0, "workflows: all of them");
+    memset(&g, 0, sizeof(g));
+    s->ops->get_workflow(s, "team-b", "order", 0, wf_got_cb, &g, &err);
+    is_int(g.version, 1, "workflows: the other namespace keeps its workflow");
+    is_int(s->ops->delete_workflow(s, "default", "order", &err), WFO_ENOTFOUND,
+           "workflows: deleting again is WFO_ENOTFOUND");
+    is_int(s->ops->delete_workflow(s, "default", "never", &err), WFO_ENOTFOUND,
+           "workflows: deleting an absent workflow is WFO_ENOTFOUND");
+    w = (struct store_workflow){"default", "order", 0, "h2", "{\"v\":2}", 300};
+    memset(&g, 0, sizeof(g));
+    s->ops->put_workflow(s, &w, &created, wf_got_cb, &g, &err);
+    ok(created == 1 && g.version == 1, "workflows: put after delete starts at version 1 again");
+    store_batch_release(&b);
+    store_close(s);
+}
+
+/* ---- 5. deleting executions; retention ---- */
+
+/* An execution with a step, two history entries, a timer and a task. */
+static void add_full(struct store_batch *b, const char *id, const char *status, int64_t fin)
+{
+    add_exec(b, id, "default", "w", status, 10)->finished_at = fin;
+    add_step(b, id, "s", 0, "completed");
+    add_history(b, id, 1, "execution.started");
+    add_history(b, id, 2, "execution.completed");
+    add_timer(b, suite_str("t-%s", id), id, 5000);
+    add_task(b, suite_str("k-%s", id), id, "q", 10);
+}
+
+static void dump_exec(struct wfo_store *s, const char *id, struct out *all)
+{
+    struct out o;
+
+    out_reset(all);
+    out_add(all, "%s", read_exec(s, id, &o));
+    out_add(all, "%s", read_steps(s, id, &o));
+    out_add(all, "%s", read_history(s, id, &o));
+}
+
+/* The timer and task rows of exec id, from a full dump. */
+static const char *rows_of(const char *dump, const char *id, char *out, size_t size)
+{
+    char key[64];
+    size_t len = 0;
+
+    snprintf(key, sizeof(key), "|%s|", id);
+    out[0] = '\0';
+    for (const char *l = dump; *l;) {
+        const char *nl = strchr(l, '\n');
+        size_t n = nl ? (size_t)(nl - l + 1) : strlen(l);
+        const char *k = strstr(l, key);
+        if (k && k < l + n && len + n < size) {
+            memcpy(out + len, l, n);
+            len += n;
+            out[len] = '\0';
+        }
+        l += n;
+    }
+    return out;
+}
+
+TEST(exec_dels)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct out o, g2_before, g2_after;
+    char rows[4096];
+    struct wfo_store *s = suite_open("dels");
+
+    store_batch_init(&b);
+    add_full(&b, "g1", "completed", 100);
+    add_full(&b, "g2", "failed", 200);
+    add_full(&b, "g3", "completed", 300);
+    is_int(suite_apply(s, &b, &err), 0, "dels: setup: %s", err.message);
+    int64_t seq3 = exec_seq(s, "g3");
+    dump_exec(s, "g2", &g2_before);
+    char timers_before[4096], tasks_before[4096];
+    rows_of(read_timers(s, &o), "g2", timers_before, sizeof(timers_before));
+    rows_of(read_tasks(s, &o), "g2", tasks_before, sizeof(tasks_before));
+
+    store_batch_exec_del(&b, "g1");
+    is_int(suite_apply(s, &b, &err), 0, "dels: delete g1: %s", err.message);
+    is_int(exec_rc(s, "g1"), WFO_ENOTFOUND, "dels: the execution is gone");
+    is_str(read_steps(s, "g1", &o), "", "dels: its steps are gone");
+    is_str(read_history(s, "g1", &o), "", "dels: its history is gone");
+    is_str(rows_of(read_timers(s, &o), "g1", rows, sizeof(rows)), "", "dels: its timers are gone");
+    is_str(rows_of(read_tasks(s, &o), "g1", rows, sizeof(rows)), "", "dels: its tasks are gone");
+    dump_exec(s, "g2", &g2_after);
+    is_str(g2_after.buf, g2_before.buf, "dels: another execution keeps its rows");
+    is_str(rows_of(read_timers(s, &o), "g2", rows, sizeof(rows)), timers_before,
+           "dels: and its timers");
+    is_str(rows_of(read_tasks(s, &o), "g2", rows, sizeof(rows)), tasks_before,
+           "dels: and its tasks");
+
+    /* Deletes come last in a batch: rows written to the execution in the
+     * same batch go with it. */
+    add_step(&b, "g3", "late", 1, "completed");
+    add_history(&b, "g3", 3, "late");
+    add_timer(&b, "t-g3-late", "g3", 6000);
+    add_task(&b, "k-g3-late", "g3", "q", 20);
+    store_batch_exec_del(&b, "g3");
+    is_int(suite_apply(s, &b, &err), 0, "dels: write and delete g3 in one batch: %s", err.message);
+    is_int(exec_rc(s, "g3"), WFO_ENOTFOUND, "dels: g3 is gone");
+    is_str(read_steps(s, "g3", &o), "", "dels: with the steps of the same batch");
+    is_str(read_history(s, "g3", &o), "", "dels: and its history");
+    is_str(rows_of(read_timers(s, &o), "g3", rows, sizeof(rows)), "",
+           "dels: and its timers, those of the same batch too");
+    is_str(rows_of(read_tasks(s, &o), "g3", rows, sizeof(rows)), "",
+           "dels: and its tasks, those of the same batch too");
+
+    /* A new execution after the newest was deleted gets a higher seq: a
+     * list cursor never meets a reused seq. */
+    add_exec(&b, "g4", "default", "w", "running", 30);
+    suite_apply(s, &b, &err);
+    ok(exec_seq(s, "g4") > seq3, "dels: seq is not reused (%lld > %lld)",
+       (long long)exec_seq(s, "g4"), (long long)seq3);
+    /* An id deleted can be used again: it is a new execution. */
+    add_exec(&b, "g1", "default", "w", "running", 40);
+    is_int(suite_apply(s, &b, &err), 0, "dels: an id used again");
+    is_str(read_history(s, "g1", &o), "", "dels: starts with no history");
+    add_history(&b, "g1", 1, "execution.started");
+    is_int(suite_apply(s, &b, &err), 0, "dels: and its history starts at 1 again: %s", err.message);
+    store_batch_release(&b);
+    store_close(s);
+}
+
+TEST(list_expired)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct out o;
+    struct wfo_store *s = suite_open("expired");
+    static const struct {
+        const char *id, *status;
+        int64_t fin;
+    } rows[] = {
+        {"x4", "terminated", 4000}, {"x1", "completed", 1000}, {"x3", "cancelled", 2000},
+        {"x2", "failed", 3000},     {"r1", "running", 500},    {"r2", "paused", 600},
+        {"x5", "completed", 0},
+    };
+
+    store_batch_init(&b);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        add_exec(&b, rows[i].id, i % 2 ? "ns-a" : "ns-b", "w", rows[i].status, 10)->finished_at =
+            rows[i].fin;
+    is_int(suite_apply(s, &b, &err), 0, "expired: setup");
+    struct {
+        int64_t before;
+        int limit;
+        const char *want;
+    } cases[] = {
+        {3500, 10, "x1 x3 x2 "}, {3000, 10, "x1 x3 "},        {1000, 10, ""},
+        {1001, 10, "x1 "},       {99999, 10, "x1 x3 x2 x4 "}, {99999, 2, "x1 x3 "},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = s->ops->list_expired(s, cases[i].before, cases[i].limit, exec_id_cb, out_reset(&o),
+                                      &err);
+        is_int(rc, 0, "expired: before %lld limit %d", (long long)cases[i].before, cases[i].limit);
+        is_str(o.buf, cases[i].want,
+               "expired: ended before %lld, oldest first, at most %d, never running or paused",
+               (long long)cases[i].before, cases[i].limit);
+    }
+    /* Once retried (running again), an execution is not expired even if
+     * its finished_at stays. */
+    add_exec(&b, "x1", "ns-b", "w", "running", 10)->finished_at = 1000;
+    suite_apply(s, &b, &err);
+    s->ops->list_expired(s, 3500, 10, exec_id_cb, out_reset(&o), &err);
+    is_str(o.buf, "x3 x2 ", "expired: a running execution is never expired");
+    store_batch_release(&b);
+    store_close(s);
+}
+
+/* ---- 6. migrations ---- */
+
+#ifdef STORE_SHARDS
+#define SUITE_SCHEMA_VERSION "3"
+#else
+#define SUITE_SCHEMA_VERSION "2"
+#endif
+
+static const char v1_rows[] =
+    "INSERT INTO workflows VALUES ('default', 'order', 1, 'h1', '{\"v\":1}', 50);"
+    "INSERT INTO executions (id, namespace, workflow, version, status, input, output, error,"
+    " compensation, parent, state, created_at, updated_at, finished_at) VALUES"
+    " ('m1', 'default', 'order', 1, 'running', '{\"i\":1}', NULL, NULL, NULL, NULL,"
+    " '{\"pc\":1}', 100, 110, NULL),"
+    " ('m2', 'default', 'order', 1, 'completed', '{}', '{\"o\":2}', NULL, NULL, 'm1', NULL,"
+    " 200, 210, 1000);"
+    "INSERT INTO steps VALUES ('m1', 'b', 1, 'running', 1, NULL, NULL, NULL, 120, NULL),"
+    " ('m1', 'a', 0, 'completed', 2, '{\"r\":1}', NULL, '{\"s\":1}', 101, 119);"
+    "INSERT INTO history VALUES ('m1', 1, 100, 'execution.started', NULL, NULL),"
+    " ('m1', 2, 101, 'step.started', 'a', '{\"x\":1}');"
+    "INSERT INTO timers VALUES ('t1', 'm1', 5000, 'retry', 'b', 2, '{}');"
+    "INSERT INTO tasks VALUES ('k1', 'm1', 'default', 'q', 'b', 1, 'ready', NULL, '{}',"
+    " 120, NULL, 120);";
+
+TEST(migrate_from_v1)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct out o;
+    char path[512], res[4096], sql[8192];
+    struct wf_got g;
+
+    suite_path(path, sizeof(path), "v1");
+    snprintf(sql, sizeof(sql), "%s%s", rawdb_schema_v1, v1_rows);
+    is_int(rawdb_run(path, sql, res, sizeof(res)), 0, "migrate: a version 1 file: %s", res);
+    rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
+    is_str(res, "1\n", "migrate: user_version 1");
+
+    struct wfo_store *s = suite_open("v1");
+    is_str(read_exec(s, "m1", &o),
+           "m1|default|order|1|running|{\"i\":1}|~|~|~|~|{\"pc\":1}|100|110|0\n",
+           "migrate: an execution written by version 1 reads back");
+    is_str(read_exec(s, "m2", &o),
+           "m2|default|order|1|completed|{}|{\"o\":2}|~|~|m1|~|200|210|1000\n",
+           "migrate: and another");
+    is_str(read_steps(s, "m1", &o),
+           "m1|a|0|completed|2|{\"r\":1}|~|{\"s\":1}|101|119|~\n"
+           "m1|b|1|running|1|~|~|~|120|0|~\n",
+           "migrate: its steps, in ord order, with no input");
+    is_str(read_history(s, "m1", &o),
+           "m1|1|100|execution.started|~|~\n"
+           "m1|2|101|step.started|a|{\"x\":1}\n",
+           "migrate: its history");
+    is_str(read_timers(s, &o), "t1|m1|5000|retry|b|2|{}\n", "migrate: its timer");
+    is_str(read_tasks(s, &o), "k1|m1|default|q|b|1|ready|~|{}|120|0|120\n", "migrate: its task");
+    memset(&g, 0, sizeof(g));
+    s->ops->get_workflow(s, "default", "order", 0, wf_got_cb, &g, &err);
+    ok(g.n == 1 && g.version == 1 && !strcmp(g.hash, "h1"), "migrate: its workflow");
+    struct store_exec_filter f = {.namespace = "default"};
+    is_str(read_list(s, &f, &o), "m2 m1 ", "migrate: listed newest first");
+    s->ops->list_expired(s, 2000, 10, exec_id_cb, out_reset(&o), &err);
+    is_str(o.buf, "m2 ", "migrate: retention finds the ended one");
+    list_active(s, exec_id_cb, out_reset(&o), &err);
+#ifndef STORE_SHARDS
+    is_str(o.buf, "m1 ", "migrate: recovery finds the running one");
+#endif
+
+    /* What version 2 added works on the migrated file. */
+    store_batch_init(&b);
+    add_step(&b, "m1", "b", 1, "completed")->input = "{\"in\":1}";
+    add_history(&b, "m1", 3, "step.completed");
+    struct store_exec *e = add_exec(&b, "m1", "default", "order", "running", 100);
+    e->input = "{\"i\":1}";
+    e->updated_at = 130;
+    is_int(suite_apply(s, &b, &err), 0, "migrate: apply to the migrated file: %s", err.message);
+    s->ops->list_steps(s, "m1", step_cb, out_reset(&o), NULL);
+    ok(strstr(o.buf, "m1|b|1|completed|1|~|~|~|0|0|{\"in\":1}\n") != NULL,
+       "migrate: a step's input is kept: %s", oneline(o.buf));
+#ifndef STORE_SHARDS
+    add_history(&b, "m1", 2, "doubled");
+    is_int(suite_apply(s, &b, &err), WFO_ESTORE,
+           "migrate: a history seq written by version 1 is still refused twice");
+#endif
+    unsigned char key[32];
+    is_int(s->ops->server_key(s, key, sizeof(key), &err), 0,
+           "migrate: server_key on a file that had no meta table: %s", err.message);
+    store_close(s);
+
+    rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
+    is_str(res, SUITE_SCHEMA_VERSION "\n", "migrate: user_version is now " SUITE_SCHEMA_VERSION);
+#ifndef STORE_SHARDS
+    rawdb_run(path, "SELECT count(*) FROM pragma_table_info('steps') WHERE name = 'input'", res,
+              sizeof(res));
+    is_str(res, "1\n", "migrate: steps has an input column");
+    rawdb_run(path, "SELECT name FROM sqlite_master WHERE name = 'executions_ended'", res,
+              sizeof(res));
+    is_str(res, "executions_ended\n", "migrate: the executions_ended index exists");
+#endif
+    rawdb_run(path, "PRAGMA journal_mode", res, sizeof(res));
+    is_str(res, "wal\n", "migrate: the file is in WAL mode");
+
+    /* Opening again is a no-op: same rows, same version. */
+    s = suite_open("v1");
+    s->ops->list_history(s, "m1", 0, 0, history_seq_cb, out_reset(&o), NULL);
+    is_str(o.buf, "1 2 3 ", "migrate: reopened, the rows are there");
+    store_close(s);
+    rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
+    is_str(res, SUITE_SCHEMA_VERSION "\n", "migrate: and the version stays");
+    store_batch_release(&b);
+}
+
+TEST(refuse_newer_schema)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct wfo_store *s = NULL;
+    char path[512], url[600], res[256], sql[8192];
+
+    suite_path(path, sizeof(path), "v99");
+    snprintf(sql, sizeof(sql), "%sPRAGMA user_version = 99;", rawdb_schema_v2);
+    is_int(rawdb_run(path, sql, res, sizeof(res)), 0, "newer: a version 99 file: %s", res);
+    is_int(store_open(suite_url(url, sizeof(url), "v99"), &s, &err), WFO_ESTORE,
+           "newer: a newer schema is refused");
+    ok(strstr(err.message, "99") != NULL, "newer: saying which: %s", err.message);
+    ok(s == NULL, "newer: and no store is returned");
+    store_close(s);
+    rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
+    is_str(res, "99\n", "newer: the file is left alone");
+}
+
+/* ---- 7. the server key ---- */
+
+TEST(server_key)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    unsigned char k1[32], k2[32], k3[32], k4[32], zero[32] = {0};
+
+    struct wfo_store *s = suite_open("key");
+    is_int(s->ops->server_key(s, k1, sizeof(k1), &err), 0, "key: made: %s", err.message);
+    ok(memcmp(k1, zero, sizeof(k1)) != 0, "key: not zeros");
+    s->ops->server_key(s, k2, sizeof(k2), &err);
+    ok(memcmp(k1, k2, sizeof(k1)) == 0, "key: the same when asked again");
+    struct wfo_store *s2 = suite_open("key");
+    s2->ops->server_key(s2, k3, sizeof(k3), &err);
+    ok(memcmp(k1, k3, sizeof(k1)) == 0, "key: the same from another store on the file");
+    store_close(s2);
+    store_close(s);
+
+    s = suite_open("key");
+    memset(k2, 0, sizeof(k2));
+    is_int(s->ops->server_key(s, k2, sizeof(k2), &err), 0, "key: after reopen: %s", err.message);
+    ok(memcmp(k1, k2, sizeof(k1)) == 0, "key: stable across reopen");
+    store_close(s);
+
+    s = suite_open("key-other");
+    s->ops->server_key(s, k4, sizeof(k4), &err);
+    ok(memcmp(k1, k4, sizeof(k1)) != 0, "key: another store has another key");
+    store_close(s);
+}
+
+int main(int argc, char **argv)
+{
+    return suite_run(argc, argv);
+}
