@@ -61,7 +61,7 @@ struct store_exec {
     const char *error;        /* JSON text or NULL */
     const char *compensation; /* JSON text or NULL */
     const char *parent;       /* execution id or NULL */
-    const char *state;        /* engine-private JSON text or NULL */
+    const char *state;        /* engine-private JSON text; NULL keeps the last one written */
     int64_t created_at, updated_at, finished_at;
     int64_t seq; /* commit order: assigned by the store on insert, read back on load */
     /* A restart must load this execution to start again what it had in
@@ -142,7 +142,9 @@ struct store_del {
  * refused whole with WFO_EFENCED when owner does not hold, at epochs[k],
  * every shard k that one of its rows belongs to. */
 struct store_batch {
-    const char *owner; /* the writing engine's owner id */
+    /* the writing engine's owner id; NULL: a tool that has the store to
+     * itself (tests, the benchmark's builder), not fenced */
+    const char *owner;
     int64_t epochs[STORE_SHARDS];
     struct store_exec *execs;
     int n_execs, alloc_execs;

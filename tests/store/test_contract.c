@@ -310,8 +310,8 @@ TEST(reads_exec_steps_history)
     e->existing = 1;
     is_int(suite_apply(s, &b, &err), 0, "reads: update an execution in place: %s", err.message);
     is_str(read_exec(s, "full", &o),
-           "full|ns-a|order|3|completed|{}|{\"o\":2}|~|~|~|~|1000|5000|5000\n",
-           "reads: an in-place update sets what changes, a NULL state too");
+           "full|ns-a|order|3|completed|{}|{\"o\":2}|~|~|~|{\"pc\":8}|1000|5000|5000\n",
+           "reads: an in-place update sets what changes; a NULL state keeps the last one");
     e = add_exec(&b, "full", "ns-a", "order", "completed", 1000);
     e->state = "{\"pc\":9}";
     e->updated_at = 6000;
