@@ -28,6 +28,11 @@
  *            written straight through the store API: latency of list pages
  *            and of GET /v1/executions/{id}
  *
+ * The servers inherit the bench's environment, so WFO_* variables set for
+ * it configure them (WFO_HTTP_THREADS=4 build/bench http); the lines of
+ * the scenarios with a server then name it (`"env": {"WFO_HTTP_THREADS":
+ * "4"}`).
+ *
  * Every scenario prints its line even when something fails (with an
  * `error` field), bounds every wait, and removes its temporary files and
  * child processes. Children are also killed if the bench dies
@@ -141,6 +146,25 @@ static void emit_err(json_t *o, const struct wfo_error *err)
 static json_t *line_new(const char *scenario)
 {
     return json_pack("{s:s, s:I}", "scenario", scenario, "n", (json_int_t)bench_n);
+}
+
+/* Adds "env": the WFO_* variables the server inherits, when there are. */
+static void line_server_env(json_t *o)
+{
+    extern char **environ;
+    json_t *env = json_object();
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (strncmp(*e, "WFO_", 4) == 0 && eq) {
+            char key[128];
+            snprintf(key, sizeof(key), "%.*s", (int)(eq - *e), *e);
+            json_object_set_new(env, key, json_string(eq + 1));
+        }
+    }
+    if (json_object_size(env))
+        json_object_set_new(o, "env", env);
+    else
+        json_decref(env);
 }
 
 /* Records the first failure of a scenario; later ones are dropped. */
@@ -813,6 +837,7 @@ static void scenario_http(long n)
     struct wshared *sh = wshared_new();
     pid_t pids[HTTP_WORKERS] = {0};
     json_t *o = line_new("http");
+    line_server_env(o);
     struct wopts wo = {NULL, HTTP_WORKERS, HTTP_WORKER_THREADS, 50, "1s"};
     json_object_update_new(o, json_pack("{s:i, s:i, s:i}", "worker_processes", wo.processes,
                                         "worker_threads", wo.threads, "starter_threads",
@@ -947,6 +972,7 @@ static void latency_http(void)
     int nv = 0;
     json_t *o = line_new("latency");
     json_object_set_new(o, "mode", json_string("http"));
+    line_server_env(o);
     if (!sh) {
         fail(&err, "mmap: %s", strerror(errno));
         goto out;
@@ -1042,6 +1068,7 @@ static void scenario_idle(long n)
     double *lag = wfo_calloc((size_t)(n_timers + 1), sizeof(*lag));
     double *done_at = wfo_calloc((size_t)(n_timers + 1), sizeof(*done_at));
     json_t *o = line_new("idle");
+    line_server_env(o);
     json_object_update_new(o, json_pack("{s:I, s:I}", "executions", (json_int_t)n_idle, "timers",
                                         (json_int_t)n_timers));
     if (server_start(&srv, "idle", 0, &err) < 0 || server_put(&srv, "nap", nap_json, &err) < 0 ||
@@ -1225,6 +1252,8 @@ static void scenario_list(long n)
     int nv = 0, ng = 0;
     char *cursor = NULL;
     json_t *o = line_new("list"), *g = line_new("list");
+    line_server_env(o);
+    line_server_env(g);
     json_object_set_new(o, "query", json_string("page"));
     json_object_set_new(g, "query", json_string("get"));
     json_object_set_new(o, "rows", json_integer(rows));

@@ -18,9 +18,12 @@
  * api_handle() needs no socket, so tests/fuzz/fuzz_request.c drives it
  * directly with made-up requests.
  *
- * Threads: http.c runs every connection in its own thread; a handler may
- * block in it (long polls wait on the engine's conditions). struct api is
- * read-only once made, except for the metrics (own lock) and `stopping`.
+ * Threads: a handler may block its thread (long polls wait on the
+ * engine's conditions, a start waits for its commit); http.c calls
+ * api_handle() from many threads at once: its pool threads, the waiter
+ * threads it gives the requests that may wait, or one thread per
+ * connection (http_options.threads). struct api is read-only once made,
+ * except for the metrics (own lock) and `stopping`.
  */
 #ifndef WFO_API_API_H
 #define WFO_API_API_H
@@ -158,6 +161,9 @@ struct http_options {
     unsigned conn_timeout_s; /* an idle or stalled connection is closed after it */
     unsigned max_connections;
     int64_t shutdown_ms; /* how long http_server_stop waits for requests */
+    /* N > 0: N threads poll the connections (epoll) and a long poll waits
+     * in a thread of its own; 0: one thread per connection */
+    unsigned threads;
 };
 struct http_server;
 

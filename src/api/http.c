@@ -3,14 +3,36 @@
  * (STYLE "each foreign library from one adapter file"). It binds the
  * listen socket, reads each request (its body bounded by
  * limits.body_bytes), hands it to api_handle() as a struct api_req and
- * sends back the struct api_resp. docs/interfaces/api.md, "The server".
+ * sends back the struct api_resp. docs/interfaces/api.md, "The server";
+ * docs/operations/scaling.md, "HTTP threading", has the figures.
  *
  * How libmicrohttpd is used, and why:
- *   - one thread per connection (MHD_USE_THREAD_PER_CONNECTION, poll()
- *     rather than select() so descriptors past 1024 work): a client that
- *     sends half a request and stalls holds only its own thread, and a
- *     long poll simply blocks in it on the engine's condition. Idle or
- *     stalled connections are closed after conn_timeout_s.
+ *   - two ways to run connections (server.http_threads):
+ *       0      (the default) one thread per connection
+ *              (MHD_USE_THREAD_PER_CONNECTION, poll() rather than select()
+ *              so descriptors past 1024 work): a request that waits (for
+ *              its commit, or a long poll) simply blocks in its
+ *              connection's thread.
+ *       N > 0  a pool of N threads, each polling its share of the
+ *              connections with epoll (MHD_USE_EPOLL, internal threads,
+ *              MHD_OPTION_THREAD_POOL_SIZE): idle connections cost no
+ *              thread. A request that may wait (may_wait(): every one but
+ *              GET and HEAD waits for its commit; a `wait` query
+ *              parameter is a long poll) must not hold a pool thread: its
+ *              connection is suspended (MHD_suspend_connection), a waiter
+ *              thread runs it and resumes the connection, and the pool
+ *              thread sends the answer. The engine's calls block their
+ *              caller until the commit or the end of the wait (engine.h
+ *              has no callbacks), so each such request holds a waiter
+ *              thread while it waits; idle waiters beyond WAITERS_KEEP end
+ *              after WAITER_IDLE_MS.
+ *     The hand-off costs two more thread switches per request that
+ *     waits, and `bench http` measured the pool mode at about a fifth
+ *     more server CPU per workflow than a thread per connection, hence
+ *     the default (docs/operations/scaling.md, "HTTP threading"). Either
+ *     way a client that sends half a request and stalls holds no one
+ *     else's thread, and idle or stalled connections are closed after
+ *     conn_timeout_s.
  *   - the listen socket is ours: SO_REUSEADDR (a restarted server listens
  *     at once), close-on-exec (children of `exec` steps must not keep it),
  *     and exact errors when the address is taken.
@@ -19,19 +41,35 @@
  *     inside its path segment.
  *
  * The access handler is called (1) once the headers are in, (2) once per
- * piece of body, (3) once more when the body is complete. A Content-Length
- * over the limit is answered 413 at (1), before any of the body is read.
- * Every other response is queued at (3): queueing at (1) a response to a
- * request without a body breaks keep-alive in this libmicrohttpd. A body
- * that grows over the limit (chunked) is read to its end and dropped, then
- * answered 413 (libmicrohttpd cannot queue a response in the middle of a
- * body); one that goes on past DROP_MAX is cut off.
+ * piece of body, (3) once more when the body is complete, and (4) once
+ * more after a suspended connection is resumed. A Content-Length over the
+ * limit is answered 413 at (1), before any of the body is read. Every
+ * other response is queued at (3) or (4): queueing at (1) a response to a
+ * request without a body breaks keep-alive in this libmicrohttpd (every
+ * connection closes after one reply). A body that grows over the limit
+ * (chunked) is read to its end and dropped, then answered 413
+ * (libmicrohttpd cannot queue a response in the middle of a body); one
+ * that goes on past DROP_MAX is cut off.
+ *
+ * What must stay true (pool mode):
+ *  1. A suspended connection has no timeout of its own and its client's
+ *     hang-up goes unnoticed by libmicrohttpd: the long poll's own limits
+ *     end it (server.max_wait through api_wait_cap(), a slice after
+ *     api_stop(), and conn_gone() between slices of a task poll).
+ *  2. Once a waiter resumes a connection it touches neither the
+ *     connection nor its struct http_req again: the pool thread may
+ *     answer, finish and free them at once.
+ *  3. libmicrohttpd must not be stopped with a suspended connection (it
+ *     aborts): every suspended request is counted in `busy` until it is
+ *     resumed, no request is suspended once `waiters_stop` is set (under
+ *     mu), and the waiters run every queued job before they end.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +89,17 @@
  * before the 413; past this many bytes the connection is closed instead. */
 #define DROP_MAX (UINT64_C(64) << 20)
 
+/* Waiter threads kept when idle; the others end after WAITER_IDLE_MS. */
+#define WAITERS_KEEP 4
+#define WAITER_IDLE_MS 30000
+
+struct http_waiter {
+    struct http_server *s;
+    pthread_t th;
+    int exited; /* under s->mu: the thread has ended, join it */
+    struct http_waiter *next;
+};
+
 struct http_server {
     struct MHD_Daemon *d;
     struct api *api;
@@ -58,7 +107,21 @@ struct http_server {
     size_t body_max;
     int fd;
     char address[128];
-    atomic_int busy; /* requests inside api_handle() */
+    atomic_int busy; /* requests inside api_handle() or suspended (invariant 3) */
+
+    /* pool mode: long polls queued for the waiters */
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a job, or waiters_stop */
+    struct http_req *jobs, **jobs_tail;
+    int n_jobs, n_idle, n_waiters;
+    int waiters_stop;
+    struct http_waiter *waiters;
+};
+
+enum http_req_state {
+    REQ_READING,   /* (1) and (2) */
+    REQ_SUSPENDED, /* queued for a waiter, or being run by one */
+    REQ_ANSWERED,  /* a waiter has the response in resp: send it at (4) */
 };
 
 /* One request: the connection's con_cls from (1) to its completion. */
@@ -67,6 +130,13 @@ struct http_req {
     int too_big;
     uint64_t dropped; /* body bytes read and dropped after too_big */
     int64_t t0;
+    enum http_req_state state;
+    /* from (3) to the response queued */
+    struct api_req req;
+    struct api_resp resp;
+    int have_req, have_resp;
+    struct MHD_Connection *conn;
+    struct http_req *next; /* in s->jobs */
 };
 
 /* ---- the listen address ---- */
@@ -277,15 +347,63 @@ static void log_request(const struct api_req *req, int status, int64_t t0)
                   (long long)(wfo_mono_ms() - t0));
 }
 
+/* Sends the response in rq and lets go of the request's parts. */
+static enum MHD_Result reply(struct http_server *s, struct MHD_Connection *c, struct http_req *rq)
+{
+    log_request(&rq->req, rq->resp.status, rq->t0);
+    enum MHD_Result ret = respond(s, c, &rq->resp);
+    api_resp_release(&rq->resp);
+    api_req_release(&rq->req);
+    rq->have_req = rq->have_resp = 0;
+    return ret;
+}
+
+/* Might this request wait (pool mode hands it to a waiter)? Every request
+ * but GET and HEAD changes something and waits for its commit; a GET
+ * with a `wait` query parameter over 0 is a long poll (GET
+ * /v1/executions/{id}?wait=). A malformed `wait` is answered 400 at once. */
+static int may_wait(const struct api_req *req)
+{
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+        return 1;
+    struct wfo_error ignore = WFO_ERROR_INIT;
+    int64_t ms = 0;
+    return api_query_duration(req, "wait", &ms, &ignore) == 0 && ms > 0;
+}
+
+static int waiter_spawn(struct http_server *s);
+
+/* Pool mode: suspends c and queues rq for a waiter. 0 when done; -1 when
+ * the waiters are stopping (the caller answers the request itself). */
+static int suspend_for_waiter(struct http_server *s, struct MHD_Connection *c, struct http_req *rq)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->waiters_stop) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    /* counted before it can be resumed (invariant 3) */
+    atomic_fetch_add(&s->busy, 1);
+    rq->state = REQ_SUSPENDED;
+    rq->conn = c;
+    rq->next = NULL;
+    MHD_suspend_connection(c);
+    *s->jobs_tail = rq;
+    s->jobs_tail = &rq->next;
+    s->n_jobs++;
+    if (s->n_jobs > s->n_idle)
+        waiter_spawn(s); /* when it cannot, a busy waiter takes the job later */
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
 {
     struct http_server *s = cls;
     struct http_req *rq = *con_cls;
-    struct api_req req;
-    struct api_resp resp;
-    enum MHD_Result ret;
 
     if (!rq) {
         /* (1) the headers are in */
@@ -307,6 +425,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         rq->too_big = 1;
         goto answer;
     }
+    if (rq->state == REQ_ANSWERED) /* (4) resumed: a waiter has the answer */
+        return reply(s, c, rq);
+    if (rq->state == REQ_SUSPENDED) /* not expected: resumed only once answered */
+        return MHD_YES;
     if (*upload_data_size) {
         /* (2) a piece of body */
         if (!rq->too_big && wfo_buf_add(&rq->body, upload_data, *upload_data_size) < 0) {
@@ -328,27 +450,27 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     }
 answer:
     /* (3) the body is complete (or refused at (1)) */
-    api_req_init(&req, method, url);
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_arg, &req);
+    api_req_init(&rq->req, method, url);
+    rq->have_req = 1;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_arg, &rq->req);
     api_req_set_content_type(
-        &req, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
-    req.header = conn_header;
-    req.gone = conn_gone;
-    req.conn = c;
+        &rq->req, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
+    rq->req.header = conn_header;
+    rq->req.gone = conn_gone;
+    rq->req.conn = c;
+    rq->have_resp = 1;
     if (rq->too_big) {
-        api_too_large(s->api, &req, &resp, s->body_max);
+        api_too_large(s->api, &rq->req, &rq->resp, s->body_max);
     } else {
-        req.body = rq->body.len ? rq->body.buf : NULL;
-        req.body_len = rq->body.len;
+        rq->req.body = rq->body.len ? rq->body.buf : NULL;
+        rq->req.body_len = rq->body.len;
+        if (s->opt.threads > 0 && may_wait(&rq->req) && suspend_for_waiter(s, c, rq) == 0)
+            return MHD_YES;
         atomic_fetch_add(&s->busy, 1);
-        api_handle(s->api, &req, &resp);
+        api_handle(s->api, &rq->req, &rq->resp);
         atomic_fetch_sub(&s->busy, 1);
     }
-    log_request(&req, resp.status, rq->t0);
-    ret = respond(s, c, &resp);
-    api_resp_release(&resp);
-    api_req_release(&req);
-    return ret;
+    return reply(s, c, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -357,12 +479,115 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct http_req *rq = *con_cls;
     if (!rq)
         return;
+    if (rq->have_resp)
+        api_resp_release(&rq->resp);
+    if (rq->have_req)
+        api_req_release(&rq->req);
     wfo_buf_release(&rq->body);
     free(rq);
     *con_cls = NULL;
 }
 
+/* ---- waiters (pool mode): threads that run the requests that may wait ---- */
+
+/* Runs one job; after the resume, neither rq nor its connection is ours
+ * (invariant 2). */
+static void waiter_run(struct http_server *s, struct http_req *rq)
+{
+    struct MHD_Connection *c = rq->conn;
+    api_handle(s->api, &rq->req, &rq->resp);
+    rq->state = REQ_ANSWERED;
+    MHD_resume_connection(c);
+    atomic_fetch_sub(&s->busy, 1);
+}
+
+static void *waiter_main(void *arg)
+{
+    struct http_waiter *w = arg;
+    struct http_server *s = w->s;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        struct http_req *rq = s->jobs;
+        if (rq) {
+            s->jobs = rq->next;
+            if (!s->jobs)
+                s->jobs_tail = &s->jobs;
+            s->n_jobs--;
+            pthread_mutex_unlock(&s->mu);
+            waiter_run(s, rq);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        if (s->waiters_stop) /* only once the queue is empty (invariant 3) */
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += WAITER_IDLE_MS / 1000;
+        s->n_idle++;
+        int rc = pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        s->n_idle--;
+        if (rc != 0 && !s->jobs && !s->waiters_stop && s->n_waiters > WAITERS_KEEP)
+            break;
+    }
+    s->n_waiters--;
+    w->exited = 1;
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Starts one more waiter, first joining those that have ended; under
+ * s->mu. WFO_EIO when no thread can be made. */
+static int waiter_spawn(struct http_server *s)
+{
+    for (struct http_waiter **p = &s->waiters; *p;) {
+        struct http_waiter *w = *p;
+        if (w->exited) {
+            *p = w->next;
+            pthread_join(w->th, NULL);
+            free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+    struct http_waiter *w = wfo_calloc(1, sizeof(*w));
+    w->s = s;
+    if (pthread_create(&w->th, NULL, waiter_main, w) != 0) {
+        free(w);
+        wfo_warn(NULL, NULL, "http: cannot start a thread for a request that waits (%d running)",
+                 s->n_waiters);
+        return WFO_EIO;
+    }
+    w->next = s->waiters;
+    s->waiters = w;
+    s->n_waiters++;
+    return 0;
+}
+
+/* Ends every waiter once the queue is empty and joins them. */
+static void waiters_stop(struct http_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->waiters_stop = 1;
+    pthread_cond_broadcast(&s->cv);
+    struct http_waiter *list = s->waiters;
+    s->waiters = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (list) {
+        struct http_waiter *w = list;
+        list = w->next;
+        pthread_join(w->th, NULL);
+        free(w);
+    }
+}
+
 /* ---- the server ---- */
+
+static void server_free(struct http_server *s)
+{
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
 
 int http_server_start(struct api *a, const struct http_options *opt, struct http_server **out,
                       struct wfo_error *err)
@@ -374,6 +599,13 @@ int http_server_start(struct api *a, const struct http_options *opt, struct http
     s->fd = -1;
     s->body_max = a->opt.body_max;
     atomic_init(&s->busy, 0);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    s->jobs_tail = &s->jobs;
     if (!s->opt.conn_timeout_s)
         s->opt.conn_timeout_s = 60;
     if (!s->opt.max_connections)
@@ -381,16 +613,36 @@ int http_server_start(struct api *a, const struct http_options *opt, struct http
     rc = listen_open(s, err);
     if (rc < 0)
         goto fail;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (s->opt.threads > 0) {
+        flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+        /* one waiter from the start: a long poll always has one to go to */
+        pthread_mutex_lock(&s->mu);
+        rc = waiter_spawn(s);
+        pthread_mutex_unlock(&s->mu);
+        if (rc < 0) {
+            rc = wfo_error_set(err, WFO_EIO, "listen: %s: cannot start a thread", s->opt.listen);
+            goto fail;
+        }
+    } else {
+        flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC;
+    }
     if (strchr(s->address, '['))
         flags |= MHD_USE_IPv6;
-    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET,
-                            (MHD_socket)s->fd, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned int)s->opt.conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned int)s->opt.max_connections, MHD_OPTION_NOTIFY_COMPLETED,
-                            on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+    struct MHD_OptionItem ops[] = {
+        {MHD_OPTION_LISTEN_SOCKET, (intptr_t)s->fd, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)s->opt.conn_timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)s->opt.max_connections, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)no_unescape, s},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, s},
+        /* one polling thread is no pool to libmicrohttpd */
+        {s->opt.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+         (intptr_t)s->opt.threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->d =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
     if (!s->d) {
         rc =
             wfo_error_set(err, WFO_EIO, "listen: %s: the HTTP server did not start", s->opt.listen);
@@ -399,9 +651,10 @@ int http_server_start(struct api *a, const struct http_options *opt, struct http
     *out = s;
     return 0;
 fail:
+    waiters_stop(s);
     if (s->fd >= 0)
         close(s->fd);
-    free(s);
+    server_free(s);
     return rc;
 }
 
@@ -433,8 +686,11 @@ int http_server_stop(struct http_server *s)
                 busy);
         return WFO_ETIMEOUT;
     }
+    /* every suspended request has been resumed (invariant 3); what is
+     * still queued runs (answered 503) before the waiters end */
+    waiters_stop(s);
     /* closes every connection and joins their threads */
     MHD_stop_daemon(s->d);
-    free(s);
+    server_free(s);
     return 0;
 }

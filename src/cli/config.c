@@ -67,6 +67,7 @@ static const struct key keys[] = {
     {"server.shutdown_timeout", K_DUR, OFF(shutdown_ms), 0, 3600000, "WFO_SHUTDOWN_TIMEOUT", NULL},
     {"server.max_wait", K_DUR, OFF(max_wait_ms), 1000, DAY, "WFO_MAX_WAIT", NULL},
     {"server.runner_threads", K_INT, OFF(runner_threads), 1, 1024, "WFO_RUNNER_THREADS", NULL},
+    {"server.http_threads", K_INT, OFF(http_threads), 0, 1024, "WFO_HTTP_THREADS", NULL},
 };
 
 /* The keys a `retry:` policy may hold (SPEC 2.3). */
@@ -96,6 +97,7 @@ void config_init(struct server_config *c)
     c->shutdown_ms = 10000;
     c->max_wait_ms = 600000;
     c->runner_threads = 16;
+    c->http_threads = 0;
 }
 
 static void tokens_release(struct server_config *c)

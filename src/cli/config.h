@@ -43,6 +43,7 @@ struct server_config {
     int64_t shutdown_ms;          /* server.shutdown_timeout */
     int64_t max_wait_ms;          /* server.max_wait */
     int64_t runner_threads;       /* server.runner_threads */
+    int64_t http_threads;         /* server.http_threads: 0, one thread per connection */
 };
 
 /* The defaults. Caller releases with config_release(). */

@@ -199,6 +199,7 @@ int cmd_server(int argc, char **argv)
         .conn_timeout_s = (unsigned)((cfg.conn_timeout_ms + 999) / 1000),
         .max_connections = (unsigned)cfg.max_connections,
         .shutdown_ms = cfg.shutdown_ms,
+        .threads = (unsigned)cfg.http_threads,
     };
     if (http_server_start(api, &hopt, &http, &err) < 0) {
         cli_error("%s", err.message);

@@ -4,8 +4,11 @@
  * POST /v1/tasks/poll for tasks of its queues and runs COMMAND for each
  * through the worker command protocol (steps/taskcmd.h: input on stdin,
  * envelope in WFO_* variables, exit status and stdout decide), then reports
- * POST /v1/tasks/ID/complete or /fail. docs/interfaces/api.md describes the
- * task endpoints, docs/interfaces/internal.md the command protocol.
+ * the results in batches: POST /v1/tasks/complete {results: [...]} (one
+ * request, one commit on the server, for every result that finished while
+ * the previous report was under way), or POST /v1/tasks/ID/complete or
+ * /fail to a server without it. docs/interfaces/api.md describes the task
+ * endpoints, docs/interfaces/internal.md the command protocol.
  *
  * Threads:
  *   main      polls while a slot is free (at most --concurrency tasks run)
@@ -13,7 +16,11 @@
  *             interrupts the poll in flight), the second also cancels the
  *             running commands (their results get one short attempt at
  *             being reported)
- *   task      one per task: runs the command, then reports, retrying
+ *   task      one per task: runs the command, queues its result for the
+ *             reporter and waits until it is reported (its slot stays
+ *             taken until then)
+ *   reporter  sends the queued results, up to WORKER_POLL_MAX in one
+ *             request, retrying
  *   heartbeat one per task: POST .../heartbeat every interval; cancels the
  *             command when the answer says cancel_requested or the lease
  *             is no longer ours (409/404)
@@ -63,10 +70,14 @@
 /* A report's one attempt once the worker was told twice to stop. */
 #define WORKER_LAST_REPORT_MS (5 * 1000)
 #define WORKER_MAX_CONCURRENCY 1000
-/* The poll's `max` is 1..100 (SPEC 4). */
+/* The poll's `max` is 1..100 (SPEC 4), and so is a batch of results. */
 #define WORKER_POLL_MAX 100
+/* A batch of results is cut at this many bytes of JSON (the server's
+ * limits.body_bytes is 1 MiB by default; a 413 splits a batch anyway). */
+#define WORKER_BATCH_BYTES (256 * 1024)
 
 struct worker_task;
+struct worker_result;
 
 struct worker {
     char *base; /* server URL, no trailing slash */
@@ -84,6 +95,26 @@ struct worker {
     int running;               /* tasks whose thread has not ended */
     struct worker_task *tasks; /* the running ones, under mu */
     int fatal;                 /* the server refused the poll for good */
+
+    /* results waiting for the reporter, under mu */
+    struct worker_result *results, **results_tail;
+    pthread_cond_t report_cv;   /* a result queued, or reporter_stop */
+    pthread_cond_t reported_cv; /* a result's done was set */
+    int reporter_stop;
+    int no_batch; /* the server has no POST /v1/tasks/complete: one request each */
+};
+
+/* One task's result, from its command's end until it is reported or
+ * given up: on the task thread's stack, which waits for done. */
+struct worker_result {
+    struct worker_task *t;
+    json_t *item;  /* {task_id, lease, output} or {task_id, lease, error, retryable} */
+    size_t bytes;  /* of item as JSON */
+    int failing;   /* item is a failure */
+    int alone;     /* its batch was refused as a whole: send it in a request of its own */
+    int64_t since; /* first queued */
+    int done;      /* under w->mu */
+    struct worker_result *next;
 };
 
 struct worker_task {
@@ -311,85 +342,279 @@ static void *worker_heartbeat_main(void *arg)
     return NULL;
 }
 
-/* Reports the result: POST complete or fail, retried while the server is
- * away (invariant 1); 409 and other refusals are logged (invariant 2). */
+/* ---- reporting results ---------------------------------------------------- */
+
+/* What one result's report came to. */
+enum worker_sent {
+    SENT_OK,      /* accepted */
+    SENT_REFUSED, /* refused for good (409 stale, or another 4xx): logged, dropped */
+    SENT_RETRY,   /* no answer, or a transient one: again after a backoff */
+    SENT_AGAIN,   /* again at once, sent another way (alone, per task, as a failure) */
+};
+
+static const char *worker_result_verb(const struct worker_result *r)
+{
+    return r->failing ? "fail" : "complete";
+}
+
+/* The output is over the server's body limit: the step fails instead. */
+static void worker_result_too_large(struct worker_result *r)
+{
+    struct worker_task *t = r->t;
+    wfo_warn(t->exec_id, t->step, "task %s: the output is too large for the server", t->task_id);
+    r->failing = 1;
+    json_object_del(r->item, "output");
+    json_object_set_new(r->item, "error",
+                        json_pack("{s:s, s:s}", "type", "BadOutput", "message",
+                                  "the output is larger than the server accepts"));
+    json_object_set_new(r->item, "retryable", json_false());
+}
+
+/* An answer for one result: status and, for a refusal, msg. */
+static enum worker_sent worker_result_answer(struct worker_result *r, long status, const char *msg,
+                                             int alone)
+{
+    struct worker_task *t = r->t;
+    if (status >= 200 && status <= 299)
+        return SENT_OK;
+    if (status == 413 && !r->failing && alone) {
+        worker_result_too_large(r);
+        return SENT_AGAIN;
+    }
+    if (worker_transient(status))
+        return SENT_RETRY;
+    if (status == 409)
+        wfo_info(t->exec_id, t->step, "task %s: %s refused as stale: %s", t->task_id,
+                 worker_result_verb(r), msg);
+    else
+        wfo_err(t->exec_id, t->step, "task %s: %s refused: %s", t->task_id, worker_result_verb(r),
+                msg);
+    return SENT_REFUSED;
+}
+
+/* POST /v1/tasks/ID/complete or /fail for one result (a server without
+ * the batch endpoint). */
+static enum worker_sent worker_send_one(struct worker *w, struct worker_result *r, int last,
+                                        char *msg, size_t msg_size)
+{
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct worker_reply rep;
+    struct wfo_error err = WFO_ERROR_INIT;
+    json_t *body = json_deep_copy(r->item);
+    enum worker_sent sent;
+
+    json_object_del(body, "task_id");
+    worker_task_path(&path, r->t->task_id, worker_result_verb(r));
+    if (worker_post(w, path.buf, body, last ? WORKER_LAST_REPORT_MS : WORKER_REQUEST_MS,
+                    last ? NULL : &w->cancel_all, &rep, &err) < 0) {
+        snprintf(msg, msg_size, "%s", err.message);
+        sent = SENT_RETRY;
+    } else {
+        worker_reply_message(&rep, msg, msg_size);
+        sent = worker_result_answer(r, rep.status, msg, 1);
+        worker_reply_release(&rep);
+    }
+    json_decref(body);
+    wfo_buf_release(&path);
+    return sent;
+}
+
+/* POST /v1/tasks/complete with results b[0..n-1]; sent[i] gets each one's
+ * outcome, msg the message of a failed request. */
+static void worker_send_batch(struct worker *w, struct worker_result **b, int n, int last,
+                              enum worker_sent *sent, char *msg, size_t msg_size)
+{
+    struct worker_reply rep;
+    struct wfo_error err = WFO_ERROR_INIT;
+    json_t *list = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append(list, b[i]->item);
+    json_t *body = json_pack("{s:o}", "results", list);
+    int rc =
+        worker_post(w, "/v1/tasks/complete", body, last ? WORKER_LAST_REPORT_MS : WORKER_REQUEST_MS,
+                    last ? NULL : &w->cancel_all, &rep, &err);
+    json_decref(body);
+    if (rc < 0) {
+        snprintf(msg, msg_size, "%s", err.message);
+        for (int i = 0; i < n; i++)
+            sent[i] = SENT_RETRY;
+        return;
+    }
+    worker_reply_message(&rep, msg, msg_size);
+    if (rep.status == 404 || rep.status == 405) {
+        /* an older server: one request per result from now on */
+        wfo_info(NULL, NULL, "server %s has no POST /v1/tasks/complete: reporting each task alone",
+                 w->base);
+        w->no_batch = 1;
+        for (int i = 0; i < n; i++)
+            sent[i] = SENT_AGAIN;
+    } else if ((rep.status == 400 || rep.status == 413) && n > 1) {
+        /* one result spoils the batch (too large, refused): each alone */
+        for (int i = 0; i < n; i++) {
+            b[i]->alone = 1;
+            sent[i] = SENT_AGAIN;
+        }
+    } else if (rep.status < 200 || rep.status > 299) {
+        for (int i = 0; i < n; i++)
+            sent[i] = worker_result_answer(b[i], rep.status, msg, n == 1);
+    } else {
+        /* each result's own answer, in order: {task_id, status} or
+         * {task_id, status_code, error} */
+        json_t *results = wfo_json_arr(rep.body, "results");
+        for (int i = 0; i < n; i++) {
+            json_t *a = json_array_get(results, (size_t)i);
+            json_t *code = json_object_get(a, "status_code");
+            if (!json_is_integer(code)) {
+                sent[i] = SENT_OK;
+                continue;
+            }
+            json_t *e = wfo_json_obj(a, "error");
+            char one[600];
+            snprintf(one, sizeof(one), "%lld %s: %s", (long long)json_integer_value(code),
+                     wfo_json_str(e, "type") ? wfo_json_str(e, "type") : "Error",
+                     wfo_json_str(e, "message") ? wfo_json_str(e, "message") : "");
+            sent[i] = worker_result_answer(b[i], (long)json_integer_value(code), one, 1);
+        }
+    }
+    worker_reply_release(&rep);
+}
+
+/* Takes the next batch off the queue: up to WORKER_POLL_MAX results and
+ * WORKER_BATCH_BYTES, or one alone (all of them alone without the batch
+ * endpoint); under w->mu. */
+static int worker_batch_take(struct worker *w, struct worker_result **b)
+{
+    int n = 0;
+    size_t bytes = 0;
+    while (w->results && n < WORKER_POLL_MAX) {
+        struct worker_result *r = w->results;
+        if (n > 0 && (r->alone || w->no_batch || bytes + r->bytes > WORKER_BATCH_BYTES))
+            break;
+        w->results = r->next;
+        if (!w->results)
+            w->results_tail = &w->results;
+        b[n++] = r;
+        bytes += r->bytes;
+        if (r->alone || w->no_batch)
+            break;
+    }
+    return n;
+}
+
+/* Puts results back at the head of the queue, in order; under w->mu. */
+static void worker_batch_return(struct worker *w, struct worker_result **b, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        b[i]->next = w->results;
+        if (!w->results)
+            w->results_tail = &b[i]->next;
+        w->results = b[i];
+    }
+}
+
+/* The reporter thread: sends what is queued, a batch at a time; retries
+ * while the server is away (invariant 1), drops what it refuses
+ * (invariant 2); after the second signal each result gets one short
+ * attempt. */
+static void *worker_reporter_main(void *arg)
+{
+    struct worker *w = arg;
+    struct worker_result *b[WORKER_POLL_MAX];
+    enum worker_sent sent[WORKER_POLL_MAX];
+    int64_t backoff = WORKER_BACKOFF_MIN_MS;
+    char msg[600];
+
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->results && !w->reporter_stop)
+            pthread_cond_wait(&w->report_cv, &w->mu);
+        int n = worker_batch_take(w, b);
+        int no_batch = w->no_batch;
+        pthread_mutex_unlock(&w->mu);
+        if (n == 0)
+            break; /* reporter_stop, and nothing left */
+
+        int last = atomic_load(&w->cancel_all);
+        msg[0] = 0;
+        if (no_batch)
+            sent[0] = worker_send_one(w, b[0], last, msg, sizeof(msg));
+        else
+            worker_send_batch(w, b, n, last, sent, msg, sizeof(msg));
+
+        int retry = 0, again = 0;
+        for (int i = 0; i < n; i++) {
+            struct worker_result *r = b[i];
+            struct worker_task *t = r->t;
+            if (sent[i] == SENT_RETRY &&
+                (last || wfo_mono_ms() - r->since > WORKER_REPORT_FOR_MS)) {
+                wfo_err(t->exec_id, t->step, "task %s: giving up reporting %s: %s", t->task_id,
+                        worker_result_verb(r), msg);
+                sent[i] = SENT_REFUSED;
+            }
+            if (sent[i] == SENT_RETRY)
+                retry++;
+            if (sent[i] == SENT_AGAIN)
+                again++;
+        }
+        if (retry)
+            wfo_warn(NULL, NULL, "reporting %d result(s): %s (retrying)", retry, msg);
+
+        /* the done ones go back to their threads, the others to the queue */
+        pthread_mutex_lock(&w->mu);
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+            if (sent[i] == SENT_OK || sent[i] == SENT_REFUSED)
+                b[i]->done = 1;
+            else
+                b[k++] = b[i];
+        }
+        worker_batch_return(w, b, k);
+        pthread_cond_broadcast(&w->reported_cv);
+        pthread_mutex_unlock(&w->mu);
+
+        if (retry && !again) {
+            worker_nap(w, backoff, 1);
+            backoff = worker_next_backoff(backoff);
+        } else if (!retry) {
+            backoff = WORKER_BACKOFF_MIN_MS;
+        }
+    }
+    return NULL;
+}
+
+/* Queues t's result for the reporter and waits until it is reported or
+ * given up (invariant 2). */
 static void worker_report(struct worker_task *t, const char *output, const char *error,
                           int retryable)
 {
     struct worker *w = t->w;
-    struct wfo_buf path = WFO_BUF_INIT;
-    struct worker_reply r;
-    struct wfo_error err = WFO_ERROR_INIT;
-    json_t *body = json_object(), *v = NULL;
-    int64_t start = wfo_mono_ms(), backoff = WORKER_BACKOFF_MIN_MS;
-    const char *verb = error ? "fail" : "complete";
-    int failing = error != NULL;
-    char msg[600];
+    struct worker_result r = {.t = t, .since = wfo_mono_ms()};
+    json_t *v = NULL;
 
-    json_object_set_new(body, "lease", json_string(t->lease));
+    r.item = json_pack("{s:s, s:s}", "task_id", t->task_id, "lease", t->lease);
     if (error) {
         if (wfo_json_parse(error, strlen(error), &v, NULL) < 0)
             v = json_pack("{s:s, s:s}", "type", "WorkerError", "message", "unreadable error");
-        json_object_set_new(body, "error", v);
-        json_object_set_new(body, "retryable", json_boolean(retryable));
+        json_object_set_new(r.item, "error", v);
+        json_object_set_new(r.item, "retryable", json_boolean(retryable));
+        r.failing = 1;
     } else {
         if (!output || wfo_json_parse(output, strlen(output), &v, NULL) < 0)
             v = json_null();
-        json_object_set_new(body, "output", v);
+        json_object_set_new(r.item, "output", v);
     }
-    worker_task_path(&path, t->task_id, verb);
-    for (;;) {
-        /* after a second signal: one short attempt, no retries */
-        int last = atomic_load(&w->cancel_all);
-        int rc = worker_post(w, path.buf, body, last ? WORKER_LAST_REPORT_MS : WORKER_REQUEST_MS,
-                             last ? NULL : &w->cancel_all, &r, &err);
-        if (rc == 0 && r.status >= 200 && r.status <= 299) {
-            worker_reply_release(&r);
-            break;
-        }
-        if (rc == 0 && r.status == 413 && !failing) {
-            /* the output is over the server's body limit: the step fails */
-            worker_reply_release(&r);
-            wfo_warn(t->exec_id, t->step, "task %s: the output is too large for the server",
-                     t->task_id);
-            failing = 1;
-            verb = "fail";
-            json_object_del(body, "output");
-            json_object_set_new(body, "error",
-                                json_pack("{s:s, s:s}", "type", "BadOutput", "message",
-                                          "the output is larger than the server accepts"));
-            json_object_set_new(body, "retryable", json_false());
-            wfo_buf_reset(&path);
-            worker_task_path(&path, t->task_id, verb);
-            continue;
-        }
-        if (rc == 0 && !worker_transient(r.status)) {
-            worker_reply_message(&r, msg, sizeof(msg));
-            worker_reply_release(&r);
-            if (r.status == 409)
-                wfo_info(t->exec_id, t->step, "task %s: %s refused as stale: %s", t->task_id, verb,
-                         msg);
-            else
-                wfo_err(t->exec_id, t->step, "task %s: %s refused: %s", t->task_id, verb, msg);
-            break;
-        }
-        if (rc == 0) {
-            worker_reply_message(&r, msg, sizeof(msg));
-            worker_reply_release(&r);
-        } else {
-            snprintf(msg, sizeof(msg), "%s", err.message);
-        }
-        if (last || wfo_mono_ms() - start > WORKER_REPORT_FOR_MS) {
-            wfo_err(t->exec_id, t->step, "task %s: giving up reporting %s: %s", t->task_id, verb,
-                    msg);
-            break;
-        }
-        wfo_warn(t->exec_id, t->step, "task %s: %s: %s (retrying)", t->task_id, verb, msg);
-        worker_nap(w, backoff, 1);
-        backoff = worker_next_backoff(backoff);
-    }
-    json_decref(body);
-    wfo_buf_release(&path);
+    char *text = wfo_json_dumps(r.item);
+    r.bytes = text ? strlen(text) : 0;
+    free(text);
+
+    pthread_mutex_lock(&w->mu);
+    *w->results_tail = &r;
+    w->results_tail = &r.next;
+    pthread_cond_signal(&w->report_cv);
+    while (!r.done)
+        pthread_cond_wait(&w->reported_cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    json_decref(r.item);
 }
 
 static void worker_task_free(struct worker_task *t)
@@ -719,8 +944,8 @@ int cmd_worker(int argc, char **argv)
     const char *server = NULL, *token = getenv("WFO_TOKEN");
     struct wfo_buf b = WFO_BUF_INIT;
     sigset_t set, old;
-    pthread_t sig_thread;
-    int rc = EXIT_USAGE, i, sig_started = 0;
+    pthread_t sig_thread, reporter;
+    int rc = EXIT_USAGE, i, sig_started = 0, reporter_started = 0;
     char host[256];
 
     memset(&w, 0, sizeof(w));
@@ -729,6 +954,9 @@ int cmd_worker(int argc, char **argv)
     w.heartbeat_ms = WORKER_HEARTBEAT_MS;
     pthread_mutex_init(&w.mu, NULL);
     worker_cond_init(&w.cv);
+    pthread_cond_init(&w.report_cv, NULL);
+    pthread_cond_init(&w.reported_cv, NULL);
+    w.results_tail = &w.results;
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *value = NULL;
@@ -835,12 +1063,26 @@ int cmd_worker(int argc, char **argv)
         goto out;
     }
     sig_started = 1;
+    if (pthread_create(&reporter, NULL, worker_reporter_main, &w) != 0) {
+        cli_error("worker: cannot start a thread");
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    reporter_started = 1;
     rc = worker_loop(&w);
     goto out;
 
 usage:
     cli_usage_error("worker");
 out:
+    if (reporter_started) {
+        /* worker_loop waited for every task, so for every report */
+        pthread_mutex_lock(&w.mu);
+        w.reporter_stop = 1;
+        pthread_cond_signal(&w.report_cv);
+        pthread_mutex_unlock(&w.mu);
+        pthread_join(reporter, NULL);
+    }
     if (sig_started) {
         pthread_cancel(sig_thread);
         pthread_join(sig_thread, NULL);
@@ -852,5 +1094,7 @@ out:
     free(w.auth);
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&w.cv);
+    pthread_cond_destroy(&w.report_cv);
+    pthread_cond_destroy(&w.reported_cv);
     return rc;
 }

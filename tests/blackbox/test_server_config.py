@@ -80,7 +80,7 @@ def test_every_env_variable(tmp_path):
            "WFO_LEASE": "45s", "WFO_RETENTION": "7d", "WFO_CONNECTION_TIMEOUT": "5s",
            "WFO_MAX_CONNECTIONS": "100", "WFO_SHUTDOWN_TIMEOUT": "2s", "WFO_MAX_WAIT": "30s",
            "WFO_RUNNER_THREADS": "3", "WFO_PAYLOAD_BYTES": "5000",
-           "WFO_LONG_POLLS_PER_TOKEN": "7"}
+           "WFO_LONG_POLLS_PER_TOKEN": "7", "WFO_HTTP_THREADS": "2"}
     c = print_config(tmp_path, env=env)
     assert c["listen"] == "[::1]:9" and c["db"] == "sqlite::memory:"
     assert c["store"]["pool_size"] == 4
@@ -90,7 +90,8 @@ def test_every_env_variable(tmp_path):
     assert c["log"] == {"level": "error", "format": "json"}
     assert c["workers"]["lease"] == "45s" and c["retention"]["finished"] == "7d"
     assert c["server"] == {"connection_timeout": "5s", "max_connections": 100,
-                           "shutdown_timeout": "2s", "max_wait": "30s", "runner_threads": 3}
+                           "shutdown_timeout": "2s", "max_wait": "30s", "runner_threads": 3,
+                           "http_threads": 2}
 
 
 def test_print_config_reads_back(tmp_path):

@@ -1,8 +1,10 @@
 """Settings of SPEC 6 that were accepted and ignored: each now has its
-effect. `retry` (the server's default policy), `retention.finished` and
-`store.pool_size` (docs/operations/configuration.md)."""
+effect. `retry` (the server's default policy), `retention.finished`,
+`store.pool_size` and `server.http_threads`
+(docs/operations/configuration.md)."""
 
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -125,3 +127,75 @@ def test_pool_size_bounds_reader_connections(tmp_path):
         assert 1 <= len(fds) <= 2, (len(fds), "writer + one reader expected")
     finally:
         srv.stop()
+
+
+def threads_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise AssertionError("no Threads: line")
+
+
+def open_idle_connections(srv, n):
+    """n keep-alive connections, each after one answered request."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection((srv.host, srv.port), timeout=10)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 200 " in s.recv(4096)
+        socks.append(s)
+    return socks
+
+
+def test_http_threads_zero_is_a_thread_per_connection(tmp_path):
+    """server.http_threads: 0: each open connection has a thread of its own."""
+    srv = server_with(tmp_path, "server: {http_threads: 0}\n")
+    try:
+        before = threads_of(srv.proc.pid)
+        socks = open_idle_connections(srv, 20)
+        assert threads_of(srv.proc.pid) >= before + 15  # a thread of a closed one may linger
+        for s in socks:
+            s.close()
+    finally:
+        srv.stop()
+
+
+def test_http_threads_pool_serves_many_connections(tmp_path):
+    """server.http_threads: 2: idle connections take no thread; long polls wait in
+    threads of their own, so requests on other connections are answered meanwhile."""
+    srv = server_with(tmp_path, "server: {http_threads: 2}\n")
+    try:
+        name = unique("pool-mode")
+        srv.put_workflow({"name": name, "steps": [{"name": "t", "type": "task", "queue": name}]})
+        before = threads_of(srv.proc.pid)
+        socks = open_idle_connections(srv, 30)
+        assert threads_of(srv.proc.pid) <= before + 2
+        got = []
+
+        def poller():
+            got.extend(srv.poll([name], wait="10s"))
+
+        pollers = [threading.Thread(target=poller) for _ in range(6)]
+        for t in pollers:
+            t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert srv.get("/healthz").status == 200
+        ids = [srv.start_exec(name)["id"] for _ in range(6)]
+        assert time.monotonic() - t0 < 5
+        for t in pollers:
+            t.join()
+        assert sorted(t["execution_id"] for t in got) == sorted(ids)
+        for t in got:
+            r = srv.post(f"/v1/tasks/{t['task_id']}/complete", {"lease": t["lease"], "output": 1})
+            assert r.status == 200, r
+        for i in ids:
+            assert srv.doc(i, wait="10s")["status"] == "completed"
+        # the idle connections are still served
+        for s in socks:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b" 200 " in s.recv(4096)
+            s.close()
+    finally:
+        assert srv.stop() == 0

@@ -510,6 +510,45 @@ class Tasks:
         return 200, {"tasks": []}
 
 
+class Reports:
+    """The fake's POST /v1/tasks/complete: each result gets what answer(task_id) set
+    (default 200), or the whole request gets what whole() returns when it is set;
+    every result sent is kept (of())."""
+
+    def __init__(self, fake, whole=None):
+        self.fake = fake
+        self.answers = {}
+        self.whole = whole
+        fake.answer("POST", "/v1/tasks/complete", self.serve)
+
+    def answer(self, task_id, reply):
+        self.answers[task_id] = reply
+
+    def serve(self, req):
+        if self.whole:
+            out = self.whole(req)
+            if out:
+                return out
+        results = []
+        for r in req["json"]["results"]:
+            status, body = self.answers.get(r["task_id"], (200, {}))
+            if status == 200:
+                results.append({"task_id": r["task_id"],
+                                "status": "failed" if "error" in r else "completed"})
+            else:
+                results.append({"task_id": r["task_id"], "status_code": status,
+                                "error": body["error"]})
+        return 200, {"results": results}
+
+    def requests(self):
+        return self.fake.reqs("POST", "/v1/tasks/complete")
+
+    def of(self, task_id):
+        """Every result sent for task_id, in order."""
+        return [r for q in self.requests() for r in q["json"]["results"]
+                if r["task_id"] == task_id]
+
+
 def wait_for(pred, timeout=20, what="condition"):
     deadline = time.monotonic() + timeout
     while not pred():
@@ -535,26 +574,27 @@ def test_poll_request(fake, tmp_path, workers):
 
 
 def test_complete_request(fake, tmp_path, workers):
-    """Exit 0: POST /v1/tasks/ID/complete {lease, output}; the output is stdout's JSON."""
+    """Exit 0: POST /v1/tasks/complete {results: [{task_id, lease, output}]}; the output is
+    stdout's JSON."""
     tasks = Tasks(fake)
-    fake.answer("POST", "/v1/tasks/t-1/complete", (200, {}))
+    reports = Reports(fake)
     tasks.put(input={"hello": ["w", 1]})
     w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/cat"])
-    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-1/complete"), what="complete")
-    assert fake.reqs("POST", "/v1/tasks/t-1/complete")[0]["json"] == {
-        "lease": "L-1", "output": {"hello": ["w", 1]}}
+    wait_for(lambda: reports.of("t-1"), what="complete")
+    assert reports.requests()[0]["json"] == {"results": [
+        {"task_id": "t-1", "lease": "L-1", "output": {"hello": ["w", 1]}}]}
     assert w.stop() == 0
 
 
 def test_fail_request(fake, tmp_path, workers):
-    """Non-zero exit: POST fail {lease, error: {type: CommandFailed, message}, retryable: true}."""
+    """Non-zero exit: {task_id, lease, error: {type: CommandFailed, message}, retryable: true}."""
     tasks = Tasks(fake)
-    fake.answer("POST", "/v1/tasks/t-2/fail", (200, {}))
+    reports = Reports(fake)
     tasks.put(task_id="t-2", lease="L-2")
     script = write_script(tmp_path, "f.sh", 'echo "bad things" >&2\nexit 4\n')
     w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/sh", script])
-    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-2/fail"), what="fail")
-    body = fake.reqs("POST", "/v1/tasks/t-2/fail")[0]["json"]
+    wait_for(lambda: reports.of("t-2"), what="fail")
+    body = reports.of("t-2")[0]
     assert body["lease"] == "L-2"
     assert body["retryable"] is True
     assert body["error"]["type"] == "CommandFailed"
@@ -562,18 +602,100 @@ def test_fail_request(fake, tmp_path, workers):
     assert w.stop() == 0
 
 
+def test_results_batched(fake, tmp_path, workers):
+    """Results that finish while a report is under way go together in the next request;
+    each task is reported once."""
+    tasks = Tasks(fake)
+    first = [True]
+
+    def slow_first(req):
+        if first[0]:
+            first[0] = False
+            time.sleep(1)
+        return None
+
+    reports = Reports(fake, whole=slow_first)
+    for i in range(1, 5):
+        tasks.put(task_id=f"t-{i}", lease=f"L-{i}")
+    w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/cat"], concurrency=4)
+    wait_for(lambda: all(reports.of(f"t-{i}") for i in range(1, 5)), what="4 reports")
+    assert all(len(reports.of(f"t-{i}")) == 1 for i in range(1, 5))
+    assert len(reports.requests()) < 4, [q["json"] for q in reports.requests()]
+    assert w.stop() == 0
+
+
+def test_batch_refused_sends_each_alone(fake, tmp_path, workers):
+    """A batch refused as a whole (400: one result spoils it) is sent again one result per
+    request, and each result's own answer counts."""
+    tasks = Tasks(fake)
+    first = [True]
+
+    def whole(req):
+        if first[0]:
+            first[0] = False
+            time.sleep(1)
+            return None
+        if len(req["json"]["results"]) > 1:
+            return 400, {"error": {"type": "InvalidRequest", "message": "results[1].output: bad"}}
+        return None
+
+    reports = Reports(fake, whole=whole)
+    for i in range(1, 4):
+        tasks.put(task_id=f"t-{i}", lease=f"L-{i}")
+    w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/cat"], concurrency=3)
+    wait_for(lambda: all(any(len(q["json"]["results"]) == 1 and
+                             q["json"]["results"][0]["task_id"] == f"t-{i}"
+                             for q in reports.requests()) for i in range(1, 4)),
+             what="each alone")
+    assert w.stop() == 0
+
+
+def test_without_batch_endpoint(fake, tmp_path, workers):
+    """A server without POST /v1/tasks/complete (404): POST /v1/tasks/ID/complete
+    {lease, output} (or /fail), one request per result, from then on."""
+    tasks = Tasks(fake)
+    fake.answer("POST", "/v1/tasks/t-1/complete", (200, {}))
+    fake.answer("POST", "/v1/tasks/t-2/complete", (200, {}))
+    tasks.put(input={"hello": ["w", 1]})
+    w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/cat"])
+    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-1/complete"), what="complete")
+    assert fake.reqs("POST", "/v1/tasks/t-1/complete")[0]["json"] == {
+        "lease": "L-1", "output": {"hello": ["w", 1]}}
+    tasks.put(task_id="t-2", lease="L-2")
+    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-2/complete"), what="second report")
+    assert len(fake.reqs("POST", "/v1/tasks/complete")) == 1, "the batch endpoint was tried again"
+    assert w.stop() == 0
+
+
+def test_output_too_large_fails_the_step(fake, tmp_path, workers):
+    """A completion answered 413 (over the server's body limit) is reported again as a
+    BadOutput failure, not retryable."""
+    tasks = Tasks(fake)
+    reports = Reports(fake, whole=lambda req: (413, {"error": {
+        "type": "PayloadTooLarge", "message": "body over 1024 bytes"}})
+        if "output" in req["json"]["results"][0] else None)
+    tasks.put()
+    w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/cat"])
+    wait_for(lambda: len(reports.of("t-1")) == 2, what="the failure")
+    body = reports.of("t-1")[1]
+    assert body["error"]["type"] == "BadOutput" and body["retryable"] is False
+    assert "output" not in body
+    assert w.stop() == 0
+
+
 def test_stale_completion_ignored(fake, tmp_path, workers):
     """A 409 on complete is logged and dropped; the worker carries on with the next task."""
     tasks = Tasks(fake)
-    fake.answer("POST", "/v1/tasks/t-1/complete", (409, {"error": {
+    reports = Reports(fake)
+    reports.answer("t-1", (409, {"error": {
         "type": "Conflict", "message": "lease 'L-1' is not current"}}))
-    fake.answer("POST", "/v1/tasks/t-3/complete", (200, {}))
     tasks.put()
     w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/cat"])
-    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-1/complete"), what="complete")
+    wait_for(lambda: reports.of("t-1"), what="complete")
     tasks.put(task_id="t-3", lease="L-3")
-    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-3/complete"), what="second task")
-    assert len(fake.reqs("POST", "/v1/tasks/t-1/complete")) == 1, "a 409 was retried"
+    wait_for(lambda: reports.of("t-3"), what="second task")
+    assert len(reports.of("t-1")) == 1, "a 409 was retried"
+    assert "refused as stale" in w.log()
     assert w.alive()
     assert w.stop() == 0
 
@@ -581,14 +703,13 @@ def test_stale_completion_ignored(fake, tmp_path, workers):
 def test_report_retried_until_server_answers(fake, tmp_path, workers):
     """5xx on complete: retried with backoff until it is accepted."""
     tasks = Tasks(fake)
-    answers = [(503, {"error": {"type": "Unavailable", "message": "restarting"}})] * 3 + [(200, {})]
-    fake.answer("POST", "/v1/tasks/t-1/complete",
-                lambda req: answers.pop(0) if len(answers) > 1 else answers[0])
+    answers = [(503, {"error": {"type": "Unavailable", "message": "restarting"}})] * 3 + [None]
+    reports = Reports(fake, whole=lambda req: answers.pop(0) if len(answers) > 1 else answers[0])
     tasks.put()
     w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/cat"])
-    wait_for(lambda: len(fake.reqs("POST", "/v1/tasks/t-1/complete")) == 4, what="4 attempts")
+    wait_for(lambda: len(reports.requests()) == 4, what="4 attempts")
     time.sleep(1)
-    assert len(fake.reqs("POST", "/v1/tasks/t-1/complete")) == 4
+    assert len(reports.requests()) == 4
     assert w.stop() == 0
 
 
@@ -604,10 +725,10 @@ def test_poll_errors_retried(fake, tmp_path, workers):
         return tasks.poll(req)
 
     fake.answer("POST", "/v1/tasks/poll", poll)
-    fake.answer("POST", "/v1/tasks/t-1/complete", (200, {}))
+    reports = Reports(fake)
     tasks.put()
     w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/cat"])
-    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-1/complete"), what="complete")
+    wait_for(lambda: reports.of("t-1"), what="complete")
     assert w.stop() == 0
 
 
@@ -631,15 +752,15 @@ def test_heartbeat_and_cancel_requested(fake, tmp_path, workers):
         return 200, {"cancel_requested": len(beats) >= 3}
 
     fake.answer("POST", "/v1/tasks/t-1/heartbeat", heartbeat)
-    fake.answer("POST", "/v1/tasks/t-1/fail", (200, {}))
+    reports = Reports(fake)
     pidfile = tmp_path / "pid"
     script = write_script(tmp_path, "long.sh", f'echo $$ > "{pidfile}"\nexec sleep 60\n')
     tasks.put()
     w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/sh", script],
                      extra=["--heartbeat", "200ms"])
-    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-1/fail"), timeout=20, what="fail")
+    wait_for(lambda: reports.of("t-1"), timeout=20, what="fail")
     assert len(beats) >= 3 and all(b == {"lease": "L-1"} for b in beats)
-    body = fake.reqs("POST", "/v1/tasks/t-1/fail")[0]["json"]
+    body = reports.of("t-1")[0]
     assert body["error"]["type"] == "Cancelled"
     assert pid_gone(int(pidfile.read_text()), wait=5)
     assert w.stop() == 0
@@ -656,10 +777,10 @@ def test_heartbeat_interval_follows_task(fake, tmp_path, workers):
         return 200, {"cancel_requested": False}
 
     fake.answer("POST", "/v1/tasks/t-1/heartbeat", heartbeat)
-    fake.answer("POST", "/v1/tasks/t-1/complete", (200, {}))
+    reports = Reports(fake)
     tasks.put(heartbeat_timeout=900)
     w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/sh", "-c", "sleep 2; echo 1"])
-    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-1/complete"), what="complete")
+    wait_for(lambda: reports.of("t-1"), what="complete")
     assert len(beats) >= 5, beats
     gaps = [b - a for a, b in zip(beats, beats[1:])]
     assert max(gaps) < 0.6, gaps
@@ -671,7 +792,7 @@ def test_lost_lease_stops_command(fake, tmp_path, workers):
     tasks = Tasks(fake)
     fake.answer("POST", "/v1/tasks/t-1/heartbeat", (409, {"error": {
         "type": "Conflict", "message": "stale lease"}}))
-    fake.answer("POST", "/v1/tasks/t-1/fail", (409, {"error": {
+    Reports(fake).answer("t-1", (409, {"error": {
         "type": "Conflict", "message": "stale lease"}}))
     pidfile = tmp_path / "pid"
     script = write_script(tmp_path, "long.sh", f'echo $$ > "{pidfile}"\nexec sleep 60\n')
@@ -686,13 +807,13 @@ def test_lost_lease_stops_command(fake, tmp_path, workers):
 def test_deadline_is_timeout(fake, tmp_path, workers):
     """A task's deadline (epoch ms) ends the command: reported as Timeout, retryable."""
     tasks = Tasks(fake)
-    fake.answer("POST", "/v1/tasks/t-1/fail", (200, {}))
+    reports = Reports(fake)
     tasks.put(deadline=int(time.time() * 1000) + 1000)
     w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/sleep", "60"])
     t0 = time.monotonic()
-    wait_for(lambda: fake.reqs("POST", "/v1/tasks/t-1/fail"), what="fail")
+    wait_for(lambda: reports.of("t-1"), what="fail")
     assert time.monotonic() - t0 < 10
-    body = fake.reqs("POST", "/v1/tasks/t-1/fail")[0]["json"]
+    body = reports.of("t-1")[0]
     assert body["error"]["type"] == "Timeout" and body["retryable"] is True
     assert w.stop() == 0
 
@@ -700,7 +821,7 @@ def test_deadline_is_timeout(fake, tmp_path, workers):
 def test_max_is_free_slots(fake, tmp_path, workers):
     """With 2 slots and 1 task running, the next poll asks for max 1."""
     tasks = Tasks(fake)
-    fake.answer("POST", "/v1/tasks/t-1/complete", (200, {}))
+    Reports(fake)
     script = write_script(tmp_path, "s.sh", 'sleep 2\necho 1\n')
     tasks.put()
     w = start_worker(workers, tmp_path, fake.url, ["q"], ["/bin/sh", script], concurrency=2)
@@ -714,7 +835,7 @@ def test_max_is_free_slots(fake, tmp_path, workers):
 def test_second_signal_cancels(fake, tmp_path, workers):
     """SIGTERM waits for the running command; a second one stops it."""
     tasks = Tasks(fake)
-    fake.answer("POST", "/v1/tasks/t-1/fail", (200, {}))
+    reports = Reports(fake)
     pidfile = tmp_path / "pid"
     script = write_script(tmp_path, "long.sh", f'echo $$ > "{pidfile}"\nexec sleep 60\n')
     tasks.put()
@@ -726,4 +847,4 @@ def test_second_signal_cancels(fake, tmp_path, workers):
     w.proc.send_signal(signal.SIGTERM)
     assert w.wait(20) == 0
     assert pid_gone(int(pidfile.read_text()), wait=5)
-    assert fake.reqs("POST", "/v1/tasks/t-1/fail")
+    assert reports.of("t-1")
