@@ -631,10 +631,10 @@ def test_batch_refused_sends_each_alone(fake, tmp_path, workers):
     first = [True]
 
     def whole(req):
+        # the first report is held a second, so the others gather into a batch
         if first[0]:
             first[0] = False
             time.sleep(1)
-            return None
         if len(req["json"]["results"]) > 1:
             return 400, {"error": {"type": "InvalidRequest", "message": "results[1].output: bad"}}
         return None
@@ -647,6 +647,7 @@ def test_batch_refused_sends_each_alone(fake, tmp_path, workers):
                              q["json"]["results"][0]["task_id"] == f"t-{i}"
                              for q in reports.requests()) for i in range(1, 4)),
              what="each alone")
+    assert any(len(q["json"]["results"]) > 1 for q in reports.requests()), "no batch was sent"
     assert w.stop() == 0
 
 
