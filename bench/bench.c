@@ -397,6 +397,7 @@ static int server_start(struct server *s, const char *name, int keep_db, struct 
     if (!keep_db)
         tmpdb(s->db, sizeof(s->db), name);
     snprintf(s->log, sizeof(s->log), "/tmp/wfo-bench-%d-%s.log", (int)getpid(), name);
+    unlink(s->log); /* a restart must not read the last server's address */
     snprintf(url, sizeof(url), "sqlite:%s", s->db);
     pid_t parent = getpid();
     fflush(stdout);

@@ -130,6 +130,7 @@ void cmd_free(struct cmd *c)
     json_decref(c->out.error);
     free(c->reason);
     free(c->from);
+    free(c->lease);
     free(c);
 }
 
@@ -299,9 +300,14 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
 }
 
 /* An attempt to run: on a runner thread, or queued for workers. */
+int job_for_workers(struct wfo_engine *e, const struct def_step *d)
+{
+    return d && d->type == STEP_TASK && !handler_find(e, d->queue);
+}
+
 void job_dispatch(struct wfo_engine *e, struct fsm_action *a)
 {
-    if (a->def->type == STEP_TASK && !handler_find(e, a->def->queue)) {
+    if (job_for_workers(e, a->def)) {
         struct task *t = task_new(a->x->id, a->x->ns, a->def->queue, a->step, a->token, a->attempt,
                                   json_object_get(a->args, "input"));
         t->heartbeat_ms = a->def->heartbeat_timeout_ms;
@@ -587,6 +593,15 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
             struct xexec *x = exec_get(e, c->id, NULL);
             if (x)
                 fsm_task_picked(f, x, c->path, c->token, c->worker);
+        } else if (c->kind == CMD_LEASED) {
+            /* the row's lease, so that a restart keeps it (the cmd lives
+             * until the round is committed: the row borrows its strings) */
+            struct store_task *t = store_batch_task(&r->batch);
+            t->id = c->path;
+            t->exec_id = c->id;
+            t->lease = c->lease;
+            t->leased_until = c->leased_until;
+            t->lease_only = 1;
         } else {
             do_op(e, c);
         }

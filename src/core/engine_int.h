@@ -43,7 +43,7 @@ struct reply {
     struct wfo_error err;
 };
 
-enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP, CMD_PICKED, CMD_WF_DELETE };
+enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP, CMD_PICKED, CMD_LEASED, CMD_WF_DELETE };
 
 struct cmd {
     enum cmd_kind kind;
@@ -65,8 +65,11 @@ struct cmd {
     enum engine_op op;
     char *reason;
     int compensate;
-    int del_ok;          /* OP_DELETE accepted: the round deletes the execution */
-    char *from;          /* OP_RETRY: the step to resume from, or NULL */
+    int del_ok; /* OP_DELETE accepted: the round deletes the execution */
+    char *from; /* OP_RETRY: the step to resume from, or NULL */
+    /* leased: a worker took task `path` (its id) with this lease until then */
+    char *lease;
+    int64_t leased_until;
     struct reply *reply; /* NULL: nobody waits */
 };
 
@@ -200,6 +203,9 @@ void engine_read_failed(struct wfo_engine *e, const char *exec_id, const char *w
                         const struct wfo_error *err);
 /* The runner pool: an attempt to run (ACT_RUN), to stop, to cancel. */
 void job_dispatch(struct wfo_engine *e, struct fsm_action *a);
+/* Does an attempt of d go to workers (a task step no in-process handler
+ * takes)? Its task is then a row in the store (round.c batch_tasks). */
+int job_for_workers(struct wfo_engine *e, const struct def_step *d);
 void job_stop(struct wfo_engine *e, struct fsm_action *a);
 void job_cancel(struct wfo_engine *e, struct fsm_action *a);
 

@@ -242,6 +242,8 @@ void exec_step_state(const struct xstep *st, struct wfo_buf *b)
         wfo_buf_adds(b, ",\"stopping\":true");
     if (st->unknown)
         wfo_buf_adds(b, ",\"unknown\":true");
+    if (st->task_row)
+        put_int(b, ",\"trow\":", st->task_row);
     if (st->items) {
         put_json(b, ",\"items\":", st->items);
         put_int(b, ",\"next_item\":", st->next_item);
@@ -345,6 +347,8 @@ int exec_load_step(struct xexec *x, const char *path, int ord, const char *statu
     st->picked = json_is_true(json_object_get(state, "picked"));
     st->stopping = json_is_true(json_object_get(state, "stopping"));
     st->unknown = json_is_true(json_object_get(state, "unknown"));
+    st->task_row = jint(state, "trow");
+    x->task_rows += st->task_row != 0;
     json_t *items = json_object_get(state, "items");
     if (items) {
         json_decref(st->items);

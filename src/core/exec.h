@@ -88,6 +88,7 @@ struct xstep {
     json_t *output, *error;
     char *input_text; /* what its last attempt was given (JSON text), or NULL */
     int64_t started_at, finished_at;
+    int64_t task_row; /* the token whose worker task has a row in the store; 0: none */
     int dirty;
     int scope_stale; /* in its frame's stale list */
 };
@@ -118,6 +119,7 @@ struct xexec {
     int row_written;
     int row_resume;        /* the resume flag its row has */
     int64_t chunks;        /* the chunks written (store_exec.chunk), in its state */
+    int task_rows;         /* steps with a task_row (not saved: counted at load) */
     char *input_text;      /* input serialized once */
     json_t *ctx_execution; /* the context's .execution, built once */
 

@@ -124,6 +124,28 @@ struct xexec *exec_get(struct wfo_engine *e, const char *id, struct wfo_error *e
 
 /* --- recovery ----------------------------------------------------------------- */
 
+/* The leased task rows, by id: their leases are given back (taskq_relet). */
+struct lease_row {
+    char *id, *lease;
+    int64_t leased_until;
+};
+
+struct leases {
+    struct lease_row *v;
+    int n, alloc;
+    int64_t now;
+};
+
+static int lease_cb(void *ud, const struct store_task *r)
+{
+    struct leases *l = ud;
+    if (!r->lease || !r->status || strcmp(r->status, "leased") != 0 || r->leased_until <= l->now)
+        return 0;
+    GROW(l->v, l->n, l->alloc);
+    l->v[l->n++] = (struct lease_row){wfo_strdup(r->id), wfo_strdup(r->lease), r->leased_until};
+    return 0;
+}
+
 static int active_cb(void *ud, const struct store_exec *r)
 {
     struct ids *ids = ud;
@@ -258,6 +280,17 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
     for (int i = 0; i < ids.n; i++)
         free(ids.v[i]);
     free(ids.v);
+    /* the leases workers held keep their rows' value */
+    struct leases l = {.now = wfo_now_ms()};
+    if (rc == 0)
+        rc = e->store->ops->list_tasks(e->store, e->shards, lease_cb, &l, err);
+    for (int i = 0; i < l.n; i++) {
+        if (rc == 0)
+            taskq_relet(&e->tq, l.v[i].id, l.v[i].lease, l.v[i].leased_until);
+        free(l.v[i].id);
+        free(l.v[i].lease);
+    }
+    free(l.v);
     if (rc == 0) {
         e->timer_horizon = wfo_now_ms() + TIMER_WINDOW_MS;
         rc = e->store->ops->list_timers(e->store, e->shards, INT64_MIN, e->timer_horizon, timer_cb,

@@ -36,6 +36,58 @@ static const char *keep_json(struct round *r, json_t *v)
 
 /* --- persisting a batch -------------------------------------------------- */
 
+/* A task id, kept for the round. */
+static const char *keep_task_id(struct round *rd, const char *exec_id, int64_t token)
+{
+    char id[TASKQ_ID_SIZE];
+    taskq_id(id, exec_id, token);
+    return wfo_arena_strndup(&rd->text, id, strlen(id));
+}
+
+/* Worker tasks are rows (store_task): one is put in the round that queues
+ * an attempt for workers, its lease is written when a worker takes it
+ * (CMD_LEASED), and it is deleted in the round where that attempt stops
+ * being the step's running one. The step remembers the token whose row
+ * exists (task_row, saved), so a restart knows it too. Runs before
+ * batch_build, whose step records then carry task_row. */
+static void batch_tasks(struct wfo_engine *e, struct round *rd, struct fsm *f)
+{
+    for (int i = 0; i < f->n_touched; i++) {
+        struct xexec *x = f->touched[i];
+        for (int k = 0; x->task_rows && k < x->n_steps; k++) {
+            struct xstep *st = x->steps[k];
+            if (!st->task_row || (st->status == SS_RUNNING && st->token == st->task_row))
+                continue;
+            store_batch_task_del(&rd->batch, x->id, keep_task_id(rd, x->id, st->task_row));
+            st->task_row = 0;
+            st->dirty = 1;
+            x->task_rows--;
+        }
+    }
+    for (int i = 0; i < f->n_acts; i++) {
+        struct fsm_action *a = &f->acts[i];
+        if (a->kind != ACT_RUN || !job_for_workers(e, a->def))
+            continue;
+        struct xstep *st = exec_step(a->x, a->step);
+        if (!st)
+            continue;
+        struct store_task *t = store_batch_task(&rd->batch);
+        t->id = keep_task_id(rd, a->x->id, a->token);
+        t->exec_id = a->x->id;
+        t->namespace = a->x->ns;
+        t->queue = a->def->queue;
+        t->step = st->path;
+        t->attempt = a->attempt;
+        t->status = "ready";
+        t->input = keep_json(rd, json_object_get(a->args, "input"));
+        t->ready_at = t->created_at = f->now;
+        if (!st->task_row)
+            a->x->task_rows++;
+        st->task_row = a->token;
+        st->dirty = 1;
+    }
+}
+
 static void batch_exec(struct round *rd, struct xexec *x)
 {
     struct store_exec *r = store_batch_exec(&rd->batch);
@@ -388,6 +440,7 @@ struct round *round_submit(struct wfo_engine *e, int *here)
             e->cur = &e->rounds[i];
     e->cur->busy = 1;
     r->gen = e->fsm.gen;
+    batch_tasks(e, r, &e->fsm);
     batch_build(r, &e->fsm);
     r->batch.owner = e->owner;
     memcpy(r->batch.epochs, e->epochs, sizeof(e->epochs));

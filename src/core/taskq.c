@@ -352,6 +352,26 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
     return out;
 }
 
+void taskq_relet(struct taskq *q, const char *id, const char *lease, int64_t leased_until)
+{
+    if (!id || !lease || strlen(lease) != TASKQ_LEASE_SIZE - 1)
+        return;
+    pthread_mutex_lock(&q->mu);
+    struct task *t = wfo_map_get(&q->tasks, id);
+    if (t && !t->lease[0]) {
+        struct taskq_list *l = list_get(q, t->ns, t->queue);
+        list_remove(l, t);
+        memcpy(t->lease, lease, TASKQ_LEASE_SIZE);
+        t->leased_until = leased_until;
+        free(t->worker);
+        t->worker = wfo_strdup("");
+        q->ready--;
+        q->leased++;
+        l->n_leased++;
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
 void taskq_unlease(struct taskq *q, const char *id, const char *lease)
 {
     if (!id || !lease)
@@ -544,6 +564,20 @@ int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *qu
     *tasks = taskq_poll(&e->tq, ns, queues, n_queues, worker, max, wait_ms, &picked);
     size_t i;
     json_t *p;
+    int64_t now = wfo_now_ms();
+    json_array_foreach(*tasks, i, p)
+    {
+        /* the lease goes to the task's row with a later round; the worker
+         * does not wait for it: a lease lost in a crash makes its
+         * completion stale (409) and the task is delivered again */
+        struct cmd *c = wfo_calloc(1, sizeof(*c));
+        c->kind = CMD_LEASED;
+        snprintf(c->id, sizeof(c->id), "%s", wfo_json_str(p, "execution_id"));
+        c->path = wfo_strdup(wfo_json_str(p, "task_id"));
+        c->lease = wfo_strdup(wfo_json_str(p, "lease"));
+        c->leased_until = now + json_integer_value(json_object_get(p, "lease_ms"));
+        engine_post(e, c, NULL);
+    }
     json_array_foreach(picked, i, p)
     {
         struct cmd *c = wfo_calloc(1, sizeof(*c));

@@ -2,10 +2,12 @@
  * taskq.h - the ready queues of task steps waiting for workers, and their
  * leases (SPEC 3, 4: the worker protocol). docs/interfaces/internal.md.
  *
- * In memory only: a task is one attempt of one task step, and the step's
- * durable state (running, its token) is what survives a crash; recovery
- * enqueues the task again with the same id and a new lease. Thread-safe: its
- * own mutex; pollers wait on its condition variable.
+ * The queues are in memory; each task is also a row in the store, with its
+ * lease once a worker took it (round.c batch_tasks, CMD_LEASED). Recovery
+ * enqueues the task of every running attempt again with the same id and,
+ * when its row holds a lease that has not run out, that lease
+ * (taskq_relet). Thread-safe: its own mutex; pollers wait on its condition
+ * variable.
  */
 #ifndef WFO_CORE_TASKQ_H
 #define WFO_CORE_TASKQ_H
@@ -74,6 +76,10 @@ int taskq_cancel(struct taskq *q, const char *exec_id, int64_t token);
  * {execution_id, step, token, worker}. */
 json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
                    const char *worker, int max, int64_t wait_ms, json_t **picked);
+
+/* Recovery: the ready task id is leased again with the lease its row kept
+ * (a worker that took it before the restart completes it with that one). */
+void taskq_relet(struct taskq *q, const char *id, const char *lease, int64_t leased_until);
 
 /* Makes a leased task ready again, first in its queue, when lease is its
  * lease (its poller went away before getting it). */

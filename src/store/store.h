@@ -130,6 +130,9 @@ struct store_task {
     const char *lease;  /* NULL until leased */
     const char *input;  /* JSON text */
     int64_t ready_at, leased_until, created_at;
+    /* A hint: only status (leased), lease and leased_until are written, to
+     * the row of id if it still exists (a worker took the task). */
+    int lease_only;
 };
 
 /* A row deleted by id, with its execution (which names its shard). */

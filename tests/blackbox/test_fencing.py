@@ -49,8 +49,15 @@ def test_second_engine_takes_over_and_fences_the_first(tmp_path):
                    {"lease": leased[0]["lease"], "output": {"by": "a"}})
         assert r.status >= 400, r
 
-        # B has every execution, runs each to the end exactly once
+        # B has every execution, runs each to the end exactly once; the
+        # tasks the worker took from A are still its own (their rows keep
+        # the leases), the others B hands out again
         done = {}
+        for t in leased:
+            r = b.post(f"/v1/tasks/{t['task_id']}/complete",
+                       {"lease": t["lease"], "output": {"by": "b", "in": t["input"]}})
+            assert r.status == 200, r
+            done[t["execution_id"]] = t["input"]
         while len(done) < len(ids):
             for t in b.poll([name], max=10, wait="2s"):
                 r = b.post(f"/v1/tasks/{t['task_id']}/complete",
@@ -77,3 +84,54 @@ def test_second_engine_takes_over_and_fences_the_first(tmp_path):
     finally:
         b.stop()
         a.stop()
+
+
+def test_task_rows_keep_their_lease_across_kill9(tmp_path):
+    """Tasks are rows: a worker that took a task before the server was
+    killed completes it afterwards with its lease (200), a second
+    completion is stale (409), and the rows go with their attempts."""
+    import signal
+    import time
+
+    name = unique("taskrow")
+    srv = WfoServer(tmp_path / "s", env={"WFO_LEASE": "60s"}).launch()
+    try:
+        srv.put_workflow(task_workflow(name))
+        ids = [srv.start_exec(name, input={"i": i})["id"] for i in range(3)]
+        con = sqlite3.connect(srv.db)
+        rows = con.execute("SELECT id, exec_id, status, lease FROM tasks ORDER BY id").fetchall()
+        assert sorted(r[1] for r in rows) == sorted(ids), rows
+        assert all(r[2] == "ready" and r[3] is None for r in rows), rows
+        taken = srv.poll([name], max=2)
+        assert len(taken) == 2
+        # the leases reach the rows with the next round
+        deadline = time.monotonic() + 10
+        while True:
+            leased = dict(con.execute("SELECT id, lease FROM tasks WHERE status = 'leased'"))
+            if len(leased) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert leased == {t["task_id"]: t["lease"] for t in taken}, leased
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+        srv._err.close()
+        srv.proc = None
+        srv.launch()
+        # the untaken one is ready again; the taken ones keep their leases
+        rest = srv.poll([name], max=10, wait="2s")
+        assert [t["task_id"] for t in rest] == [r[0] for r in rows
+                                                if r[0] not in leased], rest
+        for t in taken + rest:
+            r = srv.post(f"/v1/tasks/{t['task_id']}/complete",
+                         {"lease": t["lease"], "output": {"done": t["task_id"]}})
+            assert r.status == 200, (t, r)
+            r = srv.post(f"/v1/tasks/{t['task_id']}/complete",
+                         {"lease": t["lease"], "output": {"again": True}})
+            assert r.status == 409, r
+        for eid in ids:
+            d = srv.wait_status(eid, "completed")
+            assert list(d["output"]) == ["done"], d
+        assert con.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
+        con.close()
+    finally:
+        srv.stop()

@@ -160,6 +160,7 @@ enum sq_wq {
     W_TIMER_DEL,
     W_TASK,
     W_TASK_DEL,
+    W_TASK_LEASE,
     W_WF_LATEST,
     W_WF_INSERT,
     W_EXEC_DEL_CHUNKS,
@@ -208,6 +209,8 @@ static const char *const sq_writer_sql[W__COUNT] = {
     [W_TASK] = "INSERT OR REPLACE INTO tasks (" SQ_TASK_COLS ", shard)"
                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [W_TASK_DEL] = "DELETE FROM tasks WHERE id = ?1",
+    [W_TASK_LEASE] = "UPDATE tasks SET status = 'leased', lease = ?2, leased_until = ?3"
+                     " WHERE id = ?1",
     [W_WF_LATEST] = "SELECT " SQ_WF_COLS " FROM workflows WHERE namespace = ?1 AND name = ?2"
                     " ORDER BY version DESC LIMIT 1",
     [W_WF_INSERT] = "INSERT INTO workflows (" SQ_WF_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1178,17 +1181,23 @@ struct sq_groups {
     int n;
     int *step_next, *hist_next;
     struct wfo_map by_id; /* id -> index + 1 */
+    const char *last_id;  /* the rows of one execution come together and */
+    int last;             /* share its id pointer: the last group found */
 };
 
 static struct sq_group *sq_group(struct sq_groups *g, const char *id)
 {
+    if (id == g->last_id && g->last)
+        return &g->v[g->last - 1];
     intptr_t i = (intptr_t)wfo_map_get(&g->by_id, id);
-    if (i)
-        return &g->v[i - 1];
-    struct sq_group *r = &g->v[g->n++];
-    *r = (struct sq_group){id, NULL, -1, -1, -1, -1};
-    wfo_map_put(&g->by_id, id, (void *)(intptr_t)g->n);
-    return r;
+    if (!i) {
+        g->v[g->n] = (struct sq_group){id, NULL, -1, -1, -1, -1};
+        i = ++g->n;
+        wfo_map_put(&g->by_id, id, (void *)i);
+    }
+    g->last_id = id;
+    g->last = (int)i;
+    return &g->v[i - 1];
 }
 
 static void sq_groups_build(struct sq_groups *g, const struct store_batch *b)
@@ -1326,6 +1335,13 @@ static int sq_put_task(struct sq_store *s, const struct store_task *t, struct wf
     sqlite3_stmt *st = s->wst[W_TASK];
     int b = 0;
 
+    if (t->lease_only) {
+        st = s->wst[W_TASK_LEASE];
+        b |= sq_text(st, 1, t->id);
+        b |= sq_text(st, 2, t->lease);
+        b |= sq_time(st, 3, t->leased_until);
+        return sq_wstep(s, st, b, err, "leasing task '%s'", t->id ? t->id : "");
+    }
     b |= sq_text(st, 1, t->id);
     b |= sq_text(st, 2, t->exec_id);
     b |= sq_text(st, 3, t->namespace);
