@@ -1746,8 +1746,9 @@ static void sq_step_free(struct store_step *k)
     free((char *)k->input);
 }
 
-static void sq_step_keep(struct sq_steps *l, const struct store_step *r)
+static void sq_step_keep(void *ud, const struct store_step *r)
 {
+    struct sq_steps *l = ud;
     intptr_t i = (intptr_t)wfo_map_get(&l->by_path, r->path);
     struct store_step *k;
     char *path;
@@ -1780,6 +1781,43 @@ static int sq_step_cmp(const void *a, const void *b)
     return strcmp(x->path ? x->path : "", y->path ? y->path : "");
 }
 
+/* Steps the bound statement st of reader r, whose rows are chunks of
+ * exec_id, and calls fn for each record of each chunk, in order, until fn
+ * returns non-zero (then returned). */
+static int sq_records(struct sq_store *s, struct sq_reader *r, sqlite3_stmt *st,
+                      const char *exec_id, const char *what,
+                      int (*fn)(void *ud, const struct chunk_rec *rec), void *ud,
+                      struct wfo_error *err)
+{
+    int rc = 0, seen = 0;
+
+    while (rc == 0) {
+        /* Table locks are taken at the first step: only it may wait. */
+        int src = seen++ ? sqlite3_step(st) : sq_step(st);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = sq_fail(s, r->db, err, "%s", what);
+            break;
+        }
+        struct chunk_reader cr;
+        struct chunk_rec rec;
+        rc = chunk_open(&cr, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                        exec_id, err);
+        while (rc == 0 && (rc = chunk_next(&cr, &rec, err)) == 1)
+            rc = fn(ud, &rec);
+    }
+    sq_done(st);
+    return rc;
+}
+
+static int sq_step_rec(void *ud, const struct chunk_rec *rec)
+{
+    if (rec->tag == CHUNK_STEP)
+        sq_step_keep(ud, &rec->step);
+    return 0;
+}
+
 static int sq_list_steps(struct wfo_store *base, const char *exec_id, store_step_cb cb, void *ud,
                          struct wfo_error *err)
 {
@@ -1793,26 +1831,7 @@ static int sq_list_steps(struct wfo_store *base, const char *exec_id, store_step
     if (rc)
         return rc;
     sq_text(st, 1, exec_id);
-    int seen = 0;
-    while (rc == 0) {
-        int src = seen ? sqlite3_step(st) : sq_step(st);
-        seen = 1;
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = sq_fail(s, r->db, err, "listing steps");
-            break;
-        }
-        struct chunk_reader cr;
-        struct chunk_rec rec;
-        rc = chunk_open(&cr, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                        exec_id, err);
-        if (rc == 0)
-            while ((rc = chunk_next(&cr, &rec, err)) == 1)
-                if (rec.tag == CHUNK_STEP)
-                    sq_step_keep(&l, &rec.step);
-    }
-    sq_done(st);
+    rc = sq_records(s, r, st, exec_id, "listing steps", sq_step_rec, &l, err);
     sq_reader_put(s, r);
     if (rc == 0 && l.n > 1)
         qsort(l.v, (size_t)l.n, sizeof(*l.v), sq_step_cmp);
@@ -1827,45 +1846,43 @@ static int sq_list_steps(struct wfo_store *base, const char *exec_id, store_step
     return rc;
 }
 
+struct sq_page {
+    store_history_cb cb;
+    void *ud;
+    int64_t after;
+    int limit, n, full;
+};
+
+static int sq_history_rec(void *ud, const struct chunk_rec *rec)
+{
+    struct sq_page *p = ud;
+    if (rec->tag != CHUNK_HISTORY || rec->history.seq <= p->after)
+        return 0;
+    int rc = p->cb(p->ud, &rec->history);
+    if (rc == 0 && p->limit > 0 && ++p->n >= p->limit) {
+        p->full = 1;
+        return 1;
+    }
+    return rc;
+}
+
 static int sq_list_history(struct wfo_store *base, const char *exec_id, int64_t after_seq,
                            int limit, store_history_cb cb, void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
+    struct sq_page p = {cb, ud, after_seq, limit, 0, 0};
     struct sq_reader *r;
     sqlite3_stmt *st;
-    int rc, n = 0, seen = 0;
+    int rc;
 
     rc = sq_reader_stmt(s, R_HISTORY, &r, &st, err);
     if (rc)
         return rc;
     sq_text(st, 1, exec_id);
     sq_int(st, 2, after_seq);
-    while (rc == 0 && (limit <= 0 || n < limit)) {
-        int src = seen ? sqlite3_step(st) : sq_step(st);
-        seen = 1;
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = sq_fail(s, r->db, err, "reading history");
-            break;
-        }
-        struct chunk_reader cr;
-        struct chunk_rec rec;
-        rc = chunk_open(&cr, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                        exec_id, err);
-        while (rc == 0 && (limit <= 0 || n < limit) && (rc = chunk_next(&cr, &rec, err)) == 1) {
-            rc = 0;
-            if (rec.tag == CHUNK_HISTORY && rec.history.seq > after_seq) {
-                rc = cb(ud, &rec.history);
-                n++;
-            }
-        }
-        if (rc == 1)
-            rc = 0;
-    }
-    sq_done(st);
+    rc = sq_records(s, r, st, exec_id, "reading history", sq_history_rec, &p, err);
     sq_reader_put(s, r);
-    return rc;
+    return p.full ? 0 : rc;
 }
 
 static int sq_list_timers(struct wfo_store *base, store_shardset shards, int64_t from,
