@@ -83,7 +83,7 @@ int wfo_buf_grow(struct wfo_buf *b, size_t extra)
     return 0;
 }
 
-int wfo_buf_add(struct wfo_buf *b, const void *data, size_t len)
+int wfo_buf_add_slow(struct wfo_buf *b, const void *data, size_t len)
 {
     int rc;
 
@@ -96,18 +96,6 @@ int wfo_buf_add(struct wfo_buf *b, const void *data, size_t len)
     b->len += len;
     b->buf[b->len] = '\0';
     return 0;
-}
-
-int wfo_buf_adds(struct wfo_buf *b, const char *s)
-{
-    return wfo_buf_add(b, s, strlen(s));
-}
-
-int wfo_buf_addch(struct wfo_buf *b, int c)
-{
-    char ch = (char)c;
-
-    return wfo_buf_add(b, &ch, 1);
 }
 
 int wfo_buf_addint(struct wfo_buf *b, long long n)

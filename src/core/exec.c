@@ -467,54 +467,70 @@ static json_t *scope_entry(const struct xstep *st)
     return o;
 }
 
-void exec_scope_update(struct xexec *x, struct xstep *st)
-{
-    if (st->frame < 0 || st->frame >= x->n_frames || st->comp || st->scope_stale)
-        return;
-    struct xframe *fr = &x->frames[st->frame];
-    st->scope_stale = 1;
-    GROW(fr->stale, fr->n_stale, fr->alloc_stale);
-    fr->stale[fr->n_stale++] = st;
-}
+/* The blocks a context's .steps merges at most: the innermost ones. */
+#define CTX_CHAIN_MAX 64
 
-/* Brings fr's scope up to date with its stale steps. */
-static void scope_refresh(struct xframe *fr)
+/* The scope of fr, ready to change: copy on write, like .vars: a context
+ * or a stored value may hold it (its refcount says so); nobody else:
+ * changed in place. */
+static json_t *scope_writable(struct xframe *fr)
 {
-    if (!fr->n_stale)
-        return;
-    /* copy on write, like .vars: a context or a stored value may hold the
-     * scope (its refcount says so); nobody else: change it in place */
     if (fr->scope->refcount > 1) {
         json_t *ns = json_copy(fr->scope);
         json_decref(fr->scope);
         fr->scope = ns;
     }
-    for (int i = 0; i < fr->n_stale; i++) {
-        struct xstep *st = fr->stale[i];
-        st->scope_stale = 0;
-        json_object_set_new(fr->scope, st->def->name, scope_entry(st));
-    }
-    fr->n_stale = 0;
+    return fr->scope;
 }
 
-json_t *exec_context(struct xexec *x, int frame)
+/* Brings the entries of fr's stale steps up to date: all of them, or only
+ * those of the steps named name. The list keeps its order. */
+static void scope_refresh(struct xframe *fr, const char *name)
 {
-    /* .steps: the block's own steps over those of every enclosing block; at
-     * the top level that is the top frame's scope itself (shared: nothing
-     * mutates a context's values, scope entries are replaced, not changed) */
-    json_t *steps;
-    for (int f = frame; f >= 0; f = x->frames[f].parent)
-        scope_refresh(&x->frames[f]);
-    if (frame == 0) {
-        steps = json_incref(x->frames[0].scope);
-    } else {
-        steps = json_object();
-        int chain[64], n = 0;
-        for (int f = frame; f >= 0 && n < 64; f = x->frames[f].parent)
-            chain[n++] = f;
-        while (n--)
-            json_object_update(steps, x->frames[chain[n]].scope);
+    int k = 0;
+    for (int i = 0; i < fr->n_stale; i++) {
+        struct xstep *st = fr->stale[i];
+        if (name && strcmp(st->def->name, name) != 0) {
+            fr->stale[k++] = st;
+            continue;
+        }
+        st->scope_stale = 0;
+        json_object_set_new(scope_writable(fr), st->def->name, scope_entry(st));
     }
+    fr->n_stale = k;
+}
+
+void exec_scope_update(struct xexec *x, struct xstep *st)
+{
+    if (st->frame < 0 || st->frame >= x->n_frames || st->comp)
+        return;
+    if (st->scope_stale) {
+        if (st->scope_frame == st->frame)
+            return;
+        /* it moved to another frame (a block's retry) while its entry in
+         * the old one was out of date: that entry is made now, and the
+         * step is listed in its new frame */
+        struct xframe *old = &x->frames[st->scope_frame];
+        for (int i = 0; i < old->n_stale; i++) {
+            if (old->stale[i] != st)
+                continue;
+            memmove(old->stale + i, old->stale + i + 1,
+                    (size_t)(old->n_stale - i - 1) * sizeof(*old->stale));
+            old->n_stale--;
+            break;
+        }
+        json_object_set_new(scope_writable(old), st->def->name, scope_entry(st));
+    }
+    struct xframe *fr = &x->frames[st->frame];
+    st->scope_stale = 1;
+    st->scope_frame = st->frame;
+    GROW(fr->stale, fr->n_stale, fr->alloc_stale);
+    fr->stale[fr->n_stale++] = st;
+}
+
+/* The context's .execution, made once. */
+static json_t *ctx_execution(struct xexec *x)
+{
     if (!x->ctx_execution) {
         char started[40];
         wfo_time_format(x->created_at, started, sizeof(started));
@@ -525,11 +541,32 @@ json_t *exec_context(struct xexec *x, int frame)
         json_object_set_new_nocheck(c, "started_at", json_string(started));
         x->ctx_execution = c;
     }
+    return x->ctx_execution;
+}
+
+json_t *exec_context(struct xexec *x, int frame)
+{
+    /* .steps: the block's own steps over those of every enclosing block; at
+     * the top level that is the top frame's scope itself (shared: nothing
+     * mutates a context's values, scope entries are replaced, not changed) */
+    json_t *steps;
+    for (int f = frame; f >= 0; f = x->frames[f].parent)
+        scope_refresh(&x->frames[f], NULL);
+    if (frame == 0) {
+        steps = json_incref(x->frames[0].scope);
+    } else {
+        steps = json_object();
+        int chain[CTX_CHAIN_MAX], n = 0;
+        for (int f = frame; f >= 0 && n < CTX_CHAIN_MAX; f = x->frames[f].parent)
+            chain[n++] = f;
+        while (n--)
+            json_object_update(steps, x->frames[chain[n]].scope);
+    }
     json_t *ctx = json_object();
     json_object_set(ctx, "input", x->input);
     json_object_set_new(ctx, "steps", steps);
     json_object_set(ctx, "vars", x->vars);
-    json_object_set(ctx, "execution", x->ctx_execution);
+    json_object_set(ctx, "execution", ctx_execution(x));
     if (x->error_ctx)
         json_object_set(ctx, "error", x->error_ctx);
     for (int f = frame; f >= 0; f = x->frames[f].parent) {
@@ -540,4 +577,79 @@ json_t *exec_context(struct xexec *x, int frame)
         }
     }
     return ctx;
+}
+
+/* .steps.NAME of a frame's context: the entry of the innermost block of
+ * the chain that has one (exec_context merges them outermost first), with
+ * only the entries of that name brought up to date. */
+static json_t *ctx_step(struct xexec *x, int frame, const char *name)
+{
+    int n = 0;
+    for (int f = frame; f >= 0 && n < CTX_CHAIN_MAX; f = x->frames[f].parent, n++) {
+        struct xframe *fr = &x->frames[f];
+        scope_refresh(fr, name);
+        json_t *v = json_object_get(fr->scope, name);
+        if (v)
+            return v;
+    }
+    return NULL;
+}
+
+static json_t *ctx_whole(struct expr_ctx *base)
+{
+    struct exec_ctx *c = (struct exec_ctx *)base;
+    if (!c->obj) {
+        c->obj = exec_context(c->x, c->frame);
+        if (c->has_result)
+            json_object_set(c->obj, "result", c->result ? c->result : json_null());
+    }
+    return c->obj;
+}
+
+static json_t *ctx_member(struct expr_ctx *base, const char *k1, const char *k2, int *used)
+{
+    struct exec_ctx *c = (struct exec_ctx *)base;
+    struct xexec *x = c->x;
+    *used = 1;
+    if (c->obj)
+        return json_object_get(c->obj, k1);
+    if (strcmp(k1, "input") == 0)
+        return x->input;
+    if (strcmp(k1, "steps") == 0) {
+        if (k2) {
+            *used = 2;
+            return ctx_step(x, c->frame, k2);
+        }
+        if (c->frame == 0) {
+            scope_refresh(&x->frames[0], NULL);
+            return x->frames[0].scope;
+        }
+        return json_object_get(ctx_whole(base), k1);
+    }
+    if (strcmp(k1, "vars") == 0)
+        return x->vars;
+    if (strcmp(k1, "execution") == 0)
+        return ctx_execution(x);
+    if (strcmp(k1, "error") == 0)
+        return x->error_ctx;
+    if (strcmp(k1, "result") == 0)
+        return c->has_result ? (c->result ? c->result : json_null()) : NULL;
+    if (strcmp(k1, "item") == 0 || strcmp(k1, "index") == 0)
+        return json_object_get(ctx_whole(base), k1);
+    return NULL; /* no other member */
+}
+
+void exec_ctx_init(struct exec_ctx *c, struct xexec *x, int frame)
+{
+    memset(c, 0, sizeof(*c));
+    c->base.member = ctx_member;
+    c->base.whole = ctx_whole;
+    c->x = x;
+    c->frame = frame;
+}
+
+void exec_ctx_release(struct exec_ctx *c)
+{
+    json_decref(c->obj);
+    c->obj = NULL;
 }

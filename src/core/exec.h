@@ -19,6 +19,7 @@
 #include "../common/util.h"
 #include "../common/duration.h"
 #include "def.h"
+#include "expr.h"
 
 /* The state of one entry of a compensation queue. */
 enum comp_state { COMP_PENDING, COMP_RUNNING, COMP_DONE, COMP_FAILED };
@@ -60,8 +61,9 @@ struct xframe {
     json_t *item;  /* foreach: the item */
     char *last;    /* path of the last step that ran in this frame */
     json_t *scope; /* .steps of this block: name -> {output, status, attempts, error} */
-    /* steps whose scope entry is out of date: rebuilt when a context is
-     * next made (exec_context), not at every change of the step */
+    /* steps whose scope entry is out of date: rebuilt when a context next
+     * reads it (exec_context, or a path .steps.NAME: that one), not at
+     * every change of the step */
     struct xstep **stale;
     int n_stale, alloc_stale;
 };
@@ -90,7 +92,8 @@ struct xstep {
     int64_t started_at, finished_at;
     int64_t task_row; /* the token whose worker task has a row in the store; 0: none */
     int dirty;
-    int scope_stale; /* in its frame's stale list */
+    int scope_stale; /* in the stale list of frame scope_frame */
+    int scope_frame;
 };
 
 struct xexec {
@@ -163,6 +166,23 @@ const struct def_step *exec_resolve_path(const struct wfo_def *def, const char *
 
 /* The context object of SPEC 2.1 for a frame (new ref). */
 json_t *exec_context(struct xexec *x, int frame);
+
+/* The context of a frame made on demand (expr.h): a plain path reads the
+ * execution's values where they are, and the object (exec_context) is made
+ * only for an expression that needs it. result, when has_result, is the
+ * context's .result (an output expression's: borrowed). Valid while the
+ * execution does not change; released with exec_ctx_release. */
+struct exec_ctx {
+    struct expr_ctx base;
+    struct xexec *x;
+    int frame;
+    int has_result;
+    json_t *result;
+    json_t *obj; /* the object, once made */
+};
+
+void exec_ctx_init(struct exec_ctx *c, struct xexec *x, int frame);
+void exec_ctx_release(struct exec_ctx *c);
 /* Updates the .steps entry of st (after a status/output change). */
 void exec_scope_update(struct xexec *x, struct xstep *st);
 

@@ -14,7 +14,9 @@
  *      expr_path_parse() and walked on the json_t itself (expr_path_walk):
  *      no conversion of the context, no jq. Its jq program is compiled only
  *      when a walk meets a value jq would refuse to index, so that jq gives
- *      the error. The grammar accepted is a subset of jq 1.6's.
+ *      the error. The grammar accepted is a subset of jq 1.6's. On a
+ *      context made on demand (tmpl_eval_ctx), the walk starts from what
+ *      its member() gives for the first keys: the object is not made.
  *   3. Anything else is compiled at tmpl_compile() time into a jq_state of
  *      its own, after EXPR_PRELUDE: definitions that shadow the refused
  *      builtins again (defence in depth) and put bounds on the C loops of
@@ -1077,11 +1079,12 @@ fail:
     expr_steps_free(e);
 }
 
-/* Walks the path on v. Returns 0 with *out set, or 1 when a step meets a
- * value jq would refuse to index: then jq must run to give its error. */
-static int expr_path_walk(const struct expr *e, json_t *v, json_t **out)
+/* Walks the path on v from its step `from`. Returns 0 with *out set, or 1
+ * when a step meets a value jq would refuse to index: then jq must run to
+ * give its error. */
+static int expr_path_walk(const struct expr *e, size_t from, json_t *v, json_t **out)
 {
-    for (size_t i = 0; i < e->nsteps; i++) {
+    for (size_t i = from; i < e->nsteps; i++) {
         const struct expr_step *st = &e->steps[i];
 
         if (!v || json_is_null(v)) {
@@ -1437,9 +1440,24 @@ static void expr_discard(struct expr *e)
 
 struct eval_state {
     json_t *ctx;
-    jv ctxjv; /* [the context] as a jv, jq's input (expr_jq_new), made on first need */
+    struct expr_ctx *lazy; /* tmpl_eval_ctx: ctx is asked of it when needed */
+    jv ctxjv;              /* [the context] as a jv, jq's input (expr_jq_new), made on first need */
     int have_ctxjv;
 };
+
+/* A plain path: through lazy->member when the path starts with a key. */
+static int expr_eval_path(struct expr *e, struct eval_state *es, json_t **out)
+{
+    if (es->lazy && e->nsteps && e->steps[0].key) {
+        int used = 1;
+        const char *k2 = e->nsteps > 1 ? e->steps[1].key : NULL;
+        json_t *v = es->lazy->member(es->lazy, e->steps[0].key, k2, &used);
+        return expr_path_walk(e, (size_t)used, v, out);
+    }
+    if (es->lazy && !es->ctx)
+        es->ctx = es->lazy->whole(es->lazy);
+    return expr_path_walk(e, 0, es->ctx, out);
+}
 
 static int expr_eval(struct expr *e, struct eval_state *es, json_t **out, struct wfo_error *err)
 {
@@ -1447,8 +1465,10 @@ static int expr_eval(struct expr *e, struct eval_state *es, json_t **out, struct
     int rc, oom;
 
     *out = NULL;
-    if (e->is_path && expr_path_walk(e, es->ctx, out) == 0)
+    if (e->is_path && expr_eval_path(e, es, out) == 0)
         return 0;
+    if (es->lazy && !es->ctx)
+        es->ctx = es->lazy->whole(es->lazy);
     if ((rc = watch_start(err)) < 0)
         return rc;
     if (!e->jq && (rc = expr_jq_new(e->text, e->balanced, &e->jq, err)) < 0)
@@ -1699,7 +1719,18 @@ int tmpl_is_const(const struct wfo_tmpl *t)
 
 int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_error *err)
 {
-    struct eval_state es = {ctx, {0}, 0};
+    struct eval_state es = {ctx, NULL, {0}, 0};
+    int rc;
+
+    rc = node_eval(&t->root, &es, out, err);
+    if (es.have_ctxjv)
+        jv_free(es.ctxjv);
+    return rc;
+}
+
+int tmpl_eval_ctx(const struct wfo_tmpl *t, struct expr_ctx *c, json_t **out, struct wfo_error *err)
+{
+    struct eval_state es = {NULL, c, {0}, 0};
     int rc;
 
     rc = node_eval(&t->root, &es, out, err);
@@ -1711,7 +1742,7 @@ int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_er
 /* text is either an expression ("${ .a }") or the jq program itself. */
 int expr_eval_once(const char *text, json_t *ctx, json_t **out, struct wfo_error *err)
 {
-    struct eval_state es = {ctx, {0}, 0};
+    struct eval_state es = {ctx, NULL, {0}, 0};
     struct expr *e = NULL;
     size_t len;
     int rc;

@@ -45,6 +45,26 @@ int tmpl_is_const(const struct wfo_tmpl *t);
  * Failure: WFO_EEXPR with the jq error message in err. */
 int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_error *err);
 
+/* A context made on demand. The engine's contexts are objects of a few
+ * members (input, steps, vars, execution, ...: SPEC 2.1) and most
+ * expressions are plain paths into one of them, which need none of the
+ * others: tmpl_eval_ctx() asks `member` for what the first keys of a plain
+ * path reach, and `whole` for the object itself only when an expression
+ * needs more (jq, `.`, a path `member` does not follow). Both must give
+ * what walking the whole object gives. */
+struct expr_ctx {
+    /* The value at .k1, or at .k1.k2 when k2 is not NULL and it follows
+     * it; *used says how many keys it followed (1 or 2). Borrowed, NULL
+     * when absent. */
+    json_t *(*member)(struct expr_ctx *c, const char *k1, const char *k2, int *used);
+    /* The whole context object, borrowed: the expr_ctx keeps it. */
+    json_t *(*whole)(struct expr_ctx *c);
+};
+
+/* tmpl_eval on a context made on demand. */
+int tmpl_eval_ctx(const struct wfo_tmpl *t, struct expr_ctx *c, json_t **out,
+                  struct wfo_error *err);
+
 /* The server-side secrets (a JSON object, borrowed: copied): `$secrets` in
  * every expression compiled afterwards ({} until set). Call before any
  * thread compiles. */

@@ -281,13 +281,14 @@ static int field_keeps_secrets(const struct def_step *d, enum step_field fi)
     return kd->keeps_secrets && (fi == F_INPUT || (kd->run_fields >> fi & 1));
 }
 
-static json_t *eval_field(const struct def_step *d, enum step_field fi, json_t *ctx, json_t **out)
+static json_t *eval_field(const struct def_step *d, enum step_field fi, struct expr_ctx *ctx,
+                          json_t **out)
 {
     *out = NULL;
     if (!d->f[fi])
         return NULL;
     struct wfo_error err = WFO_ERROR_INIT;
-    if (tmpl_eval(d->f[fi], ctx, out, &err) < 0) {
+    if (tmpl_eval_ctx(d->f[fi], ctx, out, &err) < 0) {
         struct wfo_buf b = WFO_BUF_INIT;
         wfo_buf_addf(&b, "%s: %s", step_field_names[fi], err.message);
         json_t *e = fsm_error("ExpressionError", b.buf, NULL);
@@ -370,10 +371,11 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
 {
     json_t *out = NULL;
     if (x->def->output) {
-        json_t *ctx = exec_context(x, 0);
+        struct exec_ctx ctx;
+        exec_ctx_init(&ctx, x, 0);
         struct wfo_error err = WFO_ERROR_INIT;
-        int rc = tmpl_eval(x->def->output, ctx, &out, &err);
-        json_decref(ctx);
+        int rc = tmpl_eval_ctx(x->def->output, &ctx.base, &out, &err);
+        exec_ctx_release(&ctx);
         if (rc == 0 && out && wfo_redact_active()) {
             json_t *r = wfo_redact_json(out);
             json_decref(out);
@@ -911,9 +913,11 @@ static void comp_start(struct fsm *f, struct xexec *x, size_t i)
     st->error = NULL;
     step_touch(f, x, st);
     if (st->def->f[F_IF]) {
-        json_t *ctx = exec_context(x, st->frame), *v = NULL;
-        json_t *err = eval_field(st->def, F_IF, ctx, &v);
-        json_decref(ctx);
+        struct exec_ctx ctx;
+        json_t *v = NULL;
+        exec_ctx_init(&ctx, x, st->frame);
+        json_t *err = eval_field(st->def, F_IF, &ctx.base, &v);
+        exec_ctx_release(&ctx);
         int t = !err && truthy(v);
         json_decref(v);
         if (err) {
@@ -1060,7 +1064,8 @@ static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_
  * input and its kind's run_fields ({input, request?, command?, stdin?,
  * env?, cwd?}); NULL with *error set (an ExpressionError, new ref) when one
  * fails. input is borrowed. */
-static json_t *run_args(const struct def_step *d, json_t *ctx, json_t *input, json_t **error)
+static json_t *run_args(const struct def_step *d, struct expr_ctx *ctx, json_t *input,
+                        json_t **error)
 {
     unsigned fields = step_kinds[d->type].run_fields;
     json_t *args = obj1("input", json_incref(input));
@@ -1080,14 +1085,16 @@ static json_t *run_args(const struct def_step *d, json_t *ctx, json_t *input, js
 
 json_t *fsm_attempt_args(struct xexec *x, struct xstep *st, json_t **error)
 {
-    json_t *ctx = exec_context(x, st->frame), *input = NULL, *args = NULL;
-    if (!(*error = eval_field(st->def, F_INPUT, ctx, &input))) {
+    struct exec_ctx ctx;
+    json_t *input = NULL, *args = NULL;
+    exec_ctx_init(&ctx, x, st->frame);
+    if (!(*error = eval_field(st->def, F_INPUT, &ctx.base, &input))) {
         if (!input)
-            input = json_incref(json_object_get(ctx, "input"));
-        args = run_args(st->def, ctx, input, error);
+            input = json_incref(x->input);
+        args = run_args(st->def, &ctx.base, input, error);
     }
     json_decref(input);
-    json_decref(ctx);
+    exec_ctx_release(&ctx);
     return args;
 }
 
@@ -1127,13 +1134,14 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
     step_touch(f, x, st);
     hist(f, x, "step.started", st->path, obj1("attempt", json_integer(st->attempts)));
 
-    json_t *ctx = exec_context(x, st->frame);
+    struct exec_ctx ctx;
     json_t *input = NULL, *e = NULL;
-    if (!(e = eval_field(d, F_INPUT, ctx, &input))) {
+    exec_ctx_init(&ctx, x, st->frame);
+    if (!(e = eval_field(d, F_INPUT, &ctx.base, &input))) {
         if (!input)
-            input = json_incref(json_object_get(ctx, "input"));
+            input = json_incref(x->input);
         step_input_keep(x, st, input);
-        struct kind_attempt a = {ctx, input, prev_token};
+        struct kind_attempt a = {&ctx.base, input, prev_token};
         if (kd->start) {
             e = kd->start(f, x, st, &a);
         } else {
@@ -1144,7 +1152,7 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
         }
     }
     json_decref(input);
-    json_decref(ctx);
+    exec_ctx_release(&ctx);
     if (e)
         attempt_fail(f, x, st, e, 0);
 }
@@ -1185,7 +1193,7 @@ json_t *fsm_start_switch(struct fsm *f, struct xexec *x, struct xstep *st,
     for (int i = 0; i < d->n_cases; i++) {
         json_t *w = NULL;
         struct wfo_error err = WFO_ERROR_INIT;
-        if (tmpl_eval(d->cases[i].when, a->ctx, &w, &err) < 0) {
+        if (tmpl_eval_ctx(d->cases[i].when, a->ctx, &w, &err) < 0) {
             struct wfo_buf b = WFO_BUF_INIT;
             wfo_buf_addf(&b, "cases[%d].when: %s", i, err.message);
             json_t *e = fsm_error("ExpressionError", b.buf, NULL);
@@ -1374,10 +1382,12 @@ static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json
     const struct def_step *d = st->def;
     json_t *out = NULL;
     if (d->f[F_OUTPUT] && d->type != STEP_SUCCEED) {
-        json_t *ctx = exec_context(x, st->frame);
-        json_object_set(ctx, "result", raw ? raw : json_null());
-        json_t *e = eval_field(d, F_OUTPUT, ctx, &out);
-        json_decref(ctx);
+        struct exec_ctx ctx;
+        exec_ctx_init(&ctx, x, st->frame);
+        ctx.has_result = 1;
+        ctx.result = raw;
+        json_t *e = eval_field(d, F_OUTPUT, &ctx.base, &out);
+        exec_ctx_release(&ctx);
         if (e) {
             attempt_fail(f, x, st, e, 0);
             return;
@@ -1480,9 +1490,11 @@ static void step_enter(struct fsm *f, struct xexec *x, struct xframe *fr)
     fr->busy = 1;
     step_touch(f, x, st);
     if (d->f[F_IF]) {
-        json_t *ctx = exec_context(x, fi), *v = NULL;
-        json_t *e = eval_field(d, F_IF, ctx, &v);
-        json_decref(ctx);
+        struct exec_ctx ctx;
+        json_t *v = NULL;
+        exec_ctx_init(&ctx, x, fi);
+        json_t *e = eval_field(d, F_IF, &ctx.base, &v);
+        exec_ctx_release(&ctx);
         if (e) {
             st->attempts = 1;
             st->started_at = f->now;
@@ -1555,10 +1567,12 @@ static void step_late_result(struct fsm *f, struct xexec *x, struct xstep *st, i
     if (ok) {
         json_t *out = NULL;
         if (st->def->f[F_OUTPUT]) {
-            json_t *ctx = exec_context(x, st->frame);
-            json_object_set(ctx, "result", output ? output : json_null());
-            json_t *e = eval_field(st->def, F_OUTPUT, ctx, &out);
-            json_decref(ctx);
+            struct exec_ctx ctx;
+            exec_ctx_init(&ctx, x, st->frame);
+            ctx.has_result = 1;
+            ctx.result = output;
+            json_t *e = eval_field(st->def, F_OUTPUT, &ctx.base, &out);
+            exec_ctx_release(&ctx);
             if (e) { /* its raw result, rather than losing what happened */
                 json_decref(e);
                 out = wfo_json_ref(output);

@@ -88,7 +88,7 @@ enum kind_end {
  * before it (-1 for the first), which a block step uses to keep what a
  * retry need not run again. */
 struct kind_attempt {
-    json_t *ctx;
+    struct expr_ctx *ctx;
     json_t *input;
     int64_t prev_token;
 };

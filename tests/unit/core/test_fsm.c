@@ -475,6 +475,53 @@ TEST(foreach_respects_concurrency_and_keeps_order)
     exec_free(x);
 }
 
+TEST(context_paths_agree_with_the_whole_context)
+{
+    /* a plain path reads the execution where it is (exec_ctx); `| .` makes
+     * jq read the whole context object: both must see the same */
+    struct fsm f;
+    struct xexec *x = start(
+        &f,
+        "name: w\nsteps:\n"
+        "  - {name: a, type: set, vars: {x: 1}, output: '${ {r: .result, s: .steps.a.status} }'}\n"
+        "  - name: each\n    type: foreach\n    items: '${ .input.xs }'\n"
+        "    steps:\n"
+        "      - name: s\n        type: set\n        vars:\n"
+        "          a1: '${ .steps.a.output }'\n          a2: '${ .steps.a.output | . }'\n"
+        "          s1: '${ .steps.s.status }'\n          s2: '${ .steps.s | .status }'\n"
+        "          i1: '${ .item }'\n          i2: '${ .item | . }'\n"
+        "          n1: '${ .index }'\n          n2: '${ .index | . }'\n"
+        "          w1: '${ .execution.workflow }'\n          w2: '${ .execution | .workflow }'\n"
+        "          x1: '${ .steps.nope }'\n          x2: '${ .steps | .nope }'\n"
+        "          k1: '${ .steps | keys }'\n          k2: '${ [.steps.a, .steps.s] | length }'\n"
+        "          u1: '${ .unknown.member }'\n          v1: '${ .vars.x }'\n",
+        "{\"xs\": [7, 8]}");
+    is_int(x->status, EX_COMPLETED, "completed");
+    const char *pairs[][2] = {{"a1", "a2"}, {"s1", "s2"}, {"i1", "i2"},
+                              {"n1", "n2"}, {"w1", "w2"}, {"x1", "x2"}};
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        json_t *p = json_object_get(x->vars, pairs[i][0]),
+               *q = json_object_get(x->vars, pairs[i][1]);
+        ok(p && q && json_equal(p, q), "%s == %s", pairs[i][0], pairs[i][1]);
+    }
+    char *s = wfo_json_dumps(json_object_get(x->vars, "a1"));
+    is_str(s, "{\"r\":{\"x\":1},\"s\":\"running\"}", ".result and .steps in an output");
+    free(s);
+    is_str(json_string_value(json_object_get(x->vars, "s1")), "running", "a running step");
+    is_int(json_integer_value(json_object_get(x->vars, "i1")), 8, ".item");
+    is_int(json_integer_value(json_object_get(x->vars, "n1")), 1, ".index");
+    is_str(json_string_value(json_object_get(x->vars, "w1")), "w", ".execution");
+    ok(json_is_null(json_object_get(x->vars, "x1")), "a step never reached is null");
+    s = wfo_json_dumps(json_object_get(x->vars, "k1"));
+    is_str(s, "[\"a\",\"each\",\"s\"]", "the block's steps over the top frame's");
+    free(s);
+    is_int(json_integer_value(json_object_get(x->vars, "k2")), 2, "both reached");
+    ok(json_is_null(json_object_get(x->vars, "u1")), "no other member");
+    is_int(json_integer_value(json_object_get(x->vars, "v1")), 1, ".vars");
+    fsm_release(&f);
+    exec_free(x);
+}
+
 TEST(foreach_over_nothing_and_not_an_array)
 {
     struct fsm f;
