@@ -123,7 +123,7 @@ FUZZ_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wvla -Wstrict-prototypes -Wformat
 FUZZ_TIME ?= 300
 FUZZ_TEST_EACH ?= 60
 FUZZ_JOBS ?= 2
-FUZZ_TARGETS := request definition template time taskcmd
+FUZZ_TARGETS := request definition template time taskcmd chunk
 FUZZ_BINS := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 
 build/fuzz/obj/%.o: %.c $(HDR) | deps
