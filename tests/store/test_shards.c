@@ -598,6 +598,27 @@ TEST(tasks_by_shard)
     s->ops->list_tasks(s, BIT(kb), task_cb, out_reset(&o), &err);
     ok(strstr(o.buf, suite_str("kB1|%s|default|q2|s|1|leased|L|{}|30|99|30\n", xb)) != NULL,
        "list_tasks: a task's every field");
+
+    /* lease_only: a worker took kA1; a lease for a row that is gone (its
+     * attempt ended in the same round) writes nothing */
+    store_batch_reset(&b);
+    k = store_batch_task(&b);
+    k->id = "kA1";
+    k->exec_id = xa;
+    k->lease = "L2";
+    k->leased_until = 77;
+    k->lease_only = 1;
+    k = store_batch_task(&b);
+    k->id = "kGone";
+    k->exec_id = xa;
+    k->lease = "L3";
+    k->leased_until = 78;
+    k->lease_only = 1;
+    is_int(suite_apply(s, &b, &err), 0, "tasks: leases: %s", err.message);
+    s->ops->list_tasks(s, BIT(ka), task_cb, out_reset(&o), &err);
+    is_str(o.buf, suite_str("kA1|%s|default|q|s|1|leased|L2|{}|10|77|10\n", xa),
+           "lease_only: status, lease and leased_until change, nothing else");
+    is_str(tasks_in(s, BIT(ka), &o), "kA1 ", "lease_only: no row for an id that is gone");
     store_batch_release(&b);
     store_close(s);
 }
