@@ -1151,6 +1151,48 @@ TEST(refuse_newer_schema)
 
 /* ---- 7. the server key ---- */
 
+/* A batch of many new executions (a back end may insert them several to a
+ * statement): every one is written, in order, and writing them again as
+ * new updates each in place (the upsert), seq kept. */
+TEST(many_new_executions)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct out o;
+    char ids[21][24];
+    int64_t seqs[21];
+    struct wfo_store *s = suite_open("many");
+
+    store_batch_init(&b);
+    for (int i = 0; i < 21; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "many-%02d", i);
+        add_exec(&b, ids[i], "default", "w", "running", 100 + i);
+    }
+    is_int(suite_apply(s, &b, &err), 0, "many: 21 new executions: %s", err.message);
+    int ordered = 1, all = 1;
+    for (int i = 0; i < 21; i++) {
+        seqs[i] = exec_seq(s, ids[i]);
+        all &= seqs[i] > 0;
+        ordered &= i == 0 || seqs[i] > seqs[i - 1];
+    }
+    ok(all, "many: every one is written");
+    ok(ordered, "many: seq in batch order");
+    store_batch_reset(&b);
+    for (int i = 0; i < 21; i++)
+        add_exec(&b, ids[i], "default", "w2", "completed", 100 + i)->finished_at = 500 + i;
+    is_int(suite_apply(s, &b, &err), 0, "many: written again as new: %s", err.message);
+    int kept = 1;
+    for (int i = 0; i < 21; i++)
+        kept &= exec_seq(s, ids[i]) == seqs[i];
+    ok(kept, "many: the upsert keeps every seq");
+    is_str(read_exec(s, ids[20], &o), "many-20|default|w2|1|completed|{}|~|~|~|~|~|120|120|520\n",
+           "many: the last one updated in place");
+    is_str(read_exec(s, ids[3], &o), "many-03|default|w2|1|completed|{}|~|~|~|~|~|103|103|503\n",
+           "many: one of the first eight too");
+    store_batch_release(&b);
+    store_close(s);
+}
+
 TEST(server_key)
 {
     struct wfo_error err = WFO_ERROR_INIT;
