@@ -95,18 +95,14 @@ void fsm_init(struct fsm *f)
 
 void fsm_reset(struct fsm *f)
 {
-    for (int i = 0; i < f->n_hist; i++) {
-        free(f->hist[i].step);
+    for (int i = 0; i < f->n_hist; i++)
         json_decref(f->hist[i].data);
-    }
     for (int i = 0; i < f->n_timers; i++) {
         free(f->timers[i].id);
         free(f->timers[i].step);
     }
-    for (int i = 0; i < f->n_acts; i++) {
-        free(f->acts[i].step);
+    for (int i = 0; i < f->n_acts; i++)
         json_decref(f->acts[i].args);
-    }
     f->n_hist = f->n_timers = f->n_acts = f->n_touched = 0;
     f->gen++;
 }
@@ -189,7 +185,8 @@ static void touch(struct fsm *f, struct xexec *x)
     f->touched[f->n_touched++] = x;
 }
 
-/* Appends a history entry; takes ownership of data. (I2) */
+/* Appends a history entry; takes ownership of data; step is a step's path
+ * (st->path) or NULL. (I2) */
 static void hist(struct fsm *f, struct xexec *x, const char *type, const char *step, json_t *data)
 {
     touch(f, x);
@@ -199,7 +196,7 @@ static void hist(struct fsm *f, struct xexec *x, const char *type, const char *s
     h->seq = ++x->hseq;
     h->time = f->now;
     h->type = type;
-    h->step = step ? wfo_strdup(step) : NULL;
+    h->step = step;
     h->data = data;
 }
 
@@ -248,7 +245,7 @@ static void act(struct fsm *f, enum fsm_act_kind kind, struct xexec *x, struct x
     struct fsm_action *a = &f->acts[f->n_acts++];
     a->kind = kind;
     a->x = x;
-    a->step = st ? wfo_strdup(st->path) : NULL;
+    a->step = st ? st->path : NULL;
     a->token = st ? st->token : 0;
     a->attempt = st ? st->attempts : 0;
     a->def = st ? st->def : NULL;
