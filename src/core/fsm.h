@@ -26,8 +26,16 @@ struct fsm_hist {
     int64_t seq, time;
     const char *type;
     const char *step; /* a step's path, or NULL */
-    json_t *data;     /* owned, may be NULL */
+    json_t *data;     /* owned, may be NULL: read it with fsm_hist_data() */
+    /* the common entries' data {dkey: dval} (dval owned) is made only when
+     * asked for: the batch writes its text without it */
+    const char *dkey;
+    json_t *dval;
 };
+
+/* The data of h (borrowed; NULL when it has none), made when it is {dkey:
+ * dval} and was not made yet. */
+json_t *fsm_hist_data(struct fsm_hist *h);
 
 struct fsm_timer {
     int del;
