@@ -11,6 +11,10 @@
 #include "banned.h"
 
 #define ARENA_BLOCK (64 * 1024)
+/* Blocks a reset keeps besides the first: the text of a large batch
+ * (group commit) takes several, and freeing a block this size makes glibc
+ * consolidate its free lists; more are freed. */
+#define ARENA_SPARE_MAX 15
 
 struct wfo_arena_block {
     struct wfo_arena_block *next;
@@ -47,9 +51,17 @@ void *wfo_arena_alloc(struct wfo_arena *a, size_t n)
             a->head = big;
         return big->data;
     }
-    a->head = block_new(ARENA_BLOCK, b);
-    a->head->used = n;
-    return a->head->data;
+    struct wfo_arena_block *nb = a->spare;
+    if (nb) {
+        a->spare = nb->next;
+        a->n_spare--;
+        nb->next = b;
+    } else {
+        nb = block_new(ARENA_BLOCK, b);
+    }
+    a->head = nb;
+    nb->used = n;
+    return nb->data;
 }
 
 char *wfo_arena_strndup(struct wfo_arena *a, const char *s, size_t len)
@@ -67,9 +79,13 @@ void wfo_arena_reset(struct wfo_arena *a)
         next = b->next;
         if (!keep && b->size == ARENA_BLOCK) {
             keep = b;
-            continue;
+        } else if (b->size == ARENA_BLOCK && a->n_spare < ARENA_SPARE_MAX) {
+            b->next = a->spare;
+            a->spare = b;
+            a->n_spare++;
+        } else {
+            free(b);
         }
-        free(b);
     }
     if (keep) {
         keep->next = NULL;
@@ -83,4 +99,10 @@ void wfo_arena_release(struct wfo_arena *a)
     wfo_arena_reset(a);
     free(a->head);
     a->head = NULL;
+    for (struct wfo_arena_block *b = a->spare, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    a->spare = NULL;
+    a->n_spare = 0;
 }

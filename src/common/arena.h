@@ -4,8 +4,8 @@
  * as long as one batch.
  *
  * Pointers stay valid until wfo_arena_reset() or wfo_arena_release();
- * reset keeps the first block for reuse, so a steady workload allocates
- * nothing.
+ * reset keeps the blocks for reuse (up to ARENA_SPARE_MAX of them: 1 MiB),
+ * so a steady workload allocates nothing.
  */
 #ifndef WFO_COMMON_ARENA_H
 #define WFO_COMMON_ARENA_H
@@ -15,7 +15,9 @@
 struct wfo_arena_block;
 
 struct wfo_arena {
-    struct wfo_arena_block *head; /* the block being filled; older ones follow */
+    struct wfo_arena_block *head;  /* the block being filled; older ones follow */
+    struct wfo_arena_block *spare; /* blocks a reset kept, filled next */
+    int n_spare;
 };
 
 #define WFO_ARENA_INIT                                                                             \

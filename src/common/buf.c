@@ -100,6 +100,8 @@ int wfo_buf_add_slow(struct wfo_buf *b, const void *data, size_t len)
 
 int wfo_buf_addint(struct wfo_buf *b, long long n)
 {
+    if (n >= 0 && n < 10) /* most of an execution's saved state: ids, flags, counters */
+        return wfo_buf_addch(b, '0' + (int)n);
     char tmp[24];
     unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
     char *p = tmp + sizeof(tmp);

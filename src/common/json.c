@@ -322,6 +322,21 @@ int wfo_json_dumpb(const json_t *v, struct wfo_buf *b)
     return rc;
 }
 
+int wfo_json_dumpb_member(const char *key, const json_t *v, struct wfo_buf *b)
+{
+    size_t start = b->len;
+    int rc;
+
+    if ((rc = wfo_buf_addch(b, '{')) < 0 || (rc = json_dump_string(key, strlen(key), b)) < 0 ||
+        (rc = wfo_buf_addch(b, ':')) < 0 || (rc = json_dump(v, b, -1, 1)) < 0 ||
+        (rc = wfo_buf_addch(b, '}')) < 0) {
+        b->len = start;
+        if (b->alloc)
+            b->buf[start] = '\0';
+    }
+    return rc;
+}
+
 static char *json_dumps_indent(const json_t *v, int indent)
 {
     struct wfo_buf b = WFO_BUF_INIT;

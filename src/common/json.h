@@ -27,6 +27,9 @@ int wfo_json_parse(const char *text, size_t len, json_t **out, struct wfo_error 
 char *wfo_json_dumps(const json_t *v);
 /* Appends the compact serialization to b. */
 int wfo_json_dumpb(const json_t *v, struct wfo_buf *b);
+/* Appends what wfo_json_dumpb gives for the object {key: v}, without
+ * building it (v not NULL). */
+int wfo_json_dumpb_member(const char *key, const json_t *v, struct wfo_buf *b);
 /* Appends one JSON string (escaped as wfo_json_dumpb does) or integer:
  * for code that writes JSON text without building values first. */
 int wfo_json_dump_str(const char *s, struct wfo_buf *b);

@@ -452,16 +452,22 @@ static void status_strings_init(void)
         status_strings[i] = json_string(step_status_names[i]);
 }
 
+/* The status string of a scope entry (shared, borrowed). */
+static json_t *scope_status(enum step_status s)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, status_strings_init);
+    return status_strings[s];
+}
+
 /* {output, status, attempts, error}: built by hand, it is on every step
  * change (json_pack parses its format each time). The status strings are
  * made once. */
 static json_t *scope_entry(const struct xstep *st)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, status_strings_init);
     json_t *o = json_object();
     json_object_set_new_nocheck(o, "output", st->output ? json_incref(st->output) : json_null());
-    json_object_set_nocheck(o, "status", status_strings[st->status]);
+    json_object_set_nocheck(o, "status", scope_status(st->status));
     json_object_set_new_nocheck(o, "attempts", json_integer(st->attempts));
     json_object_set_new_nocheck(o, "error", st->error ? json_incref(st->error) : json_null());
     return o;
@@ -579,15 +585,36 @@ json_t *exec_context(struct xexec *x, int frame)
     return ctx;
 }
 
-/* .steps.NAME of a frame's context: the entry of the innermost block of
- * the chain that has one (exec_context merges them outermost first), with
- * only the entries of that name brought up to date. */
-static json_t *ctx_step(struct xexec *x, int frame, const char *name)
+/* .steps.NAME of a frame's context, or .steps.NAME.FIELD when field is
+ * not NULL (*used tells which): the entry of the innermost block of the
+ * chain that has one (exec_context merges them outermost first). An
+ * entry that is out of date is read from its step as scope_entry would
+ * make it, without making it; when a field cannot be read that way
+ * (attempts), the entries of that name are brought up to date. */
+static json_t *ctx_step(struct xexec *x, int frame, const char *name, const char *field, int *used)
 {
     int n = 0;
+    *used = 2;
     for (int f = frame; f >= 0 && n < CTX_CHAIN_MAX; f = x->frames[f].parent, n++) {
         struct xframe *fr = &x->frames[f];
-        scope_refresh(fr, name);
+        struct xstep *st = NULL;
+        for (int i = 0; i < fr->n_stale; i++) /* the last one listed wins */
+            if (strcmp(fr->stale[i]->def->name, name) == 0)
+                st = fr->stale[i];
+        if (st && field) {
+            *used = 3;
+            if (strcmp(field, "output") == 0)
+                return st->output ? st->output : json_null();
+            if (strcmp(field, "error") == 0)
+                return st->error ? st->error : json_null();
+            if (strcmp(field, "status") == 0)
+                return scope_status(st->status);
+            if (strcmp(field, "attempts") != 0)
+                return NULL; /* an entry has no other member */
+            *used = 2;
+        }
+        if (st)
+            scope_refresh(fr, name);
         json_t *v = json_object_get(fr->scope, name);
         if (v)
             return v;
@@ -606,20 +633,19 @@ static json_t *ctx_whole(struct expr_ctx *base)
     return c->obj;
 }
 
-static json_t *ctx_member(struct expr_ctx *base, const char *k1, const char *k2, int *used)
+static json_t *ctx_member(struct expr_ctx *base, const char *const *keys, int n, int *used)
 {
     struct exec_ctx *c = (struct exec_ctx *)base;
     struct xexec *x = c->x;
+    const char *k1 = keys[0];
     *used = 1;
     if (c->obj)
         return json_object_get(c->obj, k1);
     if (strcmp(k1, "input") == 0)
         return x->input;
     if (strcmp(k1, "steps") == 0) {
-        if (k2) {
-            *used = 2;
-            return ctx_step(x, c->frame, k2);
-        }
+        if (n > 1)
+            return ctx_step(x, c->frame, keys[1], n > 2 ? keys[2] : NULL, used);
         if (c->frame == 0) {
             scope_refresh(&x->frames[0], NULL);
             return x->frames[0].scope;

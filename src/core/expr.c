@@ -1449,9 +1449,13 @@ struct eval_state {
 static int expr_eval_path(struct expr *e, struct eval_state *es, json_t **out)
 {
     if (es->lazy && e->nsteps && e->steps[0].key) {
-        int used = 1;
-        const char *k2 = e->nsteps > 1 ? e->steps[1].key : NULL;
-        json_t *v = es->lazy->member(es->lazy, e->steps[0].key, k2, &used);
+        const char *keys[EXPR_CTX_KEYS];
+        int n = 0, used = 1;
+        while (n < EXPR_CTX_KEYS && (size_t)n < e->nsteps && e->steps[n].key) {
+            keys[n] = e->steps[n].key;
+            n++;
+        }
+        json_t *v = es->lazy->member(es->lazy, keys, n, &used);
         return expr_path_walk(e, (size_t)used, v, out);
     }
     if (es->lazy && !es->ctx)

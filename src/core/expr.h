@@ -52,11 +52,14 @@ int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_er
  * path reach, and `whole` for the object itself only when an expression
  * needs more (jq, `.`, a path `member` does not follow). Both must give
  * what walking the whole object gives. */
+#define EXPR_CTX_KEYS 3
+
 struct expr_ctx {
-    /* The value at .k1, or at .k1.k2 when k2 is not NULL and it follows
-     * it; *used says how many keys it followed (1 or 2). Borrowed, NULL
-     * when absent. */
-    json_t *(*member)(struct expr_ctx *c, const char *k1, const char *k2, int *used);
+    /* The value that the first keys of a plain path reach: keys[0] ..
+     * keys[n - 1] are its leading keys (1 <= n <= EXPR_CTX_KEYS), and
+     * *used says how many it followed (at least 1). Borrowed, NULL when
+     * absent. */
+    json_t *(*member)(struct expr_ctx *c, const char *const *keys, int n, int *used);
     /* The whole context object, borrowed: the expr_ctx keeps it. */
     json_t *(*whole)(struct expr_ctx *c);
 };

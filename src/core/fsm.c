@@ -96,17 +96,15 @@ void fsm_init(struct fsm *f)
 void fsm_reset(struct fsm *f)
 {
     for (int i = 0; i < f->n_hist; i++) {
-        free(f->hist[i].step);
         json_decref(f->hist[i].data);
+        json_decref(f->hist[i].dval);
     }
     for (int i = 0; i < f->n_timers; i++) {
         free(f->timers[i].id);
         free(f->timers[i].step);
     }
-    for (int i = 0; i < f->n_acts; i++) {
-        free(f->acts[i].step);
+    for (int i = 0; i < f->n_acts; i++)
         json_decref(f->acts[i].args);
-    }
     f->n_hist = f->n_timers = f->n_acts = f->n_touched = 0;
     f->gen++;
 }
@@ -189,7 +187,8 @@ static void touch(struct fsm *f, struct xexec *x)
     f->touched[f->n_touched++] = x;
 }
 
-/* Appends a history entry; takes ownership of data. (I2) */
+/* Appends a history entry; takes ownership of data; step is a step's path
+ * (st->path) or NULL. (I2) */
 static void hist(struct fsm *f, struct xexec *x, const char *type, const char *step, json_t *data)
 {
     touch(f, x);
@@ -199,8 +198,31 @@ static void hist(struct fsm *f, struct xexec *x, const char *type, const char *s
     h->seq = ++x->hseq;
     h->time = f->now;
     h->type = type;
-    h->step = step ? wfo_strdup(step) : NULL;
+    h->step = step;
     h->data = data;
+    h->dkey = NULL;
+    h->dval = NULL;
+}
+
+/* Appends a history entry whose data is {key: v} (none when v is NULL, as
+ * json_pack("{s:O}") gives), made only when asked for (fsm_hist_data);
+ * takes v. */
+static void hist1(struct fsm *f, struct xexec *x, const char *type, const char *step,
+                  const char *key, json_t *v)
+{
+    hist(f, x, type, step, NULL);
+    struct fsm_hist *h = &f->hist[f->n_hist - 1];
+    h->dkey = v ? key : NULL;
+    h->dval = v;
+}
+
+json_t *fsm_hist_data(struct fsm_hist *h)
+{
+    if (!h->data && h->dval) {
+        h->data = json_object();
+        json_object_set_nocheck(h->data, h->dkey, h->dval);
+    }
+    return h->data;
 }
 
 static char *timer_id(struct xexec *x, const char *step, enum timer_kind kind)
@@ -248,7 +270,7 @@ static void act(struct fsm *f, enum fsm_act_kind kind, struct xexec *x, struct x
     struct fsm_action *a = &f->acts[f->n_acts++];
     a->kind = kind;
     a->x = x;
-    a->step = st ? wfo_strdup(st->path) : NULL;
+    a->step = st ? st->path : NULL;
     a->token = st ? st->token : 0;
     a->attempt = st ? st->attempts : 0;
     a->def = st ? st->def : NULL;
@@ -355,15 +377,16 @@ static int exec_stopping(const struct xexec *x)
     return 0;
 }
 
+/* Ends x; its history entry's data is {key: v} (v taken). */
 static void exec_end(struct fsm *f, struct xexec *x, enum exec_status status, const char *type,
-                     json_t *data)
+                     const char *key, json_t *v)
 {
     x->status = status;
     x->row_dirty = 1;
     x->finished_at = f->now;
     if (x->def->timeout_ms)
         timer_del(f, x, TK_WF_TIMEOUT, NULL);
-    hist(f, x, type, NULL, data);
+    hist1(f, x, type, NULL, key, v);
     act(f, ACT_ENDED, x, NULL, NULL);
 }
 
@@ -391,7 +414,7 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
             x->error = e;
             x->row_dirty = 1;
             exec_stop_steps(f, x, 0);
-            exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", e));
+            exec_end(f, x, EX_FAILED, "execution.failed", "error", json_incref(e));
             return;
         }
     } else {
@@ -401,7 +424,7 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
     x->output = out;
     x->row_dirty = 1;
     exec_stop_steps(f, x, 0);
-    exec_end(f, x, EX_COMPLETED, "execution.completed", obj1("output", json_incref(out)));
+    exec_end(f, x, EX_COMPLETED, "execution.completed", "output", json_incref(out));
 }
 
 static int comp_build(struct xexec *x);
@@ -436,9 +459,9 @@ static void exec_fail_continue(struct fsm *f, struct xexec *x, enum exec_status 
         return;
     }
     if (final == EX_CANCELLED)
-        exec_end(f, x, EX_CANCELLED, "execution.cancelled", json_pack("{s:O}", "error", error));
+        exec_end(f, x, EX_CANCELLED, "execution.cancelled", "error", json_incref(error));
     else
-        exec_end(f, x, EX_FAILED, "execution.failed", json_pack("{s:O}", "error", error));
+        exec_end(f, x, EX_FAILED, "execution.failed", "error", json_incref(error));
 }
 
 /* A stopping attempt reported or was given up: when it was the last, the
@@ -809,7 +832,7 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
         free(from);
     }
     const char *type = x->comp_final == EX_CANCELLED ? "execution.cancelled" : "execution.failed";
-    exec_end(f, x, (enum exec_status)x->comp_final, type, json_pack("{s:O}", "error", x->error));
+    exec_end(f, x, (enum exec_status)x->comp_final, type, "error", json_incref(x->error));
 }
 
 /* Stops the saga for good because of error (taken): the steps in flight are
@@ -827,7 +850,7 @@ static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
     x->row_dirty = 1;
     hist(f, x, "compensation.finished", NULL, json_deep_copy(x->compensation));
     const char *type = x->comp_final == EX_CANCELLED ? "execution.cancelled" : "execution.failed";
-    exec_end(f, x, (enum exec_status)x->comp_final, type, json_pack("{s:O}", "error", x->error));
+    exec_end(f, x, (enum exec_status)x->comp_final, type, "error", json_incref(x->error));
 }
 
 static int comp_state(const struct xexec *x, size_t i)
@@ -1132,7 +1155,7 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
     if (!st->started_at)
         st->started_at = f->now;
     step_touch(f, x, st);
-    hist(f, x, "step.started", st->path, obj1("attempt", json_integer(st->attempts)));
+    hist1(f, x, "step.started", st->path, "attempt", json_integer(st->attempts));
 
     struct exec_ctx ctx;
     json_t *input = NULL, *e = NULL;
@@ -1404,7 +1427,7 @@ static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json
     json_decref(st->error);
     st->error = NULL;
     step_touch(f, x, st);
-    hist(f, x, "step.completed", st->path, obj1("output", json_incref(out)));
+    hist1(f, x, "step.completed", st->path, "output", json_incref(out));
     if (st->comp) {
         comp_step_done(f, x, st, NULL);
         return;
@@ -1550,7 +1573,7 @@ void fsm_start(struct fsm *f, struct xexec *x)
 {
     if (!x->n_frames)
         exec_frame_add(x, -1, NULL, 0, &x->def->steps, "");
-    hist(f, x, "execution.started", NULL, obj1("input", json_incref(x->input)));
+    hist1(f, x, "execution.started", NULL, "input", json_incref(x->input));
     if (x->def->timeout_ms)
         timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
     run_frames(f, x);
@@ -1743,7 +1766,7 @@ int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason)
     x->row_dirty = 1;
     x->draining = 0; /* nothing stopped is waited for: late reports are refused */
     exec_stop_steps(f, x, 0);
-    exec_end(f, x, EX_TERMINATED, "execution.terminated", json_pack("{s:O}", "error", e));
+    exec_end(f, x, EX_TERMINATED, "execution.terminated", "error", json_incref(e));
     return 0;
 }
 

@@ -18,13 +18,24 @@ enum timer_kind { TK_RETRY, TK_TIMEOUT, TK_SLEEP, TK_WF_TIMEOUT, TK_SCHEDULE, TK
 extern const char *const timer_kind_names[TK__COUNT];
 int timer_kind_parse(const char *s);
 
+/* The effects point into their execution (x; step and action paths are
+ * its steps' st->path, which live as long as it): the engine keeps an
+ * execution in memory while a round holds its effects (E3 in engine.c). */
 struct fsm_hist {
     struct xexec *x;
     int64_t seq, time;
     const char *type;
-    char *step;   /* owned */
-    json_t *data; /* owned, may be NULL */
+    const char *step; /* a step's path, or NULL */
+    json_t *data;     /* owned, may be NULL: read it with fsm_hist_data() */
+    /* the common entries' data {dkey: dval} (dval owned) is made only when
+     * asked for: the batch writes its text without it */
+    const char *dkey;
+    json_t *dval;
 };
+
+/* The data of h (borrowed; NULL when it has none), made when it is {dkey:
+ * dval} and was not made yet. */
+json_t *fsm_hist_data(struct fsm_hist *h);
 
 struct fsm_timer {
     int del;
@@ -43,7 +54,7 @@ enum fsm_act_kind { ACT_RUN, ACT_CANCEL, ACT_STOP, ACT_ENDED };
 struct fsm_action {
     enum fsm_act_kind kind;
     struct xexec *x;
-    char *step; /* owned */
+    const char *step; /* the step's path */
     int64_t token;
     int attempt;
     const struct def_step *def;

@@ -154,7 +154,14 @@ static void batch_build(struct round *rd, struct fsm *f)
         r->time = h->time;
         r->type = h->type;
         r->step = h->step;
-        r->data = keep_json(rd, h->data);
+        if (h->data) {
+            r->data = keep_json(rd, h->data);
+        } else if (h->dval) {
+            wfo_json_dumpb_member(h->dkey, h->dval, &rd->scratch);
+            r->data = keep_scratch(rd);
+        } else {
+            r->data = NULL;
+        }
     }
     struct wfo_map last = WFO_MAP_INIT;
     for (int i = 0; i < f->n_timers; i++)
@@ -534,6 +541,9 @@ int round_finish(struct wfo_engine *e, struct round *r, const struct round *flig
             gone[n_gone++] = x;
         }
     }
+    if (e->opt.log_transitions || e->opt.on_progress)
+        for (int i = 0; i < f->n_hist; i++)
+            fsm_hist_data(&f->hist[i]); /* the log and the callback read h->data */
     after_commit(e, f);
     count_stats(e, r, f, r->commit_ms);
     round_docs(r);

@@ -67,6 +67,25 @@ TEST(reset_reuses_the_block)
     wfo_arena_release(&a);
 }
 
+TEST(reset_keeps_blocks_for_the_next_fill)
+{
+    struct wfo_arena a = WFO_ARENA_INIT;
+    for (int i = 0; i < 3000; i++)
+        wfo_arena_alloc(&a, 100); /* about five blocks */
+    wfo_arena_reset(&a);
+    ok(a.n_spare >= 3, "the other blocks are kept (%d)", a.n_spare);
+    int before = a.n_spare;
+    for (int i = 0; i < 3000; i++)
+        wfo_arena_alloc(&a, 100);
+    is_int(a.n_spare, 0, "and filled again (%d were kept)", before);
+    for (int i = 0; i < 40000; i++)
+        wfo_arena_alloc(&a, 100); /* about sixty blocks */
+    wfo_arena_reset(&a);
+    ok(a.n_spare <= 15, "no more than 15 kept (%d)", a.n_spare);
+    wfo_arena_release(&a);
+    ok(a.head == NULL && a.spare == NULL && a.n_spare == 0, "release frees them");
+}
+
 int main(void)
 {
     return tap_run();

@@ -387,6 +387,33 @@ TEST(equality)
     }
 }
 
+TEST(dump_member_is_the_dump_of_the_object)
+{
+    const char *vals[] = {"null",
+                          "1",
+                          "-2.5",
+                          "\"a\\\"b\\n\\u00e9\"",
+                          "[]",
+                          "{}",
+                          "[1,{\"k\":[true,false,null]}]",
+                          "{\"x\":{\"y\":\"z\"}}"};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        json_t *v = json_loads(vals[i], JSON_DECODE_ANY, NULL);
+        json_t *o = json_object();
+        json_object_set(o, "ou\"t", v);
+        struct wfo_buf a = WFO_BUF_INIT, b = WFO_BUF_INIT;
+        wfo_buf_adds(&a, "x");
+        wfo_buf_adds(&b, "x");
+        is_int(wfo_json_dumpb_member("ou\"t", v, &a), 0, "%s: dumps", vals[i]);
+        wfo_json_dumpb(o, &b);
+        is_str(a.buf, b.buf, "%s: same text as the object's", vals[i]);
+        wfo_buf_release(&a);
+        wfo_buf_release(&b);
+        json_decref(o);
+        json_decref(v);
+    }
+}
+
 int main(void)
 {
     return tap_run();

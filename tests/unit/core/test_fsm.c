@@ -494,11 +494,15 @@ TEST(context_paths_agree_with_the_whole_context)
         "          w1: '${ .execution.workflow }'\n          w2: '${ .execution | .workflow }'\n"
         "          x1: '${ .steps.nope }'\n          x2: '${ .steps | .nope }'\n"
         "          k1: '${ .steps | keys }'\n          k2: '${ [.steps.a, .steps.s] | length }'\n"
-        "          u1: '${ .unknown.member }'\n          v1: '${ .vars.x }'\n",
+        "          u1: '${ .unknown.member }'\n          v1: '${ .vars.x }'\n"
+        "          t1: '${ .steps.a.attempts }'\n          t2: '${ .steps.a | .attempts }'\n"
+        "          e1: '${ .steps.a.error }'\n          e2: '${ .steps.a | .error }'\n"
+        "          z1: '${ .steps.a.nope }'\n          z2: '${ .steps.a | .nope }'\n"
+        "          y1: '${ .steps.s.status }'\n          y2: '${ .steps | .s.status }'\n",
         "{\"xs\": [7, 8]}");
     is_int(x->status, EX_COMPLETED, "completed");
-    const char *pairs[][2] = {{"a1", "a2"}, {"s1", "s2"}, {"i1", "i2"},
-                              {"n1", "n2"}, {"w1", "w2"}, {"x1", "x2"}};
+    const char *pairs[][2] = {{"a1", "a2"}, {"s1", "s2"}, {"i1", "i2"}, {"n1", "n2"}, {"w1", "w2"},
+                              {"x1", "x2"}, {"t1", "t2"}, {"e1", "e2"}, {"z1", "z2"}, {"y1", "y2"}};
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
         json_t *p = json_object_get(x->vars, pairs[i][0]),
                *q = json_object_get(x->vars, pairs[i][1]);
