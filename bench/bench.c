@@ -239,6 +239,9 @@ static int noop_handler(void *ud, const struct wfo_task *t, char **output, char 
 static void unlink_db(const char *path)
 {
     char p[300];
+
+    if (getenv("WFO_BENCH_KEEP")) /* to look at the store afterwards */
+        return;
     unlink(path);
     snprintf(p, sizeof(p), "%s-wal", path);
     unlink(p);

@@ -767,7 +767,14 @@ static int sq_setup(struct sq_store *s, struct wfo_error *err)
     int rc;
 
     if (!s->memory) {
-        rc = sq_pragma(s, "PRAGMA journal_mode = WAL", val, sizeof(val), err);
+        /* A new file gets 16 KiB pages (an existing one keeps its own):
+         * the WAL frame is written in two pwrite calls, header and page,
+         * and a commit of 100 workflows dirties about 230 pages of 4 KiB
+         * but 60 of 16 KiB (bench engine: 112,000 pwrites for 20,000
+         * workflows become 32,000, 121 -> 113 us CPU a workflow). */
+        rc = sq_pragma(s, "PRAGMA page_size = 16384", val, sizeof(val), err);
+        if (rc == 0)
+            rc = sq_pragma(s, "PRAGMA journal_mode = WAL", val, sizeof(val), err);
         if (rc)
             return rc;
         if (strcmp(val, "wal") != 0)
@@ -778,6 +785,12 @@ static int sq_setup(struct sq_store *s, struct wfo_error *err)
         if (rc)
             return rc;
     }
+    /* The statement journal of a multi-row INSERT inside a batch stays in
+     * memory: on a temporary file it was 40% of the writer's pwrite calls
+     * (a 4-byte page number and a page each). */
+    rc = sq_pragma(s, "PRAGMA temp_store = MEMORY", val, sizeof(val), err);
+    if (rc)
+        return rc;
     rc = sqlite3_create_function(s->w, "wfo_shard", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
                                  sq_shard_fn, NULL, NULL);
     if (rc != SQLITE_OK)
