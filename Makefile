@@ -3,6 +3,7 @@
 #   make run      builds and runs examples/basic_workflow.yaml
 #   make test     the layer check on planted violations, unit tests (ASan+UBSan), the store
 #                 suite, black-box, docs and browser tests, a short fuzz
+#   make check-test  the layer check and banned.h, each broken once in a scratch copy (tests/check/)
 #   make store-test  the store contract suite, once per store back end (tests/store/)
 #   make browser-test  the web page in headless Chromium (screenshots in build/browser/)
 #   make check    clang-format in check mode and the layer rules (scripts/layers.py;
