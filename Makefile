@@ -1,11 +1,13 @@
 # wfo - durable workflow orchestrator.
 #   make          installs missing Debian packages, builds build/wfo
 #   make run      builds and runs examples/basic_workflow.yaml
-#   make test     unit tests (ASan+UBSan), the store suite, black-box, docs and browser tests,
-#                 a short fuzz
+#   make test     the layer check on planted violations, unit tests (ASan+UBSan), the store
+#                 suite, black-box, docs and browser tests, a short fuzz
+#   make check-test  the layer check and banned.h, each broken once in a scratch copy (tests/check/)
 #   make store-test  the store contract suite, once per store back end (tests/store/)
 #   make browser-test  the web page in headless Chromium (screenshots in build/browser/)
-#   make check    clang-format in check mode
+#   make check    clang-format in check mode and the layer rules (scripts/layers.py;
+#                 docs/interfaces/internal.md, "The layer rules")
 #   make bench    optimized build and benchmark
 
 CC ?= cc
@@ -31,7 +33,7 @@ ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
 .PHONY: all deps test-deps run test unit store-test blackbox docs-test browser-test fuzz fuzz-test check format \
-        bench clean
+        check-test bench clean
 all: deps build/wfo
 
 deps:
@@ -41,14 +43,20 @@ test-deps:
 
 CFLAGS_PKG = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
-build/obj/%.o: %.c $(HDR) | deps
+# Header dependencies: the compiler writes each object's headers to its .d
+# file (-MMD; -MP adds an empty rule per header, so a deleted header does not
+# stop the build), and the .d files are included below. An object without
+# its .d file (a build from before, or a deleted .d) is built again.
+DEPFLAGS = -MMD -MP
+build/obj/%.o: %.c build/obj/%.d | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(DEFS) $(INC) $(OPT_CFLAGS) $(CFLAGS_PKG) $(CFLAGS) -c $< -o $@
-build/asan/obj/%.o: %.c $(HDR) | deps
+	$(CC) $(WARN) $(DEFS) $(INC) $(OPT_CFLAGS) $(CFLAGS_PKG) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+build/asan/obj/%.o: %.c build/asan/obj/%.d | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(DEFS) $(INC) $(ASAN_CFLAGS) $(CFLAGS_PKG) $(CFLAGS) -c $< -o $@
+	$(CC) $(WARN) $(DEFS) $(INC) $(ASAN_CFLAGS) $(CFLAGS_PKG) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-# The web page is embedded in the binary as a C string.
+# The web page is embedded in the binary as a C string. ops.o names it
+# here too, so that a build without ops.d makes the header first.
 src/api/www/index.html.h: src/api/www/index.html scripts/embed.sh
 	scripts/embed.sh index_html $< > $@
 build/obj/src/api/ops.o build/asan/obj/src/api/ops.o build/fuzz/obj/src/api/ops.o: \
@@ -68,14 +76,16 @@ build/asan/tests/%: build/asan/obj/tests/unit/%.o build/asan/libwfo.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 
-.SECONDARY:
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 
 # The store contract suite (tests/store/suite.h): each program runs every
 # check once per back end.
 STORE_TEST_SRC := tests/store/test_contract.c tests/store/test_shards.c
 STORE_TEST_BIN := $(STORE_TEST_SRC:tests/store/%.c=build/asan/store-tests/%)
-$(STORE_TEST_SRC:%.c=build/asan/obj/%.o): tests/store/suite.h tests/store/rawdb.h
+# Keep the test objects the chained rules make (not .SECONDARY: for all,
+# which would make the .d files intermediate too, and a missing one ignored).
+.SECONDARY: $(UNIT_SRC:%.c=build/asan/obj/%.o) $(STORE_TEST_SRC:%.c=build/asan/obj/%.o)
+
 build/asan/store-tests/%: build/asan/obj/tests/store/%.o build/asan/libwfo.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
@@ -105,6 +115,7 @@ browser-test: test-deps build/asan/wfo
 	    timeout 120 node tests/browser/webpage.test.mjs
 
 test: test-deps all
+	@$(MAKE) --no-print-directory check-test
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory store-test
 	@$(MAKE) --no-print-directory blackbox
@@ -126,9 +137,9 @@ FUZZ_JOBS ?= 2
 FUZZ_TARGETS := request definition template time taskcmd chunk
 FUZZ_BINS := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 
-build/fuzz/obj/%.o: %.c $(HDR) | deps
+build/fuzz/obj/%.o: %.c build/fuzz/obj/%.d | deps
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CFLAGS_PKG) -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CFLAGS_PKG) $(DEPFLAGS) -c $< -o $@
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SRC:%.c=build/fuzz/obj/%.o)
 	@mkdir -p $(dir $@)
@@ -149,9 +160,22 @@ bench: all build/bench
 	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg)"
 	build/bench $(BENCH_SCENARIOS) --n $(BENCH_N)
 
+# The headers each object was built with (see DEPFLAGS). The .d files are
+# named as targets (not intermediate), so a missing one rebuilds its object.
+DEPFILES := $(foreach d,build/obj build/asan/obj build/fuzz/obj,\
+    $(patsubst %.c,$(d)/%.d,$(SRC) $(CLI_SRC) $(UNIT_SRC) $(STORE_TEST_SRC)))
+$(DEPFILES): ;
+-include $(wildcard $(DEPFILES))
+
 FORMATTED := $(CLI_SRC) $(SRC) $(UNIT_SRC) $(STORE_TEST_SRC) tests/store/*.h $(filter-out src/api/www/%,$(filter %.h,$(HDR)))
 check:
 	clang-format --dry-run -Werror $(FORMATTED)
+	/usr/bin/python3 scripts/layers.py
+
+# make check's layer check and banned.h, each rule broken once in a scratch
+# copy of the tree (tests/check/test_layers.sh).
+check-test: deps
+	@tests/check/test_layers.sh "$(CC) $(WARN) $(DEFS) $(INC) $(CFLAGS_PKG)"
 format:
 	clang-format -i $(FORMATTED)
 

@@ -38,6 +38,8 @@
  * child processes. Children are also killed if the bench dies
  * (PR_SET_PDEATHSIG), so a killed bench leaves no server behind.
  */
+#include "common/compat.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -55,7 +57,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/banned.h"
 #include "common/duration.h"
 #include "common/httpc.h"
 #include "common/json.h"

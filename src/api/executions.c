@@ -9,6 +9,8 @@
  * condition (query_wait) in slices of API_WAIT_SLICE_MS, so a shutdown
  * gets the thread back within a slice; nothing spins.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +19,6 @@
 #include "../core/query.h"
 #include "../common/duration.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000

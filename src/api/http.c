@@ -64,6 +64,8 @@
  *     resumed, no request is suspended once `waiters_stop` is set (under
  *     mu), and the waiters run every queued job before they end.
  */
+#include "common/compat.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -83,7 +85,6 @@
 #include "../common/duration.h"
 #include "../common/log.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 /* A chunked body that grows over the limit is read to its end and dropped
  * before the 413; past this many bytes the connection is closed instead. */

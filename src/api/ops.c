@@ -8,6 +8,8 @@
  * no bookkeeping of ids and no store reads; a workflow appears as a label
  * once one of its executions started or ended in this process.
  */
+#include "common/compat.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,6 @@
 #include "../common/map.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
-#include "../common/banned.h"
 
 enum ended { END_STARTED, END_COMPLETED, END_FAILED, END_CANCELLED, END_TERMINATED, END__N };
 static const char *const end_names[END__N] = {"started", "completed", "failed", "cancelled",

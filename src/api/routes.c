@@ -17,6 +17,8 @@
  *       one store), never from its URL; ns is the caller's namespace, so
  *       a cursor does not carry over to another one.
  */
+#include "common/compat.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +34,6 @@
 #include "../common/redact.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
-#include "../common/banned.h"
 
 /* ---- the table ----
  *

@@ -11,6 +11,8 @@
  * current one is 409 and changes nothing; an unknown task is 404 (the
  * engine decides both).
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +20,6 @@
 #include "../core/engine.h"
 #include "../common/duration.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 #define POLL_MAX 100
 #define QUEUES_MAX 64

@@ -7,6 +7,8 @@
  * definition}; the list holds the latest version of each workflow in that
  * same shape.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +16,6 @@
 #include "../core/engine.h"
 #include "../core/query.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 int api_workflow_put(struct api *a, struct api_req *req, struct api_resp *resp,
                      struct wfo_error *err)

@@ -16,6 +16,8 @@
  * execution is final and exits like `wfo run`: 0 completed, 1 otherwise.
  * `wfo list` prints a table instead of JSON when stdout is a terminal.
  */
+#include "common/compat.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,6 @@
 #include "../common/httpc.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
-#include "../common/banned.h"
 
 #define CLIENT_DEFAULT_SERVER "http://127.0.0.1:7233"
 /* A request without a long poll. */

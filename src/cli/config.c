@@ -9,6 +9,8 @@
  * config_json() all walk it, so a new setting is one line here (and one
  * paragraph in the docs).
  */
+#include "common/compat.h"
+
 #include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,7 +24,6 @@
 #include "../common/crypto.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
-#include "../common/banned.h"
 
 enum kind { K_STR, K_INT, K_BOOL, K_DUR, K_TOKENS, K_RETRY, K_SECRETS };
 

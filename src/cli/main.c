@@ -2,6 +2,8 @@
  * main.c - `wfo COMMAND ...`: the commands table (git's builtin/ in
  * spirit). docs/overview.md lists the commands.
  */
+#include "common/compat.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +13,6 @@
 #include "wfo/wfo.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
-#include "../common/banned.h"
 
 struct command {
     const char *name;

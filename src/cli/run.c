@@ -5,6 +5,8 @@
  * a terminal). Exit 0 completed, 1 failed or cancelled, 2 usage or
  * definition error. docs/examples/basic_workflow.md walks through it.
  */
+#include "common/compat.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,6 @@
 #include "../core/def.h"
 #include "../common/duration.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 extern char **environ;
 

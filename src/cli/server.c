@@ -12,6 +12,8 @@
  * address without tokens); 1 when the store or the socket fails, or when
  * requests are still being handled after the shutdown timeout.
  */
+#include "common/compat.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,7 +29,6 @@
 #include "../core/engine.h"
 #include "../common/log.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 extern char **environ;
 

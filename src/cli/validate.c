@@ -3,11 +3,12 @@
  * as `FILE: PATH: MESSAGE`; exit 2 when there is one. A valid file gets
  * `FILE: ok` (all on stderr).
  */
+#include "common/compat.h"
+
 #include <stdio.h>
 
 #include "cli.h"
 #include "../core/def.h"
-#include "../common/banned.h"
 
 static void report(const char *file, const char *path, const char *message)
 {

@@ -37,6 +37,8 @@
  *     with an empty mask in their own process group (steps/proc.h), so a
  *     Ctrl-C on the terminal reaches the worker only.
  */
+#include "common/compat.h"
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -53,7 +55,6 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../steps/taskcmd.h"
-#include "../common/banned.h"
 
 #define WORKER_DEFAULT_SERVER "http://127.0.0.1:7233"
 #define WORKER_POLL_WAIT "20s"

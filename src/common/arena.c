@@ -1,6 +1,8 @@
 /*
  * arena.c - bump allocation in blocks (arena.h).
  */
+#include "common/compat.h"
+
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -8,7 +10,6 @@
 
 #include "arena.h"
 #include "util.h"
-#include "banned.h"
 
 #define ARENA_BLOCK (64 * 1024)
 /* Blocks a reset keeps besides the first: the text of a large batch

@@ -1,6 +1,10 @@
 /*
  * banned.h - functions wfo does not use (STYLE rule 10; git's banned.h).
- * Included last by every .c file of wfo through common/common.h.
+ * Included last by common/compat.h, which every .c file of wfo includes
+ * first: the C library's headers have declared these functions by then, and
+ * a call to one in the file's own code fails to compile. Build strings with
+ * struct wfo_buf (common/buf.h); parse numbers with wfo_parse_int64
+ * (common/util.h) or strtol.
  */
 #ifndef WFO_COMMON_BANNED_H
 #define WFO_COMMON_BANNED_H

@@ -7,6 +7,8 @@
  *  2. b->alloc == 0 means b->buf is wfo_buf_empty, which is never written.
  *  3. with b->max != 0, b->len <= b->max; a failed add leaves b unchanged.
  */
+#include "common/compat.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,6 @@
 #include "common/buf.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 char wfo_buf_empty[1];
 

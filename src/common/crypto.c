@@ -3,6 +3,8 @@
  * through OpenSSL: the only file of wfo that includes an OpenSSL header
  * (crypto.h). docs/operations/security.md.
  */
+#include "common/compat.h"
+
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -12,7 +14,6 @@
 
 #include "crypto.h"
 #include "error.h"
-#include "banned.h"
 
 static const char hexdigits[] = "0123456789abcdef";
 

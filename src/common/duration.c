@@ -9,13 +9,14 @@
  * Times use the proleptic Gregorian calendar in UTC, without timegm(3) and
  * its dependence on the process's time zone.
  */
+#include "common/compat.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/duration.h"
 #include "common/error.h"
-#include "common/banned.h"
 
 #define MS_PER_S INT64_C(1000)
 #define MS_PER_M (60 * MS_PER_S)

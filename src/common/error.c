@@ -6,12 +6,13 @@
  * Messages are cut at a UTF-8 character boundary when they do not fit, so a
  * message can always be put in a JSON string.
  */
+#include "common/compat.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
-#include "common/banned.h"
 
 struct error_info {
     const char *type;

@@ -21,6 +21,8 @@
  *     responses are dropped when the next status line arrives.
  *  4. No signal is raised or caught (CURLOPT_NOSIGNAL): safe in threads.
  */
+#include "common/compat.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <limits.h>
@@ -36,7 +38,6 @@
 
 #include "common/httpc.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 #define HTTPC_DEFAULT_MAX_BODY ((size_t)16 << 20)
 #define HTTPC_MAX_HEADER_BYTES ((size_t)256 << 10)

@@ -15,6 +15,8 @@
  *  3. keys come out in insertion order (jansson >= 2.8 keeps it).
  * Values nested deeper than JSON_DUMP_MAX_DEPTH (or cyclic) are refused.
  */
+#include "common/compat.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,7 +25,6 @@
 
 #include "common/json.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 #define JSON_DUMP_MAX_DEPTH 2048
 

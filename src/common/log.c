@@ -10,6 +10,8 @@
  * interleave. In text lines, control characters of the message are escaped
  * so that one call is always one line.
  */
+#include "common/compat.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -22,7 +24,6 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/redact.h"
-#include "common/banned.h"
 
 /* Longest message kept; the rest is cut. */
 #define LOG_MAX_MSG 16384

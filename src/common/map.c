@@ -2,12 +2,13 @@
  * map.c - string-keyed hash map (see map.h). FNV-1a hashing, power-of-two
  * capacity, load factor below 0.7 counting tombstones.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "map.h"
 #include "util.h"
-#include "banned.h"
 
 static const char tomb[1];
 #define WFO_MAP_TOMB tomb

@@ -5,13 +5,14 @@
  * Longer values are replaced first, so that a secret that contains another
  * leaves nothing of itself behind.
  */
+#include "common/compat.h"
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "redact.h"
 #include "util.h"
-#include "banned.h"
 
 #define REDACT_MAX 256
 

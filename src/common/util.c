@@ -10,6 +10,8 @@
  * process, so ids compare as text in the order they were made, even within
  * one millisecond and when the wall clock steps back.
  */
+#include "common/compat.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,7 +25,6 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "common/banned.h"
 
 /* ---- allocation ---- */
 

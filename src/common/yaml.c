@@ -17,6 +17,8 @@
  * libfyaml's diagnostics are collected, never printed: its first error
  * becomes our message.
  */
+#include "common/compat.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -28,7 +30,6 @@
 
 #include "common/util.h"
 #include "common/yaml.h"
-#include "common/banned.h"
 
 #define YAML_MAX_ALIAS_NODES 100000
 #define YAML_TAG_PREFIX "tag:yaml.org,2002:"

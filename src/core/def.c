@@ -17,6 +17,8 @@
  *  4. a compensation step has no next, end, catch or compensate, is neither
  *     a switch nor a compensate step, and carries the name of its step.
  */
+#include "common/compat.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -32,7 +34,6 @@
 #include "common/duration.h"
 #include "common/map.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 #define DEF_MAX_DEPTH 32         /* blocks inside blocks (invariant 3) */
 #define DEF_MAX_PROBLEMS 1000    /* then one "too many problems" */

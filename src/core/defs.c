@@ -4,6 +4,8 @@
  * its workflow is deleted; and registering a definition (engine_put_workflow).
  * Any thread: the cache is guarded by defs_mu. docs/interfaces/internal.md.
  */
+#include "common/compat.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,6 @@
 #include "../common/duration.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
-#include "../common/banned.h"
 
 static void def_key(struct wfo_buf *b, const char *ns, const char *name, int version)
 {

@@ -4,11 +4,12 @@
  * Builders only: the reads are query.c's, and the engine's (a start's
  * document from the rows it committed).
  */
+#include "common/compat.h"
+
 #include <string.h>
 
 #include "doc.h"
 #include "../common/duration.h"
-#include "../common/banned.h"
 
 json_t *doc_time(int64_t ms)
 {

@@ -56,6 +56,8 @@
  *       SHARD_LEASE_MS / 3; a renewal that finds a shard taken stops the
  *       engine the same way.
  */
+#include "common/compat.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -72,7 +74,6 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
-#include "../common/banned.h"
 
 void engine_server_key(struct wfo_engine *e, unsigned char out[32])
 {

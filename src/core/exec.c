@@ -2,13 +2,14 @@
  * exec.c - an execution in memory, and its durable form (see exec.h and
  * docs/implementation/state_management.md).
  */
+#include "common/compat.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "exec.h"
-#include "../common/banned.h"
 
 const char *const exec_status_names[] = {"running", "paused",    "completed",
                                          "failed",  "cancelled", "terminated"};

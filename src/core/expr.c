@@ -63,6 +63,8 @@
  *       `path(.[0] | .[...])` (expr_jq_new), where it always is, and stop
  *       there.
  */
+#include "common/compat.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -1767,5 +1769,3 @@ int expr_eval_once(const char *text, json_t *ctx, json_t **out, struct wfo_error
     expr_free(e);
     return rc;
 }
-
-#include "common/banned.h"

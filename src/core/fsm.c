@@ -62,6 +62,8 @@
  *       it reports or its bound (timeout, else f->stop_ms) passes; a failure
  *       that compensates waits for every such attempt first (draining).
  */
+#include "common/compat.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +73,6 @@
 #include "kinds.h"
 #include "../common/duration.h"
 #include "../common/redact.h"
-#include "../common/banned.h"
 
 const char *const timer_kind_names[TK__COUNT] = {"retry", "timeout", "sleep", "workflow_timeout",
                                                  "schedule_timeout"};

@@ -5,9 +5,10 @@
  * of it (fsm.c) or the runner that does its work (steps/).
  * docs/interfaces/internal.md, "How to add a step kind".
  */
+#include "common/compat.h"
+
 #include "kinds.h"
 #include "fsm.h"
-#include "../common/banned.h"
 
 /* The kinds' names, for those who only need a name (api/ops.c's metrics);
  * the rows below spell them again, and test_def.c checks that they agree. */

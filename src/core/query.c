@@ -21,6 +21,8 @@
  *       engine's ended_cv (engine_await_end) for at most 200 ms, and again;
  *       the document is read once, at the end, by the caller.
  */
+#include "common/compat.h"
+
 #include <string.h>
 
 #include "query.h"
@@ -29,7 +31,6 @@
 #include "exec.h"
 #include "../store/store.h"
 #include "../common/duration.h"
-#include "../common/banned.h"
 
 /* What one read of an execution's row found. */
 struct row_ud {

@@ -5,6 +5,8 @@
  * execution that left memory (E3 in engine.c) is loaded again by whatever
  * names it next (exec_get). docs/implementation/state_management.md.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +14,6 @@
 #include "kinds.h"
 #include "../common/log.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 /* --- loading executions ------------------------------------------------------ */
 

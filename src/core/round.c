@@ -5,6 +5,8 @@
  * answered, progress logged and counted (E1, E4 in engine.c;
  * docs/implementation/database_optimization.md#group-commit).
  */
+#include "common/compat.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +16,6 @@
 #include "../common/duration.h"
 #include "../common/log.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 /* --- batch strings ------------------------------------------------------ */
 

@@ -23,6 +23,8 @@
  *       lease computed from the URL and the task id, as wfo once did, or
  *       one of another store, never matches.
  */
+#include "common/compat.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,6 @@
 #include "../common/crypto.h"
 #include "../common/redact.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 struct taskq_poller {
     char *worker;

@@ -19,6 +19,8 @@
  * engine_tick_next() says when the next of them is due, from the same
  * table (duties[]), so that the engine thread sleeps until then.
  */
+#include "common/compat.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,6 @@
 #include "../common/duration.h"
 #include "../common/log.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 /* --- timers heap (engine thread) ---------------------------------------- */
 

@@ -3,13 +3,14 @@
  * the result is {exit_code, stdout, stderr, json}; a non-zero exit fails
  * with ExecFailed. docs/implementation/error_handling.md lists the errors.
  */
+#include "common/compat.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runner.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 #define EXEC_MAX_OUTPUT (4u << 20)
 

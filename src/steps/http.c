@@ -27,6 +27,8 @@
  * (retryable, except for an address refused by deny_private), Timeout
  * (retryable), Cancelled.
  */
+#include "common/compat.h"
+
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,7 +40,6 @@
 #include "../common/duration.h"
 #include "../common/httpc.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 #define HTTP_MAX_BODY ((size_t)10 << 20)
 #define HTTP_MAX_REDIRECTS 5

@@ -17,6 +17,8 @@
  *      pidfd_open is missing), the cancel pipe and the deadline.
  *   4. The child is reaped last, after the final signal to its group (3).
  */
+#include "common/compat.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -33,7 +35,6 @@
 #include "proc.h"
 #include "../common/buf.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)

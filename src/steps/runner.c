@@ -2,10 +2,11 @@
  * runner.c - what the step runners share (see runner.h); which kind each
  * runs is in the table of step kinds (core/kinds.c).
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 
 #include "runner.h"
-#include "../common/banned.h"
 
 void step_args_release(struct step_args *a)
 {

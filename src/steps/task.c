@@ -3,13 +3,14 @@
  * `wfo run --handler` registers one that runs a command). Tasks of queues
  * without a handler wait in the store for workers (api/).
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "runner.h"
 #include "taskcmd.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 void step_run_task(struct step_job *job, struct step_outcome *out)
 {

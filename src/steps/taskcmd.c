@@ -8,6 +8,8 @@
  * so it is made valid UTF-8 first: bytes that are not (and NULs) become
  * U+FFFD.
  */
+#include "common/compat.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,6 @@
 #include "../common/buf.h"
 #include "../common/json.h"
 #include "../common/util.h"
-#include "../common/banned.h"
 
 /* Longest error message taken from stderr or from a worker's error. */
 #define TASKCMD_MAX_MESSAGE 1024

@@ -3,11 +3,12 @@
  * Writing appends to a wfo_buf; reading checks every length against the end
  * of the value, so a damaged row is an error and never a crash.
  */
+#include "common/compat.h"
+
 #include <string.h>
 
 #include "store/chunk.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 #define CHUNK_MAGIC "WC1"
 #define CHUNK_NULL 0xffffffffu

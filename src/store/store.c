@@ -4,6 +4,8 @@
  * batch that a back end's apply() writes in one transaction.
  * docs/implementation/database_optimization.md explains the store.
  */
+#include "common/compat.h"
+
 #include <ctype.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -11,7 +13,6 @@
 
 #include "store/store.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 /* Every back end, in the order they are asked whether a URL is theirs.
  * SQLite accepts bare paths, so schemes with their own back end must come

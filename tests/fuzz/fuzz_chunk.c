@@ -8,13 +8,14 @@
  * read has its required strings; a value re-encoded from the records read
  * reads back to the same records.
  */
+#include "common/compat.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/chunk.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,6 +12,8 @@
  * (the canonical form is deterministic), and walking it (task queues, step
  * types) stays inside it.
  */
+#include "common/compat.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,6 @@
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/yaml.h"
-#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,6 +17,8 @@
  *
  * Build and run: tests/fuzz/README.md.
  */
+#include "common/compat.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +27,6 @@
 #include "api/api.h"
 #include "common/json.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 static struct wfo_engine *engine;
 static struct api *api;

@@ -15,6 +15,8 @@
  * output and an error that is a JSON object with a non-empty string type
  * and a string message; retryable is 0 or 1.
  */
+#include "common/compat.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,6 @@
 #include "steps/taskcmd.h"
 #include "common/json.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,6 +17,8 @@
  * WFO_EEXPR/WFO_ETIMEOUT-like errors with a message; a constant template
  * evaluates to itself.
  */
+#include "common/compat.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,6 @@
 #include "core/expr.h"
 #include "common/json.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

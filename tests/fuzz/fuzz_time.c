@@ -9,13 +9,14 @@
  * milliseconds; a time that parses formats (wfo_time_format) to a text
  * that parses back to the same instant.
  */
+#include "common/compat.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/duration.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,11 +5,12 @@
  * deleting executions and retention, migrating an old SQLite file, the
  * server key. docs/interfaces/internal.md ("The store interface").
  */
+#include "common/compat.h"
+
 #include <stdatomic.h>
 
 #include "suite.h"
 #include "rawdb.h"
-#include "common/banned.h"
 
 /* ---- 1. batches are atomic ---- */
 

@@ -6,9 +6,10 @@
  * tasks, the executions recovery resumes); migrating a schema-version-2
  * SQLite file. docs/interfaces/internal.md ("Ownership and fencing").
  */
+#include "common/compat.h"
+
 #include "suite.h"
 #include "rawdb.h"
-#include "common/banned.h"
 
 #ifndef STORE_SHARDS
 #error "test_shards.c checks the store interface with shards (STORE_SHARDS)"

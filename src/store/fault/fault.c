@@ -18,6 +18,8 @@
  * A failing call returns WFO_ESTORE ("injected fault") without calling the
  * wrapped store, so the wrapped store's state is as if it never happened.
  */
+#include "common/compat.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,6 @@
 
 #include "store/store.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 enum fop {
     F_PING,

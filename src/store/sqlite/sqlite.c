@@ -40,6 +40,8 @@
  *   4. Times are stored as given, 0 as NULL; NULL reads back as 0.
  *   5. A read is one SELECT, so it sees one committed state.
  */
+#include "common/compat.h"
+
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -59,7 +61,6 @@
 #include "common/duration.h"
 #include "common/map.h"
 #include "common/util.h"
-#include "common/banned.h"
 
 #define SQ_READERS_MAX STORE_POOL_MAX /* store.pool_size at most; 8 unless set */
 #define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */

@@ -4,6 +4,8 @@
  * list cursors and error documents. Nothing here needs an engine: the
  * requests tested are answered before any handler reaches it.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +15,6 @@
 #include "common/crypto.h"
 #include "common/json.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 static struct api *new_api(const char *secret)
 {

@@ -2,6 +2,8 @@
  * test_arena.c - unit tests of src/common/arena.c: alignment, copies that
  * stay put while more is allocated, large allocations, reset and reuse.
  */
+#include "common/compat.h"
+
 #include <stdalign.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,7 +11,6 @@
 
 #include "common/arena.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 TEST(strings_stay_valid)
 {

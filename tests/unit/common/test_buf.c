@@ -2,13 +2,14 @@
  * test_buf.c - unit tests of src/common/buf.c: growth, the bound, formatted
  * adds and detaching.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/buf.h"
 #include "common/error.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 TEST(init_is_empty_string)
 {

@@ -3,6 +3,8 @@
  * HMAC-SHA256 against published vectors, the CSPRNG, hex and the
  * constant-time comparison.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 

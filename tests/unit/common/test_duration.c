@@ -2,6 +2,8 @@
  * test_duration.c - unit tests of src/common/duration.c: durations, clocks
  * and RFC 3339 times.
  */
+#include "common/compat.h"
+
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -9,7 +11,6 @@
 #include "common/duration.h"
 #include "common/error.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 static int64_t dur(const char *s)
 {

@@ -6,6 +6,8 @@
  * deny_private, refused connections, bad input, HMAC vectors.
  * docs/interfaces/internal.md describes the client.
  */
+#include "common/compat.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -20,7 +22,6 @@
 
 #include "common/httpc.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 #define BIG_LEN 100000
 

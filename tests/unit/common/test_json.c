@@ -3,6 +3,8 @@
  * serialization (numbers that round-trip, escapes, order), lookups,
  * equality.
  */
+#include "common/compat.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +13,6 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 /* Parses s, returns the code; *msg gets the error message. */
 static int parse(const char *s, size_t len, json_t **v, char *msg, size_t size)

@@ -2,6 +2,8 @@
  * test_redact.c - src/common/redact.c: secrets' values replaced by
  * [REDACTED] in text and in every string and key of a JSON value.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 

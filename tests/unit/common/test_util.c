@@ -3,6 +3,8 @@
  * numbers, ids, integers), and of the two small modules without a
  * test file of their own: src/common/error.c and src/common/log.c.
  */
+#include "common/compat.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,7 +20,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 /* ---- allocation ---- */
 

@@ -3,6 +3,8 @@
  * anchors and their limits, errors with positions, hostile input, and
  * wfo_doc_parse's choice between JSON and YAML.
  */
+#include "common/compat.h"
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +14,6 @@
 #include "common/util.h"
 #include "common/yaml.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 /* Parses len bytes of s as YAML; returns the compact JSON or "ERROR msg". */
 static const char *yl(const char *s, size_t len)

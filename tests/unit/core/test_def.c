@@ -4,6 +4,8 @@
  *
  * Documents are written as JSON with ' for " to keep them readable.
  */
+#include "common/compat.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +14,6 @@
 #include "core/kinds.h"
 #include "common/util.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 /* Parses text with every ' turned into ". */
 static json_t *J(const char *text)

@@ -4,6 +4,8 @@
  * from many threads at once ends, through rounds committed by the writer
  * thread and by the engine thread.
  */
+#include "common/compat.h"
+
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,7 +18,6 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 static const char *two_tasks =
     "name: two\nsteps:\n"

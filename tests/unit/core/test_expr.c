@@ -2,6 +2,8 @@
  * test_expr.c - tests of core/expr.c: `${ ... }` expressions and templates
  * (SPEC 2.1; core/expr.h).
  */
+#include "common/compat.h"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>

@@ -1,6 +1,8 @@
 /*
  * test_fsm.c - the state machine without I/O: events in, effects out.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 

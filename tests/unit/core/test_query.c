@@ -4,6 +4,8 @@
  * as a missing one (Q1); the list pages with its keyset cursor; history
  * pages; a wait sees the end.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +14,6 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 static const char *one_task = "name: one\nsteps:\n"
                               "  - {name: a, type: task, queue: q, input: '${ .input }'}\n";

@@ -4,6 +4,8 @@
  * and process-group kills, cancellation, start failures, fd and zombie
  * leaks. docs/interfaces/internal.md describes the runner.
  */
+#include "common/compat.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +21,6 @@
 
 #include "steps/proc.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 #define MIB (1024 * 1024)
 

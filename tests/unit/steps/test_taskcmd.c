@@ -3,6 +3,8 @@
  * (SPEC 5), with real /bin/sh commands: outputs, the failure types and
  * their messages, retryable, the WFO_* variables, timeout and cancel.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,7 +12,6 @@
 #include "steps/taskcmd.h"
 #include "common/json.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 struct outcome {
     int rc;

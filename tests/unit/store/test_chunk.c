@@ -3,6 +3,8 @@
  * (store/chunk.h): round trips, NULL strings, and damaged values refused at
  * every length without reading past the end.
  */
+#include "common/compat.h"
+
 #include <stdlib.h>
 #include <string.h>
 

@@ -4,6 +4,8 @@
  * directory; plus the batch helpers of store.c.
  * docs/implementation/database_optimization.md explains the store.
  */
+#include "common/compat.h"
+
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -17,7 +19,6 @@
 #include "store/store.h"
 #include "store/sqlite/sqlite.h"
 #include "../tap.h"
-#include "common/banned.h"
 
 #define MEM "sqlite::memory:"
 
