@@ -822,37 +822,45 @@ fail:
     return rc;
 }
 
-/* Recovers and starts the threads, once, at the first call that needs
- * them (after handlers are registered: recovery needs them). Callers that
- * come at the same time wait for the first. A failed recovery fails the
+/* Recovery, then the threads; once (wfo.h). A failed recovery fails the
  * engine (as E2): every later call gets its error. */
-int engine_launch(struct wfo_engine *e, struct wfo_error *err)
+int wfo_engine_launch(struct wfo_engine *e, struct wfo_error *err)
 {
-    if (!atomic_load_explicit(&e->launched, memory_order_acquire)) {
-        pthread_mutex_lock(&e->launch_mu);
-        if (!atomic_load_explicit(&e->launched, memory_order_relaxed)) {
-            struct wfo_error rerr = WFO_ERROR_INIT;
-            e->started = 1;
-            int rc = engine_recover(e, &rerr);
-            if (rc == 0) {
-                e->n_runners = e->opt.runner_threads;
-                e->runners = wfo_calloc((size_t)e->n_runners, sizeof(*e->runners));
-                for (int i = 0; i < e->n_runners; i++)
-                    pthread_create(&e->runners[i], NULL, runner_main, e);
-                pthread_create(&e->writer, NULL, writer_main, e);
-                pthread_create(&e->thread, NULL, engine_main, e);
-                e->threads = 1;
-            } else {
-                pthread_mutex_lock(&e->mu);
-                e->failed = rc;
-                e->fail_err = rerr;
-                pthread_mutex_unlock(&e->mu);
-            }
-            e->launch_rc = rc;
-            atomic_store_explicit(&e->launched, 1, memory_order_release);
-        }
+    pthread_mutex_lock(&e->launch_mu);
+    if (e->started) {
         pthread_mutex_unlock(&e->launch_mu);
+        return wfo_error_set(err, WFO_ESTATE, "engine already launched");
     }
+    e->started = 1;
+    struct wfo_error rerr = WFO_ERROR_INIT;
+    int rc = engine_recover(e, &rerr);
+    if (rc == 0) {
+        e->n_runners = e->opt.runner_threads;
+        e->runners = wfo_calloc((size_t)e->n_runners, sizeof(*e->runners));
+        for (int i = 0; i < e->n_runners; i++)
+            pthread_create(&e->runners[i], NULL, runner_main, e);
+        pthread_create(&e->writer, NULL, writer_main, e);
+        pthread_create(&e->thread, NULL, engine_main, e);
+        e->threads = 1;
+    } else {
+        pthread_mutex_lock(&e->mu);
+        e->failed = rc;
+        e->fail_err = rerr;
+        pthread_mutex_unlock(&e->mu);
+        if (err)
+            *err = rerr;
+    }
+    e->launch_rc = rc;
+    atomic_store_explicit(&e->launched, 1, memory_order_release);
+    pthread_mutex_unlock(&e->launch_mu);
+    return rc;
+}
+
+int engine_ready(struct wfo_engine *e, struct wfo_error *err)
+{
+    if (!atomic_load_explicit(&e->launched, memory_order_acquire))
+        return wfo_error_set(err, WFO_ESTATE,
+                             "engine not launched: call wfo_engine_launch() first");
     if (e->launch_rc < 0) {
         pthread_mutex_lock(&e->mu);
         if (err)
@@ -962,7 +970,7 @@ void wfo_engine_free(struct wfo_engine *e)
 int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err)
 {
     struct wfo_def *d = NULL;
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     const char *id = q->id;
@@ -1058,11 +1066,6 @@ void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
     e->retention_ms = t->retention_ms;
 }
 
-int engine_run(struct wfo_engine *e, struct wfo_error *err)
-{
-    return engine_launch(e, err);
-}
-
 /* Hands c (taken) to the engine thread and waits for its answer. */
 static int call(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
 {
@@ -1076,7 +1079,7 @@ static int call(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
 int engine_delete_workflow(struct wfo_engine *e, const char *ns, const char *name,
                            struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     struct cmd *c = wfo_calloc(1, sizeof(*c));
@@ -1095,7 +1098,7 @@ int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const cha
 int engine_op_from(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
                    int compensate, const char *from, struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     if (strlen(id) >= WFO_EXEC_ID_SIZE)

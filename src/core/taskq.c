@@ -557,7 +557,7 @@ int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *qu
                      const char *worker, int max, int64_t wait_ms, json_t **tasks,
                      struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     json_t *picked = NULL;
@@ -661,7 +661,7 @@ static int task_post(struct wfo_engine *e, const char *ns, struct engine_task_re
 int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_result *t, int n,
                        struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     /* all queued before any is waited for: they share a round */
@@ -707,7 +707,7 @@ int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, 
 int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task_id,
                           const char *lease, int *cancel_requested, struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     enum taskq_check ck = taskq_heartbeat(&e->tq, ns, task_id, lease, cancel_requested);
