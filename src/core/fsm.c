@@ -454,7 +454,7 @@ static void exec_fail_continue(struct fsm *f, struct xexec *x, enum exec_status 
         x->compensation = json_pack("{s:s}", "status", "running");
         x->row_dirty = 1;
         hist(f, x, "compensation.started", NULL,
-             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+             json_pack("{s:I}", "steps", (json_int_t)x->n_comp));
         comp_advance(f, x);
         return;
     }
@@ -497,8 +497,7 @@ static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const ch
     if (x->comp_queue && x->comp_owner) {
         /* a `compensate` step was undoing: the failure takes over, and
          * undoes what is left */
-        json_decref(x->comp_queue);
-        x->comp_queue = NULL;
+        exec_comp_clear(x);
         free(x->comp_owner);
         x->comp_owner = NULL;
     }
@@ -748,7 +747,7 @@ static int by_cseq_desc(const void *a, const void *b)
 }
 
 /* Queues the compensations of every completed step that has one, newest
- * completion first: entries [path, index, state] (COMP_PENDING). Returns
+ * completion first: entries {path, index, COMP_PENDING}. Returns
  * how many steps. */
 static int comp_build(struct xexec *x)
 {
@@ -762,14 +761,16 @@ static int comp_build(struct xexec *x)
             v[n++] = st;
     }
     qsort(v, (size_t)n, sizeof(*v), by_cseq_desc);
-    json_decref(x->comp_queue);
-    x->comp_queue = NULL;
+    exec_comp_clear(x);
     if (n) {
-        x->comp_queue = json_array();
+        int total = 0;
+        for (int i = 0; i < n; i++)
+            total += v[i]->def->n_compensate;
+        x->comp_queue = wfo_calloc((size_t)total, sizeof(*x->comp_queue));
         for (int i = 0; i < n; i++)
             for (int k = 0; k < v[i]->def->n_compensate; k++)
-                json_array_append_new(x->comp_queue,
-                                      json_pack("[s, i, i]", v[i]->path, k, COMP_PENDING));
+                x->comp_queue[x->n_comp++] =
+                    (struct comp_entry){wfo_strdup(v[i]->path), k, COMP_PENDING};
     }
     free(v);
     return n;
@@ -790,8 +791,7 @@ static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct
 /* Compensation is over: ok, or failed with error (borrowed). */
 static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const char *path)
 {
-    json_decref(x->comp_queue);
-    x->comp_queue = NULL;
+    exec_comp_clear(x);
     json_decref(x->compensation);
     x->row_dirty = 1;
     if (error)
@@ -841,8 +841,7 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
 static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
 {
     exec_stop_steps(f, x, 0);
-    json_decref(x->comp_queue);
-    x->comp_queue = NULL;
+    exec_comp_clear(x);
     free(x->comp_owner);
     x->comp_owner = NULL;
     json_decref(x->compensation);
@@ -855,19 +854,18 @@ static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
 
 static int comp_state(const struct xexec *x, size_t i)
 {
-    return (int)json_integer_value(json_array_get(json_array_get(x->comp_queue, i), 2));
+    return (int)x->comp_queue[i].state;
 }
 
 static void comp_set_state(struct xexec *x, size_t i, int state)
 {
-    json_array_set_new(json_array_get(x->comp_queue, i), 2, json_integer(state));
+    x->comp_queue[i].state = (enum comp_state)state;
 }
 
 static struct xstep *comp_orig(struct xexec *x, size_t i, int *k)
 {
-    json_t *e = json_array_get(x->comp_queue, i);
-    *k = (int)json_integer_value(json_array_get(e, 1));
-    return exec_step(x, json_string_value(json_array_get(e, 0)));
+    *k = x->comp_queue[i].index;
+    return exec_step(x, x->comp_queue[i].path);
 }
 
 /* May the compensations of a and b run at the same time? Only when they
@@ -972,17 +970,16 @@ static void comp_advance(struct fsm *f, struct xexec *x)
         return;
     }
     x->comp_advancing = 1;
-    size_t n = json_array_size(x->comp_queue);
     int failed = -1, running = 0, pending = 0;
     do {
         x->comp_again = 0;
         failed = -1;
-        for (size_t i = 0; i < n && failed < 0; i++)
+        for (size_t i = 0; i < (size_t)x->n_comp && failed < 0; i++)
             if (comp_state(x, i) == COMP_FAILED)
                 failed = (int)i;
         if (failed >= 0 || x->status == EX_PAUSED)
             break; /* nothing new starts; fsm_resume goes on */
-        for (size_t i = 0; i < n && x->comp_queue; i++)
+        for (size_t i = 0; x->comp_queue && i < (size_t)x->n_comp; i++)
             if (comp_state(x, i) == COMP_PENDING && comp_ready(x, i))
                 comp_start(f, x, i);
     } while (x->comp_again && x->comp_queue);
@@ -990,7 +987,7 @@ static void comp_advance(struct fsm *f, struct xexec *x)
     if (!x->comp_queue)
         return;
     failed = -1;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < (size_t)x->n_comp; i++) {
         int s = comp_state(x, i);
         running += s == COMP_RUNNING;
         pending += s == COMP_PENDING;
@@ -1022,7 +1019,7 @@ static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, jso
         json_decref(error);
         return;
     }
-    size_t n = json_array_size(x->comp_queue);
+    size_t n = (size_t)x->n_comp;
     for (size_t i = 0; i < n; i++) {
         int k;
         struct xstep *orig = comp_orig(x, i, &k);
@@ -1395,7 +1392,7 @@ json_t *fsm_start_compensate(struct fsm *f, struct xexec *x, struct xstep *st,
     x->compensation = json_pack("{s:s}", "status", "running");
     x->row_dirty = 1;
     hist(f, x, "compensation.started", st->path,
-         json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+         json_pack("{s:I}", "steps", (json_int_t)x->n_comp));
     comp_advance(f, x);
     return NULL;
 }
@@ -1754,8 +1751,7 @@ int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason)
     json_t *e = fsm_error("Terminated", reason && *reason ? reason : "terminated", NULL);
     json_object_set_new(e, "step", json_null());
     if (x->comp_queue) {
-        json_decref(x->comp_queue);
-        x->comp_queue = NULL;
+        exec_comp_clear(x);
         free(x->comp_owner);
         x->comp_owner = NULL;
         json_decref(x->compensation);
@@ -1791,7 +1787,7 @@ int fsm_resume(struct fsm *f, struct xexec *x)
         /* an entry marked running whose step is not in flight never
          * started (a store written before entries had states, paused
          * before its turn): it starts now */
-        for (size_t i = 0; i < json_array_size(x->comp_queue); i++) {
+        for (size_t i = 0; x->comp_queue && i < (size_t)x->n_comp; i++) {
             int k;
             struct xstep *orig = comp_orig(x, i, &k);
             if (!orig || comp_state(x, i) != COMP_RUNNING || k >= orig->def->n_compensate)
@@ -2032,10 +2028,9 @@ int fsm_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error
         x->compensation = json_pack("{s:s}", "status", "running");
         x->row_dirty = 1;
         hist(f, x, "execution.retried", NULL,
-             json_pack("{s:n, s:I}", "step", "compensations",
-                       (json_int_t)json_array_size(x->comp_queue)));
+             json_pack("{s:n, s:I}", "step", "compensations", (json_int_t)x->n_comp));
         hist(f, x, "compensation.started", NULL,
-             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+             json_pack("{s:I}", "steps", (json_int_t)x->n_comp));
         comp_advance(f, x);
         return 0;
     }
