@@ -196,6 +196,14 @@ void cmd_free(struct cmd *c);
 /* Queues c (taken) to the engine thread; refused (and c answered and
  * freed) once the engine stops or failed. Any thread. */
 int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err);
+/* E1, E2, E4-E7 (engine.c's header) on e, with flight the round submitted
+ * and not yet acted on (NULL: none): NULL when they hold, else the name of
+ * the first broken one, what broke in why (size n). The engine thread runs
+ * it after every round through WFO_CHECK (check.h). Takes mu. */
+const char *engine_check(struct wfo_engine *e, const struct round *flight, char *why, size_t n);
+/* E3 on the round r being acted on, after its executions left memory. */
+const char *round_check(struct wfo_engine *e, const struct round *r, const struct round *flight,
+                        char *why, size_t n);
 /* A read on the engine thread failed: counted and logged (E5). */
 void engine_read_failed(struct wfo_engine *e, const char *exec_id, const char *what,
                         const struct wfo_error *err);
