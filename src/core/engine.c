@@ -21,7 +21,8 @@
  *     (steps/) and queue their outcomes back to the engine thread.
  *   - any other thread (API, CLI) queues commands and reads the store.
  *
- * Invariants:
+ * Invariants (checked after every loop of the engine thread by
+ * engine_check(), E3 by round_check(), in the test build: check.h):
  *   E1. Nothing acts on a transition before its batch is committed: runner
  *       jobs, timers in the heap and replies to callers come after
  *       store->apply() returned 0.

@@ -45,7 +45,8 @@
  *   cancelled -> completed  [step_late_result] that attempt succeeded after
  *                                            all: it counts, and is undone
  *
- * Invariants:
+ * Invariants (each checked by fsm_check() after every transition in the
+ * test build, check.h):
  *   I1. A result or timer is applied only when it carries the token of the
  *       attempt in flight (st->token) and the step is in the state that
  *       waits for it; anything else is stale and changes nothing.
