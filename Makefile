@@ -26,7 +26,7 @@ HDR := $(wildcard include/wfo/*.h include/wfo/*.def src/*/*.h src/*/*/*.h)
 
 # Release build: build/; sanitizer build for tests: build/asan/.
 OPT_CFLAGS := -O2 -g
-ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+ASAN_CFLAGS := -DWFO_CHECKS -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 
 # Leaks inside third-party libraries that wfo cannot free (tests/lsan.supp).

@@ -748,6 +748,7 @@ static void scenario_engine(long n)
     struct wfo_error err = WFO_ERROR_INIT;
     json_t *o = line_new("engine");
     if (wfo_engine_new(&opt, &e, &err) < 0 || wfo_engine_handle(e, "q", noop_handler, NULL) < 0 ||
+        wfo_engine_launch(e, &err) < 0 ||
         wfo_engine_put_workflow(e, three_tasks, strlen(three_tasks), NULL, NULL, NULL, &err) < 0) {
         if (!err.code)
             fail(&err, "engine: cannot register the handler");
@@ -933,6 +934,7 @@ static void latency_inprocess(void)
     json_t *o = line_new("latency");
     json_object_set_new(o, "mode", json_string("inprocess"));
     if (wfo_engine_new(&opt, &e, &err) < 0 || wfo_engine_handle(e, "q", noop_handler, NULL) < 0 ||
+        wfo_engine_launch(e, &err) < 0 ||
         wfo_engine_put_workflow(e, three_tasks, strlen(three_tasks), NULL, NULL, NULL, &err) < 0) {
         if (!err.code)
             fail(&err, "engine: cannot register the handler");

@@ -2,9 +2,9 @@
  * wfo.h - libwfo, the engine as a C library (SPEC 1).
  *
  * A program opens an engine on a store, registers workflow definitions,
- * optionally registers in-process handlers for task queues, and starts
- * executions; the engine drives them on its own threads and persists every
- * transition before anything depends on it. docs/interfaces/internal.md
+ * optionally registers in-process handlers for task queues, launches the
+ * engine (recovery, then its threads) and starts executions; the engine drives them on its own
+ * threads and persists every transition before anything depends on it. docs/interfaces/internal.md
  * describes the threads and who owns what.
  *
  * JSON crosses this API as text. Every returned string is the caller's to
@@ -78,15 +78,39 @@ struct wfo_engine_options {
     const char *secrets_json;
 };
 
-/* Opens the store, recovers executions that were running, starts the
- * engine's threads. Caller frees with wfo_engine_free(). */
+/* The lifecycle, in this order:
+ *   1. wfo_engine_new(): opens the store and reads the server key; no
+ *      thread runs and no execution is read yet.
+ *   2. wfo_engine_handle() / wfo_engine_handle_command() for each queue
+ *      handled in-process, and wfo_engine_put_workflow() if wanted (it
+ *      works at any time after 1).
+ *   3. wfo_engine_launch(), once: recovery (claims the store's shards,
+ *      loads the executions that were running, re-queues their attempts,
+ *      arms the timers due soon), then starts the engine thread, the
+ *      writer thread and the runner threads.
+ *   4. wfo_engine_start(), wfo_engine_get() with a wait, ...: they need 3
+ *      and return WFO_ESTATE before it. wfo_engine_get() without a wait
+ *      and wfo_engine_history() read the store and work from 1 on.
+ *   5. wfo_engine_free(). */
+
+/* Opens the store named by opt->db_url and makes an engine; starts no
+ * thread and recovers nothing (wfo_engine_launch() does). Caller frees
+ * with wfo_engine_free(). */
 int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out,
                    struct wfo_error *err);
+/* Recovers the executions that were running when the store was last
+ * closed, then starts the engine's threads. Call it once, after the
+ * handlers are registered (recovery re-queues attempts to them); a second
+ * call is WFO_ESTATE. When recovery fails, the engine is failed: this
+ * and every later call that needs the threads return its error. */
+int wfo_engine_launch(struct wfo_engine *e, struct wfo_error *err);
 /* Stops the threads (running attempts are abandoned, as after a crash, and
- * resumed by the next engine on the same store), closes the store. */
+ * resumed by the next engine on the same store), closes the store. Works
+ * at any point of the lifecycle; NULL is a no-op. */
 void wfo_engine_free(struct wfo_engine *e);
 
-/* Registers a handler for queue; before any execution uses it. */
+/* Registers a handler for queue; before wfo_engine_launch() (WFO_ESTATE
+ * after). */
 int wfo_engine_handle(struct wfo_engine *e, const char *queue, wfo_task_handler fn, void *ud);
 
 /* Registers a shell command as the handler of queue: each task runs
@@ -105,12 +129,13 @@ int wfo_engine_put_workflow(struct wfo_engine *e, const char *text, size_t len, 
 /* Starts an execution of workflow (version 0: latest) with input (JSON text,
  * NULL: {}). id NULL: a new one. *created is 0 when an execution with that
  * id existed with the same workflow and input (WFO_ECONFLICT when different).
- * *id_out (may be NULL) gets the id. */
+ * *id_out (may be NULL) gets the id. Needs wfo_engine_launch() first. */
 int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, const char *input,
                      const char *id, int *created, char **id_out, struct wfo_error *err);
 
 /* The execution document of SPEC 3 as JSON text. wait_ms > 0: waits up to
- * that long for the execution to end first. */
+ * that long for the execution to end first (that needs wfo_engine_launch()
+ * first; reading without a wait does not). */
 int wfo_engine_get(struct wfo_engine *e, const char *id, int64_t wait_ms, char **doc,
                    struct wfo_error *err);
 

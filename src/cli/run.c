@@ -212,7 +212,8 @@ int cmd_run(int argc, char **argv)
         wfo_engine_handle_command(e, q, eq + 1);
         free(q);
     }
-    if (wfo_engine_put_workflow(e, text, len, NULL, NULL, NULL, &err) < 0 ||
+    if (wfo_engine_launch(e, &err) < 0 ||
+        wfo_engine_put_workflow(e, text, len, NULL, NULL, NULL, &err) < 0 ||
         wfo_engine_start(e, def->name, 0, input, NULL, NULL, &id, &err) < 0) {
         cli_error("%s", err.message);
         rc = EXIT_FAILED;

@@ -174,6 +174,13 @@ int cmd_server(int argc, char **argv)
     }
     struct engine_tuning tune = {.lease_ms = cfg.lease_ms, .retention_ms = cfg.retention_ms};
     engine_tune(e, &tune);
+    /* Recovery, then the engine's threads: executions that were running
+     * continue now, and every request finds the engine launched. */
+    if (wfo_engine_launch(e, &err) < 0) {
+        cli_error("%s", err.message);
+        rc = EXIT_FAILED;
+        goto out;
+    }
 
     struct api_token_conf *tokens = wfo_calloc((size_t)cfg.n_tokens + 1, sizeof(*tokens));
     for (int i = 0; i < cfg.n_tokens; i++)
@@ -205,13 +212,6 @@ int cmd_server(int argc, char **argv)
     if (http_server_start(api, &hopt, &http, &err) < 0) {
         cli_error("%s", err.message);
         rc = err.code == WFO_EINVAL ? EXIT_USAGE : EXIT_FAILED;
-        goto out;
-    }
-    /* Recovery: executions that were running continue now, not at the
-     * first request. */
-    if (engine_run(e, &err) < 0) {
-        cli_error("%s", err.message);
-        rc = EXIT_FAILED;
         goto out;
     }
     if (cfg.n_tokens)

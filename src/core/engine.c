@@ -21,7 +21,8 @@
  *     (steps/) and queue their outcomes back to the engine thread.
  *   - any other thread (API, CLI) queues commands and reads the store.
  *
- * Invariants:
+ * Invariants (checked after every loop of the engine thread by
+ * engine_check(), E3 by round_check(), in the test build: check.h):
  *   E1. Nothing acts on a transition before its batch is committed: runner
  *       jobs, timers in the heap and replies to callers come after
  *       store->apply() returned 0.
@@ -60,6 +61,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +69,7 @@
 #include <time.h>
 
 #include "engine_int.h"
+#include "check.h"
 #include "kinds.h"
 #include "doc.h"
 #include "../common/duration.h"
@@ -611,6 +614,90 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
     }
 }
 
+/* --- the invariants, checked (check.h) ------------------------------------ */
+
+static const char *broken(char *why, size_t n, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static const char *broken(char *why, size_t n, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return name;
+}
+
+/* E1: no attempt of f's ACT_RUN runs or is queued yet (under mu). */
+static const char *check_not_run(struct wfo_engine *e, const struct fsm *f, char *why, size_t n)
+{
+    struct wfo_buf key = WFO_BUF_INIT;
+    const char *name = NULL;
+    for (int i = 0; i < f->n_acts && !name; i++) {
+        const struct fsm_action *a = &f->acts[i];
+        if (a->kind != ACT_RUN)
+            continue;
+        job_key(&key, a->x->id, a->step, a->token);
+        int queued = wfo_map_get(&e->running, key.buf) != NULL;
+        for (int j = e->jobs_head; j < e->n_jobs && !queued; j++)
+            queued = e->jobs[j]->token == a->token && strcmp(e->jobs[j]->path, a->step) == 0 &&
+                     strcmp(e->jobs[j]->exec_id, a->x->id) == 0;
+        if (queued)
+            name = broken(why, n, "E1", "attempt %s runs before its batch is committed", key.buf);
+    }
+    wfo_buf_release(&key);
+    return name;
+}
+
+const char *engine_check(struct wfo_engine *e, const struct round *flight, char *why, size_t n)
+{
+    const char *name = NULL;
+    pthread_mutex_lock(&e->mu);
+    /* E1: what a round asks for is done after its commit */
+    name = check_not_run(e, &e->fsm, why, n);
+    if (!name && flight && !flight->done)
+        name = check_not_run(e, &flight->fx, why, n);
+    /* E2: a failed commit stops the engine */
+    for (int i = 0; i < 3 && !name; i++)
+        if (e->rounds[i].busy && e->rounds[i].done && e->rounds[i].rc < 0 && !e->failed)
+            name = broken(why, n, "E2", "a commit failed (%d) and the engine goes on",
+                          e->rounds[i].rc);
+    /* E4: one round gathering, at most one in flight, committed in order */
+    int busy = 0;
+    for (int i = 0; i < 3; i++)
+        busy += e->rounds[i].busy;
+    if (!name && (busy > 2 || (flight && flight == e->cur)))
+        name = broken(why, n, "E4", "%d rounds busy, the one in flight %s gathering", busy,
+                      flight && flight == e->cur ? "is" : "is not");
+    if (!name && e->wround && e->wround != flight)
+        name = broken(why, n, "E4", "the writer commits a round that is not the one in flight");
+    if (!name && flight && flight->gen >= e->fsm.gen)
+        name = broken(why, n, "E4", "the round in flight (gen %d) is not older than gen %d",
+                      flight->gen, e->fsm.gen);
+    /* E5: what a failed read kept is counted */
+    if (!name && (e->sweep_kept || e->results_kept) && e->stats.read_retries <= 0)
+        name = broken(why, n, "E5", "work kept after a failed read, none counted");
+    pthread_mutex_unlock(&e->mu);
+    /* E6: the heap holds only timers due before the horizon (a window read
+     * that failed half way may leave one window's worth past it) */
+    for (int i = 0; i < e->n_heap && !name; i++) {
+        const struct tentry *t = e->heap[i];
+        if (i && e->heap[(i - 1) / 2]->due > t->due)
+            name = broken(why, n, "E6", "the timer heap is out of order at %d", i);
+        else if (!t->dead && t->due >= e->timer_horizon + TIMER_WINDOW_MS)
+            name = broken(why, n, "E6", "timer %s due past the horizon", t->id);
+        else if (!t->dead && wfo_map_get(&e->timers, t->id) != t)
+            name = broken(why, n, "E6", "timer %s in the heap but not armed", t->id);
+    }
+    /* E7: every batch names this engine as its owner */
+    for (int i = 0; i < 3 && !name; i++) {
+        const struct round *r = &e->rounds[i];
+        if (r->busy && r != e->cur && r->batch.owner != e->owner)
+            name = broken(why, n, "E7", "a round names another owner");
+    }
+    return name;
+}
+
 /* Is there work for the engine thread now? (under mu) */
 static int engine_due(struct wfo_engine *e, int64_t *due)
 {
@@ -690,6 +777,7 @@ static void *engine_main(void *arg)
                 flight = NULL;
             }
         }
+        WFO_CHECK(engine_check, e, flight);
         pthread_mutex_lock(&e->mu);
     }
     /* a commit failed (E2): the commands applied since are not committed
@@ -709,6 +797,9 @@ static void *engine_main(void *arg)
         cmd_free(c);
     }
     e->head = e->tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    WFO_CHECK(engine_check, e, flight);
+    return NULL;
 out:
     pthread_mutex_unlock(&e->mu);
     return NULL;
@@ -823,37 +914,45 @@ fail:
     return rc;
 }
 
-/* Recovers and starts the threads, once, at the first call that needs
- * them (after handlers are registered: recovery needs them). Callers that
- * come at the same time wait for the first. A failed recovery fails the
+/* Recovery, then the threads; once (wfo.h). A failed recovery fails the
  * engine (as E2): every later call gets its error. */
-int engine_launch(struct wfo_engine *e, struct wfo_error *err)
+int wfo_engine_launch(struct wfo_engine *e, struct wfo_error *err)
 {
-    if (!atomic_load_explicit(&e->launched, memory_order_acquire)) {
-        pthread_mutex_lock(&e->launch_mu);
-        if (!atomic_load_explicit(&e->launched, memory_order_relaxed)) {
-            struct wfo_error rerr = WFO_ERROR_INIT;
-            e->started = 1;
-            int rc = engine_recover(e, &rerr);
-            if (rc == 0) {
-                e->n_runners = e->opt.runner_threads;
-                e->runners = wfo_calloc((size_t)e->n_runners, sizeof(*e->runners));
-                for (int i = 0; i < e->n_runners; i++)
-                    pthread_create(&e->runners[i], NULL, runner_main, e);
-                pthread_create(&e->writer, NULL, writer_main, e);
-                pthread_create(&e->thread, NULL, engine_main, e);
-                e->threads = 1;
-            } else {
-                pthread_mutex_lock(&e->mu);
-                e->failed = rc;
-                e->fail_err = rerr;
-                pthread_mutex_unlock(&e->mu);
-            }
-            e->launch_rc = rc;
-            atomic_store_explicit(&e->launched, 1, memory_order_release);
-        }
+    pthread_mutex_lock(&e->launch_mu);
+    if (e->started) {
         pthread_mutex_unlock(&e->launch_mu);
+        return wfo_error_set(err, WFO_ESTATE, "engine already launched");
     }
+    e->started = 1;
+    struct wfo_error rerr = WFO_ERROR_INIT;
+    int rc = engine_recover(e, &rerr);
+    if (rc == 0) {
+        e->n_runners = e->opt.runner_threads;
+        e->runners = wfo_calloc((size_t)e->n_runners, sizeof(*e->runners));
+        for (int i = 0; i < e->n_runners; i++)
+            pthread_create(&e->runners[i], NULL, runner_main, e);
+        pthread_create(&e->writer, NULL, writer_main, e);
+        pthread_create(&e->thread, NULL, engine_main, e);
+        e->threads = 1;
+    } else {
+        pthread_mutex_lock(&e->mu);
+        e->failed = rc;
+        e->fail_err = rerr;
+        pthread_mutex_unlock(&e->mu);
+        if (err)
+            *err = rerr;
+    }
+    e->launch_rc = rc;
+    atomic_store_explicit(&e->launched, 1, memory_order_release);
+    pthread_mutex_unlock(&e->launch_mu);
+    return rc;
+}
+
+int engine_ready(struct wfo_engine *e, struct wfo_error *err)
+{
+    if (!atomic_load_explicit(&e->launched, memory_order_acquire))
+        return wfo_error_set(err, WFO_ESTATE,
+                             "engine not launched: call wfo_engine_launch() first");
     if (e->launch_rc < 0) {
         pthread_mutex_lock(&e->mu);
         if (err)
@@ -963,7 +1062,7 @@ void wfo_engine_free(struct wfo_engine *e)
 int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err)
 {
     struct wfo_def *d = NULL;
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     const char *id = q->id;
@@ -1059,11 +1158,6 @@ void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
     e->retention_ms = t->retention_ms;
 }
 
-int engine_run(struct wfo_engine *e, struct wfo_error *err)
-{
-    return engine_launch(e, err);
-}
-
 /* Hands c (taken) to the engine thread and waits for its answer. */
 static int call(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
 {
@@ -1077,7 +1171,7 @@ static int call(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
 int engine_delete_workflow(struct wfo_engine *e, const char *ns, const char *name,
                            struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     struct cmd *c = wfo_calloc(1, sizeof(*c));
@@ -1096,7 +1190,7 @@ int engine_op(struct wfo_engine *e, const char *id, enum engine_op op, const cha
 int engine_op_from(struct wfo_engine *e, const char *id, enum engine_op op, const char *reason,
                    int compensate, const char *from, struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     if (strlen(id) >= WFO_EXEC_ID_SIZE)

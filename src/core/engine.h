@@ -13,11 +13,10 @@
  * (it reads through query.h); core's files include store/store.h. */
 struct wfo_store;
 
-/* Recovers the executions that were running and starts the engine's
- * threads, once; later calls return at once (or the first one's error).
- * Every call that needs the engine does it too, so this only makes it
- * happen now (wfo server, right after it listens). */
-int engine_run(struct wfo_engine *e, struct wfo_error *err);
+/* 0 once wfo_engine_launch() has recovered and started the threads;
+ * WFO_ESTATE before it; the launch's error when recovery failed. Every
+ * call that needs the engine's threads asks it first. */
+int engine_ready(struct wfo_engine *e, struct wfo_error *err);
 
 /* The store the engine writes; core's readers (query.c) use it too
  * (thread-safe). api/ reads through query.h, never the store. */

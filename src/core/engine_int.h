@@ -124,11 +124,11 @@ struct wfo_engine {
     int stop, failed;
     struct wfo_error fail_err;
     pthread_t thread;
-    int started;         /* engine_launch ran (handlers are fixed from then on) */
+    int started;         /* wfo_engine_launch ran (handlers are fixed from then on) */
     int threads;         /* and started the threads */
-    atomic_int launched; /* engine_launch is over: launch_rc says how */
+    atomic_int launched; /* wfo_engine_launch is over: launch_rc says how */
     int launch_rc;
-    pthread_mutex_t launch_mu; /* the first callers of engine_launch */
+    pthread_mutex_t launch_mu; /* callers of wfo_engine_launch */
     pthread_t writer;
     pthread_cond_t writer_cv; /* writer thread: a round to commit, or wstop */
     struct round *wround;     /* the round the writer commits (guarded by mu) */
@@ -196,8 +196,14 @@ void cmd_free(struct cmd *c);
 /* Queues c (taken) to the engine thread; refused (and c answered and
  * freed) once the engine stops or failed. Any thread. */
 int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err);
-/* Recovers and starts the threads at the first call that needs them. */
-int engine_launch(struct wfo_engine *e, struct wfo_error *err);
+/* E1, E2, E4-E7 (engine.c's header) on e, with flight the round submitted
+ * and not yet acted on (NULL: none): NULL when they hold, else the name of
+ * the first broken one, what broke in why (size n). The engine thread runs
+ * it after every round through WFO_CHECK (check.h). Takes mu. */
+const char *engine_check(struct wfo_engine *e, const struct round *flight, char *why, size_t n);
+/* E3 on the round r being acted on, after its executions left memory. */
+const char *round_check(struct wfo_engine *e, const struct round *r, const struct round *flight,
+                        char *why, size_t n);
 /* A read on the engine thread failed: counted and logged (E5). */
 void engine_read_failed(struct wfo_engine *e, const char *exec_id, const char *what,
                         const struct wfo_error *err);

@@ -85,7 +85,7 @@ void exec_free(struct xexec *x)
     free(x->retry_from);
     free(x->fail_origin);
     free(x->input_text);
-    json_decref(x->comp_queue);
+    exec_comp_clear(x);
     def_unref(x->def);
     json_decref(x->input);
     json_decref(x->output);
@@ -183,6 +183,15 @@ static void put_json(struct wfo_buf *b, const char *key, const json_t *v)
     wfo_json_dumpb(v, b);
 }
 
+void exec_comp_clear(struct xexec *x)
+{
+    for (int i = 0; i < x->n_comp; i++)
+        free(x->comp_queue[i].path);
+    free(x->comp_queue);
+    x->comp_queue = NULL;
+    x->n_comp = 0;
+}
+
 void exec_row_state(const struct xexec *x, struct wfo_buf *b)
 {
     wfo_buf_adds(b, "{\"frames\":[");
@@ -213,7 +222,16 @@ void exec_row_state(const struct xexec *x, struct wfo_buf *b)
     if (x->error_ctx)
         put_json(b, ",\"error_ctx\":", x->error_ctx);
     if (x->comp_queue) {
-        put_json(b, ",\"comp\":{\"queue\":", x->comp_queue);
+        wfo_buf_adds(b, ",\"comp\":{\"queue\":[");
+        for (int i = 0; i < x->n_comp; i++) {
+            const struct comp_entry *c = &x->comp_queue[i];
+            wfo_buf_adds(b, i ? ",[" : "[");
+            wfo_json_dump_str(c->path, b);
+            put_int(b, ",", c->index);
+            put_int(b, ",", (int)c->state);
+            wfo_buf_addch(b, ']');
+        }
+        wfo_buf_addch(b, ']');
         put_int(b, ",\"final\":", x->comp_final);
         if (x->comp_then_retry)
             wfo_buf_adds(b, ",\"then_retry\":true");
@@ -276,18 +294,24 @@ int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
         x->error_ctx = json_incref(ec);
     json_t *comp = json_object_get(state, "comp");
     if (comp) {
-        x->comp_queue = json_deep_copy(json_object_get(comp, "queue"));
         /* a store written before entries had states ran them one at a
          * time up to "pos": those before are done, that one runs */
+        json_t *queue = json_object_get(comp, "queue");
         int pos = (int)jint(comp, "pos");
-        size_t ci;
+        size_t n = json_array_size(queue), ci;
         json_t *e;
-        json_array_foreach(x->comp_queue, ci, e)
+        /* one more than needed: an empty queue is still a queue */
+        x->comp_queue = wfo_calloc(n + 1, sizeof(*x->comp_queue));
+        json_array_foreach(queue, ci, e)
         {
-            if (json_array_size(e) == 2)
-                json_array_append_new(e, json_integer((int)ci < pos    ? COMP_DONE
-                                                      : (int)ci == pos ? COMP_RUNNING
-                                                                       : COMP_PENDING));
+            struct comp_entry *c = &x->comp_queue[x->n_comp++];
+            const char *path = json_string_value(json_array_get(e, 0));
+            c->path = wfo_strdup(path ? path : "");
+            c->index = (int)json_integer_value(json_array_get(e, 1));
+            if (json_array_size(e) >= 3)
+                c->state = (enum comp_state)json_integer_value(json_array_get(e, 2));
+            else
+                c->state = (int)ci < pos ? COMP_DONE : (int)ci == pos ? COMP_RUNNING : COMP_PENDING;
         }
         x->comp_final = (int)jint(comp, "final");
         x->comp_then_retry = json_is_true(json_object_get(comp, "then_retry"));

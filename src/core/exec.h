@@ -24,6 +24,14 @@
 /* The state of one entry of a compensation queue. */
 enum comp_state { COMP_PENDING, COMP_RUNNING, COMP_DONE, COMP_FAILED };
 
+/* One compensation to run: the index-th `compensate` step of the step at
+ * path. Saved in the execution's state as [path, index, state]. */
+struct comp_entry {
+    char *path;
+    int index;
+    enum comp_state state;
+};
+
 enum exec_status { EX_RUNNING, EX_PAUSED, EX_COMPLETED, EX_FAILED, EX_CANCELLED, EX_TERMINATED };
 extern const char *const exec_status_names[];
 int exec_status_parse(const char *s);
@@ -128,7 +136,8 @@ struct xexec {
 
     /* compensation (SPEC 2.4): the steps to undo, newest completion first,
      * each with its state; NULL when not compensating */
-    json_t *comp_queue;  /* [[path, index, COMP_*], ...] */
+    struct comp_entry *comp_queue; /* n_comp entries */
+    int n_comp;
     int comp_advancing;  /* comp_advance is on the stack (not saved) */
     int comp_again;      /* ... and something ended meanwhile (not saved) */
     char *comp_owner;    /* a `compensate` step waiting for it, or NULL */
@@ -150,6 +159,9 @@ struct xstep *exec_step_reach(struct xexec *x, const char *path, const struct de
                               int frame, int *created);
 struct xframe *exec_frame_add(struct xexec *x, int parent, const char *owner, int branch,
                               const struct def_block *block, const char *prefix);
+
+/* Empties x's compensation queue (comp_queue NULL: not compensating). */
+void exec_comp_clear(struct xexec *x);
 
 /* Appends the private state JSON text of the executions row, of a steps
  * row. */

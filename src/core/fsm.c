@@ -45,7 +45,8 @@
  *   cancelled -> completed  [step_late_result] that attempt succeeded after
  *                                            all: it counts, and is undone
  *
- * Invariants:
+ * Invariants (each checked by fsm_check() after every transition in the
+ * test build, check.h):
  *   I1. A result or timer is applied only when it carries the token of the
  *       attempt in flight (st->token) and the step is in the state that
  *       waits for it; anything else is stale and changes nothing.
@@ -65,11 +66,13 @@
 #include "common/compat.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fsm.h"
+#include "check.h"
 #include "kinds.h"
 #include "../common/duration.h"
 #include "../common/redact.h"
@@ -455,7 +458,7 @@ static void exec_fail_continue(struct fsm *f, struct xexec *x, enum exec_status 
         x->compensation = json_pack("{s:s}", "status", "running");
         x->row_dirty = 1;
         hist(f, x, "compensation.started", NULL,
-             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+             json_pack("{s:I}", "steps", (json_int_t)x->n_comp));
         comp_advance(f, x);
         return;
     }
@@ -498,8 +501,7 @@ static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const ch
     if (x->comp_queue && x->comp_owner) {
         /* a `compensate` step was undoing: the failure takes over, and
          * undoes what is left */
-        json_decref(x->comp_queue);
-        x->comp_queue = NULL;
+        exec_comp_clear(x);
         free(x->comp_owner);
         x->comp_owner = NULL;
     }
@@ -749,7 +751,7 @@ static int by_cseq_desc(const void *a, const void *b)
 }
 
 /* Queues the compensations of every completed step that has one, newest
- * completion first: entries [path, index, state] (COMP_PENDING). Returns
+ * completion first: entries {path, index, COMP_PENDING}. Returns
  * how many steps. */
 static int comp_build(struct xexec *x)
 {
@@ -763,14 +765,16 @@ static int comp_build(struct xexec *x)
             v[n++] = st;
     }
     qsort(v, (size_t)n, sizeof(*v), by_cseq_desc);
-    json_decref(x->comp_queue);
-    x->comp_queue = NULL;
+    exec_comp_clear(x);
     if (n) {
-        x->comp_queue = json_array();
+        int total = 0;
+        for (int i = 0; i < n; i++)
+            total += v[i]->def->n_compensate;
+        x->comp_queue = wfo_calloc((size_t)total, sizeof(*x->comp_queue));
         for (int i = 0; i < n; i++)
             for (int k = 0; k < v[i]->def->n_compensate; k++)
-                json_array_append_new(x->comp_queue,
-                                      json_pack("[s, i, i]", v[i]->path, k, COMP_PENDING));
+                x->comp_queue[x->n_comp++] =
+                    (struct comp_entry){wfo_strdup(v[i]->path), k, COMP_PENDING};
     }
     free(v);
     return n;
@@ -791,8 +795,7 @@ static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct
 /* Compensation is over: ok, or failed with error (borrowed). */
 static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const char *path)
 {
-    json_decref(x->comp_queue);
-    x->comp_queue = NULL;
+    exec_comp_clear(x);
     json_decref(x->compensation);
     x->row_dirty = 1;
     if (error)
@@ -842,8 +845,7 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
 static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
 {
     exec_stop_steps(f, x, 0);
-    json_decref(x->comp_queue);
-    x->comp_queue = NULL;
+    exec_comp_clear(x);
     free(x->comp_owner);
     x->comp_owner = NULL;
     json_decref(x->compensation);
@@ -856,19 +858,18 @@ static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
 
 static int comp_state(const struct xexec *x, size_t i)
 {
-    return (int)json_integer_value(json_array_get(json_array_get(x->comp_queue, i), 2));
+    return (int)x->comp_queue[i].state;
 }
 
 static void comp_set_state(struct xexec *x, size_t i, int state)
 {
-    json_array_set_new(json_array_get(x->comp_queue, i), 2, json_integer(state));
+    x->comp_queue[i].state = (enum comp_state)state;
 }
 
 static struct xstep *comp_orig(struct xexec *x, size_t i, int *k)
 {
-    json_t *e = json_array_get(x->comp_queue, i);
-    *k = (int)json_integer_value(json_array_get(e, 1));
-    return exec_step(x, json_string_value(json_array_get(e, 0)));
+    *k = x->comp_queue[i].index;
+    return exec_step(x, x->comp_queue[i].path);
 }
 
 /* May the compensations of a and b run at the same time? Only when they
@@ -973,17 +974,16 @@ static void comp_advance(struct fsm *f, struct xexec *x)
         return;
     }
     x->comp_advancing = 1;
-    size_t n = json_array_size(x->comp_queue);
     int failed = -1, running = 0, pending = 0;
     do {
         x->comp_again = 0;
         failed = -1;
-        for (size_t i = 0; i < n && failed < 0; i++)
+        for (size_t i = 0; i < (size_t)x->n_comp && failed < 0; i++)
             if (comp_state(x, i) == COMP_FAILED)
                 failed = (int)i;
         if (failed >= 0 || x->status == EX_PAUSED)
             break; /* nothing new starts; fsm_resume goes on */
-        for (size_t i = 0; i < n && x->comp_queue; i++)
+        for (size_t i = 0; x->comp_queue && i < (size_t)x->n_comp; i++)
             if (comp_state(x, i) == COMP_PENDING && comp_ready(x, i))
                 comp_start(f, x, i);
     } while (x->comp_again && x->comp_queue);
@@ -991,7 +991,7 @@ static void comp_advance(struct fsm *f, struct xexec *x)
     if (!x->comp_queue)
         return;
     failed = -1;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < (size_t)x->n_comp; i++) {
         int s = comp_state(x, i);
         running += s == COMP_RUNNING;
         pending += s == COMP_PENDING;
@@ -1023,7 +1023,7 @@ static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, jso
         json_decref(error);
         return;
     }
-    size_t n = json_array_size(x->comp_queue);
+    size_t n = (size_t)x->n_comp;
     for (size_t i = 0; i < n; i++) {
         int k;
         struct xstep *orig = comp_orig(x, i, &k);
@@ -1396,7 +1396,7 @@ json_t *fsm_start_compensate(struct fsm *f, struct xexec *x, struct xstep *st,
     x->compensation = json_pack("{s:s}", "status", "running");
     x->row_dirty = 1;
     hist(f, x, "compensation.started", st->path,
-         json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+         json_pack("{s:I}", "steps", (json_int_t)x->n_comp));
     comp_advance(f, x);
     return NULL;
 }
@@ -1570,7 +1570,7 @@ static void run_frames(struct fsm *f, struct xexec *x)
     }
 }
 
-void fsm_start(struct fsm *f, struct xexec *x)
+static void apply_start(struct fsm *f, struct xexec *x)
 {
     if (!x->n_frames)
         exec_frame_add(x, -1, NULL, 0, &x->def->steps, "");
@@ -1626,8 +1626,8 @@ static void step_late_result(struct fsm *f, struct xexec *x, struct xstep *st, i
     drain_check(f, x);
 }
 
-int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
-               json_t *output, json_t *error, int retryable)
+static int apply_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
+                        json_t *output, json_t *error, int retryable)
 {
     struct xstep *st = exec_step(x, path);
     if (st && st->stopping && st->token == token && !EX_ENDED(x->status)) {
@@ -1649,8 +1649,8 @@ int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, 
     return 0;
 }
 
-void fsm_task_picked(struct fsm *f, struct xexec *x, const char *path, int64_t token,
-                     const char *worker)
+static void apply_task_picked(struct fsm *f, struct xexec *x, const char *path, int64_t token,
+                              const char *worker)
 {
     struct xstep *st = exec_step(x, path);
     if (!st || st->token != token || st->status != SS_RUNNING || st->picked)
@@ -1662,8 +1662,8 @@ void fsm_task_picked(struct fsm *f, struct xexec *x, const char *path, int64_t t
          json_pack("{s:i, s:s}", "attempt", st->attempts, "worker", worker ? worker : ""));
 }
 
-void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
-               int64_t token)
+static void apply_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
+                        int64_t token)
 {
     if (EX_ENDED(x->status))
         return;
@@ -1735,7 +1735,7 @@ void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char 
     run_frames(f, x);
 }
 
-int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensate)
+static int apply_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensate)
 {
     if (EX_ENDED(x->status))
         return WFO_ESTATE;
@@ -1748,15 +1748,14 @@ int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensat
     return 0;
 }
 
-int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason)
+static int apply_terminate(struct fsm *f, struct xexec *x, const char *reason)
 {
     if (EX_ENDED(x->status))
         return WFO_ESTATE;
     json_t *e = fsm_error("Terminated", reason && *reason ? reason : "terminated", NULL);
     json_object_set_new(e, "step", json_null());
     if (x->comp_queue) {
-        json_decref(x->comp_queue);
-        x->comp_queue = NULL;
+        exec_comp_clear(x);
         free(x->comp_owner);
         x->comp_owner = NULL;
         json_decref(x->compensation);
@@ -1771,7 +1770,7 @@ int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason)
     return 0;
 }
 
-int fsm_pause(struct fsm *f, struct xexec *x)
+static int apply_pause(struct fsm *f, struct xexec *x)
 {
     if (x->status != EX_RUNNING)
         return WFO_ESTATE;
@@ -1781,7 +1780,7 @@ int fsm_pause(struct fsm *f, struct xexec *x)
     return 0;
 }
 
-int fsm_resume(struct fsm *f, struct xexec *x)
+static int apply_resume(struct fsm *f, struct xexec *x)
 {
     if (x->status != EX_PAUSED)
         return WFO_ESTATE;
@@ -1792,7 +1791,7 @@ int fsm_resume(struct fsm *f, struct xexec *x)
         /* an entry marked running whose step is not in flight never
          * started (a store written before entries had states, paused
          * before its turn): it starts now */
-        for (size_t i = 0; i < json_array_size(x->comp_queue); i++) {
+        for (size_t i = 0; x->comp_queue && i < (size_t)x->n_comp; i++) {
             int k;
             struct xstep *orig = comp_orig(x, i, &k);
             if (!orig || comp_state(x, i) != COMP_RUNNING || k >= orig->def->n_compensate)
@@ -2009,7 +2008,7 @@ static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct
     return 0;
 }
 
-int fsm_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err)
+static int apply_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err)
 {
     if (x->status != EX_FAILED || x->comp_queue)
         return wfo_error_set(err, WFO_ESTATE, "execution '%s' is %s", x->id,
@@ -2033,12 +2032,178 @@ int fsm_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error
         x->compensation = json_pack("{s:s}", "status", "running");
         x->row_dirty = 1;
         hist(f, x, "execution.retried", NULL,
-             json_pack("{s:n, s:I}", "step", "compensations",
-                       (json_int_t)json_array_size(x->comp_queue)));
+             json_pack("{s:n, s:I}", "step", "compensations", (json_int_t)x->n_comp));
         hist(f, x, "compensation.started", NULL,
-             json_pack("{s:I}", "steps", (json_int_t)json_array_size(x->comp_queue)));
+             json_pack("{s:I}", "steps", (json_int_t)x->n_comp));
         comp_advance(f, x);
         return 0;
     }
     return retry_resume(f, x, from, err);
+}
+
+/* ---- the invariants, checked (check.h) ---------------------------------- */
+
+static const char *broken(char *why, size_t n, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static const char *broken(char *why, size_t n, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return name;
+}
+
+static int by_token(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int in_flight(const struct xstep *st)
+{
+    return st->status == SS_RUNNING || st->status == SS_WAITING || st->stopping;
+}
+
+const char *fsm_check(const struct fsm *f, const struct xexec *x, char *why, size_t n)
+{
+    const char *name = NULL;
+    /* I1: a result or timer is recognised by the token of the attempt in
+     * flight, so every attempt in flight has a token of its own, taken
+     * from x->tick */
+    int64_t *tokens = wfo_calloc((size_t)x->n_steps + 1, sizeof(*tokens));
+    int nt = 0;
+    for (int i = 0; i < x->n_steps && !name; i++) {
+        const struct xstep *st = x->steps[i];
+        if (!in_flight(st))
+            continue;
+        if (st->token <= 0 || st->token > x->tick)
+            name = broken(why, n, "I1", "step '%s' in flight with token %lld (tick %lld)", st->path,
+                          (long long)st->token, (long long)x->tick);
+        tokens[nt++] = st->token;
+    }
+    qsort(tokens, (size_t)nt, sizeof(*tokens), by_token);
+    for (int i = 1; i < nt && !name; i++)
+        if (tokens[i] == tokens[i - 1])
+            name = broken(why, n, "I1", "two attempts in flight share token %lld",
+                          (long long)tokens[i]);
+    free(tokens);
+    if (name)
+        return name;
+    /* I2: x's history entries gathered in f are numbered on from x->hseq
+     * without gap or repeat, the last one is x->hseq; I3: every execution
+     * an effect names is in f's touched list, so its rows are written in
+     * the same transaction as the effect */
+    int64_t last = -1;
+    for (int i = 0; i < f->n_hist; i++) {
+        const struct fsm_hist *h = &f->hist[i];
+        if (h->x != x)
+            continue;
+        if (h->seq <= 0 || (last >= 0 && h->seq != last + 1))
+            return broken(why, n, "I2", "history seq %lld follows %lld", (long long)h->seq,
+                          (long long)last);
+        last = h->seq;
+    }
+    if (last >= 0 && last != x->hseq)
+        return broken(why, n, "I2", "last history seq %lld, execution at %lld", (long long)last,
+                      (long long)x->hseq);
+    int named = last >= 0;
+    for (int i = 0; i < f->n_timers && !named; i++)
+        named = f->timers[i].x == x;
+    for (int i = 0; i < f->n_acts && !named; i++)
+        named = f->acts[i].x == x;
+    if (named && x->touched != f->gen)
+        return broken(why, n, "I3", "execution %s has effects but is not touched", x->id);
+    /* C1: a compensation runs only once every entry before it is done,
+     * but for other branches of the same parallel step */
+    for (int i = 0; x->comp_queue && i < x->n_comp; i++) {
+        const struct comp_entry *c = &x->comp_queue[i];
+        if (c->state < COMP_PENDING || c->state > COMP_FAILED || !c->path)
+            return broken(why, n, "C1", "compensation entry %d is malformed", i);
+        if (c->state != COMP_RUNNING)
+            continue;
+        struct xstep *oi = exec_step((struct xexec *)x, c->path);
+        for (int j = 0; j < i; j++) {
+            if (x->comp_queue[j].state == COMP_DONE)
+                continue;
+            struct xstep *oj = exec_step((struct xexec *)x, x->comp_queue[j].path);
+            if (!oi || !oj || !comp_concurrent(x, oj, oi))
+                return broken(why, n, "C1", "compensation of '%s' runs before that of '%s' is done",
+                              c->path, x->comp_queue[j].path);
+        }
+    }
+    /* C2: an attempt asked to stop keeps its token until it reports; a
+     * failure waits for them only while there is one */
+    for (int i = 0; i < x->n_steps; i++)
+        if (x->steps[i]->stopping && x->steps[i]->token <= 0)
+            return broken(why, n, "C2", "step '%s' is stopping without a token", x->steps[i]->path);
+    if (x->draining && !exec_stopping(x))
+        return broken(why, n, "C2", "execution %s drains with no attempt stopping", x->id);
+    return NULL;
+}
+
+/* ---- the transitions: each checked after it is made (WFO_CHECKS) -------- */
+
+void fsm_start(struct fsm *f, struct xexec *x)
+{
+    apply_start(f, x);
+    WFO_CHECK(fsm_check, f, x);
+}
+
+int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
+               json_t *output, json_t *error, int retryable)
+{
+    int rc = apply_result(f, x, path, token, ok, output, error, retryable);
+    WFO_CHECK(fsm_check, f, x);
+    return rc;
+}
+
+void fsm_task_picked(struct fsm *f, struct xexec *x, const char *path, int64_t token,
+                     const char *worker)
+{
+    apply_task_picked(f, x, path, token, worker);
+    WFO_CHECK(fsm_check, f, x);
+}
+
+void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
+               int64_t token)
+{
+    apply_timer(f, x, kind, path, token);
+    WFO_CHECK(fsm_check, f, x);
+}
+
+int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensate)
+{
+    int rc = apply_cancel(f, x, reason, compensate);
+    WFO_CHECK(fsm_check, f, x);
+    return rc;
+}
+
+int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason)
+{
+    int rc = apply_terminate(f, x, reason);
+    WFO_CHECK(fsm_check, f, x);
+    return rc;
+}
+
+int fsm_pause(struct fsm *f, struct xexec *x)
+{
+    int rc = apply_pause(f, x);
+    WFO_CHECK(fsm_check, f, x);
+    return rc;
+}
+
+int fsm_resume(struct fsm *f, struct xexec *x)
+{
+    int rc = apply_resume(f, x);
+    WFO_CHECK(fsm_check, f, x);
+    return rc;
+}
+
+int fsm_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err)
+{
+    int rc = apply_retry(f, x, from, err);
+    WFO_CHECK(fsm_check, f, x);
+    return rc;
 }

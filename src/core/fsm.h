@@ -116,6 +116,12 @@ int fsm_resume(struct fsm *f, struct xexec *x);
  * first. WFO_EINVAL (a bad `from`) or WFO_ESTATE with err set. */
 int fsm_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err);
 
+/* The invariants I1-I3, C1 and C2 (fsm.c's header) on x and the effects
+ * gathered for it in f: NULL when they hold, else the name of the first
+ * broken one, with what broke in why (size n). Never aborts (check.h);
+ * every transition above runs it through WFO_CHECK in the test build. */
+const char *fsm_check(const struct fsm *f, const struct xexec *x, char *why, size_t n);
+
 /* The delay before attempt n + 1 (n >= 1) under r, with r01 in [0, 1) for
  * the jitter: min(max, initial * backoff^(n-1)) varied by +-jitter. */
 int64_t fsm_retry_delay(const struct def_retry *r, int n, double r01);

@@ -190,7 +190,7 @@ int query_executions(struct wfo_engine *e, const char *ns, const struct query_fi
 static int wait_end(struct wfo_engine *e, const char *ns, const char *id, int64_t wait_ms,
                     int *ended, struct wfo_error *err)
 {
-    int rc = engine_run(e, err);
+    int rc = wait_ms > 0 ? engine_ready(e, err) : 0; /* only a wait needs the threads */
     if (rc < 0)
         return rc;
     struct wfo_store *s = engine_store(e);

@@ -46,8 +46,8 @@ int query_executions(struct wfo_engine *e, const char *ns, const struct query_fi
                      json_t **items, int64_t *next_seq, struct wfo_error *err);
 
 /* Waits up to wait_ms for execution id to end: *ended is 1 when it has,
- * 0 when the wait ran out or the engine is stopping. Starts the engine
- * (engine_run) if it is not running yet. */
+ * 0 when the wait ran out or the engine is stopping. WFO_ESTATE before
+ * wfo_engine_launch() (engine_ready). */
 int query_wait(struct wfo_engine *e, const char *ns, const char *id, int64_t wait_ms, int *ended,
                struct wfo_error *err);
 

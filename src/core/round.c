@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "check.h"
 #include "doc.h"
 #include "../common/duration.h"
 #include "../common/log.h"
@@ -542,6 +543,7 @@ int round_finish(struct wfo_engine *e, struct round *r, const struct round *flig
             gone[n_gone++] = x;
         }
     }
+    WFO_CHECK(round_check, e, r, flight);
     if (e->opt.log_transitions || e->opt.on_progress)
         for (int i = 0; i < f->n_hist; i++)
             fsm_hist_data(&f->hist[i]); /* the log and the callback read h->data */
@@ -558,4 +560,20 @@ int round_finish(struct wfo_engine *e, struct round *r, const struct round *flig
         exec_free(gone[i]);
     free(gone);
     return 0;
+}
+
+const char *round_check(struct wfo_engine *e, const struct round *r, const struct round *flight,
+                        char *why, size_t n)
+{
+    const struct fsm *f = &r->fx;
+    for (int i = 0; i < f->n_touched; i++) {
+        const struct xexec *x = f->touched[i];
+        if (x->touched != e->fsm.gen && !(flight && x->touched == flight->gen) &&
+            (EX_ENDED(x->status) || exec_idle(x)) && wfo_map_get(&e->execs, x->id) == x) {
+            snprintf(why, n, "execution %s waits only for timers or ended, and stays in memory",
+                     x->id);
+            return "E3";
+        }
+    }
+    return NULL;
 }

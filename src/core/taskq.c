@@ -288,10 +288,24 @@ static int lease_issued(const struct taskq *q, const struct task *t, const char 
     return wfo_ct_equal(mac, lease + 32, 32);
 }
 
+void taskq_picks_free(struct taskq_pick *p)
+{
+    while (p) {
+        struct taskq_pick *next = p->next;
+        free(p->path);
+        free(p->worker);
+        free(p);
+        p = next;
+    }
+}
+
 json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
-                   const char *worker, int max, int64_t wait_ms, json_t **picked)
+                   const char *worker, int max, int64_t wait_ms, struct taskq_pick **picked)
 {
     json_t *out = json_array();
+    struct taskq_pick **pick_tail = picked;
+    if (picked)
+        *picked = NULL;
     int64_t until = wfo_now_ms() + (wait_ms > 0 ? wait_ms : 0);
     pthread_mutex_lock(&q->mu);
     for (int i = 0; i < n_queues; i++)
@@ -330,12 +344,13 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
                                    "heartbeat_timeout",
                                    t->heartbeat_ms ? json_integer(t->heartbeat_ms) : json_null()));
                 if (t->report_pick && picked) {
-                    if (!*picked)
-                        *picked = json_array();
-                    json_array_append_new(*picked,
-                                          json_pack("{s:s, s:s, s:I, s:s}", "execution_id",
-                                                    t->exec_id, "step", t->path, "token",
-                                                    (json_int_t)t->token, "worker", t->worker));
+                    struct taskq_pick *p = wfo_calloc(1, sizeof(*p));
+                    snprintf(p->exec_id, sizeof(p->exec_id), "%s", t->exec_id);
+                    p->path = wfo_strdup(t->path);
+                    p->token = t->token;
+                    p->worker = wfo_strdup(t->worker);
+                    *pick_tail = p;
+                    pick_tail = &p->next;
                     t->report_pick = 0;
                 }
             }
@@ -558,10 +573,10 @@ int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *qu
                      const char *worker, int max, int64_t wait_ms, json_t **tasks,
                      struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
-    json_t *picked = NULL;
+    struct taskq_pick *picked = NULL;
     *tasks = taskq_poll(&e->tq, ns, queues, n_queues, worker, max, wait_ms, &picked);
     size_t i;
     json_t *p;
@@ -579,17 +594,18 @@ int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *qu
         c->leased_until = now + json_integer_value(json_object_get(p, "lease_ms"));
         engine_post(e, c, NULL);
     }
-    json_array_foreach(picked, i, p)
-    {
+    for (struct taskq_pick *pk = picked; pk; pk = pk->next) {
         struct cmd *c = wfo_calloc(1, sizeof(*c));
         c->kind = CMD_PICKED;
-        snprintf(c->id, sizeof(c->id), "%s", wfo_json_str(p, "execution_id"));
-        c->path = wfo_strdup(wfo_json_str(p, "step"));
-        c->token = json_integer_value(json_object_get(p, "token"));
-        c->worker = wfo_strdup(wfo_json_str(p, "worker"));
+        snprintf(c->id, sizeof(c->id), "%s", pk->exec_id);
+        c->path = pk->path; /* taken */
+        pk->path = NULL;
+        c->token = pk->token;
+        c->worker = pk->worker;
+        pk->worker = NULL;
         engine_post(e, c, NULL);
     }
-    json_decref(picked);
+    taskq_picks_free(picked);
     return 0;
 }
 
@@ -662,7 +678,7 @@ static int task_post(struct wfo_engine *e, const char *ns, struct engine_task_re
 int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_result *t, int n,
                        struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     /* all queued before any is waited for: they share a round */
@@ -708,7 +724,7 @@ int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, 
 int engine_task_heartbeat(struct wfo_engine *e, const char *ns, const char *task_id,
                           const char *lease, int *cancel_requested, struct wfo_error *err)
 {
-    int rc = engine_launch(e, err);
+    int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     enum taskq_check ck = taskq_heartbeat(&e->tq, ns, task_id, lease, cancel_requested);

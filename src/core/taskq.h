@@ -70,12 +70,25 @@ int taskq_id_parse(const char *id, char *exec_id, size_t size, int64_t *token);
  * out it is not handed out again but fails (taskq_sweep). */
 int taskq_cancel(struct taskq *q, const char *exec_id, int64_t token);
 
+/* A leased task that must be reported to the engine (report_pick: its
+ * step has a schedule_timeout), in a list. */
+struct taskq_pick {
+    struct taskq_pick *next;
+    char exec_id[WFO_EXEC_ID_SIZE];
+    char *path;
+    int64_t token;
+    char *worker;
+};
+
+/* Frees the list p (NULL: nothing). */
+void taskq_picks_free(struct taskq_pick *p);
+
 /* Leases up to max ready tasks of queues to worker, waiting up to wait_ms.
- * Returns the JSON array (new ref). picked (may be NULL) gets the tasks
- * that must be reported to the engine (report_pick) as a JSON array of
- * {execution_id, step, token, worker}. */
+ * Returns the JSON array for the worker (new ref). *picked (picked may be
+ * NULL) gets the list, in lease order, of the tasks to report to the
+ * engine; the caller frees it with taskq_picks_free(). */
 json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
-                   const char *worker, int max, int64_t wait_ms, json_t **picked);
+                   const char *worker, int max, int64_t wait_ms, struct taskq_pick **picked);
 
 /* Recovery: the ready task id is leased again with the lease its row kept
  * (a worker that took it before the restart completes it with that one). */

@@ -47,7 +47,7 @@ static void setup(void)
         .on_progress = api_metrics_on_progress,
         .progress_ud = metrics,
     };
-    if (wfo_engine_new(&opt, &engine, &err) < 0 ||
+    if (wfo_engine_new(&opt, &engine, &err) < 0 || wfo_engine_launch(engine, &err) < 0 ||
         wfo_engine_put_workflow(engine, workflow, strlen(workflow), NULL, NULL, NULL, &err) < 0) {
         fprintf(stderr, "fuzz_request: setup: %s\n", err.message);
         abort();

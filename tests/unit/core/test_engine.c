@@ -1,7 +1,7 @@
 /*
  * test_engine.c - unit tests of src/core/engine.c through the library API:
- * concurrent first calls launch the engine once; every execution started
- * from many threads at once ends, through rounds committed by the writer
+ * the lifecycle (nothing runs before wfo_engine_launch(), which runs once);
+ * every execution started from many threads at once ends, through rounds committed by the writer
  * thread and by the engine thread.
  */
 #include "common/compat.h"
@@ -85,7 +85,7 @@ static void *start_some(void *arg)
     return NULL;
 }
 
-TEST(concurrent_starts_launch_once_and_all_end)
+TEST(launch_once_then_concurrent_starts_all_end)
 {
     char db[] = "/tmp/wfo-test-engine-XXXXXX";
     int fd = mkstemp(db);
@@ -99,6 +99,13 @@ TEST(concurrent_starts_launch_once_and_all_end)
     is_int(wfo_engine_handle(e, "q", echo, NULL), 0, "handler registered");
     is_int(wfo_engine_put_workflow(e, two_tasks, strlen(two_tasks), NULL, NULL, NULL, &err), 0,
            "workflow registered: %s", err.message);
+    is_int(threads_named("wfo-engine"), 0, "no engine thread before the launch");
+    is_int(wfo_engine_start(e, "two", 0, NULL, NULL, NULL, NULL, &err), WFO_ESTATE,
+           "a start before the launch is refused");
+    is_int(wfo_engine_launch(e, &err), 0, "launched: %s", err.message);
+    is_int(wfo_engine_launch(e, &err), WFO_ESTATE, "a second launch is refused");
+    is_int(wfo_engine_handle(e, "late", echo, NULL), WFO_ESTATE,
+           "a handler after the launch is refused");
 
     struct starter st[STARTERS];
     pthread_t th[STARTERS];

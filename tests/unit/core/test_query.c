@@ -33,6 +33,7 @@ static struct wfo_engine *setup(int n, char ids[][WFO_ID_SIZE])
     struct wfo_error err = WFO_ERROR_INIT;
     is_int(wfo_engine_new(&opt, &e, &err), 0, "engine opens: %s", err.message);
     wfo_engine_handle(e, "q", echo, NULL);
+    is_int(wfo_engine_launch(e, &err), 0, "engine launched: %s", err.message);
     is_int(wfo_engine_put_workflow(e, one_task, strlen(one_task), NULL, NULL, NULL, &err), 0,
            "workflow registered: %s", err.message);
     for (int i = 0; i < n; i++) {
