@@ -65,9 +65,8 @@ struct client_opt {
 /* Text that can go into a JSON string. */
 static int client_utf8(const char *s)
 {
-    json_t *v = json_string(s);
-    json_decref(v);
-    return v != NULL;
+    size_t n = strlen(s);
+    return wfo_utf8_span(s, n) == n;
 }
 
 /* Parses argv[1..] of a command: the options in opts, --server URL, and

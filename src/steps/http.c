@@ -291,54 +291,13 @@ static int call_build(const struct step_job *job, struct http_call *c, struct wf
 
 /* --- the answer -------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence (not NUL) at p, or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned cp, min, c = p[0];
-    size_t len;
-
-    if (c < 0x80)
-        return c ? 1 : 0;
-    if ((c & 0xe0) == 0xc0)
-        len = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        len = 3, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-        len = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* A JSON string of the first `limit` bytes (or fewer, at a character
  * boundary) of s, invalid bytes and NULs replaced by U+FFFD. */
 static json_t *text_value(const char *s, size_t len, size_t limit)
 {
     struct wfo_buf b = WFO_BUF_INIT;
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
 
-    while (i < len) {
-        size_t n = utf8_seq(p + i, len - i);
-        if (b.len + (n ? n : 3) > limit)
-            break;
-        if (n) {
-            wfo_buf_add(&b, p + i, n);
-            i += n;
-        } else {
-            wfo_buf_adds(&b, "\xef\xbf\xbd");
-            i++;
-        }
-    }
+    wfo_utf8_scrub(&b, s, len, limit);
     json_t *r = json_stringn(b.buf, b.len);
     wfo_buf_release(&b);
     return r ? r : json_string("");

@@ -22,53 +22,13 @@
 /* Longest error message taken from stderr or from a worker's error. */
 #define TASKCMD_MAX_MESSAGE 1024
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid. */
-static size_t taskcmd_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min, cp;
-
-    if (c >= 0x01 && c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c < 0xe0)
-        len = 2, min = 0x80, cp = c & 0x1f;
-    else if (c >= 0xe0 && c < 0xf0)
-        len = 3, min = 0x800, cp = c & 0x0f;
-    else if (c >= 0xf0 && c < 0xf5)
-        len = 4, min = 0x10000, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* A JSON string of the n bytes at s, made valid UTF-8. */
 static json_t *taskcmd_text(const char *s, size_t n)
 {
     struct wfo_buf b = WFO_BUF_INIT;
-    const unsigned char *p = (const unsigned char *)s;
     json_t *v;
-    size_t i = 0;
 
-    while (i < n) {
-        size_t len = taskcmd_utf8_seq(p + i, n - i);
-        if (len) {
-            wfo_buf_add(&b, p + i, len);
-            i += len;
-        } else {
-            wfo_buf_adds(&b, "\xef\xbf\xbd");
-            i++;
-        }
-    }
+    wfo_utf8_scrub(&b, s, n, SIZE_MAX);
     v = json_stringn(b.buf, b.len);
     wfo_buf_release(&b);
     return v;
