@@ -364,9 +364,9 @@ static void worker_result_too_large(struct worker_result *r)
     wfo_warn(t->exec_id, t->step, "task %s: the output is too large for the server", t->task_id);
     r->failing = 1;
     json_object_del(r->item, "output");
-    json_object_set_new(r->item, "error",
-                        json_pack("{s:s, s:s}", "type", "BadOutput", "message",
-                                  "the output is larger than the server accepts"));
+    json_object_set_new(
+        r->item, "error",
+        wfo_json_error("BadOutput", "the output is larger than the server accepts", NULL));
     json_object_set_new(r->item, "retryable", json_false());
 }
 
@@ -594,7 +594,7 @@ static void worker_report(struct worker_task *t, const char *output, const char 
     r.item = json_pack("{s:s, s:s}", "task_id", t->task_id, "lease", t->lease);
     if (error) {
         if (wfo_json_parse(error, strlen(error), &v, NULL) < 0)
-            v = json_pack("{s:s, s:s}", "type", "WorkerError", "message", "unreadable error");
+            v = wfo_json_error("WorkerError", "unreadable error", NULL);
         json_object_set_new(r.item, "error", v);
         json_object_set_new(r.item, "retryable", json_boolean(retryable));
         r.failing = 1;
@@ -667,7 +667,7 @@ static void *worker_task_main(void *arg)
     }
     if (rc < 0) {
         /* the command could not start here; another worker may manage */
-        json_t *e = json_pack("{s:s, s:s}", "type", "CommandFailed", "message", err.message);
+        json_t *e = wfo_json_error("CommandFailed", err.message, NULL);
         error = wfo_json_dumps(e);
         json_decref(e);
         retryable = 1;

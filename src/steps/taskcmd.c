@@ -78,15 +78,13 @@ static json_t *taskcmd_last_line(const struct proc_result *res)
                         taskcmd_cut(res->err + start, end - start, TASKCMD_MAX_MESSAGE));
 }
 
-/* A new error object; steals message and details (either may be NULL). */
+/* A new error object (wfo_json_error); steals message and details (either
+ * may be NULL). */
 static json_t *taskcmd_error(const char *type, json_t *message, json_t *details)
 {
-    json_t *e = json_object();
+    json_t *e = wfo_json_error(type, json_string_value(message), details);
 
-    json_object_set_new(e, "type", json_string(type));
-    json_object_set_new(e, "message", message ? message : json_string(""));
-    if (details)
-        json_object_set_new(e, "details", details);
+    json_decref(message);
     return e;
 }
 
