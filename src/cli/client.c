@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "../core/exec.h"
 #include "../common/duration.h"
 #include "../common/httpc.h"
 #include "../common/util.h"
@@ -482,12 +483,6 @@ int cmd_workflow(int argc, char **argv)
 
 /* ---- wfo start -------------------------------------------------------- */
 
-static int client_final(const char *status)
-{
-    return status && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-                      strcmp(status, "cancelled") == 0 || strcmp(status, "terminated") == 0);
-}
-
 static void client_sleep_ms(int64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -584,7 +579,7 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
     wfo_buf_adds(&path, "/v1/executions/");
     client_escape(&path, id);
     size_t base_len = path.len;
-    while (!client_final(wfo_json_str(doc, "status"))) {
+    while (!exec_status_name_ended(wfo_json_str(doc, "status"))) {
         int64_t t0 = wfo_mono_ms();
         int transient;
         if (!said && t0 - t_start >= CLIENT_STUCK_MS)
@@ -605,7 +600,7 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
             backoff = 250;
             /* a server that answers at once (no long poll) is not asked
              * more than about once a second */
-            if (wfo_mono_ms() - t0 < 500 && !client_final(wfo_json_str(doc, "status")))
+            if (wfo_mono_ms() - t0 < 500 && !exec_status_name_ended(wfo_json_str(doc, "status")))
                 client_sleep_ms(1000);
             continue;
         } else {
@@ -763,7 +758,7 @@ int cmd_get(int argc, char **argv)
         json_decref(doc);
         doc = NULL;
         rc = client_call(&c, "GET", path.buf, NULL, &doc);
-        if (rc != EXIT_OK || left <= 0 || client_final(wfo_json_str(doc, "status")))
+        if (rc != EXIT_OK || left <= 0 || exec_status_name_ended(wfo_json_str(doc, "status")))
             break;
         client_sleep_ms(100); /* a server that caps the wait is not asked in a loop */
     }
