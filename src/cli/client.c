@@ -30,7 +30,6 @@
 #include "../common/yaml.h"
 #include "../common/banned.h"
 
-#define CLIENT_DEFAULT_SERVER "http://127.0.0.1:7233"
 /* A request without a long poll. */
 #define CLIENT_TIMEOUT_MS (60 * 1000)
 /* `start --wait`: one long poll, and how long the server may be away. */
@@ -185,27 +184,7 @@ out:
 
 static int client_init(struct client *c, const char *server)
 {
-    const char *token = getenv("WFO_TOKEN");
-    struct wfo_buf b = WFO_BUF_INIT;
-    size_t n;
-
-    if (!server || !server[0])
-        server = getenv("WFO_SERVER");
-    if (!server || !server[0])
-        server = CLIENT_DEFAULT_SERVER;
-    if (!strstr(server, "://"))
-        wfo_buf_adds(&b, "http://");
-    wfo_buf_adds(&b, server);
-    n = b.len;
-    while (n > 0 && b.buf[n - 1] == '/')
-        n--;
-    c->base = wfo_strndup(b.buf, n);
-    wfo_buf_release(&b);
-    c->auth = NULL;
-    if (token && token[0]) {
-        wfo_buf_addf(&b, "Bearer %s", token);
-        c->auth = wfo_buf_detach(&b, NULL);
-    }
+    cli_server(server, &c->base, &c->auth);
     return 0;
 }
 

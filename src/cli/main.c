@@ -63,6 +63,28 @@ void cli_usage_error(const char *name)
     fprintf(stderr, "usage: wfo %s\n", cli_usage(name));
 }
 
+void cli_server(const char *url, char **base, char **auth)
+{
+    const char *token = getenv("WFO_TOKEN");
+    struct wfo_buf b = WFO_BUF_INIT;
+
+    if (!url || !url[0])
+        url = getenv("WFO_SERVER");
+    if (!url || !url[0])
+        url = CLI_DEFAULT_SERVER;
+    if (!strstr(url, "://"))
+        wfo_buf_adds(&b, "http://");
+    wfo_buf_adds(&b, url);
+    while (b.len > 0 && b.buf[b.len - 1] == '/')
+        b.buf[--b.len] = 0;
+    *base = wfo_buf_detach(&b, NULL);
+    *auth = NULL;
+    if (token && token[0]) {
+        wfo_buf_addf(&b, "Bearer %s", token);
+        *auth = wfo_buf_detach(&b, NULL);
+    }
+}
+
 void cli_error(const char *fmt, ...)
 {
     va_list ap;

@@ -55,7 +55,6 @@
 #include "../steps/taskcmd.h"
 #include "../common/banned.h"
 
-#define WORKER_DEFAULT_SERVER "http://127.0.0.1:7233"
 #define WORKER_POLL_WAIT "20s"
 #define WORKER_POLL_WAIT_MS (20 * 1000)
 /* Added to a request's own wait for its whole timeout. */
@@ -941,8 +940,7 @@ static int worker_runnable(const char *argv0)
 int cmd_worker(int argc, char **argv)
 {
     struct worker w;
-    const char *server = NULL, *token = getenv("WFO_TOKEN");
-    struct wfo_buf b = WFO_BUF_INIT;
+    const char *server = NULL;
     sigset_t set, old;
     pthread_t sig_thread, reporter;
     int rc = EXIT_USAGE, i, sig_started = 0, reporter_started = 0;
@@ -1032,20 +1030,7 @@ int cmd_worker(int argc, char **argv)
         goto out;
     }
 
-    if (!server || !server[0])
-        server = getenv("WFO_SERVER");
-    if (!server || !server[0])
-        server = WORKER_DEFAULT_SERVER;
-    if (!strstr(server, "://"))
-        wfo_buf_adds(&b, "http://");
-    wfo_buf_adds(&b, server);
-    while (b.len > 0 && b.buf[b.len - 1] == '/')
-        b.buf[--b.len] = 0;
-    w.base = wfo_buf_detach(&b, NULL);
-    if (token && token[0]) {
-        wfo_buf_addf(&b, "Bearer %s", token);
-        w.auth = wfo_buf_detach(&b, NULL);
-    }
+    cli_server(server, &w.base, &w.auth);
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "localhost");
     host[sizeof(host) - 1] = 0;
@@ -1088,7 +1073,6 @@ out:
         pthread_join(sig_thread, NULL);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
-    wfo_buf_release(&b);
     json_decref(w.queues);
     free(w.base);
     free(w.auth);
