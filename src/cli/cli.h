@@ -35,9 +35,11 @@ int cmd_emit(int argc, char **argv);
 int cmd_queues(int argc, char **argv);
 
 /* The usage text of a command ("start NAME [--input ...]"), from the one
- * commands[] table of main.c; cli_usage_error prints "usage: wfo TEXT" on
- * stderr. */
+ * commands[] table of main.c, the only place it is written. cli_help
+ * prints "usage: wfo TEXT" on stdout (--help), cli_usage_error the same
+ * on stderr (a usage error); `wfo --help` lists the table. */
 const char *cli_usage(const char *name);
+void cli_help(const char *name);
 void cli_usage_error(const char *name);
 
 /* Where the client commands and `wfo worker` reach the server (SPEC 5), the

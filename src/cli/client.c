@@ -6,7 +6,8 @@
  *
  * Every command:
  *  - reaches the server at --server URL, else $WFO_SERVER, else
- *    http://127.0.0.1:7233, and sends $WFO_TOKEN as a bearer token;
+ *    http://127.0.0.1:7233, and sends $WFO_TOKEN as a bearer token
+ *    (cli_server);
  *  - prints the response's JSON on stdout (indented), exit 0;
  *  - prints "wfo: STATUS TYPE: MESSAGE" on stderr and exits 1 when the
  *    request fails (a 4xx/5xx answer or no answer at all), exit 2 for a
@@ -70,11 +71,11 @@ static int client_utf8(const char *s)
 }
 
 /* Parses argv[1..] of a command: the options in opts, --server URL, and
- * between min_pos and max_pos positional arguments into pos. Prints a
- * usage error and returns EXIT_USAGE, or 0. --help prints usage and
- * returns -1 (the caller exits 0). */
+ * between min_pos and max_pos positional arguments into pos. Prints the
+ * usage of command name (cli_usage_error) and returns EXIT_USAGE, or 0.
+ * --help prints it on stdout and returns -1 (the caller exits 0). */
 static int client_parse(int argc, char **argv, const struct client_opt *opts, const char **server,
-                        const char **pos, int min_pos, int max_pos, const char *usage)
+                        const char **pos, int min_pos, int max_pos, const char *name)
 {
     const struct client_opt server_opt = {"--server", server, NULL};
     int n_pos = 0;
@@ -85,7 +86,7 @@ static int client_parse(int argc, char **argv, const struct client_opt *opts, co
         const char *value = NULL;
 
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: wfo %s\n", usage);
+            cli_help(name);
             return -1;
         }
         if (strcmp(a, "--") == 0) {
@@ -150,7 +151,7 @@ static int client_parse(int argc, char **argv, const struct client_opt *opts, co
 too_many:
     cli_error("too many arguments");
 usage:
-    fprintf(stderr, "usage: wfo %s\n", usage);
+    cli_usage_error(name);
     return EXIT_USAGE;
 }
 
@@ -418,7 +419,7 @@ int cmd_workflow(int argc, char **argv)
     int64_t v = 0;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, cli_usage("workflow"));
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, "workflow");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     const char *sub = pos[0];
@@ -426,12 +427,12 @@ int cmd_workflow(int argc, char **argv)
     if (strcmp(sub, "put") != 0 && strcmp(sub, "get") != 0 && strcmp(sub, "list") != 0 &&
         strcmp(sub, "delete") != 0) {
         cli_error("workflow: unknown subcommand '%s'", sub);
-        fprintf(stderr, "usage: wfo %s\n", cli_usage("workflow"));
+        cli_usage_error("workflow");
         return EXIT_USAGE;
     }
     if ((want == 2 && !pos[1]) || (want == 1 && pos[1])) {
         cli_error("workflow %s: %s", sub, pos[1] ? "too many arguments" : "missing argument");
-        fprintf(stderr, "usage: wfo %s\n", cli_usage("workflow"));
+        cli_usage_error("workflow");
         return EXIT_USAGE;
     }
     if (version && (strcmp(sub, "get") != 0 || wfo_parse_int64(version, &v) < 0 || v < 1)) {
@@ -629,7 +630,7 @@ int cmd_start(int argc, char **argv)
     json_t *body = NULL, *doc = NULL, *input_v = NULL;
     int64_t v = 0;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, cli_usage("start"));
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "start");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (version && (wfo_parse_int64(version, &v) < 0 || v < 1)) {
@@ -680,7 +681,7 @@ int cmd_start(int argc, char **argv)
 
 /* GET or POST /v1/executions/ID[SUFFIX] with body, printing the answer. */
 static int client_execution(int argc, char **argv, const char *method, const char *suffix,
-                            const struct client_opt *opts, const char *usage,
+                            const struct client_opt *opts, const char *name,
                             json_t *(*make_body)(void))
 {
     const char *server = NULL, *pos[1] = {NULL};
@@ -689,7 +690,7 @@ static int client_execution(int argc, char **argv, const char *method, const cha
     json_t *body = NULL;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, name);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     client_init(&c, server);
@@ -717,7 +718,7 @@ int cmd_get(int argc, char **argv)
     int64_t wait_ms = 0, until;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, cli_usage("get"));
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "get");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (wait && wfo_duration_parse(wait, &wait_ms) < 0) {
@@ -751,12 +752,12 @@ int cmd_get(int argc, char **argv)
 
 int cmd_delete(int argc, char **argv)
 {
-    return client_execution(argc, argv, "DELETE", "", NULL, cli_usage("delete"), NULL);
+    return client_execution(argc, argv, "DELETE", "", NULL, "delete", NULL);
 }
 
 int cmd_history(int argc, char **argv)
 {
-    return client_execution(argc, argv, "GET", "/history", NULL, cli_usage("history"), NULL);
+    return client_execution(argc, argv, "GET", "/history", NULL, "history", NULL);
 }
 
 static const char *client_field(const json_t *o, const char *key)
@@ -833,7 +834,7 @@ int cmd_list(int argc, char **argv)
     json_t *page = NULL;
     char sep = '?';
 
-    rc = client_parse(argc, argv, opts, &server, NULL, 0, 0, cli_usage("list"));
+    rc = client_parse(argc, argv, opts, &server, NULL, 0, 0, "list");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     filters[0][1] = workflow;
@@ -875,12 +876,11 @@ int cmd_cancel(int argc, char **argv)
     int compensate = 0, rc;
     struct client_opt opts[] = {
         {"--compensate", NULL, &compensate}, {"--reason", &reason, NULL}, {NULL, NULL, NULL}};
-    const char *usage = cli_usage("cancel");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "cancel");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     body = json_object();
@@ -900,33 +900,29 @@ int cmd_cancel(int argc, char **argv)
 
 int cmd_terminate(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/terminate", NULL, cli_usage("terminate"),
-                            client_empty_body);
+    return client_execution(argc, argv, "POST", "/terminate", NULL, "terminate", client_empty_body);
 }
 
 int cmd_pause(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/pause", NULL, cli_usage("pause"),
-                            client_empty_body);
+    return client_execution(argc, argv, "POST", "/pause", NULL, "pause", client_empty_body);
 }
 
 int cmd_resume(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/resume", NULL, cli_usage("resume"),
-                            client_empty_body);
+    return client_execution(argc, argv, "POST", "/resume", NULL, "resume", client_empty_body);
 }
 
 int cmd_retry(int argc, char **argv)
 {
     const char *server = NULL, *from = NULL, *pos[1] = {NULL};
     struct client_opt opts[] = {{"--from", &from, NULL}, {NULL, NULL, NULL}};
-    const char *usage = cli_usage("retry");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "retry");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     body = json_object();
@@ -949,13 +945,12 @@ int cmd_signal(int argc, char **argv)
 {
     const char *server = NULL, *data = NULL, *pos[2] = {NULL, NULL};
     struct client_opt opts[] = {{"--data", &data, NULL}, {NULL, NULL, NULL}};
-    const char *usage = cli_usage("signal");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body, *v = NULL;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 2, 2, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 2, 2, "signal");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (data && client_json_arg("--data", data, &v))
@@ -983,12 +978,11 @@ int cmd_emit(int argc, char **argv)
                                 {"--id", &id, NULL},
                                 {"--source", &source, NULL},
                                 {NULL, NULL, NULL}};
-    const char *usage = cli_usage("emit");
     struct client c = {NULL, NULL};
     json_t *body, *v = NULL;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "emit");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (data && client_json_arg("--data", data, &v))
@@ -1018,7 +1012,7 @@ int cmd_queues(int argc, char **argv)
     struct client c = {NULL, NULL};
     int rc;
 
-    rc = client_parse(argc, argv, NULL, &server, NULL, 0, 0, cli_usage("queues"));
+    rc = client_parse(argc, argv, NULL, &server, NULL, 0, 0, "queues");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     client_init(&c, server);

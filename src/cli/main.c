@@ -58,9 +58,19 @@ const char *cli_usage(const char *name)
     return name;
 }
 
+static void usage_line(FILE *f, const char *name)
+{
+    fprintf(f, "usage: wfo %s\n", cli_usage(name));
+}
+
+void cli_help(const char *name)
+{
+    usage_line(stdout, name);
+}
+
 void cli_usage_error(const char *name)
 {
-    fprintf(stderr, "usage: wfo %s\n", cli_usage(name));
+    usage_line(stderr, name);
 }
 
 void cli_server(const char *url, char **base, char **auth)
@@ -203,7 +213,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < WFO_ARRAY_SIZE(commands); i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
             if (wants_help(argc, argv)) {
-                printf("usage: wfo %s\n", commands[i].usage);
+                cli_help(commands[i].name);
                 return EXIT_OK;
             }
             return commands[i].fn(argc - 1, argv + 1);

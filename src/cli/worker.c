@@ -1,6 +1,6 @@
 /*
- * worker.c - `wfo worker --queue Q... [--concurrency N] -- COMMAND [ARG]...`
- * (SPEC 5): a language-agnostic worker. It long-polls the server's
+ * worker.c - `wfo worker` (SPEC 5; its usage is in main.c's commands[]
+ * table): a language-agnostic worker. It long-polls the server's
  * POST /v1/tasks/poll for tasks of its queues and runs COMMAND for each
  * through the worker command protocol (steps/taskcmd.h: input on stdin,
  * envelope in WFO_* variables, exit status and stdout decide), then reports
@@ -967,7 +967,7 @@ int cmd_worker(int argc, char **argv)
             break;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: wfo %s\n", cli_usage("worker"));
+            cli_help("worker");
             rc = EXIT_OK;
             goto out;
         }
