@@ -202,23 +202,6 @@ static void client_reply_release(struct client_reply *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Appends s percent-encoded (all but RFC 3986 unreserved characters). */
-static void client_escape(struct wfo_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            wfo_buf_addch(b, *p);
-        } else {
-            wfo_buf_addch(b, '%');
-            wfo_buf_addch(b, hex[*p >> 4]);
-            wfo_buf_addch(b, hex[*p & 15]);
-        }
-    }
-}
-
 /* Sends one request; path is already escaped. Returns 0 when a response
  * arrived (any status), a negative WFO_E* code with err filled when none did. */
 static int client_request(const struct client *c, const char *method, const char *path,
@@ -382,7 +365,7 @@ static int client_workflow_put(const struct client *c, const char *file)
         ;
     ctype = p < text + len && (*p == '{' || *p == '[') ? "application/json" : "application/yaml";
     wfo_buf_adds(&path, "/v1/workflows/");
-    client_escape(&path, name);
+    httpc_escape(&path, name);
     if (client_request(c, "PUT", path.buf, ctype, text, len, CLIENT_TIMEOUT_MS, &r, &err) < 0) {
         cli_error("%s", err.message);
         rc = EXIT_FAILED;
@@ -447,11 +430,11 @@ int cmd_workflow(int argc, char **argv)
         rc = client_call_print(&c, "GET", "/v1/workflows", NULL);
     } else if (strcmp(sub, "delete") == 0) {
         wfo_buf_adds(&path, "/v1/workflows/");
-        client_escape(&path, pos[1]);
+        httpc_escape(&path, pos[1]);
         rc = client_call_print(&c, "DELETE", path.buf, NULL);
     } else {
         wfo_buf_adds(&path, "/v1/workflows/");
-        client_escape(&path, pos[1]);
+        httpc_escape(&path, pos[1]);
         if (version)
             wfo_buf_addf(&path, "/versions/%lld", (long long)v);
         rc = client_call_print(&c, "GET", path.buf, NULL);
@@ -509,7 +492,7 @@ static int client_stuck_check(const struct client *c, const json_t *doc)
     if (!name || !json_is_integer(ver))
         goto out;
     wfo_buf_adds(&path, "/v1/workflows/");
-    client_escape(&path, name);
+    httpc_escape(&path, name);
     wfo_buf_addf(&path, "/versions/%lld", (long long)json_integer_value(ver));
     if (client_quiet_call(c, path.buf, &wf) != EXIT_OK ||
         client_quiet_call(c, "/v1/queues", &qs) != EXIT_OK)
@@ -557,7 +540,7 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
         return EXIT_FAILED;
     }
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, id);
+    httpc_escape(&path, id);
     size_t base_len = path.len;
     while (!exec_status_name_ended(wfo_json_str(doc, "status"))) {
         int64_t t0 = wfo_mono_ms();
@@ -695,7 +678,7 @@ static int client_execution(int argc, char **argv, const char *method, const cha
         return rc < 0 ? EXIT_OK : rc;
     client_init(&c, server);
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, pos[0]);
+    httpc_escape(&path, pos[0]);
     wfo_buf_adds(&path, suffix);
     if (make_body)
         body = make_body();
@@ -731,7 +714,7 @@ int cmd_get(int argc, char **argv)
         int64_t left = until - wfo_mono_ms();
         wfo_buf_reset(&path);
         wfo_buf_adds(&path, "/v1/executions/");
-        client_escape(&path, pos[0]);
+        httpc_escape(&path, pos[0]);
         if (left > 0)
             wfo_buf_addf(&path, "?wait=%lldms",
                          (long long)(left > CLIENT_WAIT_MS ? CLIENT_WAIT_MS : left));
@@ -846,7 +829,7 @@ int cmd_list(int argc, char **argv)
         if (!filters[i][1])
             continue;
         wfo_buf_addf(&path, "%c%s=", sep, filters[i][0]);
-        client_escape(&path, filters[i][1]);
+        httpc_escape(&path, filters[i][1]);
         sep = '&';
     }
     client_init(&c, server);
@@ -889,7 +872,7 @@ int cmd_cancel(int argc, char **argv)
     json_object_set_new(body, "compensate", json_boolean(compensate));
     client_init(&c, server);
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, pos[0]);
+    httpc_escape(&path, pos[0]);
     wfo_buf_adds(&path, "/cancel");
     rc = client_call_print(&c, "POST", path.buf, body);
     json_decref(body);
@@ -930,7 +913,7 @@ int cmd_retry(int argc, char **argv)
         json_object_set_new(body, "from", json_string(from));
     client_init(&c, server);
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, pos[0]);
+    httpc_escape(&path, pos[0]);
     wfo_buf_adds(&path, "/retry");
     rc = client_call_print(&c, "POST", path.buf, body);
     json_decref(body);
@@ -959,9 +942,9 @@ int cmd_signal(int argc, char **argv)
     json_object_set_new(body, "data", v ? v : json_null());
     client_init(&c, server);
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, pos[0]);
+    httpc_escape(&path, pos[0]);
     wfo_buf_adds(&path, "/signals/");
-    client_escape(&path, pos[1]);
+    httpc_escape(&path, pos[1]);
     rc = client_call_print(&c, "POST", path.buf, body);
     json_decref(body);
     wfo_buf_release(&path);

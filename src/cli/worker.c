@@ -201,19 +201,8 @@ static int worker_post(struct worker *w, const char *path, const json_t *body, i
 /* "/v1/tasks/ID/VERB", the id percent-encoded. */
 static void worker_task_path(struct wfo_buf *b, const char *task_id, const char *verb)
 {
-    static const char hex[] = "0123456789ABCDEF";
-
     wfo_buf_adds(b, "/v1/tasks/");
-    for (const unsigned char *p = (const unsigned char *)task_id; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            wfo_buf_addch(b, *p);
-        } else {
-            wfo_buf_addch(b, '%');
-            wfo_buf_addch(b, hex[*p >> 4]);
-            wfo_buf_addch(b, hex[*p & 15]);
-        }
-    }
+    httpc_escape(b, task_id);
     wfo_buf_addf(b, "/%s", verb);
 }
 

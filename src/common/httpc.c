@@ -268,6 +268,22 @@ static void url_shown(const char *url, char *out, size_t size)
     wfo_buf_release(&b);
 }
 
+void httpc_escape(struct wfo_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            wfo_buf_addch(b, *p);
+        } else {
+            wfo_buf_addch(b, '%');
+            wfo_buf_addch(b, hex[*p >> 4]);
+            wfo_buf_addch(b, hex[*p & 15]);
+        }
+    }
+}
+
 static int has_header(const struct httpc_request *req, const char *name)
 {
     for (int i = 0; i < req->n_headers; i++)

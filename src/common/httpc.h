@@ -70,5 +70,8 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
 void httpc_response_release(struct httpc_response *res);
 /* The value of header name (case-insensitive) or NULL. */
 const char *httpc_header_get(const struct httpc_response *res, const char *name);
+/* Appends s percent-encoded for one segment of a URL's path: every byte
+ * but RFC 3986's unreserved characters becomes %XX. */
+void httpc_escape(struct wfo_buf *b, const char *s);
 
 #endif
