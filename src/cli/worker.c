@@ -154,12 +154,6 @@ static void worker_reply_message(const struct worker_reply *r, char *out, size_t
     snprintf(out, size, "%ld %s: %s", r->status, type ? type : "Error", msg ? msg : "");
 }
 
-/* 5xx, 408 and 429 are worth trying again (invariant 1). */
-static int worker_transient(long status)
-{
-    return status >= 500 || status == 408 || status == 429;
-}
-
 /* POST PATH with body; 0 when an answer arrived, else a WFO_E* code. */
 static int worker_post(struct worker *w, const char *path, const json_t *body, int64_t timeout_ms,
                        const atomic_int *cancel, struct worker_reply *r, struct wfo_error *err)
@@ -320,7 +314,7 @@ static void *worker_heartbeat_main(void *arg)
         } else {
             worker_reply_message(&r, msg, sizeof(msg));
             wfo_warn(t->exec_id, t->step, "task %s: heartbeat: %s", t->task_id, msg);
-            if (worker_transient(r.status))
+            if (httpc_status_transient(r.status))
                 next = wfo_mono_ms() + (t->heartbeat_ms < 2000 ? t->heartbeat_ms : 2000);
         }
         worker_reply_release(&r);
@@ -369,7 +363,7 @@ static enum worker_sent worker_result_answer(struct worker_result *r, long statu
         worker_result_too_large(r);
         return SENT_AGAIN;
     }
-    if (worker_transient(status))
+    if (httpc_status_transient(status))
         return SENT_RETRY;
     if (status == 409)
         wfo_info(t->exec_id, t->step, "task %s: %s refused as stale: %s", t->task_id,
@@ -865,7 +859,7 @@ static int worker_loop(struct worker *w)
             worker_reply_release(&r);
             continue;
         }
-        if (rc == 0 && !worker_transient(r.status)) {
+        if (rc == 0 && !httpc_status_transient(r.status)) {
             worker_reply_message(&r, msg, sizeof(msg));
             worker_reply_release(&r);
             cli_error("poll: %s", msg);

@@ -346,6 +346,15 @@ size_t wfo_utf8_span(const char *s, size_t n)
     return i;
 }
 
+size_t wfo_utf8_cut(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
+    return max;
+}
+
 int64_t wfo_utf8_scrub(struct wfo_buf *b, const char *s, size_t n, size_t max)
 {
     const unsigned char *u = (const unsigned char *)s;

@@ -62,6 +62,11 @@ size_t wfo_utf8_len(const unsigned char *s, size_t n);
  * all of it is. */
 size_t wfo_utf8_span(const char *s, size_t n);
 
+/* How many of the n bytes at s to keep to have at most max of them without
+ * cutting a UTF-8 sequence in two: n when n <= max, else max or a little
+ * less. */
+size_t wfo_utf8_cut(const char *s, size_t n, size_t max);
+
 /* Appends s[0..n) to b as text: each byte where no valid sequence starts
  * (a NUL too) becomes U+FFFD. Stops before b->len would pass max, at a
  * character boundary. Returns the bytes of s taken, or a negative WFO_E...

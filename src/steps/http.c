@@ -44,7 +44,6 @@
 #define HTTP_MAX_REDIRECTS 5
 #define HTTP_DEFAULT_TIMEOUT_MS 60000
 #define HTTP_DETAIL_BODY_MAX 4096
-#define HTTP_URL_SHOWN 200
 
 /* The request as it goes out; built from args.request. */
 struct http_call {
@@ -55,7 +54,7 @@ struct http_call {
     char *body; /* NULL: none */
     size_t body_len;
     int64_t timeout_ms;
-    char shown[HTTP_URL_SHOWN + 8]; /* the URL as messages name it */
+    char shown[HTTPC_URL_SHOWN + 8]; /* the URL as messages name it */
 };
 
 static void call_release(struct http_call *c)
@@ -172,24 +171,6 @@ static void add_header(struct http_call *c, const char *name, char *value)
     c->headers[c->n_headers++].value = value;
 }
 
-/* The URL without user information, query and fragment, capped. */
-static void url_shown(const char *url, char *out, size_t size)
-{
-    const char *host = strstr(url, "://"), *at = NULL;
-
-    if (host) {
-        host += 3;
-        for (const char *p = host; *p && !strchr("/?#", *p); p++)
-            if (*p == '@')
-                at = p + 1;
-    }
-    const char *from = at ? at : url;
-    size_t keep = strcspn(from, "?#");
-    if (keep > HTTP_URL_SHOWN)
-        keep = HTTP_URL_SHOWN;
-    snprintf(out, size, "%.*s%.*s", at ? (int)(host - url) : 0, url, (int)keep, from);
-}
-
 /* Builds c from args.request. A failure is the definition's fault: not
  * retryable. */
 static int call_build(const struct step_job *job, struct http_call *c, struct wfo_error *err)
@@ -225,7 +206,7 @@ static int call_build(const struct step_job *job, struct http_call *c, struct wf
     v = json_object_get(req, "url");
     if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
         return wfo_error_set(err, WFO_EINVAL, "request.url: must be a string");
-    url_shown(json_string_value(v), c->shown, sizeof(c->shown));
+    httpc_url_shown(json_string_value(v), c->shown, sizeof(c->shown));
     if (strncasecmp(json_string_value(v), "http://", 7) != 0 &&
         strncasecmp(json_string_value(v), "https://", 8) != 0)
         return wfo_error_set(err, WFO_EINVAL,
@@ -361,11 +342,6 @@ static int status_accepted(const struct step_args *a, long status)
     return 0;
 }
 
-static int status_retryable(long status)
-{
-    return status >= 500 || status == 408 || status == 429;
-}
-
 void step_run_http(struct step_job *job, struct step_outcome *out)
 {
     struct http_call c;
@@ -428,7 +404,7 @@ void step_run_http(struct step_job *job, struct step_outcome *out)
         json_t *details =
             json_pack("{s:I, s:o, s:o}", "status", (json_int_t)res.status, "headers",
                       headers_value(&res), "body", body_value(&res, HTTP_DETAIL_BODY_MAX));
-        step_outcome_fail(out, "HttpError", msg, details, status_retryable(res.status));
+        step_outcome_fail(out, "HttpError", msg, details, httpc_status_transient(res.status));
         goto out;
     }
     out->ok = 1;

@@ -34,16 +34,6 @@ static json_t *taskcmd_text(const char *s, size_t n)
     return v;
 }
 
-/* At most max bytes from s, cut so no UTF-8 sequence is split at the end. */
-static size_t taskcmd_cut(const char *s, size_t n, size_t max)
-{
-    if (n <= max)
-        return n;
-    while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-        max--;
-    return max;
-}
-
 /* The last TASKCMD_STDERR_TAIL bytes of stderr, starting at a character. */
 static json_t *taskcmd_stderr_tail(const struct proc_result *res)
 {
@@ -75,7 +65,7 @@ static json_t *taskcmd_last_line(const struct proc_result *res)
     while (start < end && taskcmd_is_space(res->err[start]))
         start++;
     return taskcmd_text(res->err + start,
-                        taskcmd_cut(res->err + start, end - start, TASKCMD_MAX_MESSAGE));
+                        wfo_utf8_cut(res->err + start, end - start, TASKCMD_MAX_MESSAGE));
 }
 
 /* A new error object (wfo_json_error); steals message and details (either
@@ -131,7 +121,7 @@ static json_t *taskcmd_success(const struct proc_result *res, char **output)
     details = json_object();
     json_object_set_new(
         details, "stdout",
-        taskcmd_text(res->out, taskcmd_cut(res->out, res->out_len, TASKCMD_STDERR_TAIL)));
+        taskcmd_text(res->out, wfo_utf8_cut(res->out, res->out_len, TASKCMD_STDERR_TAIL)));
     json_object_set_new(details, "stderr", taskcmd_stderr_tail(res));
     return taskcmd_errorf("BadOutput", details, "stdout is not JSON: %s", perr.message);
 }
@@ -155,8 +145,8 @@ static json_t *taskcmd_failure(const struct proc_result *res, int *retryable)
                 *retryable = json_is_true(retry);
             if (json_is_string(msg))
                 message = taskcmd_text(json_string_value(msg),
-                                       taskcmd_cut(json_string_value(msg), json_string_length(msg),
-                                                   TASKCMD_MAX_MESSAGE));
+                                       wfo_utf8_cut(json_string_value(msg), json_string_length(msg),
+                                                    TASKCMD_MAX_MESSAGE));
             else
                 message = json_sprintf("exit status %d", res->exit_code);
             e = taskcmd_error(json_string_value(type), message,

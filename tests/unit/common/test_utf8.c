@@ -1,6 +1,6 @@
 /*
  * test_utf8.c - unit tests of the one UTF-8 decoder in src/common/util.c
- * (wfo_utf8_len, wfo_utf8_span, wfo_utf8_scrub): what is text, and that a
+ * (wfo_utf8_len, wfo_utf8_span, wfo_utf8_cut, wfo_utf8_scrub): what is text, and that a
  * NUL byte is not.
  */
 #include <stdint.h>
@@ -65,6 +65,19 @@ TEST(span)
     is_int(wfo_utf8_span("ab\0cd", 5), 2, "stops at a NUL");
     is_int(wfo_utf8_span("ab\xff", 3), 2, "stops at an invalid byte");
     is_int(wfo_utf8_span("ab\xe2\x82", 4), 2, "stops at a sequence cut short");
+}
+
+TEST(cut)
+{
+    is_int(wfo_utf8_cut("abc", 3, 5), 3, "shorter than max: all");
+    is_int(wfo_utf8_cut("abcdef", 6, 4), 4, "ASCII cut at max");
+    is_int(wfo_utf8_cut("ab\xe2\x82\xac", 5, 4), 2, "not inside the euro sign");
+    is_int(wfo_utf8_cut("ab\xe2\x82\xac", 5, 5), 5, "all of it when it fits");
+    is_int(wfo_utf8_cut("ab\xe2\x82\xac"
+                        "c",
+                        6, 5),
+           5, "just after it");
+    is_int(wfo_utf8_cut("\xc3\xa9", 2, 1), 0, "nothing when the first one does not fit");
 }
 
 static char *scrub(const char *s, size_t n, size_t max, int64_t *taken)
