@@ -16,15 +16,13 @@
 
 #include "api.h"
 #include "../core/engine.h"
+#include "../core/exec.h"
 #include "../core/query.h"
 #include "../common/duration.h"
 #include "../common/util.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
-
-static const char *const statuses[] = {"running", "paused",    "completed",
-                                       "failed",  "cancelled", "terminated"};
 
 /* Waits up to wait_ms for execution id of namespace ns to end. */
 static int wait_end(struct api *a, const char *ns, const char *id, int64_t wait_ms,
@@ -152,10 +150,10 @@ int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp
         f.limit = (int)n;
     }
     if ((s = api_query(req, "status"))) {
-        for (size_t i = 0; i < WFO_ARRAY_SIZE(statuses) && !f.status; i++)
-            if (strcmp(s, statuses[i]) == 0)
-                f.status = statuses[i];
-        if (!f.status)
+        int st = exec_status_parse(s);
+        if (st >= 0)
+            f.status = exec_status_names[st];
+        else
             return wfo_error_set(err, WFO_EINVAL,
                                  "status: '%s' is not one of running, paused, completed, "
                                  "failed, cancelled, terminated",

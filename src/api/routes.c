@@ -97,45 +97,6 @@ static int hexval(int c)
     return -1;
 }
 
-/* Is s[0..n) valid UTF-8 (no overlongs, no surrogates, nothing past
- * U+10FFFF)? */
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        unsigned cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (i + len > n)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
 /* %-decodes s[0..n) into a new string; '+' is a space when plus. NULL for a
  * bad escape, a NUL byte or invalid UTF-8. */
 static char *pct_decode(const char *s, size_t n, int plus)
@@ -157,7 +118,7 @@ static char *pct_decode(const char *s, size_t n, int plus)
         }
     }
     out[o] = 0;
-    if (memchr(out, 0, o) || !utf8_valid((const unsigned char *)out, o))
+    if (wfo_utf8_span(out, o) != o) /* a NUL or invalid UTF-8 */
         goto bad;
     return out;
 bad:

@@ -143,9 +143,8 @@ static int failure_of(const struct api *a, const json_t *body, json_t **error, i
     if (rc < 0)
         return rc;
     json_t *details = json_object_get(e, "details");
-    *error = json_pack("{s:s, s:s, s:O}", "type", json_string_value(t), "message",
-                       json_is_string(m) ? json_string_value(m) : "", "details",
-                       details ? details : json_null());
+    *error = wfo_json_error(json_string_value(t), json_is_string(m) ? json_string_value(m) : NULL,
+                            details ? json_incref(details) : NULL);
     return 0;
 }
 

@@ -35,10 +35,20 @@ int cmd_emit(int argc, char **argv);
 int cmd_queues(int argc, char **argv);
 
 /* The usage text of a command ("start NAME [--input ...]"), from the one
- * commands[] table of main.c; cli_usage_error prints "usage: wfo TEXT" on
- * stderr. */
+ * commands[] table of main.c, the only place it is written. cli_help
+ * prints "usage: wfo TEXT" on stdout (--help), cli_usage_error the same
+ * on stderr (a usage error); `wfo --help` lists the table. */
 const char *cli_usage(const char *name);
+void cli_help(const char *name);
 void cli_usage_error(const char *name);
+
+/* Where the client commands and `wfo worker` reach the server (SPEC 5), the
+ * one place that finds it: url (--server) when given, else $WFO_SERVER,
+ * else CLI_DEFAULT_SERVER; "http://" goes in front of one without a
+ * scheme and trailing slashes are dropped. *base gets the URL, *auth
+ * "Bearer $WFO_TOKEN" or NULL without a token: new strings, caller frees. */
+#define CLI_DEFAULT_SERVER "http://127.0.0.1:7233"
+void cli_server(const char *url, char **base, char **auth);
 
 /* Prints "wfo: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -6,7 +6,8 @@
  *
  * Every command:
  *  - reaches the server at --server URL, else $WFO_SERVER, else
- *    http://127.0.0.1:7233, and sends $WFO_TOKEN as a bearer token;
+ *    http://127.0.0.1:7233, and sends $WFO_TOKEN as a bearer token
+ *    (cli_server);
  *  - prints the response's JSON on stdout (indented), exit 0;
  *  - prints "wfo: STATUS TYPE: MESSAGE" on stderr and exits 1 when the
  *    request fails (a 4xx/5xx answer or no answer at all), exit 2 for a
@@ -25,12 +26,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "../core/exec.h"
 #include "../common/duration.h"
 #include "../common/httpc.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
 
-#define CLIENT_DEFAULT_SERVER "http://127.0.0.1:7233"
 /* A request without a long poll. */
 #define CLIENT_TIMEOUT_MS (60 * 1000)
 /* `start --wait`: one long poll, and how long the server may be away. */
@@ -66,17 +67,16 @@ struct client_opt {
 /* Text that can go into a JSON string. */
 static int client_utf8(const char *s)
 {
-    json_t *v = json_string(s);
-    json_decref(v);
-    return v != NULL;
+    size_t n = strlen(s);
+    return wfo_utf8_span(s, n) == n;
 }
 
 /* Parses argv[1..] of a command: the options in opts, --server URL, and
- * between min_pos and max_pos positional arguments into pos. Prints a
- * usage error and returns EXIT_USAGE, or 0. --help prints usage and
- * returns -1 (the caller exits 0). */
+ * between min_pos and max_pos positional arguments into pos. Prints the
+ * usage of command name (cli_usage_error) and returns EXIT_USAGE, or 0.
+ * --help prints it on stdout and returns -1 (the caller exits 0). */
 static int client_parse(int argc, char **argv, const struct client_opt *opts, const char **server,
-                        const char **pos, int min_pos, int max_pos, const char *usage)
+                        const char **pos, int min_pos, int max_pos, const char *name)
 {
     const struct client_opt server_opt = {"--server", server, NULL};
     int n_pos = 0;
@@ -87,7 +87,7 @@ static int client_parse(int argc, char **argv, const struct client_opt *opts, co
         const char *value = NULL;
 
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: wfo %s\n", usage);
+            cli_help(name);
             return -1;
         }
         if (strcmp(a, "--") == 0) {
@@ -152,7 +152,7 @@ static int client_parse(int argc, char **argv, const struct client_opt *opts, co
 too_many:
     cli_error("too many arguments");
 usage:
-    fprintf(stderr, "usage: wfo %s\n", usage);
+    cli_usage_error(name);
     return EXIT_USAGE;
 }
 
@@ -186,27 +186,7 @@ out:
 
 static int client_init(struct client *c, const char *server)
 {
-    const char *token = getenv("WFO_TOKEN");
-    struct wfo_buf b = WFO_BUF_INIT;
-    size_t n;
-
-    if (!server || !server[0])
-        server = getenv("WFO_SERVER");
-    if (!server || !server[0])
-        server = CLIENT_DEFAULT_SERVER;
-    if (!strstr(server, "://"))
-        wfo_buf_adds(&b, "http://");
-    wfo_buf_adds(&b, server);
-    n = b.len;
-    while (n > 0 && b.buf[n - 1] == '/')
-        n--;
-    c->base = wfo_strndup(b.buf, n);
-    wfo_buf_release(&b);
-    c->auth = NULL;
-    if (token && token[0]) {
-        wfo_buf_addf(&b, "Bearer %s", token);
-        c->auth = wfo_buf_detach(&b, NULL);
-    }
+    cli_server(server, &c->base, &c->auth);
     return 0;
 }
 
@@ -221,23 +201,6 @@ static void client_reply_release(struct client_reply *r)
     json_decref(r->body);
     free(r->text);
     memset(r, 0, sizeof(*r));
-}
-
-/* Appends s percent-encoded (all but RFC 3986 unreserved characters). */
-static void client_escape(struct wfo_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            wfo_buf_addch(b, *p);
-        } else {
-            wfo_buf_addch(b, '%');
-            wfo_buf_addch(b, hex[*p >> 4]);
-            wfo_buf_addch(b, hex[*p & 15]);
-        }
-    }
 }
 
 /* Sends one request; path is already escaped. Returns 0 when a response
@@ -403,7 +366,7 @@ static int client_workflow_put(const struct client *c, const char *file)
         ;
     ctype = p < text + len && (*p == '{' || *p == '[') ? "application/json" : "application/yaml";
     wfo_buf_adds(&path, "/v1/workflows/");
-    client_escape(&path, name);
+    httpc_escape(&path, name);
     if (client_request(c, "PUT", path.buf, ctype, text, len, CLIENT_TIMEOUT_MS, &r, &err) < 0) {
         cli_error("%s", err.message);
         rc = EXIT_FAILED;
@@ -440,7 +403,7 @@ int cmd_workflow(int argc, char **argv)
     int64_t v = 0;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, cli_usage("workflow"));
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, "workflow");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     const char *sub = pos[0];
@@ -448,12 +411,12 @@ int cmd_workflow(int argc, char **argv)
     if (strcmp(sub, "put") != 0 && strcmp(sub, "get") != 0 && strcmp(sub, "list") != 0 &&
         strcmp(sub, "delete") != 0) {
         cli_error("workflow: unknown subcommand '%s'", sub);
-        fprintf(stderr, "usage: wfo %s\n", cli_usage("workflow"));
+        cli_usage_error("workflow");
         return EXIT_USAGE;
     }
     if ((want == 2 && !pos[1]) || (want == 1 && pos[1])) {
         cli_error("workflow %s: %s", sub, pos[1] ? "too many arguments" : "missing argument");
-        fprintf(stderr, "usage: wfo %s\n", cli_usage("workflow"));
+        cli_usage_error("workflow");
         return EXIT_USAGE;
     }
     if (version && (strcmp(sub, "get") != 0 || wfo_parse_int64(version, &v) < 0 || v < 1)) {
@@ -468,11 +431,11 @@ int cmd_workflow(int argc, char **argv)
         rc = client_call_print(&c, "GET", "/v1/workflows", NULL);
     } else if (strcmp(sub, "delete") == 0) {
         wfo_buf_adds(&path, "/v1/workflows/");
-        client_escape(&path, pos[1]);
+        httpc_escape(&path, pos[1]);
         rc = client_call_print(&c, "DELETE", path.buf, NULL);
     } else {
         wfo_buf_adds(&path, "/v1/workflows/");
-        client_escape(&path, pos[1]);
+        httpc_escape(&path, pos[1]);
         if (version)
             wfo_buf_addf(&path, "/versions/%lld", (long long)v);
         rc = client_call_print(&c, "GET", path.buf, NULL);
@@ -483,12 +446,6 @@ int cmd_workflow(int argc, char **argv)
 }
 
 /* ---- wfo start -------------------------------------------------------- */
-
-static int client_final(const char *status)
-{
-    return status && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-                      strcmp(status, "cancelled") == 0 || strcmp(status, "terminated") == 0);
-}
 
 static void client_sleep_ms(int64_t ms)
 {
@@ -536,7 +493,7 @@ static int client_stuck_check(const struct client *c, const json_t *doc)
     if (!name || !json_is_integer(ver))
         goto out;
     wfo_buf_adds(&path, "/v1/workflows/");
-    client_escape(&path, name);
+    httpc_escape(&path, name);
     wfo_buf_addf(&path, "/versions/%lld", (long long)json_integer_value(ver));
     if (client_quiet_call(c, path.buf, &wf) != EXIT_OK ||
         client_quiet_call(c, "/v1/queues", &qs) != EXIT_OK)
@@ -584,9 +541,9 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
         return EXIT_FAILED;
     }
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, id);
+    httpc_escape(&path, id);
     size_t base_len = path.len;
-    while (!client_final(wfo_json_str(doc, "status"))) {
+    while (!exec_status_name_ended(wfo_json_str(doc, "status"))) {
         int64_t t0 = wfo_mono_ms();
         int transient;
         if (!said && t0 - t_start >= CLIENT_STUCK_MS)
@@ -607,7 +564,7 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
             backoff = 250;
             /* a server that answers at once (no long poll) is not asked
              * more than about once a second */
-            if (wfo_mono_ms() - t0 < 500 && !client_final(wfo_json_str(doc, "status")))
+            if (wfo_mono_ms() - t0 < 500 && !exec_status_name_ended(wfo_json_str(doc, "status")))
                 client_sleep_ms(1000);
             continue;
         } else {
@@ -657,7 +614,7 @@ int cmd_start(int argc, char **argv)
     json_t *body = NULL, *doc = NULL, *input_v = NULL;
     int64_t v = 0;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, cli_usage("start"));
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "start");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (version && (wfo_parse_int64(version, &v) < 0 || v < 1)) {
@@ -708,7 +665,7 @@ int cmd_start(int argc, char **argv)
 
 /* GET or POST /v1/executions/ID[SUFFIX] with body, printing the answer. */
 static int client_execution(int argc, char **argv, const char *method, const char *suffix,
-                            const struct client_opt *opts, const char *usage,
+                            const struct client_opt *opts, const char *name,
                             json_t *(*make_body)(void))
 {
     const char *server = NULL, *pos[1] = {NULL};
@@ -717,12 +674,12 @@ static int client_execution(int argc, char **argv, const char *method, const cha
     json_t *body = NULL;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, name);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     client_init(&c, server);
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, pos[0]);
+    httpc_escape(&path, pos[0]);
     wfo_buf_adds(&path, suffix);
     if (make_body)
         body = make_body();
@@ -745,7 +702,7 @@ int cmd_get(int argc, char **argv)
     int64_t wait_ms = 0, until;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, cli_usage("get"));
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "get");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (wait && wfo_duration_parse(wait, &wait_ms) < 0) {
@@ -758,14 +715,14 @@ int cmd_get(int argc, char **argv)
         int64_t left = until - wfo_mono_ms();
         wfo_buf_reset(&path);
         wfo_buf_adds(&path, "/v1/executions/");
-        client_escape(&path, pos[0]);
+        httpc_escape(&path, pos[0]);
         if (left > 0)
             wfo_buf_addf(&path, "?wait=%lldms",
                          (long long)(left > CLIENT_WAIT_MS ? CLIENT_WAIT_MS : left));
         json_decref(doc);
         doc = NULL;
         rc = client_call(&c, "GET", path.buf, NULL, &doc);
-        if (rc != EXIT_OK || left <= 0 || client_final(wfo_json_str(doc, "status")))
+        if (rc != EXIT_OK || left <= 0 || exec_status_name_ended(wfo_json_str(doc, "status")))
             break;
         client_sleep_ms(100); /* a server that caps the wait is not asked in a loop */
     }
@@ -779,12 +736,12 @@ int cmd_get(int argc, char **argv)
 
 int cmd_delete(int argc, char **argv)
 {
-    return client_execution(argc, argv, "DELETE", "", NULL, cli_usage("delete"), NULL);
+    return client_execution(argc, argv, "DELETE", "", NULL, "delete", NULL);
 }
 
 int cmd_history(int argc, char **argv)
 {
-    return client_execution(argc, argv, "GET", "/history", NULL, cli_usage("history"), NULL);
+    return client_execution(argc, argv, "GET", "/history", NULL, "history", NULL);
 }
 
 static const char *client_field(const json_t *o, const char *key)
@@ -861,7 +818,7 @@ int cmd_list(int argc, char **argv)
     json_t *page = NULL;
     char sep = '?';
 
-    rc = client_parse(argc, argv, opts, &server, NULL, 0, 0, cli_usage("list"));
+    rc = client_parse(argc, argv, opts, &server, NULL, 0, 0, "list");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     filters[0][1] = workflow;
@@ -873,7 +830,7 @@ int cmd_list(int argc, char **argv)
         if (!filters[i][1])
             continue;
         wfo_buf_addf(&path, "%c%s=", sep, filters[i][0]);
-        client_escape(&path, filters[i][1]);
+        httpc_escape(&path, filters[i][1]);
         sep = '&';
     }
     client_init(&c, server);
@@ -903,12 +860,11 @@ int cmd_cancel(int argc, char **argv)
     int compensate = 0, rc;
     struct client_opt opts[] = {
         {"--compensate", NULL, &compensate}, {"--reason", &reason, NULL}, {NULL, NULL, NULL}};
-    const char *usage = cli_usage("cancel");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "cancel");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     body = json_object();
@@ -917,7 +873,7 @@ int cmd_cancel(int argc, char **argv)
     json_object_set_new(body, "compensate", json_boolean(compensate));
     client_init(&c, server);
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, pos[0]);
+    httpc_escape(&path, pos[0]);
     wfo_buf_adds(&path, "/cancel");
     rc = client_call_print(&c, "POST", path.buf, body);
     json_decref(body);
@@ -928,33 +884,29 @@ int cmd_cancel(int argc, char **argv)
 
 int cmd_terminate(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/terminate", NULL, cli_usage("terminate"),
-                            client_empty_body);
+    return client_execution(argc, argv, "POST", "/terminate", NULL, "terminate", client_empty_body);
 }
 
 int cmd_pause(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/pause", NULL, cli_usage("pause"),
-                            client_empty_body);
+    return client_execution(argc, argv, "POST", "/pause", NULL, "pause", client_empty_body);
 }
 
 int cmd_resume(int argc, char **argv)
 {
-    return client_execution(argc, argv, "POST", "/resume", NULL, cli_usage("resume"),
-                            client_empty_body);
+    return client_execution(argc, argv, "POST", "/resume", NULL, "resume", client_empty_body);
 }
 
 int cmd_retry(int argc, char **argv)
 {
     const char *server = NULL, *from = NULL, *pos[1] = {NULL};
     struct client_opt opts[] = {{"--from", &from, NULL}, {NULL, NULL, NULL}};
-    const char *usage = cli_usage("retry");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "retry");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     body = json_object();
@@ -962,7 +914,7 @@ int cmd_retry(int argc, char **argv)
         json_object_set_new(body, "from", json_string(from));
     client_init(&c, server);
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, pos[0]);
+    httpc_escape(&path, pos[0]);
     wfo_buf_adds(&path, "/retry");
     rc = client_call_print(&c, "POST", path.buf, body);
     json_decref(body);
@@ -977,13 +929,12 @@ int cmd_signal(int argc, char **argv)
 {
     const char *server = NULL, *data = NULL, *pos[2] = {NULL, NULL};
     struct client_opt opts[] = {{"--data", &data, NULL}, {NULL, NULL, NULL}};
-    const char *usage = cli_usage("signal");
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     json_t *body, *v = NULL;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 2, 2, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 2, 2, "signal");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (data && client_json_arg("--data", data, &v))
@@ -992,9 +943,9 @@ int cmd_signal(int argc, char **argv)
     json_object_set_new(body, "data", v ? v : json_null());
     client_init(&c, server);
     wfo_buf_adds(&path, "/v1/executions/");
-    client_escape(&path, pos[0]);
+    httpc_escape(&path, pos[0]);
     wfo_buf_adds(&path, "/signals/");
-    client_escape(&path, pos[1]);
+    httpc_escape(&path, pos[1]);
     rc = client_call_print(&c, "POST", path.buf, body);
     json_decref(body);
     wfo_buf_release(&path);
@@ -1011,12 +962,11 @@ int cmd_emit(int argc, char **argv)
                                 {"--id", &id, NULL},
                                 {"--source", &source, NULL},
                                 {NULL, NULL, NULL}};
-    const char *usage = cli_usage("emit");
     struct client c = {NULL, NULL};
     json_t *body, *v = NULL;
     int rc;
 
-    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, usage);
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "emit");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (data && client_json_arg("--data", data, &v))
@@ -1046,7 +996,7 @@ int cmd_queues(int argc, char **argv)
     struct client c = {NULL, NULL};
     int rc;
 
-    rc = client_parse(argc, argv, NULL, &server, NULL, 0, 0, cli_usage("queues"));
+    rc = client_parse(argc, argv, NULL, &server, NULL, 0, 0, "queues");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     client_init(&c, server);

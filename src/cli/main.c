@@ -59,9 +59,41 @@ const char *cli_usage(const char *name)
     return name;
 }
 
+static void usage_line(FILE *f, const char *name)
+{
+    fprintf(f, "usage: wfo %s\n", cli_usage(name));
+}
+
+void cli_help(const char *name)
+{
+    usage_line(stdout, name);
+}
+
 void cli_usage_error(const char *name)
 {
-    fprintf(stderr, "usage: wfo %s\n", cli_usage(name));
+    usage_line(stderr, name);
+}
+
+void cli_server(const char *url, char **base, char **auth)
+{
+    const char *token = getenv("WFO_TOKEN");
+    struct wfo_buf b = WFO_BUF_INIT;
+
+    if (!url || !url[0])
+        url = getenv("WFO_SERVER");
+    if (!url || !url[0])
+        url = CLI_DEFAULT_SERVER;
+    if (!strstr(url, "://"))
+        wfo_buf_adds(&b, "http://");
+    wfo_buf_adds(&b, url);
+    while (b.len > 0 && b.buf[b.len - 1] == '/')
+        b.buf[--b.len] = 0;
+    *base = wfo_buf_detach(&b, NULL);
+    *auth = NULL;
+    if (token && token[0]) {
+        wfo_buf_addf(&b, "Bearer %s", token);
+        *auth = wfo_buf_detach(&b, NULL);
+    }
 }
 
 void cli_error(const char *fmt, ...)
@@ -182,7 +214,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < WFO_ARRAY_SIZE(commands); i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
             if (wants_help(argc, argv)) {
-                printf("usage: wfo %s\n", commands[i].usage);
+                cli_help(commands[i].name);
                 return EXIT_OK;
             }
             return commands[i].fn(argc - 1, argv + 1);

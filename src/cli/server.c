@@ -55,7 +55,7 @@ static int parse_flags(int argc, char **argv, struct server_flags *f)
         const char **dst = NULL;
         size_t n = 0;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: wfo %s\n", cli_usage("server"));
+            cli_help("server");
             return -2;
         }
         if (strcmp(a, "--print-config") == 0) {

@@ -1,6 +1,6 @@
 /*
- * worker.c - `wfo worker --queue Q... [--concurrency N] -- COMMAND [ARG]...`
- * (SPEC 5): a language-agnostic worker. It long-polls the server's
+ * worker.c - `wfo worker` (SPEC 5; its usage is in main.c's commands[]
+ * table): a language-agnostic worker. It long-polls the server's
  * POST /v1/tasks/poll for tasks of its queues and runs COMMAND for each
  * through the worker command protocol (steps/taskcmd.h: input on stdin,
  * envelope in WFO_* variables, exit status and stdout decide), then reports
@@ -56,7 +56,6 @@
 #include "../common/util.h"
 #include "../steps/taskcmd.h"
 
-#define WORKER_DEFAULT_SERVER "http://127.0.0.1:7233"
 #define WORKER_POLL_WAIT "20s"
 #define WORKER_POLL_WAIT_MS (20 * 1000)
 /* Added to a request's own wait for its whole timeout. */
@@ -156,12 +155,6 @@ static void worker_reply_message(const struct worker_reply *r, char *out, size_t
     snprintf(out, size, "%ld %s: %s", r->status, type ? type : "Error", msg ? msg : "");
 }
 
-/* 5xx, 408 and 429 are worth trying again (invariant 1). */
-static int worker_transient(long status)
-{
-    return status >= 500 || status == 408 || status == 429;
-}
-
 /* POST PATH with body; 0 when an answer arrived, else a WFO_E* code. */
 static int worker_post(struct worker *w, const char *path, const json_t *body, int64_t timeout_ms,
                        const atomic_int *cancel, struct worker_reply *r, struct wfo_error *err)
@@ -203,19 +196,8 @@ static int worker_post(struct worker *w, const char *path, const json_t *body, i
 /* "/v1/tasks/ID/VERB", the id percent-encoded. */
 static void worker_task_path(struct wfo_buf *b, const char *task_id, const char *verb)
 {
-    static const char hex[] = "0123456789ABCDEF";
-
     wfo_buf_adds(b, "/v1/tasks/");
-    for (const unsigned char *p = (const unsigned char *)task_id; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            wfo_buf_addch(b, *p);
-        } else {
-            wfo_buf_addch(b, '%');
-            wfo_buf_addch(b, hex[*p >> 4]);
-            wfo_buf_addch(b, hex[*p & 15]);
-        }
-    }
+    httpc_escape(b, task_id);
     wfo_buf_addf(b, "/%s", verb);
 }
 
@@ -333,7 +315,7 @@ static void *worker_heartbeat_main(void *arg)
         } else {
             worker_reply_message(&r, msg, sizeof(msg));
             wfo_warn(t->exec_id, t->step, "task %s: heartbeat: %s", t->task_id, msg);
-            if (worker_transient(r.status))
+            if (httpc_status_transient(r.status))
                 next = wfo_mono_ms() + (t->heartbeat_ms < 2000 ? t->heartbeat_ms : 2000);
         }
         worker_reply_release(&r);
@@ -365,9 +347,9 @@ static void worker_result_too_large(struct worker_result *r)
     wfo_warn(t->exec_id, t->step, "task %s: the output is too large for the server", t->task_id);
     r->failing = 1;
     json_object_del(r->item, "output");
-    json_object_set_new(r->item, "error",
-                        json_pack("{s:s, s:s}", "type", "BadOutput", "message",
-                                  "the output is larger than the server accepts"));
+    json_object_set_new(
+        r->item, "error",
+        wfo_json_error("BadOutput", "the output is larger than the server accepts", NULL));
     json_object_set_new(r->item, "retryable", json_false());
 }
 
@@ -382,7 +364,7 @@ static enum worker_sent worker_result_answer(struct worker_result *r, long statu
         worker_result_too_large(r);
         return SENT_AGAIN;
     }
-    if (worker_transient(status))
+    if (httpc_status_transient(status))
         return SENT_RETRY;
     if (status == 409)
         wfo_info(t->exec_id, t->step, "task %s: %s refused as stale: %s", t->task_id,
@@ -595,7 +577,7 @@ static void worker_report(struct worker_task *t, const char *output, const char 
     r.item = json_pack("{s:s, s:s}", "task_id", t->task_id, "lease", t->lease);
     if (error) {
         if (wfo_json_parse(error, strlen(error), &v, NULL) < 0)
-            v = json_pack("{s:s, s:s}", "type", "WorkerError", "message", "unreadable error");
+            v = wfo_json_error("WorkerError", "unreadable error", NULL);
         json_object_set_new(r.item, "error", v);
         json_object_set_new(r.item, "retryable", json_boolean(retryable));
         r.failing = 1;
@@ -668,7 +650,7 @@ static void *worker_task_main(void *arg)
     }
     if (rc < 0) {
         /* the command could not start here; another worker may manage */
-        json_t *e = json_pack("{s:s, s:s}", "type", "CommandFailed", "message", err.message);
+        json_t *e = wfo_json_error("CommandFailed", err.message, NULL);
         error = wfo_json_dumps(e);
         json_decref(e);
         retryable = 1;
@@ -878,7 +860,7 @@ static int worker_loop(struct worker *w)
             worker_reply_release(&r);
             continue;
         }
-        if (rc == 0 && !worker_transient(r.status)) {
+        if (rc == 0 && !httpc_status_transient(r.status)) {
             worker_reply_message(&r, msg, sizeof(msg));
             worker_reply_release(&r);
             cli_error("poll: %s", msg);
@@ -942,8 +924,7 @@ static int worker_runnable(const char *argv0)
 int cmd_worker(int argc, char **argv)
 {
     struct worker w;
-    const char *server = NULL, *token = getenv("WFO_TOKEN");
-    struct wfo_buf b = WFO_BUF_INIT;
+    const char *server = NULL;
     sigset_t set, old;
     pthread_t sig_thread, reporter;
     int rc = EXIT_USAGE, i, sig_started = 0, reporter_started = 0;
@@ -970,7 +951,7 @@ int cmd_worker(int argc, char **argv)
             break;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: wfo %s\n", cli_usage("worker"));
+            cli_help("worker");
             rc = EXIT_OK;
             goto out;
         }
@@ -1033,20 +1014,7 @@ int cmd_worker(int argc, char **argv)
         goto out;
     }
 
-    if (!server || !server[0])
-        server = getenv("WFO_SERVER");
-    if (!server || !server[0])
-        server = WORKER_DEFAULT_SERVER;
-    if (!strstr(server, "://"))
-        wfo_buf_adds(&b, "http://");
-    wfo_buf_adds(&b, server);
-    while (b.len > 0 && b.buf[b.len - 1] == '/')
-        b.buf[--b.len] = 0;
-    w.base = wfo_buf_detach(&b, NULL);
-    if (token && token[0]) {
-        wfo_buf_addf(&b, "Bearer %s", token);
-        w.auth = wfo_buf_detach(&b, NULL);
-    }
+    cli_server(server, &w.base, &w.auth);
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "localhost");
     host[sizeof(host) - 1] = 0;
@@ -1089,7 +1057,6 @@ out:
         pthread_join(sig_thread, NULL);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
-    wfo_buf_release(&b);
     json_decref(w.queues);
     free(w.base);
     free(w.auth);

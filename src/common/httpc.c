@@ -43,7 +43,6 @@
 #define HTTPC_MAX_HEADER_BYTES ((size_t)256 << 10)
 #define HTTPC_CONNECT_TIMEOUT_MS 30000
 #define HTTPC_POLL_MS 100
-#define HTTPC_URL_SHOWN 200 /* longest URL quoted in a message */
 
 static pthread_once_t httpc_once = PTHREAD_ONCE_INIT;
 static CURLcode httpc_init_rc;
@@ -243,9 +242,7 @@ static int is_token(const char *s)
     return 1;
 }
 
-/* The URL as quoted in messages: without user information, query and
- * fragment (they may hold secrets), length capped. */
-static void url_shown(const char *url, char *out, size_t size)
+void httpc_url_shown(const char *url, char *out, size_t size)
 {
     struct wfo_buf b = WFO_BUF_INIT;
     const char *host = strstr(url, "://"), *at = NULL;
@@ -267,6 +264,27 @@ static void url_shown(const char *url, char *out, size_t size)
     else
         snprintf(out, size, "%s", b.buf);
     wfo_buf_release(&b);
+}
+
+int httpc_status_transient(long status)
+{
+    return status >= 500 || status == 408 || status == 429;
+}
+
+void httpc_escape(struct wfo_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            wfo_buf_addch(b, *p);
+        } else {
+            wfo_buf_addch(b, '%');
+            wfo_buf_addch(b, hex[*p >> 4]);
+            wfo_buf_addch(b, hex[*p & 15]);
+        }
+    }
 }
 
 static int has_header(const struct httpc_request *req, const char *name)
@@ -504,7 +522,7 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
         rc = wfo_error_set(err, WFO_EINVAL, "url: missing");
         goto out;
     }
-    url_shown(req->url, shown, sizeof(shown));
+    httpc_url_shown(req->url, shown, sizeof(shown));
     if (strncasecmp(req->url, "http://", 7) != 0 && strncasecmp(req->url, "https://", 8) != 0) {
         rc = wfo_error_set(err, WFO_EINVAL, "url: '%s' is not an http:// or https:// URL", shown);
         goto out;

@@ -70,5 +70,16 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
 void httpc_response_release(struct httpc_response *res);
 /* The value of header name (case-insensitive) or NULL. */
 const char *httpc_header_get(const struct httpc_response *res, const char *name);
+/* Is an answer with this status worth asking again (5xx, 408, 429)? The
+ * http step's retryable errors and the worker's calls to the server. */
+int httpc_status_transient(long status);
+/* The URL as messages quote it: without user information, query and
+ * fragment (they may hold secrets), cut after HTTPC_URL_SHOWN bytes with
+ * "..."; out should hold HTTPC_URL_SHOWN + 4 bytes. */
+#define HTTPC_URL_SHOWN 200
+void httpc_url_shown(const char *url, char *out, size_t size);
+/* Appends s percent-encoded for one segment of a URL's path: every byte
+ * but RFC 3986's unreserved characters becomes %XX. */
+void httpc_escape(struct wfo_buf *b, const char *s);
 
 #endif

@@ -380,6 +380,20 @@ json_t *wfo_json_arr(const json_t *obj, const char *key)
     return json_is_array(v) ? v : NULL;
 }
 
+json_t *wfo_json_error(const char *type, const char *message, json_t *details)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    json_t *e = json_object();
+
+    if (message)
+        wfo_utf8_scrub(&b, message, strlen(message), SIZE_MAX);
+    json_object_set_new(e, "type", json_string(type));
+    json_object_set_new(e, "message", json_stringn_nocheck(b.buf, b.len));
+    json_object_set_new(e, "details", details ? details : json_null());
+    wfo_buf_release(&b);
+    return e;
+}
+
 json_t *wfo_json_ref(json_t *v)
 {
     return v ? json_incref(v) : json_null();

@@ -42,6 +42,12 @@ const char *wfo_json_str(const json_t *obj, const char *key);
 json_t *wfo_json_obj(const json_t *obj, const char *key);
 json_t *wfo_json_arr(const json_t *obj, const char *key);
 
+/* The one builder of the error object (SPEC 2: a failed step, a failed
+ * execution, a worker's failure): a new {"type", "message", "details"},
+ * message "" when NULL and made valid UTF-8 (a byte that is not becomes
+ * U+FFFD), details null when NULL. Takes details. */
+json_t *wfo_json_error(const char *type, const char *message, json_t *details);
+
 /* Returns v with one new reference, or json_null() when v is NULL. */
 json_t *wfo_json_ref(json_t *v);
 

@@ -298,7 +298,8 @@ int wfo_parse_int64(const char *s, int64_t *out)
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid
+ * or NUL (util.h says why). */
 size_t wfo_utf8_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
@@ -306,7 +307,7 @@ size_t wfo_utf8_len(const unsigned char *s, size_t n)
     uint32_t cp;
 
     if (c < 0x80)
-        return 1;
+        return c ? 1 : 0;
     if (c >= 0xC2 && c <= 0xDF) {
         need = 2;
         cp = c & 0x1F;
@@ -330,4 +331,48 @@ size_t wfo_utf8_len(const unsigned char *s, size_t n)
         (cp >= 0xD800 && cp <= 0xDFFF))
         return 0;
     return need;
+}
+
+size_t wfo_utf8_span(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+
+    while (i < n) {
+        size_t len = wfo_utf8_len(u + i, n - i);
+        if (!len)
+            break;
+        i += len;
+    }
+    return i;
+}
+
+size_t wfo_utf8_cut(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
+    return max;
+}
+
+int64_t wfo_utf8_scrub(struct wfo_buf *b, const char *s, size_t n, size_t max)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    int rc;
+
+    while (i < n) {
+        size_t len = wfo_utf8_len(u + i, n - i);
+        if (b->len + (len ? len : 3) > max)
+            break;
+        if (len)
+            rc = wfo_buf_add(b, s + i, len);
+        else
+            rc = wfo_buf_adds(b, "\xef\xbf\xbd"); /* U+FFFD */
+        if (rc < 0)
+            return rc;
+        i += len ? len : 1;
+    }
+    return (int64_t)i;
 }

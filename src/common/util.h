@@ -47,10 +47,31 @@ void wfo_id_new(char out[WFO_ID_SIZE]);
  * "order-" + a UUID must fit). */
 #define WFO_EXEC_ID_SIZE 256
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes, n >= 1), 0 if
- * it is not one (overlong forms, surrogates and code points past U+10FFFF
- * are invalid). */
+/* The one UTF-8 decoder. Text, for wfo, is valid UTF-8 without NUL bytes:
+ * no name, input, request target, YAML file or command output made into a
+ * JSON string may hold one (JSON writes U+0000 as "\u0000" and never asks
+ * here). So a NUL byte is refused like an invalid one; callers that tell
+ * the two apart (YAML's messages) look at the byte.
+ *
+ * Length of the valid UTF-8 sequence at s (at most n bytes, n >= 1), 0 if
+ * it is not one: a NUL byte, overlong forms, surrogates, code points past
+ * U+10FFFF and sequences cut short are invalid. */
 size_t wfo_utf8_len(const unsigned char *s, size_t n);
+
+/* How many bytes at the start of s[0..n) are text (wfo_utf8_len): n when
+ * all of it is. */
+size_t wfo_utf8_span(const char *s, size_t n);
+
+/* How many of the n bytes at s to keep to have at most max of them without
+ * cutting a UTF-8 sequence in two: n when n <= max, else max or a little
+ * less. */
+size_t wfo_utf8_cut(const char *s, size_t n, size_t max);
+
+/* Appends s[0..n) to b as text: each byte where no valid sequence starts
+ * (a NUL too) becomes U+FFFD. Stops before b->len would pass max, at a
+ * character boundary. Returns the bytes of s taken, or a negative WFO_E...
+ * when b cannot grow. */
+int64_t wfo_utf8_scrub(struct wfo_buf *b, const char *s, size_t n, size_t max);
 
 /* Strict integer parse of a whole string; WFO_EINVAL otherwise. */
 int wfo_parse_int64(const char *s, int64_t *out);

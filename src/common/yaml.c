@@ -69,16 +69,9 @@ struct yaml_state {
 /* 0 when s is valid UTF-8 without NUL; else the offset of the bad byte + 1. */
 static size_t yaml_check_text(const char *s, size_t len)
 {
-    const unsigned char *u = (const unsigned char *)s;
+    size_t n = wfo_utf8_span(s, len);
 
-    for (size_t i = 0; i < len;) {
-        size_t n = u[i] ? wfo_utf8_len(u + i, len - i) : 0;
-
-        if (!n)
-            return i + 1;
-        i += n;
-    }
-    return 0;
+    return n < len ? n + 1 : 0;
 }
 
 static void yaml_position(const char *text, size_t pos, int *line, int *col)

@@ -190,9 +190,7 @@ static const char *quote(struct quoted *q, const char *s)
         memcpy(q->s, s, n + 1);
         return q->s;
     }
-    n = DEF_QUOTE_MAX;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
+    n = wfo_utf8_cut(s, n, DEF_QUOTE_MAX);
     memcpy(q->s, s, n);
     memcpy(q->s + n, "...", 4);
     return q->s;

@@ -246,12 +246,8 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
         defs_set_latest(e, ns, cached);
     if (created)
         *created = c;
-    if (out) {
-        char ts[40];
-        wfo_time_format(p.created_at, ts, sizeof(ts));
-        *out = json_pack("{s:s, s:i, s:s, s:O}", "name", d->name, "version", p.version,
-                         "created_at", ts, "definition", doc);
-    }
+    if (out)
+        *out = doc_workflow_new(d->name, p.version, p.created_at, json_incref(doc));
 out:
     def_problems_release(&probs);
     def_unref(d);

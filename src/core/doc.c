@@ -85,11 +85,16 @@ json_t *doc_history_entry(const struct store_history *r)
                      r->step ? json_string(r->step) : json_null(), "data", text_json(r->data));
 }
 
+json_t *doc_workflow_new(const char *name, int version, int64_t created_at, json_t *definition)
+{
+    return json_pack("{s:s, s:i, s:o, s:o}", "name", name, "version", version, "created_at",
+                     doc_time(created_at), "definition", definition ? definition : json_null());
+}
+
 json_t *doc_workflow(const struct store_workflow *w)
 {
     json_t *def = NULL;
     if (wfo_json_parse(w->definition, strlen(w->definition), &def, NULL) < 0)
-        def = json_null();
-    return json_pack("{s:s, s:i, s:o, s:o}", "name", w->name, "version", w->version, "created_at",
-                     doc_time(w->created_at), "definition", def);
+        def = NULL;
+    return doc_workflow_new(w->name, w->version, w->created_at, def);
 }

@@ -22,7 +22,10 @@ json_t *doc_assemble(json_t *doc, json_t *steps);
 json_t *doc_from_rows(const struct store_exec *r, const struct store_step *steps, int n);
 /* One history entry: {seq, time, type, step, data}. */
 json_t *doc_history_entry(const struct store_history *r);
-/* One workflow version: {name, version, created_at, definition}. */
+/* One workflow version: {name, version, created_at, definition}; the one
+ * builder of it (takes definition; NULL writes null). */
+json_t *doc_workflow_new(const char *name, int version, int64_t created_at, json_t *definition);
+/* The same from a store row (its definition text parsed). */
 json_t *doc_workflow(const struct store_workflow *w);
 /* A time as the documents write it, or null for 0. */
 json_t *doc_time(int64_t ms);

@@ -262,10 +262,11 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
     wfo_buf_adds(&b, a->x->id);
     wfo_buf_addch(&b, '/');
     wfo_buf_adds(&b, a->step);
-    j->idempotency_key = wfo_strdup(b.buf);
-    wfo_buf_addch(&b, '#');
-    wfo_buf_addint(&b, a->attempt);
-    j->task_id = wfo_buf_detach(&b, NULL);
+    j->idempotency_key = wfo_buf_detach(&b, NULL);
+    /* the attempt's task id, the same whether a handler or a worker runs it */
+    char task_id[TASKQ_ID_SIZE];
+    taskq_id(task_id, a->x->id, a->token);
+    j->task_id = wfo_strdup(task_id);
     if (a->def->timeout_ms)
         j->deadline = wfo_now_ms() + a->def->timeout_ms;
     /* the cancel pipe wakes a child process's poll loop: only those need one */

@@ -35,7 +35,13 @@ struct comp_entry {
 enum exec_status { EX_RUNNING, EX_PAUSED, EX_COMPLETED, EX_FAILED, EX_CANCELLED, EX_TERMINATED };
 extern const char *const exec_status_names[];
 int exec_status_parse(const char *s);
+/* Has an execution with status s ended (completed, failed, cancelled or
+ * terminated: it will not run again unless retried)? The one answer to
+ * that: the engine, the queries and the CLI's waits all ask here (the
+ * store's SQL says the same as "status NOT IN ('running', 'paused')"). */
 #define EX_ENDED(s) ((s) >= EX_COMPLETED)
+/* The same for a status name ("completed"); 0 for NULL or an unknown name. */
+int exec_status_name_ended(const char *s);
 
 enum step_status {
     SS_SCHEDULED, /* reached, waiting for its first attempt or a retry */

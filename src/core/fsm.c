@@ -148,8 +148,7 @@ void fsm_release(struct fsm *f)
 
 json_t *fsm_error(const char *type, const char *message, json_t *details)
 {
-    json_t *e = json_pack("{s:s, s:s, s:o}", "type", type, "message", message ? message : "",
-                          "details", details ? details : json_null());
+    json_t *e = wfo_json_error(type, message, details);
     if (!wfo_redact_active())
         return e;
     json_t *r = wfo_redact_json(e); /* an error may quote a secret's value */

@@ -47,9 +47,8 @@ static int row_cb(void *ud, const struct store_exec *r)
     struct row_ud *u = ud;
     if (u->ns && strcmp(r->namespace, u->ns) != 0)
         return 0;
-    int st = exec_status_parse(r->status);
     u->found = 1;
-    u->ended = st >= 0 && EX_ENDED(st);
+    u->ended = exec_status_name_ended(r->status);
     if (u->want_doc)
         u->doc = doc_exec(r);
     return 0;

@@ -45,7 +45,6 @@
 #define HTTP_MAX_REDIRECTS 5
 #define HTTP_DEFAULT_TIMEOUT_MS 60000
 #define HTTP_DETAIL_BODY_MAX 4096
-#define HTTP_URL_SHOWN 200
 
 /* The request as it goes out; built from args.request. */
 struct http_call {
@@ -56,7 +55,7 @@ struct http_call {
     char *body; /* NULL: none */
     size_t body_len;
     int64_t timeout_ms;
-    char shown[HTTP_URL_SHOWN + 8]; /* the URL as messages name it */
+    char shown[HTTPC_URL_SHOWN + 8]; /* the URL as messages name it */
 };
 
 static void call_release(struct http_call *c)
@@ -173,24 +172,6 @@ static void add_header(struct http_call *c, const char *name, char *value)
     c->headers[c->n_headers++].value = value;
 }
 
-/* The URL without user information, query and fragment, capped. */
-static void url_shown(const char *url, char *out, size_t size)
-{
-    const char *host = strstr(url, "://"), *at = NULL;
-
-    if (host) {
-        host += 3;
-        for (const char *p = host; *p && !strchr("/?#", *p); p++)
-            if (*p == '@')
-                at = p + 1;
-    }
-    const char *from = at ? at : url;
-    size_t keep = strcspn(from, "?#");
-    if (keep > HTTP_URL_SHOWN)
-        keep = HTTP_URL_SHOWN;
-    snprintf(out, size, "%.*s%.*s", at ? (int)(host - url) : 0, url, (int)keep, from);
-}
-
 /* Builds c from args.request. A failure is the definition's fault: not
  * retryable. */
 static int call_build(const struct step_job *job, struct http_call *c, struct wfo_error *err)
@@ -226,7 +207,7 @@ static int call_build(const struct step_job *job, struct http_call *c, struct wf
     v = json_object_get(req, "url");
     if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
         return wfo_error_set(err, WFO_EINVAL, "request.url: must be a string");
-    url_shown(json_string_value(v), c->shown, sizeof(c->shown));
+    httpc_url_shown(json_string_value(v), c->shown, sizeof(c->shown));
     if (strncasecmp(json_string_value(v), "http://", 7) != 0 &&
         strncasecmp(json_string_value(v), "https://", 8) != 0)
         return wfo_error_set(err, WFO_EINVAL,
@@ -292,54 +273,13 @@ static int call_build(const struct step_job *job, struct http_call *c, struct wf
 
 /* --- the answer -------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence (not NUL) at p, or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned cp, min, c = p[0];
-    size_t len;
-
-    if (c < 0x80)
-        return c ? 1 : 0;
-    if ((c & 0xe0) == 0xc0)
-        len = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        len = 3, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-        len = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* A JSON string of the first `limit` bytes (or fewer, at a character
  * boundary) of s, invalid bytes and NULs replaced by U+FFFD. */
 static json_t *text_value(const char *s, size_t len, size_t limit)
 {
     struct wfo_buf b = WFO_BUF_INIT;
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
 
-    while (i < len) {
-        size_t n = utf8_seq(p + i, len - i);
-        if (b.len + (n ? n : 3) > limit)
-            break;
-        if (n) {
-            wfo_buf_add(&b, p + i, n);
-            i += n;
-        } else {
-            wfo_buf_adds(&b, "\xef\xbf\xbd");
-            i++;
-        }
-    }
+    wfo_utf8_scrub(&b, s, len, limit);
     json_t *r = json_stringn(b.buf, b.len);
     wfo_buf_release(&b);
     return r ? r : json_string("");
@@ -401,11 +341,6 @@ static int status_accepted(const struct step_args *a, long status)
         if (a->accept_status[i] == status)
             return 1;
     return 0;
-}
-
-static int status_retryable(long status)
-{
-    return status >= 500 || status == 408 || status == 429;
 }
 
 void step_run_http(struct step_job *job, struct step_outcome *out)
@@ -470,7 +405,7 @@ void step_run_http(struct step_job *job, struct step_outcome *out)
         json_t *details =
             json_pack("{s:I, s:o, s:o}", "status", (json_int_t)res.status, "headers",
                       headers_value(&res), "body", body_value(&res, HTTP_DETAIL_BODY_MAX));
-        step_outcome_fail(out, "HttpError", msg, details, status_retryable(res.status));
+        step_outcome_fail(out, "HttpError", msg, details, httpc_status_transient(res.status));
         goto out;
     }
     out->ok = 1;

@@ -20,7 +20,6 @@ void step_outcome_fail(struct step_outcome *out, const char *type, const char *m
 {
     out->ok = 0;
     out->output = NULL;
-    out->error = json_pack("{s:s, s:s, s:o}", "type", type, "message", message ? message : "",
-                           "details", details ? details : json_null());
+    out->error = wfo_json_error(type, message, details);
     out->retryable = retryable;
 }

@@ -23,66 +23,16 @@
 /* Longest error message taken from stderr or from a worker's error. */
 #define TASKCMD_MAX_MESSAGE 1024
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid. */
-static size_t taskcmd_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min, cp;
-
-    if (c >= 0x01 && c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c < 0xe0)
-        len = 2, min = 0x80, cp = c & 0x1f;
-    else if (c >= 0xe0 && c < 0xf0)
-        len = 3, min = 0x800, cp = c & 0x0f;
-    else if (c >= 0xf0 && c < 0xf5)
-        len = 4, min = 0x10000, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* A JSON string of the n bytes at s, made valid UTF-8. */
 static json_t *taskcmd_text(const char *s, size_t n)
 {
     struct wfo_buf b = WFO_BUF_INIT;
-    const unsigned char *p = (const unsigned char *)s;
     json_t *v;
-    size_t i = 0;
 
-    while (i < n) {
-        size_t len = taskcmd_utf8_seq(p + i, n - i);
-        if (len) {
-            wfo_buf_add(&b, p + i, len);
-            i += len;
-        } else {
-            wfo_buf_adds(&b, "\xef\xbf\xbd");
-            i++;
-        }
-    }
+    wfo_utf8_scrub(&b, s, n, SIZE_MAX);
     v = json_stringn(b.buf, b.len);
     wfo_buf_release(&b);
     return v;
-}
-
-/* At most max bytes from s, cut so no UTF-8 sequence is split at the end. */
-static size_t taskcmd_cut(const char *s, size_t n, size_t max)
-{
-    if (n <= max)
-        return n;
-    while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-        max--;
-    return max;
 }
 
 /* The last TASKCMD_STDERR_TAIL bytes of stderr, starting at a character. */
@@ -116,18 +66,16 @@ static json_t *taskcmd_last_line(const struct proc_result *res)
     while (start < end && taskcmd_is_space(res->err[start]))
         start++;
     return taskcmd_text(res->err + start,
-                        taskcmd_cut(res->err + start, end - start, TASKCMD_MAX_MESSAGE));
+                        wfo_utf8_cut(res->err + start, end - start, TASKCMD_MAX_MESSAGE));
 }
 
-/* A new error object; steals message and details (either may be NULL). */
+/* A new error object (wfo_json_error); steals message and details (either
+ * may be NULL). */
 static json_t *taskcmd_error(const char *type, json_t *message, json_t *details)
 {
-    json_t *e = json_object();
+    json_t *e = wfo_json_error(type, json_string_value(message), details);
 
-    json_object_set_new(e, "type", json_string(type));
-    json_object_set_new(e, "message", message ? message : json_string(""));
-    if (details)
-        json_object_set_new(e, "details", details);
+    json_decref(message);
     return e;
 }
 
@@ -174,7 +122,7 @@ static json_t *taskcmd_success(const struct proc_result *res, char **output)
     details = json_object();
     json_object_set_new(
         details, "stdout",
-        taskcmd_text(res->out, taskcmd_cut(res->out, res->out_len, TASKCMD_STDERR_TAIL)));
+        taskcmd_text(res->out, wfo_utf8_cut(res->out, res->out_len, TASKCMD_STDERR_TAIL)));
     json_object_set_new(details, "stderr", taskcmd_stderr_tail(res));
     return taskcmd_errorf("BadOutput", details, "stdout is not JSON: %s", perr.message);
 }
@@ -198,8 +146,8 @@ static json_t *taskcmd_failure(const struct proc_result *res, int *retryable)
                 *retryable = json_is_true(retry);
             if (json_is_string(msg))
                 message = taskcmd_text(json_string_value(msg),
-                                       taskcmd_cut(json_string_value(msg), json_string_length(msg),
-                                                   TASKCMD_MAX_MESSAGE));
+                                       wfo_utf8_cut(json_string_value(msg), json_string_length(msg),
+                                                    TASKCMD_MAX_MESSAGE));
             else
                 message = json_sprintf("exit status %d", res->exit_code);
             e = taskcmd_error(json_string_value(type), message,

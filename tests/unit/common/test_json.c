@@ -415,6 +415,25 @@ TEST(dump_member_is_the_dump_of_the_object)
     }
 }
 
+TEST(error_object)
+{
+    json_t *e = wfo_json_error("Boom", "it broke", json_pack("{s:i}", "code", 7));
+    char *t = wfo_json_dumps(e);
+    is_str(t, "{\"type\":\"Boom\",\"message\":\"it broke\",\"details\":{\"code\":7}}",
+           "type, message, details in that order");
+    free(t);
+    json_decref(e);
+    e = wfo_json_error("Boom", NULL, NULL);
+    t = wfo_json_dumps(e);
+    is_str(t, "{\"type\":\"Boom\",\"message\":\"\",\"details\":null}",
+           "message \"\" and details null when absent");
+    free(t);
+    json_decref(e);
+    e = wfo_json_error("Boom", "bad \xff byte", NULL);
+    is_str(wfo_json_str(e, "message"), "bad \xef\xbf\xbd byte", "a message made valid UTF-8");
+    json_decref(e);
+}
+
 int main(void)
 {
     return tap_run();

@@ -149,7 +149,7 @@ TEST(worker_error_object)
     is_str(etype(&o), "Busy", "type only");
     is_str(emsg(&o), "exit status 2", "no message: the exit status");
     is_int(o.retryable, 1, "retryable by default");
-    ok(edetails(&o) == NULL, "no details");
+    ok(json_is_null(edetails(&o)), "no details: null");
     outcome_release(&o);
 
     o = run("echo '{\"error\": {\"type\": \"Busy\", \"retryable\": \"no\"}}'; exit 2");
