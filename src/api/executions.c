@@ -16,7 +16,6 @@
 
 #include "api.h"
 #include "../core/engine.h"
-#include "../core/exec.h"
 #include "../core/query.h"
 #include "../common/duration.h"
 #include "../common/util.h"
@@ -150,9 +149,8 @@ int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp
         f.limit = (int)n;
     }
     if ((s = api_query(req, "status"))) {
-        int st = exec_status_parse(s);
-        if (st >= 0)
-            f.status = exec_status_names[st];
+        if (query_status_ended(s) >= 0)
+            f.status = s;
         else
             return wfo_error_set(err, WFO_EINVAL,
                                  "status: '%s' is not one of running, paused, completed, "

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "../core/exec.h"
+#include "../core/query.h"
 #include "../common/duration.h"
 #include "../common/httpc.h"
 #include "../common/util.h"
@@ -543,7 +543,7 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
     wfo_buf_adds(&path, "/v1/executions/");
     httpc_escape(&path, id);
     size_t base_len = path.len;
-    while (!exec_status_name_ended(wfo_json_str(doc, "status"))) {
+    while (query_status_ended(wfo_json_str(doc, "status")) <= 0) {
         int64_t t0 = wfo_mono_ms();
         int transient;
         if (!said && t0 - t_start >= CLIENT_STUCK_MS)
@@ -564,7 +564,7 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
             backoff = 250;
             /* a server that answers at once (no long poll) is not asked
              * more than about once a second */
-            if (wfo_mono_ms() - t0 < 500 && !exec_status_name_ended(wfo_json_str(doc, "status")))
+            if (wfo_mono_ms() - t0 < 500 && query_status_ended(wfo_json_str(doc, "status")) <= 0)
                 client_sleep_ms(1000);
             continue;
         } else {
@@ -722,7 +722,7 @@ int cmd_get(int argc, char **argv)
         json_decref(doc);
         doc = NULL;
         rc = client_call(&c, "GET", path.buf, NULL, &doc);
-        if (rc != EXIT_OK || left <= 0 || exec_status_name_ended(wfo_json_str(doc, "status")))
+        if (rc != EXIT_OK || left <= 0 || query_status_ended(wfo_json_str(doc, "status")) > 0)
             break;
         client_sleep_ms(100); /* a server that caps the wait is not asked in a loop */
     }

@@ -17,7 +17,7 @@
 #include "config.h"
 #include "wfo/wfo.h"
 #include "../core/def.h"
-#include "../core/exec.h"
+#include "../core/query.h"
 #include "../common/duration.h"
 #include "../common/util.h"
 
@@ -231,7 +231,7 @@ int cmd_run(int argc, char **argv)
         if (wfo_json_parse(doc_text, strlen(doc_text), &result, NULL) < 0)
             break;
         const char *st = wfo_json_str(result, "status");
-        if (exec_status_name_ended(st))
+        if (query_status_ended(st) > 0)
             break;
         json_decref(result);
         result = NULL;

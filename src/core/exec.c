@@ -30,12 +30,6 @@ int exec_status_parse(const char *s)
     return parse_name(exec_status_names, 6, s);
 }
 
-int exec_status_name_ended(const char *s)
-{
-    int st = exec_status_parse(s);
-    return st >= 0 && EX_ENDED(st);
-}
-
 int step_status_parse(const char *s)
 {
     return parse_name(step_status_names, 9, s);

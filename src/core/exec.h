@@ -40,8 +40,8 @@ int exec_status_parse(const char *s);
  * that: the engine, the queries and the CLI's waits all ask here (the
  * store's SQL says the same as "status NOT IN ('running', 'paused')"). */
 #define EX_ENDED(s) ((s) >= EX_COMPLETED)
-/* The same for a status name ("completed"); 0 for NULL or an unknown name. */
-int exec_status_name_ended(const char *s);
+/* The same for a status name: query_status_ended() in query.h, the door
+ * the API and the CLI use. */
 
 enum step_status {
     SS_SCHEDULED, /* reached, waiting for its first attempt or a retry */

@@ -48,7 +48,7 @@ static int row_cb(void *ud, const struct store_exec *r)
     if (u->ns && strcmp(r->namespace, u->ns) != 0)
         return 0;
     u->found = 1;
-    u->ended = exec_status_name_ended(r->status);
+    u->ended = query_status_ended(r->status) > 0;
     if (u->want_doc)
         u->doc = doc_exec(r);
     return 0;
@@ -303,4 +303,11 @@ int wfo_engine_history(struct wfo_engine *e, const char *id, char **json, struct
     *json = wfo_json_dumps(a);
     json_decref(a);
     return 0;
+}
+
+int query_status_ended(const char *name)
+{
+    int st = exec_status_parse(name);
+
+    return st < 0 ? -1 : EX_ENDED(st);
 }

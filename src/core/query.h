@@ -59,6 +59,11 @@ int query_workflow(struct wfo_engine *e, const char *ns, const char *name, int v
 int query_workflows(struct wfo_engine *e, const char *ns, json_t **out, struct wfo_error *err);
 
 /* 0 when the store answers (/readyz). */
+/* Has an execution whose status is NAME ("completed", ...) ended? 1 if it
+ * has, 0 if it is running or paused, -1 for NULL or a name that is no
+ * status. The by-name form of EX_ENDED (exec.h), for the API and the CLI. */
+int query_status_ended(const char *name);
+
 int query_ping(struct wfo_engine *e, struct wfo_error *err);
 
 #endif
