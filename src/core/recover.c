@@ -160,7 +160,7 @@ static int timer_cb(void *ud, const struct store_timer *r)
     struct wfo_engine *e = ud;
     int k = timer_kind_parse(r->kind);
     if (k >= 0 && !wfo_map_get(&e->timers, r->id))
-        timer_arm(e, r->id, r->exec_id, r->due_at, (enum timer_kind)k, r->step, r->attempt);
+        timer_arm(e, r->id, r->exec_id, r->due_at, (enum timer_kind)k, r->step, r->token);
     return 0;
 }
 

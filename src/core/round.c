@@ -185,7 +185,7 @@ static void batch_build(struct round *rd, struct fsm *f)
         r->due_at = t->due;
         r->kind = timer_kind_names[t->kind];
         r->step = t->step;
-        r->attempt = (int)t->token;
+        r->token = t->token;
     }
     wfo_map_release(&last);
     for (struct cmd *c = rd->replies; c; c = c->next)

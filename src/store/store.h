@@ -114,7 +114,7 @@ struct store_timer {
     int64_t due_at;
     const char *kind;
     const char *step; /* NULL when not about a step */
-    int attempt;
+    int64_t token;    /* the attempt's token (fsm.c I1) for a step's timer, else 0 */
     const char *data; /* JSON text or NULL */
 };
 

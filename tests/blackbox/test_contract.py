@@ -106,9 +106,22 @@ def chunk_records(data):
     return out
 
 
+def downgrade_to_v3(db):
+    """Rewrites a schema-4 store as schema 3 wrote it: the timers' token
+    column was named attempt."""
+    con = sqlite3.connect(db)
+    con.executescript("""
+        ALTER TABLE timers RENAME COLUMN token TO attempt;
+        PRAGMA user_version = 3;
+    """)
+    con.commit()
+    con.close()
+
+
 def downgrade_to_v2(db):
-    """Rewrites a schema-3 store as schema 2 wrote it: steps and history
+    """Rewrites a schema-4 store as schema 2 wrote it: steps and history
     rows instead of chunks, the state in the execution row, no shards."""
+    downgrade_to_v3(db)
     con = sqlite3.connect(db)
     con.executescript("""
         CREATE TABLE steps (exec_id TEXT NOT NULL, path TEXT NOT NULL, ord INTEGER NOT NULL,
@@ -145,11 +158,12 @@ def downgrade_to_v2(db):
     con.close()
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_old_store_migrates(tmp_path, version):
     """A store written by an older schema (1: steps without input; 2: steps
-    and history rows, no chunks or shards) opens, is migrated to 3, keeps
-    its ended executions readable and its sleeping one running."""
+    and history rows, no chunks or shards; 3: the timers' token column
+    named attempt) opens, is migrated to 4, keeps its ended executions
+    readable and its sleeping one running."""
     srv = WfoServer(tmp_path / "s").launch()
     name, sleeper = unique("migrate"), unique("migsleep")
     try:
@@ -163,7 +177,10 @@ def test_old_store_migrates(tmp_path, version):
         z = srv.start_exec(sleeper)
     finally:
         srv.stop()
-    downgrade_to_v2(srv.db)
+    if version == 3:
+        downgrade_to_v3(srv.db)
+    else:
+        downgrade_to_v2(srv.db)
     if version == 1:
         con = sqlite3.connect(srv.db)
         con.execute("ALTER TABLE steps DROP COLUMN input")
@@ -189,7 +206,7 @@ def test_old_store_migrates(tmp_path, version):
     finally:
         srv.stop()
     con = sqlite3.connect(srv.db)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 4
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "steps" not in tables and "history" not in tables and "chunks" in tables
     assert con.execute("SELECT count(*) FROM shards").fetchone()[0] == 16

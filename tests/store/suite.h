@@ -252,7 +252,7 @@ static inline struct store_timer *add_timer(struct store_batch *b, const char *i
     t->due_at = due;
     t->kind = "retry";
     t->step = "s";
-    t->attempt = 1;
+    t->token = 1;
     return t;
 }
 
@@ -380,8 +380,8 @@ static inline int history_seq_cb(void *ud, const struct store_history *r)
 
 static inline int timer_cb(void *ud, const struct store_timer *r)
 {
-    out_add(ud, "%s|%s|%lld|%s|%s|%d|%s\n", N(r->id), N(r->exec_id), (long long)r->due_at,
-            N(r->kind), N(r->step), r->attempt, N(r->data));
+    out_add(ud, "%s|%s|%lld|%s|%s|%lld|%s\n", N(r->id), N(r->exec_id), (long long)r->due_at,
+            N(r->kind), N(r->step), (long long)r->token, N(r->data));
     return out_next(ud);
 }
 

@@ -64,7 +64,7 @@
 
 #define SQ_READERS_MAX STORE_POOL_MAX /* store.pool_size at most; 8 unless set */
 #define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */
-#define SQ_SCHEMA_VERSION 3
+#define SQ_SCHEMA_VERSION 4
 
 /*
  * The schema. The list queries (sq_list_sql) are
@@ -126,7 +126,7 @@ static const char sq_schema[] =
     " WHERE status NOT IN ('running', 'paused');"
     "CREATE TABLE IF NOT EXISTS timers ("
     " id TEXT PRIMARY KEY NOT NULL, exec_id TEXT NOT NULL, due_at INTEGER, kind TEXT NOT NULL,"
-    " step TEXT, attempt INTEGER NOT NULL, data TEXT, shard INTEGER NOT NULL DEFAULT 0);"
+    " step TEXT, token INTEGER NOT NULL, data TEXT, shard INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at);"
     "CREATE TABLE IF NOT EXISTS tasks ("
     " id TEXT PRIMARY KEY NOT NULL, exec_id TEXT NOT NULL, namespace TEXT NOT NULL,"
@@ -140,7 +140,7 @@ static const char sq_schema[] =
 #define SQ_EXEC_COLS                                                                               \
     "seq, id, namespace, workflow, version, status, input, output, error, compensation, "          \
     "parent, state, created_at, updated_at, finished_at, resume"
-#define SQ_TIMER_COLS "id, exec_id, due_at, kind, step, attempt, data"
+#define SQ_TIMER_COLS "id, exec_id, due_at, kind, step, token, data"
 #define SQ_TASK_COLS                                                                               \
     "id, exec_id, namespace, queue, step, attempt, status, lease, input, ready_at, "               \
     "leased_until, created_at"
@@ -531,7 +531,7 @@ static int sq_timer_row(sqlite3_stmt *st, const struct sq_cb *cb)
         .due_at = sq_col_int(st, 2),
         .kind = sq_col_text(st, 3),
         .step = sq_col_text(st, 4),
-        .attempt = (int)sq_col_int(st, 5),
+        .token = sq_col_int(st, 5),
         .data = sq_col_text(st, 6),
     };
     return cb->fn.timer(cb->ud, &r);
@@ -654,6 +654,8 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION - 1] = {
     "UPDATE timers SET shard = wfo_shard(exec_id);"
     "ALTER TABLE tasks ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"
     "UPDATE tasks SET shard = wfo_shard(exec_id);" SQ_V3_SCHEMA,
+    /* 3 -> 4: a timer's attempt token is named for what it holds */
+    "ALTER TABLE timers RENAME COLUMN attempt TO token;",
 };
 
 /* SQL's wfo_shard(id): store_shard_of, for the migration. */
@@ -1491,7 +1493,7 @@ static int sq_put_timer(struct sq_store *s, const struct store_timer *t, struct 
     b |= sq_time(st, 3, t->due_at);
     b |= sq_text(st, 4, t->kind);
     b |= sq_text(st, 5, t->step);
-    b |= sq_int(st, 6, t->attempt);
+    b |= sq_int(st, 6, t->token);
     b |= sq_text(st, 7, t->data);
     b |= sq_int(st, 8, store_shard_of(t->exec_id));
     return sq_wstep(s, st, b, err, "writing timer '%s'", t->id ? t->id : "");

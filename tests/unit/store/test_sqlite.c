@@ -137,8 +137,8 @@ static int history_cb(void *ud, const struct store_history *r)
 
 static int timer_cb(void *ud, const struct store_timer *r)
 {
-    out_add(ud, "%s|%s|%lld|%s|%s|%d|%s\n", N(r->id), N(r->exec_id), (long long)r->due_at,
-            N(r->kind), N(r->step), r->attempt, N(r->data));
+    out_add(ud, "%s|%s|%lld|%s|%s|%lld|%s\n", N(r->id), N(r->exec_id), (long long)r->due_at,
+            N(r->kind), N(r->step), (long long)r->token, N(r->data));
     return out_next(ud);
 }
 
