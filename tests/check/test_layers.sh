@@ -67,7 +67,7 @@ fi
 # A layer reaching up or sideways.
 plant src/core/fsm.c '#include "../api/api.h"' "core -> api"
 plant src/core/round.c '#include "../cli/cli.h"' "core -> cli"
-plant src/steps/exec.c '#include "../core/exec.h"' "steps -> core internals"
+plant src/steps/command.c '#include "../core/exec.h"' "steps -> core internals"
 plant src/steps/task.c '#include "../store/store.h"' "steps -> store"
 plant src/store/store.c '#include "core/engine_int.h"' "store -> core internals"
 plant src/store/chunk.c '#include "../steps/runner.h"' "store -> steps"
@@ -115,7 +115,7 @@ banned() {
 banned src/core/fsm.c 'sprintf(d, "%s", s)' sprintf
 banned src/api/routes.c 'strcpy(d, s)' strcpy
 banned src/store/store.c 'strcat(d, s)' strcat
-banned src/steps/exec.c '(void)strtok(d, s)' strtok
+banned src/steps/command.c '(void)strtok(d, s)' strtok
 banned src/cli/main.c '(void)atoi(s)' atoi
 banned src/common/duration.c '(void)d; (void)s; char b[8]; sprintf(b, "x")' sprintf
 

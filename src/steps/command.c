@@ -1,5 +1,5 @@
 /*
- * exec.c - the `exec` step (SPEC 2.2): runs an argv with stdin, env and cwd;
+ * command.c - the `exec` step (SPEC 2.2): runs an argv with stdin, env and cwd;
  * the result is {exit_code, stdout, stderr, json}; a non-zero exit fails
  * with ExecFailed. docs/implementation/error_handling.md lists the errors.
  */
