@@ -6,14 +6,20 @@
  * never one of another attempt or another key), lease expiry (delivered
  * again, or failed when the step has a heartbeat timeout or was asked to
  * stop), heartbeat, cancel, unlease, relet at recovery, and the queue
- * listing. The queue is in memory: no store needed.
+ * listing. The queue is in memory: no store needed. Last, the engine's
+ * half of the worker protocol (engine_task_*) on an engine with an
+ * in-memory SQLite store: a result is taken only with the current lease,
+ * and the errors say which case it was (stale 409, unknown 404).
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "wfo/wfo.h"
 #include "core/taskq.h"
+#include "core/engine.h"
+#include "core/query.h"
 #include "common/duration.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -533,6 +539,81 @@ TEST(queues_listing)
     is_int(found, 1, "other namespace listed with its name");
     json_decref(l);
     taskq_release(&q);
+}
+
+TEST(worker_protocol_through_the_engine)
+{
+    struct wfo_engine_options opt = {.runner_threads = 1};
+    struct wfo_engine *e = NULL;
+    struct wfo_error err = WFO_ERROR_INIT;
+    is_int(wfo_engine_new(&opt, &e, &err), 0, "engine on a memory store: %s", err.message);
+    json_t *wf = json_pack("{s:s, s:[{s:s, s:s, s:s, s:s}]}", "name", "w", "steps", "name", "t",
+                           "type", "task", "queue", "wq", "input", "${ .input }");
+    is_int(engine_put_workflow(e, "default", wf, NULL, NULL, NULL, &err), 0, "workflow: %s",
+           err.message);
+    json_decref(wf);
+    json_t *input = json_pack("{s:i}", "n", 7);
+    struct engine_start_req q = {.ns = "default", .workflow = "w", .input = input};
+    is_int(engine_start(e, &q, &err), 0, "started: %s", err.message);
+    json_decref(input);
+    char exec_id[WFO_EXEC_ID_SIZE];
+    snprintf(exec_id, sizeof(exec_id), "%s", q.id_out ? q.id_out : "");
+    free(q.id_out);
+
+    const char *queues[] = {"wq"};
+    json_t *tasks = NULL;
+    is_int(engine_task_poll(e, "default", queues, 1, "w1", 1, 10000, &tasks, &err), 0, "polled");
+    is_int(json_array_size(tasks), 1, "one task");
+    char id[TASKQ_ID_SIZE], lease[TASKQ_LEASE_SIZE], wrong[TASKQ_LEASE_SIZE];
+    field(tasks, 0, "task_id", id, sizeof(id));
+    field(tasks, 0, "lease", lease, sizeof(lease));
+    is_str(wfo_json_str(json_array_get(tasks, 0), "execution_id"), exec_id, "of the execution");
+    is_int(json_integer_value(
+               json_object_get(json_object_get(json_array_get(tasks, 0), "input"), "n")),
+           7, "with its input");
+    json_decref(tasks);
+    char exec_of_id[WFO_EXEC_ID_SIZE];
+    int64_t token = 0;
+    is_int(taskq_id_parse(id, exec_of_id, sizeof(exec_of_id), &token), 0, "task id parses");
+    is_str(exec_of_id, exec_id, "task id names the execution");
+    snprintf(wrong, sizeof(wrong), "%s", lease);
+    wrong[0] = wrong[0] == '0' ? '1' : '0';
+
+    int cancel = -1;
+    is_int(engine_task_heartbeat(e, "default", id, lease, &cancel, &err), 0, "heartbeat");
+    is_int(cancel, 0, "not cancelled");
+    is_int(engine_task_heartbeat(e, "default", id, wrong, &cancel, &err), WFO_ECONFLICT,
+           "heartbeat with another lease: conflict");
+    ok(strstr(err.message, "is not the current lease of task") != NULL, "says so: %s", err.message);
+
+    json_t *output = json_pack("{s:b}", "done", 1);
+    is_int(engine_task_complete(e, "default", id, wrong, output, &err), WFO_ECONFLICT,
+           "complete with another lease: conflict");
+    is_int(engine_task_complete(e, "other", id, lease, output, &err), WFO_ENOTFOUND,
+           "from another namespace: not found");
+    is_int(engine_task_complete(e, "default", id, lease, output, &err), 0, "completed: %s",
+           err.message);
+    is_int(engine_task_complete(e, "default", id, lease, output, &err), WFO_ECONFLICT,
+           "twice: conflict");
+    char want[TASKQ_ID_SIZE + 64];
+    snprintf(want, sizeof(want), "task '%s' is no longer current", id);
+    is_str(err.message, want, "no longer current");
+    is_int(engine_task_complete(e, "default", "nope.1", lease, output, &err), WFO_ENOTFOUND,
+           "a task of no execution: not found");
+    is_str(err.message, "task 'nope.1' not found", "its message");
+    json_decref(output);
+
+    int ended = 0;
+    is_int(query_wait(e, "default", exec_id, 30000, &ended, &err), 0, "waited");
+    is_int(ended, 1, "the execution ended");
+    json_t *doc = NULL;
+    is_int(query_execution(e, "default", exec_id, &doc, &err), 0, "read");
+    is_str(wfo_json_str(doc, "status"), "completed", "completed");
+    json_t *st = json_array_get(json_object_get(doc, "steps"), 0);
+    ok(json_is_true(json_object_get(json_object_get(st, "output"), "done")),
+       "the step's output is the worker's");
+    json_decref(doc);
+    wfo_engine_free(e);
 }
 
 int main(void)
