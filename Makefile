@@ -92,7 +92,7 @@ store-test: deps $(STORE_TEST_BIN)
 
 # Black-box tests mostly wait on processes: BLACKBOX_JOBS pytest-xdist
 # workers (0: one process, in order).
-BLACKBOX_JOBS ?= 4
+BLACKBOX_JOBS ?= 3
 blackbox: test-deps build/wfo build/asan/wfo
 	cd tests/blackbox && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q -x \
 	    -p no:cacheprovider -n $(BLACKBOX_JOBS) $(PYTEST_ARGS)
