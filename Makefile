@@ -108,13 +108,15 @@ browser-test: test-deps build/asan/wfo
 	    timeout 120 node tests/browser/webpage.test.mjs
 
 # make test: every binary first (one make, a job per core), then the stages
-# side by side (tests/stages.sh; their logs in build/test/): the black-box
-# tests in one lane, the others one after another in the second, the
-# CPU-bound fuzz last.
+# side by side (tests/stages.sh; their logs in build/test/). First the unit
+# tests and the store suite, one per core: CPU-bound, and some unit tests
+# race the 1 s expression time limit. Then the black-box tests (which
+# mostly wait on processes) in one lane, the docs, browser and fuzz tests
+# one after another in the other.
 test: test-deps all
 	@$(MAKE) --no-print-directory -j$$(nproc) build/asan/wfo $(UNIT_BIN) $(STORE_TEST_BIN) \
 	    $(FUZZ_BINS)
-	@MAKE="$(MAKE)" tests/stages.sh "blackbox" "unit store-test docs-test browser-test fuzz-test"
+	@MAKE="$(MAKE)" tests/stages.sh unit store-test -- blackbox "docs-test browser-test fuzz-test"
 
 # Fuzzing: make fuzz [FUZZ_TIME=300] runs every target FUZZ_TIME seconds;
 # make test runs each FUZZ_TEST_EACH (60) seconds, FUZZ_JOBS (2) at a time

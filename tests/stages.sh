@@ -1,10 +1,12 @@
 #!/bin/sh
 # stages.sh - runs make test's stages side by side (Makefile, `test`).
 #
-#   tests/stages.sh "STAGE STAGE ..." "STAGE ..." ...
+#   tests/stages.sh "STAGE STAGE ..." "STAGE ..." ... [-- "STAGE ..." ...]
 #
 # Each argument is a lane: its stages (make targets) run one after another;
-# the lanes run at the same time. A stage's output goes to
+# the lanes of a phase run at the same time; "--" ends a phase, and the
+# next starts when every lane of the one before has ended. A stage's
+# output goes to
 # build/test/STAGE.log, not to the terminal, so that lanes do not mix: one
 # line is printed as each stage starts and ends (status, seconds), and at
 # the end the summary line of every stage and the tail of the log of each
@@ -17,7 +19,7 @@ dir=build/test
 mkdir -p "$dir"
 stages=
 for lane in "$@"; do
-    stages="$stages $lane"
+    [ "$lane" = -- ] || stages="$stages $lane"
 done
 for s in $stages; do
     rm -f "$dir/$s.log" "$dir/$s.rc"
@@ -42,12 +44,16 @@ lane() {
 }
 
 pids=
-for l in "$@"; do
+for l in "$@" --; do
+    if [ "$l" = -- ]; then
+        for p in $pids; do
+            wait "$p"
+        done
+        pids=
+        continue
+    fi
     lane "$l" &
     pids="$pids $!"
-done
-for p in $pids; do
-    wait "$p"
 done
 
 failed=
