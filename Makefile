@@ -100,9 +100,12 @@ unit: deps $(UNIT_BIN)
 store-test: deps $(STORE_TEST_BIN)
 	@tests/unit/run.sh $(STORE_TEST_BIN)
 
+# Black-box tests mostly wait on processes: BLACKBOX_JOBS pytest-xdist
+# workers (0: one process, in order).
+BLACKBOX_JOBS ?= 3
 blackbox: test-deps build/wfo build/asan/wfo
 	cd tests/blackbox && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q -x \
-	    -p no:cacheprovider $(PYTEST_ARGS)
+	    -p no:cacheprovider -n $(BLACKBOX_JOBS) $(PYTEST_ARGS)
 
 docs-test: test-deps build/asan/wfo
 	cd tests/docs && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q \
@@ -114,14 +117,16 @@ browser-test: test-deps build/asan/wfo
 	WFO_BIN=$(CURDIR)/build/asan/wfo SHOTS_DIR=$(CURDIR)/build/browser \
 	    timeout 120 node tests/browser/webpage.test.mjs
 
+# make test: every binary first (one make, a job per core), then the stages
+# side by side (tests/stages.sh; their logs in build/test/). First the unit
+# tests and the store suite, one per core: CPU-bound, and some unit tests
+# race the 1 s expression time limit. Then the black-box tests (which
+# mostly wait on processes) in one lane, the docs, browser and fuzz tests
+# one after another in the other.
 test: test-deps all
-	@$(MAKE) --no-print-directory check-test
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory store-test
-	@$(MAKE) --no-print-directory blackbox
-	@$(MAKE) --no-print-directory docs-test
-	@$(MAKE) --no-print-directory browser-test
-	@$(MAKE) --no-print-directory fuzz-test
+	@$(MAKE) --no-print-directory -j$$(nproc) build/asan/wfo $(UNIT_BIN) $(STORE_TEST_BIN) \
+	    $(FUZZ_BINS)
+	@MAKE="$(MAKE)" tests/stages.sh check-test unit store-test -- blackbox "docs-test browser-test fuzz-test"
 
 # Fuzzing: make fuzz [FUZZ_TIME=300] runs every target FUZZ_TIME seconds;
 # make test runs each FUZZ_TEST_EACH (60) seconds, FUZZ_JOBS (2) at a time

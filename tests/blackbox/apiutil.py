@@ -58,6 +58,9 @@ class WfoServer:
     def __init__(self, workdir, args=(), env=None, port=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # a port found free may be taken before the server binds it (by
+        # another pytest-xdist worker): the first launch then tries another
+        self._retry_port = port is None
         self.port = port or free_port()
         self.db = self.workdir / "wfo.db"
         self.args = list(args)
@@ -76,24 +79,35 @@ class WfoServer:
         return "127.0.0.1"
 
     def launch(self, wait=True):
-        argv = [str(WFO_BIN), "server", "--listen", f"127.0.0.1:{self.port}",
-                "--db", f"sqlite:{self.db}"] + self.args
-        self._err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self._err, env=self.env, cwd=self.workdir)
-        if wait:
-            self.wait_ready()
+        for attempt in range(3):
+            argv = [str(WFO_BIN), "server", "--listen", f"127.0.0.1:{self.port}",
+                    "--db", f"sqlite:{self.db}"] + self.args
+            self._err = open(self.stderr_path, "ab")
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=self._err,
+                                         env=self.env, cwd=self.workdir)
+            if not wait or self.wait_ready(port_taken_ok=self._retry_port and attempt < 2):
+                break
+            self._err.close()
+            self.proc = None
+            self.port = free_port()
+            self.stderr_path = self.workdir / f"server-{self.port}.err"
+        self._retry_port = False  # a restart keeps its port
         return self
 
-    def wait_ready(self):
+    def wait_ready(self, port_taken_ok=False):
+        """Waits for /healthz; False when the server could not bind its
+        port and port_taken_ok (the caller tries another)."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if port_taken_ok and "Address already in use" in self.stderr():
+                    return False
                 pytest.fail(f"wfo server exited {self.proc.returncode}:\n{self.stderr()}")
             try:
                 r = self.request("GET", "/healthz", timeout=2)
                 if r.status == 200:
-                    return
+                    return True
             except OSError:
                 pass
             time.sleep(0.05)

@@ -182,7 +182,9 @@ class WfoServer(apiutil.WfoServer):
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self):
-        return self.launch()
+        self.launch()
+        self.url = f"http://127.0.0.1:{self.port}"  # launch may have moved it
+        return self
 
     def output(self):
         return self.stderr()

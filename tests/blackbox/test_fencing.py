@@ -3,6 +3,7 @@ fencing"): two servers share one SQLite file in turn. The second takes every
 shard over (epoch + 1); the first, still running, can no longer commit, and
 nothing is lost or applied twice."""
 import sqlite3
+import time
 
 from apiutil import WfoServer, task_workflow, unique
 
@@ -11,6 +12,19 @@ def shards(db):
     con = sqlite3.connect(db)
     rows = con.execute("SELECT shard, owner, epoch FROM shards ORDER BY shard").fetchall()
     con.close()
+    return rows
+
+
+def shards_after(db, before, timeout=30):
+    """The shards once an engine has claimed them all after the rows before
+    (each epoch higher): a server answers /healthz before its engine has
+    claimed them (more so on a busy host)."""
+    deadline = time.monotonic() + timeout
+    rows = shards(db)
+    while time.monotonic() < deadline and not (
+            len(rows) == len(before) and all(r[2] > b[2] for r, b in zip(rows, before))):
+        time.sleep(0.05)
+        rows = shards(db)
     return rows
 
 
@@ -30,7 +44,7 @@ def test_second_engine_takes_over_and_fences_the_first(tmp_path):
         assert len(leased) == 2
 
         b.launch()
-        second = shards(a.db)
+        second = shards_after(a.db, first)
         owner_b = second[0][1]
         assert owner_b and owner_b != owner_a
         for (k, _, e1), (k2, o2, e2) in zip(first, second):
@@ -77,7 +91,7 @@ def test_second_engine_takes_over_and_fences_the_first(tmp_path):
         # a restarted B is a new owner again: epoch + 1, nothing redone
         b.stop()
         b.launch()
-        third = shards(b.db)
+        third = shards_after(b.db, second)
         assert all(e3 == e2 + 1 for (_, _, e2), (_, _, e3) in zip(second, third))
         for eid in ids:
             assert b.doc(eid)["status"] == "completed"

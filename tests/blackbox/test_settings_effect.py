@@ -148,6 +148,20 @@ def thread_names(pid):
     return names
 
 
+def settled_threads(pid, timeout=10):
+    """The thread count once it stops changing: threads the server starts
+    on its first requests may still be starting (more so on a busy host)."""
+    deadline = time.monotonic() + timeout
+    n = threads_of(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        m = threads_of(pid)
+        if m == n:
+            break
+        n = m
+    return n
+
+
 def open_idle_connections(srv, n):
     """n keep-alive connections, each after one answered request."""
     socks = []
@@ -179,7 +193,7 @@ def test_http_threads_pool_serves_many_connections(tmp_path):
     try:
         name = unique("pool-mode")
         srv.put_workflow({"name": name, "steps": [{"name": "t", "type": "task", "queue": name}]})
-        before = threads_of(srv.proc.pid)
+        before = settled_threads(srv.proc.pid)
         socks = open_idle_connections(srv, 30)
         # A thread a connection would be 30 more; on a busy machine a few
         # threads of the engine or the sanitizer may start meanwhile.

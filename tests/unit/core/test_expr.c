@@ -759,9 +759,9 @@ TEST(large_values)
     is_int(expr_eval_once("${ .items }", ctx, &out, &err), 0, "plain path");
     ok(out == items, "the same array, not a copy");
     json_decref(out);
-    is_int(expr_eval_once("${ [range(200000)] | map(tostring) | add | length }", ctx, &out, &err),
-           0, "a large string");
-    is_int(json_integer_value(out), 1088890, "its length");
+    is_int(expr_eval_once("${ [range(50000)] | map(tostring) | add | length }", ctx, &out, &err), 0,
+           "a large string");
+    is_int(json_integer_value(out), 238890, "its length");
     json_decref(out);
     v = json_array();
     for (int i = 0; i < 10000; i++)

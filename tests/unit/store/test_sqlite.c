@@ -342,7 +342,7 @@ static void roundtrip(const char *url)
     t->due_at = 300;
     t->kind = "retry";
     t->step = "first";
-    t->attempt = 2;
+    t->token = 2;
     t->data = "{}";
     t = store_batch_timer(&b);
     t->id = "t1";
@@ -1029,7 +1029,7 @@ TEST(file_reopen)
     store_sqlite_query(s, "PRAGMA synchronous", res, sizeof(res), &err);
     is_str(res, "2\n", "synchronous is FULL");
     store_sqlite_query(s, "PRAGMA user_version", res, sizeof(res), &err);
-    is_str(res, "3\n", "schema version 3");
+    is_str(res, "4\n", "schema version 4");
     int64_t seq1 = exec_seq(s, "r1");
     store_close(s);
 
@@ -1241,7 +1241,7 @@ TEST(batch)
     ok(same, "growing keeps the rows");
     store_batch_step(&b)->ord = 1;
     store_batch_history(&b)->seq = 1;
-    store_batch_timer(&b)->attempt = 1;
+    store_batch_timer(&b)->token = 1;
     store_batch_task(&b)->attempt = 1;
     store_batch_timer_del(&b, "e1", "t");
     store_batch_task_del(&b, "e1", "k");
