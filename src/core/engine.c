@@ -401,7 +401,7 @@ static int same_cb(void *ud, const struct store_exec *r)
 static void do_start(struct wfo_engine *e, struct cmd *c)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct xexec *x = wfo_map_get(&e->execs, c->id);
+    struct execution *x = wfo_map_get(&e->execs, c->id);
     const char *ns = c->ns ? c->ns : e->ns;
     struct same_ud s = {.ns = ns, .workflow = c->def->name, .input = c->input};
     int rc = 0;
@@ -445,7 +445,7 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
 static void do_op(struct wfo_engine *e, struct cmd *c)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct xexec *x = exec_get(e, c->id, &err);
+    struct execution *x = exec_get(e, c->id, &err);
     if (!x) {
         if (!err.code)
             wfo_error_set(&err, WFO_ENOTFOUND, "execution '%s' not found", c->id);
@@ -514,7 +514,7 @@ static void do_wf_delete(struct wfo_engine *e, struct cmd *c)
     void *v;
     int rc = 0;
     for (size_t it = 0; rc == 0 && wfo_map_next(&e->execs, &it, &k, &v);) {
-        struct xexec *x = v;
+        struct execution *x = v;
         if (!EX_ENDED(x->status) && strcmp(x->ns, ns) == 0 && strcmp(x->workflow, name) == 0)
             rc = wfo_error_set(&err, WFO_ECONFLICT,
                                "workflow '%s' has a running execution ('%s'): cancel or "
@@ -536,7 +536,7 @@ static void do_wf_delete(struct wfo_engine *e, struct cmd *c)
 static int do_result(struct wfo_engine *e, struct cmd *c)
 {
     struct wfo_error rerr = WFO_ERROR_INIT;
-    struct xexec *x = exec_get(e, c->id, &rerr);
+    struct execution *x = exec_get(e, c->id, &rerr);
     int rc = WFO_ENOTFOUND;
     if (!x && rerr.code && rerr.code != WFO_ENOTFOUND) {
         if (!c->reply) {
@@ -595,7 +595,7 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
         } else if (c->kind == CMD_WF_DELETE) {
             do_wf_delete(e, c);
         } else if (c->kind == CMD_PICKED) {
-            struct xexec *x = exec_get(e, c->id, NULL);
+            struct execution *x = exec_get(e, c->id, NULL);
             if (x)
                 fsm_task_picked(f, x, c->path, c->token, c->worker);
         } else if (c->kind == CMD_LEASED) {

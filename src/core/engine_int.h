@@ -135,7 +135,7 @@ struct wfo_engine {
     int wstop;
 
     /* engine thread only */
-    struct wfo_map execs; /* id -> struct xexec */
+    struct wfo_map execs; /* id -> struct execution */
     struct fsm fsm;
     struct round rounds[3]; /* gathering, in flight, being acted on */
     struct round *cur;      /* gathering the next batch */
@@ -251,12 +251,12 @@ void shards_renew(struct wfo_engine *e, int64_t now);
 #define SHARD_LEASE_MS (30 * 1000)
 /* The execution id, from memory or loaded from the store; NULL when absent
  * (err->code 0) or when reading failed (err set). */
-struct xexec *exec_get(struct wfo_engine *e, const char *id, struct wfo_error *err);
+struct execution *exec_get(struct wfo_engine *e, const char *id, struct wfo_error *err);
 /* True when nothing of x is in flight but timers (E3). */
-int exec_idle(const struct xexec *x);
+int exec_idle(const struct execution *x);
 /* True when a restart must load x to start again an attempt it has in
  * flight (store_exec.resume): the steps engine_recover runs again. */
-int exec_resume(const struct xexec *x);
+int exec_resume(const struct execution *x);
 /* s parsed, or NULL (s NULL or not JSON). New ref. */
 json_t *parse_or_null(const char *s);
 

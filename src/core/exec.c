@@ -35,10 +35,10 @@ int step_status_parse(const char *s)
     return parse_name(step_status_names, 9, s);
 }
 
-struct xexec *exec_new(const char *id, const char *ns, struct wfo_def *def, json_t *input,
-                       int64_t now)
+struct execution *exec_new(const char *id, const char *ns, struct wfo_def *def, json_t *input,
+                           int64_t now)
 {
-    struct xexec *x = wfo_calloc(1, sizeof(*x));
+    struct execution *x = wfo_calloc(1, sizeof(*x));
     snprintf(x->id, sizeof(x->id), "%s", id);
     x->ns = wfo_strdup(ns);
     x->workflow = wfo_strdup(def->name);
@@ -50,7 +50,7 @@ struct xexec *exec_new(const char *id, const char *ns, struct wfo_def *def, json
     return x;
 }
 
-static void frame_release(struct xframe *f)
+static void frame_release(struct frame *f)
 {
     free(f->owner);
     free(f->prefix);
@@ -60,12 +60,12 @@ static void frame_release(struct xframe *f)
     free(f->stale);
 }
 
-void exec_free(struct xexec *x)
+void exec_free(struct execution *x)
 {
     if (!x)
         return;
     for (int i = 0; i < x->n_steps; i++) {
-        struct xstep *st = x->steps[i];
+        struct step_state *st = x->steps[i];
         free(st->path);
         free(st->input_text);
         json_decref(st->items);
@@ -97,15 +97,15 @@ void exec_free(struct xexec *x)
     free(x);
 }
 
-struct xstep *exec_step(struct xexec *x, const char *path)
+struct step_state *exec_step(struct execution *x, const char *path)
 {
     return wfo_map_get(&x->by_path, path);
 }
 
-struct xstep *exec_step_reach(struct xexec *x, const char *path, const struct def_step *def,
-                              int frame, int *created)
+struct step_state *exec_step_reach(struct execution *x, const char *path,
+                                   const struct def_step *def, int frame, int *created)
 {
-    struct xstep *st = exec_step(x, path);
+    struct step_state *st = exec_step(x, path);
     if (created)
         *created = !st;
     if (st) {
@@ -127,14 +127,14 @@ struct xstep *exec_step_reach(struct xexec *x, const char *path, const struct de
     return st;
 }
 
-struct xframe *exec_frame_add(struct xexec *x, int parent, const char *owner, int branch,
-                              const struct def_block *block, const char *prefix)
+struct frame *exec_frame_add(struct execution *x, int parent, const char *owner, int branch,
+                             const struct def_block *block, const char *prefix)
 {
     if (x->n_frames == x->alloc_frames) {
         x->alloc_frames = x->alloc_frames ? x->alloc_frames * 2 : 4;
         x->frames = wfo_realloc(x->frames, x->alloc_frames * sizeof(*x->frames));
     }
-    struct xframe *f = &x->frames[x->n_frames];
+    struct frame *f = &x->frames[x->n_frames];
     memset(f, 0, sizeof(*f));
     f->id = x->n_frames++;
     f->parent = parent;
@@ -183,7 +183,7 @@ static void put_json(struct wfo_buf *b, const char *key, const json_t *v)
     wfo_json_dumpb(v, b);
 }
 
-void exec_comp_clear(struct xexec *x)
+void exec_comp_clear(struct execution *x)
 {
     for (int i = 0; i < x->n_comp; i++)
         free(x->comp_queue[i].path);
@@ -192,11 +192,11 @@ void exec_comp_clear(struct xexec *x)
     x->n_comp = 0;
 }
 
-void exec_row_state(const struct xexec *x, struct wfo_buf *b)
+void exec_row_state(const struct execution *x, struct wfo_buf *b)
 {
     wfo_buf_adds(b, "{\"frames\":[");
     for (int i = 0; i < x->n_frames; i++) {
-        const struct xframe *f = &x->frames[i];
+        const struct frame *f = &x->frames[i];
         put_int(b, i ? ",{\"id\":" : "{\"id\":", f->id);
         put_int(b, ",\"parent\":", f->parent);
         put_int(b, ",\"branch\":", f->branch);
@@ -250,7 +250,7 @@ void exec_row_state(const struct xexec *x, struct wfo_buf *b)
     wfo_buf_addch(b, '}');
 }
 
-void exec_step_state(const struct xstep *st, struct wfo_buf *b)
+void exec_step_state(const struct step_state *st, struct wfo_buf *b)
 {
     put_int(b, "{\"token\":", st->token);
     put_int(b, ",\"cseq\":", st->cseq);
@@ -275,7 +275,7 @@ static int64_t jint(json_t *o, const char *k)
     return (int64_t)json_integer_value(json_object_get(o, k));
 }
 
-int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
+int exec_load(struct execution *x, json_t *state, struct wfo_error *err)
 {
     if (!json_is_object(state))
         return wfo_error_set(err, WFO_ESTORE, "execution %s: state is not an object", x->id);
@@ -337,7 +337,7 @@ int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
             return wfo_error_set(err, WFO_ESTORE, "execution %s: frame %zu does not match %s v%d",
                                  x->id, i, x->def->name, x->def->version);
         const char *prefix = wfo_json_str(fo, "prefix");
-        struct xframe *f = exec_frame_add(x, (int)jint(fo, "parent"), owner, branch, b, prefix);
+        struct frame *f = exec_frame_add(x, (int)jint(fo, "parent"), owner, branch, b, prefix);
         f->pc = (int)jint(fo, "pc");
         f->status = (enum frame_status)jint(fo, "status");
         f->busy = (int)jint(fo, "busy");
@@ -350,7 +350,7 @@ int exec_load(struct xexec *x, json_t *state, struct wfo_error *err)
     return 0;
 }
 
-int exec_load_step(struct xexec *x, const char *path, int ord, const char *status, int attempts,
+int exec_load_step(struct execution *x, const char *path, int ord, const char *status, int attempts,
                    json_t *output, json_t *error, json_t *state, const char *input_text,
                    int64_t started_at, int64_t finished_at, struct wfo_error *err)
 {
@@ -362,7 +362,7 @@ int exec_load_step(struct xexec *x, const char *path, int ord, const char *statu
     int frame = (int)jint(state, "frame");
     if (frame < 0 || frame >= x->n_frames)
         frame = 0;
-    struct xstep *st = exec_step_reach(x, path, d, frame, NULL);
+    struct step_state *st = exec_step_reach(x, path, d, frame, NULL);
     st->ord = ord;
     st->status = (enum step_status)ss;
     st->attempts = attempts;
@@ -488,7 +488,7 @@ static json_t *scope_status(enum step_status s)
 /* {output, status, attempts, error}: built by hand, it is on every step
  * change (json_pack parses its format each time). The status strings are
  * made once. */
-static json_t *scope_entry(const struct xstep *st)
+static json_t *scope_entry(const struct step_state *st)
 {
     json_t *o = json_object();
     json_object_set_new_nocheck(o, "output", st->output ? json_incref(st->output) : json_null());
@@ -504,7 +504,7 @@ static json_t *scope_entry(const struct xstep *st)
 /* The scope of fr, ready to change: copy on write, like .vars: a context
  * or a stored value may hold it (its refcount says so); nobody else:
  * changed in place. */
-static json_t *scope_writable(struct xframe *fr)
+static json_t *scope_writable(struct frame *fr)
 {
     if (fr->scope->refcount > 1) {
         json_t *ns = json_copy(fr->scope);
@@ -516,11 +516,11 @@ static json_t *scope_writable(struct xframe *fr)
 
 /* Brings the entries of fr's stale steps up to date: all of them, or only
  * those of the steps named name. The list keeps its order. */
-static void scope_refresh(struct xframe *fr, const char *name)
+static void scope_refresh(struct frame *fr, const char *name)
 {
     int k = 0;
     for (int i = 0; i < fr->n_stale; i++) {
-        struct xstep *st = fr->stale[i];
+        struct step_state *st = fr->stale[i];
         if (name && strcmp(st->def->name, name) != 0) {
             fr->stale[k++] = st;
             continue;
@@ -531,7 +531,7 @@ static void scope_refresh(struct xframe *fr, const char *name)
     fr->n_stale = k;
 }
 
-void exec_scope_update(struct xexec *x, struct xstep *st)
+void exec_scope_update(struct execution *x, struct step_state *st)
 {
     if (st->frame < 0 || st->frame >= x->n_frames || st->comp)
         return;
@@ -541,7 +541,7 @@ void exec_scope_update(struct xexec *x, struct xstep *st)
         /* it moved to another frame (a block's retry) while its entry in
          * the old one was out of date: that entry is made now, and the
          * step is listed in its new frame */
-        struct xframe *old = &x->frames[st->scope_frame];
+        struct frame *old = &x->frames[st->scope_frame];
         for (int i = 0; i < old->n_stale; i++) {
             if (old->stale[i] != st)
                 continue;
@@ -552,7 +552,7 @@ void exec_scope_update(struct xexec *x, struct xstep *st)
         }
         json_object_set_new(scope_writable(old), st->def->name, scope_entry(st));
     }
-    struct xframe *fr = &x->frames[st->frame];
+    struct frame *fr = &x->frames[st->frame];
     st->scope_stale = 1;
     st->scope_frame = st->frame;
     GROW(fr->stale, fr->n_stale, fr->alloc_stale);
@@ -560,7 +560,7 @@ void exec_scope_update(struct xexec *x, struct xstep *st)
 }
 
 /* The context's .execution, made once. */
-static json_t *ctx_execution(struct xexec *x)
+static json_t *ctx_execution(struct execution *x)
 {
     if (!x->ctx_execution) {
         char started[40];
@@ -575,7 +575,7 @@ static json_t *ctx_execution(struct xexec *x)
     return x->ctx_execution;
 }
 
-json_t *exec_context(struct xexec *x, int frame)
+json_t *exec_context(struct execution *x, int frame)
 {
     /* .steps: the block's own steps over those of every enclosing block; at
      * the top level that is the top frame's scope itself (shared: nothing
@@ -616,13 +616,14 @@ json_t *exec_context(struct xexec *x, int frame)
  * entry that is out of date is read from its step as scope_entry would
  * make it, without making it; when a field cannot be read that way
  * (attempts), the entries of that name are brought up to date. */
-static json_t *ctx_step(struct xexec *x, int frame, const char *name, const char *field, int *used)
+static json_t *ctx_step(struct execution *x, int frame, const char *name, const char *field,
+                        int *used)
 {
     int n = 0;
     *used = 2;
     for (int f = frame; f >= 0 && n < CTX_CHAIN_MAX; f = x->frames[f].parent, n++) {
-        struct xframe *fr = &x->frames[f];
-        struct xstep *st = NULL;
+        struct frame *fr = &x->frames[f];
+        struct step_state *st = NULL;
         for (int i = 0; i < fr->n_stale; i++) /* the last one listed wins */
             if (strcmp(fr->stale[i]->def->name, name) == 0)
                 st = fr->stale[i];
@@ -661,7 +662,7 @@ static json_t *ctx_whole(struct expr_ctx *base)
 static json_t *ctx_member(struct expr_ctx *base, const char *const *keys, int n, int *used)
 {
     struct exec_ctx *c = (struct exec_ctx *)base;
-    struct xexec *x = c->x;
+    struct execution *x = c->x;
     const char *k1 = keys[0];
     *used = 1;
     if (c->obj)
@@ -690,7 +691,7 @@ static json_t *ctx_member(struct expr_ctx *base, const char *const *keys, int n,
     return NULL; /* no other member */
 }
 
-void exec_ctx_init(struct exec_ctx *c, struct xexec *x, int frame)
+void exec_ctx_init(struct exec_ctx *c, struct execution *x, int frame)
 {
     memset(c, 0, sizeof(*c));
     c->base.member = ctx_member;

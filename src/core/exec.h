@@ -61,7 +61,7 @@ int step_status_parse(const char *s);
  * iteration. Frames form a tree through parent. */
 enum frame_status { FR_ACTIVE, FR_DONE, FR_FAILED, FR_CANCELLED };
 
-struct xframe {
+struct frame {
     int id;
     int parent;  /* frame id, -1 for the top */
     char *owner; /* path of the parallel/foreach step that opened it, NULL for the top */
@@ -78,11 +78,11 @@ struct xframe {
     /* steps whose scope entry is out of date: rebuilt when a context next
      * reads it (exec_context, or a path .steps.NAME: that one), not at
      * every change of the step */
-    struct xstep **stale;
+    struct step_state **stale;
     int n_stale, alloc_stale;
 };
 
-struct xstep {
+struct step_state {
     char *path;
     int ord;
     const struct def_step *def;
@@ -110,7 +110,7 @@ struct xstep {
     int scope_frame;
 };
 
-struct xexec {
+struct execution {
     char id[WFO_EXEC_ID_SIZE];
     char *ns;
     char *workflow;
@@ -125,9 +125,9 @@ struct xexec {
     int64_t hseq; /* last history seq */
     int64_t tick; /* token counter */
     int64_t cseq; /* completion counter */
-    struct xframe *frames;
+    struct frame *frames;
     int n_frames, alloc_frames;
-    struct xstep **steps; /* in ord order */
+    struct step_state **steps; /* in ord order */
     int n_steps, alloc_steps;
     struct wfo_map by_path;
     int dirty;
@@ -156,34 +156,34 @@ struct xexec {
     int deleting; /* an accepted DELETE: its rows go with the round that carries it */
 };
 
-struct xexec *exec_new(const char *id, const char *ns, struct wfo_def *def, json_t *input,
-                       int64_t now);
-void exec_free(struct xexec *x);
-struct xstep *exec_step(struct xexec *x, const char *path);
+struct execution *exec_new(const char *id, const char *ns, struct wfo_def *def, json_t *input,
+                           int64_t now);
+void exec_free(struct execution *x);
+struct step_state *exec_step(struct execution *x, const char *path);
 /* Finds or creates the step at path (created steps get the next ord). */
-struct xstep *exec_step_reach(struct xexec *x, const char *path, const struct def_step *def,
-                              int frame, int *created);
-struct xframe *exec_frame_add(struct xexec *x, int parent, const char *owner, int branch,
-                              const struct def_block *block, const char *prefix);
+struct step_state *exec_step_reach(struct execution *x, const char *path,
+                                   const struct def_step *def, int frame, int *created);
+struct frame *exec_frame_add(struct execution *x, int parent, const char *owner, int branch,
+                             const struct def_block *block, const char *prefix);
 
 /* Empties x's compensation queue (comp_queue NULL: not compensating). */
-void exec_comp_clear(struct xexec *x);
+void exec_comp_clear(struct execution *x);
 
 /* Appends the private state JSON text of the executions row, of a steps
  * row. */
-void exec_row_state(const struct xexec *x, struct wfo_buf *b);
-void exec_step_state(const struct xstep *st, struct wfo_buf *b);
+void exec_row_state(const struct execution *x, struct wfo_buf *b);
+void exec_step_state(const struct step_state *st, struct wfo_buf *b);
 /* Rebuilds from rows: the exec's state JSON was read by the caller and
  * steps are added one by one with exec_load_step. */
-int exec_load(struct xexec *x, json_t *state, struct wfo_error *err);
-int exec_load_step(struct xexec *x, const char *path, int ord, const char *status, int attempts,
+int exec_load(struct execution *x, json_t *state, struct wfo_error *err);
+int exec_load_step(struct execution *x, const char *path, int ord, const char *status, int attempts,
                    json_t *output, json_t *error, json_t *state, const char *input_text,
                    int64_t started_at, int64_t finished_at, struct wfo_error *err);
 /* Resolves a step path to its definition ("a", "par/b/s", "each[3]/s"). */
 const struct def_step *exec_resolve_path(const struct wfo_def *def, const char *path);
 
 /* The context object of SPEC 2.1 for a frame (new ref). */
-json_t *exec_context(struct xexec *x, int frame);
+json_t *exec_context(struct execution *x, int frame);
 
 /* The context of a frame made on demand (expr.h): a plain path reads the
  * execution's values where they are, and the object (exec_context) is made
@@ -192,16 +192,16 @@ json_t *exec_context(struct xexec *x, int frame);
  * execution does not change; released with exec_ctx_release. */
 struct exec_ctx {
     struct expr_ctx base;
-    struct xexec *x;
+    struct execution *x;
     int frame;
     int has_result;
     json_t *result;
     json_t *obj; /* the object, once made */
 };
 
-void exec_ctx_init(struct exec_ctx *c, struct xexec *x, int frame);
+void exec_ctx_init(struct exec_ctx *c, struct execution *x, int frame);
 void exec_ctx_release(struct exec_ctx *c);
 /* Updates the .steps entry of st (after a status/output change). */
-void exec_scope_update(struct xexec *x, struct xstep *st);
+void exec_scope_update(struct execution *x, struct step_state *st);
 
 #endif

@@ -179,7 +179,7 @@ static json_t *obj1(const char *key, json_t *v)
     return o;
 }
 
-static void touch(struct fsm *f, struct xexec *x)
+static void touch(struct fsm *f, struct execution *x)
 {
     x->dirty = 1;
     x->updated_at = f->now;
@@ -192,7 +192,8 @@ static void touch(struct fsm *f, struct xexec *x)
 
 /* Appends a history entry; takes ownership of data; step is a step's path
  * (st->path) or NULL. (I2) */
-static void hist(struct fsm *f, struct xexec *x, const char *type, const char *step, json_t *data)
+static void hist(struct fsm *f, struct execution *x, const char *type, const char *step,
+                 json_t *data)
 {
     touch(f, x);
     GROW(f->hist, f->n_hist, f->alloc_hist);
@@ -210,7 +211,7 @@ static void hist(struct fsm *f, struct xexec *x, const char *type, const char *s
 /* Appends a history entry whose data is {key: v} (none when v is NULL, as
  * json_pack("{s:O}") gives), made only when asked for (fsm_hist_data);
  * takes v. */
-static void hist1(struct fsm *f, struct xexec *x, const char *type, const char *step,
+static void hist1(struct fsm *f, struct execution *x, const char *type, const char *step,
                   const char *key, json_t *v)
 {
     hist(f, x, type, step, NULL);
@@ -228,7 +229,7 @@ json_t *fsm_hist_data(struct fsm_hist *h)
     return h->data;
 }
 
-static char *timer_id(struct xexec *x, const char *step, enum timer_kind kind)
+static char *timer_id(struct execution *x, const char *step, enum timer_kind kind)
 {
     struct wfo_buf b = WFO_BUF_INIT;
     wfo_buf_adds(&b, x->id);
@@ -239,7 +240,7 @@ static char *timer_id(struct xexec *x, const char *step, enum timer_kind kind)
     return wfo_buf_detach(&b, NULL);
 }
 
-static void timer_put(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *step,
+static void timer_put(struct fsm *f, struct execution *x, enum timer_kind kind, const char *step,
                       int64_t token, int64_t due)
 {
     touch(f, x);
@@ -254,7 +255,7 @@ static void timer_put(struct fsm *f, struct xexec *x, enum timer_kind kind, cons
     t->token = token;
 }
 
-static void timer_del(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *step)
+static void timer_del(struct fsm *f, struct execution *x, enum timer_kind kind, const char *step)
 {
     GROW(f->timers, f->n_timers, f->alloc_timers);
     struct fsm_timer *t = &f->timers[f->n_timers++];
@@ -265,7 +266,7 @@ static void timer_del(struct fsm *f, struct xexec *x, enum timer_kind kind, cons
     t->kind = kind;
 }
 
-static void act(struct fsm *f, enum fsm_act_kind kind, struct xexec *x, struct xstep *st,
+static void act(struct fsm *f, enum fsm_act_kind kind, struct execution *x, struct step_state *st,
                 json_t *args)
 {
     touch(f, x);
@@ -280,7 +281,7 @@ static void act(struct fsm *f, enum fsm_act_kind kind, struct xexec *x, struct x
     a->args = args;
 }
 
-static void step_touch(struct fsm *f, struct xexec *x, struct xstep *st)
+static void step_touch(struct fsm *f, struct execution *x, struct step_state *st)
 {
     st->dirty = 1;
     touch(f, x);
@@ -330,13 +331,13 @@ static json_t *eval_field(const struct def_step *d, enum step_field fi, struct e
 
 /* --- executions ------------------------------------------------------- */
 
-static void run_frames(struct fsm *f, struct xexec *x);
+static void run_frames(struct fsm *f, struct execution *x);
 
 /* Cancels st, which is in flight (C2). soft: an attempt of a task, http or
  * exec step is asked to stop and may still report; it is waited for up to
  * its timeout (or f->stop_ms). Else the attempt is aborted and whatever it
  * reports later is stale. */
-static void step_stop(struct fsm *f, struct xexec *x, struct xstep *st, int soft)
+static void step_stop(struct fsm *f, struct execution *x, struct step_state *st, int soft)
 {
     if (st->status == SS_RUNNING && soft && !st->comp &&
         step_kinds[st->def->type].ends == KE_RESULT) {
@@ -355,10 +356,10 @@ static void step_stop(struct fsm *f, struct xexec *x, struct xstep *st, int soft
 
 /* Cancels every step in flight (soft: see step_stop). A hard stop also
  * aborts the attempts asked to stop before, which then count as stale. */
-static void exec_stop_steps(struct fsm *f, struct xexec *x, int soft)
+static void exec_stop_steps(struct fsm *f, struct execution *x, int soft)
 {
     for (int i = 0; i < x->n_steps; i++) {
-        struct xstep *st = x->steps[i];
+        struct step_state *st = x->steps[i];
         if (st->status == SS_RUNNING || st->status == SS_WAITING || st->status == SS_SCHEDULED)
             step_stop(f, x, st, soft);
         else if (st->stopping && !soft) {
@@ -372,7 +373,7 @@ static void exec_stop_steps(struct fsm *f, struct xexec *x, int soft)
             x->frames[i].status = FR_CANCELLED;
 }
 
-static int exec_stopping(const struct xexec *x)
+static int exec_stopping(const struct execution *x)
 {
     for (int i = 0; i < x->n_steps; i++)
         if (x->steps[i]->stopping)
@@ -381,7 +382,7 @@ static int exec_stopping(const struct xexec *x)
 }
 
 /* Ends x; its history entry's data is {key: v} (v taken). */
-static void exec_end(struct fsm *f, struct xexec *x, enum exec_status status, const char *type,
+static void exec_end(struct fsm *f, struct execution *x, enum exec_status status, const char *type,
                      const char *key, json_t *v)
 {
     x->status = status;
@@ -393,7 +394,7 @@ static void exec_end(struct fsm *f, struct xexec *x, enum exec_status status, co
     act(f, ACT_ENDED, x, NULL, NULL);
 }
 
-static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
+static void exec_complete(struct fsm *f, struct execution *x, json_t *last_output)
 {
     json_t *out = NULL;
     if (x->def->output) {
@@ -430,20 +431,21 @@ static void exec_complete(struct fsm *f, struct xexec *x, json_t *last_output)
     exec_end(f, x, EX_COMPLETED, "execution.completed", "output", json_incref(out));
 }
 
-static int comp_build(struct xexec *x);
-static void comp_advance(struct fsm *f, struct xexec *x);
-static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error);
-static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error);
+static int comp_build(struct execution *x);
+static void comp_advance(struct fsm *f, struct execution *x);
+static void comp_step_done(struct fsm *f, struct execution *x, struct step_state *st,
+                           json_t *error);
+static void step_fail(struct fsm *f, struct execution *x, struct step_state *st, json_t *error);
 
 /* Fails the execution with error (taken) raised at step path (may be NULL):
  * compensating first when on_failure says so and there is something to
  * undo (SPEC 2.4). final is EX_FAILED, or EX_CANCELLED for a cancel with
  * compensate. */
-static void comp_abort(struct fsm *f, struct xexec *x, json_t *error);
+static void comp_abort(struct fsm *f, struct execution *x, json_t *error);
 
 /* The failure of x goes on once nothing it stopped is in flight: its
  * compensations, or its end. */
-static void exec_fail_continue(struct fsm *f, struct xexec *x, enum exec_status final,
+static void exec_fail_continue(struct fsm *f, struct execution *x, enum exec_status final,
                                int compensate)
 {
     json_t *error = x->error;
@@ -469,7 +471,7 @@ static void exec_fail_continue(struct fsm *f, struct xexec *x, enum exec_status 
 
 /* A stopping attempt reported or was given up: when it was the last, the
  * failure that waited for it goes on (C2). */
-static void drain_check(struct fsm *f, struct xexec *x)
+static void drain_check(struct fsm *f, struct execution *x)
 {
     if (!x->draining || exec_stopping(x))
         return;
@@ -478,7 +480,7 @@ static void drain_check(struct fsm *f, struct xexec *x)
     exec_fail_continue(f, x, (enum exec_status)x->comp_final, 1);
 }
 
-static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const char *path,
+static void exec_fail_as(struct fsm *f, struct execution *x, json_t *error, const char *path,
                          enum exec_status final, int compensate)
 {
     if (x->draining) {
@@ -524,14 +526,14 @@ static void exec_fail_as(struct fsm *f, struct xexec *x, json_t *error, const ch
     exec_fail_continue(f, x, final, compensate);
 }
 
-static void exec_fail(struct fsm *f, struct xexec *x, json_t *error, const char *path)
+static void exec_fail(struct fsm *f, struct execution *x, json_t *error, const char *path)
 {
     exec_fail_as(f, x, error, path, EX_FAILED, x->def->on_failure_compensate);
 }
 
 /* --- steps ------------------------------------------------------------ */
 
-static char *step_path(const struct xframe *fr, const struct def_step *d)
+static char *step_path(const struct frame *fr, const struct def_step *d)
 {
     struct wfo_buf b = WFO_BUF_INIT;
     wfo_buf_adds(&b, fr->prefix);
@@ -540,8 +542,8 @@ static char *step_path(const struct xframe *fr, const struct def_step *d)
 }
 
 /* Moves frame fr past its current step d. */
-static void frame_next(struct fsm *f, struct xexec *x, struct xframe *fr, const struct def_step *d,
-                       int next)
+static void frame_next(struct fsm *f, struct execution *x, struct frame *fr,
+                       const struct def_step *d, int next)
 {
     fr->status = fr->status; /* keep */
     if (next == JUMP_NEXT)
@@ -549,7 +551,7 @@ static void frame_next(struct fsm *f, struct xexec *x, struct xframe *fr, const 
     if (next == JUMP_END) {
         fr->pc = -1;
         if (fr->parent < 0) {
-            struct xstep *last = fr->last ? exec_step(x, fr->last) : NULL;
+            struct step_state *last = fr->last ? exec_step(x, fr->last) : NULL;
             exec_complete(f, x, last ? last->output : NULL);
         }
         return;
@@ -560,19 +562,20 @@ static void frame_next(struct fsm *f, struct xexec *x, struct xframe *fr, const 
         fr->pc = fr->pc + 1 < fr->block->n ? fr->pc + 1 : -1;
 }
 
-static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error,
+static void attempt_fail(struct fsm *f, struct execution *x, struct step_state *st, json_t *error,
                          int retryable);
-static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st);
-static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw, int next);
+static void attempt_start(struct fsm *f, struct execution *x, struct step_state *st);
+static void step_complete(struct fsm *f, struct execution *x, struct step_state *st, json_t *raw,
+                          int next);
 
 /* Cancels frame fid, the steps in flight in it and its nested frames. */
-static void frame_cancel(struct fsm *f, struct xexec *x, int fid)
+static void frame_cancel(struct fsm *f, struct execution *x, int fid)
 {
     if (x->frames[fid].status == FR_ACTIVE)
         x->frames[fid].status = FR_CANCELLED;
     touch(f, x);
     for (int i = 0; i < x->n_steps; i++) {
-        struct xstep *st = x->steps[i];
+        struct step_state *st = x->steps[i];
         if (st->frame != fid || st->comp)
             continue;
         if (st->status == SS_RUNNING || st->status == SS_WAITING || st->status == SS_SCHEDULED)
@@ -583,37 +586,37 @@ static void frame_cancel(struct fsm *f, struct xexec *x, int fid)
             frame_cancel(f, x, i);
 }
 
-static int frame_of(const struct xframe *fr, const struct xstep *owner)
+static int frame_of(const struct frame *fr, const struct step_state *owner)
 {
     return fr->owner && strcmp(fr->owner, owner->path) == 0 && fr->otoken == owner->token;
 }
 
 /* Cancels every frame the block step owner opened in its current attempt. */
-static void block_cancel(struct fsm *f, struct xexec *x, struct xstep *owner)
+static void block_cancel(struct fsm *f, struct execution *x, struct step_state *owner)
 {
     for (int i = 0; i < x->n_frames; i++)
         if (frame_of(&x->frames[i], owner) && x->frames[i].status == FR_ACTIVE)
             frame_cancel(f, x, i);
 }
 
-static json_t *frame_output(struct xexec *x, const struct xframe *fr)
+static json_t *frame_output(struct execution *x, const struct frame *fr)
 {
-    struct xstep *last = fr->last ? exec_step(x, fr->last) : NULL;
+    struct step_state *last = fr->last ? exec_step(x, fr->last) : NULL;
     return last && last->output ? last->output : json_null();
 }
 
 /* A frame failed with error (taken) at origin: the execution fails, or the
  * block step that owns the frame fails its attempt. */
-static void frame_fail(struct fsm *f, struct xexec *x, int fid, json_t *error, const char *origin,
-                       int retryable)
+static void frame_fail(struct fsm *f, struct execution *x, int fid, json_t *error,
+                       const char *origin, int retryable)
 {
-    struct xframe *fr = &x->frames[fid];
+    struct frame *fr = &x->frames[fid];
     fr->status = FR_FAILED;
     if (fr->parent < 0) {
         exec_fail(f, x, error, origin);
         return;
     }
-    struct xstep *owner = exec_step(x, fr->owner);
+    struct step_state *owner = exec_step(x, fr->owner);
     if (!owner || owner->status != SS_RUNNING) {
         json_decref(error);
         return;
@@ -626,7 +629,7 @@ static void frame_fail(struct fsm *f, struct xexec *x, int fid, json_t *error, c
 }
 
 /* Does frame fid, or a frame nested in it, hold a step that was undone? */
-static int frame_compensated(const struct xexec *x, int fid)
+static int frame_compensated(const struct execution *x, int fid)
 {
     for (int i = 0; i < x->n_steps; i++) {
         int fr = x->steps[i]->frame;
@@ -645,13 +648,13 @@ static int frame_compensated(const struct xexec *x, int fid)
  * its outputs, taken over by the new attempt, and does not run again,
  * unless something in it was compensated since. For a foreach, only when
  * its item is still the same. Returns 1 when it was kept. */
-static int block_keep(struct fsm *f, struct xexec *x, struct xstep *st, int64_t prev_token,
+static int block_keep(struct fsm *f, struct execution *x, struct step_state *st, int64_t prev_token,
                       int branch, const json_t *item)
 {
     if (prev_token < 0)
         return 0;
     for (int i = 0; i < x->n_frames; i++) {
-        struct xframe *fr = &x->frames[i];
+        struct frame *fr = &x->frames[i];
         if (!fr->owner || strcmp(fr->owner, st->path) != 0 || fr->otoken != prev_token ||
             fr->branch != branch || fr->status != FR_DONE || frame_compensated(x, i))
             continue;
@@ -665,7 +668,7 @@ static int block_keep(struct fsm *f, struct xexec *x, struct xstep *st, int64_t 
 }
 
 /* Is iteration index of foreach st opened in its current attempt? */
-static int foreach_opened(const struct xexec *x, const struct xstep *st, int index)
+static int foreach_opened(const struct execution *x, const struct step_state *st, int index)
 {
     for (int i = 0; i < x->n_frames; i++)
         if (frame_of(&x->frames[i], st) && x->frames[i].branch == index)
@@ -674,7 +677,7 @@ static int foreach_opened(const struct xexec *x, const struct xstep *st, int ind
 }
 
 /* Opens foreach frames while fewer than concurrency run and items remain. */
-static void foreach_open(struct fsm *f, struct xexec *x, struct xstep *st)
+static void foreach_open(struct fsm *f, struct execution *x, struct step_state *st)
 {
     int active = 0;
     for (int i = 0; i < x->n_frames; i++)
@@ -688,7 +691,7 @@ static void foreach_open(struct fsm *f, struct xexec *x, struct xstep *st)
         struct wfo_buf b = WFO_BUF_INIT;
         wfo_buf_addf(&b, "%s[%d]/", st->path, i);
         int token_frame = st->frame;
-        struct xframe *fr = exec_frame_add(x, token_frame, st->path, i, &st->def->body, b.buf);
+        struct frame *fr = exec_frame_add(x, token_frame, st->path, i, &st->def->body, b.buf);
         wfo_buf_release(&b);
         fr->otoken = st->token;
         fr->item = json_incref(json_array_get(st->items, (size_t)i));
@@ -699,13 +702,13 @@ static void foreach_open(struct fsm *f, struct xexec *x, struct xstep *st)
 
 /* A frame that owner opened finished (done is its id): completes the block
  * when its mode says so. */
-static void block_progress(struct fsm *f, struct xexec *x, struct xstep *owner, int done)
+static void block_progress(struct fsm *f, struct execution *x, struct step_state *owner, int done)
 {
     const struct def_step *d = owner->def;
     if (owner->status != SS_RUNNING)
         return;
     if (d->type == STEP_PARALLEL && d->mode_any) {
-        const struct xframe *fr = &x->frames[done];
+        const struct frame *fr = &x->frames[done];
         json_t *r = json_object();
         json_object_set(r, d->branches[fr->branch].name, frame_output(x, fr));
         block_cancel(f, x, owner);
@@ -745,19 +748,20 @@ static void block_progress(struct fsm *f, struct xexec *x, struct xstep *owner, 
 
 static int by_cseq_desc(const void *a, const void *b)
 {
-    const struct xstep *x = *(struct xstep *const *)a, *y = *(struct xstep *const *)b;
+    const struct step_state *x = *(struct step_state *const *)a,
+                            *y = *(struct step_state *const *)b;
     return x->cseq < y->cseq ? 1 : x->cseq > y->cseq ? -1 : 0;
 }
 
 /* Queues the compensations of every completed step that has one, newest
  * completion first: entries {path, index, COMP_PENDING}. Returns
  * how many steps. */
-static int comp_build(struct xexec *x)
+static int comp_build(struct execution *x)
 {
-    struct xstep **v = wfo_calloc((size_t)x->n_steps + 1, sizeof(*v));
+    struct step_state **v = wfo_calloc((size_t)x->n_steps + 1, sizeof(*v));
     int n = 0;
     for (int i = 0; i < x->n_steps; i++) {
-        struct xstep *st = x->steps[i];
+        struct step_state *st = x->steps[i];
         if (!st->comp && st->def->n_compensate > 0 &&
             (st->status == SS_COMPLETED ||
              (st->status == SS_CANCELLED && st->unknown && st->def->compensate_in_flight)))
@@ -779,7 +783,7 @@ static int comp_build(struct xexec *x)
     return n;
 }
 
-static char *comp_path(const struct xstep *orig, int k)
+static char *comp_path(const struct step_state *orig, int k)
 {
     struct wfo_buf b = WFO_BUF_INIT;
     if (orig->def->n_compensate == 1)
@@ -789,10 +793,11 @@ static char *comp_path(const struct xstep *orig, int k)
     return wfo_buf_detach(&b, NULL);
 }
 
-static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err);
+static int retry_resume(struct fsm *f, struct execution *x, const char *from,
+                        struct wfo_error *err);
 
 /* Compensation is over: ok, or failed with error (borrowed). */
-static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const char *path)
+static void comp_finish(struct fsm *f, struct execution *x, json_t *error, const char *path)
 {
     exec_comp_clear(x);
     json_decref(x->compensation);
@@ -807,7 +812,7 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
     x->comp_owner = NULL;
     if (owner) {
         /* a `compensate` step: it completes, or fails with the error */
-        struct xstep *st = exec_step(x, owner);
+        struct step_state *st = exec_step(x, owner);
         free(owner);
         if (!st || st->status != SS_RUNNING)
             return;
@@ -841,7 +846,7 @@ static void comp_finish(struct fsm *f, struct xexec *x, json_t *error, const cha
 /* Stops the saga for good because of error (taken): the steps in flight are
  * cancelled, compensation.status is failed, the execution ends with its
  * first error. */
-static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
+static void comp_abort(struct fsm *f, struct execution *x, json_t *error)
 {
     exec_stop_steps(f, x, 0);
     exec_comp_clear(x);
@@ -855,17 +860,17 @@ static void comp_abort(struct fsm *f, struct xexec *x, json_t *error)
     exec_end(f, x, (enum exec_status)x->comp_final, type, "error", json_incref(x->error));
 }
 
-static int comp_state(const struct xexec *x, size_t i)
+static int comp_state(const struct execution *x, size_t i)
 {
     return (int)x->comp_queue[i].state;
 }
 
-static void comp_set_state(struct xexec *x, size_t i, int state)
+static void comp_set_state(struct execution *x, size_t i, int state)
 {
     x->comp_queue[i].state = (enum comp_state)state;
 }
 
-static struct xstep *comp_orig(struct xexec *x, size_t i, int *k)
+static struct step_state *comp_orig(struct execution *x, size_t i, int *k)
 {
     *k = x->comp_queue[i].index;
     return exec_step(x, x->comp_queue[i].path);
@@ -876,7 +881,8 @@ static struct xstep *comp_orig(struct xexec *x, size_t i, int *k)
  * compensated concurrently, each in reverse). Everything else, foreach
  * iterations included, is undone one at a time in reverse order of
  * completion. */
-static int comp_concurrent(const struct xexec *x, const struct xstep *a, const struct xstep *b)
+static int comp_concurrent(const struct execution *x, const struct step_state *a,
+                           const struct step_state *b)
 {
     if (a == b)
         return 0;
@@ -887,8 +893,9 @@ static int comp_concurrent(const struct xexec *x, const struct xstep *a, const s
             int pb = x->frames[cb].parent;
             if (pa < 0 || pa != pb || ca == cb)
                 continue;
-            const struct xframe *fa = &x->frames[ca], *fb = &x->frames[cb];
-            const struct xstep *owner = fa->owner ? exec_step((struct xexec *)x, fa->owner) : NULL;
+            const struct frame *fa = &x->frames[ca], *fb = &x->frames[cb];
+            const struct step_state *owner =
+                fa->owner ? exec_step((struct execution *)x, fa->owner) : NULL;
             return owner && owner->def->type == STEP_PARALLEL && fb->owner &&
                    strcmp(fa->owner, fb->owner) == 0 && fa->otoken == fb->otoken &&
                    fa->branch != fb->branch;
@@ -899,15 +906,15 @@ static int comp_concurrent(const struct xexec *x, const struct xstep *a, const s
 
 /* May entry i start: is every earlier entry that must be undone before it
  * done? */
-static int comp_ready(struct xexec *x, size_t i)
+static int comp_ready(struct execution *x, size_t i)
 {
     int k;
-    struct xstep *orig = comp_orig(x, i, &k);
+    struct step_state *orig = comp_orig(x, i, &k);
     for (size_t j = 0; j < i; j++) {
         if (comp_state(x, j) == COMP_DONE)
             continue;
         int kj;
-        struct xstep *oj = comp_orig(x, j, &kj);
+        struct step_state *oj = comp_orig(x, j, &kj);
         if (!orig || !oj || !comp_concurrent(x, oj, orig))
             return 0;
     }
@@ -916,17 +923,17 @@ static int comp_ready(struct xexec *x, size_t i)
 
 /* Starts entry i; it may end at once (skipped, or a synchronous failure),
  * which comes back through comp_step_done. */
-static void comp_start(struct fsm *f, struct xexec *x, size_t i)
+static void comp_start(struct fsm *f, struct execution *x, size_t i)
 {
     int k;
-    struct xstep *orig = comp_orig(x, i, &k);
+    struct step_state *orig = comp_orig(x, i, &k);
     if (!orig || k >= orig->def->n_compensate) {
         comp_set_state(x, i, COMP_DONE);
         return;
     }
     comp_set_state(x, i, COMP_RUNNING);
     char *path = comp_path(orig, k);
-    struct xstep *st = exec_step_reach(x, path, &orig->def->compensate[k], orig->frame, NULL);
+    struct step_state *st = exec_step_reach(x, path, &orig->def->compensate[k], orig->frame, NULL);
     free(path);
     st->status = SS_SCHEDULED;
     st->attempts = 0;
@@ -964,7 +971,7 @@ static void comp_start(struct fsm *f, struct xexec *x, size_t i)
  * when nothing runs and nothing is left, or when one failed for good and
  * the others in flight have ended. Re-entered from the steps it starts
  * (they may end at once): the inner call only asks for another pass. */
-static void comp_advance(struct fsm *f, struct xexec *x)
+static void comp_advance(struct fsm *f, struct execution *x)
 {
     if (!x->comp_queue)
         return;
@@ -1001,9 +1008,9 @@ static void comp_advance(struct fsm *f, struct xexec *x)
         return;
     if (failed >= 0) {
         int k;
-        struct xstep *orig = comp_orig(x, (size_t)failed, &k);
+        struct step_state *orig = comp_orig(x, (size_t)failed, &k);
         char *path = orig ? comp_path(orig, k) : NULL;
-        struct xstep *st = path ? exec_step(x, path) : NULL;
+        struct step_state *st = path ? exec_step(x, path) : NULL;
         json_t *e = st && st->error ? json_incref(st->error)
                                     : fsm_error("CompensationFailed", "compensation failed", NULL);
         comp_finish(f, x, e, path ? path : "");
@@ -1016,7 +1023,7 @@ static void comp_advance(struct fsm *f, struct xexec *x)
 }
 
 /* A compensation step ended: ok, or failed for good with error (taken). */
-static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error)
+static void comp_step_done(struct fsm *f, struct execution *x, struct step_state *st, json_t *error)
 {
     if (!x->comp_queue) {
         json_decref(error);
@@ -1025,7 +1032,7 @@ static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, jso
     size_t n = (size_t)x->n_comp;
     for (size_t i = 0; i < n; i++) {
         int k;
-        struct xstep *orig = comp_orig(x, i, &k);
+        struct step_state *orig = comp_orig(x, i, &k);
         if (!orig || comp_state(x, i) != COMP_RUNNING)
             continue;
         char *path = comp_path(orig, k);
@@ -1046,12 +1053,13 @@ static void comp_step_done(struct fsm *f, struct xexec *x, struct xstep *st, jso
     comp_advance(f, x);
 }
 
-static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw, int next);
-static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error);
+static void step_complete(struct fsm *f, struct execution *x, struct step_state *st, json_t *raw,
+                          int next);
+static void step_fail(struct fsm *f, struct execution *x, struct step_state *st, json_t *error);
 
 /* Fails the current attempt: retried when the policy allows, else the step
  * fails. Takes error. */
-static void attempt_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error,
+static void attempt_fail(struct fsm *f, struct execution *x, struct step_state *st, json_t *error,
                          int retryable)
 {
     const struct def_step *d = st->def;
@@ -1106,7 +1114,7 @@ static json_t *run_args(const struct def_step *d, struct expr_ctx *ctx, json_t *
     return args;
 }
 
-json_t *fsm_attempt_args(struct xexec *x, struct xstep *st, json_t **error)
+json_t *fsm_attempt_args(struct execution *x, struct step_state *st, json_t **error)
 {
     struct exec_ctx ctx;
     json_t *input = NULL, *args = NULL;
@@ -1124,7 +1132,7 @@ json_t *fsm_attempt_args(struct xexec *x, struct xstep *st, json_t **error)
 /* Keeps what the attempt is given for the document (SPEC 3: a step's input
  * is what its last attempt was given). The execution's own input, the
  * default, is serialized once per execution. */
-static void step_input_keep(struct xexec *x, struct xstep *st, json_t *input)
+static void step_input_keep(struct execution *x, struct step_state *st, json_t *input)
 {
     free(st->input_text);
     if (wfo_redact_active() && field_keeps_secrets(st->def, F_INPUT)) {
@@ -1144,7 +1152,7 @@ static void step_input_keep(struct xexec *x, struct xstep *st, json_t *input)
 /* Starts an attempt of st: what every kind shares (a new token,
  * step.started, its input), then the start of its kind (kinds.c), which
  * runs a kind that ends at its start to its end. */
-static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
+static void attempt_start(struct fsm *f, struct execution *x, struct step_state *st)
 {
     const struct def_step *d = st->def;
     const struct step_kind *kd = &step_kinds[d->type];
@@ -1182,7 +1190,7 @@ static void attempt_start(struct fsm *f, struct xexec *x, struct xstep *st)
 
 /* --- the starts of the kinds (kinds.c): see kind_start_fn ---------------- */
 
-json_t *fsm_start_set(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_set(struct fsm *f, struct execution *x, struct step_state *st,
                       const struct kind_attempt *a)
 {
     json_t *v = NULL, *e;
@@ -1207,7 +1215,7 @@ json_t *fsm_start_set(struct fsm *f, struct xexec *x, struct xstep *st,
     return NULL;
 }
 
-json_t *fsm_start_switch(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_switch(struct fsm *f, struct execution *x, struct step_state *st,
                          const struct kind_attempt *a)
 {
     const struct def_step *d = st->def;
@@ -1230,7 +1238,7 @@ json_t *fsm_start_switch(struct fsm *f, struct xexec *x, struct xstep *st,
             break;
         }
     }
-    const struct xframe *fr = &x->frames[st->frame];
+    const struct frame *fr = &x->frames[st->frame];
     if (next >= 0)
         chosen = fr->block->steps[next].name;
     else if (fr->pc + 1 < fr->block->n)
@@ -1241,7 +1249,7 @@ json_t *fsm_start_switch(struct fsm *f, struct xexec *x, struct xstep *st,
     return NULL;
 }
 
-json_t *fsm_start_succeed(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_succeed(struct fsm *f, struct execution *x, struct step_state *st,
                           const struct kind_attempt *a)
 {
     json_t *v = NULL, *e;
@@ -1255,7 +1263,7 @@ json_t *fsm_start_succeed(struct fsm *f, struct xexec *x, struct xstep *st,
     return NULL;
 }
 
-json_t *fsm_start_fail(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_fail(struct fsm *f, struct execution *x, struct step_state *st,
                        const struct kind_attempt *a)
 {
     json_t *v = NULL, *e;
@@ -1282,7 +1290,7 @@ json_t *fsm_start_fail(struct fsm *f, struct xexec *x, struct xstep *st,
     return NULL;
 }
 
-json_t *fsm_start_sleep(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_sleep(struct fsm *f, struct execution *x, struct step_state *st,
                         const struct kind_attempt *a)
 {
     const struct def_step *d = st->def;
@@ -1318,7 +1326,7 @@ out:
 
 /* A kind whose attempt a runner or a worker does (ACT_RUN): its fields
  * evaluated, its timers armed. */
-json_t *fsm_start_run(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_run(struct fsm *f, struct execution *x, struct step_state *st,
                       const struct kind_attempt *a)
 {
     const struct def_step *d = st->def;
@@ -1336,7 +1344,7 @@ json_t *fsm_start_run(struct fsm *f, struct xexec *x, struct xstep *st,
     return NULL;
 }
 
-json_t *fsm_start_parallel(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_parallel(struct fsm *f, struct execution *x, struct step_state *st,
                            const struct kind_attempt *a)
 {
     const struct def_step *d = st->def;
@@ -1345,14 +1353,14 @@ json_t *fsm_start_parallel(struct fsm *f, struct xexec *x, struct xstep *st,
             continue;
         struct wfo_buf b = WFO_BUF_INIT;
         wfo_buf_addf(&b, "%s/%s/", st->path, d->branches[i].name);
-        struct xframe *fr = exec_frame_add(x, st->frame, st->path, i, &d->branches[i].block, b.buf);
+        struct frame *fr = exec_frame_add(x, st->frame, st->path, i, &d->branches[i].block, b.buf);
         fr->otoken = st->token;
         wfo_buf_release(&b);
     }
     return NULL;
 }
 
-json_t *fsm_start_foreach(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_foreach(struct fsm *f, struct execution *x, struct step_state *st,
                           const struct kind_attempt *a)
 {
     json_t *v = NULL, *e;
@@ -1382,7 +1390,7 @@ json_t *fsm_start_foreach(struct fsm *f, struct xexec *x, struct xstep *st,
     return NULL;
 }
 
-json_t *fsm_start_compensate(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_compensate(struct fsm *f, struct execution *x, struct step_state *st,
                              const struct kind_attempt *a)
 {
     if (x->comp_queue || !comp_build(x)) {
@@ -1400,7 +1408,8 @@ json_t *fsm_start_compensate(struct fsm *f, struct xexec *x, struct xstep *st,
     return NULL;
 }
 
-static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json_t *raw, int next)
+static void step_complete(struct fsm *f, struct execution *x, struct step_state *st, json_t *raw,
+                          int next)
 {
     const struct def_step *d = st->def;
     json_t *out = NULL;
@@ -1418,7 +1427,7 @@ static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json
     } else {
         out = wfo_json_ref(raw);
     }
-    struct xframe *fr = &x->frames[st->frame];
+    struct frame *fr = &x->frames[st->frame];
     st->status = SS_COMPLETED;
     st->finished_at = f->now;
     st->cseq = ++x->cseq;
@@ -1443,7 +1452,7 @@ static void step_complete(struct fsm *f, struct xexec *x, struct xstep *st, json
 }
 
 /* The step's last attempt failed: catch, or fail its frame. Takes error. */
-static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *error)
+static void step_fail(struct fsm *f, struct execution *x, struct step_state *st, json_t *error)
 {
     const struct def_step *d = st->def;
     const char *type = wfo_json_str(error, "type");
@@ -1457,7 +1466,7 @@ static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *
         comp_step_done(f, x, st, error);
         return;
     }
-    struct xframe *fr = &x->frames[st->frame];
+    struct frame *fr = &x->frames[st->frame];
     fr->busy = 0;
     for (int i = 0; i < d->n_catches; i++) {
         for (char **t = d->catches[i].errors; *t; t++) {
@@ -1485,7 +1494,7 @@ static void step_fail(struct fsm *f, struct xexec *x, struct xstep *st, json_t *
 }
 
 /* Enters the step at fr's pc. */
-static void step_enter(struct fsm *f, struct xexec *x, struct xframe *fr)
+static void step_enter(struct fsm *f, struct execution *x, struct frame *fr)
 {
     const struct def_step *d = &fr->block->steps[fr->pc];
     char *path = step_path(fr, d);
@@ -1500,7 +1509,7 @@ static void step_enter(struct fsm *f, struct xexec *x, struct xframe *fr)
         return;
     }
     int fi = (int)(fr - x->frames);
-    struct xstep *st = exec_step_reach(x, path, d, fi, NULL);
+    struct step_state *st = exec_step_reach(x, path, d, fi, NULL);
     free(path);
     st->status = SS_SCHEDULED;
     st->attempts = 0;
@@ -1540,23 +1549,23 @@ static void step_enter(struct fsm *f, struct xexec *x, struct xframe *fr)
 }
 
 /* Runs every active frame until each waits or the execution ends. */
-static void run_frames(struct fsm *f, struct xexec *x)
+static void run_frames(struct fsm *f, struct execution *x)
 {
     int progress = 1;
     while (progress && x->status == EX_RUNNING) {
         progress = 0;
         for (int i = 0; i < x->n_frames && x->status == EX_RUNNING; i++) {
-            struct xframe *fr = &x->frames[i];
+            struct frame *fr = &x->frames[i];
             if (fr->status != FR_ACTIVE || fr->busy)
                 continue;
             if (fr->pc < 0) {
                 fr->status = FR_DONE;
                 touch(f, x);
                 if (fr->parent < 0) {
-                    struct xstep *last = fr->last ? exec_step(x, fr->last) : NULL;
+                    struct step_state *last = fr->last ? exec_step(x, fr->last) : NULL;
                     exec_complete(f, x, last ? last->output : NULL);
                 } else {
-                    struct xstep *owner = exec_step(x, fr->owner);
+                    struct step_state *owner = exec_step(x, fr->owner);
                     if (owner && owner->token == fr->otoken)
                         block_progress(f, x, owner, i);
                 }
@@ -1569,7 +1578,7 @@ static void run_frames(struct fsm *f, struct xexec *x)
     }
 }
 
-static void apply_start(struct fsm *f, struct xexec *x)
+static void apply_start(struct fsm *f, struct execution *x)
 {
     if (!x->n_frames)
         exec_frame_add(x, -1, NULL, 0, &x->def->steps, "");
@@ -1582,7 +1591,7 @@ static void apply_start(struct fsm *f, struct xexec *x)
 /* The attempt of st, asked to stop (step_stop), reported after all (C2):
  * a success counts (the step is completed, and compensated with the
  * others); a failure leaves it cancelled. error is borrowed. */
-static void step_late_result(struct fsm *f, struct xexec *x, struct xstep *st, int ok,
+static void step_late_result(struct fsm *f, struct execution *x, struct step_state *st, int ok,
                              json_t *output, json_t *error)
 {
     st->stopping = 0;
@@ -1625,10 +1634,10 @@ static void step_late_result(struct fsm *f, struct xexec *x, struct xstep *st, i
     drain_check(f, x);
 }
 
-static int apply_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
+static int apply_result(struct fsm *f, struct execution *x, const char *path, int64_t token, int ok,
                         json_t *output, json_t *error, int retryable)
 {
-    struct xstep *st = exec_step(x, path);
+    struct step_state *st = exec_step(x, path);
     if (st && st->stopping && st->token == token && !EX_ENDED(x->status)) {
         step_late_result(f, x, st, ok, output, error);
         run_frames(f, x);
@@ -1648,10 +1657,10 @@ static int apply_result(struct fsm *f, struct xexec *x, const char *path, int64_
     return 0;
 }
 
-static void apply_task_picked(struct fsm *f, struct xexec *x, const char *path, int64_t token,
+static void apply_task_picked(struct fsm *f, struct execution *x, const char *path, int64_t token,
                               const char *worker)
 {
-    struct xstep *st = exec_step(x, path);
+    struct step_state *st = exec_step(x, path);
     if (!st || st->token != token || st->status != SS_RUNNING || st->picked)
         return;
     st->picked = 1;
@@ -1661,7 +1670,7 @@ static void apply_task_picked(struct fsm *f, struct xexec *x, const char *path, 
          json_pack("{s:i, s:s}", "attempt", st->attempts, "worker", worker ? worker : ""));
 }
 
-static void apply_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
+static void apply_timer(struct fsm *f, struct execution *x, enum timer_kind kind, const char *path,
                         int64_t token)
 {
     if (EX_ENDED(x->status))
@@ -1672,7 +1681,7 @@ static void apply_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, co
         exec_fail(f, x, fsm_error("WorkflowTimeout", msg, NULL), NULL);
         return;
     }
-    struct xstep *st = path ? exec_step(x, path) : NULL;
+    struct step_state *st = path ? exec_step(x, path) : NULL;
     if (!st || st->token != token) /* I1 */
         return;
     switch (kind) {
@@ -1734,7 +1743,7 @@ static void apply_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, co
     run_frames(f, x);
 }
 
-static int apply_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensate)
+static int apply_cancel(struct fsm *f, struct execution *x, const char *reason, int compensate)
 {
     if (EX_ENDED(x->status))
         return WFO_ESTATE;
@@ -1747,7 +1756,7 @@ static int apply_cancel(struct fsm *f, struct xexec *x, const char *reason, int 
     return 0;
 }
 
-static int apply_terminate(struct fsm *f, struct xexec *x, const char *reason)
+static int apply_terminate(struct fsm *f, struct execution *x, const char *reason)
 {
     if (EX_ENDED(x->status))
         return WFO_ESTATE;
@@ -1769,7 +1778,7 @@ static int apply_terminate(struct fsm *f, struct xexec *x, const char *reason)
     return 0;
 }
 
-static int apply_pause(struct fsm *f, struct xexec *x)
+static int apply_pause(struct fsm *f, struct execution *x)
 {
     if (x->status != EX_RUNNING)
         return WFO_ESTATE;
@@ -1779,7 +1788,7 @@ static int apply_pause(struct fsm *f, struct xexec *x)
     return 0;
 }
 
-static int apply_resume(struct fsm *f, struct xexec *x)
+static int apply_resume(struct fsm *f, struct execution *x)
 {
     if (x->status != EX_PAUSED)
         return WFO_ESTATE;
@@ -1792,11 +1801,11 @@ static int apply_resume(struct fsm *f, struct xexec *x)
          * before its turn): it starts now */
         for (size_t i = 0; x->comp_queue && i < (size_t)x->n_comp; i++) {
             int k;
-            struct xstep *orig = comp_orig(x, i, &k);
+            struct step_state *orig = comp_orig(x, i, &k);
             if (!orig || comp_state(x, i) != COMP_RUNNING || k >= orig->def->n_compensate)
                 continue;
             char *path = comp_path(orig, k);
-            struct xstep *cur = exec_step(x, path);
+            struct step_state *cur = exec_step(x, path);
             free(path);
             if (!cur || (cur->status != SS_RUNNING && cur->status != SS_SCHEDULED &&
                          cur->status != SS_WAITING))
@@ -1806,7 +1815,7 @@ static int apply_resume(struct fsm *f, struct xexec *x)
     }
     /* retries that came due while paused */
     for (int i = 0; i < x->n_steps; i++) {
-        struct xstep *st = x->steps[i];
+        struct step_state *st = x->steps[i];
         if (st->status == SS_SCHEDULED && st->retry_due && x->status == EX_RUNNING) {
             st->retry_due = 0;
             attempt_start(f, x, st);
@@ -1820,16 +1829,16 @@ static int apply_resume(struct fsm *f, struct xexec *x)
  * step of its own (WorkflowTimeout): its step in flight then is entered
  * again, or, for a block, resumed with the frames it had open. The first
  * step entered again goes to *first. */
-static void frame_reopen(struct fsm *f, struct xexec *x, int fid, char **first)
+static void frame_reopen(struct fsm *f, struct execution *x, int fid, char **first)
 {
-    struct xframe *fr = &x->frames[fid];
+    struct frame *fr = &x->frames[fid];
     fr->status = FR_ACTIVE;
     fr->busy = 0;
     touch(f, x);
     if (fr->pc < 0)
         return;
     char *path = step_path(fr, &fr->block->steps[fr->pc]);
-    struct xstep *st = exec_step(x, path);
+    struct step_state *st = exec_step(x, path);
     free(path);
     if (!st || st->status != SS_CANCELLED)
         return;
@@ -1855,7 +1864,7 @@ static void frame_reopen(struct fsm *f, struct xexec *x, int fid, char **first)
 /* The execution runs again from `step` (frames already reopened): its
  * error cleared, the retry in the history, the workflow timeout counted
  * from now (SPEC 2.4). */
-static void retry_go(struct fsm *f, struct xexec *x, const char *step)
+static void retry_go(struct fsm *f, struct execution *x, const char *step)
 {
     x->status = EX_RUNNING;
     x->finished_at = 0;
@@ -1873,7 +1882,7 @@ static void retry_go(struct fsm *f, struct xexec *x, const char *step)
     run_frames(f, x);
 }
 
-static int retry_stopped(struct fsm *f, struct xexec *x)
+static int retry_stopped(struct fsm *f, struct execution *x)
 {
     if (!x->n_frames || x->frames[0].status != FR_CANCELLED)
         return WFO_ESTATE;
@@ -1888,29 +1897,29 @@ static int retry_stopped(struct fsm *f, struct xexec *x)
  * st's frame at st; each enclosing block step running again in the same
  * attempt, its frames that completed keeping their outputs and those that
  * failed or were cancelled going on from the step they were at. */
-static void reopen_at(struct fsm *f, struct xexec *x, struct xstep *st, int pc)
+static void reopen_at(struct fsm *f, struct execution *x, struct step_state *st, int pc)
 {
-    struct xframe *fr = &x->frames[st->frame];
+    struct frame *fr = &x->frames[st->frame];
     fr->status = FR_ACTIVE;
     fr->pc = pc;
     fr->busy = 0;
     for (int i = st->frame; x->frames[i].parent >= 0; i = x->frames[i].parent) {
-        struct xframe *c = &x->frames[i];
-        struct xstep *owner = c->owner ? exec_step(x, c->owner) : NULL;
+        struct frame *c = &x->frames[i];
+        struct step_state *owner = c->owner ? exec_step(x, c->owner) : NULL;
         if (!owner)
             break;
         owner->status = SS_RUNNING;
         owner->finished_at = 0;
         step_touch(f, x, owner);
         for (int k = 0; k < x->n_frames; k++) {
-            struct xframe *sib = &x->frames[k];
+            struct frame *sib = &x->frames[k];
             if (k != i && frame_of(sib, owner) &&
                 (sib->status == FR_CANCELLED || sib->status == FR_FAILED)) {
                 sib->status = FR_ACTIVE;
                 sib->busy = 0;
             }
         }
-        struct xframe *p = &x->frames[c->parent];
+        struct frame *p = &x->frames[c->parent];
         p->status = FR_ACTIVE;
         p->pc = def_block_find(p->block, owner->def->name);
         p->busy = 1; /* the block step runs: it is not entered again */
@@ -1924,19 +1933,19 @@ static void reopen_at(struct fsm *f, struct xexec *x, struct xstep *st, int pc)
  *   or, when it is inside a block, the top-level block that holds it: what
  *   was undone runs again as a new pass;
  * - else the step whose failure ended the execution. */
-static struct xstep *retry_target(struct xexec *x, const char *from, int *new_pass,
-                                  struct wfo_error *err)
+static struct step_state *retry_target(struct execution *x, const char *from, int *new_pass,
+                                       struct wfo_error *err)
 {
     *new_pass = 0;
     if (from) {
-        struct xstep *st = exec_step(x, from);
+        struct step_state *st = exec_step(x, from);
         if (!st || st->comp || st->frame < 0 || st->frame >= x->n_frames) {
             wfo_error_set(err, WFO_EINVAL, "from: execution '%s' never reached step '%s'", x->id,
                           from);
             return NULL;
         }
         for (int i = 0; i < x->n_steps; i++) {
-            struct xstep *o = x->steps[i];
+            struct step_state *o = x->steps[i];
             if (o->status == SS_RUNNING || o->status == SS_WAITING) {
                 wfo_error_set(err, WFO_EINVAL,
                               "from: step '%s' is in a block that still runs ('%s')", from,
@@ -1947,16 +1956,16 @@ static struct xstep *retry_target(struct xexec *x, const char *from, int *new_pa
         *new_pass = x->frames[st->frame].parent < 0;
         return st;
     }
-    struct xstep *earliest = NULL;
+    struct step_state *earliest = NULL;
     for (int i = 0; i < x->n_steps; i++) {
-        struct xstep *o = x->steps[i];
+        struct step_state *o = x->steps[i];
         if (o->status == SS_COMPENSATED && !o->comp && (!earliest || o->cseq < earliest->cseq))
             earliest = o;
     }
     if (earliest) {
         int fr = earliest->frame;
         while (fr >= 0 && x->frames[fr].parent >= 0) {
-            struct xstep *owner = exec_step(x, x->frames[fr].owner);
+            struct step_state *owner = exec_step(x, x->frames[fr].owner);
             if (!owner)
                 break;
             earliest = owner;
@@ -1966,7 +1975,7 @@ static struct xstep *retry_target(struct xexec *x, const char *from, int *new_pa
         return earliest;
     }
     const char *path = wfo_json_str(x->error, "step");
-    struct xstep *st = path ? exec_step(x, path) : NULL;
+    struct step_state *st = path ? exec_step(x, path) : NULL;
     if (!st || st->status != SS_FAILED) {
         wfo_error_set(err, WFO_ESTATE, "execution '%s' is failed and has no step to resume from",
                       x->id);
@@ -1976,7 +1985,7 @@ static struct xstep *retry_target(struct xexec *x, const char *from, int *new_pa
 }
 
 /* Resumes a failed execution from `from` or the step retry_target picks. */
-static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err)
+static int retry_resume(struct fsm *f, struct execution *x, const char *from, struct wfo_error *err)
 {
     int new_pass = 0;
     if (!from && !wfo_json_str(x->error, "step")) {
@@ -1986,10 +1995,10 @@ static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct
         if (!compensated)
             return retry_stopped(f, x);
     }
-    struct xstep *st = retry_target(x, from, &new_pass, err);
+    struct step_state *st = retry_target(x, from, &new_pass, err);
     if (!st)
         return err->code;
-    struct xframe *fr = &x->frames[st->frame];
+    struct frame *fr = &x->frames[st->frame];
     int pc = def_block_find(fr->block, st->def->name);
     if (pc < 0)
         return wfo_error_set(err, WFO_ESTATE, "step '%s' is not in its block", st->path);
@@ -2007,7 +2016,7 @@ static int retry_resume(struct fsm *f, struct xexec *x, const char *from, struct
     return 0;
 }
 
-static int apply_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err)
+static int apply_retry(struct fsm *f, struct execution *x, const char *from, struct wfo_error *err)
 {
     if (x->status != EX_FAILED || x->comp_queue)
         return wfo_error_set(err, WFO_ESTATE, "execution '%s' is %s", x->id,
@@ -2060,12 +2069,12 @@ static int by_token(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int in_flight(const struct xstep *st)
+static int in_flight(const struct step_state *st)
 {
     return st->status == SS_RUNNING || st->status == SS_WAITING || st->stopping;
 }
 
-const char *fsm_check(const struct fsm *f, const struct xexec *x, char *why, size_t n)
+const char *fsm_check(const struct fsm *f, const struct execution *x, char *why, size_t n)
 {
     const char *name = NULL;
     /* I1: a result or timer is recognised by the token of the attempt in
@@ -2074,7 +2083,7 @@ const char *fsm_check(const struct fsm *f, const struct xexec *x, char *why, siz
     int64_t *tokens = wfo_calloc((size_t)x->n_steps + 1, sizeof(*tokens));
     int nt = 0;
     for (int i = 0; i < x->n_steps && !name; i++) {
-        const struct xstep *st = x->steps[i];
+        const struct step_state *st = x->steps[i];
         if (!in_flight(st))
             continue;
         if (st->token <= 0 || st->token > x->tick)
@@ -2122,11 +2131,11 @@ const char *fsm_check(const struct fsm *f, const struct xexec *x, char *why, siz
             return broken(why, n, "C1", "compensation entry %d is malformed", i);
         if (c->state != COMP_RUNNING)
             continue;
-        struct xstep *oi = exec_step((struct xexec *)x, c->path);
+        struct step_state *oi = exec_step((struct execution *)x, c->path);
         for (int j = 0; j < i; j++) {
             if (x->comp_queue[j].state == COMP_DONE)
                 continue;
-            struct xstep *oj = exec_step((struct xexec *)x, x->comp_queue[j].path);
+            struct step_state *oj = exec_step((struct execution *)x, x->comp_queue[j].path);
             if (!oi || !oj || !comp_concurrent(x, oj, oi))
                 return broken(why, n, "C1", "compensation of '%s' runs before that of '%s' is done",
                               c->path, x->comp_queue[j].path);
@@ -2144,13 +2153,13 @@ const char *fsm_check(const struct fsm *f, const struct xexec *x, char *why, siz
 
 /* ---- the transitions: each checked after it is made (WFO_CHECKS) -------- */
 
-void fsm_start(struct fsm *f, struct xexec *x)
+void fsm_start(struct fsm *f, struct execution *x)
 {
     apply_start(f, x);
     WFO_CHECK(fsm_check, f, x);
 }
 
-int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
+int fsm_result(struct fsm *f, struct execution *x, const char *path, int64_t token, int ok,
                json_t *output, json_t *error, int retryable)
 {
     int rc = apply_result(f, x, path, token, ok, output, error, retryable);
@@ -2158,49 +2167,49 @@ int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, 
     return rc;
 }
 
-void fsm_task_picked(struct fsm *f, struct xexec *x, const char *path, int64_t token,
+void fsm_task_picked(struct fsm *f, struct execution *x, const char *path, int64_t token,
                      const char *worker)
 {
     apply_task_picked(f, x, path, token, worker);
     WFO_CHECK(fsm_check, f, x);
 }
 
-void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
+void fsm_timer(struct fsm *f, struct execution *x, enum timer_kind kind, const char *path,
                int64_t token)
 {
     apply_timer(f, x, kind, path, token);
     WFO_CHECK(fsm_check, f, x);
 }
 
-int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensate)
+int fsm_cancel(struct fsm *f, struct execution *x, const char *reason, int compensate)
 {
     int rc = apply_cancel(f, x, reason, compensate);
     WFO_CHECK(fsm_check, f, x);
     return rc;
 }
 
-int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason)
+int fsm_terminate(struct fsm *f, struct execution *x, const char *reason)
 {
     int rc = apply_terminate(f, x, reason);
     WFO_CHECK(fsm_check, f, x);
     return rc;
 }
 
-int fsm_pause(struct fsm *f, struct xexec *x)
+int fsm_pause(struct fsm *f, struct execution *x)
 {
     int rc = apply_pause(f, x);
     WFO_CHECK(fsm_check, f, x);
     return rc;
 }
 
-int fsm_resume(struct fsm *f, struct xexec *x)
+int fsm_resume(struct fsm *f, struct execution *x)
 {
     int rc = apply_resume(f, x);
     WFO_CHECK(fsm_check, f, x);
     return rc;
 }
 
-int fsm_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err)
+int fsm_retry(struct fsm *f, struct execution *x, const char *from, struct wfo_error *err)
 {
     int rc = apply_retry(f, x, from, err);
     WFO_CHECK(fsm_check, f, x);

@@ -22,7 +22,7 @@ int timer_kind_parse(const char *s);
  * its steps' st->path, which live as long as it): the engine keeps an
  * execution in memory while a round holds its effects (E3 in engine.c). */
 struct fsm_hist {
-    struct xexec *x;
+    struct execution *x;
     int64_t seq, time;
     const char *type;
     const char *step; /* a step's path, or NULL */
@@ -40,7 +40,7 @@ json_t *fsm_hist_data(struct fsm_hist *h);
 struct fsm_timer {
     int del;
     char *id; /* owned: "EXEC/PATH#KIND" */
-    struct xexec *x;
+    struct execution *x;
     int64_t due;
     enum timer_kind kind;
     char *step; /* owned, NULL for the workflow timeout */
@@ -53,7 +53,7 @@ struct fsm_timer {
 enum fsm_act_kind { ACT_RUN, ACT_CANCEL, ACT_STOP, ACT_ENDED };
 struct fsm_action {
     enum fsm_act_kind kind;
-    struct xexec *x;
+    struct execution *x;
     const char *step; /* the step's path */
     int64_t token;
     int attempt;
@@ -76,7 +76,7 @@ struct fsm {
     int n_timers, alloc_timers;
     struct fsm_action *acts;
     int n_acts, alloc_acts;
-    struct xexec **touched;
+    struct execution **touched;
     int n_touched, alloc_touched;
     /* x->touched == gen: x is in touched (a new gen empties the list
      * without visiting the executions) */
@@ -92,35 +92,35 @@ void fsm_take(struct fsm *dst, struct fsm *src);
 void fsm_release(struct fsm *f);
 
 /* A new execution: started, its first steps run until one must wait. */
-void fsm_start(struct fsm *f, struct xexec *x);
+void fsm_start(struct fsm *f, struct execution *x);
 /* An attempt's result. ok: output is the raw result; else error is
  * {type, message, details}. Returns 0, or WFO_ESTATE when the attempt is
  * not the current one (stale: nothing changes). Borrows output/error. */
-int fsm_result(struct fsm *f, struct xexec *x, const char *path, int64_t token, int ok,
+int fsm_result(struct fsm *f, struct execution *x, const char *path, int64_t token, int ok,
                json_t *output, json_t *error, int retryable);
 /* A worker took the task of an attempt (only reported for steps with a
  * schedule_timeout): the ScheduleTimeout no longer applies. */
-void fsm_task_picked(struct fsm *f, struct xexec *x, const char *path, int64_t token,
+void fsm_task_picked(struct fsm *f, struct execution *x, const char *path, int64_t token,
                      const char *worker);
 /* A durable timer fired. Stale timers change nothing. */
-void fsm_timer(struct fsm *f, struct xexec *x, enum timer_kind kind, const char *path,
+void fsm_timer(struct fsm *f, struct execution *x, enum timer_kind kind, const char *path,
                int64_t token);
 /* Operator commands (SPEC 4); WFO_ESTATE when not allowed in the
  * current status. */
-int fsm_cancel(struct fsm *f, struct xexec *x, const char *reason, int compensate);
-int fsm_terminate(struct fsm *f, struct xexec *x, const char *reason);
-int fsm_pause(struct fsm *f, struct xexec *x);
-int fsm_resume(struct fsm *f, struct xexec *x);
+int fsm_cancel(struct fsm *f, struct execution *x, const char *reason, int compensate);
+int fsm_terminate(struct fsm *f, struct execution *x, const char *reason);
+int fsm_pause(struct fsm *f, struct execution *x);
+int fsm_resume(struct fsm *f, struct execution *x);
 /* Retries a failed execution (SPEC 2.4): from step `from` (NULL: the
  * earliest compensated step, else the failed one), the failed compensations
  * first. WFO_EINVAL (a bad `from`) or WFO_ESTATE with err set. */
-int fsm_retry(struct fsm *f, struct xexec *x, const char *from, struct wfo_error *err);
+int fsm_retry(struct fsm *f, struct execution *x, const char *from, struct wfo_error *err);
 
 /* The invariants I1-I3, C1 and C2 (fsm.c's header) on x and the effects
  * gathered for it in f: NULL when they hold, else the name of the first
  * broken one, with what broke in why (size n). Never aborts (check.h);
  * every transition above runs it through WFO_CHECK in the test build. */
-const char *fsm_check(const struct fsm *f, const struct xexec *x, char *why, size_t n);
+const char *fsm_check(const struct fsm *f, const struct execution *x, char *why, size_t n);
 
 /* The delay before attempt n + 1 (n >= 1) under r, with r01 in [0, 1) for
  * the jitter: min(max, initial * backoff^(n-1)) varied by +-jitter. */
@@ -128,7 +128,7 @@ int64_t fsm_retry_delay(const struct def_retry *r, int n, double r01);
 /* The evaluated fields of st's attempt in flight, for running it again
  * after a restart: what its ACT_RUN carried (new ref), or NULL with *error
  * (new ref) when a field no longer evaluates. */
-json_t *fsm_attempt_args(struct xexec *x, struct xstep *st, json_t **error);
+json_t *fsm_attempt_args(struct execution *x, struct step_state *st, json_t **error);
 
 /* Builds {type, message, details} (new ref; details may be NULL). */
 json_t *fsm_error(const char *type, const char *message, json_t *details);

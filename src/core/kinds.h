@@ -15,8 +15,8 @@
 #include "../steps/runner.h"
 
 struct fsm;
-struct xexec;
-struct xstep;
+struct execution;
+struct step_state;
 
 /* Every field a step may have. def.c's field table gives each its name,
  * its JSON Schema and how it compiles; the order is the order of the
@@ -96,7 +96,7 @@ struct kind_attempt {
 /* Starts an attempt of st (status running, its token and step.started
  * written): effects through f. Returns NULL, or an error (new ref) that
  * fails the attempt, not retryable (an ExpressionError). */
-typedef json_t *(*kind_start_fn)(struct fsm *f, struct xexec *x, struct xstep *st,
+typedef json_t *(*kind_start_fn)(struct fsm *f, struct execution *x, struct step_state *st,
                                  const struct kind_attempt *a);
 
 struct step_kind {
@@ -127,23 +127,23 @@ static inline int kind_has_field(enum step_type t, enum step_key k)
 }
 
 /* The starts, in fsm.c. */
-json_t *fsm_start_set(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_set(struct fsm *f, struct execution *x, struct step_state *st,
                       const struct kind_attempt *a);
-json_t *fsm_start_switch(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_switch(struct fsm *f, struct execution *x, struct step_state *st,
                          const struct kind_attempt *a);
-json_t *fsm_start_succeed(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_succeed(struct fsm *f, struct execution *x, struct step_state *st,
                           const struct kind_attempt *a);
-json_t *fsm_start_fail(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_fail(struct fsm *f, struct execution *x, struct step_state *st,
                        const struct kind_attempt *a);
-json_t *fsm_start_sleep(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_sleep(struct fsm *f, struct execution *x, struct step_state *st,
                         const struct kind_attempt *a);
-json_t *fsm_start_run(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_run(struct fsm *f, struct execution *x, struct step_state *st,
                       const struct kind_attempt *a);
-json_t *fsm_start_parallel(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_parallel(struct fsm *f, struct execution *x, struct step_state *st,
                            const struct kind_attempt *a);
-json_t *fsm_start_foreach(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_foreach(struct fsm *f, struct execution *x, struct step_state *st,
                           const struct kind_attempt *a);
-json_t *fsm_start_compensate(struct fsm *f, struct xexec *x, struct xstep *st,
+json_t *fsm_start_compensate(struct fsm *f, struct execution *x, struct step_state *st,
                              const struct kind_attempt *a);
 
 #endif

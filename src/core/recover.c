@@ -18,7 +18,7 @@
 /* --- loading executions ------------------------------------------------------ */
 
 struct load_ud {
-    struct xexec *x;
+    struct execution *x;
     struct wfo_engine *e;
     int rc;
     struct wfo_error *err;
@@ -58,7 +58,7 @@ static int load_exec_cb(void *ud, const struct store_exec *r)
     if (rc < 0)
         return rc;
     json_t *input = parse_or_null(r->input);
-    struct xexec *x = exec_new(r->id, r->namespace, d, input, r->created_at);
+    struct execution *x = exec_new(r->id, r->namespace, d, input, r->created_at);
     def_unref(d);
     json_decref(input);
     x->status = (enum exec_status)exec_status_parse(r->status);
@@ -84,7 +84,7 @@ static int load_exec_cb(void *ud, const struct store_exec *r)
 /* True when nothing of x is in flight but timers: no attempt runs (a runner
  * job or a worker task) and no compensation step. Such an execution can
  * leave memory; the store has all of it. */
-int exec_resume(const struct xexec *x)
+int exec_resume(const struct execution *x)
 {
     if (EX_ENDED(x->status))
         return 0;
@@ -95,7 +95,7 @@ int exec_resume(const struct xexec *x)
     return 0;
 }
 
-int exec_idle(const struct xexec *x)
+int exec_idle(const struct execution *x)
 {
     for (int i = 0; i < x->n_steps; i++)
         if (x->steps[i]->status == SS_RUNNING &&
@@ -105,9 +105,9 @@ int exec_idle(const struct xexec *x)
 }
 
 /* The execution id, from memory or loaded from the store; NULL when absent. */
-struct xexec *exec_get(struct wfo_engine *e, const char *id, struct wfo_error *err)
+struct execution *exec_get(struct wfo_engine *e, const char *id, struct wfo_error *err)
 {
-    struct xexec *x = wfo_map_get(&e->execs, id);
+    struct execution *x = wfo_map_get(&e->execs, id);
     if (x)
         return x;
     struct load_ud l = {.e = e, .err = err};
@@ -248,7 +248,7 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
     if (rc == 0)
         rc = e->store->ops->list_active_execs(e->store, e->shards, active_cb, &ids, err);
     for (int i = 0; rc == 0 && i < ids.n; i++) {
-        struct xexec *x = exec_get(e, ids.v[i], err);
+        struct execution *x = exec_get(e, ids.v[i], err);
         if (!x) {
             rc = err->code ? err->code : WFO_ESTORE;
             break;
@@ -260,7 +260,7 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
             continue;
         }
         for (int k = 0; k < x->n_steps; k++) {
-            struct xstep *st = x->steps[k];
+            struct step_state *st = x->steps[k];
             if (st->status != SS_RUNNING || step_kinds[st->def->type].ends != KE_RESULT)
                 continue;
             /* the attempt's fields are evaluated again for the rerun; one

@@ -55,9 +55,9 @@ static const char *keep_task_id(struct round *rd, const char *exec_id, int64_t t
 static void batch_tasks(struct wfo_engine *e, struct round *rd, struct fsm *f)
 {
     for (int i = 0; i < f->n_touched; i++) {
-        struct xexec *x = f->touched[i];
+        struct execution *x = f->touched[i];
         for (int k = 0; x->task_rows && k < x->n_steps; k++) {
-            struct xstep *st = x->steps[k];
+            struct step_state *st = x->steps[k];
             if (!st->task_row || (st->status == SS_RUNNING && st->token == st->task_row))
                 continue;
             store_batch_task_del(&rd->batch, x->id, keep_task_id(rd, x->id, st->task_row));
@@ -70,7 +70,7 @@ static void batch_tasks(struct wfo_engine *e, struct round *rd, struct fsm *f)
         struct fsm_action *a = &f->acts[i];
         if (a->kind != ACT_RUN || !job_for_workers(e, a->def))
             continue;
-        struct xstep *st = exec_step(a->x, a->step);
+        struct step_state *st = exec_step(a->x, a->step);
         if (!st)
             continue;
         struct store_task *t = store_batch_task(&rd->batch);
@@ -90,7 +90,7 @@ static void batch_tasks(struct wfo_engine *e, struct round *rd, struct fsm *f)
     }
 }
 
-static void batch_exec(struct round *rd, struct xexec *x)
+static void batch_exec(struct round *rd, struct execution *x)
 {
     struct store_exec *r = store_batch_exec(&rd->batch);
     r->id = x->id;
@@ -120,7 +120,7 @@ static void batch_exec(struct round *rd, struct xexec *x)
     r->updated_at = x->updated_at;
     r->finished_at = x->finished_at;
     for (int i = 0; i < x->n_steps; i++) {
-        struct xstep *s = x->steps[i];
+        struct step_state *s = x->steps[i];
         if (!s->dirty)
             continue;
         s->dirty = 0;
@@ -201,7 +201,7 @@ const double engine_step_buckets[ENGINE_STEP_BUCKETS] = {0.005, 0.025, 0.1, 0.25
 /* A step that ended: into the duration histogram of its type (under mu). */
 static void count_step(struct wfo_engine *e, const struct fsm_hist *h)
 {
-    struct xstep *st = h->step ? exec_step(h->x, h->step) : NULL;
+    struct step_state *st = h->step ? exec_step(h->x, h->step) : NULL;
     if (!st || !st->def || !st->started_at || (int)st->def->type >= STEP__COUNT)
         return;
     double s = h->time > st->started_at ? (double)(h->time - st->started_at) / 1000.0 : 0;
@@ -254,10 +254,10 @@ static void log_error_text(const json_t *err, char *out, size_t size)
  * text comes from the history entry, which holds no secret (SPEC 2.1). */
 static void log_hist(const struct fsm_hist *h)
 {
-    const struct xexec *x = h->x;
+    const struct execution *x = h->x;
     const char *t = h->type, *wf = x->workflow;
     const json_t *d = h->data;
-    struct xstep *st = h->step ? exec_step(h->x, h->step) : NULL;
+    struct step_state *st = h->step ? exec_step(h->x, h->step) : NULL;
     int attempts = st ? st->attempts : 0;
     char et[600];
 
@@ -525,10 +525,10 @@ int round_finish(struct wfo_engine *e, struct round *r, const struct round *flig
         }
         return r->rc;
     }
-    struct xexec **gone = NULL;
+    struct execution **gone = NULL;
     int n_gone = 0, alloc_gone = 0;
     for (int i = 0; i < f->n_touched; i++) {
-        struct xexec *x = f->touched[i];
+        struct execution *x = f->touched[i];
         if (x->touched != e->fsm.gen && !(flight && x->touched == flight->gen) &&
             (EX_ENDED(x->status) || exec_idle(x)) && wfo_map_del(&e->execs, x->id)) {
             GROW(gone, n_gone, alloc_gone);
@@ -536,7 +536,7 @@ int round_finish(struct wfo_engine *e, struct round *r, const struct round *flig
         }
     }
     for (struct cmd *c = r->replies; c; c = c->next) {
-        struct xexec *x = c->del_ok ? wfo_map_get(&e->execs, c->id) : NULL;
+        struct execution *x = c->del_ok ? wfo_map_get(&e->execs, c->id) : NULL;
         if (x && x->touched != e->fsm.gen && !(flight && x->touched == flight->gen) &&
             wfo_map_del(&e->execs, x->id)) {
             GROW(gone, n_gone, alloc_gone);
@@ -567,7 +567,7 @@ const char *round_check(struct wfo_engine *e, const struct round *r, const struc
 {
     const struct fsm *f = &r->fx;
     for (int i = 0; i < f->n_touched; i++) {
-        const struct xexec *x = f->touched[i];
+        const struct execution *x = f->touched[i];
         if (x->touched != e->fsm.gen && !(flight && x->touched == flight->gen) &&
             (EX_ENDED(x->status) || exec_idle(x)) && wfo_map_get(&e->execs, x->id) == x) {
             snprintf(why, n, "execution %s waits only for timers or ended, and stays in memory",

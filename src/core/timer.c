@@ -117,7 +117,7 @@ void timer_disarm(struct wfo_engine *e, const char *id)
 static int fire_timer(struct wfo_engine *e, struct tentry *t)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct xexec *x = exec_get(e, t->exec_id, &err);
+    struct execution *x = exec_get(e, t->exec_id, &err);
     if (!x && err.code && err.code != WFO_ENOTFOUND) {
         engine_read_failed(e, t->exec_id, "a due timer", &err);
         timer_arm(e, t->id, t->exec_id, e->fsm.now + 1000, t->kind, t->step, t->token);
@@ -147,7 +147,7 @@ static void sweep_leases(struct wfo_engine *e)
     for (struct task *t = failed, *next; t; t = next) {
         next = t->next;
         struct wfo_error rerr = WFO_ERROR_INIT;
-        struct xexec *x = exec_get(e, t->exec_id, &rerr);
+        struct execution *x = exec_get(e, t->exec_id, &rerr);
         if (!x && rerr.code && rerr.code != WFO_ENOTFOUND) {
             engine_read_failed(e, t->exec_id, "an expired lease", &rerr);
             t->next = kept;

@@ -64,7 +64,7 @@ static struct wfo_def *compile(void)
     return d;
 }
 
-static struct xstep *reach(struct xexec *x, const char *path, int frame)
+static struct step_state *reach(struct execution *x, const char *path, int frame)
 {
     const struct def_step *d = exec_resolve_path(x->def, path);
     if (!d) {
@@ -76,18 +76,18 @@ static struct xstep *reach(struct xexec *x, const char *path, int frame)
 
 /* An execution in the middle of things: a parallel branch and a foreach
  * iteration open, a failure being compensated. */
-static struct xexec *busy_exec(struct wfo_def *d)
+static struct execution *busy_exec(struct wfo_def *d)
 {
     json_t *input = J("{'items': [10, 20, 30, 40, 50]}");
-    struct xexec *x = exec_new("exec-1", "ns1", d, input, 1700000000000);
+    struct execution *x = exec_new("exec-1", "ns1", d, input, 1700000000000);
     json_decref(input);
     exec_frame_add(x, -1, NULL, 0, &d->steps, "");
-    struct xframe *fb =
+    struct frame *fb =
         exec_frame_add(x, 0, "fan", 1, &d->steps.steps[1].branches[1].block, "fan/b/");
     fb->otoken = 6;
     fb->busy = 1;
     fb->last = wfo_strdup("fan/b/b1");
-    struct xframe *fe = exec_frame_add(x, 0, "each", 3, &d->steps.steps[2].body, "each[3]/");
+    struct frame *fe = exec_frame_add(x, 0, "each", 3, &d->steps.steps[2].body, "each[3]/");
     fe->item = json_integer(40);
     fe->otoken = 8;
     fe->status = FR_FAILED;
@@ -114,7 +114,7 @@ static struct xexec *busy_exec(struct wfo_def *d)
     x->fail_origin = wfo_strdup("each[3]/one");
     x->draining = 1;
 
-    struct xstep *st = reach(x, "pay", 0);
+    struct step_state *st = reach(x, "pay", 0);
     st->status = SS_COMPLETED;
     st->attempts = 2;
     st->token = 5;
@@ -169,7 +169,7 @@ static struct xexec *busy_exec(struct wfo_def *d)
     return x;
 }
 
-static char *row_state(const struct xexec *x)
+static char *row_state(const struct execution *x)
 {
     struct wfo_buf b = WFO_BUF_INIT;
     exec_row_state(x, &b);
@@ -177,7 +177,7 @@ static char *row_state(const struct xexec *x)
 }
 
 /* Loads x's saved state into a new execution, as recovery does. */
-static struct xexec *reload(struct xexec *x, struct wfo_error *err)
+static struct execution *reload(struct execution *x, struct wfo_error *err)
 {
     char *text = row_state(x);
     json_t *state = NULL;
@@ -185,12 +185,12 @@ static struct xexec *reload(struct xexec *x, struct wfo_error *err)
         free(text);
         return NULL;
     }
-    struct xexec *y = exec_new(x->id, x->ns, x->def, x->input, x->created_at);
+    struct execution *y = exec_new(x->id, x->ns, x->def, x->input, x->created_at);
     int rc = exec_load(y, state, err);
     json_decref(state);
     free(text);
     for (int i = 0; rc == 0 && i < x->n_steps; i++) {
-        const struct xstep *s = x->steps[i];
+        const struct step_state *s = x->steps[i];
         struct wfo_buf b = WFO_BUF_INIT;
         exec_step_state(s, &b);
         json_t *ss = NULL;
@@ -219,9 +219,9 @@ static int same_json(const json_t *a, const json_t *b)
 TEST(round_trip_field_by_field)
 {
     struct wfo_def *d = compile();
-    struct xexec *x = busy_exec(d);
+    struct execution *x = busy_exec(d);
     struct wfo_error err = WFO_ERROR_INIT;
-    struct xexec *y = reload(x, &err);
+    struct execution *y = reload(x, &err);
     ok(y != NULL, "loads: %s", err.message);
     if (!y)
         return;
@@ -248,7 +248,7 @@ TEST(round_trip_field_by_field)
     /* the frames */
     is_int(y->n_frames, 3, "three frames");
     for (int i = 0; i < x->n_frames && i < y->n_frames; i++) {
-        const struct xframe *a = &x->frames[i], *b = &y->frames[i];
+        const struct frame *a = &x->frames[i], *b = &y->frames[i];
         is_int(b->id, a->id, "frame %d id", i);
         is_int(b->parent, a->parent, "frame %d parent", i);
         is_str(b->owner, a->owner, "frame %d owner", i);
@@ -267,7 +267,7 @@ TEST(round_trip_field_by_field)
     is_int(y->n_steps, 6, "six steps");
     int task_rows = 0;
     for (int i = 0; i < x->n_steps && i < y->n_steps; i++) {
-        const struct xstep *a = x->steps[i], *b = y->steps[i];
+        const struct step_state *a = x->steps[i], *b = y->steps[i];
         is_str(b->path, a->path, "step %d path", i);
         ok(exec_step(y, a->path) == b, "%s found by path", a->path);
         ok(b->def == a->def, "%s definition", a->path);
@@ -325,7 +325,7 @@ TEST(round_trip_field_by_field)
 TEST(step_state_text)
 {
     struct wfo_def *d = compile();
-    struct xexec *x = busy_exec(d);
+    struct execution *x = busy_exec(d);
     struct wfo_buf b = WFO_BUF_INIT;
     exec_step_state(exec_step(x, "pay"), &b);
     is_str(b.buf, "{\"token\":5,\"cseq\":1,\"frame\":0,\"retry_due\":false,\"picked\":false}",
@@ -344,11 +344,11 @@ TEST(fresh_execution_round_trip)
 {
     struct wfo_def *d = compile();
     json_t *input = J("{'items': []}");
-    struct xexec *x = exec_new("exec-2", "default", d, input, 5);
+    struct execution *x = exec_new("exec-2", "default", d, input, 5);
     json_decref(input);
     exec_frame_add(x, -1, NULL, 0, &d->steps, "");
     struct wfo_error err = WFO_ERROR_INIT;
-    struct xexec *y = reload(x, &err);
+    struct execution *y = reload(x, &err);
     ok(y != NULL, "loads: %s", err.message);
     is_int(y->n_frames, 1, "one frame");
     is_int(y->frames[0].pc, 0, "at the first step");
@@ -369,7 +369,7 @@ TEST(older_compensation_form)
     /* a store written before queue entries had states: "pos" runs */
     struct wfo_def *d = compile();
     json_t *input = json_object();
-    struct xexec *x = exec_new("exec-3", "default", d, input, 5);
+    struct execution *x = exec_new("exec-3", "default", d, input, 5);
     json_decref(input);
     json_t *state = J("{'frames': [{'id': 0, 'parent': -1, 'branch': 0, 'pc': 0, 'prefix': '',"
                       " 'status': 0, 'busy': 0, 'otoken': 0}], 'vars': {},"
@@ -400,7 +400,7 @@ TEST(rows_that_do_not_match)
     struct wfo_def *d = compile();
     json_t *input = json_object();
     struct wfo_error err = WFO_ERROR_INIT;
-    struct xexec *x = exec_new("exec-4", "default", d, input, 5);
+    struct execution *x = exec_new("exec-4", "default", d, input, 5);
     json_t *state = json_string("nope");
     is_int(exec_load(x, state, &err), WFO_ESTORE, "state not an object");
     json_decref(state);

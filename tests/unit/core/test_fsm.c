@@ -35,14 +35,14 @@ static double half(void)
     return 0.5;
 }
 
-static struct xexec *start(struct fsm *f, const char *yaml, const char *input)
+static struct execution *start(struct fsm *f, const char *yaml, const char *input)
 {
     struct wfo_def *d = compile(yaml);
     if (!d)
         return NULL;
     json_t *in = NULL;
     wfo_json_parse(input, strlen(input), &in, NULL);
-    struct xexec *x = exec_new("x1", "default", d, in, 1000);
+    struct execution *x = exec_new("x1", "default", d, in, 1000);
     json_decref(in);
     def_unref(d);
     fsm_init(f);
@@ -79,11 +79,11 @@ static struct fsm_timer *find_timer(struct fsm *f, enum timer_kind k)
 TEST(sequential_set_steps_complete_in_one_call)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - {name: a, type: set, vars: {n: '${ .input.n + 1 }'}}\n"
-                            "  - {name: b, type: set, vars: {m: '${ .vars.n * 10 }'}}\n",
-                            "{\"n\": 2}");
+    struct execution *x = start(&f,
+                                "name: w\nsteps:\n"
+                                "  - {name: a, type: set, vars: {n: '${ .input.n + 1 }'}}\n"
+                                "  - {name: b, type: set, vars: {m: '${ .vars.n * 10 }'}}\n",
+                                "{\"n\": 2}");
     ok(x != NULL, "compiles");
     is_int(x->status, EX_COMPLETED, "completed");
     is_int(json_integer_value(json_object_get(x->vars, "m")), 30, "vars flow: m = 30");
@@ -109,7 +109,7 @@ static const char *task_wf = "name: w\nsteps:\n"
 TEST(task_runs_then_completes)
 {
     struct fsm f;
-    struct xexec *x = start(&f, task_wf, "{}");
+    struct execution *x = start(&f, task_wf, "{}");
     struct fsm_action *a = find_act(&f, ACT_RUN);
     ok(a != NULL, "an attempt to run");
     is_str(a ? a->step : NULL, "t", "of step t");
@@ -132,7 +132,7 @@ TEST(task_runs_then_completes)
 TEST(retries_with_backoff_then_fails)
 {
     struct fsm f;
-    struct xexec *x = start(&f, task_wf, "{}");
+    struct execution *x = start(&f, task_wf, "{}");
     json_t *err = fsm_error("Boom", "it broke", NULL);
     int64_t want[] = {1000, 2000};
     for (int n = 1; n <= 3; n++) {
@@ -165,7 +165,7 @@ TEST(retries_with_backoff_then_fails)
 TEST(non_retryable_and_worker_refusal_fail_at_once)
 {
     struct fsm f;
-    struct xexec *x = start(&f, task_wf, "{}");
+    struct execution *x = start(&f, task_wf, "{}");
     json_t *err = fsm_error("Fatal", "no", NULL);
     fsm_result(&f, x, "t", find_act(&f, ACT_RUN)->token, 0, NULL, err, 1);
     is_int(x->status, EX_FAILED, "non_retryable type: failed");
@@ -187,7 +187,7 @@ TEST(non_retryable_and_worker_refusal_fail_at_once)
 TEST(timeout_cancels_and_retries)
 {
     struct fsm f;
-    struct xexec *x = start(&f, task_wf, "{}");
+    struct execution *x = start(&f, task_wf, "{}");
     struct fsm_timer *t = find_timer(&f, TK_TIMEOUT);
     int64_t tok = t->token;
     fsm_reset(&f);
@@ -203,14 +203,15 @@ TEST(timeout_cancels_and_retries)
 TEST(catch_sends_control_with_error)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - name: t\n    type: task\n    queue: q\n"
-                            "    retry: {max_attempts: 1}\n"
-                            "    catch: [{errors: [Nope], next: handle}]\n"
-                            "  - {name: skipped, type: set, vars: {a: 1}}\n"
-                            "  - {name: handle, type: set, vars: {msg: '${ .error.message }'}}\n",
-                            "{}");
+    struct execution *x =
+        start(&f,
+              "name: w\nsteps:\n"
+              "  - name: t\n    type: task\n    queue: q\n"
+              "    retry: {max_attempts: 1}\n"
+              "    catch: [{errors: [Nope], next: handle}]\n"
+              "  - {name: skipped, type: set, vars: {a: 1}}\n"
+              "  - {name: handle, type: set, vars: {msg: '${ .error.message }'}}\n",
+              "{}");
     json_t *err = fsm_error("Nope", "declined", NULL);
     fsm_result(&f, x, "t", find_act(&f, ACT_RUN)->token, 0, NULL, err, 1);
     is_int(x->status, EX_COMPLETED, "completed");
@@ -225,10 +226,10 @@ TEST(catch_sends_control_with_error)
 TEST(expression_error_is_not_retried)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - {name: t, type: task, queue: q, input: '${ .input.a.b }'}\n",
-                            "{\"a\": 5}");
+    struct execution *x = start(&f,
+                                "name: w\nsteps:\n"
+                                "  - {name: t, type: task, queue: q, input: '${ .input.a.b }'}\n",
+                                "{\"a\": 5}");
     is_int(x->status, EX_FAILED, "failed");
     is_str(wfo_json_str(x->error, "type"), "ExpressionError", "ExpressionError");
     is_int(x->steps[0]->attempts, 1, "one attempt");
@@ -241,11 +242,11 @@ TEST(loop_hits_the_transition_cap)
 {
     struct fsm f;
     fsm_init(&f);
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - {name: a, type: set, vars: {i: '${ (.vars.i // 0) + 1 }'}}\n"
-                            "  - {name: b, type: set, vars: {}, next: a}\n",
-                            "{}");
+    struct execution *x = start(&f,
+                                "name: w\nsteps:\n"
+                                "  - {name: a, type: set, vars: {i: '${ (.vars.i // 0) + 1 }'}}\n"
+                                "  - {name: b, type: set, vars: {}, next: a}\n",
+                                "{}");
     is_int(x->status, EX_FAILED, "failed");
     is_str(wfo_json_str(x->error, "type"), "TransitionLimitExceeded", "type");
     is_int(json_integer_value(json_object_get(x->vars, "i")), 5000, "a ran 5000 times");
@@ -257,15 +258,15 @@ TEST(loop_hits_the_transition_cap)
 TEST(if_false_skips_and_switch_chooses)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - {name: s, type: set, if: '${ .input.go }', vars: {x: 1}}\n"
-                            "  - name: sw\n    type: switch\n"
-                            "    cases: [{when: '${ .input.n > 2 }', next: big}]\n"
-                            "    default: small\n"
-                            "  - {name: big, type: succeed, output: big}\n"
-                            "  - {name: small, type: succeed, output: small}\n",
-                            "{\"go\": false, \"n\": 1}");
+    struct execution *x = start(&f,
+                                "name: w\nsteps:\n"
+                                "  - {name: s, type: set, if: '${ .input.go }', vars: {x: 1}}\n"
+                                "  - name: sw\n    type: switch\n"
+                                "    cases: [{when: '${ .input.n > 2 }', next: big}]\n"
+                                "    default: small\n"
+                                "  - {name: big, type: succeed, output: big}\n"
+                                "  - {name: small, type: succeed, output: small}\n",
+                                "{\"go\": false, \"n\": 1}");
     is_str(step_status_names[x->steps[0]->status], "skipped", "if false: skipped");
     is_str(json_string_value(x->steps[1]->output), "small", "switch result is the step name");
     is_str(json_string_value(x->output), "small", "succeed output");
@@ -277,7 +278,7 @@ TEST(if_false_skips_and_switch_chooses)
 TEST(sleep_waits_for_its_timer)
 {
     struct fsm f;
-    struct xexec *x =
+    struct execution *x =
         start(&f, "name: w\nsteps:\n  - {name: z, type: sleep, duration: 1.5s}\n", "{}");
     struct fsm_timer *t = find_timer(&f, TK_SLEEP);
     ok(t && t->due == 2500, "sleep due at now + 1.5s");
@@ -305,12 +306,12 @@ TEST(retry_delay_formula)
 TEST(state_round_trips)
 {
     struct fsm f;
-    struct xexec *x = start(&f, task_wf, "{\"k\": [1, 2]}");
+    struct execution *x = start(&f, task_wf, "{\"k\": [1, 2]}");
     struct wfo_buf b = WFO_BUF_INIT, b2 = WFO_BUF_INIT;
     json_t *st = NULL, *ss = NULL;
     exec_row_state(x, &b);
     is_int(wfo_json_parse(b.buf, b.len, &st, NULL), 0, "row state is JSON: %s", b.buf);
-    struct xexec *y = exec_new("x1", "default", x->def, x->input, 1000);
+    struct execution *y = exec_new("x1", "default", x->def, x->input, 1000);
     struct wfo_error err = WFO_ERROR_INIT;
     is_int(exec_load(y, st, &err), 0, "state loads");
     wfo_buf_reset(&b);
@@ -351,9 +352,9 @@ static int n_runs(struct fsm *f)
 }
 
 /* Completes the running attempt of path with output (JSON text). */
-static int complete(struct fsm *f, struct xexec *x, const char *path, const char *output)
+static int complete(struct fsm *f, struct execution *x, const char *path, const char *output)
 {
-    struct xstep *st = exec_step(x, path);
+    struct step_state *st = exec_step(x, path);
     if (!st)
         return -1;
     json_t *o = NULL;
@@ -364,9 +365,9 @@ static int complete(struct fsm *f, struct xexec *x, const char *path, const char
     return rc;
 }
 
-static int failstep(struct fsm *f, struct xexec *x, const char *path, const char *type)
+static int failstep(struct fsm *f, struct execution *x, const char *path, const char *type)
 {
-    struct xstep *st = exec_step(x, path);
+    struct step_state *st = exec_step(x, path);
     if (!st)
         return -1;
     json_t *e = fsm_error(type, "boom", NULL);
@@ -376,23 +377,24 @@ static int failstep(struct fsm *f, struct xexec *x, const char *path, const char
     return rc;
 }
 
-static const char *status_of(struct xexec *x, const char *path)
+static const char *status_of(struct execution *x, const char *path)
 {
-    struct xstep *st = exec_step(x, path);
+    struct step_state *st = exec_step(x, path);
     return st ? step_status_names[st->status] : "(none)";
 }
 
 TEST(parallel_all_waits_for_every_branch)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - name: both\n    type: parallel\n    branches:\n"
-                            "      - {name: a, steps: [{name: a1, type: task, queue: q}]}\n"
-                            "      - {name: b, steps: [{name: b1, type: task, queue: q},"
-                            " {name: b2, type: set, vars: {x: '${ .steps.b1.output.v }'}}]}\n"
-                            "  - {name: after, type: set, vars: {r: '${ .steps.both.output }'}}\n",
-                            "{}");
+    struct execution *x =
+        start(&f,
+              "name: w\nsteps:\n"
+              "  - name: both\n    type: parallel\n    branches:\n"
+              "      - {name: a, steps: [{name: a1, type: task, queue: q}]}\n"
+              "      - {name: b, steps: [{name: b1, type: task, queue: q},"
+              " {name: b2, type: set, vars: {x: '${ .steps.b1.output.v }'}}]}\n"
+              "  - {name: after, type: set, vars: {r: '${ .steps.both.output }'}}\n",
+              "{}");
     ok(find_run(&f, "both/a/a1") && find_run(&f, "both/b/b1"), "both branches start at once");
     is_int(n_runs(&f), 2, "two attempts");
     is_int(complete(&f, x, "both/b/b1", "{\"v\": 7}"), 0, "b1 completes");
@@ -411,12 +413,12 @@ TEST(parallel_all_waits_for_every_branch)
 TEST(parallel_any_cancels_the_others)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - name: race\n    type: parallel\n    mode: any\n    branches:\n"
-                            "      - {name: a, steps: [{name: s, type: task, queue: q}]}\n"
-                            "      - {name: b, steps: [{name: s, type: task, queue: q}]}\n",
-                            "{}");
+    struct execution *x = start(&f,
+                                "name: w\nsteps:\n"
+                                "  - name: race\n    type: parallel\n    mode: any\n    branches:\n"
+                                "      - {name: a, steps: [{name: s, type: task, queue: q}]}\n"
+                                "      - {name: b, steps: [{name: s, type: task, queue: q}]}\n",
+                                "{}");
     complete(&f, x, "race/b/s", "2");
     is_int(x->status, EX_COMPLETED, "completed on the first branch");
     is_str(status_of(x, "race/a/s"), "cancelled", "the other branch's step is cancelled");
@@ -431,16 +433,16 @@ TEST(parallel_any_cancels_the_others)
 TEST(branch_failure_fails_the_block_and_is_catchable)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - name: both\n    type: parallel\n"
-                            "    catch: [{errors: [Bad], next: fallback}]\n    branches:\n"
-                            "      - {name: a, steps: [{name: s, type: task, queue: q, "
-                            "retry: {max_attempts: 1}}]}\n"
-                            "      - {name: b, steps: [{name: s, type: task, queue: q}]}\n"
-                            "  - {name: nope, type: succeed}\n"
-                            "  - {name: fallback, type: set, vars: {t: '${ .error.type }'}}\n",
-                            "{}");
+    struct execution *x = start(&f,
+                                "name: w\nsteps:\n"
+                                "  - name: both\n    type: parallel\n"
+                                "    catch: [{errors: [Bad], next: fallback}]\n    branches:\n"
+                                "      - {name: a, steps: [{name: s, type: task, queue: q, "
+                                "retry: {max_attempts: 1}}]}\n"
+                                "      - {name: b, steps: [{name: s, type: task, queue: q}]}\n"
+                                "  - {name: nope, type: succeed}\n"
+                                "  - {name: fallback, type: set, vars: {t: '${ .error.type }'}}\n",
+                                "{}");
     failstep(&f, x, "both/a/s", "Bad");
     is_str(status_of(x, "both/b/s"), "cancelled", "the sibling is cancelled");
     is_str(status_of(x, "both"), "caught", "the block is caught");
@@ -453,12 +455,13 @@ TEST(branch_failure_fails_the_block_and_is_catchable)
 TEST(foreach_respects_concurrency_and_keeps_order)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - name: each\n    type: foreach\n    items: '${ .input.xs }'\n"
-                            "    concurrency: 2\n"
-                            "    steps: [{name: d, type: task, queue: q, input: '${ .item }'}]\n",
-                            "{\"xs\": [10, 20, 30, 40]}");
+    struct execution *x =
+        start(&f,
+              "name: w\nsteps:\n"
+              "  - name: each\n    type: foreach\n    items: '${ .input.xs }'\n"
+              "    concurrency: 2\n"
+              "    steps: [{name: d, type: task, queue: q, input: '${ .item }'}]\n",
+              "{\"xs\": [10, 20, 30, 40]}");
     is_int(n_runs(&f), 2, "two iterations at once");
     ok(find_run(&f, "each[0]/d") && find_run(&f, "each[1]/d"), "items 0 and 1");
     is_int(json_integer_value(json_object_get(find_run(&f, "each[1]/d")->args, "input")), 20,
@@ -482,7 +485,7 @@ TEST(context_paths_agree_with_the_whole_context)
     /* a plain path reads the execution where it is (exec_ctx); `| .` makes
      * jq read the whole context object: both must see the same */
     struct fsm f;
-    struct xexec *x = start(
+    struct execution *x = start(
         &f,
         "name: w\nsteps:\n"
         "  - {name: a, type: set, vars: {x: 1}, output: '${ {r: .result, s: .steps.a.status} }'}\n"
@@ -531,11 +534,11 @@ TEST(context_paths_agree_with_the_whole_context)
 TEST(foreach_over_nothing_and_not_an_array)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - {name: each, type: foreach, items: '${ .input.xs }',"
-                            " steps: [{name: d, type: set, vars: {}}]}\n",
-                            "{\"xs\": []}");
+    struct execution *x = start(&f,
+                                "name: w\nsteps:\n"
+                                "  - {name: each, type: foreach, items: '${ .input.xs }',"
+                                " steps: [{name: d, type: set, vars: {}}]}\n",
+                                "{\"xs\": []}");
     is_int(x->status, EX_COMPLETED, "empty items: completed");
     ok(json_is_array(x->output) && json_array_size(x->output) == 0, "output []");
     fsm_release(&f);
@@ -562,7 +565,7 @@ static const char *saga =
 TEST(saga_compensates_in_reverse_then_fails)
 {
     struct fsm f;
-    struct xexec *x = start(&f, saga, "{}");
+    struct execution *x = start(&f, saga, "{}");
     complete(&f, x, "a", "\"A\"");
     complete(&f, x, "b", "\"B\"");
     failstep(&f, x, "c", "Declined");
@@ -588,11 +591,11 @@ TEST(saga_compensates_in_reverse_then_fails)
 TEST(failing_compensation_is_recorded)
 {
     struct fsm f;
-    struct xexec *x = start(&f, saga, "{}");
+    struct execution *x = start(&f, saga, "{}");
     complete(&f, x, "a", "1");
     complete(&f, x, "b", "2");
     failstep(&f, x, "c", "Declined");
-    struct xstep *cb = exec_step(x, "b:compensate");
+    struct step_state *cb = exec_step(x, "b:compensate");
     json_t *e = fsm_error("UndoFailed", "no", NULL);
     fsm_reset(&f);
     fsm_result(&f, x, "b:compensate", cb->token, 0, NULL, e, 1);
@@ -619,7 +622,7 @@ TEST(on_failure_fail_skips_compensation)
     struct fsm f;
     char buf[1024];
     snprintf(buf, sizeof(buf), "on_failure: fail\n%s", saga);
-    struct xexec *x = start(&f, buf, "{}");
+    struct execution *x = start(&f, buf, "{}");
     complete(&f, x, "a", "1");
     complete(&f, x, "b", "2");
     failstep(&f, x, "c", "Declined");
@@ -632,14 +635,14 @@ TEST(on_failure_fail_skips_compensation)
 TEST(compensate_step_undoes_and_continues)
 {
     struct fsm f;
-    struct xexec *x = start(&f,
-                            "name: w\nsteps:\n"
-                            "  - {name: a, type: task, queue: q, compensate: {type: set, vars: "
-                            "{undone: true}}}\n"
-                            "  - {name: undo, type: compensate}\n"
-                            "  - {name: again, type: compensate}\n"
-                            "  - {name: end, type: set, vars: {fin: true}}\n",
-                            "{}");
+    struct execution *x = start(&f,
+                                "name: w\nsteps:\n"
+                                "  - {name: a, type: task, queue: q, compensate: {type: set, vars: "
+                                "{undone: true}}}\n"
+                                "  - {name: undo, type: compensate}\n"
+                                "  - {name: again, type: compensate}\n"
+                                "  - {name: end, type: set, vars: {fin: true}}\n",
+                                "{}");
     complete(&f, x, "a", "1");
     is_int(x->status, EX_COMPLETED, "completed after compensating");
     is_str(status_of(x, "a"), "compensated", "a compensated");
@@ -653,7 +656,7 @@ TEST(compensate_step_undoes_and_continues)
 TEST(cancel_with_compensate)
 {
     struct fsm f;
-    struct xexec *x = start(&f, saga, "{}");
+    struct execution *x = start(&f, saga, "{}");
     complete(&f, x, "a", "1");
     fsm_reset(&f);
     is_int(fsm_cancel(&f, x, "stop", 1), 0, "cancel accepted");
@@ -675,7 +678,7 @@ TEST(cancel_with_compensate)
 TEST(late_success_is_compensated)
 {
     struct fsm f;
-    struct xexec *x = start(&f, saga, "{}");
+    struct execution *x = start(&f, saga, "{}");
     complete(&f, x, "a", "1");
     fsm_reset(&f);
     is_int(fsm_cancel(&f, x, "stop", 1), 0, "cancel accepted");
@@ -696,7 +699,7 @@ TEST(late_success_is_compensated)
 TEST(terminate_refuses_late_success)
 {
     struct fsm f;
-    struct xexec *x = start(&f, saga, "{}");
+    struct execution *x = start(&f, saga, "{}");
     complete(&f, x, "a", "1");
     fsm_reset(&f);
     is_int(fsm_terminate(&f, x, "now"), 0, "terminated");
@@ -734,9 +737,9 @@ static const char *const ev_names[EV__N] = {
     "ok", "fail", "retry timer", "timeout timer", "schedule timer", "sleep timer", "picked"};
 
 /* Brings step s to status st; 0 when it got there. */
-static struct xexec *reach(struct fsm *f, const char *status)
+static struct execution *reach(struct fsm *f, const char *status)
 {
-    struct xexec *x;
+    struct execution *x;
     if (strcmp(status, "waiting") == 0)
         return start(f, sleep_wf, "{}");
     if (strcmp(status, "skipped") == 0)
@@ -745,14 +748,14 @@ static struct xexec *reach(struct fsm *f, const char *status)
     if (strcmp(status, "running") == 0)
         return x;
     if (strcmp(status, "scheduled") == 0) {
-        struct xstep *st = exec_step(x, "s");
+        struct step_state *st = exec_step(x, "s");
         json_t *e = fsm_error("Flaky", "x", NULL);
         fsm_result(f, x, "s", st->token, 0, NULL, e, 1);
         json_decref(e);
         return x;
     }
     if (strcmp(status, "failed") == 0) {
-        struct xstep *st = exec_step(x, "s");
+        struct step_state *st = exec_step(x, "s");
         json_t *e = fsm_error("Fatal", "x", NULL);
         fsm_result(f, x, "s", st->token, 0, NULL, e, 0);
         json_decref(e);
@@ -776,7 +779,7 @@ static struct xexec *reach(struct fsm *f, const char *status)
     return x;
 }
 
-static void apply_ev(struct fsm *f, struct xexec *x, enum ev ev, int64_t token)
+static void apply_ev(struct fsm *f, struct execution *x, enum ev ev, int64_t token)
 {
     json_t *v = json_pack("{s:i}", "r", 1), *e = fsm_error("Flaky", "x", NULL);
     fsm_reset(f);
@@ -831,8 +834,8 @@ TEST(step_status_event_table)
     for (size_t i = 0; i < WFO_ARRAY_SIZE(table); i++) {
         for (int ev = 0; ev < EV__N; ev++) {
             struct fsm f;
-            struct xexec *x = reach(&f, table[i].status);
-            struct xstep *st = exec_step(x, "s");
+            struct execution *x = reach(&f, table[i].status);
+            struct step_state *st = exec_step(x, "s");
             const char *want_before =
                 strcmp(table[i].status, "stopping") == 0 ? "cancelled" : table[i].status;
             char what[96];
@@ -880,7 +883,7 @@ TEST(execution_status_op_table)
     for (size_t i = 0; i < WFO_ARRAY_SIZE(table); i++) {
         for (int op = 0; op < 5; op++) {
             struct fsm f;
-            struct xexec *x = start(&f, table_wf, "{}");
+            struct execution *x = start(&f, table_wf, "{}");
             if (table[i].status == EX_PAUSED)
                 fsm_pause(&f, x);
             else if (table[i].status == EX_COMPLETED)

@@ -15,7 +15,7 @@ static const char *wf = "name: w\nsteps:\n"
                         "  - {name: b, type: set, vars: {m: 2}}\n"
                         "  - {name: t, type: task, queue: q}\n";
 
-static struct xexec *start(struct fsm *f)
+static struct execution *start(struct fsm *f)
 {
     json_t *doc = NULL;
     struct wfo_def *d = NULL;
@@ -28,7 +28,7 @@ static struct xexec *start(struct fsm *f)
         return NULL;
     d->version = 1;
     json_t *in = json_object();
-    struct xexec *x = exec_new("x1", "default", d, in, 1000);
+    struct execution *x = exec_new("x1", "default", d, in, 1000);
     json_decref(in);
     def_unref(d);
     fsm_init(f);
@@ -38,7 +38,7 @@ static struct xexec *start(struct fsm *f)
 }
 
 /* The name fsm_check gives, or "" when everything holds. */
-static const char *check(struct fsm *f, struct xexec *x)
+static const char *check(struct fsm *f, struct execution *x)
 {
     char why[256];
     const char *name = fsm_check(f, x, why, sizeof(why));
@@ -50,7 +50,7 @@ static const char *check(struct fsm *f, struct xexec *x)
 TEST(holds_after_transitions)
 {
     struct fsm f;
-    struct xexec *x = start(&f);
+    struct execution *x = start(&f);
     ok(x != NULL, "compiles");
     is_int(x->status, EX_RUNNING, "running, the task in flight");
     is_str(check(&f, x), "", "every invariant holds");
@@ -61,8 +61,8 @@ TEST(holds_after_transitions)
 TEST(i1_token_out_of_range)
 {
     struct fsm f;
-    struct xexec *x = start(&f);
-    struct xstep *t = exec_step(x, "t");
+    struct execution *x = start(&f);
+    struct step_state *t = exec_step(x, "t");
     t->token = x->tick + 5;
     is_str(check(&f, x), "I1", "a token the execution never issued");
     t->token = 0;
@@ -74,7 +74,7 @@ TEST(i1_token_out_of_range)
 TEST(i2_history_gap)
 {
     struct fsm f;
-    struct xexec *x = start(&f);
+    struct execution *x = start(&f);
     x->hseq++;
     is_str(check(&f, x), "I2", "the execution's seq is past its last entry");
     x->hseq--;
@@ -87,7 +87,7 @@ TEST(i2_history_gap)
 TEST(i3_effects_of_an_untouched_execution)
 {
     struct fsm f;
-    struct xexec *x = start(&f);
+    struct execution *x = start(&f);
     x->touched = f.gen - 1;
     is_str(check(&f, x), "I3", "effects whose execution is not written with them");
     fsm_release(&f);
@@ -97,7 +97,7 @@ TEST(i3_effects_of_an_untouched_execution)
 TEST(c1_compensation_out_of_order)
 {
     struct fsm f;
-    struct xexec *x = start(&f);
+    struct execution *x = start(&f);
     x->comp_queue = wfo_calloc(2, sizeof(*x->comp_queue));
     x->comp_queue[0] = (struct comp_entry){wfo_strdup("b"), 0, COMP_PENDING};
     x->comp_queue[1] = (struct comp_entry){wfo_strdup("a"), 0, COMP_RUNNING};
@@ -112,7 +112,7 @@ TEST(c1_compensation_out_of_order)
 TEST(c2_draining_without_a_stopping_attempt)
 {
     struct fsm f;
-    struct xexec *x = start(&f);
+    struct execution *x = start(&f);
     x->draining = 1;
     is_str(check(&f, x), "C2", "waits for attempts of which none is stopping");
     x->draining = 0;
