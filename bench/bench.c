@@ -1170,7 +1170,7 @@ static int list_build(const char *db, long rows, char (*sample)[WFO_ID_SIZE], st
 {
     char url[300];
     struct wfo_engine *e = NULL;
-    struct wfo_store *s = NULL;
+    struct store *s = NULL;
     struct store_batch b;
     /* each row's strings: id, input/output text */
     enum { ROW_BYTES = WFO_ID_SIZE + 64 };

@@ -13,6 +13,10 @@ same rules for a machine, and the two change together.
   3. a foreign library's header is included only by that library's adapter
      (FOREIGN), and every other <header> is the C library's or the
      system's (SYSTEM): a new library needs a row in FOREIGN first.
+  4. the prefix wfo_ names the public API (include/wfo/) and common/, the
+     project's own library (STYLE rule 1: wfo_buf_addf); a function or
+     struct that core, store, steps, api or cli define carries its
+     module's prefix (fsm_, store_, ...) unless include/wfo/ declares it.
 
 Prints "FILE:LINE: message" for each include that breaks a rule and exits
 1; prints nothing and exits 0 when none does.
@@ -177,6 +181,34 @@ def check_file(root, rel, problems):
         problems.append('%s:1: the first #include must be "common/compat.h"' % rel)
 
 
+# A function defined at the start of a line, or a struct with a body.
+# (A line that ends in ";" without a "{" is a prototype or a call.)
+DEFINED = re.compile(r"^(?:[A-Za-z_][\w \t\*]*?[\s\*])?(wfo_\w+)\s*\((?:.*\{.*|[^;\n]*)$"
+                     r"|^struct (wfo_\w+)\s*\{", re.M)
+
+
+def check_prefix(root, rel, public, problems):
+    if rel.startswith(("src/common/", "include/")) or not rel.startswith("src/"):
+        return
+    with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as f:
+        text = strip_comments(f.read())
+    for m in DEFINED.finditer(text):
+        name = m.group(1) or m.group(2)
+        if name not in public:
+            line = text.count("\n", 0, m.start()) + 1
+            problems.append("%s:%d: %s: wfo_ is the public prefix (include/wfo/) and common/'s;"
+                            " a module's own names carry its prefix" % (rel, line, name))
+
+
+def public_names(root):
+    names = set()
+    for d, _, files in os.walk(os.path.join(root, "include")):
+        for name in files:
+            with open(os.path.join(d, name), encoding="utf-8", errors="replace") as f:
+                names.update(re.findall(r"\bwfo_\w+", f.read()))
+    return names
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, ".."))
@@ -187,8 +219,10 @@ def main():
                 if name.endswith((".c", ".h", ".def")):
                     files.append(os.path.relpath(os.path.join(d, name), root))
     problems = []
+    public = public_names(root)
     for rel in sorted(files):
         check_file(root, rel, problems)
+        check_prefix(root, rel, public, problems)
     for p in problems:
         print(p)
     return 1 if problems else 0

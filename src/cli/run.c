@@ -98,7 +98,7 @@ int cmd_run(int argc, char **argv)
     char *input = NULL, *text = NULL, *id = NULL, *doc_text = NULL;
     size_t len = 0;
     json_t *doc = NULL, *result = NULL;
-    struct wfo_def *def = NULL;
+    struct def *def = NULL;
     struct wfo_engine *e = NULL;
     struct def_problems probs = {0};
     struct wfo_error err = WFO_ERROR_INIT;

@@ -29,7 +29,7 @@ int cmd_validate(int argc, char **argv)
             bad = 1;
             continue;
         }
-        struct wfo_def *d = NULL;
+        struct def *d = NULL;
         struct def_problems probs = {0};
         if (def_compile(doc, &d, &probs) < 0) {
             bad = 1;

@@ -345,7 +345,7 @@ static void check_string_tmpl(struct dctx *c, const json_t *v)
 }
 
 /* Compiles v into *out; a failing expression is reported at its leaf. */
-static void tmpl(struct dctx *c, json_t *v, struct wfo_tmpl **out)
+static void tmpl(struct dctx *c, json_t *v, struct tmpl **out)
 {
     struct wfo_error err = WFO_ERROR_INIT;
     char *bad = NULL;
@@ -1510,7 +1510,7 @@ static void block_compile(struct dctx *c, json_t *v, struct def_block *b)
 
 /* ---- the document ------------------------------------------------------ */
 
-static void triggers_compile(struct dctx *c, json_t *v, struct wfo_def *d)
+static void triggers_compile(struct dctx *c, json_t *v, struct def *d)
 {
     size_t n;
 
@@ -1566,7 +1566,7 @@ static void triggers_compile(struct dctx *c, json_t *v, struct wfo_def *d)
     }
 }
 
-static void top_field(struct dctx *c, struct wfo_def *d, const char *key, json_t *v)
+static void top_field(struct dctx *c, struct def *d, const char *key, json_t *v)
 {
     struct quoted q;
     const char *str;
@@ -1601,10 +1601,10 @@ static void top_field(struct dctx *c, struct wfo_def *d, const char *key, json_t
     }
 }
 
-int def_compile(json_t *doc, struct wfo_def **out, struct def_problems *probs)
+int def_compile(json_t *doc, struct def **out, struct def_problems *probs)
 {
     struct dctx c = {.probs = probs};
-    struct wfo_def *d = wfo_calloc(1, sizeof(*d));
+    struct def *d = wfo_calloc(1, sizeof(*d));
     const char *key;
     char *canon = NULL;
     json_t *v;
@@ -1691,14 +1691,14 @@ static void block_release(struct def_block *b)
     b->n = 0;
 }
 
-struct wfo_def *def_ref(struct wfo_def *d)
+struct def *def_ref(struct def *d)
 {
     if (d)
         __atomic_add_fetch(&d->refs, 1, __ATOMIC_RELAXED);
     return d;
 }
 
-void def_unref(struct wfo_def *d)
+void def_unref(struct def *d)
 {
     if (!d || __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
@@ -1757,7 +1757,7 @@ static void queues_block(struct queues *q, const struct def_block *b)
         queues_step(q, &b->steps[i]);
 }
 
-const char **def_task_queues(const struct wfo_def *d)
+const char **def_task_queues(const struct def *d)
 {
     struct queues q = {NULL, 0, 0, WFO_MAP_INIT};
 
@@ -1915,7 +1915,7 @@ static int find_type_block(const struct def_block *b, enum step_type t, const ch
     return found;
 }
 
-int def_find_type(const struct wfo_def *d, enum step_type t, struct wfo_buf *path)
+int def_find_type(const struct def *d, enum step_type t, struct wfo_buf *path)
 {
     return find_type_block(&d->steps, t, "", path);
 }

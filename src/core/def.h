@@ -83,7 +83,7 @@ struct def_catch {
 };
 
 struct def_case {
-    struct wfo_tmpl *when;
+    struct tmpl *when;
     int next;
 };
 
@@ -101,7 +101,7 @@ struct def_step {
     char *name; /* for a compensation: the name of the step it undoes */
     enum step_type type;
     json_t *spec; /* the step's document, borrowed from def->doc */
-    struct wfo_tmpl *f[F__COUNT];
+    struct tmpl *f[F__COUNT];
     int next;      /* JUMP_NEXT, JUMP_END or an index */
     int has_retry; /* 1 when the step carries retry: (or gets the default) */
     int retry_own; /* ... its own; else the engine's default policy applies */
@@ -144,17 +144,17 @@ struct def_step {
 struct def_trigger {
     char *event; /* NULL for a cron trigger */
     char *cron;
-    struct wfo_tmpl *input;
+    struct tmpl *input;
 };
 
-struct wfo_def {
+struct def {
     int refs;
     char *name;
     char *description;
     int version; /* set by the registry; 0 until registered */
     int64_t timeout_ms;
     int on_failure_compensate;
-    struct wfo_tmpl *output; /* NULL: the output of the last step that ran */
+    struct tmpl *output; /* NULL: the output of the last step that ran */
     struct def_block steps;
     struct def_trigger *triggers;
     int n_triggers;
@@ -183,17 +183,17 @@ extern const struct def_retry def_retry_default;
  * 0 with *out a new definition (refs 1; caller drops with def_unref), or
  * WFO_EDEFINITION with every problem appended to probs (sorted by path
  * order of appearance). */
-int def_compile(json_t *doc, struct wfo_def **out, struct def_problems *probs);
+int def_compile(json_t *doc, struct def **out, struct def_problems *probs);
 
-struct wfo_def *def_ref(struct wfo_def *d);
-void def_unref(struct wfo_def *d);
+struct def *def_ref(struct def *d);
+void def_unref(struct def *d);
 
 /* Index of the step named name in block, or -1. */
 int def_block_find(const struct def_block *b, const char *name);
 
 /* Every task queue the definition uses, each once, into a NULL-terminated
  * array (caller frees the array, not the strings: borrowed from def). */
-const char **def_task_queues(const struct wfo_def *d);
+const char **def_task_queues(const struct def *d);
 
 /* The JSON Schema (draft 2020-12) of definitions, built from the table of
  * step fields (new ref); id is its $id. GET /v1/schemas/workflow.json. */
@@ -201,6 +201,6 @@ json_t *def_schema(const char *id);
 /* 1 when a step of type t is anywhere in d (blocks, branches,
  * compensations), with the first one's path ("steps[1].branches[0].steps[2]")
  * appended to path. */
-int def_find_type(const struct wfo_def *d, enum step_type t, struct wfo_buf *path);
+int def_find_type(const struct def *d, enum step_type t, struct wfo_buf *path);
 
 #endif

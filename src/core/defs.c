@@ -43,12 +43,12 @@ static int wf_row_cb(void *ud, const struct store_workflow *w)
 /* Remembers d as the latest version of its workflow unless a later one is
  * known. Single-node: a version registered by another node is seen when an
  * execution names it, or after a restart. */
-static void defs_set_latest(struct wfo_engine *e, const char *ns, struct wfo_def *d)
+static void defs_set_latest(struct wfo_engine *e, const char *ns, struct def *d)
 {
     struct wfo_buf lk = WFO_BUF_INIT;
     wfo_buf_addf(&lk, "%s\n%s\nlatest", ns, d->name);
     pthread_mutex_lock(&e->defs_mu);
-    struct wfo_def *old = wfo_map_get(&e->defs, lk.buf);
+    struct def *old = wfo_map_get(&e->defs, lk.buf);
     if (!old || old->version < d->version) {
         if (old) {
             wfo_map_put(&e->defs, wfo_map_key(&e->defs, lk.buf), def_ref(d));
@@ -87,7 +87,7 @@ void defs_forget(struct wfo_engine *e, const char *ns, const char *name)
 }
 
 int engine_def(struct wfo_engine *e, const char *ns, const char *name, int version,
-               struct wfo_def **out, struct wfo_error *err)
+               struct def **out, struct wfo_error *err)
 {
     struct wfo_buf key = WFO_BUF_INIT;
     struct wf_row row = {0};
@@ -96,7 +96,7 @@ int engine_def(struct wfo_engine *e, const char *ns, const char *name, int versi
     if (version > 0) {
         def_key(&key, ns, name, version);
         pthread_mutex_lock(&e->defs_mu);
-        struct wfo_def *d = wfo_map_get(&e->defs, key.buf);
+        struct def *d = wfo_map_get(&e->defs, key.buf);
         if (d)
             *out = def_ref(d);
         pthread_mutex_unlock(&e->defs_mu);
@@ -110,7 +110,7 @@ int engine_def(struct wfo_engine *e, const char *ns, const char *name, int versi
         struct wfo_buf lk = WFO_BUF_INIT;
         wfo_buf_addf(&lk, "%s\n%s\nlatest", ns, name);
         pthread_mutex_lock(&e->defs_mu);
-        struct wfo_def *d = wfo_map_get(&e->defs, lk.buf);
+        struct def *d = wfo_map_get(&e->defs, lk.buf);
         if (d)
             *out = def_ref(d);
         pthread_mutex_unlock(&e->defs_mu);
@@ -132,7 +132,7 @@ int engine_def(struct wfo_engine *e, const char *ns, const char *name, int versi
     }
     def_key(&key, ns, name, row.version);
     pthread_mutex_lock(&e->defs_mu);
-    struct wfo_def *d = wfo_map_get(&e->defs, key.buf);
+    struct def *d = wfo_map_get(&e->defs, key.buf);
     if (d)
         *out = def_ref(d);
     pthread_mutex_unlock(&e->defs_mu);
@@ -150,7 +150,7 @@ int engine_def(struct wfo_engine *e, const char *ns, const char *name, int versi
     d->version = row.version;
     pthread_mutex_lock(&e->defs_mu);
     int stale = e->wf_epoch != epoch; /* deleted since it was read: not cached */
-    struct wfo_def *raced = stale ? NULL : wfo_map_get(&e->defs, key.buf);
+    struct def *raced = stale ? NULL : wfo_map_get(&e->defs, key.buf);
     if (raced) {
         def_unref(d);
         d = raced;
@@ -196,7 +196,7 @@ static int put_cb(void *ud, const struct store_workflow *w)
 int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *created,
                         json_t **out, json_t **problems, struct wfo_error *err)
 {
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     struct def_problems probs = {0};
     char *canon = NULL;
     int rc = def_compile(doc, &d, &probs);
@@ -234,7 +234,7 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
     def_key(&key, ns, d->name, p.version);
     pthread_mutex_lock(&e->defs_mu);
     int stale = e->wf_epoch != epoch; /* deleted meanwhile: not cached */
-    struct wfo_def *cached = stale ? NULL : wfo_map_get(&e->defs, key.buf);
+    struct def *cached = stale ? NULL : wfo_map_get(&e->defs, key.buf);
     if (!cached && !stale) {
         d->version = p.version;
         wfo_map_put(&e->defs, wfo_buf_detach(&key, NULL), def_ref(d));
@@ -273,7 +273,7 @@ int wfo_engine_put_workflow(struct wfo_engine *e, const char *text, size_t len, 
     return rc;
 }
 
-int defs_stored(struct wfo_engine *e, const char *ns, const struct wfo_def *def)
+int defs_stored(struct wfo_engine *e, const char *ns, const struct def *def)
 {
     struct wf_row row = {0};
     struct wfo_error err = WFO_ERROR_INIT;

@@ -83,7 +83,7 @@ void engine_server_key(struct wfo_engine *e, unsigned char out[32])
     memcpy(out, e->tq.key, sizeof(e->tq.key));
 }
 
-struct wfo_store *engine_store(struct wfo_engine *e)
+struct store *engine_store(struct wfo_engine *e)
 {
     return e->store;
 }
@@ -816,7 +816,7 @@ static int retry_from_json(const char *text, struct def_retry *r, struct wfo_err
         return rc;
     json_t *wf = json_pack("{s:s, s:[{s:s, s:s, s:s, s:O}]}", "name", "retry-default", "steps",
                            "name", "s", "type", "task", "queue", "q", "retry", doc);
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     struct def_problems probs = {0};
     rc = def_compile(wf, &d, &probs);
     if (rc < 0) {
@@ -1062,7 +1062,7 @@ void wfo_engine_free(struct wfo_engine *e)
 
 int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err)
 {
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;

@@ -11,7 +11,7 @@
 
 /* Opaque here: api/ includes this header and must not reach the store
  * (it reads through query.h); core's files include store/store.h. */
-struct wfo_store;
+struct store;
 
 /* 0 once wfo_engine_launch() has recovered and started the threads;
  * WFO_ESTATE before it; the launch's error when recovery failed. Every
@@ -20,9 +20,9 @@ int engine_ready(struct wfo_engine *e, struct wfo_error *err);
 
 /* The store the engine writes; core's readers (query.c) use it too
  * (thread-safe). api/ reads through query.h, never the store. */
-struct wfo_store *engine_store(struct wfo_engine *e);
+struct store *engine_store(struct wfo_engine *e);
 
-/* The store's secret server key (wfo_store_ops.server_key), for keying
+/* The store's secret server key (store_ops.server_key), for keying
  * what the API hands out (list cursors). */
 void engine_server_key(struct wfo_engine *e, unsigned char out[32]);
 

@@ -52,7 +52,7 @@ struct cmd {
     char *ns;
     char *worker; /* picked */
     /* start */
-    struct wfo_def *def;
+    struct def *def;
     json_t *input;
     int fresh;     /* the id was made here (UUIDv7): no execution can have it */
     int64_t epoch; /* wf_epoch before def was resolved */
@@ -115,7 +115,7 @@ struct handler {
 
 struct wfo_engine {
     struct wfo_engine_options opt;
-    struct wfo_store *store;
+    struct store *store;
     char *ns;
     pthread_mutex_t mu;      /* guards the queue, stop, failed, jobs */
     pthread_cond_t cv;       /* engine thread: work queued */
@@ -151,7 +151,7 @@ struct wfo_engine {
     int64_t epochs[STORE_SHARDS];
     int64_t next_renew;
 
-    /* definitions: "ns\nname\nversion" -> wfo_def (guarded by defs_mu) */
+    /* definitions: "ns\nname\nversion" -> struct def (guarded by defs_mu) */
     pthread_mutex_t defs_mu;
     struct wfo_map defs;
     /* grows at every workflow deletion: a definition read from the store
@@ -265,12 +265,12 @@ json_t *parse_or_null(const char *s);
 /* The compiled definition of (ns, name, version) (version 0: latest), a new
  * reference. Compiled once and cached. */
 int engine_def(struct wfo_engine *e, const char *ns, const char *name, int version,
-               struct wfo_def **out, struct wfo_error *err);
+               struct def **out, struct wfo_error *err);
 /* Grows at every workflow deletion (struct wfo_engine.wf_epoch). */
 int64_t defs_epoch(struct wfo_engine *e);
 /* Drops every cached definition of (ns, name) after its deletion. */
 void defs_forget(struct wfo_engine *e, const char *ns, const char *name);
 /* Is version def->version of def's workflow still in the store, unchanged? */
-int defs_stored(struct wfo_engine *e, const char *ns, const struct wfo_def *def);
+int defs_stored(struct wfo_engine *e, const char *ns, const struct def *def);
 
 #endif

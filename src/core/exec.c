@@ -35,7 +35,7 @@ int step_status_parse(const char *s)
     return parse_name(step_status_names, 9, s);
 }
 
-struct execution *exec_new(const char *id, const char *ns, struct wfo_def *def, json_t *input,
+struct execution *exec_new(const char *id, const char *ns, struct def *def, json_t *input,
                            int64_t now)
 {
     struct execution *x = wfo_calloc(1, sizeof(*x));
@@ -149,7 +149,7 @@ struct frame *exec_frame_add(struct execution *x, int parent, const char *owner,
 }
 
 /* The block of a nested frame: its owner's branch or body. */
-static const struct def_block *frame_block(const struct wfo_def *def, const char *owner, int branch)
+static const struct def_block *frame_block(const struct def *def, const char *owner, int branch)
 {
     if (!owner)
         return &def->steps;
@@ -391,9 +391,9 @@ int exec_load_step(struct execution *x, const char *path, int ord, const char *s
 }
 
 /* Splits the next segment off *p: "name", "name[3]" (index into *index). */
-static const struct def_step *resolve_plain(const struct wfo_def *def, const char *path);
+static const struct def_step *resolve_plain(const struct def *def, const char *path);
 
-const struct def_step *exec_resolve_path(const struct wfo_def *def, const char *path)
+const struct def_step *exec_resolve_path(const struct def *def, const char *path)
 {
     const char *c = strstr(path, ":compensate");
     if (!c)
@@ -421,7 +421,7 @@ const struct def_step *exec_resolve_path(const struct wfo_def *def, const char *
     return &s->compensate[i];
 }
 
-static const struct def_step *resolve_plain(const struct wfo_def *def, const char *path)
+static const struct def_step *resolve_plain(const struct def *def, const char *path)
 {
     const struct def_block *b = &def->steps;
     const char *p = path;

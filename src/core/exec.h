@@ -114,7 +114,7 @@ struct execution {
     char id[WFO_EXEC_ID_SIZE];
     char *ns;
     char *workflow;
-    struct wfo_def *def; /* a reference */
+    struct def *def; /* a reference */
     enum exec_status status;
     json_t *input, *output, *error, *compensation;
     char *parent;
@@ -156,7 +156,7 @@ struct execution {
     int deleting; /* an accepted DELETE: its rows go with the round that carries it */
 };
 
-struct execution *exec_new(const char *id, const char *ns, struct wfo_def *def, json_t *input,
+struct execution *exec_new(const char *id, const char *ns, struct def *def, json_t *input,
                            int64_t now);
 void exec_free(struct execution *x);
 struct step_state *exec_step(struct execution *x, const char *path);
@@ -180,7 +180,7 @@ int exec_load_step(struct execution *x, const char *path, int ord, const char *s
                    json_t *output, json_t *error, json_t *state, const char *input_text,
                    int64_t started_at, int64_t finished_at, struct wfo_error *err);
 /* Resolves a step path to its definition ("a", "par/b/s", "each[3]/s"). */
-const struct def_step *exec_resolve_path(const struct wfo_def *def, const char *path);
+const struct def_step *exec_resolve_path(const struct def *def, const char *path);
 
 /* The context object of SPEC 2.1 for a frame (new ref). */
 json_t *exec_context(struct execution *x, int frame);

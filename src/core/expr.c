@@ -234,7 +234,7 @@ struct node {
     size_t *keylens;
 };
 
-struct wfo_tmpl {
+struct tmpl {
     json_t *value; /* the template's own reference (expr.h) */
     struct node root;
 };
@@ -1683,9 +1683,9 @@ int expr_is_expression(const char *s)
     return 1;
 }
 
-int tmpl_compile(json_t *value, struct wfo_tmpl **out, char **bad_path, struct wfo_error *err)
+int tmpl_compile(json_t *value, struct tmpl **out, char **bad_path, struct wfo_error *err)
 {
-    struct wfo_tmpl *t = NULL;
+    struct tmpl *t = NULL;
     struct wfo_buf path = WFO_BUF_INIT;
     int rc;
 
@@ -1709,7 +1709,7 @@ out:
     return rc;
 }
 
-void tmpl_free(struct wfo_tmpl *t)
+void tmpl_free(struct tmpl *t)
 {
     if (!t)
         return;
@@ -1718,12 +1718,12 @@ void tmpl_free(struct wfo_tmpl *t)
     free(t);
 }
 
-int tmpl_is_const(const struct wfo_tmpl *t)
+int tmpl_is_const(const struct tmpl *t)
 {
     return t->root.kind == NODE_CONST;
 }
 
-int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_error *err)
+int tmpl_eval(const struct tmpl *t, json_t *ctx, json_t **out, struct wfo_error *err)
 {
     struct eval_state es = {ctx, NULL, {0}, 0};
     int rc;
@@ -1734,7 +1734,7 @@ int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_er
     return rc;
 }
 
-int tmpl_eval_ctx(const struct wfo_tmpl *t, struct expr_ctx *c, json_t **out, struct wfo_error *err)
+int tmpl_eval_ctx(const struct tmpl *t, struct expr_ctx *c, json_t **out, struct wfo_error *err)
 {
     struct eval_state es = {NULL, c, {0}, 0};
     int rc;

@@ -23,7 +23,7 @@
 
 #define WFO_EXPR_TIME_LIMIT_MS 1000
 
-struct wfo_tmpl;
+struct tmpl;
 
 /* True when s is an expression: its whole text is "${ ... }". */
 int expr_is_expression(const char *s);
@@ -35,15 +35,15 @@ int expr_is_expression(const char *s);
  * itself, ".a", "[2].b", caller frees). A value with no expression compiles
  * to a constant template whose evaluation returns the value itself.
  * Returns a new template; caller frees with tmpl_free(). */
-int tmpl_compile(json_t *value, struct wfo_tmpl **out, char **bad_path, struct wfo_error *err);
-void tmpl_free(struct wfo_tmpl *t);
+int tmpl_compile(json_t *value, struct tmpl **out, char **bad_path, struct wfo_error *err);
+void tmpl_free(struct tmpl *t);
 /* True when the template has no expression. */
-int tmpl_is_const(const struct wfo_tmpl *t);
+int tmpl_is_const(const struct tmpl *t);
 
 /* Evaluates t against ctx (borrowed). *out is a new reference. An expression
  * that yields no value gives null; one that yields several gives the first.
  * Failure: WFO_EEXPR with the jq error message in err. */
-int tmpl_eval(const struct wfo_tmpl *t, json_t *ctx, json_t **out, struct wfo_error *err);
+int tmpl_eval(const struct tmpl *t, json_t *ctx, json_t **out, struct wfo_error *err);
 
 /* A context made on demand. The engine's contexts are objects of a few
  * members (input, steps, vars, execution, ...: SPEC 2.1) and most
@@ -65,8 +65,7 @@ struct expr_ctx {
 };
 
 /* tmpl_eval on a context made on demand. */
-int tmpl_eval_ctx(const struct wfo_tmpl *t, struct expr_ctx *c, json_t **out,
-                  struct wfo_error *err);
+int tmpl_eval_ctx(const struct tmpl *t, struct expr_ctx *c, json_t **out, struct wfo_error *err);
 
 /* The server-side secrets (a JSON object, borrowed: copied): `$secrets` in
  * every expression compiled afterwards ({} until set). Call before any

@@ -56,7 +56,7 @@ static int row_cb(void *ud, const struct store_exec *r)
 
 /* Reads execution id's row into u: WFO_ENOTFOUND when it is absent or of
  * another namespace (Q1). */
-static int row_read(struct wfo_store *s, const char *id, struct row_ud *u, struct wfo_error *err)
+static int row_read(struct store *s, const char *id, struct row_ud *u, struct wfo_error *err)
 {
     int rc = s->ops->get_exec(s, id, row_cb, u, err);
     if (rc == WFO_ENOTFOUND || (rc == 0 && !u->found))
@@ -82,7 +82,7 @@ static int step_cb(void *ud, const struct store_step *r)
 static int execution(struct wfo_engine *e, const char *ns, const char *id, json_t **out,
                      struct wfo_error *err)
 {
-    struct wfo_store *s = engine_store(e);
+    struct store *s = engine_store(e);
     struct row_ud u = {.ns = ns, .want_doc = 1};
     json_t *steps = NULL;
     int rc = row_read(s, id, &u, err);
@@ -116,7 +116,7 @@ static int hist_cb(void *ud, const struct store_history *r)
 static int history(struct wfo_engine *e, const char *ns, const char *id, int64_t after_seq,
                    int limit, json_t **out, struct wfo_error *err)
 {
-    struct wfo_store *s = engine_store(e);
+    struct store *s = engine_store(e);
     struct row_ud u = {.ns = ns};
     int rc = row_read(s, id, &u, err);
     if (rc < 0)
@@ -164,7 +164,7 @@ int query_executions(struct wfo_engine *e, const char *ns, const struct query_fi
                      json_t **items, int64_t *next_seq, struct wfo_error *err)
 {
     wfo_assert(ns && f->limit >= 1);
-    struct wfo_store *s = engine_store(e);
+    struct store *s = engine_store(e);
     /* one more row than asked for tells whether there is a next page */
     struct store_exec_filter sf = {.namespace = ns,
                                    .workflow = f->workflow,
@@ -192,7 +192,7 @@ static int wait_end(struct wfo_engine *e, const char *ns, const char *id, int64_
     int rc = wait_ms > 0 ? engine_ready(e, err) : 0; /* only a wait needs the threads */
     if (rc < 0)
         return rc;
-    struct wfo_store *s = engine_store(e);
+    struct store *s = engine_store(e);
     int64_t until = wfo_now_ms() + (wait_ms > 0 ? wait_ms : 0);
     *ended = 0;
     for (;;) {
@@ -231,7 +231,7 @@ int query_workflow(struct wfo_engine *e, const char *ns, const char *name, int v
                    json_t **out, struct wfo_error *err)
 {
     wfo_assert(ns);
-    struct wfo_store *s = engine_store(e);
+    struct store *s = engine_store(e);
     json_t *w = NULL;
     int rc = s->ops->get_workflow(s, ns, name, version, workflow_cb, &w, err);
     if (rc == WFO_ENOTFOUND) {
@@ -259,7 +259,7 @@ static int workflows_cb(void *ud, const struct store_workflow *w)
 int query_workflows(struct wfo_engine *e, const char *ns, json_t **out, struct wfo_error *err)
 {
     wfo_assert(ns);
-    struct wfo_store *s = engine_store(e);
+    struct store *s = engine_store(e);
     json_t *list = json_array();
     int rc = s->ops->list_workflows(s, ns, workflows_cb, list, err);
     if (rc < 0) {
@@ -272,7 +272,7 @@ int query_workflows(struct wfo_engine *e, const char *ns, json_t **out, struct w
 
 int query_ping(struct wfo_engine *e, struct wfo_error *err)
 {
-    struct wfo_store *s = engine_store(e);
+    struct store *s = engine_store(e);
     return s->ops->ping(s, err);
 }
 

@@ -53,7 +53,7 @@ json_t *parse_or_null(const char *s)
 static int load_exec_cb(void *ud, const struct store_exec *r)
 {
     struct load_ud *l = ud;
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     int rc = engine_def(l->e, r->namespace, r->workflow, r->version, &d, l->err);
     if (rc < 0)
         return rc;

@@ -17,12 +17,12 @@
 /* Every back end, in the order they are asked whether a URL is theirs.
  * SQLite accepts bare paths, so schemes with their own back end must come
  * before it once there are several. */
-static const struct wfo_store_ops *const store_backends[] = {
+static const struct store_ops *const store_backends[] = {
     &store_fault_ops,
     &store_sqlite_ops,
 };
 
-const struct wfo_store_ops *store_find(const char *url)
+const struct store_ops *store_find(const char *url)
 {
     if (!url)
         return NULL;
@@ -46,9 +46,9 @@ static size_t store_scheme_len(const char *url)
     return url[n] == ':' ? n : 0;
 }
 
-int store_open(const char *url, struct wfo_store **out, struct wfo_error *err)
+int store_open(const char *url, struct store **out, struct wfo_error *err)
 {
-    const struct wfo_store_ops *ops;
+    const struct store_ops *ops;
     int rc;
 
     *out = NULL;
@@ -66,7 +66,7 @@ int store_open(const char *url, struct wfo_store **out, struct wfo_error *err)
     return rc;
 }
 
-void store_close(struct wfo_store *s)
+void store_close(struct store *s)
 {
     if (s)
         s->ops->close(s);

@@ -8,7 +8,7 @@
  * commit). Everything else reads. Rows carry JSON as text: the engine
  * serializes once, every back end stores it as it is.
  *
- * Threads: a struct wfo_store may be used from several threads at once; the
+ * Threads: a struct store may be used from several threads at once; the
  * back end serializes what it must (SQLite: one writer connection for
  * apply and the workflow registry, a pool of reader connections so reads
  * never wait for a commit).
@@ -23,7 +23,7 @@
 
 #include "../common/error.h"
 
-struct wfo_store;
+struct store;
 
 /*
  * Ownership (docs/interfaces/internal.md "Ownership and fencing").
@@ -196,19 +196,19 @@ typedef int (*store_shard_cb)(void *ud, const struct store_shard *row);
 
 /* A callback that returns non-zero stops the iteration; the read then
  * returns that value. */
-struct wfo_store_ops {
+struct store_ops {
     const char *name; /* "sqlite" */
     int version;      /* 1 */
     /* Is this URL ours? */
     int (*accepts)(const char *url);
-    int (*open)(const char *url, struct wfo_store **out, struct wfo_error *err);
-    void (*close)(struct wfo_store *s);
+    int (*open)(const char *url, struct store **out, struct wfo_error *err);
+    void (*close)(struct store *s);
     /* Cheap liveness check for /readyz. */
-    int (*ping)(struct wfo_store *s, struct wfo_error *err);
+    int (*ping)(struct store *s, struct wfo_error *err);
 
     /* Atomic; WFO_EFENCED (nothing written) when the batch's owner no
      * longer holds one of the shards it writes at the epoch it names. */
-    int (*apply)(struct wfo_store *s, const struct store_batch *b, struct wfo_error *err);
+    int (*apply)(struct store *s, const struct store_batch *b, struct wfo_error *err);
 
     /* Claims shards for owner, in one transaction, and leases them until
      * lease_until: every shard of `want` that is unowned, whose lease ended
@@ -217,85 +217,85 @@ struct wfo_store_ops {
      * waiting: the SQLite server, the only process on its file). A shard
      * that changes owner gets epoch + 1. cb gets each shard of want after
      * the claim (owned by owner or not). */
-    int (*claim_shards)(struct wfo_store *s, const char *owner, store_shardset want, int64_t now,
+    int (*claim_shards)(struct store *s, const char *owner, store_shardset want, int64_t now,
                         int64_t lease_until, int force, store_shard_cb cb, void *ud,
                         struct wfo_error *err);
     /* Gives up owner's shards of `which` (lease_until = 0; epochs stay). */
-    int (*release_shards)(struct wfo_store *s, const char *owner, store_shardset which,
+    int (*release_shards)(struct store *s, const char *owner, store_shardset which,
                           struct wfo_error *err);
     /* Every shard row, by shard. */
-    int (*list_shards)(struct wfo_store *s, store_shard_cb cb, void *ud, struct wfo_error *err);
+    int (*list_shards)(struct store *s, store_shard_cb cb, void *ud, struct wfo_error *err);
 
     /* Registers a definition: when the latest version of (namespace, name)
      * has the same hash it is returned (*created = 0), else a new version
      * (latest + 1) is inserted (*created = 1). cb gets the resulting row. */
-    int (*put_workflow)(struct wfo_store *s, const struct store_workflow *w, int *created,
+    int (*put_workflow)(struct store *s, const struct store_workflow *w, int *created,
                         store_workflow_cb cb, void *ud, struct wfo_error *err);
     /* version 0: the latest. WFO_ENOTFOUND when absent. */
-    int (*get_workflow)(struct wfo_store *s, const char *ns, const char *name, int version,
+    int (*get_workflow)(struct store *s, const char *ns, const char *name, int version,
                         store_workflow_cb cb, void *ud, struct wfo_error *err);
     /* The latest version of each workflow of ns, by name. */
-    int (*list_workflows)(struct wfo_store *s, const char *ns, store_workflow_cb cb, void *ud,
+    int (*list_workflows)(struct store *s, const char *ns, store_workflow_cb cb, void *ud,
                           struct wfo_error *err);
 
     /* WFO_ENOTFOUND when absent. */
-    int (*get_exec)(struct wfo_store *s, const char *id, store_exec_cb cb, void *ud,
+    int (*get_exec)(struct store *s, const char *id, store_exec_cb cb, void *ud,
                     struct wfo_error *err);
     /* Newest first (seq descending). */
-    int (*list_execs)(struct wfo_store *s, const struct store_exec_filter *f, store_exec_cb cb,
+    int (*list_execs)(struct store *s, const struct store_exec_filter *f, store_exec_cb cb,
                       void *ud, struct wfo_error *err);
     /* Every execution of shards whose status is running or paused and
      * that has `resume` set (recovery). */
-    int (*list_active_execs)(struct wfo_store *s, store_shardset shards, store_exec_cb cb, void *ud,
+    int (*list_active_execs)(struct store *s, store_shardset shards, store_exec_cb cb, void *ud,
                              struct wfo_error *err);
     /* In ord order. */
-    int (*list_steps)(struct wfo_store *s, const char *exec_id, store_step_cb cb, void *ud,
+    int (*list_steps)(struct store *s, const char *exec_id, store_step_cb cb, void *ud,
                       struct wfo_error *err);
     /* seq > after_seq, ascending, at most limit (0: all). */
-    int (*list_history)(struct wfo_store *s, const char *exec_id, int64_t after_seq, int limit,
+    int (*list_history)(struct store *s, const char *exec_id, int64_t after_seq, int limit,
                         store_history_cb cb, void *ud, struct wfo_error *err);
     /* The timers of shards with from <= due_at < before, by due_at: the
      * engine arms a moving window of them, not all. */
-    int (*list_timers)(struct wfo_store *s, store_shardset shards, int64_t from, int64_t before,
+    int (*list_timers)(struct store *s, store_shardset shards, int64_t from, int64_t before,
                        store_timer_cb cb, void *ud, struct wfo_error *err);
     /* Every task of shards not done (recovery and takeover). */
-    int (*list_tasks)(struct wfo_store *s, store_shardset shards, store_task_cb cb, void *ud,
+    int (*list_tasks)(struct store *s, store_shardset shards, store_task_cb cb, void *ud,
                       struct wfo_error *err);
     /* Removes every version of (ns, name), in one transaction:
      * WFO_ECONFLICT while an execution of it is running or paused in the
      * store, WFO_ENOTFOUND when there is no such workflow. Executions that
      * ended keep their rows. */
-    int (*delete_workflow)(struct wfo_store *s, const char *ns, const char *name,
+    int (*delete_workflow)(struct store *s, const char *ns, const char *name,
                            struct wfo_error *err);
     /* Up to limit executions that ended before `before` (ms), oldest first:
      * what retention deletes. */
-    int (*list_expired)(struct wfo_store *s, int64_t before, int limit, store_exec_cb cb, void *ud,
+    int (*list_expired)(struct store *s, int64_t before, int limit, store_exec_cb cb, void *ud,
                         struct wfo_error *err);
     /* At most n reader connections (1 to STORE_POOL_MAX); before the first
      * read. */
-    void (*set_pool_size)(struct wfo_store *s, int n);
+    void (*set_pool_size)(struct store *s, int n);
     /* The server's secret key (size bytes, at most 64): drawn from the
      * CSPRNG the first time any process asks, kept in the store, the same
      * for every node of it. It keys leases and cursors; it is never
      * derived from the URL or anything else a client could know. */
-    int (*server_key)(struct wfo_store *s, unsigned char *out, size_t size, struct wfo_error *err);
+    int (*server_key)(struct store *s, unsigned char *out, size_t size, struct wfo_error *err);
 };
 
 #define STORE_POOL_MAX 64
 
 /* The back ends, and the one that accepts url (NULL when none). */
-extern const struct wfo_store_ops store_sqlite_ops;
+extern const struct store_ops store_sqlite_ops;
 /* For tests: wraps another back end and fails chosen calls (fault/fault.c). */
-extern const struct wfo_store_ops store_fault_ops;
-const struct wfo_store_ops *store_find(const char *url);
+extern const struct store_ops store_fault_ops;
+const struct store_ops *store_find(const char *url);
 
 /* Opens the store named by url with its back end. A store remembers its ops:
  * every store struct starts with a pointer to them. */
-struct wfo_store {
-    const struct wfo_store_ops *ops;
+struct store {
+    const struct store_ops *ops;
 };
-int store_open(const char *url, struct wfo_store **out, struct wfo_error *err);
-void store_close(struct wfo_store *s);
+int store_open(const char *url, struct store **out, struct wfo_error *err);
+void store_close(struct store *s);
 
 /* Batch building: the strings are borrowed until the batch is applied and
  * reset (the engine keeps them alive). */

@@ -64,6 +64,12 @@ else
     not_ok "the clean tree passes: $out"
 fi
 
+# The wfo_ prefix on a module's own function or struct (rule 4); common/
+# and the public API keep it.
+plant src/core/fsm.c 'int wfo_fsm_helper(void) { return 0; }' "wfo_ on a core function"
+plant src/store/store.c 'struct wfo_store_thing { int x; };' "wfo_ on a store struct"
+plant src/api/routes.c 'static void wfo_route_helper(int x)' "wfo_ on a static api function"
+
 # A layer reaching up or sideways.
 plant src/core/fsm.c '#include "../api/api.h"' "core -> api"
 plant src/core/round.c '#include "../cli/cli.h"' "core -> cli"

@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct wfo_error err = WFO_ERROR_INIT;
     struct def_problems probs = {0};
-    struct wfo_def *d = NULL, *again = NULL;
+    struct def *d = NULL, *again = NULL;
     json_t *doc = NULL;
 
     if (wfo_doc_parse((const char *)data, size, &doc, &err) < 0) {

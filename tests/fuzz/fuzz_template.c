@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = (const char *)data, *nl = memchr(p, '\n', size);
     size_t tlen = nl ? (size_t)(nl - p) : size;
     json_t *tv = NULL, *ctx = NULL, *out = NULL;
-    struct wfo_tmpl *t = NULL;
+    struct tmpl *t = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
     char *bad = NULL;
 

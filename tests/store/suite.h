@@ -8,7 +8,7 @@
  *
  *   build/asan/store-tests/test_contract [BACKEND...]   default: all of them
  *
- * A check is written once against struct wfo_store_ops and never names a
+ * A check is written once against struct store_ops and never names a
  * back end, except the few that exercise one (suite_is("fault")). The
  * store interface that adds shards (owner, epochs) is detected by
  * STORE_SHARDS, so the same checks build against both: suite_apply names
@@ -139,10 +139,10 @@ static inline int64_t suite_now_ms(void)
 
 /* Opens url, or stops the check (nothing after could be checked): the
  * runner goes on with the next one. */
-static inline struct wfo_store *suite_open_bare(const char *url)
+static inline struct store *suite_open_bare(const char *url)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_store *s = NULL;
+    struct store *s = NULL;
     int rc = store_open(url, &s, &err);
 
     if (rc) {
@@ -153,9 +153,9 @@ static inline struct wfo_store *suite_open_bare(const char *url)
 }
 
 /* Opens url and, with shards, claims them all for the suite's owner. */
-static inline struct wfo_store *suite_open_url(const char *url)
+static inline struct store *suite_open_url(const char *url)
 {
-    struct wfo_store *s = suite_open_bare(url);
+    struct store *s = suite_open_bare(url);
 #ifdef STORE_SHARDS
     struct wfo_error err = WFO_ERROR_INIT;
     int rc;
@@ -171,7 +171,7 @@ static inline struct wfo_store *suite_open_url(const char *url)
     return s;
 }
 
-static inline struct wfo_store *suite_open(const char *name)
+static inline struct store *suite_open(const char *name)
 {
     char url[600];
 
@@ -179,7 +179,7 @@ static inline struct wfo_store *suite_open(const char *name)
 }
 
 /* Applies b as the suite's owner and resets it. */
-static inline int suite_apply(struct wfo_store *s, struct store_batch *b, struct wfo_error *err)
+static inline int suite_apply(struct store *s, struct store_batch *b, struct wfo_error *err)
 {
 #ifdef STORE_SHARDS
     b->owner = SUITE_OWNER;
@@ -403,14 +403,14 @@ static inline int wf_cb(void *ud, const struct store_workflow *r)
 
 /* ---- reads into text ---- */
 
-static inline const char *read_exec(struct wfo_store *s, const char *id, struct out *o)
+static inline const char *read_exec(struct store *s, const char *id, struct out *o)
 {
     s->ops->get_exec(s, id, exec_cb, out_reset(o), NULL);
     return o->buf;
 }
 
 /* The get_exec code: 0 or WFO_ENOTFOUND. */
-static inline int exec_rc(struct wfo_store *s, const char *id)
+static inline int exec_rc(struct store *s, const char *id)
 {
     struct out o;
 
@@ -423,7 +423,7 @@ static inline int seq_cb(void *ud, const struct store_exec *r)
     return 0;
 }
 
-static inline int64_t exec_seq(struct wfo_store *s, const char *id)
+static inline int64_t exec_seq(struct store *s, const char *id)
 {
     int64_t seq = -1;
 
@@ -431,20 +431,19 @@ static inline int64_t exec_seq(struct wfo_store *s, const char *id)
     return seq;
 }
 
-static inline const char *read_steps(struct wfo_store *s, const char *id, struct out *o)
+static inline const char *read_steps(struct store *s, const char *id, struct out *o)
 {
     s->ops->list_steps(s, id, step_cb, out_reset(o), NULL);
     return o->buf;
 }
 
-static inline const char *read_history(struct wfo_store *s, const char *id, struct out *o)
+static inline const char *read_history(struct store *s, const char *id, struct out *o)
 {
     s->ops->list_history(s, id, 0, 0, history_cb, out_reset(o), NULL);
     return o->buf;
 }
 
-static inline int list_timers(struct wfo_store *s, store_timer_cb cb, void *ud,
-                              struct wfo_error *err)
+static inline int list_timers(struct store *s, store_timer_cb cb, void *ud, struct wfo_error *err)
 {
 #ifdef STORE_SHARDS
     return s->ops->list_timers(s, STORE_ALL_SHARDS, INT64_MIN, INT64_MAX, cb, ud, err);
@@ -453,7 +452,7 @@ static inline int list_timers(struct wfo_store *s, store_timer_cb cb, void *ud,
 #endif
 }
 
-static inline int list_tasks(struct wfo_store *s, store_task_cb cb, void *ud, struct wfo_error *err)
+static inline int list_tasks(struct store *s, store_task_cb cb, void *ud, struct wfo_error *err)
 {
 #ifdef STORE_SHARDS
     return s->ops->list_tasks(s, STORE_ALL_SHARDS, cb, ud, err);
@@ -462,8 +461,7 @@ static inline int list_tasks(struct wfo_store *s, store_task_cb cb, void *ud, st
 #endif
 }
 
-static inline int list_active(struct wfo_store *s, store_exec_cb cb, void *ud,
-                              struct wfo_error *err)
+static inline int list_active(struct store *s, store_exec_cb cb, void *ud, struct wfo_error *err)
 {
 #ifdef STORE_SHARDS
     return s->ops->list_active_execs(s, STORE_ALL_SHARDS, cb, ud, err);
@@ -472,20 +470,20 @@ static inline int list_active(struct wfo_store *s, store_exec_cb cb, void *ud,
 #endif
 }
 
-static inline const char *read_timers(struct wfo_store *s, struct out *o)
+static inline const char *read_timers(struct store *s, struct out *o)
 {
     list_timers(s, timer_cb, out_reset(o), NULL);
     return o->buf;
 }
 
-static inline const char *read_tasks(struct wfo_store *s, struct out *o)
+static inline const char *read_tasks(struct store *s, struct out *o)
 {
     list_tasks(s, task_cb, out_reset(o), NULL);
     return o->buf;
 }
 
 /* The ids list_execs gives for f. */
-static inline const char *read_list(struct wfo_store *s, const struct store_exec_filter *f,
+static inline const char *read_list(struct store *s, const struct store_exec_filter *f,
                                     struct out *o)
 {
     struct wfo_error err = WFO_ERROR_INIT;

@@ -16,7 +16,7 @@
 
 /* The rows every atomic check starts from: "e" running with history 1..2,
  * a step, a timer and a task; "d" completed with the same. */
-static void atomic_setup(struct wfo_store *s)
+static void atomic_setup(struct store *s)
 {
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
@@ -84,7 +84,7 @@ static void atomic_batch(struct store_batch *b, enum atomic_bad bad)
 }
 
 /* Everything the atomic checks can see, as one string. */
-static void atomic_dump(struct wfo_store *s, struct out *all)
+static void atomic_dump(struct store *s, struct out *all)
 {
     static const char *const ids[] = {"e", "d", "x"};
     struct out o;
@@ -123,7 +123,7 @@ TEST(atomic_batches)
 
     store_batch_init(&b);
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        struct wfo_store *s = suite_open(suite_str("atomic%zu", c));
+        struct store *s = suite_open(suite_str("atomic%zu", c));
         atomic_setup(s);
         atomic_dump(s, &before);
         atomic_batch(&b, cases[c].bad);
@@ -145,7 +145,7 @@ TEST(atomic_batches)
 
     /* The same batch without its bad row commits: it was the bad row that
      * failed it. */
-    struct wfo_store *s = suite_open("atomic-good");
+    struct store *s = suite_open("atomic-good");
     atomic_setup(s);
     atomic_batch(&b, BAD_NONE);
     is_int(suite_apply(s, &b, &err), 0, "atomic: the batch without the bad row commits: %s",
@@ -175,10 +175,10 @@ TEST(atomic_batches)
 
 /* The fault wrapper: an injected apply fault fails the batch before the
  * wrapped store sees it. $WFO_STORE_FAULTS is read at open. */
-static struct wfo_store *suite_fault_open(const char *name, const char *rules)
+static struct store *suite_fault_open(const char *name, const char *rules)
 {
     setenv("WFO_STORE_FAULTS", rules, 1);
-    struct wfo_store *s = suite_open(name);
+    struct store *s = suite_open(name);
     unsetenv("WFO_STORE_FAULTS");
     return s;
 }
@@ -193,7 +193,7 @@ TEST(fault_apply)
     if (!suite_is("fault"))
         return;
     store_batch_init(&b);
-    struct wfo_store *s = suite_fault_open("fault-apply", "apply:2-3");
+    struct store *s = suite_fault_open("fault-apply", "apply:2-3");
     atomic_setup(s); /* apply call 1 */
     atomic_dump(s, &before);
     for (int call = 2; call <= 3; call++) {
@@ -205,7 +205,7 @@ TEST(fault_apply)
         is_str(after.buf, before.buf, "fault: apply call %d wrote nothing", call);
     }
     /* Read past the wrapper: the file itself has nothing of the batch. */
-    struct wfo_store *raw =
+    struct store *raw =
         suite_open_url(suite_str("sqlite:%s", suite_path(path, sizeof(path), "fault-apply")));
     atomic_dump(raw, &after);
     is_str(after.buf, before.buf, "fault: the wrapped store has nothing of the failed batches");
@@ -235,7 +235,7 @@ TEST(reads_exec_steps_history)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = suite_open("reads");
+    struct store *s = suite_open("reads");
 
     store_batch_init(&b);
     struct store_exec *e = add_exec(&b, "full", "ns-a", "order", "failed", 1000);
@@ -409,7 +409,7 @@ TEST(reads_list_execs)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = suite_open("list");
+    struct store *s = suite_open("list");
     static const struct {
         const char *id, *wf, *status;
         int64_t created;
@@ -542,7 +542,7 @@ TEST(reads_list_execs)
 #define PAGE_WAIT 5000 /* ms a page waits at most for a commit */
 
 struct pager {
-    struct wfo_store *s;
+    struct store *s;
     const char *ns;
     int update_old; /* the writer also updates rows that existed */
     atomic_int commits;
@@ -748,7 +748,7 @@ TEST(workflows)
     struct wf_got g;
     struct out o;
     int created = -1;
-    struct wfo_store *s = suite_open("workflows");
+    struct store *s = suite_open("workflows");
     struct store_workflow w = {"default", "order", 0, "h1", "{\"v\":1}", 100};
 
     store_batch_init(&b);
@@ -878,7 +878,7 @@ static void add_full(struct store_batch *b, const char *id, const char *status, 
     add_task(b, suite_str("k-%s", id), id, "q", 10);
 }
 
-static void dump_exec(struct wfo_store *s, const char *id, struct out *all)
+static void dump_exec(struct store *s, const char *id, struct out *all)
 {
     struct out o;
 
@@ -916,7 +916,7 @@ TEST(exec_dels)
     struct store_batch b;
     struct out o, g2_before, g2_after;
     char rows[4096];
-    struct wfo_store *s = suite_open("dels");
+    struct store *s = suite_open("dels");
 
     store_batch_init(&b);
     add_full(&b, "g1", "completed", 100);
@@ -980,7 +980,7 @@ TEST(list_expired)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = suite_open("expired");
+    struct store *s = suite_open("expired");
     static const struct {
         const char *id, *status;
         int64_t fin;
@@ -1059,7 +1059,7 @@ TEST(migrate_from_v1)
     rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
     is_str(res, "1\n", "migrate: user_version 1");
 
-    struct wfo_store *s = suite_open("v1");
+    struct store *s = suite_open("v1");
     is_str(read_exec(s, "m1", &o),
            "m1|default|order|1|running|{\"i\":1}|~|~|~|~|{\"pc\":1}|100|110|0\n",
            "migrate: an execution written by version 1 reads back");
@@ -1135,7 +1135,7 @@ TEST(migrate_from_v1)
 TEST(refuse_newer_schema)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_store *s = NULL;
+    struct store *s = NULL;
     char path[512], url[600], res[256], sql[8192];
 
     suite_path(path, sizeof(path), "v99");
@@ -1162,7 +1162,7 @@ TEST(many_new_executions)
     struct out o;
     char ids[21][24];
     int64_t seqs[21];
-    struct wfo_store *s = suite_open("many");
+    struct store *s = suite_open("many");
 
     store_batch_init(&b);
     for (int i = 0; i < 21; i++) {
@@ -1199,12 +1199,12 @@ TEST(server_key)
     struct wfo_error err = WFO_ERROR_INIT;
     unsigned char k1[32], k2[32], k3[32], k4[32], zero[32] = {0};
 
-    struct wfo_store *s = suite_open("key");
+    struct store *s = suite_open("key");
     is_int(s->ops->server_key(s, k1, sizeof(k1), &err), 0, "key: made: %s", err.message);
     ok(memcmp(k1, zero, sizeof(k1)) != 0, "key: not zeros");
     s->ops->server_key(s, k2, sizeof(k2), &err);
     ok(memcmp(k1, k2, sizeof(k1)) == 0, "key: the same when asked again");
-    struct wfo_store *s2 = suite_open("key");
+    struct store *s2 = suite_open("key");
     s2->ops->server_key(s2, k3, sizeof(k3), &err);
     ok(memcmp(k1, k3, sizeof(k1)) == 0, "key: the same from another store on the file");
     store_close(s2);

@@ -58,7 +58,7 @@ static const char *shard(struct shards *g, int k)
     return g->text;
 }
 
-static int claim(struct wfo_store *s, const char *owner, store_shardset want, int64_t now,
+static int claim(struct store *s, const char *owner, store_shardset want, int64_t now,
                  int64_t until, int force, struct shards *g)
 {
     struct wfo_error err = WFO_ERROR_INIT;
@@ -70,7 +70,7 @@ static int claim(struct wfo_store *s, const char *owner, store_shardset want, in
     return rc;
 }
 
-static void list_shards(struct wfo_store *s, struct shards *g)
+static void list_shards(struct store *s, struct shards *g)
 {
     struct wfo_error err = WFO_ERROR_INIT;
 
@@ -92,7 +92,7 @@ static const char *id_in(int k, const char *tag)
 }
 
 /* Applies b as owner with epochs (NULL: all 0), and resets it. */
-static int apply_as(struct wfo_store *s, struct store_batch *b, const char *owner,
+static int apply_as(struct store *s, struct store_batch *b, const char *owner,
                     const int64_t *epochs, struct wfo_error *err)
 {
     b->owner = owner;
@@ -147,7 +147,7 @@ static int task_id_cb(void *ud, const struct store_task *r)
     return out_next(ud);
 }
 
-static const char *timers_in(struct wfo_store *s, store_shardset set, int64_t from, int64_t before,
+static const char *timers_in(struct store *s, store_shardset set, int64_t from, int64_t before,
                              struct out *o)
 {
     struct wfo_error err = WFO_ERROR_INIT;
@@ -157,7 +157,7 @@ static const char *timers_in(struct wfo_store *s, store_shardset set, int64_t fr
     return o->buf;
 }
 
-static const char *tasks_in(struct wfo_store *s, store_shardset set, struct out *o)
+static const char *tasks_in(struct store *s, store_shardset set, struct out *o)
 {
     struct wfo_error err = WFO_ERROR_INIT;
 
@@ -166,7 +166,7 @@ static const char *tasks_in(struct wfo_store *s, store_shardset set, struct out 
     return o->buf;
 }
 
-static const char *active_in(struct wfo_store *s, store_shardset set, struct out *o)
+static const char *active_in(struct store *s, store_shardset set, struct out *o)
 {
     struct wfo_error err = WFO_ERROR_INIT;
 
@@ -214,7 +214,7 @@ TEST(claim_free_shards)
 {
     char url[600];
     struct shards g;
-    struct wfo_store *s = suite_open_bare(suite_url(url, sizeof(url), "claim-free"));
+    struct store *s = suite_open_bare(suite_url(url, sizeof(url), "claim-free"));
 
     list_shards(s, &g);
     int owned = 0;
@@ -244,7 +244,7 @@ TEST(claim_leased_shards)
 {
     char url[600];
     struct shards g;
-    struct wfo_store *s = suite_open_bare(suite_url(url, sizeof(url), "claim-leased"));
+    struct store *s = suite_open_bare(suite_url(url, sizeof(url), "claim-leased"));
 
     claim(s, "A", BIT(0) | BIT(1) | BIT(2), 1000, 2000, 0, &g);
     is_int(claim(s, "B", BIT(1) | BIT(2) | BIT(3), 1500, 5000, 0, &g), 0,
@@ -297,7 +297,7 @@ TEST(release_shards)
     char url[600];
     struct shards g, a;
     struct out o;
-    struct wfo_store *s = suite_open_bare(suite_url(url, sizeof(url), "release"));
+    struct store *s = suite_open_bare(suite_url(url, sizeof(url), "release"));
     const char *x0 = id_in(0, "rel");
 
     store_batch_init(&b);
@@ -331,7 +331,7 @@ TEST(release_shards)
 /* ---- fencing ---- */
 
 /* Everything of execution id, as text. */
-static const char *dump(struct wfo_store *s, const char *id, struct out *all)
+static const char *dump(struct store *s, const char *id, struct out *all)
 {
     struct out o;
 
@@ -351,7 +351,7 @@ TEST(fencing)
     char url[600];
     struct shards ga, gb, gc;
     struct out before, after, o;
-    struct wfo_store *s = suite_open_bare(suite_url(url, sizeof(url), "fence"));
+    struct store *s = suite_open_bare(suite_url(url, sizeof(url), "fence"));
     const char *xa = id_in(0, "fa"), *xb = id_in(1, "fb");
 
     store_batch_init(&b);
@@ -498,7 +498,7 @@ TEST(fault_claims)
     if (!suite_is("fault"))
         return;
     setenv("WFO_STORE_FAULTS", "claim_shards:2,release_shards:1", 1);
-    struct wfo_store *s = suite_open_bare(suite_url(url, sizeof(url), "fault-claims"));
+    struct store *s = suite_open_bare(suite_url(url, sizeof(url), "fault-claims"));
     unsetenv("WFO_STORE_FAULTS");
     is_int(claim(s, "A", BIT(0), 1000, 5000, 0, &g), 0, "fault: claim call 1");
     is_int(s->ops->claim_shards(s, "B", BIT(0), 1000, 9000, 1, shards_cb, &g, &err), WFO_ESTORE,
@@ -521,7 +521,7 @@ TEST(timers_window)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = suite_open("timers");
+    struct store *s = suite_open("timers");
     const int ka = 3, kb = 9;
     const char *xa = id_in(ka, "ta"), *xb = id_in(kb, "tb");
 
@@ -575,7 +575,7 @@ TEST(tasks_by_shard)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = suite_open("tasks");
+    struct store *s = suite_open("tasks");
     const int ka = 2, kb = 13;
     const char *xa = id_in(ka, "ka"), *xb = id_in(kb, "kb");
 
@@ -629,7 +629,7 @@ TEST(active_and_resume)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = suite_open("active");
+    struct store *s = suite_open("active");
     const int ka = 4, kb = 11;
     const char *r1 = id_in(ka, "r1"), *r2 = id_in(ka, "r2"), *r3 = id_in(ka, "r3"),
                *r4 = id_in(ka, "r4"), *r5 = id_in(kb, "r5");
@@ -709,7 +709,7 @@ TEST(migrate_from_v2)
     snprintf(sql, sizeof(sql), "%s%s", rawdb_schema_v2, v2_rows);
     is_int(rawdb_run(path, sql, res, sizeof(res)), 0, "migrate: a version 2 file: %s", res);
 
-    struct wfo_store *s = suite_open_bare(suite_url(url, sizeof(url), "v2"));
+    struct store *s = suite_open_bare(suite_url(url, sizeof(url), "v2"));
     list_shards(s, &g);
     int owned = 0;
     for (int k = 0; k < STORE_SHARDS; k++)

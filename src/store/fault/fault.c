@@ -65,8 +65,8 @@ struct fault_rule {
 };
 
 struct fault_store {
-    struct wfo_store base; /* first: a struct wfo_store * is one of these */
-    struct wfo_store *inner;
+    struct store base; /* first: a struct store * is one of these */
+    struct store *inner;
     pthread_mutex_t mu;
     long long calls[F__COUNT];
     unsigned long long rng;
@@ -74,7 +74,7 @@ struct fault_store {
     int n_rules;
 };
 
-static struct fault_store *fs_of(struct wfo_store *s)
+static struct fault_store *fs_of(struct store *s)
 {
     return (struct fault_store *)s;
 }
@@ -135,7 +135,7 @@ static int rule_parse(const char *s, size_t len, struct fault_rule *r)
     return 0;
 }
 
-static int fault_open(const char *url, struct wfo_store **out, struct wfo_error *err)
+static int fault_open(const char *url, struct store **out, struct wfo_error *err)
 {
     struct fault_store *s = wfo_calloc(1, sizeof(*s));
     const char *rules = getenv("WFO_STORE_FAULTS");
@@ -169,7 +169,7 @@ static int fault_open(const char *url, struct wfo_store **out, struct wfo_error 
     return 0;
 }
 
-static void fault_close(struct wfo_store *base)
+static void fault_close(struct store *base)
 {
     struct fault_store *s = fs_of(base);
     store_close(s->inner);
@@ -215,21 +215,21 @@ static int fault_check(struct fault_store *s, enum fop op, struct wfo_error *err
             return frc_;                                                                           \
     } while (0)
 
-static int fault_ping(struct wfo_store *base, struct wfo_error *err)
+static int fault_ping(struct store *base, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_PING);
     return s->inner->ops->ping(s->inner, err);
 }
 
-static int fault_apply(struct wfo_store *base, const struct store_batch *b, struct wfo_error *err)
+static int fault_apply(struct store *base, const struct store_batch *b, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_APPLY);
     return s->inner->ops->apply(s->inner, b, err);
 }
 
-static int fault_put_workflow(struct wfo_store *base, const struct store_workflow *w, int *created,
+static int fault_put_workflow(struct store *base, const struct store_workflow *w, int *created,
                               store_workflow_cb cb, void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
@@ -237,7 +237,7 @@ static int fault_put_workflow(struct wfo_store *base, const struct store_workflo
     return s->inner->ops->put_workflow(s->inner, w, created, cb, ud, err);
 }
 
-static int fault_get_workflow(struct wfo_store *base, const char *ns, const char *name, int version,
+static int fault_get_workflow(struct store *base, const char *ns, const char *name, int version,
                               store_workflow_cb cb, void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
@@ -245,15 +245,15 @@ static int fault_get_workflow(struct wfo_store *base, const char *ns, const char
     return s->inner->ops->get_workflow(s->inner, ns, name, version, cb, ud, err);
 }
 
-static int fault_list_workflows(struct wfo_store *base, const char *ns, store_workflow_cb cb,
-                                void *ud, struct wfo_error *err)
+static int fault_list_workflows(struct store *base, const char *ns, store_workflow_cb cb, void *ud,
+                                struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_LIST_WORKFLOWS);
     return s->inner->ops->list_workflows(s->inner, ns, cb, ud, err);
 }
 
-static int fault_get_exec(struct wfo_store *base, const char *id, store_exec_cb cb, void *ud,
+static int fault_get_exec(struct store *base, const char *id, store_exec_cb cb, void *ud,
                           struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
@@ -261,15 +261,15 @@ static int fault_get_exec(struct wfo_store *base, const char *id, store_exec_cb 
     return s->inner->ops->get_exec(s->inner, id, cb, ud, err);
 }
 
-static int fault_list_execs(struct wfo_store *base, const struct store_exec_filter *f,
-                            store_exec_cb cb, void *ud, struct wfo_error *err)
+static int fault_list_execs(struct store *base, const struct store_exec_filter *f, store_exec_cb cb,
+                            void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_LIST_EXECS);
     return s->inner->ops->list_execs(s->inner, f, cb, ud, err);
 }
 
-static int fault_list_active_execs(struct wfo_store *base, store_shardset shards, store_exec_cb cb,
+static int fault_list_active_execs(struct store *base, store_shardset shards, store_exec_cb cb,
                                    void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
@@ -277,7 +277,7 @@ static int fault_list_active_execs(struct wfo_store *base, store_shardset shards
     return s->inner->ops->list_active_execs(s->inner, shards, cb, ud, err);
 }
 
-static int fault_list_steps(struct wfo_store *base, const char *exec_id, store_step_cb cb, void *ud,
+static int fault_list_steps(struct store *base, const char *exec_id, store_step_cb cb, void *ud,
                             struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
@@ -285,15 +285,15 @@ static int fault_list_steps(struct wfo_store *base, const char *exec_id, store_s
     return s->inner->ops->list_steps(s->inner, exec_id, cb, ud, err);
 }
 
-static int fault_list_history(struct wfo_store *base, const char *exec_id, int64_t after_seq,
-                              int limit, store_history_cb cb, void *ud, struct wfo_error *err)
+static int fault_list_history(struct store *base, const char *exec_id, int64_t after_seq, int limit,
+                              store_history_cb cb, void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_LIST_HISTORY);
     return s->inner->ops->list_history(s->inner, exec_id, after_seq, limit, cb, ud, err);
 }
 
-static int fault_list_timers(struct wfo_store *base, store_shardset shards, int64_t from,
+static int fault_list_timers(struct store *base, store_shardset shards, int64_t from,
                              int64_t before, store_timer_cb cb, void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
@@ -301,15 +301,15 @@ static int fault_list_timers(struct wfo_store *base, store_shardset shards, int6
     return s->inner->ops->list_timers(s->inner, shards, from, before, cb, ud, err);
 }
 
-static int fault_list_tasks(struct wfo_store *base, store_shardset shards, store_task_cb cb,
-                            void *ud, struct wfo_error *err)
+static int fault_list_tasks(struct store *base, store_shardset shards, store_task_cb cb, void *ud,
+                            struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_LIST_TASKS);
     return s->inner->ops->list_tasks(s->inner, shards, cb, ud, err);
 }
 
-static int fault_claim_shards(struct wfo_store *base, const char *owner, store_shardset want,
+static int fault_claim_shards(struct store *base, const char *owner, store_shardset want,
                               int64_t now, int64_t lease_until, int force, store_shard_cb cb,
                               void *ud, struct wfo_error *err)
 {
@@ -318,7 +318,7 @@ static int fault_claim_shards(struct wfo_store *base, const char *owner, store_s
     return s->inner->ops->claim_shards(s->inner, owner, want, now, lease_until, force, cb, ud, err);
 }
 
-static int fault_release_shards(struct wfo_store *base, const char *owner, store_shardset which,
+static int fault_release_shards(struct store *base, const char *owner, store_shardset which,
                                 struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
@@ -326,15 +326,14 @@ static int fault_release_shards(struct wfo_store *base, const char *owner, store
     return s->inner->ops->release_shards(s->inner, owner, which, err);
 }
 
-static int fault_list_shards(struct wfo_store *base, store_shard_cb cb, void *ud,
-                             struct wfo_error *err)
+static int fault_list_shards(struct store *base, store_shard_cb cb, void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     CHECK(F_LIST_SHARDS);
     return s->inner->ops->list_shards(s->inner, cb, ud, err);
 }
 
-static int fault_delete_workflow(struct wfo_store *base, const char *ns, const char *name,
+static int fault_delete_workflow(struct store *base, const char *ns, const char *name,
                                  struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
@@ -342,7 +341,7 @@ static int fault_delete_workflow(struct wfo_store *base, const char *ns, const c
     return s->inner->ops->delete_workflow(s->inner, ns, name, err);
 }
 
-static int fault_list_expired(struct wfo_store *base, int64_t before, int limit, store_exec_cb cb,
+static int fault_list_expired(struct store *base, int64_t before, int limit, store_exec_cb cb,
                               void *ud, struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
@@ -350,21 +349,21 @@ static int fault_list_expired(struct wfo_store *base, int64_t before, int limit,
     return s->inner->ops->list_expired(s->inner, before, limit, cb, ud, err);
 }
 
-static int fault_server_key(struct wfo_store *base, unsigned char *out, size_t size,
+static int fault_server_key(struct store *base, unsigned char *out, size_t size,
                             struct wfo_error *err)
 {
     struct fault_store *s = fs_of(base);
     return s->inner->ops->server_key(s->inner, out, size, err);
 }
 
-static void fault_set_pool_size(struct wfo_store *base, int n)
+static void fault_set_pool_size(struct store *base, int n)
 {
     struct fault_store *s = fs_of(base);
     if (s->inner->ops->set_pool_size)
         s->inner->ops->set_pool_size(s->inner, n);
 }
 
-const struct wfo_store_ops store_fault_ops = {
+const struct store_ops store_fault_ops = {
     .name = "fault",
     .version = 1,
     .accepts = fault_accepts,

@@ -298,9 +298,9 @@ struct sq_reader {
 };
 
 struct sq_store {
-    struct wfo_store base; /* first: store.h */
-    char *name;            /* what sqlite3_open_v2 gets */
-    char *label;           /* the path, for messages */
+    struct store base; /* first: store.h */
+    char *name;        /* what sqlite3_open_v2 gets */
+    char *label;       /* the path, for messages */
     int memory;
 
     pthread_mutex_t wmu; /* guards w, wst, wchunks and chunk */
@@ -317,7 +317,7 @@ struct sq_store {
     struct sq_reader readers[SQ_READERS_MAX];
 };
 
-static struct sq_store *sq_store(struct wfo_store *s)
+static struct sq_store *sq_store(struct store *s)
 {
     wfo_assert(s && s->ops == &store_sqlite_ops);
     return (struct sq_store *)s;
@@ -873,7 +873,7 @@ static int sq_accepts(const char *url)
     return strncmp(url, "sqlite:", 7) == 0 || !sq_has_scheme(url);
 }
 
-static void sq_close(struct wfo_store *base)
+static void sq_close(struct store *base)
 {
     struct sq_store *s;
 
@@ -944,7 +944,7 @@ static char *sq_many_sql(const char *sql, int cols)
     return wfo_buf_detach(&b, NULL);
 }
 
-static int sq_open(const char *url, struct wfo_store **out, struct wfo_error *err)
+static int sq_open(const char *url, struct store **out, struct wfo_error *err)
 {
     static atomic_uint mem_counter;
     struct sq_store *s = NULL;
@@ -1150,7 +1150,7 @@ static int sq_each(struct sq_store *s, sqlite3 *db, sqlite3_stmt *st,
     return ret;
 }
 
-static int sq_ping(struct wfo_store *base, struct wfo_error *err)
+static int sq_ping(struct store *base, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     struct sq_reader *r;
@@ -1555,7 +1555,7 @@ static int sq_commit(struct sq_store *s, const char *what, struct wfo_error *err
 }
 
 /* Invariant 1: everything in one transaction, rolled back on any error. */
-static int sq_apply(struct wfo_store *base, const struct store_batch *b, struct wfo_error *err)
+static int sq_apply(struct store *base, const struct store_batch *b, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     struct sq_groups g;
@@ -1599,8 +1599,8 @@ struct sq_shard_row {
     int64_t epoch, lease_until;
 };
 
-static int sq_claim_shards(struct wfo_store *base, const char *owner, store_shardset want,
-                           int64_t now, int64_t lease_until, int force, store_shard_cb cb, void *ud,
+static int sq_claim_shards(struct store *base, const char *owner, store_shardset want, int64_t now,
+                           int64_t lease_until, int force, store_shard_cb cb, void *ud,
                            struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -1664,7 +1664,7 @@ out:
     return rc;
 }
 
-static int sq_release_shards(struct wfo_store *base, const char *owner, store_shardset which,
+static int sq_release_shards(struct store *base, const char *owner, store_shardset which,
                              struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -1686,8 +1686,7 @@ static int sq_release_shards(struct wfo_store *base, const char *owner, store_sh
     return rc;
 }
 
-static int sq_list_shards(struct wfo_store *base, store_shard_cb cb, void *ud,
-                          struct wfo_error *err)
+static int sq_list_shards(struct store *base, store_shard_cb cb, void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     struct sq_cb c = {.fn.shard = cb, .ud = ud};
@@ -1703,7 +1702,7 @@ static int sq_list_shards(struct wfo_store *base, store_shard_cb cb, void *ud,
     return rc;
 }
 
-static int sq_put_workflow(struct wfo_store *base, const struct store_workflow *w, int *created,
+static int sq_put_workflow(struct store *base, const struct store_workflow *w, int *created,
                            store_workflow_cb cb, void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -1763,7 +1762,7 @@ out:
 
 /* ---- reading ---- */
 
-static int sq_get_workflow(struct wfo_store *base, const char *ns, const char *name, int version,
+static int sq_get_workflow(struct store *base, const char *ns, const char *name, int version,
                            store_workflow_cb cb, void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -1791,7 +1790,7 @@ static int sq_get_workflow(struct wfo_store *base, const char *ns, const char *n
     return rc;
 }
 
-static int sq_list_workflows(struct wfo_store *base, const char *ns, store_workflow_cb cb, void *ud,
+static int sq_list_workflows(struct store *base, const char *ns, store_workflow_cb cb, void *ud,
                              struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -1821,7 +1820,7 @@ static int sq_exec_stmt(struct sq_store *s, int q, struct sq_cb *c, struct sq_re
     return rc;
 }
 
-static int sq_get_exec(struct wfo_store *base, const char *id, store_exec_cb cb, void *ud,
+static int sq_get_exec(struct store *base, const char *id, store_exec_cb cb, void *ud,
                        struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -1843,8 +1842,8 @@ static int sq_get_exec(struct wfo_store *base, const char *id, store_exec_cb cb,
 
 /* created_after and created_before are exclusive; limit <= 0 means no
  * limit. */
-static int sq_list_execs(struct wfo_store *base, const struct store_exec_filter *f,
-                         store_exec_cb cb, void *ud, struct wfo_error *err)
+static int sq_list_execs(struct store *base, const struct store_exec_filter *f, store_exec_cb cb,
+                         void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     struct sq_cb c = {.fn.exec = cb, .ud = ud};
@@ -1874,7 +1873,7 @@ static int sq_list_execs(struct wfo_store *base, const struct store_exec_filter 
     return rc;
 }
 
-static int sq_list_active_execs(struct wfo_store *base, store_shardset shards, store_exec_cb cb,
+static int sq_list_active_execs(struct store *base, store_shardset shards, store_exec_cb cb,
                                 void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -1987,7 +1986,7 @@ static int sq_step_rec(void *ud, const struct chunk_rec *rec)
     return 0;
 }
 
-static int sq_list_steps(struct wfo_store *base, const char *exec_id, store_step_cb cb, void *ud,
+static int sq_list_steps(struct store *base, const char *exec_id, store_step_cb cb, void *ud,
                          struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -2035,8 +2034,8 @@ static int sq_history_rec(void *ud, const struct chunk_rec *rec)
     return rc;
 }
 
-static int sq_list_history(struct wfo_store *base, const char *exec_id, int64_t after_seq,
-                           int limit, store_history_cb cb, void *ud, struct wfo_error *err)
+static int sq_list_history(struct store *base, const char *exec_id, int64_t after_seq, int limit,
+                           store_history_cb cb, void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     struct sq_page p = {cb, ud, after_seq, limit, 0, 0};
@@ -2054,8 +2053,8 @@ static int sq_list_history(struct wfo_store *base, const char *exec_id, int64_t 
     return p.full ? 0 : rc;
 }
 
-static int sq_list_timers(struct wfo_store *base, store_shardset shards, int64_t from,
-                          int64_t before, store_timer_cb cb, void *ud, struct wfo_error *err)
+static int sq_list_timers(struct store *base, store_shardset shards, int64_t from, int64_t before,
+                          store_timer_cb cb, void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     struct sq_cb c = {.fn.timer = cb, .ud = ud};
@@ -2074,7 +2073,7 @@ static int sq_list_timers(struct wfo_store *base, store_shardset shards, int64_t
     return rc;
 }
 
-static int sq_list_tasks(struct wfo_store *base, store_shardset shards, store_task_cb cb, void *ud,
+static int sq_list_tasks(struct store *base, store_shardset shards, store_task_cb cb, void *ud,
                          struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -2094,7 +2093,7 @@ static int sq_list_tasks(struct wfo_store *base, store_shardset shards, store_ta
 
 /* ---- diagnostics (sqlite.h) ---- */
 
-int store_sqlite_query(struct wfo_store *base, const char *sql, char *out, size_t size,
+int store_sqlite_query(struct store *base, const char *sql, char *out, size_t size,
                        struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -2126,7 +2125,7 @@ int store_sqlite_query(struct wfo_store *base, const char *sql, char *out, size_
     return rc;
 }
 
-static void sq_set_pool_size(struct wfo_store *base, int n)
+static void sq_set_pool_size(struct store *base, int n)
 {
     struct sq_store *s = sq_store(base);
     pthread_mutex_lock(&s->pmu);
@@ -2134,7 +2133,7 @@ static void sq_set_pool_size(struct wfo_store *base, int n)
     pthread_mutex_unlock(&s->pmu);
 }
 
-static int sq_list_expired(struct wfo_store *base, int64_t before, int limit, store_exec_cb cb,
+static int sq_list_expired(struct store *base, int64_t before, int limit, store_exec_cb cb,
                            void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -2160,7 +2159,7 @@ static int sq_list_expired(struct wfo_store *base, int64_t before, int limit, st
     return rc;
 }
 
-static int sq_delete_workflow(struct wfo_store *base, const char *ns, const char *name,
+static int sq_delete_workflow(struct store *base, const char *ns, const char *name,
                               struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
@@ -2204,8 +2203,7 @@ out:
 
 /* The key is drawn once from the CSPRNG by whichever process gets here
  * first (INSERT OR IGNORE inside BEGIN IMMEDIATE), and read back by all. */
-static int sq_server_key(struct wfo_store *base, unsigned char *out, size_t size,
-                         struct wfo_error *err)
+static int sq_server_key(struct store *base, unsigned char *out, size_t size, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
     sqlite3_stmt *st = NULL;
@@ -2258,7 +2256,7 @@ out:
     return rc;
 }
 
-const struct wfo_store_ops store_sqlite_ops = {
+const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .version = 1,
     .accepts = sq_accepts,

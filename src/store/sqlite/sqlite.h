@@ -15,7 +15,7 @@
  * each row ended by '\n' (NULL as ""). For pragmas and EXPLAIN QUERY PLAN in
  * tests: parameters stay unbound. WFO_ETOOBIG when out is too small (out then
  * holds what fitted), WFO_ESTORE with SQLite's message on error. */
-int store_sqlite_query(struct wfo_store *s, const char *sql, char *out, size_t size,
+int store_sqlite_query(struct store *s, const char *sql, char *out, size_t size,
                        struct wfo_error *err);
 
 /* The SELECT that list_execs runs for the filters set in f (parameters

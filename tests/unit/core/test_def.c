@@ -48,7 +48,7 @@ static void dump(const struct def_problems *p)
 static void expect1(const char *text, const char *path, const char *msg)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     json_t *doc = J(text);
     int rc = def_compile(doc, &d, &p);
 
@@ -70,7 +70,7 @@ static void expect1(const char *text, const char *path, const char *msg)
 static void expect_has(const char *text, const char *path, const char *msg)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     json_t *doc = J(text);
     int found = 0;
 
@@ -90,7 +90,7 @@ static void expect_has(const char *text, const char *path, const char *msg)
 static void expect_jq_says(const char *text, const char *path, const char *says)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     json_t *doc = J(text);
 
     is_int(def_compile(doc, &d, &p), WFO_EDEFINITION, "%s: fails", path);
@@ -113,10 +113,10 @@ static void expect_jq(const char *text, const char *path)
 }
 
 /* Compiles text that must be valid. */
-static struct wfo_def *compile_ok(const char *text)
+static struct def *compile_ok(const char *text)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     json_t *doc = J(text);
     int rc = def_compile(doc, &d, &p);
 
@@ -177,7 +177,7 @@ static const char *every_type =
 
 TEST(compiles_every_step_type)
 {
-    struct wfo_def *d = compile_ok(every_type);
+    struct def *d = compile_ok(every_type);
     struct def_step *s;
 
     if (!d)
@@ -331,8 +331,8 @@ TEST(compiles_every_step_type)
 
 TEST(defaults)
 {
-    struct wfo_def *d = compile_ok(STEPS(TASK("a") ", {'name': 'b', 'type': 'foreach',"
-                                                   " 'items': [1], 'steps': [" TASK("x") "]}"));
+    struct def *d = compile_ok(STEPS(TASK("a") ", {'name': 'b', 'type': 'foreach',"
+                                               " 'items': [1], 'steps': [" TASK("x") "]}"));
 
     if (!d)
         return;
@@ -363,12 +363,12 @@ TEST(defaults)
 
 TEST(hash_ignores_key_order)
 {
-    struct wfo_def *a = compile_ok("{'name': 'w', 'steps': [{'name': 'a', 'type': 'task',"
-                                   " 'queue': 'q'}]}");
-    struct wfo_def *b = compile_ok("{'steps': [{'queue': 'q', 'type': 'task', 'name': 'a'}],"
-                                   " 'name': 'w'}");
-    struct wfo_def *c = compile_ok("{'name': 'w', 'steps': [{'name': 'a', 'type': 'task',"
-                                   " 'queue': 'q2'}]}");
+    struct def *a = compile_ok("{'name': 'w', 'steps': [{'name': 'a', 'type': 'task',"
+                               " 'queue': 'q'}]}");
+    struct def *b = compile_ok("{'steps': [{'queue': 'q', 'type': 'task', 'name': 'a'}],"
+                               " 'name': 'w'}");
+    struct def *c = compile_ok("{'name': 'w', 'steps': [{'name': 'a', 'type': 'task',"
+                               " 'queue': 'q2'}]}");
 
     if (a && b && c) {
         is_str(a->hash, b->hash, "same hash for reordered keys");
@@ -434,7 +434,7 @@ TEST(name_length)
 TEST(jq_errors_point_at_the_leaf)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     json_t *doc = J(STEPS(TASK("a") ", {'name': 'b', 'type': 'task', 'queue': 'q',"
                                     " 'input': {'sku': '${ !! }', 'ok': '${ .a }'}}"));
 
@@ -803,7 +803,7 @@ TEST(trigger_errors)
 TEST(every_problem_at_once)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     json_t *doc = J("{'name': 'W', 'bogus': 1, 'steps': ["
                     "{'name': 'a', 'type': 'task', 'retry': {'max_attempts': 0}},"
                     "{'name': 'a', 'type': 'http', 'request': {'url': 'x'}, 'next': 'zz'},"
@@ -828,7 +828,7 @@ TEST(every_problem_at_once)
         is_str(p.items[i].message, want[i][1], "problem %d message", i);
     }
     /* Problems are appended: a second document adds to the same list. */
-    struct wfo_def *d2 = NULL;
+    struct def *d2 = NULL;
     json_t *doc2 = J("{'name': 'w'}");
     is_int(def_compile(doc2, &d2, &p), WFO_EDEFINITION, "second fails");
     is_int(p.n, (int)WFO_ARRAY_SIZE(want) + 1, "appended");
@@ -860,7 +860,7 @@ static json_t *nest_parallel(int levels)
 TEST(deep_nesting)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     struct wfo_buf want = WFO_BUF_INIT;
     json_t *doc = nest_parallel(31); /* 32 blocks: the most allowed */
 
@@ -902,7 +902,7 @@ TEST(deep_nesting)
 TEST(ten_thousand_steps)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     json_t *steps = json_array(), *doc;
     char name[32];
 
@@ -940,7 +940,7 @@ TEST(ten_thousand_steps)
 TEST(huge_strings)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     size_t n = 1 << 20;
     char *big = wfo_malloc(n + 1);
     json_t *doc;
@@ -978,7 +978,7 @@ TEST(huge_strings)
 TEST(embedded_nul)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     json_t *doc = json_pack("{s:s, s:[{s:s#, s:s, s:s#, s:s#}]}", "name", "w", "steps", "name",
                             "a\0b", (size_t)3, "type", "task", "queue", "q\0", (size_t)2, "timeout",
                             "1s\0junk", (size_t)7);
@@ -1062,7 +1062,7 @@ TEST(wrong_types_everywhere)
         for (size_t f = 0; f < WFO_ARRAY_SIZE(fields); f++) {
             for (size_t v = 0; v < WFO_ARRAY_SIZE(values); v++) {
                 struct def_problems p = {0};
-                struct wfo_def *d = NULL;
+                struct def *d = NULL;
                 json_t *val = J(values[v]);
                 json_t *step = json_pack("{s:s, s:s}", "name", "a", "type", step_type_names[t]);
                 json_t *doc = json_pack("{s:s, s:[o, {s:s, s:s}]}", "name", "w", "steps", step,
@@ -1154,7 +1154,7 @@ TEST(random_mutations)
 
     for (int i = 0; i < 400; i++) { /* ~30 ms each: jq compiles */
         struct def_problems p = {0};
-        struct wfo_def *d = NULL;
+        struct def *d = NULL;
         json_t *doc = json_deep_copy(base);
         int rc;
 

@@ -58,7 +58,7 @@ TEST(versions_per_namespace)
     is_int(put(e, "other", wf("w", "q9"), &created), 1, "another namespace counts apart");
 
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_def *d1 = NULL, *d2 = NULL, *latest = NULL, *again = NULL, *o = NULL;
+    struct def *d1 = NULL, *d2 = NULL, *latest = NULL, *again = NULL, *o = NULL;
     is_int(engine_def(e, "default", "w", 1, &d1, &err), 0, "v1 read");
     is_int(engine_def(e, "default", "w", 2, &d2, &err), 0, "v2 read");
     is_int(engine_def(e, "default", "w", 0, &latest, &err), 0, "latest read");
@@ -85,7 +85,7 @@ TEST(missing)
 {
     struct wfo_engine *e = engine(0);
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     is_int(engine_def(e, "default", "nope", 0, &d, &err), WFO_ENOTFOUND, "no such workflow");
     is_str(err.message, "workflow 'nope' not found", "its message");
     put(e, "default", wf("w", "q"), NULL);
@@ -119,7 +119,7 @@ TEST(bad_definitions)
            "exec steps refused when disabled");
     ok(strstr(err.message, "exec.enabled: false") != NULL, "says why: %s", err.message);
     json_decref(problems);
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     is_int(engine_def(e, "default", "w", 0, &d, &err), WFO_ENOTFOUND, "nothing was stored");
     wfo_engine_free(e);
 
@@ -136,7 +136,7 @@ TEST(forget)
     put(e, "default", wf("w", "q"), NULL);
     put(e, "default", wf("w2", "q"), NULL);
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_def *a = NULL, *b = NULL, *other = NULL, *other2 = NULL;
+    struct def *a = NULL, *b = NULL, *other = NULL, *other2 = NULL;
     engine_def(e, "default", "w", 1, &a, &err);
     engine_def(e, "default", "w2", 1, &other, &err);
     int64_t epoch = defs_epoch(e);

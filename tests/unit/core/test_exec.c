@@ -49,10 +49,10 @@ static const char *def_text =
     "  'steps': [{'name': 'one', 'type': 'task', 'queue': 'q'}]},"
     " {'name': 'done', 'type': 'succeed'}]}";
 
-static struct wfo_def *compile(void)
+static struct def *compile(void)
 {
     struct def_problems p = {0};
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     json_t *doc = J(def_text);
     if (def_compile(doc, &d, &p) < 0) {
         for (int i = 0; i < p.n; i++)
@@ -76,7 +76,7 @@ static struct step_state *reach(struct execution *x, const char *path, int frame
 
 /* An execution in the middle of things: a parallel branch and a foreach
  * iteration open, a failure being compensated. */
-static struct execution *busy_exec(struct wfo_def *d)
+static struct execution *busy_exec(struct def *d)
 {
     json_t *input = J("{'items': [10, 20, 30, 40, 50]}");
     struct execution *x = exec_new("exec-1", "ns1", d, input, 1700000000000);
@@ -218,7 +218,7 @@ static int same_json(const json_t *a, const json_t *b)
 
 TEST(round_trip_field_by_field)
 {
-    struct wfo_def *d = compile();
+    struct def *d = compile();
     struct execution *x = busy_exec(d);
     struct wfo_error err = WFO_ERROR_INIT;
     struct execution *y = reload(x, &err);
@@ -324,7 +324,7 @@ TEST(round_trip_field_by_field)
 
 TEST(step_state_text)
 {
-    struct wfo_def *d = compile();
+    struct def *d = compile();
     struct execution *x = busy_exec(d);
     struct wfo_buf b = WFO_BUF_INIT;
     exec_step_state(exec_step(x, "pay"), &b);
@@ -342,7 +342,7 @@ TEST(step_state_text)
 
 TEST(fresh_execution_round_trip)
 {
-    struct wfo_def *d = compile();
+    struct def *d = compile();
     json_t *input = J("{'items': []}");
     struct execution *x = exec_new("exec-2", "default", d, input, 5);
     json_decref(input);
@@ -367,7 +367,7 @@ TEST(fresh_execution_round_trip)
 TEST(older_compensation_form)
 {
     /* a store written before queue entries had states: "pos" runs */
-    struct wfo_def *d = compile();
+    struct def *d = compile();
     json_t *input = json_object();
     struct execution *x = exec_new("exec-3", "default", d, input, 5);
     json_decref(input);
@@ -397,7 +397,7 @@ TEST(older_compensation_form)
 
 TEST(rows_that_do_not_match)
 {
-    struct wfo_def *d = compile();
+    struct def *d = compile();
     json_t *input = json_object();
     struct wfo_error err = WFO_ERROR_INIT;
     struct execution *x = exec_new("exec-4", "default", d, input, 5);
@@ -442,7 +442,7 @@ TEST(rows_that_do_not_match)
 
 TEST(resolve_path)
 {
-    struct wfo_def *d = compile();
+    struct def *d = compile();
     const struct def_step *s;
     ok((s = exec_resolve_path(d, "pay")) && strcmp(s->name, "pay") == 0, "a top-level step");
     ok((s = exec_resolve_path(d, "fan/a/a1")) && strcmp(s->name, "a1") == 0, "a branch's step");

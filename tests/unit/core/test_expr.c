@@ -112,7 +112,7 @@ static void check_err(const char *text, const char *ctx, const char *want)
 static void check_compile_err(const char *tmpl, const char *want_path, const char *want_msg)
 {
     json_t *v = J(tmpl);
-    struct wfo_tmpl *t = (struct wfo_tmpl *)1;
+    struct tmpl *t = (struct tmpl *)1;
     struct wfo_error err = WFO_ERROR_INIT;
     char *bad = NULL;
     int rc = tmpl_compile(v, &t, &bad, &err);
@@ -161,7 +161,7 @@ TEST(constant_templates)
 
     for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++) {
         json_t *v = J(consts[i]), *out = NULL, *ctx = J("{\"a\": 1}");
-        struct wfo_tmpl *t = NULL;
+        struct tmpl *t = NULL;
         struct wfo_error err = WFO_ERROR_INIT;
         char *bad = NULL;
 
@@ -177,7 +177,7 @@ TEST(constant_templates)
     }
     tmpl_free(NULL);
     {
-        struct wfo_tmpl *t = NULL;
+        struct tmpl *t = NULL;
         struct wfo_error err = WFO_ERROR_INIT;
 
         is_int(tmpl_compile(NULL, &t, NULL, &err), WFO_EINVAL, "NULL value refused");
@@ -191,7 +191,7 @@ TEST(nested_templates)
                   "\"whole\": \"${ {sku: .input.sku, n: [.n, .n]} }\"}");
     char *before = wfo_json_dumps(v), *after, *s;
     json_t *ctx = J(CTX), *out = NULL, *out2 = NULL;
-    struct wfo_tmpl *t = NULL;
+    struct tmpl *t = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
 
     is_int(tmpl_compile(v, &t, NULL, &err), 0, "compiles: %s", err.message);
@@ -388,7 +388,7 @@ TEST(compile_errors)
     check_compile_err("\"${ {\\\"a }\"", "", "jq: syntax error, unterminated string at line 1");
     check("${ \"\\(\"x\\(1)y\")\" + \"# \\\"\" }", "{}", "\"x1y# \\\"\"");
     {
-        struct wfo_tmpl *t = NULL;
+        struct tmpl *t = NULL;
         struct wfo_error err = WFO_ERROR_INIT;
         json_t *v = J("\"${ .a | }\"");
 
@@ -418,7 +418,7 @@ TEST(runtime_errors)
     {
         /* An error in a nested template: no output, nothing half built. */
         json_t *v = J("{\"a\": \"${ .n }\", \"b\": [\"${ .s.a }\"]}"), *ctx = J(CTX), *out;
-        struct wfo_tmpl *t = NULL;
+        struct tmpl *t = NULL;
         struct wfo_error err = WFO_ERROR_INIT;
 
         out = (json_t *)1;
@@ -588,7 +588,7 @@ static void check_bounded(const char *text, int time_only)
 TEST(time_bound)
 {
     json_t *v, *ctx, *out = NULL;
-    struct wfo_tmpl *t = NULL;
+    struct tmpl *t = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
 
     check_bounded("${ last(range(1e10)) }", 1);
@@ -628,7 +628,7 @@ TEST(stopped_runs)
 
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         json_t *v = json_string(texts[i]), *out = NULL;
-        struct wfo_tmpl *t = NULL;
+        struct tmpl *t = NULL;
         struct wfo_error err = WFO_ERROR_INIT;
         char *s;
 
@@ -689,7 +689,7 @@ TEST(out_of_memory)
      * hence no leak checking of that one call. */
     json_t *v = J("\"${ reduce range(.k) as $i (\\\"x\\\" * 1000000; . + .) | length }\"");
     json_t *ctx = J("{\"k\": 9}"), *out = NULL;
-    struct wfo_tmpl *t = NULL;
+    struct tmpl *t = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
 
     is_int(tmpl_compile(v, &t, NULL, &err), 0, "compiles");
@@ -742,7 +742,7 @@ TEST(nothing_on_stderr)
 TEST(large_values)
 {
     json_t *items = json_array(), *ctx = json_object(), *out = NULL, *v;
-    struct wfo_tmpl *t = NULL;
+    struct tmpl *t = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
 
     for (int i = 0; i < 100000; i++)
@@ -786,7 +786,7 @@ static void *eval_thread(void *p)
 {
     struct thread_arg *a = p;
     json_t *v = J(a->text), *ctx = J("{\"n\": 3}"), *out;
-    struct wfo_tmpl *t = NULL;
+    struct tmpl *t = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
 
     if (tmpl_compile(v, &t, NULL, &err) < 0)

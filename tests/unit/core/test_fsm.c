@@ -10,7 +10,7 @@
 #include "core/fsm.h"
 #include "common/yaml.h"
 
-static struct wfo_def *compile(const char *yaml)
+static struct def *compile(const char *yaml)
 {
     json_t *doc = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
@@ -18,7 +18,7 @@ static struct wfo_def *compile(const char *yaml)
         printf("# parse: %s\n", err.message);
         return NULL;
     }
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     struct def_problems p = {0};
     if (def_compile(doc, &d, &p) < 0)
         for (int i = 0; i < p.n; i++)
@@ -37,7 +37,7 @@ static double half(void)
 
 static struct execution *start(struct fsm *f, const char *yaml, const char *input)
 {
-    struct wfo_def *d = compile(yaml);
+    struct def *d = compile(yaml);
     if (!d)
         return NULL;
     json_t *in = NULL;

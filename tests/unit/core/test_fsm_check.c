@@ -18,7 +18,7 @@ static const char *wf = "name: w\nsteps:\n"
 static struct execution *start(struct fsm *f)
 {
     json_t *doc = NULL;
-    struct wfo_def *d = NULL;
+    struct def *d = NULL;
     struct def_problems p = {0};
     wfo_doc_parse(wf, strlen(wf), &doc, NULL);
     def_compile(doc, &d, &p);

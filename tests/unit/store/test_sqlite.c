@@ -52,10 +52,10 @@ static const char *oneline(char *s)
     return s;
 }
 
-static struct wfo_store *open_ok(const char *url)
+static struct store *open_ok(const char *url)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_store *s = NULL;
+    struct store *s = NULL;
     int rc = store_open(url, &s, &err);
 
     is_int(rc, 0, "open %s", url);
@@ -66,7 +66,7 @@ static struct wfo_store *open_ok(const char *url)
     return s;
 }
 
-static int apply(struct wfo_store *s, struct store_batch *b, struct wfo_error *err)
+static int apply(struct store *s, struct store_batch *b, struct wfo_error *err)
 {
     int rc = s->ops->apply(s, b, err);
 
@@ -164,7 +164,7 @@ static int seq_cb(void *ud, const struct store_exec *r)
     return 0;
 }
 
-static int64_t exec_seq(struct wfo_store *s, const char *id)
+static int64_t exec_seq(struct store *s, const char *id)
 {
     int64_t seq = -1;
 
@@ -173,7 +173,7 @@ static int64_t exec_seq(struct wfo_store *s, const char *id)
 }
 
 /* What a read of one execution prints, "" when absent. */
-static const char *get_exec(struct wfo_store *s, const char *id, struct out *o)
+static const char *get_exec(struct store *s, const char *id, struct out *o)
 {
     memset(o, 0, sizeof(*o));
     s->ops->get_exec(s, id, exec_cb, o, NULL);
@@ -212,7 +212,7 @@ static void add_history(struct store_batch *b, const char *id, int64_t seq, cons
 TEST(urls)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_store *s = (struct wfo_store *)1;
+    struct store *s = (struct store *)1;
 
     ok(store_find(MEM) == &store_sqlite_ops, "sqlite::memory: is sqlite");
     ok(store_find("sqlite:/tmp/x.db") == &store_sqlite_ops, "sqlite:PATH is sqlite");
@@ -247,7 +247,7 @@ TEST(urls)
 TEST(bad_files)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_store *s = NULL;
+    struct store *s = NULL;
     char url[512];
     FILE *f;
 
@@ -298,7 +298,7 @@ static void roundtrip(const char *url)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = open_ok(url);
+    struct store *s = open_ok(url);
 
     store_batch_init(&b);
     struct store_exec *e = add_exec(&b, "e1", "default", "order", "running", 1700000000001);
@@ -495,7 +495,7 @@ static void hostile(const char *url)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = open_ok(url);
+    struct store *s = open_ok(url);
     const char *id = "x'); DROP TABLE executions; --";
     const char *ns = "n\"s\\ \xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80";
     size_t big_len = 1 << 20;
@@ -548,7 +548,7 @@ static void upsert(const char *url)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = open_ok(url);
+    struct store *s = open_ok(url);
 
     store_batch_init(&b);
     add_exec(&b, "x", "default", "w", "running", 100)->output = "1";
@@ -658,7 +658,7 @@ static int pager_cb(void *ud, const struct store_exec *r)
 }
 
 /* Every page of f of size limit, concatenated, as the API would fetch them. */
-static int fetch_all(struct wfo_store *s, struct store_exec_filter f, int limit, struct out *o,
+static int fetch_all(struct store *s, struct store_exec_filter f, int limit, struct out *o,
                      int *pages)
 {
     struct wfo_error err = WFO_ERROR_INIT;
@@ -684,7 +684,7 @@ static void listing(const char *url)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct model m[N_MODEL];
-    struct wfo_store *s = open_ok(url);
+    struct store *s = open_ok(url);
     static const char *const statuses[] = {"running", "completed", "failed"};
 
     store_batch_init(&b);
@@ -778,7 +778,7 @@ TEST(list_file)
 TEST(list_plans)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_store *s = open_ok(MEM);
+    struct store *s = open_ok(MEM);
     static const struct {
         int mask;
         const char *index;
@@ -831,7 +831,7 @@ static void atomic(const char *url)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *s = open_ok(url);
+    struct store *s = open_ok(url);
 
     store_batch_init(&b);
     add_exec(&b, "A", "default", "w", "running", 1)->chunk = 1;
@@ -933,7 +933,7 @@ static int wf_got_cb(void *ud, const struct store_workflow *r)
 static void workflows(const char *url)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    struct wfo_store *s = open_ok(url);
+    struct store *s = open_ok(url);
     struct store_workflow w = {"default", "order", 0, "h1", "{\"v\":1}", 0};
     struct wf_got g = {0};
     struct out o;
@@ -1016,7 +1016,7 @@ TEST(file_reopen)
     struct store_batch b;
     struct out o;
     char url[512], res[256];
-    struct wfo_store *s;
+    struct store *s;
 
     file_url(url, sizeof(url), "reopen.db");
     s = open_ok(url);
@@ -1050,7 +1050,7 @@ TEST(file_reopen)
     is_int(s->ops->ping(s, &err), 0, "ping");
 
     /* A second store on the same file sees the first one's commits. */
-    struct wfo_store *s2 = open_ok(url);
+    struct store *s2 = open_ok(url);
     is_str(get_exec(s2, "r2", &o), "r2|default|w|1|running|{}|~|~|~|~|~|2|2|0\n",
            "a second store on the file reads it");
     store_close(s2);
@@ -1063,7 +1063,7 @@ TEST(memory_stores_are_separate)
     struct wfo_error err = WFO_ERROR_INIT;
     struct store_batch b;
     struct out o;
-    struct wfo_store *a = open_ok(MEM), *c = open_ok(MEM);
+    struct store *a = open_ok(MEM), *c = open_ok(MEM);
 
     store_batch_init(&b);
     add_exec(&b, "only-a", "default", "w", "running", 1);
@@ -1083,7 +1083,7 @@ TEST(memory_stores_are_separate)
 #define CC_BATCHES 150
 
 struct cc {
-    struct wfo_store *s;
+    struct store *s;
     atomic_int done;
     int errors, reads, torn;
     char msg[600];
@@ -1276,7 +1276,7 @@ TEST(measure_apply)
     struct timespec t0, t1;
     int fails = 0;
 
-    struct wfo_store *s = open_ok(file_url(url, sizeof(url), "measure.db"));
+    struct store *s = open_ok(file_url(url, sizeof(url), "measure.db"));
     store_batch_init(&b);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int k = 0; k < 100; k++) {

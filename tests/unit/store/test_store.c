@@ -22,7 +22,7 @@ TEST(backend_by_scheme)
     ok(store_find("mysql://u:p@h/db") == NULL, "mysql: none");
     ok(store_find(NULL) == NULL, "NULL: none");
 
-    struct wfo_store *s = (struct wfo_store *)1;
+    struct store *s = (struct store *)1;
     struct wfo_error err = WFO_ERROR_INIT;
     is_int(store_open("", &s, &err), WFO_EINVAL, "empty url");
     ok(s == NULL, "*out cleared");
