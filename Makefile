@@ -1,8 +1,9 @@
 # wfo - durable workflow orchestrator.
 #   make          installs missing Debian packages, builds build/wfo
 #   make run      builds and runs examples/basic_workflow.yaml
-#   make test     the layer check on planted violations, unit tests (ASan+UBSan), the store
-#                 suite, black-box, docs and browser tests, a short fuzz
+#   make test     the layer check on planted violations, unit tests (ASan+UBSan, invariant
+#                 checks on), the store suite, black-box, docs and browser tests, a short
+#                 fuzz; two stages at a time (tests/stages.sh, logs in build/test/)
 #   make check-test  the layer check and banned.h, each broken once in a scratch copy (tests/check/)
 #   make store-test  the store contract suite, once per store back end (tests/store/)
 #   make browser-test  the web page in headless Chromium (screenshots in build/browser/)
