@@ -13,10 +13,24 @@
 #ifndef WFO_CORE_CHECK_H
 #define WFO_CORE_CHECK_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define CHECK_WHY_SIZE 256
+
+/* For a *_check(): writes what broke to why and returns name. */
+static inline const char *check_broken(char *why, size_t n, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline const char *check_broken(char *why, size_t n, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return name;
+}
 
 /* An invariant is broken: says which and aborts. */
 static inline void check_fail(const char *name, const char *why, const char *file, int line)

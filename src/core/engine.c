@@ -617,18 +617,6 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
 
 /* --- the invariants, checked (check.h) ------------------------------------ */
 
-static const char *broken(char *why, size_t n, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static const char *broken(char *why, size_t n, const char *name, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, n, fmt, ap);
-    va_end(ap);
-    return name;
-}
-
 /* E1: no attempt of f's ACT_RUN runs or is queued yet (under mu). */
 static const char *check_not_run(struct wfo_engine *e, const struct fsm *f, char *why, size_t n)
 {
@@ -644,7 +632,8 @@ static const char *check_not_run(struct wfo_engine *e, const struct fsm *f, char
             queued = e->jobs[j]->token == a->token && strcmp(e->jobs[j]->path, a->step) == 0 &&
                      strcmp(e->jobs[j]->exec_id, a->x->id) == 0;
         if (queued)
-            name = broken(why, n, "E1", "attempt %s runs before its batch is committed", key.buf);
+            name = check_broken(why, n, "E1", "attempt %s runs before its batch is committed",
+                                key.buf);
     }
     wfo_buf_release(&key);
     return name;
@@ -661,40 +650,41 @@ const char *engine_check(struct wfo_engine *e, const struct round *flight, char 
     /* E2: a failed commit stops the engine */
     for (int i = 0; i < 3 && !name; i++)
         if (e->rounds[i].busy && e->rounds[i].done && e->rounds[i].rc < 0 && !e->failed)
-            name = broken(why, n, "E2", "a commit failed (%d) and the engine goes on",
-                          e->rounds[i].rc);
+            name = check_broken(why, n, "E2", "a commit failed (%d) and the engine goes on",
+                                e->rounds[i].rc);
     /* E4: one round gathering, at most one in flight, committed in order */
     int busy = 0;
     for (int i = 0; i < 3; i++)
         busy += e->rounds[i].busy;
     if (!name && (busy > 2 || (flight && flight == e->cur)))
-        name = broken(why, n, "E4", "%d rounds busy, the one in flight %s gathering", busy,
-                      flight && flight == e->cur ? "is" : "is not");
+        name = check_broken(why, n, "E4", "%d rounds busy, the one in flight %s gathering", busy,
+                            flight && flight == e->cur ? "is" : "is not");
     if (!name && e->wround && e->wround != flight)
-        name = broken(why, n, "E4", "the writer commits a round that is not the one in flight");
+        name =
+            check_broken(why, n, "E4", "the writer commits a round that is not the one in flight");
     if (!name && flight && flight->gen >= e->fsm.gen)
-        name = broken(why, n, "E4", "the round in flight (gen %d) is not older than gen %d",
-                      flight->gen, e->fsm.gen);
+        name = check_broken(why, n, "E4", "the round in flight (gen %d) is not older than gen %d",
+                            flight->gen, e->fsm.gen);
     /* E5: what a failed read kept is counted */
     if (!name && (e->sweep_kept || e->results_kept) && e->stats.read_retries <= 0)
-        name = broken(why, n, "E5", "work kept after a failed read, none counted");
+        name = check_broken(why, n, "E5", "work kept after a failed read, none counted");
     pthread_mutex_unlock(&e->mu);
     /* E6: the heap holds only timers due before the horizon (a window read
      * that failed half way may leave one window's worth past it) */
     for (int i = 0; i < e->n_heap && !name; i++) {
         const struct tentry *t = e->heap[i];
         if (i && e->heap[(i - 1) / 2]->due > t->due)
-            name = broken(why, n, "E6", "the timer heap is out of order at %d", i);
+            name = check_broken(why, n, "E6", "the timer heap is out of order at %d", i);
         else if (!t->dead && t->due >= e->timer_horizon + TIMER_WINDOW_MS)
-            name = broken(why, n, "E6", "timer %s due past the horizon", t->id);
+            name = check_broken(why, n, "E6", "timer %s due past the horizon", t->id);
         else if (!t->dead && wfo_map_get(&e->timers, t->id) != t)
-            name = broken(why, n, "E6", "timer %s in the heap but not armed", t->id);
+            name = check_broken(why, n, "E6", "timer %s in the heap but not armed", t->id);
     }
     /* E7: every batch names this engine as its owner */
     for (int i = 0; i < 3 && !name; i++) {
         const struct round *r = &e->rounds[i];
         if (r->busy && r != e->cur && r->batch.owner != e->owner)
-            name = broken(why, n, "E7", "a round names another owner");
+            name = check_broken(why, n, "E7", "a round names another owner");
     }
     return name;
 }

@@ -2051,18 +2051,6 @@ static int apply_retry(struct fsm *f, struct execution *x, const char *from, str
 
 /* ---- the invariants, checked (check.h) ---------------------------------- */
 
-static const char *broken(char *why, size_t n, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static const char *broken(char *why, size_t n, const char *name, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, n, fmt, ap);
-    va_end(ap);
-    return name;
-}
-
 static int by_token(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -2087,15 +2075,15 @@ const char *fsm_check(const struct fsm *f, const struct execution *x, char *why,
         if (!in_flight(st))
             continue;
         if (st->token <= 0 || st->token > x->tick)
-            name = broken(why, n, "I1", "step '%s' in flight with token %lld (tick %lld)", st->path,
-                          (long long)st->token, (long long)x->tick);
+            name = check_broken(why, n, "I1", "step '%s' in flight with token %lld (tick %lld)",
+                                st->path, (long long)st->token, (long long)x->tick);
         tokens[nt++] = st->token;
     }
     qsort(tokens, (size_t)nt, sizeof(*tokens), by_token);
     for (int i = 1; i < nt && !name; i++)
         if (tokens[i] == tokens[i - 1])
-            name = broken(why, n, "I1", "two attempts in flight share token %lld",
-                          (long long)tokens[i]);
+            name = check_broken(why, n, "I1", "two attempts in flight share token %lld",
+                                (long long)tokens[i]);
     free(tokens);
     if (name)
         return name;
@@ -2109,26 +2097,26 @@ const char *fsm_check(const struct fsm *f, const struct execution *x, char *why,
         if (h->x != x)
             continue;
         if (h->seq <= 0 || (last >= 0 && h->seq != last + 1))
-            return broken(why, n, "I2", "history seq %lld follows %lld", (long long)h->seq,
-                          (long long)last);
+            return check_broken(why, n, "I2", "history seq %lld follows %lld", (long long)h->seq,
+                                (long long)last);
         last = h->seq;
     }
     if (last >= 0 && last != x->hseq)
-        return broken(why, n, "I2", "last history seq %lld, execution at %lld", (long long)last,
-                      (long long)x->hseq);
+        return check_broken(why, n, "I2", "last history seq %lld, execution at %lld",
+                            (long long)last, (long long)x->hseq);
     int named = last >= 0;
     for (int i = 0; i < f->n_timers && !named; i++)
         named = f->timers[i].x == x;
     for (int i = 0; i < f->n_acts && !named; i++)
         named = f->acts[i].x == x;
     if (named && x->touched != f->gen)
-        return broken(why, n, "I3", "execution %s has effects but is not touched", x->id);
+        return check_broken(why, n, "I3", "execution %s has effects but is not touched", x->id);
     /* C1: a compensation runs only once every entry before it is done,
      * but for other branches of the same parallel step */
     for (int i = 0; x->comp_queue && i < x->n_comp; i++) {
         const struct comp_entry *c = &x->comp_queue[i];
         if (c->state < COMP_PENDING || c->state > COMP_FAILED || !c->path)
-            return broken(why, n, "C1", "compensation entry %d is malformed", i);
+            return check_broken(why, n, "C1", "compensation entry %d is malformed", i);
         if (c->state != COMP_RUNNING)
             continue;
         struct step_state *oi = exec_step((struct execution *)x, c->path);
@@ -2137,17 +2125,19 @@ const char *fsm_check(const struct fsm *f, const struct execution *x, char *why,
                 continue;
             struct step_state *oj = exec_step((struct execution *)x, x->comp_queue[j].path);
             if (!oi || !oj || !comp_concurrent(x, oj, oi))
-                return broken(why, n, "C1", "compensation of '%s' runs before that of '%s' is done",
-                              c->path, x->comp_queue[j].path);
+                return check_broken(why, n, "C1",
+                                    "compensation of '%s' runs before that of '%s' is done",
+                                    c->path, x->comp_queue[j].path);
         }
     }
     /* C2: an attempt asked to stop keeps its token until it reports; a
      * failure waits for them only while there is one */
     for (int i = 0; i < x->n_steps; i++)
         if (x->steps[i]->stopping && x->steps[i]->token <= 0)
-            return broken(why, n, "C2", "step '%s' is stopping without a token", x->steps[i]->path);
+            return check_broken(why, n, "C2", "step '%s' is stopping without a token",
+                                x->steps[i]->path);
     if (x->draining && !exec_stopping(x))
-        return broken(why, n, "C2", "execution %s drains with no attempt stopping", x->id);
+        return check_broken(why, n, "C2", "execution %s drains with no attempt stopping", x->id);
     return NULL;
 }
 
