@@ -73,6 +73,11 @@ build/wfo: $(CLI_SRC:%.c=build/obj/%.o) build/libwfo.a
 build/asan/wfo: $(CLI_SRC:%.c=build/asan/obj/%.o) build/asan/libwfo.a
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 
+# A test of a cli/ file links that file too (cli/ is not in libwfo.a).
+build/asan/tests/cli/test_%: build/asan/obj/tests/unit/cli/test_%.o build/asan/obj/src/cli/%.o \
+    build/asan/libwfo.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 build/asan/tests/%: build/asan/obj/tests/unit/%.o build/asan/libwfo.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
