@@ -33,6 +33,8 @@ int cmd_retry(int argc, char **argv);
 int cmd_signal(int argc, char **argv);
 int cmd_emit(int argc, char **argv);
 int cmd_queues(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+int cmd_subscriptions(int argc, char **argv);
 
 /* The usage text of a command ("start NAME [--input ...]"), from the one
  * commands[] table of main.c, the only place it is written. cli_help

@@ -19,6 +19,8 @@
  */
 #include "common/compat.h"
 
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@
 #include "../core/query.h"
 #include "../common/duration.h"
 #include "../common/httpc.h"
+#include "../common/sse.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
 
@@ -1001,6 +1004,191 @@ int cmd_queues(int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc;
     client_init(&c, server);
     rc = client_call_print(&c, "GET", "/v1/queues", NULL);
+    client_release(&c);
+    return rc;
+}
+
+/* ---- wfo events tail -------------------------------------------------- */
+
+static atomic_int events_stop;
+
+static void events_on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&events_stop, 1);
+}
+
+/* One event of the stream: its data (the event's JSON) on a line. */
+static int events_print(void *ud, const struct sse_event *ev)
+{
+    (void)ud;
+    printf("%s\n", ev->data);
+    fflush(stdout);
+    return 0;
+}
+
+static int events_feed(void *ud, const char *p, size_t n)
+{
+    return sse_feed(ud, p, n);
+}
+
+/* Follows GET /v1/events/stream (SPEC 2.5), printing each event's JSON on
+ * a line, until SIGINT or SIGTERM (exit 0). A dropped connection is
+ * resumed after a second with Last-Event-ID, so nothing is missed or
+ * repeated; an error answer ends it (exit 1). */
+int cmd_events(int argc, char **argv)
+{
+    const char *server = NULL, *types = NULL, *execution = NULL, *pos[1] = {NULL};
+    struct client_opt opts[] = {
+        {"--types", &types, NULL}, {"--execution", &execution, NULL}, {NULL, NULL, NULL}};
+    struct client c = {NULL, NULL};
+    struct sse_reader r;
+    struct wfo_buf url = WFO_BUF_INIT, last = WFO_BUF_INIT;
+    int rc;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "events");
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (strcmp(pos[0], "tail") != 0) {
+        cli_error("events: unknown subcommand '%s'", pos[0]);
+        cli_usage_error("events");
+        return EXIT_USAGE;
+    }
+    client_init(&c, server);
+    wfo_buf_addf(&url, "%s/v1/events/stream", c.base);
+    const char *sep = "?";
+    if (types) {
+        wfo_buf_addf(&url, "%stypes=", sep);
+        httpc_escape(&url, types);
+        sep = "&";
+    }
+    if (execution) {
+        wfo_buf_addf(&url, "%sexecution=", sep);
+        httpc_escape(&url, execution);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = events_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sse_init(&r, events_print, NULL);
+    rc = EXIT_OK;
+    int connected = 0; /* a 2xx stream has been open */
+    while (!atomic_load(&events_stop)) {
+        struct httpc_header headers[3];
+        struct httpc_response res;
+        struct wfo_error err = WFO_ERROR_INIT;
+        int n = 0;
+
+        headers[n++] = (struct httpc_header){"Accept", "text/event-stream"};
+        if (c.auth)
+            headers[n++] = (struct httpc_header){"Authorization", c.auth};
+        if (last.len)
+            headers[n++] = (struct httpc_header){"Last-Event-ID", last.buf};
+        struct httpc_request req = {
+            .url = url.buf,
+            .headers = headers,
+            .n_headers = n,
+            .cancel = &events_stop,
+            .on_body = events_feed,
+            .on_body_ud = &r,
+        };
+        int hrc = httpc_do(&req, &res, &err);
+        if (hrc == 0 && (res.status < 200 || res.status > 299)) {
+            struct client_reply reply = {res.status, NULL, wfo_buf_detach(&res.body, NULL)};
+            if (wfo_json_parse(reply.text, strlen(reply.text), &reply.body, NULL) < 0)
+                reply.body = json_null();
+            client_print_failure(&reply);
+            client_reply_release(&reply);
+            httpc_response_release(&res);
+            rc = EXIT_FAILED;
+            break;
+        }
+        connected |= res.status >= 200 && res.status <= 299;
+        httpc_response_release(&res);
+        if (hrc == WFO_ESHUTDOWN || atomic_load(&events_stop))
+            break;
+        if (hrc < 0 && !connected) {
+            cli_error("%s", err.message); /* never connected: say why and stop */
+            rc = EXIT_FAILED;
+            break;
+        }
+        if (sse_last_id(&r)) {
+            wfo_buf_reset(&last);
+            wfo_buf_adds(&last, sse_last_id(&r));
+        }
+        /* the stream ended or broke: the same reader goes on after the
+         * last event it saw */
+        sse_release(&r);
+        sse_init(&r, events_print, NULL);
+        client_sleep_ms(1000);
+    }
+    sse_release(&r);
+    wfo_buf_release(&url);
+    wfo_buf_release(&last);
+    client_release(&c);
+    return rc;
+}
+
+/* ---- wfo subscriptions ------------------------------------------------ */
+
+int cmd_subscriptions(int argc, char **argv)
+{
+    const char *server = NULL, *types = NULL, *secret = NULL, *pos[2] = {NULL, NULL};
+    struct client_opt opts[] = {
+        {"--types", &types, NULL}, {"--secret", &secret, NULL}, {NULL, NULL, NULL}};
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct client c = {NULL, NULL};
+    int rc;
+
+    rc = client_parse(argc, argv, opts, &server, pos, 1, 2, "subscriptions");
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    const char *sub = pos[0];
+    int add = strcmp(sub, "add") == 0, list = strcmp(sub, "list") == 0,
+        del = strcmp(sub, "delete") == 0;
+    if (!add && !list && !del) {
+        cli_error("subscriptions: unknown subcommand '%s'", sub);
+        cli_usage_error("subscriptions");
+        return EXIT_USAGE;
+    }
+    if ((list && pos[1]) || (!list && !pos[1])) {
+        cli_error("subscriptions %s: %s", sub, pos[1] ? "too many arguments" : "missing argument");
+        cli_usage_error("subscriptions");
+        return EXIT_USAGE;
+    }
+    if (add && (!types || !secret)) {
+        cli_error("subscriptions add: %s is required", !types ? "--types" : "--secret");
+        cli_usage_error("subscriptions");
+        return EXIT_USAGE;
+    }
+    if (!add && (types || secret)) {
+        cli_error("%s: only with 'subscriptions add'", types ? "--types" : "--secret");
+        return EXIT_USAGE;
+    }
+    client_init(&c, server);
+    if (add) {
+        json_t *body = json_object(), *list_of = json_array();
+        /* --types a,b,c: the types, comma-separated */
+        for (const char *p = types; *p;) {
+            size_t n = strcspn(p, ",");
+            if (n)
+                json_array_append_new(list_of, json_stringn(p, n));
+            p += n + (p[n] == ',');
+        }
+        json_object_set_new(body, "url", json_string(pos[1]));
+        json_object_set_new(body, "types", list_of);
+        json_object_set_new(body, "secret", json_string(secret));
+        rc = client_call_print(&c, "POST", "/v1/subscriptions", body);
+        json_decref(body);
+    } else if (list) {
+        rc = client_call_print(&c, "GET", "/v1/subscriptions", NULL);
+    } else {
+        wfo_buf_adds(&path, "/v1/subscriptions/");
+        httpc_escape(&path, pos[1]);
+        rc = client_call_print(&c, "DELETE", path.buf, NULL);
+    }
+    wfo_buf_release(&path);
     client_release(&c);
     return rc;
 }

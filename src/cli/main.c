@@ -48,6 +48,9 @@ static const struct command commands[] = {
     {"signal", cmd_signal, "signal ID NAME [--data JSON|@FILE] [--server URL]"},
     {"emit", cmd_emit,
      "emit TYPE [--key K] [--data JSON|@FILE] [--id ID] [--source S] [--server URL]"},
+    {"events", cmd_events, "events tail [--types T] [--execution ID] [--server URL]"},
+    {"subscriptions", cmd_subscriptions,
+     "subscriptions add URL --types T --secret S | list | delete ID [--server URL]"},
     {"queues", cmd_queues, "queues [--server URL]"},
 };
 

@@ -55,6 +55,9 @@ static void httpc_global_init(void)
 /* What the callbacks of one call share. */
 struct httpc_ctx {
     struct httpc_response *res;
+    const struct httpc_request *req;
+    CURL *h;
+    int stopped; /* on_body said stop */
     int body_too_big;
     int headers_too_big;
     size_t header_bytes;
@@ -158,7 +161,16 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose, struct curl_s
 static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 {
     struct httpc_ctx *c = ud;
+    long status = 0;
 
+    if (c->req->on_body && curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+        status >= 200 && status < 300) {
+        if (c->req->on_body(c->req->on_body_ud, p, n)) {
+            c->stopped = 1;
+            return 0; /* curl stops with CURLE_WRITE_ERROR */
+        }
+        return n;
+    }
     if (wfo_buf_add(&c->res->body, p, n) < 0) {
         c->body_too_big = 1;
         return 0; /* curl stops with CURLE_WRITE_ERROR */
@@ -516,6 +528,7 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
     wfo_buf_init(&res->body, req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY);
     memset(&c, 0, sizeof(c));
     c.res = res;
+    c.req = req;
     c.deny_private = req->deny_private;
 
     if (!req->url) {
@@ -544,7 +557,9 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
         rc = wfo_error_set(err, WFO_ESHUTDOWN, "request to '%s' was cancelled", shown);
         goto out;
     }
-    if (!(h = curl_easy_init()) || setup(h, req, method, &c, headers) < 0) {
+    if ((h = curl_easy_init()))
+        c.h = h;
+    if (!h || setup(h, req, method, &c, headers) < 0) {
         rc = wfo_error_set(err, WFO_EIO, "cannot set up a request to '%s'", shown);
         goto out;
     }
@@ -557,8 +572,9 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     res->status = status;
-    if (cancelled) {
-        rc = wfo_error_set(err, WFO_ESHUTDOWN, "request to '%s' was cancelled", shown);
+    if (cancelled || c.stopped) {
+        rc = wfo_error_set(err, WFO_ESHUTDOWN, "request to '%s' was %s", shown,
+                           c.stopped ? "stopped by its reader" : "cancelled");
     } else if (c.body_too_big) {
         rc = wfo_error_set(err, WFO_ETOOBIG, "response from '%s' is larger than %zu bytes", shown,
                            res->body.max);

@@ -42,6 +42,12 @@ struct httpc_request {
      * struct proc_cancel's flag (steps/proc.h) or a signal handler's can
      * be lent as it is. */
     const atomic_int *cancel;
+    /* Streaming (a Server-Sent Events client): when set, the body of a 2xx
+     * response goes to on_body as it arrives instead of into res->body,
+     * with no max_body; a non-zero return stops the request
+     * (WFO_ESHUTDOWN). The body of any other status is kept as usual. */
+    int (*on_body)(void *ud, const char *p, size_t n);
+    void *on_body_ud;
 };
 
 struct httpc_response {
