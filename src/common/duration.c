@@ -165,9 +165,21 @@ void wfo_time_format(int64_t ms, char *out, size_t size)
     unsigned m, d;
 
     civil_from_days(days, &y, &m, &d);
-    snprintf(out, size, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ", (long long)y, m, d,
-             (unsigned)(rem / MS_PER_H), (unsigned)(rem / MS_PER_M % 60),
-             (unsigned)(rem / MS_PER_S % 60), (unsigned)(rem % 1000));
+    unsigned hh = (unsigned)(rem / MS_PER_H), mi = (unsigned)(rem / MS_PER_M % 60),
+             ss = (unsigned)(rem / MS_PER_S % 60), ms3 = (unsigned)(rem % 1000);
+    if (y < 0 || y > 9999 || size < 25) { /* not RFC 3339's range: printf's way */
+        snprintf(out, size, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ", (long long)y, m, d, hh, mi, ss,
+                 ms3);
+        return;
+    }
+    /* digit by digit: documents and log lines write several a request */
+    static const char pat[] = "0000-00-00T00:00:00.000Z";
+    memcpy(out, pat, sizeof(pat));
+    unsigned v[][2] = {{(unsigned)y, 4}, {m, 2}, {d, 2}, {hh, 2}, {mi, 2}, {ss, 2}, {ms3, 3}};
+    static const int at[] = {0, 5, 8, 11, 14, 17, 20};
+    for (int f = 0; f < 7; f++)
+        for (unsigned i = v[f][1], x = v[f][0]; i-- > 0; x /= 10)
+            out[at[f] + (int)i] = (char)('0' + x % 10);
 }
 
 /* Reads exactly n digits. */
