@@ -36,7 +36,19 @@ json_t *doc_exec(const struct store_exec *r)
                      text_json(r->output), "error", text_json(r->error), "compensation",
                      text_json(r->compensation), "created_at", doc_time(r->created_at),
                      "updated_at", doc_time(r->updated_at), "finished_at", doc_time(r->finished_at),
-                     "parent", r->parent ? json_string(r->parent) : json_null());
+                     "parent", text_json(r->parent));
+}
+
+/* A `workflow` step's child (the id in its private state), or NULL. */
+static json_t *step_child(const struct store_step *r)
+{
+    if (!r->state || !strstr(r->state, "\"child\":"))
+        return NULL;
+    json_t *st = text_json(r->state);
+    json_t *c = json_object_get(st, "child");
+    c = json_is_string(c) ? json_incref(c) : NULL;
+    json_decref(st);
+    return c;
 }
 
 void doc_step(json_t *steps, const struct store_step *r)
@@ -46,11 +58,15 @@ void doc_step(json_t *steps, const struct store_step *r)
      * (docs/implementation/compensation.md) */
     if (strstr(r->path, ":compensate"))
         return;
-    json_array_append_new(
-        steps, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o}", "name", r->path, "status",
-                         r->status, "attempts", r->attempts, "input", text_json(r->input), "output",
-                         text_json(r->output), "error", text_json(r->error), "started_at",
-                         doc_time(r->started_at), "finished_at", doc_time(r->finished_at)));
+    json_t *s =
+        json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o}", "name", r->path, "status", r->status,
+                  "attempts", r->attempts, "input", text_json(r->input), "output",
+                  text_json(r->output), "error", text_json(r->error), "started_at",
+                  doc_time(r->started_at), "finished_at", doc_time(r->finished_at));
+    json_t *child = step_child(r); /* SPEC 3: a `workflow` step also carries `child` */
+    if (child)
+        json_object_set_new(s, "child", child);
+    json_array_append_new(steps, s);
 }
 
 /* SPEC 3's key order: steps after compensation. */

@@ -135,6 +135,7 @@ void cmd_free(struct cmd *c)
     free(c->reason);
     free(c->from);
     free(c->lease);
+    free(c->child);
     free(c);
 }
 
@@ -548,8 +549,9 @@ static int do_result(struct wfo_engine *e, struct cmd *c)
         return 0;
     }
     if (x)
-        rc = fsm_result(&e->fsm, x, c->path, c->token, c->out.ok, c->out.output, c->out.error,
-                        c->out.retryable);
+        rc =
+            fsm_result(&e->fsm, x, c->path, c->child ? child_token(x, c->path, c->child) : c->token,
+                       c->out.ok, c->out.output, c->out.error, c->out.retryable);
     if (rc < 0 && c->reply) {
         struct wfo_error err = WFO_ERROR_INIT;
         wfo_error_set(&err, rc, "the attempt is no longer current");
@@ -613,6 +615,7 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
         c->next = r->replies;
         r->replies = c;
     }
+    child_round(e);
 }
 
 /* --- the invariants, checked (check.h) ------------------------------------ */

@@ -70,6 +70,9 @@ struct cmd {
     /* leased: a worker took task `path` (its id) with this lease until then */
     char *lease;
     int64_t leased_until;
+    /* result: of the child execution with this id, for the attempt of the
+     * step at path that started it (its token is looked up: child_token) */
+    char *child;
     struct reply *reply; /* NULL: nobody waits */
 };
 
@@ -176,6 +179,7 @@ struct wfo_engine {
     struct cmd *results_kept;  /* results whose execution could not be read (E5) */
     int64_t results_retry_at;  /* when they are tried again */
     int64_t next_retention;    /* when retention_sweep looks again */
+    int child_seen, child_gen; /* child_round: the effects of gen looked at so far */
     struct engine_stats stats; /* guarded by mu */
 };
 
@@ -259,6 +263,18 @@ int exec_idle(const struct execution *x);
 int exec_resume(const struct execution *x);
 /* s parsed, or NULL (s NULL or not JSON). New ref. */
 json_t *parse_or_null(const char *s);
+
+/* --- child.c ------------------------------------------------------------ */
+
+/* Starts, cancels and answers child executions (`workflow` steps) in the
+ * round being gathered: the ACT_CHILD, ACT_CANCEL/ACT_STOP and ACT_ENDED
+ * effects gathered since it last looked, until there are no new ones. */
+void child_round(struct wfo_engine *e);
+/* The token of the attempt of step path of x that started child, or -1. */
+int64_t child_token(struct execution *x, const char *path, const char *child);
+/* At recovery: x's `workflow` steps whose child has ended get its outcome
+ * (a result posted to the engine thread). A read that fails fails recovery. */
+int child_recover(struct wfo_engine *e, struct execution *x, struct wfo_error *err);
 
 /* --- defs.c (any thread: guarded by defs_mu) ------------------------------ */
 

@@ -68,6 +68,7 @@ void exec_free(struct execution *x)
         struct step_state *st = x->steps[i];
         free(st->path);
         free(st->input_text);
+        free(st->child);
         json_decref(st->items);
         json_decref(st->output);
         json_decref(st->error);
@@ -263,6 +264,11 @@ void exec_step_state(const struct step_state *st, struct wfo_buf *b)
         wfo_buf_adds(b, ",\"unknown\":true");
     if (st->task_row)
         put_int(b, ",\"trow\":", st->task_row);
+    if (st->child) {
+        json_t *c = json_string(st->child);
+        put_json(b, ",\"child\":", c);
+        json_decref(c);
+    }
     if (st->items) {
         put_json(b, ",\"items\":", st->items);
         put_int(b, ",\"next_item\":", st->next_item);
@@ -374,6 +380,9 @@ int exec_load_step(struct execution *x, const char *path, int ord, const char *s
     st->unknown = json_is_true(json_object_get(state, "unknown"));
     st->task_row = jint(state, "trow");
     x->task_rows += st->task_row != 0;
+    const char *child = json_string_value(json_object_get(state, "child"));
+    free(st->child);
+    st->child = child ? wfo_strdup(child) : NULL;
     json_t *items = json_object_get(state, "items");
     if (items) {
         json_decref(st->items);

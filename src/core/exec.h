@@ -105,6 +105,7 @@ struct step_state {
     char *input_text; /* what its last attempt was given (JSON text), or NULL */
     int64_t started_at, finished_at;
     int64_t task_row; /* the token whose worker task has a row in the store; 0: none */
+    char *child;      /* workflow: the id of the child its last attempt started, or NULL */
     int dirty;
     int scope_stale; /* in the stale list of frame scope_frame */
     int scope_frame;
@@ -117,7 +118,7 @@ struct execution {
     struct def *def; /* a reference */
     enum exec_status status;
     json_t *input, *output, *error, *compensation;
-    char *parent;
+    char *parent; /* a child's parent, {"id": ID, "step": PATH} as JSON text, or NULL */
     json_t *vars;
     json_t *error_ctx; /* the error visible at .error (after catch) */
     int64_t created_at, updated_at, finished_at;

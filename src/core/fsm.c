@@ -74,6 +74,7 @@
 #include "fsm.h"
 #include "check.h"
 #include "kinds.h"
+#include "../common/crypto.h"
 #include "../common/duration.h"
 #include "../common/redact.h"
 
@@ -1387,6 +1388,51 @@ json_t *fsm_start_foreach(struct fsm *f, struct execution *x, struct step_state 
             block_progress(f, x, st, -1); /* every iteration was kept */
     }
     json_decref(v);
+    return NULL;
+}
+
+void fsm_child_id(const char *parent_id, const char *path, int64_t token, char out[WFO_ID_SIZE])
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    unsigned char h[WFO_SHA256_SIZE];
+    wfo_buf_addf(&b, "wfo-child\n%s\n%s\n%lld", parent_id, path, (long long)token);
+    wfo_sha256(b.buf, b.len, h);
+    wfo_buf_release(&b);
+    h[6] = (unsigned char)((h[6] & 0x0f) | 0x80); /* version 8: made by the application */
+    h[8] = (unsigned char)((h[8] & 0x3f) | 0x80); /* the RFC 9562 variant */
+    static const char hex[] = "0123456789abcdef";
+    int o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[h[i] >> 4];
+        out[o++] = hex[h[i] & 15];
+    }
+    out[o] = 0;
+}
+
+/* A `workflow` step: its attempt names its child (derived from the
+ * attempt, so that a start repeated for one attempt finds the same
+ * child) and asks the engine to start it in this round (ACT_CHILD), so
+ * that the step's start and the child's are one commit. The attempt ends
+ * when the child does (KE_CHILD: the engine gives its outcome to
+ * fsm_result), or at its timeout, whose ACT_CANCEL cancels the child. */
+json_t *fsm_start_workflow(struct fsm *f, struct execution *x, struct step_state *st,
+                           const struct kind_attempt *a)
+{
+    const struct def_step *d = st->def;
+    char id[WFO_ID_SIZE];
+    fsm_child_id(x->id, st->path, st->token, id);
+    free(st->child);
+    st->child = wfo_strdup(id);
+    step_touch(f, x, st);
+    if (d->timeout_ms)
+        timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
+    hist(f, x, "child.started", st->path,
+         json_pack("{s:s, s:s}", "child", id, "workflow", d->workflow));
+    act(f, ACT_CHILD, x, st,
+        json_pack("{s:s, s:s, s:i, s:O}", "id", id, "workflow", d->workflow, "version",
+                  d->workflow_version, "input", a->input));
     return NULL;
 }
 

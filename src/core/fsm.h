@@ -50,7 +50,9 @@ struct fsm_timer {
 /* ACT_STOP: ask the attempt to stop but let it report (a worker learns it
  * from cancel_requested; a runner job is let finish); the engine answers a
  * task no worker took with a failed result. ACT_CANCEL: abort it. */
-enum fsm_act_kind { ACT_RUN, ACT_CANCEL, ACT_STOP, ACT_ENDED };
+/* ACT_CHILD: start the child execution of a `workflow` step's attempt, in
+ * the same round (args {id, workflow, version, input}; core/child.c). */
+enum fsm_act_kind { ACT_RUN, ACT_CANCEL, ACT_STOP, ACT_ENDED, ACT_CHILD };
 struct fsm_action {
     enum fsm_act_kind kind;
     struct execution *x;
@@ -130,6 +132,11 @@ int64_t fsm_retry_delay(const struct def_retry *r, int n, double r01);
  * (new ref) when a field no longer evaluates. */
 json_t *fsm_attempt_args(struct execution *x, struct step_state *st, json_t **error);
 
+/* The id of the child execution that attempt `token` of the `workflow`
+ * step at path of execution parent_id starts: derived from the three, so
+ * the same attempt always names the same child (a UUID of version 8 made
+ * of their SHA-256). */
+void fsm_child_id(const char *parent_id, const char *path, int64_t token, char out[WFO_ID_SIZE]);
 /* Builds {type, message, details} (new ref; details may be NULL). */
 json_t *fsm_error(const char *type, const char *message, json_t *details);
 

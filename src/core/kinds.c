@@ -118,7 +118,8 @@ const struct step_kind step_kinds[STEP__COUNT] = {
             .name = "workflow",
             .fields = KEY(WORKFLOW) | KEY(VERSION),
             .required = KEY(WORKFLOW),
-            .ends = KE_START, /* until it is supported: its attempt fails at its start */
+            .start = fsm_start_workflow, /* ACT_CHILD: the engine starts the child */
+            .ends = KE_CHILD,
         },
     [STEP_COMPENSATE] =
         {

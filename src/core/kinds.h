@@ -81,6 +81,7 @@ enum kind_end {
     KE_TIMER,        /* when its timer fires (sleep: fsm_timer) */
     KE_BLOCKS,       /* when its branches or iterations are done (block_progress) */
     KE_COMPENSATION, /* when the compensation it started is done (comp_advance) */
+    KE_CHILD,        /* when the child execution it started ends (engine: child.c) */
 };
 
 /* What the start of an attempt is given (borrowed): the context its
@@ -143,6 +144,8 @@ json_t *fsm_start_parallel(struct fsm *f, struct execution *x, struct step_state
                            const struct kind_attempt *a);
 json_t *fsm_start_foreach(struct fsm *f, struct execution *x, struct step_state *st,
                           const struct kind_attempt *a);
+json_t *fsm_start_workflow(struct fsm *f, struct execution *x, struct step_state *st,
+                           const struct kind_attempt *a);
 json_t *fsm_start_compensate(struct fsm *f, struct execution *x, struct step_state *st,
                              const struct kind_attempt *a);
 

@@ -81,26 +81,31 @@ static int load_exec_cb(void *ud, const struct store_exec *r)
     return 0;
 }
 
-/* True when nothing of x is in flight but timers: no attempt runs (a runner
- * job or a worker task) and no compensation step. Such an execution can
- * leave memory; the store has all of it. */
+/* A restart loads x: it has an attempt to start again (KE_RESULT), or a
+ * child to look at (KE_CHILD: child_recover). */
 int exec_resume(const struct execution *x)
 {
     if (EX_ENDED(x->status))
         return 0;
-    for (int i = 0; i < x->n_steps; i++)
-        if (x->steps[i]->status == SS_RUNNING &&
-            step_kinds[x->steps[i]->def->type].ends == KE_RESULT)
+    for (int i = 0; i < x->n_steps; i++) {
+        enum kind_end k = step_kinds[x->steps[i]->def->type].ends;
+        if (x->steps[i]->status == SS_RUNNING && (k == KE_RESULT || k == KE_CHILD))
             return 1;
+    }
     return 0;
 }
 
+/* True when nothing of x is in flight but timers and children: no attempt
+ * runs (a runner job or a worker task) and no compensation step. Such an
+ * execution can leave memory; the store has all of it, and a child that
+ * ends loads it again (child.c). */
 int exec_idle(const struct execution *x)
 {
-    for (int i = 0; i < x->n_steps; i++)
-        if (x->steps[i]->status == SS_RUNNING &&
-            step_kinds[x->steps[i]->def->type].ends != KE_BLOCKS)
+    for (int i = 0; i < x->n_steps; i++) {
+        enum kind_end k = step_kinds[x->steps[i]->def->type].ends;
+        if (x->steps[i]->status == SS_RUNNING && k != KE_BLOCKS && k != KE_CHILD)
             return 0;
+    }
     return 1;
 }
 
@@ -253,6 +258,9 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
             rc = err->code ? err->code : WFO_ESTORE;
             break;
         }
+        /* a child that ended without telling it (E5, then a crash) */
+        if ((rc = child_recover(e, x, err)) < 0)
+            break;
         if (exec_idle(x)) {
             /* waits for timers only: it comes back when one fires (E3) */
             wfo_map_del(&e->execs, x->id);

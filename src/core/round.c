@@ -344,8 +344,9 @@ static void after_commit(struct wfo_engine *e, struct fsm *f)
             job_cancel(e, a);
         else if (a->kind == ACT_STOP)
             job_stop(e, a);
-        else
+        else if (a->kind == ACT_ENDED)
             ended = 1;
+        /* ACT_CHILD: done before the commit, in the same round (child.c) */
     }
     if (ended) {
         pthread_mutex_lock(&e->mu);

@@ -27,7 +27,7 @@ static const struct store_exec exec_row = {
     .output = NULL,
     .error = "{\"type\":\"Boom\",\"message\":\"no\"}",
     .compensation = "{\"status\":\"completed\"}",
-    .parent = "p-9",
+    .parent = "{\"id\": \"p-9\", \"step\": \"call\"}",
     .state = "{\"private\":true}",
     .created_at = T0,
     .updated_at = T0 + 1000,
@@ -67,7 +67,8 @@ TEST(exec_document)
     is_str(wfo_json_str(d, "created_at"), "2023-11-14T22:13:20.123Z", "created_at");
     is_str(wfo_json_str(d, "updated_at"), "2023-11-14T22:13:21.123Z", "updated_at");
     ok(json_is_null(json_object_get(d, "finished_at")), "not finished: null");
-    is_str(wfo_json_str(d, "parent"), "p-9", "parent");
+    is_str(wfo_json_str(json_object_get(d, "parent"), "id"), "p-9", "parent: its id");
+    is_str(wfo_json_str(json_object_get(d, "parent"), "step"), "call", "parent: its step");
     ok(json_object_get(d, "state") == NULL, "the private state is not shown");
     ok(json_object_get(d, "steps") == NULL, "no steps in a list item");
     is_int(json_object_size(d), 13, "13 keys");
@@ -118,6 +119,20 @@ TEST(step_entries)
     is_str(wfo_json_str(b, "name"), "each[2]/b", "an iteration's step");
     ok(json_is_null(json_object_get(b, "input")), "no input: null");
     ok(json_is_null(json_object_get(b, "finished_at")), "running: finished_at null");
+    json_decref(steps);
+}
+
+TEST(workflow_step_child)
+{
+    struct store_step row = {.path = "call",
+                             .status = "running",
+                             .attempts = 1,
+                             .state = "{\"token\":3,\"child\":\"c-1\"}"};
+    json_t *steps = json_array();
+    doc_step(steps, &row);
+    json_t *a = json_array_get(steps, 0);
+    is_str(wfo_json_str(a, "child"), "c-1", "a workflow step carries its child");
+    is_int(json_object_size(a), 9, "the 8 keys and child");
     json_decref(steps);
 }
 

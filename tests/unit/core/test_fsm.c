@@ -275,6 +275,60 @@ TEST(if_false_skips_and_switch_chooses)
     exec_free(x);
 }
 
+TEST(workflow_step_names_its_child_and_takes_its_output)
+{
+    struct fsm f;
+    struct execution *x =
+        start(&f,
+              "name: w\nsteps:\n  - {name: call, type: workflow, workflow: kid, "
+              "version: 2, input: {n: '${ .input.n }'}, output: {got: "
+              "'${ .result }'}, retry: {max_attempts: 2, initial_interval: 1s}}\n",
+              "{\"n\": 3}");
+    struct fsm_action *a = find_act(&f, ACT_CHILD);
+    struct step_state *st = x->steps[0];
+    char id[WFO_ID_SIZE], again[WFO_ID_SIZE], other[WFO_ID_SIZE];
+    fsm_child_id("x1", "call", st->token, id);
+    fsm_child_id("x1", "call", st->token, again);
+    fsm_child_id("x1", "call", st->token + 1, other);
+    ok(a != NULL, "ACT_CHILD asked for");
+    is_str(st->child, id, "the step names its child");
+    is_str(id, again, "the id is derived from the attempt");
+    ok(strcmp(id, other) != 0, "another attempt, another child");
+    is_int((int)strlen(id), 36, "a UUID");
+    ok(id[14] == '8', "of version 8");
+    is_str(wfo_json_str(a->args, "id"), id, "the action carries the id");
+    is_str(wfo_json_str(a->args, "workflow"), "kid", "... the workflow");
+    is_int(json_integer_value(json_object_get(a->args, "version")), 2, "... the version");
+    is_int(json_integer_value(json_object_get(json_object_get(a->args, "input"), "n")), 3,
+           "... the evaluated input");
+    is_str(step_status_names[st->status], "running", "running while the child runs");
+    is_int(count_hist(&f, "child.started"), 1, "child.started in the history");
+    int64_t tok = st->token;
+    /* a failed child: ChildFailed, retried by the step's own policy */
+    fsm_reset(&f);
+    json_t *err = fsm_error("ChildFailed", "child failed", NULL);
+    is_int(fsm_result(&f, x, "call", tok, 0, NULL, err, 1), 0, "the child's failure is taken");
+    is_str(step_status_names[st->status], "scheduled", "retried");
+    struct fsm_timer *t = find_timer(&f, TK_RETRY);
+    ok(t != NULL, "at its retry timer");
+    fsm_reset(&f);
+    fsm_timer(&f, x, TK_RETRY, "call", t->token);
+    ok(st->token != tok, "the retry is a new attempt");
+    fsm_child_id("x1", "call", st->token, other);
+    is_str(st->child, other, "... with a new child");
+    fsm_reset(&f);
+    json_t *out = json_integer(9);
+    is_int(fsm_result(&f, x, "call", tok, 1, out, NULL, 0), WFO_ESTATE,
+           "the old child's outcome is stale");
+    is_int(fsm_result(&f, x, "call", st->token, 1, out, NULL, 0), 0, "the new child's output");
+    json_decref(out);
+    json_decref(err);
+    is_int(x->status, EX_COMPLETED, "completed");
+    is_int(json_integer_value(json_object_get(st->output, "got")), 9, "through the step's output");
+    fsm_release(&f);
+    exec_free(x);
+}
+
 TEST(sleep_waits_for_its_timer)
 {
     struct fsm f;

@@ -64,10 +64,10 @@ TEST(the_kinds)
         unsupported += step_kinds[t].start == NULL;
         no_next += step_kinds[t].no_next != NULL;
     }
-    is_int(unsupported, 3, "three kinds not supported yet");
-    ok(!step_kinds[STEP_AWAIT_EVENT].start && !step_kinds[STEP_EMIT].start &&
-           !step_kinds[STEP_WORKFLOW].start,
-       "await_event, emit and workflow");
+    is_int(unsupported, 2, "two kinds not supported yet");
+    ok(!step_kinds[STEP_AWAIT_EVENT].start && !step_kinds[STEP_EMIT].start, "await_event and emit");
+    ok(step_kinds[STEP_WORKFLOW].start == fsm_start_workflow, "workflow starts a child");
+    is_int(step_kinds[STEP_WORKFLOW].ends, KE_CHILD, "workflow ends with its child");
     is_int(no_next, 3, "three kinds refuse next");
     ok(step_kinds[STEP_SWITCH].no_next && step_kinds[STEP_SUCCEED].no_next &&
            step_kinds[STEP_FAIL].no_next,
