@@ -69,6 +69,7 @@ void exec_free(struct execution *x)
         free(st->path);
         free(st->input_text);
         json_decref(st->items);
+        json_decref(st->wait);
         json_decref(st->output);
         json_decref(st->error);
         free(st);
@@ -263,6 +264,8 @@ void exec_step_state(const struct step_state *st, struct wfo_buf *b)
         wfo_buf_adds(b, ",\"unknown\":true");
     if (st->task_row)
         put_int(b, ",\"trow\":", st->task_row);
+    if (st->wait)
+        put_json(b, ",\"wait\":", st->wait);
     if (st->items) {
         put_json(b, ",\"items\":", st->items);
         put_int(b, ",\"next_item\":", st->next_item);
@@ -374,6 +377,9 @@ int exec_load_step(struct execution *x, const char *path, int ord, const char *s
     st->unknown = json_is_true(json_object_get(state, "unknown"));
     st->task_row = jint(state, "trow");
     x->task_rows += st->task_row != 0;
+    json_t *wait = json_object_get(state, "wait");
+    json_decref(st->wait);
+    st->wait = json_is_object(wait) ? json_incref(wait) : NULL;
     json_t *items = json_object_get(state, "items");
     if (items) {
         json_decref(st->items);

@@ -89,8 +89,9 @@ int exec_resume(const struct execution *x)
     if (EX_ENDED(x->status))
         return 0;
     for (int i = 0; i < x->n_steps; i++)
-        if (x->steps[i]->status == SS_RUNNING &&
-            step_kinds[x->steps[i]->def->type].ends == KE_RESULT)
+        if ((x->steps[i]->status == SS_RUNNING &&
+             step_kinds[x->steps[i]->def->type].ends == KE_RESULT) ||
+            (x->steps[i]->status == SS_WAITING && x->steps[i]->wait))
             return 1;
     return 0;
 }
@@ -98,8 +99,9 @@ int exec_resume(const struct execution *x)
 int exec_idle(const struct execution *x)
 {
     for (int i = 0; i < x->n_steps; i++)
-        if (x->steps[i]->status == SS_RUNNING &&
-            step_kinds[x->steps[i]->def->type].ends != KE_BLOCKS)
+        if ((x->steps[i]->status == SS_RUNNING &&
+             step_kinds[x->steps[i]->def->type].ends != KE_BLOCKS) ||
+            (x->steps[i]->status == SS_WAITING && x->steps[i]->wait)) /* events.c W4 */
             return 0;
     return 1;
 }
@@ -259,6 +261,11 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
             exec_free(x);
             continue;
         }
+        int waits = 0;
+        for (int k = 0; k < x->n_steps; k++)
+            waits |= x->steps[k]->status == SS_WAITING && x->steps[k]->wait != NULL;
+        if (waits) /* its waits look again for what came meanwhile (events.c W4) */
+            events_post_wake(e, NULL, NULL, NULL, x->id);
         for (int k = 0; k < x->n_steps; k++) {
             struct step_state *st = x->steps[k];
             if (st->status != SS_RUNNING || step_kinds[st->def->type].ends != KE_RESULT)

@@ -1024,7 +1024,7 @@ TEST(list_expired)
 /* ---- 6. migrations ---- */
 
 #ifdef STORE_SHARDS
-#define SUITE_SCHEMA_VERSION "4"
+#define SUITE_SCHEMA_VERSION "5"
 #else
 #define SUITE_SCHEMA_VERSION "2"
 #endif
