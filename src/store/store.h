@@ -135,6 +135,8 @@ struct store_task {
     int lease_only;
 };
 
+#define STORE_HAS_EVENTS 1 /* put_event, find_events, put_signal, find_signals */
+
 /* An event (SPEC 2.5, docs/implementation/event_processing.md): unique per
  * (namespace, id), id being the producer's deduplication key. seq is the
  * commit order the store gives it; published_at is when the store took it
