@@ -286,6 +286,10 @@ int api_execution_resume(struct api *a, struct api_req *req, struct api_resp *re
                          struct wfo_error *err);
 int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err);
+int api_execution_signal(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err);
+int api_event_post(struct api *a, struct api_req *req, struct api_resp *resp,
+                   struct wfo_error *err);
 int api_execution_delete(struct api *a, struct api_req *req, struct api_resp *resp,
                          struct wfo_error *err);
 

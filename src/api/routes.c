@@ -63,9 +63,9 @@ static const struct api_route routes[] = {
     {"POST", "/v1/executions/{id}/pause", api_execution_pause, API_OPERATOR, API_F_EXEC},
     {"POST", "/v1/executions/{id}/resume", api_execution_resume, API_OPERATOR, API_F_EXEC},
     {"POST", "/v1/executions/{id}/retry", api_execution_retry, API_OPERATOR, API_F_EXEC},
-    {"POST", "/v1/executions/{id}/signals/{name}", NULL, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions/{id}/signals/{name}", api_execution_signal, API_OPERATOR, API_F_EXEC},
 
-    {"POST", "/v1/events", NULL, API_OPERATOR, 0},
+    {"POST", "/v1/events", api_event_post, API_OPERATOR, 0},
     {"GET", "/v1/events/stream", NULL, API_READER, 0},
     {"POST", "/v1/subscriptions", NULL, API_ADMIN, 0},
     {"GET", "/v1/subscriptions", NULL, API_ADMIN, 0},

@@ -58,15 +58,24 @@ void doc_step(json_t *steps, const struct store_step *r)
      * (docs/implementation/compensation.md) */
     if (strstr(r->path, ":compensate"))
         return;
-    json_t *s =
+    json_t *st =
         json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o}", "name", r->path, "status", r->status,
                   "attempts", r->attempts, "input", text_json(r->input), "output",
                   text_json(r->output), "error", text_json(r->error), "started_at",
                   doc_time(r->started_at), "finished_at", doc_time(r->finished_at));
     json_t *child = step_child(r); /* SPEC 3: a `workflow` step also carries `child` */
     if (child)
-        json_object_set_new(s, "child", child);
-    json_array_append_new(steps, s);
+        json_object_set_new(st, "child", child);
+    /* an await_event step shows what it waits for: {event, key} or {signal}
+     * (docs/implementation/event_processing.md) */
+    if (r->state && strcmp(r->status, "waiting") == 0 && strstr(r->state, "\"wait\"")) {
+        json_t *state = text_json(r->state);
+        json_t *w = json_object_get(state, "wait");
+        if (json_is_object(w))
+            json_object_set(st, "waiting_for", w);
+        json_decref(state);
+    }
+    json_array_append_new(steps, st);
 }
 
 /* SPEC 3's key order: steps after compensation. */

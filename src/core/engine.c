@@ -596,6 +596,13 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
             }
         } else if (c->kind == CMD_WF_DELETE) {
             do_wf_delete(e, c);
+        } else if (c->kind == CMD_WAKE) {
+            if (events_wake(e, c)) { /* E5: tried again, like a result */
+                c->next = e->results_kept;
+                e->results_kept = c;
+                e->results_retry_at = f->now + 1000;
+                continue;
+            }
         } else if (c->kind == CMD_PICKED) {
             struct execution *x = exec_get(e, c->id, NULL);
             if (x)

@@ -107,6 +107,24 @@ int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_er
 int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *created,
                         json_t **out, json_t **problems, struct wfo_error *err);
 
+/* Events and signals (SPEC 2.5, core/events.c). An event to publish: id
+ * NULL makes a new UUIDv7; time 0 is when it is stored; data borrowed. */
+struct engine_event {
+    const char *id, *type, *key, *source;
+    json_t *data;
+    int64_t time;
+};
+/* Stores ev in namespace ns (*created 0: an event of that id existed, whose
+ * record is returned) and wakes the waits it meets. *record: {id, type,
+ * key, source, data, time} (new ref). */
+int engine_event_post(struct wfo_engine *e, const char *ns, const struct engine_event *ev,
+                      int *created, json_t **record, struct wfo_error *err);
+/* Queues signal `name` (data borrowed, may be NULL) for execution exec_id:
+ * WFO_ENOTFOUND, or WFO_ESTATE when it has ended. *record: {id, type,
+ * data, time} (new ref). */
+int engine_signal(struct wfo_engine *e, const char *ns, const char *exec_id, const char *name,
+                  json_t *data, json_t **record, struct wfo_error *err);
+
 /* For query.c's waits: sleeps until an execution ends, 200 ms pass or the
  * time until (wfo_now_ms) comes, whichever is first. ENGINE_AWAIT_AGAIN:
  * look at the execution again; ENGINE_AWAIT_OVER: until has come or the

@@ -43,7 +43,9 @@ struct reply {
     struct wfo_error err;
 };
 
-enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP, CMD_PICKED, CMD_LEASED, CMD_WF_DELETE };
+/* CMD_WAKE (events.c): an event of (ns, path = type, reason = key) or a
+ * signal (id, path = name; NULL: every wait of id) may meet a wait. */
+enum cmd_kind { CMD_START, CMD_RESULT, CMD_OP, CMD_PICKED, CMD_LEASED, CMD_WF_DELETE, CMD_WAKE };
 
 struct cmd {
     enum cmd_kind kind;
@@ -242,6 +244,20 @@ void engine_tick(struct wfo_engine *e, struct cmd **cmds);
 /* When engine_tick next has work: the earliest due of its duties. Frees
  * the dead timers at the top of the heap. */
 int64_t engine_tick_next(struct wfo_engine *e);
+
+/* --- events.c ------------------------------------------------------------ */
+
+/* Acts on a CMD_WAKE: 1 when the store could not be read (kept, E5). */
+int events_wake(struct wfo_engine *e, struct cmd *c);
+/* After a commit: the waits f started look for a match, the events it
+ * emitted wake the waits they meet (events.c W2). */
+void events_after_commit(struct wfo_engine *e, struct fsm *f);
+/* Queues a CMD_WAKE: for an event (ns, type, key), or for execution
+ * exec_id's waits of signal `type` (NULL: all of them). */
+void events_post_wake(struct wfo_engine *e, const char *ns, const char *type, const char *key,
+                      const char *exec_id);
+/* {id, type, key, source, data, time} of an events row (new ref). */
+json_t *events_event_json(const struct store_event *r);
 
 /* --- recover.c ----------------------------------------------------------- */
 

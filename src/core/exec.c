@@ -70,6 +70,7 @@ void exec_free(struct execution *x)
         free(st->input_text);
         free(st->child);
         json_decref(st->items);
+        json_decref(st->wait);
         json_decref(st->output);
         json_decref(st->error);
         free(st);
@@ -269,6 +270,8 @@ void exec_step_state(const struct step_state *st, struct wfo_buf *b)
         put_json(b, ",\"child\":", c);
         json_decref(c);
     }
+    if (st->wait)
+        put_json(b, ",\"wait\":", st->wait);
     if (st->items) {
         put_json(b, ",\"items\":", st->items);
         put_int(b, ",\"next_item\":", st->next_item);
@@ -383,6 +386,9 @@ int exec_load_step(struct execution *x, const char *path, int ord, const char *s
     const char *child = json_string_value(json_object_get(state, "child"));
     free(st->child);
     st->child = child ? wfo_strdup(child) : NULL;
+    json_t *wait = json_object_get(state, "wait");
+    json_decref(st->wait);
+    st->wait = json_is_object(wait) ? json_incref(wait) : NULL;
     json_t *items = json_object_get(state, "items");
     if (items) {
         json_decref(st->items);

@@ -106,6 +106,9 @@ struct step_state {
     int64_t started_at, finished_at;
     int64_t task_row; /* the token whose worker task has a row in the store; 0: none */
     char *child;      /* workflow: the id of the child its last attempt started, or NULL */
+    /* await_event, while waiting: what for, {event, key} or {signal} (saved;
+     * core/events.c matches it, docs/implementation/event_processing.md) */
+    json_t *wait;
     int dirty;
     int scope_stale; /* in the stale list of frame scope_frame */
     int scope_frame;

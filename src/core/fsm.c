@@ -35,7 +35,11 @@
  *   (reached) -> scheduled  [step_enter]
  *   scheduled -> skipped    [step_enter]     `if` was false
  *   scheduled -> running    [attempt_start]  an attempt is in flight (token)
- *   scheduled -> waiting    [attempt_start]  sleep
+ *   scheduled -> waiting    [attempt_start]  sleep, await_event
+ *   waiting   -> completed  [fsm_wait_done]  await_event: an event or signal
+ *                                            matched (core/events.c)
+ *   waiting   -> failed/caught/scheduled [apply_timer] await_event's
+ *                                            timeout: EventTimeout
  *   running   -> completed  [step_complete]
  *   running   -> scheduled  [attempt_fail]   a retry is due at a timer
  *   running   -> failed     [step_fail]      no attempt left, no catch
@@ -1325,6 +1329,85 @@ out:
     return e;
 }
 
+/* The text of an event key: a string as it is, null as NULL (*out NULL),
+ * any other value as its JSON text (a number 42 is the key "42"). */
+static json_t *key_text(json_t *k)
+{
+    if (!k || json_is_null(k))
+        return json_null();
+    if (json_is_string(k))
+        return json_incref(k);
+    char *t = wfo_json_dumps(k);
+    json_t *v = json_string(t ? t : "");
+    free(t);
+    return v;
+}
+
+/* await_event: the step waits (SS_WAITING) with what it waits for in
+ * st->wait; the engine (core/events.c) looks for a match once the round
+ * that says so (the "step.waiting" entry) is committed, and whenever an
+ * event or a signal that could match arrives; fsm_wait_done completes it.
+ * Its timeout raises EventTimeout (apply_timer). */
+json_t *fsm_start_await(struct fsm *f, struct execution *x, struct step_state *st,
+                        const struct kind_attempt *a)
+{
+    const struct def_step *d = st->def;
+    json_t *w;
+    if (d->signal) {
+        w = json_pack("{s:s}", "signal", d->signal);
+    } else {
+        json_t *k = NULL, *e;
+        if ((e = eval_field(d, F_KEY, a->ctx, &k))) {
+            json_decref(k);
+            return e;
+        }
+        w = json_pack("{s:s, s:o}", "event", d->event_type ? d->event_type : "", "key",
+                      key_text(k));
+        json_decref(k);
+    }
+    json_decref(st->wait);
+    st->wait = w;
+    st->status = SS_WAITING;
+    if (d->timeout_ms)
+        timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
+    hist(f, x, "step.waiting", st->path, json_deep_copy(w));
+    return NULL;
+}
+
+/* emit: the event is a history entry "event.emitted" of this transition,
+ * which the engine's batch also writes as an events row (round.c), so the
+ * event and the step's completion are one transaction. Its result is the
+ * event's id (a new UUIDv7). */
+json_t *fsm_start_emit(struct fsm *f, struct execution *x, struct step_state *st,
+                       const struct kind_attempt *a)
+{
+    json_t *v = NULL, *e;
+    if ((e = eval_field(st->def, F_EVENT, a->ctx, &v))) {
+        json_decref(v);
+        return e;
+    }
+    const char *type = wfo_json_str(v, "type");
+    if (!json_is_object(v) || !type || !*type) {
+        json_decref(v);
+        return fsm_error("ExpressionError", "event: must be an object with a non-empty type", NULL);
+    }
+    const char *source = wfo_json_str(v, "source");
+    json_t *data = json_object_get(v, "data");
+    char id[WFO_ID_SIZE], t[40], src[WFO_EXEC_ID_SIZE + 32];
+    wfo_id_new(id);
+    wfo_time_format(f->now, t, sizeof(t));
+    snprintf(src, sizeof(src), "/v1/executions/%s", x->id);
+    json_t *ev = json_pack("{s:s, s:s, s:o, s:s, s:O, s:s}", "id", id, "type", type, "key",
+                           key_text(json_object_get(v, "key")), "source", source ? source : src,
+                           "data", data ? data : json_null(), "time", t);
+    json_decref(v);
+    hist(f, x, "event.emitted", st->path, ev);
+    json_t *out = json_string(id);
+    step_complete(f, x, st, out, JUMP_NEXT);
+    json_decref(out);
+    return NULL;
+}
+
 /* A kind whose attempt a runner or a worker does (ACT_RUN): its fields
  * evaluated, its timers armed. */
 json_t *fsm_start_run(struct fsm *f, struct execution *x, struct step_state *st,
@@ -1756,6 +1839,18 @@ static void apply_timer(struct fsm *f, struct execution *x, enum timer_kind kind
             drain_check(f, x);
             break;
         }
+        if (st->status == SS_WAITING && st->wait) { /* await_event */
+            char msg[96];
+            char dur[32];
+            wfo_duration_format(st->def->timeout_ms, dur, sizeof(dur));
+            snprintf(msg, sizeof(msg), "no %s came within %s",
+                     json_object_get(st->wait, "signal") ? "signal" : "event", dur);
+            json_decref(st->wait);
+            st->wait = NULL;
+            st->status = SS_RUNNING;
+            attempt_fail(f, x, st, fsm_error("EventTimeout", msg, NULL), 1);
+            break;
+        }
         if (st->status != SS_RUNNING)
             return;
         act(f, ACT_CANCEL, x, st, NULL);
@@ -1787,6 +1882,23 @@ static void apply_timer(struct fsm *f, struct execution *x, enum timer_kind kind
         return;
     }
     run_frames(f, x);
+}
+
+static int apply_wait_done(struct fsm *f, struct execution *x, const char *path, int64_t token,
+                           json_t *result, const char *consumed)
+{
+    struct step_state *st = exec_step(x, path);
+    if (!st || st->token != token || st->status != SS_WAITING || !st->wait || EX_ENDED(x->status))
+        return WFO_ESTATE; /* I1 */
+    if (st->def->timeout_ms)
+        timer_del(f, x, TK_TIMEOUT, st->path);
+    hist(f, x, consumed, st->path, json_incref(result));
+    json_decref(st->wait);
+    st->wait = NULL;
+    st->status = SS_RUNNING;
+    step_complete(f, x, st, result, JUMP_NEXT);
+    run_frames(f, x);
+    return 0;
 }
 
 static int apply_cancel(struct fsm *f, struct execution *x, const char *reason, int compensate)
@@ -2215,6 +2327,14 @@ void fsm_timer(struct fsm *f, struct execution *x, enum timer_kind kind, const c
 {
     apply_timer(f, x, kind, path, token);
     WFO_CHECK(fsm_check, f, x);
+}
+
+int fsm_wait_done(struct fsm *f, struct execution *x, const char *path, int64_t token,
+                  json_t *result, const char *consumed)
+{
+    int rc = apply_wait_done(f, x, path, token, result, consumed);
+    WFO_CHECK(fsm_check, f, x);
+    return rc;
 }
 
 int fsm_cancel(struct fsm *f, struct execution *x, const char *reason, int compensate)

@@ -107,6 +107,13 @@ void fsm_task_picked(struct fsm *f, struct execution *x, const char *path, int64
 /* A durable timer fired. Stale timers change nothing. */
 void fsm_timer(struct fsm *f, struct execution *x, enum timer_kind kind, const char *path,
                int64_t token);
+/* An await_event step's wait (path, token) is met: result (borrowed) is
+ * the step's raw result, also the data of the history entry `consumed`
+ * ("event.consumed" or "signal.consumed", which the engine's batch turns
+ * into the consumption of result.id in the same transaction). WFO_ESTATE
+ * when that attempt no longer waits (nothing changes). */
+int fsm_wait_done(struct fsm *f, struct execution *x, const char *path, int64_t token,
+                  json_t *result, const char *consumed);
 /* Operator commands (SPEC 4); WFO_ESTATE when not allowed in the
  * current status. */
 int fsm_cancel(struct fsm *f, struct execution *x, const char *reason, int compensate);

@@ -104,14 +104,16 @@ const struct step_kind step_kinds[STEP__COUNT] = {
             .fields = KEY(EVENT_TYPE) | KEY(KEY) | KEY(SIGNAL),
             .either = {K_EVENT_TYPE, K_SIGNAL},
             .goes_with = {K_KEY, K_EVENT_TYPE},
-            .ends = KE_START, /* until it is supported: its attempt fails at its start */
+            .start = fsm_start_await,
+            .ends = KE_TIMER, /* when an event or signal matches (core/events.c), or its timeout */
         },
     [STEP_EMIT] =
         {
             .name = "emit",
             .fields = KEY(EVENT),
             .required = KEY(EVENT),
-            .ends = KE_START, /* until it is supported: its attempt fails at its start */
+            .start = fsm_start_emit,
+            .ends = KE_START,
         },
     [STEP_WORKFLOW] =
         {

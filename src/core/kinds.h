@@ -138,6 +138,10 @@ json_t *fsm_start_fail(struct fsm *f, struct execution *x, struct step_state *st
                        const struct kind_attempt *a);
 json_t *fsm_start_sleep(struct fsm *f, struct execution *x, struct step_state *st,
                         const struct kind_attempt *a);
+json_t *fsm_start_await(struct fsm *f, struct execution *x, struct step_state *st,
+                        const struct kind_attempt *a);
+json_t *fsm_start_emit(struct fsm *f, struct execution *x, struct step_state *st,
+                       const struct kind_attempt *a);
 json_t *fsm_start_run(struct fsm *f, struct execution *x, struct step_state *st,
                       const struct kind_attempt *a);
 json_t *fsm_start_parallel(struct fsm *f, struct execution *x, struct step_state *st,

@@ -89,7 +89,8 @@ int exec_resume(const struct execution *x)
         return 0;
     for (int i = 0; i < x->n_steps; i++) {
         enum kind_end k = step_kinds[x->steps[i]->def->type].ends;
-        if (x->steps[i]->status == SS_RUNNING && (k == KE_RESULT || k == KE_CHILD))
+        if ((x->steps[i]->status == SS_RUNNING && (k == KE_RESULT || k == KE_CHILD)) ||
+            (x->steps[i]->status == SS_WAITING && x->steps[i]->wait))
             return 1;
     }
     return 0;
@@ -103,7 +104,8 @@ int exec_idle(const struct execution *x)
 {
     for (int i = 0; i < x->n_steps; i++) {
         enum kind_end k = step_kinds[x->steps[i]->def->type].ends;
-        if (x->steps[i]->status == SS_RUNNING && k != KE_BLOCKS && k != KE_CHILD)
+        if ((x->steps[i]->status == SS_RUNNING && k != KE_BLOCKS && k != KE_CHILD) ||
+            (x->steps[i]->status == SS_WAITING && x->steps[i]->wait)) /* events.c W4 */
             return 0;
     }
     return 1;
@@ -267,6 +269,11 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
             exec_free(x);
             continue;
         }
+        int waits = 0;
+        for (int k = 0; k < x->n_steps; k++)
+            waits |= x->steps[k]->status == SS_WAITING && x->steps[k]->wait != NULL;
+        if (waits) /* its waits look again for what came meanwhile (events.c W4) */
+            events_post_wake(e, NULL, NULL, NULL, x->id);
         for (int k = 0; k < x->n_steps; k++) {
             struct step_state *st = x->steps[k];
             if (st->status != SS_RUNNING || step_kinds[st->def->type].ends != KE_RESULT)

@@ -141,6 +141,34 @@ static void batch_exec(struct round *rd, struct execution *x)
     x->dirty = 0;
 }
 
+/* The rows an event history entry stands for, in the same batch (events.c
+ * W3): an emitted event, an event consumed, a signal consumed. */
+static void batch_event_rows(struct round *rd, const struct fsm_hist *h)
+{
+    const char *id = wfo_json_str(h->data, "id");
+    if (!id)
+        return;
+    id = wfo_arena_strndup(&rd->text, id, strlen(id));
+    if (strcmp(h->type, "event.consumed") == 0) {
+        store_batch_consume(&rd->batch, h->x->id, id);
+    } else if (strcmp(h->type, "signal.consumed") == 0) {
+        store_batch_signal_del(&rd->batch, h->x->id, id);
+    } else if (strcmp(h->type, "event.emitted") == 0) {
+        struct store_event *ev = store_batch_event(&rd->batch);
+        const char *t;
+        ev->namespace = h->x->ns;
+        ev->id = id;
+        t = wfo_json_str(h->data, "type");
+        ev->type = wfo_arena_strndup(&rd->text, t, strlen(t));
+        t = wfo_json_str(h->data, "key");
+        ev->key = t ? wfo_arena_strndup(&rd->text, t, strlen(t)) : NULL;
+        t = wfo_json_str(h->data, "source");
+        ev->source = t ? wfo_arena_strndup(&rd->text, t, strlen(t)) : NULL;
+        ev->data = keep_json(rd, json_object_get(h->data, "data"));
+        ev->published_at = ev->time = h->time;
+    }
+}
+
 /* Builds the batch from the state machine's effects; timers coalesce by id
  * (the last put or delete of an id wins). */
 static void batch_build(struct round *rd, struct fsm *f)
@@ -158,6 +186,7 @@ static void batch_build(struct round *rd, struct fsm *f)
         r->step = h->step;
         if (h->data) {
             r->data = keep_json(rd, h->data);
+            batch_event_rows(rd, h);
         } else if (h->dval) {
             wfo_json_dumpb_member(h->dkey, h->dval, &rd->scratch);
             r->data = keep_scratch(rd);
@@ -335,6 +364,7 @@ static void after_commit(struct wfo_engine *e, struct fsm *f)
             free(data);
         }
     }
+    events_after_commit(e, f);
     int ended = 0;
     for (int i = 0; i < f->n_acts; i++) {
         struct fsm_action *a = &f->acts[i];

@@ -87,6 +87,9 @@ void store_batch_reset(struct store_batch *b)
     b->n_tasks = 0;
     b->n_task_dels = 0;
     b->n_exec_dels = 0;
+    b->n_events = 0;
+    b->n_consumes = 0;
+    b->n_signal_dels = 0;
 }
 
 void store_batch_release(struct store_batch *b)
@@ -99,13 +102,17 @@ void store_batch_release(struct store_batch *b)
     free(b->tasks);
     free(b->task_dels);
     free(b->exec_dels);
+    free(b->events);
+    free(b->consumes);
+    free(b->signal_dels);
     store_batch_init(b);
 }
 
 int store_batch_empty(const struct store_batch *b)
 {
     return b->n_execs == 0 && b->n_steps == 0 && b->n_history == 0 && b->n_timers == 0 &&
-           b->n_timer_dels == 0 && b->n_tasks == 0 && b->n_task_dels == 0 && b->n_exec_dels == 0;
+           b->n_timer_dels == 0 && b->n_tasks == 0 && b->n_task_dels == 0 && b->n_exec_dels == 0 &&
+           b->n_events == 0 && b->n_consumes == 0 && b->n_signal_dels == 0;
 }
 
 /* Makes room for one more element of size bytes in arr (n used, *alloc
@@ -168,6 +175,25 @@ void store_batch_exec_del(struct store_batch *b, const char *id)
     *BATCH_PUSH(b, exec_dels, n_exec_dels, alloc_exec_dels) = id;
 }
 
+struct store_event *store_batch_event(struct store_batch *b)
+{
+    return BATCH_PUSH(b, events, n_events, alloc_events);
+}
+
+void store_batch_consume(struct store_batch *b, const char *exec_id, const char *event_id)
+{
+    struct store_del *d = BATCH_PUSH(b, consumes, n_consumes, alloc_consumes);
+    d->id = event_id;
+    d->exec_id = exec_id;
+}
+
+void store_batch_signal_del(struct store_batch *b, const char *exec_id, const char *id)
+{
+    struct store_del *d = BATCH_PUSH(b, signal_dels, n_signal_dels, alloc_signal_dels);
+    d->id = id;
+    d->exec_id = exec_id;
+}
+
 /* FNV-1a over the id's bytes: stable across builds and back ends, which is
  * what a stored partitioning needs. */
 int store_shard_of(const char *exec_id)
@@ -217,5 +243,9 @@ store_shardset store_batch_shards(const struct store_batch *b)
         s |= shard_bit(&m, b->task_dels[i].exec_id);
     for (i = 0; i < b->n_exec_dels; i++)
         s |= shard_bit(&m, b->exec_dels[i]);
+    for (i = 0; i < b->n_consumes; i++)
+        s |= shard_bit(&m, b->consumes[i].exec_id);
+    for (i = 0; i < b->n_signal_dels; i++)
+        s |= shard_bit(&m, b->signal_dels[i].exec_id);
     return s;
 }

@@ -135,6 +135,36 @@ struct store_task {
     int lease_only;
 };
 
+#define STORE_HAS_EVENTS 1 /* put_event, find_events, put_signal, find_signals */
+
+/* An event (SPEC 2.5, docs/implementation/event_processing.md): unique per
+ * (namespace, id), id being the producer's deduplication key. seq is the
+ * commit order the store gives it; published_at is when the store took it
+ * (the server's clock), which await_event compares with an execution's
+ * start. time is the event's own time (CloudEvents `time`, else
+ * published_at). */
+struct store_event {
+    int64_t seq;
+    const char *namespace;
+    const char *id;
+    const char *type;
+    const char *key;    /* NULL: none */
+    const char *source; /* NULL: none */
+    const char *data;   /* JSON text or NULL */
+    int64_t time, published_at;
+};
+
+/* A signal sent to one execution: kept, in seq order, until a wait of that
+ * execution consumes it (a batch's signal_dels). */
+struct store_signal {
+    int64_t seq;
+    const char *id;
+    const char *exec_id;
+    const char *name;
+    const char *data; /* JSON text or NULL */
+    int64_t time;
+};
+
 /* A row deleted by id, with its execution (which names its shard). */
 struct store_del {
     const char *id;
@@ -163,6 +193,14 @@ struct store_batch {
     int n_tasks, alloc_tasks;
     struct store_del *task_dels;
     int n_task_dels, alloc_task_dels;
+    struct store_event *events; /* inserted (emit steps): ids are new */
+    int n_events, alloc_events;
+    /* (exec_id, event id): the execution consumed the event; a second
+     * consumption of one event by one execution fails the batch */
+    struct store_del *consumes;
+    int n_consumes, alloc_consumes;
+    struct store_del *signal_dels; /* signals consumed, by id */
+    int n_signal_dels, alloc_signal_dels;
     const char **exec_dels; /* ended executions to delete with all their rows, last */
     int n_exec_dels, alloc_exec_dels;
 };
@@ -193,6 +231,8 @@ typedef int (*store_timer_cb)(void *ud, const struct store_timer *row);
 typedef int (*store_task_cb)(void *ud, const struct store_task *row);
 typedef int (*store_workflow_cb)(void *ud, const struct store_workflow *row);
 typedef int (*store_shard_cb)(void *ud, const struct store_shard *row);
+typedef int (*store_event_cb)(void *ud, const struct store_event *row);
+typedef int (*store_signal_cb)(void *ud, const struct store_signal *row);
 
 /* A callback that returns non-zero stops the iteration; the read then
  * returns that value. */
@@ -279,6 +319,26 @@ struct store_ops {
      * for every node of it. It keys leases and cursors; it is never
      * derived from the URL or anything else a client could know. */
     int (*server_key)(struct store *s, unsigned char *out, size_t size, struct wfo_error *err);
+
+    /* Events and signals (SPEC 2.5). put_event stores ev unless an event
+     * of (ev->namespace, ev->id) exists (*created = 0); cb gets the stored
+     * row either way (seq and published_at filled). One transaction. */
+    int (*put_event)(struct store *s, const struct store_event *ev, int *created, store_event_cb cb,
+                     void *ud, struct wfo_error *err);
+    /* The events of (ns, type, key) (key NULL matches a NULL key) published
+     * at or after `after` that exec_id has not consumed, oldest (seq) first,
+     * at most limit. */
+    int (*find_events)(struct store *s, const char *ns, const char *type, const char *key,
+                       int64_t after, const char *exec_id, int limit, store_event_cb cb, void *ud,
+                       struct wfo_error *err);
+    /* Queues a signal for sg->exec_id, in one transaction with the check
+     * that the execution exists (WFO_ENOTFOUND) and has not ended
+     * (WFO_ESTATE). */
+    int (*put_signal)(struct store *s, const struct store_signal *sg, struct wfo_error *err);
+    /* The signals of (exec_id, name) not consumed yet, oldest first, at
+     * most limit. */
+    int (*find_signals)(struct store *s, const char *exec_id, const char *name, int limit,
+                        store_signal_cb cb, void *ud, struct wfo_error *err);
 };
 
 #define STORE_POOL_MAX 64
@@ -313,5 +373,8 @@ void store_batch_task_del(struct store_batch *b, const char *exec_id, const char
 /* The shards a batch writes (store_shard_of each row's execution). */
 store_shardset store_batch_shards(const struct store_batch *b);
 void store_batch_exec_del(struct store_batch *b, const char *id);
+struct store_event *store_batch_event(struct store_batch *b);
+void store_batch_consume(struct store_batch *b, const char *exec_id, const char *event_id);
+void store_batch_signal_del(struct store_batch *b, const char *exec_id, const char *id);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "suite.h"
 #include "rawdb.h"
+#include "common/buf.h"
 
 /* ---- 1. batches are atomic ---- */
 
@@ -1024,7 +1025,7 @@ TEST(list_expired)
 /* ---- 6. migrations ---- */
 
 #ifdef STORE_SHARDS
-#define SUITE_SCHEMA_VERSION "4"
+#define SUITE_SCHEMA_VERSION "5"
 #else
 #define SUITE_SCHEMA_VERSION "2"
 #endif
@@ -1221,6 +1222,103 @@ TEST(server_key)
     ok(memcmp(k1, k4, sizeof(k1)) != 0, "key: another store has another key");
     store_close(s);
 }
+
+#ifdef STORE_HAS_EVENTS
+static int ev_ids(void *ud, const struct store_event *r)
+{
+    struct wfo_buf *b = ud;
+    wfo_buf_addf(b, "%s|%s|%s|%s;", r->id, r->key ? r->key : "~", r->data ? r->data : "~",
+                 r->seq > 0 ? "seq" : "noseq");
+    return 0;
+}
+
+static int sig_ids(void *ud, const struct store_signal *r)
+{
+    struct wfo_buf *b = ud;
+    wfo_buf_addf(b, "%s|%s;", r->id, r->data ? r->data : "~");
+    return 0;
+}
+
+TEST(events)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct wfo_buf o = WFO_BUF_INIT;
+    int created = -1;
+    struct store *s = suite_open("events");
+
+    struct store_event e1 = {.namespace = "default",
+                             .id = "e1",
+                             .type = "t",
+                             .key = "k",
+                             .data = "{\"n\":1}",
+                             .published_at = 1000};
+    is_int(s->ops->put_event(s, &e1, &created, ev_ids, &o, &err), 0, "events: put: %s",
+           err.message);
+    is_int(created, 1, "events: created");
+    is_str(o.buf, "e1|k|{\"n\":1}|seq;", "events: the stored row");
+    wfo_buf_reset(&o);
+    struct store_event e1b = e1;
+    e1b.data = "{\"n\":2}";
+    is_int(s->ops->put_event(s, &e1b, &created, ev_ids, &o, &err), 0, "events: again");
+    is_int(created, 0, "events: the same id is stored once");
+    is_str(o.buf, "e1|k|{\"n\":1}|seq;", "events: the first one's record");
+    struct store_event e2 = {
+        .namespace = "default", .id = "e2", .type = "t", .key = "k", .published_at = 2000};
+    struct store_event e3 = {
+        .namespace = "other", .id = "e1", .type = "t", .key = "k", .published_at = 2000};
+    s->ops->put_event(s, &e2, &created, NULL, NULL, &err);
+    s->ops->put_event(s, &e3, &created, NULL, NULL, &err);
+    is_int(created, 1, "events: ids are per namespace");
+
+    wfo_buf_reset(&o);
+    is_int(s->ops->find_events(s, "default", "t", "k", 0, "x1", 10, ev_ids, &o, &err), 0,
+           "events: find");
+    is_str(o.buf, "e1|k|{\"n\":1}|seq;e2|k|~|seq;", "events: oldest first");
+    wfo_buf_reset(&o);
+    s->ops->find_events(s, "default", "t", "k", 1500, "x1", 10, ev_ids, &o, &err);
+    is_str(o.buf, "e2|k|~|seq;", "events: only those published after");
+
+    /* a consumption, with its execution, in one batch */
+    store_batch_init(&b);
+    add_exec(&b, "x1", "default", "w", "running", 1)->chunk = 1;
+    store_batch_consume(&b, "x1", "e1");
+    is_int(suite_apply(s, &b, &err), 0, "events: consume: %s", err.message);
+    wfo_buf_reset(&o);
+    s->ops->find_events(s, "default", "t", "k", 0, "x1", 10, ev_ids, &o, &err);
+    is_str(o.buf, "e2|k|~|seq;", "events: consumed ones are skipped");
+    wfo_buf_reset(&o);
+    s->ops->find_events(s, "default", "t", "k", 0, "x2", 10, ev_ids, &o, &err);
+    ok(strstr(o.buf, "e1|") != NULL, "events: another execution still sees it");
+    store_batch_reset(&b);
+    add_exec(&b, "x1", "default", "w", "running", 1)->chunk = 2;
+    store_batch_consume(&b, "x1", "e1");
+    ok(suite_apply(s, &b, &err) < 0, "events: consumed twice by one execution fails the batch");
+
+    /* signals */
+    struct store_signal g1 = {.id = "g1", .exec_id = "x1", .name = "go", .data = "1", .time = 5};
+    struct store_signal g2 = {.id = "g2", .exec_id = "x1", .name = "go", .time = 6};
+    is_int(s->ops->put_signal(s, &g1, &err), 0, "signals: put: %s", err.message);
+    is_int(s->ops->put_signal(s, &g2, &err), 0, "signals: put another");
+    struct store_signal gx = {.id = "g3", .exec_id = "nobody", .name = "go"};
+    is_int(s->ops->put_signal(s, &gx, &err), WFO_ENOTFOUND, "signals: unknown execution");
+    wfo_buf_reset(&o);
+    s->ops->find_signals(s, "x1", "go", 10, sig_ids, &o, &err);
+    is_str(o.buf, "g1|1;g2|~;", "signals: in order");
+    store_batch_reset(&b);
+    add_exec(&b, "x1", "default", "w", "completed", 1)->chunk = 3;
+    store_batch_signal_del(&b, "x1", "g1");
+    is_int(suite_apply(s, &b, &err), 0, "signals: consume: %s", err.message);
+    wfo_buf_reset(&o);
+    s->ops->find_signals(s, "x1", "go", 10, sig_ids, &o, &err);
+    is_str(o.buf, "g2|~;", "signals: the consumed one is gone");
+    struct store_signal g4 = {.id = "g4", .exec_id = "x1", .name = "go"};
+    is_int(s->ops->put_signal(s, &g4, &err), WFO_ESTATE, "signals: to an ended execution");
+    store_batch_release(&b);
+    wfo_buf_release(&o);
+    store_close(s);
+}
+#endif
 
 int main(int argc, char **argv)
 {

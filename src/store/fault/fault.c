@@ -46,14 +46,19 @@ enum fop {
     F_CLAIM_SHARDS,
     F_RELEASE_SHARDS,
     F_LIST_SHARDS,
+    F_PUT_EVENT,
+    F_FIND_EVENTS,
+    F_PUT_SIGNAL,
+    F_FIND_SIGNALS,
     F__COUNT
 };
 
 static const char *const fop_names[F__COUNT] = {
-    "ping",           "apply",      "put_workflow",      "get_workflow", "list_workflows",
-    "get_exec",       "list_execs", "list_active_execs", "list_steps",   "list_history",
-    "list_timers",    "list_tasks", "delete_workflow",   "list_expired", "claim_shards",
-    "release_shards", "list_shards"};
+    "ping",           "apply",       "put_workflow",      "get_workflow", "list_workflows",
+    "get_exec",       "list_execs",  "list_active_execs", "list_steps",   "list_history",
+    "list_timers",    "list_tasks",  "delete_workflow",   "list_expired", "claim_shards",
+    "release_shards", "list_shards", "put_event",         "find_events",  "put_signal",
+    "find_signals"};
 
 #define FAULT_RULES_MAX 32
 
@@ -356,6 +361,40 @@ static int fault_server_key(struct store *base, unsigned char *out, size_t size,
     return s->inner->ops->server_key(s->inner, out, size, err);
 }
 
+static int fault_put_event(struct store *base, const struct store_event *ev, int *created,
+                           store_event_cb cb, void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    *created = 0;
+    CHECK(F_PUT_EVENT);
+    return s->inner->ops->put_event(s->inner, ev, created, cb, ud, err);
+}
+
+static int fault_find_events(struct store *base, const char *ns, const char *type, const char *key,
+                             int64_t after, const char *exec_id, int limit, store_event_cb cb,
+                             void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_FIND_EVENTS);
+    return s->inner->ops->find_events(s->inner, ns, type, key, after, exec_id, limit, cb, ud, err);
+}
+
+static int fault_put_signal(struct store *base, const struct store_signal *sg,
+                            struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_PUT_SIGNAL);
+    return s->inner->ops->put_signal(s->inner, sg, err);
+}
+
+static int fault_find_signals(struct store *base, const char *exec_id, const char *name, int limit,
+                              store_signal_cb cb, void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_FIND_SIGNALS);
+    return s->inner->ops->find_signals(s->inner, exec_id, name, limit, cb, ud, err);
+}
+
 static void fault_set_pool_size(struct store *base, int n)
 {
     struct fault_store *s = fs_of(base);
@@ -388,4 +427,8 @@ const struct store_ops store_fault_ops = {
     .list_expired = fault_list_expired,
     .set_pool_size = fault_set_pool_size,
     .server_key = fault_server_key,
+    .put_event = fault_put_event,
+    .find_events = fault_find_events,
+    .put_signal = fault_put_signal,
+    .find_signals = fault_find_signals,
 };

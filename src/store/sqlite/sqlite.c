@@ -39,6 +39,10 @@
  *      the epoch the batch holds, read inside the batch's transaction.
  *   4. Times are stored as given, 0 as NULL; NULL reads back as 0.
  *   5. A read is one SELECT, so it sees one committed state.
+ *   7. Events are unique per (namespace, id) (put_event answers the stored
+ *      one for an id seen before); events.seq is their commit order like
+ *      executions.seq (2); a consumption (exec_id, event_id) is unique, so
+ *      a batch that would consume an event twice for one execution fails.
  */
 #include "common/compat.h"
 
@@ -64,7 +68,7 @@
 
 #define SQ_READERS_MAX STORE_POOL_MAX /* store.pool_size at most; 8 unless set */
 #define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */
-#define SQ_SCHEMA_VERSION 4
+#define SQ_SCHEMA_VERSION 5
 
 /*
  * The schema. The list queries (sq_list_sql) are
@@ -106,6 +110,25 @@
     " shard INTEGER PRIMARY KEY, owner TEXT, epoch INTEGER NOT NULL DEFAULT 0,"                    \
     " lease_until INTEGER NOT NULL DEFAULT 0);"
 
+/* What version 5 added (events and signals, SPEC 2.5): for a new store and
+ * for the migration from 4. events_match serves await_event's lookup
+ * (namespace, type, key, then seq: the oldest first); consumed is keyed by
+ * (exec_id, event_id), so one execution consumes an event at most once;
+ * signals_exec serves a wait's lookup, oldest first. */
+#define SQ_V5_SCHEMA                                                                               \
+    "CREATE TABLE IF NOT EXISTS events ("                                                          \
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, namespace TEXT NOT NULL, id TEXT NOT NULL,"           \
+    " type TEXT NOT NULL, key TEXT, source TEXT, data TEXT, time INTEGER,"                         \
+    " published_at INTEGER NOT NULL, UNIQUE (namespace, id));"                                     \
+    "CREATE INDEX IF NOT EXISTS events_match ON events (namespace, type, key, seq);"               \
+    "CREATE TABLE IF NOT EXISTS consumed ("                                                        \
+    " exec_id TEXT NOT NULL, event_id TEXT NOT NULL,"                                              \
+    " PRIMARY KEY (exec_id, event_id)) WITHOUT ROWID;"                                             \
+    "CREATE TABLE IF NOT EXISTS signals ("                                                         \
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, exec_id TEXT NOT NULL,"      \
+    " name TEXT NOT NULL, data TEXT, time INTEGER, shard INTEGER NOT NULL DEFAULT 0);"             \
+    "CREATE INDEX IF NOT EXISTS signals_exec ON signals (exec_id, name, seq);"
+
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS workflows ("
     " namespace TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -134,12 +157,14 @@ static const char sq_schema[] =
     " lease TEXT, input TEXT, ready_at INTEGER, leased_until INTEGER, created_at INTEGER,"
     " shard INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queue, status, ready_at);" SQ_V3_SCHEMA
-        SQ_META_SCHEMA;
+        SQ_V5_SCHEMA SQ_META_SCHEMA;
 
 #define SQ_WF_COLS "namespace, name, version, hash, definition, created_at"
 #define SQ_EXEC_COLS                                                                               \
     "seq, id, namespace, workflow, version, status, input, output, error, compensation, "          \
     "parent, state, created_at, updated_at, finished_at, resume"
+#define SQ_EVENT_COLS "seq, namespace, id, type, key, source, data, time, published_at"
+#define SQ_SIGNAL_COLS "seq, id, exec_id, name, data, time"
 #define SQ_TIMER_COLS "id, exec_id, due_at, kind, step, token, data"
 #define SQ_TASK_COLS                                                                               \
     "id, exec_id, namespace, queue, step, attempt, status, lease, input, ready_at, "               \
@@ -167,9 +192,17 @@ enum sq_wq {
     W_EXEC_DEL_CHUNKS,
     W_EXEC_DEL_TIMERS,
     W_EXEC_DEL_TASKS,
+    W_EXEC_DEL_CONSUMED,
+    W_EXEC_DEL_SIGNALS,
     W_EXEC_DEL,
     W_WF_RUNNING,
     W_WF_DEL,
+    W_EVENT_GET,
+    W_EVENT_INSERT,
+    W_CONSUME,
+    W_SIGNAL_DEL,
+    W_SIGNAL_EXEC,
+    W_SIGNAL_INSERT,
     W__COUNT
 };
 
@@ -226,11 +259,24 @@ static const char *const sq_writer_sql[W__COUNT] = {
     [W_EXEC_DEL_CHUNKS] = "DELETE FROM chunks WHERE exec_id = ?1",
     [W_EXEC_DEL_TIMERS] = "DELETE FROM timers WHERE exec_id = ?1",
     [W_EXEC_DEL_TASKS] = "DELETE FROM tasks WHERE exec_id = ?1",
+    [W_EXEC_DEL_CONSUMED] = "DELETE FROM consumed WHERE exec_id = ?1",
+    [W_EXEC_DEL_SIGNALS] = "DELETE FROM signals WHERE exec_id = ?1",
     [W_EXEC_DEL] = "DELETE FROM executions WHERE id = ?1",
     /* executions_active holds the running and paused ones */
     [W_WF_RUNNING] = ("SELECT id FROM executions WHERE status IN ('running', 'paused')"
                       " AND namespace = ?1 AND workflow = ?2 LIMIT 1"),
     [W_WF_DEL] = "DELETE FROM workflows WHERE namespace = ?1 AND name = ?2",
+    [W_EVENT_GET] = "SELECT " SQ_EVENT_COLS " FROM events WHERE namespace = ?1 AND id = ?2",
+    /* OR ROLLBACK: an emitted event's id is new; a clash fails the batch */
+    [W_EVENT_INSERT] = "INSERT OR ROLLBACK INTO events (namespace, id, type, key, source, data,"
+                       " time, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    /* Invariant 7: the primary key refuses an event consumed twice by one
+     * execution */
+    [W_CONSUME] = "INSERT OR ROLLBACK INTO consumed (exec_id, event_id) VALUES (?1, ?2)",
+    [W_SIGNAL_DEL] = "DELETE FROM signals WHERE id = ?1",
+    [W_SIGNAL_EXEC] = "SELECT status FROM executions WHERE id = ?1",
+    [W_SIGNAL_INSERT] = "INSERT INTO signals (id, exec_id, name, data, time, shard)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 };
 
 /* retention: executions_ended orders the ended ones by when they ended */
@@ -253,6 +299,8 @@ enum sq_rq {
     R_TIMERS,
     R_TASKS,
     R_SHARDS,
+    R_EVENTS_FIND,
+    R_SIGNALS_FIND,
     R_LIST,
     R__COUNT = R_LIST + 32
 };
@@ -280,6 +328,12 @@ static const char *const sq_reader_sql[R_LIST] = {
     [R_TASKS] = "SELECT " SQ_TASK_COLS " FROM tasks WHERE status <> 'done'"
                 " AND (?1 >> shard) & 1 ORDER BY created_at, id",
     [R_SHARDS] = "SELECT shard, owner, epoch, lease_until FROM shards ORDER BY shard",
+    [R_EVENTS_FIND] = "SELECT " SQ_EVENT_COLS " FROM events AS e WHERE namespace = ?1"
+                      " AND type = ?2 AND key IS ?3 AND published_at >= ?4 AND NOT EXISTS"
+                      " (SELECT 1 FROM consumed AS c WHERE c.exec_id = ?5 AND c.event_id = e.id)"
+                      " ORDER BY seq LIMIT ?6",
+    [R_SIGNALS_FIND] = "SELECT " SQ_SIGNAL_COLS " FROM signals WHERE exec_id = ?1 AND name = ?2"
+                       " ORDER BY seq LIMIT ?3",
 };
 
 /* The filters of a list query, as bits of its statement's index. */
@@ -436,6 +490,8 @@ struct sq_cb {
         store_timer_cb timer;
         store_task_cb task;
         store_shard_cb shard;
+        store_event_cb event;
+        store_signal_cb signal;
     } fn;
     void *ud;
     /* exec rows: the statement that reads the execution's chunks, newest
@@ -656,6 +712,8 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION - 1] = {
     "UPDATE tasks SET shard = wfo_shard(exec_id);" SQ_V3_SCHEMA,
     /* 3 -> 4: a timer's attempt token is named for what it holds */
     "ALTER TABLE timers RENAME COLUMN attempt TO token;",
+    /* 4 -> 5: events, their consumptions, signals */
+    SQ_V5_SCHEMA,
 };
 
 /* SQL's wfo_shard(id): store_shard_of, for the migration. */
@@ -1535,6 +1593,68 @@ static int sq_delete(struct sq_store *s, int q, const char *id, const char *what
     return sq_wstep(s, st, sq_text(st, 1, id), err, "deleting %s '%s'", what, id ? id : "");
 }
 
+/* ---- events and signals (SPEC 2.5) ---- */
+
+static int sq_put_event_row(struct sq_store *s, const struct store_event *e, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_EVENT_INSERT];
+    int b = 0;
+
+    b |= sq_text(st, 1, e->namespace);
+    b |= sq_text(st, 2, e->id);
+    b |= sq_text(st, 3, e->type);
+    b |= sq_text(st, 4, e->key);
+    b |= sq_text(st, 5, e->source);
+    b |= sq_text(st, 6, e->data);
+    b |= sq_int(st, 7, e->time);
+    b |= sq_int(st, 8, e->published_at);
+    return sq_wstep(s, st, b, err, "writing event '%s'", e->id ? e->id : "");
+}
+
+static int sq_consume(struct sq_store *s, const struct store_del *c, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_CONSUME];
+    int b = 0;
+
+    b |= sq_text(st, 1, c->exec_id);
+    b |= sq_text(st, 2, c->id);
+    return sq_wstep(s, st, b, err, "consuming event '%s'", c->id ? c->id : "");
+}
+
+static void sq_event_read(sqlite3_stmt *st, struct store_event *r)
+{
+    r->seq = sq_col_int(st, 0);
+    r->namespace = sq_col_text(st, 1);
+    r->id = sq_col_text(st, 2);
+    r->type = sq_col_text(st, 3);
+    r->key = sq_col_text(st, 4);
+    r->source = sq_col_text(st, 5);
+    r->data = sq_col_text(st, 6);
+    r->time = sq_col_int(st, 7);
+    r->published_at = sq_col_int(st, 8);
+}
+
+static int sq_event_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_event r;
+
+    sq_event_read(st, &r);
+    return cb->fn.event(cb->ud, &r);
+}
+
+static int sq_signal_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_signal r;
+
+    r.seq = sq_col_int(st, 0);
+    r.id = sq_col_text(st, 1);
+    r.exec_id = sq_col_text(st, 2);
+    r.name = sq_col_text(st, 3);
+    r.data = sq_col_text(st, 4);
+    r.time = sq_col_int(st, 5);
+    return cb->fn.signal(cb->ud, &r);
+}
+
 /* With s->wmu held: rolls back the open transaction, if any. */
 static void sq_rollback(struct sq_store *s)
 {
@@ -1580,6 +1700,12 @@ static int sq_apply(struct store *base, const struct store_batch *b, struct wfo_
         rc = sq_put_task(s, &b->tasks[i], err);
     for (i = 0; rc == 0 && i < b->n_task_dels; i++)
         rc = sq_delete(s, W_TASK_DEL, b->task_dels[i].id, "task", err);
+    for (i = 0; rc == 0 && i < b->n_events; i++)
+        rc = sq_put_event_row(s, &b->events[i], err);
+    for (i = 0; rc == 0 && i < b->n_consumes; i++)
+        rc = sq_consume(s, &b->consumes[i], err);
+    for (i = 0; rc == 0 && i < b->n_signal_dels; i++)
+        rc = sq_delete(s, W_SIGNAL_DEL, b->signal_dels[i].id, "signal", err);
     for (i = 0; rc == 0 && i < b->n_exec_dels; i++)
         for (int q = W_EXEC_DEL_CHUNKS; rc == 0 && q <= W_EXEC_DEL; q++)
             rc = sq_delete(s, q, b->exec_dels[i], "execution", err);
@@ -2256,6 +2382,157 @@ out:
     return rc;
 }
 
+/* ---- events and signals: the ops ---- */
+
+static int sq_event_get(struct sq_store *s, const char *ns, const char *id, store_event_cb cb,
+                        void *ud, int *found, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_EVENT_GET];
+    struct store_event row;
+    int rc;
+
+    *found = 0;
+    sq_text(st, 1, ns);
+    sq_text(st, 2, id);
+    rc = sq_step(st);
+    if (rc == SQLITE_ROW) {
+        *found = 1;
+        sq_event_read(st, &row);
+        rc = cb ? cb(ud, &row) : 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = 0;
+    } else {
+        rc = sq_fail(s, s->w, err, "reading event '%s'", id);
+    }
+    sq_done(st);
+    return rc;
+}
+
+static int sq_put_event(struct store *base, const struct store_event *ev, int *created,
+                        store_event_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct store_event row = *ev;
+    int rc, found = 0;
+
+    *created = 0;
+    if (!ev->namespace || !ev->id || !ev->type)
+        return wfo_error_set(err, WFO_EINVAL, "event to store lacks a namespace, id or type");
+    pthread_mutex_lock(&s->wmu);
+    rc = sq_begin(s, "storing an event", err);
+    if (rc == 0)
+        rc = sq_event_get(s, ev->namespace, ev->id, cb, ud, &found, err);
+    if (rc == 0 && !found) {
+        if (!row.published_at)
+            row.published_at = wfo_now_ms();
+        if (!row.time)
+            row.time = row.published_at;
+        rc = sq_put_event_row(s, &row, err);
+        if (rc == 0) {
+            row.seq = sqlite3_last_insert_rowid(s->w);
+            rc = sq_commit(s, "storing an event", err);
+        }
+        if (rc == 0) {
+            *created = 1;
+            rc = cb ? cb(ud, &row) : 0;
+        }
+    } else if (rc == 0) {
+        rc = sq_commit(s, "storing an event", err);
+    }
+    sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+static int sq_find_events(struct store *base, const char *ns, const char *type, const char *key,
+                          int64_t after, const char *exec_id, int limit, store_event_cb cb,
+                          void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.event = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_EVENTS_FIND, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, ns);
+    sq_text(st, 2, type);
+    sq_text(st, 3, key);
+    sq_int(st, 4, after);
+    sq_text(st, 5, exec_id);
+    sq_int(st, 6, limit > 0 ? limit : -1);
+    rc = sq_each(s, r->db, st, sq_event_row, &c, NULL, "finding events", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_put_signal(struct store *base, const struct store_signal *sg, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st;
+    int rc, b = 0;
+
+    if (!sg->id || !sg->exec_id || !sg->name)
+        return wfo_error_set(err, WFO_EINVAL, "signal to store lacks an id, execution or name");
+    pthread_mutex_lock(&s->wmu);
+    rc = sq_begin(s, "queueing a signal", err);
+    if (rc)
+        goto out;
+    st = s->wst[W_SIGNAL_EXEC];
+    sq_text(st, 1, sg->exec_id);
+    rc = sq_step(st);
+    if (rc == SQLITE_DONE) {
+        rc = wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", sg->exec_id);
+    } else if (rc == SQLITE_ROW) {
+        const char *status = sq_col_text(st, 0);
+        rc = 0;
+        if (!status || (strcmp(status, "running") != 0 && strcmp(status, "paused") != 0))
+            rc = wfo_error_set(err, WFO_ESTATE, "execution '%s' has ended (%s)", sg->exec_id,
+                               status ? status : "?");
+    } else {
+        rc = sq_fail(s, s->w, err, "reading execution '%s'", sg->exec_id);
+    }
+    sq_done(st);
+    if (rc)
+        goto out;
+    st = s->wst[W_SIGNAL_INSERT];
+    b |= sq_text(st, 1, sg->id);
+    b |= sq_text(st, 2, sg->exec_id);
+    b |= sq_text(st, 3, sg->name);
+    b |= sq_text(st, 4, sg->data);
+    b |= sq_int(st, 5, sg->time);
+    b |= sq_int(st, 6, store_shard_of(sg->exec_id));
+    rc = sq_wstep(s, st, b, err, "writing signal '%s'", sg->id);
+    if (rc == 0)
+        rc = sq_commit(s, "queueing a signal", err);
+out:
+    sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+static int sq_find_signals(struct store *base, const char *exec_id, const char *name, int limit,
+                           store_signal_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.signal = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_SIGNALS_FIND, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, exec_id);
+    sq_text(st, 2, name);
+    sq_int(st, 3, limit > 0 ? limit : -1);
+    rc = sq_each(s, r->db, st, sq_signal_row, &c, NULL, "finding signals", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .version = 1,
@@ -2281,4 +2558,8 @@ const struct store_ops store_sqlite_ops = {
     .list_expired = sq_list_expired,
     .set_pool_size = sq_set_pool_size,
     .server_key = sq_server_key,
+    .put_event = sq_put_event,
+    .find_events = sq_find_events,
+    .put_signal = sq_put_signal,
+    .find_signals = sq_find_signals,
 };
