@@ -239,8 +239,7 @@ static int client_request(const struct client *c, const char *method, const char
         goto out;
     r->status = res.status;
     r->text = wfo_buf_detach(&res.body, NULL);
-    if (wfo_json_parse(r->text, strlen(r->text), &r->body, NULL) < 0)
-        r->body = json_null();
+    r->body = wfo_json_text(r->text);
 out:
     httpc_response_release(&res);
     wfo_buf_release(&url);
@@ -1096,8 +1095,7 @@ int cmd_events(int argc, char **argv)
         int hrc = httpc_do(&req, &res, &err);
         if (hrc == 0 && (res.status < 200 || res.status > 299)) {
             struct client_reply reply = {res.status, NULL, wfo_buf_detach(&res.body, NULL)};
-            if (wfo_json_parse(reply.text, strlen(reply.text), &reply.body, NULL) < 0)
-                reply.body = json_null();
+            reply.body = wfo_json_text(reply.text);
             client_print_failure(&reply);
             client_reply_release(&reply);
             httpc_response_release(&res);

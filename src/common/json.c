@@ -460,3 +460,12 @@ int wfo_json_equal(const json_t *a, const json_t *b)
 {
     return json_equal_depth(a, b, 0);
 }
+
+json_t *wfo_json_text(const char *text)
+{
+    json_t *v = NULL;
+
+    if (!text || wfo_json_parse(text, strlen(text), &v, NULL) < 0)
+        return json_null();
+    return v;
+}

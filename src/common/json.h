@@ -21,6 +21,9 @@
  * with WFO_EPARSE and "line L column C: MESSAGE" for bad syntax, invalid UTF-8,
  * trailing garbage, NUL bytes or nesting deeper than WFO_JSON_MAX_DEPTH. */
 int wfo_json_parse(const char *text, size_t len, json_t **out, struct wfo_error *err);
+/* The value of stored JSON text: null for NULL or text that is not JSON.
+ * New reference. */
+json_t *wfo_json_text(const char *text);
 
 /* Compact serialization, keys in insertion order. Caller frees with free().
  * NULL value serializes as "null". Returns NULL only when out of memory. */

@@ -20,23 +20,15 @@ json_t *doc_time(int64_t ms)
     return json_string(t);
 }
 
-static json_t *text_json(const char *s)
-{
-    json_t *v = NULL;
-    if (!s || wfo_json_parse(s, strlen(s), &v, NULL) < 0)
-        return json_null();
-    return v;
-}
-
 json_t *doc_exec(const struct store_exec *r)
 {
     return json_pack("{s:s, s:s, s:s, s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
                      r->id, "namespace", r->namespace, "workflow", r->workflow, "version",
-                     r->version, "status", r->status, "input", text_json(r->input), "output",
-                     text_json(r->output), "error", text_json(r->error), "compensation",
-                     text_json(r->compensation), "created_at", doc_time(r->created_at),
+                     r->version, "status", r->status, "input", wfo_json_text(r->input), "output",
+                     wfo_json_text(r->output), "error", wfo_json_text(r->error), "compensation",
+                     wfo_json_text(r->compensation), "created_at", doc_time(r->created_at),
                      "updated_at", doc_time(r->updated_at), "finished_at", doc_time(r->finished_at),
-                     "parent", text_json(r->parent));
+                     "parent", wfo_json_text(r->parent));
 }
 
 /* A `workflow` step's child (the id in its private state), or NULL. */
@@ -44,7 +36,7 @@ static json_t *step_child(const struct store_step *r)
 {
     if (!r->state || !strstr(r->state, "\"child\":"))
         return NULL;
-    json_t *st = text_json(r->state);
+    json_t *st = wfo_json_text(r->state);
     json_t *c = json_object_get(st, "child");
     c = json_is_string(c) ? json_incref(c) : NULL;
     json_decref(st);
@@ -60,8 +52,8 @@ void doc_step(json_t *steps, const struct store_step *r)
         return;
     json_t *st =
         json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o}", "name", r->path, "status", r->status,
-                  "attempts", r->attempts, "input", text_json(r->input), "output",
-                  text_json(r->output), "error", text_json(r->error), "started_at",
+                  "attempts", r->attempts, "input", wfo_json_text(r->input), "output",
+                  wfo_json_text(r->output), "error", wfo_json_text(r->error), "started_at",
                   doc_time(r->started_at), "finished_at", doc_time(r->finished_at));
     json_t *child = step_child(r); /* SPEC 3: a `workflow` step also carries `child` */
     if (child)
@@ -69,7 +61,7 @@ void doc_step(json_t *steps, const struct store_step *r)
     /* an await_event step shows what it waits for: {event, key} or {signal}
      * (docs/implementation/event_processing.md) */
     if (r->state && strcmp(r->status, "waiting") == 0 && strstr(r->state, "\"wait\"")) {
-        json_t *state = text_json(r->state);
+        json_t *state = wfo_json_text(r->state);
         json_t *w = json_object_get(state, "wait");
         if (json_is_object(w))
             json_object_set(st, "waiting_for", w);
@@ -107,7 +99,7 @@ json_t *doc_history_entry(const struct store_history *r)
 {
     return json_pack("{s:I, s:o, s:s, s:o, s:o}", "seq", (json_int_t)r->seq, "time",
                      doc_time(r->time), "type", r->type, "step",
-                     r->step ? json_string(r->step) : json_null(), "data", text_json(r->data));
+                     r->step ? json_string(r->step) : json_null(), "data", wfo_json_text(r->data));
 }
 
 json_t *doc_workflow_new(const char *name, int version, int64_t created_at, json_t *definition)

@@ -39,26 +39,18 @@
  * in the store, of which those pending (W3) are skipped. */
 #define EVENTS_CANDIDATES 16
 
-static json_t *text_or_null(const char *s)
-{
-    json_t *v = NULL;
-    if (!s || wfo_json_parse(s, strlen(s), &v, NULL) < 0)
-        return json_null();
-    return v;
-}
-
 json_t *events_event_json(const struct store_event *r)
 {
     return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "id", r->id, "type", r->type, "key",
                      r->key ? json_string(r->key) : json_null(), "source",
                      r->source ? json_string(r->source) : json_null(), "data",
-                     text_or_null(r->data), "time", doc_time(r->time));
+                     wfo_json_text(r->data), "time", doc_time(r->time));
 }
 
 static json_t *signal_json(const struct store_signal *r)
 {
     return json_pack("{s:s, s:s, s:o, s:o}", "id", r->id, "type", r->name, "data",
-                     text_or_null(r->data), "time", doc_time(r->time));
+                     wfo_json_text(r->data), "time", doc_time(r->time));
 }
 
 static int collect_event(void *ud, const struct store_event *r)
