@@ -25,7 +25,8 @@
  *      so that its first output comes out through a callback (I6).
  *   4. Evaluation converts the context to a jv once per tmpl_eval() and runs
  *      jq on a private 1 GiB stack (the "fiber"), registered with the
- *      watchdog thread, which halts it past WFO_EXPR_TIME_LIMIT_MS or when
+ *      watchdog thread, which halts it past WFO_EXPR_TIME_LIMIT_MS of the
+ *      thread's CPU time (or ten times that of wall time) or when
  *      the process grew by EXPR_MEMORY_LIMIT while it ran.
  *
  * Not bounded: a few single C calls of libjq 1.6 run as long as their
@@ -98,6 +99,8 @@
 #define EXPR_MEMORY_LIMIT (256L * 1024 * 1024)
 /* How often the watchdog looks at the clock and the memory. */
 #define EXPR_WATCH_POLL_MS 10
+/* The wall-clock backstop of an evaluation, in time limits. */
+#define EXPR_WALL_FACTOR 10
 /* The fiber's stack: address space only, pages are touched as used (I4). */
 #define EXPR_STACK_SIZE ((size_t)1 << 30)
 /* Nesting of the values converted in (contexts) and out (results). */
@@ -246,7 +249,9 @@ enum { WATCH_NONE, WATCH_TIME, WATCH_MEMORY, WATCH_DONE };
 
 struct watch_slot {
     jq_state *jq;
-    struct timespec deadline; /* CLOCK_MONOTONIC */
+    clockid_t cpu;            /* the evaluating thread's CPU clock */
+    struct timespec cpu_end;  /* on it: the time limit */
+    struct timespec deadline; /* CLOCK_MONOTONIC: EXPR_WALL_FACTOR times the limit */
     long rss_start;           /* pages; -1 until the watchdog first looks */
     int fired;                /* WATCH_*: why it was halted */
     int registered;
@@ -333,7 +338,9 @@ static void *watch_main(void *unused)
                     continue;
                 if (s->rss_start < 0)
                     s->rss_start = rss;
-                if (!ts_before(&now, &s->deadline))
+                struct timespec used;
+                if (!ts_before(&now, &s->deadline) ||
+                    (clock_gettime(s->cpu, &used) == 0 && !ts_before(&used, &s->cpu_end)))
                     s->fired = WATCH_TIME;
                 else if (rss >= 0 && s->rss_start >= 0 &&
                          (rss - s->rss_start) * page > EXPR_MEMORY_LIMIT)
@@ -384,8 +391,17 @@ static void watch_register(struct watch_slot *s, jq_state *jq)
     s->jq = jq;
     s->fired = WATCH_NONE;
     s->rss_start = -1;
+    /* The limit is on the thread's CPU time, so a busy machine does not
+     * halt an evaluation that is only waiting for a core; the wall clock
+     * bounds one that is starved for long. */
+    if (pthread_getcpuclockid(pthread_self(), &s->cpu) != 0 ||
+        clock_gettime(s->cpu, &s->cpu_end) != 0) {
+        s->cpu = CLOCK_MONOTONIC;
+        clock_gettime(s->cpu, &s->cpu_end);
+    }
+    ts_add_ms(&s->cpu_end, WFO_EXPR_TIME_LIMIT_MS);
     clock_gettime(CLOCK_MONOTONIC, &s->deadline);
-    ts_add_ms(&s->deadline, WFO_EXPR_TIME_LIMIT_MS);
+    ts_add_ms(&s->deadline, (int64_t)WFO_EXPR_TIME_LIMIT_MS * EXPR_WALL_FACTOR);
     pthread_mutex_lock(&watch.mu);
     s->prev = NULL;
     s->next = watch.head;

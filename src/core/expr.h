@@ -10,8 +10,9 @@
  * Sandbox: an expression cannot read the environment (env, $ENV), load
  * modules (import, include), read input (input, inputs), write to stderr
  * (debug, stderr), or stop the process (halt, halt_error): those are refused
- * when compiling. An evaluation that runs longer than WFO_EXPR_TIME_LIMIT_MS
- * is stopped and fails.
+ * when compiling. An evaluation that uses more than WFO_EXPR_TIME_LIMIT_MS
+ * of CPU time (or runs ten times that long on the wall clock) is stopped
+ * and fails.
  *
  * Threads: a compiled template is used by one thread at a time (a jq_state
  * is not thread-safe). The engine evaluates on its own thread only.
