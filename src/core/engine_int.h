@@ -163,6 +163,11 @@ struct wfo_engine {
      * before one is not cached after it, and a start that resolved its
      * definition before one checks that it still exists (do_start) */
     _Atomic int64_t wf_epoch;
+    /* grows at every workflow registration: the event triggers' cache of
+     * the workflows with triggers per namespace (triggers.c, under
+     * defs_mu) is read again after one */
+    _Atomic int64_t wf_gen;
+    struct wfo_map trig_cache;
 
     /* runner pool (guarded by mu) */
     pthread_t *runners;

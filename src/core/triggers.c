@@ -106,6 +106,56 @@ static int twfs_read(struct wfo_engine *e, const char *ns, struct twfs *l, struc
     return rc;
 }
 
+static void twfs_copy(struct twfs *to, const struct twfs *from)
+{
+    memset(to, 0, sizeof(*to));
+    for (int i = 0; i < from->n; i++) {
+        GROW(to->v, to->n, to->alloc);
+        to->v[to->n++] = (struct twf){wfo_strdup(from->v[i].ns), wfo_strdup(from->v[i].name),
+                                      from->v[i].version, from->v[i].created_at};
+    }
+}
+
+/* The event path's cache of twfs_read(ns): valid until a workflow is
+ * registered or deleted in this process (wf_gen, wf_epoch, bumped before
+ * the PUT or DELETE is answered, so an event posted after the answer reads
+ * again), and at most TRIGGER_CACHE_MS (another process's registrations). */
+#define TRIGGER_CACHE_MS 5000
+
+struct tcache {
+    int64_t gen, epoch, at;
+    struct twfs l;
+};
+
+static int twfs_cached(struct wfo_engine *e, const char *ns, struct twfs *l, struct wfo_error *err)
+{
+    int64_t gen = atomic_load(&e->wf_gen), epoch = defs_epoch(e), now = wfo_mono_ms();
+    pthread_mutex_lock(&e->defs_mu);
+    struct tcache *c = wfo_map_get(&e->trig_cache, ns);
+    if (c && c->gen == gen && c->epoch == epoch && now - c->at < TRIGGER_CACHE_MS) {
+        twfs_copy(l, &c->l);
+        pthread_mutex_unlock(&e->defs_mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&e->defs_mu);
+    int rc = twfs_read(e, ns, l, err);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&e->defs_mu);
+    c = wfo_map_get(&e->trig_cache, ns);
+    if (!c) {
+        c = wfo_calloc(1, sizeof(*c));
+        wfo_map_put(&e->trig_cache, wfo_strdup(ns), c);
+    }
+    twfs_release(&c->l);
+    twfs_copy(&c->l, l);
+    c->gen = gen; /* as before the read: a registration since reads again */
+    c->epoch = epoch;
+    c->at = now;
+    pthread_mutex_unlock(&e->defs_mu);
+    return 0;
+}
+
 /* Queues the start of (ns, d) with id, its input the trigger's `input`
  * evaluated on {event: ev} (default: {event: ev}). Nobody waits for the
  * answer: an execution of that id existing is the point (T1). */
@@ -147,7 +197,7 @@ static int event_fire(struct wfo_engine *e, const char *ns, json_t *ev, int64_t 
     if (!type || !evid)
         return 0;
     int64_t epoch = defs_epoch(e);
-    if (twfs_read(e, ns, &l, &err) < 0) {
+    if (twfs_cached(e, ns, &l, &err) < 0) {
         wfo_warn(NULL, NULL, "event %s: reading the workflows with triggers: %s", evid,
                  err.message);
         return -1;
@@ -284,4 +334,10 @@ void triggers_release(struct wfo_engine *e)
         free((char *)k);
     }
     wfo_map_release(&e->cron_fired);
+    for (size_t it = 0; wfo_map_next(&e->trig_cache, &it, &k, &v);) {
+        twfs_release(&((struct tcache *)v)->l);
+        free(v);
+        free((char *)k);
+    }
+    wfo_map_release(&e->trig_cache);
 }

@@ -154,3 +154,28 @@ def test_bad_cron_is_a_definition_error(server):
                                         "steps": [{"name": "a", "type": "set", "vars": {}}]})
     assert r.status == 400, r
     assert "never fires" in r.text and "triggers[0].cron" in r.text
+
+
+def test_workflow_registered_after_an_event_sees_only_later_ones(server):
+    wf = unique("trig-late")
+    etype = unique("late.t")
+    # read once with no workflow of the type: the triggers' cache is filled
+    assert server.post("/v1/events", {"type": etype, "id": "before"}).status == 202
+    time.sleep(0.3)
+    server.put_workflow(event_wf(wf, etype, input="${ .event.id }"))
+    assert server.post("/v1/events", {"type": etype, "id": "after"}).status == 202
+    xs = wait_execs(server, wf, 1)
+    time.sleep(0.5)
+    xs = execs_of(server, wf)
+    assert len(xs) == 1, xs
+    assert server.wait_status(xs[0]["id"], "completed")["input"] == "after"
+    # a new version with another trigger type: the next event of it starts one
+    etype2 = unique("late.t2")
+    server.put_workflow(event_wf(wf, etype2, input="${ .event.id }"))
+    assert server.post("/v1/events", {"type": etype2, "id": "v2"}).status == 202
+    xs = wait_execs(server, wf, 2)
+    assert len(xs) == 2, xs
+    # the old version's trigger type starts nothing any more
+    assert server.post("/v1/events", {"type": etype, "id": "old"}).status == 202
+    time.sleep(0.5)
+    assert len(execs_of(server, wf)) == 2
