@@ -478,122 +478,15 @@ static void resolve(struct dctx *c, const json_t *v, const struct blk *b, int *o
     *out = (int)((intptr_t)idx - 1);
 }
 
-/* ---- cron: five fields, numbers, ranges, steps, lists, * ---------------- */
+/* ---- cron: common/cron.c ------------------------------------------------ */
 
-static const struct cron_field {
-    const char *name;
-    int lo, hi;
-} cron_fields[5] = {
-    {"minute", 0, 59}, {"hour", 0, 23},       {"day-of-month", 1, 31},
-    {"month", 1, 12},  {"day-of-week", 0, 7}, /* 0 and 7 are Sunday */
-};
-
-static int cron_num(const char **p, const char *end, int *out)
+static void cron_check(struct dctx *c, const char *text, struct wfo_cron *out)
 {
-    const char *s = *p;
-    int n = 0, digits = 0;
-
-    while (s < end && *s >= '0' && *s <= '9') {
-        if (n < 1000000)
-            n = n * 10 + (*s - '0');
-        digits++;
-        s++;
-    }
-    if (!digits)
-        return -1;
-    *out = n;
-    *p = s;
-    return 0;
-}
-
-/* Checks one field; 0 or -1 with the reason in why. */
-static int cron_field_check(const char *s, const char *end, const struct cron_field *f, char *why,
-                            size_t whysz)
-{
-    while (s <= end) {
-        const char *comma = memchr(s, ',', (size_t)(end - s));
-        const char *ie = comma ? comma : end, *p = s;
-        int a, b, step;
-
-        if (p == ie) {
-            snprintf(why, whysz, "%s: empty list item", f->name);
-            return -1;
-        }
-        if (*p == '*') {
-            p++;
-        } else {
-            if (cron_num(&p, ie, &a) < 0)
-                goto bad;
-            b = a;
-            if (p < ie && *p == '-') {
-                p++;
-                if (cron_num(&p, ie, &b) < 0)
-                    goto bad;
-            }
-            if (a < f->lo || a > f->hi || b < f->lo || b > f->hi) {
-                snprintf(why, whysz, "%s: %d is out of range %d-%d", f->name,
-                         (a < f->lo || a > f->hi) ? a : b, f->lo, f->hi);
-                return -1;
-            }
-            if (a > b) {
-                snprintf(why, whysz, "%s: range %d-%d is backwards", f->name, a, b);
-                return -1;
-            }
-        }
-        if (p < ie && *p == '/') {
-            p++;
-            if (cron_num(&p, ie, &step) < 0)
-                goto bad;
-            if (step < 1) {
-                snprintf(why, whysz, "%s: step must be at least 1", f->name);
-                return -1;
-            }
-        }
-        if (p != ie)
-            goto bad;
-        s = ie + 1;
-        continue;
-    bad:
-        snprintf(why, whysz, "%s: bad item \"%.*s\"", f->name,
-                 (int)(ie - s > DEF_QUOTE_MAX ? DEF_QUOTE_MAX : ie - s), s);
-        return -1;
-    }
-    return 0;
-}
-
-static void cron_check(struct dctx *c, const char *text)
-{
-    const char *start[6], *end[6], *p = text;
     char why[200];
     struct quoted q;
-    int n = 0;
 
-    while (*p) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (!*p)
-            break;
-        if (n < 6)
-            start[n] = p;
-        while (*p && *p != ' ' && *p != '\t')
-            p++;
-        if (n < 6)
-            end[n] = p;
-        n++;
-    }
-    if (n != 5) {
-        problem(c,
-                "bad cron \"%s\": expected 5 fields (minute hour day-of-month month "
-                "day-of-week), got %d",
-                quote(&q, text), n);
-        return;
-    }
-    for (int i = 0; i < 5; i++) {
-        if (cron_field_check(start[i], end[i], &cron_fields[i], why, sizeof(why)) < 0) {
-            problem(c, "bad cron \"%s\": %s", quote(&q, text), why);
-            return;
-        }
-    }
+    if (wfo_cron_parse(text, out, why, sizeof(why)) < 0)
+        problem(c, "bad cron \"%s\": %s", quote(&q, text), why);
 }
 
 /* ---- steps ------------------------------------------------------------- */
@@ -1549,7 +1442,7 @@ static void triggers_compile(struct dctx *c, json_t *v, struct def *d)
                     problem(c, "must not contain a NUL character");
                 } else {
                     tr->cron = wfo_strdup(json_string_value(val));
-                    cron_check(c, tr->cron);
+                    cron_check(c, tr->cron, &tr->spec);
                 }
             } else if (strcmp(key, "input") == 0) {
                 tmpl(c, val, &tr->input);

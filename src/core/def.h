@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "../common/buf.h"
+#include "../common/cron.h"
 #include "../common/json.h"
 #include "expr.h"
 
@@ -144,7 +145,8 @@ struct def_step {
 struct def_trigger {
     char *event; /* NULL for a cron trigger */
     char *cron;
-    struct tmpl *input;
+    struct wfo_cron spec; /* cron parsed */
+    struct tmpl *input;   /* NULL: {event: EVENT} */
 };
 
 struct def {

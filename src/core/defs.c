@@ -229,6 +229,7 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
     rc = e->store->ops->put_workflow(e->store, &w, &c, put_cb, &p, err);
     if (rc < 0)
         goto out;
+    atomic_fetch_add(&e->wf_gen, 1); /* before the answer: triggers see it (triggers.c) */
     /* the compiled definition is cached: executions need not compile it again */
     struct wfo_buf key = WFO_BUF_INIT;
     def_key(&key, ns, d->name, p.version);

@@ -1030,6 +1030,7 @@ void wfo_engine_free(struct wfo_engine *e)
         free((char *)k);
     }
     wfo_map_release(&e->defs);
+    triggers_release(e);
     for (int i = 0; i < e->n_handlers; i++) {
         free(e->handlers[i].queue);
         free(e->handlers[i].command);

@@ -163,6 +163,11 @@ struct wfo_engine {
      * before one is not cached after it, and a start that resolved its
      * definition before one checks that it still exists (do_start) */
     _Atomic int64_t wf_epoch;
+    /* grows at every workflow registration: the event triggers' cache of
+     * the workflows with triggers per namespace (triggers.c, under
+     * defs_mu) is read again after one */
+    _Atomic int64_t wf_gen;
+    struct wfo_map trig_cache;
 
     /* runner pool (guarded by mu) */
     pthread_t *runners;
@@ -181,6 +186,8 @@ struct wfo_engine {
     struct cmd *results_kept;  /* results whose execution could not be read (E5) */
     int64_t results_retry_at;  /* when they are tried again */
     int64_t next_retention;    /* when retention_sweep looks again */
+    int64_t next_cron;         /* when the cron triggers are looked at (triggers.c) */
+    struct wfo_map cron_fired; /* "ns\nworkflow\ncron" -> int64_t: the slot last started */
     int child_seen, child_gen; /* child_round: the effects of gen looked at so far */
     struct engine_stats stats; /* guarded by mu */
 };
@@ -258,6 +265,22 @@ void events_post_wake(struct wfo_engine *e, const char *ns, const char *type, co
                       const char *exec_id);
 /* {id, type, key, source, data, time} of an events row (new ref). */
 json_t *events_event_json(const struct store_event *r);
+
+/* --- triggers.c ----------------------------------------------------------- */
+
+/* The execution id of a trigger's firing: a UUID-shaped hash of (ns,
+ * workflow, kind, what), what being the event id or "CRON\nSLOT_MS". */
+void triggers_id(char out[WFO_ID_SIZE], const char *ns, const char *workflow, const char *kind,
+                 const char *what);
+/* After event ev ({id, type, key, source, data, time}) of ns is committed:
+ * starts one execution per latest workflow of ns with a trigger of its
+ * type (T1, T2). Any thread. */
+void triggers_event(struct wfo_engine *e, const char *ns, json_t *ev);
+/* Recovery: triggers_event for the events of the last hour (T2). */
+int triggers_recover(struct wfo_engine *e, struct wfo_error *err);
+/* The "cron triggers" duty (T3), engine thread. */
+void triggers_cron(struct wfo_engine *e, int64_t now);
+void triggers_release(struct wfo_engine *e);
 
 /* --- recover.c ----------------------------------------------------------- */
 

@@ -213,6 +213,7 @@ void events_after_commit(struct wfo_engine *e, struct fsm *f)
                            wfo_json_str(h->data, "key")))
                 events_post_wake(e, h->x->ns, wfo_json_str(h->data, "type"),
                                  wfo_json_str(h->data, "key"), NULL);
+            triggers_event(e, h->x->ns, h->data); /* T2 */
         }
     }
 }
@@ -268,8 +269,10 @@ int engine_event_post(struct wfo_engine *e, const char *ns, const struct engine_
     free(data);
     if (rc < 0)
         return rc;
-    if (*created) /* W1: committed; the engine looks for the steps it wakes */
+    if (*created) { /* W1: committed; the engine looks for the steps it wakes */
         events_post_wake(e, ns, ev->type, ev->key, NULL);
+        triggers_event(e, ns, *record); /* T2 */
+    }
     return 0;
 }
 

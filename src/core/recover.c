@@ -312,5 +312,8 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
         rc = e->store->ops->list_timers(e->store, e->shards, INT64_MIN, e->timer_horizon, timer_cb,
                                         e, err);
     }
+    /* the triggers of events a crash kept from starting (triggers.c T2) */
+    if (rc == 0)
+        rc = triggers_recover(e, err);
     return rc;
 }

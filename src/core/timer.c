@@ -16,6 +16,10 @@
  *   4. lease expiries (sweep_leases): expired worker leases make their
  *      tasks ready again, or fail attempts with a heartbeat timeout; once
  *      a second.
+ *   5. the timer window (E6) and the shard leases (E7).
+ *   6. cron triggers (triggers_cron, triggers.c T3): at launch and at
+ *      every minute's start, the latest slot of each cron trigger is
+ *      started with an id derived from it (idempotent).
  * engine_tick_next() says when the next of them is due, from the same
  * table (duties[]), so that the engine thread sleeps until then.
  */
@@ -276,6 +280,16 @@ static void window_run(struct wfo_engine *e, struct cmd **cmds)
     timers_advance(e, e->fsm.now);
 }
 
+static int64_t cron_due(struct wfo_engine *e)
+{
+    return e->next_cron;
+}
+
+static void cron_run(struct wfo_engine *e, struct cmd **cmds)
+{
+    triggers_cron(e, e->fsm.now);
+}
+
 static int64_t shards_due(struct wfo_engine *e)
 {
     return e->next_renew;
@@ -296,6 +310,7 @@ static const struct duty {
     {"due timers", timers_due, timers_run},      {"results kept for retry", kept_due, kept_run},
     {"retention", retention_due, retention_run}, {"lease expiries", leases_due, leases_run},
     {"timer window", window_due, window_run},    {"shard leases", shards_due, shards_run},
+    {"cron triggers", cron_due, cron_run},
 };
 
 void engine_tick(struct wfo_engine *e, struct cmd **cmds)

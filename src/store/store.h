@@ -274,7 +274,8 @@ struct store_ops {
     /* version 0: the latest. WFO_ENOTFOUND when absent. */
     int (*get_workflow)(struct store *s, const char *ns, const char *name, int version,
                         store_workflow_cb cb, void *ud, struct wfo_error *err);
-    /* The latest version of each workflow of ns, by name. */
+    /* The latest version of each workflow of ns, by name; ns NULL: of
+     * every namespace, by namespace and name (cron triggers). */
     int (*list_workflows)(struct store *s, const char *ns, store_workflow_cb cb, void *ud,
                           struct wfo_error *err);
 
@@ -327,7 +328,9 @@ struct store_ops {
                      void *ud, struct wfo_error *err);
     /* The events of (ns, type, key) (key NULL matches a NULL key) published
      * at or after `after` that exec_id has not consumed, oldest (seq) first,
-     * at most limit. */
+     * at most limit. type NULL: every event of every namespace published at
+     * or after `after`, newest first, at most limit (ns, key and exec_id
+     * unused: the event triggers' scan at recovery). */
     int (*find_events)(struct store *s, const char *ns, const char *type, const char *key,
                        int64_t after, const char *exec_id, int limit, store_event_cb cb, void *ud,
                        struct wfo_error *err);

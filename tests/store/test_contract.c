@@ -818,6 +818,11 @@ TEST(workflows)
     is_str(o.buf, "team-b|order|1|h9|{}|5\n", "workflows: list of another namespace");
     s->ops->list_workflows(s, "empty", wf_cb, out_reset(&o), &err);
     is_str(o.buf, "", "workflows: list of an empty namespace");
+    is_int(s->ops->list_workflows(s, NULL, wf_cb, out_reset(&o), &err), 0,
+           "workflows: list of every namespace");
+    ok(o.n == 3 && !strncmp(o.buf, latest, sizeof(latest) - 1) &&
+           strstr(o.buf, "\nteam-b|order|1|h9|{}|5\n"),
+       "workflows: every namespace's latest, by namespace and name: %s", oneline(o.buf));
 
     struct store_workflow bad = {"default", "x", 0, NULL, "{}", 0};
     is_int(s->ops->put_workflow(s, &bad, &created, NULL, NULL, &err), WFO_EINVAL,
@@ -1278,6 +1283,13 @@ TEST(events)
     wfo_buf_reset(&o);
     s->ops->find_events(s, "default", "t", "k", 1500, "x1", 10, ev_ids, &o, &err);
     is_str(o.buf, "e2|k|~|seq;", "events: only those published after");
+    wfo_buf_reset(&o);
+    is_int(s->ops->find_events(s, NULL, NULL, NULL, 1500, NULL, 10, ev_ids, &o, &err), 0,
+           "events: recent ones of every namespace");
+    is_str(o.buf, "e1|k|~|seq;e2|k|~|seq;", "events: no type: every namespace's, newest first");
+    wfo_buf_reset(&o);
+    s->ops->find_events(s, NULL, NULL, NULL, 0, NULL, 2, ev_ids, &o, &err);
+    is_str(o.buf, "e1|k|~|seq;e2|k|~|seq;", "events: no type: at most limit, the newest");
 
     /* a consumption, with its execution, in one batch */
     store_batch_init(&b);

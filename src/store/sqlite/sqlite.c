@@ -291,6 +291,7 @@ enum sq_rq {
     R_WF_VERSION,
     R_WF_LATEST,
     R_WF_LIST,
+    R_WF_LIST_ALL,
     R_EXEC,
     R_EXEC_ACTIVE,
     R_CHUNKS,
@@ -300,6 +301,7 @@ enum sq_rq {
     R_TASKS,
     R_SHARDS,
     R_EVENTS_FIND,
+    R_EVENTS_RECENT,
     R_SIGNALS_FIND,
     R_LIST,
     R__COUNT = R_LIST + 32
@@ -314,6 +316,9 @@ static const char *const sq_reader_sql[R_LIST] = {
     [R_WF_LIST] = "SELECT " SQ_WF_COLS " FROM workflows AS w WHERE namespace = ?1 AND version ="
                   " (SELECT max(version) FROM workflows"
                   " WHERE namespace = w.namespace AND name = w.name) ORDER BY name",
+    [R_WF_LIST_ALL] = "SELECT " SQ_WF_COLS " FROM workflows AS w WHERE version ="
+                      " (SELECT max(version) FROM workflows"
+                      " WHERE namespace = w.namespace AND name = w.name) ORDER BY namespace, name",
     [R_EXEC] = "SELECT " SQ_EXEC_COLS " FROM executions WHERE id = ?1",
     /* The same expression as executions_resume's WHERE, so it is used. */
     [R_EXEC_ACTIVE] = "SELECT " SQ_EXEC_COLS " FROM executions"
@@ -332,6 +337,8 @@ static const char *const sq_reader_sql[R_LIST] = {
                       " AND type = ?2 AND key IS ?3 AND published_at >= ?4 AND NOT EXISTS"
                       " (SELECT 1 FROM consumed AS c WHERE c.exec_id = ?5 AND c.event_id = e.id)"
                       " ORDER BY seq LIMIT ?6",
+    [R_EVENTS_RECENT] = "SELECT " SQ_EVENT_COLS " FROM events WHERE published_at >= ?1"
+                        " ORDER BY seq DESC LIMIT ?2",
     [R_SIGNALS_FIND] = "SELECT " SQ_SIGNAL_COLS " FROM signals WHERE exec_id = ?1 AND name = ?2"
                        " ORDER BY seq LIMIT ?3",
 };
@@ -1925,10 +1932,11 @@ static int sq_list_workflows(struct store *base, const char *ns, store_workflow_
     sqlite3_stmt *st;
     int rc;
 
-    rc = sq_reader_stmt(s, R_WF_LIST, &r, &st, err);
+    rc = sq_reader_stmt(s, ns ? R_WF_LIST : R_WF_LIST_ALL, &r, &st, err);
     if (rc)
         return rc;
-    sq_text(st, 1, ns);
+    if (ns)
+        sq_text(st, 1, ns);
     rc = sq_each(s, r->db, st, sq_wf_row, &c, NULL, "listing workflows", err);
     sq_reader_put(s, r);
     return rc;
@@ -2454,6 +2462,16 @@ static int sq_find_events(struct store *base, const char *ns, const char *type, 
     sqlite3_stmt *st;
     int rc;
 
+    if (!type) { /* every event since `after`, newest first (store.h) */
+        rc = sq_reader_stmt(s, R_EVENTS_RECENT, &r, &st, err);
+        if (rc)
+            return rc;
+        sq_int(st, 1, after);
+        sq_int(st, 2, limit > 0 ? limit : -1);
+        rc = sq_each(s, r->db, st, sq_event_row, &c, NULL, "listing recent events", err);
+        sq_reader_put(s, r);
+        return rc;
+    }
     rc = sq_reader_stmt(s, R_EVENTS_FIND, &r, &st, err);
     if (rc)
         return rc;

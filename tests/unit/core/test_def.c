@@ -795,6 +795,8 @@ TEST(trigger_errors)
     expect1(TR("[{'cron': '@daily'}]"), "triggers[0].cron",
             "bad cron \"@daily\": expected 5 fields (minute hour day-of-month month "
             "day-of-week), got 1");
+    expect1(TR("[{'cron': '0 0 30 2 *'}]"), "triggers[0].cron",
+            "bad cron \"0 0 30 2 *\": never fires (no day matches)");
     def_unref(compile_ok(TR("[{'cron': ' 0,15,30,45 */2 1-31/3 * 1-5 '}, {'cron': "
                             "'59 23 31 12 7'}]")));
 #undef TR

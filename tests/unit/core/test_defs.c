@@ -154,6 +154,26 @@ TEST(forget)
     wfo_engine_free(e);
 }
 
+/* triggers.c: the id of a trigger's firing (T1) */
+TEST(trigger_ids)
+{
+    char a[WFO_ID_SIZE], b[WFO_ID_SIZE];
+    triggers_id(a, "default", "wf", "event", "e-1");
+    triggers_id(b, "default", "wf", "event", "e-1");
+    is_str(a, b, "the same (namespace, workflow, event) gives the same id");
+    is_int((long long)strlen(a), 36, "UUID-shaped: 36 characters");
+    ok(a[8] == '-' && a[13] == '-' && a[18] == '-' && a[23] == '-', "dashes: %s", a);
+    ok(a[14] == '8' && strchr("89ab", a[19]), "version 8, RFC 4122 variant: %s", a);
+    triggers_id(b, "other", "wf", "event", "e-1");
+    ok(strcmp(a, b) != 0, "another namespace, another id");
+    triggers_id(b, "default", "wf2", "event", "e-1");
+    ok(strcmp(a, b) != 0, "another workflow, another id");
+    triggers_id(b, "default", "wf", "event", "e-2");
+    ok(strcmp(a, b) != 0, "another event, another id");
+    triggers_id(b, "default", "wf", "cron", "e-1");
+    ok(strcmp(a, b) != 0, "a cron slot never has an event's id");
+}
+
 int main(void)
 {
     return tap_run();
