@@ -139,6 +139,12 @@ struct wfo_engine {
     struct round *wround;     /* the round the writer commits (guarded by mu) */
     int wstop;
 
+    /* the outbox (events.c O1): outbox_gen grows after every commit that
+     * wrote outbox rows; the event streams wait on outbox_cv for it */
+    pthread_mutex_t outbox_mu;
+    pthread_cond_t outbox_cv; /* CLOCK_MONOTONIC */
+    int64_t outbox_gen;
+
     /* engine thread only */
     struct wfo_map execs; /* id -> struct execution */
     struct fsm fsm;
@@ -258,6 +264,8 @@ void events_post_wake(struct wfo_engine *e, const char *ns, const char *type, co
                       const char *exec_id);
 /* {id, type, key, source, data, time} of an events row (new ref). */
 json_t *events_event_json(const struct store_event *r);
+/* After a commit that wrote outbox rows: wakes the event streams. */
+void events_outbox_notify(struct wfo_engine *e);
 
 /* --- recover.c ----------------------------------------------------------- */
 
