@@ -1167,6 +1167,7 @@ void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
     if (t->lease_ms > 0)
         e->fsm.stop_ms = t->lease_ms; /* before the engine thread runs */
     e->retention_ms = t->retention_ms;
+    e->outbox_retention_ms = t->outbox_retention_ms;
 }
 
 /* Hands c (taken) to the engine thread and waits for its answer. */

@@ -162,6 +162,7 @@ struct engine_stats {
     double commit_ms_sum;
     long long tasks_ready, tasks_leased, lease_expiries, timers;
     long long retention_deleted; /* executions retention deleted */
+    long long outbox_deleted;    /* outbox rows events.retention deleted */
     long long read_retries;      /* engine-thread reads that failed and were retried (E5) */
     /* steps that ended (completed, failed, caught), by step type: how long
      * from their first attempt's start to their end, retries included;
@@ -186,6 +187,7 @@ json_t *engine_queues(struct wfo_engine *e, const char *ns, int known_only);
 struct engine_tuning {
     int64_t lease_ms;     /* default worker lease: 30 s */
     int64_t retention_ms; /* retention.finished: ended executions older are deleted; 0: kept */
+    int64_t outbox_retention_ms; /* events.retention: outbox rows older are deleted; 0: kept */
 };
 void engine_tune(struct wfo_engine *e, const struct engine_tuning *t);
 

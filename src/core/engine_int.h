@@ -182,13 +182,15 @@ struct wfo_engine {
 
     struct taskq tq; /* tasks for workers */
     int64_t next_sweep;
-    int64_t retention_ms;      /* retention.finished; 0: keep (set before launch) */
-    struct task *sweep_kept;   /* expired tasks whose execution could not be read (E5) */
-    struct cmd *results_kept;  /* results whose execution could not be read (E5) */
-    int64_t results_retry_at;  /* when they are tried again */
-    int64_t next_retention;    /* when retention_sweep looks again */
-    int child_seen, child_gen; /* child_round: the effects of gen looked at so far */
-    struct engine_stats stats; /* guarded by mu */
+    int64_t retention_ms;        /* retention.finished; 0: keep (set before launch) */
+    struct task *sweep_kept;     /* expired tasks whose execution could not be read (E5) */
+    struct cmd *results_kept;    /* results whose execution could not be read (E5) */
+    int64_t results_retry_at;    /* when they are tried again */
+    int64_t next_retention;      /* when retention_sweep looks again */
+    int64_t outbox_retention_ms; /* events.retention; 0: keep (set before launch) */
+    int64_t next_outbox_sweep;   /* when outbox_sweep looks again */
+    int child_seen, child_gen;   /* child_round: the effects of gen looked at so far */
+    struct engine_stats stats;   /* guarded by mu */
 };
 
 /* A list of execution ids a store listing gathers. */

@@ -225,3 +225,30 @@ def test_wfo_events_tail_prints_them(server):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_events_retention_deletes_old_outbox_rows(tmp_path):
+    import sqlite3
+    from apiutil import WfoServer
+    srv = WfoServer(tmp_path, env={"WFO_EVENTS_RETENTION": "1s"}).launch()
+    try:
+        old = post_event(srv, type="old.one")["id"]
+        deadline = time.monotonic() + 20
+        n = None
+        while time.monotonic() < deadline:
+            con = sqlite3.connect(srv.db)
+            n = con.execute("SELECT count(*) FROM outbox WHERE event_id = ?", (old,)).fetchone()[0]
+            con.close()
+            if n == 0:
+                break
+            time.sleep(0.5)
+        assert n == 0
+        # a Last-Event-ID that retention removed resumes from the present
+        st = srv.stream(headers={"Last-Event-ID": old})
+        try:
+            new = post_event(srv, type="new.one")["id"]
+            assert st.next()["id"] == new
+        finally:
+            st.close()
+    finally:
+        assert srv.stop() == 0, srv.stderr()
