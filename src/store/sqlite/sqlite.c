@@ -294,9 +294,11 @@ static const char *const sq_writer_sql[W__COUNT] = {
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [W_OUTBOX_INSERT] = "INSERT OR ROLLBACK INTO outbox (event_id, namespace, type, key, exec_id,"
                         " event, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    /* retention: the oldest first, by seq (time grows with it) */
-    [W_OUTBOX_DEL] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE time < ?1"
-                     " ORDER BY seq LIMIT ?2)",
+    /* retention: among the ?2 oldest rows (by seq, with which time grows),
+     * those older than ?1: a bounded walk of the primary key, never a scan
+     * of the young rows */
+    [W_OUTBOX_DEL] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq"
+                     " LIMIT ?2) AND time < ?1",
 };
 
 /* retention: executions_ended orders the ended ones by when they ended */
