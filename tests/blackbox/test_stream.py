@@ -252,3 +252,18 @@ def test_events_retention_deletes_old_outbox_rows(tmp_path):
             st.close()
     finally:
         assert srv.stop() == 0, srv.stderr()
+
+
+def test_server_stops_with_a_stream_open(tmp_path):
+    from apiutil import WfoServer
+    srv = WfoServer(tmp_path).launch()
+    st = srv.stream()
+    try:
+        t0 = time.monotonic()
+        assert srv.stop() == 0, srv.stderr()
+        assert time.monotonic() - t0 < 5
+        with pytest.raises((EOFError, OSError, ValueError)):
+            for _ in range(10):
+                st.next()
+    finally:
+        st.close()
