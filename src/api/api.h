@@ -114,7 +114,17 @@ const char *api_query(const struct api_req *r, const char *key);
 /* A request header (borrowed from the transport), or NULL. */
 const char *api_header(const struct api_req *r, const char *name);
 
+/* A body streamed for as long as the client stays (GET /v1/events/stream):
+ * read() puts up to max bytes into buf, waiting until some are ready, and
+ * returns their count (never 0), or -1 at the end; free() lets it go. The
+ * transport calls read() on the connection's thread. */
+struct api_stream {
+    long (*read)(struct api_stream *st, char *buf, size_t max);
+    void (*free)(struct api_stream *st);
+};
+
 struct api_resp {
+    struct api_stream *stream; /* a streamed body (of content_type), or: */
     int status;
     json_t *json; /* the body, or: */
     char *text;   /* a body of another type (owned) */
@@ -257,6 +267,9 @@ void api_wait_end(struct api_req *req);
 int64_t api_wait_cap(const struct api *a, int64_t wait_ms);
 
 /* The handlers. */
+int api_event_stream(struct api *a, struct api_req *req, struct api_resp *resp,
+                     struct wfo_error *err);
+
 int api_workflow_put(struct api *a, struct api_req *req, struct api_resp *resp,
                      struct wfo_error *err);
 int api_workflow_list(struct api *a, struct api_req *req, struct api_resp *resp,

@@ -297,14 +297,48 @@ static int conn_gone(void *conn)
     return recv(ci->connect_fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
+/* A streamed body (api_stream): libmicrohttpd calls this on the
+ * connection's thread whenever it can send more; read() blocks until it
+ * has some. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct api_stream *st = cls;
+    long n = st->read(st, buf, max);
+    return n > 0 ? (ssize_t)n : (ssize_t)MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void stream_free(void *cls)
+{
+    struct api_stream *st = cls;
+    st->free(st);
+}
+
 static enum MHD_Result respond(struct http_server *s, struct MHD_Connection *c,
                                struct api_resp *resp)
 {
     char *body = NULL;
     size_t len = 0;
     const char *type = NULL;
+    struct MHD_Response *r;
+    if (resp->stream) {
+        /* ours from here: freed by libmicrohttpd when the response ends */
+        struct api_stream *st = resp->stream;
+        resp->stream = NULL;
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, st,
+                                              stream_free);
+        if (!r) {
+            st->free(st);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        MHD_add_response_header(r, "X-Accel-Buffering", "no");
+        enum MHD_Result ret = MHD_queue_response(c, (unsigned)resp->status, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
     api_resp_body(resp, &body, &len, &type);
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(body);
         return MHD_NO;

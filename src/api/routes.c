@@ -66,7 +66,7 @@ static const struct api_route routes[] = {
     {"POST", "/v1/executions/{id}/signals/{name}", api_execution_signal, API_OPERATOR, API_F_EXEC},
 
     {"POST", "/v1/events", api_event_post, API_OPERATOR, 0},
-    {"GET", "/v1/events/stream", NULL, API_READER, 0},
+    {"GET", "/v1/events/stream", api_event_stream, API_READER, 0},
     {"POST", "/v1/subscriptions", NULL, API_ADMIN, 0},
     {"GET", "/v1/subscriptions", NULL, API_ADMIN, 0},
     {"DELETE", "/v1/subscriptions/{id}", NULL, API_ADMIN, 0},
@@ -239,6 +239,8 @@ const char *api_header(const struct api_req *r, const char *name)
 
 void api_resp_release(struct api_resp *r)
 {
+    if (r->stream)
+        r->stream->free(r->stream);
     json_decref(r->json);
     free(r->text);
     memset(r, 0, sizeof(*r));

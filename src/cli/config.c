@@ -61,6 +61,8 @@ static const struct key keys[] = {
     {"secrets", K_SECRETS, OFF(secrets), 0, 0, NULL, NULL},
     {"workers.lease", K_DUR, OFF(lease_ms), 1000, DAY, "WFO_LEASE", NULL},
     {"retention.finished", K_DUR, OFF(retention_ms), 0, 36500 * DAY, "WFO_RETENTION", NULL},
+    {"events.retention", K_DUR, OFF(events_retention_ms), 0, 36500 * DAY, "WFO_EVENTS_RETENTION",
+     NULL},
     {"server.connection_timeout", K_DUR, OFF(conn_timeout_ms), 1000, DAY, "WFO_CONNECTION_TIMEOUT",
      NULL},
     {"server.max_connections", K_INT, OFF(max_connections), 16, 1000000, "WFO_MAX_CONNECTIONS",
@@ -93,6 +95,7 @@ void config_init(struct server_config *c)
     c->log_format = wfo_strdup("text");
     c->lease_ms = 30000;
     c->retention_ms = 0;
+    c->events_retention_ms = 7 * DAY;
     c->conn_timeout_ms = 60000;
     c->max_connections = 10000;
     c->shutdown_ms = 10000;

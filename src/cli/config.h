@@ -38,6 +38,7 @@ struct server_config {
     json_t *secrets;              /* secrets (and WFO_SECRET_*): {NAME: value}; NULL: none */
     int64_t lease_ms;             /* workers.lease */
     int64_t retention_ms;         /* retention.finished; 0: keep forever */
+    int64_t events_retention_ms;  /* events.retention: outbox rows; 0: keep forever */
     int64_t conn_timeout_ms;      /* server.connection_timeout */
     int64_t max_connections;      /* server.max_connections */
     int64_t shutdown_ms;          /* server.shutdown_timeout */

@@ -172,7 +172,9 @@ int cmd_server(int argc, char **argv)
         rc = err.code == WFO_EINVAL ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
-    struct engine_tuning tune = {.lease_ms = cfg.lease_ms, .retention_ms = cfg.retention_ms};
+    struct engine_tuning tune = {.lease_ms = cfg.lease_ms,
+                                 .retention_ms = cfg.retention_ms,
+                                 .outbox_retention_ms = cfg.events_retention_ms};
     engine_tune(e, &tune);
     /* Recovery, then the engine's threads: executions that were running
      * continue now, and every request finds the engine launched. */

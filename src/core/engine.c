@@ -882,6 +882,14 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     pthread_cond_init(&e->ended_cv, NULL);
     pthread_cond_init(&e->jobs_cv, NULL);
     pthread_cond_init(&e->writer_cv, NULL);
+    pthread_mutex_init(&e->outbox_mu, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&e->outbox_cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     fsm_init(&e->fsm);
     taskq_init(&e->tq, 30000);
     e->fsm.transition_limit = e->opt.transition_limit;
@@ -1058,6 +1066,8 @@ void wfo_engine_free(struct wfo_engine *e)
     pthread_cond_destroy(&e->ended_cv);
     pthread_cond_destroy(&e->jobs_cv);
     pthread_cond_destroy(&e->writer_cv);
+    pthread_mutex_destroy(&e->outbox_mu);
+    pthread_cond_destroy(&e->outbox_cv);
     free(e);
 }
 
@@ -1158,6 +1168,7 @@ void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
     if (t->lease_ms > 0)
         e->fsm.stop_ms = t->lease_ms; /* before the engine thread runs */
     e->retention_ms = t->retention_ms;
+    e->outbox_retention_ms = t->outbox_retention_ms;
 }
 
 /* Hands c (taken) to the engine thread and waits for its answer. */

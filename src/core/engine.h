@@ -125,6 +125,24 @@ int engine_event_post(struct wfo_engine *e, const char *ns, const struct engine_
 int engine_signal(struct wfo_engine *e, const char *ns, const char *exec_id, const char *name,
                   json_t *data, json_t **record, struct wfo_error *err);
 
+/* The outbox (SPEC 2.5 "Outbound", core/events.c O1-O3), read by the
+ * event stream. A row: seq is its commit order, event the event's JSON
+ * text (borrowed for the callback). */
+struct engine_outbox_row {
+    int64_t seq;
+    const char *id, *type, *key, *exec_id, *event;
+};
+typedef int (*engine_outbox_cb)(void *ud, const struct engine_outbox_row *r);
+/* The rows of ns after seq `after`, oldest first, at most limit. */
+int engine_outbox_read(struct wfo_engine *e, const char *ns, int64_t after, int limit,
+                       engine_outbox_cb cb, void *ud, struct wfo_error *err);
+/* The seq of event id's row in ns (WFO_ENOTFOUND); id NULL: the last seq. */
+int engine_outbox_seq(struct wfo_engine *e, const char *ns, const char *id, int64_t *seq,
+                      struct wfo_error *err);
+/* The commit counter of the outbox now; with gen >= 0, first waits up to
+ * timeout_ms for it to differ from gen. */
+int64_t engine_outbox_wait(struct wfo_engine *e, int64_t gen, int64_t timeout_ms);
+
 /* For query.c's waits: sleeps until an execution ends, 200 ms pass or the
  * time until (wfo_now_ms) comes, whichever is first. ENGINE_AWAIT_AGAIN:
  * look at the execution again; ENGINE_AWAIT_OVER: until has come or the
@@ -144,6 +162,7 @@ struct engine_stats {
     double commit_ms_sum;
     long long tasks_ready, tasks_leased, lease_expiries, timers;
     long long retention_deleted; /* executions retention deleted */
+    long long outbox_deleted;    /* outbox rows events.retention deleted */
     long long read_retries;      /* engine-thread reads that failed and were retried (E5) */
     /* steps that ended (completed, failed, caught), by step type: how long
      * from their first attempt's start to their end, retries included;
@@ -168,6 +187,7 @@ json_t *engine_queues(struct wfo_engine *e, const char *ns, int known_only);
 struct engine_tuning {
     int64_t lease_ms;     /* default worker lease: 30 s */
     int64_t retention_ms; /* retention.finished: ended executions older are deleted; 0: kept */
+    int64_t outbox_retention_ms; /* events.retention: outbox rows older are deleted; 0: kept */
 };
 void engine_tune(struct wfo_engine *e, const struct engine_tuning *t);
 

@@ -139,6 +139,12 @@ struct wfo_engine {
     struct round *wround;     /* the round the writer commits (guarded by mu) */
     int wstop;
 
+    /* the outbox (events.c O1): outbox_gen grows after every commit that
+     * wrote outbox rows; the event streams wait on outbox_cv for it */
+    pthread_mutex_t outbox_mu;
+    pthread_cond_t outbox_cv; /* CLOCK_MONOTONIC */
+    int64_t outbox_gen;
+
     /* engine thread only */
     struct wfo_map execs; /* id -> struct execution */
     struct fsm fsm;
@@ -181,15 +187,17 @@ struct wfo_engine {
 
     struct taskq tq; /* tasks for workers */
     int64_t next_sweep;
-    int64_t retention_ms;      /* retention.finished; 0: keep (set before launch) */
-    struct task *sweep_kept;   /* expired tasks whose execution could not be read (E5) */
-    struct cmd *results_kept;  /* results whose execution could not be read (E5) */
-    int64_t results_retry_at;  /* when they are tried again */
-    int64_t next_retention;    /* when retention_sweep looks again */
-    int64_t next_cron;         /* when the cron triggers are looked at (triggers.c) */
-    struct wfo_map cron_fired; /* "ns\nworkflow\ncron" -> int64_t: the slot last started */
-    int child_seen, child_gen; /* child_round: the effects of gen looked at so far */
-    struct engine_stats stats; /* guarded by mu */
+    int64_t retention_ms;        /* retention.finished; 0: keep (set before launch) */
+    struct task *sweep_kept;     /* expired tasks whose execution could not be read (E5) */
+    struct cmd *results_kept;    /* results whose execution could not be read (E5) */
+    int64_t results_retry_at;    /* when they are tried again */
+    int64_t next_retention;      /* when retention_sweep looks again */
+    int64_t outbox_retention_ms; /* events.retention; 0: keep (set before launch) */
+    int64_t next_outbox_sweep;   /* when outbox_sweep looks again */
+    int64_t next_cron;           /* when the cron triggers are looked at (triggers.c) */
+    struct wfo_map cron_fired;   /* "ns\nworkflow\ncron" -> int64_t: the slot last started */
+    int child_seen, child_gen;   /* child_round: the effects of gen looked at so far */
+    struct engine_stats stats;   /* guarded by mu */
 };
 
 /* A list of execution ids a store listing gathers. */
@@ -265,6 +273,8 @@ void events_post_wake(struct wfo_engine *e, const char *ns, const char *type, co
                       const char *exec_id);
 /* {id, type, key, source, data, time} of an events row (new ref). */
 json_t *events_event_json(const struct store_event *r);
+/* After a commit that wrote outbox rows: wakes the event streams. */
+void events_outbox_notify(struct wfo_engine *e);
 
 /* --- triggers.c ----------------------------------------------------------- */
 

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine_int.h"
 #include "doc.h"
@@ -264,12 +265,22 @@ int engine_event_post(struct wfo_engine *e, const char *ns, const struct engine_
         wfo_id_new(id);
         row.id = id;
     }
+    row.published_at = wfo_now_ms();
+    if (!row.time)
+        row.time = row.published_at;
+    /* O1: the outbox row, in put_event's transaction */
+    json_t *out = events_event_json(&row);
+    char *out_text = wfo_json_dumps(out);
+    json_decref(out);
+    row.outbox = out_text;
     *record = NULL;
     rc = e->store->ops->put_event(e->store, &row, created, keep_event, record, err);
     free(data);
+    free(out_text);
     if (rc < 0)
         return rc;
     if (*created) { /* W1: committed; the engine looks for the steps it wakes */
+        events_outbox_notify(e);
         events_post_wake(e, ns, ev->type, ev->key, NULL);
         triggers_event(e, ns, *record); /* T2 */
     }
@@ -300,4 +311,87 @@ int engine_signal(struct wfo_engine *e, const char *ns, const char *exec_id, con
     free(text);
     (void)ns; /* the route checked the execution's namespace (query_exec_check) */
     return rc;
+}
+
+/* ---- the outbox (SPEC 2.5 "Outbound") ----
+ *
+ *   O1. An outbox row is written in the transaction of the change that
+ *       caused it: put_event's for a posted event, the round's batch for an
+ *       emitted event and for the lifecycle entries (round.c
+ *       batch_outbox). Both or neither are committed.
+ *   O2. The store numbers rows in commit order (seq): a reader that has
+ *       read up to seq n never later finds a row below n. A stream keeps
+ *       its last seq and reads on from it: nothing missed or repeated.
+ *   O3. Readers read the store, never the engine's memory: a slow stream
+ *       holds only its own connection. The engine only bumps outbox_gen
+ *       after a commit; a reader takes the counter before it reads, so a
+ *       commit after its read changes the counter and the wait returns at
+ *       once. The wait has a timeout too (another node's commits).
+ */
+
+void events_outbox_notify(struct wfo_engine *e)
+{
+    pthread_mutex_lock(&e->outbox_mu);
+    e->outbox_gen++;
+    pthread_cond_broadcast(&e->outbox_cv);
+    pthread_mutex_unlock(&e->outbox_mu);
+}
+
+int64_t engine_outbox_wait(struct wfo_engine *e, int64_t gen, int64_t timeout_ms)
+{
+    pthread_mutex_lock(&e->outbox_mu);
+    if (gen >= 0 && e->outbox_gen == gen && timeout_ms > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (e->outbox_gen == gen)
+            if (pthread_cond_timedwait(&e->outbox_cv, &e->outbox_mu, &ts) != 0)
+                break;
+    }
+    int64_t now = e->outbox_gen;
+    pthread_mutex_unlock(&e->outbox_mu);
+    return now;
+}
+
+struct outbox_read {
+    engine_outbox_cb cb;
+    void *ud;
+};
+
+static int outbox_row(void *ud, const struct store_outbox *r)
+{
+    struct outbox_read *o = ud;
+    struct engine_outbox_row row = {
+        .seq = r->seq,
+        .id = r->event_id,
+        .type = r->type,
+        .key = r->key,
+        .exec_id = r->exec_id,
+        .event = r->event,
+    };
+    return o->cb(o->ud, &row);
+}
+
+int engine_outbox_read(struct wfo_engine *e, const char *ns, int64_t after, int limit,
+                       engine_outbox_cb cb, void *ud, struct wfo_error *err)
+{
+    int rc = engine_ready(e, err);
+    if (rc < 0)
+        return rc;
+    struct outbox_read o = {cb, ud};
+    return e->store->ops->list_outbox(e->store, ns, after, limit, outbox_row, &o, err);
+}
+
+int engine_outbox_seq(struct wfo_engine *e, const char *ns, const char *id, int64_t *seq,
+                      struct wfo_error *err)
+{
+    int rc = engine_ready(e, err);
+    if (rc < 0)
+        return rc;
+    return e->store->ops->outbox_seq(e->store, ns, id, seq, err);
 }

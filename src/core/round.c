@@ -166,7 +166,63 @@ static void batch_event_rows(struct round *rd, const struct fsm_hist *h)
         ev->source = t ? wfo_arena_strndup(&rd->text, t, strlen(t)) : NULL;
         ev->data = keep_json(rd, json_object_get(h->data, "data"));
         ev->published_at = ev->time = h->time;
+        /* events.c O1: its outbox row, in the same batch */
+        struct store_outbox *o = store_batch_outbox(&rd->batch);
+        json_t *j = events_event_json(ev);
+        o->event_id = ev->id;
+        o->namespace = ev->namespace;
+        o->type = ev->type;
+        o->key = ev->key;
+        o->exec_id = h->x->id;
+        o->event = keep_json(rd, j);
+        o->time = h->time;
+        json_decref(j);
     }
+}
+
+/* The lifecycle history entries that are outbound events (SPEC 2.5). An
+ * execution terminated is one too (SPEC lists no type for it; it is a
+ * lifecycle change all the same). */
+static int lifecycle_type(const char *t)
+{
+    static const char *const types[] = {"execution.started",    "execution.completed",
+                                        "execution.failed",     "execution.cancelled",
+                                        "execution.terminated", "step.failed"};
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(types); i++)
+        if (strcmp(t, types[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* events.c O1: a lifecycle entry's outbox row, in the same batch: {id,
+ * type, key: the execution id, source: null, data: {execution_id,
+ * workflow, step?, and the entry's data (input, output or error)}, time}. */
+static void batch_outbox(struct round *rd, struct fsm_hist *h)
+{
+    if (!lifecycle_type(h->type))
+        return;
+    struct execution *x = h->x;
+    json_t *data = json_object();
+    json_t *hd = fsm_hist_data(h);
+    if (json_is_object(hd))
+        json_object_update(data, hd);
+    json_object_set_new(data, "execution_id", json_string(x->id));
+    json_object_set_new(data, "workflow", json_string(x->workflow));
+    if (h->step)
+        json_object_set_new(data, "step", json_string(h->step));
+    char id[WFO_ID_SIZE];
+    wfo_id_new(id);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:n, s:o, s:o}", "id", id, "type", h->type, "key", x->id,
+                          "source", "data", data, "time", doc_time(h->time));
+    struct store_outbox *o = store_batch_outbox(&rd->batch);
+    o->event_id = wfo_arena_strndup(&rd->text, id, strlen(id));
+    o->namespace = x->ns;
+    o->type = h->type;
+    o->key = x->id;
+    o->exec_id = x->id;
+    o->event = keep_json(rd, j);
+    o->time = h->time;
+    json_decref(j);
 }
 
 /* Builds the batch from the state machine's effects; timers coalesce by id
@@ -193,6 +249,7 @@ static void batch_build(struct round *rd, struct fsm *f)
         } else {
             r->data = NULL;
         }
+        batch_outbox(rd, h);
     }
     struct wfo_map last = WFO_MAP_INIT;
     for (int i = 0; i < f->n_timers; i++)
@@ -556,6 +613,8 @@ int round_finish(struct wfo_engine *e, struct round *r, const struct round *flig
         }
         return r->rc;
     }
+    if (r->batch.n_outbox > 0)
+        events_outbox_notify(e); /* events.c O3 */
     struct execution **gone = NULL;
     int n_gone = 0, alloc_gone = 0;
     for (int i = 0; i < f->n_touched; i++) {

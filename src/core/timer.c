@@ -20,6 +20,10 @@
  *   6. cron triggers (triggers_cron, triggers.c T3): at launch and at
  *      every minute's start, the latest slot of each cron trigger is
  *      started with an id derived from it (idempotent).
+ *   7. outbox retention (outbox_run): outbox rows older than
+ *      events.retention, OUTBOX_SWEEP_BATCH at a time, in a transaction
+ *      of their own (the rows are no execution's state); every 10 s, or
+ *      at once again while a full batch went.
  * engine_tick_next() says when the next of them is due, from the same
  * table (duties[]), so that the engine thread sleeps until then.
  */
@@ -258,6 +262,32 @@ static void retention_run(struct wfo_engine *e, struct cmd **cmds)
     e->next_retention = e->fsm.now + 1000;
 }
 
+#define OUTBOX_SWEEP_BATCH 1000
+
+static int64_t outbox_due(struct wfo_engine *e)
+{
+    return e->outbox_retention_ms > 0 ? e->next_outbox_sweep : NEVER;
+}
+
+static void outbox_run(struct wfo_engine *e, struct cmd **cmds)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    int n = 0;
+    e->next_outbox_sweep = e->fsm.now + 10000;
+    if (e->store->ops->delete_outbox(e->store, e->fsm.now - e->outbox_retention_ms,
+                                     OUTBOX_SWEEP_BATCH, &n, &err) < 0) {
+        wfo_warn(NULL, NULL, "retention: deleting old outbox events: %s", err.message);
+        return;
+    }
+    if (n == OUTBOX_SWEEP_BATCH)
+        e->next_outbox_sweep = e->fsm.now + 100;
+    if (n > 0) {
+        pthread_mutex_lock(&e->mu);
+        e->stats.outbox_deleted += n;
+        pthread_mutex_unlock(&e->mu);
+    }
+}
+
 static int64_t leases_due(struct wfo_engine *e)
 {
     return e->next_sweep;
@@ -310,7 +340,7 @@ static const struct duty {
     {"due timers", timers_due, timers_run},      {"results kept for retry", kept_due, kept_run},
     {"retention", retention_due, retention_run}, {"lease expiries", leases_due, leases_run},
     {"timer window", window_due, window_run},    {"shard leases", shards_due, shards_run},
-    {"cron triggers", cron_due, cron_run},
+    {"cron triggers", cron_due, cron_run},       {"outbox retention", outbox_due, outbox_run},
 };
 
 void engine_tick(struct wfo_engine *e, struct cmd **cmds)

@@ -90,6 +90,7 @@ void store_batch_reset(struct store_batch *b)
     b->n_events = 0;
     b->n_consumes = 0;
     b->n_signal_dels = 0;
+    b->n_outbox = 0;
 }
 
 void store_batch_release(struct store_batch *b)
@@ -105,6 +106,7 @@ void store_batch_release(struct store_batch *b)
     free(b->events);
     free(b->consumes);
     free(b->signal_dels);
+    free(b->outbox);
     store_batch_init(b);
 }
 
@@ -112,7 +114,7 @@ int store_batch_empty(const struct store_batch *b)
 {
     return b->n_execs == 0 && b->n_steps == 0 && b->n_history == 0 && b->n_timers == 0 &&
            b->n_timer_dels == 0 && b->n_tasks == 0 && b->n_task_dels == 0 && b->n_exec_dels == 0 &&
-           b->n_events == 0 && b->n_consumes == 0 && b->n_signal_dels == 0;
+           b->n_events == 0 && b->n_consumes == 0 && b->n_signal_dels == 0 && b->n_outbox == 0;
 }
 
 /* Makes room for one more element of size bytes in arr (n used, *alloc
@@ -194,6 +196,11 @@ void store_batch_signal_del(struct store_batch *b, const char *exec_id, const ch
     d->exec_id = exec_id;
 }
 
+struct store_outbox *store_batch_outbox(struct store_batch *b)
+{
+    return BATCH_PUSH(b, outbox, n_outbox, alloc_outbox);
+}
+
 /* FNV-1a over the id's bytes: stable across builds and back ends, which is
  * what a stored partitioning needs. */
 int store_shard_of(const char *exec_id)
@@ -247,5 +254,8 @@ store_shardset store_batch_shards(const struct store_batch *b)
         s |= shard_bit(&m, b->consumes[i].exec_id);
     for (i = 0; i < b->n_signal_dels; i++)
         s |= shard_bit(&m, b->signal_dels[i].exec_id);
+    for (i = 0; i < b->n_outbox; i++)
+        if (b->outbox[i].exec_id)
+            s |= shard_bit(&m, b->outbox[i].exec_id);
     return s;
 }

@@ -152,6 +152,26 @@ struct store_event {
     const char *source; /* NULL: none */
     const char *data;   /* JSON text or NULL */
     int64_t time, published_at;
+    /* put_event only: the event's JSON for its outbox row, written in the
+     * same transaction when the event is created; NULL: no outbox row */
+    const char *outbox;
+};
+
+#define STORE_HAS_OUTBOX 1 /* list_outbox, outbox_seq, delete_outbox */
+
+/* An outbound event (SPEC 2.5 "Outbound"): a row of the outbox, written in
+ * the batch (or put_event's transaction) of the change that caused it.
+ * seq is the commit order the store gives it: a reader that saw seq n has
+ * seen every row of a smaller seq (rows commit in seq order). */
+struct store_outbox {
+    int64_t seq;
+    const char *event_id; /* the event's id: unique per namespace */
+    const char *namespace;
+    const char *type;
+    const char *key;     /* NULL: none */
+    const char *exec_id; /* NULL: not about an execution (a posted event) */
+    const char *event;   /* the event's JSON text, as delivered */
+    int64_t time;        /* when it was written */
 };
 
 /* A signal sent to one execution: kept, in seq order, until a wait of that
@@ -201,6 +221,8 @@ struct store_batch {
     int n_consumes, alloc_consumes;
     struct store_del *signal_dels; /* signals consumed, by id */
     int n_signal_dels, alloc_signal_dels;
+    struct store_outbox *outbox; /* outbound events (seq assigned by the store) */
+    int n_outbox, alloc_outbox;
     const char **exec_dels; /* ended executions to delete with all their rows, last */
     int n_exec_dels, alloc_exec_dels;
 };
@@ -233,6 +255,7 @@ typedef int (*store_workflow_cb)(void *ud, const struct store_workflow *row);
 typedef int (*store_shard_cb)(void *ud, const struct store_shard *row);
 typedef int (*store_event_cb)(void *ud, const struct store_event *row);
 typedef int (*store_signal_cb)(void *ud, const struct store_signal *row);
+typedef int (*store_outbox_cb)(void *ud, const struct store_outbox *row);
 
 /* A callback that returns non-zero stops the iteration; the read then
  * returns that value. */
@@ -342,6 +365,18 @@ struct store_ops {
      * most limit. */
     int (*find_signals)(struct store *s, const char *exec_id, const char *name, int limit,
                         store_signal_cb cb, void *ud, struct wfo_error *err);
+
+    /* The outbox (SPEC 2.5 "Outbound"). The rows of ns with seq > after_seq,
+     * ascending, at most limit (0: all). */
+    int (*list_outbox)(struct store *s, const char *ns, int64_t after_seq, int limit,
+                       store_outbox_cb cb, void *ud, struct wfo_error *err);
+    /* The seq of event_id's row in ns (WFO_ENOTFOUND when there is none);
+     * event_id NULL: the last seq of ns, 0 when it has none. */
+    int (*outbox_seq)(struct store *s, const char *ns, const char *event_id, int64_t *seq,
+                      struct wfo_error *err);
+    /* Deletes up to limit rows written before `before` (ms), oldest first;
+     * *n gets how many (retention). */
+    int (*delete_outbox)(struct store *s, int64_t before, int limit, int *n, struct wfo_error *err);
 };
 
 #define STORE_POOL_MAX 64
@@ -379,5 +414,6 @@ void store_batch_exec_del(struct store_batch *b, const char *id);
 struct store_event *store_batch_event(struct store_batch *b);
 void store_batch_consume(struct store_batch *b, const char *exec_id, const char *event_id);
 void store_batch_signal_del(struct store_batch *b, const char *exec_id, const char *id);
+struct store_outbox *store_batch_outbox(struct store_batch *b);
 
 #endif

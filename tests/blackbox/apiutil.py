@@ -165,6 +165,11 @@ class WfoServer:
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
 
+    def stream(self, path="/v1/events/stream", headers=None, timeout=10):
+        """Opens a Server-Sent Events stream; its headers are read, its
+        body is read message by message (SseStream.next)."""
+        return SseStream(self, path, headers, timeout)
+
     def post(self, path, body=None, **kw):
         return self.request("POST", path, body=body, **kw)
 
@@ -236,6 +241,46 @@ class WfoServer:
             if time.monotonic() > deadline:
                 pytest.fail(f"step {step} of {exec_id} never {status}: {d}")
             time.sleep(0.05)
+
+
+class SseStream:
+    """GET of an event stream: status and headers at once, then messages."""
+
+    def __init__(self, srv, path, headers, timeout):
+        self.c = srv.conn(timeout)
+        self.c.request("GET", path, headers=dict(headers or {}))
+        self.r = self.c.getresponse()
+        self.status = self.r.status
+        self.headers = {k.lower(): v for k, v in self.r.getheaders()}
+        self.comments = []
+
+    def next(self):
+        """The next message as {id, event, data} (data parsed as JSON);
+        comment lines are kept in self.comments. socket.timeout when none
+        comes in time."""
+        msg = {}
+        while True:
+            line = self.r.readline()
+            if not line:
+                raise EOFError("stream ended")
+            line = line.decode().rstrip("\r\n")
+            if line == "":
+                if msg:
+                    if "data" in msg:
+                        msg["data"] = json.loads(msg["data"])
+                    return msg
+                continue
+            if line.startswith(":"):
+                self.comments.append(line)
+                continue
+            k, _, v = line.partition(":")
+            msg[k] = v[1:] if v.startswith(" ") else v
+
+    def take(self, n):
+        return [self.next() for _ in range(n)]
+
+    def close(self):
+        self.c.close()
 
 
 def recv_all(s, timeout=10):

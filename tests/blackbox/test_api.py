@@ -793,7 +793,7 @@ def test_fake_worker_end_to_end(server):
 # ---- not implemented yet ------------------------------------------------------
 
 @pytest.mark.parametrize("method,path", [
-    ("GET", "/v1/events/stream"), ("POST", "/v1/subscriptions"),
+    ("POST", "/v1/subscriptions"),
     ("GET", "/v1/subscriptions"), ("DELETE", "/v1/subscriptions/abc"),
 ])
 def test_later_routes_answer_501(server, method, path):

@@ -1030,7 +1030,7 @@ TEST(list_expired)
 /* ---- 6. migrations ---- */
 
 #ifdef STORE_SHARDS
-#define SUITE_SCHEMA_VERSION "5"
+#define SUITE_SCHEMA_VERSION "6"
 #else
 #define SUITE_SCHEMA_VERSION "2"
 #endif
@@ -1326,6 +1326,124 @@ TEST(events)
     is_str(o.buf, "g2|~;", "signals: the consumed one is gone");
     struct store_signal g4 = {.id = "g4", .exec_id = "x1", .name = "go"};
     is_int(s->ops->put_signal(s, &g4, &err), WFO_ESTATE, "signals: to an ended execution");
+    store_batch_release(&b);
+    wfo_buf_release(&o);
+    store_close(s);
+}
+#endif
+
+#ifdef STORE_HAS_OUTBOX
+static int ob_rows(void *ud, const struct store_outbox *r)
+{
+    struct wfo_buf *b = ud;
+    wfo_buf_addf(b, "%s|%s|%s|%s|%s;", r->event_id, r->type, r->key ? r->key : "~",
+                 r->exec_id ? r->exec_id : "~", r->event);
+    return 0;
+}
+
+static int ob_seqs(void *ud, const struct store_outbox *r)
+{
+    int64_t *last = ud;
+    if (r->seq <= *last)
+        *last = -1000000;
+    else if (*last >= 0)
+        *last = r->seq;
+    return 0;
+}
+
+TEST(outbox)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct wfo_buf o = WFO_BUF_INIT;
+    int created = -1, n = -1;
+    int64_t seq = -1, seq2 = -1, last = 0;
+    struct store *s = suite_open("outbox");
+
+    is_int(s->ops->outbox_seq(s, "default", NULL, &seq, &err), 0, "outbox: last of none: %s",
+           err.message);
+    is_int(seq, 0, "outbox: an empty outbox's last seq is 0");
+    /* a posted event and its outbox row, in one transaction */
+    struct store_event e1 = {.namespace = "default",
+                             .id = "p1",
+                             .type = "order.created",
+                             .key = "o1",
+                             .published_at = 1000,
+                             .outbox = "{\"id\":\"p1\"}"};
+    is_int(s->ops->put_event(s, &e1, &created, NULL, NULL, &err), 0, "outbox: put_event: %s",
+           err.message);
+    is_int(s->ops->put_event(s, &e1, &created, NULL, NULL, &err), 0, "outbox: put again");
+    is_int(created, 0, "outbox: a duplicate event is not created");
+    struct store_event e2 = {.namespace = "other", .id = "p2", .type = "t", .outbox = "{}"};
+    s->ops->put_event(s, &e2, &created, NULL, NULL, &err);
+    struct store_event e3 = {.namespace = "default", .id = "p3", .type = "t"};
+    s->ops->put_event(s, &e3, &created, NULL, NULL, &err);
+    is_int(created, 1, "outbox: an event without outbox JSON is stored");
+
+    /* rows in a batch, with the state change */
+    store_batch_init(&b);
+    add_exec(&b, "x1", "default", "w", "completed", 1)->chunk = 1;
+    struct store_outbox *r = store_batch_outbox(&b);
+    *r = (struct store_outbox){.event_id = "l1",
+                               .namespace = "default",
+                               .type = "execution.started",
+                               .key = "x1",
+                               .exec_id = "x1",
+                               .event = "{\"id\":\"l1\"}",
+                               .time = 2000};
+    r = store_batch_outbox(&b);
+    *r = (struct store_outbox){.event_id = "l2",
+                               .namespace = "default",
+                               .type = "execution.completed",
+                               .key = "x1",
+                               .exec_id = "x1",
+                               .event = "{\"id\":\"l2\"}",
+                               .time = 3000};
+    ok(!store_batch_empty(&b), "outbox: a batch with rows is not empty");
+    is_int(suite_apply(s, &b, &err), 0, "outbox: apply: %s", err.message);
+
+    is_int(s->ops->list_outbox(s, "default", 0, 0, ob_rows, &o, &err), 0, "outbox: list: %s",
+           err.message);
+    is_str(o.buf,
+           "p1|order.created|o1|~|{\"id\":\"p1\"};l1|execution.started|x1|x1|{\"id\":\"l1\"};"
+           "l2|execution.completed|x1|x1|{\"id\":\"l2\"};",
+           "outbox: the namespace's rows in commit order, once each");
+    is_int(s->ops->list_outbox(s, "default", 0, 0, ob_seqs, &last, &err), 0, "outbox: seqs");
+    ok(last > 0, "outbox: seqs ascend");
+    is_int(s->ops->outbox_seq(s, "default", "l1", &seq, &err), 0, "outbox: seq of l1: %s",
+           err.message);
+    wfo_buf_reset(&o);
+    s->ops->list_outbox(s, "default", seq, 0, ob_rows, &o, &err);
+    is_str(o.buf, "l2|execution.completed|x1|x1|{\"id\":\"l2\"};", "outbox: after a seq");
+    wfo_buf_reset(&o);
+    s->ops->list_outbox(s, "default", 0, 1, ob_rows, &o, &err);
+    is_str(o.buf, "p1|order.created|o1|~|{\"id\":\"p1\"};", "outbox: limit");
+    is_int(s->ops->outbox_seq(s, "default", "p2", &seq2, &err), WFO_ENOTFOUND,
+           "outbox: another namespace's id is not found");
+    is_int(s->ops->outbox_seq(s, "default", NULL, &seq2, &err), 0, "outbox: last");
+    ok(seq2 > seq, "outbox: the last seq is the newest row's");
+    wfo_buf_reset(&o);
+    s->ops->list_outbox(s, "other", 0, 0, ob_rows, &o, &err);
+    is_str(o.buf, "p2|t|~|~|{};", "outbox: per namespace");
+
+    /* a batch that fails writes no outbox row */
+    store_batch_reset(&b);
+    add_exec(&b, "x1", "default", "w", "completed", 1)->chunk = 2;
+    store_batch_consume(&b, "x1", "p1");
+    store_batch_consume(&b, "x1", "p1"); /* twice: the batch is refused */
+    r = store_batch_outbox(&b);
+    *r = (struct store_outbox){
+        .event_id = "l3", .namespace = "default", .type = "t", .event = "{}", .time = 4000};
+    ok(suite_apply(s, &b, &err) < 0, "outbox: a refused batch");
+    is_int(s->ops->outbox_seq(s, "default", "l3", &seq, &err), WFO_ENOTFOUND,
+           "outbox: its row was not written");
+
+    /* retention */
+    is_int(s->ops->delete_outbox(s, 2500, 0, &n, &err), 0, "outbox: delete: %s", err.message);
+    is_int(n, 2, "outbox: rows before the time are deleted (p1, l1; p2 has its own time)");
+    wfo_buf_reset(&o);
+    s->ops->list_outbox(s, "default", 0, 0, ob_rows, &o, &err);
+    is_str(o.buf, "l2|execution.completed|x1|x1|{\"id\":\"l2\"};", "outbox: the newer stay");
     store_batch_release(&b);
     wfo_buf_release(&o);
     store_close(s);

@@ -50,6 +50,9 @@ enum fop {
     F_FIND_EVENTS,
     F_PUT_SIGNAL,
     F_FIND_SIGNALS,
+    F_LIST_OUTBOX,
+    F_OUTBOX_SEQ,
+    F_DELETE_OUTBOX,
     F__COUNT
 };
 
@@ -58,7 +61,7 @@ static const char *const fop_names[F__COUNT] = {
     "get_exec",       "list_execs",  "list_active_execs", "list_steps",   "list_history",
     "list_timers",    "list_tasks",  "delete_workflow",   "list_expired", "claim_shards",
     "release_shards", "list_shards", "put_event",         "find_events",  "put_signal",
-    "find_signals"};
+    "find_signals",   "list_outbox", "outbox_seq",        "delete_outbox"};
 
 #define FAULT_RULES_MAX 32
 
@@ -395,6 +398,32 @@ static int fault_find_signals(struct store *base, const char *exec_id, const cha
     return s->inner->ops->find_signals(s->inner, exec_id, name, limit, cb, ud, err);
 }
 
+static int fault_list_outbox(struct store *base, const char *ns, int64_t after_seq, int limit,
+                             store_outbox_cb cb, void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_OUTBOX);
+    return s->inner->ops->list_outbox(s->inner, ns, after_seq, limit, cb, ud, err);
+}
+
+static int fault_outbox_seq(struct store *base, const char *ns, const char *event_id, int64_t *seq,
+                            struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    *seq = 0;
+    CHECK(F_OUTBOX_SEQ);
+    return s->inner->ops->outbox_seq(s->inner, ns, event_id, seq, err);
+}
+
+static int fault_delete_outbox(struct store *base, int64_t before, int limit, int *n,
+                               struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    *n = 0;
+    CHECK(F_DELETE_OUTBOX);
+    return s->inner->ops->delete_outbox(s->inner, before, limit, n, err);
+}
+
 static void fault_set_pool_size(struct store *base, int n)
 {
     struct fault_store *s = fs_of(base);
@@ -431,4 +460,7 @@ const struct store_ops store_fault_ops = {
     .find_events = fault_find_events,
     .put_signal = fault_put_signal,
     .find_signals = fault_find_signals,
+    .list_outbox = fault_list_outbox,
+    .outbox_seq = fault_outbox_seq,
+    .delete_outbox = fault_delete_outbox,
 };

@@ -68,7 +68,7 @@
 
 #define SQ_READERS_MAX STORE_POOL_MAX /* store.pool_size at most; 8 unless set */
 #define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */
-#define SQ_SCHEMA_VERSION 5
+#define SQ_SCHEMA_VERSION 6
 
 /*
  * The schema. The list queries (sq_list_sql) are
@@ -129,6 +129,18 @@
     " name TEXT NOT NULL, data TEXT, time INTEGER, shard INTEGER NOT NULL DEFAULT 0);"             \
     "CREATE INDEX IF NOT EXISTS signals_exec ON signals (exec_id, name, seq);"
 
+/* What version 6 added (the outbox, SPEC 2.5 "Outbound"): for a new store
+ * and for the migration from 5. seq is the commit order (one writer);
+ * outbox_ns serves the stream's reads (namespace, then seq after a cursor),
+ * outbox_id maps a Last-Event-ID to its seq; retention deletes by seq from
+ * the oldest, whose time is checked row by row (time grows with seq). */
+#define SQ_V6_SCHEMA                                                                               \
+    "CREATE TABLE IF NOT EXISTS outbox ("                                                          \
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, namespace TEXT NOT NULL,"     \
+    " type TEXT NOT NULL, key TEXT, exec_id TEXT, event TEXT NOT NULL, time INTEGER NOT NULL);"    \
+    "CREATE INDEX IF NOT EXISTS outbox_ns ON outbox (namespace, seq);"                             \
+    "CREATE INDEX IF NOT EXISTS outbox_id ON outbox (namespace, event_id);"
+
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS workflows ("
     " namespace TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -157,7 +169,7 @@ static const char sq_schema[] =
     " lease TEXT, input TEXT, ready_at INTEGER, leased_until INTEGER, created_at INTEGER,"
     " shard INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queue, status, ready_at);" SQ_V3_SCHEMA
-        SQ_V5_SCHEMA SQ_META_SCHEMA;
+        SQ_V5_SCHEMA SQ_V6_SCHEMA SQ_META_SCHEMA;
 
 #define SQ_WF_COLS "namespace, name, version, hash, definition, created_at"
 #define SQ_EXEC_COLS                                                                               \
@@ -165,6 +177,7 @@ static const char sq_schema[] =
     "parent, state, created_at, updated_at, finished_at, resume"
 #define SQ_EVENT_COLS "seq, namespace, id, type, key, source, data, time, published_at"
 #define SQ_SIGNAL_COLS "seq, id, exec_id, name, data, time"
+#define SQ_OUTBOX_COLS "seq, event_id, namespace, type, key, exec_id, event, time"
 #define SQ_TIMER_COLS "id, exec_id, due_at, kind, step, token, data"
 #define SQ_TASK_COLS                                                                               \
     "id, exec_id, namespace, queue, step, attempt, status, lease, input, ready_at, "               \
@@ -203,6 +216,8 @@ enum sq_wq {
     W_SIGNAL_DEL,
     W_SIGNAL_EXEC,
     W_SIGNAL_INSERT,
+    W_OUTBOX_INSERT,
+    W_OUTBOX_DEL,
     W__COUNT
 };
 
@@ -277,6 +292,13 @@ static const char *const sq_writer_sql[W__COUNT] = {
     [W_SIGNAL_EXEC] = "SELECT status FROM executions WHERE id = ?1",
     [W_SIGNAL_INSERT] = "INSERT INTO signals (id, exec_id, name, data, time, shard)"
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [W_OUTBOX_INSERT] = "INSERT OR ROLLBACK INTO outbox (event_id, namespace, type, key, exec_id,"
+                        " event, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* retention: among the ?2 oldest rows (by seq, with which time grows),
+     * those older than ?1: a bounded walk of the primary key, never a scan
+     * of the young rows */
+    [W_OUTBOX_DEL] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq"
+                     " LIMIT ?2) AND time < ?1",
 };
 
 /* retention: executions_ended orders the ended ones by when they ended */
@@ -303,6 +325,9 @@ enum sq_rq {
     R_EVENTS_FIND,
     R_EVENTS_RECENT,
     R_SIGNALS_FIND,
+    R_OUTBOX,
+    R_OUTBOX_ID,
+    R_OUTBOX_LAST,
     R_LIST,
     R__COUNT = R_LIST + 32
 };
@@ -341,6 +366,11 @@ static const char *const sq_reader_sql[R_LIST] = {
                         " ORDER BY seq DESC LIMIT ?2",
     [R_SIGNALS_FIND] = "SELECT " SQ_SIGNAL_COLS " FROM signals WHERE exec_id = ?1 AND name = ?2"
                        " ORDER BY seq LIMIT ?3",
+    [R_OUTBOX] = "SELECT " SQ_OUTBOX_COLS " FROM outbox WHERE namespace = ?1 AND seq > ?2"
+                 " ORDER BY seq LIMIT ?3",
+    [R_OUTBOX_ID] = "SELECT seq FROM outbox WHERE namespace = ?1 AND event_id = ?2"
+                    " ORDER BY seq LIMIT 1",
+    [R_OUTBOX_LAST] = "SELECT coalesce(max(seq), 0) FROM outbox WHERE namespace = ?1",
 };
 
 /* The filters of a list query, as bits of its statement's index. */
@@ -499,6 +529,7 @@ struct sq_cb {
         store_shard_cb shard;
         store_event_cb event;
         store_signal_cb signal;
+        store_outbox_cb outbox;
     } fn;
     void *ud;
     /* exec rows: the statement that reads the execution's chunks, newest
@@ -721,6 +752,8 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION - 1] = {
     "ALTER TABLE timers RENAME COLUMN attempt TO token;",
     /* 4 -> 5: events, their consumptions, signals */
     SQ_V5_SCHEMA,
+    /* 5 -> 6: the outbox */
+    SQ_V6_SCHEMA,
 };
 
 /* SQL's wfo_shard(id): store_shard_of, for the migration. */
@@ -1628,6 +1661,21 @@ static int sq_consume(struct sq_store *s, const struct store_del *c, struct wfo_
     return sq_wstep(s, st, b, err, "consuming event '%s'", c->id ? c->id : "");
 }
 
+static int sq_put_outbox(struct sq_store *s, const struct store_outbox *o, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_OUTBOX_INSERT];
+    int b = 0;
+
+    b |= sq_text(st, 1, o->event_id);
+    b |= sq_text(st, 2, o->namespace);
+    b |= sq_text(st, 3, o->type);
+    b |= sq_text(st, 4, o->key);
+    b |= sq_text(st, 5, o->exec_id);
+    b |= sq_text(st, 6, o->event);
+    b |= sq_int(st, 7, o->time ? o->time : wfo_now_ms());
+    return sq_wstep(s, st, b, err, "writing outbox event '%s'", o->event_id ? o->event_id : "");
+}
+
 static void sq_event_read(sqlite3_stmt *st, struct store_event *r)
 {
     r->seq = sq_col_int(st, 0);
@@ -1713,6 +1761,8 @@ static int sq_apply(struct store *base, const struct store_batch *b, struct wfo_
         rc = sq_consume(s, &b->consumes[i], err);
     for (i = 0; rc == 0 && i < b->n_signal_dels; i++)
         rc = sq_delete(s, W_SIGNAL_DEL, b->signal_dels[i].id, "signal", err);
+    for (i = 0; rc == 0 && i < b->n_outbox; i++)
+        rc = sq_put_outbox(s, &b->outbox[i], err);
     for (i = 0; rc == 0 && i < b->n_exec_dels; i++)
         for (int q = W_EXEC_DEL_CHUNKS; rc == 0 && q <= W_EXEC_DEL; q++)
             rc = sq_delete(s, q, b->exec_dels[i], "execution", err);
@@ -2436,10 +2486,20 @@ static int sq_put_event(struct store *base, const struct store_event *ev, int *c
         if (!row.time)
             row.time = row.published_at;
         rc = sq_put_event_row(s, &row, err);
-        if (rc == 0) {
+        if (rc == 0)
             row.seq = sqlite3_last_insert_rowid(s->w);
-            rc = sq_commit(s, "storing an event", err);
+        if (rc == 0 && ev->outbox) {
+            /* in the event's transaction (SPEC 2.5 "Outbound") */
+            struct store_outbox o = {.event_id = row.id,
+                                     .namespace = row.namespace,
+                                     .type = row.type,
+                                     .key = row.key,
+                                     .event = ev->outbox,
+                                     .time = row.published_at};
+            rc = sq_put_outbox(s, &o, err);
         }
+        if (rc == 0)
+            rc = sq_commit(s, "storing an event", err);
         if (rc == 0) {
             *created = 1;
             rc = cb ? cb(ud, &row) : 0;
@@ -2551,6 +2611,92 @@ static int sq_find_signals(struct store *base, const char *exec_id, const char *
     return rc;
 }
 
+/* ---- the outbox ---- */
+
+static int sq_outbox_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_outbox r;
+
+    r.seq = sq_col_int(st, 0);
+    r.event_id = sq_col_text(st, 1);
+    r.namespace = sq_col_text(st, 2);
+    r.type = sq_col_text(st, 3);
+    r.key = sq_col_text(st, 4);
+    r.exec_id = sq_col_text(st, 5);
+    r.event = sq_col_text(st, 6);
+    r.time = sq_col_int(st, 7);
+    return cb->fn.outbox(cb->ud, &r);
+}
+
+static int sq_list_outbox(struct store *base, const char *ns, int64_t after_seq, int limit,
+                          store_outbox_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.outbox = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, R_OUTBOX, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, ns);
+    sq_int(st, 2, after_seq);
+    sq_int(st, 3, limit > 0 ? limit : -1);
+    rc = sq_each(s, r->db, st, sq_outbox_row, &c, NULL, "reading the outbox", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_outbox_seq(struct store *base, const char *ns, const char *event_id, int64_t *seq,
+                         struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    *seq = 0;
+    rc = sq_reader_stmt(s, event_id ? R_OUTBOX_ID : R_OUTBOX_LAST, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, ns);
+    if (event_id)
+        sq_text(st, 2, event_id);
+    rc = sq_step(st);
+    if (rc == SQLITE_ROW) {
+        *seq = sq_col_int(st, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = wfo_error_set(err, WFO_ENOTFOUND, "event '%s' is not in the outbox",
+                           event_id ? event_id : "");
+    } else {
+        rc = sq_fail(s, r->db, err, "reading the outbox");
+    }
+    sq_done(st);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_delete_outbox(struct store *base, int64_t before, int limit, int *n,
+                            struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st;
+    int rc, b = 0;
+
+    *n = 0;
+    pthread_mutex_lock(&s->wmu);
+    st = s->wst[W_OUTBOX_DEL];
+    b |= sq_int(st, 1, before);
+    b |= sq_int(st, 2, limit > 0 ? limit : -1);
+    rc = sq_wstep(s, st, b, err, "deleting old outbox rows");
+    if (rc == 0)
+        *n = sqlite3_changes(s->w);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .version = 1,
@@ -2580,4 +2726,7 @@ const struct store_ops store_sqlite_ops = {
     .find_events = sq_find_events,
     .put_signal = sq_put_signal,
     .find_signals = sq_find_signals,
+    .list_outbox = sq_list_outbox,
+    .outbox_seq = sq_outbox_seq,
+    .delete_outbox = sq_delete_outbox,
 };

@@ -1029,7 +1029,7 @@ TEST(file_reopen)
     store_sqlite_query(s, "PRAGMA synchronous", res, sizeof(res), &err);
     is_str(res, "2\n", "synchronous is FULL");
     store_sqlite_query(s, "PRAGMA user_version", res, sizeof(res), &err);
-    is_str(res, "5\n", "schema version 5");
+    is_str(res, "6\n", "schema version 6");
     int64_t seq1 = exec_seq(s, "r1");
     store_close(s);
 
