@@ -368,8 +368,8 @@ static const char *const sq_reader_sql[R_LIST] = {
                        " ORDER BY seq LIMIT ?3",
     [R_OUTBOX] = "SELECT " SQ_OUTBOX_COLS " FROM outbox WHERE namespace = ?1 AND seq > ?2"
                  " ORDER BY seq LIMIT ?3",
-    [R_OUTBOX_ID] = "SELECT seq FROM outbox WHERE namespace = ?1 AND event_id = ?2"
-                    " ORDER BY seq LIMIT 1",
+    [R_OUTBOX_ID] = ("SELECT seq FROM outbox WHERE namespace = ?1 AND event_id = ?2"
+                     " ORDER BY seq LIMIT 1"),
     [R_OUTBOX_LAST] = "SELECT coalesce(max(seq), 0) FROM outbox WHERE namespace = ?1",
 };
 
