@@ -368,6 +368,9 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
     metric_head(b, "wfo_store_read_retries_total", "counter",
                 "Store reads of the engine that failed and were tried again.");
     wfo_buf_addf(b, "wfo_store_read_retries_total %lld\n", st.read_retries);
+    metric_head(b, "wfo_engine_restarts_total", "counter",
+                "Recoveries from the store in place after a failed commit.");
+    wfo_buf_addf(b, "wfo_engine_restarts_total %lld\n", st.restarts);
     metric_head(b, "wfo_retention_deleted_total", "counter",
                 "Ended executions deleted by retention.finished, with their rows.");
     wfo_buf_addf(b, "wfo_retention_deleted_total %lld\n", st.retention_deleted);
@@ -398,7 +401,7 @@ int api_ops_readyz(struct api *a, struct api_req *req, struct api_resp *resp, st
         api_resp_error(resp, 503, "Unavailable", msg);
         return 0;
     }
-    if (engine_failed(a->engine, &e) < 0) { /* E2, E7: only a restart recovers */
+    if (engine_failed(a->engine, &e) < 0) { /* E2: until it recovers; E7 */
         char msg[600];
         snprintf(msg, sizeof(msg), "engine: %s", e.message);
         api_resp_error(resp, 503, "Unavailable", msg);

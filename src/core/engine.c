@@ -28,7 +28,10 @@
  *       store->apply() returned 0.
  *   E2. If a commit fails the engine stops (e->failed): in-memory state is
  *       ahead of the store, so the only safe continuation is a restart that
- *       recovers from the store.
+ *       recovers from the store. The engine thread restarts in place
+ *       (engine_restart): it forgets all it holds and recovers as a new
+ *       process would, again and again with backoff while the store
+ *       refuses; until then every call fails with the commit's error.
  *   E3. After a commit the store holds all of an execution, so one that
  *       waits only for timers (exec_idle) leaves memory and is loaded again
  *       by whatever names it next: a timer, an operator, a late result;
@@ -142,7 +145,7 @@ void cmd_free(struct cmd *c)
 int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
 {
     pthread_mutex_lock(&e->mu);
-    if (e->stop || e->failed) {
+    if (e->stop || (e->failed && !e->recovering)) {
         int code = e->failed ? e->failed : WFO_ESHUTDOWN;
         pthread_mutex_unlock(&e->mu);
         reply_done(c->reply, code, NULL);
@@ -711,16 +714,39 @@ static int engine_due(struct wfo_engine *e, int64_t *due)
     return 0;
 }
 
-/* The engine thread. While the writer commits one round, it applies the
- * commands that arrived meanwhile to the next (E4); a round is submitted
- * as soon as the writer is free, so under load batches grow by themselves
- * and an idle engine commits each command at once. */
-static void *engine_main(void *arg)
+/* A commit failed (E2): the commands applied since are not committed
+ * either; answers them and the commands queued since (post() refuses new
+ * ones from now on, unless a restart is recovering), with rc and err.
+ * Takes mu. */
+static void engine_fail(struct wfo_engine *e, int rc, const struct wfo_error *err)
 {
-    struct wfo_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    e->failed = rc;
+    e->fail_err = *err;
+    pthread_cond_broadcast(&e->ended_cv);
+    for (struct cmd *c = e->cur->replies; c; c = c->next) {
+        reply_done(c->reply, rc, err);
+        c->reply = NULL;
+    }
+    for (struct cmd *c = e->head, *next; c; c = next) {
+        next = c->next;
+        reply_done(c->reply, rc, err);
+        cmd_free(c);
+    }
+    e->head = e->tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* The engine thread's loop. While the writer commits one round, it
+ * applies the commands that arrived meanwhile to the next (E4); a round is
+ * submitted as soon as the writer is free, so under load batches grow by
+ * themselves and an idle engine commits each command at once. Returns 0
+ * when the engine stops, or the error of a commit that failed (E2: the
+ * engine has then failed, its callers answered). */
+static int engine_run(struct wfo_engine *e)
+{
     struct round *flight = NULL; /* submitted, not yet acted on */
     int rc = 0;
-    pthread_setname_np(pthread_self(), "wfo-engine");
     pthread_mutex_lock(&e->mu);
     for (;;) {
         int64_t due = 0;
@@ -781,28 +807,115 @@ static void *engine_main(void *arg)
         WFO_CHECK(engine_check, e, flight);
         pthread_mutex_lock(&e->mu);
     }
-    /* a commit failed (E2): the commands applied since are not committed
-     * either; answer them, stop */
-    pthread_mutex_lock(&e->mu);
-    e->failed = rc;
-    e->fail_err = flight->err;
-    pthread_cond_broadcast(&e->ended_cv);
-    for (struct cmd *c = e->cur->replies; c; c = c->next) {
-        reply_done(c->reply, rc, &flight->err);
-        c->reply = NULL;
-    }
-    /* and the commands queued since: post() refuses new ones from now on */
-    for (struct cmd *c = e->head, *next; c; c = next) {
-        next = c->next;
-        reply_done(c->reply, rc, &flight->err);
-        cmd_free(c);
-    }
-    e->head = e->tail = NULL;
-    pthread_mutex_unlock(&e->mu);
+    engine_fail(e, rc, &flight->err);
     WFO_CHECK(engine_check, e, flight);
-    return NULL;
+    return rc;
 out:
     pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+/* Drops everything the engine holds in memory, on the engine thread, with
+ * no round in flight: the store has all that was committed (E2). The
+ * attempts that runner threads are running still post their results;
+ * recovery starts them again (at least once, SPEC 3), and the result of
+ * whichever run ends second is stale (fsm.c I1). */
+static void engine_forget(struct wfo_engine *e)
+{
+    const char *k;
+    void *v;
+    for (int i = 0; i < 3; i++) {
+        round_release(&e->rounds[i]);
+        memset(&e->rounds[i], 0, sizeof(e->rounds[i]));
+        round_init(&e->rounds[i]);
+    }
+    e->cur = &e->rounds[0];
+    e->cur->busy = 1;
+    fsm_reset(&e->fsm);
+    e->child_seen = 0;
+    for (size_t it = 0; wfo_map_next(&e->execs, &it, &k, &v);)
+        exec_free(v);
+    wfo_map_release(&e->execs);
+    for (int i = 0; i < e->n_heap; i++)
+        tentry_free(e->heap[i]);
+    e->n_heap = 0;
+    wfo_map_release(&e->timers);
+    e->timer_horizon = 0;
+    taskq_clear(&e->tq);
+    pthread_mutex_lock(&e->mu);
+    for (int i = e->jobs_head; i < e->n_jobs; i++)
+        job_free(e->jobs[i]);
+    e->jobs_head = e->n_jobs = 0;
+    pthread_mutex_unlock(&e->mu);
+    for (struct task *t = e->sweep_kept, *next; t; t = next) {
+        next = t->next;
+        task_free(t);
+    }
+    e->sweep_kept = NULL;
+    for (struct cmd *c = e->results_kept, *next; c; c = next) {
+        next = c->next;
+        cmd_free(c);
+    }
+    e->results_kept = NULL;
+    e->shards = 0;
+    memset(e->epochs, 0, sizeof(e->epochs));
+}
+
+/* After a failed commit (E2): forgets what memory held and recovers from
+ * the store again, as a restart of the process would, tried again with a
+ * growing, jittered delay (RESTART_MIN_MS to RESTART_MAX_MS) while the
+ * store refuses. Returns 0 once recovered, -1 when the engine stops first.
+ * An engine fenced out (E7: another took its shards over) does not
+ * restart: claiming them back would fence out the other in turn. */
+#define RESTART_MIN_MS 100
+#define RESTART_MAX_MS 2000
+static int engine_restart(struct wfo_engine *e)
+{
+    int64_t delay = RESTART_MIN_MS;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        int64_t until = wfo_now_ms() + delay / 2 + (int64_t)(wfo_random() * (double)delay / 2);
+        while (!e->stop && (e->failed == WFO_EFENCED || wfo_now_ms() < until)) {
+            struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000L};
+            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            if (e->failed == WFO_EFENCED)
+                until = wfo_now_ms() + RESTART_MAX_MS;
+        }
+        if (e->stop)
+            break;
+        e->recovering = 1; /* post() queues what comes meanwhile */
+        pthread_mutex_unlock(&e->mu);
+        engine_forget(e);
+        struct wfo_error err = WFO_ERROR_INIT;
+        int rc = engine_recover(e, &err);
+        if (rc == 0) {
+            pthread_mutex_lock(&e->mu);
+            e->recovering = 0;
+            e->failed = 0;
+            e->fail_err = (struct wfo_error)WFO_ERROR_INIT;
+            e->stats.restarts++;
+            pthread_mutex_unlock(&e->mu);
+            wfo_info(NULL, NULL, "engine recovered from the store after a failed commit");
+            return 0;
+        }
+        wfo_warn(NULL, NULL, "engine recovery failed, tried again: %s", err.message);
+        pthread_mutex_lock(&e->mu);
+        e->recovering = 0;
+        pthread_mutex_unlock(&e->mu);
+        engine_fail(e, e->failed, &err);
+        delay = delay * 2 < RESTART_MAX_MS ? delay * 2 : RESTART_MAX_MS;
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return -1;
+}
+
+static void *engine_main(void *arg)
+{
+    struct wfo_engine *e = arg;
+    pthread_setname_np(pthread_self(), "wfo-engine");
+    while (engine_run(e) < 0 && engine_restart(e) == 0)
+        ;
     return NULL;
 }
 

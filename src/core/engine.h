@@ -164,6 +164,7 @@ struct engine_stats {
     long long retention_deleted; /* executions retention deleted */
     long long outbox_deleted;    /* outbox rows events.retention deleted */
     long long read_retries;      /* engine-thread reads that failed and were retried (E5) */
+    long long restarts;          /* recoveries in place after a failed commit (E2) */
     /* steps that ended (completed, failed, caught), by step type: how long
      * from their first attempt's start to their end, retries included;
      * bucket[i] counts those of at most engine_step_buckets[i] seconds

@@ -127,6 +127,7 @@ struct wfo_engine {
     pthread_cond_t ended_cv; /* an execution ended (or the engine stopped) */
     struct cmd *head, *tail;
     int stop, failed;
+    int recovering; /* engine_restart is recovering: post() queues commands */
     struct wfo_error fail_err;
     pthread_t thread;
     int started;         /* wfo_engine_launch ran (handlers are fixed from then on) */

@@ -94,6 +94,27 @@ void taskq_release(struct taskq *q)
     pthread_cond_destroy(&q->cv);
 }
 
+/* Drops every task, ready or leased: the engine restarting in place
+ * (engine.c E2) enqueues again those the store still holds. Queues keep
+ * their pollers and counts of expiries; a poller waiting meanwhile keeps
+ * waiting. */
+void taskq_clear(struct taskq *q)
+{
+    const char *k;
+    void *v;
+    pthread_mutex_lock(&q->mu);
+    for (size_t i = 0; wfo_map_next(&q->tasks, &i, &k, &v);)
+        task_free(v);
+    wfo_map_release(&q->tasks);
+    for (size_t i = 0; wfo_map_next(&q->queues, &i, &k, &v);) {
+        struct taskq_list *l = v;
+        l->head = l->tail = NULL;
+        l->n_leased = 0;
+    }
+    q->ready = q->leased = 0;
+    pthread_mutex_unlock(&q->mu);
+}
+
 void taskq_stop(struct taskq *q)
 {
     pthread_mutex_lock(&q->mu);

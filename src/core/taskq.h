@@ -54,6 +54,8 @@ void taskq_init(struct taskq *q, int64_t lease_ms);
 void taskq_release(struct taskq *q);
 /* Wakes every poller and makes them return. */
 void taskq_stop(struct taskq *q);
+/* Drops every task (the engine restarting in place, engine.c E2). */
+void taskq_clear(struct taskq *q);
 
 /* Adds a ready task; takes t. A task with the same id replaces the old. */
 void taskq_add(struct taskq *q, struct task *t);

@@ -1,5 +1,5 @@
-"""A commit that fails stops the engine (engine.c invariant E2), and a
-restart recovers from what was committed.
+"""A commit that fails stops the engine (engine.c invariant E2), which then
+recovers in place from what was committed, as a restart would.
 
 The failure is a real one: another process holds the database's write lock
 for longer than the store's busy timeout (5 s), so the engine's next
@@ -40,7 +40,26 @@ def _start_many(srv, n):
     return out
 
 
-def test_failed_commit_stops_the_engine_and_restart_recovers(tmp_path):
+def _wait_ready(srv, timeout=15):
+    """Seconds until /readyz answers 200."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if srv.get("/readyz").status == 200:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"not ready after {timeout}s: {srv.get('/readyz')}")
+
+
+def _finish(srv, exec_id):
+    task = srv.poll(["sq"], wait="5s")
+    assert [t["execution_id"] for t in task] == [exec_id], task
+    r = srv.post(f"/v1/tasks/{task[0]['task_id']}/complete",
+                 {"lease": task[0]["lease"], "output": "done"})
+    assert r.status == 200, r
+    assert srv.doc(exec_id, wait="10s")["output"] == "done"
+
+
+def test_failed_commit_stops_the_engine_and_it_recovers_in_place(tmp_path):
     srv = WfoServer(tmp_path)
     srv.launch()
     try:
@@ -53,29 +72,54 @@ def test_failed_commit_stops_the_engine_and_restart_recovers(tmp_path):
         assert r.status == 503, r
         assert r.error["type"] in ("StoreError", "Unavailable"), r
         assert waited >= 4, f"answered after {waited:.1f}s, before the busy timeout"
-        # the engine has stopped: nothing more is accepted, even once the lock is gone
+        assert "store commit failed" in srv.stderr() or "engine stops" in srv.stderr()
+        # while the store refuses, the engine stays stopped: not ready, no start
+        r = srv.get("/readyz")
+        assert r.status == 503, r
+        # once the lock is gone it recovers what was committed, and only that
         lock.rollback()
         lock.close()
-        for r in _start_many(srv, 12):
-            assert r.status == 503, r
-        r = srv.post("/v1/tasks/poll", {"queues": ["sq"], "worker": "w"})
-        assert r.status in (200, 503), r
-        assert "store commit failed" in srv.stderr() or "engine stops" in srv.stderr()
-    finally:
-        srv.stop()
-    # a restart recovers what was committed, and only that
-    srv.launch()
-    try:
+        _wait_ready(srv)
+        assert "engine recovered" in srv.stderr()
+        assert 'wfo_engine_restarts_total 1' in srv.get("/metrics").text
         doc = srv.doc(kept)
         assert doc["status"] == "running", doc
-        task = srv.poll(["sq"], wait="5s")
-        assert [t["execution_id"] for t in task] == [kept], task
-        r = srv.post(f"/v1/tasks/{task[0]['task_id']}/complete",
-                     {"lease": task[0]["lease"], "output": "done"})
-        assert r.status == 200, r
-        assert srv.doc(kept, wait="10s")["output"] == "done"
         listed = srv.get("/v1/executions?limit=100").json["executions"]
         assert [e["id"] for e in listed] == [kept], listed
+        _finish(srv, kept)
+        # and takes new work again
+        again = srv.start_exec("stored", {"k": "after"})["id"]
+        _finish(srv, again)
+    finally:
+        srv.stop()
+    # a restart of the process finds the same
+    srv.launch()
+    try:
+        listed = srv.get("/v1/executions?limit=100").json["executions"]
+        assert sorted(e["status"] for e in listed) == ["completed", "completed"], listed
+    finally:
+        srv.stop()
+
+
+def test_a_task_leased_before_the_failure_is_completed_after_recovery(tmp_path):
+    """The lease a worker holds survives the engine's recovery in place."""
+    srv = WfoServer(tmp_path)
+    srv.launch()
+    try:
+        srv.put_workflow(DEF)
+        held = srv.start_exec("stored", {"k": "held"})["id"]
+        task = srv.poll(["sq"], wait="5s")
+        assert [t["execution_id"] for t in task] == [held], task
+        lock = _lock(srv.db)
+        r = srv.post("/v1/executions", {"workflow": "stored", "input": {}}, timeout=60)
+        assert r.status == 503, r
+        lock.rollback()
+        lock.close()
+        _wait_ready(srv)
+        r = srv.post(f"/v1/tasks/{task[0]['task_id']}/complete",
+                     {"lease": task[0]["lease"], "output": "late"})
+        assert r.status == 200, r
+        assert srv.doc(held, wait="10s")["output"] == "late"
     finally:
         srv.stop()
 

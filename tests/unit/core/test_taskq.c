@@ -617,6 +617,38 @@ TEST(worker_protocol_through_the_engine)
     wfo_engine_free(e);
 }
 
+TEST(clear_drops_every_task_and_keeps_the_queues)
+{
+    struct taskq q;
+    setup(&q, 5000, 1);
+    add(&q, "default", "q", "e1", "a", 1);
+    add(&q, "default", "q", "e2", "b", 2);
+    json_t *got = poll1(&q, "default", "q", 1, 0);
+    is_int(json_array_size(got), 1, "one leased before the clear");
+    json_decref(got);
+    taskq_clear(&q);
+    is_int(q.ready, 0, "nothing ready after the clear");
+    is_int(q.leased, 0, "nothing leased");
+    ok(wfo_map_get(&q.tasks, "e1.1") == NULL && wfo_map_get(&q.tasks, "e2.2") == NULL,
+       "both tasks gone");
+    got = poll1(&q, "default", "q", 10, 0);
+    is_int(json_array_size(got), 0, "a poll finds none");
+    json_decref(got);
+    json_t *queues = taskq_queues(&q, "default", 0, wfo_now_ms());
+    json_t *q0 = json_array_get(queues, 0);
+    is_str(wfo_json_str(q0, "name"), "q", "the queue is still listed");
+    is_int(json_integer_value(json_object_get(q0, "ready")), 0, "with none ready");
+    is_int(json_array_size(json_object_get(q0, "pollers")), 1, "and its poller");
+    json_decref(queues);
+    /* a task added again (recovery) is served as before */
+    add(&q, "default", "q", "e2", "b", 2);
+    got = poll1(&q, "default", "q", 10, 0);
+    is_int(json_array_size(got), 1, "the task added again is polled");
+    is_str(wfo_json_str(json_array_get(got, 0), "task_id"), "e2.2", "it is the same id");
+    json_decref(got);
+    taskq_release(&q);
+}
+
 int main(void)
 {
     return tap_run();
