@@ -368,6 +368,9 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
     metric_head(b, "wfo_store_read_retries_total", "counter",
                 "Store reads of the engine that failed and were tried again.");
     wfo_buf_addf(b, "wfo_store_read_retries_total %lld\n", st.read_retries);
+    metric_head(b, "wfo_shards_held", "gauge",
+                "Shards of the store this node holds (all of them unless in a cluster).");
+    wfo_buf_addf(b, "wfo_shards_held %d\n", st.shards_held);
     metric_head(b, "wfo_engine_restarts_total", "counter",
                 "Recoveries from the store in place after a failed commit.");
     wfo_buf_addf(b, "wfo_engine_restarts_total %lld\n", st.restarts);

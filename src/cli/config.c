@@ -71,6 +71,9 @@ static const struct key keys[] = {
     {"server.max_wait", K_DUR, OFF(max_wait_ms), 1000, DAY, "WFO_MAX_WAIT", NULL},
     {"server.runner_threads", K_INT, OFF(runner_threads), 1, 1024, "WFO_RUNNER_THREADS", NULL},
     {"server.http_threads", K_INT, OFF(http_threads), 0, 1024, "WFO_HTTP_THREADS", NULL},
+    {"cluster.enabled", K_BOOL, OFF(cluster), 0, 0, "WFO_CLUSTER", NULL},
+    {"cluster.advertise", K_STR, OFF(advertise), 0, 0, "WFO_ADVERTISE", NULL},
+    {"cluster.lease", K_DUR, OFF(cluster_lease_ms), 2000, 300000, "WFO_CLUSTER_LEASE", NULL},
 };
 
 /* The keys a `retry:` policy may hold (SPEC 2.3). */
@@ -102,6 +105,7 @@ void config_init(struct server_config *c)
     c->max_wait_ms = 600000;
     c->runner_threads = 16;
     c->http_threads = 0;
+    c->cluster_lease_ms = 6000;
 }
 
 static void tokens_release(struct server_config *c)
@@ -123,6 +127,7 @@ void config_release(struct server_config *c)
     free(c->db);
     free(c->log_level);
     free(c->log_format);
+    free(c->advertise);
     json_decref(c->retry);
     json_decref(c->secrets);
     tokens_release(c);

@@ -172,9 +172,15 @@ int cmd_server(int argc, char **argv)
         rc = err.code == WFO_EINVAL ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
+    char advertise[300];
+    snprintf(advertise, sizeof(advertise), "%s%s", cfg.advertise ? "" : "http://",
+             cfg.advertise ? cfg.advertise : cfg.listen);
     struct engine_tuning tune = {.lease_ms = cfg.lease_ms,
                                  .retention_ms = cfg.retention_ms,
-                                 .outbox_retention_ms = cfg.events_retention_ms};
+                                 .outbox_retention_ms = cfg.events_retention_ms,
+                                 .cluster = cfg.cluster,
+                                 .node_url = advertise,
+                                 .shard_lease_ms = cfg.cluster ? cfg.cluster_lease_ms : 0};
     engine_tune(e, &tune);
     /* Recovery, then the engine's threads: executions that were running
      * continue now, and every request finds the engine launched. */

@@ -107,7 +107,7 @@ static void child_ended(struct wfo_engine *e, struct execution *x)
     if (p) {
         fsm_result(&e->fsm, p, path, child_token(p, path, x->id), out.ok, out.output, out.error,
                    out.retryable);
-    } else if (err.code && err.code != WFO_ENOTFOUND) {
+    } else if (!EXEC_GONE(&err)) {
         /* E5: kept, and tried again in a second (K2) */
         engine_read_failed(e, pid, "a child's end", &err);
         struct cmd *c = wfo_calloc(1, sizeof(*c));
@@ -213,11 +213,15 @@ static void child_stop(struct wfo_engine *e, const struct fsm_action *a)
 {
     struct execution *x = a->x;
     char id[WFO_ID_SIZE];
-    fsm_child_id(x->id, a->step, a->token, id);
+    struct step_state *st = exec_step(x, a->step);
+    if (st && st->child && st->token == a->token) /* what the attempt started (K3) */
+        snprintf(id, sizeof(id), "%s", st->child);
+    else
+        fsm_child_id(x->id, a->step, a->token, id);
     struct wfo_error err = WFO_ERROR_INIT;
     struct execution *c = exec_get(e, id, &err);
     if (!c) {
-        if (err.code && err.code != WFO_ENOTFOUND)
+        if (err.code && err.code != WFO_ENOTFOUND) /* in a cluster, another node's (E8) */
             wfo_warn(x->id, a->step, "child '%s' not cancelled: %s", id, err.message);
         return;
     }

@@ -408,7 +408,15 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
     struct execution *x = wfo_map_get(&e->execs, c->id);
     const char *ns = c->ns ? c->ns : e->ns;
     struct same_ud s = {.ns = ns, .workflow = c->def->name, .input = c->input};
-    int rc = 0;
+    int rc = 0, k = store_shard_of(c->id);
+    if (!x && e->cluster && !(e->shards >> k & 1)) {
+        /* E8: its rows would be refused, and the round with them */
+        wfo_error_set(&err, WFO_EFENCED, "execution '%s' is in shard %d, which another node holds",
+                      c->id, k);
+        reply_done(c->reply, err.code, &err);
+        c->reply = NULL;
+        return;
+    }
     if (x) {
         s.same = strcmp(x->ns, ns) == 0 && strcmp(x->workflow, c->def->name) == 0 &&
                  wfo_json_equal(x->input, c->input);
@@ -542,7 +550,7 @@ static int do_result(struct wfo_engine *e, struct cmd *c)
     struct wfo_error rerr = WFO_ERROR_INIT;
     struct execution *x = exec_get(e, c->id, &rerr);
     int rc = WFO_ENOTFOUND;
-    if (!x && rerr.code && rerr.code != WFO_ENOTFOUND) {
+    if (!x && !EXEC_GONE(&rerr)) {
         if (!c->reply) {
             engine_read_failed(e, c->id, "a step's result", &rerr);
             return 1;
@@ -705,7 +713,7 @@ const char *engine_check(struct wfo_engine *e, const struct round *flight, char 
 /* Is there work for the engine thread now? (under mu) */
 static int engine_due(struct wfo_engine *e, int64_t *due)
 {
-    if (e->head)
+    if (e->head && !e->regroup) /* a regroup lets the queue wait */
         return 1;
     int64_t next = engine_tick_next(e);
     if (next <= wfo_now_ms())
@@ -737,6 +745,21 @@ static void engine_fail(struct wfo_engine *e, int rc, const struct wfo_error *er
     pthread_mutex_unlock(&e->mu);
 }
 
+static void engine_forget(struct wfo_engine *e);
+
+/* E8: once no round is in flight, the node forgets all it holds and
+ * recovers its share again (giving back what is above it); commands wait
+ * in the queue meanwhile. A failure fails the engine (E2), whose restart
+ * then tries again. */
+static int engine_regroup(struct wfo_engine *e, struct wfo_error *err)
+{
+    engine_forget(e);
+    int rc = engine_recover(e, err);
+    if (rc == 0)
+        wfo_info(NULL, NULL, "node %s regrouped: holds shards %#x", e->owner, (unsigned)e->shards);
+    return rc;
+}
+
 /* The engine thread's loop. While the writer commits one round, it
  * applies the commands that arrived meanwhile to the next (E4); a round is
  * submitted as soon as the writer is free, so under load batches grow by
@@ -751,6 +774,16 @@ static int engine_run(struct wfo_engine *e)
     for (;;) {
         int64_t due = 0;
         for (;;) {
+            if (e->regroup && !flight && !round_busy(e, e->cur) && !e->stop) {
+                pthread_mutex_unlock(&e->mu);
+                struct wfo_error err = WFO_ERROR_INIT;
+                if ((rc = engine_regroup(e, &err)) < 0) {
+                    engine_fail(e, rc, &err);
+                    return rc;
+                }
+                pthread_mutex_lock(&e->mu);
+                continue;
+            }
             if (flight && flight->done)
                 break;
             if (!flight && round_busy(e, e->cur))
@@ -766,7 +799,7 @@ static int engine_run(struct wfo_engine *e)
             struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
         }
-        struct cmd *cmds = e->stop ? NULL : e->head;
+        struct cmd *cmds = e->stop || e->regroup ? NULL : e->head;
         if (cmds)
             e->head = e->tail = NULL;
         int stopping = e->stop;
@@ -858,7 +891,9 @@ static void engine_forget(struct wfo_engine *e)
     }
     e->results_kept = NULL;
     e->shards = 0;
+    atomic_store(&e->held, 0);
     memset(e->epochs, 0, sizeof(e->epochs));
+    e->regroup = 0;
 }
 
 /* After a failed commit (E2): forgets what memory held and recovers from
@@ -866,7 +901,8 @@ static void engine_forget(struct wfo_engine *e)
  * growing, jittered delay (RESTART_MIN_MS to RESTART_MAX_MS) while the
  * store refuses. Returns 0 once recovered, -1 when the engine stops first.
  * An engine fenced out (E7: another took its shards over) does not
- * restart: claiming them back would fence out the other in turn. */
+ * restart: claiming them back would fence out the other in turn; in a
+ * cluster (E8) it does, since it then claims only free shards. */
 #define RESTART_MIN_MS 100
 #define RESTART_MAX_MS 2000
 static int engine_restart(struct wfo_engine *e)
@@ -875,10 +911,11 @@ static int engine_restart(struct wfo_engine *e)
     pthread_mutex_lock(&e->mu);
     for (;;) {
         int64_t until = wfo_now_ms() + delay / 2 + (int64_t)(wfo_random() * (double)delay / 2);
-        while (!e->stop && (e->failed == WFO_EFENCED || wfo_now_ms() < until)) {
+        int fenced = e->failed == WFO_EFENCED && !e->cluster;
+        while (!e->stop && (fenced || wfo_now_ms() < until)) {
             struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000L};
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
-            if (e->failed == WFO_EFENCED)
+            if (fenced)
                 until = wfo_now_ms() + RESTART_MAX_MS;
         }
         if (e->stop)
@@ -988,6 +1025,8 @@ int wfo_engine_new(const struct wfo_engine_options *opt, struct wfo_engine **out
     e->ns = wfo_strdup(opt->ns ? opt->ns : "default");
     /* an owner id of its own at every start: a restarted engine is a new owner */
     wfo_id_new(e->owner);
+    e->shard_lease_ms = SHARD_LEASE_MS;
+    e->started_at = wfo_now_ms();
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->defs_mu, NULL);
     pthread_mutex_init(&e->launch_mu, NULL);
@@ -1172,6 +1211,7 @@ void wfo_engine_free(struct wfo_engine *e)
     if (e->store)
         store_close(e->store);
     free(e->ns);
+    free(e->node_url);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->defs_mu);
     pthread_mutex_destroy(&e->launch_mu);
@@ -1182,6 +1222,16 @@ void wfo_engine_free(struct wfo_engine *e)
     pthread_mutex_destroy(&e->outbox_mu);
     pthread_cond_destroy(&e->outbox_cv);
     free(e);
+}
+
+/* A fresh id (made here: no client knows it yet) is drawn again until it
+ * falls in a shard this node holds (E8), so that the start commits here;
+ * with none held, it stays, and the start is refused (do_start). */
+static void fresh_id_here(struct wfo_engine *e, char id[WFO_EXEC_ID_SIZE])
+{
+    store_shardset held = atomic_load(&e->held);
+    for (int i = 0; held && i < 256 && !(held >> store_shard_of(id) & 1); i++)
+        wfo_id_new(id);
 }
 
 int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err)
@@ -1210,6 +1260,8 @@ int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_er
         wfo_id_new(c->id);
         c->fresh = 1;
     }
+    if (c->fresh && e->cluster)
+        fresh_id_here(e, c->id);
     c->def = d;
     c->epoch = epoch;
     c->input = q->input ? wfo_redact_json(q->input) : json_object();
@@ -1264,6 +1316,7 @@ void engine_stats(struct wfo_engine *e, struct engine_stats *out)
     out->tasks_leased = e->tq.leased;
     out->lease_expiries = e->tq.expiries;
     pthread_mutex_unlock(&e->tq.mu);
+    out->shards_held = __builtin_popcount(atomic_load(&e->held));
     /* out->timers: copied by the engine thread at its last commit */
 }
 
@@ -1282,6 +1335,11 @@ void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
         e->fsm.stop_ms = t->lease_ms; /* before the engine thread runs */
     e->retention_ms = t->retention_ms;
     e->outbox_retention_ms = t->outbox_retention_ms;
+    e->cluster = t->cluster;
+    free(e->node_url);
+    e->node_url = t->node_url ? wfo_strdup(t->node_url) : NULL;
+    if (t->shard_lease_ms > 0)
+        e->shard_lease_ms = t->shard_lease_ms;
 }
 
 /* Hands c (taken) to the engine thread and waits for its answer. */

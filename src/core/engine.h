@@ -165,6 +165,7 @@ struct engine_stats {
     long long outbox_deleted;    /* outbox rows events.retention deleted */
     long long read_retries;      /* engine-thread reads that failed and were retried (E5) */
     long long restarts;          /* recoveries in place after a failed commit (E2) */
+    int shards_held;             /* of STORE_SHARDS (E7, E8) */
     /* steps that ended (completed, failed, caught), by step type: how long
      * from their first attempt's start to their end, retries included;
      * bucket[i] counts those of at most engine_step_buckets[i] seconds
@@ -189,6 +190,10 @@ struct engine_tuning {
     int64_t lease_ms;     /* default worker lease: 30 s */
     int64_t retention_ms; /* retention.finished: ended executions older are deleted; 0: kept */
     int64_t outbox_retention_ms; /* events.retention: outbox rows older are deleted; 0: kept */
+    /* cluster.enabled: several nodes share the store's shards (E8) */
+    int cluster;
+    const char *node_url;   /* cluster.advertise: where the others reach this node */
+    int64_t shard_lease_ms; /* cluster.lease: how long a node holds shards unrenewed */
 };
 void engine_tune(struct wfo_engine *e, const struct engine_tuning *t);
 

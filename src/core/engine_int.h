@@ -162,6 +162,13 @@ struct wfo_engine {
     store_shardset shards;
     int64_t epochs[STORE_SHARDS];
     int64_t next_renew;
+    int64_t shard_lease_ms;      /* how long a claim or renewal holds a shard */
+    _Atomic store_shardset held; /* e->shards, for other threads (fresh ids) */
+    /* a cluster (E8): several nodes share the store and its shards */
+    int cluster;
+    char *node_url;     /* where the other nodes reach this one's API */
+    int64_t started_at; /* its row in `nodes` */
+    int regroup;        /* forget all and recover this node's share once no round is in flight */
 
     /* definitions: "ns\nname\nversion" -> struct def (guarded by defs_mu) */
     pthread_mutex_t defs_mu;
@@ -298,14 +305,21 @@ void triggers_release(struct wfo_engine *e);
 int engine_recover(struct wfo_engine *e, struct wfo_error *err);
 /* E6: the timers due in [horizon, now + TIMER_WINDOW_MS) join the heap. */
 int timers_advance(struct wfo_engine *e, int64_t now);
-/* E7: renews the shard leases; one found taken stops the engine. */
+/* E7: renews the shard leases; one found taken stops the engine. In a
+ * cluster (E8), also takes free shards up to this node's share, and sets
+ * e->regroup when it must give some back or lost one. */
 void shards_renew(struct wfo_engine *e, int64_t now);
 
 #define TIMER_WINDOW_MS (60 * 1000)
 #define SHARD_LEASE_MS (30 * 1000)
 /* The execution id, from memory or loaded from the store; NULL when absent
- * (err->code 0) or when reading failed (err set). */
+ * (err->code 0), when reading failed (err set), or, in a cluster, when
+ * another node holds its shard (WFO_EFENCED). */
 struct execution *exec_get(struct wfo_engine *e, const char *id, struct wfo_error *err);
+/* exec_get's error says that what was meant for the execution is not this
+ * engine's to apply (absent, or another node's): it is dropped, not kept
+ * for a retry (E5). */
+#define EXEC_GONE(err) (!(err)->code || (err)->code == WFO_ENOTFOUND || (err)->code == WFO_EFENCED)
 /* True when nothing of x is in flight but timers (E3). */
 int exec_idle(const struct execution *x);
 /* True when a restart must load x to start again an attempt it has in

@@ -173,7 +173,7 @@ static int wake_exec(struct wfo_engine *e, const char *exec_id, const char *name
     int loaded = !wfo_map_get(&e->execs, exec_id), kept = 0;
     struct execution *x = exec_get(e, exec_id, &err);
     if (!x) {
-        if (err.code && err.code != WFO_ENOTFOUND) {
+        if (!EXEC_GONE(&err)) {
             engine_read_failed(e, exec_id, "a signal's execution", &err);
             return 1;
         }

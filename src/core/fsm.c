@@ -81,6 +81,7 @@
 #include "../common/crypto.h"
 #include "../common/duration.h"
 #include "../common/redact.h"
+#include "../store/store.h"
 
 const char *const timer_kind_names[TK__COUNT] = {"retry", "timeout", "sleep", "workflow_timeout",
                                                  "schedule_timeout"};
@@ -1474,11 +1475,16 @@ json_t *fsm_start_foreach(struct fsm *f, struct execution *x, struct step_state 
     return NULL;
 }
 
-void fsm_child_id(const char *parent_id, const char *path, int64_t token, char out[WFO_ID_SIZE])
+/* The n-th candidate for fsm_child_id (the first is the id of wfo before
+ * children were placed in their parent's shard). */
+static void child_id_try(const char *parent_id, const char *path, int64_t token, int n,
+                         char out[WFO_ID_SIZE])
 {
     struct wfo_buf b = WFO_BUF_INIT;
     unsigned char h[WFO_SHA256_SIZE];
     wfo_buf_addf(&b, "wfo-child\n%s\n%s\n%lld", parent_id, path, (long long)token);
+    if (n)
+        wfo_buf_addf(&b, "\n%d", n);
     wfo_sha256(b.buf, b.len, h);
     wfo_buf_release(&b);
     h[6] = (unsigned char)((h[6] & 0x0f) | 0x80); /* version 8: made by the application */
@@ -1492,6 +1498,16 @@ void fsm_child_id(const char *parent_id, const char *path, int64_t token, char o
         out[o++] = hex[h[i] & 15];
     }
     out[o] = 0;
+}
+
+void fsm_child_id(const char *parent_id, const char *path, int64_t token, char out[WFO_ID_SIZE])
+{
+    int shard = store_shard_of(parent_id);
+    for (int n = 0;; n++) {
+        child_id_try(parent_id, path, token, n, out);
+        if (store_shard_of(out) == shard)
+            return;
+    }
 }
 
 /* A `workflow` step: its attempt names its child (derived from the

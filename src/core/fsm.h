@@ -142,7 +142,9 @@ json_t *fsm_attempt_args(struct execution *x, struct step_state *st, json_t **er
 /* The id of the child execution that attempt `token` of the `workflow`
  * step at path of execution parent_id starts: derived from the three, so
  * the same attempt always names the same child (a UUID of version 8 made
- * of their SHA-256). */
+ * of their SHA-256, drawn again with a counter until it falls in the
+ * parent's shard: a parent and its children commit together, on the node
+ * that holds that shard, engine.c E8). */
 void fsm_child_id(const char *parent_id, const char *path, int64_t token, char out[WFO_ID_SIZE]);
 /* Builds {type, message, details} (new ref; details may be NULL). */
 json_t *fsm_error(const char *type, const char *message, json_t *details);

@@ -117,6 +117,12 @@ struct execution *exec_get(struct wfo_engine *e, const char *id, struct wfo_erro
     struct execution *x = wfo_map_get(&e->execs, id);
     if (x)
         return x;
+    int k = store_shard_of(id);
+    if (e->cluster && !(e->shards >> k & 1)) {
+        wfo_error_set(err, WFO_EFENCED, "execution '%s' is in shard %d, which another node holds",
+                      id, k);
+        return NULL;
+    }
     struct load_ud l = {.e = e, .err = err};
     int rc = e->store->ops->get_exec(e->store, id, load_exec_cb, &l, err);
     if (rc < 0 || !l.x)
@@ -208,19 +214,154 @@ static int shards_claim(struct wfo_engine *e, store_shardset want, int force, st
 {
     struct claim_ud c = {e, 0};
     int64_t now = wfo_now_ms();
-    int rc = e->store->ops->claim_shards(e->store, e->owner, want, now, now + SHARD_LEASE_MS, force,
-                                         claim_cb, &c, err);
+    int rc = e->store->ops->claim_shards(e->store, e->owner, want, now, now + e->shard_lease_ms,
+                                         force, claim_cb, &c, err);
     if (rc == 0) {
         e->shards = c.held;
-        e->next_renew = now + SHARD_LEASE_MS / 3;
+        atomic_store(&e->held, c.held);
+        e->next_renew = now + e->shard_lease_ms / 3;
     }
     return rc;
+}
+
+/* --- ownership in a cluster (E8) ------------------------------------------------ */
+
+struct nodes_ud {
+    const char *self;
+    int n, rank; /* live nodes; this one's place among them, by id */
+};
+
+static int node_cb(void *ud, const struct store_node *r)
+{
+    struct nodes_ud *u = ud;
+    if (strcmp(r->id, u->self) < 0)
+        u->rank++;
+    u->n++;
+    return 0;
+}
+
+struct rows_ud {
+    const char *self;
+    int64_t now;
+    store_shardset mine, free_;
+};
+
+static int rows_cb(void *ud, const struct store_shard *r)
+{
+    struct rows_ud *u = ud;
+    store_shardset bit = (store_shardset)1 << r->shard;
+    if (r->owner && strcmp(r->owner, u->self) == 0)
+        u->mine |= bit;
+    else if (!r->owner || r->lease_until < u->now)
+        u->free_ |= bit;
+    return 0;
+}
+
+static int popcount(store_shardset s)
+{
+    return __builtin_popcount(s);
+}
+
+/* What this node should hold (E8): it beats (its row in `nodes`), then
+ * takes its share of the shards among the nodes seen within a lease, the
+ * first STORE_SHARDS % n of them by id one more. *keep: the shards it
+ * holds and may keep; *take: free ones (unowned, or whose lease ran out)
+ * to claim up to its share, from a place of its own among them so that
+ * nodes starting together do not reach for the same ones; *give: the
+ * shards it holds above its share. */
+static int shards_plan(struct wfo_engine *e, store_shardset *keep, store_shardset *take,
+                       store_shardset *give, struct wfo_error *err)
+{
+    int64_t now = wfo_now_ms();
+    struct store_node me = {e->owner, e->node_url, e->started_at, now};
+    int rc = e->store->ops->beat_node(e->store, &me, err);
+    struct nodes_ud n = {e->owner, 0, 0};
+    if (rc == 0)
+        rc = e->store->ops->list_nodes(e->store, now - e->shard_lease_ms, node_cb, &n, err);
+    struct rows_ud r = {e->owner, now, 0, 0};
+    if (rc == 0)
+        rc = e->store->ops->list_shards(e->store, rows_cb, &r, err);
+    if (rc < 0)
+        return rc;
+    if (n.n < 1) /* its own beat is not seen: a clock far behind the store's rows */
+        n.n = 1;
+    int share = STORE_SHARDS / n.n + (n.rank < STORE_SHARDS % n.n);
+    *keep = r.mine;
+    *take = *give = 0;
+    for (int k = STORE_SHARDS - 1; k >= 0 && popcount(*keep) > share; k--)
+        if (*keep >> k & 1) {
+            *keep &= ~((store_shardset)1 << k);
+            *give |= (store_shardset)1 << k;
+        }
+    int from = n.rank * STORE_SHARDS / n.n;
+    for (int i = 0; i < STORE_SHARDS && popcount(*keep | *take) < share; i++) {
+        int k = (from + i) % STORE_SHARDS;
+        if (r.free_ >> k & 1)
+            *take |= (store_shardset)1 << k;
+    }
+    return 0;
+}
+
+/* Claims this node's share (recovery, E8): what it holds above the share
+ * is given back, since the engine holds nothing of it now. */
+static int shards_claim_share(struct wfo_engine *e, struct wfo_error *err)
+{
+    store_shardset keep, take, give;
+    int rc = shards_plan(e, &keep, &take, &give, err);
+    if (rc == 0 && give)
+        rc = e->store->ops->release_shards(e->store, e->owner, give, err);
+    if (rc == 0)
+        rc = shards_claim(e, keep | take, 0, err);
+    if (rc == 0 && (give || take))
+        wfo_info(NULL, NULL, "node %s holds shards %#x (gave back %#x)", e->owner,
+                 (unsigned)e->shards, (unsigned)give);
+    return rc;
+}
+
+static int recover_shards(struct wfo_engine *e, store_shardset shards, struct wfo_error *err);
+
+/* The "shard leases" duty in a cluster: renews what the node keeps and
+ * claims free shards up to its share, whose executions are then loaded
+ * (recover_shards) without touching the others'. A shard to give back, or
+ * one found taken (this node was too slow to renew), makes the engine
+ * regroup (engine.c: forget all, then recover its share) once no round is
+ * in flight. */
+static void shards_renew_cluster(struct wfo_engine *e, int64_t now)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    store_shardset had = e->shards, keep, take, give;
+    int rc = shards_plan(e, &keep, &take, &give, &err);
+    if (rc == 0)
+        rc = shards_claim(e, (keep & had) | take, 0, &err);
+    if (rc < 0) {
+        e->next_renew = now + 1000;
+        engine_read_failed(e, NULL, "renewing the shard leases", &err);
+        return;
+    }
+    store_shardset lost = had & ~give & ~e->shards, gained = e->shards & ~had;
+    if (gained && recover_shards(e, gained, &err) < 0) {
+        /* what was loaded of them may be half: start from the store again */
+        engine_read_failed(e, NULL, "loading the shards claimed", &err);
+        e->regroup = 1;
+    }
+    if (gained)
+        wfo_info(NULL, NULL, "node %s took shards %#x", e->owner, (unsigned)gained);
+    if (lost)
+        wfo_warn(NULL, NULL, "node %s lost shards %#x to another node", e->owner, (unsigned)lost);
+    if (give || lost) {
+        e->shards = had & ~lost; /* until the regroup: nothing more is claimed */
+        e->regroup = 1;
+    }
 }
 
 /* A renewal that finds a shard gone stops the engine like a refused
  * commit (E2); one that fails is tried again a second later. */
 void shards_renew(struct wfo_engine *e, int64_t now)
 {
+    if (e->cluster) {
+        shards_renew_cluster(e, now);
+        return;
+    }
     struct wfo_error err = WFO_ERROR_INIT;
     store_shardset had = e->shards;
     int rc = shards_claim(e, had, 0, &err);
@@ -243,17 +384,15 @@ void shards_renew(struct wfo_engine *e, int64_t now)
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Claims every shard, loads the executions of them that had an attempt in
- * flight (resume: an exec, http or task step running) and starts those
- * attempts again (at least once: SPEC 3), and arms the first window of
- * timers (E6). Executions that wait only for timers stay in the store
- * until one fires. */
-int engine_recover(struct wfo_engine *e, struct wfo_error *err)
+/* Loads the executions of shards that had an attempt in flight (resume:
+ * an exec, http or task step running) and starts those attempts again (at
+ * least once: SPEC 3), gives workers their leases back, and arms the
+ * timers of shards due before the horizon (E6). Executions that wait only
+ * for timers stay in the store until one fires. */
+static int recover_shards(struct wfo_engine *e, store_shardset shards, struct wfo_error *err)
 {
     struct ids ids = {0};
-    int rc = shards_claim(e, STORE_ALL_SHARDS, 1, err);
-    if (rc == 0)
-        rc = e->store->ops->list_active_execs(e->store, e->shards, active_cb, &ids, err);
+    int rc = e->store->ops->list_active_execs(e->store, shards, active_cb, &ids, err);
     for (int i = 0; rc == 0 && i < ids.n; i++) {
         struct execution *x = exec_get(e, ids.v[i], err);
         if (!x) {
@@ -299,7 +438,7 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
     /* the leases workers held keep their rows' value */
     struct leases l = {.now = wfo_now_ms()};
     if (rc == 0)
-        rc = e->store->ops->list_tasks(e->store, e->shards, lease_cb, &l, err);
+        rc = e->store->ops->list_tasks(e->store, shards, lease_cb, &l, err);
     for (int i = 0; i < l.n; i++) {
         if (rc == 0)
             taskq_relet(&e->tq, l.v[i].id, l.v[i].lease, l.v[i].leased_until);
@@ -308,10 +447,22 @@ int engine_recover(struct wfo_engine *e, struct wfo_error *err)
     }
     free(l.v);
     if (rc == 0) {
-        e->timer_horizon = wfo_now_ms() + TIMER_WINDOW_MS;
-        rc = e->store->ops->list_timers(e->store, e->shards, INT64_MIN, e->timer_horizon, timer_cb,
-                                        e, err);
+        if (!e->timer_horizon)
+            e->timer_horizon = wfo_now_ms() + TIMER_WINDOW_MS;
+        rc = e->store->ops->list_timers(e->store, shards, INT64_MIN, e->timer_horizon, timer_cb, e,
+                                        err);
     }
+    return rc;
+}
+
+/* Claims the shards (every one, by takeover, for the only process on a
+ * SQLite file; this node's share in a cluster, E8), then recovers them
+ * (recover_shards) and the triggers a crash kept from starting. */
+int engine_recover(struct wfo_engine *e, struct wfo_error *err)
+{
+    int rc = e->cluster ? shards_claim_share(e, err) : shards_claim(e, STORE_ALL_SHARDS, 1, err);
+    if (rc == 0)
+        rc = recover_shards(e, e->shards, err);
     /* the triggers of events a crash kept from starting (triggers.c T2) */
     if (rc == 0)
         rc = triggers_recover(e, err);

@@ -126,7 +126,7 @@ static int fire_timer(struct wfo_engine *e, struct tentry *t)
 {
     struct wfo_error err = WFO_ERROR_INIT;
     struct execution *x = exec_get(e, t->exec_id, &err);
-    if (!x && err.code && err.code != WFO_ENOTFOUND) {
+    if (!x && !EXEC_GONE(&err)) {
         engine_read_failed(e, t->exec_id, "a due timer", &err);
         timer_arm(e, t->id, t->exec_id, e->fsm.now + 1000, t->kind, t->step, t->token);
         return 0;
@@ -156,7 +156,7 @@ static void sweep_leases(struct wfo_engine *e)
         next = t->next;
         struct wfo_error rerr = WFO_ERROR_INIT;
         struct execution *x = exec_get(e, t->exec_id, &rerr);
-        if (!x && rerr.code && rerr.code != WFO_ENOTFOUND) {
+        if (!x && !EXEC_GONE(&rerr)) {
             engine_read_failed(e, t->exec_id, "an expired lease", &rerr);
             t->next = kept;
             kept = t;

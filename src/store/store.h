@@ -185,6 +185,18 @@ struct store_signal {
     int64_t time;
 };
 
+#define STORE_HAS_NODES 1 /* beat_node, list_nodes */
+
+/* A server sharing the store with others (a cluster: docs/operations/
+ * scaling.md). Each beats every few seconds; the live ones share the
+ * shards between them. */
+struct store_node {
+    const char *id;  /* the engine's owner id */
+    const char *url; /* where the others reach its API; NULL: unknown */
+    int64_t started_at;
+    int64_t seen_at; /* its last beat; 0: it left */
+};
+
 /* A row deleted by id, with its execution (which names its shard). */
 struct store_del {
     const char *id;
@@ -256,6 +268,7 @@ typedef int (*store_shard_cb)(void *ud, const struct store_shard *row);
 typedef int (*store_event_cb)(void *ud, const struct store_event *row);
 typedef int (*store_signal_cb)(void *ud, const struct store_signal *row);
 typedef int (*store_outbox_cb)(void *ud, const struct store_outbox *row);
+typedef int (*store_node_cb)(void *ud, const struct store_node *row);
 
 /* A callback that returns non-zero stops the iteration; the read then
  * returns that value. */
@@ -377,6 +390,14 @@ struct store_ops {
     /* Deletes up to limit rows written before `before` (ms), oldest first;
      * *n gets how many (retention). */
     int (*delete_outbox)(struct store *s, int64_t before, int limit, int *n, struct wfo_error *err);
+
+    /* Nodes (a cluster). beat_node records n (insert, or update of url
+     * and seen_at) and forgets nodes not seen for an hour; list_nodes
+     * gives those seen at or after `since`, by id. cb must not call the
+     * store. */
+    int (*beat_node)(struct store *s, const struct store_node *n, struct wfo_error *err);
+    int (*list_nodes)(struct store *s, int64_t since, store_node_cb cb, void *ud,
+                      struct wfo_error *err);
 };
 
 #define STORE_POOL_MAX 64

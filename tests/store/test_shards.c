@@ -514,6 +514,65 @@ TEST(fault_claims)
     store_close(s);
 }
 
+/* ---- nodes ---- */
+
+struct nodes {
+    char text[1024];
+};
+
+static int nodes_cb(void *ud, const struct store_node *r)
+{
+    struct nodes *g = ud;
+    size_t len = strlen(g->text);
+    snprintf(g->text + len, sizeof(g->text) - len, "%s@%s/%lld/%lld ", r->id, N(r->url),
+             (long long)r->started_at, (long long)r->seen_at);
+    return 0;
+}
+
+/* "ID@URL/STARTED/SEEN " of the nodes seen at or after since, by id. */
+static const char *nodes_since(struct store *s, int64_t since, struct nodes *g)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    g->text[0] = 0;
+    if (s->ops->list_nodes(s, since, nodes_cb, g, &err))
+        snprintf(g->text, sizeof(g->text), "error: %.500s", err.message);
+    return g->text;
+}
+
+static int beat(struct store *s, const char *id, const char *url, int64_t started, int64_t seen)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_node n = {id, url, started, seen};
+    int rc = s->ops->beat_node(s, &n, &err);
+    if (rc)
+        printf("#   beat_node: %s\n", err.message);
+    return rc;
+}
+
+TEST(nodes)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct nodes g;
+    char url[600];
+    struct store *s = suite_open_bare(suite_url(url, sizeof(url), "nodes"));
+
+    is_str(nodes_since(s, 0, &g), "", "nodes: none in a new store");
+    is_int(beat(s, "n2", "http://b", 5000, 5000), 0, "nodes: a first beat");
+    is_int(beat(s, "n1", NULL, 4000, 5500), 0, "nodes: another node, no url");
+    is_str(nodes_since(s, 0, &g), "n1@~/4000/5500 n2@http://b/5000/5000 ", "nodes: by id");
+    is_int(beat(s, "n2", "http://b2", 9999, 7000), 0, "nodes: a later beat");
+    is_str(nodes_since(s, 6000, &g), "n2@http://b2/5000/7000 ",
+           "nodes: since leaves out the silent; a beat moves url and seen, not started");
+    is_int(beat(s, "n1", NULL, 4000, 0), 0, "nodes: a node that leaves");
+    is_str(nodes_since(s, 1, &g), "n2@http://b2/5000/7000 ", "nodes: is not seen");
+    struct store_node bad = {"", NULL, 1, 1};
+    is_int(s->ops->beat_node(s, &bad, &err), WFO_EINVAL, "nodes: an empty id is refused");
+    /* an hour later the silent ones are gone for good */
+    is_int(beat(s, "n3", NULL, 7000, 7000 + 3600 * 1000 + 1), 0, "nodes: a beat an hour on");
+    is_str(nodes_since(s, 0, &g), "n3@~/7000/3607001 ", "nodes: forgets those silent an hour");
+    store_close(s);
+}
+
 /* ---- reads by shard ---- */
 
 TEST(timers_window)

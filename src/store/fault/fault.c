@@ -53,15 +53,18 @@ enum fop {
     F_LIST_OUTBOX,
     F_OUTBOX_SEQ,
     F_DELETE_OUTBOX,
+    F_BEAT_NODE,
+    F_LIST_NODES,
     F__COUNT
 };
 
 static const char *const fop_names[F__COUNT] = {
-    "ping",           "apply",       "put_workflow",      "get_workflow", "list_workflows",
-    "get_exec",       "list_execs",  "list_active_execs", "list_steps",   "list_history",
-    "list_timers",    "list_tasks",  "delete_workflow",   "list_expired", "claim_shards",
-    "release_shards", "list_shards", "put_event",         "find_events",  "put_signal",
-    "find_signals",   "list_outbox", "outbox_seq",        "delete_outbox"};
+    "ping",           "apply",       "put_workflow",      "get_workflow",  "list_workflows",
+    "get_exec",       "list_execs",  "list_active_execs", "list_steps",    "list_history",
+    "list_timers",    "list_tasks",  "delete_workflow",   "list_expired",  "claim_shards",
+    "release_shards", "list_shards", "put_event",         "find_events",   "put_signal",
+    "find_signals",   "list_outbox", "outbox_seq",        "delete_outbox", "beat_node",
+    "list_nodes"};
 
 #define FAULT_RULES_MAX 32
 
@@ -424,6 +427,21 @@ static int fault_delete_outbox(struct store *base, int64_t before, int limit, in
     return s->inner->ops->delete_outbox(s->inner, before, limit, n, err);
 }
 
+static int fault_beat_node(struct store *base, const struct store_node *n, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_BEAT_NODE);
+    return s->inner->ops->beat_node(s->inner, n, err);
+}
+
+static int fault_list_nodes(struct store *base, int64_t since, store_node_cb cb, void *ud,
+                            struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_NODES);
+    return s->inner->ops->list_nodes(s->inner, since, cb, ud, err);
+}
+
 static void fault_set_pool_size(struct store *base, int n)
 {
     struct fault_store *s = fs_of(base);
@@ -463,4 +481,6 @@ const struct store_ops store_fault_ops = {
     .list_outbox = fault_list_outbox,
     .outbox_seq = fault_outbox_seq,
     .delete_outbox = fault_delete_outbox,
+    .beat_node = fault_beat_node,
+    .list_nodes = fault_list_nodes,
 };

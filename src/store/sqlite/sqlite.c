@@ -2440,6 +2440,100 @@ out:
     return rc;
 }
 
+/* ---- nodes: the servers that share the store (a cluster) ---- */
+
+/* Like meta, made when first needed, so that a store made by an older wfo
+ * gets it without a new schema version. */
+#define SQ_NODES_SCHEMA                                                                            \
+    "CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY NOT NULL, url TEXT,"                    \
+    " started_at INTEGER NOT NULL, seen_at INTEGER NOT NULL);"
+
+/* Nodes not seen for this long are deleted by the next beat. */
+#define SQ_NODE_FORGET_MS (3600 * 1000)
+
+static int sq_beat_node(struct store *base, const struct store_node *n, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (!n->id || !*n->id)
+        return wfo_error_set(err, WFO_EINVAL, "a node needs an id");
+    pthread_mutex_lock(&s->wmu);
+    rc = sqlite3_exec(s->w, SQ_NODES_SCHEMA, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sq_fail(s, s->w, err, "creating the nodes table");
+        goto out;
+    }
+    rc = sq_begin(s, "recording a node", err);
+    if (rc)
+        goto out;
+    rc = sq_prepare(s->w,
+                    "INSERT INTO nodes (id, url, started_at, seen_at) VALUES (?1, ?2, ?3, ?4)"
+                    " ON CONFLICT (id) DO UPDATE SET url = excluded.url,"
+                    " seen_at = excluded.seen_at",
+                    &st);
+    if (rc == SQLITE_OK) {
+        int b = sq_text(st, 1, n->id);
+        b |= sq_text(st, 2, n->url);
+        b |= sq_int(st, 3, n->started_at);
+        b |= sq_int(st, 4, n->seen_at);
+        rc = sq_wstep(s, st, b, err, "recording node '%s'", n->id);
+    } else {
+        rc = sq_fail(s, s->w, err, "recording node '%s'", n->id);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == 0 && n->seen_at > SQ_NODE_FORGET_MS) {
+        rc = sq_prepare(s->w, "DELETE FROM nodes WHERE seen_at < ?1", &st);
+        if (rc == SQLITE_OK) {
+            int b = sq_int(st, 1, n->seen_at - SQ_NODE_FORGET_MS);
+            rc = sq_wstep(s, st, b, err, "forgetting old nodes");
+        } else {
+            rc = sq_fail(s, s->w, err, "forgetting old nodes");
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc == 0)
+        rc = sq_commit(s, "recording a node", err);
+out:
+    sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+static int sq_list_nodes(struct store *base, int64_t since, store_node_cb cb, void *ud,
+                         struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->wmu);
+    rc = sqlite3_exec(s->w, SQ_NODES_SCHEMA, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sq_prepare(s->w,
+                        "SELECT id, url, started_at, seen_at FROM nodes WHERE seen_at >= ?1"
+                        " ORDER BY id",
+                        &st);
+    if (rc != SQLITE_OK) {
+        rc = sq_fail(s, s->w, err, "listing the nodes");
+        goto out;
+    }
+    sq_int(st, 1, since);
+    while ((rc = sq_step(st)) == SQLITE_ROW) {
+        struct store_node row = {sq_col_text(st, 0), sq_col_text(st, 1), sq_col_int(st, 2),
+                                 sq_col_int(st, 3)};
+        if ((rc = cb(ud, &row)) != 0)
+            goto out;
+    }
+    rc = rc == SQLITE_DONE ? 0 : sq_fail(s, s->w, err, "listing the nodes");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
 /* ---- events and signals: the ops ---- */
 
 static int sq_event_get(struct sq_store *s, const char *ns, const char *id, store_event_cb cb,
@@ -2729,4 +2823,6 @@ const struct store_ops store_sqlite_ops = {
     .list_outbox = sq_list_outbox,
     .outbox_seq = sq_outbox_seq,
     .delete_outbox = sq_delete_outbox,
+    .beat_node = sq_beat_node,
+    .list_nodes = sq_list_nodes,
 };
