@@ -30,6 +30,7 @@
 #include "../core/query.h"
 #include "../common/crypto.h"
 #include "../common/duration.h"
+#include "../common/httpc.h"
 #include "../common/log.h"
 #include "../common/redact.h"
 #include "../common/util.h"
@@ -760,6 +761,112 @@ static int authorize(struct api *a, struct api_req *req, const struct api_route 
     return 0;
 }
 
+/* ---- a cluster: requests about another node's execution (E8) ----
+ *
+ * An execution is served by the node that holds its shard: a request that
+ * names one held elsewhere is forwarded there, as it came (method, path,
+ * query, body, the caller's Authorization), and the owner's answer is
+ * given back as it is, so any node answers as the owner does (409 for a
+ * stale lease, an idempotent start, ?wait=). The forwarded request carries
+ * X-Wfo-Forwarded and is never forwarded again. A read whose owner does not
+ * answer (a takeover under way) is served from the store here; a change
+ * gets 503. docs/operations/scaling.md#several-nodes. */
+
+#define FORWARD_TIMEOUT_MS 30000
+
+/* The execution a request is about, when it names one: the {id} of an
+ * execution route, the execution of a task id (EXECID.TOKEN), or the
+ * "id" of a start. */
+static const char *request_exec(const struct api_route *found, const struct api_req *req, char *buf,
+                                size_t size)
+{
+    if (found->flags & API_F_EXEC)
+        return req->params[0];
+    if (strncmp(found->pattern, "/v1/tasks/{task_id}", 19) == 0 && req->params[0]) {
+        const char *dot = strrchr(req->params[0], '.');
+        if (!dot || (size_t)(dot - req->params[0]) >= size)
+            return NULL;
+        memcpy(buf, req->params[0], (size_t)(dot - req->params[0]));
+        buf[dot - req->params[0]] = 0;
+        return buf;
+    }
+    if (found->fn == api_execution_start && req->body) {
+        json_t *body = json_loadb(req->body, req->body_len, 0, NULL);
+        const char *id = wfo_json_str(body, "id");
+        if (id && strlen(id) < size)
+            snprintf(buf, size, "%s", id);
+        json_decref(body);
+        return id ? buf : NULL;
+    }
+    return NULL;
+}
+
+/* 1 when resp holds the answer of the node that holds the request's
+ * execution (or the error of reaching it); 0 to serve the request here. */
+static int forward(struct api *a, struct api_req *req, const struct api_route *found,
+                   struct api_resp *resp)
+{
+    char idbuf[WFO_EXEC_ID_SIZE], owner[512];
+    struct wfo_error err = WFO_ERROR_INIT;
+    const char *id;
+    if (!a->engine || api_header(req, "X-Wfo-Forwarded") ||
+        !(id = request_exec(found, req, idbuf, sizeof(idbuf))))
+        return 0;
+    int reads = strcmp(found->method, "GET") == 0;
+    int rc = query_owner(a->engine, id, owner, sizeof(owner), &err);
+    if (rc == 1 || (rc < 0 && reads))
+        return 0;
+    if (rc < 0) {
+        api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), err.message);
+        return 1;
+    }
+    struct wfo_buf url = WFO_BUF_INIT;
+    wfo_buf_adds(&url, owner);
+    wfo_buf_adds(&url, req->path);
+    int64_t timeout = FORWARD_TIMEOUT_MS;
+    for (int i = 0; i < req->n_query; i++) {
+        wfo_buf_addch(&url, i ? '&' : '?');
+        httpc_escape(&url, req->query[i].key);
+        wfo_buf_addch(&url, '=');
+        httpc_escape(&url, req->query[i].value);
+        if (strcmp(req->query[i].key, "wait") == 0)
+            timeout = a->opt.max_wait_ms + FORWARD_TIMEOUT_MS;
+    }
+    struct httpc_header h[3];
+    int n = 0;
+    const char *auth = api_header(req, "Authorization");
+    if (auth)
+        h[n++] = (struct httpc_header){"Authorization", (char *)auth};
+    if (req->body)
+        h[n++] = (struct httpc_header){"Content-Type", "application/json"};
+    h[n++] = (struct httpc_header){"X-Wfo-Forwarded", (char *)engine_node(a->engine)};
+    struct httpc_request hr = {.method = req->method,
+                               .url = url.buf,
+                               .headers = h,
+                               .n_headers = n,
+                               .body = req->body,
+                               .body_len = req->body_len,
+                               .timeout_ms = timeout};
+    struct httpc_response res = {0};
+    rc = httpc_do(&hr, &res, &err);
+    wfo_buf_release(&url);
+    if (rc < 0) {
+        httpc_response_release(&res);
+        if (reads)
+            return 0;
+        char msg[1400];
+        snprintf(msg, sizeof(msg), "execution '%s' is served by node %s, which did not answer: %s",
+                 id, owner, err.message);
+        api_resp_error(resp, 503, "Unavailable", msg);
+        return 1;
+    }
+    resp->status = (int)res.status;
+    resp->text = wfo_buf_detach(&res.body, &resp->text_len);
+    resp->content_type = "application/json";
+    httpc_response_release(&res);
+    return 1;
+}
+
 static int not_implemented(struct api_resp *resp, const struct api_req *req)
 {
     char msg[256];
@@ -870,6 +977,8 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
         not_implemented(resp, req);
         goto out;
     }
+    if (forward(a, req, found, resp))
+        goto out;
     int rc = found->fn(a, req, resp, &err);
     api_wait_end(req); /* whatever path the handler took */
     if (rc < 0) {

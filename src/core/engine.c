@@ -91,6 +91,21 @@ struct store *engine_store(struct wfo_engine *e)
     return e->store;
 }
 
+int engine_holds(struct wfo_engine *e, const char *exec_id)
+{
+    return !e->cluster || (atomic_load(&e->held) >> store_shard_of(exec_id) & 1);
+}
+
+const char *engine_node(struct wfo_engine *e)
+{
+    return e->owner;
+}
+
+int64_t engine_shard_lease(struct wfo_engine *e)
+{
+    return e->shard_lease_ms;
+}
+
 /* --- replies ----------------------------------------------------------- */
 
 void reply_init(struct reply *r)

@@ -21,6 +21,12 @@ int engine_ready(struct wfo_engine *e, struct wfo_error *err);
 /* The store the engine writes; core's readers (query.c) use it too
  * (thread-safe). api/ reads through query.h, never the store. */
 struct store *engine_store(struct wfo_engine *e);
+/* Is execution id's shard this node's (always, unless in a cluster: E8)? */
+int engine_holds(struct wfo_engine *e, const char *exec_id);
+/* This node's id (its owner id in the shards and nodes rows). */
+const char *engine_node(struct wfo_engine *e);
+/* How long a node holds shards unrenewed (cluster.lease). */
+int64_t engine_shard_lease(struct wfo_engine *e);
 
 /* The store's secret server key (store_ops.server_key), for keying
  * what the API hands out (list cursors). */

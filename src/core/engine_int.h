@@ -169,6 +169,8 @@ struct wfo_engine {
     char *node_url;     /* where the other nodes reach this one's API */
     int64_t started_at; /* its row in `nodes` */
     int regroup;        /* forget all and recover this node's share once no round is in flight */
+    int64_t next_scan;  /* the events of the other nodes (triggers.c T4) */
+    int64_t scan_at, scan_seq;
 
     /* definitions: "ns\nname\nversion" -> struct def (guarded by defs_mu) */
     pthread_mutex_t defs_mu;
@@ -296,6 +298,8 @@ void triggers_id(char out[WFO_ID_SIZE], const char *ns, const char *workflow, co
 void triggers_event(struct wfo_engine *e, const char *ns, json_t *ev);
 /* Recovery: triggers_event for the events of the last hour (T2). */
 int triggers_recover(struct wfo_engine *e, struct wfo_error *err);
+/* The "cluster events" duty (T4), engine thread. */
+void triggers_cluster_scan(struct wfo_engine *e, int64_t now);
 /* The "cron triggers" duty (T3), engine thread. */
 void triggers_cron(struct wfo_engine *e, int64_t now);
 void triggers_release(struct wfo_engine *e);

@@ -64,6 +64,55 @@ static int row_read(struct store *s, const char *id, struct row_ud *u, struct wf
     return rc;
 }
 
+/* ---- the owner of an execution (E8) ---- */
+
+struct owner_ud {
+    int shard;
+    int64_t now;
+    char owner[WFO_ID_SIZE]; /* "" : none whose lease runs */
+    char *url;
+    size_t size;
+    int found;
+};
+
+static int owner_shard_cb(void *ud, const struct store_shard *r)
+{
+    struct owner_ud *u = ud;
+    if (r->shard == u->shard && r->owner && r->lease_until >= u->now)
+        snprintf(u->owner, sizeof(u->owner), "%s", r->owner);
+    return 0;
+}
+
+static int owner_node_cb(void *ud, const struct store_node *r)
+{
+    struct owner_ud *u = ud;
+    if (strcmp(r->id, u->owner) == 0 && r->url && *r->url) {
+        snprintf(u->url, u->size, "%s", r->url);
+        u->found = 1;
+    }
+    return 0;
+}
+
+int query_owner(struct wfo_engine *e, const char *id, char *url, size_t size, struct wfo_error *err)
+{
+    if (engine_holds(e, id))
+        return 1;
+    struct store *s = engine_store(e);
+    struct owner_ud u = {
+        .shard = store_shard_of(id), .now = wfo_now_ms(), .url = url, .size = size};
+    int rc = s->ops->list_shards(s, owner_shard_cb, &u, err);
+    if (rc == 0 && u.owner[0])
+        rc = s->ops->list_nodes(s, u.now - engine_shard_lease(e), owner_node_cb, &u, err);
+    if (rc < 0)
+        return rc;
+    if (!u.owner[0] || !u.found || strcmp(u.owner, engine_node(e)) == 0)
+        return wfo_error_set(err, WFO_EFENCED,
+                             "execution '%s' is in shard %d, which no live node holds now (a "
+                             "takeover is under way: try again in a few seconds)",
+                             id, u.shard);
+    return 0;
+}
+
 int query_exec_check(struct wfo_engine *e, const char *ns, const char *id, struct wfo_error *err)
 {
     wfo_assert(ns);

@@ -66,4 +66,12 @@ int query_status_ended(const char *name);
 
 int query_ping(struct wfo_engine *e, struct wfo_error *err);
 
+/* Where a request about execution id is served (a cluster, E8): 1 here
+ * (its shard is this node's, or there is no cluster); 0 at the node whose
+ * URL is put in url (size bytes), which holds its shard by a lease that
+ * runs; WFO_EFENCED (503) when no live node holds it (a takeover under
+ * way), or a store error. */
+int query_owner(struct wfo_engine *e, const char *id, char *url, size_t size,
+                struct wfo_error *err);
+
 #endif

@@ -24,6 +24,8 @@
  *      events.retention, OUTBOX_SWEEP_BATCH at a time, in a transaction
  *      of their own (the rows are no execution's state); every 10 s, or
  *      at once again while a full batch went.
+ *   8. in a cluster, the events other nodes accepted (triggers.c T4):
+ *      their triggers and this node's waits; every 500 ms.
  * engine_tick_next() says when the next of them is due, from the same
  * table (duties[]), so that the engine thread sleeps until then.
  */
@@ -320,6 +322,16 @@ static void cron_run(struct wfo_engine *e, struct cmd **cmds)
     triggers_cron(e, e->fsm.now);
 }
 
+static int64_t scan_due(struct wfo_engine *e)
+{
+    return e->cluster ? e->next_scan : NEVER;
+}
+
+static void scan_run(struct wfo_engine *e, struct cmd **cmds)
+{
+    triggers_cluster_scan(e, e->fsm.now);
+}
+
 static int64_t shards_due(struct wfo_engine *e)
 {
     return e->next_renew;
@@ -341,6 +353,7 @@ static const struct duty {
     {"retention", retention_due, retention_run}, {"lease expiries", leases_due, leases_run},
     {"timer window", window_due, window_run},    {"shard leases", shards_due, shards_run},
     {"cron triggers", cron_due, cron_run},       {"outbox retention", outbox_due, outbox_run},
+    {"cluster events", scan_due, scan_run},
 };
 
 void engine_tick(struct wfo_engine *e, struct cmd **cmds)

@@ -241,9 +241,9 @@ struct recent {
 static int recent_cb(void *ud, const struct store_event *r)
 {
     struct recent *rc = ud;
-    json_array_append_new(rc->evs,
-                          json_pack("{s:s, s:I, s:o}", "ns", r->namespace, "published_at",
-                                    (json_int_t)r->published_at, "event", events_event_json(r)));
+    json_array_append_new(rc->evs, json_pack("{s:s, s:I, s:I, s:o}", "ns", r->namespace,
+                                             "published_at", (json_int_t)r->published_at, "seq",
+                                             (json_int_t)r->seq, "event", events_event_json(r)));
     return 0;
 }
 
@@ -265,6 +265,49 @@ int triggers_recover(struct wfo_engine *e, struct wfo_error *err)
     }
     json_decref(r.evs);
     return rc;
+}
+
+/* --- a cluster (T4) -------------------------------------------------------------- */
+
+/* T4. In a cluster (engine.c E8) an event is accepted by one node, but the
+ *     triggers it fires and the waits it meets may belong to another's
+ *     shards. Every CLUSTER_SCAN_MS each node reads the events published
+ *     since its last look (less CLUSTER_SCAN_MARGIN_MS, for clocks and
+ *     commits in flight) with a seq above the last it handled, fires their
+ *     triggers (a start whose id falls in another node's shard is refused
+ *     there, so each starts once, on the node that holds it: T1) and wakes
+ *     its own waits of their (type, key). */
+#define CLUSTER_SCAN_MS 500
+#define CLUSTER_SCAN_MARGIN_MS 5000
+
+void triggers_cluster_scan(struct wfo_engine *e, int64_t now)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct recent r = {json_array()};
+    int64_t since = (e->scan_at ? e->scan_at : now) - CLUSTER_SCAN_MARGIN_MS;
+    e->next_scan = now + CLUSTER_SCAN_MS;
+    int rc = e->store->ops->find_events(e->store, NULL, NULL, NULL, since, NULL, TRIGGER_RESCAN_MAX,
+                                        recent_cb, &r, &err);
+    if (rc < 0) {
+        engine_read_failed(e, NULL, "the events of the other nodes", &err);
+        json_decref(r.evs);
+        return;
+    }
+    e->scan_at = now;
+    int64_t top = e->scan_seq;
+    for (size_t i = json_array_size(r.evs); i-- > 0;) { /* oldest first */
+        json_t *v = json_array_get(r.evs, i), *ev = json_object_get(v, "event");
+        int64_t seq = json_integer_value(json_object_get(v, "seq"));
+        if (seq <= e->scan_seq)
+            continue;
+        if (seq > top)
+            top = seq;
+        const char *ns = wfo_json_str(v, "ns");
+        event_fire(e, ns, ev, 0);
+        events_post_wake(e, ns, wfo_json_str(ev, "type"), wfo_json_str(ev, "key"), NULL);
+    }
+    e->scan_seq = top;
+    json_decref(r.evs);
 }
 
 /* --- cron (T3) ------------------------------------------------------------------ */
