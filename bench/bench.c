@@ -1392,12 +1392,12 @@ static enum MHD_Result receiver_access(void *cls, struct MHD_Connection *c, cons
 
 static int receiver_start(struct receiver *r, struct wfo_error *err)
 {
-    r->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                MHD_USE_POLL,
-                            0, NULL, NULL, receiver_access, r, MHD_OPTION_SOCK_ADDR,
-                            (const struct sockaddr *)&(struct sockaddr_in){
-                                .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)},
-                            MHD_OPTION_END);
+    r->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
+        NULL, receiver_access, r, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)&(struct sockaddr_in){.sin_family = AF_INET,
+                                                       .sin_addr.s_addr = htonl(INADDR_LOOPBACK)},
+        MHD_OPTION_END);
     if (!r->d) {
         fail(err, "the webhook receiver could not start");
         return -1;
@@ -1453,11 +1453,11 @@ static void events_webhooks(const struct server *srv, long n, json_t *o)
         usleep(2000);
     }
     double dt = now_s() - t0;
-    json_object_update_new(
-        o, json_pack("{s:f, s:f, s:I}", "webhook_deliveries_per_s", (double)n / dt,
-                     "webhook_server_cpu_us_per_delivery",
-                     (cpu_s_of(srv->pid) - cpu0) * 1e6 / (double)n, "webhook_signed",
-                     (json_int_t)atomic_load(&rcv.signed_posts)));
+    json_object_update_new(o,
+                           json_pack("{s:f, s:f, s:I}", "webhook_deliveries_per_s", (double)n / dt,
+                                     "webhook_server_cpu_us_per_delivery",
+                                     (cpu_s_of(srv->pid) - cpu0) * 1e6 / (double)n,
+                                     "webhook_signed", (json_int_t)atomic_load(&rcv.signed_posts)));
 out:
     if (reason || err.code) {
         json_object_set_new(o, "webhook_deliveries_per_s", json_null());
@@ -1509,18 +1509,17 @@ static void scenario_events(long n)
     double until = now_s() + 60 + (double)n / 50, done = 0;
     while ((done = metric(srv.base, done_metric) - done0) < (double)n) {
         if (now_s() > until) {
-            fail(&err, "events: %.0f of %ld executions completed within the time allowed", done,
-                 n);
+            fail(&err, "events: %.0f of %ld executions completed within the time allowed", done, n);
             goto out;
         }
         usleep(5000);
     }
     double t_match = now_s() - t0;
-    json_object_update_new(
-        o, json_pack("{s:f, s:f, s:f, s:f}", "events_published_per_s", (double)n / t_pub,
-                     "events_matched_per_s", (double)n / t_match, "match_all_done_ms",
-                     t_match * 1000, "server_cpu_us_per_event",
-                     (cpu_s_of(srv.pid) - cpu0) * 1e6 / (double)n));
+    json_object_update_new(o,
+                           json_pack("{s:f, s:f, s:f, s:f}", "events_published_per_s",
+                                     (double)n / t_pub, "events_matched_per_s", (double)n / t_match,
+                                     "match_all_done_ms", t_match * 1000, "server_cpu_us_per_event",
+                                     (cpu_s_of(srv.pid) - cpu0) * 1e6 / (double)n));
     events_webhooks(&srv, n, o);
     json_object_set_new(o, "server_rss_mb", json_real(rss_mb_of(srv.pid)));
 out:
