@@ -27,14 +27,15 @@
  *   list     a store of 50N finished executions (1,000,000 by default),
  *            written straight through the store API: latency of list pages
  *            and of GET /v1/executions/{id}
- *   events   `wfo server` with N executions each waiting (await_event) on
- *            its own key; N events published by POST /v1/events from a few
- *            threads: events/s accepted, events/s matched (first publish
- *            to the last execution completed), the server's CPU per event.
- *            Then a webhook subscription to a receiver inside the bench
- *            (libmicrohttpd, answers 200) and N more events: deliveries/s
- *            until the receiver has seen them all (null, with a reason,
- *            when the server answers POST /v1/subscriptions with 501)
+ *   events   `wfo server` with min(N, 5000) executions each waiting
+ *            (await_event) on its own key; as many events published by
+ *            POST /v1/events from a few threads (the cap: each event is
+ *            matched by a scan of every waiting execution, so the time
+ *            grows with the square of N; scaling.md has N = 20000): events/s accepted, events/s
+ * matched (first publish to the last execution completed), the server's CPU per event. Then a
+ * webhook subscription to a receiver inside the bench (libmicrohttpd, answers 200) and N more
+ * events: deliveries/s until the receiver has seen them all (null, with a reason, when the server
+ * answers POST /v1/subscriptions with 501)
  *
  * The servers inherit the bench's environment, so WFO_* variables set for
  * it configure them (WFO_HTTP_THREADS=4 build/bench http); the lines of
@@ -1471,16 +1472,23 @@ out:
     free(text);
 }
 
-/* events: N executions waiting each on its own key (k-I), then N events
- * published by EVENTS_PUBLISHERS threads; then the webhook part. */
+/* At most this many executions wait in `events` (see the header). */
+#define EVENTS_MAX 5000
+
+/* events: min(N, EVENTS_MAX) executions waiting each on its own key
+ * (k-I), then as many events published by EVENTS_PUBLISHERS threads; then
+ * the webhook part. */
 static void scenario_events(long n)
 {
     struct server srv = {0};
     struct wfo_error err = WFO_ERROR_INIT;
     json_t *o = line_new("events");
     line_server_env(o);
-    json_object_update_new(o, json_pack("{s:i, s:i}", "starter_threads", EVENTS_STARTERS,
-                                        "publisher_threads", EVENTS_PUBLISHERS));
+    if (n > EVENTS_MAX)
+        n = EVENTS_MAX;
+    json_object_update_new(o,
+                           json_pack("{s:I, s:i, s:i}", "events", (json_int_t)n, "starter_threads",
+                                     EVENTS_STARTERS, "publisher_threads", EVENTS_PUBLISHERS));
     if (server_start(&srv, "events", 0, &err) < 0 ||
         server_put(&srv, "waiter", waiter_json, &err) < 0)
         goto out;
