@@ -138,7 +138,8 @@ def test_approval_rejected(approval):
     srv = approval
     xid, rid, st = start_approval(srv)
     try:
-        # sent before the wait may have started: signals queue up (SPEC 2.5)
+        # sent right after the start, without looking whether the step waits
+        # yet: a signal that comes first queues up (SPEC 2.5)
         r = srv.post(f"/v1/executions/{xid}/signals/reject",
                      {"data": {"by": "bob", "comment": "too much"}})
         assert r.status == 202, r
