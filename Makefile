@@ -164,7 +164,7 @@ fuzz-test: test-deps $(FUZZ_BINS)
 
 # Benchmarks: an optimized build, figures as JSON lines (also in build/bench.json).
 BENCH_N ?= 20000
-BENCH_SCENARIOS ?= latency engine http idle list
+BENCH_SCENARIOS ?= latency engine http idle list events
 build/bench: bench/bench.c build/libwfo.a build/wfo
 	$(CC) $(WARN) $(DEFS) $(INC) $(OPT_CFLAGS) $(CFLAGS_PKG) -o $@ bench/bench.c build/libwfo.a $(LIBS)
 bench: all build/bench

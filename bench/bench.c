@@ -8,7 +8,7 @@
  * Prints one JSON object per line per scenario, each with `scenario`, its
  * figures, `cores`, `load1` (the 1-minute load average when the line was
  * written) and `n`, and writes the same lines to build/bench.json (the
- * file is rewritten by every run). Scenarios (all five when none is named,
+ * file is rewritten by every run). Scenarios (all six when none is named,
  * latency first: it is measured on an idle machine, before the throughput
  * scenarios load it):
  *
@@ -27,6 +27,15 @@
  *   list     a store of 50N finished executions (1,000,000 by default),
  *            written straight through the store API: latency of list pages
  *            and of GET /v1/executions/{id}
+ *   events   `wfo server` with min(N, 5000) executions each waiting
+ *            (await_event) on its own key; as many events published by
+ *            POST /v1/events from a few threads (the cap: each event is
+ *            matched by a scan of every waiting execution, so the time
+ *            grows with the square of N; scaling.md has N = 20000): events/s accepted, events/s
+ * matched (first publish to the last execution completed), the server's CPU per event. Then a
+ * webhook subscription to a receiver inside the bench (libmicrohttpd, answers 200) and N more
+ * events: deliveries/s until the receiver has seen them all (null, with a reason, when the server
+ * answers POST /v1/subscriptions with 501)
  *
  * The servers inherit the bench's environment, so WFO_* variables set for
  * it configure them (WFO_HTTP_THREADS=4 build/bench http); the lines of
@@ -56,6 +65,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 
 #include "common/duration.h"
 #include "common/httpc.h"
@@ -1320,9 +1333,211 @@ out:
     free(v);
 }
 
+/* ---- events ---- */
+
+#define EVENTS_STARTERS 16
+#define EVENTS_PUBLISHERS 4
+
+static const char *waiter_json =
+    "{\"name\": \"waiter\", \"steps\": [{\"name\": \"w\", \"type\": \"await_event\", "
+    "\"event\": \"bench.paid\", \"key\": \"${ .input.k }\"}]}";
+
+struct publish_ud {
+    const char *base;
+    const char *type;
+};
+
+/* POST /v1/events {type, key: k-I, data: {i: I}}: 202. */
+static int publish_one(struct par *p, long i, struct wfo_error *err)
+{
+    struct publish_ud *u = p->ud;
+    char url[256], body[256];
+    snprintf(url, sizeof(url), "%s/v1/events", u->base);
+    snprintf(body, sizeof(body), "{\"type\": \"%s\", \"key\": \"k-%ld\", \"data\": {\"i\": %ld}}",
+             u->type, i, i);
+    return req_json("POST", url, body, REQ_TIMEOUT_MS, 202, NULL, err);
+}
+
+/* The webhook receiver: answers every request 200 and counts the POSTs
+ * whose body has come whole, and those that carry X-Wfo-Signature. */
+struct receiver {
+    struct MHD_Daemon *d;
+    int port;
+    atomic_long posts, signed_posts;
+};
+
+static enum MHD_Result receiver_access(void *cls, struct MHD_Connection *c, const char *url,
+                                       const char *method, const char *version,
+                                       const char *upload_data, size_t *upload_size, void **ctx)
+{
+    struct receiver *r = cls;
+    static int seen;
+    if (!*ctx) { /* the headers: the body (if any) comes in the next calls */
+        *ctx = &seen;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (strcmp(method, "POST") == 0) {
+        atomic_fetch_add(&r->posts, 1);
+        if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Wfo-Signature"))
+            atomic_fetch_add(&r->signed_posts, 1);
+    }
+    struct MHD_Response *res = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, res);
+    MHD_destroy_response(res);
+    return rc;
+}
+
+static int receiver_start(struct receiver *r, struct wfo_error *err)
+{
+    r->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
+        NULL, receiver_access, r, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)&(struct sockaddr_in){.sin_family = AF_INET,
+                                                       .sin_addr.s_addr = htonl(INADDR_LOOPBACK)},
+        MHD_OPTION_END);
+    if (!r->d) {
+        fail(err, "the webhook receiver could not start");
+        return -1;
+    }
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(r->d, MHD_DAEMON_INFO_BIND_PORT);
+    r->port = i ? i->port : 0;
+    return 0;
+}
+
+/* The webhook part of `events` (fields webhook_*): subscribes the
+ * receiver to type bench.hook, publishes n events of it, and waits until
+ * the receiver has had n POSTs. Never fails the scenario's line. */
+static void events_webhooks(const struct server *srv, long n, json_t *o)
+{
+    struct receiver rcv = {0};
+    struct wfo_error err = WFO_ERROR_INIT;
+    char url[256], body[512], *text = NULL;
+    long status = 0;
+    json_t *sub = NULL;
+    const char *reason = NULL;
+    if (receiver_start(&rcv, &err) < 0)
+        goto out;
+    snprintf(url, sizeof(url), "%s/v1/subscriptions", srv->base);
+    snprintf(body, sizeof(body),
+             "{\"url\": \"http://127.0.0.1:%d/hook\", \"types\": [\"bench.hook\"], "
+             "\"secret\": \"bench-secret-0123456789\"}",
+             rcv.port);
+    if (req_do("POST", url, body, REQ_TIMEOUT_MS, &status, &sub, NULL, &err) < 0)
+        goto out;
+    if (status == 501) {
+        reason = "POST /v1/subscriptions answered 501: webhooks are not built in this server";
+        goto out;
+    }
+    if (status != 200 && status != 201) {
+        const char *m = wfo_json_str(wfo_json_obj(sub, "error"), "message");
+        fail(&err, "POST %s: status %ld: %s", url, status, m ? m : "");
+        goto out;
+    }
+    double cpu0 = cpu_s_of(srv->pid), t0 = now_s();
+    struct publish_ud pu = {srv->base, "bench.hook"};
+    struct par p = {.n = n, .fn = publish_one, .ud = &pu};
+    if (par_run(&p, EVENTS_PUBLISHERS, 60 + (double)n / 50)) {
+        err = p.err;
+        goto out;
+    }
+    double until = now_s() + 60 + (double)n / 50;
+    while (atomic_load(&rcv.posts) < n) {
+        if (now_s() > until) {
+            fail(&err, "webhooks: %ld of %ld deliveries within the time allowed",
+                 atomic_load(&rcv.posts), n);
+            goto out;
+        }
+        usleep(2000);
+    }
+    double dt = now_s() - t0;
+    json_object_update_new(o,
+                           json_pack("{s:f, s:f, s:I}", "webhook_deliveries_per_s", (double)n / dt,
+                                     "webhook_server_cpu_us_per_delivery",
+                                     (cpu_s_of(srv->pid) - cpu0) * 1e6 / (double)n,
+                                     "webhook_signed", (json_int_t)atomic_load(&rcv.signed_posts)));
+out:
+    if (reason || err.code) {
+        json_object_set_new(o, "webhook_deliveries_per_s", json_null());
+        json_object_set_new(o, "webhook_reason", json_string(reason ? reason : err.message));
+    }
+    if (rcv.d) {
+        json_object_set_new(o, "webhook_received", json_integer(atomic_load(&rcv.posts)));
+        MHD_stop_daemon(rcv.d);
+    }
+    json_decref(sub);
+    free(text);
+}
+
+/* At most this many executions wait in `events` (see the header). */
+#define EVENTS_MAX 5000
+
+/* events: min(N, EVENTS_MAX) executions waiting each on its own key
+ * (k-I), then as many events published by EVENTS_PUBLISHERS threads; then
+ * the webhook part. */
+static void scenario_events(long n)
+{
+    struct server srv = {0};
+    struct wfo_error err = WFO_ERROR_INIT;
+    json_t *o = line_new("events");
+    line_server_env(o);
+    if (n > EVENTS_MAX)
+        n = EVENTS_MAX;
+    json_object_update_new(o,
+                           json_pack("{s:I, s:i, s:i}", "events", (json_int_t)n, "starter_threads",
+                                     EVENTS_STARTERS, "publisher_threads", EVENTS_PUBLISHERS));
+    if (server_start(&srv, "events", 0, &err) < 0 ||
+        server_put(&srv, "waiter", waiter_json, &err) < 0)
+        goto out;
+    struct start_ud su = {srv.base, "waiter", "{\"k\": \"k-%ld\"}", NULL, NULL, NULL};
+    struct par sp = {.n = n, .fn = start_one, .ud = &su};
+    double s0 = now_s();
+    if (par_run(&sp, EVENTS_STARTERS, 60 + (double)n / 50)) {
+        err = sp.err;
+        goto out;
+    }
+    json_object_set_new(o, "starts_per_s", json_real((double)n / (now_s() - s0)));
+    /* a 201 is answered after the round that made the step wait is
+     * committed: every execution waits now */
+    const char *done_metric = "wfo_executions_completed_total{workflow=\"waiter\"}";
+    double done0 = metric(srv.base, done_metric);
+    if (done0 < 0)
+        done0 = 0;
+    double cpu0 = cpu_s_of(srv.pid), t0 = now_s();
+    struct publish_ud pu = {srv.base, "bench.paid"};
+    struct par pp = {.n = n, .fn = publish_one, .ud = &pu};
+    if (par_run(&pp, EVENTS_PUBLISHERS, 60 + (double)n / 50)) {
+        err = pp.err;
+        goto out;
+    }
+    double t_pub = now_s() - t0;
+    double until = now_s() + 60 + (double)n / 50, done = 0;
+    while ((done = metric(srv.base, done_metric) - done0) < (double)n) {
+        if (now_s() > until) {
+            fail(&err, "events: %.0f of %ld executions completed within the time allowed", done, n);
+            goto out;
+        }
+        usleep(5000);
+    }
+    double t_match = now_s() - t0;
+    json_object_update_new(o,
+                           json_pack("{s:f, s:f, s:f, s:f}", "events_published_per_s",
+                                     (double)n / t_pub, "events_matched_per_s", (double)n / t_match,
+                                     "match_all_done_ms", t_match * 1000, "server_cpu_us_per_event",
+                                     (cpu_s_of(srv.pid) - cpu0) * 1e6 / (double)n));
+    events_webhooks(&srv, n, o);
+    json_object_set_new(o, "server_rss_mb", json_real(rss_mb_of(srv.pid)));
+out:
+    server_stop(&srv);
+    emit_err(o, &err);
+}
+
 int main(int argc, char **argv)
 {
-    static const char *const all[] = {"latency", "engine", "http", "idle", "list"};
+    static const char *const all[] = {"latency", "engine", "http", "idle", "list", "events"};
     const char *which[16];
     int n_which = 0;
     bench_n = 20000;
@@ -1358,9 +1573,11 @@ int main(int argc, char **argv)
             scenario_idle(bench_n);
         } else if (strcmp(w, "list") == 0) {
             scenario_list(bench_n);
+        } else if (strcmp(w, "events") == 0) {
+            scenario_events(bench_n);
         } else {
             struct wfo_error err = WFO_ERROR_INIT;
-            fail(&err, "unknown scenario '%s' (engine, http, latency, idle, list)", w);
+            fail(&err, "unknown scenario '%s' (engine, http, latency, idle, list, events)", w);
             json_t *o = line_new(w);
             emit_err(o, &err);
         }
