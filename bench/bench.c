@@ -29,13 +29,15 @@
  *            and of GET /v1/executions/{id}
  *   events   `wfo server` with min(N, 5000) executions each waiting
  *            (await_event) on its own key; as many events published by
- *            POST /v1/events from a few threads (the cap: each event is
- *            matched by a scan of every waiting execution, so the time
- *            grows with the square of N; scaling.md has N = 20000): events/s accepted, events/s
- * matched (first publish to the last execution completed), the server's CPU per event. Then a
- * webhook subscription to a receiver inside the bench (libmicrohttpd, answers 200) and N more
- * events: deliveries/s until the receiver has seen them all (null, with a reason, when the server
- * answers POST /v1/subscriptions with 501)
+ *            POST /v1/events from a few threads (the cap keeps the run
+ *            short: each event is a store transaction of its own, so
+ *            intake is bound by commit latency): events/s accepted,
+ *            events/s matched (first publish to the last execution
+ *            completed), the server's CPU per event. Then a webhook
+ *            subscription to a receiver inside the bench (libmicrohttpd,
+ *            answers 200) and N more events: deliveries/s until the
+ *            receiver has seen them all (null, with a reason, when the
+ *            server answers POST /v1/subscriptions with 501)
  *
  * The servers inherit the bench's environment, so WFO_* variables set for
  * it configure them (WFO_HTTP_THREADS=4 build/bench http); the lines of

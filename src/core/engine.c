@@ -884,6 +884,7 @@ static void engine_forget(struct wfo_engine *e)
     for (size_t it = 0; wfo_map_next(&e->execs, &it, &k, &v);)
         exec_free(v);
     wfo_map_release(&e->execs);
+    events_index_release(e);
     for (int i = 0; i < e->n_heap; i++)
         tentry_free(e->heap[i]);
     e->n_heap = 0;
@@ -1194,6 +1195,7 @@ void wfo_engine_free(struct wfo_engine *e)
     for (size_t it = 0; wfo_map_next(&e->execs, &it, &k, &v);)
         exec_free(v);
     wfo_map_release(&e->execs);
+    events_index_release(e);
     for (size_t it = 0; wfo_map_next(&e->timers, &it, &k, &v);)
         ((struct tentry *)v)->dead = 1;
     for (int i = 0; i < e->n_heap; i++)

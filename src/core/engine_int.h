@@ -148,6 +148,8 @@ struct wfo_engine {
 
     /* engine thread only */
     struct wfo_map execs; /* id -> struct execution */
+    struct wfo_map waits; /* "ns\ntype\nkey" -> the executions that wait for it (events.c W5) */
+    int64_t next_reindex; /* when the waits index is made again */
     struct fsm fsm;
     struct round rounds[3]; /* gathering, in flight, being acted on */
     struct round *cur;      /* gathering the next batch */
@@ -283,6 +285,12 @@ void events_post_wake(struct wfo_engine *e, const char *ns, const char *type, co
                       const char *exec_id);
 /* {id, type, key, source, data, time} of an events row (new ref). */
 json_t *events_event_json(const struct store_event *r);
+/* The index of waits (W5): x's waiting steps are added; the whole index
+ * released, or made again from the executions in memory. */
+void events_index_exec(struct wfo_engine *e, struct execution *x);
+void events_index_release(struct wfo_engine *e);
+void events_reindex(struct wfo_engine *e);
+#define WAITS_REINDEX_MS (60 * 1000)
 /* After a commit that wrote outbox rows: wakes the event streams. */
 void events_outbox_notify(struct wfo_engine *e);
 

@@ -23,6 +23,14 @@
  *   W4. An execution with a waiting await_event step stays in memory
  *       (exec_idle) and is loaded at a restart (exec_resume), where its
  *       waits look for a match again (engine_recover posts a CMD_WAKE).
+ *   W5. An event wakes the executions of the index e->waits under its
+ *       (namespace, type, key), not every execution in memory: a step that
+ *       starts waiting for an event is indexed after the commit that made
+ *       it wait (with W2's look), an execution loaded with one when it is
+ *       loaded (exec_get). Entries of waits that ended are dropped when
+ *       their key is woken, and the whole index is made again from memory
+ *       every WAITS_REINDEX_MS (waits that timed out under a key no event
+ *       came for).
  */
 #include "common/compat.h"
 
@@ -141,21 +149,111 @@ static int waits_for(const struct execution *x, const struct step_state *st, con
     return (!k && !key) || (k && key && strcmp(k, key) == 0);
 }
 
-/* Every execution in memory with a step waiting for (ns, type, key). */
+/* --- the index of waits (W5) ------------------------------------------------ */
+
+struct wait_ids {
+    char *key; /* its key in e->waits */
+    char **v;  /* execution ids */
+    int n, alloc;
+};
+
+/* The index key of (ns, type, key): a NULL key is not the empty one. */
+static void wait_key(struct wfo_buf *b, const char *ns, const char *type, const char *key)
+{
+    wfo_buf_reset(b);
+    wfo_buf_adds(b, ns);
+    wfo_buf_addch(b, '\n');
+    wfo_buf_adds(b, type);
+    wfo_buf_adds(b, key ? "\nk" : "\n-");
+    if (key)
+        wfo_buf_adds(b, key);
+}
+
+static void wait_ids_free(struct wait_ids *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    free(l->key);
+    free(l);
+}
+
+void events_index_release(struct wfo_engine *e)
+{
+    const char *k;
+    void *v;
+    for (size_t it = 0; wfo_map_next(&e->waits, &it, &k, &v);)
+        wait_ids_free(v);
+    wfo_map_release(&e->waits);
+}
+
+/* Indexes x's steps that wait for an event. */
+void events_index_exec(struct wfo_engine *e, struct execution *x)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    for (int k = 0; k < x->n_steps; k++) {
+        struct step_state *st = x->steps[k];
+        const char *type = st->wait ? wfo_json_str(st->wait, "event") : NULL;
+        if (st->status != SS_WAITING || !type)
+            continue;
+        wait_key(&b, x->ns, type, wfo_json_str(st->wait, "key"));
+        struct wait_ids *l = wfo_map_get(&e->waits, b.buf);
+        if (!l) {
+            l = wfo_calloc(1, sizeof(*l));
+            l->key = wfo_strdup(b.buf);
+            wfo_map_put(&e->waits, l->key, l);
+        }
+        int dup = 0;
+        for (int i = l->n; i-- > 0 && i >= l->n - 4 && !dup;)
+            dup = strcmp(l->v[i], x->id) == 0;
+        if (!dup) {
+            GROW(l->v, l->n, l->alloc);
+            l->v[l->n++] = wfo_strdup(x->id);
+        }
+    }
+    wfo_buf_release(&b);
+}
+
+/* The "waits index" duty: made again from the executions in memory. */
+void events_reindex(struct wfo_engine *e)
+{
+    const char *id;
+    void *v;
+    events_index_release(e);
+    for (size_t it = 0; wfo_map_next(&e->execs, &it, &id, &v);)
+        events_index_exec(e, v);
+}
+
+/* Every execution in memory with a step waiting for (ns, type, key): the
+ * index's, of which those that no longer wait for it leave it (W5). */
 static int wake_event(struct wfo_engine *e, const char *ns, const char *type, const char *key)
 {
     struct execution **xs = NULL;
     int n = 0, alloc = 0, kept = 0;
-    const char *id;
-    void *v;
-    for (size_t it = 0; wfo_map_next(&e->execs, &it, &id, &v);) {
-        struct execution *x = v;
-        for (int k = 0; k < x->n_steps; k++)
-            if (waits_for(x, x->steps[k], ns, type, key)) {
-                GROW(xs, n, alloc);
-                xs[n++] = x;
-                break;
-            }
+    struct wfo_buf b = WFO_BUF_INIT;
+    wait_key(&b, ns, type, key);
+    struct wait_ids *l = wfo_map_get(&e->waits, b.buf);
+    wfo_buf_release(&b);
+    if (!l)
+        return 0;
+    int w = 0;
+    for (int i = 0; i < l->n; i++) {
+        struct execution *x = wfo_map_get(&e->execs, l->v[i]);
+        int waits = 0;
+        for (int k = 0; x && k < x->n_steps && !waits; k++)
+            waits = waits_for(x, x->steps[k], ns, type, key);
+        if (!waits) {
+            free(l->v[i]);
+            continue;
+        }
+        l->v[w++] = l->v[i];
+        GROW(xs, n, alloc);
+        xs[n++] = x;
+    }
+    l->n = w;
+    if (!l->n) {
+        wfo_map_del(&e->waits, l->key);
+        wait_ids_free(l);
     }
     /* matched after the scan: a match may change the map's executions */
     for (int i = 0; i < n; i++)
@@ -207,7 +305,10 @@ void events_after_commit(struct wfo_engine *e, struct fsm *f)
             struct execution *x = h->x;
             struct step_state *st = exec_step(x, h->step);
             /* only an execution still in memory (one that ended since left) */
-            if (st && wfo_map_get(&e->execs, x->id) == x && wait_match(e, x, st))
+            if (!st || wfo_map_get(&e->execs, x->id) != x)
+                continue;
+            events_index_exec(e, x);
+            if (wait_match(e, x, st))
                 events_post_wake(e, NULL, NULL, NULL, x->id);
         } else if (strcmp(h->type, "event.emitted") == 0 && h->data) {
             if (wake_event(e, h->x->ns, wfo_json_str(h->data, "type"),

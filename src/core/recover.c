@@ -133,6 +133,7 @@ struct execution *exec_get(struct wfo_engine *e, const char *id, struct wfo_erro
         return NULL;
     }
     wfo_map_put(&e->execs, l.x->id, l.x);
+    events_index_exec(e, l.x); /* events.c W5 */
     return l.x;
 }
 

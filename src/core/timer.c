@@ -26,6 +26,8 @@
  *      at once again while a full batch went.
  *   8. in a cluster, the events other nodes accepted (triggers.c T4):
  *      their triggers and this node's waits; every 500 ms.
+ *   9. the index of waits (events.c W5), made again from memory every
+ *      minute.
  * engine_tick_next() says when the next of them is due, from the same
  * table (duties[]), so that the engine thread sleeps until then.
  */
@@ -322,6 +324,17 @@ static void cron_run(struct wfo_engine *e, struct cmd **cmds)
     triggers_cron(e, e->fsm.now);
 }
 
+static int64_t reindex_due(struct wfo_engine *e)
+{
+    return e->next_reindex;
+}
+
+static void reindex_run(struct wfo_engine *e, struct cmd **cmds)
+{
+    events_reindex(e);
+    e->next_reindex = e->fsm.now + WAITS_REINDEX_MS;
+}
+
 static int64_t scan_due(struct wfo_engine *e)
 {
     return e->cluster ? e->next_scan : NEVER;
@@ -353,7 +366,7 @@ static const struct duty {
     {"retention", retention_due, retention_run}, {"lease expiries", leases_due, leases_run},
     {"timer window", window_due, window_run},    {"shard leases", shards_due, shards_run},
     {"cron triggers", cron_due, cron_run},       {"outbox retention", outbox_due, outbox_run},
-    {"cluster events", scan_due, scan_run},
+    {"cluster events", scan_due, scan_run},      {"waits index", reindex_due, reindex_run},
 };
 
 void engine_tick(struct wfo_engine *e, struct cmd **cmds)

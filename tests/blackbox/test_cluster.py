@@ -308,3 +308,32 @@ def test_events_reach_the_waits_and_triggers_of_every_node(tmp_path):
         for s in srvs:
             if s.proc and s.proc.poll() is None:
                 s.stop()
+
+
+def test_requests_are_forwarded_to_the_advertised_url(tmp_path):
+    """cluster.advertise is where the others send a node's requests: one
+    that advertises a port nobody listens on gets none, and a change
+    through another node says so (503), while reads are served from the
+    store."""
+    a = WfoServer(tmp_path / "n0", env=ENV)
+    b = WfoServer(tmp_path / "n1", env=dict(ENV, WFO_ADVERTISE="http://127.0.0.1:9"))
+    b.db = a.db
+    a.launch()
+    b.launch()
+    try:
+        wait_shares([a, b])
+        a.put_workflow(DEF)
+        r = b.post("/v1/executions", {"workflow": "clustered", "input": {"n": 3}})
+        assert r.status == 201, r
+        x = r.json["id"]
+        r = a.post(f"/v1/executions/{x}/cancel", {"reason": "through a"})
+        assert r.status == 503, r
+        assert "127.0.0.1:9" in r.error["message"], r
+        r = a.get(f"/v1/executions/{x}")
+        assert r.status == 200 and r.json["status"] == "running", r
+        r = b.post(f"/v1/executions/{x}/cancel", {"reason": "at its owner"})
+        assert r.status == 200, r
+    finally:
+        for s in (a, b):
+            if s.proc and s.proc.poll() is None:
+                s.stop()
