@@ -1156,6 +1156,22 @@ int wfo_engine_handle_command(struct wfo_engine *e, const char *queue, const cha
     return rc;
 }
 
+/* A node that stops (E8) gives its shards back and says it left, so the
+ * others take them at their next look rather than after the lease: no
+ * round is in flight any more. */
+static void cluster_leave(struct wfo_engine *e)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_node gone = {e->owner, e->node_url, e->started_at, 0};
+    if ((e->shards && e->store->ops->release_shards(e->store, e->owner, e->shards, &err) < 0) ||
+        e->store->ops->beat_node(e->store, &gone, &err) < 0)
+        wfo_warn(NULL, NULL, "leaving the cluster: %s (the others wait for the lease)",
+                 err.message);
+    else
+        wfo_info(NULL, NULL, "node %s left the cluster, shards %#x given back", e->owner,
+                 (unsigned)e->shards);
+}
+
 void wfo_engine_free(struct wfo_engine *e)
 {
     if (!e)
@@ -1181,6 +1197,8 @@ void wfo_engine_free(struct wfo_engine *e)
         pthread_join(e->writer, NULL);
         for (int i = 0; i < e->n_runners; i++)
             pthread_join(e->runners[i], NULL);
+        if (e->cluster)
+            cluster_leave(e);
     }
     free(e->runners);
     for (struct cmd *c = e->head, *next; c; c = next) {

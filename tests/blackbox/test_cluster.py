@@ -337,3 +337,31 @@ def test_requests_are_forwarded_to_the_advertised_url(tmp_path):
         for s in (a, b):
             if s.proc and s.proc.poll() is None:
                 s.stop()
+
+
+def test_a_node_stopped_gives_its_shards_back_at_once(tmp_path):
+    """SIGTERM: the node gives its shards back and leaves, so the other
+    takes them at its next look (a third of the lease), not after the
+    lease (10 s here)."""
+    env = dict(ENV, WFO_CLUSTER_LEASE="10s")
+    a = WfoServer(tmp_path / "n0", env=env)
+    b = WfoServer(tmp_path / "n1", env=env)
+    b.db = a.db
+    a.launch()
+    b.launch()
+    try:
+        wait_shares([a, b], timeout=40)
+        a.put_workflow(DEF)
+        r = b.post("/v1/executions", {"workflow": "clustered", "input": {"n": 4}})
+        assert r.status == 201, r
+        x = r.json["id"]
+        b.stop()
+        assert "left the cluster" in b.stderr(), b.stderr()
+        took = wait_shares([a], timeout=30)
+        assert took < 8, f"the shards moved after {took:.1f}s: after the lease, not at once"
+        task = a.poll(["cq"], wait="10s")
+        assert [t["execution_id"] for t in task] == [x], task
+    finally:
+        for s in (a, b):
+            if s.proc and s.proc.poll() is None:
+                s.stop()
