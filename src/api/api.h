@@ -266,6 +266,15 @@ void api_wait_end(struct api_req *req);
 /* Clamps a requested wait to opt.max_wait_ms. */
 int64_t api_wait_cap(const struct api *a, int64_t wait_ms);
 
+/* A cluster (routes.c, docs/operations/scaling.md#several-nodes): sends
+ * req's method to url with body, the caller's Authorization and
+ * X-Wfo-Forwarded (the node that forwards: the receiver never forwards
+ * it again). httpc_do's result; res is the other node's answer. */
+struct httpc_response;
+int api_forward(struct api *a, const struct api_req *req, const char *url, const char *body,
+                size_t body_len, int64_t timeout_ms, struct httpc_response *res,
+                struct wfo_error *err);
+
 /* The handlers. */
 int api_event_stream(struct api *a, struct api_req *req, struct api_resp *resp,
                      struct wfo_error *err);

@@ -801,6 +801,28 @@ static const char *request_exec(const struct api_route *found, const struct api_
     return NULL;
 }
 
+int api_forward(struct api *a, const struct api_req *req, const char *url, const char *body,
+                size_t body_len, int64_t timeout_ms, struct httpc_response *res,
+                struct wfo_error *err)
+{
+    struct httpc_header h[3];
+    int n = 0;
+    const char *auth = api_header(req, "Authorization");
+    if (auth)
+        h[n++] = (struct httpc_header){"Authorization", (char *)auth};
+    if (body)
+        h[n++] = (struct httpc_header){"Content-Type", "application/json"};
+    h[n++] = (struct httpc_header){"X-Wfo-Forwarded", (char *)engine_node(a->engine)};
+    struct httpc_request hr = {.method = req->method,
+                               .url = url,
+                               .headers = h,
+                               .n_headers = n,
+                               .body = body,
+                               .body_len = body_len,
+                               .timeout_ms = timeout_ms};
+    return httpc_do(&hr, res, err);
+}
+
 /* 1 when resp holds the answer of the node that holds the request's
  * execution (or the error of reaching it); 0 to serve the request here. */
 static int forward(struct api *a, struct api_req *req, const struct api_route *found,
@@ -832,23 +854,8 @@ static int forward(struct api *a, struct api_req *req, const struct api_route *f
         if (strcmp(req->query[i].key, "wait") == 0)
             timeout = a->opt.max_wait_ms + FORWARD_TIMEOUT_MS;
     }
-    struct httpc_header h[3];
-    int n = 0;
-    const char *auth = api_header(req, "Authorization");
-    if (auth)
-        h[n++] = (struct httpc_header){"Authorization", (char *)auth};
-    if (req->body)
-        h[n++] = (struct httpc_header){"Content-Type", "application/json"};
-    h[n++] = (struct httpc_header){"X-Wfo-Forwarded", (char *)engine_node(a->engine)};
-    struct httpc_request hr = {.method = req->method,
-                               .url = url.buf,
-                               .headers = h,
-                               .n_headers = n,
-                               .body = req->body,
-                               .body_len = req->body_len,
-                               .timeout_ms = timeout};
     struct httpc_response res = {0};
-    rc = httpc_do(&hr, &res, &err);
+    rc = api_forward(a, req, url.buf, req->body, req->body_len, timeout, &res, &err);
     wfo_buf_release(&url);
     if (rc < 0) {
         httpc_response_release(&res);

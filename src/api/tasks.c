@@ -18,11 +18,58 @@
 
 #include "api.h"
 #include "../core/engine.h"
+#include "../core/query.h"
 #include "../common/duration.h"
+#include "../common/httpc.h"
 #include "../common/util.h"
 
 #define POLL_MAX 100
 #define QUEUES_MAX 64
+
+/* A cluster (docs/operations/scaling.md#several-nodes): a task is leased by
+ * the node that holds its execution, so a poll that finds none here asks
+ * the other live nodes, without waiting, in turn from a random one, for up
+ * to max tasks; their leases are theirs, and so are the completions (which
+ * any node forwards by task id). The number of tasks put in *tasks. */
+#define PEER_POLL_TIMEOUT_MS 5000
+
+static int peers_poll(struct api *a, struct api_req *req, json_t *body, int max, json_t **tasks)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    json_t *urls = NULL;
+    if (query_peers(a->engine, &urls, &err) < 0 || json_array_size(urls) == 0) {
+        json_decref(urls);
+        return 0;
+    }
+    json_t *out = json_array();
+    size_t n = json_array_size(urls), first = (size_t)(wfo_random() * (double)n);
+    for (size_t i = 0; i < n && (int)json_array_size(out) < max; i++) {
+        const char *base = json_string_value(json_array_get(urls, (first + i) % n));
+        json_t *ask = json_deep_copy(body);
+        json_object_set_new(ask, "max", json_integer(max - (json_int_t)json_array_size(out)));
+        json_object_set_new(ask, "wait", json_integer(0));
+        char *text = wfo_json_dumps(ask);
+        json_decref(ask);
+        struct wfo_buf url = WFO_BUF_INIT;
+        wfo_buf_adds(&url, base);
+        wfo_buf_adds(&url, "/v1/tasks/poll");
+        struct httpc_response res = {0};
+        if (api_forward(a, req, url.buf, text, strlen(text), PEER_POLL_TIMEOUT_MS, &res, &err) ==
+                0 &&
+            res.status == 200) {
+            json_t *got = json_loadb(res.body.buf, res.body.len, 0, NULL);
+            json_array_extend(out, json_object_get(got, "tasks"));
+            json_decref(got);
+        }
+        httpc_response_release(&res);
+        wfo_buf_release(&url);
+        free(text);
+    }
+    json_decref(urls);
+    json_decref(*tasks);
+    *tasks = out;
+    return (int)json_array_size(out);
+}
 
 int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
 {
@@ -59,6 +106,7 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
         goto out;
     /* in slices, so that a shutdown is not held up by a waiting worker */
     int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
+    int ask_peers = engine_clustered(a->engine) && !api_header(req, "X-Wfo-Forwarded");
     for (;;) {
         int64_t left = until - wfo_mono_ms();
         if (left < 0 || atomic_load(&a->stopping))
@@ -69,6 +117,18 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
         if (req->gone && req->gone(req->conn)) {
             rc = wfo_error_set(err, WFO_EINVAL, "the client closed the connection");
             goto out;
+        }
+        if (ask_peers) {
+            /* what is ready here, else on another node, else wait here */
+            rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, &tasks, err);
+            if (rc < 0)
+                goto out;
+            if (json_array_size(tasks) == 0 && peers_poll(a, req, body, (int)max, &tasks) > 0)
+                break;
+            if (json_array_size(tasks) > 0)
+                break;
+            json_decref(tasks);
+            tasks = NULL;
         }
         rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, slice, &tasks, err);
         if (rc < 0)
@@ -175,10 +235,69 @@ out:
  * committed in one round. Each result is answered on its own (200 with
  * {results: [{task_id, status} or {task_id, status_code, error}]}, in
  * order); a malformed result refuses the whole request (400). */
+/* The entry of results[] for a result that failed with status and error
+ * ({type, message}, borrowed; NULL: a 503 with message). */
+static json_t *result_error(const char *task_id, int status, json_t *error, const char *message)
+{
+    if (error)
+        return json_pack("{s:s, s:i, s:O}", "task_id", task_id, "status_code", status, "error",
+                         error);
+    return json_pack("{s:s, s:i, s:{s:s, s:s}}", "task_id", task_id, "status_code", status, "error",
+                     "type", "Unavailable", "message", message);
+}
+
+/* A cluster: result v (one of results[]) of a task that another node
+ * holds goes to that node as one complete or fail; its entry of the
+ * answer. NULL when this node holds it. */
+static json_t *result_forward(struct api *a, struct api_req *req, json_t *v)
+{
+    const char *task_id = wfo_json_str(v, "task_id");
+    char exec[WFO_EXEC_ID_SIZE], owner[512];
+    struct wfo_error err = WFO_ERROR_INIT;
+    const char *dot = strrchr(task_id, '.');
+    if (!dot || (size_t)(dot - task_id) >= sizeof(exec))
+        return NULL; /* not a task id: the engine says so */
+    memcpy(exec, task_id, (size_t)(dot - task_id));
+    exec[dot - task_id] = 0;
+    int rc = query_owner(a->engine, exec, owner, sizeof(owner), &err);
+    if (rc == 1)
+        return NULL;
+    if (rc < 0)
+        return result_error(task_id, wfo_error_http_status(rc), NULL, err.message);
+    int fail = json_object_get(v, "error") != NULL;
+    struct wfo_buf url = WFO_BUF_INIT;
+    wfo_buf_adds(&url, owner);
+    wfo_buf_adds(&url, "/v1/tasks/");
+    httpc_escape(&url, task_id);
+    wfo_buf_adds(&url, fail ? "/fail" : "/complete");
+    json_t *one = json_deep_copy(v);
+    json_object_del(one, "task_id");
+    char *text = wfo_json_dumps(one);
+    json_decref(one);
+    struct httpc_response res = {0};
+    json_t *entry = NULL;
+    if (api_forward(a, req, url.buf, text, strlen(text), PEER_POLL_TIMEOUT_MS, &res, &err) < 0) {
+        entry = result_error(task_id, 503, NULL, err.message);
+    } else if (res.status == 200) {
+        entry =
+            json_pack("{s:s, s:s}", "task_id", task_id, "status", fail ? "failed" : "completed");
+    } else {
+        json_t *got = json_loadb(res.body.buf, res.body.len, 0, NULL);
+        json_t *e = json_object_get(got, "error");
+        entry = e ? result_error(task_id, (int)res.status, e, NULL)
+                  : result_error(task_id, 503, NULL, "the node holding the task answered badly");
+        json_decref(got);
+    }
+    httpc_response_release(&res);
+    wfo_buf_release(&url);
+    free(text);
+    return entry;
+}
+
 int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *resp,
                            struct wfo_error *err)
 {
-    json_t *body = NULL, *list, *v, *out = NULL;
+    json_t *body = NULL, *list, *v, *out = NULL, **fwd = NULL;
     struct engine_task_result *t = NULL;
     size_t i, n = 0;
     static const char *const known[] = {"results", NULL};
@@ -220,22 +339,47 @@ int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *
         if (!r->output)
             r->output = json_null();
     }
-    if ((rc = engine_task_finish(a->engine, req->ns, t, (int)n, err)) < 0)
+    /* a cluster: the results of other nodes' tasks go to them; the rest
+     * are finished here, in one call */
+    fwd = wfo_calloc(n, sizeof(*fwd));
+    size_t here = 0;
+    for (i = 0; i < n; i++) {
+        if (engine_clustered(a->engine) && !api_header(req, "X-Wfo-Forwarded"))
+            fwd[i] = result_forward(a, req, json_array_get(list, i));
+        if (fwd[i]) {
+            json_decref(t[i].error);
+            t[i].error = NULL;
+        } else if (here++ < i) {
+            t[here - 1] = t[i];
+            t[i].error = NULL; /* moved */
+        }
+    }
+    if (here && (rc = engine_task_finish(a->engine, req->ns, t, (int)here, err)) < 0)
         goto out;
     out = json_array();
+    size_t k = 0;
     for (i = 0; i < n; i++) {
-        if (t[i].rc < 0)
-            json_array_append_new(
-                out, json_pack("{s:s, s:i, s:{s:s, s:s}}", "task_id", t[i].task_id, "status_code",
-                               wfo_error_http_status(t[i].rc), "error", "type",
-                               wfo_error_type(t[i].rc), "message", t[i].err.message));
+        if (fwd[i]) {
+            json_array_append(out, fwd[i]);
+            continue;
+        }
+        struct engine_task_result *r = &t[k++];
+        if (r->rc < 0)
+            json_array_append_new(out, json_pack("{s:s, s:i, s:{s:s, s:s}}", "task_id", r->task_id,
+                                                 "status_code", wfo_error_http_status(r->rc),
+                                                 "error", "type", wfo_error_type(r->rc), "message",
+                                                 r->err.message));
         else
-            json_array_append_new(out, json_pack("{s:s, s:s}", "task_id", t[i].task_id, "status",
-                                                 t[i].ok ? "completed" : "failed"));
+            json_array_append_new(out, json_pack("{s:s, s:s}", "task_id", r->task_id, "status",
+                                                 r->ok ? "completed" : "failed"));
     }
     api_resp_json(resp, 200, json_pack("{s:o}", "results", out));
 out:
     for (i = 0; i < n; i++)
+        if (fwd && fwd[i])
+            json_decref(fwd[i]);
+    free(fwd);
+    for (i = 0; t && i < n; i++)
         json_decref(t[i].error);
     free(t);
     json_decref(body);

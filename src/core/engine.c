@@ -96,6 +96,11 @@ int engine_holds(struct wfo_engine *e, const char *exec_id)
     return !e->cluster || (atomic_load(&e->held) >> store_shard_of(exec_id) & 1);
 }
 
+int engine_clustered(struct wfo_engine *e)
+{
+    return e->cluster;
+}
+
 const char *engine_node(struct wfo_engine *e)
 {
     return e->owner;

@@ -113,6 +113,35 @@ int query_owner(struct wfo_engine *e, const char *id, char *url, size_t size, st
     return 0;
 }
 
+struct peers_ud {
+    const char *self;
+    json_t *urls;
+};
+
+static int peer_cb(void *ud, const struct store_node *r)
+{
+    struct peers_ud *u = ud;
+    if (strcmp(r->id, u->self) != 0 && r->url && *r->url)
+        json_array_append_new(u->urls, json_string(r->url));
+    return 0;
+}
+
+int query_peers(struct wfo_engine *e, json_t **urls, struct wfo_error *err)
+{
+    struct peers_ud u = {engine_node(e), json_array()};
+    int rc = 0;
+    if (engine_clustered(e)) {
+        struct store *s = engine_store(e);
+        rc = s->ops->list_nodes(s, wfo_now_ms() - engine_shard_lease(e), peer_cb, &u, err);
+    }
+    if (rc < 0) {
+        json_decref(u.urls);
+        return rc;
+    }
+    *urls = u.urls;
+    return 0;
+}
+
 int query_exec_check(struct wfo_engine *e, const char *ns, const char *id, struct wfo_error *err)
 {
     wfo_assert(ns);

@@ -73,5 +73,8 @@ int query_ping(struct wfo_engine *e, struct wfo_error *err);
  * way), or a store error. */
 int query_owner(struct wfo_engine *e, const char *id, char *url, size_t size,
                 struct wfo_error *err);
+/* The URLs of the other live nodes of a cluster (a JSON array of strings,
+ * new ref; empty outside a cluster). */
+int query_peers(struct wfo_engine *e, json_t **urls, struct wfo_error *err);
 
 #endif

@@ -365,3 +365,40 @@ def test_a_node_stopped_gives_its_shards_back_at_once(tmp_path):
         for s in (a, b):
             if s.proc and s.proc.poll() is None:
                 s.stop()
+
+
+def test_a_worker_of_one_node_gets_the_tasks_of_another(tmp_path):
+    """A poll that finds nothing on its node asks the others: the tasks
+    of executions b holds reach a worker that only knows a."""
+    a, b = nodes(tmp_path, 2)
+    try:
+        a.put_workflow(DEF)
+        ids = {}
+        for i in range(6):
+            r = b.post("/v1/executions", {"workflow": "clustered", "input": {"n": i}})
+            assert r.status == 201, r
+            ids[r.json["id"]] = i
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < len(ids) and time.monotonic() < deadline:
+            tasks = a.poll(["cq"], wait="3s", max=10)
+            for t in tasks[:1]:  # one alone, the others in a batch: both forwarded
+                r = a.post(f"/v1/tasks/{t['task_id']}/complete",
+                           {"lease": t["lease"], "output": {"twice": t["input"]["n"] * 2}})
+                assert r.status == 200, r
+            if tasks[1:]:
+                r = a.post("/v1/tasks/complete", {"results": [
+                    {"task_id": t["task_id"], "lease": t["lease"],
+                     "output": {"twice": t["input"]["n"] * 2}} for t in tasks[1:]]})
+                assert r.status == 200, r
+                assert [e.get("status") for e in r.json["results"]] == \
+                    ["completed"] * len(tasks[1:]), r.json
+            got += [t["execution_id"] for t in tasks]
+        assert sorted(got) == sorted(ids), got
+        for x, i in ids.items():
+            d = a.get(f"/v1/executions/{x}?wait=10s").json
+            assert d["output"] == {"n": i, "got": {"twice": i * 2}}, d
+    finally:
+        for s in (a, b):
+            if s.proc and s.proc.poll() is None:
+                s.stop()
