@@ -145,6 +145,9 @@ struct wfo_engine {
     pthread_cond_t outbox_cv; /* CLOCK_MONOTONIC */
     int64_t outbox_gen;
 
+    /* webhook delivery (webhooks.c); NULL until engine_webhooks_start */
+    struct webhooks *webhooks;
+
     /* engine thread only */
     struct wfo_map execs; /* id -> struct execution */
     struct fsm fsm;
@@ -273,6 +276,11 @@ void events_post_wake(struct wfo_engine *e, const char *ns, const char *type, co
                       const char *exec_id);
 /* {id, type, key, source, data, time} of an events row (new ref). */
 json_t *events_event_json(const struct store_event *r);
+/* webhooks.c: stops the deliverer's threads (wfo_engine_free, first);
+ * adds its counters to engine_stats. */
+void webhooks_stop(struct wfo_engine *e);
+void webhooks_stats(struct wfo_engine *e, struct engine_stats *out);
+
 /* After a commit that wrote outbox rows: wakes the event streams. */
 void events_outbox_notify(struct wfo_engine *e);
 

@@ -437,12 +437,13 @@ struct store_ops {
      * undelivered rows are then left to retention (C2). */
     int (*delete_subscription)(struct store *s, const char *ns, const char *id,
                                struct wfo_error *err);
-    /* The rows up to seq are done (C1): cursor = seq, and when delivered
-     * (a 2xx, not a row filtered out) delivered + 1 and last_delivery_at
-     * = at; either way status active, failures 0, no next attempt, no
-     * last error. Only when cursor < seq: WFO_ECONFLICT (nothing written)
-     * when the cursor is at or past seq already; WFO_ENOTFOUND when the
-     * subscription is gone. One statement: durable when it returns. */
+    /* The rows up to seq are done (C1): cursor = seq; when delivered (a
+     * 2xx, not rows filtered out) also delivered + 1, last_delivery_at =
+     * at, status active, failures 0, no next attempt, no last error (the
+     * other columns stay as they are when !delivered). Only when
+     * cursor < seq: WFO_ECONFLICT (nothing written) when the cursor is at
+     * or past seq already; WFO_ENOTFOUND when the subscription is gone.
+     * One statement: durable when it returns. */
     int (*subscription_delivered)(struct store *s, const char *id, int64_t seq, int delivered,
                                   int64_t at, struct wfo_error *err);
     /* A failed attempt at row seq: failures, status, next_attempt_at and

@@ -1565,12 +1565,14 @@ TEST(subscriptions)
     wfo_buf_reset(&o);
     s->ops->get_subscription(s, "default", "s1", sub_rows, &o, &err);
     ok(strstr(o.buf, "|active|0|0|~|7000|1;") != NULL, "subs: and nothing changed: %s", o.buf);
+    is_int(s->ops->subscription_failed(s, "s3", seq2 + 100, 2, "active", 111, "boom", &err), 0,
+           "subs: a failure of a later row: %s", err.message);
     is_int(s->ops->subscription_delivered(s, "s3", seq2, 0, 9000, &err), 0,
            "subs: a filtered-out row moves the cursor: %s", err.message);
     wfo_buf_reset(&o);
     s->ops->get_subscription(s, "default", "s3", sub_rows, &o, &err);
-    ok(strstr(o.buf, "|active|0|0|~|0|0;") != NULL, "subs: but is not counted delivered: %s",
-       o.buf);
+    ok(strstr(o.buf, suite_str("|%" PRId64 "|active|2|111|boom|0|0;", seq2)) != NULL,
+       "subs: but is not counted delivered, and the failure stays: %s", o.buf);
     is_int(s->ops->subscription_delivered(s, "nope", 99, 1, 1, &err), WFO_ENOTFOUND,
            "subs: delivered to an unknown one");
     is_int(s->ops->subscription_failed(s, "nope", 99, 1, "active", 0, "x", &err), WFO_ENOTFOUND,

@@ -333,11 +333,14 @@ static const char *const sq_writer_sql[W__COUNT] = {
     [W_SUB_GET] = "SELECT " SQ_SUB_COLS " FROM subscriptions WHERE id = ?1",
     [W_SUB_DEL] = "DELETE FROM subscriptions WHERE id = ?1 AND namespace = ?2",
     /* C1: only forward */
-    [W_SUB_DELIVERED] = ("UPDATE subscriptions SET cursor = ?2, status = 'active', failures = 0,"
-                         " next_attempt_at = NULL, last_error = NULL,"
-                         " delivered = delivered + ?3,"
-                         " last_delivery_at = CASE WHEN ?3 THEN ?4 ELSE last_delivery_at END"
-                         " WHERE id = ?1 AND cursor < ?2"),
+    [W_SUB_DELIVERED] =
+        ("UPDATE subscriptions SET cursor = ?2,"
+         " status = CASE WHEN ?3 THEN 'active' ELSE status END,"
+         " failures = CASE WHEN ?3 THEN 0 ELSE failures END,"
+         " next_attempt_at = CASE WHEN ?3 THEN NULL ELSE next_attempt_at END,"
+         " last_error = CASE WHEN ?3 THEN NULL ELSE last_error END, delivered = delivered + ?3,"
+         " last_delivery_at = CASE WHEN ?3 THEN ?4 ELSE last_delivery_at END"
+         " WHERE id = ?1 AND cursor < ?2"),
     [W_SUB_FAILED] = ("UPDATE subscriptions SET failures = ?3, status = ?4, next_attempt_at = ?5,"
                       " last_error = ?6 WHERE id = ?1 AND cursor < ?2"),
     [W_SUB_EXISTS] = "SELECT 1 FROM subscriptions WHERE id = ?1",
