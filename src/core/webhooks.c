@@ -117,6 +117,17 @@ static int one_sub(void *ud, const struct store_subscription *r)
     return 0;
 }
 
+/* A back end made before schema 7 leaves the subscription ops NULL. */
+static int subs_supported(struct wfo_engine *e, struct wfo_error *err)
+{
+    const struct store_ops *o = e->store->ops;
+    if (o->put_subscription && o->get_subscription && o->list_subscriptions &&
+        o->delete_subscription && o->subscription_delivered && o->subscription_failed)
+        return 0;
+    return wfo_error_set(err, WFO_ESTATE, "the '%s' store has no webhook subscriptions yet",
+                         o->name);
+}
+
 static void webhooks_changed(struct wfo_engine *e)
 {
     struct webhooks *w = e->webhooks;
@@ -135,7 +146,9 @@ int engine_subscription_add(struct wfo_engine *e, const char *ns,
     json_t *list = json_array();
     char id[WFO_ID_SIZE];
     char *types = NULL;
-    int rc = e->store->ops->list_subscriptions(e->store, ns, collect_sub, list, err);
+    int rc = subs_supported(e, err);
+    if (rc == 0)
+        rc = e->store->ops->list_subscriptions(e->store, ns, collect_sub, list, err);
     if (rc < 0)
         goto out;
     if (json_array_size(list) >= WEBHOOK_MAX_PER_NS) {
@@ -168,7 +181,9 @@ int engine_subscription_list(struct wfo_engine *e, const char *ns, json_t **out,
                              struct wfo_error *err)
 {
     json_t *list = json_array();
-    int rc = e->store->ops->list_subscriptions(e->store, ns, collect_sub, list, err);
+    int rc = subs_supported(e, err);
+    if (rc == 0)
+        rc = e->store->ops->list_subscriptions(e->store, ns, collect_sub, list, err);
     if (rc < 0) {
         json_decref(list);
         return rc;
@@ -181,6 +196,9 @@ int engine_subscription_get(struct wfo_engine *e, const char *ns, const char *id
                             struct wfo_error *err)
 {
     *out = NULL;
+    int rc = subs_supported(e, err);
+    if (rc < 0)
+        return rc;
     if (!ns) /* store.h: NULL would be any namespace's */
         return wfo_error_set(err, WFO_ENOTFOUND, "subscription '%s' not found", id);
     return e->store->ops->get_subscription(e->store, ns, id, one_sub, out, err);
@@ -189,7 +207,9 @@ int engine_subscription_get(struct wfo_engine *e, const char *ns, const char *id
 int engine_subscription_delete(struct wfo_engine *e, const char *ns, const char *id,
                                struct wfo_error *err)
 {
-    int rc = e->store->ops->delete_subscription(e->store, ns, id, err);
+    int rc = subs_supported(e, err);
+    if (rc == 0)
+        rc = e->store->ops->delete_subscription(e->store, ns, id, err);
     if (rc == 0)
         webhooks_changed(e);
     return rc;
@@ -636,6 +656,9 @@ int engine_webhooks_start(struct wfo_engine *e, const struct engine_webhook_opti
         return rc;
     if (e->webhooks)
         return wfo_error_set(err, WFO_ESTATE, "webhooks already started");
+    struct wfo_error ignored = WFO_ERROR_INIT;
+    if (subs_supported(e, &ignored) < 0)
+        return 0; /* nothing to deliver: the API refuses subscriptions */
     struct webhooks *w = wfo_calloc(1, sizeof(*w));
     w->e = e;
     w->opt = *opt;
