@@ -520,8 +520,17 @@ def test_cli_subscriptions(srv, receiver):
     assert r.returncode == 0, r.stderr
     sub = json.loads(r.stdout)
     assert sub["types"] == ["cli.a", "cli.b.*"] and "secret" not in sub
+    assert sub["workflow"] is None
     r = wfo("subscriptions", "list")
     assert r.returncode == 0 and sub["id"] in r.stdout and '"x"' not in r.stdout
+    r = wfo("subscriptions", "add", rec.url, "--types", "cli.z", "--secret", "x",
+            "--workflow", "some-wf")
+    assert r.returncode == 0, r.stderr
+    other = json.loads(r.stdout)
+    assert other["workflow"] == "some-wf"
+    assert wfo("subscriptions", "delete", other["id"]).returncode == 0
+    r = wfo("subscriptions", "list", "--workflow", "w")
+    assert r.returncode == 2 and "only with 'subscriptions add'" in r.stderr
     e = post_event(srv, "cli.b.c")
     rec.wait(lambda g: len(g) >= 1)
     assert rec.ok_ids() == [e]
