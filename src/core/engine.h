@@ -146,7 +146,7 @@ int64_t engine_outbox_wait(struct wfo_engine *e, int64_t gen, int64_t timeout_ms
 /* Webhook subscriptions (SPEC 2.5 "Webhooks", core/webhooks.c,
  * docs/implementation/event_processing.md "Webhooks"). The API checks the
  * fields; these store and read them. A subscription's JSON is {id, url,
- * types, workflow, status, failures, last_error, last_attempt_at?,
+ * types, workflow, status, failures, last_error,
  * next_attempt_at, last_delivery_at, delivered, cursor, created_at}: never
  * its secret. */
 struct engine_subscription {
