@@ -12,7 +12,8 @@
  *               handler, the role it needs), 404/405, the request decoding
  *               every handler shares (JSON/YAML bodies, typed fields,
  *               query parameters, list cursors) and the error documents.
- *   workflows.c executions.c tasks.c ops.c
+ *   workflows.c executions.c tasks.c ops.c events.c stream.c
+ *   subscriptions.c
  *               the handlers, one file per resource.
  *
  * api_handle() needs no socket, so tests/fuzz/fuzz_request.c drives it
@@ -66,6 +67,7 @@ struct api_options {
     int64_t max_wait_ms;       /* cap on `?wait=` and tasks/poll `wait` */
     const char *cursor_secret; /* keys cursors only without an engine (tests); else the
                                   store's server key does */
+    int deny_private; /* http.deny_private: webhook URLs with a literal private host are a 400 */
 };
 
 /* ---- requests and responses: plain values, filled by the transport ---- */
@@ -314,6 +316,15 @@ int api_event_post(struct api *a, struct api_req *req, struct api_resp *resp,
                    struct wfo_error *err);
 int api_execution_delete(struct api *a, struct api_req *req, struct api_resp *resp,
                          struct wfo_error *err);
+
+int api_subscription_add(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err);
+int api_subscription_list(struct api *a, struct api_req *req, struct api_resp *resp,
+                          struct wfo_error *err);
+int api_subscription_get(struct api *a, struct api_req *req, struct api_resp *resp,
+                         struct wfo_error *err);
+int api_subscription_delete(struct api *a, struct api_req *req, struct api_resp *resp,
+                            struct wfo_error *err);
 
 int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
 int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,

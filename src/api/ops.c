@@ -377,6 +377,22 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
     metric_head(b, "wfo_retention_deleted_total", "counter",
                 "Ended executions deleted by retention.finished, with their rows.");
     wfo_buf_addf(b, "wfo_retention_deleted_total %lld\n", st.retention_deleted);
+    /* webhooks (SPEC 7): by result and status only, never by subscription,
+     * URL or namespace (/metrics needs no token, SPEC 4) */
+    metric_head(b, "wfo_webhook_deliveries_total", "counter",
+                "Webhook delivery attempts by result: success (2xx), http_error (another "
+                "status), error (no answer: connection, timeout, refused address).");
+    wfo_buf_addf(b, "wfo_webhook_deliveries_total{result=\"success\"} %lld\n", st.webhook_ok);
+    wfo_buf_addf(b, "wfo_webhook_deliveries_total{result=\"http_error\"} %lld\n",
+                 st.webhook_http_error);
+    wfo_buf_addf(b, "wfo_webhook_deliveries_total{result=\"error\"} %lld\n", st.webhook_error);
+    metric_head(b, "wfo_webhook_failures_total", "counter",
+                "Webhook delivery attempts that failed (http_error and error together).");
+    wfo_buf_addf(b, "wfo_webhook_failures_total %lld\n", st.webhook_http_error + st.webhook_error);
+    metric_head(b, "wfo_webhook_subscriptions", "gauge",
+                "Webhook subscriptions being delivered, by status.");
+    wfo_buf_addf(b, "wfo_webhook_subscriptions{status=\"active\"} %lld\n", st.webhooks_active);
+    wfo_buf_addf(b, "wfo_webhook_subscriptions{status=\"failing\"} %lld\n", st.webhooks_failing);
     metric_head(b, "wfo_process_start_time_seconds", "gauge",
                 "When the server started, in seconds since the epoch.");
     wfo_buf_addf(b, "wfo_process_start_time_seconds %.3f\n", (double)started_ms / 1000.0);

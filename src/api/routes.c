@@ -68,9 +68,10 @@ static const struct api_route routes[] = {
 
     {"POST", "/v1/events", api_event_post, API_OPERATOR, 0},
     {"GET", "/v1/events/stream", api_event_stream, API_READER, 0},
-    {"POST", "/v1/subscriptions", NULL, API_ADMIN, 0},
-    {"GET", "/v1/subscriptions", NULL, API_ADMIN, 0},
-    {"DELETE", "/v1/subscriptions/{id}", NULL, API_ADMIN, 0},
+    {"POST", "/v1/subscriptions", api_subscription_add, API_ADMIN, 0},
+    {"GET", "/v1/subscriptions", api_subscription_list, API_ADMIN, 0},
+    {"GET", "/v1/subscriptions/{id}", api_subscription_get, API_ADMIN, 0},
+    {"DELETE", "/v1/subscriptions/{id}", api_subscription_delete, API_ADMIN, 0},
 
     {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER, 0},
     {"POST", "/v1/tasks/complete", api_task_complete_many, API_WORKER, 0},

@@ -56,15 +56,9 @@ static int type_matches(const struct api_event_stream *st, const char *type)
 {
     if (st->n_types == 0)
         return 1;
-    for (int i = 0; i < st->n_types; i++) {
-        const char *p = st->types[i];
-        size_t n = strlen(p);
-        if (strcmp(p, "*") == 0 || strcmp(p, type) == 0)
+    for (int i = 0; i < st->n_types; i++)
+        if (wfo_type_matches(st->types[i], type))
             return 1;
-        /* "prefix.*": every type that starts with "prefix." */
-        if (n >= 2 && p[n - 1] == '*' && p[n - 2] == '.' && strncmp(type, p, n - 1) == 0)
-            return 1;
-    }
     return 0;
 }
 

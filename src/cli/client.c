@@ -1132,9 +1132,12 @@ int cmd_events(int argc, char **argv)
 
 int cmd_subscriptions(int argc, char **argv)
 {
-    const char *server = NULL, *types = NULL, *secret = NULL, *pos[2] = {NULL, NULL};
-    struct client_opt opts[] = {
-        {"--types", &types, NULL}, {"--secret", &secret, NULL}, {NULL, NULL, NULL}};
+    const char *server = NULL, *types = NULL, *secret = NULL, *workflow = NULL,
+               *pos[2] = {NULL, NULL};
+    struct client_opt opts[] = {{"--types", &types, NULL},
+                                {"--secret", &secret, NULL},
+                                {"--workflow", &workflow, NULL},
+                                {NULL, NULL, NULL}};
     struct wfo_buf path = WFO_BUF_INIT;
     struct client c = {NULL, NULL};
     int rc;
@@ -1160,8 +1163,10 @@ int cmd_subscriptions(int argc, char **argv)
         cli_usage_error("subscriptions");
         return EXIT_USAGE;
     }
-    if (!add && (types || secret)) {
-        cli_error("%s: only with 'subscriptions add'", types ? "--types" : "--secret");
+    if (!add && (types || secret || workflow)) {
+        cli_error("%s: only with 'subscriptions add'", types    ? "--types"
+                                                       : secret ? "--secret"
+                                                                : "--workflow");
         return EXIT_USAGE;
     }
     client_init(&c, server);
@@ -1177,6 +1182,8 @@ int cmd_subscriptions(int argc, char **argv)
         json_object_set_new(body, "url", json_string(pos[1]));
         json_object_set_new(body, "types", list_of);
         json_object_set_new(body, "secret", json_string(secret));
+        if (workflow)
+            json_object_set_new(body, "workflow", json_string(workflow));
         rc = client_call_print(&c, "POST", "/v1/subscriptions", body);
         json_decref(body);
     } else if (list) {

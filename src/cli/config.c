@@ -63,6 +63,10 @@ static const struct key keys[] = {
     {"retention.finished", K_DUR, OFF(retention_ms), 0, 36500 * DAY, "WFO_RETENTION", NULL},
     {"events.retention", K_DUR, OFF(events_retention_ms), 0, 36500 * DAY, "WFO_EVENTS_RETENTION",
      NULL},
+    {"webhooks.failing_after", K_INT, OFF(webhook_failing_after), 1, 1000000,
+     "WFO_WEBHOOKS_FAILING_AFTER", NULL},
+    {"webhooks.timeout", K_DUR, OFF(webhook_timeout_ms), 100, 3600000, "WFO_WEBHOOKS_TIMEOUT",
+     NULL},
     {"server.connection_timeout", K_DUR, OFF(conn_timeout_ms), 1000, DAY, "WFO_CONNECTION_TIMEOUT",
      NULL},
     {"server.max_connections", K_INT, OFF(max_connections), 16, 1000000, "WFO_MAX_CONNECTIONS",
@@ -99,6 +103,8 @@ void config_init(struct server_config *c)
     c->lease_ms = 30000;
     c->retention_ms = 0;
     c->events_retention_ms = 7 * DAY;
+    c->webhook_failing_after = 5;
+    c->webhook_timeout_ms = 10000;
     c->conn_timeout_ms = 60000;
     c->max_connections = 10000;
     c->shutdown_ms = 10000;

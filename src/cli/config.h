@@ -26,28 +26,30 @@ struct server_config {
     int64_t pool_size;           /* store.pool_size: reader connections */
     struct config_token *tokens; /* auth.tokens */
     int n_tokens;
-    int64_t body_bytes;           /* limits.body_bytes */
-    int64_t payload_bytes;        /* limits.payload_bytes: input, output, error, details */
-    int64_t long_polls_per_token; /* limits.long_polls_per_token (with tokens) */
-    int64_t transitions;          /* limits.transitions */
-    int exec_enabled;             /* exec.enabled */
-    int deny_private;             /* http.deny_private */
-    char *log_level;              /* log.level: debug | info | warn | error | off */
-    char *log_format;             /* log.format: text | json */
-    json_t *retry;                /* retry: the default policy; NULL: SPEC 2.3's */
-    json_t *secrets;              /* secrets (and WFO_SECRET_*): {NAME: value}; NULL: none */
-    int64_t lease_ms;             /* workers.lease */
-    int64_t retention_ms;         /* retention.finished; 0: keep forever */
-    int64_t events_retention_ms;  /* events.retention: outbox rows; 0: keep forever */
-    int64_t conn_timeout_ms;      /* server.connection_timeout */
-    int64_t max_connections;      /* server.max_connections */
-    int64_t shutdown_ms;          /* server.shutdown_timeout */
-    int64_t max_wait_ms;          /* server.max_wait */
-    int64_t runner_threads;       /* server.runner_threads */
-    int64_t http_threads;         /* server.http_threads: 0, one thread per connection */
-    int cluster;                  /* cluster.enabled: several servers share the store */
-    char *advertise;              /* cluster.advertise: this node's URL; NULL: from listen */
-    int64_t cluster_lease_ms;     /* cluster.lease: a node's hold on its shards */
+    int64_t body_bytes;            /* limits.body_bytes */
+    int64_t payload_bytes;         /* limits.payload_bytes: input, output, error, details */
+    int64_t long_polls_per_token;  /* limits.long_polls_per_token (with tokens) */
+    int64_t transitions;           /* limits.transitions */
+    int exec_enabled;              /* exec.enabled */
+    int deny_private;              /* http.deny_private */
+    char *log_level;               /* log.level: debug | info | warn | error | off */
+    char *log_format;              /* log.format: text | json */
+    json_t *retry;                 /* retry: the default policy; NULL: SPEC 2.3's */
+    json_t *secrets;               /* secrets (and WFO_SECRET_*): {NAME: value}; NULL: none */
+    int64_t lease_ms;              /* workers.lease */
+    int64_t retention_ms;          /* retention.finished; 0: keep forever */
+    int64_t events_retention_ms;   /* events.retention: outbox rows; 0: keep forever */
+    int64_t webhook_failing_after; /* webhooks.failing_after: failures before status failing */
+    int64_t webhook_timeout_ms;    /* webhooks.timeout: one delivery's request */
+    int64_t conn_timeout_ms;       /* server.connection_timeout */
+    int64_t max_connections;       /* server.max_connections */
+    int64_t shutdown_ms;           /* server.shutdown_timeout */
+    int64_t max_wait_ms;           /* server.max_wait */
+    int64_t runner_threads;        /* server.runner_threads */
+    int64_t http_threads;          /* server.http_threads: 0, one thread per connection */
+    int cluster;                   /* cluster.enabled: several servers share the store */
+    char *advertise;               /* cluster.advertise: this node's URL; NULL: from listen */
+    int64_t cluster_lease_ms;      /* cluster.lease: a node's hold on its shards */
 };
 
 /* The defaults. Caller releases with config_release(). */

@@ -50,7 +50,8 @@ static const struct command commands[] = {
      "emit TYPE [--key K] [--data JSON|@FILE] [--id ID] [--source S] [--server URL]"},
     {"events", cmd_events, "events tail [--types T] [--execution ID] [--server URL]"},
     {"subscriptions", cmd_subscriptions,
-     "subscriptions add URL --types T --secret S | list | delete ID [--server URL]"},
+     "subscriptions add URL --types T[,T...] --secret S [--workflow W] | list | delete ID "
+     "[--server URL]"},
     {"queues", cmd_queues, "queues [--server URL]"},
 };
 

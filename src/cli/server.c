@@ -189,6 +189,16 @@ int cmd_server(int argc, char **argv)
         rc = EXIT_FAILED;
         goto out;
     }
+    /* webhook delivery (SPEC 2.5): its own threads, stopped by
+     * wfo_engine_free */
+    struct engine_webhook_options wopt = {.failing_after = (int)cfg.webhook_failing_after,
+                                          .timeout_ms = cfg.webhook_timeout_ms,
+                                          .deny_private = cfg.deny_private};
+    if (engine_webhooks_start(e, &wopt, &err) < 0) {
+        cli_error("%s", err.message);
+        rc = EXIT_FAILED;
+        goto out;
+    }
 
     struct api_token_conf *tokens = wfo_calloc((size_t)cfg.n_tokens + 1, sizeof(*tokens));
     for (int i = 0; i < cfg.n_tokens; i++)
@@ -202,6 +212,7 @@ int cmd_server(int argc, char **argv)
         .payload_max = (size_t)cfg.payload_bytes,
         .long_polls_per_token = (int)cfg.long_polls_per_token,
         .max_wait_ms = cfg.max_wait_ms,
+        .deny_private = cfg.deny_private,
     };
     int ar = api_new(e, &aopt, metrics, &api, &err);
     free(tokens);

@@ -156,6 +156,54 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose, struct curl_s
     return fd;
 }
 
+int httpc_url_check(const char *url, int deny_private, struct wfo_error *err)
+{
+    char shown[HTTPC_URL_SHOWN + 4];
+    char *host = NULL;
+    int rc = 0;
+    httpc_url_shown(url, shown, sizeof(shown));
+    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
+        return wfo_error_set(err, WFO_EINVAL, "url: '%s' is not an http:// or https:// URL", shown);
+    CURLU *u = curl_url();
+    if (!u)
+        return wfo_error_set(err, WFO_EINVAL, "url: cannot parse '%s'", shown);
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (uc == CURLUE_OK)
+        uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+    if (uc != CURLUE_OK || !host || !host[0]) {
+        rc = wfo_error_set(err, WFO_EINVAL, "url: '%s' is not a URL with a host", shown);
+        goto out;
+    }
+    if (deny_private) {
+        size_t n = strlen(host);
+        char lit[INET6_ADDRSTRLEN + 2];
+        unsigned char a[16];
+        int priv = 0;
+        if (strcasecmp(host, "localhost") == 0 ||
+            (n > 10 && strcasecmp(host + n - 10, ".localhost") == 0)) {
+            priv = 1;
+        } else if (host[0] == '[' && n > 2 && n - 2 < sizeof(lit)) {
+            memcpy(lit, host + 1, n - 2);
+            lit[n - 2] = 0;
+            char *pct = strchr(lit, '%'); /* a zone id */
+            if (pct)
+                *pct = 0;
+            priv = inet_pton(AF_INET6, lit, a) == 1 && addr6_is_private(a);
+        } else if (inet_pton(AF_INET, host, a) == 1) {
+            priv = addr4_is_private(be32_at(a));
+        }
+        if (priv)
+            rc = wfo_error_set(err, WFO_EINVAL,
+                               "url: '%s' is a private, loopback or link-local address"
+                               " (http.deny_private is on)",
+                               host);
+    }
+out:
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
+}
+
 /* --- response callbacks ------------------------------------------------------ */
 
 static size_t write_cb(char *p, size_t size, size_t n, void *ud)

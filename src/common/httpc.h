@@ -84,6 +84,12 @@ int httpc_status_transient(long status);
  * "..."; out should hold HTTPC_URL_SHOWN + 4 bytes. */
 #define HTTPC_URL_SHOWN 200
 void httpc_url_shown(const char *url, char *out, size_t size);
+/* Checks a URL before it is kept for later requests (webhook
+ * subscriptions): WFO_EINVAL ("url: ...") unless it parses as an http://
+ * or https:// URL with a host; with deny_private, also when that host is
+ * a literal loopback, private, link-local or unspecified address or
+ * "localhost" (names are checked at each request, when they resolve). */
+int httpc_url_check(const char *url, int deny_private, struct wfo_error *err);
 /* Appends s percent-encoded for one segment of a URL's path: every byte
  * but RFC 3986's unreserved characters becomes %XX. */
 void httpc_escape(struct wfo_buf *b, const char *s);

@@ -376,3 +376,13 @@ int64_t wfo_utf8_scrub(struct wfo_buf *b, const char *s, size_t n, size_t max)
     }
     return (int64_t)i;
 }
+
+int wfo_type_matches(const char *pattern, const char *type)
+{
+    size_t n = strlen(pattern);
+    if (strcmp(pattern, "*") == 0 || strcmp(pattern, type) == 0)
+        return 1;
+    /* "prefix.*": every type that starts with "prefix." */
+    return n >= 2 && pattern[n - 1] == '*' && pattern[n - 2] == '.' &&
+           strncmp(type, pattern, n - 1) == 0;
+}

@@ -37,6 +37,11 @@ int wfo_read_file(const char *path, struct wfo_buf *b, struct wfo_error *err);
 /* Uniform random double in [0, 1), thread-safe. */
 double wfo_random(void);
 
+/* Does an event type match pattern (SPEC 2.5: subscription and stream
+ * types)? "*" matches every type, "prefix.*" every type that starts with
+ * "prefix.", anything else only itself. */
+int wfo_type_matches(const char *pattern, const char *type);
+
 /* A new execution or task id: a UUIDv7 text (36 chars + NUL), time-ordered
  * and strictly increasing within the process. */
 #define WFO_ID_SIZE 37

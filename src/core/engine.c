@@ -1181,6 +1181,7 @@ void wfo_engine_free(struct wfo_engine *e)
 {
     if (!e)
         return;
+    webhooks_stop(e); /* its threads read the store and wait on the outbox */
     pthread_mutex_lock(&e->mu);
     e->stop = 1;
     pthread_cond_broadcast(&e->cv);
@@ -1357,6 +1358,7 @@ void engine_stats(struct wfo_engine *e, struct engine_stats *out)
     out->lease_expiries = e->tq.expiries;
     pthread_mutex_unlock(&e->tq.mu);
     out->shards_held = __builtin_popcount(atomic_load(&e->held));
+    webhooks_stats(e, out);
     /* out->timers: copied by the engine thread at its last commit */
 }
 

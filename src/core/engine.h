@@ -151,6 +151,45 @@ int engine_outbox_seq(struct wfo_engine *e, const char *ns, const char *id, int6
  * timeout_ms for it to differ from gen. */
 int64_t engine_outbox_wait(struct wfo_engine *e, int64_t gen, int64_t timeout_ms);
 
+/* Webhook subscriptions (SPEC 2.5 "Webhooks", core/webhooks.c,
+ * docs/implementation/event_processing.md "Webhooks"). The API checks the
+ * fields; these store and read them. A subscription's JSON is {id, url,
+ * types, workflow, status, failures, last_error,
+ * next_attempt_at, last_delivery_at, delivered, cursor, created_at}: never
+ * its secret. */
+struct engine_subscription {
+    const char *url;
+    json_t *types;        /* borrowed: a non-empty array of strings */
+    const char *workflow; /* NULL: any */
+    const char *secret;
+};
+/* Stores a new subscription of ns (its id a new UUIDv7); it delivers the
+ * outbox rows that commit after it. *out: its JSON (new ref). */
+int engine_subscription_add(struct wfo_engine *e, const char *ns,
+                            const struct engine_subscription *sub, json_t **out,
+                            struct wfo_error *err);
+/* {subscriptions: [...]} of ns, oldest first (new ref). */
+int engine_subscription_list(struct wfo_engine *e, const char *ns, json_t **out,
+                             struct wfo_error *err);
+/* One subscription of ns: WFO_ENOTFOUND when none (or another namespace's). */
+int engine_subscription_get(struct wfo_engine *e, const char *ns, const char *id, json_t **out,
+                            struct wfo_error *err);
+/* Deletes one subscription of ns (WFO_ENOTFOUND); its deliveries stop. */
+int engine_subscription_delete(struct wfo_engine *e, const char *ns, const char *id,
+                               struct wfo_error *err);
+
+/* Delivery settings (SPEC 6 `webhooks:`, `http.deny_private`). */
+struct engine_webhook_options {
+    int failing_after;  /* consecutive failures that make status failing: 5 */
+    int64_t timeout_ms; /* one delivery's whole request (connect included): 10 s */
+    int deny_private;   /* refuse private and loopback addresses */
+};
+/* Starts the deliverer's threads (once, after wfo_engine_launch); they
+ * stop with wfo_engine_free. Without it subscriptions are kept but not
+ * delivered (wfo run, embedders). */
+int engine_webhooks_start(struct wfo_engine *e, const struct engine_webhook_options *opt,
+                          struct wfo_error *err);
+
 /* For query.c's waits: sleeps until an execution ends, 200 ms pass or the
  * time until (wfo_now_ms) comes, whichever is first. ENGINE_AWAIT_AGAIN:
  * look at the execution again; ENGINE_AWAIT_OVER: until has come or the
@@ -174,6 +213,11 @@ struct engine_stats {
     long long read_retries;      /* engine-thread reads that failed and were retried (E5) */
     long long restarts;          /* recoveries in place after a failed commit (E2) */
     int shards_held;             /* of STORE_SHARDS (E7, E8) */
+    /* webhook deliveries (webhooks.c): answered 2xx, answered another
+     * status, not answered (connection, timeout, refused address); and
+     * the subscriptions delivered now, by status */
+    long long webhook_ok, webhook_http_error, webhook_error;
+    long long webhooks_active, webhooks_failing;
     /* steps that ended (completed, failed, caught), by step type: how long
      * from their first attempt's start to their end, retries included;
      * bucket[i] counts those of at most engine_step_buckets[i] seconds

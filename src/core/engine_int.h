@@ -146,6 +146,9 @@ struct wfo_engine {
     pthread_cond_t outbox_cv; /* CLOCK_MONOTONIC */
     int64_t outbox_gen;
 
+    /* webhook delivery (webhooks.c); NULL until engine_webhooks_start */
+    struct webhooks *webhooks;
+
     /* engine thread only */
     struct wfo_map execs; /* id -> struct execution */
     struct wfo_map waits; /* "ns\ntype\nkey" -> the executions that wait for it (events.c W5) */
@@ -291,6 +294,11 @@ void events_index_exec(struct wfo_engine *e, struct execution *x);
 void events_index_release(struct wfo_engine *e);
 void events_reindex(struct wfo_engine *e);
 #define WAITS_REINDEX_MS (60 * 1000)
+/* webhooks.c: stops the deliverer's threads (wfo_engine_free, first);
+ * adds its counters to engine_stats. */
+void webhooks_stop(struct wfo_engine *e);
+void webhooks_stats(struct wfo_engine *e, struct engine_stats *out);
+
 /* After a commit that wrote outbox rows: wakes the event streams. */
 void events_outbox_notify(struct wfo_engine *e);
 

@@ -21,9 +21,12 @@
  *      every minute's start, the latest slot of each cron trigger is
  *      started with an id derived from it (idempotent).
  *   7. outbox retention (outbox_run): outbox rows older than
- *      events.retention, OUTBOX_SWEEP_BATCH at a time, in a transaction
- *      of their own (the rows are no execution's state); every 10 s, or
- *      at once again while a full batch went.
+ *      events.retention that every webhook subscription of their
+ *      namespace has delivered (store.h C2), OUTBOX_SWEEP_BATCH at a
+ *      time, in a transaction of their own (the rows are no execution's
+ *      state); every 10 s (or the retention, when shorter, at least 1 s),
+ *      or at once again while a full batch went. Webhook delivery itself
+ *      runs in threads of its own (webhooks.c), never here.
  *   8. in a cluster, the events other nodes accepted (triggers.c T4):
  *      their triggers and this node's waits; every 500 ms.
  *   9. the index of waits (events.c W5), made again from memory every
@@ -277,7 +280,10 @@ static void outbox_run(struct wfo_engine *e, struct cmd **cmds)
 {
     struct wfo_error err = WFO_ERROR_INIT;
     int n = 0;
-    e->next_outbox_sweep = e->fsm.now + 10000;
+    /* every 10 s, or as often as the retention when it is shorter (at
+     * most once a second) */
+    int64_t every = e->outbox_retention_ms < 10000 ? e->outbox_retention_ms : 10000;
+    e->next_outbox_sweep = e->fsm.now + (every < 1000 ? 1000 : every);
     if (e->store->ops->delete_outbox(e->store, e->fsm.now - e->outbox_retention_ms,
                                      OUTBOX_SWEEP_BATCH, &n, &err) < 0) {
         wfo_warn(NULL, NULL, "retention: deleting old outbox events: %s", err.message);

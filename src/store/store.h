@@ -174,6 +174,42 @@ struct store_outbox {
     int64_t time;        /* when it was written */
 };
 
+#define STORE_HAS_SUBSCRIPTIONS 1 /* schema 7: the subscription ops below */
+
+/* A webhook subscription (SPEC 2.5 "Webhooks",
+ * docs/implementation/event_processing.md "Webhooks"): the outbox rows of
+ * its namespace whose type matches one of `types` (and, with `workflow`,
+ * that are about an execution of that workflow) are POSTed to url, one at
+ * a time, in seq order.
+ *
+ *   C1. cursor is the seq of the last outbox row of the namespace that the
+ *       subscription is done with (delivered with a 2xx, or filtered out).
+ *       It only grows (subscription_delivered refuses to move it back), so
+ *       a row at or below it is never delivered again.
+ *   C2. While a subscription exists, delete_outbox keeps every row of its
+ *       namespace above its cursor, however old: retention deletes only
+ *       delivered rows. Deleting the subscription lets them go.
+ *
+ * The secret is kept as given (the HMAC needs it); the API never returns
+ * it. The delivery state (status .. last_delivery_at) is written by the
+ * deliverer only (subscription_delivered, subscription_failed). */
+struct store_subscription {
+    const char *id;
+    const char *namespace;
+    const char *url;
+    const char *types;    /* JSON text: a non-empty array of strings ("a.b" or "a.*") */
+    const char *workflow; /* NULL: any */
+    const char *secret;
+    int64_t created_at;
+    int64_t cursor;          /* C1; put_subscription sets it (store.h below) */
+    const char *status;      /* active | failing */
+    int failures;            /* consecutive failed attempts of the row in line */
+    int64_t next_attempt_at; /* 0: at once */
+    const char *last_error;  /* NULL: none since the last success */
+    int64_t last_delivery_at;
+    int64_t delivered; /* rows delivered with a 2xx, ever */
+};
+
 /* A signal sent to one execution: kept, in seq order, until a wait of that
  * execution consumes it (a batch's signal_dels). */
 struct store_signal {
@@ -269,6 +305,7 @@ typedef int (*store_event_cb)(void *ud, const struct store_event *row);
 typedef int (*store_signal_cb)(void *ud, const struct store_signal *row);
 typedef int (*store_outbox_cb)(void *ud, const struct store_outbox *row);
 typedef int (*store_node_cb)(void *ud, const struct store_node *row);
+typedef int (*store_subscription_cb)(void *ud, const struct store_subscription *row);
 
 /* A callback that returns non-zero stops the iteration; the read then
  * returns that value. */
@@ -387,8 +424,9 @@ struct store_ops {
      * event_id NULL: the last seq of ns, 0 when it has none. */
     int (*outbox_seq)(struct store *s, const char *ns, const char *event_id, int64_t *seq,
                       struct wfo_error *err);
-    /* Deletes up to limit rows written before `before` (ms), oldest first;
-     * *n gets how many (retention). */
+    /* Deletes up to limit rows written before `before` (ms), oldest first,
+     * keeping those a subscription of their namespace has not delivered
+     * yet (store_subscription C2); *n gets how many (retention). */
     int (*delete_outbox)(struct store *s, int64_t before, int limit, int *n, struct wfo_error *err);
 
     /* Nodes (a cluster). beat_node records n (insert, or update of url
@@ -398,6 +436,43 @@ struct store_ops {
     int (*beat_node)(struct store *s, const struct store_node *n, struct wfo_error *err);
     int (*list_nodes)(struct store *s, int64_t since, store_node_cb cb, void *ud,
                       struct wfo_error *err);
+    /* Webhook subscriptions (schema 7; struct store_subscription).
+     * put_subscription inserts sub (id new: a clash is WFO_ECONFLICT) with
+     * status active, no failures, and its cursor at the last outbox seq of
+     * its namespace, read in the same transaction: it delivers what
+     * commits after it (sub->cursor and the delivery fields are ignored).
+     * cb gets the stored row. */
+    int (*put_subscription)(struct store *s, const struct store_subscription *sub,
+                            store_subscription_cb cb, void *ud, struct wfo_error *err);
+    /* The subscription id of namespace ns; WFO_ENOTFOUND when there is none
+     * (or it is another namespace's). ns NULL: of any namespace. cb may be
+     * NULL (put_subscription's too). */
+    int (*get_subscription)(struct store *s, const char *ns, const char *id,
+                            store_subscription_cb cb, void *ud, struct wfo_error *err);
+    /* The subscriptions of ns by created_at then id; ns NULL: of every
+     * namespace (the deliverer). */
+    int (*list_subscriptions)(struct store *s, const char *ns, store_subscription_cb cb, void *ud,
+                              struct wfo_error *err);
+    /* Deletes subscription id of ns (WFO_ENOTFOUND when none); its
+     * undelivered rows are then left to retention (C2). */
+    int (*delete_subscription)(struct store *s, const char *ns, const char *id,
+                               struct wfo_error *err);
+    /* The rows up to seq are done (C1): cursor = seq; when delivered (a
+     * 2xx, not rows filtered out) also delivered + 1, last_delivery_at =
+     * at, status active, failures 0, no next attempt, no last error (the
+     * other columns stay as they are when !delivered). Only when
+     * cursor < seq: WFO_ECONFLICT (nothing written) when the cursor is at
+     * or past seq already; WFO_ENOTFOUND when the subscription is gone.
+     * One statement: durable when it returns. */
+    int (*subscription_delivered)(struct store *s, const char *id, int64_t seq, int delivered,
+                                  int64_t at, struct wfo_error *err);
+    /* A failed attempt at row seq: failures, status, next_attempt_at and
+     * last_error are set as given, only while cursor < seq (the row is still
+     * in line; else WFO_ECONFLICT); WFO_ENOTFOUND when the subscription
+     * is gone. */
+    int (*subscription_failed)(struct store *s, const char *id, int64_t seq, int failures,
+                               const char *status, int64_t next_attempt_at, const char *error,
+                               struct wfo_error *err);
 };
 
 #define STORE_POOL_MAX 64

@@ -31,6 +31,7 @@ SPEC_ROUTES = [
     ("GET", "/v1/events/stream"),
     ("POST", "/v1/subscriptions"),
     ("GET", "/v1/subscriptions"),
+    ("GET", "/v1/subscriptions/{id}"),
     ("DELETE", "/v1/subscriptions/{id}"),
     ("POST", "/v1/tasks/poll"),
     ("POST", "/v1/tasks/{task_id}/complete"),
@@ -790,16 +791,16 @@ def test_fake_worker_end_to_end(server):
         assert d["status"] == "completed" and d["output"] == {"n": i + 2}, d
 
 
-# ---- not implemented yet ------------------------------------------------------
+# ---- subscriptions (test_webhooks.py has the rest) ------------------------------
 
 @pytest.mark.parametrize("method,path", [
     ("POST", "/v1/subscriptions"),
-    ("GET", "/v1/subscriptions"), ("DELETE", "/v1/subscriptions/abc"),
+    ("GET", "/v1/subscriptions/abc"), ("DELETE", "/v1/subscriptions/abc"),
 ])
-def test_later_routes_answer_501(server, method, path):
+def test_subscription_routes_answer(server, method, path):
     r = server.request(method, path, body={} if method == "POST" else None)
-    assert r.status == 501, r
-    assert r.error["type"] == "NotImplemented"
+    assert r.status == (400 if method == "POST" else 404), r
+    assert r.error["type"] == ("BadRequest" if method == "POST" else "NotFound")
 
 
 # ---- a restart keeps everything ------------------------------------------------

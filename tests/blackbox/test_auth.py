@@ -85,6 +85,7 @@ ROUTES = [
     ("GET", "/v1/events/stream", None, "reader"),
     ("POST", "/v1/subscriptions", {}, "admin"),
     ("GET", "/v1/subscriptions", None, "admin"),
+    ("GET", "/v1/subscriptions/x", None, "admin"),
     ("DELETE", "/v1/subscriptions/x", None, "admin"),
     ("POST", "/v1/tasks/poll", {"queues": ["nobody-polls"], "worker": "w"}, "worker"),
     ("POST", "/v1/tasks/complete", {"results": [{"task_id": "x.1", "lease": "l"}]}, "worker"),

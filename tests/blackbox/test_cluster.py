@@ -9,6 +9,7 @@ regroups with what is free. The store here is one SQLite file that the
 nodes open at once (WAL); docs/operations/scaling.md#several-nodes.
 """
 
+import json
 import re
 import signal
 import threading
@@ -399,6 +400,39 @@ def test_a_worker_of_one_node_gets_the_tasks_of_another(tmp_path):
             d = a.get(f"/v1/executions/{x}?wait=10s").json
             assert d["output"] == {"n": i, "got": {"twice": i * 2}}, d
     finally:
+        for s in (a, b):
+            if s.proc and s.proc.poll() is None:
+                s.stop()
+
+
+def test_each_subscription_is_delivered_by_one_node(tmp_path):
+    """Webhooks in a cluster: the node that holds a subscription's shard
+    delivers it (webhooks.c D6), the rows every node commits, each once."""
+    from test_webhooks import Receiver
+    a, b = nodes(tmp_path, 2)
+    rec = Receiver()
+    try:
+        subs = [a.post("/v1/subscriptions", {"url": rec.url, "types": ["cl.hook"],
+                                              "secret": "s3cret"}) for _ in range(4)]
+        assert all(r.status == 201 for r in subs), subs
+        sent = []
+        for i in range(20):
+            srv = (a, b)[i % 2]
+            r = srv.post("/v1/events", {"type": "cl.hook", "id": f"h-{i}", "data": {"i": i}})
+            assert r.status == 202, r
+            sent.append(f"h-{i}")
+        got = rec.wait(lambda g: len(g) >= 4 * len(sent), timeout=30)
+        time.sleep(2)  # nothing more comes: no node delivers another's subscription
+        with rec.lock:
+            got = list(rec.got)
+        per_sub = {}
+        for _, h, body in got:
+            per_sub.setdefault(h["x-wfo-subscription"], []).append(json.loads(body)["id"])
+        assert sorted(per_sub) == sorted(r.json["id"] for r in subs), per_sub
+        for sid, ids in per_sub.items():
+            assert ids == sent, (sid, ids)  # each once, in order
+    finally:
+        rec.close()
         for s in (a, b):
             if s.proc and s.proc.poll() is None:
                 s.stop()

@@ -1030,7 +1030,11 @@ TEST(list_expired)
 /* ---- 6. migrations ---- */
 
 #ifdef STORE_SHARDS
+#ifdef STORE_HAS_SUBSCRIPTIONS
+#define SUITE_SCHEMA_VERSION "7"
+#else
 #define SUITE_SCHEMA_VERSION "6"
+#endif
 #else
 #define SUITE_SCHEMA_VERSION "2"
 #endif
@@ -1445,6 +1449,257 @@ TEST(outbox)
     s->ops->list_outbox(s, "default", 0, 0, ob_rows, &o, &err);
     is_str(o.buf, "l2|execution.completed|x1|x1|{\"id\":\"l2\"};", "outbox: the newer stay");
     store_batch_release(&b);
+    wfo_buf_release(&o);
+    store_close(s);
+}
+#endif
+
+#ifdef STORE_HAS_SUBSCRIPTIONS
+static int sub_rows(void *ud, const struct store_subscription *r)
+{
+    struct wfo_buf *b = ud;
+    wfo_buf_addf(b,
+                 "%s|%s|%s|%s|%s|%s|%" PRId64 "|%" PRId64 "|%s|%d|%" PRId64 "|%s|%" PRId64
+                 "|%" PRId64 ";",
+                 r->id, r->namespace, r->url, r->types, r->workflow ? r->workflow : "~", r->secret,
+                 r->created_at, r->cursor, r->status, r->failures, r->next_attempt_at,
+                 r->last_error ? r->last_error : "~", r->last_delivery_at, r->delivered);
+    return 0;
+}
+
+static void sub_event(struct store *s, const char *ns, const char *id, int64_t at)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    int created = 0;
+    struct store_event e = {
+        .namespace = ns, .id = id, .type = "t", .published_at = at, .outbox = "{}"};
+    is_int(s->ops->put_event(s, &e, &created, NULL, NULL, &err), 0, "subs: event %s: %s", id,
+           err.message);
+}
+
+/* The subscription ops (store.h C1): put, get, list, delete, the cursor
+ * that only moves forward, failures recorded only for a row in line. */
+TEST(subscriptions)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct wfo_buf o = WFO_BUF_INIT;
+    int64_t seq1 = 0, seq2 = 0;
+    struct store *s = suite_open("subs");
+
+    sub_event(s, "default", "e1", 1000);
+    s->ops->outbox_seq(s, "default", "e1", &seq1, &err);
+    struct store_subscription a = {.id = "s1",
+                                   .namespace = "default",
+                                   .url = "http://x/h",
+                                   .types = "[\"a.*\"]",
+                                   .secret = "k1",
+                                   .created_at = 50,
+                                   .cursor = 999, /* ignored */
+                                   .status = "failing"};
+    is_int(s->ops->put_subscription(s, &a, sub_rows, &o, &err), 0, "subs: put: %s", err.message);
+    is_str(o.buf,
+           suite_str("s1|default|http://x/h|[\"a.*\"]|~|k1|50|%" PRId64 "|active|0|0|~|0|0;", seq1),
+           "subs: the stored row, its cursor at the namespace's last row");
+    is_int(s->ops->put_subscription(s, &a, NULL, NULL, &err), WFO_ECONFLICT,
+           "subs: an id that exists is a conflict");
+    struct store_subscription b2 = {.id = "s2",
+                                    .namespace = "other",
+                                    .url = "https://y/",
+                                    .types = "[\"t\"]",
+                                    .workflow = "w",
+                                    .secret = "k2",
+                                    .created_at = 60};
+    is_int(s->ops->put_subscription(s, &b2, NULL, NULL, &err), 0, "subs: put another: %s",
+           err.message);
+    struct store_subscription c = {.id = "s3",
+                                   .namespace = "default",
+                                   .url = "http://z/",
+                                   .types = "[\"t\"]",
+                                   .secret = "k3",
+                                   .created_at = 70};
+    s->ops->put_subscription(s, &c, NULL, NULL, &err);
+    struct store_subscription bad = {.id = "s4", .namespace = "default", .url = "http://z/"};
+    ok(s->ops->put_subscription(s, &bad, NULL, NULL, &err) < 0, "subs: one without types fails");
+
+    wfo_buf_reset(&o);
+    is_int(s->ops->list_subscriptions(s, "default", sub_rows, &o, &err), 0, "subs: list: %s",
+           err.message);
+    ok(strncmp(o.buf, "s1|", 3) == 0 && strstr(o.buf, ";s3|") && !strstr(o.buf, "s2|"),
+       "subs: the namespace's, in creation order: %s", o.buf);
+    wfo_buf_reset(&o);
+    s->ops->list_subscriptions(s, NULL, sub_rows, &o, &err);
+    ok(strstr(o.buf, "s1|") && strstr(o.buf, "s2|") && strstr(o.buf, "s3|"),
+       "subs: NULL lists every namespace's");
+    wfo_buf_reset(&o);
+    is_int(s->ops->get_subscription(s, "other", "s2", sub_rows, &o, &err), 0, "subs: get: %s",
+           err.message);
+    is_str(o.buf, "s2|other|https://y/|[\"t\"]|w|k2|60|0|active|0|0|~|0|0;",
+           "subs: get, with its workflow, cursor 0 in an empty namespace");
+    is_int(s->ops->get_subscription(s, "default", "s2", sub_rows, &o, &err), WFO_ENOTFOUND,
+           "subs: another namespace's is not found");
+    is_int(s->ops->get_subscription(s, NULL, "s2", NULL, NULL, &err) == 0 ? 0 : -1, 0,
+           "subs: NULL namespace finds it");
+
+    /* the cursor */
+    sub_event(s, "default", "e2", 2000);
+    s->ops->outbox_seq(s, "default", "e2", &seq2, &err);
+    is_int(s->ops->subscription_failed(s, "s1", seq2, 3, "failing", 5000, "HTTP 500", &err), 0,
+           "subs: a failure: %s", err.message);
+    wfo_buf_reset(&o);
+    s->ops->get_subscription(s, "default", "s1", sub_rows, &o, &err);
+    ok(strstr(o.buf, "|failing|3|5000|HTTP 500|0|0;") != NULL, "subs: recorded: %s", o.buf);
+    is_int(s->ops->subscription_delivered(s, "s1", seq2, 1, 7000, &err), 0, "subs: delivered: %s",
+           err.message);
+    wfo_buf_reset(&o);
+    s->ops->get_subscription(s, "default", "s1", sub_rows, &o, &err);
+    is_str(
+        o.buf,
+        suite_str("s1|default|http://x/h|[\"a.*\"]|~|k1|50|%" PRId64 "|active|0|0|~|7000|1;", seq2),
+        "subs: cursor moved, back to active, failures and error cleared, counted");
+    is_int(s->ops->subscription_delivered(s, "s1", seq2, 1, 8000, &err), WFO_ECONFLICT,
+           "subs: the same seq again is refused");
+    is_int(s->ops->subscription_delivered(s, "s1", seq1, 1, 8000, &err), WFO_ECONFLICT,
+           "subs: the cursor never moves back");
+    is_int(s->ops->subscription_failed(s, "s1", seq2, 1, "active", 0, "late", &err), WFO_ECONFLICT,
+           "subs: a failure of a delivered row is not recorded");
+    wfo_buf_reset(&o);
+    s->ops->get_subscription(s, "default", "s1", sub_rows, &o, &err);
+    ok(strstr(o.buf, "|active|0|0|~|7000|1;") != NULL, "subs: and nothing changed: %s", o.buf);
+    is_int(s->ops->subscription_failed(s, "s3", seq2 + 100, 2, "active", 111, "boom", &err), 0,
+           "subs: a failure of a later row: %s", err.message);
+    is_int(s->ops->subscription_delivered(s, "s3", seq2, 0, 9000, &err), 0,
+           "subs: a filtered-out row moves the cursor: %s", err.message);
+    wfo_buf_reset(&o);
+    s->ops->get_subscription(s, "default", "s3", sub_rows, &o, &err);
+    ok(strstr(o.buf, suite_str("|%" PRId64 "|active|2|111|boom|0|0;", seq2)) != NULL,
+       "subs: but is not counted delivered, and the failure stays: %s", o.buf);
+    is_int(s->ops->subscription_delivered(s, "nope", 99, 1, 1, &err), WFO_ENOTFOUND,
+           "subs: delivered to an unknown one");
+    is_int(s->ops->subscription_failed(s, "nope", 99, 1, "active", 0, "x", &err), WFO_ENOTFOUND,
+           "subs: failed of an unknown one");
+
+    /* delete */
+    is_int(s->ops->delete_subscription(s, "default", "s2", &err), WFO_ENOTFOUND,
+           "subs: not another namespace's");
+    is_int(s->ops->delete_subscription(s, "other", "s2", &err), 0, "subs: delete: %s", err.message);
+    is_int(s->ops->delete_subscription(s, "other", "s2", &err), WFO_ENOTFOUND,
+           "subs: deleted once");
+    is_int(s->ops->get_subscription(s, "other", "s2", NULL, NULL, &err), WFO_ENOTFOUND,
+           "subs: gone");
+    wfo_buf_release(&o);
+    store_close(s);
+}
+
+static int ob_ids(void *ud, const struct store_outbox *r)
+{
+    wfo_buf_addf(ud, "%s ", r->event_id);
+    return 0;
+}
+
+/* Retention deletes only what every subscription of the row's namespace
+ * has delivered (store.h C2). */
+TEST(outbox_retention_keeps_undelivered)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct wfo_buf o = WFO_BUF_INIT;
+    int64_t seq = 0;
+    int n = -1;
+    struct store *s = suite_open("obsubs");
+
+    sub_event(s, "default", "d1", 1000);
+    struct store_subscription a = {.id = "r1",
+                                   .namespace = "default",
+                                   .url = "http://x/",
+                                   .types = "[\"t\"]",
+                                   .secret = "k",
+                                   .created_at = 1};
+    s->ops->put_subscription(s, &a, NULL, NULL, &err);
+    sub_event(s, "default", "d2", 1100);
+    sub_event(s, "default", "d3", 1200);
+    sub_event(s, "other", "o1", 1050);
+    sub_event(s, "default", "d4", 9000);
+    is_int(s->ops->delete_outbox(s, 5000, 0, &n, &err), 0, "retention: %s", err.message);
+    is_int(n, 2, "retention: d1 (before the subscription) and o1 (no subscription) go");
+    s->ops->list_outbox(s, "default", 0, 0, ob_ids, &o, &err);
+    is_str(o.buf, "d2 d3 d4 ", "retention: the undelivered rows stay, however old");
+    s->ops->outbox_seq(s, "default", "d2", &seq, &err);
+    s->ops->subscription_delivered(s, "r1", seq, 1, 1300, &err);
+    is_int(s->ops->delete_outbox(s, 5000, 0, &n, &err), 0, "retention again");
+    is_int(n, 1, "retention: d2 delivered, so it goes");
+    s->ops->outbox_seq(s, "default", "d4", &seq, &err);
+    s->ops->subscription_delivered(s, "r1", seq, 1, 9100, &err);
+    is_int(s->ops->delete_outbox(s, 5000, 1, &n, &err), 0, "retention, limit 1");
+    is_int(n, 1, "retention: one at a time");
+    wfo_buf_reset(&o);
+    s->ops->list_outbox(s, "default", 0, 0, ob_ids, &o, &err);
+    is_str(o.buf, "d4 ", "retention: d3 went, d4 is young");
+    /* a deleted subscription holds nothing back */
+    is_int(s->ops->delete_subscription(s, "default", "r1", &err), 0, "retention: delete r1");
+    sub_event(s, "default", "d5", 1500);
+    struct store_subscription b = {.id = "r2",
+                                   .namespace = "default",
+                                   .url = "http://x/",
+                                   .types = "[\"t\"]",
+                                   .secret = "k",
+                                   .created_at = 2};
+    s->ops->put_subscription(s, &b, NULL, NULL, &err);
+    sub_event(s, "default", "d6", 1600);
+    s->ops->delete_outbox(s, 5000, 0, &n, &err);
+    is_int(n, 1, "retention: d5 goes, d6 is held by r2");
+    is_int(s->ops->delete_subscription(s, "default", "r2", &err), 0, "retention: delete r2");
+    s->ops->delete_outbox(s, 5000, 0, &n, &err);
+    is_int(n, 1, "retention: then d6 goes");
+    wfo_buf_reset(&o);
+    s->ops->list_outbox(s, "default", 0, 0, ob_ids, &o, &err);
+    is_str(o.buf, "d4 ", "retention: only the young row is left");
+    wfo_buf_release(&o);
+    store_close(s);
+}
+
+/* A version 6 file (the outbox, no subscriptions table) migrates to 7
+ * and keeps its rows. Made as a version 7 store whose subscriptions table
+ * is dropped and whose user_version is set back: what a version 6 wfo
+ * left. */
+TEST(migrate_from_v6)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct wfo_buf o = WFO_BUF_INIT;
+    char path[512], res[256];
+
+    if (!suite_is("sqlite") && !suite_is("fault")) {
+        ok(1, "migrate v6: a SQLite check");
+        return;
+    }
+    struct store *s = suite_open("v6");
+    sub_event(s, "default", "m1", 1000);
+    store_close(s);
+    suite_path(path, sizeof(path), "v6");
+    is_int(rawdb_run(path,
+                     "DROP INDEX subscriptions_ns; DROP TABLE subscriptions;"
+                     " PRAGMA user_version = 6;",
+                     res, sizeof(res)),
+           0, "migrate v6: made a version 6 file: %s", res);
+    rawdb_run(path, "SELECT count(*) FROM sqlite_master WHERE name = 'subscriptions'", res,
+              sizeof(res));
+    is_str(res, "0\n", "migrate v6: it has no subscriptions table");
+    s = suite_open("v6");
+    rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
+    is_str(res, "7\n", "migrate v6: user_version is now 7");
+    s->ops->list_outbox(s, "default", 0, 0, ob_ids, &o, &err);
+    is_str(o.buf, "m1 ", "migrate v6: the outbox rows are kept");
+    struct store_subscription a = {.id = "v6s",
+                                   .namespace = "default",
+                                   .url = "http://x/",
+                                   .types = "[\"t\"]",
+                                   .secret = "k",
+                                   .created_at = 1};
+    wfo_buf_reset(&o);
+    is_int(s->ops->put_subscription(s, &a, sub_rows, &o, &err), 0,
+           "migrate v6: a subscription on the migrated file: %s", err.message);
+    ok(strstr(o.buf, "v6s|default|") != NULL, "migrate v6: and it reads back");
+    rawdb_run(path, "SELECT name FROM sqlite_master WHERE name = 'subscriptions_ns'", res,
+              sizeof(res));
+    is_str(res, "subscriptions_ns\n", "migrate v6: its index exists");
     wfo_buf_release(&o);
     store_close(s);
 }

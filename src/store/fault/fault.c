@@ -55,16 +55,47 @@ enum fop {
     F_DELETE_OUTBOX,
     F_BEAT_NODE,
     F_LIST_NODES,
+    F_PUT_SUBSCRIPTION,
+    F_GET_SUBSCRIPTION,
+    F_LIST_SUBSCRIPTIONS,
+    F_DELETE_SUBSCRIPTION,
+    F_SUBSCRIPTION_DELIVERED,
+    F_SUBSCRIPTION_FAILED,
     F__COUNT
 };
 
-static const char *const fop_names[F__COUNT] = {
-    "ping",           "apply",       "put_workflow",      "get_workflow",  "list_workflows",
-    "get_exec",       "list_execs",  "list_active_execs", "list_steps",    "list_history",
-    "list_timers",    "list_tasks",  "delete_workflow",   "list_expired",  "claim_shards",
-    "release_shards", "list_shards", "put_event",         "find_events",   "put_signal",
-    "find_signals",   "list_outbox", "outbox_seq",        "delete_outbox", "beat_node",
-    "list_nodes"};
+static const char *const fop_names[F__COUNT] = {"ping",
+                                                "apply",
+                                                "put_workflow",
+                                                "get_workflow",
+                                                "list_workflows",
+                                                "get_exec",
+                                                "list_execs",
+                                                "list_active_execs",
+                                                "list_steps",
+                                                "list_history",
+                                                "list_timers",
+                                                "list_tasks",
+                                                "delete_workflow",
+                                                "list_expired",
+                                                "claim_shards",
+                                                "release_shards",
+                                                "list_shards",
+                                                "put_event",
+                                                "find_events",
+                                                "put_signal",
+                                                "find_signals",
+                                                "list_outbox",
+                                                "outbox_seq",
+                                                "delete_outbox",
+                                                "beat_node",
+                                                "list_nodes",
+                                                "put_subscription",
+                                                "get_subscription",
+                                                "list_subscriptions",
+                                                "delete_subscription",
+                                                "subscription_delivered",
+                                                "subscription_failed"};
 
 #define FAULT_RULES_MAX 32
 
@@ -442,6 +473,56 @@ static int fault_list_nodes(struct store *base, int64_t since, store_node_cb cb,
     return s->inner->ops->list_nodes(s->inner, since, cb, ud, err);
 }
 
+static int fault_put_subscription(struct store *base, const struct store_subscription *sub,
+                                  store_subscription_cb cb, void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_PUT_SUBSCRIPTION);
+    return s->inner->ops->put_subscription(s->inner, sub, cb, ud, err);
+}
+
+static int fault_get_subscription(struct store *base, const char *ns, const char *id,
+                                  store_subscription_cb cb, void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_GET_SUBSCRIPTION);
+    return s->inner->ops->get_subscription(s->inner, ns, id, cb, ud, err);
+}
+
+static int fault_list_subscriptions(struct store *base, const char *ns, store_subscription_cb cb,
+                                    void *ud, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_LIST_SUBSCRIPTIONS);
+    return s->inner->ops->list_subscriptions(s->inner, ns, cb, ud, err);
+}
+
+static int fault_delete_subscription(struct store *base, const char *ns, const char *id,
+                                     struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_DELETE_SUBSCRIPTION);
+    return s->inner->ops->delete_subscription(s->inner, ns, id, err);
+}
+
+static int fault_subscription_delivered(struct store *base, const char *id, int64_t seq,
+                                        int delivered, int64_t at, struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_SUBSCRIPTION_DELIVERED);
+    return s->inner->ops->subscription_delivered(s->inner, id, seq, delivered, at, err);
+}
+
+static int fault_subscription_failed(struct store *base, const char *id, int64_t seq, int failures,
+                                     const char *status, int64_t next_attempt_at, const char *error,
+                                     struct wfo_error *err)
+{
+    struct fault_store *s = fs_of(base);
+    CHECK(F_SUBSCRIPTION_FAILED);
+    return s->inner->ops->subscription_failed(s->inner, id, seq, failures, status, next_attempt_at,
+                                              error, err);
+}
+
 static void fault_set_pool_size(struct store *base, int n)
 {
     struct fault_store *s = fs_of(base);
@@ -483,4 +564,10 @@ const struct store_ops store_fault_ops = {
     .delete_outbox = fault_delete_outbox,
     .beat_node = fault_beat_node,
     .list_nodes = fault_list_nodes,
+    .put_subscription = fault_put_subscription,
+    .get_subscription = fault_get_subscription,
+    .list_subscriptions = fault_list_subscriptions,
+    .delete_subscription = fault_delete_subscription,
+    .subscription_delivered = fault_subscription_delivered,
+    .subscription_failed = fault_subscription_failed,
 };

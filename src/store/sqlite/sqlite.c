@@ -47,6 +47,7 @@
 #include "common/compat.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -68,7 +69,7 @@
 
 #define SQ_READERS_MAX STORE_POOL_MAX /* store.pool_size at most; 8 unless set */
 #define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */
-#define SQ_SCHEMA_VERSION 6
+#define SQ_SCHEMA_VERSION 7
 
 /*
  * The schema. The list queries (sq_list_sql) are
@@ -141,6 +142,18 @@
     "CREATE INDEX IF NOT EXISTS outbox_ns ON outbox (namespace, seq);"                             \
     "CREATE INDEX IF NOT EXISTS outbox_id ON outbox (namespace, event_id);"
 
+/* What version 7 added (webhook subscriptions, store.h): for a new store
+ * and for the migration from 6. subscriptions_ns serves the API's lists
+ * and retention's "lowest cursor of a namespace" (store.h C2). */
+#define SQ_V7_SCHEMA                                                                               \
+    "CREATE TABLE IF NOT EXISTS subscriptions ("                                                   \
+    " id TEXT PRIMARY KEY NOT NULL, namespace TEXT NOT NULL, url TEXT NOT NULL,"                   \
+    " types TEXT NOT NULL, workflow TEXT, secret TEXT NOT NULL, created_at INTEGER NOT NULL,"      \
+    " cursor INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'active',"                             \
+    " failures INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER, last_error TEXT,"              \
+    " last_delivery_at INTEGER, delivered INTEGER NOT NULL DEFAULT 0);"                            \
+    "CREATE INDEX IF NOT EXISTS subscriptions_ns ON subscriptions (namespace, cursor);"
+
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS workflows ("
     " namespace TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -169,7 +182,7 @@ static const char sq_schema[] =
     " lease TEXT, input TEXT, ready_at INTEGER, leased_until INTEGER, created_at INTEGER,"
     " shard INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queue, status, ready_at);" SQ_V3_SCHEMA
-        SQ_V5_SCHEMA SQ_V6_SCHEMA SQ_META_SCHEMA;
+        SQ_V5_SCHEMA SQ_V6_SCHEMA SQ_V7_SCHEMA SQ_META_SCHEMA;
 
 #define SQ_WF_COLS "namespace, name, version, hash, definition, created_at"
 #define SQ_EXEC_COLS                                                                               \
@@ -178,6 +191,9 @@ static const char sq_schema[] =
 #define SQ_EVENT_COLS "seq, namespace, id, type, key, source, data, time, published_at"
 #define SQ_SIGNAL_COLS "seq, id, exec_id, name, data, time"
 #define SQ_OUTBOX_COLS "seq, event_id, namespace, type, key, exec_id, event, time"
+#define SQ_SUB_COLS                                                                                \
+    "id, namespace, url, types, workflow, secret, created_at, cursor, status, failures, "          \
+    "next_attempt_at, last_error, last_delivery_at, delivered"
 #define SQ_TIMER_COLS "id, exec_id, due_at, kind, step, token, data"
 #define SQ_TASK_COLS                                                                               \
     "id, exec_id, namespace, queue, step, attempt, status, lease, input, ready_at, "               \
@@ -218,6 +234,12 @@ enum sq_wq {
     W_SIGNAL_INSERT,
     W_OUTBOX_INSERT,
     W_OUTBOX_DEL,
+    W_SUB_INSERT,
+    W_SUB_GET,
+    W_SUB_DEL,
+    W_SUB_DELIVERED,
+    W_SUB_FAILED,
+    W_SUB_EXISTS,
     W__COUNT
 };
 
@@ -294,11 +316,34 @@ static const char *const sq_writer_sql[W__COUNT] = {
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [W_OUTBOX_INSERT] = "INSERT OR ROLLBACK INTO outbox (event_id, namespace, type, key, exec_id,"
                         " event, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    /* retention: among the ?2 oldest rows (by seq, with which time grows),
-     * those older than ?1: a bounded walk of the primary key, never a scan
-     * of the young rows */
-    [W_OUTBOX_DEL] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq"
-                     " LIMIT ?2) AND time < ?1",
+    /* retention: among the ?2 oldest rows (by seq, with which time grows)
+     * that no subscription of their namespace holds (store.h C2: above its
+     * lowest cursor), those older than ?1: a bounded walk of the primary
+     * key, never a scan of the young rows; it passes over the held rows
+     * (as many as the subscriptions are behind). */
+    [W_OUTBOX_DEL] =
+        ("DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox AS o WHERE o.seq <="
+         " coalesce((SELECT min(c.cursor) FROM subscriptions AS c WHERE c.namespace ="
+         " o.namespace), 9223372036854775807) ORDER BY o.seq LIMIT ?2) AND time < ?1"),
+    /* C1: the cursor starts at the namespace's last row, read in the
+     * insert's transaction */
+    [W_SUB_INSERT] = ("INSERT INTO subscriptions (id, namespace, url, types, workflow, secret,"
+                      " created_at, cursor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                      " (SELECT coalesce(max(seq), 0) FROM outbox WHERE namespace = ?2))"),
+    [W_SUB_GET] = "SELECT " SQ_SUB_COLS " FROM subscriptions WHERE id = ?1",
+    [W_SUB_DEL] = "DELETE FROM subscriptions WHERE id = ?1 AND namespace = ?2",
+    /* C1: only forward */
+    [W_SUB_DELIVERED] =
+        ("UPDATE subscriptions SET cursor = ?2,"
+         " status = CASE WHEN ?3 THEN 'active' ELSE status END,"
+         " failures = CASE WHEN ?3 THEN 0 ELSE failures END,"
+         " next_attempt_at = CASE WHEN ?3 THEN NULL ELSE next_attempt_at END,"
+         " last_error = CASE WHEN ?3 THEN NULL ELSE last_error END, delivered = delivered + ?3,"
+         " last_delivery_at = CASE WHEN ?3 THEN ?4 ELSE last_delivery_at END"
+         " WHERE id = ?1 AND cursor < ?2"),
+    [W_SUB_FAILED] = ("UPDATE subscriptions SET failures = ?3, status = ?4, next_attempt_at = ?5,"
+                      " last_error = ?6 WHERE id = ?1 AND cursor < ?2"),
+    [W_SUB_EXISTS] = "SELECT 1 FROM subscriptions WHERE id = ?1",
 };
 
 /* retention: executions_ended orders the ended ones by when they ended */
@@ -328,6 +373,9 @@ enum sq_rq {
     R_OUTBOX,
     R_OUTBOX_ID,
     R_OUTBOX_LAST,
+    R_SUB,
+    R_SUBS,
+    R_SUBS_ALL,
     R_LIST,
     R__COUNT = R_LIST + 32
 };
@@ -371,6 +419,11 @@ static const char *const sq_reader_sql[R_LIST] = {
     [R_OUTBOX_ID] = ("SELECT seq FROM outbox WHERE namespace = ?1 AND event_id = ?2"
                      " ORDER BY seq LIMIT 1"),
     [R_OUTBOX_LAST] = "SELECT coalesce(max(seq), 0) FROM outbox WHERE namespace = ?1",
+    [R_SUB] = ("SELECT " SQ_SUB_COLS " FROM subscriptions WHERE id = ?1"
+               " AND (?2 IS NULL OR namespace = ?2)"),
+    [R_SUBS] = ("SELECT " SQ_SUB_COLS " FROM subscriptions WHERE namespace = ?1"
+                " ORDER BY created_at, id"),
+    [R_SUBS_ALL] = "SELECT " SQ_SUB_COLS " FROM subscriptions ORDER BY namespace, created_at, id",
 };
 
 /* The filters of a list query, as bits of its statement's index. */
@@ -530,6 +583,7 @@ struct sq_cb {
         store_event_cb event;
         store_signal_cb signal;
         store_outbox_cb outbox;
+        store_subscription_cb sub;
     } fn;
     void *ud;
     /* exec rows: the statement that reads the execution's chunks, newest
@@ -754,6 +808,8 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION - 1] = {
     SQ_V5_SCHEMA,
     /* 5 -> 6: the outbox */
     SQ_V6_SCHEMA,
+    /* 6 -> 7: webhook subscriptions */
+    SQ_V7_SCHEMA,
 };
 
 /* SQL's wfo_shard(id): store_shard_of, for the migration. */
@@ -2791,6 +2847,213 @@ static int sq_delete_outbox(struct store *base, int64_t before, int limit, int *
     return rc;
 }
 
+/* ---- webhook subscriptions ---- */
+
+static void sq_sub_read(sqlite3_stmt *st, struct store_subscription *r)
+{
+    r->id = sq_col_text(st, 0);
+    r->namespace = sq_col_text(st, 1);
+    r->url = sq_col_text(st, 2);
+    r->types = sq_col_text(st, 3);
+    r->workflow = sq_col_text(st, 4);
+    r->secret = sq_col_text(st, 5);
+    r->created_at = sq_col_int(st, 6);
+    r->cursor = sq_col_int(st, 7);
+    r->status = sq_col_text(st, 8);
+    r->failures = (int)sq_col_int(st, 9);
+    r->next_attempt_at = sq_col_int(st, 10);
+    r->last_error = sq_col_text(st, 11);
+    r->last_delivery_at = sq_col_int(st, 12);
+    r->delivered = sq_col_int(st, 13);
+}
+
+static int sq_sub_row(sqlite3_stmt *st, const struct sq_cb *cb)
+{
+    struct store_subscription r;
+
+    sq_sub_read(st, &r);
+    return cb->fn.sub ? cb->fn.sub(cb->ud, &r) : 0;
+}
+
+static int sq_put_subscription(struct store *base, const struct store_subscription *sub,
+                               store_subscription_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st;
+    int rc, b = 0;
+
+    if (!sub->id || !sub->namespace || !sub->url || !sub->types || !sub->secret)
+        return wfo_error_set(err, WFO_EINVAL,
+                             "subscription to store lacks an id, namespace, url, types or secret");
+    pthread_mutex_lock(&s->wmu);
+    rc = sq_begin(s, "adding a subscription", err);
+    if (rc)
+        goto out;
+    st = s->wst[W_SUB_INSERT];
+    b |= sq_text(st, 1, sub->id);
+    b |= sq_text(st, 2, sub->namespace);
+    b |= sq_text(st, 3, sub->url);
+    b |= sq_text(st, 4, sub->types);
+    b |= sq_text(st, 5, sub->workflow);
+    b |= sq_text(st, 6, sub->secret);
+    b |= sq_int(st, 7, sub->created_at);
+    rc = b == SQLITE_OK ? sq_run(st) : b;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        sq_done(st);
+        rc = wfo_error_set(err, WFO_ECONFLICT, "subscription '%s' exists", sub->id);
+        goto out;
+    }
+    if (rc != SQLITE_OK) {
+        rc = sq_fail(s, s->w, err, "writing subscription '%s'", sub->id);
+        sq_done(st);
+        goto out;
+    }
+    sq_done(st);
+    st = s->wst[W_SUB_GET];
+    sq_text(st, 1, sub->id);
+    rc = sq_step(st);
+    if (rc == SQLITE_ROW) {
+        struct store_subscription row;
+        sq_sub_read(st, &row);
+        rc = sq_commit(s, "adding a subscription", err);
+        if (rc == 0 && cb)
+            rc = cb(ud, &row);
+    } else {
+        rc = sq_fail(s, s->w, err, "reading subscription '%s'", sub->id);
+    }
+    sq_done(st);
+out:
+    sq_rollback(s);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+static int sq_get_subscription(struct store *base, const char *ns, const char *id,
+                               store_subscription_cb cb, void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.sub = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc, n = 0;
+
+    rc = sq_reader_stmt(s, R_SUB, &r, &st, err);
+    if (rc)
+        return rc;
+    sq_text(st, 1, id);
+    if (ns)
+        sq_text(st, 2, ns);
+    rc = sq_each(s, r->db, st, sq_sub_row, &c, &n, "reading a subscription", err);
+    sq_reader_put(s, r);
+    if (rc == 0 && n == 0)
+        rc = wfo_error_set(err, WFO_ENOTFOUND, "subscription '%s' not found", id ? id : "");
+    return rc;
+}
+
+static int sq_list_subscriptions(struct store *base, const char *ns, store_subscription_cb cb,
+                                 void *ud, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    struct sq_cb c = {.fn.sub = cb, .ud = ud};
+    struct sq_reader *r;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = sq_reader_stmt(s, ns ? R_SUBS : R_SUBS_ALL, &r, &st, err);
+    if (rc)
+        return rc;
+    if (ns)
+        sq_text(st, 1, ns);
+    rc = sq_each(s, r->db, st, sq_sub_row, &c, NULL, "listing subscriptions", err);
+    sq_reader_put(s, r);
+    return rc;
+}
+
+static int sq_delete_subscription(struct store *base, const char *ns, const char *id,
+                                  struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st;
+    int rc, b = 0;
+
+    pthread_mutex_lock(&s->wmu);
+    st = s->wst[W_SUB_DEL];
+    b |= sq_text(st, 1, id);
+    b |= sq_text(st, 2, ns);
+    rc = sq_wstep(s, st, b, err, "deleting subscription '%s'", id ? id : "");
+    if (rc == 0 && sqlite3_changes(s->w) == 0)
+        rc = wfo_error_set(err, WFO_ENOTFOUND, "subscription '%s' not found", id ? id : "");
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+/* After an UPDATE guarded by cursor < seq that changed nothing: was the
+ * subscription gone (WFO_ENOTFOUND) or the row done already (WFO_ECONFLICT)? */
+static int sq_sub_unchanged(struct sq_store *s, const char *id, int64_t seq, struct wfo_error *err)
+{
+    sqlite3_stmt *st = s->wst[W_SUB_EXISTS];
+    int rc;
+
+    sq_text(st, 1, id);
+    rc = sq_step(st);
+    if (rc == SQLITE_ROW)
+        rc = wfo_error_set(err, WFO_ECONFLICT,
+                           "subscription '%s' is past outbox seq %" PRId64 " already", id, seq);
+    else if (rc == SQLITE_DONE)
+        rc = wfo_error_set(err, WFO_ENOTFOUND, "subscription '%s' not found", id);
+    else
+        rc = sq_fail(s, s->w, err, "reading subscription '%s'", id);
+    sq_done(st);
+    return rc;
+}
+
+static int sq_subscription_delivered(struct store *base, const char *id, int64_t seq, int delivered,
+                                     int64_t at, struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st;
+    int rc, b = 0;
+
+    if (!id)
+        return wfo_error_set(err, WFO_EINVAL, "no subscription id");
+    pthread_mutex_lock(&s->wmu);
+    st = s->wst[W_SUB_DELIVERED];
+    b |= sq_text(st, 1, id);
+    b |= sq_int(st, 2, seq);
+    b |= sq_int(st, 3, delivered ? 1 : 0);
+    b |= sq_time(st, 4, at);
+    rc = sq_wstep(s, st, b, err, "moving the cursor of subscription '%s'", id);
+    if (rc == 0 && sqlite3_changes(s->w) == 0)
+        rc = sq_sub_unchanged(s, id, seq, err);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+static int sq_subscription_failed(struct store *base, const char *id, int64_t seq, int failures,
+                                  const char *status, int64_t next_attempt_at, const char *error,
+                                  struct wfo_error *err)
+{
+    struct sq_store *s = sq_store(base);
+    sqlite3_stmt *st;
+    int rc, b = 0;
+
+    if (!id || !status)
+        return wfo_error_set(err, WFO_EINVAL, "no subscription id or status");
+    pthread_mutex_lock(&s->wmu);
+    st = s->wst[W_SUB_FAILED];
+    b |= sq_text(st, 1, id);
+    b |= sq_int(st, 2, seq);
+    b |= sq_int(st, 3, failures);
+    b |= sq_text(st, 4, status);
+    b |= sq_time(st, 5, next_attempt_at);
+    b |= sq_text(st, 6, error);
+    rc = sq_wstep(s, st, b, err, "recording a failure of subscription '%s'", id);
+    if (rc == 0 && sqlite3_changes(s->w) == 0)
+        rc = sq_sub_unchanged(s, id, seq, err);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .version = 1,
@@ -2825,4 +3088,10 @@ const struct store_ops store_sqlite_ops = {
     .delete_outbox = sq_delete_outbox,
     .beat_node = sq_beat_node,
     .list_nodes = sq_list_nodes,
+    .put_subscription = sq_put_subscription,
+    .get_subscription = sq_get_subscription,
+    .list_subscriptions = sq_list_subscriptions,
+    .delete_subscription = sq_delete_subscription,
+    .subscription_delivered = sq_subscription_delivered,
+    .subscription_failed = sq_subscription_failed,
 };

@@ -719,6 +719,30 @@ TEST(threads)
     is_int(n, 40, "40 requests from 8 threads at once");
 }
 
+/* Webhook URLs, checked when a subscription is added. */
+TEST(url_check)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    is_int(httpc_url_check("http://example.com/x", 0, &err), 0, "http");
+    is_int(httpc_url_check("HTTPS://example.com:8443/x?q=1", 1, &err), 0, "https, any case");
+    is_int(httpc_url_check("ftp://example.com/", 0, &err), WFO_EINVAL, "ftp");
+    ok(strstr(err.message, "http:// or https://") != NULL, "says why: %s", err.message);
+    is_int(httpc_url_check("http://", 0, &err), WFO_EINVAL, "no host");
+    is_int(httpc_url_check("http://127.0.0.1:9/", 0, &err), 0, "loopback allowed by default");
+    static const char *const denied[] = {
+        "http://127.0.0.1:9/", "http://10.0.0.1/",          "http://192.168.1.1/",
+        "http://172.16.0.1/",  "http://169.254.169.254/",   "http://[::1]/",
+        "http://[fe80::1]/",   "http://0.0.0.0/",           "http://localhost:8080/",
+        "http://a.localhost/", "http://[::ffff:127.0.0.1]/"};
+    for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
+        is_int(httpc_url_check(denied[i], 1, &err), WFO_EINVAL, "deny_private: %s", denied[i]);
+        ok(strstr(err.message, "private") != NULL, "says why: %s", err.message);
+    }
+    is_int(httpc_url_check("http://8.8.8.8/", 1, &err), 0, "a public address");
+    is_int(httpc_url_check("http://[2001:4860::1]/", 1, &err), 0, "a public IPv6 address");
+    is_int(httpc_url_check("http://example.com/", 1, &err), 0, "a name: checked at delivery");
+}
+
 int main(void)
 {
     return tap_run();

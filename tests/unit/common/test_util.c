@@ -522,6 +522,22 @@ TEST(log_levels)
     wfo_log_setup(WFO_LOG_INFO, WFO_LOG_TEXT);
 }
 
+/* SPEC 2.5: subscription and stream types match exactly or by "prefix.*". */
+TEST(type_matches)
+{
+    ok(wfo_type_matches("a.b", "a.b"), "exact");
+    ok(!wfo_type_matches("a.b", "a.bc"), "exact only");
+    ok(wfo_type_matches("a.*", "a.b"), "prefix");
+    ok(wfo_type_matches("a.*", "a.b.c"), "prefix, deeper");
+    ok(!wfo_type_matches("a.*", "a"), "the prefix alone is not under it");
+    ok(!wfo_type_matches("a.*", "ab.c"), "a prefix ends at its dot");
+    ok(wfo_type_matches("*", "anything"), "star");
+    ok(!wfo_type_matches("a*", "ab"), "a star without a dot is literal");
+    ok(wfo_type_matches("a*", "a*"), "and matches itself");
+    ok(!wfo_type_matches(".*", "x"), "\".*\" needs the dot");
+    ok(wfo_type_matches(".*", ".x"), "\".*\": types that start with a dot");
+}
+
 int main(void)
 {
     int rc = tap_run();
