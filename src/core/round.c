@@ -202,27 +202,54 @@ static void batch_outbox(struct round *rd, struct fsm_hist *h)
     if (!lifecycle_type(h->type))
         return;
     struct execution *x = h->x;
-    json_t *data = json_object();
-    json_t *hd = fsm_hist_data(h);
-    if (json_is_object(hd))
-        json_object_update(data, hd);
-    json_object_set_new(data, "execution_id", json_string(x->id));
-    json_object_set_new(data, "workflow", json_string(x->workflow));
-    if (h->step)
-        json_object_set_new(data, "step", json_string(h->step));
-    char id[WFO_ID_SIZE];
+    struct wfo_buf *b = &rd->scratch;
+    char id[WFO_ID_SIZE], t[40];
     wfo_id_new(id);
-    json_t *j = json_pack("{s:s, s:s, s:s, s:n, s:o, s:o}", "id", id, "type", h->type, "key", x->id,
-                          "source", "data", data, "time", doc_time(h->time));
+    wfo_time_format(h->time, t, sizeof(t));
+    /* written as text, not built with jansson (a lifecycle row is two of
+     * every workflow's rows): the same bytes as
+     * {id, type, key, source: null, data: {...}, time} serialized */
+    wfo_buf_adds(b, "{\"id\":");
+    wfo_json_dump_str(id, b);
+    wfo_buf_adds(b, ",\"type\":");
+    wfo_json_dump_str(h->type, b);
+    wfo_buf_adds(b, ",\"key\":");
+    wfo_json_dump_str(x->id, b);
+    wfo_buf_adds(b, ",\"source\":null,\"data\":{");
+    json_t *hd = fsm_hist_data(h), *v;
+    const char *k;
+    int n = 0;
+    if (json_is_object(hd))
+        json_object_foreach(hd, k, v)
+        {
+            if (strcmp(k, "execution_id") == 0 || strcmp(k, "workflow") == 0 ||
+                (h->step && strcmp(k, "step") == 0))
+                continue;
+            if (n++)
+                wfo_buf_addch(b, ',');
+            wfo_json_dump_str(k, b);
+            wfo_buf_addch(b, ':');
+            wfo_json_dumpb(v, b);
+        }
+    wfo_buf_adds(b, n ? ",\"execution_id\":" : "\"execution_id\":");
+    wfo_json_dump_str(x->id, b);
+    wfo_buf_adds(b, ",\"workflow\":");
+    wfo_json_dump_str(x->workflow, b);
+    if (h->step) {
+        wfo_buf_adds(b, ",\"step\":");
+        wfo_json_dump_str(h->step, b);
+    }
+    wfo_buf_adds(b, "},\"time\":");
+    wfo_json_dump_str(t, b);
+    wfo_buf_addch(b, '}');
     struct store_outbox *o = store_batch_outbox(&rd->batch);
     o->event_id = wfo_arena_strndup(&rd->text, id, strlen(id));
     o->namespace = x->ns;
     o->type = h->type;
     o->key = x->id;
     o->exec_id = x->id;
-    o->event = keep_json(rd, j);
+    o->event = keep_scratch(rd);
     o->time = h->time;
-    json_decref(j);
 }
 
 /* Builds the batch from the state machine's effects; timers coalesce by id

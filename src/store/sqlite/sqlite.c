@@ -452,6 +452,7 @@ struct sq_store {
     sqlite3_stmt *wst[W__COUNT];
     sqlite3_stmt *wchunks; /* W_CHUNK for SQ_MANY rows */
     sqlite3_stmt *wexecs;  /* W_EXEC for SQ_MANY rows */
+    sqlite3_stmt *woutbox; /* W_OUTBOX_INSERT for SQ_MANY rows */
     struct wfo_buf chunk;  /* the chunks being written */
 
     pthread_mutex_t pmu; /* guards n_readers and each reader's busy */
@@ -1043,6 +1044,7 @@ static void sq_close(struct store *base)
     for (int q = 0; q < W__COUNT; q++)
         sqlite3_finalize(s->wst[q]);
     sqlite3_finalize(s->wchunks);
+    sqlite3_finalize(s->woutbox);
     sqlite3_finalize(s->wexecs);
     wfo_buf_release(&s->chunk);
     /* Last: a memory database goes with its last connection. */
@@ -1153,6 +1155,10 @@ static int sq_open(const char *url, struct store **out, struct wfo_error *err)
     many = sq_many_sql(sq_writer_sql[W_EXEC], 16);
     if (prc == SQLITE_OK)
         prc = sq_prepare(s->w, many, &s->wexecs);
+    free(many);
+    many = sq_many_sql(sq_writer_sql[W_OUTBOX_INSERT], 7);
+    if (prc == SQLITE_OK)
+        prc = sq_prepare(s->w, many, &s->woutbox);
     free(many);
 
     if (prc != SQLITE_OK) {
@@ -1717,19 +1723,42 @@ static int sq_consume(struct sq_store *s, const struct store_del *c, struct wfo_
     return sq_wstep(s, st, b, err, "consuming event '%s'", c->id ? c->id : "");
 }
 
+static int sq_bind_outbox(sqlite3_stmt *st, int o, const struct store_outbox *r)
+{
+    int b = sq_text(st, o + 1, r->event_id);
+    b |= sq_text(st, o + 2, r->namespace);
+    b |= sq_text(st, o + 3, r->type);
+    b |= sq_text(st, o + 4, r->key);
+    b |= sq_text(st, o + 5, r->exec_id);
+    b |= sq_text(st, o + 6, r->event);
+    b |= sq_int(st, o + 7, r->time ? r->time : wfo_now_ms());
+    return b;
+}
+
 static int sq_put_outbox(struct sq_store *s, const struct store_outbox *o, struct wfo_error *err)
 {
     sqlite3_stmt *st = s->wst[W_OUTBOX_INSERT];
-    int b = 0;
+    return sq_wstep(s, st, sq_bind_outbox(st, 0, o), err, "writing outbox event '%s'",
+                    o->event_id ? o->event_id : "");
+}
 
-    b |= sq_text(st, 1, o->event_id);
-    b |= sq_text(st, 2, o->namespace);
-    b |= sq_text(st, 3, o->type);
-    b |= sq_text(st, 4, o->key);
-    b |= sq_text(st, 5, o->exec_id);
-    b |= sq_text(st, 6, o->event);
-    b |= sq_int(st, 7, o->time ? o->time : wfo_now_ms());
-    return sq_wstep(s, st, b, err, "writing outbox event '%s'", o->event_id ? o->event_id : "");
+/* A batch's outbox rows, in order (their seq is the order): SQ_MANY to a
+ * statement like the new executions (callgrind, writer: a lifecycle row
+ * alone cost 20k instructions, most of them the statement's and
+ * AUTOINCREMENT's), the rest one by one. */
+static int sq_put_outboxes(struct sq_store *s, const struct store_batch *b, struct wfo_error *err)
+{
+    int i = 0, rc = 0;
+    for (; rc == 0 && i + SQ_MANY <= b->n_outbox; i += SQ_MANY) {
+        int bc = 0;
+        for (int k = 0; k < SQ_MANY; k++)
+            bc |= sq_bind_outbox(s->woutbox, 7 * k, &b->outbox[i + k]);
+        rc = sq_wstep(s, s->woutbox, bc, err, "writing outbox event '%s' (and the next ones)",
+                      b->outbox[i].event_id ? b->outbox[i].event_id : "");
+    }
+    for (; rc == 0 && i < b->n_outbox; i++)
+        rc = sq_put_outbox(s, &b->outbox[i], err);
+    return rc;
 }
 
 static void sq_event_read(sqlite3_stmt *st, struct store_event *r)
@@ -1817,8 +1846,8 @@ static int sq_apply(struct store *base, const struct store_batch *b, struct wfo_
         rc = sq_consume(s, &b->consumes[i], err);
     for (i = 0; rc == 0 && i < b->n_signal_dels; i++)
         rc = sq_delete(s, W_SIGNAL_DEL, b->signal_dels[i].id, "signal", err);
-    for (i = 0; rc == 0 && i < b->n_outbox; i++)
-        rc = sq_put_outbox(s, &b->outbox[i], err);
+    if (rc == 0)
+        rc = sq_put_outboxes(s, b, err);
     for (i = 0; rc == 0 && i < b->n_exec_dels; i++)
         for (int q = W_EXEC_DEL_CHUNKS; rc == 0 && q <= W_EXEC_DEL; q++)
             rc = sq_delete(s, q, b->exec_dels[i], "execution", err);
