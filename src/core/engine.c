@@ -915,6 +915,7 @@ static void engine_forget(struct wfo_engine *e)
     atomic_store(&e->held, 0);
     memset(e->epochs, 0, sizeof(e->epochs));
     e->regroup = 0;
+    e->next_cron = 0; /* the latest slots, once recovered (triggers.c T3) */
 }
 
 /* After a failed commit (E2): forgets what memory held and recovers from

@@ -345,8 +345,10 @@ static void shards_renew_cluster(struct wfo_engine *e, int64_t now)
         engine_read_failed(e, NULL, "loading the shards claimed", &err);
         e->regroup = 1;
     }
-    if (gained)
+    if (gained) {
         wfo_info(NULL, NULL, "node %s took shards %#x", e->owner, (unsigned)gained);
+        e->next_cron = now; /* the latest slots of its new shards (triggers.c T4) */
+    }
     if (lost)
         wfo_warn(NULL, NULL, "node %s lost shards %#x to another node", e->owner, (unsigned)lost);
     if (give || lost) {

@@ -337,6 +337,15 @@ void triggers_cron(struct wfo_engine *e, int64_t now)
             int64_t slot = wfo_cron_prev(&tr->spec, now);
             if (slot < 0 || slot < l.v[i].created_at)
                 continue;
+            char id[WFO_ID_SIZE], what[64], t[40];
+            snprintf(what, sizeof(what), "%lld", (long long)slot);
+            wfo_buf_reset(&key);
+            wfo_buf_addf(&key, "%s\n%s", tr->cron, what);
+            triggers_id(id, l.v[i].ns, d->name, "cron", key.buf);
+            /* in a cluster, the node that holds the slot's id starts it
+             * (T4): one that takes that shard later looks again at once */
+            if (e->cluster && !(e->shards >> store_shard_of(id) & 1))
+                continue;
             /* the slot this process last started for this trigger */
             wfo_buf_reset(&key);
             wfo_buf_addf(&key, "%s\n%s\n%s", l.v[i].ns, d->name, tr->cron);
@@ -348,12 +357,7 @@ void triggers_cron(struct wfo_engine *e, int64_t now)
                 wfo_map_put(&e->cron_fired, wfo_strdup(key.buf), last);
             }
             *last = slot;
-            char id[WFO_ID_SIZE], what[64], t[40];
             wfo_time_format(slot, t, sizeof(t));
-            snprintf(what, sizeof(what), "%lld", (long long)slot);
-            wfo_buf_reset(&key);
-            wfo_buf_addf(&key, "%s\n%s", tr->cron, what);
-            triggers_id(id, l.v[i].ns, d->name, "cron", key.buf);
             json_t *ev =
                 json_pack("{s:s, s:s, s:n, s:s, s:{s:s}, s:s}", "id", id, "type", "wfo.cron", "key",
                           "source", "wfo", "data", "cron", tr->cron, "time", t);

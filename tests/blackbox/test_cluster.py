@@ -436,3 +436,33 @@ def test_each_subscription_is_delivered_by_one_node(tmp_path):
         for s in (a, b):
             if s.proc and s.proc.poll() is None:
                 s.stop()
+
+
+def test_cron_slots_fire_once_across_nodes(tmp_path):
+    """Every node looks at the cron triggers; the node that holds a
+    slot's derived id starts it, once (triggers.c T3, T4)."""
+    a, b = nodes(tmp_path, 2)
+    try:
+        names = [f"cl-cron-{i}" for i in range(6)]
+        for n in names:
+            a.put_workflow({"name": n, "triggers": [{"cron": "* * * * *",
+                                                     "input": {"at": "${ .event.time }"}}],
+                            "steps": [{"name": "s", "type": "set", "vars": {"x": 1}}]})
+        deadline = time.monotonic() + 80
+        seen = {}
+        while time.monotonic() < deadline and len(seen) < len(names):
+            for n in names:
+                xs = a.get(f"/v1/executions?workflow={n}&limit=10").json["executions"]
+                if xs:
+                    seen[n] = xs
+            time.sleep(0.5)
+        assert sorted(seen) == sorted(names), seen
+        time.sleep(2)  # both nodes have looked at the slot by now
+        for n in names:
+            xs = a.get(f"/v1/executions?workflow={n}&limit=10").json["executions"]
+            ats = [a.doc(x["id"])["input"]["at"] for x in xs]
+            assert len(ats) == len(set(ats)), (n, ats)  # one execution per slot
+    finally:
+        for s in (a, b):
+            if s.proc and s.proc.poll() is None:
+                s.stop()
