@@ -103,8 +103,10 @@ run: all
 unit: deps $(UNIT_BIN)
 	@tests/unit/run.sh $(UNIT_BIN)
 
-store-test: deps $(STORE_TEST_BIN)
-	@tests/unit/run.sh $(STORE_TEST_BIN)
+# The postgres back end runs against a throwaway server (tests/pg/pg.sh) in
+# build/pg/NAME, started and stopped around the stage.
+store-test: test-deps $(STORE_TEST_BIN)
+	@tests/pg/pg.sh run build/pg/store-test tests/unit/run.sh $(STORE_TEST_BIN)
 
 # Black-box tests mostly wait on processes: BLACKBOX_JOBS pytest-xdist
 # workers (0: one process, in order).
