@@ -33,7 +33,7 @@ ASAN_CFLAGS := -DWFO_CHECKS -O1 -g -fno-omit-frame-pointer -fsanitize=address,un
 # Leaks inside third-party libraries that wfo cannot free (tests/lsan.supp).
 export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps test-deps run test unit store-test blackbox docs-test browser-test fuzz fuzz-test check format \
+.PHONY: all deps test-deps run test unit store-test blackbox blackbox-pg docs-test browser-test fuzz fuzz-test check format \
         check-test bench clean
 all: deps build/wfo
 
@@ -115,6 +115,13 @@ blackbox: test-deps build/wfo build/asan/wfo
 	cd tests/blackbox && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q -x \
 	    -p no:cacheprovider -n $(BLACKBOX_JOBS) $(PYTEST_ARGS)
 
+# The same black-box suite with every server on PostgreSQL: a database of
+# its own per server (tests/blackbox/apiutil.py) in a throwaway cluster.
+blackbox-pg: test-deps build/wfo build/asan/wfo
+	@tests/pg/pg.sh run build/pg/blackbox sh -c 'cd tests/blackbox && WFO_TEST_DB=postgres \
+	    WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	    -n $(BLACKBOX_JOBS) $(PYTEST_ARGS)'
+
 docs-test: test-deps build/asan/wfo
 	cd tests/docs && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q \
 	    -p no:cacheprovider
@@ -129,12 +136,14 @@ browser-test: test-deps build/asan/wfo
 # side by side (tests/stages.sh; their logs in build/test/). First the unit
 # tests and the store suite, one per core: CPU-bound, and some unit tests
 # race the 1 s expression time limit. Then the black-box tests (which
-# mostly wait on processes) in one lane, the docs, browser and fuzz tests
-# one after another in the other.
+# mostly wait on processes) in one lane, the docs and browser tests, the
+# black-box tests again on PostgreSQL, and the fuzz tests one after another
+# in the other.
 test: test-deps all
 	@$(MAKE) --no-print-directory -j$$(nproc) build/asan/wfo $(UNIT_BIN) $(STORE_TEST_BIN) \
 	    $(FUZZ_BINS)
-	@MAKE="$(MAKE)" tests/stages.sh check-test unit store-test -- blackbox "docs-test browser-test fuzz-test"
+	@MAKE="$(MAKE)" tests/stages.sh check-test unit store-test -- blackbox \
+	    "docs-test browser-test blackbox-pg fuzz-test"
 
 # Fuzzing: make fuzz [FUZZ_TIME=300] runs every target FUZZ_TIME seconds;
 # make test runs each FUZZ_TEST_EACH (60) seconds, FUZZ_JOBS (2) at a time
