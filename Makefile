@@ -2,14 +2,16 @@
 #   make          installs missing Debian packages, builds build/wfo
 #   make run      builds and runs examples/basic_workflow.yaml
 #   make test     the layer check on planted violations, unit tests (ASan+UBSan, invariant
-#                 checks on), the store suite, black-box, docs and browser tests, a short
-#                 fuzz; two stages at a time (tests/stages.sh, logs in build/test/)
+#                 checks on), the store suite, black-box (SQLite and PostgreSQL), docs and
+#                 browser tests, a short fuzz; two stages at a time (tests/stages.sh, logs in build/test/)
 #   make check-test  the layer check and banned.h, each broken once in a scratch copy (tests/check/)
-#   make store-test  the store contract suite, once per store back end (tests/store/)
+#   make store-test  the store contract suite, once per store back end (tests/store/;
+#                 PostgreSQL on a throwaway server, tests/pg/pg.sh)
+#   make blackbox-pg  the black-box suite with every server on PostgreSQL
 #   make browser-test  the web page in headless Chromium (screenshots in build/browser/)
 #   make check    clang-format in check mode and the layer rules (scripts/layers.py;
 #                 docs/interfaces/internal.md, "The layer rules")
-#   make bench    optimized build and benchmark
+#   make bench    optimized build and benchmark (BENCH_DB=postgres: on PostgreSQL)
 
 CC ?= cc
 PKGS := jansson libfyaml sqlite3 libcurl libmicrohttpd libpq openssl
@@ -178,9 +180,18 @@ BENCH_N ?= 20000
 BENCH_SCENARIOS ?= latency engine http idle list
 build/bench: bench/bench.c build/libwfo.a build/wfo
 	$(CC) $(WARN) $(DEFS) $(INC) $(OPT_CFLAGS) $(CFLAGS_PKG) -o $@ bench/bench.c build/libwfo.a $(LIBS)
+# BENCH_DB=postgres: every store a database of the server BENCH_PG names, or
+# else of a throwaway one (tests/pg/pg.sh, in build/pg/bench) with
+# PostgreSQL's durable defaults (fsync, synchronous_commit on).
+BENCH_DB ?= sqlite
 bench: all build/bench
-	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg)"
-	build/bench $(BENCH_SCENARIOS) --n $(BENCH_N)
+	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg), store $(BENCH_DB)"
+	@if [ "$(BENCH_DB)" = postgres ] && [ -z "$$BENCH_PG" ]; then \
+	    BENCH_DB=postgres PG_DURABLE=1 tests/pg/pg.sh run build/pg/bench build/bench $(BENCH_SCENARIOS) \
+	        --n $(BENCH_N); \
+	else \
+	    BENCH_DB=$(BENCH_DB) build/bench $(BENCH_SCENARIOS) --n $(BENCH_N); \
+	fi
 
 # The headers each object was built with (see DEPFLAGS). The .d files are
 # named as targets (not intermediate), so a missing one rebuilds its object.

@@ -2,7 +2,7 @@
 # pg.sh - a throwaway PostgreSQL server for the tests and the benchmark
 # (docs/operations/configuration.md, "PostgreSQL"): a cluster made with
 # initdb --no-sync in DIR, listening on a Unix socket in DIR only (no TCP),
-# with fsync off. Nothing of it outlives `stop`.
+# with fsync off (unless PG_DURABLE=1). Nothing of it outlives `stop`.
 #
 #   tests/pg/pg.sh start DIR   starts it (or finds it running) and prints its
 #                              base URL: postgres:///postgres?host=DIR&port=P&user=U
@@ -82,9 +82,15 @@ start)
     [ -f "$dir/port" ] || pick_port >"$dir/port"
     port=$(cat "$dir/port")
     # fsync off and no full pages: the data is thrown away; the statements
-    # and the transactions are what the tests check, not the disk.
-    as "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-        -o "-p $port -k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB" \
+    # and the transactions are what the tests check, not the disk. The
+    # benchmark sets PG_DURABLE=1: PostgreSQL's defaults (a commit is
+    # flushed), like SQLite's synchronous=FULL. pg_stat_statements: the
+    # benchmark counts statements per workflow.
+    opts="-p $port -k $dir -c listen_addresses='' -c max_connections=300"
+    opts="$opts -c shared_buffers=128MB -c shared_preload_libraries=pg_stat_statements"
+    [ "${PG_DURABLE:-0}" = 1 ] ||
+        opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    as "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o "$opts" \
         start >/dev/null || {
         tail -n 20 "$dir/server.log" >&2
         exit 1
