@@ -34,7 +34,9 @@
  * afterwards; the engine and http lines then add `pg`: per workflow, the
  * transactions, statements (pg_stat_statements, when the server loads
  * it) and rows inserted, updated and deleted in that database, counted
- * once the store is closed (so setup is included).
+ * once the store is closed (so setup is included), and the CPU the
+ * server used per workflow (`pg_cpu_us_per_workflow`, for a server of
+ * tests/pg/pg.sh).
  *
  * The servers inherit the bench's environment, so WFO_* variables set for
  * it configure them (WFO_HTTP_THREADS=4 build/bench http); the lines of
@@ -48,6 +50,7 @@
  */
 #include "common/compat.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -310,6 +313,67 @@ static void db_url(const char *path, char *out, size_t size)
     }
     pg_dbname(path, db, sizeof(db));
     pg_url_of(bench_pg, db, out, size);
+}
+
+/* utime + stime (and, with children, cutime + cstime) of pid, seconds;
+ * *ppid its parent. -1 if unknown. */
+static double proc_cpu_s(pid_t pid, int children, pid_t *ppid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    double s = -1;
+    if (!f)
+        return -1;
+    if (fgets(line, sizeof(line), f)) {
+        const char *p = strrchr(line, ')');
+        int pp;
+        unsigned long long ut, st, cut, cst;
+        if (p && sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+                        &pp, &ut, &st, &cut, &cst) == 5) {
+            s = (double)(ut + st + (children ? cut + cst : 0)) / (double)sysconf(_SC_CLK_TCK);
+            if (ppid)
+                *ppid = pp;
+        }
+    }
+    fclose(f);
+    return s;
+}
+
+/* The CPU seconds the PostgreSQL server has used so far: its postmaster,
+ * the backends that exited (reaped: the postmaster's children times) and
+ * those alive. Only for a server of tests/pg/pg.sh (host=DIR, with
+ * DIR/data/postmaster.pid); -1 otherwise. */
+static double pg_cpu_s(void)
+{
+    char path[600], line[64];
+    const char *h = bench_pg ? strstr(bench_pg, "host=") : NULL;
+    if (!h)
+        return -1;
+    h += 5;
+    snprintf(path, sizeof(path), "%.*s/data/postmaster.pid", (int)strcspn(h, "&"), h);
+    FILE *f = fopen(path, "r");
+    pid_t pm = 0;
+    if (f && fgets(line, sizeof(line), f))
+        pm = (pid_t)strtol(line, NULL, 10);
+    if (f)
+        fclose(f);
+    double total = pm > 0 ? proc_cpu_s(pm, 1, NULL) : -1;
+    if (total < 0)
+        return -1;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        pid_t pid = (pid_t)strtol(de->d_name, NULL, 10), pp = 0;
+        if (pid <= 0)
+            continue;
+        double c = proc_cpu_s(pid, 0, &pp);
+        if (c > 0 && pp == pm)
+            total += c;
+    }
+    if (d)
+        closedir(d);
+    return total;
 }
 
 /* PostgreSQL's counts of the store at path, per workflow, as `pg`. */
@@ -868,6 +932,7 @@ static void scenario_engine(long n)
     struct wfo_engine_options opt = {.db_url = url, .runner_threads = 2};
     struct wfo_engine *e = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
+    double pg_cpu0 = -1;
     json_t *o = line_new("engine");
     if (wfo_engine_new(&opt, &e, &err) < 0 || wfo_engine_handle(e, "q", noop_handler, NULL) < 0 ||
         wfo_engine_launch(e, &err) < 0 ||
@@ -879,6 +944,7 @@ static void scenario_engine(long n)
     struct engine_stats s0, s1;
     engine_stats(e, &s0);
     double t0 = now_s(), cpu0 = cpu_s_of(getpid());
+    pg_cpu0 = pg_cpu_s();
     enum { STARTERS = 256 };
     pthread_t th[STARTERS];
     struct starter st[STARTERS];
@@ -918,6 +984,9 @@ static void scenario_engine(long n)
                                       (double)(s1.commits - s0.commits)));
 out:
     wfo_engine_free(e);
+    if (!err.code && pg_cpu0 >= 0) /* the backends exited: their CPU is the postmaster's */
+        json_object_set_new(o, "pg_cpu_us_per_workflow",
+                            json_real((pg_cpu_s() - pg_cpu0) * 1e6 / (double)n));
     if (!err.code)
         pg_counts(o, db, n); /* once the store is closed: its counts are flushed */
     emit_err(o, &err);
@@ -970,6 +1039,7 @@ static void scenario_http(long n)
     struct wfo_error err = WFO_ERROR_INIT;
     struct wshared *sh = wshared_new();
     pid_t pids[HTTP_WORKERS] = {0};
+    double pg_cpu0 = -1;
     json_t *o = line_new("http");
     line_server_env(o);
     struct wopts wo = {NULL, HTTP_WORKERS, HTTP_WORKER_THREADS, 50, "1s"};
@@ -988,6 +1058,7 @@ static void scenario_http(long n)
     double commits0 = metric(srv.base, "wfo_store_commits_total");
     double commit_s0 = metric(srv.base, "wfo_store_commit_duration_seconds_sum");
     double cpu0 = cpu_s_of(srv.pid);
+    pg_cpu0 = pg_cpu_s();
     struct start_ud su = {srv.base, "three", "{\"i\": %ld}", NULL, NULL, NULL};
     struct par p = {.n = n, .fn = start_one, .ud = &su};
     double t0 = now_s();
@@ -1037,6 +1108,9 @@ static void scenario_http(long n)
 out:
     workers_stop(pids, HTTP_WORKERS);
     server_end(&srv);
+    if (!err.code && pg_cpu0 >= 0)
+        json_object_set_new(o, "pg_cpu_us_per_workflow",
+                            json_real((pg_cpu_s() - pg_cpu0) * 1e6 / (double)n));
     if (!err.code)
         pg_counts(o, srv.db, n); /* once the server is gone: its counts are flushed */
     server_stop(&srv);
