@@ -171,7 +171,8 @@ static void line_server_env(json_t *o)
     json_t *env = json_object();
     for (char **e = environ; *e; e++) {
         const char *eq = strchr(*e, '=');
-        if (strncmp(*e, "WFO_", 4) == 0 && eq) {
+        /* WFO_TEST_PG: tests/pg/pg.sh's URL for the bench, not a setting */
+        if (strncmp(*e, "WFO_", 4) == 0 && strncmp(*e, "WFO_TEST_", 9) != 0 && eq) {
             char key[128];
             snprintf(key, sizeof(key), "%.*s", (int)(eq - *e), *e);
             json_object_set_new(env, key, json_string(eq + 1));
@@ -1484,8 +1485,15 @@ static void scenario_list(long n)
         goto out;
     char wal[300];
     snprintf(wal, sizeof(wal), "%s-wal", srv.db);
-    json_object_update_new(o, json_pack("{s:f, s:f}", "build_s", now_s() - t0, "db_mb",
-                                        file_mb(srv.db) + file_mb(wal)));
+    double mb = file_mb(srv.db) + file_mb(wal);
+    if (bench_pg) {
+        char url[512], v[64];
+        db_url(srv.db, url, sizeof(url));
+        mb = pg_run(url, "SELECT pg_database_size(current_database())", v, sizeof(v)) == 0
+                 ? strtod(v, NULL) / (1024.0 * 1024.0)
+                 : -1;
+    }
+    json_object_update_new(o, json_pack("{s:f, s:f}", "build_s", now_s() - t0, "db_mb", mb));
     if (server_start(&srv, "list", 1, &err) < 0)
         goto out;
     for (int i = 0; i < LIST_PAGES; i++) {
