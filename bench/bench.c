@@ -1487,10 +1487,10 @@ static void scenario_list(long n)
     snprintf(wal, sizeof(wal), "%s-wal", srv.db);
     double mb = file_mb(srv.db) + file_mb(wal);
     if (bench_pg) {
-        char url[512], v[64];
+        char url[512], size[64];
         db_url(srv.db, url, sizeof(url));
-        mb = pg_run(url, "SELECT pg_database_size(current_database())", v, sizeof(v)) == 0
-                 ? strtod(v, NULL) / (1024.0 * 1024.0)
+        mb = pg_run(url, "SELECT pg_database_size(current_database())", size, sizeof(size)) == 0
+                 ? strtod(size, NULL) / (1024.0 * 1024.0)
                  : -1;
     }
     json_object_update_new(o, json_pack("{s:f, s:f}", "build_s", now_s() - t0, "db_mb", mb));
