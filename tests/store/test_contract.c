@@ -1587,6 +1587,77 @@ TEST(outbox_stream_under_concurrent_writers)
 }
 #endif
 
+/* ---- 9. PostgreSQL: connections that break ---- */
+
+/* Terminates every connection to database db (from $WFO_TEST_PG's, as
+ * db may refuse connections). */
+static void pg_kill_connections(const char *db)
+{
+    char sql[256], res[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '%s'",
+             db);
+    rawpg_run(getenv("WFO_TEST_PG"), sql, res, sizeof(res));
+}
+
+/* The server ends the store's connections (a restart, a failover): the
+ * next read and the next batch reconnect by themselves, since a connection
+ * found broken after waiting in the pool is replaced and the op tried once
+ * more. While the database refuses connections, ops fail at once with
+ * WFO_ESTORE; once it accepts them again, the store is back within the
+ * backoff (at most 5 s). */
+TEST(postgres_reconnects)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct out o;
+    char db[128], sql[256], res[256];
+
+    if (!suite_is("postgres"))
+        return;
+    rawpg_dbname(suite_pg_run, "reconnect", db, sizeof(db));
+    struct store *s = suite_open("reconnect");
+    s->ops->set_pool_size(s, 2);
+    store_batch_init(&b);
+    add_exec(&b, "r1", "default", "w", "running", 1);
+    is_int(suite_apply(s, &b, &err), 0, "reconnect: a batch: %s", err.message);
+
+    pg_kill_connections(db);
+    memset(&err, 0, sizeof(err));
+    is_int(s->ops->get_exec(s, "r1", exec_cb, out_reset(&o), &err), 0,
+           "reconnect: a read after the server ended the connections: %s", err.message);
+    pg_kill_connections(db);
+    add_exec(&b, "r2", "default", "w", "running", 2);
+    is_int(suite_apply(s, &b, &err), 0, "reconnect: a batch after it too: %s", err.message);
+    is_int(exec_rc(s, "r2"), 0, "reconnect: and it is written");
+
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
+    rawpg_run(getenv("WFO_TEST_PG"), sql, res, sizeof(res));
+    pg_kill_connections(db);
+    int64_t t0 = suite_now_ms();
+    memset(&err, 0, sizeof(err));
+    int rc1 = s->ops->get_exec(s, "r1", exec_cb, out_reset(&o), &err);
+    ok(rc1 == WFO_ESTORE, "reconnect: a read while the database refuses connections fails: %s",
+       err.message);
+    add_exec(&b, "r3", "default", "w", "running", 3);
+    is_int(suite_apply(s, &b, &err), WFO_ESTORE, "reconnect: so does a batch: %s", err.message);
+    ok(suite_now_ms() - t0 < 5000, "reconnect: at once (%lld ms)",
+       (long long)(suite_now_ms() - t0));
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
+    rawpg_run(getenv("WFO_TEST_PG"), sql, res, sizeof(res));
+    int rc = -1;
+    for (int i = 0; i < 80 && rc != 0; i++) {
+        struct timespec ts = {0, 100 * 1000000};
+        nanosleep(&ts, NULL);
+        memset(&err, 0, sizeof(err));
+        rc = s->ops->get_exec(s, "r1", exec_cb, out_reset(&o), &err);
+    }
+    is_int(rc, 0, "reconnect: back once the database accepts connections: %s", err.message);
+    is_int(exec_rc(s, "r3"), WFO_ENOTFOUND, "reconnect: the failed batch wrote nothing");
+    store_batch_release(&b);
+    store_close(s);
+}
+
 int main(int argc, char **argv)
 {
     return suite_run(argc, argv);
