@@ -1587,6 +1587,72 @@ TEST(outbox_stream_under_concurrent_writers)
 }
 #endif
 
+/* ---- 8b. several processes open a new store at once ---- */
+
+struct first_open {
+    const char *url;
+    pthread_barrier_t *go;
+    int rc;
+    char error[600];
+};
+
+static void *first_open_main(void *arg)
+{
+    struct first_open *f = arg;
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store *s = NULL;
+
+    pthread_barrier_wait(f->go);
+    f->rc = store_open(f->url, &s, &err);
+    if (f->rc)
+        snprintf(f->error, sizeof(f->error), "%s", err.message);
+    store_close(s);
+    return NULL;
+}
+
+static int count_shard(void *ud, const struct store_shard *r)
+{
+    (void)r;
+    ++*(int *)ud;
+    return 0;
+}
+
+/* Stores opened at the same moment on a new store make its schema once,
+ * and every one of them opens (PostgreSQL: under an advisory lock, without
+ * which three of four fail on the catalog's unique index; SQLite: BEGIN
+ * IMMEDIATE). */
+TEST(concurrent_first_open)
+{
+    enum { OPENERS = 4 };
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct first_open f[OPENERS];
+    pthread_t th[OPENERS];
+    pthread_barrier_t go;
+    char url[600];
+    int failed = 0, shards = 0;
+
+    suite_url(url, sizeof(url), "first-open");
+    pthread_barrier_init(&go, NULL, OPENERS);
+    for (int i = 0; i < OPENERS; i++) {
+        f[i] = (struct first_open){.url = url, .go = &go};
+        pthread_create(&th[i], NULL, first_open_main, &f[i]);
+    }
+    for (int i = 0; i < OPENERS; i++) {
+        pthread_join(th[i], NULL);
+        if (f[i].rc) {
+            failed++;
+            printf("#   opener %d: %s\n", i, f[i].error);
+        }
+    }
+    pthread_barrier_destroy(&go);
+    is_int(failed, 0, "first open: %d stores opened a new store at once", OPENERS);
+    struct store *s = suite_open_bare(url);
+    is_int(s->ops->list_shards(s, count_shard, &shards, &err), 0, "first open: list_shards: %s",
+           err.message);
+    is_int(shards, STORE_SHARDS, "first open: one row per shard, made once");
+    store_close(s);
+}
+
 /* ---- 9. PostgreSQL: connections that break ---- */
 
 /* Terminates every connection to database db (from $WFO_TEST_PG's, as
