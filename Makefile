@@ -2,14 +2,16 @@
 #   make          installs missing Debian packages, builds build/wfo
 #   make run      builds and runs examples/basic_workflow.yaml
 #   make test     the layer check on planted violations, unit tests (ASan+UBSan, invariant
-#                 checks on), the store suite, black-box, docs and browser tests, a short
-#                 fuzz; two stages at a time (tests/stages.sh, logs in build/test/)
+#                 checks on), the store suite, black-box (SQLite and PostgreSQL), docs and
+#                 browser tests, a short fuzz; two stages at a time (tests/stages.sh, logs in build/test/)
 #   make check-test  the layer check and banned.h, each broken once in a scratch copy (tests/check/)
-#   make store-test  the store contract suite, once per store back end (tests/store/)
+#   make store-test  the store contract suite, once per store back end (tests/store/;
+#                 PostgreSQL on a throwaway server, tests/pg/pg.sh)
+#   make blackbox-pg  the black-box suite with every server on PostgreSQL
 #   make browser-test  the web page in headless Chromium (screenshots in build/browser/)
 #   make check    clang-format in check mode and the layer rules (scripts/layers.py;
 #                 docs/interfaces/internal.md, "The layer rules")
-#   make bench    optimized build and benchmark
+#   make bench    optimized build and benchmark (BENCH_DB=postgres: on PostgreSQL)
 
 CC ?= cc
 PKGS := jansson libfyaml sqlite3 libcurl libmicrohttpd libpq openssl
@@ -33,7 +35,7 @@ ASAN_CFLAGS := -DWFO_CHECKS -O1 -g -fno-omit-frame-pointer -fsanitize=address,un
 # Leaks inside third-party libraries that wfo cannot free (tests/lsan.supp).
 export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps test-deps run test unit store-test blackbox docs-test browser-test fuzz fuzz-test check format \
+.PHONY: all deps test-deps run test unit store-test blackbox blackbox-pg docs-test browser-test fuzz fuzz-test check format \
         check-test bench clean
 all: deps build/wfo
 
@@ -103,8 +105,10 @@ run: all
 unit: deps $(UNIT_BIN)
 	@tests/unit/run.sh $(UNIT_BIN)
 
-store-test: deps $(STORE_TEST_BIN)
-	@tests/unit/run.sh $(STORE_TEST_BIN)
+# The postgres back end runs against a throwaway server (tests/pg/pg.sh) in
+# build/pg/NAME, started and stopped around the stage.
+store-test: test-deps $(STORE_TEST_BIN)
+	@tests/pg/pg.sh run build/pg/store-test tests/unit/run.sh $(STORE_TEST_BIN)
 
 # Black-box tests mostly wait on processes: BLACKBOX_JOBS pytest-xdist
 # workers (0: one process, in order).
@@ -112,6 +116,13 @@ BLACKBOX_JOBS ?= 3
 blackbox: test-deps build/wfo build/asan/wfo
 	cd tests/blackbox && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q -x \
 	    -p no:cacheprovider -n $(BLACKBOX_JOBS) $(PYTEST_ARGS)
+
+# The same black-box suite with every server on PostgreSQL: a database of
+# its own per server (tests/blackbox/apiutil.py) in a throwaway cluster.
+blackbox-pg: test-deps build/wfo build/asan/wfo
+	@tests/pg/pg.sh run build/pg/blackbox sh -c 'cd tests/blackbox && WFO_TEST_DB=postgres \
+	    WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	    -n $(BLACKBOX_JOBS) $(PYTEST_ARGS)'
 
 docs-test: test-deps build/asan/wfo
 	cd tests/docs && WFO_BIN=$(CURDIR)/build/asan/wfo /usr/bin/python3 -m pytest -q \
@@ -127,12 +138,14 @@ browser-test: test-deps build/asan/wfo
 # side by side (tests/stages.sh; their logs in build/test/). First the unit
 # tests and the store suite, one per core: CPU-bound, and some unit tests
 # race the 1 s expression time limit. Then the black-box tests (which
-# mostly wait on processes) in one lane, the docs, browser and fuzz tests
-# one after another in the other.
+# mostly wait on processes) in one lane, the docs and browser tests, the
+# black-box tests again on PostgreSQL, and the fuzz tests one after another
+# in the other.
 test: test-deps all
 	@$(MAKE) --no-print-directory -j$$(nproc) build/asan/wfo $(UNIT_BIN) $(STORE_TEST_BIN) \
 	    $(FUZZ_BINS)
-	@MAKE="$(MAKE)" tests/stages.sh check-test unit store-test -- blackbox "docs-test browser-test fuzz-test"
+	@MAKE="$(MAKE)" tests/stages.sh check-test unit store-test -- blackbox \
+	    "docs-test browser-test blackbox-pg fuzz-test"
 
 # Fuzzing: make fuzz [FUZZ_TIME=300] runs every target FUZZ_TIME seconds;
 # make test runs each FUZZ_TEST_EACH (60) seconds, FUZZ_JOBS (2) at a time
@@ -167,9 +180,18 @@ BENCH_N ?= 20000
 BENCH_SCENARIOS ?= latency engine http idle list events
 build/bench: bench/bench.c build/libwfo.a build/wfo
 	$(CC) $(WARN) $(DEFS) $(INC) $(OPT_CFLAGS) $(CFLAGS_PKG) -o $@ bench/bench.c build/libwfo.a $(LIBS)
+# BENCH_DB=postgres: every store a database of the server BENCH_PG names, or
+# else of a throwaway one (tests/pg/pg.sh, in build/pg/bench) with
+# PostgreSQL's durable defaults (fsync, synchronous_commit on).
+BENCH_DB ?= sqlite
 bench: all build/bench
-	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg)"
-	build/bench $(BENCH_SCENARIOS) --n $(BENCH_N)
+	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg), store $(BENCH_DB)"
+	@if [ "$(BENCH_DB)" = postgres ] && [ -z "$$BENCH_PG" ]; then \
+	    BENCH_DB=postgres PG_DURABLE=1 tests/pg/pg.sh run build/pg/bench build/bench $(BENCH_SCENARIOS) \
+	        --n $(BENCH_N); \
+	else \
+	    BENCH_DB=$(BENCH_DB) build/bench $(BENCH_SCENARIOS) --n $(BENCH_N); \
+	fi
 
 # The headers each object was built with (see DEPFLAGS). The .d files are
 # named as targets (not intermediate), so a missing one rebuilds its object.

@@ -39,6 +39,16 @@
  *            receiver has seen them all (null, with a reason, when the
  *            server answers POST /v1/subscriptions with 501)
  *
+ * BENCH_DB=postgres runs them on PostgreSQL: each store is a fresh
+ * database of the server named by BENCH_PG (or WFO_TEST_PG: `make bench
+ * BENCH_DB=postgres` starts a throwaway one with tests/pg/pg.sh), dropped
+ * afterwards; the engine and http lines then add `pg`: per workflow, the
+ * transactions, statements (pg_stat_statements, when the server loads
+ * it) and rows inserted, updated and deleted in that database, counted
+ * once the store is closed (so setup is included), and the CPU the
+ * server used per workflow (`pg_cpu_us_per_workflow`, for a server of
+ * tests/pg/pg.sh).
+ *
  * The servers inherit the bench's environment, so WFO_* variables set for
  * it configure them (WFO_HTTP_THREADS=4 build/bench http); the lines of
  * the scenarios with a server then name it (`"env": {"WFO_HTTP_THREADS":
@@ -51,6 +61,7 @@
  */
 #include "common/compat.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -69,6 +80,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <libpq-fe.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 
@@ -82,6 +94,7 @@
 
 static FILE *out_json;
 static long bench_n;
+static const char *bench_pg; /* BENCH_DB=postgres: the server's base URL; NULL: SQLite */
 static char wfo_bin[512]; /* build/wfo, next to this program */
 
 static double now_s(void)
@@ -161,7 +174,8 @@ static void emit_err(json_t *o, const struct wfo_error *err)
 /* A scenario's line: {scenario, n, ...}. */
 static json_t *line_new(const char *scenario)
 {
-    return json_pack("{s:s, s:I}", "scenario", scenario, "n", (json_int_t)bench_n);
+    return json_pack("{s:s, s:s, s:I}", "scenario", scenario, "store",
+                     bench_pg ? "postgres" : "sqlite", "n", (json_int_t)bench_n);
 }
 
 /* Adds "env": the WFO_* variables the server inherits, when there are. */
@@ -171,7 +185,8 @@ static void line_server_env(json_t *o)
     json_t *env = json_object();
     for (char **e = environ; *e; e++) {
         const char *eq = strchr(*e, '=');
-        if (strncmp(*e, "WFO_", 4) == 0 && eq) {
+        /* WFO_TEST_PG: tests/pg/pg.sh's URL for the bench, not a setting */
+        if (strncmp(*e, "WFO_", 4) == 0 && strncmp(*e, "WFO_TEST_", 9) != 0 && eq) {
             char key[128];
             snprintf(key, sizeof(key), "%.*s", (int)(eq - *e), *e);
             json_object_set_new(env, key, json_string(eq + 1));
@@ -252,12 +267,167 @@ static int noop_handler(void *ud, const struct wfo_task *t, char **output, char 
     return 0;
 }
 
+/* ---- the store: a SQLite file, or a PostgreSQL database (BENCH_DB) ---- */
+
+/* The database of a store "path" (/tmp/wfo-bench-PID-NAME.db):
+ * wfo_bench_PID_NAME. */
+static void pg_dbname(const char *path, char *out, size_t size)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strcspn(base, ".");
+    snprintf(out, size, "%.*s", (int)n, base);
+    for (char *p = out; *p; p++)
+        if (*p == '-')
+            *p = '_';
+}
+
+/* url (postgres://AUTH/DB?PARAMS) with its database replaced by db. */
+static void pg_url_of(const char *url, const char *db, char *out, size_t size)
+{
+    const char *auth = strstr(url, "://");
+    auth = auth ? auth + 3 : url;
+    size_t alen = strcspn(auth, "/?");
+    const char *rest = auth + alen;
+    if (*rest == '/')
+        rest += strcspn(rest, "?");
+    snprintf(out, size, "%.*s/%s%s", (int)(auth + alen - url), url, db, rest);
+}
+
+/* Runs sql on url; the first value of its first row into out (may be
+ * NULL). 0, or -1 with the message in out. */
+static int pg_run(const char *url, const char *sql, char *out, size_t size)
+{
+    PGconn *c = PQconnectdb(url);
+    int rc = -1;
+    if (out)
+        out[0] = '\0';
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        ExecStatusType st = PQresultStatus(r);
+        rc = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? 0 : -1;
+        if (out && rc == 0 && PQntuples(r) > 0)
+            snprintf(out, size, "%s", PQgetvalue(r, 0, 0));
+        else if (out && rc < 0)
+            snprintf(out, size, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+    } else if (out) {
+        snprintf(out, size, "%s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return rc;
+}
+
+/* The --db of the store at path. */
+static void db_url(const char *path, char *out, size_t size)
+{
+    char db[128];
+    if (!bench_pg) {
+        snprintf(out, size, "sqlite:%s", path);
+        return;
+    }
+    pg_dbname(path, db, sizeof(db));
+    pg_url_of(bench_pg, db, out, size);
+}
+
+/* utime + stime (and, with children, cutime + cstime) of pid, seconds;
+ * *ppid its parent. -1 if unknown. */
+static double proc_cpu_s(pid_t pid, int children, pid_t *ppid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    double s = -1;
+    if (!f)
+        return -1;
+    if (fgets(line, sizeof(line), f)) {
+        const char *p = strrchr(line, ')');
+        int pp;
+        unsigned long long ut, st, cut, cst;
+        if (p && sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+                        &pp, &ut, &st, &cut, &cst) == 5) {
+            s = (double)(ut + st + (children ? cut + cst : 0)) / (double)sysconf(_SC_CLK_TCK);
+            if (ppid)
+                *ppid = pp;
+        }
+    }
+    fclose(f);
+    return s;
+}
+
+/* The CPU seconds the PostgreSQL server has used so far: its postmaster,
+ * the backends that exited (reaped: the postmaster's children times) and
+ * those alive. Only for a server of tests/pg/pg.sh (host=DIR, with
+ * DIR/data/postmaster.pid); -1 otherwise. */
+static double pg_cpu_s(void)
+{
+    char path[600], line[64];
+    const char *h = bench_pg ? strstr(bench_pg, "host=") : NULL;
+    if (!h)
+        return -1;
+    h += 5;
+    snprintf(path, sizeof(path), "%.*s/data/postmaster.pid", (int)strcspn(h, "&"), h);
+    FILE *f = fopen(path, "r");
+    pid_t pm = 0;
+    if (f && fgets(line, sizeof(line), f))
+        pm = (pid_t)strtol(line, NULL, 10);
+    if (f)
+        fclose(f);
+    double total = pm > 0 ? proc_cpu_s(pm, 1, NULL) : -1;
+    if (total < 0)
+        return -1;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        pid_t pid = (pid_t)strtol(de->d_name, NULL, 10), pp = 0;
+        if (pid <= 0)
+            continue;
+        double c = proc_cpu_s(pid, 0, &pp);
+        if (c > 0 && pp == pm)
+            total += c;
+    }
+    if (d)
+        closedir(d);
+    return total;
+}
+
+/* PostgreSQL's counts of the store at path, per workflow, as `pg`. */
+static void pg_counts(json_t *o, const char *path, long n)
+{
+    char url[512], v[5][64];
+    if (!bench_pg)
+        return;
+    db_url(path, url, sizeof(url));
+    static const char *const sql[5] = {
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
+        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        "SELECT tup_inserted FROM pg_stat_database WHERE datname = current_database()",
+        "SELECT tup_updated FROM pg_stat_database WHERE datname = current_database()",
+        "SELECT tup_deleted FROM pg_stat_database WHERE datname = current_database()",
+    };
+    static const char *const key[5] = {"transactions", "statements", "rows_inserted",
+                                       "rows_updated", "rows_deleted"};
+    json_t *pg = json_object();
+    for (int i = 0; i < 5; i++)
+        if (pg_run(url, sql[i], v[i], sizeof(v[i])) == 0)
+            json_object_set_new(pg, key[i], json_real(strtod(v[i], NULL) / (double)n));
+    json_object_set_new(o, "pg_per_workflow", pg);
+}
+
 static void unlink_db(const char *path)
 {
     char p[300];
 
     if (getenv("WFO_BENCH_KEEP")) /* to look at the store afterwards */
         return;
+    if (bench_pg) {
+        char db[128], sql[256];
+        pg_dbname(path, db, sizeof(db));
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+        pg_run(bench_pg, sql, NULL, 0);
+        return;
+    }
     unlink(path);
     snprintf(p, sizeof(p), "%s-wal", path);
     unlink(p);
@@ -265,10 +435,26 @@ static void unlink_db(const char *path)
     unlink(p);
 }
 
+/* A new, empty store named name: out gets its "path" (db_url gives the
+ * URL). */
 static void tmpdb(char *out, size_t size, const char *name)
 {
     snprintf(out, size, "/tmp/wfo-bench-%d-%s.db", (int)getpid(), name);
-    unlink_db(out);
+    if (!bench_pg) {
+        unlink_db(out);
+        return;
+    }
+    char db[128], sql[256], msg[256];
+    pg_dbname(out, db, sizeof(db));
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+    pg_run(bench_pg, sql, NULL, 0);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
+    if (pg_run(bench_pg, sql, msg, sizeof(msg)) < 0)
+        fprintf(stderr, "bench: creating database %s: %s\n", db, msg);
+    /* per-statement counts, when the server preloads the module */
+    char url[512];
+    db_url(out, url, sizeof(url));
+    pg_run(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements", NULL, 0);
 }
 
 /* ---- HTTP client (common/httpc.h: one connection per request) ---- */
@@ -417,7 +603,7 @@ static int server_start(struct server *s, const char *name, int keep_db, struct 
         tmpdb(s->db, sizeof(s->db), name);
     snprintf(s->log, sizeof(s->log), "/tmp/wfo-bench-%d-%s.log", (int)getpid(), name);
     unlink(s->log); /* a restart must not read the last server's address */
-    snprintf(url, sizeof(url), "sqlite:%s", s->db);
+    db_url(s->db, url, sizeof(url));
     pid_t parent = getpid();
     fflush(stdout);
     s->pid = fork();
@@ -757,10 +943,11 @@ static void scenario_engine(long n)
 {
     char db[256], url[300];
     tmpdb(db, sizeof(db), "engine");
-    snprintf(url, sizeof(url), "sqlite:%s", db);
+    db_url(db, url, sizeof(url));
     struct wfo_engine_options opt = {.db_url = url, .runner_threads = 2};
     struct wfo_engine *e = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
+    double pg_cpu0 = -1;
     json_t *o = line_new("engine");
     if (wfo_engine_new(&opt, &e, &err) < 0 || wfo_engine_handle(e, "q", noop_handler, NULL) < 0 ||
         wfo_engine_launch(e, &err) < 0 ||
@@ -772,6 +959,7 @@ static void scenario_engine(long n)
     struct engine_stats s0, s1;
     engine_stats(e, &s0);
     double t0 = now_s(), cpu0 = cpu_s_of(getpid());
+    pg_cpu0 = pg_cpu_s();
     enum { STARTERS = 256 };
     pthread_t th[STARTERS];
     struct starter st[STARTERS];
@@ -805,9 +993,18 @@ static void scenario_engine(long n)
                      "cpu_us_per_workflow", (cpu_s_of(getpid()) - cpu0) * 1e6 / (double)n,
                      "commits", (json_int_t)(s1.commits - s0.commits), "failed",
                      (json_int_t)(s1.failed - s0.failed), "rss_mb", rss_mb_of(getpid())));
+    if (s1.commits > s0.commits)
+        json_object_set_new(o, "commit_ms_mean",
+                            json_real((s1.commit_ms_sum - s0.commit_ms_sum) /
+                                      (double)(s1.commits - s0.commits)));
 out:
-    emit_err(o, &err);
     wfo_engine_free(e);
+    if (!err.code && pg_cpu0 >= 0) /* the backends exited: their CPU is the postmaster's */
+        json_object_set_new(o, "pg_cpu_us_per_workflow",
+                            json_real((pg_cpu_s() - pg_cpu0) * 1e6 / (double)n));
+    if (!err.code)
+        pg_counts(o, db, n); /* once the store is closed: its counts are flushed */
+    emit_err(o, &err);
     unlink_db(db);
 }
 
@@ -857,6 +1054,7 @@ static void scenario_http(long n)
     struct wfo_error err = WFO_ERROR_INIT;
     struct wshared *sh = wshared_new();
     pid_t pids[HTTP_WORKERS] = {0};
+    double pg_cpu0 = -1;
     json_t *o = line_new("http");
     line_server_env(o);
     struct wopts wo = {NULL, HTTP_WORKERS, HTTP_WORKER_THREADS, 50, "1s"};
@@ -873,7 +1071,9 @@ static void scenario_http(long n)
     if (workers_start(&wo, sh, pids, &err) < 0)
         goto out;
     double commits0 = metric(srv.base, "wfo_store_commits_total");
+    double commit_s0 = metric(srv.base, "wfo_store_commit_duration_seconds_sum");
     double cpu0 = cpu_s_of(srv.pid);
+    pg_cpu0 = pg_cpu_s();
     struct start_ud su = {srv.base, "three", "{\"i\": %ld}", NULL, NULL, NULL};
     struct par p = {.n = n, .fn = start_one, .ud = &su};
     double t0 = now_s();
@@ -914,8 +1114,20 @@ static void scenario_http(long n)
                (json_int_t)metric(srv.base, "wfo_executions_completed_total{workflow=\"three\"}"),
                "worker_errors", (json_int_t)atomic_load(&sh->errors), "server_rss_mb",
                rss_mb_of(srv.pid)));
+    double commits = metric(srv.base, "wfo_store_commits_total") - commits0;
+    if (commits > 0)
+        json_object_set_new(
+            o, "commit_ms_mean",
+            json_real((metric(srv.base, "wfo_store_commit_duration_seconds_sum") - commit_s0) *
+                      1000 / commits));
 out:
     workers_stop(pids, HTTP_WORKERS);
+    server_end(&srv);
+    if (!err.code && pg_cpu0 >= 0)
+        json_object_set_new(o, "pg_cpu_us_per_workflow",
+                            json_real((pg_cpu_s() - pg_cpu0) * 1e6 / (double)n));
+    if (!err.code)
+        pg_counts(o, srv.db, n); /* once the server is gone: its counts are flushed */
     server_stop(&srv);
     emit_err(o, &err);
     wshared_free(sh);
@@ -940,7 +1152,7 @@ static void latency_inprocess(void)
 {
     char db[256], url[300];
     tmpdb(db, sizeof(db), "latency");
-    snprintf(url, sizeof(url), "sqlite:%s", db);
+    db_url(db, url, sizeof(url));
     struct wfo_engine_options opt = {.db_url = url, .runner_threads = 2};
     struct wfo_engine *e = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
@@ -1194,7 +1406,7 @@ static int list_build(const char *db, long rows, char (*sample)[WFO_ID_SIZE], st
     int rc = 0;
 
     store_batch_init(&b);
-    snprintf(url, sizeof(url), "sqlite:%s", db);
+    db_url(db, url, sizeof(url));
     /* the workflow, registered as the server would */
     struct wfo_engine_options opt = {.db_url = url};
     if ((rc = wfo_engine_new(&opt, &e, err)) < 0 ||
@@ -1287,8 +1499,15 @@ static void scenario_list(long n)
         goto out;
     char wal[300];
     snprintf(wal, sizeof(wal), "%s-wal", srv.db);
-    json_object_update_new(o, json_pack("{s:f, s:f}", "build_s", now_s() - t0, "db_mb",
-                                        file_mb(srv.db) + file_mb(wal)));
+    double mb = file_mb(srv.db) + file_mb(wal);
+    if (bench_pg) {
+        char url[512], size[64];
+        db_url(srv.db, url, sizeof(url));
+        mb = pg_run(url, "SELECT pg_database_size(current_database())", size, sizeof(size)) == 0
+                 ? strtod(size, NULL) / (1024.0 * 1024.0)
+                 : -1;
+    }
+    json_object_update_new(o, json_pack("{s:f, s:f}", "build_s", now_s() - t0, "db_mb", mb));
     if (server_start(&srv, "list", 1, &err) < 0)
         goto out;
     for (int i = 0; i < LIST_PAGES; i++) {
@@ -1562,6 +1781,17 @@ int main(int argc, char **argv)
     if (access(wfo_bin, X_OK) != 0)
         snprintf(wfo_bin, sizeof(wfo_bin), "build/wfo");
     signal(SIGPIPE, SIG_IGN);
+    const char *store = getenv("BENCH_DB");
+    if (store && strcmp(store, "postgres") == 0) {
+        bench_pg = getenv("BENCH_PG") ? getenv("BENCH_PG") : getenv("WFO_TEST_PG");
+        if (!bench_pg) {
+            fprintf(stderr, "bench: BENCH_DB=postgres needs BENCH_PG (a postgres:// URL)\n");
+            return 2;
+        }
+    } else if (store && strcmp(store, "sqlite") != 0) {
+        fprintf(stderr, "bench: BENCH_DB is sqlite or postgres, not '%s'\n", store);
+        return 2;
+    }
     out_json = fopen("build/bench.json", "w");
     for (int i = 0; i < n_which; i++) {
         const char *w = which[i];

@@ -15,10 +15,11 @@
 #include "common/util.h"
 
 /* Every back end, in the order they are asked whether a URL is theirs.
- * SQLite accepts bare paths, so schemes with their own back end must come
- * before it once there are several. */
+ * SQLite accepts bare paths, so schemes with their own back end come
+ * before it. */
 static const struct store_ops *const store_backends[] = {
     &store_fault_ops,
+    &store_postgres_ops,
     &store_sqlite_ops,
 };
 

@@ -1,6 +1,6 @@
 /*
  * store.h - the one interface to durable state (STYLE "store/"), with a
- * back end per URL scheme: store/sqlite/ now, store/postgres/ later.
+ * back end per URL scheme: store/sqlite/ and store/postgres/.
  * docs/implementation/database_optimization.md explains the schema.
  *
  * The engine writes only through store_apply(): one batch of row changes,
@@ -479,6 +479,8 @@ struct store_ops {
 
 /* The back ends, and the one that accepts url (NULL when none). */
 extern const struct store_ops store_sqlite_ops;
+/* postgres:// and postgresql:// URLs (store/postgres/postgres.c). */
+extern const struct store_ops store_postgres_ops;
 /* For tests: wraps another back end and fails chosen calls (fault/fault.c). */
 extern const struct store_ops store_fault_ops;
 const struct store_ops *store_find(const char *url);

@@ -1,7 +1,9 @@
 """Helpers for the black-box tests of `wfo server` (SPEC 4, 6).
 
 A WfoServer runs `$WFO_BIN server` on a free loopback port with its own
-SQLite file in a temporary directory, waits for /healthz, and on stop sends
+SQLite file in a temporary directory (or, with WFO_TEST_DB=postgres, its own
+database on the PostgreSQL server that $WFO_TEST_PG names: `make
+blackbox-pg`), waits for /healthz, and on stop sends
 SIGTERM and checks that the server exited 0 without a crash or sanitizer
 report. Requests go through http.client, so the tests see exactly what is
 on the wire (status, headers, body) and can also speak raw bytes.
@@ -11,7 +13,9 @@ import http.client
 import json
 import os
 import signal
+import re
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -22,6 +26,74 @@ import pytest
 from conftest import CRASH_RE, WFO_BIN
 
 START_TIMEOUT = 30.0
+
+# The store back end of every WfoServer: "sqlite" (a file in its workdir)
+# or "postgres" (a database of its own, created in $WFO_TEST_PG's server).
+TEST_DB = os.environ.get("WFO_TEST_DB", "sqlite")
+_pg_count = 0
+
+
+def pg_url(db):
+    """$WFO_TEST_PG (postgres://AUTH/DB?PARAMS) with its database replaced by db."""
+    base = os.environ["WFO_TEST_PG"]
+    head, sep, rest = base.partition("://")
+    auth_end = len(rest)
+    for ch in "/?":
+        i = rest.find(ch)
+        if i >= 0:
+            auth_end = min(auth_end, i)
+    auth, tail = rest[:auth_end], rest[auth_end:]
+    params = tail[tail.find("?"):] if "?" in tail else ""
+    return f"{head}{sep}{auth}/{db}{params}"
+
+
+def pg_fresh_database():
+    """A new, empty database on $WFO_TEST_PG's server; returns its URL."""
+    global _pg_count
+    _pg_count += 1
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
+    name = f"wfo_bb_{os.getpid()}_{worker}_{_pg_count}".lower()
+    subprocess.run(["psql", os.environ["WFO_TEST_PG"], "-qAt", "-v", "ON_ERROR_STOP=1",
+                    "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True,
+                   timeout=60)
+    return pg_url(name)
+
+
+_pg_by_path = {}
+
+
+def db_url_for(path):
+    """The --db of a server whose SQLite file would be path: that file, or
+    under WFO_TEST_DB=postgres a fresh database, the same one for every
+    server of that path (two servers on "one file" share one database)."""
+    if TEST_DB != "postgres":
+        return f"sqlite:{path}"
+    key = os.path.realpath(path)
+    if key not in _pg_by_path:
+        _pg_by_path[key] = pg_fresh_database()
+    return _pg_by_path[key]
+
+
+def store_rows(srv, sql, params=()):
+    """The rows of sql run on srv's store below the API, as tuples: its
+    SQLite file, or its PostgreSQL database through psql (integers read back
+    as int, NULL as None). params fill the ?s (strings, as literals)."""
+    if TEST_DB != "postgres":
+        con = sqlite3.connect(srv.db, timeout=10)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+    parts = sql.split("?")
+    assert len(parts) == len(params) + 1, (sql, params)
+    text = parts[0]
+    for p, rest in zip(params, parts[1:]):
+        text += "'" + str(p).replace("'", "''") + "'" + rest
+    out = subprocess.run(["psql", srv.db_url, "-qAt", "-F", "\x1f", "-P", "null=\x1e",
+                          "-v", "ON_ERROR_STOP=1", "-c", text], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    conv = lambda f: None if f == "\x1e" else int(f) if re.fullmatch(r"-?\d+", f) else f
+    return [tuple(conv(f) for f in line.split("\x1f")) for line in out.split("\n") if line]
 
 
 def free_port():
@@ -62,7 +134,8 @@ class WfoServer:
         # another pytest-xdist worker): the first launch then tries another
         self._retry_port = port is None
         self.port = port or free_port()
-        self.db = self.workdir / "wfo.db"
+        self.db = self.workdir / "wfo.db"  # the SQLite file (WFO_TEST_DB=sqlite)
+        self.db_url = db_url_for(self.db)  # what --db gets; kept across restarts
         self.args = list(args)
         self.env = dict(os.environ)
         for k in list(self.env):
@@ -81,7 +154,7 @@ class WfoServer:
     def launch(self, wait=True):
         for attempt in range(3):
             argv = [str(WFO_BIN), "server", "--listen", f"127.0.0.1:{self.port}",
-                    "--db", f"sqlite:{self.db}"] + self.args
+                    "--db", self.db_url] + self.args
             self._err = open(self.stderr_path, "ab")
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=self._err,

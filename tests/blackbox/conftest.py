@@ -36,6 +36,16 @@ STEP_KEYS = {"name", "status", "attempts", "input", "output", "error", "started_
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "nobinary: does not run wfo")
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): reads, locks or breaks the SQLite file itself; "
+        "skipped under WFO_TEST_DB=postgres")
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_only(request):
+    m = request.node.get_closest_marker("sqlite_only")
+    if m and os.environ.get("WFO_TEST_DB", "sqlite") == "postgres":
+        pytest.skip("SQLite only: " + (m.args[0] if m.args else "uses the SQLite file"))
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from apiutil import WfoServer, server, set_workflow, unique  # noqa: F401
+from apiutil import WfoServer, server, set_workflow, store_rows, unique  # noqa: F401
 from conftest import WFO_BIN, run_def, run_wfo, sh_handler, step, write_def, write_script
 
 
@@ -158,6 +158,7 @@ def downgrade_to_v2(db):
     con.close()
 
 
+@pytest.mark.sqlite_only("SQLite files of schema 1 to 3; PostgreSQL's first schema is 6")
 @pytest.mark.parametrize("version", [1, 2, 3])
 def test_old_store_migrates(tmp_path, version):
     """A store written by an older schema (1: steps without input; 2: steps
@@ -265,12 +266,10 @@ def test_delete_removes_rows_and_timers(tmp_path):
         assert srv.request("DELETE", f"/v1/executions/{e['id']}").status == 200
     finally:
         srv.stop()
-    con = sqlite3.connect(srv.db)
     for table, col in [("executions", "id"), ("chunks", "exec_id"),
                        ("timers", "exec_id"), ("tasks", "exec_id")]:
-        n = con.execute(f"SELECT count(*) FROM {table} WHERE {col} = ?", (e["id"],)).fetchone()[0]
+        n = store_rows(srv, f"SELECT count(*) FROM {table} WHERE {col} = ?", (e["id"],))[0][0]
         assert n == 0, table
-    con.close()
     srv.launch()
     try:
         assert srv.get(f"/v1/executions/{e['id']}").status == 404

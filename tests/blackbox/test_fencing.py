@@ -1,30 +1,27 @@
 """Ownership with fencing (docs/interfaces/internal.md "Ownership and
-fencing"): two servers share one SQLite file in turn. The second takes every
+fencing"): two servers share one store (a SQLite file, or a PostgreSQL
+database) in turn. The second takes every
 shard over (epoch + 1); the first, still running, can no longer commit, and
 nothing is lost or applied twice."""
-import sqlite3
 import time
 
-from apiutil import WfoServer, task_workflow, unique
+from apiutil import WfoServer, store_rows, task_workflow, unique
 
 
-def shards(db):
-    con = sqlite3.connect(db)
-    rows = con.execute("SELECT shard, owner, epoch FROM shards ORDER BY shard").fetchall()
-    con.close()
-    return rows
+def shards(srv):
+    return store_rows(srv, "SELECT shard, owner, epoch FROM shards ORDER BY shard")
 
 
-def shards_after(db, before, timeout=30):
+def shards_after(srv, before, timeout=30):
     """The shards once an engine has claimed them all after the rows before
     (each epoch higher): a server answers /healthz before its engine has
     claimed them (more so on a busy host)."""
     deadline = time.monotonic() + timeout
-    rows = shards(db)
+    rows = shards(srv)
     while time.monotonic() < deadline and not (
             len(rows) == len(before) and all(r[2] > b[2] for r, b in zip(rows, before))):
         time.sleep(0.05)
-        rows = shards(db)
+        rows = shards(srv)
     return rows
 
 
@@ -35,7 +32,7 @@ def test_second_engine_takes_over_and_fences_the_first(tmp_path):
     try:
         a.put_workflow(task_workflow(name))
         ids = [a.start_exec(name, input={"i": i})["id"] for i in range(6)]
-        first = shards(a.db)
+        first = shards(a)
         assert len(first) == 16
         owner_a = first[0][1]
         assert owner_a and all(r[1] == owner_a for r in first), first
@@ -44,7 +41,7 @@ def test_second_engine_takes_over_and_fences_the_first(tmp_path):
         assert len(leased) == 2
 
         b.launch()
-        second = shards_after(a.db, first)
+        second = shards_after(a, first)
         owner_b = second[0][1]
         assert owner_b and owner_b != owner_a
         for (k, _, e1), (k2, o2, e2) in zip(first, second):
@@ -91,7 +88,7 @@ def test_second_engine_takes_over_and_fences_the_first(tmp_path):
         # a restarted B is a new owner again: epoch + 1, nothing redone
         b.stop()
         b.launch()
-        third = shards_after(b.db, second)
+        third = shards_after(b, second)
         assert all(e3 == e2 + 1 for (_, _, e2), (_, _, e3) in zip(second, third))
         for eid in ids:
             assert b.doc(eid)["status"] == "completed"
@@ -112,8 +109,7 @@ def test_task_rows_keep_their_lease_across_kill9(tmp_path):
     try:
         srv.put_workflow(task_workflow(name))
         ids = [srv.start_exec(name, input={"i": i})["id"] for i in range(3)]
-        con = sqlite3.connect(srv.db)
-        rows = con.execute("SELECT id, exec_id, status, lease FROM tasks ORDER BY id").fetchall()
+        rows = store_rows(srv, "SELECT id, exec_id, status, lease FROM tasks ORDER BY id")
         assert sorted(r[1] for r in rows) == sorted(ids), rows
         assert all(r[2] == "ready" and r[3] is None for r in rows), rows
         taken = srv.poll([name], max=2)
@@ -121,7 +117,7 @@ def test_task_rows_keep_their_lease_across_kill9(tmp_path):
         # the leases reach the rows with the next round
         deadline = time.monotonic() + 10
         while True:
-            leased = dict(con.execute("SELECT id, lease FROM tasks WHERE status = 'leased'"))
+            leased = dict(store_rows(srv, "SELECT id, lease FROM tasks WHERE status = 'leased'"))
             if len(leased) == 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -145,7 +141,6 @@ def test_task_rows_keep_their_lease_across_kill9(tmp_path):
         for eid in ids:
             d = srv.wait_status(eid, "completed")
             assert list(d["output"]) == ["done"], d
-        assert con.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
-        con.close()
+        assert store_rows(srv, "SELECT count(*) FROM tasks")[0][0] == 0
     finally:
         srv.stop()

@@ -5,11 +5,10 @@ effect. `retry` (the server's default policy), `retention.finished`,
 
 import os
 import socket
-import sqlite3
 import threading
 import time
 
-from apiutil import WfoServer, set_workflow, unique
+from apiutil import TEST_DB, WfoServer, set_workflow, store_rows, unique
 
 
 def server_with(tmp_path, config):
@@ -90,12 +89,10 @@ def test_retention_deletes_finished_executions(tmp_path):
         assert n and int(n[0].split()[1]) >= 3, n
     finally:
         srv.stop()
-    con = sqlite3.connect(srv.db)
     for d in done:
         for table, col in [("executions", "id"), ("chunks", "exec_id")]:
-            assert con.execute(f"SELECT count(*) FROM {table} WHERE {col} = ?",
-                               (d["id"],)).fetchone()[0] == 0
-    con.close()
+            assert store_rows(srv, f"SELECT count(*) FROM {table} WHERE {col} = ?",
+                              (d["id"],))[0][0] == 0
 
 
 def test_pool_size_bounds_reader_connections(tmp_path):
@@ -121,6 +118,12 @@ def test_pool_size_bounds_reader_connections(tmp_path):
         for t in threads:
             t.join()
         assert not errors, errors[:3]
+        if TEST_DB == "postgres":
+            # every connection of the pool, reads and commits alike: one
+            n = store_rows(srv, "SELECT count(*) FROM pg_stat_activity"
+                                " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            assert n[0][0] == 1, (n, "one connection expected")
+            return
         fd_dir = f"/proc/{srv.proc.pid}/fd"
         db = os.path.realpath(srv.db)
         fds = [f for f in os.listdir(fd_dir) if os.path.realpath(os.path.join(fd_dir, f)) == db]

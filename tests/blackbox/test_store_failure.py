@@ -12,7 +12,13 @@ import sqlite3
 import threading
 import time
 
+import pytest
+
 from apiutil import WfoServer
+
+# another process's lock on the file (test_store_postgres.py has the
+# PostgreSQL side: the database unreachable and back)
+pytestmark = pytest.mark.sqlite_only("holds the SQLite file's write lock")
 
 
 DEF = {"name": "stored", "steps": [{"name": "t", "type": "task", "queue": "sq"}]}

@@ -10,7 +10,7 @@ from apiutil import WfoServer, unique
 def fault_server(tmp_path, faults, seed="1"):
     srv = WfoServer(tmp_path / "s", env={"WFO_STORE_FAULTS": faults,
                                           "WFO_STORE_FAULTS_SEED": seed})
-    srv.args = ["--db", f"fault:sqlite:{srv.db}"]
+    srv.args = ["--db", f"fault:{srv.db_url}"]
     return srv.launch()
 
 
@@ -92,7 +92,7 @@ def test_random_read_faults_lose_nothing(tmp_path):
 
 def test_bad_fault_rules_are_refused(tmp_path):
     srv = WfoServer(tmp_path / "s", env={"WFO_STORE_FAULTS": "get_exec:zero"})
-    srv.args = ["--db", f"fault:sqlite:{srv.db}"]
+    srv.args = ["--db", f"fault:{srv.db_url}"]
     srv.launch(wait=False)
     rc = srv.proc.wait(timeout=30)
     assert rc != 0

@@ -228,17 +228,14 @@ def test_wfo_events_tail_prints_them(server):
 
 
 def test_events_retention_deletes_old_outbox_rows(tmp_path):
-    import sqlite3
-    from apiutil import WfoServer
+    from apiutil import WfoServer, store_rows
     srv = WfoServer(tmp_path, env={"WFO_EVENTS_RETENTION": "1s"}).launch()
     try:
         old = post_event(srv, type="old.one")["id"]
         deadline = time.monotonic() + 20
         n = None
         while time.monotonic() < deadline:
-            con = sqlite3.connect(srv.db)
-            n = con.execute("SELECT count(*) FROM outbox WHERE event_id = ?", (old,)).fetchone()[0]
-            con.close()
+            n = store_rows(srv, "SELECT count(*) FROM outbox WHERE event_id = ?", (old,))[0][0]
             if n == 0:
                 break
             time.sleep(0.5)

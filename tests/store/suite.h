@@ -8,6 +8,13 @@
  *
  *   build/asan/store-tests/test_contract [BACKEND...]   default: all of them
  *
+ * The postgres back end runs when $WFO_TEST_PG names a server (a base URL,
+ * postgres://...; `make store-test` starts a throwaway one with
+ * tests/pg/pg.sh): each store name of a check is a database of its own,
+ * created on first use and dropped at the end of the run. Without
+ * $WFO_TEST_PG it is skipped, unless named on the command line (then it
+ * fails).
+ *
  * A check is written once against struct store_ops and never names a
  * back end, except the few that exercise one (suite_is("fault")). The
  * store interface that adds shards (owner, epochs) is detected by
@@ -31,19 +38,21 @@
 
 #include "store/store.h"
 #include "../unit/tap.h"
+#include "rawpg.h"
 
 /* ---- back ends ---- */
 
 struct suite_backend {
     const char *name;
-    const char *prefix; /* URL = prefix + file path */
+    const char *prefix; /* URL = prefix + file path; NULL: a database of $WFO_TEST_PG */
 };
 
-/* SQLite on a file, and the fault wrapper around it with no faults
- * configured (only suite_fault_open sets $WFO_STORE_FAULTS). */
+/* SQLite on a file, the fault wrapper around it with no faults configured
+ * (only suite_fault_open sets $WFO_STORE_FAULTS), and PostgreSQL. */
 static const struct suite_backend suite_backends[] = {
     {"sqlite", "sqlite:"},
     {"fault", "fault:sqlite:"},
+    {"postgres", NULL},
 };
 
 static const struct suite_backend *B; /* the back end being checked */
@@ -63,10 +72,63 @@ static inline const char *suite_path(char *out, size_t size, const char *name)
     return out;
 }
 
+/* The databases this run made on $WFO_TEST_PG, dropped at its end. */
+static char suite_pg_run[32];
+static char **suite_pg_dbs;
+static int suite_pg_n, suite_pg_alloc;
+
+/* The URL of database db of $WFO_TEST_PG, made on first use. */
+static inline const char *suite_pg_url(char *out, size_t size, const char *name)
+{
+    const char *base = getenv("WFO_TEST_PG");
+    char db[128], res[512];
+    int i;
+
+    rawpg_dbname(suite_pg_run, name, db, sizeof(db));
+    for (i = 0; i < suite_pg_n && strcmp(suite_pg_dbs[i], db) != 0; i++)
+        ;
+    if (i == suite_pg_n) {
+        char sql[256];
+        /* one statement each: CREATE DATABASE cannot run in the implicit
+         * transaction of a multi-statement string */
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", db);
+        rawpg_run(base, sql, res, sizeof(res));
+        snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
+        if (rawpg_run(base, sql, res, sizeof(res)) != 0)
+            printf("# creating database %s: %s\n", db, res);
+        if (suite_pg_n == suite_pg_alloc) {
+            suite_pg_alloc = suite_pg_alloc ? suite_pg_alloc * 2 : 64;
+            suite_pg_dbs = realloc(suite_pg_dbs, (size_t)suite_pg_alloc * sizeof(*suite_pg_dbs));
+            if (!suite_pg_dbs)
+                abort();
+        }
+        suite_pg_dbs[suite_pg_n++] = strdup(db);
+    }
+    return rawpg_url(base, db, out, size);
+}
+
+static inline void suite_pg_drop_all(void)
+{
+    const char *base = getenv("WFO_TEST_PG");
+    char sql[256], res[512];
+
+    for (int i = 0; i < suite_pg_n; i++) {
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", suite_pg_dbs[i]);
+        if (base && rawpg_run(base, sql, res, sizeof(res)) != 0)
+            printf("# dropping database %s: %s\n", suite_pg_dbs[i], res);
+        free(suite_pg_dbs[i]);
+    }
+    free(suite_pg_dbs);
+    suite_pg_dbs = NULL;
+    suite_pg_n = suite_pg_alloc = 0;
+}
+
 static inline const char *suite_url(char *out, size_t size, const char *name)
 {
     char path[512];
 
+    if (!B->prefix)
+        return suite_pg_url(out, size, name);
     snprintf(out, size, "%s%s", B->prefix, suite_path(path, sizeof(path), name));
     return out;
 }
@@ -532,6 +594,7 @@ static inline int suite_run(int argc, char **argv)
     struct timespec t0, t1;
 
     snprintf(suite_dir, sizeof(suite_dir), "/tmp/wfo-store-suite-XXXXXX");
+    snprintf(suite_pg_run, sizeof(suite_pg_run), "%ld", (long)getpid());
     if (!mkdtemp(suite_dir)) {
         perror("mkdtemp");
         return 2;
@@ -544,6 +607,14 @@ static inline int suite_run(int argc, char **argv)
         if (!chosen)
             continue;
         B = &suite_backends[k];
+        if (!B->prefix && !getenv("WFO_TEST_PG")) {
+            if (argc < 2) {
+                printf("# back end %s: skipped ($WFO_TEST_PG names no server)\n", B->name);
+                continue;
+            }
+            ok(0, "back end %s: $WFO_TEST_PG names no server (tests/pg/pg.sh start DIR)", B->name);
+            continue;
+        }
         int count0 = tap_count, failed0 = tap_failed;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int i = 0; i < tap_ncases; i++) {
@@ -557,6 +628,7 @@ static inline int suite_run(int argc, char **argv)
                (tap_count - count0) - (tap_failed - failed0), tap_failed - failed0,
                (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     }
+    suite_pg_drop_all();
     printf("1..%d\n", tap_count);
     nftw(suite_dir, suite_rm, 16, FTW_DEPTH | FTW_PHYS);
     return tap_failed ? 1 : 0;

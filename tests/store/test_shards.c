@@ -764,6 +764,9 @@ TEST(migrate_from_v2)
     struct out o;
     char path[512], url[600], res[4096], sql[8192];
 
+    /* A SQLite file of version 2: PostgreSQL's first schema is 6. */
+    if (suite_is("postgres"))
+        return;
     suite_path(path, sizeof(path), "v2");
     snprintf(sql, sizeof(sql), "%s%s", rawdb_schema_v2, v2_rows);
     is_int(rawdb_run(path, sql, res, sizeof(res)), 0, "migrate: a version 2 file: %s", res);

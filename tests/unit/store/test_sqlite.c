@@ -219,16 +219,16 @@ TEST(urls)
     ok(store_find("/tmp/x.db") == &store_sqlite_ops, "an absolute bare path is sqlite");
     ok(store_find("wfo.db") == &store_sqlite_ops, "a relative bare path is sqlite");
     ok(store_find("./a:b.db") == &store_sqlite_ops, "a bare path with a colon is sqlite");
-    ok(store_find("postgres://u:p@h/db") == NULL, "postgres is not sqlite (no back end yet)");
+    ok(store_find("postgres://u:p@h/db") == &store_postgres_ops, "postgres is not sqlite");
     ok(store_find("mysql:x") == NULL, "another scheme has no back end");
     ok(store_find("") == NULL, "an empty url has no back end");
     ok(store_find(NULL) == NULL, "NULL has no back end");
     is_str(store_sqlite_ops.name, "sqlite", "ops name");
     is_int(store_sqlite_ops.version, 1, "ops version");
 
-    is_int(store_open("postgres://user:hunter2@db/wfo", &s, &err), WFO_EINVAL, "unknown scheme");
+    is_int(store_open("mysql://user:hunter2@db/wfo", &s, &err), WFO_EINVAL, "unknown scheme");
     ok(s == NULL, "no store on failure");
-    ok(strstr(err.message, "postgres") && !strstr(err.message, "hunter2"),
+    ok(strstr(err.message, "mysql") && !strstr(err.message, "hunter2"),
        "the message names the scheme, not the password: %s", err.message);
     is_int(store_open("sqlite:", &s, &err), WFO_EINVAL, "sqlite: without a path");
     is_int(store_open("", &s, &err), WFO_EINVAL, "empty url");

@@ -19,6 +19,10 @@ TEST(backend_by_scheme)
     ok(store_find("sqlite::memory:") == &store_sqlite_ops, "sqlite: is sqlite");
     ok(store_find("/tmp/x.db") == &store_sqlite_ops, "a bare path is sqlite");
     ok(store_find("fault:sqlite::memory:") == &store_fault_ops, "fault: is the fault wrapper");
+    ok(store_find("postgres://u@h/db") == &store_postgres_ops, "postgres:// is postgres");
+    ok(store_find("postgresql:///db?host=/tmp") == &store_postgres_ops,
+       "postgresql:// is postgres");
+    ok(store_find("postgres:x") == NULL, "postgres: without // is no URL of any back end");
     ok(store_find("mysql://u:p@h/db") == NULL, "mysql: none");
     ok(store_find(NULL) == NULL, "NULL: none");
 
@@ -29,6 +33,15 @@ TEST(backend_by_scheme)
     is_str(err.message, "store url is empty", "its message");
     is_int(store_open("mysql://user:secret@host/db", &s, &err), WFO_EINVAL, "unknown scheme");
     is_str(err.message, "store url scheme 'mysql' has no back end", "names the scheme only");
+    ok(strstr(err.message, "secret") == NULL, "never the password");
+
+    /* Port 1 of the loopback: refused at once. The message names the
+     * store without its password. */
+    is_int(store_open("postgres://user:secret@127.0.0.1:1/db?password=secret2", &s, &err),
+           WFO_ESTORE, "a postgres server that is not there: WFO_ESTORE");
+    ok(s == NULL, "and no store");
+    ok(strstr(err.message, "postgres://user:***@127.0.0.1:1/db?password=***") != NULL,
+       "names the store: %s", err.message);
     ok(strstr(err.message, "secret") == NULL, "never the password");
 
     is_int(store_open("sqlite::memory:", &s, &err), 0, "a memory store opens: %s", err.message);
