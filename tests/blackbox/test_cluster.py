@@ -5,8 +5,9 @@ holds its share, by lease; a node killed with kill -9 stops renewing, and
 the others take its shards over once the lease has run out (cluster.lease,
 2 s here) and load its executions. A node stopped with SIGSTOP past its
 lease finds, when continued, that its commits are refused (fencing), and
-regroups with what is free. The store here is one SQLite file that the
-nodes open at once (WAL); docs/operations/scaling.md#several-nodes.
+regroups with what is free. The store is one SQLite file that the nodes
+open at once (WAL), or under WFO_TEST_DB=postgres one PostgreSQL database;
+docs/operations/scaling.md#several-nodes.
 """
 
 import json
@@ -90,7 +91,7 @@ def nodes(tmp_path, n):
     out = [first]
     for i in range(1, n):
         s = WfoServer(tmp_path / f"n{i}", env=ENV)
-        s.db = first.db
+        s.db, s.db_url = first.db, first.db_url
         out.append(s)
     for s in out:
         s.launch()
@@ -318,7 +319,7 @@ def test_requests_are_forwarded_to_the_advertised_url(tmp_path):
     store."""
     a = WfoServer(tmp_path / "n0", env=ENV)
     b = WfoServer(tmp_path / "n1", env=dict(ENV, WFO_ADVERTISE="http://127.0.0.1:9"))
-    b.db = a.db
+    b.db, b.db_url = a.db, a.db_url
     a.launch()
     b.launch()
     try:
@@ -347,7 +348,7 @@ def test_a_node_stopped_gives_its_shards_back_at_once(tmp_path):
     env = dict(ENV, WFO_CLUSTER_LEASE="10s")
     a = WfoServer(tmp_path / "n0", env=env)
     b = WfoServer(tmp_path / "n1", env=env)
-    b.db = a.db
+    b.db, b.db_url = a.db, a.db_url
     a.launch()
     b.launch()
     try:

@@ -14,14 +14,13 @@ import http.server
 import json
 import signal
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
 
 import pytest
 
-from apiutil import WfoServer, free_port, unique
+from apiutil import WfoServer, free_port, store_rows, unique
 from conftest import WFO_BIN
 
 
@@ -448,12 +447,7 @@ def test_retention_keeps_undelivered_rows(tmp_path):
         held = post_event(s, "ret.t")
 
         def count(eid):
-            con = sqlite3.connect(s.db)
-            try:
-                return con.execute("SELECT count(*) FROM outbox WHERE event_id = ?",
-                                   (eid,)).fetchone()[0]
-            finally:
-                con.close()
+            return store_rows(s, "SELECT count(*) FROM outbox WHERE event_id = ?", (eid,))[0][0]
         deadline = time.monotonic() + 10
         while count(before) and time.monotonic() < deadline:
             time.sleep(0.2)

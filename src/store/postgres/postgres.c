@@ -52,6 +52,7 @@
  */
 #include "common/compat.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,7 +69,7 @@
 #include "common/map.h"
 #include "common/util.h"
 
-#define PG_SCHEMA_VERSION 6
+#define PG_SCHEMA_VERSION 7
 #define PG_POOL_DEFAULT 4
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
@@ -94,6 +95,19 @@
  * SQLite, whatever the database's locale, and cheaper to compare.
  */
 #define PG_C " COLLATE \"C\""
+/* What version 7 added: webhook subscriptions (sqlite.c's SQ_V7_SCHEMA)
+ * and the nodes of a cluster (sqlite.c makes that table when first
+ * needed); for a new database and for the migration from 6. */
+#define PG_V7_SCHEMA                                                                               \
+    "CREATE TABLE IF NOT EXISTS subscriptions ("                                                   \
+    " id TEXT" PG_C " PRIMARY KEY, namespace TEXT" PG_C " NOT NULL, url TEXT NOT NULL,"            \
+    " types TEXT NOT NULL, workflow TEXT, secret TEXT NOT NULL, created_at BIGINT NOT NULL,"       \
+    " cursor BIGINT NOT NULL, status TEXT NOT NULL DEFAULT 'active',"                              \
+    " failures BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT, last_error TEXT,"                \
+    " last_delivery_at BIGINT, delivered BIGINT NOT NULL DEFAULT 0);"                              \
+    "CREATE INDEX IF NOT EXISTS subscriptions_ns ON subscriptions (namespace, cursor);"            \
+    "CREATE TABLE IF NOT EXISTS nodes (id TEXT" PG_C " PRIMARY KEY, url TEXT,"                     \
+    " started_at BIGINT NOT NULL, seen_at BIGINT NOT NULL);"
 static const char pg_schema[] =
     "CREATE TABLE workflows ("
     " namespace TEXT" PG_C " NOT NULL, name TEXT" PG_C " NOT NULL, version BIGINT NOT NULL,"
@@ -151,13 +165,16 @@ static const char pg_schema[] =
     " namespace TEXT" PG_C " NOT NULL, type TEXT NOT NULL, key TEXT, exec_id TEXT,"
     " event TEXT NOT NULL, time BIGINT NOT NULL);"
     "CREATE INDEX outbox_ns ON outbox (namespace, seq);"
-    "CREATE INDEX outbox_id ON outbox (namespace, event_id);";
+    "CREATE INDEX outbox_id ON outbox (namespace, event_id);" PG_V7_SCHEMA;
 
 #define PG_WF_COLS "namespace, name, version, hash, definition, created_at"
 #define PG_EXEC_COLS                                                                               \
     "seq, id, namespace, workflow, version, status, input, output, error, compensation, "          \
     "parent, state, created_at, updated_at, finished_at, resume"
 #define PG_EVENT_COLS "seq, namespace, id, type, key, source, data, time, published_at"
+#define PG_SUB_COLS                                                                                \
+    "id, namespace, url, types, workflow, secret, created_at, cursor, status, failures,"           \
+    " next_attempt_at, last_error, last_delivery_at, delivered"
 #define PG_SIGNAL_COLS "seq, id, exec_id, name, data, time"
 #define PG_OUTBOX_COLS "seq, event_id, namespace, type, key, exec_id, event, time"
 #define PG_TIMER_COLS "id, exec_id, due_at, kind, step, token, data"
@@ -222,6 +239,16 @@ enum pg_q {
     Q_OUTBOX_DEL,
     Q_KEY_PUT,
     Q_KEY_GET,
+    Q_NODE_BEAT,
+    Q_NODES,
+    Q_SUB_INSERT,
+    Q_SUB_GET,
+    Q_SUBS,
+    Q_SUBS_ALL,
+    Q_SUB_DEL,
+    Q_SUB_DELIVERED,
+    Q_SUB_FAILED,
+    Q_SUB_EXISTS,
     Q_LIST, /* + a mask of PG_F_* filters: the list queries */
     Q__COUNT = Q_LIST + 32
 };
@@ -377,11 +404,49 @@ static const char *const pg_sql[Q_LIST] = {
     [Q_OUTBOX_LAST] = "SELECT coalesce(max(seq), 0) FROM outbox WHERE namespace = $1::text",
     /* retention: among the $2 oldest rows (time grows with seq), those
      * older than $1 */
-    [Q_OUTBOX_DEL] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq"
-                     " LIMIT $2::int8) AND time < $1::int8",
+    /* retention: among the $2 oldest rows (time grows with seq) that no
+     * subscription of their namespace holds (store.h C2: above its lowest
+     * cursor), those older than $1 */
+    [Q_OUTBOX_DEL] = "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox AS o WHERE o.seq"
+                     " <= coalesce((SELECT min(c.cursor) FROM subscriptions AS c"
+                     " WHERE c.namespace = o.namespace), 9223372036854775807)"
+                     " ORDER BY o.seq LIMIT $2::int8) AND time < $1::int8",
     [Q_KEY_PUT] = "INSERT INTO meta (key, value) VALUES ('server_key', $1::bytea)"
                   " ON CONFLICT (key) DO NOTHING",
     [Q_KEY_GET] = "SELECT value FROM meta WHERE key = 'server_key'",
+    /* nodes not seen for an hour ($5) go with a beat */
+    [Q_NODE_BEAT] = "WITH gone AS (DELETE FROM nodes WHERE seen_at < $5::int8)"
+                    " INSERT INTO nodes (id, url, started_at, seen_at)"
+                    " VALUES ($1::text, $2::text, $3::int8, $4::int8) ON CONFLICT (id)"
+                    " DO UPDATE SET url = excluded.url, seen_at = excluded.seen_at",
+    [Q_NODES] = "SELECT id, url, started_at, seen_at FROM nodes WHERE seen_at >= $1::int8"
+                " ORDER BY id",
+    /* C1: the cursor starts at the namespace's last row */
+    [Q_SUB_INSERT] =
+        "INSERT INTO subscriptions (id, namespace, url, types, workflow, secret,"
+        " created_at, cursor) VALUES ($1::text, $2::text, $3::text, $4::text,"
+        " $5::text, $6::text, $7::int8, (SELECT coalesce(max(seq), 0) FROM outbox"
+        " WHERE namespace = $2::text)) ON CONFLICT (id) DO NOTHING RETURNING " PG_SUB_COLS,
+    [Q_SUB_GET] = "SELECT " PG_SUB_COLS " FROM subscriptions WHERE id = $1::text"
+                  " AND ($2::text IS NULL OR namespace = $2::text)",
+    [Q_SUBS] = "SELECT " PG_SUB_COLS " FROM subscriptions WHERE namespace = $1::text"
+               " ORDER BY created_at, id",
+    [Q_SUBS_ALL] = "SELECT " PG_SUB_COLS " FROM subscriptions ORDER BY namespace, created_at, id",
+    [Q_SUB_DEL] = "DELETE FROM subscriptions WHERE id = $1::text AND namespace = $2::text",
+    /* C1: only forward */
+    [Q_SUB_DELIVERED] = "UPDATE subscriptions SET cursor = $2::int8,"
+                        " status = CASE WHEN $3::int8 <> 0 THEN 'active' ELSE status END,"
+                        " failures = CASE WHEN $3::int8 <> 0 THEN 0 ELSE failures END,"
+                        " next_attempt_at = CASE WHEN $3::int8 <> 0 THEN NULL"
+                        " ELSE next_attempt_at END,"
+                        " last_error = CASE WHEN $3::int8 <> 0 THEN NULL ELSE last_error END,"
+                        " delivered = delivered + $3::int8,"
+                        " last_delivery_at = CASE WHEN $3::int8 <> 0 THEN $4::int8"
+                        " ELSE last_delivery_at END WHERE id = $1::text AND cursor < $2::int8",
+    [Q_SUB_FAILED] = "UPDATE subscriptions SET failures = $3::int8, status = $4::text,"
+                     " next_attempt_at = $5::int8, last_error = $6::text"
+                     " WHERE id = $1::text AND cursor < $2::int8",
+    [Q_SUB_EXISTS] = "SELECT 1 FROM subscriptions WHERE id = $1::text",
 };
 
 /* The filters of a list query, as bits of its statement's index. */
@@ -1018,6 +1083,26 @@ static int pg_setup(struct pg_store *s, PGconn *c, struct wfo_error *err)
         return wfo_error_set(err, WFO_ESTORE,
                              "opening store '%s': schema version %ld is newer than this wfo's (%d)",
                              s->label, v, PG_SCHEMA_VERSION);
+    if (v == 6) { /* 6 -> 7, under the schema lock like a new schema */
+        char sql[256];
+        snprintf(sql, sizeof(sql), "UPDATE meta SET value = '%d' WHERE key = 'schema_version'",
+                 PG_SCHEMA_VERSION);
+        rc = pg_exec_simple(s, c, "BEGIN; SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ")",
+                            "migrating the schema", err);
+        if (rc == 0 && (v = pg_version(s, c, err)) < 0)
+            rc = err->code;
+        if (rc == 0 && v == 6)
+            rc = pg_exec_simple(s, c, PG_V7_SCHEMA, "migrating the schema to 7", err);
+        if (rc == 0 && v == 6)
+            rc = pg_exec_simple(s, c, sql, "migrating the schema to 7", err);
+        if (rc == 0)
+            rc = pg_exec_simple(s, c, "COMMIT", "migrating the schema", err);
+        if (rc) {
+            PGresult *r = PQexec(c, "ROLLBACK");
+            PQclear(r);
+        }
+        return rc;
+    }
     /* The first PostgreSQL schema is version 6: there is nothing older to
      * migrate from. */
     return wfo_error_set(err, WFO_ESTORE,
@@ -2634,6 +2719,247 @@ static int pg_delete_outbox(struct store *base, int64_t before, int limit, int *
     return rc;
 }
 
+/* ---- nodes (a cluster) ---- */
+
+#define PG_NODE_FORGET_MS (3600 * 1000) /* sqlite.c's SQ_NODE_FORGET_MS */
+
+static int pg_beat_node(struct store *base, const struct store_node *n, struct wfo_error *err)
+{
+    struct pg_store *s = pg_store(base);
+    struct pg_params p;
+    PGresult *r;
+
+    if (!n->id || !*n->id)
+        return wfo_error_set(err, WFO_EINVAL, "a node needs an id");
+    pg_params_init(&p);
+    pg_p_text(&p, n->id);
+    pg_p_text(&p, n->url);
+    pg_p_int(&p, n->started_at);
+    pg_p_int(&p, n->seen_at);
+    pg_p_int(&p, n->seen_at > PG_NODE_FORGET_MS ? n->seen_at - PG_NODE_FORGET_MS : 0);
+    int rc = pg_read(s, Q_NODE_BEAT, &p, &r, "recording a node", err);
+    PQclear(r);
+    pg_params_release(&p);
+    return rc;
+}
+
+static int pg_list_nodes(struct store *base, int64_t since, store_node_cb cb, void *ud,
+                         struct wfo_error *err)
+{
+    struct pg_store *s = pg_store(base);
+    struct pg_params p;
+    PGresult *r;
+
+    pg_params_init(&p);
+    pg_p_int(&p, since);
+    int rc = pg_read(s, Q_NODES, &p, &r, "listing the nodes", err);
+    pg_params_release(&p);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        struct store_node row = {pg_text(r, i, 0), pg_text(r, i, 1), pg_int(r, i, 2),
+                                 pg_int(r, i, 3)};
+        rc = cb(ud, &row);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* ---- webhook subscriptions ---- */
+
+static int pg_sub_rows(const PGresult *r, store_subscription_cb cb, void *ud)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && cb && i < PQntuples(r); i++) {
+        struct store_subscription row = {
+            .id = pg_text(r, i, 0),
+            .namespace = pg_text(r, i, 1),
+            .url = pg_text(r, i, 2),
+            .types = pg_text(r, i, 3),
+            .workflow = pg_text(r, i, 4),
+            .secret = pg_text(r, i, 5),
+            .created_at = pg_int(r, i, 6),
+            .cursor = pg_int(r, i, 7),
+            .status = pg_text(r, i, 8),
+            .failures = (int)pg_int(r, i, 9),
+            .next_attempt_at = pg_int(r, i, 10),
+            .last_error = pg_text(r, i, 11),
+            .last_delivery_at = pg_int(r, i, 12),
+            .delivered = pg_int(r, i, 13),
+        };
+        rc = cb(ud, &row);
+    }
+    return rc;
+}
+
+/* A time parameter: 0 is NULL (store.h: 0 means null). */
+static void pg_p_time(struct pg_params *p, int64_t v)
+{
+    if (v)
+        pg_p_int(p, v);
+    else
+        pg_p_null(p);
+}
+
+static int pg_put_subscription(struct store *base, const struct store_subscription *sub,
+                               store_subscription_cb cb, void *ud, struct wfo_error *err)
+{
+    struct pg_store *s = pg_store(base);
+    struct pg_params p;
+    PGresult *r;
+
+    if (!sub->id || !sub->namespace || !sub->url || !sub->types || !sub->secret)
+        return wfo_error_set(err, WFO_EINVAL,
+                             "subscription to store lacks an id, namespace, url, types or secret");
+    pg_params_init(&p);
+    pg_p_text(&p, sub->id);
+    pg_p_text(&p, sub->namespace);
+    pg_p_text(&p, sub->url);
+    pg_p_text(&p, sub->types);
+    pg_p_text(&p, sub->workflow);
+    pg_p_text(&p, sub->secret);
+    pg_p_int(&p, sub->created_at);
+    int rc = pg_read(s, Q_SUB_INSERT, &p, &r, "writing a subscription", err);
+    pg_params_release(&p);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = wfo_error_set(err, WFO_ECONFLICT, "subscription '%s' exists", sub->id);
+    if (rc == 0)
+        rc = pg_sub_rows(r, cb, ud);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_get_subscription(struct store *base, const char *ns, const char *id,
+                               store_subscription_cb cb, void *ud, struct wfo_error *err)
+{
+    struct pg_store *s = pg_store(base);
+    struct pg_params p;
+    PGresult *r;
+
+    pg_params_init(&p);
+    pg_p_text(&p, id ? id : "");
+    pg_p_text(&p, ns);
+    int rc = pg_read(s, Q_SUB_GET, &p, &r, "reading a subscription", err);
+    pg_params_release(&p);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = wfo_error_set(err, WFO_ENOTFOUND, "subscription '%s' not found", id ? id : "");
+    if (rc == 0)
+        rc = pg_sub_rows(r, cb, ud);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_list_subscriptions(struct store *base, const char *ns, store_subscription_cb cb,
+                                 void *ud, struct wfo_error *err)
+{
+    struct pg_store *s = pg_store(base);
+    struct pg_params p;
+    PGresult *r;
+
+    pg_params_init(&p);
+    if (ns)
+        pg_p_text(&p, ns);
+    int rc = pg_read(s, ns ? Q_SUBS : Q_SUBS_ALL, ns ? &p : NULL, &r, "listing subscriptions", err);
+    pg_params_release(&p);
+    if (rc == 0)
+        rc = pg_sub_rows(r, cb, ud);
+    PQclear(r);
+    return rc;
+}
+
+/* Runs an UPDATE or DELETE of one subscription row; *n gets the rows it
+ * changed. */
+static int pg_sub_write(struct pg_store *s, int q, struct pg_params *p, int *n, const char *what,
+                        struct wfo_error *err)
+{
+    PGresult *r;
+    int rc = pg_read(s, q, p, &r, what, err);
+    *n = rc == 0 ? (int)strtol(PQcmdTuples(r), NULL, 10) : 0;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_delete_subscription(struct store *base, const char *ns, const char *id,
+                                  struct wfo_error *err)
+{
+    struct pg_store *s = pg_store(base);
+    struct pg_params p;
+    int n = 0;
+
+    pg_params_init(&p);
+    pg_p_text(&p, id ? id : "");
+    pg_p_text(&p, ns ? ns : "");
+    int rc = pg_sub_write(s, Q_SUB_DEL, &p, &n, "deleting a subscription", err);
+    pg_params_release(&p);
+    if (rc == 0 && n == 0)
+        rc = wfo_error_set(err, WFO_ENOTFOUND, "subscription '%s' not found", id ? id : "");
+    return rc;
+}
+
+/* After an UPDATE guarded by cursor < seq that changed nothing: was the
+ * subscription gone (WFO_ENOTFOUND) or the row done already (WFO_ECONFLICT)? */
+static int pg_sub_unchanged(struct pg_store *s, const char *id, int64_t seq, struct wfo_error *err)
+{
+    struct pg_params p;
+    PGresult *r;
+
+    pg_params_init(&p);
+    pg_p_text(&p, id);
+    int rc = pg_read(s, Q_SUB_EXISTS, &p, &r, "reading a subscription", err);
+    pg_params_release(&p);
+    if (rc == 0)
+        rc =
+            PQntuples(r)
+                ? wfo_error_set(err, WFO_ECONFLICT,
+                                "subscription '%s' is past outbox seq %" PRId64 " already", id, seq)
+                : wfo_error_set(err, WFO_ENOTFOUND, "subscription '%s' not found", id);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_subscription_delivered(struct store *base, const char *id, int64_t seq, int delivered,
+                                     int64_t at, struct wfo_error *err)
+{
+    struct pg_store *s = pg_store(base);
+    struct pg_params p;
+    int n = 0;
+
+    if (!id)
+        return wfo_error_set(err, WFO_EINVAL, "no subscription id");
+    pg_params_init(&p);
+    pg_p_text(&p, id);
+    pg_p_int(&p, seq);
+    pg_p_int(&p, delivered ? 1 : 0);
+    pg_p_time(&p, at);
+    int rc = pg_sub_write(s, Q_SUB_DELIVERED, &p, &n, "moving a subscription's cursor", err);
+    pg_params_release(&p);
+    if (rc == 0 && n == 0)
+        rc = pg_sub_unchanged(s, id, seq, err);
+    return rc;
+}
+
+static int pg_subscription_failed(struct store *base, const char *id, int64_t seq, int failures,
+                                  const char *status, int64_t next_attempt_at, const char *error,
+                                  struct wfo_error *err)
+{
+    struct pg_store *s = pg_store(base);
+    struct pg_params p;
+    int n = 0;
+
+    if (!id || !status)
+        return wfo_error_set(err, WFO_EINVAL, "no subscription id or status");
+    pg_params_init(&p);
+    pg_p_text(&p, id);
+    pg_p_int(&p, seq);
+    pg_p_int(&p, failures);
+    pg_p_text(&p, status);
+    pg_p_time(&p, next_attempt_at);
+    pg_p_text(&p, error);
+    int rc = pg_sub_write(s, Q_SUB_FAILED, &p, &n, "recording a subscription's failure", err);
+    pg_params_release(&p);
+    if (rc == 0 && n == 0)
+        rc = pg_sub_unchanged(s, id, seq, err);
+    return rc;
+}
+
 const struct store_ops store_postgres_ops = {
     .name = "postgres",
     .version = 1,
@@ -2666,4 +2992,12 @@ const struct store_ops store_postgres_ops = {
     .list_outbox = pg_list_outbox,
     .outbox_seq = pg_outbox_seq,
     .delete_outbox = pg_delete_outbox,
+    .beat_node = pg_beat_node,
+    .list_nodes = pg_list_nodes,
+    .put_subscription = pg_put_subscription,
+    .get_subscription = pg_get_subscription,
+    .list_subscriptions = pg_list_subscriptions,
+    .delete_subscription = pg_delete_subscription,
+    .subscription_delivered = pg_subscription_delivered,
+    .subscription_failed = pg_subscription_failed,
 };
