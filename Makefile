@@ -11,7 +11,8 @@
 #   make browser-test  the web page in headless Chromium (screenshots in build/browser/)
 #   make check    clang-format in check mode and the layer rules (scripts/layers.py;
 #                 docs/interfaces/internal.md, "The layer rules")
-#   make bench    optimized build and benchmark (BENCH_DB=postgres: on PostgreSQL)
+#   make bench    optimized build and benchmark (BENCH_DB=postgres: on PostgreSQL;
+#                 BENCH_NODES=K: the http scenario on K servers sharing the store)
 
 CC ?= cc
 PKGS := jansson libfyaml sqlite3 libcurl libmicrohttpd libpq openssl
@@ -185,7 +186,7 @@ build/bench: bench/bench.c build/libwfo.a build/wfo
 # PostgreSQL's durable defaults (fsync, synchronous_commit on).
 BENCH_DB ?= sqlite
 bench: all build/bench
-	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg), store $(BENCH_DB)"
+	@echo "# $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg), store $(BENCH_DB), nodes $${BENCH_NODES:-1}"
 	@if [ "$(BENCH_DB)" = postgres ] && [ -z "$$BENCH_PG" ]; then \
 	    BENCH_DB=postgres PG_DURABLE=1 tests/pg/pg.sh run build/pg/bench build/bench $(BENCH_SCENARIOS) \
 	        --n $(BENCH_N); \

@@ -49,6 +49,13 @@
  * server used per workflow (`pg_cpu_us_per_workflow`, for a server of
  * tests/pg/pg.sh).
  *
+ * BENCH_NODES=K (1 to 8; default 1) runs the http scenario on K servers
+ * sharing one store with cluster.enabled (docs/operations/scaling.md
+ * "Several nodes"): they start one after another and share the shards
+ * before the run; each worker process polls one node and the starts go
+ * round them; the line's `nodes` says K, and its CPU, commits and RSS are
+ * the sum over the nodes.
+ *
  * The servers inherit the bench's environment, so WFO_* variables set for
  * it configure them (WFO_HTTP_THREADS=4 build/bench http); the lines of
  * the scenarios with a server then name it (`"env": {"WFO_HTTP_THREADS":
@@ -94,6 +101,7 @@
 
 static FILE *out_json;
 static long bench_n;
+static int bench_nodes = 1; /* BENCH_NODES: the http scenario's servers on one store */
 static const char *bench_pg; /* BENCH_DB=postgres: the server's base URL; NULL: SQLite */
 static char wfo_bin[512]; /* build/wfo, next to this program */
 
@@ -686,7 +694,9 @@ struct wshared {
 };
 
 struct wopts {
-    const char *base;
+    const char *base; /* or, with several nodes, bases[process % n_bases] */
+    const char *const *bases;
+    int n_bases;
     int processes;
     int threads; /* per process, each its own poll/complete loop */
     int max;     /* tasks per poll */
@@ -783,6 +793,10 @@ static void worker_main(const struct wopts *o, struct wshared *sh, int index)
     sigaction(SIGTERM, &sa, NULL);
     struct wthread *w = wfo_calloc((size_t)o->threads, sizeof(*w));
     pthread_t *th = wfo_calloc((size_t)o->threads, sizeof(*th));
+    struct wopts mine = *o; /* this process's node */
+    if (o->n_bases > 0)
+        mine.base = o->bases[index % o->n_bases];
+    o = &mine;
     for (int i = 0; i < o->threads; i++) {
         w[i] = (struct wthread){o, sh, ""};
         snprintf(w[i].name, sizeof(w[i].name), "bench-%d.%d", index, i);
@@ -1011,7 +1025,9 @@ out:
 /* ---- http ---- */
 
 struct start_ud {
-    const char *base;
+    const char *base; /* or, with several nodes, bases[i % n_bases] for start i */
+    const char *const *bases;
+    int n_bases;
     const char *workflow;
     const char *input_fmt; /* printf format of the input with one %ld, or one %s */
     const char *input_s;
@@ -1024,7 +1040,7 @@ static int start_one(struct par *p, long i, struct wfo_error *err)
 {
     struct start_ud *u = p->ud;
     char url[256], input[256], body[512];
-    snprintf(url, sizeof(url), "%s/v1/executions", u->base);
+    snprintf(url, sizeof(url), "%s/v1/executions", u->n_bases ? u->bases[i % u->n_bases] : u->base);
     if (u->input_s)
         snprintf(input, sizeof(input), u->input_fmt, u->input_s);
     else
@@ -1048,33 +1064,91 @@ static int start_one(struct par *p, long i, struct wfo_error *err)
 /* http: the server with HTTP_WORKERS worker processes (HTTP_WORKER_THREADS
  * poll/complete loops each, polls of up to 50 tasks); N executions of
  * three task steps started over HTTP by HTTP_STARTERS threads. */
+/* The sum of metric name over the nodes. */
+static double metric_sum(const struct server *srv, int nodes, const char *name)
+{
+    double v = 0;
+    for (int i = 0; i < nodes; i++)
+        v += metric(srv[i].base, name);
+    return v;
+}
+
+/* Several nodes on one store (BENCH_NODES): starts srv[1..nodes) on
+ * srv[0]'s store with cluster.enabled, then waits until each holds its
+ * share of the shards (their wfo_shards_held add up to 16, none at 0). */
+static int nodes_start(struct server *srv, int nodes, struct wfo_error *err)
+{
+    for (int i = 1; i < nodes; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "http-node%d", i);
+        snprintf(srv[i].db, sizeof(srv[i].db), "%s", srv[0].db);
+        if (server_start(&srv[i], name, 1, err) < 0)
+            return -1;
+    }
+    double until = now_s() + 60;
+    for (;;) {
+        double sum = 0, least = 16;
+        for (int i = 0; i < nodes; i++) {
+            double h = metric(srv[i].base, "wfo_shards_held");
+            sum += h;
+            least = h < least ? h : least;
+        }
+        if (sum == 16 && least > 0)
+            return 0;
+        if (now_s() > until) {
+            fail(err, "the %d nodes did not share the shards within 60 s", nodes);
+            return -1;
+        }
+        usleep(100000);
+    }
+}
+
+#define BENCH_NODES_MAX 8
+
 static void scenario_http(long n)
 {
-    struct server srv = {0};
+    struct server srv[BENCH_NODES_MAX] = {{0}};
+    const char *bases[BENCH_NODES_MAX];
+    int nodes = bench_nodes;
     struct wfo_error err = WFO_ERROR_INIT;
     struct wshared *sh = wshared_new();
     pid_t pids[HTTP_WORKERS] = {0};
     double pg_cpu0 = -1;
     json_t *o = line_new("http");
     line_server_env(o);
-    struct wopts wo = {NULL, HTTP_WORKERS, HTTP_WORKER_THREADS, 50, "1s"};
-    json_object_update_new(o, json_pack("{s:i, s:i, s:i}", "worker_processes", wo.processes,
-                                        "worker_threads", wo.threads, "starter_threads",
-                                        HTTP_STARTERS));
+    struct wopts wo = {.processes = HTTP_WORKERS, .threads = HTTP_WORKER_THREADS, .max = 50,
+                       .wait = "1s"};
+    json_object_update_new(o, json_pack("{s:i, s:i, s:i, s:i}", "nodes", nodes,
+                                        "worker_processes", wo.processes, "worker_threads",
+                                        wo.threads, "starter_threads", HTTP_STARTERS));
     if (!sh) {
         fail(&err, "mmap: %s", strerror(errno));
         goto out;
     }
-    if (server_start(&srv, "http", 0, &err) < 0 || server_put(&srv, "three", three_json, &err) < 0)
+    if (nodes > 1)
+        setenv("WFO_CLUSTER", "true", 1); /* the servers inherit it */
+    if (server_start(&srv[0], "http", 0, &err) < 0 || (nodes > 1 && nodes_start(srv, nodes, &err) < 0) ||
+        server_put(&srv[0], "three", three_json, &err) < 0)
         goto out;
-    wo.base = srv.base;
+    for (int i = 0; i < nodes; i++)
+        bases[i] = srv[i].base;
+    /* each worker process polls one node, and the starts go round them */
+    wo.base = srv[0].base;
+    wo.bases = bases;
+    wo.n_bases = nodes;
     if (workers_start(&wo, sh, pids, &err) < 0)
         goto out;
-    double commits0 = metric(srv.base, "wfo_store_commits_total");
-    double commit_s0 = metric(srv.base, "wfo_store_commit_duration_seconds_sum");
-    double cpu0 = cpu_s_of(srv.pid);
+    double commits0 = metric_sum(srv, nodes, "wfo_store_commits_total");
+    double commit_s0 = metric_sum(srv, nodes, "wfo_store_commit_duration_seconds_sum");
+    double cpu0 = 0;
+    for (int i = 0; i < nodes; i++)
+        cpu0 += cpu_s_of(srv[i].pid);
     pg_cpu0 = pg_cpu_s();
-    struct start_ud su = {srv.base, "three", "{\"i\": %ld}", NULL, NULL, NULL};
+    struct start_ud su = {.base = srv[0].base,
+                          .bases = bases,
+                          .n_bases = nodes,
+                          .workflow = "three",
+                          .input_fmt = "{\"i\": %ld}"};
     struct par p = {.n = n, .fn = start_one, .ud = &su};
     double t0 = now_s();
     long failures = par_run(&p, HTTP_STARTERS, 60 + (double)n / 50);
@@ -1102,33 +1176,44 @@ static void scenario_http(long n)
         usleep(1000);
     }
     double dt = now_s() - t0;
+    double cpu = 0;
+    for (int i = 0; i < nodes; i++)
+        cpu += cpu_s_of(srv[i].pid);
     if (!err.code)
         json_object_update_new(o, json_pack("{s:f, s:f, s:f}", "workflows_per_s", (double)n / dt,
                                             "tasks_per_s", (double)(3 * n) / dt,
                                             "server_cpu_us_per_workflow",
-                                            (cpu_s_of(srv.pid) - cpu0) * 1e6 / (double)n));
+                                            (cpu - cpu0) * 1e6 / (double)n));
+    double commits = metric_sum(srv, nodes, "wfo_store_commits_total") - commits0;
+    double rss = 0;
+    for (int i = 0; i < nodes; i++)
+        rss += rss_mb_of(srv[i].pid);
     json_object_update_new(
-        o, json_pack(
-               "{s:I, s:I, s:I, s:f}", "commits",
-               (json_int_t)(metric(srv.base, "wfo_store_commits_total") - commits0), "completed",
-               (json_int_t)metric(srv.base, "wfo_executions_completed_total{workflow=\"three\"}"),
-               "worker_errors", (json_int_t)atomic_load(&sh->errors), "server_rss_mb",
-               rss_mb_of(srv.pid)));
-    double commits = metric(srv.base, "wfo_store_commits_total") - commits0;
+        o, json_pack("{s:I, s:I, s:I, s:f}", "commits", (json_int_t)commits, "completed",
+                     (json_int_t)metric_sum(srv, nodes,
+                                            "wfo_executions_completed_total{workflow=\"three\"}"),
+                     "worker_errors", (json_int_t)atomic_load(&sh->errors), "server_rss_mb", rss));
     if (commits > 0)
         json_object_set_new(
             o, "commit_ms_mean",
-            json_real((metric(srv.base, "wfo_store_commit_duration_seconds_sum") - commit_s0) *
+            json_real((metric_sum(srv, nodes, "wfo_store_commit_duration_seconds_sum") -
+                       commit_s0) *
                       1000 / commits));
 out:
     workers_stop(pids, HTTP_WORKERS);
-    server_end(&srv);
+    for (int i = nodes - 1; i >= 0; i--)
+        server_end(&srv[i]);
+    if (nodes > 1)
+        unsetenv("WFO_CLUSTER");
     if (!err.code && pg_cpu0 >= 0)
         json_object_set_new(o, "pg_cpu_us_per_workflow",
                             json_real((pg_cpu_s() - pg_cpu0) * 1e6 / (double)n));
     if (!err.code)
-        pg_counts(o, srv.db, n); /* once the server is gone: its counts are flushed */
-    server_stop(&srv);
+        pg_counts(o, srv[0].db, n); /* once the servers are gone: their counts are flushed */
+    for (int i = 1; i < nodes; i++)
+        if (srv[i].log[0])
+            unlink(srv[i].log);
+    server_stop(&srv[0]);
     emit_err(o, &err);
     wshared_free(sh);
 }
@@ -1214,7 +1299,7 @@ static void latency_http(void)
     if (server_start(&srv, "latency", 0, &err) < 0 ||
         server_put(&srv, "three", three_json, &err) < 0)
         goto out;
-    struct wopts wo = {srv.base, 1, 1, 50, "10s"};
+    struct wopts wo = {.base = srv.base, .processes = 1, .threads = 1, .max = 50, .wait = "10s"};
     if (workers_start(&wo, sh, pid, &err) < 0)
         goto out;
     char url[256];
@@ -1310,7 +1395,7 @@ static void scenario_idle(long n)
         goto out;
     json_object_set_new(o, "rss_start_mb", json_real(rss_mb_of(srv.pid)));
 
-    struct start_ud su = {srv.base, "nap", "{\"i\": %ld}", NULL, NULL, NULL};
+    struct start_ud su = {.base = srv.base, .workflow = "nap", .input_fmt = "{\"i\": %ld}"};
     struct par p = {.n = n_idle, .fn = start_one, .ud = &su};
     double t0 = now_s();
     if (par_run(&p, IDLE_STARTERS, 60 + (double)n_idle / 100)) {
@@ -1336,7 +1421,12 @@ static void scenario_idle(long n)
     at = (at / 1000 + 1) * 1000;
     char at_s[40];
     wfo_time_format(at, at_s, sizeof(at_s));
-    struct start_ud tu = {srv.base, "timer", "{\"at\": \"%s\"}", at_s, ids, done_at};
+    struct start_ud tu = {.base = srv.base,
+                          .workflow = "timer",
+                          .input_fmt = "{\"at\": \"%s\"}",
+                          .input_s = at_s,
+                          .ids = ids,
+                          .done_at = done_at};
     struct par tp = {.n = n_timers, .fn = start_one, .ud = &tu};
     if (par_run(&tp, IDLE_STARTERS, (double)(at - wfo_now_ms()) / 1000 + 30)) {
         err = tp.err;
@@ -1713,7 +1803,7 @@ static void scenario_events(long n)
     if (server_start(&srv, "events", 0, &err) < 0 ||
         server_put(&srv, "waiter", waiter_json, &err) < 0)
         goto out;
-    struct start_ud su = {srv.base, "waiter", "{\"k\": \"k-%ld\"}", NULL, NULL, NULL};
+    struct start_ud su = {.base = srv.base, .workflow = "waiter", .input_fmt = "{\"k\": \"k-%ld\"}"};
     struct par sp = {.n = n, .fn = start_one, .ud = &su};
     double s0 = now_s();
     if (par_run(&sp, EVENTS_STARTERS, 60 + (double)n / 50)) {
@@ -1781,6 +1871,13 @@ int main(int argc, char **argv)
     if (access(wfo_bin, X_OK) != 0)
         snprintf(wfo_bin, sizeof(wfo_bin), "build/wfo");
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("BENCH_NODES")) {
+        bench_nodes = (int)strtol(getenv("BENCH_NODES"), NULL, 10);
+        if (bench_nodes < 1 || bench_nodes > BENCH_NODES_MAX) {
+            fprintf(stderr, "bench: BENCH_NODES must be 1 to %d\n", BENCH_NODES_MAX);
+            return 2;
+        }
+    }
     const char *store = getenv("BENCH_DB");
     if (store && strcmp(store, "postgres") == 0) {
         bench_pg = getenv("BENCH_PG") ? getenv("BENCH_PG") : getenv("WFO_TEST_PG");

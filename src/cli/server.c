@@ -240,6 +240,10 @@ int cmd_server(int argc, char **argv)
                  cfg.n_tokens);
     wfo_info(NULL, NULL, "listening on http://%s (store %s)", http_server_address(http),
              engine_store_name(e));
+    if (cfg.cluster && !cfg.advertise) { /* the port bound, when listen named 0 */
+        snprintf(advertise, sizeof(advertise), "http://%s", http_server_address(http));
+        engine_advertise(e, advertise);
+    }
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0)

@@ -96,6 +96,16 @@ int engine_holds(struct wfo_engine *e, const char *exec_id)
     return !e->cluster || (atomic_load(&e->held) >> store_shard_of(exec_id) & 1);
 }
 
+void engine_advertise(struct wfo_engine *e, const char *url)
+{
+    char *copy = wfo_strdup(url), *old;
+    pthread_mutex_lock(&e->mu);
+    old = e->node_url;
+    e->node_url = copy;
+    pthread_mutex_unlock(&e->mu);
+    free(old);
+}
+
 int engine_clustered(struct wfo_engine *e)
 {
     return e->cluster;
@@ -846,7 +856,9 @@ static int engine_run(struct wfo_engine *e)
                 flight = NULL;
             }
         }
-        if (!stopping)
+        /* a regroup (E8) waits for the round in flight with no tick and no
+         * command: what memory holds of lost shards is stale */
+        if (!stopping && !e->regroup)
             apply_cmds(e, cmds);
         if (!flight && round_busy(e, e->cur)) {
             int here = 0;

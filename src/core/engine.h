@@ -23,6 +23,9 @@ int engine_ready(struct wfo_engine *e, struct wfo_error *err);
 struct store *engine_store(struct wfo_engine *e);
 /* Is execution id's shard this node's (always, unless in a cluster: E8)? */
 int engine_holds(struct wfo_engine *e, const char *exec_id);
+/* Sets the URL this node's row in `nodes` gives the other nodes (any
+ * thread; its next beat writes it). */
+void engine_advertise(struct wfo_engine *e, const char *url);
 /* Is this node one of a cluster (cluster.enabled, E8)? */
 int engine_clustered(struct wfo_engine *e);
 /* This node's id (its owner id in the shards and nodes rows). */

@@ -171,7 +171,7 @@ struct wfo_engine {
     _Atomic store_shardset held; /* e->shards, for other threads (fresh ids) */
     /* a cluster (E8): several nodes share the store and its shards */
     int cluster;
-    char *node_url;     /* where the other nodes reach this one's API */
+    char *node_url;     /* where the other nodes reach this one's API (under mu) */
     int64_t started_at; /* its row in `nodes` */
     int regroup;        /* forget all and recover this node's share once no round is in flight */
     int64_t next_scan;  /* the events of the other nodes (triggers.c T4) */

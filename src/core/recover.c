@@ -274,7 +274,11 @@ static int shards_plan(struct wfo_engine *e, store_shardset *keep, store_shardse
                        store_shardset *give, struct wfo_error *err)
 {
     int64_t now = wfo_now_ms();
-    struct store_node me = {e->owner, e->node_url, e->started_at, now};
+    char url[512];
+    pthread_mutex_lock(&e->mu); /* engine_advertise may change it */
+    snprintf(url, sizeof(url), "%s", e->node_url ? e->node_url : "");
+    pthread_mutex_unlock(&e->mu);
+    struct store_node me = {e->owner, url[0] ? url : NULL, e->started_at, now};
     int rc = e->store->ops->beat_node(e->store, &me, err);
     struct nodes_ud n = {e->owner, 0, 0};
     if (rc == 0)

@@ -5,6 +5,10 @@
  *
  * engine_tick(), once per turn of the engine thread's loop, before the
  * commands queued meanwhile are applied, does each duty that is due:
+ *   0. the shard leases (E7; in a cluster, E8, also this node's share),
+ *      first: a node back from a pause learns that it lost shards before
+ *      another duty reads their rows, and the tick stops there when the
+ *      node must regroup.
  *   1. due timers: retry backoffs, attempt, schedule and workflow
  *      timeouts, sleeps (fire_timer). A timer whose execution cannot be
  *      read is armed again 1 s later (E5).
@@ -16,7 +20,7 @@
  *   4. lease expiries (sweep_leases): expired worker leases make their
  *      tasks ready again, or fail attempts with a heartbeat timeout; once
  *      a second.
- *   5. the timer window (E6) and the shard leases (E7).
+ *   5. the timer window (E6).
  *   6. cron triggers (triggers_cron, triggers.c T3): at launch and at
  *      every minute's start, the latest slot of each cron trigger is
  *      started with an id derived from it (idempotent).
@@ -368,16 +372,18 @@ static const struct duty {
     int64_t (*due)(struct wfo_engine *e);
     void (*run)(struct wfo_engine *e, struct cmd **cmds);
 } duties[] = {
-    {"due timers", timers_due, timers_run},      {"results kept for retry", kept_due, kept_run},
-    {"retention", retention_due, retention_run}, {"lease expiries", leases_due, leases_run},
-    {"timer window", window_due, window_run},    {"shard leases", shards_due, shards_run},
-    {"cron triggers", cron_due, cron_run},       {"outbox retention", outbox_due, outbox_run},
-    {"cluster events", scan_due, scan_run},      {"waits index", reindex_due, reindex_run},
+    /* first: a node back from a pause learns that it lost shards (E8)
+     * before any other duty reads the store's rows of them */
+    {"shard leases", shards_due, shards_run},       {"due timers", timers_due, timers_run},
+    {"results kept for retry", kept_due, kept_run}, {"retention", retention_due, retention_run},
+    {"lease expiries", leases_due, leases_run},     {"timer window", window_due, window_run},
+    {"cron triggers", cron_due, cron_run},          {"outbox retention", outbox_due, outbox_run},
+    {"cluster events", scan_due, scan_run},         {"waits index", reindex_due, reindex_run},
 };
 
 void engine_tick(struct wfo_engine *e, struct cmd **cmds)
 {
-    for (size_t i = 0; i < WFO_ARRAY_SIZE(duties); i++)
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(duties) && !e->regroup; i++)
         if (e->fsm.now >= duties[i].due(e))
             duties[i].run(e, cmds);
 }
