@@ -19,7 +19,9 @@
  *   A connection that breaks (CONNECTION_BAD, or SQLSTATE class 08 or
  *   57P01-57P03: the server went away) is closed; the op returns WFO_ESTORE
  *   and the next op connects again. While connecting fails the store waits
- *   s->backoff_ms (100 ms doubling to 5 s) before it tries again, failing
+ *   s->backoff_ms (100 ms doubling to 2 s, each wait jittered between half
+ *   and all of it, so the nodes of a cluster do not reconnect in step)
+ *   before it tries again, failing
  *   ops at once in between, so a database that is down costs no thread
  *   more than connect_timeout. A read that meets a connection broken while
  *   idle in the pool (a restarted server) is tried once more on a new one.
@@ -72,7 +74,9 @@
 #define PG_SCHEMA_VERSION 7
 #define PG_POOL_DEFAULT 4
 #define PG_BACKOFF_MIN_MS 100
-#define PG_BACKOFF_MAX_MS 5000
+/* 2 s: with the engine's restart in place (at most 2 s apart), a server
+ * is back within about 4 s of its database (issue: within 5 s). */
+#define PG_BACKOFF_MAX_MS 2000
 #define PG_STATEMENT_TIMEOUT "30s" /* no statement waits longer (a lock, a dead peer) */
 /* Transaction-level advisory lock keys ("wfo" and a number). */
 #define PG_LOCK_SCHEMA "7825263001" /* creating the schema */
@@ -820,7 +824,8 @@ static int pg_get(struct pg_store *s, struct pg_conn **out, struct wfo_error *er
     s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : PG_BACKOFF_MIN_MS;
     if (s->backoff_ms > PG_BACKOFF_MAX_MS)
         s->backoff_ms = PG_BACKOFF_MAX_MS;
-    s->down_until = wfo_now_ms() + s->backoff_ms;
+    s->down_until =
+        wfo_now_ms() + s->backoff_ms / 2 + (int64_t)(wfo_random() * (double)(s->backoff_ms / 2));
     snprintf(s->down_msg, sizeof(s->down_msg), "%s", msg);
     cn->busy = 0;
     pthread_cond_signal(&s->cv);
