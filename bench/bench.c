@@ -101,9 +101,9 @@
 
 static FILE *out_json;
 static long bench_n;
-static int bench_nodes = 1; /* BENCH_NODES: the http scenario's servers on one store */
+static int bench_nodes = 1;  /* BENCH_NODES: the http scenario's servers on one store */
 static const char *bench_pg; /* BENCH_DB=postgres: the server's base URL; NULL: SQLite */
-static char wfo_bin[512]; /* build/wfo, next to this program */
+static char wfo_bin[512];    /* build/wfo, next to this program */
 
 static double now_s(void)
 {
@@ -1008,9 +1008,9 @@ static void scenario_engine(long n)
                      "commits", (json_int_t)(s1.commits - s0.commits), "failed",
                      (json_int_t)(s1.failed - s0.failed), "rss_mb", rss_mb_of(getpid())));
     if (s1.commits > s0.commits)
-        json_object_set_new(o, "commit_ms_mean",
-                            json_real((s1.commit_ms_sum - s0.commit_ms_sum) /
-                                      (double)(s1.commits - s0.commits)));
+        json_object_set_new(
+            o, "commit_ms_mean",
+            json_real((s1.commit_ms_sum - s0.commit_ms_sum) / (double)(s1.commits - s0.commits)));
 out:
     wfo_engine_free(e);
     if (!err.code && pg_cpu0 >= 0) /* the backends exited: their CPU is the postmaster's */
@@ -1116,18 +1116,19 @@ static void scenario_http(long n)
     double pg_cpu0 = -1;
     json_t *o = line_new("http");
     line_server_env(o);
-    struct wopts wo = {.processes = HTTP_WORKERS, .threads = HTTP_WORKER_THREADS, .max = 50,
-                       .wait = "1s"};
-    json_object_update_new(o, json_pack("{s:i, s:i, s:i, s:i}", "nodes", nodes,
-                                        "worker_processes", wo.processes, "worker_threads",
-                                        wo.threads, "starter_threads", HTTP_STARTERS));
+    struct wopts wo = {
+        .processes = HTTP_WORKERS, .threads = HTTP_WORKER_THREADS, .max = 50, .wait = "1s"};
+    json_object_update_new(o, json_pack("{s:i, s:i, s:i, s:i}", "nodes", nodes, "worker_processes",
+                                        wo.processes, "worker_threads", wo.threads,
+                                        "starter_threads", HTTP_STARTERS));
     if (!sh) {
         fail(&err, "mmap: %s", strerror(errno));
         goto out;
     }
     if (nodes > 1)
         setenv("WFO_CLUSTER", "true", 1); /* the servers inherit it */
-    if (server_start(&srv[0], "http", 0, &err) < 0 || (nodes > 1 && nodes_start(srv, nodes, &err) < 0) ||
+    if (server_start(&srv[0], "http", 0, &err) < 0 ||
+        (nodes > 1 && nodes_start(srv, nodes, &err) < 0) ||
         server_put(&srv[0], "three", three_json, &err) < 0)
         goto out;
     for (int i = 0; i < nodes; i++)
@@ -1196,9 +1197,9 @@ static void scenario_http(long n)
     if (commits > 0)
         json_object_set_new(
             o, "commit_ms_mean",
-            json_real((metric_sum(srv, nodes, "wfo_store_commit_duration_seconds_sum") -
-                       commit_s0) *
-                      1000 / commits));
+            json_real(
+                (metric_sum(srv, nodes, "wfo_store_commit_duration_seconds_sum") - commit_s0) *
+                1000 / commits));
 out:
     workers_stop(pids, HTTP_WORKERS);
     for (int i = nodes - 1; i >= 0; i--)
@@ -1803,7 +1804,8 @@ static void scenario_events(long n)
     if (server_start(&srv, "events", 0, &err) < 0 ||
         server_put(&srv, "waiter", waiter_json, &err) < 0)
         goto out;
-    struct start_ud su = {.base = srv.base, .workflow = "waiter", .input_fmt = "{\"k\": \"k-%ld\"}"};
+    struct start_ud su = {
+        .base = srv.base, .workflow = "waiter", .input_fmt = "{\"k\": \"k-%ld\"}"};
     struct par sp = {.n = n, .fn = start_one, .ud = &su};
     double s0 = now_s();
     if (par_run(&sp, EVENTS_STARTERS, 60 + (double)n / 50)) {
