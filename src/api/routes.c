@@ -832,7 +832,7 @@ static int forward(struct api *a, struct api_req *req, const struct api_route *f
     char idbuf[WFO_EXEC_ID_SIZE], owner[512];
     struct wfo_error err = WFO_ERROR_INIT;
     const char *id;
-    if (!a->engine || api_header(req, "X-Wfo-Forwarded") ||
+    if (!a->engine || !engine_clustered(a->engine) || api_header(req, "X-Wfo-Forwarded") ||
         !(id = request_exec(found, req, idbuf, sizeof(idbuf))))
         return 0;
     int reads = strcmp(found->method, "GET") == 0;
