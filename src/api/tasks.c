@@ -32,6 +32,9 @@
  * to max tasks; their leases are theirs, and so are the completions (which
  * any node forwards by task id). The number of tasks put in *tasks. */
 #define PEER_POLL_TIMEOUT_MS 5000
+/* With notifications, the other nodes are still asked this often, for
+ * one lost while a listener reconnected. */
+#define PEER_ASK_MS 5000
 
 static int peers_poll(struct api *a, struct api_req *req, json_t *body, int max, json_t **tasks)
 {
@@ -106,7 +109,12 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
         goto out;
     /* in slices, so that a shutdown is not held up by a waiting worker */
     int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
+    /* a cluster: what is ready here, else on another node, else wait
+     * here a slice; the others are asked again at every slice, or, when
+     * the store tells of their ready tasks (engine_hears_others), when it
+     * does (the slice ends early) and every PEER_ASK_MS besides */
     int ask_peers = engine_clustered(a->engine) && !api_header(req, "X-Wfo-Forwarded");
+    int64_t asked_at = 0, woke_early = 1;
     for (;;) {
         int64_t left = until - wfo_mono_ms();
         if (left < 0 || atomic_load(&a->stopping))
@@ -118,8 +126,9 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
             rc = wfo_error_set(err, WFO_EINVAL, "the client closed the connection");
             goto out;
         }
-        if (ask_peers) {
-            /* what is ready here, else on another node, else wait here */
+        if (ask_peers && (woke_early || !engine_hears_others(a->engine) ||
+                          wfo_mono_ms() - asked_at >= PEER_ASK_MS)) {
+            asked_at = wfo_mono_ms();
             rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, &tasks, err);
             if (rc < 0)
                 goto out;
@@ -130,9 +139,11 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
             json_decref(tasks);
             tasks = NULL;
         }
+        int64_t t0 = wfo_mono_ms();
         rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, slice, &tasks, err);
         if (rc < 0)
             goto out;
+        woke_early = json_array_size(tasks) == 0 && wfo_mono_ms() - t0 < slice;
         if (json_array_size(tasks) > 0 && req->gone && req->gone(req->conn)) {
             /* nobody to hand them to: back to the queue at once */
             engine_task_unpoll(a->engine, tasks);

@@ -1109,6 +1109,35 @@ fail:
     return rc;
 }
 
+/* A cluster (E8): the store tells of tasks made ready on other nodes, when
+ * its back end can (PostgreSQL's NOTIFY); a long poll here then asks them
+ * at once (api/tasks.c). Without it, polls ask the others every slice. */
+static void on_ready_elsewhere(void *ud, const char *owner, const char *ns, const char *queue)
+{
+    struct wfo_engine *e = ud;
+    if (strcmp(owner, e->owner) != 0)
+        taskq_elsewhere(&e->tq, ns, queue);
+}
+
+static void cluster_listen(struct wfo_engine *e)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    if (!e->store->ops->listen_ready)
+        return;
+    if (e->store->ops->listen_ready(e->store, on_ready_elsewhere, e, &err) < 0) {
+        wfo_warn(NULL, NULL, "the store cannot tell of other nodes' tasks: %s", err.message);
+    } else {
+        atomic_store(&e->hears_ready, 1);
+        wfo_info(NULL, NULL, "node %s hears of the other nodes' ready tasks from the store",
+                 e->owner);
+    }
+}
+
+int engine_hears_others(struct wfo_engine *e)
+{
+    return atomic_load(&e->hears_ready);
+}
+
 /* Recovery, then the threads; once (wfo.h). A failed recovery fails the
  * engine (as E2): every later call gets its error. */
 int wfo_engine_launch(struct wfo_engine *e, struct wfo_error *err)
@@ -1121,6 +1150,8 @@ int wfo_engine_launch(struct wfo_engine *e, struct wfo_error *err)
     e->started = 1;
     struct wfo_error rerr = WFO_ERROR_INIT;
     int rc = engine_recover(e, &rerr);
+    if (rc == 0 && e->cluster)
+        cluster_listen(e);
     if (rc == 0) {
         e->n_runners = e->opt.runner_threads;
         e->runners = wfo_calloc((size_t)e->n_runners, sizeof(*e->runners));

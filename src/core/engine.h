@@ -26,6 +26,10 @@ int engine_holds(struct wfo_engine *e, const char *exec_id);
 /* Sets the URL this node's row in `nodes` gives the other nodes (any
  * thread; its next beat writes it). */
 void engine_advertise(struct wfo_engine *e, const char *url);
+/* Does the store tell this node when another makes a task ready (a
+ * cluster on PostgreSQL: LISTEN/NOTIFY)? Then a poll need not ask the
+ * other nodes at every slice. */
+int engine_hears_others(struct wfo_engine *e);
 /* Is this node one of a cluster (cluster.enabled, E8)? */
 int engine_clustered(struct wfo_engine *e);
 /* This node's id (its owner id in the shards and nodes rows). */

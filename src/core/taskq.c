@@ -46,9 +46,10 @@ struct taskq_poller {
 struct taskq_list {
     char *key;
     struct task *head, *tail;
-    int known;          /* a task was enqueued here: a definition names it */
-    long long n_leased; /* its tasks that are leased */
-    long long expiries; /* leases of its tasks that ran out */
+    int known;           /* a task was enqueued here: a definition names it */
+    long long n_leased;  /* its tasks that are leased */
+    long long expiries;  /* leases of its tasks that ran out */
+    long long elsewhere; /* tasks made ready on other nodes (taskq_elsewhere) */
     struct taskq_poller *pollers;
     int n_pollers, alloc_pollers;
 };
@@ -320,6 +321,23 @@ void taskq_picks_free(struct taskq_pick *p)
     }
 }
 
+void taskq_elsewhere(struct taskq *q, const char *ns, const char *queue)
+{
+    pthread_mutex_lock(&q->mu);
+    list_get(q, ns, queue)->elsewhere++;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* The polled queues' count of tasks made ready elsewhere (under mu). */
+static long long elsewhere_of(struct taskq *q, const char *ns, const char *const *queues, int n)
+{
+    long long sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += list_get(q, ns, queues[i])->elsewhere;
+    return sum;
+}
+
 json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
                    const char *worker, int max, int64_t wait_ms, struct taskq_pick **picked)
 {
@@ -331,6 +349,7 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
     pthread_mutex_lock(&q->mu);
     for (int i = 0; i < n_queues; i++)
         poller_note(list_get(q, ns, queues[i]), worker, wfo_now_ms());
+    long long elsewhere = elsewhere_of(q, ns, queues, n_queues);
     for (;;) {
         for (int i = 0; i < n_queues && (int)json_array_size(out) < max; i++) {
             struct taskq_list *l = list_get(q, ns, queues[i]);
@@ -377,7 +396,8 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
             }
         }
         int64_t now = wfo_now_ms();
-        if (json_array_size(out) || now >= until || q->stop)
+        if (json_array_size(out) || now >= until || q->stop ||
+            elsewhere_of(q, ns, queues, n_queues) != elsewhere)
             break;
         struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000L};
         pthread_cond_timedwait(&q->cv, &q->mu, &ts);

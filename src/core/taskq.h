@@ -85,7 +85,13 @@ struct taskq_pick {
 /* Frees the list p (NULL: nothing). */
 void taskq_picks_free(struct taskq_pick *p);
 
-/* Leases up to max ready tasks of queues to worker, waiting up to wait_ms.
+/* A task of (ns, queue) became ready on another node (a cluster): a poll
+ * waiting on that queue returns at once, with nothing, so that its caller
+ * asks the other nodes (api/tasks.c). */
+void taskq_elsewhere(struct taskq *q, const char *ns, const char *queue);
+
+/* Leases up to max ready tasks of queues to worker, waiting up to wait_ms
+ * (less when a task of them became ready elsewhere: taskq_elsewhere).
  * Returns the JSON array for the worker (new ref). *picked (picked may be
  * NULL) gets the list, in lease order, of the tasks to report to the
  * engine; the caller frees it with taskq_picks_free(). */

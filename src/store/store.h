@@ -305,6 +305,8 @@ typedef int (*store_event_cb)(void *ud, const struct store_event *row);
 typedef int (*store_signal_cb)(void *ud, const struct store_signal *row);
 typedef int (*store_outbox_cb)(void *ud, const struct store_outbox *row);
 typedef int (*store_node_cb)(void *ud, const struct store_node *row);
+/* A task became ready on another node: (its owner id, namespace, queue). */
+typedef void (*store_ready_cb)(void *ud, const char *owner, const char *ns, const char *queue);
 typedef int (*store_subscription_cb)(void *ud, const struct store_subscription *row);
 
 /* A callback that returns non-zero stops the iteration; the read then
@@ -436,6 +438,12 @@ struct store_ops {
     int (*beat_node)(struct store *s, const struct store_node *n, struct wfo_error *err);
     int (*list_nodes)(struct store *s, int64_t since, store_node_cb cb, void *ud,
                       struct wfo_error *err);
+    /* Optional (NULL: the back end cannot; nodes then find out by polling):
+     * from now until the store is closed, cb is called from a thread of
+     * the back end's for every batch another store of the same database
+     * commits that puts a ready task (one call per namespace and queue,
+     * with the batch's owner). At most once per store. */
+    int (*listen_ready)(struct store *s, store_ready_cb cb, void *ud, struct wfo_error *err);
     /* Webhook subscriptions (schema 7; struct store_subscription).
      * put_subscription inserts sub (id new: a clash is WFO_ECONFLICT) with
      * status active, no failures, and its cursor at the last outbox seq of

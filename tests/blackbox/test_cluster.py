@@ -467,3 +467,39 @@ def test_cron_slots_fire_once_across_nodes(tmp_path):
         for s in (a, b):
             if s.proc and s.proc.poll() is None:
                 s.stop()
+
+
+def test_a_long_poll_hears_of_a_task_made_ready_on_another_node(tmp_path):
+    """A worker waiting on node a gets a task that node b makes ready
+    within a second: on PostgreSQL b's commit notifies a (LISTEN/NOTIFY),
+    whose poll then asks b at once, where it would otherwise look again
+    only every 5 s; on SQLite the poll asks the other nodes every second."""
+    a, b = nodes(tmp_path, 2)
+    try:
+        a.put_workflow({"name": "cl-first-task", "steps": [
+            {"name": "work", "type": "task", "queue": "cq-notify"}]})
+        lat = []
+        for i in range(3):
+            got = {}
+
+            def poll():
+                got["tasks"] = a.poll(["cq-notify"], wait="10s")
+                got["at"] = time.monotonic()
+
+            th = threading.Thread(target=poll)
+            th.start()
+            time.sleep(1.5)  # a's poll has asked b (nothing) and waits
+            t0 = time.monotonic()
+            r = b.post("/v1/executions", {"workflow": "cl-first-task", "input": {"i": i}})
+            assert r.status == 201, r
+            th.join(15)
+            assert got.get("tasks") and got["tasks"][0]["execution_id"] == r.json["id"], got
+            lat.append(got["at"] - t0)
+            t = got["tasks"][0]
+            assert a.post(f"/v1/tasks/{t['task_id']}/complete",
+                          {"lease": t["lease"], "output": 1}).status == 200
+        assert max(lat) < 1.5, lat
+    finally:
+        for s in (a, b):
+            if s.proc and s.proc.poll() is None:
+                s.stop()

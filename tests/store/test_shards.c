@@ -573,6 +573,92 @@ TEST(nodes)
     store_close(s);
 }
 
+/* ---- ready tasks told to the other stores (listen_ready) ---- */
+
+struct heard {
+    pthread_mutex_t mu;
+    char text[512];
+    int n;
+};
+
+static void heard_cb(void *ud, const char *owner, const char *ns, const char *queue)
+{
+    struct heard *h = ud;
+    pthread_mutex_lock(&h->mu);
+    size_t len = strlen(h->text);
+    snprintf(h->text + len, sizeof(h->text) - len, "%s/%s/%s ", owner, ns, queue);
+    h->n++;
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Waits up to 5 s for n notifications; what was heard. */
+static const char *heard_wait(struct heard *h, int n, char *out, size_t size)
+{
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&h->mu);
+        int got = h->n;
+        pthread_mutex_unlock(&h->mu);
+        if (got >= n)
+            break;
+        usleep(10000);
+    }
+    pthread_mutex_lock(&h->mu);
+    snprintf(out, size, "%s", h->text);
+    pthread_mutex_unlock(&h->mu);
+    return out;
+}
+
+/* A back end that can (PostgreSQL) tells every store listening on the same
+ * database of a committed batch's ready tasks, once per namespace and
+ * queue, with the batch's owner; not of a rolled-back batch, nor of a
+ * lease. The others have no listen_ready. */
+TEST(listen_ready)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    struct shards g;
+    char url[600], text[512];
+    struct heard h = {PTHREAD_MUTEX_INITIALIZER, "", 0};
+    struct store *s = suite_open_bare(suite_url(url, sizeof(url), "listen"));
+
+    if (!s->ops->listen_ready) {
+        ok(!suite_is("postgres"), "listen: only PostgreSQL tells (%s does not)", B->name);
+        store_close(s);
+        return;
+    }
+    struct store *other = suite_open_bare(url);
+    is_int(other->ops->listen_ready(other, heard_cb, &h, &err), 0, "listen: starts: %s",
+           err.message);
+    is_int(other->ops->listen_ready(other, heard_cb, &h, &err), WFO_ESTATE,
+           "listen: only once per store");
+    usleep(300000); /* its LISTEN runs */
+    store_batch_init(&b);
+    const char *x = id_in(2, "ln");
+    claim(s, "A", BIT(2), 1000, FAR, 0, &g);
+    add_exec(&b, x, "default", "w", "running", 10);
+    add_task(&b, "t1", x, "qa", 10);
+    add_task(&b, "t2", x, "qa", 10);
+    add_task(&b, "t3", x, "qb", 10);
+    is_int(apply_as(s, &b, "A", g.epoch, &err), 0, "listen: a batch with tasks: %s", err.message);
+    is_str(heard_wait(&h, 2, text, sizeof(text)), "A/default/qa A/default/qb ",
+           "listen: one per queue, with the owner, at the commit");
+    /* a fenced batch is rolled back: nothing is told */
+    add_task(&b, "t4", x, "qc", 10);
+    int64_t stale[STORE_SHARDS] = {0};
+    is_int(apply_as(s, &b, "A", stale, &err), WFO_EFENCED, "listen: a fenced batch");
+    struct store_task *k = add_task(&b, "t1", x, "qd", 10);
+    k->lease_only = 1;
+    k->status = "leased";
+    k->lease = "L";
+    is_int(apply_as(s, &b, "A", g.epoch, &err), 0, "listen: a lease: %s", err.message);
+    usleep(500000);
+    is_str(heard_wait(&h, 3, text, sizeof(text)), "A/default/qa A/default/qb ",
+           "listen: nothing of a rolled-back batch or of a lease");
+    store_close(other); /* stops its listener */
+    store_batch_release(&b);
+    store_close(s);
+}
+
 /* ---- reads by shard ---- */
 
 TEST(timers_window)

@@ -54,13 +54,17 @@
  */
 #include "common/compat.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -83,6 +87,7 @@
 #define PG_LOCK_SEQ "7825263002"    /* invariant 2 */
 #define PG_LOCK_WF "7825263003"     /* the workflow registry */
 #define PG_PARAMS_MAX 16
+#define PG_READY_CHANNEL "wfo_ready" /* listen_ready: NOTIFY on a batch with ready tasks */
 
 /* Type OIDs (pg_type.h, fixed since forever) of the binary parameters. */
 #define PG_BYTEA 17
@@ -243,6 +248,7 @@ enum pg_q {
     Q_OUTBOX_DEL,
     Q_KEY_PUT,
     Q_KEY_GET,
+    Q_NOTIFY_READY,
     Q_NODE_BEAT,
     Q_NODES,
     Q_SUB_INSERT,
@@ -418,6 +424,7 @@ static const char *const pg_sql[Q_LIST] = {
     [Q_KEY_PUT] = "INSERT INTO meta (key, value) VALUES ('server_key', $1::bytea)"
                   " ON CONFLICT (key) DO NOTHING",
     [Q_KEY_GET] = "SELECT value FROM meta WHERE key = 'server_key'",
+    [Q_NOTIFY_READY] = "SELECT pg_notify('" PG_READY_CHANNEL "', x) FROM unnest($1::text[]) AS x",
     /* nodes not seen for an hour ($5) go with a beat */
     [Q_NODE_BEAT] = "WITH gone AS (DELETE FROM nodes WHERE seen_at < $5::int8)"
                     " INSERT INTO nodes (id, url, started_at, seen_at)"
@@ -486,6 +493,13 @@ struct pg_store {
     int backoff_ms;     /* the next wait after a failed connect */
     char down_msg[256]; /* why the last connect failed */
     struct pg_conn conns[STORE_POOL_MAX];
+
+    /* listen_ready: a connection of its own, outside the pool, in a thread */
+    pthread_t listener;
+    int listening;
+    atomic_int listen_stop;
+    store_ready_cb ready_cb;
+    void *ready_ud;
 };
 
 static struct pg_store *pg_store(struct store *s)
@@ -1129,6 +1143,10 @@ static void pg_close(struct store *base)
     if (!base)
         return;
     s = pg_store(base);
+    if (s->listening) {
+        atomic_store(&s->listen_stop, 1);
+        pthread_join(s->listener, NULL);
+    }
     for (int i = 0; i < STORE_POOL_MAX; i++) {
         wfo_assert(!s->conns[i].busy);
         PQfinish(s->conns[i].c);
@@ -1862,6 +1880,119 @@ static int pg_assigns_seq(const struct store_batch *b)
 /* Invariant 1: one transaction, rolled back on any error. The rows without
  * a seq first; then, under PG_LOCK_SEQ (invariant 2), those with one, the
  * deletes, and the commit. */
+/* ---- ready tasks, told to the other nodes (listen_ready) ----
+ *
+ * A batch that puts ready tasks sends, in its transaction (so at its
+ * commit, and never for one rolled back), one NOTIFY on PG_READY_CHANNEL
+ * per distinct (namespace, queue), whose payload is "OWNER\nNS\nQUEUE".
+ * Each node's listener thread holds a connection of its own that LISTENs
+ * and hands them to the engine: a long poll there asks the other nodes at
+ * once (docs/operations/scaling.md#several-nodes). A notification lost
+ * while the listener reconnects costs a poll's next look, not a task. */
+
+static int pg_notify_ready(struct pg_tx *t, const struct store_batch *b, struct wfo_error *err)
+{
+    struct wfo_buf payloads[8];
+    int n = 0, rc = 0;
+
+    if (!b->owner)
+        return 0; /* not an engine's batch: nobody polls for it */
+    for (int i = 0; i < b->n_tasks && n < 8; i++) {
+        const struct store_task *k = &b->tasks[i];
+        if (k->lease_only || !k->status || strcmp(k->status, "ready") != 0)
+            continue;
+        struct wfo_buf p = WFO_BUF_INIT;
+        wfo_buf_addf(&p, "%s\n%s\n%s", b->owner, k->namespace ? k->namespace : "",
+                     k->queue ? k->queue : "");
+        int seen = 0;
+        for (int j = 0; j < n && !seen; j++)
+            seen = strcmp(payloads[j].buf, p.buf) == 0;
+        if (seen)
+            wfo_buf_release(&p);
+        else
+            payloads[n++] = p;
+    }
+    if (n) {
+        struct pg_params p;
+        pg_params_init(&p);
+        struct wfo_buf *arr = pg_p_array(&p, PG_TEXT, n);
+        for (int j = 0; j < n; j++)
+            pg_el_text(arr, payloads[j].buf);
+        rc = pg_tx_run(t, Q_NOTIFY_READY, &p, NULL, err, "telling the other nodes of ready tasks");
+        pg_params_release(&p);
+    }
+    for (int j = 0; j < n; j++)
+        wfo_buf_release(&payloads[j]);
+    return rc;
+}
+
+/* The listener thread: LISTEN on a connection of its own; each
+ * notification to ready_cb; reconnects with the pool's backoff, jittered. */
+static void *pg_listener_main(void *arg)
+{
+    struct pg_store *s = arg;
+    PGconn *c = NULL;
+    int backoff = 0;
+    char msg[256];
+
+    pthread_setname_np(pthread_self(), "wfo-pg-listen");
+    while (!atomic_load(&s->listen_stop)) {
+        if (!c) {
+            c = pg_connect(s, msg, sizeof(msg));
+            PGresult *r = c ? PQexec(c, "LISTEN " PG_READY_CHANNEL) : NULL;
+            if (!c || PQresultStatus(r) != PGRES_COMMAND_OK) {
+                PQclear(r);
+                PQfinish(c);
+                c = NULL;
+                backoff = backoff ? backoff * 2 : PG_BACKOFF_MIN_MS;
+                if (backoff > PG_BACKOFF_MAX_MS)
+                    backoff = PG_BACKOFF_MAX_MS;
+                int64_t wait = backoff / 2 + (int64_t)(wfo_random() * (double)(backoff / 2));
+                for (int64_t t = 0; t < wait && !atomic_load(&s->listen_stop); t += 100)
+                    usleep(100 * 1000);
+                continue;
+            }
+            PQclear(r);
+            backoff = 0;
+        }
+        struct pollfd pfd = {PQsocket(c), POLLIN, 0};
+        if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
+            break;
+        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            c = NULL;
+            continue;
+        }
+        PGnotify *n;
+        while ((n = PQnotifies(c))) {
+            char *owner = n->extra, *ns = strchr(owner, '\n'),
+                 *queue = ns ? strchr(ns + 1, '\n') : NULL;
+            if (ns && queue) {
+                *ns++ = 0;
+                *queue++ = 0;
+                s->ready_cb(s->ready_ud, owner, ns, queue);
+            }
+            PQfreemem(n);
+        }
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+static int pg_listen_ready(struct store *base, store_ready_cb cb, void *ud, struct wfo_error *err)
+{
+    struct pg_store *s = pg_store(base);
+    if (s->listening)
+        return wfo_error_set(err, WFO_ESTATE, "the store listens already");
+    s->ready_cb = cb;
+    s->ready_ud = ud;
+    atomic_store(&s->listen_stop, 0);
+    if (pthread_create(&s->listener, NULL, pg_listener_main, s) != 0)
+        return wfo_error_set(err, WFO_ESTORE, "starting the listener thread");
+    s->listening = 1;
+    return 0;
+}
+
 static int pg_apply(struct store *base, const struct store_batch *b, struct wfo_error *err)
 {
     struct pg_store *s = pg_store(base);
@@ -1898,6 +2029,8 @@ static int pg_apply(struct store *base, const struct store_batch *b, struct wfo_
         rc = pg_put_outbox(&t, b->outbox, b->n_outbox, err);
     if (rc == 0)
         rc = pg_del_execs(&t, b, err);
+    if (rc == 0)
+        rc = pg_notify_ready(&t, b, err);
     return pg_tx_end(&t, rc, "committing a batch", err);
 }
 
@@ -3005,4 +3138,5 @@ const struct store_ops store_postgres_ops = {
     .delete_subscription = pg_delete_subscription,
     .subscription_delivered = pg_subscription_delivered,
     .subscription_failed = pg_subscription_failed,
+    .listen_ready = pg_listen_ready,
 };

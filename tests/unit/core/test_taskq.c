@@ -649,6 +649,48 @@ TEST(clear_drops_every_task_and_keeps_the_queues)
     taskq_release(&q);
 }
 
+/* A poll thread for elsewhere_wakes_a_waiting_poll. */
+struct waiter {
+    struct taskq *q;
+    json_t *got;
+    int64_t took;
+};
+
+static void *wait_poll(void *arg)
+{
+    struct waiter *w = arg;
+    int64_t t0 = wfo_now_ms();
+    w->got = poll1(w->q, "default", "q", 10, 5000);
+    w->took = wfo_now_ms() - t0;
+    return NULL;
+}
+
+TEST(elsewhere_wakes_a_waiting_poll)
+{
+    struct taskq q;
+    pthread_t th;
+    setup(&q, 5000, 1);
+    struct waiter w = {&q, NULL, 0};
+    pthread_create(&th, NULL, wait_poll, &w);
+    usleep(200000);
+    taskq_elsewhere(&q, "default", "other"); /* another queue: it keeps waiting */
+    usleep(200000);
+    taskq_elsewhere(&q, "default", "q");
+    pthread_join(th, NULL);
+    is_int(json_array_size(w.got), 0, "elsewhere: the poll returns with nothing");
+    ok(w.took >= 350 && w.took < 3000,
+       "elsewhere: woken by its own queue's, not the other's "
+       "(%lld ms)",
+       (long long)w.took);
+    json_decref(w.got);
+    /* a poll that starts after it is not cut short by it */
+    int64_t t0 = wfo_now_ms();
+    json_t *got = poll1(&q, "default", "q", 10, 300);
+    ok(wfo_now_ms() - t0 >= 250, "elsewhere: a later poll waits its time");
+    json_decref(got);
+    taskq_release(&q);
+}
+
 int main(void)
 {
     return tap_run();
