@@ -133,7 +133,7 @@ docs-test: test-deps build/asan/wfo
 # (scripts/deps.sh test installs both): screenshots in build/browser/.
 browser-test: test-deps build/asan/wfo
 	WFO_BIN=$(CURDIR)/build/asan/wfo SHOTS_DIR=$(CURDIR)/build/browser \
-	    timeout 120 node tests/browser/webpage.test.mjs
+	    timeout 300 node tests/browser/webpage.test.mjs
 
 # make test: every binary first (one make, a job per core), then the stages
 # side by side (tests/stages.sh; their logs in build/test/). First the unit

@@ -108,7 +108,7 @@ async function main() {
     const jsErrors = [];
     page.on("pageerror", (e) => jsErrors.push(String(e)));
     await page.goto(base + "/");
-    await page.waitForSelector("#list tr[data-id='checkout-7']", {timeout: 15000});
+    await page.waitForSelector("#list tr[data-id='checkout-7']", {timeout: 30000});
     const rows = await page.locator("#list tr[data-id]").count();
     ok(rows === 5, `the list shows the 5 executions (${rows})`);
     const st = await page.locator("#list tr[data-id='checkout-7'] .st").textContent();
@@ -118,16 +118,16 @@ async function main() {
 
     // filter by workflow as you type
     await page.fill("#f-workflow", "fulfil");
-    await page.waitForFunction(() => [...document.querySelectorAll("#list tr[data-id]")].every((r) => r.textContent.includes("fulfil")), null, {timeout: 5000});
+    await page.waitForFunction(() => [...document.querySelectorAll("#list tr[data-id]")].every((r) => r.textContent.includes("fulfil")), null, {timeout: 30000});
     ok((await page.locator("#list tr[data-id]").count()) === 3, "the workflow filter applies as you type");
     await page.fill("#f-workflow", "");
 
     // search by id, open it
     await page.fill("#f-id", "checkout-7");
-    await page.waitForFunction(() => document.querySelectorAll("#list tr[data-id]").length === 1, null, {timeout: 5000});
+    await page.waitForFunction(() => document.querySelectorAll("#list tr[data-id]").length === 1, null, {timeout: 30000});
     ok((await page.locator("#list tr[data-id]").getAttribute("data-id")) === "checkout-7", "search by id finds it");
     await page.click("#list tr[data-id='checkout-7']");
-    await page.waitForSelector("#graph-svg", {timeout: 10000});
+    await page.waitForSelector("#graph-svg", {timeout: 30000});
     ok(await page.locator("#list tr.sel[data-id='checkout-7']").count() === 1, "the opened row is highlighted");
     ok(await page.locator("#graph-svg .node[data-step='charge'][data-status='failed']").count() === 1, "the graph colours the failed step");
     ok(await page.locator("#graph-svg .node[data-step='reserve'][data-status='compensated']").count() === 1, "and the compensated one");
@@ -153,7 +153,7 @@ async function main() {
     await page.waitForFunction(() => {
       const r = document.querySelector("#list tr[data-id='checkout-7'] .st");
       return r && r.textContent === "completed";
-    }, null, {timeout: 10000});
+    }, null, {timeout: 30000});
     ok(true, "the list follows too (polling)");
     const done = await call(base, "GET", "/v1/executions/checkout-7");
     ok(done.status === "completed" && done.steps.find((s) => s.name === "charge").output.json.charged === 42,
@@ -166,7 +166,7 @@ async function main() {
     // a richer graph and why a running execution waits
     await page.fill("#f-id", "");
     await page.click(`#list tr[data-id]:has-text("fulfil")`);
-    await page.waitForSelector("#graph-svg .node[data-step='pack/label/print']", {timeout: 10000});
+    await page.waitForSelector("#graph-svg .node[data-step='pack/label/print']", {timeout: 30000});
     const labels = await page.locator("#graph-svg .edge-label").allTextContents();
     ok(labels.some((t) => t.startsWith("when")) && labels.some((t) => t.startsWith("catch ExecFailed")),
        `switch and catch edges carry their conditions (${labels.join("; ")})`);
@@ -174,7 +174,7 @@ async function main() {
     await page.screenshot({path: path.join(SHOTS, "graph.png")});
 
     await page.evaluate(() => { location.hash = "#ship-1001"; });
-    await page.waitForFunction(() => (document.querySelector("#why") || {}).textContent?.includes("couriers"), null, {timeout: 10000});
+    await page.waitForFunction(() => (document.querySelector("#why") || {}).textContent?.includes("couriers"), null, {timeout: 30000});
     ok((await page.locator("#why").textContent()).includes("no worker polls this queue"), "why it waits: the queue and that no worker polls it");
     await page.screenshot({path: path.join(SHOTS, "waiting.png")});
     ok(waiting.status === "running", "the waiting execution is still running");
