@@ -5,6 +5,7 @@
  */
 #include "common/compat.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "store/chunk.h"
@@ -195,4 +196,59 @@ int chunk_next(struct chunk_reader *r, struct chunk_rec *rec, struct wfo_error *
                              r->exec_id ? r->exec_id : "");
     }
     return 1;
+}
+
+/* ---- a batch's rows by execution (chunk.h; both back ends) ---- */
+
+/* The group of execution id, made when new. */
+static struct chunk_group *group_of(struct chunk_groups *g, const char *id)
+{
+    if (id == g->last_id && g->last)
+        return &g->v[g->last - 1];
+    intptr_t i = (intptr_t)wfo_map_get(&g->by_id, id ? id : "");
+    if (!i) {
+        g->v[g->n] = (struct chunk_group){id, NULL, -1, -1, -1, -1};
+        i = ++g->n;
+        wfo_map_put(&g->by_id, id ? id : "", (void *)i);
+    }
+    g->last_id = id;
+    g->last = (int)i;
+    return &g->v[i - 1];
+}
+
+void chunk_groups_build(struct chunk_groups *g, const struct store_batch *b)
+{
+    memset(g, 0, sizeof(*g));
+    /* every slot is set before it is read */
+    g->v = wfo_malloc(((size_t)(b->n_execs + b->n_steps + b->n_history) + 1) * sizeof(*g->v));
+    g->step_next = wfo_malloc(((size_t)b->n_steps + 1) * sizeof(int));
+    g->hist_next = wfo_malloc(((size_t)b->n_history + 1) * sizeof(int));
+    for (int i = 0; i < b->n_execs; i++)
+        group_of(g, b->execs[i].id)->x = &b->execs[i];
+    for (int i = 0; i < b->n_steps; i++) {
+        struct chunk_group *r = group_of(g, b->steps[i].exec_id);
+        g->step_next[i] = -1;
+        if (r->last_step >= 0)
+            g->step_next[r->last_step] = i;
+        else
+            r->step = i;
+        r->last_step = i;
+    }
+    for (int i = 0; i < b->n_history; i++) {
+        struct chunk_group *r = group_of(g, b->history[i].exec_id);
+        g->hist_next[i] = -1;
+        if (r->last_hist >= 0)
+            g->hist_next[r->last_hist] = i;
+        else
+            r->hist = i;
+        r->last_hist = i;
+    }
+}
+
+void chunk_groups_release(struct chunk_groups *g)
+{
+    free(g->v);
+    free(g->step_next);
+    free(g->hist_next);
+    wfo_map_release(&g->by_id);
 }

@@ -19,6 +19,29 @@
 
 #include "store.h"
 #include "../common/buf.h"
+#include "../common/map.h"
+
+/* The rows of a batch by execution, for every back end: each execution's
+ * state, steps and history become one chunk. v[0, n) in the order the
+ * executions first appear; step_next and hist_next chain the rows of one
+ * execution (-1 ends), in batch order. */
+struct chunk_group {
+    const char *id;
+    const struct store_exec *x; /* NULL: no row in the batch */
+    int step, last_step, hist, last_hist;
+};
+
+struct chunk_groups {
+    struct chunk_group *v;
+    int n;
+    int *step_next, *hist_next;
+    struct wfo_map by_id; /* id -> index + 1 */
+    const char *last_id;  /* the rows of one execution come together and */
+    int last;             /* share its id pointer: the last group found */
+};
+
+void chunk_groups_build(struct chunk_groups *g, const struct store_batch *b);
+void chunk_groups_release(struct chunk_groups *g);
 
 void chunk_begin(struct wfo_buf *b);
 void chunk_put_state(struct wfo_buf *b, int64_t time, const char *state);

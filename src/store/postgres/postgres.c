@@ -1319,91 +1319,23 @@ static void pg_event_read(const PGresult *r, int i, struct store_event *e)
 
 /* ---- writing a batch ---- */
 
-/* The rows of a batch by execution (sqlite.c's groups): each execution's
- * state, steps and history become one chunk. */
-struct pg_group {
-    const char *id;
-    const struct store_exec *x; /* NULL: no row in the batch */
-    int step, last_step, hist, last_hist;
-};
-
-struct pg_groups {
-    struct pg_group *v;
-    int n;
-    int *step_next, *hist_next;
-    struct wfo_map by_id;
-    const char *last_id;
-    int last;
-};
-
-static struct pg_group *pg_group(struct pg_groups *g, const char *id)
-{
-    if (id == g->last_id && g->last)
-        return &g->v[g->last - 1];
-    intptr_t i = (intptr_t)wfo_map_get(&g->by_id, id ? id : "");
-    if (!i) {
-        g->v[g->n] = (struct pg_group){id, NULL, -1, -1, -1, -1};
-        i = ++g->n;
-        wfo_map_put(&g->by_id, id ? id : "", (void *)i);
-    }
-    g->last_id = id;
-    g->last = (int)i;
-    return &g->v[i - 1];
-}
-
-static void pg_groups_build(struct pg_groups *g, const struct store_batch *b)
-{
-    memset(g, 0, sizeof(*g));
-    g->v = wfo_malloc(((size_t)(b->n_execs + b->n_steps + b->n_history) + 1) * sizeof(*g->v));
-    g->step_next = wfo_malloc(((size_t)b->n_steps + 1) * sizeof(int));
-    g->hist_next = wfo_malloc(((size_t)b->n_history + 1) * sizeof(int));
-    for (int i = 0; i < b->n_execs; i++)
-        pg_group(g, b->execs[i].id)->x = &b->execs[i];
-    for (int i = 0; i < b->n_steps; i++) {
-        struct pg_group *r = pg_group(g, b->steps[i].exec_id);
-        g->step_next[i] = -1;
-        if (r->last_step >= 0)
-            g->step_next[r->last_step] = i;
-        else
-            r->step = i;
-        r->last_step = i;
-    }
-    for (int i = 0; i < b->n_history; i++) {
-        struct pg_group *r = pg_group(g, b->history[i].exec_id);
-        g->hist_next[i] = -1;
-        if (r->last_hist >= 0)
-            g->hist_next[r->last_hist] = i;
-        else
-            r->hist = i;
-        r->last_hist = i;
-    }
-}
-
-static void pg_groups_release(struct pg_groups *g)
-{
-    free(g->v);
-    free(g->step_next);
-    free(g->hist_next);
-    wfo_map_release(&g->by_id);
-}
-
 /* Every chunk of the batch in one INSERT: the chunks are encoded into
  * data, then put in the bytea array (which copies them). */
 static int pg_put_chunks(struct pg_tx *t, const struct store_batch *b, struct wfo_error *err)
 {
-    struct pg_groups g;
+    struct chunk_groups g;
     struct wfo_buf data = WFO_BUF_INIT;
     struct pg_params p;
     size_t *off;
     int64_t *hseq;
     int n = 0, rc = 0;
 
-    pg_groups_build(&g, b);
+    chunk_groups_build(&g, b);
     off = wfo_malloc(((size_t)g.n + 1) * sizeof(*off));
     hseq = wfo_malloc(((size_t)g.n + 1) * sizeof(*hseq));
-    const struct pg_group **with = wfo_malloc(((size_t)g.n + 1) * sizeof(*with));
+    const struct chunk_group **with = wfo_malloc(((size_t)g.n + 1) * sizeof(*with));
     for (int i = 0; i < g.n; i++) {
-        const struct pg_group *r = &g.v[i];
+        const struct chunk_group *r = &g.v[i];
         if (!(r->x && r->x->state) && r->step < 0 && r->hist < 0)
             continue;
         off[n] = data.len;
@@ -1453,7 +1385,7 @@ static int pg_put_chunks(struct pg_tx *t, const struct store_batch *b, struct wf
     free(off);
     free(hseq);
     wfo_buf_release(&data);
-    pg_groups_release(&g);
+    chunk_groups_release(&g);
     return rc;
 }
 

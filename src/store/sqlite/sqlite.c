@@ -1456,76 +1456,6 @@ static int sq_put_exec(struct sq_store *s, const struct store_exec *e, struct wf
     return sq_wstep(s, st, b, err, "writing execution '%s'", e->id ? e->id : "");
 }
 
-/* The rows of a batch by execution: each execution's state, steps and
- * history become one chunk. step_next and hist_next chain the rows of one
- * execution (-1 ends), in batch order. */
-struct sq_group {
-    const char *id;
-    const struct store_exec *x; /* NULL: no row in the batch */
-    int step, last_step, hist, last_hist;
-};
-
-struct sq_groups {
-    struct sq_group *v;
-    int n;
-    int *step_next, *hist_next;
-    struct wfo_map by_id; /* id -> index + 1 */
-    const char *last_id;  /* the rows of one execution come together and */
-    int last;             /* share its id pointer: the last group found */
-};
-
-static struct sq_group *sq_group(struct sq_groups *g, const char *id)
-{
-    if (id == g->last_id && g->last)
-        return &g->v[g->last - 1];
-    intptr_t i = (intptr_t)wfo_map_get(&g->by_id, id);
-    if (!i) {
-        g->v[g->n] = (struct sq_group){id, NULL, -1, -1, -1, -1};
-        i = ++g->n;
-        wfo_map_put(&g->by_id, id, (void *)i);
-    }
-    g->last_id = id;
-    g->last = (int)i;
-    return &g->v[i - 1];
-}
-
-static void sq_groups_build(struct sq_groups *g, const struct store_batch *b)
-{
-    memset(g, 0, sizeof(*g));
-    /* every slot is set before it is read */
-    g->v = wfo_malloc(((size_t)(b->n_execs + b->n_steps + b->n_history) + 1) * sizeof(*g->v));
-    g->step_next = wfo_malloc(((size_t)b->n_steps + 1) * sizeof(int));
-    g->hist_next = wfo_malloc(((size_t)b->n_history + 1) * sizeof(int));
-    for (int i = 0; i < b->n_execs; i++)
-        sq_group(g, b->execs[i].id)->x = &b->execs[i];
-    for (int i = 0; i < b->n_steps; i++) {
-        struct sq_group *r = sq_group(g, b->steps[i].exec_id);
-        g->step_next[i] = -1;
-        if (r->last_step >= 0)
-            g->step_next[r->last_step] = i;
-        else
-            r->step = i;
-        r->last_step = i;
-    }
-    for (int i = 0; i < b->n_history; i++) {
-        struct sq_group *r = sq_group(g, b->history[i].exec_id);
-        g->hist_next[i] = -1;
-        if (r->last_hist >= 0)
-            g->hist_next[r->last_hist] = i;
-        else
-            r->hist = i;
-        r->last_hist = i;
-    }
-}
-
-static void sq_groups_release(struct sq_groups *g)
-{
-    free(g->v);
-    free(g->step_next);
-    free(g->hist_next);
-    wfo_map_release(&g->by_id);
-}
-
 /* One encoded chunk: its bytes are s->chunks[off, off + len). */
 struct sq_chunk {
     const char *id;
@@ -1536,8 +1466,9 @@ struct sq_chunk {
 /* Encodes the chunk of group r into s->chunk (appended), numbered by the
  * engine (x->chunk) or, when it does not say, after the last one stored.
  * *c is zeroed when the execution has nothing to write. */
-static int sq_encode_chunk(struct sq_store *s, const struct sq_groups *g, const struct sq_group *r,
-                           const struct store_batch *b, struct sq_chunk *c, struct wfo_error *err)
+static int sq_encode_chunk(struct sq_store *s, const struct chunk_groups *g,
+                           const struct chunk_group *r, const struct store_batch *b,
+                           struct sq_chunk *c, struct wfo_error *err)
 {
     memset(c, 0, sizeof(*c));
     if (!(r->x && r->x->state) && r->step < 0 && r->hist < 0)
@@ -1593,8 +1524,8 @@ static int sq_insert_chunks(struct sq_store *s, const struct sq_chunk *c, int k,
 }
 
 /* Every group's chunk: encoded first, then inserted SQ_MANY at a time. */
-static int sq_put_chunks(struct sq_store *s, const struct sq_groups *g, const struct store_batch *b,
-                         struct wfo_error *err)
+static int sq_put_chunks(struct sq_store *s, const struct chunk_groups *g,
+                         const struct store_batch *b, struct wfo_error *err)
 {
     struct sq_chunk *c = wfo_malloc(((size_t)g->n + 1) * sizeof(*c));
     int n = 0, rc = 0;
@@ -1818,12 +1749,12 @@ static int sq_commit(struct sq_store *s, const char *what, struct wfo_error *err
 static int sq_apply(struct store *base, const struct store_batch *b, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
-    struct sq_groups g;
+    struct chunk_groups g;
     int rc, i;
 
     if (store_batch_empty(b))
         return 0;
-    sq_groups_build(&g, b);
+    chunk_groups_build(&g, b);
     pthread_mutex_lock(&s->wmu);
     rc = sq_begin(s, "starting a batch", err);
     if (rc == 0)
@@ -1856,7 +1787,7 @@ static int sq_apply(struct store *base, const struct store_batch *b, struct wfo_
     if (rc)
         sq_rollback(s);
     pthread_mutex_unlock(&s->wmu);
-    sq_groups_release(&g);
+    chunk_groups_release(&g);
     return rc;
 }
 
