@@ -470,10 +470,10 @@ def test_cron_slots_fire_once_across_nodes(tmp_path):
 
 
 def test_a_long_poll_hears_of_a_task_made_ready_on_another_node(tmp_path):
-    """A worker waiting on node a gets a task that node b makes ready
-    within a second: on PostgreSQL b's commit notifies a (LISTEN/NOTIFY),
-    whose poll then asks b at once, where it would otherwise look again
-    only every 5 s; on SQLite the poll asks the other nodes every second."""
+    """A worker waiting on node a gets a task that node b makes ready at
+    once: on PostgreSQL b's commit notifies a (LISTEN/NOTIFY), whose poll
+    then asks b, where it would otherwise look again only every 5 s; on
+    SQLite the poll asks the other nodes every second."""
     a, b = nodes(tmp_path, 2)
     try:
         a.put_workflow({"name": "cl-first-task", "steps": [
@@ -488,7 +488,7 @@ def test_a_long_poll_hears_of_a_task_made_ready_on_another_node(tmp_path):
 
             th = threading.Thread(target=poll)
             th.start()
-            time.sleep(1.5)  # a's poll has asked b (nothing) and waits
+            time.sleep(0.5)  # a's poll has asked b (nothing) and waits
             t0 = time.monotonic()
             r = b.post("/v1/executions", {"workflow": "cl-first-task", "input": {"i": i}})
             assert r.status == 201, r
@@ -498,7 +498,10 @@ def test_a_long_poll_hears_of_a_task_made_ready_on_another_node(tmp_path):
             t = got["tasks"][0]
             assert a.post(f"/v1/tasks/{t['task_id']}/complete",
                           {"lease": t["lease"], "output": 1}).status == 200
-        assert max(lat) < 1.5, lat
+        # without the notification a's poll asks b again only 5 s after it
+        # began: 4.5 s after the start; with it, at once (up to a couple of
+        # seconds on a machine loaded by the other suites)
+        assert max(lat) < 3.0, lat
     finally:
         for s in (a, b):
             if s.proc and s.proc.poll() is None:
