@@ -252,3 +252,18 @@ void chunk_groups_release(struct chunk_groups *g)
     free(g->hist_next);
     wfo_map_release(&g->by_id);
 }
+
+/* ---- a page of history (chunk.h; both back ends) ---- */
+
+int chunk_page_rec(void *ud, const struct chunk_rec *rec)
+{
+    struct chunk_page *p = ud;
+    if (rec->tag != CHUNK_HISTORY || rec->history.seq <= p->after)
+        return 0;
+    int rc = p->cb(p->ud, &rec->history);
+    if (rc == 0 && p->limit > 0 && ++p->n >= p->limit) {
+        p->full = 1;
+        return 1;
+    }
+    return rc;
+}

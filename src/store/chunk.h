@@ -40,6 +40,19 @@ struct chunk_groups {
     int last;             /* share its id pointer: the last group found */
 };
 
+struct chunk_rec;
+
+/* A page of an execution's history read from its chunks (list_history):
+ * chunk_page_rec, a record callback, hands cb the entries after `after`,
+ * at most limit (0: all), then stops the read (full). */
+struct chunk_page {
+    store_history_cb cb;
+    void *ud;
+    int64_t after;
+    int limit, n, full;
+};
+int chunk_page_rec(void *ud, const struct chunk_rec *rec);
+
 void chunk_groups_build(struct chunk_groups *g, const struct store_batch *b);
 void chunk_groups_release(struct chunk_groups *g);
 

@@ -2398,31 +2398,11 @@ static int pg_list_steps(struct store *base, const char *exec_id, store_step_cb 
     return rc;
 }
 
-struct pg_page {
-    store_history_cb cb;
-    void *ud;
-    int64_t after;
-    int limit, n, full;
-};
-
-static int pg_history_rec(void *ud, const struct chunk_rec *rec)
-{
-    struct pg_page *pg = ud;
-    if (rec->tag != CHUNK_HISTORY || rec->history.seq <= pg->after)
-        return 0;
-    int rc = pg->cb(pg->ud, &rec->history);
-    if (rc == 0 && pg->limit > 0 && ++pg->n >= pg->limit) {
-        pg->full = 1;
-        return 1;
-    }
-    return rc;
-}
-
 static int pg_list_history(struct store *base, const char *exec_id, int64_t after_seq, int limit,
                            store_history_cb cb, void *ud, struct wfo_error *err)
 {
     struct pg_store *s = pg_store(base);
-    struct pg_page pg = {cb, ud, after_seq, limit, 0, 0};
+    struct chunk_page pg = {cb, ud, after_seq, limit, 0, 0};
     struct pg_params p;
     PGresult *r;
     int rc;
@@ -2434,7 +2414,7 @@ static int pg_list_history(struct store *base, const char *exec_id, int64_t afte
     pg_params_release(&p);
     if (rc)
         return rc;
-    rc = pg_records(r, exec_id, pg_history_rec, &pg, err);
+    rc = pg_records(r, exec_id, chunk_page_rec, &pg, err);
     PQclear(r);
     return pg.full ? 0 : rc;
 }

@@ -2214,31 +2214,11 @@ static int sq_list_steps(struct store *base, const char *exec_id, store_step_cb 
     return rc;
 }
 
-struct sq_page {
-    store_history_cb cb;
-    void *ud;
-    int64_t after;
-    int limit, n, full;
-};
-
-static int sq_history_rec(void *ud, const struct chunk_rec *rec)
-{
-    struct sq_page *p = ud;
-    if (rec->tag != CHUNK_HISTORY || rec->history.seq <= p->after)
-        return 0;
-    int rc = p->cb(p->ud, &rec->history);
-    if (rc == 0 && p->limit > 0 && ++p->n >= p->limit) {
-        p->full = 1;
-        return 1;
-    }
-    return rc;
-}
-
 static int sq_list_history(struct store *base, const char *exec_id, int64_t after_seq, int limit,
                            store_history_cb cb, void *ud, struct wfo_error *err)
 {
     struct sq_store *s = sq_store(base);
-    struct sq_page p = {cb, ud, after_seq, limit, 0, 0};
+    struct chunk_page p = {cb, ud, after_seq, limit, 0, 0};
     struct sq_reader *r;
     sqlite3_stmt *st;
     int rc;
@@ -2248,7 +2228,7 @@ static int sq_list_history(struct store *base, const char *exec_id, int64_t afte
         return rc;
     sq_text(st, 1, exec_id);
     sq_int(st, 2, after_seq);
-    rc = sq_records(s, r, st, exec_id, "reading history", sq_history_rec, &p, err);
+    rc = sq_records(s, r, st, exec_id, "reading history", chunk_page_rec, &p, err);
     sq_reader_put(s, r);
     return p.full ? 0 : rc;
 }
