@@ -154,14 +154,27 @@ out:
 
 /* ---- random numbers ---- */
 
-/* Per-thread xoshiro256** seeded from getrandom(2), reseeded after fork. */
+/* Per-thread xoshiro256** seeded from getrandom(2), reseeded after fork:
+ * the child's one thread (the one that forked) forgets its seed in an
+ * atfork handler, rather than asking getpid(2) at every draw (a system
+ * call each time: 3% of the engine thread, bench engine). */
 struct util_rng {
     uint64_t s[4];
-    pid_t pid;
     int seeded;
 };
 
 static _Thread_local struct util_rng util_rng;
+static pthread_once_t util_rng_once = PTHREAD_ONCE_INIT;
+
+static void util_rng_forget(void)
+{
+    util_rng.seeded = 0;
+}
+
+static void util_rng_atfork(void)
+{
+    pthread_atfork(NULL, NULL, util_rng_forget);
+}
 
 static uint64_t util_splitmix(uint64_t *x)
 {
@@ -189,7 +202,6 @@ static void util_rng_seed(struct util_rng *r)
         r->s[i] = seed[i] ^ util_splitmix(&x);
     if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3]))
         r->s[0] = 1;
-    r->pid = getpid();
     r->seeded = 1;
 }
 
@@ -203,8 +215,10 @@ static uint64_t util_rand64(void)
     struct util_rng *r = &util_rng;
     uint64_t result, t;
 
-    if (!r->seeded || r->pid != getpid())
+    if (!r->seeded) {
+        pthread_once(&util_rng_once, util_rng_atfork);
         util_rng_seed(r);
+    }
     result = util_rotl(r->s[1] * 5, 7) * 9;
     t = r->s[1] << 17;
     r->s[2] ^= r->s[0];

@@ -172,24 +172,32 @@ void cmd_free(struct cmd *c)
     free(c);
 }
 
-int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
+/* engine_post with mu held: the error code when the engine takes no
+ * commands (c is then the caller's), else 0. */
+static int engine_post_locked(struct wfo_engine *e, struct cmd *c)
 {
-    pthread_mutex_lock(&e->mu);
-    if (e->stop || (e->failed && !e->recovering)) {
-        int code = e->failed ? e->failed : WFO_ESHUTDOWN;
-        pthread_mutex_unlock(&e->mu);
-        reply_done(c->reply, code, NULL);
-        cmd_free(c);
-        return wfo_error_set(err, code, "engine is %s",
-                             code == WFO_ESHUTDOWN ? "stopping" : "stopped");
-    }
+    if (e->stop || (e->failed && !e->recovering))
+        return e->failed ? e->failed : WFO_ESHUTDOWN;
     if (e->tail)
         e->tail->next = c;
     else
         e->head = c;
     e->tail = c;
     pthread_cond_signal(&e->cv);
+    return 0;
+}
+
+int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
+{
+    pthread_mutex_lock(&e->mu);
+    int code = engine_post_locked(e, c);
     pthread_mutex_unlock(&e->mu);
+    if (code) {
+        reply_done(c->reply, code, NULL);
+        cmd_free(c);
+        return wfo_error_set(err, code, "engine is %s",
+                             code == WFO_ESHUTDOWN ? "stopping" : "stopped");
+    }
     return 0;
 }
 
@@ -221,11 +229,15 @@ static void *runner_main(void *arg)
 {
     struct wfo_engine *e = arg;
     struct wfo_buf key = WFO_BUF_INIT;
+    struct step_job *done = NULL; /* the job just run, freed outside the lock */
     pthread_setname_np(pthread_self(), "wfo-runner");
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        while (e->jobs_head == e->n_jobs && !e->stop)
+        while (e->jobs_head == e->n_jobs && !e->stop) {
+            e->runners_idle++;
             pthread_cond_wait(&e->jobs_cv, &e->mu);
+            e->runners_idle--;
+        }
         if (e->stop)
             break;
         struct step_job *j = e->jobs[e->jobs_head++];
@@ -235,6 +247,8 @@ static void *runner_main(void *arg)
         j->key = wfo_strdup(key.buf);
         wfo_map_put(&e->running, j->key, j);
         pthread_mutex_unlock(&e->mu);
+        if (done)
+            job_free(done);
 
         struct cmd *c = wfo_calloc(1, sizeof(*c));
         c->kind = CMD_RESULT;
@@ -247,20 +261,54 @@ static void *runner_main(void *arg)
             c->out.output = o;
             c->out.error = er;
         }
-
-        pthread_mutex_lock(&e->mu);
-        wfo_map_del(&e->running, j->key);
-        pthread_mutex_unlock(&e->mu);
         snprintf(c->id, sizeof(c->id), "%s", j->exec_id);
         c->path = wfo_strdup(j->path);
         c->token = j->token;
-        job_free(j);
-        engine_post(e, c, NULL);
+
+        /* one hold of the lock: out of running, the result posted, and
+         * the next job taken (each hold can make another thread wait) */
         pthread_mutex_lock(&e->mu);
+        wfo_map_del(&e->running, j->key);
+        done = j;
+        if (engine_post_locked(e, c) != 0) {
+            pthread_mutex_unlock(&e->mu);
+            cmd_free(c); /* a result has no caller to answer */
+            pthread_mutex_lock(&e->mu);
+        }
     }
     pthread_mutex_unlock(&e->mu);
+    if (done)
+        job_free(done);
     wfo_buf_release(&key);
     return NULL;
+}
+
+/* The jobs job_submit staged, queued for the runners with one hold of the
+ * lock, waking only as many idle runners as there are jobs (a wake is a
+ * system call). On the engine thread. */
+void jobs_flush(struct wfo_engine *e)
+{
+    if (!e->n_staged)
+        return;
+    pthread_mutex_lock(&e->mu);
+    if (e->n_jobs + e->n_staged > e->alloc_jobs && e->jobs_head > 0) {
+        memmove(e->jobs, e->jobs + e->jobs_head,
+                (size_t)(e->n_jobs - e->jobs_head) * sizeof(*e->jobs));
+        e->n_jobs -= e->jobs_head;
+        e->jobs_head = 0;
+    }
+    for (int i = 0; i < e->n_staged; i++) {
+        GROW(e->jobs, e->n_jobs, e->alloc_jobs);
+        e->jobs[e->n_jobs++] = e->staged[i];
+    }
+    int wake = e->n_staged < e->runners_idle ? e->n_staged : e->runners_idle;
+    if (wake >= e->n_runners)
+        pthread_cond_broadcast(&e->jobs_cv);
+    else
+        for (int i = 0; i < wake; i++)
+            pthread_cond_signal(&e->jobs_cv);
+    e->n_staged = 0;
+    pthread_mutex_unlock(&e->mu);
 }
 
 static const struct handler *handler_find(struct wfo_engine *e, const char *queue)
@@ -325,17 +373,9 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
             j->command = h->command;
         }
     }
-    pthread_mutex_lock(&e->mu);
-    if (e->n_jobs == e->alloc_jobs && e->jobs_head > 0) {
-        memmove(e->jobs, e->jobs + e->jobs_head,
-                (size_t)(e->n_jobs - e->jobs_head) * sizeof(*e->jobs));
-        e->n_jobs -= e->jobs_head;
-        e->jobs_head = 0;
-    }
-    GROW(e->jobs, e->n_jobs, e->alloc_jobs);
-    e->jobs[e->n_jobs++] = j;
-    pthread_cond_signal(&e->jobs_cv);
-    pthread_mutex_unlock(&e->mu);
+    /* queued by jobs_flush, with the others of the round */
+    GROW(e->staged, e->n_staged, e->alloc_staged);
+    e->staged[e->n_staged++] = j;
 }
 
 /* An attempt to run: on a runner thread, or queued for workers. */
@@ -391,6 +431,7 @@ void job_cancel(struct wfo_engine *e, struct fsm_action *a)
 {
     if (a->def && a->def->type == STEP_TASK)
         taskq_cancel(&e->tq, a->x->id, a->token);
+    jobs_flush(e); /* a job staged in this round is found in the queue */
     struct wfo_buf key = WFO_BUF_INIT;
     job_key(&key, a->x->id, a->step, a->token);
     pthread_mutex_lock(&e->mu);
@@ -913,6 +954,9 @@ static void engine_forget(struct wfo_engine *e)
         job_free(e->jobs[i]);
     e->jobs_head = e->n_jobs = 0;
     pthread_mutex_unlock(&e->mu);
+    for (int i = 0; i < e->n_staged; i++)
+        job_free(e->staged[i]);
+    e->n_staged = 0;
     for (struct task *t = e->sweep_kept, *next; t; t = next) {
         next = t->next;
         task_free(t);
@@ -1251,6 +1295,9 @@ void wfo_engine_free(struct wfo_engine *e)
             cluster_leave(e);
     }
     free(e->runners);
+    for (int i = 0; i < e->n_staged; i++)
+        job_free(e->staged[i]);
+    free(e->staged);
     for (struct cmd *c = e->head, *next; c; c = next) {
         next = c->next;
         reply_done(c->reply, WFO_ESHUTDOWN, NULL);

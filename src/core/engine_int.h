@@ -197,7 +197,12 @@ struct wfo_engine {
     pthread_cond_t jobs_cv;
     struct step_job **jobs;
     int n_jobs, alloc_jobs, jobs_head; /* the queue is jobs[jobs_head..n_jobs) */
-    struct wfo_map running;            /* "exec/path#token" -> step_job (for cancel) */
+    int runners_idle;                  /* runners waiting on jobs_cv */
+    /* jobs made by the engine thread, not queued yet (jobs_flush; engine
+     * thread only, no lock) */
+    struct step_job **staged;
+    int n_staged, alloc_staged;
+    struct wfo_map running; /* "exec/path#token" -> step_job (for cancel) */
     struct handler *handlers;
     int n_handlers;
 
@@ -246,6 +251,7 @@ void engine_read_failed(struct wfo_engine *e, const char *exec_id, const char *w
                         const struct wfo_error *err);
 /* The runner pool: an attempt to run (ACT_RUN), to stop, to cancel. */
 void job_dispatch(struct wfo_engine *e, struct fsm_action *a);
+void jobs_flush(struct wfo_engine *e);
 /* Does an attempt of d go to workers (a task step no in-process handler
  * takes)? Its task is then a row in the store (round.c batch_tasks). */
 int job_for_workers(struct wfo_engine *e, const struct def_step *d);

@@ -439,6 +439,7 @@ static int recover_shards(struct wfo_engine *e, store_shardset shards, struct wf
             json_decref(args);
         }
     }
+    jobs_flush(e);
     for (int i = 0; i < ids.n; i++)
         free(ids.v[i]);
     free(ids.v);

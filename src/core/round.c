@@ -462,6 +462,7 @@ static void after_commit(struct wfo_engine *e, struct fsm *f)
             ended = 1;
         /* ACT_CHILD: done before the commit, in the same round (child.c) */
     }
+    jobs_flush(e);
     if (ended) {
         pthread_mutex_lock(&e->mu);
         pthread_cond_broadcast(&e->ended_cv);

@@ -207,6 +207,34 @@ TEST(random)
     ok(memcmp(a, b, sizeof(a)) != 0, "threads get different sequences");
 }
 
+/* A forked child draws a sequence of its own, not the rest of its
+ * parent's (the seed is forgotten at fork, not checked by pid). */
+TEST(random_after_fork)
+{
+    double parent[4], child[4] = {0};
+    int fds[2], status;
+
+    (void)wfo_random(); /* this thread is seeded before the fork */
+    if (pipe(fds) < 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < 4; i++)
+            child[i] = wfo_random();
+        ssize_t w = write(fds[1], child, sizeof(child));
+        _exit(w == (ssize_t)sizeof(child) ? 0 : 1);
+    }
+    close(fds[1]);
+    for (int i = 0; i < 4; i++)
+        parent[i] = wfo_random();
+    ssize_t n = read(fds[0], child, sizeof(child));
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+    ok(n == (ssize_t)sizeof(child) && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+       "the child drew");
+    ok(memcmp(parent, child, sizeof(child)) != 0, "the child's sequence is not its parent's");
+}
+
 /* ---- ids ---- */
 
 static int id_well_formed(const char *id)
