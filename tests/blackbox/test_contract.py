@@ -207,7 +207,7 @@ def test_old_store_migrates(tmp_path, version):
     finally:
         srv.stop()
     con = sqlite3.connect(srv.db)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 8
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "steps" not in tables and "history" not in tables and "chunks" in tables
     assert "outbox" in tables and "subscriptions" in tables

@@ -1031,7 +1031,7 @@ TEST(list_expired)
 
 #ifdef STORE_SHARDS
 #ifdef STORE_HAS_SUBSCRIPTIONS
-#define SUITE_SCHEMA_VERSION "7"
+#define SUITE_SCHEMA_VERSION "8"
 #else
 #define SUITE_SCHEMA_VERSION "6"
 #endif
@@ -1817,7 +1817,8 @@ static void migrate_from_v6_pg(void)
     s = suite_open("v6pg");
     rawpg_run(url, "SELECT convert_from(value, 'UTF8') FROM meta WHERE key = 'schema_version'", res,
               sizeof(res));
-    is_str(res, SUITE_SCHEMA_VERSION "\n", "migrate v6: now version " SUITE_SCHEMA_VERSION);
+    /* PostgreSQL's schema is 7: version 8 changed only SQLite's chunks */
+    is_str(res, "7\n", "migrate v6: now version 7");
     struct store_subscription sub = {.id = "s1",
                                      .namespace = "default",
                                      .url = "http://h/",
@@ -1858,7 +1859,7 @@ TEST(migrate_from_v6)
     is_str(res, "0\n", "migrate v6: it has no subscriptions table");
     s = suite_open("v6");
     rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
-    is_str(res, "7\n", "migrate v6: user_version is now 7");
+    is_str(res, SUITE_SCHEMA_VERSION "\n", "migrate v6: user_version is now " SUITE_SCHEMA_VERSION);
     s->ops->list_outbox(s, "default", 0, 0, ob_ids, &o, &err);
     is_str(o.buf, "m1 ", "migrate v6: the outbox rows are kept");
     struct store_subscription a = {.id = "v6s",
@@ -1875,6 +1876,71 @@ TEST(migrate_from_v6)
               sizeof(res));
     is_str(res, "subscriptions_ns\n", "migrate v6: its index exists");
     wfo_buf_release(&o);
+    store_close(s);
+}
+
+/* 7 -> 8: chunks move from a WITHOUT ROWID table keyed (exec_id, n) to a
+ * rowid table in commit order with the unique index chunks_exec; every
+ * chunk is kept, and a chunk written twice is still refused. */
+TEST(migrate_from_v7)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct out o;
+    struct store_batch b;
+    char path[512], res[512];
+
+    if (suite_is("postgres"))
+        return; /* its chunks were always a heap with a key */
+    struct store *s = suite_open("v7");
+    store_batch_init(&b);
+    add_exec(&b, "c1", "default", "w", "running", 1)->chunk = 1;
+    add_history(&b, "c1", 1, "execution.started");
+    add_exec(&b, "c2", "default", "w", "running", 2)->chunk = 1;
+    add_history(&b, "c2", 1, "execution.started");
+    is_int(suite_apply(s, &b, &err), 0, "migrate v7: first chunks: %s", err.message);
+    store_batch_reset(&b);
+    add_exec(&b, "c1", "default", "w", "running", 1)->chunk = 2;
+    add_history(&b, "c1", 2, "step.started");
+    is_int(suite_apply(s, &b, &err), 0, "migrate v7: second chunk: %s", err.message);
+    store_close(s);
+    suite_path(path, sizeof(path), "v7");
+    is_int(rawdb_run(path,
+                     "CREATE TABLE chunks_v7 (exec_id TEXT NOT NULL, n INTEGER NOT NULL,"
+                     " hseq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (exec_id, n))"
+                     " WITHOUT ROWID;"
+                     "INSERT INTO chunks_v7 SELECT exec_id, n, hseq, data FROM chunks;"
+                     "DROP TABLE chunks; ALTER TABLE chunks_v7 RENAME TO chunks;"
+                     "PRAGMA user_version = 7;",
+                     res, sizeof(res)),
+           0, "migrate v7: made a version 7 file: %s", res);
+    s = suite_open("v7");
+    rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
+    is_str(res, SUITE_SCHEMA_VERSION "\n", "migrate v7: user_version is now " SUITE_SCHEMA_VERSION);
+    rawdb_run(path,
+              "SELECT sql LIKE '%rid INTEGER PRIMARY KEY%' FROM sqlite_master"
+              " WHERE name = 'chunks'",
+              res, sizeof(res));
+    is_str(res, "1\n", "migrate v7: chunks is a rowid table");
+    rawdb_run(path, "SELECT count(*) FROM sqlite_master WHERE name = 'chunks_exec'", res,
+              sizeof(res));
+    is_str(res, "1\n", "migrate v7: with its index");
+    is_str(read_history(s, "c1", &o),
+           "c1|1|1001|execution.started|~|~\n"
+           "c1|2|1002|step.started|~|~\n",
+           "migrate v7: the history of both chunks reads back");
+    is_str(read_history(s, "c2", &o), "c2|1|1001|execution.started|~|~\n",
+           "migrate v7: and another execution's");
+    store_batch_reset(&b);
+    add_exec(&b, "c1", "default", "w", "running", 1)->chunk = 2;
+    add_history(&b, "c1", 3, "doubled");
+    is_int(suite_apply(s, &b, &err), WFO_ESTORE, "migrate v7: a chunk written twice is refused");
+    store_batch_reset(&b);
+    add_exec(&b, "c1", "default", "w", "running", 1)->chunk = 3;
+    add_history(&b, "c1", 3, "step.completed");
+    is_int(suite_apply(s, &b, &err), 0, "migrate v7: the next chunk: %s", err.message);
+    s->ops->list_history(s, "c1", 1, 0, history_seq_cb, out_reset(&o), NULL);
+    is_str(o.buf, "2 3 ", "migrate v7: a page after seq 1 spans old and new chunks");
+    store_batch_release(&b);
     store_close(s);
 }
 #endif

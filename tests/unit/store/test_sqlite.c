@@ -283,7 +283,7 @@ TEST(bad_files)
     file_url(url, sizeof(url), "newer.db");
     s = open_ok(url);
     char res[64];
-    is_int(store_sqlite_query(s, "PRAGMA user_version = 8", res, sizeof(res), &err), 0,
+    is_int(store_sqlite_query(s, "PRAGMA user_version = 9", res, sizeof(res), &err), 0,
            "set user_version");
     store_close(s);
     s = NULL;
@@ -1029,7 +1029,7 @@ TEST(file_reopen)
     store_sqlite_query(s, "PRAGMA synchronous", res, sizeof(res), &err);
     is_str(res, "2\n", "synchronous is FULL");
     store_sqlite_query(s, "PRAGMA user_version", res, sizeof(res), &err);
-    is_str(res, "7\n", "schema version 7");
+    is_str(res, "8\n", "schema version 8");
     int64_t seq1 = exec_seq(s, "r1");
     store_close(s);
 
