@@ -7,7 +7,7 @@
 set -eu
 
 build="gcc make pkg-config libjansson-dev libfyaml-dev libjq-dev libonig-dev
-libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev libpq-dev libssl-dev"
+libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev libpq-dev libssl-dev libjemalloc-dev"
 test="python3 python3-pytest python3-pytest-xdist python3-requests python3-jsonschema postgresql sqlite3 clang
 libclang-rt-14-dev chromium"
 # The browser tests (tests/browser/) drive Debian's chromium with this
