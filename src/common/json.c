@@ -143,6 +143,18 @@ int wfo_json_parse(const char *text, size_t len, json_t **out, struct wfo_error 
 
 /* ---- serialization ---- */
 
+/* Is every byte of the 8 in v printable ASCII other than '"' and '\\'
+ * (nothing to escape or to check as UTF-8)? Bit tricks on a word, after
+ * "Bit Twiddling Hacks": a byte below n, a zero byte. */
+#define BYTES(n) (UINT64_C(0x0101010101010101) * (n))
+#define HAS_LESS(x, n) (((x)-BYTES(n)) & ~(x)&BYTES(0x80))
+#define HAS_ZERO(x) HAS_LESS(x, 1)
+static int plain8(uint64_t v)
+{
+    return !((v & BYTES(0x80)) | HAS_LESS(v, 0x20) | HAS_ZERO(v ^ BYTES('"')) |
+             HAS_ZERO(v ^ BYTES('\\')));
+}
+
 static int json_dump_string(const char *str, size_t len, struct wfo_buf *b)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -156,7 +168,14 @@ static int json_dump_string(const char *str, size_t len, struct wfo_buf *b)
         const char *esc = NULL;
         char ubuf[8];
         size_t n = 1;
+        uint64_t w;
 
+        /* ids, names and times are plain ASCII: eight bytes at a time */
+        while (i + 8 <= len && (memcpy(&w, s + i, 8), plain8(w)))
+            i += 8;
+        if (i >= len)
+            break;
+        c = s[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
             i++;
             continue;

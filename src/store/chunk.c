@@ -200,16 +200,34 @@ int chunk_next(struct chunk_reader *r, struct chunk_rec *rec, struct wfo_error *
 
 /* ---- a batch's rows by execution (chunk.h; both back ends) ---- */
 
+/* The slot of pointer id in g->by_ptr: its own, or the free one where it
+ * goes. */
+static struct chunk_ptr *ptr_slot(const struct chunk_groups *g, const char *id)
+{
+    size_t h = (size_t)(((uintptr_t)id >> 3) * UINT64_C(0x9E3779B97F4A7C15) >> 20);
+    for (;; h++) {
+        struct chunk_ptr *p = &g->by_ptr[h & g->ptr_mask];
+        if (p->id == id || !p->id)
+            return p;
+    }
+}
+
 /* The group of execution id, made when new. */
 static struct chunk_group *group_of(struct chunk_groups *g, const char *id)
 {
     if (id == g->last_id && g->last)
         return &g->v[g->last - 1];
-    intptr_t i = (intptr_t)wfo_map_get(&g->by_id, id ? id : "");
+    struct chunk_ptr *p = id ? ptr_slot(g, id) : NULL;
+    intptr_t i = p && p->id ? p->group : 0;
     if (!i) {
-        g->v[g->n] = (struct chunk_group){id, NULL, -1, -1, -1, -1};
-        i = ++g->n;
-        wfo_map_put(&g->by_id, id ? id : "", (void *)i);
+        i = (intptr_t)wfo_map_get(&g->by_id, id ? id : "");
+        if (!i) {
+            g->v[g->n] = (struct chunk_group){id, NULL, -1, -1, -1, -1};
+            i = ++g->n;
+            wfo_map_put(&g->by_id, id ? id : "", (void *)i);
+        }
+        if (p)
+            *p = (struct chunk_ptr){id, (int)i};
     }
     g->last_id = id;
     g->last = (int)i;
@@ -223,6 +241,12 @@ void chunk_groups_build(struct chunk_groups *g, const struct store_batch *b)
     g->v = wfo_malloc(((size_t)(b->n_execs + b->n_steps + b->n_history) + 1) * sizeof(*g->v));
     g->step_next = wfo_malloc(((size_t)b->n_steps + 1) * sizeof(int));
     g->hist_next = wfo_malloc(((size_t)b->n_history + 1) * sizeof(int));
+    /* at most one pointer per row, the table at most half full */
+    size_t rows = (size_t)(b->n_execs + b->n_steps + b->n_history), cap = 16;
+    while (cap < 2 * rows)
+        cap *= 2;
+    g->by_ptr = wfo_calloc(cap, sizeof(*g->by_ptr));
+    g->ptr_mask = cap - 1;
     for (int i = 0; i < b->n_execs; i++)
         group_of(g, b->execs[i].id)->x = &b->execs[i];
     for (int i = 0; i < b->n_steps; i++) {
@@ -250,6 +274,7 @@ void chunk_groups_release(struct chunk_groups *g)
     free(g->v);
     free(g->step_next);
     free(g->hist_next);
+    free(g->by_ptr);
     wfo_map_release(&g->by_id);
 }
 

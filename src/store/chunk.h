@@ -31,13 +31,23 @@ struct chunk_group {
     int step, last_step, hist, last_hist;
 };
 
+struct chunk_ptr {
+    const char *id; /* NULL: a free slot */
+    int group;      /* index + 1 */
+};
+
 struct chunk_groups {
     struct chunk_group *v;
     int n;
     int *step_next, *hist_next;
     struct wfo_map by_id; /* id -> index + 1 */
-    const char *last_id;  /* the rows of one execution come together and */
-    int last;             /* share its id pointer: the last group found */
+    /* The engine's rows of one execution share its id pointer: a table of
+     * pointers (open addressing) finds most groups without hashing the
+     * text; by_id finds the others. */
+    struct chunk_ptr *by_ptr;
+    size_t ptr_mask;
+    const char *last_id; /* the last group found */
+    int last;
 };
 
 struct chunk_rec;

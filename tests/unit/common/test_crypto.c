@@ -7,6 +7,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../tap.h"
 #include "common/crypto.h"
@@ -75,6 +77,45 @@ TEST(random)
     for (int k = 0; k < 16; k++)
         all &= or_[k] == 0xff && and_[k] == 0;
     ok(all, "no stuck bits in 64 draws");
+}
+
+/* Bytes come from a per-thread block (crypto.c): across several blocks no
+ * 16-byte draw repeats, a draw larger than half a block works, and a
+ * forked child's draws are not its parent's next ones. */
+TEST(random_blocks)
+{
+    enum { DRAWS = 200 };
+    static unsigned char d[DRAWS][16];
+    int repeated = 0;
+    for (int i = 0; i < DRAWS; i++)
+        wfo_random_bytes(d[i], 16);
+    for (int i = 0; i < DRAWS; i++)
+        for (int k = i + 1; k < DRAWS; k++)
+            repeated += memcmp(d[i], d[k], 16) == 0;
+    is_int(repeated, 0, "no draw repeats over %d draws (several blocks)", DRAWS);
+    unsigned char big[2000], zero[2000] = {0};
+    wfo_random_bytes(big, sizeof(big));
+    ok(memcmp(big, zero, sizeof(big)) != 0, "a draw of 2,000 bytes");
+
+    unsigned char parent[16], child[16] = {0};
+    int fds[2], status;
+    wfo_random_bytes(parent, 1); /* this thread holds a block now */
+    if (pipe(fds) < 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        wfo_random_bytes(child, sizeof(child));
+        _exit(write(fds[1], child, sizeof(child)) == (ssize_t)sizeof(child) ? 0 : 1);
+    }
+    close(fds[1]);
+    wfo_random_bytes(parent, sizeof(parent));
+    ssize_t n = read(fds[0], child, sizeof(child));
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+    ok(n == (ssize_t)sizeof(child) && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+       "the child drew");
+    ok(memcmp(parent, child, sizeof(child)) != 0,
+       "a forked child does not draw its parent's bytes");
 }
 
 TEST(hex_and_compare)

@@ -255,6 +255,61 @@ TEST(dump_strings)
     json_decref(v);
 }
 
+/* Plain ASCII is copied eight bytes at a time (json.c plain8): each byte
+ * that needs care, at every offset around and across those words, is
+ * still escaped, checked as UTF-8, or kept, exactly as one at a time. */
+TEST(dump_strings_at_every_offset)
+{
+    static const struct {
+        const char *in, *out;
+    } special[] = {
+        {"\"", "\\\""},
+        {"\\", "\\\\"},
+        {"\n", "\\n"},
+        {"\x01", "\\u0001"},
+        {"\x1f", "\\u001f"},
+        {"\x7f", "\x7f"},
+        {" ", " "},
+        {"~", "~"},
+        {"\xC3\xA9", "\xC3\xA9"},
+        {"\xff", "\\ufffd"},
+        {"\xE2\x82\xAC", "\xE2\x82\xAC"},
+    };
+    int bad = 0;
+    for (size_t k = 0; k < sizeof(special) / sizeof(special[0]); k++)
+        for (int pre = 0; pre <= 17; pre++)
+            for (int post = 0; post <= 9; post += 3) {
+                char in[64], want[80];
+                int n = 0, m = 0;
+                for (int i = 0; i < pre; i++)
+                    in[n++] = (char)('a' + i % 26);
+                memcpy(in + n, special[k].in, strlen(special[k].in));
+                n += (int)strlen(special[k].in);
+                for (int i = 0; i < post; i++)
+                    in[n++] = (char)('A' + i);
+                want[m++] = '"';
+                memcpy(want + m, in, (size_t)pre);
+                m += pre;
+                memcpy(want + m, special[k].out, strlen(special[k].out));
+                m += (int)strlen(special[k].out);
+                memcpy(want + m, in + n - post, (size_t)post);
+                m += post;
+                want[m++] = '"';
+                want[m] = 0;
+                json_t *v = json_stringn_nocheck(in, (size_t)n);
+                char *got = wfo_json_dumps(v);
+                if (!got || strcmp(got, want) != 0) {
+                    if (!bad)
+                        printf("# special %zu, %d before, %d after: got %s, want %s\n", k, pre,
+                               post, got ? got : "(null)", want);
+                    bad++;
+                }
+                free(got);
+                json_decref(v);
+            }
+    is_int(bad, 0, "every special byte at offsets 0..17, with 0..9 bytes after");
+}
+
 TEST(dump_null_and_empty)
 {
     char *s = wfo_json_dumps(NULL);

@@ -525,6 +525,10 @@ TEST(prelude_bounds)
     check_err("${ 1e9 * \"x\" }", "{}", "jq: string repeat result longer than 1048576 bytes");
     check_err("${ (\"x\" * 1000) * 2000 }", "{}",
               "jq: string repeat result longer than 1048576 bytes");
+    /* "" repeated: no memory, but one append per repetition in libjq */
+    check_err("${ \"\" * 1000000000. }", "{}", "jq: string repeated more than 1048576 times");
+    check_err("${ 1e9 * \"\" }", "{}", "jq: string repeated more than 1048576 times");
+    check("${ \"\" * 1048576 }", "{}", "\"\"");
     check("${ [null | setpath([\"a\"], [\"b\"]; 1, 2)] }", "{}",
           "[{\"a\":1},{\"b\":1},{\"a\":2},{\"b\":2}]");
     check("${ [1] | .[3] = 2 }", "{}", "[1,null,null,2]");

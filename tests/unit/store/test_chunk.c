@@ -123,3 +123,55 @@ int main(void)
 {
     return tap_run();
 }
+
+/* The rows of a batch grouped by execution: by the id's pointer when rows
+ * share it (the engine's), by its text otherwise; each group's steps and
+ * history in batch order; groups in order of first appearance. */
+TEST(groups)
+{
+    static char a1[] = "exec-a", a2[] = "exec-a", b1[] = "exec-b";
+    struct store_batch b;
+    struct chunk_groups g;
+    store_batch_init(&b);
+    store_batch_exec(&b)->id = a1;
+    struct store_history *h = store_batch_history(&b);
+    h->exec_id = b1; /* b's first row: a history entry */
+    h->seq = 1;
+    for (int i = 0; i < 40; i++) { /* a2: another pointer, a's text */
+        h = store_batch_history(&b);
+        h->exec_id = i % 2 ? a1 : a2;
+        h->seq = 10 + i;
+        struct store_step *st = store_batch_step(&b);
+        st->exec_id = i % 3 ? b1 : a2;
+        st->ord = i;
+    }
+    h = store_batch_history(&b);
+    h->exec_id = NULL;
+    h->seq = 99;
+    chunk_groups_build(&g, &b);
+    is_int(g.n, 3, "three groups: a, b and the one without an id");
+    ok(g.v[0].x == &b.execs[0] && g.v[0].id == a1, "a first, with its row");
+    ok(g.v[1].id == b1 && !g.v[1].x, "then b, no row");
+    ok(g.v[2].id == NULL, "then the NULL id");
+    int n = 0, in_order = 1, last = 0;
+    for (int i = g.v[0].hist; i >= 0; i = g.hist_next[i], n++) {
+        in_order &= b.history[i].seq > last;
+        last = (int)b.history[i].seq;
+    }
+    is_int(n, 40, "a's 40 history entries, whichever pointer named it");
+    ok(in_order, "in batch order");
+    n = 0;
+    for (int i = g.v[1].step; i >= 0; i = g.step_next[i])
+        n += strcmp(b.steps[i].exec_id, "exec-b") == 0;
+    is_int(n, 26, "b's 26 steps");
+    n = 0;
+    for (int i = g.v[0].step; i >= 0; i = g.step_next[i])
+        n++;
+    is_int(n, 14, "a's 14 steps");
+    n = 0;
+    for (int i = g.v[1].hist; i >= 0; i = g.hist_next[i])
+        n++;
+    is_int(n, 1, "b's one history entry");
+    chunk_groups_release(&g);
+    store_batch_release(&b);
+}
