@@ -28,6 +28,12 @@ void wfo_log_exec(enum wfo_log_level level, const char *exec_id, const char *wor
 void wfo_log_fields(enum wfo_log_level level, const char *exec_id, const char *const *kv, int n,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* This thread's lines are kept from wfo_log_hold() to the matching
+ * wfo_log_release(), then written with one write(2) (and whenever they
+ * pass 64 KiB). Holds nest. */
+void wfo_log_hold(void);
+void wfo_log_release(void);
+
 #define wfo_debug(...) wfo_log(WFO_LOG_DEBUG, __VA_ARGS__)
 #define wfo_info(...) wfo_log(WFO_LOG_INFO, __VA_ARGS__)
 #define wfo_warn(...) wfo_log(WFO_LOG_WARN, __VA_ARGS__)

@@ -365,15 +365,30 @@ static void log_error_text(const json_t *err, char *out, size_t size)
  * execution's start and end and each step's failure, retry and
  * compensation; at level debug one for every other history entry too. The
  * text comes from the history entry, which holds no secret (SPEC 2.1). */
-static void log_hist(const struct fsm_hist *h)
+static void log_hist(struct fsm_hist *h)
 {
     const struct execution *x = h->x;
     const char *t = h->type, *wf = x->workflow;
-    const json_t *d = h->data;
-    struct step_state *st = h->step ? exec_step(h->x, h->step) : NULL;
-    int attempts = st ? st->attempts : 0;
     char et[600];
 
+    /* a start or an end needs no data: most lines, never built for them */
+    if (strcmp(t, "execution.started") == 0) {
+        wfo_log_exec(WFO_LOG_INFO, x->id, wf, NULL, "execution started (version %d)",
+                     x->def ? x->def->version : 0);
+        return;
+    }
+    if (strcmp(t, "execution.completed") == 0) {
+        wfo_log_exec(WFO_LOG_INFO, x->id, wf, NULL, "execution completed in %lld ms",
+                     (long long)(h->time - x->created_at));
+        return;
+    }
+    if (strncmp(t, "step.", 5) == 0 && !wfo_log_enabled(WFO_LOG_DEBUG) &&
+        strcmp(t, "step.failed") != 0 && strcmp(t, "step.retrying") != 0 &&
+        strcmp(t, "step.caught") != 0 && strcmp(t, "step.compensated") != 0)
+        return; /* step.started, step.completed, ...: debug lines */
+    const json_t *d = fsm_hist_data(h);
+    struct step_state *st = h->step ? exec_step(h->x, h->step) : NULL;
+    int attempts = st ? st->attempts : 0;
     log_error_text(json_object_get(d, "error"), et, sizeof(et));
     if (strcmp(t, "execution.started") == 0) {
         wfo_log_exec(WFO_LOG_INFO, x->id, wf, NULL, "execution started (version %d)",
@@ -429,9 +444,12 @@ static void after_commit(struct wfo_engine *e, struct fsm *f)
         else
             timer_arm(e, t->id, t->x->id, t->due, t->kind, t->step, t->token);
     }
-    if (e->opt.log_transitions)
+    if (e->opt.log_transitions) {
+        wfo_log_hold(); /* the round's lines in one write(2) */
         for (int i = 0; i < f->n_hist; i++)
             log_hist(&f->hist[i]);
+        wfo_log_release();
+    }
     if (e->opt.on_progress) {
         for (int i = 0; i < f->n_hist; i++) {
             struct fsm_hist *h = &f->hist[i];
@@ -662,9 +680,9 @@ int round_finish(struct wfo_engine *e, struct round *r, const struct round *flig
         }
     }
     WFO_CHECK(round_check, e, r, flight);
-    if (e->opt.log_transitions || e->opt.on_progress)
+    if (e->opt.on_progress)
         for (int i = 0; i < f->n_hist; i++)
-            fsm_hist_data(&f->hist[i]); /* the log and the callback read h->data */
+            fsm_hist_data(&f->hist[i]); /* the callback reads h->data */
     after_commit(e, f);
     count_stats(e, r, f, r->commit_ms);
     round_docs(r);

@@ -534,6 +534,33 @@ TEST(log_json_format)
     json_decref(w);
 }
 
+/* Held lines come out at the release, after what was written meanwhile,
+ * in order; holds nest. */
+static void log_held_lines(void)
+{
+    wfo_log_setup(WFO_LOG_INFO, WFO_LOG_TEXT);
+    wfo_log_hold();
+    wfo_info(NULL, NULL, "first");
+    wfo_log_hold();
+    wfo_info(NULL, NULL, "second");
+    wfo_log_release();
+    if (write(2, "MARK\n", 5) != 5)
+        return;
+    wfo_log_release();
+    wfo_info(NULL, NULL, "third");
+}
+
+TEST(log_hold)
+{
+    const char *out = capture_stderr(log_held_lines);
+    const char *mark = strstr(out, "MARK\n"), *first = strstr(out, "first"),
+               *second = strstr(out, "second"), *third = strstr(out, "third");
+    ok(mark && first && second && third, "every line is written: %s", out);
+    ok(mark && first && mark < first, "held lines wait for the outer release");
+    ok(first && second && third && first < second && second < third, "in order");
+    ok(strncmp(out, "MARK\n", 5) == 0, "nothing before: %.40s", out);
+}
+
 TEST(log_levels)
 {
     is_int(wfo_log_level_parse("debug"), WFO_LOG_DEBUG, "debug");
