@@ -133,6 +133,18 @@ int wfo_engine_put_workflow(struct wfo_engine *e, const char *text, size_t len, 
 int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, const char *input,
                      const char *id, int *created, char **id_out, struct wfo_error *err);
 
+/* Starts n executions of workflow (version 0: the latest) at once, the
+ * i-th with inputs[i] (JSON text; inputs NULL or inputs[i] NULL: {}), each
+ * with a new id: one hand-off to the engine and one wait for all their
+ * commits, which the engine gathers in its rounds like any other starts (a
+ * caller with many executions to start pays one wake-up, not n). ids (may
+ * be NULL) gets n malloc'd ids, in order. An input that is not JSON fails
+ * the call before anything starts (WFO_EPARSE, "inputs[i]: ..."); a commit
+ * that fails answers its starts with its error and leaves their ids NULL.
+ * Needs wfo_engine_launch() first. */
+int wfo_engine_start_many(struct wfo_engine *e, const char *workflow, int version, int n,
+                          const char *const *inputs, char **ids, struct wfo_error *err);
+
 /* The execution document of SPEC 3 as JSON text. wait_ms > 0: waits up to
  * that long for the execution to end first (that needs wfo_engine_launch()
  * first; reading without a wait does not). */

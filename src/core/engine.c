@@ -173,16 +173,19 @@ void cmd_free(struct cmd *c)
 }
 
 /* engine_post with mu held: the error code when the engine takes no
- * commands (c is then the caller's), else 0. */
+ * commands (c, a chain by next, is then the caller's), else 0. */
 static int engine_post_locked(struct wfo_engine *e, struct cmd *c)
 {
     if (e->stop || (e->failed && !e->recovering))
         return e->failed ? e->failed : WFO_ESHUTDOWN;
+    struct cmd *last = c;
+    while (last->next)
+        last = last->next;
     if (e->tail)
         e->tail->next = c;
     else
         e->head = c;
-    e->tail = c;
+    e->tail = last;
     pthread_cond_signal(&e->cv);
     return 0;
 }
@@ -193,8 +196,11 @@ int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
     int code = engine_post_locked(e, c);
     pthread_mutex_unlock(&e->mu);
     if (code) {
-        reply_done(c->reply, code, NULL);
-        cmd_free(c);
+        for (struct cmd *next; c; c = next) {
+            next = c->next;
+            reply_done(c->reply, code, NULL);
+            cmd_free(c);
+        }
         return wfo_error_set(err, code, "engine is %s",
                              code == WFO_ESHUTDOWN ? "stopping" : "stopped");
     }
@@ -1366,6 +1372,31 @@ static void fresh_id_here(struct wfo_engine *e, char id[WFO_EXEC_ID_SIZE])
         wfo_id_new(id);
 }
 
+/* A CMD_START of def d (its reference is the command's now) in namespace
+ * ns, answered to r: id NULL or "" makes a new one (in a shard this node
+ * holds, E8); input borrowed (NULL: {}). */
+static struct cmd *start_cmd(struct wfo_engine *e, const char *ns, const char *id, int fresh_id,
+                             struct def *d, int64_t epoch, json_t *input, struct reply *r)
+{
+    struct cmd *c = wfo_calloc(1, sizeof(*c));
+    c->kind = CMD_START;
+    c->ns = wfo_strdup(ns);
+    if (id && *id) {
+        snprintf(c->id, sizeof(c->id), "%s", id);
+        c->fresh = fresh_id;
+    } else {
+        wfo_id_new(c->id);
+        c->fresh = 1;
+    }
+    if (c->fresh && e->cluster)
+        fresh_id_here(e, c->id);
+    c->def = d;
+    c->epoch = epoch;
+    c->input = input ? wfo_redact_json(input) : json_object();
+    c->reply = r;
+    return c;
+}
+
 int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err)
 {
     struct def *d = NULL;
@@ -1382,22 +1413,7 @@ int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_er
     struct reply r;
     reply_init(&r);
     r.want_doc = q->want_doc;
-    struct cmd *c = wfo_calloc(1, sizeof(*c));
-    c->kind = CMD_START;
-    c->ns = wfo_strdup(q->ns);
-    if (id && *id) {
-        snprintf(c->id, sizeof(c->id), "%s", id);
-        c->fresh = q->fresh_id;
-    } else {
-        wfo_id_new(c->id);
-        c->fresh = 1;
-    }
-    if (c->fresh && e->cluster)
-        fresh_id_here(e, c->id);
-    c->def = d;
-    c->epoch = epoch;
-    c->input = q->input ? wfo_redact_json(q->input) : json_object();
-    c->reply = &r;
+    struct cmd *c = start_cmd(e, q->ns, id, q->fresh_id, d, epoch, q->input, &r);
     char idcopy[WFO_EXEC_ID_SIZE];
     snprintf(idcopy, sizeof(idcopy), "%s", c->id);
     engine_post(e, c, NULL);
@@ -1435,6 +1451,64 @@ int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, co
         else
             free(q.id_out);
     }
+    return rc;
+}
+
+int wfo_engine_start_many(struct wfo_engine *e, const char *workflow, int version, int n,
+                          const char *const *inputs, char **ids, struct wfo_error *err)
+{
+    int rc = engine_ready(e, err);
+    if (rc < 0)
+        return rc;
+    if (n <= 0)
+        return wfo_error_set(err, WFO_EINVAL, "n: expected at least 1, got %d", n);
+    if (ids)
+        memset(ids, 0, (size_t)n * sizeof(*ids));
+    json_t **in = wfo_calloc((size_t)n, sizeof(*in));
+    for (int i = 0; rc == 0 && i < n; i++)
+        if (inputs && inputs[i] && *inputs[i] &&
+            (rc = wfo_json_parse(inputs[i], strlen(inputs[i]), &in[i], err)) < 0)
+            wfo_error_prefix(err, "inputs[%d]", i);
+    int64_t epoch = defs_epoch(e);
+    struct def *d = NULL;
+    if (rc == 0)
+        rc = engine_def(e, e->ns, workflow, version, &d, err);
+    struct reply *r = wfo_calloc((size_t)n, sizeof(*r));
+    struct cmd *head = NULL, **tail = &head;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        reply_init(&r[i]);
+        if (i > 0)
+            def_ref(d); /* one reference per command */
+        *tail = start_cmd(e, e->ns, NULL, 1, d, epoch, in[i], &r[i]);
+        if (ids)
+            ids[i] = wfo_strdup((*tail)->id);
+        tail = &(*tail)->next;
+    }
+    for (int i = 0; i < n; i++)
+        json_decref(in[i]);
+    free(in);
+    if (rc < 0) {
+        free(r);
+        return rc;
+    }
+    /* one hold of the lock and one wake for them all; the first answer
+     * waited for is the only sleep when they commit together */
+    engine_post(e, head, NULL);
+    for (int i = 0; i < n; i++) {
+        struct wfo_error one = WFO_ERROR_INIT;
+        int x = reply_wait(&r[i], &one);
+        json_decref(r[i].doc);
+        if (x < 0 && ids) {
+            free(ids[i]);
+            ids[i] = NULL;
+        }
+        if (x < 0 && rc == 0) {
+            rc = x;
+            if (err)
+                *err = one;
+        }
+    }
+    free(r);
     return rc;
 }
 

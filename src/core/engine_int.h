@@ -235,8 +235,9 @@ void reply_done(struct reply *r, int rc, const struct wfo_error *err);
 /* Waits for r's answer, then releases r; returns its rc, *err its error. */
 int reply_wait(struct reply *r, struct wfo_error *err);
 void cmd_free(struct cmd *c);
-/* Queues c (taken) to the engine thread; refused (and c answered and
- * freed) once the engine stops or failed. Any thread. */
+/* Queues c (taken; a chain by next: all of them, in order) to the engine
+ * thread; refused (and each answered and freed) once the engine stops or
+ * failed. Any thread. */
 int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err);
 /* E1, E2, E4-E7 (engine.c's header) on e, with flight the round submitted
  * and not yet acted on (NULL: none): NULL when they hold, else the name of

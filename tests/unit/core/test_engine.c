@@ -157,6 +157,99 @@ TEST(launch_once_then_concurrent_starts_all_end)
     unlink(p);
 }
 
+/* The first number a query of the SQLite file db prints (the sqlite3
+ * tool: another wfo store on the file would fence the engine). */
+static int store_rows(const char *db, const char *sql)
+{
+    char cmd[512], out[64] = "";
+    snprintf(cmd, sizeof(cmd), "sqlite3 '%s' \"%s\" 2>/dev/null", db, sql);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return -1;
+    int ok = fgets(out, sizeof(out), f) != NULL;
+    pclose(f);
+    return ok ? (int)strtol(out, NULL, 10) : -1;
+}
+
+/* wfo_engine_start_many: n starts in one call, each its own execution
+ * with its own input and a new id; bad arguments refuse the whole call. */
+TEST(start_many)
+{
+    char db[] = "/tmp/wfo-test-engine-XXXXXX";
+    int fd = mkstemp(db);
+    close(fd);
+    char url[64];
+    snprintf(url, sizeof(url), "sqlite:%s", db);
+    struct wfo_engine_options opt = {.db_url = url, .runner_threads = 2};
+    struct wfo_engine *e = NULL;
+    struct wfo_error err = WFO_ERROR_INIT;
+    enum { N = 40 };
+    char in[N][32], *ids[N];
+    const char *inputs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(in[i], sizeof(in[i]), "{\"n\": %d}", 100 + i);
+        inputs[i] = in[i];
+    }
+    is_int(wfo_engine_new(&opt, &e, &err), 0, "engine: %s", err.message);
+    wfo_engine_handle(e, "q", echo, NULL);
+    wfo_engine_put_workflow(e, two_tasks, strlen(two_tasks), NULL, NULL, NULL, &err);
+    is_int(wfo_engine_start_many(e, "two", 0, N, inputs, ids, &err), WFO_ESTATE,
+           "before the launch: refused");
+    is_int(wfo_engine_launch(e, &err), 0, "launched: %s", err.message);
+    is_int(wfo_engine_start_many(e, "two", 0, 0, inputs, ids, &err), WFO_EINVAL, "n 0: refused");
+    inputs[3] = "{\"n\": ";
+    is_int(wfo_engine_start_many(e, "two", 0, N, inputs, ids, &err), WFO_EPARSE,
+           "an input that is not JSON refuses the call");
+    ok(strncmp(err.message, "inputs[3]: ", 11) == 0, "naming it: %s", err.message);
+    int none = 1;
+    for (int i = 0; i < N; i++)
+        none &= ids[i] == NULL;
+    ok(none, "no id given out");
+    inputs[3] = in[3];
+    is_int(wfo_engine_start_many(e, "nosuch", 0, N, inputs, ids, &err), WFO_ENOTFOUND,
+           "an unknown workflow: %s", err.message);
+    is_int(store_rows(db, "SELECT count(*) FROM executions"), 0,
+           "nothing started by the refused calls");
+
+    is_int(wfo_engine_start_many(e, "two", 0, N, inputs, ids, &err), 0, "%d started: %s", N,
+           err.message);
+    int distinct = 1, right = 0, ended = 0;
+    for (int i = 0; i < N; i++)
+        for (int k = i + 1; k < N; k++)
+            distinct &= ids[i] && ids[k] && strcmp(ids[i], ids[k]) != 0;
+    ok(distinct, "each with an id of its own");
+    int64_t until = wfo_mono_ms() + 60000;
+    for (int i = 0; i < N; i++) {
+        char *text = NULL;
+        json_t *doc = NULL;
+        int64_t left = until - wfo_mono_ms();
+        if (ids[i] && wfo_engine_get(e, ids[i], left > 0 ? left : 1, &text, &err) == 0 &&
+            wfo_json_parse(text, strlen(text), &doc, NULL) == 0) {
+            const char *status = wfo_json_str(doc, "status");
+            ended += status && strcmp(status, "completed") == 0;
+            right +=
+                json_integer_value(json_object_get(wfo_json_obj(doc, "output"), "n")) == 100 + i;
+        }
+        json_decref(doc);
+        free(text);
+    }
+    is_int(ended, N, "every one completed");
+    is_int(right, N, "each with its own input's output, ids in the inputs' order");
+    for (int i = 0; i < N; i++)
+        free(ids[i]);
+    is_int(wfo_engine_start_many(e, "two", 0, 2, NULL, NULL, &err), 0,
+           "inputs NULL: every input {}, ids not wanted");
+    is_int(store_rows(db, "SELECT count(*) FROM executions"), N + 2, "%d executions in the store",
+           N + 2);
+    wfo_engine_free(e);
+    unlink(db);
+    char p[64];
+    snprintf(p, sizeof(p), "%s-wal", db);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", db);
+    unlink(p);
+}
+
 int main(void)
 {
     return tap_run();
