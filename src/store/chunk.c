@@ -200,16 +200,26 @@ int chunk_next(struct chunk_reader *r, struct chunk_rec *rec, struct wfo_error *
 
 /* ---- a batch's rows by execution (chunk.h; both back ends) ---- */
 
-/* The slot of pointer id in g->by_ptr: its own, or the free one where it
- * goes. */
-static struct chunk_ptr *ptr_slot(const struct chunk_groups *g, const char *id)
+/* The slot of key in t (cap slots, a power of two): its own, or the empty
+ * one where it goes. by_text compares texts, by_ptr pointers. */
+static struct chunk_slot *slot_of(const struct chunk_groups *g, struct chunk_slot *t,
+                                  const char *key, uint64_t h, int text)
 {
-    size_t h = (size_t)(((uintptr_t)id >> 3) * UINT64_C(0x9E3779B97F4A7C15) >> 20);
-    for (;; h++) {
-        struct chunk_ptr *p = &g->by_ptr[h & g->ptr_mask];
-        if (p->id == id || !p->id)
-            return p;
+    for (size_t i = (size_t)h;; i++) {
+        struct chunk_slot *sl = &t[i & (g->cap - 1)];
+        if (sl->gen != g->gen)
+            return sl;
+        if (text ? sl->hash == h && strcmp(sl->key, key) == 0 : sl->key == key)
+            return sl;
     }
+}
+
+static uint64_t text_hash(const char *s)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        h = (h ^ *p) * UINT64_C(1099511628211);
+    return h;
 }
 
 /* The group of execution id, made when new. */
@@ -217,36 +227,56 @@ static struct chunk_group *group_of(struct chunk_groups *g, const char *id)
 {
     if (id == g->last_id && g->last)
         return &g->v[g->last - 1];
-    struct chunk_ptr *p = id ? ptr_slot(g, id) : NULL;
-    intptr_t i = p && p->id ? p->group : 0;
-    if (!i) {
-        i = (intptr_t)wfo_map_get(&g->by_id, id ? id : "");
-        if (!i) {
+    const char *key = id ? id : "";
+    uint64_t ph = ((uintptr_t)key >> 3) * UINT64_C(0x9E3779B97F4A7C15);
+    struct chunk_slot *p = slot_of(g, g->by_ptr, key, ph >> 32, 0);
+    if (p->gen != g->gen) {
+        uint64_t th = text_hash(key);
+        struct chunk_slot *t = slot_of(g, g->by_text, key, th, 1);
+        if (t->gen != g->gen) {
             g->v[g->n] = (struct chunk_group){id, NULL, -1, -1, -1, -1};
-            i = ++g->n;
-            wfo_map_put(&g->by_id, id ? id : "", (void *)i);
+            *t = (struct chunk_slot){key, th, ++g->n, g->gen};
         }
-        if (p)
-            *p = (struct chunk_ptr){id, (int)i};
+        *p = (struct chunk_slot){key, 0, t->group, g->gen};
     }
     g->last_id = id;
-    g->last = (int)i;
-    return &g->v[i - 1];
+    g->last = p->group;
+    return &g->v[p->group - 1];
+}
+
+/* *arr holds at least n elements of size each (its contents may go). */
+static void *room(void *arr, size_t *cap, size_t n, size_t size)
+{
+    if (n <= *cap)
+        return arr;
+    *cap = n + n / 2;
+    free(arr);
+    return wfo_malloc(*cap * size);
 }
 
 void chunk_groups_build(struct chunk_groups *g, const struct store_batch *b)
 {
-    memset(g, 0, sizeof(*g));
-    /* every slot is set before it is read */
-    g->v = wfo_malloc(((size_t)(b->n_execs + b->n_steps + b->n_history) + 1) * sizeof(*g->v));
-    g->step_next = wfo_malloc(((size_t)b->n_steps + 1) * sizeof(int));
-    g->hist_next = wfo_malloc(((size_t)b->n_history + 1) * sizeof(int));
-    /* at most one pointer per row, the table at most half full */
-    size_t rows = (size_t)(b->n_execs + b->n_steps + b->n_history), cap = 16;
+    size_t rows = (size_t)(b->n_execs + b->n_steps + b->n_history);
+    /* every slot of these is set before it is read */
+    g->v = room(g->v, &g->cap_v, rows + 1, sizeof(*g->v));
+    g->step_next = room(g->step_next, &g->cap_steps, (size_t)b->n_steps + 1, sizeof(int));
+    g->hist_next = room(g->hist_next, &g->cap_hist, (size_t)b->n_history + 1, sizeof(int));
+    /* at most one key per row in each table, at most half full; a new
+     * generation empties both without touching them */
+    size_t cap = g->cap ? g->cap : 64;
     while (cap < 2 * rows)
         cap *= 2;
-    g->by_ptr = wfo_calloc(cap, sizeof(*g->by_ptr));
-    g->ptr_mask = cap - 1;
+    if (cap != g->cap || ++g->gen == 0) {
+        free(g->by_ptr);
+        free(g->by_text);
+        g->by_ptr = wfo_calloc(cap, sizeof(*g->by_ptr));
+        g->by_text = wfo_calloc(cap, sizeof(*g->by_text));
+        g->cap = cap;
+        g->gen = 1;
+    }
+    g->n = 0;
+    g->last_id = NULL;
+    g->last = 0;
     for (int i = 0; i < b->n_execs; i++)
         group_of(g, b->execs[i].id)->x = &b->execs[i];
     for (int i = 0; i < b->n_steps; i++) {
@@ -275,7 +305,8 @@ void chunk_groups_release(struct chunk_groups *g)
     free(g->step_next);
     free(g->hist_next);
     free(g->by_ptr);
-    wfo_map_release(&g->by_id);
+    free(g->by_text);
+    memset(g, 0, sizeof(*g));
 }
 
 /* ---- a page of history (chunk.h; both back ends) ---- */

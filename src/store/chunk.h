@@ -19,7 +19,6 @@
 
 #include "store.h"
 #include "../common/buf.h"
-#include "../common/map.h"
 
 /* The rows of a batch by execution, for every back end: each execution's
  * state, steps and history become one chunk. v[0, n) in the order the
@@ -31,21 +30,30 @@ struct chunk_group {
     int step, last_step, hist, last_hist;
 };
 
-struct chunk_ptr {
-    const char *id; /* NULL: a free slot */
-    int group;      /* index + 1 */
+/* A slot of chunk_groups' tables: empty unless its gen is the build's. */
+struct chunk_slot {
+    const char *key; /* the id's pointer (by_ptr) or text (by_text) */
+    uint64_t hash;   /* by_text: the text's hash */
+    int group;       /* index + 1 */
+    uint32_t gen;
 };
 
+/* The rows of a batch by execution. Zeroed, it is empty; chunk_groups_build
+ * fills it again each time, keeping its arrays (a store builds one per
+ * batch: allocating and clearing them was a fifth of the SQLite writer's
+ * time, bench engine), and chunk_groups_release frees them. */
 struct chunk_groups {
     struct chunk_group *v;
     int n;
     int *step_next, *hist_next;
-    struct wfo_map by_id; /* id -> index + 1 */
-    /* The engine's rows of one execution share its id pointer: a table of
-     * pointers (open addressing) finds most groups without hashing the
-     * text; by_id finds the others. */
-    struct chunk_ptr *by_ptr;
-    size_t ptr_mask;
+    size_t cap_v, cap_steps, cap_hist;
+    /* Open addressing, cap slots each, at most half full. The engine's
+     * rows of one execution share its id pointer: by_ptr finds their group
+     * without reading the text; by_text (FNV-1a of the text) is looked at
+     * once per pointer, for the rows of other callers. */
+    struct chunk_slot *by_ptr, *by_text;
+    size_t cap;
+    uint32_t gen;
     const char *last_id; /* the last group found */
     int last;
 };

@@ -1323,7 +1323,7 @@ static void pg_event_read(const PGresult *r, int i, struct store_event *e)
  * data, then put in the bytea array (which copies them). */
 static int pg_put_chunks(struct pg_tx *t, const struct store_batch *b, struct wfo_error *err)
 {
-    struct chunk_groups g;
+    struct chunk_groups g = {0};
     struct wfo_buf data = WFO_BUF_INIT;
     struct pg_params p;
     size_t *off;

@@ -131,7 +131,7 @@ TEST(groups)
 {
     static char a1[] = "exec-a", a2[] = "exec-a", b1[] = "exec-b";
     struct store_batch b;
-    struct chunk_groups g;
+    struct chunk_groups g = {0};
     store_batch_init(&b);
     store_batch_exec(&b)->id = a1;
     struct store_history *h = store_batch_history(&b);
@@ -172,6 +172,24 @@ TEST(groups)
     for (int i = g.v[1].hist; i >= 0; i = g.hist_next[i])
         n++;
     is_int(n, 1, "b's one history entry");
+
+    /* built again, its tables kept: nothing of the first batch is left */
+    struct store_batch b2;
+    store_batch_init(&b2);
+    static char c1[] = "exec-c";
+    for (int i = 0; i < 3; i++) {
+        h = store_batch_history(&b2);
+        h->exec_id = i == 1 ? b1 : c1;
+        h->seq = i + 1;
+    }
+    chunk_groups_build(&g, &b2);
+    is_int(g.n, 2, "a second batch: its own two groups");
+    ok(g.v[0].id == c1 && !g.v[0].x && g.v[1].id == b1, "c then b, no row left from before");
+    n = 0;
+    for (int i = g.v[0].hist; i >= 0; i = g.hist_next[i])
+        n++;
+    is_int(n, 2, "c's two entries");
     chunk_groups_release(&g);
+    store_batch_release(&b2);
     store_batch_release(&b);
 }
