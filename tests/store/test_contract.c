@@ -1910,6 +1910,7 @@ TEST(migrate_from_v7)
                      " WITHOUT ROWID;"
                      "INSERT INTO chunks_v7 SELECT exec_id, n, hseq, data FROM chunks;"
                      "DROP TABLE chunks; ALTER TABLE chunks_v7 RENAME TO chunks;"
+                     "CREATE INDEX tasks_queue ON tasks (queue, status, ready_at);"
                      "PRAGMA user_version = 7;",
                      res, sizeof(res)),
            0, "migrate v7: made a version 7 file: %s", res);
@@ -1924,6 +1925,9 @@ TEST(migrate_from_v7)
     rawdb_run(path, "SELECT count(*) FROM sqlite_master WHERE name = 'chunks_exec'", res,
               sizeof(res));
     is_str(res, "1\n", "migrate v7: with its index");
+    rawdb_run(path, "SELECT count(*) FROM sqlite_master WHERE name = 'tasks_queue'", res,
+              sizeof(res));
+    is_str(res, "0\n", "migrate v7: tasks_queue, which nothing read, is gone");
     is_str(read_history(s, "c1", &o),
            "c1|1|1001|execution.started|~|~\n"
            "c1|2|1002|step.started|~|~\n",

@@ -118,9 +118,11 @@
     " lease_until INTEGER NOT NULL DEFAULT 0);"
 
 /* What version 8 changed: chunks in a rowid table, appended in commit
- * order, with the unique index chunks_exec (the comment above the schema).
- * For a new store (made as version 3 had it, then moved) and for the
- * migration from 7. */
+ * order, with the unique index chunks_exec (the comment above the schema);
+ * and tasks_queue dropped: no query read it (recovery reads a shard's
+ * tasks in one scan of the small table), and every task row paid for it
+ * three times — put, leased (its status moves), deleted. For a new store
+ * (made as version 3 had it, then moved) and for the migration from 7. */
 #define SQ_V8_SCHEMA                                                                               \
     "CREATE TABLE chunks_v8 (rid INTEGER PRIMARY KEY, exec_id TEXT NOT NULL,"                      \
     " n INTEGER NOT NULL, hseq INTEGER NOT NULL, data BLOB NOT NULL);"                             \
@@ -128,7 +130,8 @@
     " SELECT exec_id, n, hseq, data FROM chunks ORDER BY exec_id, n;"                              \
     "DROP TABLE chunks;"                                                                           \
     "ALTER TABLE chunks_v8 RENAME TO chunks;"                                                      \
-    "CREATE UNIQUE INDEX chunks_exec ON chunks (exec_id, n);"
+    "CREATE UNIQUE INDEX chunks_exec ON chunks (exec_id, n);"                                      \
+    "DROP INDEX IF EXISTS tasks_queue;"
 
 /* What version 5 added (events and signals, SPEC 2.5): for a new store and
  * for the migration from 4. events_match serves await_event's lookup
