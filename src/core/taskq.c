@@ -622,6 +622,9 @@ int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *qu
     size_t i;
     json_t *p;
     int64_t now = wfo_now_ms();
+    /* the commands of the whole poll go to the engine in one chain: one
+     * hold of its lock, one wake */
+    struct cmd *head = NULL, **tail = &head;
     json_array_foreach(*tasks, i, p)
     {
         /* the lease goes to the task's row with a later round; the worker
@@ -633,7 +636,8 @@ int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *qu
         c->path = wfo_strdup(wfo_json_str(p, "task_id"));
         c->lease = wfo_strdup(wfo_json_str(p, "lease"));
         c->leased_until = now + json_integer_value(json_object_get(p, "lease_ms"));
-        engine_post(e, c, NULL);
+        *tail = c;
+        tail = &c->next;
     }
     for (struct taskq_pick *pk = picked; pk; pk = pk->next) {
         struct cmd *c = wfo_calloc(1, sizeof(*c));
@@ -644,8 +648,11 @@ int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *qu
         c->token = pk->token;
         c->worker = pk->worker;
         pk->worker = NULL;
-        engine_post(e, c, NULL);
+        *tail = c;
+        tail = &c->next;
     }
+    if (head)
+        engine_post(e, head, NULL);
     taskq_picks_free(picked);
     return 0;
 }
@@ -686,10 +693,11 @@ static int task_missing(struct wfo_engine *e, const char *ns, const char *id, st
     return wfo_error_set(err, WFO_ENOTFOUND, "task '%s' not found", id);
 }
 
-/* Phase one of a result: checked against the task's lease, then queued to
- * the engine thread; 1 when queued (the reply is pending). */
+/* Phase one of a result: checked against the task's lease, then its
+ * command appended to *tail for the engine thread; 1 when appended (the
+ * reply is pending). */
 static int task_post(struct wfo_engine *e, const char *ns, struct engine_task_result *t,
-                     struct reply *r)
+                     struct reply *r, struct cmd ***tail)
 {
     struct task *k = NULL;
     enum taskq_check ck = taskq_take(&e->tq, ns, t->task_id, t->lease, &k);
@@ -712,7 +720,8 @@ static int task_post(struct wfo_engine *e, const char *ns, struct engine_task_re
     c->out.retryable = t->retryable;
     c->reply = r;
     task_free(k);
-    engine_post(e, c, NULL);
+    **tail = c;
+    *tail = &c->next;
     return 1;
 }
 
@@ -722,10 +731,14 @@ int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_
     int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
-    /* all queued before any is waited for: they share a round */
+    /* all queued, in one chain, before any is waited for: they share a
+     * round, and the engine's lock is taken once */
     struct reply *r = wfo_calloc((size_t)n, sizeof(*r));
+    struct cmd *head = NULL, **tail = &head;
     for (int i = 0; i < n; i++)
-        t[i].rc = task_post(e, ns, &t[i], &r[i]);
+        t[i].rc = task_post(e, ns, &t[i], &r[i], &tail);
+    if (head)
+        engine_post(e, head, NULL);
     for (int i = 0; i < n; i++) {
         if (t[i].rc != 1)
             continue;
