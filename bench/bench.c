@@ -1063,11 +1063,28 @@ static int start_one(struct par *p, long i, struct wfo_error *err)
     else
         snprintf(input, sizeof(input), u->input_fmt, i);
     snprintf(body, sizeof(body), "{\"workflow\": \"%s\", \"input\": %s}", u->workflow, input);
+    if (!u->ids) {
+        /* the answer's document is not read: the client's CPU is the
+         * server's in this benchmark (they share the cores), so it does
+         * not parse what it does not need */
+        long status = 0;
+        char *text = NULL;
+        if (req_do("POST", url, body, REQ_TIMEOUT_MS, &status, NULL, &text, err) < 0)
+            return -1;
+        if (status != 201) {
+            fail(err, "POST %s: status %ld: %.200s", url, status, text ? text : "");
+            free(text);
+            return -1;
+        }
+        free(text);
+        if (u->done_at)
+            u->done_at[i] = (double)wfo_now_ms();
+        return 0;
+    }
     json_t *r = NULL;
     if (req_json("POST", url, body, REQ_TIMEOUT_MS, 201, &r, err) < 0)
         return -1;
-    if (u->ids)
-        snprintf(u->ids[i], WFO_ID_SIZE, "%s", wfo_json_str(r, "id") ? wfo_json_str(r, "id") : "");
+    snprintf(u->ids[i], WFO_ID_SIZE, "%s", wfo_json_str(r, "id") ? wfo_json_str(r, "id") : "");
     if (u->done_at)
         u->done_at[i] = (double)wfo_now_ms();
     json_decref(r);

@@ -479,18 +479,30 @@ static int setup(CURL *h, const struct httpc_request *req, const char *method, s
  * gets a share object for the connection and DNS caches, used only by that
  * thread (so it needs no lock) and freed when the thread exits. Requests
  * with deny_private never use it: a kept connection would skip the address
- * check made when a socket is opened. */
+ * check made when a socket is opened. The thread also keeps the multi
+ * handle its requests run on: making one per request cost a socketpair
+ * and its closing (curl's wake-up pair), two fcntl and more, on both the
+ * benchmark's clients and `wfo worker`. A deny_private request gets a
+ * fresh one, whose connection cache starts empty. */
+struct httpc_thread {
+    CURLSH *sh;
+    CURLM *m;
+};
+
 static pthread_key_t httpc_share_key;
 static pthread_once_t httpc_share_once = PTHREAD_ONCE_INIT;
 
 static void share_free(void *p)
 {
-    curl_share_cleanup(p);
+    struct httpc_thread *t = p;
+    curl_multi_cleanup(t->m);
+    curl_share_cleanup(t->sh);
+    free(t);
 }
 
 /* A forked child must not talk on its parent's kept connections: it
- * forgets the forking thread's share (and leaks it: closing its sockets is
- * the parent's business). */
+ * forgets the forking thread's share and multi handle (and leaks them:
+ * closing their sockets is the parent's business). */
 static void share_forget(void)
 {
     pthread_setspecific(httpc_share_key, NULL);
@@ -502,29 +514,30 @@ static void share_key_init(void)
     pthread_atfork(NULL, NULL, share_forget);
 }
 
-static CURLSH *thread_share(void)
+static struct httpc_thread *thread_kept(void)
 {
     pthread_once(&httpc_share_once, share_key_init);
-    CURLSH *sh = pthread_getspecific(httpc_share_key);
-    if (sh)
-        return sh;
-    sh = curl_share_init();
-    if (!sh)
-        return NULL;
-    if (curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
-        curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
-        pthread_setspecific(httpc_share_key, sh) != 0) {
-        curl_share_cleanup(sh);
+    struct httpc_thread *t = pthread_getspecific(httpc_share_key);
+    if (t)
+        return t;
+    t = wfo_calloc(1, sizeof(*t));
+    t->sh = curl_share_init();
+    t->m = curl_multi_init();
+    if (!t->sh || !t->m ||
+        curl_share_setopt(t->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+        curl_share_setopt(t->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+        pthread_setspecific(httpc_share_key, t) != 0) {
+        share_free(t);
         return NULL;
     }
-    return sh;
+    return t;
 }
 
-/* Runs h to its end on a private multi handle, looking at *cancel between
- * polls. *cancelled is set when it stopped for that. */
-static CURLcode perform(CURL *h, const atomic_int *cancel, int *cancelled)
+/* Runs h to its end on multi handle m (NULL: a private one), looking at
+ * *cancel between polls. *cancelled is set when it stopped for that. */
+static CURLcode perform(CURL *h, CURLM *kept, const atomic_int *cancel, int *cancelled)
 {
-    CURLM *m = curl_multi_init();
+    CURLM *m = kept ? kept : curl_multi_init();
     CURLcode result = CURLE_OK;
     int running = 1;
 
@@ -532,7 +545,8 @@ static CURLcode perform(CURL *h, const atomic_int *cancel, int *cancelled)
     if (!m)
         return CURLE_OUT_OF_MEMORY;
     if (curl_multi_add_handle(m, h) != CURLM_OK) {
-        curl_multi_cleanup(m);
+        if (!kept)
+            curl_multi_cleanup(m);
         return CURLE_OUT_OF_MEMORY;
     }
     for (;;) {
@@ -559,7 +573,8 @@ static CURLcode perform(CURL *h, const atomic_int *cancel, int *cancelled)
         }
     }
     curl_multi_remove_handle(m, h);
-    curl_multi_cleanup(m);
+    if (!kept)
+        curl_multi_cleanup(m);
     return result;
 }
 
@@ -611,12 +626,10 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
         rc = wfo_error_set(err, WFO_EIO, "cannot set up a request to '%s'", shown);
         goto out;
     }
-    if (!req->deny_private) {
-        CURLSH *sh = thread_share();
-        if (sh)
-            curl_easy_setopt(h, CURLOPT_SHARE, sh);
-    }
-    r = perform(h, req->cancel, &cancelled);
+    struct httpc_thread *kept = req->deny_private ? NULL : thread_kept();
+    if (kept)
+        curl_easy_setopt(h, CURLOPT_SHARE, kept->sh);
+    r = perform(h, kept ? kept->m : NULL, req->cancel, &cancelled);
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     res->status = status;
