@@ -120,8 +120,11 @@ static void log_line(enum wfo_log_level level, const char *exec_id, const char *
     struct wfo_buf msg = WFO_BUF_INIT, line = WFO_BUF_INIT;
     char now[40];
 
-    wfo_buf_vaddf(&msg, fmt, ap);
-    wfo_redact_buf(&msg); /* no secret's value in any log line (SPEC 2.1) */
+    if (strchr(fmt, '%'))
+        wfo_buf_vaddf(&msg, fmt, ap);
+    else
+        wfo_buf_adds(&msg, fmt); /* "audit" and the like: no printf */
+    wfo_redact_buf(&msg);        /* no secret's value in any log line (SPEC 2.1) */
     if (msg.len > LOG_MAX_MSG) {
         msg.len = LOG_MAX_MSG;
         msg.buf[msg.len] = '\0';
@@ -147,7 +150,9 @@ static void log_line(enum wfo_log_level level, const char *exec_id, const char *
         wfo_json_dumpb(o, &line);
         json_decref(o);
     } else {
-        wfo_buf_addf(&line, "%s %s", now, log_names_upper[level]);
+        wfo_buf_adds(&line, now);
+        wfo_buf_addch(&line, ' ');
+        wfo_buf_adds(&line, log_names_upper[level]);
         if (exec_id) {
             wfo_buf_adds(&line, " exec=");
             log_add_text(&line, exec_id);
@@ -165,7 +170,9 @@ static void log_line(enum wfo_log_level level, const char *exec_id, const char *
         for (int i = 0; i < n; i++) {
             if (!kv[2 * i + 1])
                 continue;
-            wfo_buf_addf(&line, " %s=", kv[2 * i]);
+            wfo_buf_addch(&line, ' ');
+            wfo_buf_adds(&line, kv[2 * i]);
+            wfo_buf_addch(&line, '=');
             /* quoted when it holds a blank, so that the line splits back */
             int q = strpbrk(kv[2 * i + 1], " \t\"") != NULL || !kv[2 * i + 1][0];
             if (q)

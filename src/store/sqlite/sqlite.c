@@ -653,7 +653,9 @@ static int sq_exec_state(const struct sq_cb *cb, struct store_exec *r)
     int rc;
 
     sq_text(st, 1, r->id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    /* the first step waits out a memory store's table lock, as every
+     * read's does (sq_step); later ones cannot meet a new one */
+    for (int seen = 0; (rc = seen++ ? sqlite3_step(st) : sq_step(st)) == SQLITE_ROW;) {
         struct chunk_reader cr;
         struct chunk_rec rec;
         rc = chunk_open(&cr, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), r->id,

@@ -1221,6 +1221,14 @@ static void *cc_reader(void *arg)
                 break;
             }
             reads++;
+            /* one execution with its state (its newest chunk), as a GET
+             * reads it: a memory store's table lock is waited out there
+             * too */
+            struct out o = {0};
+            if (c->s->ops->get_exec(c->s, l.ids[i], exec_cb, &o, &err)) {
+                cc_error(c, "get", err.message);
+                break;
+            }
             /* Listed running: its first batch committed, so 2 or 3 now. */
             if (n < 2 || n > 3 || (strcmp(l.status[i], "completed") == 0 && n != 3)) {
                 pthread_mutex_lock(&c->mu);
