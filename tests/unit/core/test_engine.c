@@ -55,6 +55,26 @@ static int threads_named(const char *name)
     return n;
 }
 
+/* A new SQLite file named from the template db, and its store URL. */
+static void temp_db(char *db, char *url, size_t size)
+{
+    int fd = mkstemp(db);
+    if (fd >= 0)
+        close(fd);
+    snprintf(url, size, "sqlite:%s", db);
+}
+
+/* The file db and its WAL and shared-memory files. */
+static void remove_db(const char *db)
+{
+    char p[80];
+    unlink(db);
+    snprintf(p, sizeof(p), "%s-wal", db);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", db);
+    unlink(p);
+}
+
 #define STARTERS 24
 #define EACH 20
 
@@ -87,11 +107,8 @@ static void *start_some(void *arg)
 
 TEST(launch_once_then_concurrent_starts_all_end)
 {
-    char db[] = "/tmp/wfo-test-engine-XXXXXX";
-    int fd = mkstemp(db);
-    close(fd);
-    char url[64];
-    snprintf(url, sizeof(url), "sqlite:%s", db);
+    char db[] = "/tmp/wfo-test-engine-XXXXXX", url[64];
+    temp_db(db, url, sizeof(url));
     struct wfo_engine_options opt = {.db_url = url, .runner_threads = 4};
     struct wfo_engine *e = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
@@ -149,12 +166,7 @@ TEST(launch_once_then_concurrent_starts_all_end)
     is_int(ended, STARTERS * EACH, "every execution completed");
     is_int(right, STARTERS * EACH, "each with its own output");
     wfo_engine_free(e);
-    unlink(db);
-    char p[64];
-    snprintf(p, sizeof(p), "%s-wal", db);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s-shm", db);
-    unlink(p);
+    remove_db(db);
 }
 
 /* The first number a query of the SQLite file db prints (the sqlite3
@@ -175,11 +187,8 @@ static int store_rows(const char *db, const char *sql)
  * with its own input and a new id; bad arguments refuse the whole call. */
 TEST(start_many)
 {
-    char db[] = "/tmp/wfo-test-engine-XXXXXX";
-    int fd = mkstemp(db);
-    close(fd);
-    char url[64];
-    snprintf(url, sizeof(url), "sqlite:%s", db);
+    char db[] = "/tmp/wfo-test-engine-XXXXXX", url[64];
+    temp_db(db, url, sizeof(url));
     struct wfo_engine_options opt = {.db_url = url, .runner_threads = 2};
     struct wfo_engine *e = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
@@ -242,12 +251,7 @@ TEST(start_many)
     is_int(store_rows(db, "SELECT count(*) FROM executions"), N + 2, "%d executions in the store",
            N + 2);
     wfo_engine_free(e);
-    unlink(db);
-    char p[64];
-    snprintf(p, sizeof(p), "%s-wal", db);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s-shm", db);
-    unlink(p);
+    remove_db(db);
 }
 
 int main(void)
