@@ -478,15 +478,6 @@ struct sq_store {
     struct wfo_buf chunk;       /* the chunks being written */
     struct chunk_groups groups; /* the batch's rows by execution (kept between batches) */
 
-    /* WAL checkpoints of a file store: on a thread of their own with a
-     * connection of their own (sq_ckpt_main), woken by the writer's WAL
-     * hook; guarded by cmu */
-    pthread_mutex_t cmu;
-    pthread_cond_t ccv;
-    pthread_t ckpt;
-    int ckpt_started, ckpt_due, ckpt_stop;
-    sqlite3 *cdb;
-
     pthread_mutex_t pmu; /* guards n_readers and each reader's busy */
     pthread_cond_t pcv;  /* a reader became free */
     int n_readers;
@@ -1064,9 +1055,6 @@ static int sq_accepts(const char *url)
     return strncmp(url, "sqlite:", 7) == 0 || !sq_has_scheme(url);
 }
 
-static int sq_ckpt_start(struct sq_store *s, struct wfo_error *err);
-static void sq_ckpt_stop(struct sq_store *s);
-
 static void sq_close(struct store *base)
 {
     struct sq_store *s;
@@ -1074,7 +1062,6 @@ static void sq_close(struct store *base)
     if (!base)
         return;
     s = sq_store(base);
-    sq_ckpt_stop(s);
     for (int i = 0; i < s->n_readers; i++) {
         wfo_assert(!s->readers[i].busy);
         for (int q = 0; q < R__COUNT; q++)
@@ -1091,8 +1078,6 @@ static void sq_close(struct store *base)
     /* Last: a memory database goes with its last connection. */
     sqlite3_close_v2(s->w);
     pthread_mutex_destroy(&s->wmu);
-    pthread_mutex_destroy(&s->cmu);
-    pthread_cond_destroy(&s->ccv);
     pthread_mutex_destroy(&s->pmu);
     pthread_cond_destroy(&s->pcv);
     free(s->name);
@@ -1164,8 +1149,6 @@ static int sq_open(const char *url, struct store **out, struct wfo_error *err)
     s = wfo_calloc(1, sizeof(*s));
     s->base.ops = &store_sqlite_ops;
     pthread_mutex_init(&s->wmu, NULL);
-    pthread_mutex_init(&s->cmu, NULL);
-    pthread_cond_init(&s->ccv, NULL);
     pthread_mutex_init(&s->pmu, NULL);
     wfo_buf_init(&s->chunk, 0);
     s->max_readers = 8;
@@ -1210,108 +1193,12 @@ static int sq_open(const char *url, struct store **out, struct wfo_error *err)
         rc = sq_fail(s, s->w, err, "opening store");
         goto out;
     }
-    rc = sq_ckpt_start(s, err);
-    if (rc)
-        goto out;
     *out = &s->base;
     s = NULL;
 out:
     wfo_buf_release(&name);
     sq_close(s ? &s->base : NULL);
     return rc;
-}
-
-/* ---- checkpoints ---- */
-
-/* A checkpoint once the WAL holds this many frames: SQLite's own default
- * (wal_autocheckpoint), taken off the writer. */
-#define SQ_CKPT_FRAMES 1000
-/* ... and by the writer itself past this many, so that the WAL starts over
- * (sq_wal_hook). */
-#define SQ_CKPT_WRITER_FRAMES 4000
-
-/* The writer's WAL hook, after each commit: frames in the WAL. It replaces
- * SQLite's automatic checkpoint, which ran inside the writer's COMMIT
- * (copying pages into the database file and syncing it: a tenth of the
- * writer's time in bench engine, on the path of every caller waiting for
- * that commit). */
-static int sq_wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
-{
-    struct sq_store *s = ud;
-    if (frames >= SQ_CKPT_WRITER_FRAMES) {
-        /* The WAL starts over only when a checkpoint has copied all of it
-         * before the next write transaction begins, which a checkpoint
-         * running beside a busy writer never does; here, between two
-         * transactions, it has only the frames since the thread's last one
-         * to copy. BUSY: the thread is at it; the next commit tries again. */
-        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    } else if (frames >= SQ_CKPT_FRAMES) {
-        pthread_mutex_lock(&s->cmu);
-        s->ckpt_due = 1;
-        pthread_cond_signal(&s->ccv);
-        pthread_mutex_unlock(&s->cmu);
-    }
-    return SQLITE_OK;
-}
-
-/* The checkpoint thread: a PASSIVE checkpoint each time the hook asks,
- * which copies what no reader still needs and never waits for the writer;
- * once all of the WAL is in the database, the writer's next transaction
- * starts the WAL again from its beginning. */
-static void *sq_ckpt_main(void *arg)
-{
-    struct sq_store *s = arg;
-    pthread_setname_np(pthread_self(), "wfo-checkpoint");
-    pthread_mutex_lock(&s->cmu);
-    for (;;) {
-        while (!s->ckpt_due && !s->ckpt_stop)
-            pthread_cond_wait(&s->ccv, &s->cmu);
-        if (s->ckpt_stop)
-            break;
-        s->ckpt_due = 0;
-        pthread_mutex_unlock(&s->cmu);
-        int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            fprintf(stderr, "wfo: checkpoint of store '%s': %s\n", s->label,
-                    sqlite3_errmsg(s->cdb));
-        pthread_mutex_lock(&s->cmu);
-    }
-    pthread_mutex_unlock(&s->cmu);
-    return NULL;
-}
-
-/* Moves a file store's checkpoints to their thread. */
-static int sq_ckpt_start(struct sq_store *s, struct wfo_error *err)
-{
-    if (s->memory)
-        return 0;
-    int rc = sq_connect(s, 1, &s->cdb, err);
-    if (rc)
-        return rc;
-    /* a connection that has read nothing does not know the WAL yet, and
-     * its checkpoints do nothing (they answer a log of -1 frames) */
-    if (sqlite3_exec(s->cdb, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK)
-        return sq_fail(s, s->cdb, err, "opening store");
-    if (pthread_create(&s->ckpt, NULL, sq_ckpt_main, s) != 0)
-        return wfo_error_set(err, WFO_ESTORE, "opening store '%s': cannot start a thread",
-                             s->label);
-    s->ckpt_started = 1;
-    sqlite3_wal_hook(s->w, sq_wal_hook, s); /* SQLite then checkpoints no more by itself */
-    return 0;
-}
-
-static void sq_ckpt_stop(struct sq_store *s)
-{
-    if (s->ckpt_started) {
-        pthread_mutex_lock(&s->cmu);
-        s->ckpt_stop = 1;
-        pthread_cond_signal(&s->ccv);
-        pthread_mutex_unlock(&s->cmu);
-        pthread_join(s->ckpt, NULL);
-        s->ckpt_started = 0;
-    }
-    sqlite3_close_v2(s->cdb);
-    s->cdb = NULL;
 }
 
 /* ---- the reader pool ---- */

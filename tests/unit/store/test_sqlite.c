@@ -1060,51 +1060,6 @@ TEST(file_reopen)
     store_close(s);
 }
 
-/* Checkpoints run on their own thread (sqlite.c, "checkpoints"): the
- * writer commits past SQLite's 1,000-frame mark without one, yet the
- * pages reach the database file and the WAL starts over rather than grow
- * with every commit. */
-TEST(checkpoints_off_the_writer)
-{
-    struct wfo_error err = WFO_ERROR_INIT;
-    struct store_batch b;
-    char url[512], db[600], wal[620], big[4001];
-    struct stat st;
-
-    file_url(url, sizeof(url), "ckpt.db");
-    snprintf(db, sizeof(db), "%s", url + 7);
-    snprintf(wal, sizeof(wal), "%s-wal", db);
-    memset(big, 'x', sizeof(big) - 1);
-    big[sizeof(big) - 1] = 0;
-    struct store *s = open_ok(url);
-    store_batch_init(&b);
-    off_t wal_max = 0;
-    int failed = 0;
-    /* about 5 pages of 16 KiB a commit: 3,000 frames over 600 commits */
-    for (int i = 0; i < 600; i++) {
-        char ids[20][32];
-        for (int k = 0; k < 20; k++) {
-            snprintf(ids[k], sizeof(ids[k]), "c%d-%d", i, k);
-            add_exec(&b, ids[k], "default", "w", "running", 1)->input = big;
-        }
-        failed += apply(s, &b, &err) != 0;
-        if (stat(wal, &st) == 0 && st.st_size > wal_max)
-            wal_max = st.st_size;
-    }
-    is_int(failed, 0, "600 commits: %s", err.message);
-    int64_t until = wfo_mono_ms() + 10000;
-    while (wfo_mono_ms() < until && (stat(db, &st) != 0 || st.st_size < 20 * 1024 * 1024))
-        usleep(10000);
-    ok(stat(db, &st) == 0 && st.st_size >= 20 * 1024 * 1024,
-       "the pages reach the database file (%lld bytes)", (long long)st.st_size);
-    ok(wal_max < 100LL * 1024 * 1024,
-       "the WAL starts over instead of growing with each commit (at most %lld bytes; about "
-       "150 MB of frames were written)",
-       (long long)wal_max);
-    store_batch_release(&b);
-    store_close(s);
-}
-
 TEST(memory_stores_are_separate)
 {
     struct wfo_error err = WFO_ERROR_INIT;
