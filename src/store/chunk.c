@@ -254,6 +254,18 @@ static void *room(void *arr, size_t *cap, size_t n, size_t size)
     return wfo_malloc(*cap * size);
 }
 
+/* Appends row i to a group's list of rows (first, last; next links them,
+ * -1 ends). */
+static void chain(int *next, int *first, int *last, int i)
+{
+    next[i] = -1;
+    if (*last >= 0)
+        next[*last] = i;
+    else
+        *first = i;
+    *last = i;
+}
+
 void chunk_groups_build(struct chunk_groups *g, const struct store_batch *b)
 {
     size_t rows = (size_t)(b->n_execs + b->n_steps + b->n_history);
@@ -281,21 +293,11 @@ void chunk_groups_build(struct chunk_groups *g, const struct store_batch *b)
         group_of(g, b->execs[i].id)->x = &b->execs[i];
     for (int i = 0; i < b->n_steps; i++) {
         struct chunk_group *r = group_of(g, b->steps[i].exec_id);
-        g->step_next[i] = -1;
-        if (r->last_step >= 0)
-            g->step_next[r->last_step] = i;
-        else
-            r->step = i;
-        r->last_step = i;
+        chain(g->step_next, &r->step, &r->last_step, i);
     }
     for (int i = 0; i < b->n_history; i++) {
         struct chunk_group *r = group_of(g, b->history[i].exec_id);
-        g->hist_next[i] = -1;
-        if (r->last_hist >= 0)
-            g->hist_next[r->last_hist] = i;
-        else
-            r->hist = i;
-        r->last_hist = i;
+        chain(g->hist_next, &r->hist, &r->last_hist, i);
     }
 }
 
