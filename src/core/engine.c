@@ -745,6 +745,10 @@ const char *engine_check(struct wfo_engine *e, const struct round *flight, char 
     name = check_not_run(e, &e->fsm, why, n);
     if (!name && flight && !flight->done)
         name = check_not_run(e, &flight->fx, why, n);
+    /* E1: the jobs a round made are queued once it was acted on */
+    if (!name && e->n_staged)
+        name =
+            check_broken(why, n, "E1", "%d jobs made but not queued for the runners", e->n_staged);
     /* E2: a failed commit stops the engine */
     for (int i = 0; i < 3 && !name; i++)
         if (e->rounds[i].busy && e->rounds[i].done && e->rounds[i].rc < 0 && !e->failed)

@@ -36,6 +36,18 @@ TEST(holds_on_a_new_engine)
     wfo_engine_free(e);
 }
 
+TEST(e1_jobs_made_not_queued)
+{
+    struct wfo_engine *e = engine();
+    char why[256];
+    e->n_staged = 2; /* as if after_commit had not flushed them */
+    const char *name = check(e, why, sizeof(why));
+    ok(name && !strcmp(name, "E1") && strstr(why, "not queued"), "E1: %s", why);
+    e->n_staged = 0;
+    ok(check(e, why, sizeof(why)) == NULL, "flushed: holds");
+    wfo_engine_free(e);
+}
+
 TEST(e2_a_failed_commit_goes_on)
 {
     struct wfo_engine *e = engine();
