@@ -290,7 +290,10 @@ def test_graceful_stop(tmp_path, sig):
 
     th = threading.Thread(target=long_poll)
     th.start()
-    time.sleep(0.5)
+    # time for the poll to reach the server and wait; 0.5 s was too short
+    # once on a loaded machine (the stop came first and closed the
+    # connection before the request was read)
+    time.sleep(2.0)
     t0 = time.monotonic()
     assert srv.stop(sig) == 0
     assert time.monotonic() - t0 < 8
