@@ -10,8 +10,9 @@
  * interleave. Between wfo_log_hold() and wfo_log_release() a thread's lines
  * are kept and then written together, still whole lines in order, with one
  * write(2) (the engine's lines of a round: a system call per line was a
- * large part of the server's logging under load). In text lines, control characters of the message
- * are escaped so that one call is always one line.
+ * large part of the server's logging under load). In text lines, control
+ * characters of the message are escaped so that one call is always one
+ * line.
  */
 #include "common/compat.h"
 
