@@ -121,7 +121,12 @@ const char *api_header(const struct api_req *r, const char *name);
  * returns their count (never 0), or -1 at the end; free() lets it go. The
  * transport calls read() on the connection's thread. */
 struct api_stream {
+    /* up to max bytes into buf, waiting for some: the count, or -1 at the end */
     long (*read)(struct api_stream *st, char *buf, size_t max);
+    /* read without waiting: 0 when nothing is ready yet, then wait()
+     * (which returns when there may be more, or after a slice) */
+    long (*try_read)(struct api_stream *st, char *buf, size_t max);
+    void (*wait)(struct api_stream *st);
     void (*free)(struct api_stream *st);
 };
 
@@ -161,6 +166,28 @@ void api_stop(struct api *a);
 /* Routes and answers one request; never fails: every problem is an error
  * document in resp. Records the request in the metrics. */
 void api_handle(struct api *a, struct api_req *req, struct api_resp *resp);
+
+/* A request answered later, without a thread waiting for it (http.c's
+ * pool mode): api_can_later() says whether req's route can (a start
+ * without ?wait=, on a node that forwards nothing); api_begin() then
+ * either answers at once (0, resp filled) or queues the work (1): done(ud)
+ * is called once, from the engine's thread, when it has ended (it must not
+ * block), and api_end() then fills resp on any other thread. Both record
+ * the request as api_handle does. */
+struct api_route;
+struct api_halves;
+struct api_later {
+    void (*done)(void *ud);
+    void *ud;
+    /* api's own */
+    const struct api_route *route;
+    const struct api_halves *halves;
+    int64_t t0;
+    void *state;
+};
+int api_can_later(struct api *a, const struct api_req *req);
+int api_begin(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l);
+void api_end(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l);
 
 /* The 413 of a body over limit bytes (recorded like api_handle's). */
 void api_too_large(struct api *a, struct api_req *req, struct api_resp *resp, size_t limit);
@@ -204,6 +231,13 @@ void api_metrics_on_progress(void *ud, const struct wfo_progress *p);
 
 typedef int (*api_handler)(struct api *a, struct api_req *req, struct api_resp *resp,
                            struct wfo_error *err);
+/* A route's two halves for api_begin / api_end: the first queues the
+ * work (1) with l->done to call, keeping what it needs in l->state; the
+ * second makes the answer, and frees l->state whatever happened. */
+typedef int (*api_later_fn)(struct api *a, struct api_req *req, struct api_later *l,
+                            struct wfo_error *err);
+typedef int (*api_end_fn)(struct api *a, struct api_req *req, struct api_resp *resp,
+                          struct api_later *l, struct wfo_error *err);
 
 struct api_token {
     unsigned char sha256[32];
@@ -294,6 +328,10 @@ int api_workflow_delete(struct api *a, struct api_req *req, struct api_resp *res
 
 int api_execution_start(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err);
+int api_execution_start_later(struct api *a, struct api_req *req, struct api_later *l,
+                              struct wfo_error *err);
+int api_execution_start_end(struct api *a, struct api_req *req, struct api_resp *resp,
+                            struct api_later *l, struct wfo_error *err);
 int api_execution_get(struct api *a, struct api_req *req, struct api_resp *resp,
                       struct wfo_error *err);
 int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp,

@@ -56,66 +56,101 @@ static int doc_reply(struct api *a, const struct api_req *req, const char *id, i
     return 0;
 }
 
+/* A start's request, checked: what it asks, with the body it borrows from. */
+struct start_args {
+    json_t *body;
+    int64_t wait_ms;
+    char idbuf[WFO_EXEC_ID_SIZE];
+    struct engine_start_req q;
+    struct engine_later *later; /* api_execution_start_later's */
+};
+
+static int start_args(struct api *a, struct api_req *req, struct start_args *s,
+                      struct wfo_error *err)
+{
+    const char *workflow = NULL, *id = NULL;
+    int64_t version = 0;
+    static const char *const known[] = {"workflow", "version", "input", "id", NULL};
+    int rc = api_query_duration(req, "wait", &s->wait_ms, err);
+    if (rc < 0 || (rc = api_body_object(req, 0, &s->body, err)) < 0 ||
+        (rc = api_fields_known(s->body, NULL, known, err)) < 0 ||
+        (rc = api_field_str(s->body, "workflow", 1, &workflow, err)) < 0 ||
+        (rc = api_field_int(s->body, "version", 0, 1, 2147483647, &version, err)) < 0 ||
+        (rc = api_field_str(s->body, "id", 0, &id, err)) < 0)
+        return rc;
+    if (!workflow[0])
+        return wfo_error_set(err, WFO_EINVAL, "workflow: must not be empty");
+    if (id && (!id[0] || strlen(id) >= WFO_EXEC_ID_SIZE))
+        return wfo_error_set(err, WFO_EINVAL, "id: expected 1 to %d bytes", WFO_EXEC_ID_SIZE - 1);
+    json_t *input = json_object_get(s->body, "input");
+    if ((rc = api_payload_check(a, input, "input", err)) < 0)
+        return rc;
+    if (!id) {
+        wfo_id_new(s->idbuf);
+        id = s->idbuf;
+    }
+    s->q = (struct engine_start_req){.ns = req->ns,
+                                     .workflow = workflow,
+                                     .version = (int)version,
+                                     .input = input,
+                                     .id = id,
+                                     .fresh_id = id == s->idbuf,
+                                     .want_doc = s->wait_ms <= 0};
+    return 0;
+}
+
+/* The answer of a start that committed (its out fields in s->q), after the
+ * wait it asked for. */
+static int start_answer(struct api *a, struct api_req *req, struct start_args *s,
+                        struct api_resp *resp, struct wfo_error *err)
+{
+    int rc = 0;
+    if (s->q.doc) /* the document as this start committed it */
+        api_resp_json(resp, 201, s->q.doc);
+    else if (s->wait_ms <= 0 || (rc = wait_end(a, req->ns, s->q.id_out, s->wait_ms, err)) == 0)
+        rc = doc_reply(a, req, s->q.id_out, s->q.created ? 201 : 200, resp, err);
+    free(s->q.id_out);
+    s->q.id_out = NULL;
+    return rc;
+}
+
 int api_execution_start(struct api *a, struct api_req *req, struct api_resp *resp,
                         struct wfo_error *err)
 {
-    json_t *body = NULL;
-    const char *workflow = NULL, *id = NULL;
-    int64_t version = 0, wait_ms = 0;
-    char idbuf[WFO_EXEC_ID_SIZE], *id_out = NULL;
-    int created = 0, rc;
-
-    rc = api_query_duration(req, "wait", &wait_ms, err);
-    if (rc < 0)
-        goto out;
-    static const char *const known[] = {"workflow", "version", "input", "id", NULL};
-    rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0)
-        goto out;
-    if ((rc = api_field_str(body, "workflow", 1, &workflow, err)) < 0 ||
-        (rc = api_field_int(body, "version", 0, 1, 2147483647, &version, err)) < 0 ||
-        (rc = api_field_str(body, "id", 0, &id, err)) < 0)
-        goto out;
-    if (!workflow[0]) {
-        rc = wfo_error_set(err, WFO_EINVAL, "workflow: must not be empty");
-        goto out;
-    }
-    if (id && (!id[0] || strlen(id) >= WFO_EXEC_ID_SIZE)) {
-        rc = wfo_error_set(err, WFO_EINVAL, "id: expected 1 to %d bytes", WFO_EXEC_ID_SIZE - 1);
-        goto out;
-    }
-    json_t *input = json_object_get(body, "input");
-    if ((rc = api_payload_check(a, input, "input", err)) < 0)
-        goto out;
-    if (!id) {
-        wfo_id_new(idbuf);
-        id = idbuf;
-    }
+    struct start_args s = {0};
+    int rc = start_args(a, req, &s, err);
     /* refused before anything starts when the token waits too much already */
-    if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
-        goto out;
-    struct engine_start_req q = {.ns = req->ns,
-                                 .workflow = workflow,
-                                 .version = (int)version,
-                                 .input = input,
-                                 .id = id,
-                                 .fresh_id = id == idbuf,
-                                 .want_doc = wait_ms <= 0};
-    rc = engine_start(a->engine, &q, err);
-    if (rc < 0)
-        goto out;
-    created = q.created;
-    id_out = q.id_out;
-    if (q.doc) { /* the document as this start committed it */
-        api_resp_json(resp, 201, q.doc);
-        goto out;
-    }
-    if (wait_ms > 0 && (rc = wait_end(a, req->ns, id_out, wait_ms, err)) < 0)
-        goto out;
-    rc = doc_reply(a, req, id_out, created ? 201 : 200, resp, err);
-out:
-    json_decref(body);
-    free(id_out);
+    if (rc == 0 && s.wait_ms > 0)
+        rc = api_wait_begin(a, req, err);
+    if (rc == 0 && (rc = engine_start(a->engine, &s.q, err)) == 0)
+        rc = start_answer(a, req, &s, resp, err);
+    json_decref(s.body);
+    return rc;
+}
+
+int api_execution_start_later(struct api *a, struct api_req *req, struct api_later *l,
+                              struct wfo_error *err)
+{
+    struct start_args *s = wfo_calloc(1, sizeof(*s));
+    l->state = s;
+    int rc = start_args(a, req, s, err);
+    if (rc == 0 && s->wait_ms > 0) /* api_can_later() said no to these */
+        rc = wfo_error_set(err, WFO_EINTERNAL, "a start with ?wait= cannot be answered later");
+    if (rc == 0)
+        rc = engine_start_post(a->engine, &s->q, l->done, l->ud, &s->later, err);
+    return rc < 0 ? rc : 1;
+}
+
+int api_execution_start_end(struct api *a, struct api_req *req, struct api_resp *resp,
+                            struct api_later *l, struct wfo_error *err)
+{
+    struct start_args *s = l->state;
+    int rc = 0;
+    if (s->later && (rc = engine_start_end(s->later, &s->q, err)) == 0)
+        rc = start_answer(a, req, s, resp, err);
+    json_decref(s->body);
+    free(s);
+    l->state = NULL;
     return rc;
 }
 

@@ -8,28 +8,32 @@
  *
  * How libmicrohttpd is used, and why:
  *   - two ways to run connections (server.http_threads):
- *       0      (the default) one thread per connection
- *              (MHD_USE_THREAD_PER_CONNECTION, poll() rather than select()
- *              so descriptors past 1024 work): a request that waits (for
- *              its commit, or a long poll) simply blocks in its
- *              connection's thread.
- *       N > 0  a pool of N threads, each polling its share of the
- *              connections with epoll (MHD_USE_EPOLL, internal threads,
+ *       N > 0  (the default: one per CPU, 2 to 16) a pool of N threads,
+ *              each polling its share of the connections with epoll
+ *              (MHD_USE_EPOLL, internal threads,
  *              MHD_OPTION_THREAD_POOL_SIZE): idle connections cost no
  *              thread. A request that may wait (may_wait(): every one but
  *              GET and HEAD waits for its commit; a `wait` query
  *              parameter is a long poll) must not hold a pool thread: its
- *              connection is suspended (MHD_suspend_connection), a waiter
- *              thread runs it and resumes the connection, and the pool
- *              thread sends the answer. The engine's calls block their
- *              caller until the commit or the end of the wait (engine.h
- *              has no callbacks), so each such request holds a waiter
- *              thread while it waits; idle waiters beyond WAITERS_KEEP end
- *              after WAITER_IDLE_MS.
- *     The hand-off costs two more thread switches per request that
- *     waits, and `bench http` measured the pool mode at about a fifth
- *     more server CPU per workflow than a thread per connection, hence
- *     the default (docs/operations/scaling.md, "HTTP threading"). Either
+ *              connection is suspended (MHD_suspend_connection). A start
+ *              is queued to the engine with api_begin(), whose callback
+ *              (the engine's thread, after the commit) only resumes the
+ *              connection; the pool thread then makes the answer
+ *              (api_end()) and sends it: no thread waits. Any other such
+ *              request is a job for a waiter thread, which runs it and
+ *              resumes the connection; idle waiters beyond WAITERS_KEEP
+ *              end after WAITER_IDLE_MS. An event stream with nothing to
+ *              send suspends its connection too, and a waiter sleeps on
+ *              the outbox for it (stream_reader).
+ *       0      one thread per connection (MHD_USE_THREAD_PER_CONNECTION,
+ *              poll() rather than select() so descriptors past 1024
+ *              work): a request that waits simply blocks in its
+ *              connection's thread.
+ *     With a thread per connection, each request costs its thread two
+ *     wake-ups (its bytes, its commit); the pool handles the answers of
+ *     one commit and the requests that came meanwhile in one wake-up, and
+ *     `bench http` measured it at about a fifth less server CPU per
+ *     workflow (docs/operations/scaling.md, "HTTP threading"). Either
  *     way a client that sends half a request and stalls holds no one
  *     else's thread, and idle or stalled connections are closed after
  *     conn_timeout_s.
@@ -56,9 +60,9 @@
  *     hang-up goes unnoticed by libmicrohttpd: the long poll's own limits
  *     end it (server.max_wait through api_wait_cap(), a slice after
  *     api_stop(), and conn_gone() between slices of a task poll).
- *  2. Once a waiter resumes a connection it touches neither the
- *     connection nor its struct http_req again: the pool thread may
- *     answer, finish and free them at once.
+ *  2. Once a waiter (or api_begin's callback) resumes a connection it
+ *     touches neither the connection nor its struct http_req again: the
+ *     pool thread may answer, finish and free them at once.
  *  3. libmicrohttpd must not be stopped with a suspended connection (it
  *     aborts): every suspended request is counted in `busy` until it is
  *     resumed, no request is suspended once `waiters_stop` is set (under
@@ -72,6 +76,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +102,14 @@
 #define WAITERS_KEEP 4
 #define WAITER_IDLE_MS 30000
 
+/* What a waiter runs: a request that may wait, or the wait of a stream
+ * with nothing to send yet. */
+struct http_job {
+    void (*run)(struct http_server *s, struct http_job *j);
+    struct MHD_Connection *conn; /* suspended until run() resumes it */
+    struct http_job *next;       /* in s->jobs */
+};
+
 struct http_waiter {
     struct http_server *s;
     pthread_t th;
@@ -116,7 +129,7 @@ struct http_server {
     /* pool mode: long polls queued for the waiters */
     pthread_mutex_t mu;
     pthread_cond_t cv; /* a job, or waiters_stop */
-    struct http_req *jobs, **jobs_tail;
+    struct http_job *jobs, **jobs_tail;
     int n_jobs, n_idle, n_waiters;
     int waiters_stop;
     struct http_waiter *waiters;
@@ -124,8 +137,9 @@ struct http_server {
 
 enum http_req_state {
     REQ_READING,   /* (1) and (2) */
-    REQ_SUSPENDED, /* queued for a waiter, or being run by one */
+    REQ_SUSPENDED, /* queued for a waiter, or being run by one; or api_begin's work queued */
     REQ_ANSWERED,  /* a waiter has the response in resp: send it at (4) */
+    REQ_ENDED,     /* api_begin's work has ended: api_end makes the answer at (4) */
 };
 
 /* One request: the connection's con_cls from (1) to its completion. */
@@ -140,7 +154,9 @@ struct http_req {
     struct api_resp resp;
     int have_req, have_resp;
     struct MHD_Connection *conn;
-    struct http_req *next; /* in s->jobs */
+    struct http_job job;
+    struct http_server *s;
+    struct api_later later; /* api_begin's */
 };
 
 /* ---- the listen address ---- */
@@ -300,20 +316,51 @@ static int conn_gone(void *conn)
     return recv(ci->connect_fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
-/* A streamed body (api_stream): libmicrohttpd calls this on the
- * connection's thread whenever it can send more; read() blocks until it
- * has some. */
+/* A streamed body (api_stream) being sent. */
+struct http_stream {
+    struct api_stream *st;
+    struct http_server *s;
+    struct http_job job; /* pool mode: its wait for more */
+};
+
+static int suspend_for_waiter(struct http_server *s, struct MHD_Connection *c, struct http_job *j);
+
+/* libmicrohttpd calls this whenever it can send more. With a thread per
+ * connection, read() blocks that thread until there is some. In pool
+ * mode a pool thread must not block: with nothing ready, the connection
+ * is suspended, a waiter sleeps in wait() and resumes it, and this is
+ * called again. */
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
-    struct api_stream *st = cls;
-    long n = st->read(st, buf, max);
+    struct http_stream *hs = cls;
+    long n;
+    if (hs->s->opt.threads > 0) {
+        n = hs->st->try_read(hs->st, buf, max);
+        if (n == 0 && suspend_for_waiter(hs->s, hs->job.conn, &hs->job) == 0)
+            return 0;
+        if (n == 0)
+            n = -1; /* stopping */
+    } else {
+        n = hs->st->read(hs->st, buf, max);
+    }
     return n > 0 ? (ssize_t)n : (ssize_t)MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* A waiter: sleeps until the stream may have more, then resumes its
+ * connection (invariant 2: hs is not touched after that). */
+static void stream_wait_run(struct http_server *s, struct http_job *j)
+{
+    struct http_stream *hs = (struct http_stream *)((char *)j - offsetof(struct http_stream, job));
+    hs->st->wait(hs->st);
+    MHD_resume_connection(j->conn);
+    atomic_fetch_sub(&s->busy, 1);
 }
 
 static void stream_free(void *cls)
 {
-    struct api_stream *st = cls;
-    st->free(st);
+    struct http_stream *hs = cls;
+    hs->st->free(hs->st);
+    free(hs);
 }
 
 static enum MHD_Result respond(struct http_server *s, struct MHD_Connection *c,
@@ -325,12 +372,16 @@ static enum MHD_Result respond(struct http_server *s, struct MHD_Connection *c,
     struct MHD_Response *r;
     if (resp->stream) {
         /* ours from here: freed by libmicrohttpd when the response ends */
-        struct api_stream *st = resp->stream;
+        struct http_stream *hs = wfo_calloc(1, sizeof(*hs));
+        hs->st = resp->stream;
+        hs->s = s;
+        hs->job.run = stream_wait_run;
+        hs->job.conn = c;
         resp->stream = NULL;
-        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, st,
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, hs,
                                               stream_free);
         if (!r) {
-            st->free(st);
+            stream_free(hs);
             return MHD_NO;
         }
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
@@ -411,9 +462,9 @@ static int may_wait(const struct api_req *req)
 
 static int waiter_spawn(struct http_server *s);
 
-/* Pool mode: suspends c and queues rq for a waiter. 0 when done; -1 when
+/* Pool mode: suspends c and queues j for a waiter. 0 when done; -1 when
  * the waiters are stopping (the caller answers the request itself). */
-static int suspend_for_waiter(struct http_server *s, struct MHD_Connection *c, struct http_req *rq)
+static int suspend_for_waiter(struct http_server *s, struct MHD_Connection *c, struct http_job *j)
 {
     pthread_mutex_lock(&s->mu);
     if (s->waiters_stop) {
@@ -422,17 +473,67 @@ static int suspend_for_waiter(struct http_server *s, struct MHD_Connection *c, s
     }
     /* counted before it can be resumed (invariant 3) */
     atomic_fetch_add(&s->busy, 1);
-    rq->state = REQ_SUSPENDED;
-    rq->conn = c;
-    rq->next = NULL;
+    j->conn = c;
+    j->next = NULL;
     MHD_suspend_connection(c);
-    *s->jobs_tail = rq;
-    s->jobs_tail = &rq->next;
+    *s->jobs_tail = j;
+    s->jobs_tail = &j->next;
     s->n_jobs++;
     if (s->n_jobs > s->n_idle)
         waiter_spawn(s); /* when it cannot, a busy waiter takes the job later */
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static void waiter_run(struct http_server *s, struct http_job *j);
+
+/* Pool mode: rq is run by a waiter (suspend_for_waiter). */
+static int suspend_request(struct http_server *s, struct MHD_Connection *c, struct http_req *rq)
+{
+    rq->state = REQ_SUSPENDED;
+    rq->job.run = waiter_run;
+    return suspend_for_waiter(s, c, &rq->job);
+}
+
+/* api_begin's work has ended (the engine's thread): the pool thread
+ * makes the answer. After the resume neither rq nor its connection is
+ * ours (invariant 2). */
+static void later_done(void *ud)
+{
+    struct http_req *rq = ud;
+    struct http_server *s = rq->s;
+    rq->state = REQ_ENDED;
+    MHD_resume_connection(rq->conn);
+    atomic_fetch_sub(&s->busy, 1);
+}
+
+/* Pool mode: suspends c and queues rq's work with api_begin, which the
+ * engine answers without a thread waiting for it. 0 when suspended; 1
+ * when answered at once (resp filled); -1 when the server is stopping
+ * (the caller handles the request itself). */
+static int suspend_for_later(struct http_server *s, struct MHD_Connection *c, struct http_req *rq)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->waiters_stop) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    /* counted, and suspended, before the engine can answer (invariant 3) */
+    atomic_fetch_add(&s->busy, 1);
+    rq->state = REQ_SUSPENDED;
+    rq->conn = c;
+    rq->s = s;
+    MHD_suspend_connection(c);
+    pthread_mutex_unlock(&s->mu);
+    rq->later.done = later_done;
+    rq->later.ud = rq;
+    if (api_begin(s->api, &rq->req, &rq->resp, &rq->later))
+        return 0;
+    /* answered without the engine: nobody else resumes it */
+    rq->state = REQ_ANSWERED;
+    MHD_resume_connection(c);
+    atomic_fetch_sub(&s->busy, 1);
     return 0;
 }
 
@@ -465,6 +566,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     }
     if (rq->state == REQ_ANSWERED) /* (4) resumed: a waiter has the answer */
         return reply(s, c, rq);
+    if (rq->state == REQ_ENDED) { /* (4) resumed: the engine has answered */
+        api_end(s->api, &rq->req, &rq->resp, &rq->later);
+        rq->state = REQ_ANSWERED;
+        return reply(s, c, rq);
+    }
     if (rq->state == REQ_SUSPENDED) /* not expected: resumed only once answered */
         return MHD_YES;
     if (*upload_data_size) {
@@ -502,7 +608,9 @@ answer:
     } else {
         rq->req.body = rq->body.len ? rq->body.buf : NULL;
         rq->req.body_len = rq->body.len;
-        if (s->opt.threads > 0 && may_wait(&rq->req) && suspend_for_waiter(s, c, rq) == 0)
+        if (s->opt.threads > 0 && may_wait(&rq->req) &&
+            (api_can_later(s->api, &rq->req) ? suspend_for_later(s, c, rq)
+                                             : suspend_request(s, c, rq)) == 0)
             return MHD_YES;
         atomic_fetch_add(&s->busy, 1);
         api_handle(s->api, &rq->req, &rq->resp);
@@ -530,9 +638,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* Runs one job; after the resume, neither rq nor its connection is ours
  * (invariant 2). */
-static void waiter_run(struct http_server *s, struct http_req *rq)
+static void waiter_run(struct http_server *s, struct http_job *j)
 {
-    struct MHD_Connection *c = rq->conn;
+    struct http_req *rq = (struct http_req *)((char *)j - offsetof(struct http_req, job));
+    struct MHD_Connection *c = j->conn;
     api_handle(s->api, &rq->req, &rq->resp);
     rq->state = REQ_ANSWERED;
     MHD_resume_connection(c);
@@ -545,14 +654,14 @@ static void *waiter_main(void *arg)
     struct http_server *s = w->s;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        struct http_req *rq = s->jobs;
-        if (rq) {
-            s->jobs = rq->next;
+        struct http_job *j = s->jobs;
+        if (j) {
+            s->jobs = j->next;
             if (!s->jobs)
                 s->jobs_tail = &s->jobs;
             s->n_jobs--;
             pthread_mutex_unlock(&s->mu);
-            waiter_run(s, rq);
+            j->run(s, j);
             pthread_mutex_lock(&s->mu);
             continue;
         }

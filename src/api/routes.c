@@ -929,30 +929,33 @@ static void audit(struct api *a, const struct api_req *req, const struct api_rou
         api_metrics_audit(a->metrics, found->method, found->pattern, outcome);
 }
 
-void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
+/* The route of req, its parameters set: 0 with *found, or 1 when resp
+ * already holds the answer (no route, 405, refused, stopping, forwarded
+ * to another node). *matched: a pattern that matched the path (for a
+ * 405's metrics). */
+static int route_find(struct api *a, struct api_req *req, struct api_resp *resp,
+                      const struct api_route **found, const char **matched)
 {
-    struct wfo_error err = WFO_ERROR_INIT;
-    const struct api_route *found = NULL;
-    const char *matched = NULL; /* a pattern that matched the path (for a 405's metrics) */
-    int64_t t0 = wfo_mono_ms();
     char allow[sizeof(resp->allow)] = "";
     int head = strcmp(req->method, "HEAD") == 0;
 
+    *found = NULL;
+    *matched = NULL;
     memset(resp, 0, sizeof(*resp));
     if (req->bad_target == 2) {
         api_resp_error(resp, 400, "BadRequest",
                        "request target: bad %-escape, NUL byte or invalid UTF-8");
-        goto out;
+        return 1;
     }
     if (!req->bad_target) {
         for (size_t i = 0; i < WFO_ARRAY_SIZE(routes); i++) {
             if (!route_match(routes[i].pattern, req))
                 continue;
-            if (!matched)
-                matched = routes[i].pattern;
+            if (!*matched)
+                *matched = routes[i].pattern;
             if (strcmp(routes[i].method, req->method) == 0 ||
                 (head && strcmp(routes[i].method, "GET") == 0)) {
-                found = &routes[i];
+                *found = &routes[i];
                 break;
             }
             add_allow(allow, sizeof(allow), routes[i].method);
@@ -960,42 +963,49 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
                 add_allow(allow, sizeof(allow), "HEAD");
         }
     }
-    if (!found && allow[0]) {
+    if (!*found && allow[0]) {
         char msg[256];
         snprintf(msg, sizeof(msg), "method %s is not allowed here (allowed: %s)", req->method,
                  allow);
         api_resp_error(resp, 405, "MethodNotAllowed", msg);
         snprintf(resp->allow, sizeof(resp->allow), "%s", allow);
-        goto out;
+        return 1;
     }
-    if (!found) {
+    if (!*found) {
         api_resp_error(resp, 404, "NotFound", "no such route");
-        goto out;
+        return 1;
     }
-    req->route = found->pattern;
+    req->route = (*found)->pattern;
     memset(req->params, 0, sizeof(req->params));
-    route_match(found->pattern, req);
-    if (authorize(a, req, found, resp) < 0)
-        goto out;
-    if (atomic_load(&a->stopping) && found->role != API_PUBLIC) {
+    route_match((*found)->pattern, req);
+    if (authorize(a, req, *found, resp) < 0)
+        return 1;
+    if (atomic_load(&a->stopping) && (*found)->role != API_PUBLIC) {
         api_resp_error(resp, 503, "Unavailable", "the server is shutting down");
-        goto out;
+        return 1;
     }
-    if (!found->fn) {
+    if (!(*found)->fn) {
         not_implemented(resp, req);
-        goto out;
+        return 1;
     }
-    if (forward(a, req, found, resp))
-        goto out;
-    int rc = found->fn(a, req, resp, &err);
-    api_wait_end(req); /* whatever path the handler took */
-    if (rc < 0) {
-        const char *msg = err.code && err.message[0] ? err.message : wfo_strerror(rc);
-        api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), msg);
+    return forward(a, req, *found, resp);
+}
+
+/* After the handler (rc, err): its error as the answer, then the audit
+ * line and the metrics. */
+static void route_done(struct api *a, struct api_req *req, struct api_resp *resp,
+                       const struct api_route *found, const char *matched, int ran, int rc,
+                       const struct wfo_error *err, int64_t t0)
+{
+    if (ran) {
+        api_wait_end(req); /* whatever path the handler took */
+        if (rc < 0) {
+            const char *msg = err->code && err->message[0] ? err->message : wfo_strerror(rc);
+            api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), msg);
+        }
+        if (!resp->status)
+            api_resp_error(resp, 500, "InternalError", "the handler made no response");
     }
-    if (!resp->status)
-        api_resp_error(resp, 500, "InternalError", "the handler made no response");
-out:
     audit(a, req, found, resp);
     if (a->metrics)
         api_metrics_http(a->metrics, found ? found->method : NULL,
@@ -1003,6 +1013,87 @@ out:
                          : matched ? matched
                                    : "unmatched",
                          resp->status, wfo_mono_ms() - t0);
+}
+
+void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    const struct api_route *found;
+    const char *matched;
+    int64_t t0 = wfo_mono_ms();
+    int rc = 0, ran = 0;
+    if (route_find(a, req, resp, &found, &matched) == 0) {
+        rc = found->fn(a, req, resp, &err);
+        ran = 1;
+    }
+    route_done(a, req, resp, found, matched, ran, rc, &err, t0);
+}
+
+/* The handlers that can also run in two halves (api_begin, api_end). */
+struct api_halves {
+    api_handler fn;
+    const char *method, *pattern;
+    api_later_fn later;
+    api_end_fn end;
+};
+
+static const struct api_halves halves[] = {
+    {api_execution_start, "POST", "/v1/executions", api_execution_start_later,
+     api_execution_start_end},
+};
+
+static const struct api_halves *halves_of(const struct api_route *r)
+{
+    for (size_t i = 0; r && i < WFO_ARRAY_SIZE(halves); i++)
+        if (halves[i].fn == r->fn)
+            return &halves[i];
+    return NULL;
+}
+
+int api_can_later(struct api *a, const struct api_req *req)
+{
+    if (a->engine && engine_clustered(a->engine)) /* forward() would block */
+        return 0;
+    for (int i = 0; i < req->n_query; i++)
+        if (strcmp(req->query[i].key, "wait") == 0)
+            return 0;
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(halves); i++)
+        if (strcmp(halves[i].method, req->method) == 0 &&
+            route_match(halves[i].pattern, (struct api_req *)req))
+            return 1;
+    return 0;
+}
+
+int api_begin(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    const char *matched;
+    l->t0 = wfo_mono_ms();
+    l->state = NULL;
+    if (route_find(a, req, resp, &l->route, &matched)) {
+        route_done(a, req, resp, l->route, matched, 0, 0, &err, l->t0);
+        return 0;
+    }
+    if (!(l->halves = halves_of(l->route))) { /* api_can_later() said yes to another */
+        int rc = l->route->fn(a, req, resp, &err);
+        route_done(a, req, resp, l->route, NULL, 1, rc, &err, l->t0);
+        return 0;
+    }
+    int rc = l->halves->later(a, req, l, &err);
+    if (rc == 1)
+        return 1;
+    /* refused before anything was queued: end frees the state */
+    struct wfo_error ignore = WFO_ERROR_INIT;
+    l->halves->end(a, req, resp, l, &ignore);
+    route_done(a, req, resp, l->route, NULL, 1, rc, &err, l->t0);
+    return 0;
+}
+
+void api_end(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    int rc = l->halves->end(a, req, resp, l, &err);
+    route_done(a, req, resp, l->route, NULL, 1, rc, &err, l->t0);
 }
 
 void api_too_large(struct api *a, struct api_req *req, struct api_resp *resp, size_t limit)

@@ -9,7 +9,9 @@
  * outbox from the store through core (engine_outbox_read), never from the
  * engine's memory, so a slow reader holds nothing but its own connection
  * (core/events.c O3); between reads it sleeps on the outbox's commit
- * counter (engine_outbox_wait), at most STREAM_SLICE_MS at a time.
+ * counter (engine_outbox_wait), at most STREAM_SLICE_MS at a time. With a
+ * pool of HTTP threads, http.c asks try_read() instead, and a waiter
+ * thread does the sleeping (wait()) while the connection is suspended.
  *
  *   S1. seq is the last outbox seq this stream has read (sent or
  *       filtered out). It starts at the seq of Last-Event-ID's row, else at
@@ -44,6 +46,7 @@ struct api_event_stream {
     int n_types;
     char *exec;
     int64_t seq; /* S1 */
+    int64_t gen; /* the outbox's commit counter before the last read */
     struct wfo_buf out;
     size_t off;
     int64_t last_sent; /* wfo_mono_ms of the last bytes handed over */
@@ -88,10 +91,10 @@ static int stream_row(void *ud, const struct engine_outbox_row *r)
     return 0;
 }
 
-/* Up to max bytes of the stream into buf, waiting until some are ready:
- * the count, or -1 at its end (the server stops, the client left, the
- * engine failed). */
-static long stream_read(struct api_stream *base, char *buf, size_t max)
+/* Up to max bytes of the stream into buf if some are ready: the count, 0
+ * when none are yet (stream_wait, then again), or -1 at its end (the
+ * server stops, the client left, the engine failed). */
+static long stream_try_read(struct api_stream *base, char *buf, size_t max)
 {
     struct api_event_stream *st = (struct api_event_stream *)base;
     for (;;) {
@@ -117,7 +120,7 @@ static long stream_read(struct api_stream *base, char *buf, size_t max)
             continue;
         }
         struct wfo_error err = WFO_ERROR_INIT;
-        int64_t gen = engine_outbox_wait(st->a->engine, -1, 0);
+        st->gen = engine_outbox_wait(st->a->engine, -1, 0);
         int rc =
             engine_outbox_read(st->a->engine, st->ns, st->seq, STREAM_BATCH, stream_row, st, &err);
         if (rc < 0) {
@@ -127,15 +130,34 @@ static long stream_read(struct api_stream *base, char *buf, size_t max)
         }
         if (st->out.len)
             continue;
-        int64_t idle = wfo_mono_ms() - st->last_sent;
-        if (idle >= STREAM_KEEPALIVE_MS) {
+        if (wfo_mono_ms() - st->last_sent >= STREAM_KEEPALIVE_MS) {
             wfo_buf_adds(&st->out, ": keep-alive\n\n");
             continue;
         }
         if (st->gone && st->gone(st->conn))
             return -1;
-        int64_t wait = STREAM_KEEPALIVE_MS - idle;
-        engine_outbox_wait(st->a->engine, gen, wait < STREAM_SLICE_MS ? wait : STREAM_SLICE_MS);
+        return 0;
+    }
+}
+
+/* Sleeps until the outbox may have more than stream_try_read saw (a
+ * commit since), a keep-alive is due, or a slice has passed. */
+static void stream_wait(struct api_stream *base)
+{
+    struct api_event_stream *st = (struct api_event_stream *)base;
+    int64_t wait = STREAM_KEEPALIVE_MS - (wfo_mono_ms() - st->last_sent);
+    if (wait > 0)
+        engine_outbox_wait(st->a->engine, st->gen, wait < STREAM_SLICE_MS ? wait : STREAM_SLICE_MS);
+}
+
+/* stream_try_read, waiting until some bytes are ready. */
+static long stream_read(struct api_stream *base, char *buf, size_t max)
+{
+    for (;;) {
+        long n = stream_try_read(base, buf, max);
+        if (n != 0)
+            return n;
+        stream_wait(base);
     }
 }
 
@@ -175,6 +197,8 @@ int api_event_stream(struct api *a, struct api_req *req, struct api_resp *resp,
         return rc;
     struct api_event_stream *st = wfo_calloc(1, sizeof(*st));
     st->base.read = stream_read;
+    st->base.try_read = stream_try_read;
+    st->base.wait = stream_wait;
     st->base.free = stream_free;
     st->a = a;
     st->ns = wfo_strdup(req->ns);

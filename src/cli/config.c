@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "../common/duration.h"
@@ -88,6 +89,15 @@ static const char *const roles[] = {"reader", "worker", "operator", "admin", NUL
 
 #define FIELD(c, k, type) ((type *)((char *)(c) + (k)->off))
 
+/* A pool of HTTP threads, one per CPU (2 to 16): a thread per
+ * connection cost a fifth more CPU per request in `bench http`
+ * (docs/operations/scaling.md, "HTTP threading"). */
+static long http_threads_default(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 2 ? 2 : n > 16 ? 16 : n;
+}
+
 void config_init(struct server_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -110,7 +120,7 @@ void config_init(struct server_config *c)
     c->shutdown_ms = 10000;
     c->max_wait_ms = 600000;
     c->runner_threads = 16;
-    c->http_threads = 0;
+    c->http_threads = (int)http_threads_default();
     c->cluster_lease_ms = 6000;
 }
 

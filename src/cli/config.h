@@ -46,10 +46,11 @@ struct server_config {
     int64_t shutdown_ms;           /* server.shutdown_timeout */
     int64_t max_wait_ms;           /* server.max_wait */
     int64_t runner_threads;        /* server.runner_threads */
-    int64_t http_threads;          /* server.http_threads: 0, one thread per connection */
-    int cluster;                   /* cluster.enabled: several servers share the store */
-    char *advertise;               /* cluster.advertise: this node's URL; NULL: from listen */
-    int64_t cluster_lease_ms;      /* cluster.lease: a node's hold on its shards */
+    int64_t
+        http_threads; /* server.http_threads: 0, one thread per connection; default one per CPU */
+    int cluster;      /* cluster.enabled: several servers share the store */
+    char *advertise;  /* cluster.advertise: this node's URL; NULL: from listen */
+    int64_t cluster_lease_ms; /* cluster.lease: a node's hold on its shards */
 };
 
 /* The defaults. Caller releases with config_release(). */

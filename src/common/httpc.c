@@ -578,68 +578,84 @@ static CURLcode perform(CURL *h, CURLM *kept, const atomic_int *cancel, int *can
     return result;
 }
 
-int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct wfo_error *err)
-{
-    CURL *h = NULL;
-    struct curl_slist *headers = NULL;
-    char shown[HTTPC_URL_SHOWN + 16], method[32];
+/* One request being made: its easy handle and what its callbacks share. */
+struct httpc_call {
     struct httpc_ctx c;
-    int rc = 0, cancelled = 0;
-    CURLcode r;
+    struct curl_slist *headers;
+    char shown[HTTPC_URL_SHOWN + 16];
+};
 
+/* Checks req and makes its easy handle (call->c.h) on the thread's kept
+ * share unless deny_private; res is initialised either way. */
+static int call_begin(struct httpc_call *call, const struct httpc_request *req,
+                      struct httpc_response *res, struct wfo_error *err)
+{
+    struct httpc_ctx *c = &call->c;
+    char method[32];
+
+    memset(call, 0, sizeof(*call));
     memset(res, 0, sizeof(*res));
     wfo_buf_init(&res->body, req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY);
-    memset(&c, 0, sizeof(c));
-    c.res = res;
-    c.req = req;
-    c.deny_private = req->deny_private;
-
-    if (!req->url) {
-        rc = wfo_error_set(err, WFO_EINVAL, "url: missing");
-        goto out;
-    }
-    httpc_url_shown(req->url, shown, sizeof(shown));
-    if (strncasecmp(req->url, "http://", 7) != 0 && strncasecmp(req->url, "https://", 8) != 0) {
-        rc = wfo_error_set(err, WFO_EINVAL, "url: '%s' is not an http:// or https:// URL", shown);
-        goto out;
-    }
+    c->res = res;
+    c->req = req;
+    c->deny_private = req->deny_private;
+    if (!req->url)
+        return wfo_error_set(err, WFO_EINVAL, "url: missing");
+    httpc_url_shown(req->url, call->shown, sizeof(call->shown));
+    if (strncasecmp(req->url, "http://", 7) != 0 && strncasecmp(req->url, "https://", 8) != 0)
+        return wfo_error_set(err, WFO_EINVAL, "url: '%s' is not an http:// or https:// URL",
+                             call->shown);
     snprintf(method, sizeof(method), "%s", req->method ? req->method : "GET");
-    if (!is_token(method) || strlen(req->method ? req->method : "GET") >= sizeof(method)) {
-        rc = wfo_error_set(err, WFO_EINVAL, "method: '%.40s' is not a valid method", method);
-        goto out;
-    }
+    if (!is_token(method) || strlen(req->method ? req->method : "GET") >= sizeof(method))
+        return wfo_error_set(err, WFO_EINVAL, "method: '%.40s' is not a valid method", method);
     pthread_once(&httpc_once, httpc_global_init);
-    if (httpc_init_rc != CURLE_OK) {
-        rc = wfo_error_set(err, WFO_EIO, "cannot initialise libcurl: %s",
-                           curl_easy_strerror(httpc_init_rc));
-        goto out;
-    }
-    if ((rc = build_headers(req, &headers, err)) < 0)
-        goto out;
-    if (req->cancel && atomic_load(req->cancel)) {
-        rc = wfo_error_set(err, WFO_ESHUTDOWN, "request to '%s' was cancelled", shown);
-        goto out;
-    }
-    if ((h = curl_easy_init()))
-        c.h = h;
-    if (!h || setup(h, req, method, &c, headers) < 0) {
-        rc = wfo_error_set(err, WFO_EIO, "cannot set up a request to '%s'", shown);
-        goto out;
-    }
+    if (httpc_init_rc != CURLE_OK)
+        return wfo_error_set(err, WFO_EIO, "cannot initialise libcurl: %s",
+                             curl_easy_strerror(httpc_init_rc));
+    int rc = build_headers(req, &call->headers, err);
+    if (rc < 0)
+        return rc;
+    if (req->cancel && atomic_load(req->cancel))
+        return wfo_error_set(err, WFO_ESHUTDOWN, "request to '%s' was cancelled", call->shown);
+    c->h = curl_easy_init();
+    if (!c->h || setup(c->h, req, method, c, call->headers) < 0)
+        return wfo_error_set(err, WFO_EIO, "cannot set up a request to '%s'", call->shown);
     struct httpc_thread *kept = req->deny_private ? NULL : thread_kept();
     if (kept)
-        curl_easy_setopt(h, CURLOPT_SHARE, kept->sh);
-    r = perform(h, kept ? kept->m : NULL, req->cancel, &cancelled);
+        curl_easy_setopt(c->h, CURLOPT_SHARE, kept->sh);
+    return 0;
+}
+
+/* Frees what call_begin made (also after it failed). */
+static void call_release(struct httpc_call *call)
+{
+    if (call->c.h)
+        curl_easy_cleanup(call->c.h);
+    call->c.h = NULL;
+    curl_slist_free_all(call->headers);
+    call->headers = NULL;
+}
+
+/* The outcome of a call that ran to r (its status into res), then its
+ * handle released. */
+static int call_end(struct httpc_call *call, CURLcode r, int cancelled, struct wfo_error *err)
+{
+    struct httpc_ctx *c = &call->c;
+    const struct httpc_request *req = c->req;
+    struct httpc_response *res = c->res;
+    const char *shown = call->shown;
+    int rc = 0;
     long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+
+    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
     res->status = status;
-    if (cancelled || c.stopped) {
+    if (cancelled || c->stopped) {
         rc = wfo_error_set(err, WFO_ESHUTDOWN, "request to '%s' was %s", shown,
-                           c.stopped ? "stopped by its reader" : "cancelled");
-    } else if (c.body_too_big) {
+                           c->stopped ? "stopped by its reader" : "cancelled");
+    } else if (c->body_too_big) {
         rc = wfo_error_set(err, WFO_ETOOBIG, "response from '%s' is larger than %zu bytes", shown,
                            res->body.max);
-    } else if (c.headers_too_big) {
+    } else if (c->headers_too_big) {
         rc = wfo_error_set(err, WFO_EIO,
                            "connection to '%s' failed: response headers larger than %zu bytes",
                            shown, HTTPC_MAX_HEADER_BYTES);
@@ -650,11 +666,11 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
             for (char *q = res->content_type; *q; q++)
                 *q = (char)tolower((unsigned char)*q);
         }
-    } else if (c.denied && !c.opened) {
+    } else if (c->denied && !c->opened) {
         rc = wfo_error_set(err, WFO_EFORBIDDEN,
                            "connection to '%s' refused: %s is a private, loopback or link-local "
                            "address",
-                           shown, c.denied_addr);
+                           shown, c->denied_addr);
     } else if (r == CURLE_OPERATION_TIMEDOUT) {
         rc = wfo_error_set(err, WFO_ETIMEOUT, "request to '%s' timed out after %lld ms", shown,
                            (long long)req->timeout_ms);
@@ -669,11 +685,127 @@ int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct
         rc = wfo_error_set(err, WFO_EIO, "connection to '%s' failed: %s", shown,
                            curl_easy_strerror(r));
     }
-out:
-    if (h)
-        curl_easy_cleanup(h);
-    curl_slist_free_all(headers);
+    call_release(call);
     return rc;
+}
+
+int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct wfo_error *err)
+{
+    struct httpc_call call;
+    int cancelled = 0;
+
+    int rc = call_begin(&call, req, res, err);
+    if (rc < 0) {
+        call_release(&call);
+        return rc;
+    }
+    struct httpc_thread *kept = req->deny_private ? NULL : thread_kept();
+    CURLcode r = perform(call.c.h, kept ? kept->m : NULL, req->cancel, &cancelled);
+    return call_end(&call, r, cancelled, err);
+}
+
+/* One of httpc_do_many's transfers: its own copy of the request. */
+struct many_slot {
+    int busy;
+    struct httpc_request req;
+    char *url, *body;
+    long i;
+    struct httpc_call call;
+    struct httpc_response res;
+};
+
+/* After done(): the slot is free again. */
+static void many_slot_free(struct many_slot *s)
+{
+    httpc_response_release(&s->res);
+    free(s->url);
+    free(s->body);
+    s->url = s->body = NULL;
+    s->busy = 0;
+}
+
+void httpc_do_many(int parallel, httpc_next_fn *next, httpc_done_fn *done, void *ud)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct httpc_thread *kept = thread_kept();
+    CURLM *m = kept ? kept->m : NULL;
+    struct many_slot *slots = wfo_calloc((size_t)(parallel > 0 ? parallel : 1), sizeof(*slots));
+    int running = 0, more = 1;
+
+    for (;;) {
+        /* every free slot takes the next request */
+        for (int k = 0; k < parallel && more; k++) {
+            struct many_slot *s = &slots[k];
+            if (s->busy)
+                continue;
+            memset(&s->req, 0, sizeof(s->req));
+            s->i = next(ud, &s->req);
+            if (s->i < 0) {
+                more = 0;
+                break;
+            }
+            /* the caller's strings need not outlive next() */
+            s->busy = 1;
+            if (s->req.url)
+                s->req.url = s->url = wfo_strdup(s->req.url);
+            if (s->req.body) {
+                s->body = wfo_strndup(s->req.body, s->req.body_len);
+                s->req.body = s->body;
+            }
+            s->req.deny_private = 0; /* kept connections: invariant 2 does not apply */
+            s->req.cancel = NULL;
+            s->req.on_body = NULL;
+            err = (struct wfo_error)WFO_ERROR_INIT;
+            if (!m || call_begin(&s->call, &s->req, &s->res, &err) < 0 ||
+                curl_multi_add_handle(m, s->call.c.h) != CURLM_OK) {
+                if (!err.code)
+                    wfo_error_set(&err, WFO_ENOMEM, "out of memory");
+                call_release(&s->call);
+                done(ud, s->i, err.code, &s->res, &err);
+                many_slot_free(s);
+                k--; /* this slot again */
+                continue;
+            }
+            running++;
+        }
+        if (!running)
+            break;
+        int still = 0;
+        if (curl_multi_perform(m, &still) != CURLM_OK)
+            break;
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            for (int k = 0; k < parallel; k++) {
+                struct many_slot *s = &slots[k];
+                if (!s->busy || s->call.c.h != msg->easy_handle)
+                    continue;
+                CURLcode r = msg->data.result;
+                curl_multi_remove_handle(m, s->call.c.h);
+                err = (struct wfo_error)WFO_ERROR_INIT;
+                int rc = call_end(&s->call, r, 0, &err);
+                done(ud, s->i, rc, &s->res, &err);
+                many_slot_free(s);
+                running--;
+                break;
+            }
+        }
+        if (still && curl_multi_poll(m, NULL, 0, HTTPC_POLL_MS, NULL) != CURLM_OK)
+            break;
+    }
+    for (int k = 0; k < parallel; k++) { /* a multi handle that failed: the rest end */
+        struct many_slot *s = &slots[k];
+        if (!s->busy)
+            continue;
+        curl_multi_remove_handle(m, s->call.c.h);
+        err = (struct wfo_error)WFO_ERROR_INIT;
+        int rc = call_end(&s->call, CURLE_FAILED_INIT, 0, &err);
+        done(ud, s->i, rc, &s->res, &err);
+        many_slot_free(s);
+    }
+    free(slots);
 }
 
 void httpc_response_release(struct httpc_response *res)

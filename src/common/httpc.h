@@ -74,6 +74,19 @@ struct httpc_response {
  * borrowed for the call. */
 int httpc_do(const struct httpc_request *req, struct httpc_response *res, struct wfo_error *err);
 void httpc_response_release(struct httpc_response *res);
+/* Many requests from one thread, up to parallel of them at once on the
+ * thread's kept connections (a load generator or a fan-out: one thread
+ * and one poll for all, where httpc_do would need a thread each).
+ * next(ud, req) fills *req (zeroed) and returns its number i >= 0, or -1
+ * when there are no more; its strings need only last until next returns
+ * (the URL and body are copied). done(ud, i, rc, res, err) is called once
+ * for each, from this thread, as it ends: rc and err as httpc_do's, res
+ * released when done returns. deny_private, cancel and on_body are not
+ * taken here. Returns when every request has ended. */
+typedef long httpc_next_fn(void *ud, struct httpc_request *req);
+typedef void httpc_done_fn(void *ud, long i, int rc, struct httpc_response *res,
+                           const struct wfo_error *err);
+void httpc_do_many(int parallel, httpc_next_fn *next, httpc_done_fn *done, void *ud);
 /* The value of header name (case-insensitive) or NULL. */
 const char *httpc_header_get(const struct httpc_response *res, const char *name);
 /* Is an answer with this status worth asking again (5xx, 408, 429)? The

@@ -134,6 +134,14 @@ void reply_done(struct reply *r, int rc, const struct wfo_error *err)
 {
     if (!r)
         return;
+    if (r->on_done) { /* nobody waits on the condition: nothing to lock */
+        r->rc = rc;
+        if (err)
+            r->err = *err;
+        r->done = 1;
+        r->on_done(r->on_done_ud);
+        return;
+    }
     pthread_mutex_lock(&r->mu);
     r->rc = rc;
     if (err)
@@ -1401,9 +1409,17 @@ static struct cmd *start_cmd(struct wfo_engine *e, const char *ns, const char *i
     return c;
 }
 
-int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err)
+/* A start answered later: its reply, and the id it posted. */
+struct engine_later {
+    struct reply r;
+    char id[WFO_EXEC_ID_SIZE];
+};
+
+int engine_start_post(struct wfo_engine *e, struct engine_start_req *q, void (*done)(void *ud),
+                      void *ud, struct engine_later **out, struct wfo_error *err)
 {
     struct def *d = NULL;
+    *out = NULL;
     int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
@@ -1414,22 +1430,43 @@ int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_er
     rc = engine_def(e, q->ns, q->workflow, q->version, &d, err);
     if (rc < 0)
         return rc;
-    struct reply r;
-    reply_init(&r);
-    r.want_doc = q->want_doc;
-    struct cmd *c = start_cmd(e, q->ns, id, q->fresh_id, d, epoch, q->input, &r);
-    char idcopy[WFO_EXEC_ID_SIZE];
-    snprintf(idcopy, sizeof(idcopy), "%s", c->id);
+    struct engine_later *l = wfo_calloc(1, sizeof(*l));
+    reply_init(&l->r);
+    l->r.want_doc = q->want_doc;
+    l->r.on_done = done;
+    l->r.on_done_ud = ud;
+    struct cmd *c = start_cmd(e, q->ns, id, q->fresh_id, d, epoch, q->input, &l->r);
+    snprintf(l->id, sizeof(l->id), "%s", c->id);
+    *out = l;
     engine_post(e, c, NULL);
-    rc = reply_wait(&r, err);
-    if (rc < 0) {
-        json_decref(r.doc);
-        return rc;
-    }
-    q->created = r.created;
-    q->id_out = wfo_strdup(idcopy);
-    q->doc = r.doc;
     return 0;
+}
+
+int engine_start_end(struct engine_later *l, struct engine_start_req *q, struct wfo_error *err)
+{
+    int rc = l->r.on_done ? l->r.rc : reply_wait(&l->r, err);
+    if (l->r.on_done) {
+        pthread_mutex_destroy(&l->r.mu);
+        pthread_cond_destroy(&l->r.cv);
+        if (rc < 0 && err)
+            *err = l->r.err;
+    }
+    if (rc == 0) {
+        q->created = l->r.created;
+        q->id_out = wfo_strdup(l->id);
+        q->doc = l->r.doc;
+    } else {
+        json_decref(l->r.doc);
+    }
+    free(l);
+    return rc;
+}
+
+int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err)
+{
+    struct engine_later *l;
+    int rc = engine_start_post(e, q, NULL, NULL, &l, err);
+    return rc < 0 ? rc : engine_start_end(l, q, err);
 }
 
 int wfo_engine_start(struct wfo_engine *e, const char *workflow, int version, const char *input,

@@ -119,6 +119,17 @@ struct engine_start_req {
     json_t *doc;  /* when want_doc and created: the document as committed */
 };
 int engine_start(struct wfo_engine *e, struct engine_start_req *q, struct wfo_error *err);
+/* engine_start in two halves, for a caller that does not wait in a
+ * thread (api/http.c's pool mode): engine_start_post checks q and queues
+ * the start (q's fields are copied); done(ud) is then called once, from
+ * the engine's thread, when the start is answered: it must not block, nor
+ * call into the engine. engine_start_end then fills q's out fields (from
+ * any thread) and frees *out; with done NULL it waits for the answer.
+ * When engine_start_post fails, *out is NULL and done is never called. */
+struct engine_later;
+int engine_start_post(struct wfo_engine *e, struct engine_start_req *q, void (*done)(void *ud),
+                      void *ud, struct engine_later **out, struct wfo_error *err);
+int engine_start_end(struct engine_later *l, struct engine_start_req *q, struct wfo_error *err);
 int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *created,
                         json_t **out, json_t **problems, struct wfo_error *err);
 

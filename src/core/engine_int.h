@@ -35,6 +35,10 @@
 struct reply {
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    /* when set, reply_done calls it (in the thread that answers) instead
+     * of waking a reply_wait: the caller went on (engine_start_post) */
+    void (*on_done)(void *ud);
+    void *on_done_ud;
     int done;
     int rc;
     int created;

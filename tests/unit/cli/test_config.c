@@ -32,7 +32,8 @@ TEST(defaults)
     ok(c.listen && !strcmp(c.listen, "127.0.0.1:7233"), "listen: %s", c.listen);
     ok(c.db && !strncmp(c.db, "sqlite:", 7), "db: %s", c.db);
     is_int(c.exec_enabled, 0, "exec steps are off");
-    is_int(c.http_threads, 0, "a thread per connection");
+    ok(c.http_threads >= 2 && c.http_threads <= 16, "a pool of one thread per CPU: %ld",
+       (long)c.http_threads);
     ok(c.n_tokens == 0 && c.secrets == NULL, "no tokens, no secrets");
     config_release(&c);
 }

@@ -719,6 +719,70 @@ TEST(threads)
     is_int(n, 40, "40 requests from 8 threads at once");
 }
 
+/* httpc_do_many: request i POSTs "body-i" to /echo; request 7 has a bad
+ * URL. */
+struct many {
+    int n;
+    long next;
+    char body[32];
+    int done[20];
+    int good, bad, in_order;
+    long last;
+};
+
+static long many_next(void *ud, struct httpc_request *r)
+{
+    struct many *m = ud;
+    if (m->next >= m->n)
+        return -1;
+    long i = m->next++;
+    snprintf(m->body, sizeof(m->body), "body-%ld", i);
+    r->method = "POST";
+    r->url = i == 7 ? "ftp://127.0.0.1/" : url("/echo");
+    r->body = m->body; /* overwritten by the next call: httpc copies it */
+    r->body_len = strlen(m->body);
+    r->timeout_ms = 5000;
+    return i;
+}
+
+static void many_done(void *ud, long i, int rc, struct httpc_response *res,
+                      const struct wfo_error *err)
+{
+    struct many *m = ud;
+    char want[32];
+    snprintf(want, sizeof(want), "body-%ld", i);
+    m->done[i]++;
+    if (i < m->last)
+        m->in_order = 0;
+    m->last = i;
+    if (i == 7) {
+        m->bad += rc == WFO_EINVAL && strstr(err->message, "ftp://") != NULL;
+        return;
+    }
+    m->good += rc == 0 && res->status == 200 && res->body.buf && strcmp(res->body.buf, want) == 0;
+}
+
+TEST(many_at_once)
+{
+    struct many m = {.n = 20, .in_order = 1};
+    httpc_do_many(5, many_next, many_done, &m);
+    int once = 1;
+    for (int i = 0; i < 20; i++)
+        once &= m.done[i] == 1;
+    ok(once, "done() called once for each of the 20 requests");
+    is_int(m.good, 19, "the 19 good ones got their own bodies back");
+    is_int(m.bad, 1, "the bad URL ended with WFO_EINVAL, the others went on");
+
+    struct many none = {.n = 0};
+    httpc_do_many(5, many_next, many_done, &none);
+    is_int(none.good + none.bad, 0, "no requests: nothing done");
+
+    struct many one = {.n = 3, .in_order = 1};
+    httpc_do_many(1, many_next, many_done, &one);
+    is_int(one.good, 3, "one at a time");
+    ok(one.in_order, "one at a time ends in order");
+}
+
 /* Webhook URLs, checked when a subscription is added. */
 TEST(url_check)
 {
