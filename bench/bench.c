@@ -1328,6 +1328,7 @@ static void scenario_http(long n)
     struct par p = {.n = n, .fn = start_one, .ud = &su};
     double t0 = now_s();
     long failures = starts_run(&p, HTTP_STARTERS / STARTS_PARALLEL, 60 + (double)n / 50);
+
     if (failures) {
         err = p.err;
         goto out;

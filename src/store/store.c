@@ -173,6 +173,20 @@ void store_batch_task_del(struct store_batch *b, const char *exec_id, const char
     d->exec_id = exec_id;
 }
 
+void store_batch_drop_leases(struct store_batch *b)
+{
+    int k = 0;
+    for (int i = 0; i < b->n_tasks; i++) {
+        struct store_task *t = &b->tasks[i];
+        int gone = 0;
+        for (int j = 0; t->lease_only && j < b->n_task_dels && !gone; j++)
+            gone = strcmp(b->task_dels[j].id, t->id) == 0;
+        if (!gone)
+            b->tasks[k++] = *t;
+    }
+    b->n_tasks = k;
+}
+
 void store_batch_exec_del(struct store_batch *b, const char *id)
 {
     *BATCH_PUSH(b, exec_dels, n_exec_dels, alloc_exec_dels) = id;

@@ -514,6 +514,10 @@ struct store_timer *store_batch_timer(struct store_batch *b);
 void store_batch_timer_del(struct store_batch *b, const char *exec_id, const char *id);
 struct store_task *store_batch_task(struct store_batch *b);
 void store_batch_task_del(struct store_batch *b, const char *exec_id, const char *id);
+/* Drops the lease writes (lease_only) of rows the batch also deletes: they
+ * would be written and deleted in one commit. The other puts keep their
+ * order. */
+void store_batch_drop_leases(struct store_batch *b);
 /* The shards a batch writes (store_shard_of each row's execution). */
 store_shardset store_batch_shards(const struct store_batch *b);
 void store_batch_exec_del(struct store_batch *b, const char *id);

@@ -102,6 +102,34 @@ TEST(batch)
     ok(b.steps == NULL && b.n_steps == 0 && b.exec_dels == NULL, "released: zeroed");
 }
 
+/* A lease of a row the same batch deletes is not written; every other
+ * put stays, in order. */
+TEST(drop_leases)
+{
+    struct store_batch b;
+    store_batch_init(&b);
+    const char *ids[] = {"a.1", "b.1", "c.1", "a.2", "d.1"};
+    int lease[] = {1, 1, 0, 1, 1};
+    for (int i = 0; i < 5; i++) {
+        struct store_task *t = store_batch_task(&b);
+        t->id = ids[i];
+        t->lease_only = lease[i];
+    }
+    store_batch_task_del(&b, "a", "a.1"); /* its lease goes */
+    store_batch_task_del(&b, "c", "c.1"); /* a full put of c.1 stays */
+    store_batch_task_del(&b, "d", "d.1");
+    store_batch_drop_leases(&b);
+    is_int(b.n_tasks, 3, "two leases dropped");
+    is_str(b.tasks[0].id, "b.1", "a lease of a row kept stays");
+    is_str(b.tasks[1].id, "c.1", "a full put stays, even of a deleted row");
+    is_str(b.tasks[2].id, "a.2", "another attempt's lease stays");
+    is_int(b.n_task_dels, 3, "the deletions stay");
+    store_batch_reset(&b);
+    store_batch_drop_leases(&b);
+    is_int(b.n_tasks, 0, "an empty batch stays empty");
+    store_batch_release(&b);
+}
+
 TEST(shards)
 {
     /* stored: these values never change (FNV-1a 32-bit, mod 16) */
