@@ -338,6 +338,38 @@ static long long elsewhere_of(struct taskq *q, const char *ns, const char *const
     return sum;
 }
 
+/* A leased task as the poll answers it (SPEC 4). Every string in it came
+ * from a parsed document or is ASCII made here: no UTF-8 check again
+ * (json_pack's format parsing and checks were half of taskq_poll). */
+static json_t *task_json(const struct taskq *q, const struct task *t)
+{
+    json_t *o = json_object();
+    char deadline[40] = "";
+    struct wfo_buf idem = WFO_BUF_INIT;
+    wfo_buf_adds(&idem, t->exec_id);
+    wfo_buf_addch(&idem, '/');
+    wfo_buf_adds(&idem, t->path);
+    if (t->deadline)
+        wfo_time_format(t->deadline, deadline, sizeof(deadline));
+    json_object_set_new_nocheck(o, "task_id", json_string_nocheck(t->id));
+    json_object_set_new_nocheck(o, "lease", json_string_nocheck(t->lease));
+    json_object_set_new_nocheck(o, "queue", json_string_nocheck(t->queue));
+    json_object_set_new_nocheck(o, "execution_id", json_string_nocheck(t->exec_id));
+    json_object_set_new_nocheck(o, "step", json_string_nocheck(t->path));
+    json_object_set_new_nocheck(o, "attempt", json_integer(t->attempt));
+    json_object_set_nocheck(o, "input", t->input ? t->input : json_null());
+    json_object_set_new_nocheck(o, "idempotency_key", json_stringn_nocheck(idem.buf, idem.len));
+    json_object_set_new_nocheck(o, "deadline",
+                                t->deadline ? json_string_nocheck(deadline) : json_null());
+    /* lease_ms: how long the lease lasts without a heartbeat */
+    json_object_set_new_nocheck(o, "lease_ms",
+                                json_integer(t->heartbeat_ms ? t->heartbeat_ms : q->lease_ms));
+    json_object_set_new_nocheck(o, "heartbeat_timeout",
+                                t->heartbeat_ms ? json_integer(t->heartbeat_ms) : json_null());
+    wfo_buf_release(&idem);
+    return o;
+}
+
 json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
                    const char *worker, int max, int64_t wait_ms, struct taskq_pick **picked)
 {
@@ -367,22 +399,7 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
                 t->worker = wfo_strdup(worker ? worker : "");
                 int64_t now = wfo_now_ms();
                 t->leased_until = now + (t->heartbeat_ms ? t->heartbeat_ms : q->lease_ms);
-                char idem[512];
-                snprintf(idem, sizeof(idem), "%s/%s", t->exec_id, t->path);
-                char deadline[40] = "";
-                if (t->deadline)
-                    wfo_time_format(t->deadline, deadline, sizeof(deadline));
-                /* lease_ms: how long the lease lasts without a heartbeat */
-                json_array_append_new(
-                    out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:s, s:o, s:I, s:o}",
-                                   "task_id", t->id, "lease", t->lease, "queue", t->queue,
-                                   "execution_id", t->exec_id, "step", t->path, "attempt",
-                                   t->attempt, "input", t->input ? t->input : json_null(),
-                                   "idempotency_key", idem, "deadline",
-                                   t->deadline ? json_string(deadline) : json_null(), "lease_ms",
-                                   (json_int_t)(t->heartbeat_ms ? t->heartbeat_ms : q->lease_ms),
-                                   "heartbeat_timeout",
-                                   t->heartbeat_ms ? json_integer(t->heartbeat_ms) : json_null()));
+                json_array_append_new(out, task_json(q, t));
                 if (t->report_pick && picked) {
                     struct taskq_pick *p = wfo_calloc(1, sizeof(*p));
                     snprintf(p->exec_id, sizeof(p->exec_id), "%s", t->exec_id);
