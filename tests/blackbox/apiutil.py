@@ -180,7 +180,12 @@ class WfoServer:
             try:
                 r = self.request("GET", "/healthz", timeout=2)
                 if r.status == 200:
-                    return True
+                    # another test's server may hold the port this one
+                    # failed to bind, and answer before this one has exited
+                    time.sleep(0.1)
+                    if self.proc.poll() is None:
+                        return True
+                    continue
             except OSError:
                 pass
             time.sleep(0.05)
