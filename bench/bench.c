@@ -1438,6 +1438,8 @@ static void latency_inprocess(void)
             fail(&err, "engine: cannot register the handler");
         goto out;
     }
+    struct engine_stats s0, s1;
+    engine_stats(e, &s0);
     for (int i = 0; i < LAT_WARMUP + LAT_RUNS; i++) {
         char in[64], *id = NULL, *doc = NULL;
         snprintf(in, sizeof(in), "{\"i\": %d}", i);
@@ -1457,6 +1459,13 @@ static void latency_inprocess(void)
         if (i >= LAT_WARMUP)
             v[nv++] = ms;
     }
+    engine_stats(e, &s1);
+    if (s1.commits > s0.commits) /* the share of each wait that is a commit */
+        json_object_update_new(
+            o, json_pack("{s:f, s:f}", "commits_per_execution",
+                         (double)(s1.commits - s0.commits) / (LAT_WARMUP + LAT_RUNS),
+                         "commit_ms_mean",
+                         (s1.commit_ms_sum - s0.commit_ms_sum) / (double)(s1.commits - s0.commits)));
 out:
     json_object_set_new(o, "executions", json_integer(nv));
     set_pcts(o, "", v, nv);
