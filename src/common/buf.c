@@ -103,16 +103,8 @@ int wfo_buf_addint(struct wfo_buf *b, long long n)
 {
     if (n >= 0 && n < 10) /* most of an execution's saved state: ids, flags, counters */
         return wfo_buf_addch(b, '0' + (int)n);
-    char tmp[24];
-    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
-    char *p = tmp + sizeof(tmp);
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (n < 0)
-        *--p = '-';
-    return wfo_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
+    char tmp[WFO_INT_TEXT_SIZE];
+    return wfo_buf_add(b, tmp, wfo_int_text(n, tmp));
 }
 
 int wfo_buf_addf(struct wfo_buf *b, const char *fmt, ...)

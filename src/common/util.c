@@ -292,6 +292,23 @@ void wfo_id_new(char out[WFO_ID_SIZE])
 
 /* ---- integers ---- */
 
+size_t wfo_int_text(long long n, char out[WFO_INT_TEXT_SIZE])
+{
+    char tmp[WFO_INT_TEXT_SIZE];
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    char *p = tmp + sizeof(tmp);
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0)
+        *--p = '-';
+    size_t len = (size_t)(tmp + sizeof(tmp) - p);
+    memcpy(out, p, len);
+    out[len] = 0;
+    return len;
+}
+
 int wfo_parse_int64(const char *s, int64_t *out)
 {
     const char *p = s;

@@ -80,5 +80,9 @@ int64_t wfo_utf8_scrub(struct wfo_buf *b, const char *s, size_t n, size_t max);
 
 /* Strict integer parse of a whole string; WFO_EINVAL otherwise. */
 int wfo_parse_int64(const char *s, int64_t *out);
+/* n in decimal into out, NUL-terminated; its length. No printf: ids and
+ * saved state format many of these per transition. */
+#define WFO_INT_TEXT_SIZE 21
+size_t wfo_int_text(long long n, char out[WFO_INT_TEXT_SIZE]);
 
 #endif

@@ -126,7 +126,10 @@ void taskq_stop(struct taskq *q)
 
 void taskq_id(char out[TASKQ_ID_SIZE], const char *exec_id, int64_t token)
 {
-    snprintf(out, TASKQ_ID_SIZE, "%s.%lld", exec_id, (long long)token);
+    size_t n = strnlen(exec_id, WFO_EXEC_ID_SIZE - 1);
+    memcpy(out, exec_id, n);
+    out[n] = '.';
+    wfo_int_text((long long)token, out + n + 1); /* no printf: one per attempt */
 }
 
 int taskq_id_parse(const char *id, char *exec_id, size_t size, int64_t *token)

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -361,6 +362,19 @@ TEST(parse_int64)
 }
 
 /* ---- error.c ---- */
+
+TEST(int_text)
+{
+    char out[WFO_INT_TEXT_SIZE];
+    const long long v[] = {0, 7, -1, 10, 1234567890123LL, LLONG_MAX, LLONG_MIN};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "%lld", v[i]);
+        size_t n = wfo_int_text(v[i], out);
+        is_str(out, want, "%lld", v[i]);
+        is_int((long long)n, (long long)strlen(want), "%lld: its length", v[i]);
+    }
+}
 
 TEST(error_table)
 {
