@@ -622,9 +622,12 @@ answer:
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct http_server *s = cls;
     struct http_req *rq = *con_cls;
     if (!rq)
         return;
+    if (rq->state == REQ_ENDED) /* the client left before (4): the start is done all the same */
+        api_end(s->api, &rq->req, &rq->resp, &rq->later);
     if (rq->have_resp)
         api_resp_release(&rq->resp);
     if (rq->have_req)

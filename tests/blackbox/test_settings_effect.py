@@ -3,6 +3,7 @@ effect. `retry` (the server's default policy), `retention.finished`,
 `store.pool_size` and `server.http_threads`
 (docs/operations/configuration.md)."""
 
+import json
 import os
 import socket
 import threading
@@ -228,5 +229,36 @@ def test_http_threads_pool_serves_many_connections(tmp_path):
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert b" 200 " in s.recv(4096)
             s.close()
+    finally:
+        assert srv.stop() == 0
+
+
+def test_http_threads_pool_start_whose_client_left(tmp_path):
+    """server.http_threads: 2: a start whose client hangs up while its commit is
+    under way still starts, once, and nothing of it is left behind (the server
+    stops cleanly, with no sanitizer report)."""
+    srv = server_with(tmp_path, "server: {http_threads: 2}\n")
+    try:
+        name = unique("left")
+        srv.put_workflow({"name": name, "steps": [{"name": "t", "type": "task", "queue": name}]})
+        ids = [unique("gone") for _ in range(20)]
+        for i in ids:
+            body = json.dumps({"workflow": name, "id": i}).encode()
+            s = socket.create_connection((srv.host, srv.port), timeout=10)
+            s.sendall(b"POST /v1/executions HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            s.close()  # before the answer
+        deadline = time.monotonic() + 20
+        for i in ids:
+            while True:
+                r = srv.get(f"/v1/executions/{i}")
+                if r.status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert r.status == 200, (i, r)
+            assert r.json["workflow"] == name
+        listed = srv.get(f"/v1/executions?workflow={name}&limit=100").json
+        assert len(listed["executions"]) == 20
     finally:
         assert srv.stop() == 0
