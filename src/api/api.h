@@ -186,6 +186,11 @@ struct api_later {
     void *state;
 };
 int api_can_later(struct api *a, const struct api_req *req);
+/* Pool mode: answers req at once when it would not wait (a task poll that
+ * finds tasks ready: no thread hand-off); 1 when resp holds the answer
+ * (recorded as api_handle does), 0 when it must wait (nothing done:
+ * api_handle it in a thread that may wait). */
+int api_try_now(struct api *a, struct api_req *req, struct api_resp *resp);
 int api_begin(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l);
 void api_end(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l);
 
@@ -238,6 +243,10 @@ typedef int (*api_later_fn)(struct api *a, struct api_req *req, struct api_later
                             struct wfo_error *err);
 typedef int (*api_end_fn)(struct api *a, struct api_req *req, struct api_resp *resp,
                           struct api_later *l, struct wfo_error *err);
+/* A route's answer when it need not wait (api_try_now): 1 answered, 0
+ * it would wait (nothing done), or an error. */
+typedef int (*api_now_fn)(struct api *a, struct api_req *req, struct api_resp *resp,
+                          struct wfo_error *err);
 
 struct api_token {
     unsigned char sha256[32];
@@ -365,6 +374,8 @@ int api_subscription_delete(struct api *a, struct api_req *req, struct api_resp 
                             struct wfo_error *err);
 
 int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
+int api_task_poll_now(struct api *a, struct api_req *req, struct api_resp *resp,
+                      struct wfo_error *err);
 int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
                       struct wfo_error *err);
 int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);

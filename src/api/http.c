@@ -608,13 +608,20 @@ answer:
     } else {
         rq->req.body = rq->body.len ? rq->body.buf : NULL;
         rq->req.body_len = rq->body.len;
-        if (s->opt.threads > 0 && may_wait(&rq->req) &&
-            (api_can_later(s->api, &rq->req) ? suspend_for_later(s, c, rq)
-                                             : suspend_request(s, c, rq)) == 0)
-            return MHD_YES;
-        atomic_fetch_add(&s->busy, 1);
-        api_handle(s->api, &rq->req, &rq->resp);
-        atomic_fetch_sub(&s->busy, 1);
+        int now = 0;
+        if (s->opt.threads > 0 && may_wait(&rq->req)) {
+            atomic_fetch_add(&s->busy, 1);
+            now = api_try_now(s->api, &rq->req, &rq->resp);
+            atomic_fetch_sub(&s->busy, 1);
+            if (!now && (api_can_later(s->api, &rq->req) ? suspend_for_later(s, c, rq)
+                                                         : suspend_request(s, c, rq)) == 0)
+                return MHD_YES;
+        }
+        if (!now) {
+            atomic_fetch_add(&s->busy, 1);
+            api_handle(s->api, &rq->req, &rq->resp);
+            atomic_fetch_sub(&s->busy, 1);
+        }
     }
     return reply(s, c, rq);
 }

@@ -1029,17 +1029,20 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp)
     route_done(a, req, resp, found, matched, ran, rc, &err, t0);
 }
 
-/* The handlers that can also run in two halves (api_begin, api_end). */
+/* The handlers that can also run in two halves (api_begin, api_end), or
+ * answer without waiting when they can (api_try_now). */
 struct api_halves {
     api_handler fn;
     const char *method, *pattern;
     api_later_fn later;
     api_end_fn end;
+    api_now_fn now;
 };
 
 static const struct api_halves halves[] = {
     {api_execution_start, "POST", "/v1/executions", api_execution_start_later,
-     api_execution_start_end},
+     api_execution_start_end, NULL},
+    {api_task_poll, "POST", "/v1/tasks/poll", NULL, NULL, api_task_poll_now},
 };
 
 static const struct api_halves *halves_of(const struct api_route *r)
@@ -1058,10 +1061,39 @@ int api_can_later(struct api *a, const struct api_req *req)
         if (strcmp(req->query[i].key, "wait") == 0)
             return 0;
     for (size_t i = 0; i < WFO_ARRAY_SIZE(halves); i++)
-        if (strcmp(halves[i].method, req->method) == 0 &&
+        if (halves[i].later && strcmp(halves[i].method, req->method) == 0 &&
             route_match(halves[i].pattern, (struct api_req *)req))
             return 1;
     return 0;
+}
+
+int api_try_now(struct api *a, struct api_req *req, struct api_resp *resp)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    const struct api_route *found;
+    const char *matched;
+    const struct api_halves *h = NULL;
+    if (a->engine && engine_clustered(a->engine)) /* its polls ask the other nodes */
+        return 0;
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(halves) && !h; i++)
+        if (halves[i].now && strcmp(halves[i].method, req->method) == 0 &&
+            route_match(halves[i].pattern, req))
+            h = &halves[i];
+    if (!h)
+        return 0;
+    int64_t t0 = wfo_mono_ms();
+    if (route_find(a, req, resp, &found, &matched)) {
+        route_done(a, req, resp, found, matched, 0, 0, &err, t0);
+        return 1;
+    }
+    int rc = found->fn == h->fn ? h->now(a, req, resp, &err) : 0;
+    if (rc == 0) {
+        api_resp_release(resp);
+        memset(resp, 0, sizeof(*resp));
+        return 0;
+    }
+    route_done(a, req, resp, found, NULL, 1, rc < 0 ? rc : 0, &err, t0);
+    return 1;
 }
 
 int api_begin(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l)
@@ -1074,7 +1106,7 @@ int api_begin(struct api *a, struct api_req *req, struct api_resp *resp, struct 
         route_done(a, req, resp, l->route, matched, 0, 0, &err, l->t0);
         return 0;
     }
-    if (!(l->halves = halves_of(l->route))) { /* api_can_later() said yes to another */
+    if (!(l->halves = halves_of(l->route)) || !l->halves->later) { /* said yes to another */
         int rc = l->route->fn(a, req, resp, &err);
         route_done(a, req, resp, l->route, NULL, 1, rc, &err, l->t0);
         return 0;

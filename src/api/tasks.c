@@ -74,7 +74,11 @@ static int peers_poll(struct api *a, struct api_req *req, json_t *body, int max,
     return (int)json_array_size(out);
 }
 
-int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
+/* The poll; with now, only what is ready: 1 when answered (tasks were
+ * ready, or the poll does not wait, or it is refused), 0 when it would
+ * wait (nothing done: run it again without now). */
+static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, int now,
+                    struct wfo_error *err)
 {
     json_t *body = NULL, *tasks = NULL;
     const char *worker = NULL;
@@ -105,6 +109,17 @@ int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, str
         (rc = api_field_int(body, "max", 0, 1, POLL_MAX, &max, err)) < 0 ||
         (rc = api_field_duration(body, "wait", &wait_ms, err)) < 0)
         goto out;
+    if (now) {
+        rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, &tasks, err);
+        if (rc < 0)
+            goto out;
+        if (json_array_size(tasks) == 0 && wait_ms > 0)
+            goto out; /* rc 0: it waits */
+        api_resp_json(resp, 200, json_pack("{s:o}", "tasks", tasks));
+        tasks = NULL;
+        rc = 1;
+        goto out;
+    }
     if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
         goto out;
     /* in slices, so that a shutdown is not held up by a waiting worker */
@@ -159,6 +174,17 @@ out:
     json_decref(body);
     json_decref(tasks);
     return rc;
+}
+
+int api_task_poll(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
+{
+    return poll_run(a, req, resp, 0, err);
+}
+
+int api_task_poll_now(struct api *a, struct api_req *req, struct api_resp *resp,
+                      struct wfo_error *err)
+{
+    return poll_run(a, req, resp, 1, err);
 }
 
 /* The body's lease (required string). */
