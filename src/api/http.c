@@ -19,9 +19,11 @@
  *              is queued to the engine with api_begin(), whose callback
  *              (the engine's thread, after the commit) only resumes the
  *              connection; the pool thread then makes the answer
- *              (api_end()) and sends it: no thread waits. Any other such
- *              request is a job for a waiter thread, which runs it and
- *              resumes the connection; idle waiters beyond WAITERS_KEEP
+ *              (api_end()) and sends it: no thread waits. A task poll
+ *              that finds tasks ready is answered by the pool thread
+ *              itself (api_try_now()). Any other such request is a job
+ *              for a waiter thread, which runs it and resumes the
+ *              connection; idle waiters beyond WAITERS_KEEP
  *              end after WAITER_IDLE_MS. An event stream with nothing to
  *              send suspends its connection too, and a waiter sleeps on
  *              the outbox for it (stream_reader).
