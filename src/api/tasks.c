@@ -109,19 +109,23 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
         (rc = api_field_int(body, "max", 0, 1, POLL_MAX, &max, err)) < 0 ||
         (rc = api_field_duration(body, "wait", &wait_ms, err)) < 0)
         goto out;
+    /* a poll that may wait counts against its token's limit even when it
+     * finds tasks at once (limits.long_polls_per_token) */
+    if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
+        goto out;
     if (now) {
         rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, &tasks, err);
         if (rc < 0)
             goto out;
-        if (json_array_size(tasks) == 0 && wait_ms > 0)
-            goto out; /* rc 0: it waits */
+        if (json_array_size(tasks) == 0 && wait_ms > 0) {
+            api_wait_end(req); /* counted again when it runs to wait */
+            goto out;          /* rc 0: it waits */
+        }
         api_resp_json(resp, 200, json_pack("{s:o}", "tasks", tasks));
         tasks = NULL;
         rc = 1;
         goto out;
     }
-    if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
-        goto out;
     /* in slices, so that a shutdown is not held up by a waiting worker */
     int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
     /* a cluster: what is ready here, else on another node, else wait
