@@ -656,6 +656,12 @@ int round_finish(struct wfo_engine *e, struct round *r, const struct round *flig
     struct fsm *f = &r->fx;
     if (r->rc < 0) {
         wfo_err(NULL, NULL, "store commit failed, engine stops: %s", r->err.message);
+        /* failed before any of its callers hears of it: a client answered
+         * 503 here finds /readyz 503 too (engine_fail answers the rest) */
+        pthread_mutex_lock(&e->mu);
+        e->failed = r->rc;
+        e->fail_err = r->err;
+        pthread_mutex_unlock(&e->mu);
         for (struct cmd *c = r->replies; c; c = c->next) {
             reply_done(c->reply, r->rc, &r->err);
             c->reply = NULL;
