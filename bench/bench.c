@@ -1462,10 +1462,10 @@ static void latency_inprocess(void)
     engine_stats(e, &s1);
     if (s1.commits > s0.commits) /* the share of each wait that is a commit */
         json_object_update_new(
-            o, json_pack("{s:f, s:f}", "commits_per_execution",
-                         (double)(s1.commits - s0.commits) / (LAT_WARMUP + LAT_RUNS),
-                         "commit_ms_mean",
-                         (s1.commit_ms_sum - s0.commit_ms_sum) / (double)(s1.commits - s0.commits)));
+            o,
+            json_pack("{s:f, s:f}", "commits_per_execution",
+                      (double)(s1.commits - s0.commits) / (LAT_WARMUP + LAT_RUNS), "commit_ms_mean",
+                      (s1.commit_ms_sum - s0.commit_ms_sum) / (double)(s1.commits - s0.commits)));
 out:
     json_object_set_new(o, "executions", json_integer(nv));
     set_pcts(o, "", v, nv);
