@@ -464,20 +464,28 @@ static int may_wait(const struct api_req *req)
 
 static int waiter_spawn(struct http_server *s);
 
+/* Suspends c, counted in busy before anyone can resume it (invariant 3);
+ * under s->mu. -1 when the waiters are stopping: nothing is suspended. */
+static int suspend_counted(struct http_server *s, struct MHD_Connection *c)
+{
+    if (s->waiters_stop)
+        return -1;
+    atomic_fetch_add(&s->busy, 1);
+    MHD_suspend_connection(c);
+    return 0;
+}
+
 /* Pool mode: suspends c and queues j for a waiter. 0 when done; -1 when
  * the waiters are stopping (the caller answers the request itself). */
 static int suspend_for_waiter(struct http_server *s, struct MHD_Connection *c, struct http_job *j)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->waiters_stop) {
+    j->conn = c;
+    j->next = NULL;
+    if (suspend_counted(s, c) < 0) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
-    /* counted before it can be resumed (invariant 3) */
-    atomic_fetch_add(&s->busy, 1);
-    j->conn = c;
-    j->next = NULL;
-    MHD_suspend_connection(c);
     *s->jobs_tail = j;
     s->jobs_tail = &j->next;
     s->n_jobs++;
@@ -511,23 +519,19 @@ static void later_done(void *ud)
 }
 
 /* Pool mode: suspends c and queues rq's work with api_begin, which the
- * engine answers without a thread waiting for it. 0 when suspended; 1
- * when answered at once (resp filled); -1 when the server is stopping
+ * engine answers without a thread waiting for it; an answer made at once
+ * (a refusal) resumes c here. 0 when done; -1 when the server is stopping
  * (the caller handles the request itself). */
 static int suspend_for_later(struct http_server *s, struct MHD_Connection *c, struct http_req *rq)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->waiters_stop) {
-        pthread_mutex_unlock(&s->mu);
+    int rc = suspend_counted(s, c); /* before the engine can answer */
+    pthread_mutex_unlock(&s->mu);
+    if (rc < 0)
         return -1;
-    }
-    /* counted, and suspended, before the engine can answer (invariant 3) */
-    atomic_fetch_add(&s->busy, 1);
     rq->state = REQ_SUSPENDED;
     rq->conn = c;
     rq->s = s;
-    MHD_suspend_connection(c);
-    pthread_mutex_unlock(&s->mu);
     rq->later.done = later_done;
     rq->later.ud = rq;
     if (api_begin(s->api, &rq->req, &rq->resp, &rq->later))
