@@ -950,9 +950,11 @@ static void par_failed(struct par *p, const struct wfo_error *e)
         atomic_store(&p->next, p->n);
 }
 
-/* Runs p->fn(p, i) for i in [0, n) on `threads` threads; the number of
- * failures (0: all went well). */
-static long par_run(struct par *p, int threads, double seconds)
+/* Runs main(args + i * size) on each of `threads` threads (at most 64),
+ * or once on this one when none starts, and joins them; with p's counters
+ * and deadline set first. The number of p's failures. */
+static long par_threads(struct par *p, int threads, double seconds, void *(*main)(void *),
+                        char *args, size_t size)
 {
     pthread_t th[64];
     if (threads > 64)
@@ -963,14 +965,21 @@ static long par_run(struct par *p, int threads, double seconds)
     pthread_mutex_init(&p->mu, NULL);
     int started = 0;
     for (int i = 0; i < threads; i++)
-        if (pthread_create(&th[i], NULL, par_main, p) == 0)
+        if (pthread_create(&th[started], NULL, main, args + (size_t)i * size) == 0)
             started++;
     if (!started)
-        par_main(p);
+        main(args);
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
     pthread_mutex_destroy(&p->mu);
     return atomic_load(&p->failures);
+}
+
+/* Runs p->fn(p, i) for i in [0, n) on `threads` threads; the number of
+ * failures (0: all went well). */
+static long par_run(struct par *p, int threads, double seconds)
+{
+    return par_threads(p, threads, seconds, par_main, (char *)p, 0);
 }
 
 /* ---- engine ---- */
@@ -1202,25 +1211,10 @@ static void *starts_main(void *arg)
 static long starts_run(struct par *p, int threads, double seconds)
 {
     struct starts_thread t[8];
-    pthread_t th[8];
-    if (threads > 8)
-        threads = 8;
-    atomic_store(&p->next, 0);
-    atomic_store(&p->failures, 0);
-    p->deadline = now_s() + seconds;
-    pthread_mutex_init(&p->mu, NULL);
-    int started = 0;
-    for (int i = 0; i < threads; i++) {
+    threads = threads < 1 ? 1 : threads > 8 ? 8 : threads;
+    for (int i = 0; i < threads; i++)
         t[i] = (struct starts_thread){.p = p};
-        if (pthread_create(&th[i], NULL, starts_main, &t[i]) == 0)
-            started++;
-    }
-    if (!started)
-        starts_main(&t[0]);
-    for (int i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    pthread_mutex_destroy(&p->mu);
-    return atomic_load(&p->failures);
+    return par_threads(p, threads, seconds, starts_main, (char *)t, sizeof(*t));
 }
 
 #define HTTP_WORKERS 4
