@@ -155,9 +155,8 @@ struct http_req {
     struct api_req req;
     struct api_resp resp;
     int have_req, have_resp;
-    struct MHD_Connection *conn;
-    struct http_job job;
-    struct http_server *s;
+    struct http_job job;    /* a waiter's; its conn also api_begin's */
+    struct http_server *s;  /* for later_done */
     struct api_later later; /* api_begin's */
 };
 
@@ -514,7 +513,7 @@ static void later_done(void *ud)
     struct http_req *rq = ud;
     struct http_server *s = rq->s;
     rq->state = REQ_ENDED;
-    MHD_resume_connection(rq->conn);
+    MHD_resume_connection(rq->job.conn);
     atomic_fetch_sub(&s->busy, 1);
 }
 
@@ -530,7 +529,7 @@ static int suspend_for_later(struct http_server *s, struct MHD_Connection *c, st
     if (rc < 0)
         return -1;
     rq->state = REQ_SUSPENDED;
-    rq->conn = c;
+    rq->job.conn = c;
     rq->s = s;
     rq->later.done = later_done;
     rq->later.ud = rq;

@@ -1444,13 +1444,8 @@ int engine_start_post(struct wfo_engine *e, struct engine_start_req *q, void (*d
 
 int engine_start_end(struct engine_later *l, struct engine_start_req *q, struct wfo_error *err)
 {
-    int rc = l->r.on_done ? l->r.rc : reply_wait(&l->r, err);
-    if (l->r.on_done) {
-        pthread_mutex_destroy(&l->r.mu);
-        pthread_cond_destroy(&l->r.cv);
-        if (rc < 0 && err)
-            *err = l->r.err;
-    }
+    /* with a callback the reply is answered already: this returns at once */
+    int rc = reply_wait(&l->r, err);
     if (rc == 0) {
         q->created = l->r.created;
         q->id_out = wfo_strdup(l->id);
