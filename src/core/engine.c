@@ -705,13 +705,19 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
                 fsm_task_picked(f, x, c->path, c->token, c->worker);
         } else if (c->kind == CMD_LEASED) {
             /* the row's lease, so that a restart keeps it (the cmd lives
-             * until the round is committed: the row borrows its strings) */
+             * until the round is committed: the row borrows its strings);
+             * it waits for a round that commits anyway (round_busy) */
             struct store_task *t = store_batch_task(&r->batch);
             t->id = c->path;
             t->exec_id = c->id;
             t->lease = c->lease;
             t->leased_until = c->leased_until;
             t->lease_only = 1;
+            if (!r->leases)
+                r->leases_due = f->now + LEASE_WRITE_MS;
+            c->next = r->leases;
+            r->leases = c;
+            continue;
         } else {
             do_op(e, c);
         }

@@ -103,6 +103,8 @@ struct round {
     struct wfo_arena text;  /* the JSON text its rows borrow */
     struct wfo_buf scratch; /* where that text is written first */
     struct cmd *replies;
+    struct cmd *leases;   /* CMD_LEASED, not answered: rows that ride along (LEASE_WRITE_MS) */
+    int64_t leases_due;   /* when they make the round busy on their own */
     struct wfo_map fired; /* timer id -> tentry, fired in this batch */
     struct tentry **dead; /* popped from the heap: freed after the commit */
     int n_dead, alloc_dead;
@@ -267,7 +269,18 @@ void job_cancel(struct wfo_engine *e, struct fsm_action *a);
 
 void round_init(struct round *r);
 void round_release(struct round *r);
-/* Does the round being gathered hold anything to commit or answer? */
+/* Does the round being gathered hold anything to commit or answer? Lease
+ * rows alone (CMD_LEASED) make it busy only LEASE_WRITE_MS after the first
+ * of them, or when the engine stops: until then they wait for a round
+ * that commits anyway (and go with it), or are dropped by the round that
+ * deletes their task's row (store_batch_drop_leases). A lease is only
+ * what a restart or a takeover learns of a delivery; one not yet written
+ * makes its task ready again there (delivered twice, at least once, SPEC
+ * 3), and its worker's completion is still accepted by its MAC (taskq.c
+ * T2). Leases have no answer to wait for; a commit of its own for each
+ * delivery put two commits on every step's path when the engine was
+ * otherwise idle (docs/operations/scaling.md). */
+#define LEASE_WRITE_MS 500
 int round_busy(const struct wfo_engine *e, const struct round *r);
 struct round *round_submit(struct wfo_engine *e, int *here);
 int round_finish(struct wfo_engine *e, struct round *r, const struct round *flight);

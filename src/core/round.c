@@ -504,7 +504,7 @@ int round_busy(const struct wfo_engine *e, const struct round *r)
 {
     const struct fsm *f = &e->fsm;
     return r->replies || r->n_dead || r->n_purge || f->n_touched || f->n_hist || f->n_timers ||
-           f->n_acts;
+           f->n_acts || (r->leases && (e->stop || f->now >= r->leases_due));
 }
 
 /* Drops what the round held once it is acted on (or abandoned). */
@@ -515,6 +515,12 @@ static void round_reset(struct round *r)
         cmd_free(c);
     }
     r->replies = NULL;
+    for (struct cmd *c = r->leases, *next; c; c = next) {
+        next = c->next;
+        cmd_free(c);
+    }
+    r->leases = NULL;
+    r->leases_due = 0;
     fsm_reset(&r->fx);
     store_batch_reset(&r->batch);
     wfo_arena_reset(&r->text);

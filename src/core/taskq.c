@@ -647,9 +647,10 @@ int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *qu
     struct cmd *head = NULL, **tail = &head;
     json_array_foreach(*tasks, i, p)
     {
-        /* the lease goes to the task's row with a later round; the worker
-         * does not wait for it: a lease lost in a crash makes its
-         * completion stale (409) and the task is delivered again */
+        /* the lease goes to the task's row with a later round
+         * (LEASE_WRITE_MS); the worker does not wait for it: after a crash
+         * that lost it the task is delivered again, and this lease still
+         * completes it (T2) */
         struct cmd *c = wfo_calloc(1, sizeof(*c));
         c->kind = CMD_LEASED;
         snprintf(c->id, sizeof(c->id), "%s", wfo_json_str(p, "execution_id"));

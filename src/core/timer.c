@@ -35,6 +35,9 @@
  *      their triggers and this node's waits; every 500 ms.
  *   9. the index of waits (events.c W5), made again from memory every
  *      minute.
+ *  10. lease rows: the leases of deliveries that no other round took
+ *      along are committed LEASE_WRITE_MS after the first of them
+ *      (round_busy).
  * engine_tick_next() says when the next of them is due, from the same
  * table (duties[]), so that the engine thread sleeps until then.
  */
@@ -355,6 +358,17 @@ static void scan_run(struct wfo_engine *e, struct cmd **cmds)
     triggers_cluster_scan(e, e->fsm.now);
 }
 
+static int64_t leases_write_due(struct wfo_engine *e)
+{
+    return e->cur->leases ? e->cur->leases_due : NEVER;
+}
+
+static void leases_write_run(struct wfo_engine *e, struct cmd **cmds)
+{
+    /* nothing more: from now on the round is busy (round_busy), and the
+     * engine thread submits it after this tick */
+}
+
 static int64_t shards_due(struct wfo_engine *e)
 {
     return e->next_renew;
@@ -374,11 +388,17 @@ static const struct duty {
 } duties[] = {
     /* first: a node back from a pause learns that it lost shards (E8)
      * before any other duty reads the store's rows of them */
-    {"shard leases", shards_due, shards_run},       {"due timers", timers_due, timers_run},
-    {"results kept for retry", kept_due, kept_run}, {"retention", retention_due, retention_run},
-    {"lease expiries", leases_due, leases_run},     {"timer window", window_due, window_run},
-    {"cron triggers", cron_due, cron_run},          {"outbox retention", outbox_due, outbox_run},
-    {"cluster events", scan_due, scan_run},         {"waits index", reindex_due, reindex_run},
+    {"shard leases", shards_due, shards_run},
+    {"due timers", timers_due, timers_run},
+    {"results kept for retry", kept_due, kept_run},
+    {"retention", retention_due, retention_run},
+    {"lease expiries", leases_due, leases_run},
+    {"timer window", window_due, window_run},
+    {"cron triggers", cron_due, cron_run},
+    {"outbox retention", outbox_due, outbox_run},
+    {"cluster events", scan_due, scan_run},
+    {"waits index", reindex_due, reindex_run},
+    {"lease rows", leases_write_due, leases_write_run},
 };
 
 void engine_tick(struct wfo_engine *e, struct cmd **cmds)

@@ -422,6 +422,14 @@ def unique(prefix):
 unique.n = 0
 
 
+def metric(srv, name):
+    """The value of an unlabelled series of srv's /metrics, or None."""
+    for line in srv.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def task_workflow(name, queue=None, **step):
     """Definition: one task step on QUEUE (default: NAME)."""
     t = {"name": "work", "type": "task", "queue": queue or name}

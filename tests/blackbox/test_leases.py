@@ -8,7 +8,7 @@ last committed transition. SPEC 4: POST /v1/executions takes any `id`.
 import socket
 import time
 
-from apiutil import WfoServer
+from apiutil import WfoServer, metric, store_rows
 
 
 DEF = {"name": "leased", "steps": [{"name": "t", "type": "task", "queue": "lq"}]}
@@ -38,6 +38,47 @@ def test_lease_survives_a_restart(tmp_path):
         assert r.status == 409, r
         r = srv.post(f"/v1/tasks/{task['task_id']}/complete", {"lease": "0" * 32, "output": 1})
         assert r.status == 409, r
+    finally:
+        srv.stop()
+
+
+def test_a_lease_waits_for_a_round_that_commits_anyway(tmp_path):
+    """A delivery's lease is no commit of its own (round.c LEASE_WRITE_MS):
+    a task completed soon after its poll costs one commit, and its lease is
+    never written; a lease rides with the next commit made for another
+    reason, or is written on its own half a second later."""
+    srv = WfoServer(tmp_path)
+    srv.launch()
+    try:
+        srv.put_workflow(DEF)
+        ex = srv.start_exec("leased", {"k": 1})["id"]
+        c0 = metric(srv, "wfo_store_commits_total")
+        task = srv.poll(["lq"], wait="5s")[0]
+        time.sleep(0.2)
+        assert metric(srv, "wfo_store_commits_total") == c0
+        assert store_rows(srv, "SELECT lease FROM tasks") == [(None,)]
+        r = srv.post(f"/v1/tasks/{task['task_id']}/complete",
+                     {"lease": task["lease"], "output": {"done": True}})
+        assert r.status == 200, r
+        assert srv.doc(ex, wait="10s")["status"] == "completed"
+        assert metric(srv, "wfo_store_commits_total") == c0 + 1
+        assert store_rows(srv, "SELECT count(*) FROM tasks") == [(0,)]
+
+        # with the next start's commit
+        a = srv.start_exec("leased", {"k": 2})["id"]
+        task = srv.poll(["lq"], wait="5s")[0]
+        srv.start_exec("leased", {"k": 3})
+        assert store_rows(srv, "SELECT exec_id, lease FROM tasks WHERE lease IS NOT NULL") == \
+            [(a, task["lease"])]
+
+        # on its own
+        c1 = metric(srv, "wfo_store_commits_total")
+        task = srv.poll(["lq"], wait="5s")[0]
+        deadline = time.monotonic() + 10
+        while metric(srv, "wfo_store_commits_total") == c1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(srv, "wfo_store_commits_total") == c1 + 1
+        assert len(store_rows(srv, "SELECT 1 FROM tasks WHERE lease = ?", (task["lease"],))) == 1
     finally:
         srv.stop()
 

@@ -4,7 +4,7 @@ stuck, and each ends as it would have without faults (engine.c E5)."""
 
 import time
 
-from apiutil import WfoServer, unique
+from apiutil import WfoServer, metric, unique
 
 
 def fault_server(tmp_path, faults, seed="1"):
@@ -12,13 +12,6 @@ def fault_server(tmp_path, faults, seed="1"):
                                           "WFO_STORE_FAULTS_SEED": seed})
     srv.args = ["--db", f"fault:{srv.db_url}"]
     return srv.launch()
-
-
-def metric(srv, name):
-    for line in srv.get("/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def wait_end(srv, exec_id, timeout=30):
