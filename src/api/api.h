@@ -169,7 +169,8 @@ void api_handle(struct api *a, struct api_req *req, struct api_resp *resp);
 
 /* A request answered later, without a thread waiting for it (http.c's
  * pool mode): api_can_later() says whether req's route can (a start
- * without ?wait=, on a node that forwards nothing); api_begin() then
+ * without ?wait=, a batch of task results, on a node that forwards
+ * nothing); api_begin() then
  * either answers at once (0, resp filled) or queues the work (1): done(ud)
  * is called once, from the engine's thread, when it has ended (it must not
  * block), and api_end() then fills resp on any other thread. Both record
@@ -237,8 +238,9 @@ void api_metrics_on_progress(void *ud, const struct wfo_progress *p);
 typedef int (*api_handler)(struct api *a, struct api_req *req, struct api_resp *resp,
                            struct wfo_error *err);
 /* A route's two halves for api_begin / api_end: the first queues the
- * work (1) with l->done to call, keeping what it needs in l->state; the
- * second makes the answer, and frees l->state whatever happened. */
+ * work (1) with l->done to call, keeping what it needs in l->state, or
+ * queues nothing (0, or an error); the second makes the answer, and
+ * frees l->state whatever happened (after an error it only frees). */
 typedef int (*api_later_fn)(struct api *a, struct api_req *req, struct api_later *l,
                             struct wfo_error *err);
 typedef int (*api_end_fn)(struct api *a, struct api_req *req, struct api_resp *resp,
@@ -381,6 +383,10 @@ int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
 int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
 int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *resp,
                            struct wfo_error *err);
+int api_task_complete_many_later(struct api *a, struct api_req *req, struct api_later *l,
+                                 struct wfo_error *err);
+int api_task_complete_many_end(struct api *a, struct api_req *req, struct api_resp *resp,
+                               struct api_later *l, struct wfo_error *err);
 int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp,
                        struct wfo_error *err);
 int api_queue_list(struct api *a, struct api_req *req, struct api_resp *resp,

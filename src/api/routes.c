@@ -1043,6 +1043,8 @@ static const struct api_halves halves[] = {
     {api_execution_start, "POST", "/v1/executions", api_execution_start_later,
      api_execution_start_end, NULL},
     {api_task_poll, "POST", "/v1/tasks/poll", NULL, NULL, api_task_poll_now},
+    {api_task_complete_many, "POST", "/v1/tasks/complete", api_task_complete_many_later,
+     api_task_complete_many_end, NULL},
 };
 
 static const struct api_halves *halves_of(const struct api_route *r)
@@ -1114,9 +1116,13 @@ int api_begin(struct api *a, struct api_req *req, struct api_resp *resp, struct 
     int rc = l->halves->later(a, req, l, &err);
     if (rc == 1)
         return 1;
-    /* refused before anything was queued: end frees the state */
-    struct wfo_error ignore = WFO_ERROR_INIT;
-    l->halves->end(a, req, resp, l, &ignore);
+    /* nothing queued: end answers (0), or frees the state (refused) */
+    if (rc == 0)
+        rc = l->halves->end(a, req, resp, l, &err);
+    else {
+        struct wfo_error ignore = WFO_ERROR_INIT;
+        l->halves->end(a, req, resp, l, &ignore);
+    }
     route_done(a, req, resp, l->route, NULL, 1, rc, &err, l->t0);
     return 0;
 }

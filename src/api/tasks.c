@@ -335,28 +335,34 @@ static json_t *result_forward(struct api *a, struct api_req *req, json_t *v)
     return entry;
 }
 
-int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *resp,
-                           struct wfo_error *err)
+/* A batch of results as api_task_complete_many reads it. */
+struct finish_args {
+    json_t *body;
+    struct engine_task_result *t;
+    size_t n;
+    int posted; /* engine_task_finish_post took it: the end answers */
+    struct engine_finish_later *later;
+};
+
+static int finish_args(struct api *a, struct api_req *req, struct finish_args *s,
+                       struct wfo_error *err)
 {
-    json_t *body = NULL, *list, *v, *out = NULL, **fwd = NULL;
-    struct engine_task_result *t = NULL;
-    size_t i, n = 0;
+    json_t *list, *v;
+    size_t i;
     static const char *const known[] = {"results", NULL};
     static const char *const known_ok[] = {"task_id", "lease", "output", NULL};
     static const char *const known_fail[] = {"task_id", "lease", "error", "retryable", NULL};
-    int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0)
-        goto out;
-    list = json_object_get(body, "results");
-    if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > POLL_MAX) {
-        rc =
-            wfo_error_set(err, WFO_EINVAL, "results: expected a list of 1 to %d results", POLL_MAX);
-        goto out;
-    }
-    t = wfo_calloc(json_array_size(list), sizeof(*t));
+    int rc = api_body_object(req, 0, &s->body, err);
+    if (rc < 0 || (rc = api_fields_known(s->body, NULL, known, err)) < 0)
+        return rc;
+    list = json_object_get(s->body, "results");
+    if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > POLL_MAX)
+        return wfo_error_set(err, WFO_EINVAL, "results: expected a list of 1 to %d results",
+                             POLL_MAX);
+    s->t = wfo_calloc(json_array_size(list), sizeof(*s->t));
     json_array_foreach(list, i, v)
     {
-        struct engine_task_result *r = &t[n++];
+        struct engine_task_result *r = &s->t[s->n++];
         r->ok = 1;
         r->retryable = 1;
         if (!json_is_object(v))
@@ -373,58 +379,105 @@ int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *
         if (rc < 0) {
             char msg[sizeof(err->message)];
             snprintf(msg, sizeof(msg), "%s", err->message);
-            wfo_error_set(err, rc, "results[%zu].%s", i, msg);
-            goto out;
+            return wfo_error_set(err, rc, "results[%zu].%s", i, msg);
         }
         r->output = json_object_get(v, "output");
         if (!r->output)
             r->output = json_null();
     }
+    return 0;
+}
+
+/* The entry of the answer's results[] for t, finished here. */
+static json_t *finish_entry(const struct engine_task_result *r)
+{
+    if (r->rc < 0)
+        return json_pack("{s:s, s:i, s:{s:s, s:s}}", "task_id", r->task_id, "status_code",
+                         wfo_error_http_status(r->rc), "error", "type", wfo_error_type(r->rc),
+                         "message", r->err.message);
+    return json_pack("{s:s, s:s}", "task_id", r->task_id, "status", r->ok ? "completed" : "failed");
+}
+
+static void finish_args_release(struct finish_args *s)
+{
+    for (size_t i = 0; s->t && i < s->n; i++)
+        json_decref(s->t[i].error);
+    free(s->t);
+    json_decref(s->body);
+}
+
+int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *resp,
+                           struct wfo_error *err)
+{
+    struct finish_args s = {0};
+    json_t *out = NULL, **fwd = NULL;
+    size_t i, n;
+    int rc = finish_args(a, req, &s, err);
+    if (rc < 0)
+        goto out;
+    n = s.n;
     /* a cluster: the results of other nodes' tasks go to them; the rest
      * are finished here, in one call */
     fwd = wfo_calloc(n, sizeof(*fwd));
     size_t here = 0;
     for (i = 0; i < n; i++) {
         if (engine_clustered(a->engine) && !api_header(req, "X-Wfo-Forwarded"))
-            fwd[i] = result_forward(a, req, json_array_get(list, i));
+            fwd[i] = result_forward(a, req, json_array_get(json_object_get(s.body, "results"), i));
         if (fwd[i]) {
-            json_decref(t[i].error);
-            t[i].error = NULL;
+            json_decref(s.t[i].error);
+            s.t[i].error = NULL;
         } else if (here++ < i) {
-            t[here - 1] = t[i];
-            t[i].error = NULL; /* moved */
+            s.t[here - 1] = s.t[i];
+            s.t[i].error = NULL; /* moved */
         }
     }
-    if (here && (rc = engine_task_finish(a->engine, req->ns, t, (int)here, err)) < 0)
+    if (here && (rc = engine_task_finish(a->engine, req->ns, s.t, (int)here, err)) < 0)
         goto out;
     out = json_array();
     size_t k = 0;
-    for (i = 0; i < n; i++) {
-        if (fwd[i]) {
-            json_array_append(out, fwd[i]);
-            continue;
-        }
-        struct engine_task_result *r = &t[k++];
-        if (r->rc < 0)
-            json_array_append_new(out, json_pack("{s:s, s:i, s:{s:s, s:s}}", "task_id", r->task_id,
-                                                 "status_code", wfo_error_http_status(r->rc),
-                                                 "error", "type", wfo_error_type(r->rc), "message",
-                                                 r->err.message));
-        else
-            json_array_append_new(out, json_pack("{s:s, s:s}", "task_id", r->task_id, "status",
-                                                 r->ok ? "completed" : "failed"));
-    }
+    for (i = 0; i < n; i++)
+        json_array_append_new(out, fwd[i] ? json_incref(fwd[i]) : finish_entry(&s.t[k++]));
     api_resp_json(resp, 200, json_pack("{s:o}", "results", out));
 out:
-    for (i = 0; i < n; i++)
-        if (fwd && fwd[i])
-            json_decref(fwd[i]);
+    for (i = 0; fwd && i < s.n; i++)
+        json_decref(fwd[i]);
     free(fwd);
-    for (i = 0; t && i < n; i++)
-        json_decref(t[i].error);
-    free(t);
-    json_decref(body);
+    finish_args_release(&s);
     return rc;
+}
+
+/* Pool mode (api_begin): checked and queued without a thread that waits;
+ * the results are answered by api_task_complete_many_end. Not in a
+ * cluster (api_can_later), so nothing is forwarded. */
+int api_task_complete_many_later(struct api *a, struct api_req *req, struct api_later *l,
+                                 struct wfo_error *err)
+{
+    struct finish_args *s = wfo_calloc(1, sizeof(*s));
+    l->state = s;
+    int rc = finish_args(a, req, s, err);
+    if (rc == 0)
+        rc = engine_task_finish_post(a->engine, req->ns, s->t, (int)s->n, l->done, l->ud, &s->later,
+                                     err);
+    s->posted = rc == 0;
+    /* none queued (every lease refused): answered at once */
+    return rc < 0 ? rc : s->later ? 1 : 0;
+}
+
+int api_task_complete_many_end(struct api *a, struct api_req *req, struct api_resp *resp,
+                               struct api_later *l, struct wfo_error *err)
+{
+    struct finish_args *s = l->state;
+    if (s->posted) {
+        engine_task_finish_end(s->later, s->t, (int)s->n);
+        json_t *out = json_array();
+        for (size_t i = 0; i < s->n; i++)
+            json_array_append_new(out, finish_entry(&s->t[i]));
+        api_resp_json(resp, 200, json_pack("{s:o}", "results", out));
+    }
+    finish_args_release(s);
+    free(s);
+    l->state = NULL;
+    return 0;
 }
 
 int api_task_heartbeat(struct api *a, struct api_req *req, struct api_resp *resp,

@@ -97,6 +97,17 @@ struct engine_task_result {
 };
 int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_result *t, int n,
                        struct wfo_error *err);
+/* engine_task_finish in two halves, as engine_start_post/_end: the post
+ * checks every result against its lease and queues those that pass; done
+ * is called once, from the engine's thread, when all of them are answered
+ * (never when none was queued: then *out is NULL and the call returns 0,
+ * or the error of an engine that takes nothing). The end fills each t[i]'s
+ * rc and err and frees *out; t must be the same array both times. */
+struct engine_finish_later;
+int engine_task_finish_post(struct wfo_engine *e, const char *ns, struct engine_task_result *t,
+                            int n, void (*done)(void *ud), void *ud,
+                            struct engine_finish_later **out, struct wfo_error *err);
+void engine_task_finish_end(struct engine_finish_later *l, struct engine_task_result *t, int n);
 /* error ({type, message, details}) is borrowed. */
 int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
                      json_t *error, int retryable, struct wfo_error *err);

@@ -25,6 +25,7 @@
  */
 #include "common/compat.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -746,30 +747,81 @@ static int task_post(struct wfo_engine *e, const char *ns, struct engine_task_re
     return 1;
 }
 
-int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_result *t, int n,
-                       struct wfo_error *err)
+struct engine_finish_later {
+    struct reply *r; /* one a result; those whose t[i].rc is 1 were queued */
+    atomic_int pending;
+    void (*done)(void *ud);
+    void *ud;
+};
+
+/* A queued result was answered (the engine's thread): the last one calls
+ * the caller's done. */
+static void finish_part_done(void *ud)
 {
+    struct engine_finish_later *l = ud;
+    if (atomic_fetch_sub(&l->pending, 1) == 1)
+        l->done(l->ud);
+}
+
+int engine_task_finish_post(struct wfo_engine *e, const char *ns, struct engine_task_result *t,
+                            int n, void (*done)(void *ud), void *ud,
+                            struct engine_finish_later **out, struct wfo_error *err)
+{
+    *out = NULL;
     int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     /* all queued, in one chain, before any is waited for: they share a
      * round, and the engine's lock is taken once */
-    struct reply *r = wfo_calloc((size_t)n, sizeof(*r));
+    struct engine_finish_later *l = wfo_calloc(1, sizeof(*l));
+    l->r = wfo_calloc((size_t)n, sizeof(*l->r));
+    l->done = done;
+    l->ud = ud;
     struct cmd *head = NULL, **tail = &head;
-    for (int i = 0; i < n; i++)
-        t[i].rc = task_post(e, ns, &t[i], &r[i], &tail);
-    if (head)
-        engine_post(e, head, NULL);
+    int queued = 0;
     for (int i = 0; i < n; i++) {
+        t[i].rc = task_post(e, ns, &t[i], &l->r[i], &tail);
+        if (t[i].rc == 1 && done) {
+            l->r[i].on_done = finish_part_done;
+            l->r[i].on_done_ud = l;
+        }
+        queued += t[i].rc == 1;
+    }
+    if (!queued) {
+        free(l->r);
+        free(l);
+        return 0;
+    }
+    atomic_init(&l->pending, queued);
+    *out = l;
+    engine_post(e, head, NULL);
+    return 0;
+}
+
+void engine_task_finish_end(struct engine_finish_later *l, struct engine_task_result *t, int n)
+{
+    for (int i = 0; l && i < n; i++) {
         if (t[i].rc != 1)
             continue;
-        t[i].rc = reply_wait(&r[i], &t[i].err);
+        /* with a callback the reply is answered already: at once */
+        t[i].rc = reply_wait(&l->r[i], &t[i].err);
         if (t[i].rc == WFO_ESTATE || t[i].rc == WFO_ENOTFOUND)
             t[i].rc = wfo_error_set(&t[i].err, WFO_ECONFLICT, "task '%s' is no longer current",
                                     t[i].task_id);
     }
-    free(r);
-    return 0;
+    if (l)
+        free(l->r);
+    free(l);
+}
+
+int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_result *t, int n,
+                       struct wfo_error *err)
+{
+    struct engine_finish_later *l;
+    int rc = engine_task_finish_post(e, ns, t, n, NULL, NULL, &l, err);
+    if (rc == 0)
+        engine_task_finish_end(l, t, n);
+    return rc;
 }
 
 /* One result, as a batch of one: the call's code is the result's. */

@@ -262,3 +262,35 @@ def test_http_threads_pool_start_whose_client_left(tmp_path):
         assert len(listed["executions"]) == 20
     finally:
         assert srv.stop() == 0
+
+
+def test_http_threads_pool_results_whose_client_left(tmp_path):
+    """server.http_threads: 2: a batch of task results (POST
+    /v1/tasks/complete, answered by the engine's callback in pool mode)
+    whose client hangs up before the answer is still applied, once, and
+    nothing of it is left behind (a clean stop, no sanitizer report)."""
+    srv = server_with(tmp_path, "server: {http_threads: 2}\n")
+    try:
+        name = unique("leftres")
+        srv.put_workflow({"name": name, "steps": [{"name": "t", "type": "task", "queue": name}]})
+        ids = [srv.start_exec(name, input={"i": i})["id"] for i in range(20)]
+        tasks = srv.poll([name], max=20, wait="5s")
+        assert len(tasks) == 20, tasks
+        for t in tasks:
+            body = json.dumps({"results": [{"task_id": t["task_id"], "lease": t["lease"],
+                                            "output": {"i": t["input"]["i"]}}]}).encode()
+            s = socket.create_connection((srv.host, srv.port), timeout=10)
+            s.sendall(b"POST /v1/tasks/complete HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            s.close()  # before the answer
+        for i, eid in enumerate(ids):
+            d = srv.doc(eid, wait="20s")
+            assert d["status"] == "completed" and d["output"] == {"i": i}, d
+        # each applied once: the same results again are no longer current
+        r = srv.post("/v1/tasks/complete", {"results": [
+            {"task_id": t["task_id"], "lease": t["lease"], "output": 0} for t in tasks]})
+        assert r.status == 200, r
+        assert {x.get("status_code") for x in r.json["results"]} == {409}, r.json
+    finally:
+        assert srv.stop() == 0
