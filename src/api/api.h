@@ -383,6 +383,12 @@ int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
 int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err);
 int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *resp,
                            struct wfo_error *err);
+int api_task_complete_later(struct api *a, struct api_req *req, struct api_later *l,
+                            struct wfo_error *err);
+int api_task_fail_later(struct api *a, struct api_req *req, struct api_later *l,
+                        struct wfo_error *err);
+int api_task_one_end(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l,
+                     struct wfo_error *err);
 int api_task_complete_many_later(struct api *a, struct api_req *req, struct api_later *l,
                                  struct wfo_error *err);
 int api_task_complete_many_end(struct api *a, struct api_req *req, struct api_resp *resp,

@@ -1045,6 +1045,10 @@ static const struct api_halves halves[] = {
     {api_task_poll, "POST", "/v1/tasks/poll", NULL, NULL, api_task_poll_now},
     {api_task_complete_many, "POST", "/v1/tasks/complete", api_task_complete_many_later,
      api_task_complete_many_end, NULL},
+    {api_task_complete, "POST", "/v1/tasks/{task_id}/complete", api_task_complete_later,
+     api_task_one_end, NULL},
+    {api_task_fail, "POST", "/v1/tasks/{task_id}/fail", api_task_fail_later, api_task_one_end,
+     NULL},
 };
 
 static const struct api_halves *halves_of(const struct api_route *r)

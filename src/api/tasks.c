@@ -197,30 +197,6 @@ static int lease_of(const json_t *body, const char **lease, struct wfo_error *er
     return api_field_str(body, "lease", 1, lease, err);
 }
 
-int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
-                      struct wfo_error *err)
-{
-    json_t *body = NULL;
-    const char *lease = NULL;
-    static const char *const known[] = {"lease", "output", NULL};
-    int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0 ||
-        (rc = lease_of(body, &lease, err)) < 0)
-        goto out;
-    json_t *output = json_object_get(body, "output");
-    if ((rc = api_payload_check(a, output, "output", err)) < 0)
-        goto out;
-    rc = engine_task_complete(a->engine, req->ns, req->params[0], lease,
-                              output ? output : json_null(), err);
-    if (rc < 0)
-        goto out;
-    api_resp_json(resp, 200,
-                  json_pack("{s:s, s:s}", "task_id", req->params[0], "status", "completed"));
-out:
-    json_decref(body);
-    return rc;
-}
-
 /* A failure's body: error {type, message?, details?} and retryable?; *error
  * gets the normalized {type, message, details} (new ref). */
 static int failure_of(const struct api *a, const json_t *body, json_t **error, int *retryable,
@@ -249,25 +225,115 @@ static int failure_of(const struct api *a, const json_t *body, json_t **error, i
     return 0;
 }
 
+/* POST /v1/tasks/{id}/complete {lease, output} (ok) or /fail {lease,
+ * error, retryable?}, read into s->t. */
+struct one_args {
+    json_t *body, *error;
+    struct engine_task_result t;
+    int posted; /* engine_task_finish_post took it: the end answers */
+    struct engine_finish_later *later;
+};
+
+static int one_args(struct api *a, struct api_req *req, int ok, struct one_args *s,
+                    struct wfo_error *err)
+{
+    static const char *const known_ok[] = {"lease", "output", NULL};
+    static const char *const known_fail[] = {"lease", "error", "retryable", NULL};
+    s->t = (struct engine_task_result){.task_id = req->params[0], .ok = ok, .retryable = 1};
+    int rc = api_body_object(req, 0, &s->body, err);
+    if (rc < 0 || (rc = api_fields_known(s->body, NULL, ok ? known_ok : known_fail, err)) < 0 ||
+        (rc = lease_of(s->body, &s->t.lease, err)) < 0)
+        return rc;
+    if (!ok) {
+        rc = failure_of(a, s->body, &s->error, &s->t.retryable, err);
+        s->t.error = s->error;
+        return rc;
+    }
+    s->t.output = json_object_get(s->body, "output");
+    if (!s->t.output)
+        s->t.output = json_null();
+    return api_payload_check(a, s->t.output, "output", err);
+}
+
+/* The answer of a result the engine took (s->t.rc set). */
+static int one_answer(struct one_args *s, struct api_resp *resp, struct wfo_error *err)
+{
+    if (s->t.rc < 0) {
+        *err = s->t.err;
+        return s->t.rc;
+    }
+    api_resp_json(resp, 200,
+                  json_pack("{s:s, s:s}", "task_id", s->t.task_id, "status",
+                            s->t.ok ? "completed" : "failed"));
+    return 0;
+}
+
+static void one_args_release(struct one_args *s)
+{
+    json_decref(s->body);
+    json_decref(s->error);
+}
+
+static int one_run(struct api *a, struct api_req *req, struct api_resp *resp, int ok,
+                   struct wfo_error *err)
+{
+    struct one_args s = {0};
+    int rc = one_args(a, req, ok, &s, err);
+    if (rc == 0 && (rc = engine_task_finish(a->engine, req->ns, &s.t, 1, err)) == 0)
+        rc = one_answer(&s, resp, err);
+    one_args_release(&s);
+    return rc;
+}
+
+int api_task_complete(struct api *a, struct api_req *req, struct api_resp *resp,
+                      struct wfo_error *err)
+{
+    return one_run(a, req, resp, 1, err);
+}
+
 int api_task_fail(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
 {
-    json_t *body = NULL, *error = NULL;
-    const char *lease = NULL;
-    int retryable = 1;
-    static const char *const known[] = {"lease", "error", "retryable", NULL};
-    int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0 ||
-        (rc = lease_of(body, &lease, err)) < 0 ||
-        (rc = failure_of(a, body, &error, &retryable, err)) < 0)
-        goto out;
-    rc = engine_task_fail(a->engine, req->ns, req->params[0], lease, error, retryable, err);
-    if (rc < 0)
-        goto out;
-    api_resp_json(resp, 200,
-                  json_pack("{s:s, s:s}", "task_id", req->params[0], "status", "failed"));
-out:
-    json_decref(body);
-    json_decref(error);
+    return one_run(a, req, resp, 0, err);
+}
+
+/* Pool mode (api_begin), as api_task_complete_many_later for one result. */
+static int one_later(struct api *a, struct api_req *req, struct api_later *l, int ok,
+                     struct wfo_error *err)
+{
+    struct one_args *s = wfo_calloc(1, sizeof(*s));
+    l->state = s;
+    int rc = one_args(a, req, ok, s, err);
+    if (rc == 0)
+        rc = engine_task_finish_post(a->engine, req->ns, &s->t, 1, l->done, l->ud, &s->later, err);
+    s->posted = rc == 0;
+    /* not queued (its lease refused): answered at once */
+    return rc < 0 ? rc : s->later ? 1 : 0;
+}
+
+int api_task_complete_later(struct api *a, struct api_req *req, struct api_later *l,
+                            struct wfo_error *err)
+{
+    return one_later(a, req, l, 1, err);
+}
+
+int api_task_fail_later(struct api *a, struct api_req *req, struct api_later *l,
+                        struct wfo_error *err)
+{
+    return one_later(a, req, l, 0, err);
+}
+
+int api_task_one_end(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l,
+                     struct wfo_error *err)
+{
+    struct one_args *s = l->state;
+    int rc = 0;
+    if (s->posted) {
+        engine_task_finish_end(s->later, &s->t, 1);
+        rc = one_answer(s, resp, err);
+    }
+    one_args_release(s);
+    free(s);
+    l->state = NULL;
     return rc;
 }
 

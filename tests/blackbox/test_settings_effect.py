@@ -265,10 +265,11 @@ def test_http_threads_pool_start_whose_client_left(tmp_path):
 
 
 def test_http_threads_pool_results_whose_client_left(tmp_path):
-    """server.http_threads: 2: a batch of task results (POST
-    /v1/tasks/complete, answered by the engine's callback in pool mode)
-    whose client hangs up before the answer is still applied, once, and
-    nothing of it is left behind (a clean stop, no sanitizer report)."""
+    """server.http_threads: 2: task results (POST /v1/tasks/complete and
+    /v1/tasks/{id}/complete, answered by the engine's callback in pool
+    mode) whose client hangs up before the answer are still applied, once,
+    and nothing of them is left behind (a clean stop, no sanitizer
+    report)."""
     srv = server_with(tmp_path, "server: {http_threads: 2}\n")
     try:
         name = unique("leftres")
@@ -276,11 +277,13 @@ def test_http_threads_pool_results_whose_client_left(tmp_path):
         ids = [srv.start_exec(name, input={"i": i})["id"] for i in range(20)]
         tasks = srv.poll([name], max=20, wait="5s")
         assert len(tasks) == 20, tasks
-        for t in tasks:
-            body = json.dumps({"results": [{"task_id": t["task_id"], "lease": t["lease"],
-                                            "output": {"i": t["input"]["i"]}}]}).encode()
+        for k, t in enumerate(tasks):  # in batches of one, and alone
+            one = {"lease": t["lease"], "output": {"i": t["input"]["i"]}}
+            path = f"/v1/tasks/{t['task_id']}/complete" if k % 2 else "/v1/tasks/complete"
+            body = json.dumps(one if k % 2 else
+                              {"results": [dict(one, task_id=t["task_id"])]}).encode()
             s = socket.create_connection((srv.host, srv.port), timeout=10)
-            s.sendall(b"POST /v1/tasks/complete HTTP/1.1\r\nHost: x\r\n"
+            s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
                       b"Content-Type: application/json\r\n"
                       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             s.close()  # before the answer
