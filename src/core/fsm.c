@@ -605,6 +605,33 @@ static void block_cancel(struct fsm *f, struct execution *x, struct step_state *
             frame_cancel(f, x, i);
 }
 
+/* Is an attempt asked to stop (C2) still out in a frame that block step
+ * owner opened in its current attempt, or in a frame nested in one? */
+static int block_stopping(const struct execution *x, const struct step_state *owner)
+{
+    for (int i = 0; i < x->n_steps; i++) {
+        if (!x->steps[i]->stopping)
+            continue;
+        for (int fid = x->steps[i]->frame; fid >= 0; fid = x->frames[fid].parent)
+            if (frame_of(&x->frames[fid], owner))
+                return 1;
+    }
+    return 0;
+}
+
+/* The retries of block steps that waited for their stopped attempts
+ * (TK_RETRY) start once none of those is out. */
+static void retries_drained(struct fsm *f, struct execution *x)
+{
+    for (int i = 0; i < x->n_steps && x->status == EX_RUNNING; i++) {
+        struct step_state *st = x->steps[i];
+        if (st->status == SS_SCHEDULED && st->retry_due && !block_stopping(x, st)) {
+            st->retry_due = 0;
+            attempt_start(f, x, st);
+        }
+    }
+}
+
 static json_t *frame_output(struct execution *x, const struct frame *fr)
 {
     struct step_state *last = fr->last ? exec_step(x, fr->last) : NULL;
@@ -1656,6 +1683,11 @@ static void step_enter(struct fsm *f, struct execution *x, struct frame *fr)
     int fi = (int)(fr - x->frames);
     struct step_state *st = exec_step_reach(x, path, d, fi, NULL);
     free(path);
+    if (st->stopping) { /* entered again: the attempt asked to stop no longer counts */
+        act(f, ACT_CANCEL, x, st, NULL);
+        st->stopping = 0;
+        timer_del(f, x, TK_TIMEOUT, st->path);
+    }
     st->status = SS_SCHEDULED;
     st->attempts = 0;
     st->started_at = 0;
@@ -1766,6 +1798,21 @@ static void step_late_result(struct fsm *f, struct execution *x, struct step_sta
         st->error = NULL;
         hist(f, x, "step.completed", st->path,
              json_pack("{s:O, s:b}", "output", out ? out : json_null(), "late", 1));
+        /* the last step of a branch or iteration of a block that will be
+         * retried: that branch is done, and the retry keeps it
+         * (block_keep; SPEC 2.3, completed ones are not run twice) */
+        struct frame *fr = &x->frames[st->frame];
+        struct step_state *owner = fr->owner ? exec_step(x, fr->owner) : NULL;
+        if (fr->status == FR_CANCELLED && owner && owner->status == SS_SCHEDULED &&
+            fr->otoken == owner->token && fr->pc >= 0 && &fr->block->steps[fr->pc] == st->def &&
+            st->def->next == JUMP_NEXT && fr->pc + 1 >= fr->block->n) {
+            fr->status = FR_DONE;
+            fr->pc = -1;
+            fr->busy = 0;
+            free(fr->last);
+            fr->last = wfo_strdup(st->path);
+            touch(f, x);
+        }
     } else {
         const char *type = wfo_json_str(error, "type");
         /* a lease that ran out says nothing of what the worker did */
@@ -1777,6 +1824,7 @@ static void step_late_result(struct fsm *f, struct execution *x, struct step_sta
     }
     step_touch(f, x, st);
     drain_check(f, x);
+    retries_drained(f, x);
 }
 
 static int apply_result(struct fsm *f, struct execution *x, const char *path, int64_t token, int ok,
@@ -1833,8 +1881,11 @@ static void apply_timer(struct fsm *f, struct execution *x, enum timer_kind kind
     case TK_RETRY:
         if (st->status != SS_SCHEDULED)
             return;
-        if (x->status == EX_PAUSED) {
-            st->retry_due = 1; /* fsm_resume starts it */
+        /* paused: fsm_resume starts it; a block whose attempts asked to
+         * stop are still out waits for them (C2: a success among them
+         * counts, and its branch is not run again), retries_drained */
+        if (x->status == EX_PAUSED || block_stopping(x, st)) {
+            st->retry_due = 1;
             step_touch(f, x, st);
             return;
         }
@@ -1853,6 +1904,7 @@ static void apply_timer(struct fsm *f, struct execution *x, enum timer_kind kind
                                          "to stop",
                                          NULL)));
             drain_check(f, x);
+            retries_drained(f, x);
             break;
         }
         if (st->status == SS_WAITING && st->wait) { /* await_event */
@@ -1990,7 +2042,8 @@ static int apply_resume(struct fsm *f, struct execution *x)
     /* retries that came due while paused */
     for (int i = 0; i < x->n_steps; i++) {
         struct step_state *st = x->steps[i];
-        if (st->status == SS_SCHEDULED && st->retry_due && x->status == EX_RUNNING) {
+        if (st->status == SS_SCHEDULED && st->retry_due && x->status == EX_RUNNING &&
+            !block_stopping(x, st)) {
             st->retry_due = 0;
             attempt_start(f, x, st);
         }

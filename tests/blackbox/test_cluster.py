@@ -187,12 +187,17 @@ def test_nodes_share_the_shards_and_take_over_a_killed_one(tmp_path):
             w.start()
         # b dies with its executions mid-run: sleeping, tasks ready or leased
         time.sleep(0.5)
+        logged = {s: len(s.stderr()) for s in (a, c)}
         b.proc.send_signal(signal.SIGKILL)
         b.proc.wait(10)
         live = [a, c]
         took = wait_shares(live, timeout=TAKEOVER_BOUND + 20)
         assert took <= TAKEOVER_BOUND, f"takeover took {took:.1f}s"
-        assert "took shards" in a.stderr() + c.stderr()
+        # the takeover is logged: shards claimed by the lease duty ("took
+        # shards"), or, on a loaded host where a node was late to renew its
+        # own, by the recovery of a regroup or restart ("holds shards")
+        since = "".join(s.stderr()[logged[s]:] for s in (a, c))
+        assert "took shards" in since or "holds shards" in since, since
         # every execution completes, with its own output
         deadline = time.monotonic() + 90
         pending = set(ids)

@@ -191,6 +191,70 @@ steps:
     assert step(doc, "each")["attempts"] == 2
 
 
+def _par_two(server, name, lease=None):
+    """A parallel of two one-task branches, retried once, then a step after
+    it; both tasks taken (a: branch a's, b: branch b's)."""
+    server.put_workflow({"name": name, "steps": [
+        {"name": "par", "type": "parallel",
+         "retry": {"max_attempts": 2, "initial_interval": "10ms"},
+         "branches": [
+             {"name": br, "steps": [{"name": "t", "type": "task", "queue": name,
+                                     "retry": {"max_attempts": 1}}]}
+             for br in ("a", "b")]},
+        {"name": "after", "type": "set", "vars": {"done": 1}},
+    ]})
+    e = server.start_exec(name)
+    tasks = server.poll([name], max=2, wait="5s")
+    while len(tasks) < 2:
+        tasks += server.poll([name], wait="5s")
+    by = {t["step"]: t for t in tasks}
+    return e["id"], by["par/a/t"], by["par/b/t"]
+
+
+def test_block_retry_waits_for_a_sibling_in_flight(server):
+    """A branch fails while its sibling's task is out: the block's retry
+    waits for it (SPEC 2.4, work that happened is never forgotten); its late
+    success is accepted and counts, and only the failed branch runs again
+    (SPEC 2.3)."""
+    name = unique("block-inflight")
+    eid, a, b = _par_two(server, name)
+    fail(server, b, "Flaky", retryable=True)
+    assert server.poll([name], wait="300ms") == []  # the retry waits for a
+    complete(server, a, {"a": 1})  # the late success: 200
+    again = take(server, name)
+    assert again["step"] == "par/b/t", again
+    complete(server, again, {"b": 2})
+    d = server.wait_status(eid, "completed")
+    assert step(d, "par")["output"] == {"a": {"a": 1}, "b": {"b": 2}}
+    hist = history(server, eid)
+    assert started(hist, "par/a/t") == 1 and started(hist, "par/b/t") == 2
+
+
+def test_block_retry_after_a_sibling_that_never_reports(tmp_path):
+    """The sibling's task never reports: once its lease runs out the block
+    is retried with both branches, and the new attempts complete it (before,
+    the new attempt of the sibling was taken for the stopped one, and the
+    execution never ended)."""
+    from apiutil import WfoServer
+    srv = WfoServer(tmp_path / "s", env={"WFO_LEASE": "1s"}).launch()
+    try:
+        name = unique("block-silent")
+        eid, a, b = _par_two(srv, name)
+        fail(srv, b, "Flaky", retryable=True)
+        tasks = srv.poll([name], max=2, wait="10s")
+        while len(tasks) < 2:
+            tasks += srv.poll([name], wait="10s")
+        assert sorted(t["step"] for t in tasks) == ["par/a/t", "par/b/t"]
+        for t in tasks:
+            complete(srv, t, {"again": t["step"]})
+        d = srv.wait_status(eid, "completed")
+        assert step(d, "after")["status"] == "completed"
+        r = srv.post(f"/v1/tasks/{a['task_id']}/complete", {"lease": a["lease"], "output": 0})
+        assert r.status == 409, r  # the stopped attempt no longer counts
+    finally:
+        srv.stop()
+
+
 class _NotFound(http.server.BaseHTTPRequestHandler):
     calls = 0
 
