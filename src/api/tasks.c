@@ -340,17 +340,18 @@ int api_task_one_end(struct api *a, struct api_req *req, struct api_resp *resp, 
 /* POST /v1/tasks/complete {results: [{task_id, lease, output} or {task_id,
  * lease, error, retryable?}, ...]}: a worker's whole batch in one request,
  * committed in one round. Each result is answered on its own (200 with
- * {results: [{task_id, status} or {task_id, status_code, error}]}, in
+ * {results: [{task_id, status} or {task_id, status: "rejected", status_code,
+ * error}]}, in
  * order); a malformed result refuses the whole request (400). */
 /* The entry of results[] for a result that failed with status and error
  * ({type, message}, borrowed; NULL: a 503 with message). */
 static json_t *result_error(const char *task_id, int status, json_t *error, const char *message)
 {
     if (error)
-        return json_pack("{s:s, s:i, s:O}", "task_id", task_id, "status_code", status, "error",
-                         error);
-    return json_pack("{s:s, s:i, s:{s:s, s:s}}", "task_id", task_id, "status_code", status, "error",
-                     "type", "Unavailable", "message", message);
+        return json_pack("{s:s, s:s, s:i, s:O}", "task_id", task_id, "status", "rejected",
+                         "status_code", status, "error", error);
+    return json_pack("{s:s, s:s, s:i, s:{s:s, s:s}}", "task_id", task_id, "status", "rejected",
+                     "status_code", status, "error", "type", "Unavailable", "message", message);
 }
 
 /* A cluster: result v (one of results[]) of a task that another node
@@ -458,9 +459,9 @@ static int finish_args(struct api *a, struct api_req *req, struct finish_args *s
 static json_t *finish_entry(const struct engine_task_result *r)
 {
     if (r->rc < 0)
-        return json_pack("{s:s, s:i, s:{s:s, s:s}}", "task_id", r->task_id, "status_code",
-                         wfo_error_http_status(r->rc), "error", "type", wfo_error_type(r->rc),
-                         "message", r->err.message);
+        return json_pack("{s:s, s:s, s:i, s:{s:s, s:s}}", "task_id", r->task_id, "status",
+                         "rejected", "status_code", wfo_error_http_status(r->rc), "error", "type",
+                         wfo_error_type(r->rc), "message", r->err.message);
     return json_pack("{s:s, s:s}", "task_id", r->task_id, "status", r->ok ? "completed" : "failed");
 }
 

@@ -442,7 +442,7 @@ static void worker_send_batch(struct worker *w, struct worker_result **b, int n,
             sent[i] = worker_result_answer(b[i], rep.status, msg, n == 1);
     } else {
         /* each result's own answer, in order: {task_id, status} or
-         * {task_id, status_code, error} */
+         * {task_id, status: "rejected", status_code, error} */
         json_t *results = wfo_json_arr(rep.body, "results");
         for (int i = 0; i < n; i++) {
             json_t *a = json_array_get(results, (size_t)i);

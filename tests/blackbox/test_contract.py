@@ -302,6 +302,28 @@ def test_delete_workflow(server):
     assert e["status"] == "completed" and e["version"] == 1
 
 
+def test_ended_execution_of_a_deleted_workflow(server):
+    """SPEC 4: ended executions stay readable after DELETE /v1/workflows,
+    and DELETE /v1/executions/{id} deletes one that has ended: also when
+    its workflow is gone (the engine cannot load it any more); the other
+    operations on it are 409 (it has ended), not 404."""
+    name = unique("del-wf-then-exec")
+    server.put_workflow(set_workflow(name))
+    a = server.start_exec(name, query="?wait=10s")
+    b = server.start_exec(name, query="?wait=10s")
+    assert a["status"] == b["status"] == "completed"
+    assert server.request("DELETE", f"/v1/workflows/{name}").status == 200
+    for op in ("cancel", "terminate", "pause", "resume", "retry"):
+        r = server.post(f"/v1/executions/{b['id']}/{op}", {})
+        assert r.status == 409, (op, r)
+    r = server.request("DELETE", f"/v1/executions/{a['id']}")
+    assert r.status == 200, r
+    assert r.json == {"id": a["id"], "deleted": True}
+    assert server.get(f"/v1/executions/{a['id']}").status == 404
+    assert server.request("DELETE", f"/v1/executions/{a['id']}").status == 404
+    assert server.doc(b["id"])["status"] == "completed"
+
+
 def test_delete_workflow_while_running_is_409(server):
     name = unique("del-wf-running")
     server.put_workflow(sleep_workflow(name))

@@ -39,7 +39,8 @@ def test_batch_completes_and_fails_each_task(tmp_path):
         assert [x["task_id"] for x in res] == [t0["task_id"], t1["task_id"], t2["task_id"]]
         assert res[0]["status"] == "completed"
         assert res[1]["status"] == "failed"
-        assert res[2]["status_code"] == 409 and res[2]["error"]["type"] == "Conflict", res[2]
+        assert res[2]["status"] == "rejected" and res[2]["status_code"] == 409, res[2]
+        assert res[2]["error"]["type"] == "Conflict", res[2]
         d0 = srv.doc(ids[0], wait="10s")
         assert d0["status"] == "completed" and d0["output"] == {"n": 0}, d0
         d1 = srv.doc(ids[1], wait="10s")
