@@ -95,6 +95,7 @@ void exec_free(struct execution *x)
     json_decref(x->compensation);
     json_decref(x->vars);
     json_decref(x->error_ctx);
+    json_decref(x->event_ctx);
     json_decref(x->ctx_execution);
     free(x);
 }
@@ -223,6 +224,8 @@ void exec_row_state(const struct execution *x, struct wfo_buf *b)
     put_int(b, ",\"chunks\":", x->chunks);
     if (x->error_ctx)
         put_json(b, ",\"error_ctx\":", x->error_ctx);
+    if (x->event_ctx)
+        put_json(b, ",\"event_ctx\":", x->event_ctx);
     if (x->comp_queue) {
         wfo_buf_adds(b, ",\"comp\":{\"queue\":[");
         for (int i = 0; i < x->n_comp; i++) {
@@ -301,6 +304,9 @@ int exec_load(struct execution *x, json_t *state, struct wfo_error *err)
     json_t *ec = json_object_get(state, "error_ctx");
     if (ec)
         x->error_ctx = json_incref(ec);
+    json_t *ev = json_object_get(state, "event_ctx");
+    if (ev)
+        x->event_ctx = json_incref(ev);
     json_t *comp = json_object_get(state, "comp");
     if (comp) {
         /* a store written before entries had states ran them one at a
@@ -615,6 +621,8 @@ json_t *exec_context(struct execution *x, int frame)
     json_object_set(ctx, "execution", ctx_execution(x));
     if (x->error_ctx)
         json_object_set(ctx, "error", x->error_ctx);
+    if (x->event_ctx)
+        json_object_set(ctx, "event", x->event_ctx);
     for (int f = frame; f >= 0; f = x->frames[f].parent) {
         if (x->frames[f].item) {
             json_object_set(ctx, "item", x->frames[f].item);
@@ -699,6 +707,8 @@ static json_t *ctx_member(struct expr_ctx *base, const char *const *keys, int n,
         return ctx_execution(x);
     if (strcmp(k1, "error") == 0)
         return x->error_ctx;
+    if (strcmp(k1, "event") == 0)
+        return x->event_ctx;
     if (strcmp(k1, "result") == 0)
         return c->has_result ? (c->result ? c->result : json_null()) : NULL;
     if (strcmp(k1, "item") == 0 || strcmp(k1, "index") == 0)

@@ -124,6 +124,7 @@ struct execution {
     char *parent; /* a child's parent, {"id": ID, "step": PATH} as JSON text, or NULL */
     json_t *vars;
     json_t *error_ctx; /* the error visible at .error (after catch) */
+    json_t *event_ctx; /* the event visible at .event (after await_event, SPEC 2.1) */
     int64_t created_at, updated_at, finished_at;
     int64_t transitions;
     int64_t hseq; /* last history seq */

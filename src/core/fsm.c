@@ -1964,6 +1964,9 @@ static int apply_wait_done(struct fsm *f, struct execution *x, const char *path,
     json_decref(st->wait);
     st->wait = NULL;
     st->status = SS_RUNNING;
+    /* .event from here on, its own output expression included (SPEC 2.1) */
+    json_decref(x->event_ctx);
+    x->event_ctx = json_incref(result);
     step_complete(f, x, st, result, JUMP_NEXT);
     run_frames(f, x);
     return 0;

@@ -324,6 +324,40 @@ def test_ended_execution_of_a_deleted_workflow(server):
     assert server.doc(b["id"])["status"] == "completed"
 
 
+def test_event_is_in_the_context_after_await_event(tmp_path):
+    """SPEC 2.1: `event` is in the context after `await_event` (its own
+    output expression included), and stays there, also across a restart;
+    a signal wait sets it too."""
+    srv = WfoServer(tmp_path / "s").launch()
+    try:
+        name = unique("event-ctx")
+        srv.put_workflow({"name": name, "steps": [
+            {"name": "w", "type": "await_event", "event": "ctx.paid", "key": "${ .input.k }",
+             "output": "${ {id: .result.id, seen: .event.id} }"},
+            {"name": "gate", "type": "await_event", "signal": "go"},
+            {"name": "after", "type": "set",
+             "vars": {"paid": "${ .steps.w.output.seen }", "now": "${ .event.data }"}},
+        ], "output": "${ .vars }"})
+        x = srv.start_exec(name, {"k": "k1"})
+        srv.wait_step(x["id"], "w", "waiting")
+        r = srv.post("/v1/events", {"id": "ev-ctx-1", "type": "ctx.paid", "key": "k1",
+                                    "data": {"amount": 5}})
+        assert r.status in (200, 202), r
+        d = srv.wait_step(x["id"], "gate", "waiting")
+        assert step(d, "w")["output"] == {"id": "ev-ctx-1", "seen": "ev-ctx-1"}, d
+        srv.proc.kill()  # the context comes back from the store
+        srv.proc.wait()
+        srv.proc = None
+        srv.launch()
+        r = srv.post(f"/v1/executions/{x['id']}/signals/go", {"data": {"n": 1}})
+        assert r.status == 202, r
+        d = srv.wait_status(x["id"], "completed")
+        assert d["output"]["paid"] == "ev-ctx-1", d
+        assert d["output"]["now"] == {"n": 1}, d
+    finally:
+        srv.stop()
+
+
 def test_delete_workflow_while_running_is_409(server):
     name = unique("del-wf-running")
     server.put_workflow(sleep_workflow(name))
