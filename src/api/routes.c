@@ -916,6 +916,19 @@ static void audit(struct api *a, const struct api_req *req, const struct api_rou
         if (dot && (size_t)(dot - req->params[0]) < sizeof(exec))
             snprintf(exec, sizeof(exec), "%.*s", (int)(dot - req->params[0]), req->params[0]);
     }
+    /* a line about one execution names its workflow too (SPEC 7): a
+     * start's answer has it; else its row (a read, for these requests
+     * only: a worker's batch of results names no execution) */
+    char wf[160] = "";
+    const char *swf =
+        found->fn == api_execution_start ? wfo_json_str(resp->json, "workflow") : NULL;
+    if (swf)
+        snprintf(wf, sizeof(wf), "%s", swf);
+    else if (exec[0] && a->engine && wfo_log_enabled(WFO_LOG_INFO)) {
+        struct wfo_error ignore = WFO_ERROR_INIT;
+        if (query_exec_workflow(a->engine, req->ns, exec, wf, sizeof(wf), &ignore) < 0)
+            wf[0] = 0;
+    }
     json_t *e = resp->status >= 400 ? json_object_get(resp->json, "error") : NULL;
     const char *kv[] = {"who",       req->who ? req->who : "anonymous",
                         "namespace", req->ns,
@@ -924,7 +937,8 @@ static void audit(struct api *a, const struct api_req *req, const struct api_rou
                         "status",    status,
                         "outcome",   outcome,
                         "error",     e ? wfo_json_str(e, "type") : NULL};
-    wfo_log_fields(WFO_LOG_INFO, exec[0] ? exec : NULL, kv, (int)WFO_ARRAY_SIZE(kv) / 2, "audit");
+    wfo_log_fields(WFO_LOG_INFO, exec[0] ? exec : NULL, wf[0] ? wf : NULL, kv,
+                   (int)WFO_ARRAY_SIZE(kv) / 2, "audit");
     if (a->metrics)
         api_metrics_audit(a->metrics, found->method, found->pattern, outcome);
 }

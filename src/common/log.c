@@ -209,15 +209,15 @@ void wfo_log(enum wfo_log_level level, const char *exec_id, const char *step, co
     va_end(ap);
 }
 
-void wfo_log_fields(enum wfo_log_level level, const char *exec_id, const char *const *kv, int n,
-                    const char *fmt, ...)
+void wfo_log_fields(enum wfo_log_level level, const char *exec_id, const char *workflow,
+                    const char *const *kv, int n, const char *fmt, ...)
 {
     va_list ap;
 
     if (!wfo_log_enabled(level))
         return;
     va_start(ap, fmt);
-    log_line(level, exec_id, NULL, NULL, kv, n, fmt, ap);
+    log_line(level, exec_id, workflow, NULL, kv, n, fmt, ap);
     va_end(ap);
 }
 

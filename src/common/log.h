@@ -25,8 +25,9 @@ void wfo_log_exec(enum wfo_log_level level, const char *exec_id, const char *wor
 /* The same with fields: kv holds n (name, value) pairs, a NULL value is
  * left out; JSON lines get them as keys, text lines as " name=value"
  * (quoted when the value holds a blank). */
-void wfo_log_fields(enum wfo_log_level level, const char *exec_id, const char *const *kv, int n,
-                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void wfo_log_fields(enum wfo_log_level level, const char *exec_id, const char *workflow,
+                    const char *const *kv, int n, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* This thread's lines are kept from wfo_log_hold() to the matching
  * wfo_log_release(), then written with one write(2) (and whenever they

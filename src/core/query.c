@@ -39,7 +39,9 @@ struct row_ud {
     /* out */
     int found; /* the row, of namespace ns */
     int ended;
-    json_t *doc; /* when want_doc */
+    json_t *doc;    /* when want_doc */
+    char *workflow; /* when not NULL: its workflow's name (wsize bytes) */
+    size_t wsize;
 };
 
 static int row_cb(void *ud, const struct store_exec *r)
@@ -49,6 +51,8 @@ static int row_cb(void *ud, const struct store_exec *r)
         return 0;
     u->found = 1;
     u->ended = query_status_ended(r->status) > 0;
+    if (u->workflow)
+        snprintf(u->workflow, u->wsize, "%s", r->workflow);
     if (u->want_doc)
         u->doc = doc_exec(r);
     return 0;
@@ -146,6 +150,13 @@ int query_exec_check(struct wfo_engine *e, const char *ns, const char *id, struc
 {
     wfo_assert(ns);
     struct row_ud u = {.ns = ns};
+    return row_read(engine_store(e), id, &u, err);
+}
+
+int query_exec_workflow(struct wfo_engine *e, const char *ns, const char *id, char *out,
+                        size_t size, struct wfo_error *err)
+{
+    struct row_ud u = {.ns = ns, .workflow = out, .wsize = size};
     return row_read(engine_store(e), id, &u, err);
 }
 

@@ -20,6 +20,9 @@
 /* 0 when execution id exists in ns, else WFO_ENOTFOUND (or a store
  * error): for calls that change an execution, which name no namespace. */
 int query_exec_check(struct wfo_engine *e, const char *ns, const char *id, struct wfo_error *err);
+/* The same, with the name of its workflow in out (size bytes). */
+int query_exec_workflow(struct wfo_engine *e, const char *ns, const char *id, char *out,
+                        size_t size, struct wfo_error *err);
 
 /* The execution document of SPEC 3. */
 int query_execution(struct wfo_engine *e, const char *ns, const char *id, json_t **doc,

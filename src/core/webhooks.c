@@ -450,8 +450,8 @@ static int failed(struct sub_thread *t, const struct ob_row *r, const char *why)
                         "retry_in",     retry,
                         "error",        msg,
                         "status",       t->failing ? "failing" : "active"};
-    wfo_log_fields(t->failures == w->opt.failing_after ? WFO_LOG_WARN : WFO_LOG_INFO, NULL, kv,
-                   (int)WFO_ARRAY_SIZE(kv) / 2, "webhook delivery failed");
+    wfo_log_fields(t->failures == w->opt.failing_after ? WFO_LOG_WARN : WFO_LOG_INFO, NULL, NULL,
+                   kv, (int)WFO_ARRAY_SIZE(kv) / 2, "webhook delivery failed");
     int rc = e->store->ops->subscription_failed(e->store, t->id, r->seq, t->failures,
                                                 t->failing ? "failing" : "active",
                                                 t->next_attempt_at, msg, &err);

@@ -65,6 +65,9 @@ def test_audit_lines_and_metric(tmp_path):
         ("w1", "POST /v1/tasks/{task_id}/complete", "aud-1", "200", "ok"),
     ], acts
     assert all(x["namespace"] == "ops" for x in audit if x["who"] != "anonymous")
+    # a line about an execution names its workflow (SPEC 7)
+    assert [x.get("workflow") for x in audit if x.get("execution_id") and x["outcome"] == "ok"] \
+        == ["aud"] * 4, audit
     assert audit[0]["target"] == "aud"
     assert audit[3]["error"] == "NotFound"
     assert all(re.match(r"\d{4}-\d\d-\d\dT", x["time"]) for x in audit)

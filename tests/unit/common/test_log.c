@@ -64,7 +64,7 @@ static void text_lines(void)
     wfo_log(WFO_LOG_INFO, "e1", "a/b", "hello %d\nsecond\x01", 42);
     wfo_log_exec(WFO_LOG_ERROR, "e2", "order", NULL, "ended");
     const char *kv[] = {"queue", "q 1", "worker", NULL, "n", "3", "empty", ""};
-    wfo_log_fields(WFO_LOG_WARN, NULL, kv, 4, "polled");
+    wfo_log_fields(WFO_LOG_WARN, NULL, NULL, kv, 4, "polled");
 }
 
 TEST(text)
@@ -86,7 +86,7 @@ static void json_lines(void)
     wfo_log_setup(WFO_LOG_DEBUG, WFO_LOG_JSON);
     wfo_log_exec(WFO_LOG_DEBUG, "e1", "order", "s", "two\nlines");
     const char *kv[] = {"queue", "q", "worker", NULL};
-    wfo_log_fields(WFO_LOG_INFO, NULL, kv, 2, "x");
+    wfo_log_fields(WFO_LOG_INFO, NULL, NULL, kv, 2, "x");
     wfo_log_setup(WFO_LOG_INFO, WFO_LOG_TEXT);
 }
 
