@@ -25,6 +25,7 @@
 #include "../common/crypto.h"
 #include "../common/util.h"
 #include "../common/yaml.h"
+#include "../core/def.h"
 
 enum kind { K_STR, K_INT, K_BOOL, K_DUR, K_TOKENS, K_RETRY, K_SECRETS };
 
@@ -80,10 +81,6 @@ static const struct key keys[] = {
     {"cluster.advertise", K_STR, OFF(advertise), 0, 0, "WFO_ADVERTISE", NULL},
     {"cluster.lease", K_DUR, OFF(cluster_lease_ms), 2000, 300000, "WFO_CLUSTER_LEASE", NULL},
 };
-
-/* The keys a `retry:` policy may hold (SPEC 2.3). */
-static const char *const retry_keys[] = {"max_attempts", "initial_interval", "backoff",
-                                         "max_interval", "jitter",           "non_retryable"};
 
 static const char *const roles[] = {"reader", "worker", "operator", "admin", NULL};
 
@@ -320,28 +317,20 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
     return 0;
 }
 
-static int set_retry(struct server_config *c, const json_t *v, const char *where, struct wfo_buf *p)
+/* retry: checked here, when the configuration is loaded, by the rules of a
+ * step's `retry:` (core/def.c, SPEC 2.3), so that --print-config refuses
+ * what the engine would. Each problem at its key's path under label
+ * ("retry.max_attempts"; label NULL: "max_attempts"). */
+static int set_retry(struct server_config *c, const json_t *v, const char *where, const char *label,
+                     struct wfo_buf *p)
 {
-    int bad = 0;
-    if (!json_is_object(v)) {
-        problem(p, where, "retry",
-                "expected {max_attempts, initial_interval, backoff, "
-                "max_interval, jitter}");
-        return -1;
-    }
-    const char *k;
-    json_t *f;
-    json_object_foreach((json_t *)v, k, f)
-    {
-        int known = 0;
-        for (size_t i = 0; i < WFO_ARRAY_SIZE(retry_keys); i++)
-            known |= strcmp(k, retry_keys[i]) == 0;
-        if (!known) {
-            problem(p, where, "retry", "unknown key '%s'", k);
-            bad = 1;
-        }
-    }
-    if (bad)
+    struct def_problems probs = {0};
+    int rc = def_retry_compile(v, label ? label : "", NULL, &probs);
+    for (int i = 0; i < probs.n; i++)
+        problem(p, where, probs.items[i].path[0] ? probs.items[i].path : NULL, "%s",
+                probs.items[i].message);
+    def_problems_release(&probs);
+    if (rc < 0)
         return -1;
     json_decref(c->retry);
     c->retry = json_deep_copy(v);
@@ -507,7 +496,7 @@ static int set_json(struct server_config *c, const struct key *k, const json_t *
     case K_TOKENS:
         return set_tokens(c, v, where, p);
     case K_RETRY:
-        return set_retry(c, v, where, p);
+        return set_retry(c, v, where, label, p);
     case K_SECRETS:
         return set_secrets(c, v, where, p);
     }

@@ -549,6 +549,33 @@ static void retry_compile(struct dctx *c, json_t *v, struct def_retry *r)
         problem_at(c, "max_interval", "must not be less than initial_interval");
 }
 
+int def_retry_compile(const json_t *v, const char *path, struct def_retry *out,
+                      struct def_problems *probs)
+{
+    struct dctx c = {.probs = probs};
+    struct def_retry r = def_retry_default;
+
+    wfo_buf_init(&c.path, 0);
+    (void)wfo_buf_adds(&c.path, path);
+    retry_compile(&c, (json_t *)v, &r);
+    wfo_buf_release(&c.path);
+    if (c.count) {
+        strv_free(r.non_retryable);
+        return WFO_EDEFINITION;
+    }
+    if (out)
+        *out = r;
+    else
+        strv_free(r.non_retryable);
+    return 0;
+}
+
+void def_retry_release(struct def_retry *r)
+{
+    strv_free(r->non_retryable);
+    r->non_retryable = NULL;
+}
+
 /* The length of v, a list that must not be empty; 0 after reporting the
  * problem when it is not one. */
 static size_t nonempty_list(struct dctx *c, json_t *v)

@@ -181,6 +181,18 @@ void def_problems_release(struct def_problems *p);
 /* Default retry policy of SPEC 2.3. */
 extern const struct def_retry def_retry_default;
 
+/* Checks and compiles a retry policy given on its own (the server's
+ * default, SPEC 6) by the rules of a step's `retry:` (SPEC 2.3), keys left
+ * out taking SPEC's defaults. v is borrowed; path names it in problems
+ * ("retry" gives "retry.max_attempts"; "" gives "max_attempts"). 0 with
+ * *out the policy (out may be NULL: only check; out->non_retryable is the
+ * caller's, freed with def_retry_release), or WFO_EDEFINITION with every
+ * problem appended to probs. */
+int def_retry_compile(const json_t *v, const char *path, struct def_retry *out,
+                      struct def_problems *probs);
+/* Frees r->non_retryable (of def_retry_compile) and sets it NULL. */
+void def_retry_release(struct def_retry *r);
+
 /* Validates and compiles doc (borrowed; the definition keeps a reference).
  * 0 with *out a new definition (refs 1; caller drops with def_unref), or
  * WFO_EDEFINITION with every problem appended to probs (sorted by path

@@ -1098,27 +1098,23 @@ static void *engine_main(void *arg)
 
 /* --- public API ------------------------------------------------------------------ */
 
+/* The engine's default policy from JSON text, checked like a step's
+ * `retry:` (def_retry_compile); the first problem is the error
+ * ("retry.max_attempts: must be at least 1"). */
 static int retry_from_json(const char *text, struct def_retry *r, struct wfo_error *err)
 {
     json_t *doc = NULL;
+    struct def_problems probs = {0};
     int rc = wfo_doc_parse(text, strlen(text), &doc, err);
     if (rc < 0)
         return rc;
-    json_t *wf = json_pack("{s:s, s:[{s:s, s:s, s:s, s:O}]}", "name", "retry-default", "steps",
-                           "name", "s", "type", "task", "queue", "q", "retry", doc);
-    struct def *d = NULL;
-    struct def_problems probs = {0};
-    rc = def_compile(wf, &d, &probs);
-    if (rc < 0) {
-        wfo_error_set(err, WFO_EINVAL, "retry: %s: %s", probs.n ? probs.items[0].path : "",
+    rc = def_retry_compile(doc, "retry", r, &probs);
+    if (rc < 0)
+        wfo_error_set(err, WFO_EINVAL, "%s: %s", probs.n ? probs.items[0].path : "retry",
                       probs.n ? probs.items[0].message : "");
-    } else {
-        *r = d->steps.steps[0].retry;
-        r->non_retryable = NULL; /* not carried over: defaults keep none */
-    }
+    else
+        def_retry_release(r); /* not carried over: defaults keep none */
     def_problems_release(&probs);
-    def_unref(d);
-    json_decref(wf);
     json_decref(doc);
     return rc;
 }

@@ -133,7 +133,8 @@ def test_empty_configuration_file(tmp_path):
     ("log: {level: loud}\n", "log.level: "),
     ("log: {format: xml}\n", "log.format: "),
     ("workers: {lease: soon}\n", "workers.lease: "),
-    ("retry: {max_attempts: 2, bogus: 1}\n", "retry: "),
+    ("retry: {max_attempts: 2, bogus: 1}\n", "retry.bogus: "),
+    ("retry: 5\n", "retry: "),
     ("auth: {tokens: [{token: short, role: admin}]}\n", "auth.tokens[0]: "),
     ("auth: {tokens: [{token: a-long-enough-token-1, role: boss}]}\n", "auth.tokens[0]: "),
     ("auth: {tokens: [{token: a-long-enough-token-1, role: admin, extra: 1}]}\n",
@@ -316,9 +317,59 @@ def test_log_json_and_debug_requests(tmp_path):
     assert any("/v1/executions/some-id" in x["msg"] and "404" in x["msg"] for x in lines), lines
 
 
-def test_bad_retry_policy_refused(tmp_path):
+# `retry` is checked when the configuration is loaded, by the rules of a
+# step's `retry` (SPEC 2.3), each problem at its key's path under `retry`.
+BAD_RETRY = [
+    ("{max_attempts: 0}", "retry.max_attempts: must be at least 1"),
+    ("{max_attempts: -3}", "retry.max_attempts: must be at least 1"),
+    ("{max_attempts: 2.5}", "retry.max_attempts: must be an integer"),
+    ("{max_attempts: 5000000}", "retry.max_attempts: must be at most 1000000"),
+    ("{initial_interval: xx}", "retry.initial_interval: "),
+    ("{max_interval: [1]}", "retry.max_interval: "),
+    ("{initial_interval: 5s, max_interval: 1s}",
+     "retry.max_interval: must not be less than initial_interval"),
+    ("{backoff: 0.5}", "retry.backoff: must be at least 1"),
+    ("{backoff: fast}", "retry.backoff: must be a number"),
+    ("{jitter: 5}", "retry.jitter: must be between 0 and 1"),
+    ("{jitter: -0.1}", "retry.jitter: must be between 0 and 1"),
+    ("{non_retryable: 5}", "retry.non_retryable: must be a list of strings"),
+    ("{non_retryable: [1]}", "retry.non_retryable[0]: "),
+]
+
+
+@pytest.mark.parametrize("policy,problem", BAD_RETRY)
+def test_bad_retry_refused_by_print_config(tmp_path, policy, problem):
+    f = tmp_path / "c.yaml"
+    f.write_text(f"retry: {policy}\n")
+    rc, out, err = server_cmd(["--print-config", "--config", f])
+    assert rc == 2, (rc, out, err)
+    assert out == ""
+    assert err.startswith(f"{f}: {problem}"), err
+
+
+@pytest.mark.parametrize("policy,problem", BAD_RETRY[:1] + BAD_RETRY[4:5] + BAD_RETRY[9:10])
+def test_bad_retry_policy_refused(tmp_path, policy, problem):
     f = tmp_path / "r.yaml"
-    f.write_text("retry: {max_attempts: 0}\n")
+    f.write_text(f"retry: {policy}\n")
     rc, _, err = server_cmd(["--config", f, "--listen", "127.0.0.1:0", "--db", "sqlite::memory:"])
     assert rc == 2, err
-    assert "retry" in err
+    assert err.startswith(f"{f}: {problem}"), err
+    assert "steps[" not in err, err
+
+
+def test_every_retry_problem_reported(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("retry: {max_attempts: 0, jitter: 5}\nlimits: {body_bytes: 5}\n")
+    rc, _, err = server_cmd(["--print-config", "--config", f])
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert f"{f}: retry.max_attempts: must be at least 1" in lines, lines
+    assert f"{f}: retry.jitter: must be between 0 and 1" in lines, lines
+    assert any(line.startswith(f"{f}: limits.body_bytes: ") for line in lines), lines
+
+
+def test_good_retry_policy_printed(tmp_path):
+    policy = {"max_attempts": 1, "initial_interval": "250ms", "backoff": 1,
+              "max_interval": "1s", "jitter": 0, "non_retryable": ["Fatal"]}
+    c = print_config(tmp_path, config=f"retry: {json.dumps(policy)}\n")
+    assert c["retry"] == policy

@@ -534,6 +534,48 @@ TEST(retry_errors)
 #undef R
 }
 
+/* A policy on its own (the server's default, SPEC 6): the same rules, its
+ * problems under the path given, keys left out at SPEC's defaults. */
+TEST(retry_alone)
+{
+    struct def_problems p = {0};
+    struct def_retry r;
+    json_t *v = J("{'max_attempts': 0, 'jitter': 5, 'bogus': 1}");
+
+    is_int(def_retry_compile(v, "retry", &r, &p), WFO_EDEFINITION, "bad policy fails");
+    is_int(p.n, 3, "every problem");
+    if (p.n == 3) {
+        is_str(p.items[0].path, "retry.max_attempts", "path under retry");
+        is_str(p.items[0].message, "must be at least 1", "message of a step's retry");
+        is_str(p.items[1].path, "retry.jitter", "second problem");
+        is_str(p.items[2].path, "retry.bogus", "unknown field");
+    }
+    def_problems_release(&p);
+    json_decref(v);
+
+    v = J("5");
+    is_int(def_retry_compile(v, "", NULL, &p), WFO_EDEFINITION, "not an object");
+    is_int(p.n, 1, "one problem");
+    if (p.n == 1)
+        is_str(p.items[0].path, "", "empty path");
+    def_problems_release(&p);
+    json_decref(v);
+
+    v = J("{'max_attempts': 5, 'initial_interval': '2s', 'non_retryable': ['X']}");
+    is_int(def_retry_compile(v, "retry", &r, &p), 0, "good policy");
+    is_int(p.n, 0, "no problem");
+    is_int(r.max_attempts, 5, "max_attempts");
+    is_int(r.initial_ms, 2000, "initial_interval");
+    is_int(r.max_ms, 60000, "max_interval: SPEC's");
+    ok(r.non_retryable && r.non_retryable[0] && !strcmp(r.non_retryable[0], "X") &&
+           !r.non_retryable[1],
+       "non_retryable");
+    def_retry_release(&r);
+    ok(r.non_retryable == NULL, "released");
+    is_int(def_retry_compile(v, "retry", NULL, &p), 0, "check only");
+    json_decref(v);
+}
+
 TEST(catch_errors)
 {
 #define C(catch) STEPS("{'name': 'a', 'type': 'task', 'queue': 'q', 'catch': " catch "}," TASK("b"))
