@@ -1109,11 +1109,11 @@ static int retry_from_json(const char *text, struct def_retry *r, struct wfo_err
     if (rc < 0)
         return rc;
     rc = def_retry_compile(doc, "retry", r, &probs);
-    if (rc < 0)
+    if (rc < 0) {
         wfo_error_set(err, WFO_EINVAL, "%s: %s", probs.n ? probs.items[0].path : "retry",
                       probs.n ? probs.items[0].message : "");
-    else
-        def_retry_release(r); /* not carried over: defaults keep none */
+        def_retry_release(r);
+    }
     def_problems_release(&probs);
     json_decref(doc);
     return rc;
@@ -1353,6 +1353,7 @@ void wfo_engine_free(struct wfo_engine *e)
             cluster_leave(e);
     }
     free(e->runners);
+    def_retry_release(&e->default_retry); /* its non_retryable, when the server set one */
     for (int i = 0; i < e->n_staged; i++)
         job_free(e->staged[i]);
     free(e->staged);

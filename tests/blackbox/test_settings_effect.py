@@ -65,6 +65,23 @@ def test_default_retry_policy_can_forbid_retries(tmp_path):
         srv.stop()
 
 
+def test_default_retry_policy_non_retryable(tmp_path):
+    """The server's `retry.non_retryable` has its effect (it was accepted
+    and dropped): a type it lists fails the step at its first attempt; any
+    other is retried."""
+    srv = server_with(tmp_path, "retry: {max_attempts: 3, initial_interval: 10ms,"
+                                " non_retryable: [Flaky]}\n")
+    try:
+        name = unique("server-non-retryable")
+        srv.put_workflow({"name": name, "steps": [{"name": "t", "type": "task", "queue": name}]})
+        e = srv.start_exec(name)
+        fail_task(srv, name)  # Flaky
+        d = srv.wait_status(e["id"], "failed", timeout=10)
+        assert d["steps"][0]["attempts"] == 1, d
+    finally:
+        srv.stop()
+
+
 def test_retention_deletes_finished_executions(tmp_path):
     """Executions that ended longer ago than retention.finished are deleted
     with their rows, counted in a metric; running ones stay."""
