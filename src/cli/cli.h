@@ -58,6 +58,9 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads a definition file and parses it. On failure prints
  * "FILE: MESSAGE" and returns EXIT_USAGE. */
 int cli_load_doc(const char *file, json_t **doc, char **text, size_t *len);
+/* One problem of a definition on stderr as SPEC 5 says, `FILE: PATH:
+ * MESSAGE`; a problem of the whole document (empty path) says `(root)`. */
+void cli_problem(const char *file, const char *path, const char *message);
 
 /* --input JSON|@FILE into a new JSON text; EXIT_USAGE with a message. */
 int cli_input(const char *arg, char **out);

@@ -152,7 +152,7 @@ int cmd_run(int argc, char **argv)
         goto out;
     if (def_compile(doc, &def, &probs) < 0) {
         for (int k = 0; k < probs.n; k++)
-            fprintf(stderr, "%s: %s: %s\n", file, probs.items[k].path, probs.items[k].message);
+            cli_problem(file, probs.items[k].path, probs.items[k].message);
         goto out;
     }
     /* every task queue needs a handler before anything runs */

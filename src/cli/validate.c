@@ -10,9 +10,9 @@
 #include "cli.h"
 #include "../core/def.h"
 
-static void report(const char *file, const char *path, const char *message)
+void cli_problem(const char *file, const char *path, const char *message)
 {
-    fprintf(stderr, "%s: %s: %s\n", file, path, message);
+    fprintf(stderr, "%s: %s: %s\n", file, path && *path ? path : "(root)", message);
 }
 
 int cmd_validate(int argc, char **argv)
@@ -34,7 +34,7 @@ int cmd_validate(int argc, char **argv)
         if (def_compile(doc, &d, &probs) < 0) {
             bad = 1;
             for (int k = 0; k < probs.n; k++)
-                report(argv[i], probs.items[k].path, probs.items[k].message);
+                cli_problem(argv[i], probs.items[k].path, probs.items[k].message);
         } else {
             fprintf(stderr, "%s: ok\n", argv[i]);
         }
