@@ -149,11 +149,14 @@ int engine_put_workflow(struct wfo_engine *e, const char *ns, json_t *doc, int *
 struct engine_event {
     const char *id, *type, *key, *source;
     json_t *data;
+    /* NULL or an object: a CloudEvents body's other attributes, kept as
+     * given and added to the record (api/events.c says which) */
+    json_t *attrs;
     int64_t time;
 };
 /* Stores ev in namespace ns (*created 0: an event of that id existed, whose
  * record is returned) and wakes the waits it meets. *record: {id, type,
- * key, source, data, time} (new ref). */
+ * key, source, data, time} and ev's attrs (new ref). Borrows ev's fields. */
 int engine_event_post(struct wfo_engine *e, const char *ns, const struct engine_event *ev,
                       int *created, json_t **record, struct wfo_error *err);
 /* Queues signal `name` (data borrowed, may be NULL) for execution exec_id:

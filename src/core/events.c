@@ -48,12 +48,31 @@
  * in the store, of which those pending (W3) are skipped. */
 #define EVENTS_CANDIDATES 16
 
+/* {id, type, key, source, data, time} and the CloudEvents attributes kept
+ * as given (r->attrs: specversion, subject, dataschema, datacontenttype,
+ * data_base64, extensions; api/events.c), which never replace one of the
+ * six; an event with data_base64 has no `data` (CloudEvents: one or the
+ * other). */
 json_t *events_event_json(const struct store_event *r)
 {
-    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "id", r->id, "type", r->type, "key",
-                     r->key ? json_string(r->key) : json_null(), "source",
-                     r->source ? json_string(r->source) : json_null(), "data",
-                     wfo_json_text(r->data), "time", doc_time(r->time));
+    json_t *j = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "id", r->id, "type", r->type, "key",
+                          r->key ? json_string(r->key) : json_null(), "source",
+                          r->source ? json_string(r->source) : json_null(), "data",
+                          wfo_json_text(r->data), "time", doc_time(r->time));
+    json_t *attrs = r->attrs ? wfo_json_text(r->attrs) : NULL;
+    if (json_is_object(attrs)) {
+        if (json_object_get(attrs, "data_base64"))
+            json_object_del(j, "data");
+        const char *k;
+        json_t *v;
+        json_object_foreach(attrs, k, v)
+        {
+            if (!json_object_get(j, k) && strcmp(k, "data") != 0)
+                json_object_set(j, k, v);
+        }
+    }
+    json_decref(attrs);
+    return j;
 }
 
 static json_t *signal_json(const struct store_signal *r)
@@ -361,7 +380,9 @@ int engine_event_post(struct wfo_engine *e, const char *ns, const struct engine_
         .time = ev->time,
     };
     char *data = ev->data ? wfo_json_dumps(ev->data) : NULL;
+    char *attrs = ev->attrs ? wfo_json_dumps(ev->attrs) : NULL;
     row.data = data;
+    row.attrs = attrs;
     if (!row.id) {
         wfo_id_new(id);
         row.id = id;
@@ -377,6 +398,7 @@ int engine_event_post(struct wfo_engine *e, const char *ns, const struct engine_
     *record = NULL;
     rc = e->store->ops->put_event(e->store, &row, created, keep_event, record, err);
     free(data);
+    free(attrs);
     free(out_text);
     if (rc < 0)
         return rc;

@@ -151,6 +151,9 @@ struct store_event {
     const char *key;    /* NULL: none */
     const char *source; /* NULL: none */
     const char *data;   /* JSON text or NULL */
+    /* JSON object text or NULL: a CloudEvents body's attributes that have
+     * no column of their own, kept as given (api/events.c) */
+    const char *attrs;
     int64_t time, published_at;
     /* put_event only: the event's JSON for its outbox row, written in the
      * same transaction when the event is created; NULL: no outbox row */

@@ -88,6 +88,99 @@ def test_cloudevents_body_as_is(server):
     assert r.json["key"] == "s-1" and r.json["time"].startswith("2026-01-02T03:04:05")
 
 
+def test_cloudevents_data_base64_and_extensions_kept(server):
+    """A structured-mode CloudEvent with data_base64 and extension
+    attributes is accepted, and the event as answered, as stored (what an
+    await_event step gets, the answer to its id again) and as streamed
+    carries them as given: data_base64 still encoded, without `data`."""
+    wf = unique("ce-wait")
+    server.put_workflow(await_wf(wf, etype="ce.b64"))
+    x = server.start_exec(wf, {"k": "s-9"})
+    server.wait_step(x["id"], "wait", "waiting")
+    st = server.stream("/v1/events/stream?types=ce.b64")
+    try:
+        eid = unique("ce2")
+        body = dict(specversion="1.0", type="ce.b64", source="/s", id=eid, subject="s-9",
+                    datacontenttype="text/plain", data_base64="aGk=", myext="v",
+                    traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                    count=7, flag=True)
+        r = post_event(server, **body)
+        assert r.status == 202, r
+        rec = r.json
+        assert "data" not in rec, rec
+        assert rec["key"] == "s-9" and rec["id"] == eid and rec["source"] == "/s"
+        for k, v in body.items():
+            assert rec[k] == v, (k, rec)
+        m = st.next()
+        assert m["id"] == eid and m["data"] == rec, m
+    finally:
+        st.close()
+    d = server.wait_status(x["id"], "completed")
+    assert d["steps"][0]["output"] == rec
+    again = post_event(server, **body)
+    assert again.status == 200 and again.json == rec, again
+
+
+def test_cloudevents_extension_alone_and_null_attributes(server):
+    r = post_event(server, specversion="1.0", type="ce.t", source="/s", id=unique("ce"),
+                   myext="v", data={"a": 1}, dataschema=None, other=None)
+    assert r.status == 202, r
+    assert r.json["myext"] == "v" and r.json["data"] == {"a": 1}
+    assert "other" not in r.json and "dataschema" not in r.json
+
+
+def test_plain_event_record_unchanged(server):
+    r = post_event(server, type="plain.t", key="k", data=[1])
+    assert r.status == 202, r
+    assert set(r.json) == {"id", "type", "key", "source", "data", "time"}
+
+
+CE = b'"specversion": "1.0", "type": "ce.t", "source": "/s", '
+
+
+@pytest.mark.parametrize("body, message", [
+    (CE + b'"data": {"a": 1}, "data_base64": "aGk="}', "data, data_base64: "),
+    (CE + b'"data_base64": "aGk"}', "data_base64: 3 characters, not a multiple of 4"),
+    (CE + b'"data_base64": "a*k="}', "data_base64: byte 1 (0x2a) is not a base64 character"),
+    (CE + b'"data_base64": "a=k="}', "data_base64: byte 1 (0x3d)"),
+    (CE + b'"data_base64": 5}', "data_base64: expected a string"),
+    (CE + b'"myExt": "v"}', "myExt: unknown field, and not a CloudEvents extension"),
+    (CE + b'"my_ext": "v"}', "my_ext: unknown field"),
+    (CE + b'"' + b"a" * 21 + b'": "v"}', "a" * 21 + ": unknown field"),
+    (CE + b'"": "v"}', ": unknown field, and not a CloudEvents extension"),
+    (CE + b'"myext": {"a": 1}}', "myext: a CloudEvents extension attribute is a string"),
+    (CE + b'"myext": [1]}', "myext: a CloudEvents extension attribute is a string"),
+    (CE + b'"myext": 1.5}', "myext: a CloudEvents extension attribute is a string"),
+    (CE + b'"myext": 2147483648}', "myext: a CloudEvents integer is from"),
+    (CE + b'"datacontenttype": 1}', "datacontenttype: expected a string"),
+    (b'{"specversion": 1, "type": "t"}', "specversion: expected a string"),
+    # without specversion the body stays strict: no extensions, no data_base64
+    (b'{"type": "t", "myext": "v"}', "myext: unknown field (expected"),
+    (b'{"type": "t", "data_base64": "aGk="}', "data_base64: unknown field (expected"),
+])
+def test_bad_cloudevents_are_400(server, body, message):
+    if body.startswith(CE):
+        body = b"{" + body
+    r = server.request("POST", "/v1/events", body=body,
+                       headers={"Content-Type": "application/cloudevents+json"})
+    assert r.status == 400, r
+    assert r.error["type"] == "BadRequest"
+    assert r.error["message"].startswith(message), r.error
+
+
+def test_cloudevents_attributes_over_the_payload_limit(tmp_path):
+    srv = WfoServer(tmp_path / "lim", env={"WFO_PAYLOAD_BYTES": "1024"}).launch()
+    try:
+        r = post_event(srv, specversion="1.0", type="ce.big", source="/s",
+                       data_base64="QUFB" * 400)
+        assert r.status == 400 and r.error["type"] == "PayloadTooLarge", r
+        assert "CloudEvents attributes" in r.error["message"], r.error
+        r = post_event(srv, specversion="1.0", type="ce.big", source="/s", data_base64="QUFB")
+        assert r.status == 202, r
+    finally:
+        srv.stop()
+
+
 def test_two_waiters_on_one_key_each_get_the_event_once(server):
     wf = unique("ev-two")
     d = {"name": wf, "steps": [

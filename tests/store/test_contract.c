@@ -1031,7 +1031,7 @@ TEST(list_expired)
 
 #ifdef STORE_SHARDS
 #ifdef STORE_HAS_SUBSCRIPTIONS
-#define SUITE_SCHEMA_VERSION "8"
+#define SUITE_SCHEMA_VERSION "9"
 #else
 #define SUITE_SCHEMA_VERSION "6"
 #endif
@@ -1273,6 +1273,13 @@ static int ev_ids(void *ud, const struct store_event *r)
     return 0;
 }
 
+static int ev_attrs(void *ud, const struct store_event *r)
+{
+    struct wfo_buf *b = ud;
+    wfo_buf_addf(b, "%s|%s;", r->id, r->attrs ? r->attrs : "~");
+    return 0;
+}
+
 static int sig_ids(void *ud, const struct store_signal *r)
 {
     struct wfo_buf *b = ud;
@@ -1326,6 +1333,35 @@ TEST(events)
     wfo_buf_reset(&o);
     s->ops->find_events(s, NULL, NULL, NULL, 0, NULL, 2, ev_ids, &o, &err);
     is_str(o.buf, "e1|k|~|seq;e2|k|~|seq;", "events: no type: at most limit, the newest");
+
+    /* a CloudEvent's other attributes: kept as given, by put_event and by
+     * a batch, and read back by both reads */
+    struct store_event ea = {.namespace = "ce",
+                             .id = "a1",
+                             .type = "t",
+                             .attrs = "{\"myext\":\"v\",\"data_base64\":\"aGk=\"}",
+                             .published_at = 1000};
+    wfo_buf_reset(&o);
+    is_int(s->ops->put_event(s, &ea, &created, ev_attrs, &o, &err), 0, "events: attrs: %s",
+           err.message);
+    is_str(o.buf, "a1|{\"myext\":\"v\",\"data_base64\":\"aGk=\"};", "events: attrs stored");
+    store_batch_init(&b);
+    add_exec(&b, "xa", "ce", "w", "running", 1)->chunk = 1;
+    struct store_event *eb = store_batch_event(&b);
+    eb->namespace = "ce";
+    eb->id = "a2";
+    eb->type = "t";
+    eb->attrs = "{\"n\":1}";
+    eb->published_at = eb->time = 1100;
+    is_int(suite_apply(s, &b, &err), 0, "events: attrs in a batch: %s", err.message);
+    store_batch_release(&b);
+    wfo_buf_reset(&o);
+    s->ops->find_events(s, "ce", "t", NULL, 0, "x1", 10, ev_attrs, &o, &err);
+    is_str(o.buf, "a1|{\"myext\":\"v\",\"data_base64\":\"aGk=\"};a2|{\"n\":1};",
+           "events: attrs read back");
+    wfo_buf_reset(&o);
+    s->ops->put_event(s, &e1, &created, ev_attrs, &o, &err);
+    is_str(o.buf, "e1|~;", "events: none: NULL");
 
     /* a consumption, with its execution, in one batch */
     store_batch_init(&b);
@@ -1811,14 +1847,19 @@ static void migrate_from_v6_pg(void)
     suite_url(url, sizeof(url), "v6pg");
     is_int(rawpg_run(url,
                      "DROP TABLE subscriptions; DROP TABLE nodes;"
+                     " ALTER TABLE events DROP COLUMN attrs;"
                      " UPDATE meta SET value = '6' WHERE key = 'schema_version'",
                      res, sizeof(res)),
            0, "migrate v6: made a version 6 database: %s", res);
     s = suite_open("v6pg");
     rawpg_run(url, "SELECT convert_from(value, 'UTF8') FROM meta WHERE key = 'schema_version'", res,
               sizeof(res));
-    /* PostgreSQL's schema is 7: version 8 changed only SQLite's chunks */
-    is_str(res, "7\n", "migrate v6: now version 7");
+    /* PostgreSQL's schema is 8 (events.attrs): SQLite's version 8
+     * changed only its chunks */
+    is_str(res, "8\n", "migrate v6: now version 8");
+    rawpg_run(url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'attrs'",
+              res, sizeof(res));
+    is_str(res, "1\n", "migrate v6: events.attrs is made");
     struct store_subscription sub = {.id = "s1",
                                      .namespace = "default",
                                      .url = "http://h/",
@@ -1851,7 +1892,7 @@ TEST(migrate_from_v6)
     suite_path(path, sizeof(path), "v6");
     is_int(rawdb_run(path,
                      "DROP INDEX subscriptions_ns; DROP TABLE subscriptions;"
-                     " PRAGMA user_version = 6;",
+                     " ALTER TABLE events DROP COLUMN attrs; PRAGMA user_version = 6;",
                      res, sizeof(res)),
            0, "migrate v6: made a version 6 file: %s", res);
     rawdb_run(path, "SELECT count(*) FROM sqlite_master WHERE name = 'subscriptions'", res,
@@ -1911,7 +1952,7 @@ TEST(migrate_from_v7)
                      "INSERT INTO chunks_v7 SELECT exec_id, n, hseq, data FROM chunks;"
                      "DROP TABLE chunks; ALTER TABLE chunks_v7 RENAME TO chunks;"
                      "CREATE INDEX tasks_queue ON tasks (queue, status, ready_at);"
-                     "PRAGMA user_version = 7;",
+                     "ALTER TABLE events DROP COLUMN attrs; PRAGMA user_version = 7;",
                      res, sizeof(res)),
            0, "migrate v7: made a version 7 file: %s", res);
     s = suite_open("v7");
@@ -1947,6 +1988,54 @@ TEST(migrate_from_v7)
     store_batch_release(&b);
     store_close(s);
 }
+
+#ifdef STORE_HAS_EVENTS
+/* SQLite 8 -> 9, PostgreSQL 7 -> 8: events get their attrs column; an
+ * event stored before reads back without attrs, a new one keeps them. */
+TEST(migrate_events_attrs)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct wfo_buf o = WFO_BUF_INIT;
+    char path[600], res[256];
+    int created = 0, pg = suite_is("postgres");
+    struct store *s = suite_open("v8ev");
+    struct store_event e1 = {
+        .namespace = "default", .id = "old", .type = "t", .published_at = 1000};
+    s->ops->put_event(s, &e1, &created, NULL, NULL, &err);
+    store_close(s);
+    if (pg) {
+        suite_url(path, sizeof(path), "v8ev");
+        is_int(rawpg_run(path,
+                         "ALTER TABLE events DROP COLUMN attrs;"
+                         " UPDATE meta SET value = '7' WHERE key = 'schema_version'",
+                         res, sizeof(res)),
+               0, "migrate attrs: made a version 7 database: %s", res);
+    } else {
+        suite_path(path, sizeof(path), "v8ev");
+        is_int(rawdb_run(path, "ALTER TABLE events DROP COLUMN attrs; PRAGMA user_version = 8;",
+                         res, sizeof(res)),
+               0, "migrate attrs: made a version 8 file: %s", res);
+    }
+    s = suite_open("v8ev");
+    if (pg)
+        rawpg_run(path, "SELECT convert_from(value, 'UTF8') FROM meta WHERE key = 'schema_version'",
+                  res, sizeof(res));
+    else
+        rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
+    is_str(res, pg ? "8\n" : "9\n", "migrate attrs: now the latest version");
+    struct store_event e2 = {.namespace = "default",
+                             .id = "new",
+                             .type = "t",
+                             .attrs = "{\"x\":true}",
+                             .published_at = 2000};
+    is_int(s->ops->put_event(s, &e2, &created, NULL, NULL, &err), 0,
+           "migrate attrs: an event with attrs: %s", err.message);
+    s->ops->find_events(s, "default", "t", NULL, 0, "x", 10, ev_attrs, &o, &err);
+    is_str(o.buf, "old|~;new|{\"x\":true};", "migrate attrs: both read back");
+    wfo_buf_release(&o);
+    store_close(s);
+}
+#endif
 #endif
 
 /* ---- 8b. several processes open a new store at once ---- */

@@ -921,7 +921,7 @@ TEST(migrate_from_v2)
     store_close(s);
 
     rawdb_run(path, "PRAGMA user_version", res, sizeof(res));
-    is_str(res, "8\n", "migrate: user_version is 8 (the latest)");
+    is_str(res, "9\n", "migrate: user_version is 9 (the latest)");
     s = suite_open("v2");
     is_str(read_exec(s, "m3", &o),
            "m3|team|order|1|completed|{}|{\"o\":3}|~|[\"c\"]|m1|~|200|210|1000\n",

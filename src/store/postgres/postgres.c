@@ -75,7 +75,7 @@
 #include "common/map.h"
 #include "common/util.h"
 
-#define PG_SCHEMA_VERSION 7
+#define PG_SCHEMA_VERSION 8
 #define PG_POOL_DEFAULT 4
 #define PG_BACKOFF_MIN_MS 100
 /* 2 s: with the engine's restart in place (at most 2 s apart), a server
@@ -117,6 +117,10 @@
     "CREATE INDEX IF NOT EXISTS subscriptions_ns ON subscriptions (namespace, cursor);"            \
     "CREATE TABLE IF NOT EXISTS nodes (id TEXT" PG_C " PRIMARY KEY, url TEXT,"                     \
     " started_at BIGINT NOT NULL, seen_at BIGINT NOT NULL);"
+/* What version 8 added: an event's CloudEvents attributes that have no
+ * column of their own (sqlite.c's SQ_V9_SCHEMA); for a new database and
+ * for the migration from 7. */
+#define PG_V8_SCHEMA "ALTER TABLE events ADD COLUMN IF NOT EXISTS attrs TEXT;"
 static const char pg_schema[] =
     "CREATE TABLE workflows ("
     " namespace TEXT" PG_C " NOT NULL, name TEXT" PG_C " NOT NULL, version BIGINT NOT NULL,"
@@ -174,13 +178,13 @@ static const char pg_schema[] =
     " namespace TEXT" PG_C " NOT NULL, type TEXT NOT NULL, key TEXT, exec_id TEXT,"
     " event TEXT NOT NULL, time BIGINT NOT NULL);"
     "CREATE INDEX outbox_ns ON outbox (namespace, seq);"
-    "CREATE INDEX outbox_id ON outbox (namespace, event_id);" PG_V7_SCHEMA;
+    "CREATE INDEX outbox_id ON outbox (namespace, event_id);" PG_V7_SCHEMA PG_V8_SCHEMA;
 
 #define PG_WF_COLS "namespace, name, version, hash, definition, created_at"
 #define PG_EXEC_COLS                                                                               \
     "seq, id, namespace, workflow, version, status, input, output, error, compensation, "          \
     "parent, state, created_at, updated_at, finished_at, resume"
-#define PG_EVENT_COLS "seq, namespace, id, type, key, source, data, time, published_at"
+#define PG_EVENT_COLS "seq, namespace, id, type, key, source, data, time, published_at, attrs"
 #define PG_SUB_COLS                                                                                \
     "id, namespace, url, types, workflow, secret, created_at, cursor, status, failures,"           \
     " next_attempt_at, last_error, last_delivery_at, delivered"
@@ -325,11 +329,11 @@ static const char *const pg_sql[Q_LIST] = {
                       " AS u(id, lease, until) WHERE t.id = u.id",
     [Q_TASKS_DEL] = "DELETE FROM tasks WHERE id = ANY($1::text[])",
     [Q_EVENTS_INSERT] = "INSERT INTO events (namespace, id, type, key, source, data, time,"
-                        " published_at) SELECT namespace, id, type, key, source, data, time,"
-                        " published_at FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-                        " $5::text[], $6::text[], $7::int8[], $8::int8[]) WITH ORDINALITY"
-                        " AS u(namespace, id, type, key, source, data, time, published_at, o)"
-                        " ORDER BY o RETURNING seq",
+                        " published_at, attrs) SELECT namespace, id, type, key, source, data,"
+                        " time, published_at, attrs FROM unnest($1::text[], $2::text[],"
+                        " $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[],"
+                        " $9::text[]) WITH ORDINALITY AS u(namespace, id, type, key, source,"
+                        " data, time, published_at, attrs, o) ORDER BY o RETURNING seq",
     /* invariant 7: the primary key refuses an event consumed twice */
     [Q_CONSUME] = "INSERT INTO consumed (exec_id, event_id)"
                   " SELECT * FROM unnest($1::text[], $2::text[])",
@@ -1102,7 +1106,7 @@ static int pg_setup(struct pg_store *s, PGconn *c, struct wfo_error *err)
         return wfo_error_set(err, WFO_ESTORE,
                              "opening store '%s': schema version %ld is newer than this wfo's (%d)",
                              s->label, v, PG_SCHEMA_VERSION);
-    if (v == 6) { /* 6 -> 7, under the schema lock like a new schema */
+    if (v == 6 || v == 7) { /* 6 -> 7 -> 8, under the schema lock like a new schema */
         char sql[256];
         snprintf(sql, sizeof(sql), "UPDATE meta SET value = '%d' WHERE key = 'schema_version'",
                  PG_SCHEMA_VERSION);
@@ -1112,8 +1116,10 @@ static int pg_setup(struct pg_store *s, PGconn *c, struct wfo_error *err)
             rc = err->code;
         if (rc == 0 && v == 6)
             rc = pg_exec_simple(s, c, PG_V7_SCHEMA, "migrating the schema to 7", err);
-        if (rc == 0 && v == 6)
-            rc = pg_exec_simple(s, c, sql, "migrating the schema to 7", err);
+        if (rc == 0 && (v == 6 || v == 7))
+            rc = pg_exec_simple(s, c, PG_V8_SCHEMA, "migrating the schema to 8", err);
+        if (rc == 0 && (v == 6 || v == 7))
+            rc = pg_exec_simple(s, c, sql, "migrating the schema", err);
         if (rc == 0)
             rc = pg_exec_simple(s, c, "COMMIT", "migrating the schema", err);
         if (rc) {
@@ -1315,6 +1321,7 @@ static void pg_event_read(const PGresult *r, int i, struct store_event *e)
     e->data = pg_text(r, i, 6);
     e->time = pg_int(r, i, 7);
     e->published_at = pg_int(r, i, 8);
+    e->attrs = pg_text(r, i, 9);
 }
 
 /* ---- writing a batch ---- */
@@ -1722,17 +1729,17 @@ static int pg_put_consumes(struct pg_tx *t, const struct store_batch *b, struct 
 static int pg_put_events(struct pg_tx *t, const struct store_event *v, int n, int64_t *seq,
                          struct wfo_error *err)
 {
-    static const Oid types[8] = {PG_TEXT, PG_TEXT, PG_TEXT, PG_TEXT,
-                                 PG_TEXT, PG_TEXT, PG_INT8, PG_INT8};
+    static const Oid types[9] = {PG_TEXT, PG_TEXT, PG_TEXT, PG_TEXT, PG_TEXT,
+                                 PG_TEXT, PG_INT8, PG_INT8, PG_TEXT};
     struct pg_params p;
-    struct wfo_buf *a[8];
+    struct wfo_buf *a[9];
     PGresult *r;
     int rc;
 
     if (!n)
         return 0;
     pg_params_init(&p);
-    for (int c = 0; c < 8; c++)
+    for (int c = 0; c < 9; c++)
         a[c] = pg_p_array(&p, types[c], n);
     for (int i = 0; i < n; i++) {
         pg_el_text(a[0], v[i].namespace);
@@ -1743,6 +1750,7 @@ static int pg_put_events(struct pg_tx *t, const struct store_event *v, int n, in
         pg_el_text(a[5], v[i].data);
         pg_el_int(a[6], v[i].time);
         pg_el_int(a[7], v[i].published_at);
+        pg_el_text(a[8], v[i].attrs);
     }
     rc = pg_tx_run(t, Q_EVENTS_INSERT, &p, &r, err, "writing event '%s'%s", v[0].id ? v[0].id : "",
                    n > 1 ? " (and the next ones)" : "");

@@ -69,7 +69,7 @@
 
 #define SQ_READERS_MAX STORE_POOL_MAX /* store.pool_size at most; 8 unless set */
 #define SQ_WAIT_MS 5000 /* busy_timeout, and how long a memory store waits for a table lock */
-#define SQ_SCHEMA_VERSION 8
+#define SQ_SCHEMA_VERSION 9
 
 /*
  * The schema. The list queries (sq_list_sql) are
@@ -176,6 +176,11 @@
     " last_delivery_at INTEGER, delivered INTEGER NOT NULL DEFAULT 0);"                            \
     "CREATE INDEX IF NOT EXISTS subscriptions_ns ON subscriptions (namespace, cursor);"
 
+/* What version 9 added: an event's CloudEvents attributes that have no
+ * column of their own (store.h, struct store_event's attrs); for a new
+ * store and for the migration from 8. */
+#define SQ_V9_SCHEMA "ALTER TABLE events ADD COLUMN attrs TEXT;"
+
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS workflows ("
     " namespace TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -204,13 +209,13 @@ static const char sq_schema[] =
     " lease TEXT, input TEXT, ready_at INTEGER, leased_until INTEGER, created_at INTEGER,"
     " shard INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queue, status, ready_at);" SQ_V3_SCHEMA
-        SQ_V5_SCHEMA SQ_V6_SCHEMA SQ_V7_SCHEMA SQ_V8_SCHEMA SQ_META_SCHEMA;
+        SQ_V5_SCHEMA SQ_V6_SCHEMA SQ_V7_SCHEMA SQ_V8_SCHEMA SQ_V9_SCHEMA SQ_META_SCHEMA;
 
 #define SQ_WF_COLS "namespace, name, version, hash, definition, created_at"
 #define SQ_EXEC_COLS                                                                               \
     "seq, id, namespace, workflow, version, status, input, output, error, compensation, "          \
     "parent, state, created_at, updated_at, finished_at, resume"
-#define SQ_EVENT_COLS "seq, namespace, id, type, key, source, data, time, published_at"
+#define SQ_EVENT_COLS "seq, namespace, id, type, key, source, data, time, published_at, attrs"
 #define SQ_SIGNAL_COLS "seq, id, exec_id, name, data, time"
 #define SQ_OUTBOX_COLS "seq, event_id, namespace, type, key, exec_id, event, time"
 #define SQ_SUB_COLS                                                                                \
@@ -328,7 +333,7 @@ static const char *const sq_writer_sql[W__COUNT] = {
     [W_EVENT_GET] = "SELECT " SQ_EVENT_COLS " FROM events WHERE namespace = ?1 AND id = ?2",
     /* OR ROLLBACK: an emitted event's id is new; a clash fails the batch */
     [W_EVENT_INSERT] = "INSERT OR ROLLBACK INTO events (namespace, id, type, key, source, data,"
-                       " time, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                       " time, published_at, attrs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     /* Invariant 7: the primary key refuses an event consumed twice by one
      * execution */
     [W_CONSUME] = "INSERT OR ROLLBACK INTO consumed (exec_id, event_id) VALUES (?1, ?2)",
@@ -838,6 +843,8 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION - 1] = {
     SQ_V7_SCHEMA,
     /* 7 -> 8: chunks appended in commit order */
     SQ_V8_SCHEMA,
+    /* 8 -> 9: an event's CloudEvents attributes */
+    SQ_V9_SCHEMA,
 };
 
 /* SQL's wfo_shard(id): store_shard_of, for the migration. */
@@ -1669,6 +1676,7 @@ static int sq_put_event_row(struct sq_store *s, const struct store_event *e, str
     b |= sq_text(st, 6, e->data);
     b |= sq_int(st, 7, e->time);
     b |= sq_int(st, 8, e->published_at);
+    b |= sq_text(st, 9, e->attrs);
     return sq_wstep(s, st, b, err, "writing event '%s'", e->id ? e->id : "");
 }
 
@@ -1731,6 +1739,7 @@ static void sq_event_read(sqlite3_stmt *st, struct store_event *r)
     r->data = sq_col_text(st, 6);
     r->time = sq_col_int(st, 7);
     r->published_at = sq_col_int(st, 8);
+    r->attrs = sq_col_text(st, 9);
 }
 
 static int sq_event_row(sqlite3_stmt *st, const struct sq_cb *cb)

@@ -285,7 +285,7 @@ TEST(bad_files)
     file_url(url, sizeof(url), "newer.db");
     s = open_ok(url);
     char res[64];
-    is_int(store_sqlite_query(s, "PRAGMA user_version = 9", res, sizeof(res), &err), 0,
+    is_int(store_sqlite_query(s, "PRAGMA user_version = 10", res, sizeof(res), &err), 0,
            "set user_version");
     store_close(s);
     s = NULL;
@@ -1031,7 +1031,7 @@ TEST(file_reopen)
     store_sqlite_query(s, "PRAGMA synchronous", res, sizeof(res), &err);
     is_str(res, "2\n", "synchronous is FULL");
     store_sqlite_query(s, "PRAGMA user_version", res, sizeof(res), &err);
-    is_str(res, "8\n", "schema version 8");
+    is_str(res, "9\n", "schema version 9");
     int64_t seq1 = exec_seq(s, "r1");
     store_close(s);
 
