@@ -219,12 +219,16 @@ static void render_steps_and_queues(struct wfo_engine *e, const struct engine_st
 
     /* SPEC 4: no queue name of another namespace (with tokens, /metrics
      * names the caller's only; without a token, none) */
-    json_t *queues = all ? engine_queues(e, NULL, 1) : ns ? engine_queues(e, ns, 1) : json_array();
+    json_t *queues = all || ns ? engine_queues(e, NULL, 1) : json_array();
     json_t *q, *by = json_object();
     size_t i;
     json_array_foreach(queues, i, q)
     {
         const char *name = wfo_json_str(q, "name");
+        /* all namespaces' queues, read with their lease expiries (which a
+         * namespace's own list leaves out): the caller's only */
+        if (!all && strcmp(wfo_json_str(q, "namespace"), ns) != 0)
+            continue;
         json_t *sum = json_object_get(by, name);
         long long pollers = (long long)json_array_size(json_object_get(q, "pollers"));
         if (!sum) {

@@ -226,6 +226,22 @@ def test_metrics_labels_stay_in_their_namespace(srv):
     assert f'workflow="{wf}"' in req(srv, "GET", "/metrics", TOKENS["reader"]).text
 
 
+def test_queue_metrics_of_the_callers_namespace(srv):
+    """SPEC 7: queue depth and age by queue: with tokens, /metrics shows the
+    caller's namespace's queues (they were all left out), and no other's."""
+    a = TOKENS["admin"]
+    wf, q = "metric-queue-wf", "metric-q-own"
+    r = req(srv, "PUT", f"/v1/workflows/{wf}", a,
+            {"name": wf, "steps": [{"name": "t", "type": "task", "queue": q}]})
+    assert r.status in (200, 201), r
+    assert req(srv, "POST", "/v1/executions", a, {"workflow": wf}).status == 201
+    text = req(srv, "GET", "/metrics", TOKENS["reader"]).text
+    assert f'wfo_queue_ready_tasks{{queue="{q}"}} 1' in text, text
+    assert f'wfo_queue_lease_expiries_total{{queue="{q}"}} 0' in text, text
+    assert q not in req(srv, "GET", "/metrics", B_ADMIN).text
+    assert q not in srv.get("/metrics").text
+
+
 def test_cursor_of_another_namespace_is_refused(srv):
     a = TOKENS["admin"]
     for i in range(3):
