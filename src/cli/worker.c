@@ -111,6 +111,7 @@ struct worker_result {
     json_t *item;  /* {task_id, lease, output} or {task_id, lease, error, retryable} */
     size_t bytes;  /* of item as JSON */
     int failing;   /* item is a failure */
+    int shrunk;    /* ... made by worker_result_too_large */
     int alone;     /* its batch was refused as a whole: send it in a request of its own */
     int64_t since; /* first queued */
     int done;      /* under w->mu */
@@ -340,16 +341,29 @@ static const char *worker_result_verb(const struct worker_result *r)
     return r->failing ? "fail" : "complete";
 }
 
-/* The output is over the server's body limit: the step fails instead. */
+/* Did the server refuse a result for its size: over its body limit (413),
+ * or an output or error over limits.payload_bytes (400 PayloadTooLarge)?
+ * msg is worker_reply_message's "STATUS TYPE: MESSAGE". */
+static int answer_too_large(long status, const char *msg)
+{
+    return status == 413 || (status == 400 && strncmp(msg, "400 PayloadTooLarge:", 20) == 0);
+}
+
+/* The output (or the error) is larger than the server accepts: the step
+ * fails with a small BadOutput instead, not retried (the command would
+ * print the same again); else the task would be refused, handed out again
+ * at every lease expiry and never end. */
 static void worker_result_too_large(struct worker_result *r)
 {
     struct worker_task *t = r->t;
-    wfo_warn(t->exec_id, t->step, "task %s: the output is too large for the server", t->task_id);
+    const char *what = r->failing ? "error" : "output";
+    wfo_warn(t->exec_id, t->step, "task %s: the %s is too large for the server", t->task_id, what);
     r->failing = 1;
+    r->shrunk = 1;
     json_object_del(r->item, "output");
-    json_object_set_new(
-        r->item, "error",
-        wfo_json_error("BadOutput", "the output is larger than the server accepts", NULL));
+    char msg[64];
+    snprintf(msg, sizeof(msg), "the %s is larger than the server accepts", what);
+    json_object_set_new(r->item, "error", wfo_json_error("BadOutput", msg, NULL));
     json_object_set_new(r->item, "retryable", json_false());
 }
 
@@ -360,7 +374,7 @@ static enum worker_sent worker_result_answer(struct worker_result *r, long statu
     struct worker_task *t = r->t;
     if (status >= 200 && status <= 299)
         return SENT_OK;
-    if (status == 413 && !r->failing && alone) {
+    if (answer_too_large(status, msg) && !r->shrunk && alone) {
         worker_result_too_large(r);
         return SENT_AGAIN;
     }

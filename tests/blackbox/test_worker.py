@@ -141,6 +141,29 @@ print(json.dumps({"r": r}))
     assert w.stop() == 0
 
 
+def test_output_over_the_payload_limit_fails_the_step(server, tmp_path, workers):
+    """An output over limits.payload_bytes (256 KiB by default: 400
+    PayloadTooLarge, not 413) fails the step with BadOutput, at once and
+    not retried; before, the worker dropped the refused result and the task
+    came back at every lease expiry, for ever."""
+    put_workflow(tmp_path, server.url, """\
+name: too-big
+steps:
+  - {name: big, type: task, queue: big, retry: {max_attempts: 3, initial_interval: 10ms}}
+""")
+    script = py(tmp_path, "big.py", """\
+print(json.dumps({"x": "a" * 300000}))
+""")
+    w = start_worker(workers, tmp_path, server.url, ["big"], [PY, script])
+    rc, out, err = wfo(["start", "too-big", "--wait"], server.url)
+    assert rc == 1, (rc, err)  # the execution failed
+    doc = json.loads(out)
+    assert doc["status"] == "failed", doc
+    assert doc["error"]["type"] == "BadOutput", doc
+    assert doc["steps"][0]["attempts"] == 1, doc
+    assert w.stop() == 0
+
+
 def test_argv_without_shell(server, tmp_path, workers):
     """COMMAND and its ARGs are passed as they are, not through a shell."""
     put_workflow(tmp_path, server.url, task_def("argv"))
