@@ -94,6 +94,8 @@ struct api_req {
     const char *who;       /* the caller for logs: a token's name or digest prefix */
     struct api_token *tok; /* the caller's token; NULL without one */
     int waiting;           /* counted in tok's long polls (api_wait_begin) */
+    char *workflow; /* for the audit line, set by a handler after which it cannot be read (a delete)
+                     */
     /* the transport's headers, for the handlers that need one */
     const char *(*header)(void *conn, const char *name);
     /* 1 when the client has closed its side (long polls give up); may be NULL */

@@ -298,6 +298,11 @@ int api_execution_retry(struct api *a, struct api_req *req, struct api_resp *res
 int api_execution_delete(struct api *a, struct api_req *req, struct api_resp *resp,
                          struct wfo_error *err)
 {
+    /* its audit line names the workflow, which the row no longer can */
+    char wf[160];
+    struct wfo_error ignore = WFO_ERROR_INIT;
+    if (query_exec_workflow(a->engine, req->ns, req->params[0], wf, sizeof(wf), &ignore) == 0)
+        req->workflow = wfo_strdup(wf);
     int rc = engine_op(a->engine, req->params[0], OP_DELETE, NULL, 0, err);
     if (rc < 0)
         return rc;

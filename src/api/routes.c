@@ -221,6 +221,7 @@ void api_req_release(struct api_req *r)
     free(r->query);
     free(r->path);
     free(r->content_type);
+    free(r->workflow);
     memset(r, 0, sizeof(*r));
 }
 
@@ -902,6 +903,25 @@ static void audit(struct api *a, const struct api_req *req, const struct api_rou
     if (!denied && (reads || lease_only))
         return;
     const char *outcome = denied ? "denied" : resp->status < 400 ? "ok" : "failed";
+    /* a worker's batch of results names several executions: all of them,
+     * and the outcome says how many of its results were refused */
+    struct wfo_buf many = WFO_BUF_INIT;
+    if (found->fn == api_task_complete_many && resp->status == 200) {
+        json_t *rs = json_object_get(resp->json, "results"), *r;
+        size_t i, refused = 0;
+        json_array_foreach(rs, i, r)
+        {
+            const char *id = wfo_json_str(r, "task_id"), *dot = id ? strrchr(id, '.') : NULL;
+            if (dot) {
+                if (many.len)
+                    wfo_buf_addch(&many, ' ');
+                wfo_buf_add(&many, id, (size_t)(dot - id));
+            }
+            refused += json_object_get(r, "status_code") != NULL;
+        }
+        if (refused)
+            outcome = refused == json_array_size(rs) ? "failed" : "partial";
+    }
     char action[160], status[16], exec[WFO_EXEC_ID_SIZE] = "";
     snprintf(action, sizeof(action), "%s %s", req->method, found->pattern);
     snprintf(status, sizeof(status), "%d", resp->status);
@@ -920,8 +940,9 @@ static void audit(struct api *a, const struct api_req *req, const struct api_rou
      * start's answer has it; else its row (a read, for these requests
      * only: a worker's batch of results names no execution) */
     char wf[160] = "";
-    const char *swf =
-        found->fn == api_execution_start ? wfo_json_str(resp->json, "workflow") : NULL;
+    const char *swf = req->workflow                      ? req->workflow
+                      : found->fn == api_execution_start ? wfo_json_str(resp->json, "workflow")
+                                                         : NULL;
     if (swf)
         snprintf(wf, sizeof(wf), "%s", swf);
     else if (exec[0] && a->engine && wfo_log_enabled(WFO_LOG_INFO)) {
@@ -930,15 +951,17 @@ static void audit(struct api *a, const struct api_req *req, const struct api_rou
             wf[0] = 0;
     }
     json_t *e = resp->status >= 400 ? json_object_get(resp->json, "error") : NULL;
-    const char *kv[] = {"who",       req->who ? req->who : "anonymous",
-                        "namespace", req->ns,
-                        "action",    action,
-                        "target",    found->flags & API_F_EXEC ? NULL : req->params[0],
-                        "status",    status,
-                        "outcome",   outcome,
-                        "error",     e ? wfo_json_str(e, "type") : NULL};
+    const char *kv[] = {"who",        req->who ? req->who : "anonymous",
+                        "namespace",  req->ns,
+                        "action",     action,
+                        "target",     found->flags & API_F_EXEC ? NULL : req->params[0],
+                        "status",     status,
+                        "outcome",    outcome,
+                        "error",      e ? wfo_json_str(e, "type") : NULL,
+                        "executions", many.len ? many.buf : NULL};
     wfo_log_fields(WFO_LOG_INFO, exec[0] ? exec : NULL, wf[0] ? wf : NULL, kv,
                    (int)WFO_ARRAY_SIZE(kv) / 2, "audit");
+    wfo_buf_release(&many);
     if (a->metrics)
         api_metrics_audit(a->metrics, found->method, found->pattern, outcome);
 }

@@ -87,3 +87,33 @@ def test_audit_text_format(tmp_path):
     line = [x for x in srv.stderr().splitlines() if " audit " in x][0]
     assert "who=anonymous" in line and 'action="PUT /v1/workflows/{name}"' in line, line
     assert "status=201" in line and "outcome=ok" in line and "target=aud-text" in line, line
+
+
+def test_audit_of_a_batch_and_of_a_delete(tmp_path):
+    """SPEC 7 "which execution": a worker's batch of results names every
+    execution it reports on, and its outcome says when some were refused
+    (partial); a deleted execution's line still names its workflow."""
+    srv = WfoServer(tmp_path, env={"WFO_LOG_FORMAT": "json"})
+    srv.launch()
+    try:
+        srv.put_workflow(task_workflow("aud-batch", queue="bq"))
+        a = srv.start_exec("aud-batch", id="ab-1")["id"]
+        b = srv.start_exec("aud-batch", id="ab-2")["id"]
+        tasks = srv.poll(["bq"], max=2, wait="5s")
+        assert len(tasks) == 2, tasks
+        by = {t["execution_id"]: t for t in tasks}
+        r = srv.post("/v1/tasks/complete", {"results": [
+            {"task_id": by[a]["task_id"], "lease": by[a]["lease"], "output": 1},
+            {"task_id": by[b]["task_id"], "lease": "0" * 32, "output": 2}]})
+        assert r.status == 200, r
+        assert srv.doc(a, wait="10s")["status"] == "completed"
+        assert srv.request("DELETE", f"/v1/executions/{a}").status == 200
+    finally:
+        assert srv.stop() == 0
+    lines = [json.loads(x) for x in srv.stderr().splitlines() if x.startswith("{")]
+    audit = [x for x in lines if x.get("msg") == "audit"]
+    batch = [x for x in audit if x["action"] == "POST /v1/tasks/complete"]
+    assert len(batch) == 1, audit
+    assert batch[0]["executions"] == f"{a} {b}" and batch[0]["outcome"] == "partial", batch
+    delete = [x for x in audit if x["action"] == "DELETE /v1/executions/{id}"]
+    assert delete[0].get("workflow") == "aud-batch" and delete[0]["execution_id"] == a, delete
