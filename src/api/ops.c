@@ -369,6 +369,9 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
     render_steps_and_queues(e, &st, b, ns, all);
     metric_head(b, "wfo_timers", "gauge", "Durable timers armed (retries, sleeps, timeouts).");
     wfo_buf_addf(b, "wfo_timers %lld\n", st.timers);
+    metric_head(b, "wfo_timers_fired_total", "counter",
+                "Durable timers that came due and fired (retries, sleeps, timeouts).");
+    wfo_buf_addf(b, "wfo_timers_fired_total %lld\n", st.timers_fired);
     metric_head(b, "wfo_store_read_retries_total", "counter",
                 "Store reads of the engine that failed and were tried again.");
     wfo_buf_addf(b, "wfo_store_read_retries_total %lld\n", st.read_retries);

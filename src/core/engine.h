@@ -240,6 +240,7 @@ struct engine_stats {
     long long commits, transitions;
     double commit_ms_sum;
     long long tasks_ready, tasks_leased, lease_expiries, timers;
+    long long timers_fired;      /* durable timers that came due and fired */
     long long retention_deleted; /* executions retention deleted */
     long long outbox_deleted;    /* outbox rows events.retention deleted */
     long long read_retries;      /* engine-thread reads that failed and were retried (E5) */

@@ -238,14 +238,21 @@ static int64_t timers_due(struct wfo_engine *e)
 static void timers_run(struct wfo_engine *e, struct cmd **cmds)
 {
     struct round *r = e->cur;
+    long long fired = 0;
     while (e->n_heap && e->heap[0]->due <= e->fsm.now) {
         struct tentry *t = heap_pop(e);
         if (!t->dead) {
             wfo_map_del(&e->timers, t->id);
             fire_timer(e, t); /* or armed again, as a new entry (E5) */
+            fired++;
         }
         GROW(r->dead, r->n_dead, r->alloc_dead);
         r->dead[r->n_dead++] = t;
+    }
+    if (fired) { /* wfo_timers_fired_total */
+        pthread_mutex_lock(&e->mu);
+        e->stats.timers_fired += fired;
+        pthread_mutex_unlock(&e->mu);
     }
 }
 

@@ -129,7 +129,8 @@ def test_metrics_prometheus_text(server):
                    "wfo_executions_failed_total", "wfo_http_requests_total",
                    "wfo_store_commit_duration_seconds_sum",
                    "wfo_store_commit_duration_seconds_count", "wfo_tasks_ready",
-                   "wfo_tasks_leased", "wfo_task_lease_expiries_total", "wfo_timers"]:
+                   "wfo_tasks_leased", "wfo_task_lease_expiries_total", "wfo_timers",
+                   "wfo_timers_fired_total"]:
         assert re.search(rf"^# TYPE {metric.rsplit('_sum', 1)[0].rsplit('_count', 1)[0]} ",
                          text, re.M), metric
     assert f'wfo_executions_started_total{{workflow="{name}"}} 1' in text
@@ -142,6 +143,28 @@ def test_metrics_prometheus_text(server):
         if line and not line.startswith("#"):
             assert re.match(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$',
                             line), line
+
+
+def test_metrics_count_timers_that_fire(tmp_path):
+    """SPEC 7 "timers due": wfo_timers_fired_total counts the durable
+    timers that came due (a sleep's, here two)."""
+    from apiutil import WfoServer
+    srv = WfoServer(tmp_path / "s").launch()
+    try:
+        def fired():
+            m = re.search(r"^wfo_timers_fired_total (\d+)$", srv.get("/metrics").text, re.M)
+            assert m, "no wfo_timers_fired_total"
+            return int(m.group(1))
+        assert fired() == 0
+        name = unique("metrics-timers")
+        srv.put_workflow({"name": name, "steps": [
+            {"name": "a", "type": "sleep", "duration": "50ms"},
+            {"name": "b", "type": "sleep", "duration": "50ms"}]})
+        e = srv.start_exec(name)
+        assert srv.doc(e["id"], wait="10s")["status"] == "completed"
+        assert fired() == 2
+    finally:
+        srv.stop()
 
 
 def test_metrics_count_failed_executions(server):
