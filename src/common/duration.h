@@ -19,6 +19,8 @@ void wfo_duration_format(int64_t ms, char *out, size_t size);
 int64_t wfo_now_ms(void);
 /* Monotonic milliseconds. */
 int64_t wfo_mono_ms(void);
+/* Monotonic milliseconds with their fraction (a duration under 1 ms). */
+double wfo_mono_ms_f(void);
 /* "2026-11-26T04:14:50.123Z" into out (at least 32 bytes). */
 void wfo_time_format(int64_t ms, char *out, size_t size);
 /* Parses RFC 3339 ("2026-11-26T04:14:50Z", fraction and offset allowed). */

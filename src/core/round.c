@@ -561,9 +561,9 @@ void *writer_main(void *arg)
             break;
         pthread_mutex_unlock(&e->mu);
         struct wfo_error err = WFO_ERROR_INIT;
-        int64_t t0 = wfo_mono_ms();
+        double t0 = wfo_mono_ms_f();
         int rc = e->store->ops->apply(e->store, &r->batch, &err);
-        double ms = (double)(wfo_mono_ms() - t0);
+        double ms = wfo_mono_ms_f() - t0;
         pthread_mutex_lock(&e->mu);
         r->rc = rc;
         r->err = err;
@@ -605,9 +605,9 @@ struct round *round_submit(struct wfo_engine *e, int *here)
     if (r->fx.n_touched <= ROUND_INLINE) {
         /* a light load: two thread switches would cost more than the
          * overlap gains (latency); the writer is idle, so commit here */
-        int64_t t0 = wfo_mono_ms();
+        double t0 = wfo_mono_ms_f();
         r->rc = e->store->ops->apply(e->store, &r->batch, &r->err);
-        r->commit_ms = (double)(wfo_mono_ms() - t0);
+        r->commit_ms = wfo_mono_ms_f() - t0;
         r->done = 1;
         return r;
     }

@@ -124,6 +124,13 @@ TEST(clocks)
     ok(now - (int64_t)time(NULL) * 1000 < 2000, "wall clock agrees with time()");
     m2 = wfo_mono_ms();
     ok(m2 >= m1, "monotonic");
+    /* the fractional clock: the same clock, with time under 1 ms */
+    double f1 = wfo_mono_ms_f(), f2 = f1;
+    int64_t i1 = wfo_mono_ms();
+    ok(f1 <= (double)i1 + 1 && (double)i1 - f1 < 1000, "wfo_mono_ms_f is the same clock");
+    for (int k = 0; k < 1000000 && f2 == f1; k++)
+        f2 = wfo_mono_ms_f();
+    ok(f2 > f1 && f2 - f1 < 1.0, "wfo_mono_ms_f tells durations under 1 ms (%.6f)", f2 - f1);
 }
 
 static const char *tfmt(int64_t ms)
