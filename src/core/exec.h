@@ -91,7 +91,8 @@ struct step_state {
     int attempts;
     int64_t token; /* identifies the attempt in flight; results for another are stale */
     int64_t cseq;  /* completion order, for compensation; 0 until completed */
-    int retry_due; /* its retry timer fired while the execution was paused */
+    int retry_due; /* its retry timer fired while the execution was paused, or (a
+                      block) while attempts it asked to stop were still out */
     int picked;    /* a worker took the attempt's task (schedule_timeout) */
     int stopping;  /* cancelled while its attempt was in flight; that attempt may
                       still report (a success then counts: SPEC 2.4) */

@@ -2042,15 +2042,7 @@ static int apply_resume(struct fsm *f, struct execution *x)
         }
         comp_advance(f, x);
     }
-    /* retries that came due while paused */
-    for (int i = 0; i < x->n_steps; i++) {
-        struct step_state *st = x->steps[i];
-        if (st->status == SS_SCHEDULED && st->retry_due && x->status == EX_RUNNING &&
-            !block_stopping(x, st)) {
-            st->retry_due = 0;
-            attempt_start(f, x, st);
-        }
-    }
+    retries_drained(f, x); /* retries that came due while paused */
     run_frames(f, x);
     return 0;
 }
