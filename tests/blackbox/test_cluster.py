@@ -195,8 +195,16 @@ def test_nodes_share_the_shards_and_take_over_a_killed_one(tmp_path):
         assert took <= TAKEOVER_BOUND, f"takeover took {took:.1f}s"
         # the takeover is logged: shards claimed by the lease duty ("took
         # shards"), or, on a loaded host where a node was late to renew its
-        # own, by the recovery of a regroup or restart ("holds shards")
-        since = "".join(s.stderr()[logged[s]:] for s in (a, c))
+        # own, by the recovery of a regroup or restart ("holds shards"); the
+        # line comes once the shards' executions are loaded, after
+        # wfo_shards_held already counts them
+        deadline = time.monotonic() + 30
+        while True:
+            since = "".join(s.stderr()[logged[s]:] for s in (a, c))
+            if "took shards" in since or "holds shards" in since or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert "took shards" in since or "holds shards" in since, since
         # every execution completes, with its own output
         deadline = time.monotonic() + 90
