@@ -255,9 +255,13 @@ static int one_args(struct api *a, struct api_req *req, int ok, struct one_args 
     return api_payload_check(a, s->t.output, "output", err);
 }
 
-/* The answer of a result the engine took (s->t.rc set). */
-static int one_answer(struct one_args *s, struct api_resp *resp, struct wfo_error *err)
+/* The answer of a result the engine took (s->t.rc set); the audit line
+ * gets the workflow the engine named, without reading the store. */
+static int one_answer(struct api_req *req, struct one_args *s, struct api_resp *resp,
+                      struct wfo_error *err)
 {
+    if (s->t.workflow[0] && !req->workflow)
+        req->workflow = wfo_strdup(s->t.workflow);
     if (s->t.rc < 0) {
         *err = s->t.err;
         return s->t.rc;
@@ -280,7 +284,7 @@ static int one_run(struct api *a, struct api_req *req, struct api_resp *resp, in
     struct one_args s = {0};
     int rc = one_args(a, req, ok, &s, err);
     if (rc == 0 && (rc = engine_task_finish(a->engine, req->ns, &s.t, 1, err)) == 0)
-        rc = one_answer(&s, resp, err);
+        rc = one_answer(req, &s, resp, err);
     one_args_release(&s);
     return rc;
 }
@@ -329,7 +333,7 @@ int api_task_one_end(struct api *a, struct api_req *req, struct api_resp *resp, 
     int rc = 0;
     if (s->posted) {
         engine_task_finish_end(s->later, &s->t, 1);
-        rc = one_answer(s, resp, err);
+        rc = one_answer(req, s, resp, err);
     }
     one_args_release(s);
     free(s);

@@ -682,6 +682,8 @@ static int do_result(struct wfo_engine *e, struct cmd *c)
         c->reply = NULL;
         return 0;
     }
+    if (x && c->reply) /* names the workflow for the caller's audit line */
+        snprintf(c->reply->workflow, sizeof(c->reply->workflow), "%s", x->workflow);
     if (x)
         rc =
             fsm_result(&e->fsm, x, c->path, c->child ? child_token(x, c->path, c->child) : c->token,

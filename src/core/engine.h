@@ -92,7 +92,8 @@ struct engine_task_result {
     json_t *output; /* borrowed */
     json_t *error;  /* borrowed: {type, message, details} */
     int retryable;
-    int rc; /* out */
+    int rc;             /* out */
+    char workflow[160]; /* out: its execution's workflow, when the engine took it */
     struct wfo_error err;
 };
 int engine_task_finish(struct wfo_engine *e, const char *ns, struct engine_task_result *t, int n,

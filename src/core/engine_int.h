@@ -43,7 +43,8 @@ struct reply {
     int rc;
     int created;
     int want_doc;
-    json_t *doc; /* a start's document, built from the committed rows */
+    json_t *doc;        /* a start's document, built from the committed rows */
+    char workflow[160]; /* a task result's: its execution's workflow (for the audit line) */
     struct wfo_error err;
 };
 

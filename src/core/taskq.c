@@ -805,6 +805,7 @@ void engine_task_finish_end(struct engine_finish_later *l, struct engine_task_re
             continue;
         /* with a callback the reply is answered already: at once */
         t[i].rc = reply_wait(&l->r[i], &t[i].err);
+        memcpy(t[i].workflow, l->r[i].workflow, sizeof(t[i].workflow));
         if (t[i].rc == WFO_ESTATE || t[i].rc == WFO_ENOTFOUND)
             t[i].rc = wfo_error_set(&t[i].err, WFO_ECONFLICT, "task '%s' is no longer current",
                                     t[i].task_id);
@@ -837,14 +838,16 @@ static int task_finish_one(struct wfo_engine *e, const char *ns, struct engine_t
 int engine_task_complete(struct wfo_engine *e, const char *ns, const char *task_id,
                          const char *lease, json_t *output, struct wfo_error *err)
 {
-    struct engine_task_result t = {task_id, lease, 1, output, NULL, 1, 0, WFO_ERROR_INIT};
+    struct engine_task_result t = {
+        .task_id = task_id, .lease = lease, .ok = 1, .output = output, .retryable = 1};
     return task_finish_one(e, ns, &t, err);
 }
 
 int engine_task_fail(struct wfo_engine *e, const char *ns, const char *task_id, const char *lease,
                      json_t *error, int retryable, struct wfo_error *err)
 {
-    struct engine_task_result t = {task_id, lease, 0, NULL, error, retryable, 0, WFO_ERROR_INIT};
+    struct engine_task_result t = {
+        .task_id = task_id, .lease = lease, .ok = 0, .error = error, .retryable = retryable};
     return task_finish_one(e, ns, &t, err);
 }
 
