@@ -759,8 +759,10 @@ static void worker_error(struct wshared *sh, const struct wfo_error *e)
 }
 
 /* poll {queues: [q], worker, max, wait}; then the whole batch's results
- * {task_id, lease, output: input} in one POST /v1/tasks/complete; until
- * SIGTERM. */
+ * {task_id, lease, output: input} in one POST /v1/tasks/complete, which
+ * asks for the next tasks too (its poll: what the results' commit made
+ * ready comes back in the answer, no poll between two tasks); polls again
+ * only when that answer has none; until SIGTERM. */
 static void *worker_loop(void *arg)
 {
     struct wthread *w = arg;
@@ -770,14 +772,19 @@ static void *worker_loop(void *arg)
     json_t *pb = json_pack("{s:[s], s:s, s:i, s:s}", "queues", "q", "worker", w->name, "max",
                            w->o->max, "wait", w->o->wait);
     char *poll_body = wfo_json_dumps(pb);
-    json_decref(pb);
+    json_object_del(pb, "wait");
+    json_t *r = NULL; /* the answer that holds the tasks to run */
     while (!worker_stop) {
         struct wfo_error e = WFO_ERROR_INIT;
-        json_t *r = NULL, *done = NULL;
-        if (req_json("POST", poll_url, poll_body, REQ_TIMEOUT_MS, 200, &r, &e) < 0) {
-            worker_error(w->sh, &e);
-            usleep(10000);
-            continue;
+        json_t *done = NULL;
+        if (json_array_size(wfo_json_arr(r, "tasks")) == 0) {
+            json_decref(r);
+            r = NULL;
+            if (req_json("POST", poll_url, poll_body, REQ_TIMEOUT_MS, 200, &r, &e) < 0) {
+                worker_error(w->sh, &e);
+                usleep(10000);
+                continue;
+            }
         }
         size_t i;
         json_t *t, *results = json_array();
@@ -788,8 +795,10 @@ static void *worker_loop(void *arg)
                                                      json_object_get(t, "lease"), "output",
                                                      json_object_get(t, "input")));
         }
+        json_decref(r);
+        r = NULL;
         if (json_array_size(results)) {
-            json_t *cb = json_pack("{s:o}", "results", results);
+            json_t *cb = json_pack("{s:o, s:O}", "results", results, "poll", pb);
             char *body = wfo_json_dumps(cb);
             json_decref(cb);
             if (req_json("POST", url, body, REQ_TIMEOUT_MS, 200, &done, &e) < 0) {
@@ -808,14 +817,17 @@ static void *worker_loop(void *arg)
                         worker_error(w->sh, &ce);
                     }
                 }
+                r = done; /* its tasks run next */
+                done = NULL;
             }
             free(body);
         } else {
             json_decref(results);
         }
         json_decref(done);
-        json_decref(r);
     }
+    json_decref(r);
+    json_decref(pb);
     free(poll_body);
     return NULL;
 }

@@ -74,6 +74,53 @@ static int peers_poll(struct api *a, struct api_req *req, json_t *body, int max,
     return (int)json_array_size(out);
 }
 
+/* What a poll asks for: its queues, worker, max and wait. */
+struct poll_params {
+    const char *queues[QUEUES_MAX];
+    int n;
+    const char *worker;
+    int64_t max, wait_ms;
+};
+
+/* Reads p from obj ({queues, worker, max?, wait?}; wait only when
+ * with_wait); an error's message is prefixed with where ("poll.") when
+ * given. */
+static int poll_params(const json_t *obj, const char *where, int with_wait, struct poll_params *p,
+                       struct wfo_error *err)
+{
+    static const char *const known[] = {"queues", "worker", "max", "wait", NULL};
+    static const char *const known_now[] = {"queues", "worker", "max", NULL};
+    p->n = 0;
+    p->worker = NULL;
+    p->max = 1;
+    p->wait_ms = 0;
+    int rc = api_fields_known(obj, NULL, with_wait ? known : known_now, err);
+    json_t *q = json_object_get(obj, "queues"), *v;
+    size_t i;
+    if (rc == 0 &&
+        (!json_is_array(q) || json_array_size(q) == 0 || json_array_size(q) > QUEUES_MAX))
+        rc = wfo_error_set(err, WFO_EINVAL, "queues: expected a list of 1 to %d queue names",
+                           QUEUES_MAX);
+    if (rc == 0)
+        json_array_foreach(q, i, v)
+        {
+            if (!json_is_string(v) || !json_string_length(v)) {
+                rc = wfo_error_set(err, WFO_EINVAL, "queues[%zu]: expected a non-empty string", i);
+                break;
+            }
+            p->queues[p->n++] = json_string_value(v);
+        }
+    if (rc == 0 && (rc = api_field_str(obj, "worker", 1, &p->worker, err)) == 0 &&
+        (rc = api_field_int(obj, "max", 0, 1, POLL_MAX, &p->max, err)) == 0 && with_wait)
+        rc = api_field_duration(obj, "wait", &p->wait_ms, err);
+    if (rc < 0 && where) {
+        char msg[sizeof(err->message)];
+        snprintf(msg, sizeof(msg), "%s", err->message);
+        wfo_error_set(err, rc, "%s%s", where, msg);
+    }
+    return rc;
+}
+
 /* The poll; with now, only what is ready: 1 when answered (tasks were
  * ready, or the poll does not wait, or it is refused), 0 when it would
  * wait (nothing done: run it again without now). */
@@ -81,34 +128,13 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
                     struct wfo_error *err)
 {
     json_t *body = NULL, *tasks = NULL;
-    const char *worker = NULL;
-    const char *queues[QUEUES_MAX];
-    int64_t max = 1, wait_ms = 0;
-    int n = 0;
-    static const char *const known[] = {"queues", "worker", "max", "wait", NULL};
+    struct poll_params pp;
     int rc = api_body_object(req, 0, &body, err);
-    if (rc < 0 || (rc = api_fields_known(body, NULL, known, err)) < 0)
+    if (rc < 0 || (rc = poll_params(body, NULL, 1, &pp, err)) < 0)
         goto out;
-    json_t *q = json_object_get(body, "queues");
-    if (!json_is_array(q) || json_array_size(q) == 0 || json_array_size(q) > QUEUES_MAX) {
-        rc = wfo_error_set(err, WFO_EINVAL, "queues: expected a list of 1 to %d queue names",
-                           QUEUES_MAX);
-        goto out;
-    }
-    size_t i;
-    json_t *v;
-    json_array_foreach(q, i, v)
-    {
-        if (!json_is_string(v) || !json_string_length(v)) {
-            rc = wfo_error_set(err, WFO_EINVAL, "queues[%zu]: expected a non-empty string", i);
-            goto out;
-        }
-        queues[n++] = json_string_value(v);
-    }
-    if ((rc = api_field_str(body, "worker", 1, &worker, err)) < 0 ||
-        (rc = api_field_int(body, "max", 0, 1, POLL_MAX, &max, err)) < 0 ||
-        (rc = api_field_duration(body, "wait", &wait_ms, err)) < 0)
-        goto out;
+    const char *const *queues = pp.queues, *worker = pp.worker;
+    int n = pp.n;
+    int64_t max = pp.max, wait_ms = pp.wait_ms;
     /* a poll that may wait counts against its token's limit even when it
      * finds tasks at once (limits.long_polls_per_token) */
     if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
@@ -413,6 +439,8 @@ struct finish_args {
     size_t n;
     int posted; /* engine_task_finish_post took it: the end answers */
     struct engine_finish_later *later;
+    int eager; /* the body's poll: the answer also leases what is ready */
+    struct poll_params poll;
 };
 
 static int finish_args(struct api *a, struct api_req *req, struct finish_args *s,
@@ -420,12 +448,20 @@ static int finish_args(struct api *a, struct api_req *req, struct finish_args *s
 {
     json_t *list, *v;
     size_t i;
-    static const char *const known[] = {"results", NULL};
+    static const char *const known[] = {"results", "poll", NULL};
     static const char *const known_ok[] = {"task_id", "lease", "output", NULL};
     static const char *const known_fail[] = {"task_id", "lease", "error", "retryable", NULL};
     int rc = api_body_object(req, 0, &s->body, err);
     if (rc < 0 || (rc = api_fields_known(s->body, NULL, known, err)) < 0)
         return rc;
+    json_t *poll = json_object_get(s->body, "poll");
+    if (poll && !json_is_null(poll)) {
+        if (!json_is_object(poll))
+            return wfo_error_set(err, WFO_EINVAL, "poll: expected an object");
+        if ((rc = poll_params(poll, "poll.", 0, &s->poll, err)) < 0)
+            return rc;
+        s->eager = 1;
+    }
     list = json_object_get(s->body, "results");
     if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > POLL_MAX)
         return wfo_error_set(err, WFO_EINVAL, "results: expected a list of 1 to %d results",
@@ -469,6 +505,30 @@ static json_t *finish_entry(const struct engine_task_result *r)
     return json_pack("{s:s, s:s}", "task_id", r->task_id, "status", r->ok ? "completed" : "failed");
 }
 
+/* The answer {results, tasks?}: with the body's poll, the tasks of its
+ * queues ready once the results are committed (the next step of each
+ * execution, dispatched in the results' commit), leased as a poll that
+ * does not wait would lease them; a worker then needs no poll between
+ * two tasks. A poll that fails leaves tasks empty: the results stand. */
+static json_t *finish_answer(struct api *a, struct api_req *req, struct finish_args *s,
+                             json_t *results)
+{
+    json_t *out = json_pack("{s:o}", "results", results), *tasks = NULL;
+    if (!s->eager)
+        return out;
+    struct wfo_error ignore = WFO_ERROR_INIT;
+    if (engine_task_poll(a->engine, req->ns, s->poll.queues, s->poll.n, s->poll.worker,
+                         (int)s->poll.max, 0, &tasks, &ignore) < 0) {
+        json_decref(tasks);
+        tasks = json_array();
+    } else if (json_array_size(tasks) > 0 && req->gone && req->gone(req->conn)) {
+        engine_task_unpoll(a->engine, tasks); /* nobody to hand them to */
+        json_array_clear(tasks);
+    }
+    json_object_set_new(out, "tasks", tasks);
+    return out;
+}
+
 static void finish_args_release(struct finish_args *s)
 {
     for (size_t i = 0; s->t && i < s->n; i++)
@@ -508,7 +568,7 @@ int api_task_complete_many(struct api *a, struct api_req *req, struct api_resp *
     size_t k = 0;
     for (i = 0; i < n; i++)
         json_array_append_new(out, fwd[i] ? json_incref(fwd[i]) : finish_entry(&s.t[k++]));
-    api_resp_json(resp, 200, json_pack("{s:o}", "results", out));
+    api_resp_json(resp, 200, finish_answer(a, req, &s, out));
 out:
     for (i = 0; fwd && i < s.n; i++)
         json_decref(fwd[i]);
@@ -543,7 +603,7 @@ int api_task_complete_many_end(struct api *a, struct api_req *req, struct api_re
         json_t *out = json_array();
         for (size_t i = 0; i < s->n; i++)
             json_array_append_new(out, finish_entry(&s->t[i]));
-        api_resp_json(resp, 200, json_pack("{s:o}", "results", out));
+        api_resp_json(resp, 200, finish_answer(a, req, s, out));
     }
     finish_args_release(s);
     free(s);

@@ -213,6 +213,29 @@ def test_foreign_namespace_is_404(srv):
     assert r.json["status"] == "completed", r
 
 
+def test_completion_poll_stays_in_its_namespace(srv):
+    """POST /v1/tasks/complete's poll leases from the caller's namespace
+    only, as /v1/tasks/poll does: team-b's ready task on a queue of the
+    same name is not handed to team-a's worker."""
+    a, b, w = TOKENS["admin"], B_ADMIN, TOKENS["worker"]
+    for tok, wf, q in [(a, "ns-eager-a", "ns-eager-a"), (b, "ns-eager-b", "ns-eager-shared")]:
+        r = req(srv, "PUT", f"/v1/workflows/{wf}", tok, task_workflow(wf, queue=q))
+        assert r.status in (200, 201), r
+        r = req(srv, "POST", "/v1/executions", tok, {"workflow": wf})
+        assert r.status == 201, r
+    r = req(srv, "POST", "/v1/tasks/poll", w, {"queues": ["ns-eager-a"], "worker": "a",
+                                               "wait": "5s"})
+    assert r.status == 200 and len(r.json["tasks"]) == 1, r
+    t = r.json["tasks"][0]
+    r = req(srv, "POST", "/v1/tasks/complete", w,
+            {"results": [{"task_id": t["task_id"], "lease": t["lease"], "output": 1}],
+             "poll": {"queues": ["ns-eager-shared"], "worker": "a", "max": 10}})
+    assert r.status == 200 and r.json["results"][0]["status"] == "completed", r
+    assert r.json["tasks"] == [], r
+    r = req(srv, "POST", "/v1/tasks/poll", b, {"queues": ["ns-eager-shared"], "worker": "b"})
+    assert r.status == 200 and len(r.json["tasks"]) == 1, r
+
+
 def test_metrics_labels_stay_in_their_namespace(srv):
     a = TOKENS["admin"]
     wf = "metric-secret-wf"

@@ -93,3 +93,91 @@ def test_malformed_batches_are_refused_whole(tmp_path):
         assert r.status == 405, r
     finally:
         srv.stop()
+
+
+TWO = {"name": "two", "steps": [
+    {"name": "a", "type": "task", "queue": "eq", "retry": {"max_attempts": 1}},
+    {"name": "b", "type": "task", "queue": "eq", "input": "${ .steps.a.output }",
+     "retry": {"max_attempts": 1}}]}
+
+
+def test_completion_with_poll_answers_the_next_tasks(tmp_path):
+    """poll beside results: the answer leases what the results' commit
+    made ready (each execution's next step), as a poll that does not
+    wait would; without poll the answer has no tasks."""
+    srv = WfoServer(tmp_path)
+    srv.launch()
+    try:
+        srv.put_workflow(TWO)
+        ids = [srv.start_exec("two", {"k": i})["id"] for i in range(3)]
+        first = srv.poll(["eq"], wait="5s", max=3)
+        assert sorted(t["execution_id"] for t in first) == sorted(ids), first
+        results = [{"task_id": t["task_id"], "lease": t["lease"],
+                    "output": {"from": t["execution_id"]}} for t in first]
+        # max 2 of the 3 next steps
+        r = srv.post("/v1/tasks/complete", {"results": results[:2] + results[2:],
+                                            "poll": {"queues": ["eq"], "worker": "w1",
+                                                     "max": 2}})
+        assert r.status == 200, r
+        assert [x["status"] for x in r.json["results"]] == ["completed"] * 3, r
+        got = r.json["tasks"]
+        assert len(got) == 2, r
+        for t in got:
+            assert t["step"] == "b" and t["queue"] == "eq", t
+            assert t["input"] == {"from": t["execution_id"]}, t  # b's input: a's output
+            assert t["lease"] and t["task_id"]
+        # the third is still ready for anyone; the two leased are not
+        rest = srv.poll(["eq"], max=10)
+        assert len(rest) == 1 and rest[0]["step"] == "b", rest
+        assert rest[0]["execution_id"] not in {t["execution_id"] for t in got}
+        # the leases given in the answer complete their tasks
+        r = srv.post("/v1/tasks/complete", {
+            "results": [{"task_id": t["task_id"], "lease": t["lease"], "output": "done"}
+                        for t in got + rest],
+            "poll": {"queues": ["eq"], "worker": "w1", "max": 5}})
+        assert r.status == 200, r
+        assert [x["status"] for x in r.json["results"]] == ["completed"] * 3, r
+        assert r.json["tasks"] == [], r  # nothing left: empty, not missing
+        for i in ids:
+            d = srv.doc(i, wait="10s")
+            assert d["status"] == "completed" and d["output"] == "done", d
+        # the poller shows in the queue's pollers
+        q = srv.get("/v1/queues").json["queues"]
+        assert any(p["worker"] == "w1" for x in q if x["name"] == "eq" for p in x["pollers"]), q
+        # without poll: no tasks key
+        sid = srv.start_exec("two", {"k": 9})["id"]
+        t = srv.poll(["eq"], wait="5s")[0]
+        r = srv.post("/v1/tasks/complete",
+                     {"results": [{"task_id": t["task_id"], "lease": t["lease"], "output": 1}]})
+        assert r.status == 200 and "tasks" not in r.json, r
+        assert srv.poll(["eq"], wait="5s")[0]["execution_id"] == sid
+    finally:
+        srv.stop()
+
+
+def test_completion_with_a_malformed_poll_is_refused_whole(tmp_path):
+    srv, ids, tasks = _setup(tmp_path, 1)
+    try:
+        t = tasks[0]
+        good = [{"task_id": t["task_id"], "lease": t["lease"], "output": 1}]
+        cases = [
+            ("x", "poll: expected an object"),
+            ({}, "poll.queues"),
+            ({"queues": []}, "poll.queues"),
+            ({"queues": ["bq", 3], "worker": "w"}, "poll.queues[1]"),
+            ({"queues": ["bq"]}, "poll.worker: required"),
+            ({"queues": ["bq"], "worker": "w", "max": 0}, "poll.max"),
+            ({"queues": ["bq"], "worker": "w", "max": 101}, "poll.max"),
+            ({"queues": ["bq"], "worker": "w", "wait": "1s"}, "poll."),  # it never waits
+        ]
+        for poll, where in cases:
+            r = srv.post("/v1/tasks/complete", {"results": good, "poll": poll})
+            assert r.status == 400, (poll, r)
+            err = r.json["error"]
+            assert err["type"] == "BadRequest" and err["message"].startswith(where), (poll, err)
+        assert srv.doc(ids[0])["status"] == "running"  # nothing was applied
+        r = srv.post("/v1/tasks/complete", {"results": good, "poll": None})
+        assert r.status == 200 and r.json["results"][0]["status"] == "completed", r
+        assert "tasks" not in r.json, r
+    finally:
+        srv.stop()
