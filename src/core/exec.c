@@ -221,6 +221,7 @@ void exec_row_state(const struct execution *x, struct wfo_buf *b)
     put_int(b, ",\"hseq\":", x->hseq);
     put_int(b, ",\"tick\":", x->tick);
     put_int(b, ",\"cseq\":", x->cseq);
+    put_int(b, ",\"eseq\":", x->eseq);
     put_int(b, ",\"chunks\":", x->chunks);
     if (x->error_ctx)
         put_json(b, ",\"error_ctx\":", x->error_ctx);
@@ -259,6 +260,8 @@ void exec_step_state(const struct step_state *st, struct wfo_buf *b)
 {
     put_int(b, "{\"token\":", st->token);
     put_int(b, ",\"cseq\":", st->cseq);
+    if (st->eseq)
+        put_int(b, ",\"eseq\":", st->eseq);
     put_int(b, ",\"frame\":", st->frame);
     wfo_buf_adds(b, st->retry_due ? ",\"retry_due\":true" : ",\"retry_due\":false");
     wfo_buf_adds(b, st->picked ? ",\"picked\":true" : ",\"picked\":false");
@@ -300,6 +303,7 @@ int exec_load(struct execution *x, json_t *state, struct wfo_error *err)
     x->hseq = jint(state, "hseq");
     x->tick = jint(state, "tick");
     x->cseq = jint(state, "cseq");
+    x->eseq = jint(state, "eseq");
     x->chunks = jint(state, "chunks");
     json_t *ec = json_object_get(state, "error_ctx");
     if (ec)
@@ -383,6 +387,7 @@ int exec_load_step(struct execution *x, const char *path, int ord, const char *s
     st->attempts = attempts;
     st->token = jint(state, "token");
     st->cseq = jint(state, "cseq");
+    st->eseq = jint(state, "eseq");
     st->retry_due = json_is_true(json_object_get(state, "retry_due"));
     st->picked = json_is_true(json_object_get(state, "picked"));
     st->stopping = json_is_true(json_object_get(state, "stopping"));

@@ -91,6 +91,8 @@ struct step_state {
     int attempts;
     int64_t token; /* identifies the attempt in flight; results for another are stale */
     int64_t cseq;  /* completion order, for compensation; 0 until completed */
+    int64_t eseq;  /* the order of its last entry (x->eseq then), for a retry's
+                      rewind of .vars; 0: none (or saved by a wfo before it) */
     int retry_due; /* its retry timer fired while the execution was paused, or (a
                       block) while attempts it asked to stop were still out */
     int picked;    /* a worker took the attempt's task (schedule_timeout) */
@@ -131,6 +133,7 @@ struct execution {
     int64_t hseq; /* last history seq */
     int64_t tick; /* token counter */
     int64_t cseq; /* completion counter */
+    int64_t eseq; /* entry counter (step_state.eseq) */
     struct frame *frames;
     int n_frames, alloc_frames;
     struct step_state **steps; /* in ord order */

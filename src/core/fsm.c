@@ -1692,6 +1692,7 @@ static void step_enter(struct fsm *f, struct execution *x, struct frame *fr)
     st->attempts = 0;
     st->started_at = 0;
     st->finished_at = 0;
+    st->eseq = ++x->eseq;
     json_decref(st->output);
     st->output = NULL;
     json_decref(st->error);
@@ -2206,6 +2207,43 @@ static struct step_state *retry_target(struct execution *x, const char *from, in
     return st;
 }
 
+static int by_eseq(const void *a, const void *b)
+{
+    const struct step_state *x = *(const struct step_state *const *)a;
+    const struct step_state *y = *(const struct step_state *const *)b;
+    return x->eseq < y->eseq ? -1 : x->eseq > y->eseq;
+}
+
+/* A new pass from st (SPEC 2.4, "like Temporal's reset"): .vars go back to
+ * what they were when st was last entered, the outputs of the `set` steps
+ * entered before it merged in the order they were entered (a `set` step's
+ * output is the values it assigned). What a `set` step that ran both before
+ * and after that entry (a loop) assigned the first time is not kept: only
+ * its last output is. Nothing changes for steps entered before wfo kept
+ * their order (eseq 0). */
+static void vars_rewind(struct execution *x, const struct step_state *st)
+{
+    if (st->eseq <= 0)
+        return;
+    struct step_state **v = wfo_calloc((size_t)x->n_steps + 1, sizeof(*v));
+    int n = 0;
+    for (int i = 0; i < x->n_steps; i++) {
+        struct step_state *o = x->steps[i];
+        if (!o->comp && o->def && o->def->type == STEP_SET && o->status == SS_COMPLETED &&
+            o->eseq > 0 && o->eseq < st->eseq)
+            v[n++] = o;
+    }
+    qsort(v, (size_t)n, sizeof(*v), by_eseq);
+    json_t *vars = json_object();
+    for (int i = 0; i < n; i++)
+        if (json_is_object(v[i]->output))
+            json_object_update(vars, v[i]->output);
+    free(v);
+    json_decref(x->vars);
+    x->vars = vars;
+    x->row_dirty = 1;
+}
+
 /* Resumes a failed execution from `from` or the step retry_target picks. */
 static int retry_resume(struct fsm *f, struct execution *x, const char *from, struct wfo_error *err)
 {
@@ -2230,6 +2268,7 @@ static int retry_resume(struct fsm *f, struct execution *x, const char *from, st
         fr->status = FR_ACTIVE;
         fr->pc = pc;
         fr->busy = 0;
+        vars_rewind(x, st);
         touch(f, x);
     } else {
         reopen_at(f, x, st, pc);

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from apiutil import server, unique  # noqa: F401
+from apiutil import WfoServer, server, unique  # noqa: F401
 from conftest import run_def, run_wfo, step
 
 
@@ -115,6 +115,77 @@ def test_retry_from_a_step(server, tmp_path):
     hist = history(server, e["id"])
     assert started(hist, "a") == 1 and started(hist, "b") == 2 and started(hist, "c") == 2
     assert [h["data"] for h in hist if h["type"] == "execution.retried"] == [{"step": "b"}]
+
+
+def test_retry_from_a_step_rewinds_vars(tmp_path):
+    """Like Temporal's reset, a retry `from` a step runs it and what follows
+    with .vars as they were when that step was last entered: a `set` step
+    after it counts once per pass, not on from the failed pass's values;
+    `set` steps before it keep theirs. So does the new pass after a
+    compensation."""
+    name = unique("rewind")
+    server = WfoServer(tmp_path)
+    server.launch()
+    server.put_workflow({"name": name, "steps": [
+        {"name": "a", "type": "set", "vars": {"n": "${ (.vars.n // 0) + 1 }"}},
+        {"name": "t", "type": "task", "queue": f"{name}-t"},
+        {"name": "b", "type": "set", "vars": {"n": "${ .vars.n + 100 }",
+                                              "m": "${ (.vars.m // 0) + 10 }"}},
+        {"name": "c", "type": "task", "queue": f"{name}-c"},
+        {"name": "out", "type": "succeed", "output": "${ .vars }"},
+    ]})
+    e = server.start_exec(name)
+    complete(server, take(server, f"{name}-t"))
+    fail(server, take(server, f"{name}-c"))
+    server.wait_status(e["id"], "failed")
+    r = server.post(f"/v1/executions/{e['id']}/retry", {"from": "t"})
+    assert r.status == 200, r
+    complete(server, take(server, f"{name}-t"))
+    fail(server, take(server, f"{name}-c"))
+    server.wait_status(e["id"], "failed")
+    server.proc.kill()  # kill -9: the entries' order is durable
+    server.proc.wait()
+    server.proc = None
+    server.launch()
+    r = server.post(f"/v1/executions/{e['id']}/retry", {"from": "t"})
+    assert r.status == 200, r
+    complete(server, take(server, f"{name}-t"))
+    complete(server, take(server, f"{name}-c"))
+    d = server.wait_status(e["id"], "completed")
+    assert d["output"] == {"n": 101, "m": 10}, d  # not 301 / 30
+    # from the first step: nothing assigned before it
+    e2 = server.start_exec(name)
+    complete(server, take(server, f"{name}-t"))
+    fail(server, take(server, f"{name}-c"))
+    server.wait_status(e2["id"], "failed")
+    r = server.post(f"/v1/executions/{e2['id']}/retry", {"from": "a"})
+    assert r.status == 200, r
+    complete(server, take(server, f"{name}-t"))
+    complete(server, take(server, f"{name}-c"))
+    assert server.wait_status(e2["id"], "completed")["output"] == {"n": 101, "m": 10}
+    # the new pass after a compensation starts from the earliest
+    # compensated step, with .vars as they were when it was entered
+    name = unique("rewind-saga")
+    server.put_workflow({"name": name, "steps": [
+        {"name": "s0", "type": "set", "vars": {"n": "${ (.vars.n // 0) + 1 }"}},
+        {"name": "charge", "type": "task", "queue": f"{name}-pay",
+         "compensate": {"type": "task", "queue": f"{name}-refund"}},
+        {"name": "s1", "type": "set", "vars": {"n": "${ .vars.n + 100 }"}},
+        {"name": "reserve", "type": "task", "queue": f"{name}-stock",
+         "retry": {"max_attempts": 1}},
+        {"name": "out", "type": "succeed", "output": "${ .vars }"},
+    ]})
+    e3 = server.start_exec(name)
+    complete(server, take(server, f"{name}-pay"))
+    fail(server, take(server, f"{name}-stock"))
+    complete(server, take(server, f"{name}-refund"))
+    server.wait_status(e3["id"], "failed")
+    r = server.post(f"/v1/executions/{e3['id']}/retry")
+    assert r.status == 200, r
+    complete(server, take(server, f"{name}-pay"))
+    complete(server, take(server, f"{name}-stock"))
+    assert server.wait_status(e3["id"], "completed")["output"] == {"n": 101}
+    assert server.stop() == 0
 
 
 def test_retry_reruns_failed_compensations_first(server):
