@@ -77,6 +77,69 @@ static size_t json_depth_scan(const char *text, size_t len)
     return len;
 }
 
+/* Is the integer literal t[0..n) (an optional '-', then digits) outside
+ * what jansson's json_int_t holds? */
+static int int_too_big(const char *t, size_t n)
+{
+    int neg = t[0] == '-';
+    const char *d = t + neg;
+    size_t nd = n - (size_t)neg;
+    const char *lim = neg ? "9223372036854775808" : "9223372036854775807";
+    while (nd > 1 && d[0] == '0') {
+        d++;
+        nd--;
+    }
+    return nd > 19 || (nd == 19 && memcmp(d, lim, 19) > 0);
+}
+
+/* text with every integer literal too big for 64 bits made a real one
+ * ("1e20" stays, "100000000000000000000" gets ".0"), strings untouched:
+ * only those numbers are read as doubles, every other integer stays
+ * exact. NULL when there is none. */
+static char *big_ints_as_reals(const char *text, size_t len, size_t *out_len)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    size_t from = 0;
+    int in_string = 0, found = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+            continue;
+        }
+        if (c == '"') {
+            in_string = 1;
+            continue;
+        }
+        if (c != '-' && (c < '0' || c > '9'))
+            continue;
+        size_t j = i + (c == '-');
+        while (j < len && text[j] >= '0' && text[j] <= '9')
+            j++;
+        int integer = j > i + (c == '-') &&
+                      !(j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E'));
+        if (integer && int_too_big(text + i, j - i)) {
+            wfo_buf_add(&b, text + from, j - from);
+            wfo_buf_adds(&b, ".0");
+            from = j;
+            found = 1;
+        }
+        while (j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E' || text[j] == '+' ||
+                           text[j] == '-' || (text[j] >= '0' && text[j] <= '9')))
+            j++; /* the rest of the number */
+        i = j - 1;
+    }
+    if (!found) {
+        wfo_buf_release(&b);
+        return NULL;
+    }
+    wfo_buf_add(&b, text + from, len - from);
+    return wfo_buf_detach(&b, out_len);
+}
+
 /* Copies jansson's message without control characters or non-ASCII bytes
  * (its "near '...'" quotes raw input), and in wfo's words. */
 static void json_clean_message(const char *in, char *out, size_t size)
@@ -127,10 +190,14 @@ int wfo_json_parse(const char *text, size_t len, json_t **out, struct wfo_error 
     }
     v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (!v && strstr(jerr.text, "too big integer")) {
-        /* valid JSON whose integers exceed 64 bits: read every number as a
-         * double (as jq does) rather than refuse the document */
-        v = json_loadb(text, len,
-                       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+        /* valid JSON with integers beyond 64 bits: those are read as
+         * doubles (as jq reads every number) rather than refuse the
+         * document; the others stay integers */
+        size_t n = 0;
+        char *t = big_ints_as_reals(text, len, &n);
+        if (t)
+            v = json_loadb(t, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        free(t);
     }
     if (!v) {
         json_clean_message(jerr.text, msg, sizeof(msg));

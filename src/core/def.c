@@ -418,8 +418,10 @@ static const char *step_name_problem(const json_t *v)
     if (has_nul(v))
         return "must not contain control characters";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '/' || *p == '[' || *p == ']')
-            return "must not contain \"/\", \"[\" or \"]\"";
+        /* they build paths: PARENT/BRANCH/STEP, PARENT[INDEX]/STEP, and a
+         * compensation's PATH:compensate[i] */
+        if (*p == '/' || *p == '[' || *p == ']' || *p == ':')
+            return "must not contain \"/\", \"[\", \"]\" or \":\"";
         if (*p < 0x20 || *p == 0x7F)
             return "must not contain control characters";
     }
@@ -686,7 +688,7 @@ static void request_check(struct dctx *c, const json_t *v)
                 size_t i;
 
                 for (i = 0; i < WFO_ARRAY_SIZE(methods); i++)
-                    if (strcmp(methods[i], json_string_value(val)) == 0 && !has_nul(val))
+                    if (strcasecmp(methods[i], json_string_value(val)) == 0 && !has_nul(val))
                         break;
                 if (i == WFO_ARRAY_SIZE(methods))
                     problem(c, "must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS");
@@ -1009,13 +1011,16 @@ static void f_compensate(struct dctx *c, struct fctx *fc, json_t *v, const struc
     compensate_compile(c, v, fc->s);
 }
 
+/* vars and request: an object, or one expression (SPEC 2.1: every data
+ * field is a template) whose value is checked when the step starts */
 static void f_request(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
 {
-    if (!json_is_object(v)) {
-        problem(c, "must be an object");
+    if (!json_is_object(v) && !is_expr(v)) {
+        problem(c, "must be an object or an expression");
         return;
     }
-    request_check(c, v);
+    if (json_is_object(v))
+        request_check(c, v);
     tmpl(c, v, &fc->s->f[fd->tf]);
 }
 
@@ -1067,8 +1072,8 @@ static void f_cwd(struct dctx *c, struct fctx *fc, json_t *v, const struct field
 
 static void f_vars(struct dctx *c, struct fctx *fc, json_t *v, const struct field *fd)
 {
-    if (!json_is_object(v)) {
-        problem(c, "must be an object");
+    if (!json_is_object(v) && !is_expr(v)) {
+        problem(c, "must be an object or an expression");
         return;
     }
     tmpl(c, v, &fc->s->f[fd->tf]);

@@ -1726,15 +1726,19 @@ static void step_enter(struct fsm *f, struct execution *x, struct frame *fr)
     attempt_start(f, x, st);
 }
 
-/* Runs every active frame until each waits or the execution ends. */
+/* Runs every active frame until each waits or the execution ends. Paused,
+ * it starts no step (SPEC 4), but a frame whose last step completed still
+ * ends: a block whose branches are done completes, and so does the
+ * execution whose last step completed while it was paused. */
 static void run_frames(struct fsm *f, struct execution *x)
 {
     int progress = 1;
-    while (progress && x->status == EX_RUNNING) {
+#define LIVE(x) ((x)->status == EX_RUNNING || (x)->status == EX_PAUSED)
+    while (progress && LIVE(x)) {
         progress = 0;
-        for (int i = 0; i < x->n_frames && x->status == EX_RUNNING; i++) {
+        for (int i = 0; i < x->n_frames && LIVE(x); i++) {
             struct frame *fr = &x->frames[i];
-            if (fr->status != FR_ACTIVE || fr->busy)
+            if (fr->status != FR_ACTIVE || fr->busy || (x->status == EX_PAUSED && fr->pc >= 0))
                 continue;
             if (fr->pc < 0) {
                 fr->status = FR_DONE;
@@ -1754,6 +1758,7 @@ static void run_frames(struct fsm *f, struct execution *x)
             progress = 1;
         }
     }
+#undef LIVE
 }
 
 static void apply_start(struct fsm *f, struct execution *x)
@@ -2098,17 +2103,23 @@ static void retry_go(struct fsm *f, struct execution *x, const char *step)
     x->error_ctx = NULL;
     free(x->fail_origin);
     x->fail_origin = NULL;
-    x->transitions--;
+    x->transitions = 0; /* a new pass gets the whole cap (SPEC 2.2) */
     hist(f, x, "execution.retried", NULL, obj1("step", step ? json_string(step) : json_null()));
     if (x->def->timeout_ms)
         timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
     run_frames(f, x);
 }
 
-static int retry_stopped(struct fsm *f, struct execution *x)
+static int retry_stopped(struct fsm *f, struct execution *x, struct wfo_error *err)
 {
     if (!x->n_frames || x->frames[0].status != FR_CANCELLED)
-        return WFO_ESTATE;
+        /* every step ran: what failed is the workflow's own output */
+        return wfo_error_set(err, WFO_ESTATE,
+                             "execution '%s' failed after its last step (%s): nothing to run "
+                             "again; retry it from a step",
+                             x->id,
+                             wfo_json_str(x->error, "message") ? wfo_json_str(x->error, "message")
+                                                               : "no message");
     char *first = NULL;
     frame_reopen(f, x, 0, &first);
     retry_go(f, x, first);
@@ -2248,12 +2259,18 @@ static void vars_rewind(struct execution *x, const struct step_state *st)
 static int retry_resume(struct fsm *f, struct execution *x, const char *from, struct wfo_error *err)
 {
     int new_pass = 0;
+    const char *type = wfo_json_str(x->error, "type");
+    /* past the transition cap, error.step is the step it was about to
+     * enter: the frames go on from where they stopped, as after a
+     * WorkflowTimeout */
+    if (!from && type && strcmp(type, "TransitionLimitExceeded") == 0)
+        return retry_stopped(f, x, err);
     if (!from && !wfo_json_str(x->error, "step")) {
         int compensated = 0;
         for (int i = 0; i < x->n_steps && !compensated; i++)
             compensated = x->steps[i]->status == SS_COMPENSATED;
         if (!compensated)
-            return retry_stopped(f, x);
+            return retry_stopped(f, x, err);
     }
     struct step_state *st = retry_target(x, from, &new_pass, err);
     if (!st)

@@ -562,6 +562,24 @@ def test_pause_resume(server):
     assert d["output"] == 2
 
 
+def test_paused_execution_whose_last_step_completes_ends(server):
+    """Paused, no new step starts; but when the attempt in flight was the
+    last step, the execution completes (as a failure there fails it), and a
+    ?wait= caller hears of it; inside a parallel, the block ends too."""
+    name = unique("pause-last")
+    server.put_workflow({"name": name, "steps": [
+        {"name": "p", "type": "parallel", "branches": [
+            {"name": "a", "steps": [{"name": "t", "type": "task", "queue": name}]}]}]})
+    eid = server.start_exec(name)["id"]
+    t = server.poll([name], wait="5s")[0]
+    assert server.post(f"/v1/executions/{eid}/pause").json["status"] == "paused"
+    c = server.post(f"/v1/tasks/{t['task_id']}/complete", {"lease": t["lease"], "output": 7})
+    assert c.status == 200, c
+    d = server.doc(eid, wait="10s")
+    assert d["status"] == "completed" and d["output"] == {"a": 7}, d
+    assert d["finished_at"], d
+
+
 def test_cancel(server):
     name = unique("cancel")
     server.put_workflow(task_workflow(name))

@@ -20,3 +20,32 @@ steps:
     assert doc["output"]["steps_then"] == ["a", "b"]
     b = [s for s in doc["steps"] if s["name"] == "b"][0]
     assert b["output"]["snap"] == {"x": 1}
+
+
+def test_vars_and_request_may_be_one_expression(tmp_path):
+    """Every data field is a template (SPEC 2.1): `vars` (and `request`)
+    may be one expression; a value of the wrong kind fails the step with
+    ExpressionError when it starts, not the definition."""
+    rc, doc, _ = run_def(tmp_path, """\
+name: whole
+steps:
+  - {name: a, type: set, vars: "${ {n: 1, from: .input.k} }"}
+  - {name: b, type: set, vars: "${ {n: (.vars.n + 1)} }", output: "${ .vars }"}
+""", input={"k": "in"})
+    assert rc == 0, doc
+    assert doc["output"] == {"n": 2, "from": "in"}, doc
+    rc, doc, _ = run_def(tmp_path, """\
+name: whole-bad
+steps:
+  - {name: a, type: set, vars: "${ [1] }"}
+""")
+    assert rc == 1, doc
+    assert doc["error"]["type"] == "ExpressionError" and doc["error"]["step"] == "a", doc
+    assert "vars" in doc["error"]["message"], doc
+    rc, doc, _ = run_def(tmp_path, """\
+name: whole-http
+steps:
+  - {name: h, type: http, request: "${ 5 }", retry: {max_attempts: 1}}
+""")
+    assert rc == 1, doc
+    assert doc["error"]["type"] == "HttpError" and "request" in doc["error"]["message"], doc

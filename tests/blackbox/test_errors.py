@@ -396,3 +396,40 @@ steps:
     output: ${ .result.stdout | length }
 """)
     assert rc == 0 and doc["output"] == 1000000
+
+
+def test_retry_past_the_transition_cap(tmp_path):
+    """A retry of an execution that hit the transition cap goes on from the
+    step it was about to enter, with the whole cap again (SPEC 2.4: a failed
+    execution is retried); one that failed only evaluating the workflow's
+    output has nothing to run again: 409 that says so."""
+    from apiutil import WfoServer
+    srv = WfoServer(tmp_path, env={"WFO_TRANSITIONS": "20"})
+    srv.launch()
+    try:
+        srv.put_workflow({"name": "capped", "steps": [
+            {"name": "spin", "type": "set", "vars": {"n": "${ (.vars.n // 0) + 1 }"}},
+            {"name": "again", "type": "switch",
+             "cases": [{"when": "${ .vars.n < 15 }", "next": "spin"}], "default": "done"},
+            {"name": "done", "type": "succeed", "output": "${ .vars.n }"}]})
+        e = srv.start_exec("capped")
+        d = srv.wait_status(e["id"], "failed")
+        assert d["error"]["type"] == "TransitionLimitExceeded", d
+        r = srv.post(f"/v1/executions/{e['id']}/retry")
+        assert r.status == 200, r
+        d = srv.wait_status(e["id"], "completed")
+        assert d["output"] == 15, d  # went on: .vars.n kept, 10 + 5 rounds
+        hist = srv.get(f"/v1/executions/{e['id']}/history").json
+        assert len([h for h in hist if h["type"] == "execution.retried"]) == 1, hist
+        srv.put_workflow({"name": "bad-output", "output": "${ error(\"no\") }",
+                          "steps": [{"name": "a", "type": "set", "vars": {"x": 1}}]})
+        e = srv.start_exec("bad-output")
+        d = srv.wait_status(e["id"], "failed")
+        assert d["error"]["type"] == "ExpressionError" and d["error"]["step"] is None, d
+        r = srv.post(f"/v1/executions/{e['id']}/retry")
+        assert r.status == 409 and "after its last step" in r.error["message"], r
+        r = srv.post(f"/v1/executions/{e['id']}/retry", {"from": "a"})
+        assert r.status == 200, r
+        assert srv.wait_status(e["id"], "failed")["error"]["type"] == "ExpressionError"
+    finally:
+        srv.stop()

@@ -81,6 +81,15 @@ TEST(parse_errors)
     ok(json_is_real(v) && json_real_value(v) > 9.9e19, "its value");
     json_decref(v);
     v = NULL;
+    /* only the integers beyond 64 bits become doubles: the others, and
+     * numbers inside strings, stay as they are */
+    is_str(roundtrip("[5, 99999999999999999999, 9007199254740993, -9223372036854775808, "
+                     "-9223372036854775809, 1e2, 2.5, \"123456789012345678901\", {\"k\": -0}]"),
+           "[5,1e+20,9007199254740993,-9223372036854775808,-9.223372036854776e+18,100.0,2.5,"
+           "\"123456789012345678901\",{\"k\":0}]",
+           "big integers only as doubles");
+    is_str(roundtrip("{\"a\": \"x\\\"9\", \"b\": 00000000000000000000000001}"),
+           "ERROR line 1 column 20: invalid token near '0'", "leading zeros still refused");
     is_int(parse("1e400", 5, &v, msg, sizeof(msg)), WFO_EPARSE, "real overflow");
     is_int(parse("NaN", 3, &v, msg, sizeof(msg)), WFO_EPARSE, "NaN is not JSON");
     is_int(parse("'a'", 3, &v, msg, sizeof(msg)), WFO_EPARSE, "single quotes");

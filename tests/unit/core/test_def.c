@@ -471,9 +471,11 @@ TEST(step_errors)
     expect1(STEPS("{'name': '', 'type': 'task', 'queue': 'q'}"), "steps[0].name",
             "must not be empty");
     expect1(STEPS("{'name': 'a/b', 'type': 'task', 'queue': 'q'}"), "steps[0].name",
-            "must not contain \"/\", \"[\" or \"]\"");
+            "must not contain \"/\", \"[\", \"]\" or \":\"");
     expect1(STEPS("{'name': 'a[1]', 'type': 'task', 'queue': 'q'}"), "steps[0].name",
-            "must not contain \"/\", \"[\" or \"]\"");
+            "must not contain \"/\", \"[\", \"]\" or \":\"");
+    expect1(STEPS("{'name': 'a:compensate', 'type': 'task', 'queue': 'q'}"), "steps[0].name",
+            "must not contain \"/\", \"[\", \"]\" or \":\"");
     expect1(STEPS("{'name': 'a\\nb', 'type': 'task', 'queue': 'q'}"), "steps[0].name",
             "must not contain control characters");
     expect1(STEPS("{'name': 5, 'type': 'task', 'queue': 'q'}"), "steps[0].name",
@@ -632,12 +634,18 @@ TEST(task_http_exec_errors)
 #define H(rest) STEPS("{'name': 'a', 'type': 'http', " rest "}")
     expect_has(H("'x': 1, 'accept_status': [200]"), "steps[0].x", "unknown field \"x\"");
     expect_has(H("'accept_status': [200]"), "steps[0].request", "is required");
-    expect1(H("'request': 'http://x'"), "steps[0].request", "must be an object");
+    expect1(H("'request': 'http://x'"), "steps[0].request", "must be an object or an expression");
     expect1(H("'request': {'url': 'http://x', 'method': 'FETCH'}"), "steps[0].request.method",
             "must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS");
     expect1(H("'request': {'url': 'http://x', 'method': 1}"), "steps[0].request.method",
             "must be a string");
     def_unref(compile_ok(H("'request': {'url': '${ .input.url }', 'method': '${ .input.m }'}")));
+    /* one expression for the whole request (SPEC 2.1), a method in any case */
+    def_unref(compile_ok(H("'request': '${ {url: .input.url} }'")));
+    def_unref(compile_ok(H("'request': {'url': 'http://x', 'method': 'post'}")));
+    def_unref(compile_ok(STEPS("{'name': 'a', 'type': 'set', 'vars': '${ {n: 1} }'}")));
+    expect1(STEPS("{'name': 'a', 'type': 'set', 'vars': 'n'}"), "steps[0].vars",
+            "must be an object or an expression");
     expect1(H("'request': {'url': 'ftp://x'}"), "steps[0].request.url",
             "must start with http:// or https://");
     expect1(H("'request': {'method': 'GET'}"), "steps[0].request.url", "is required");
@@ -677,7 +685,7 @@ TEST(set_switch_errors)
 {
     expect1(STEPS("{'name': 'a', 'type': 'set'}"), "steps[0].vars", "is required");
     expect1(STEPS("{'name': 'a', 'type': 'set', 'vars': [1]}"), "steps[0].vars",
-            "must be an object");
+            "must be an object or an expression");
 
 #define S(rest) STEPS("{'name': 'a', 'type': 'switch', " rest "}," TASK("b"))
     expect1(S("'default': 'b'"), "steps[0].cases", "is required");
@@ -708,7 +716,7 @@ TEST(parallel_foreach_errors)
             "steps[0].branches[1].name",
             "duplicate branch name \"a\" (first at steps[0].branches[0])");
     expect1(P("'branches': [{'name': 'a/b', 'steps': [" TASK("x") "]}]"),
-            "steps[0].branches[0].name", "must not contain \"/\", \"[\" or \"]\"");
+            "steps[0].branches[0].name", "must not contain \"/\", \"[\", \"]\" or \":\"");
     expect1(P("'branches': [{'name': 'a'}]"), "steps[0].branches[0].steps", "is required");
     expect1(P("'branches': [{'steps': [" TASK("x") "]}]"), "steps[0].branches[0].name",
             "is required");
