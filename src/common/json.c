@@ -53,20 +53,28 @@ static void json_position(const char *text, size_t pos, int *line, int *col)
  * Scans brackets outside strings. Returns the offset of the first bracket
  * that goes deeper than WFO_JSON_MAX_DEPTH, or len when there is none.
  */
+/* The index of the '"' that ends the string opened at text[i] (len when
+ * it does not end). */
+static size_t string_end(const char *text, size_t len, size_t i)
+{
+    for (i++; i < len; i++) {
+        if (text[i] == '\\')
+            i++;
+        else if (text[i] == '"')
+            return i;
+    }
+    return len;
+}
+
 static size_t json_depth_scan(const char *text, size_t len)
 {
-    int depth = 0, in_string = 0;
+    int depth = 0;
 
     for (size_t i = 0; i < len; i++) {
         char c = text[i];
 
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = 0;
-        } else if (c == '"') {
-            in_string = 1;
+        if (c == '"') {
+            i = string_end(text, len, i);
         } else if (c == '[' || c == '{') {
             if (++depth > WFO_JSON_MAX_DEPTH)
                 return i;
@@ -100,18 +108,11 @@ static char *big_ints_as_reals(const char *text, size_t len, size_t *out_len)
 {
     struct wfo_buf b = WFO_BUF_INIT;
     size_t from = 0;
-    int in_string = 0, found = 0;
+    int found = 0;
     for (size_t i = 0; i < len; i++) {
         char c = text[i];
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = 0;
-            continue;
-        }
         if (c == '"') {
-            in_string = 1;
+            i = string_end(text, len, i);
             continue;
         }
         if (c != '-' && (c < '0' || c > '9'))
