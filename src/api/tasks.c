@@ -140,7 +140,8 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
     if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
         goto out;
     if (now) {
-        rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, &tasks, err);
+        rc =
+            engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, NULL, &tasks, err);
         if (rc < 0)
             goto out;
         if (json_array_size(tasks) == 0 && wait_ms > 0) {
@@ -160,6 +161,7 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
      * does (the slice ends early) and every PEER_ASK_MS besides */
     int ask_peers = engine_clustered(a->engine) && !api_header(req, "X-Wfo-Forwarded");
     int64_t asked_at = 0, woke_early = 1;
+    long long seen = -1;
     for (;;) {
         int64_t left = until - wfo_mono_ms();
         if (left < 0 || atomic_load(&a->stopping))
@@ -174,7 +176,10 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
         if (ask_peers && (woke_early || !engine_hears_others(a->engine) ||
                           wfo_mono_ms() - asked_at >= PEER_ASK_MS)) {
             asked_at = wfo_mono_ms();
-            rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, &tasks, err);
+            /* seen: a task made ready elsewhere while the others are
+             * asked ends the wait below at once */
+            rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, &seen, &tasks,
+                                  err);
             if (rc < 0)
                 goto out;
             if (json_array_size(tasks) == 0 && peers_poll(a, req, body, (int)max, &tasks) > 0)
@@ -185,7 +190,8 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
             tasks = NULL;
         }
         int64_t t0 = wfo_mono_ms();
-        rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, slice, &tasks, err);
+        rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, slice,
+                              ask_peers ? &seen : NULL, &tasks, err);
         if (rc < 0)
             goto out;
         woke_early = json_array_size(tasks) == 0 && wfo_mono_ms() - t0 < slice;
@@ -518,7 +524,7 @@ static json_t *finish_answer(struct api *a, struct api_req *req, struct finish_a
         return out;
     struct wfo_error ignore = WFO_ERROR_INIT;
     if (engine_task_poll(a->engine, req->ns, s->poll.queues, s->poll.n, s->poll.worker,
-                         (int)s->poll.max, 0, &tasks, &ignore) < 0) {
+                         (int)s->poll.max, 0, NULL, &tasks, &ignore) < 0) {
         json_decref(tasks);
         tasks = json_array();
     } else if (json_array_size(tasks) > 0 && req->gone && req->gone(req->conn)) {

@@ -71,11 +71,12 @@ int engine_op_from(struct wfo_engine *e, const char *id, enum engine_op op, cons
  * WFO_ECONFLICT and changes nothing; an unknown task WFO_ENOTFOUND. */
 
 /* Takes up to max ready tasks of the given queues (namespace ns), leasing
- * each to worker; waits up to wait_ms for one when none is ready. *tasks
- * gets a JSON array of {task_id, lease, queue, execution_id, step, attempt,
- * input, idempotency_key, deadline} (new ref). */
+ * each to worker; waits up to wait_ms for one when none is ready (less when
+ * one became ready on another node: seen, as taskq_poll's, may be NULL).
+ * *tasks gets a JSON array of {task_id, lease, queue, execution_id, step,
+ * attempt, input, idempotency_key, deadline} (new ref). */
 int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues, int n_queues,
-                     const char *worker, int max, int64_t wait_ms, json_t **tasks,
+                     const char *worker, int max, int64_t wait_ms, long long *seen, json_t **tasks,
                      struct wfo_error *err);
 /* Gives polled tasks back (their poller went away): ready again at once,
  * first in their queues. */

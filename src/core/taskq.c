@@ -375,7 +375,8 @@ static json_t *task_json(const struct taskq *q, const struct task *t)
 }
 
 json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
-                   const char *worker, int max, int64_t wait_ms, struct taskq_pick **picked)
+                   const char *worker, int max, int64_t wait_ms, struct taskq_pick **picked,
+                   long long *seen)
 {
     json_t *out = json_array();
     struct taskq_pick **pick_tail = picked;
@@ -385,7 +386,7 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
     pthread_mutex_lock(&q->mu);
     for (int i = 0; i < n_queues; i++)
         poller_note(list_get(q, ns, queues[i]), worker, wfo_now_ms());
-    long long elsewhere = elsewhere_of(q, ns, queues, n_queues);
+    long long elsewhere = seen && *seen >= 0 ? *seen : elsewhere_of(q, ns, queues, n_queues);
     for (;;) {
         for (int i = 0; i < n_queues && (int)json_array_size(out) < max; i++) {
             struct taskq_list *l = list_get(q, ns, queues[i]);
@@ -426,6 +427,8 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
     /* a long poll that ends is a poll too: the worker was there all along */
     for (int i = 0; i < n_queues; i++)
         poller_note(list_get(q, ns, queues[i]), worker, wfo_now_ms());
+    if (seen)
+        *seen = elsewhere_of(q, ns, queues, n_queues);
     pthread_mutex_unlock(&q->mu);
     return out;
 }
@@ -632,14 +635,14 @@ json_t *taskq_queues(struct taskq *q, const char *ns, int known_only, int64_t no
 /* --- the worker protocol (engine.h): the engine's half ------------------------ */
 
 int engine_task_poll(struct wfo_engine *e, const char *ns, const char *const *queues, int n_queues,
-                     const char *worker, int max, int64_t wait_ms, json_t **tasks,
+                     const char *worker, int max, int64_t wait_ms, long long *seen, json_t **tasks,
                      struct wfo_error *err)
 {
     int rc = engine_ready(e, err);
     if (rc < 0)
         return rc;
     struct taskq_pick *picked = NULL;
-    *tasks = taskq_poll(&e->tq, ns, queues, n_queues, worker, max, wait_ms, &picked);
+    *tasks = taskq_poll(&e->tq, ns, queues, n_queues, worker, max, wait_ms, &picked, seen);
     size_t i;
     json_t *p;
     int64_t now = wfo_now_ms();

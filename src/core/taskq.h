@@ -94,9 +94,14 @@ void taskq_elsewhere(struct taskq *q, const char *ns, const char *queue);
  * (less when a task of them became ready elsewhere: taskq_elsewhere).
  * Returns the JSON array for the worker (new ref). *picked (picked may be
  * NULL) gets the list, in lease order, of the tasks to report to the
- * engine; the caller frees it with taskq_picks_free(). */
+ * engine; the caller frees it with taskq_picks_free(). *seen (seen may be
+ * NULL) is the count of taskq_elsewhere calls the caller knows of: with
+ * *seen >= 0 the wait ends at once if more happened since (one that came
+ * while the caller asked the other nodes is not missed); on return *seen
+ * is the count then. */
 json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, int n_queues,
-                   const char *worker, int max, int64_t wait_ms, struct taskq_pick **picked);
+                   const char *worker, int max, int64_t wait_ms, struct taskq_pick **picked,
+                   long long *seen);
 
 /* Recovery: the ready task id is leased again with the lease its row kept
  * (a worker that took it before the restart completes it with that one). */

@@ -48,7 +48,7 @@ static struct task *add(struct taskq *q, const char *ns, const char *queue, cons
 static json_t *poll1(struct taskq *q, const char *ns, const char *queue, int max, int64_t wait_ms)
 {
     const char *queues[] = {queue};
-    return taskq_poll(q, ns, queues, 1, "w1", max, wait_ms, NULL);
+    return taskq_poll(q, ns, queues, 1, "w1", max, wait_ms, NULL, NULL);
 }
 
 /* A copy of field key of the i-th polled task. */
@@ -139,7 +139,7 @@ TEST(poll_sees_only_its_namespace_and_queues)
     is_int(json_array_size(got), 0, "another namespace's queue q is not ours");
     json_decref(got);
     const char *queues[] = {"s", "r"};
-    got = taskq_poll(&q, "default", queues, 2, "w", 10, 0, NULL);
+    got = taskq_poll(&q, "default", queues, 2, "w", 10, 0, NULL, NULL);
     is_int(json_array_size(got), 2, "two queues polled at once");
     is_str(wfo_json_str(json_array_get(got, 0), "task_id"), "e3.1", "in the order asked");
     is_str(wfo_json_str(json_array_get(got, 1), "task_id"), "e2.1", "then the next queue");
@@ -563,7 +563,8 @@ TEST(worker_protocol_through_the_engine)
 
     const char *queues[] = {"wq"};
     json_t *tasks = NULL;
-    is_int(engine_task_poll(e, "default", queues, 1, "w1", 1, 10000, &tasks, &err), 0, "polled");
+    is_int(engine_task_poll(e, "default", queues, 1, "w1", 1, 10000, NULL, &tasks, &err), 0,
+           "polled");
     is_int(json_array_size(tasks), 1, "one task");
     char id[TASKQ_ID_SIZE], lease[TASKQ_LEASE_SIZE], wrong[TASKQ_LEASE_SIZE];
     field(tasks, 0, "task_id", id, sizeof(id));
@@ -687,6 +688,22 @@ TEST(elsewhere_wakes_a_waiting_poll)
     int64_t t0 = wfo_now_ms();
     json_t *got = poll1(&q, "default", "q", 10, 300);
     ok(wfo_now_ms() - t0 >= 250, "elsewhere: a later poll waits its time");
+    json_decref(got);
+    /* ... unless its caller saw the count before one came (it asked the
+     * other nodes meanwhile): then the wait ends at once */
+    const char *queues[] = {"q"};
+    long long seen = -1;
+    json_decref(taskq_poll(&q, "default", queues, 1, "w1", 10, 0, NULL, &seen));
+    ok(seen >= 1, "seen: the count so far (%lld)", seen);
+    taskq_elsewhere(&q, "default", "q");
+    t0 = wfo_now_ms();
+    got = taskq_poll(&q, "default", queues, 1, "w1", 10, 3000, NULL, &seen);
+    ok(wfo_now_ms() - t0 < 1500 && json_array_size(got) == 0,
+       "seen: one that came before the wait ends it at once");
+    json_decref(got);
+    t0 = wfo_now_ms();
+    got = taskq_poll(&q, "default", queues, 1, "w1", 10, 300, NULL, &seen);
+    ok(wfo_now_ms() - t0 >= 250, "seen: updated, the next wait waits");
     json_decref(got);
     taskq_release(&q);
 }
