@@ -57,6 +57,15 @@
  *       runs on the fiber's stack, whose size bounds what it can reach.
  *   I5. libjq's jq_init() leaves the input, debug and nomem callbacks
  *       uninitialised; expr_jq_compile() sets all of them first.
+ *   I7. Some values crash libjq 1.6 where EXPR_PRELUDE cannot wrap the
+ *       builtin: a NaN slice bound (.[nan:]) fails an assert, a global
+ *       regex with empty matches in multibyte text reads past its string.
+ *       While a guarded call runs, SIGABRT, SIGFPE, SIGSEGV, SIGBUS and
+ *       SIGILL on its thread jump back to it (expr_on_fault; elsewhere they
+ *       go to what handled them before, or kill as they would have). The
+ *       jq_state is abandoned as in I3, without a teardown, and the step
+ *       fails with ExpressionError. The crashes known are reads and
+ *       asserts before anything changes; what libjq was building leaks.
  *   I6. libjq 1.6's jq_reset() (from jq_start() and jq_teardown()) aborts
  *       on a run stopped after a path expression (`paths`, `path(..)`,
  *       `|=`) produced a value while it can still backtrack, unless
@@ -185,6 +194,11 @@ static const char EXPR_PRELUDE[] =
     "def setpath(p; v): v as $v | p as $p | "
     "if ($p | type) == \"array\" and any($p[]; type == \"number\" and . >= 1000000) "
     "then error(\"array index larger than 1000000\") else _wfo_setpath($p; $v) end; "
+    "def _wfo_delpaths(ps): delpaths(ps); "
+    "def delpaths(ps): ps as $ps | if ($ps | type) == \"array\" and "
+    "any($ps[]; type == \"array\" and any(.[]; type == \"number\" and isnan)) "
+    "then error(\"delpaths: a path holds NaN\") else _wfo_delpaths($ps) end; "
+    "def del(f): delpaths([path(f)]); "
     "def _assign(paths; value): value as $v | reduce path(paths) as $p (.; setpath($p; $v)); "
     "def _modify(paths; update): reduce path(paths) as $p (.; label $out | "
     "(setpath($p; getpath($p) | update) | ., break $out), delpaths([$p])); "
@@ -197,12 +211,44 @@ static const char EXPR_PRELUDE[] =
     "else . end; "
     "if ($item[0] | length) == 1 and ($item | length == 1) and .[3] then .[2] else empty end, "
     "if ($item[0] | length) == 0 then $item[1] else empty end); "
+    "def _wfo_time: if (type == \"number\" and (isnan or . <= -62167219200 or . >= 253402300800)) "
+    "or (type == \"array\" and any(.[]; type == \"number\" and (isnan or fabs >= 1e12))) "
+    "then error(\"time out of range (years 0 to 9999)\") else . end; "
+    "def _wfo_gmtime: gmtime; def gmtime: _wfo_time | _wfo_gmtime; "
+    "def _wfo_localtime: localtime; def localtime: _wfo_time | _wfo_localtime; "
+    "def _wfo_mktime: mktime; def mktime: _wfo_time | _wfo_mktime; "
     "def _wfo_strftime(f): strftime(f); "
-    "def strftime(f): f as $f | if ($f | type) == \"string\" and ($f | utf8bytelength) > 1000 "
-    "then error(\"strftime format longer than 1000 bytes\") else _wfo_strftime($f) end; "
+    "def strftime(f): f as $f | if ($f | type) != \"string\" "
+    "then error(\"strftime/1 requires a string format\") elif ($f | utf8bytelength) > 1000 "
+    "then error(\"strftime format longer than 1000 bytes\") else _wfo_time | _wfo_strftime($f) "
+    "end; "
     "def _wfo_strflocaltime(f): strflocaltime(f); "
-    "def strflocaltime(f): f as $f | if ($f | type) == \"string\" and ($f | utf8bytelength) > 1000 "
-    "then error(\"strflocaltime format longer than 1000 bytes\") else _wfo_strflocaltime($f) end; "
+    "def strflocaltime(f): f as $f | if ($f | type) != \"string\" "
+    "then error(\"strflocaltime/1 requires a string format\") elif ($f | utf8bytelength) > 1000 "
+    "then error(\"strflocaltime format longer than 1000 bytes\") "
+    "else _wfo_time | _wfo_strflocaltime($f) end; "
+    "def todateiso8601: strftime(\"%Y-%m-%dT%H:%M:%SZ\"); def todate: todateiso8601; "
+    "def date: todate; "
+    "def fromdateiso8601: strptime(\"%Y-%m-%dT%H:%M:%SZ\") | mktime; "
+    "def fromdate: fromdateiso8601; "
+    "def _wfo_mod(a; b): _mod(a; b); "
+    "def _mod(a; b): b as $b | a as $a | "
+    "if ($a | type) == \"number\" and ($b | type) == \"number\" and "
+    "(($a | isnan) or ($b | isnan) or ($a | fabs) >= 9e18 or ($b | fabs) >= 9e18) "
+    "then error(\"% of numbers beyond 64-bit integers\") "
+    "elif ($a | type) == \"number\" and ($b | type) == \"number\" and $b > -2 and $b <= -1 "
+    "then 0 else _wfo_mod($a; $b) end; "
+    "def _wfo_strindices($i): _strindices($i); "
+    "def _strindices($i): if $i == \"\" then error(\"indices of an empty string\") "
+    "else _wfo_strindices($i) end; "
+    "def _wfo_indices($i): indices($i); "
+    "def indices($i): if type == \"string\" and $i == \"\" "
+    "then error(\"indices of an empty string\") else _wfo_indices($i) end; "
+    "def index($i): indices($i) | .[0]; def rindex($i): indices($i) | .[-1:][0]; "
+    "def _wfo_implode: implode; "
+    "def implode: if type == \"array\" and all(.[]; type == \"number\" and . >= 0 "
+    "and . <= 1114111 and (. < 55296 or . > 57343)) then _wfo_implode "
+    "else error(\"implode input must be an array of codepoints\") end; "
     "def _wfo_ltrimstr(x): ltrimstr(x); "
     "def ltrimstr(x): x as $x | "
     "if type == \"string\" and ($x | type) == \"string\" then _wfo_ltrimstr($x) else . end; "
@@ -456,8 +502,11 @@ struct fiber {
 
 static _Thread_local struct fiber *expr_fiber;
 static _Thread_local int expr_fiber_failed;
-/* Set while libjq runs under expr_guarded_call(): where expr_nomem jumps. */
+/* Set while libjq runs under expr_guarded_call(): where expr_nomem and
+ * expr_on_fault jump. */
 static _Thread_local jmp_buf *expr_oom_jmp;
+/* The signal that stopped the last guarded call (I7). */
+static _Thread_local int expr_fault_sig;
 static pthread_key_t expr_fiber_key; /* frees a thread's fiber when it exits */
 static int expr_fiber_key_ok;
 static pthread_once_t expr_fiber_once = PTHREAD_ONCE_INIT;
@@ -473,14 +522,62 @@ static void expr_nomem(void *data)
     }
 }
 
-/* Runs fn(arg); returns 1 when libjq ran out of memory inside it (I3). */
+/* I7: the signals of libjq 1.6's crashes on values its checks miss, and
+ * what was there before (called for a signal outside libjq). */
+static const int expr_fault_sigs[] = {SIGABRT, SIGFPE, SIGSEGV, SIGBUS, SIGILL};
+static struct sigaction expr_fault_old[WFO_ARRAY_SIZE(expr_fault_sigs)];
+static pthread_once_t expr_fault_once = PTHREAD_ONCE_INIT;
+
+static void expr_on_fault(int sig, siginfo_t *info, void *uc)
+{
+    jmp_buf *jb = expr_oom_jmp;
+
+    if (jb) {
+        expr_oom_jmp = NULL;
+        expr_fault_sig = sig;
+        longjmp(*jb, 2); /* SA_NODEFER: sig is not blocked */
+    }
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(expr_fault_sigs); i++) {
+        if (expr_fault_sigs[i] != sig)
+            continue;
+        struct sigaction *old = &expr_fault_old[i];
+        if (old->sa_flags & SA_SIGINFO) {
+            old->sa_sigaction(sig, info, uc);
+            return;
+        }
+        if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+            old->sa_handler(sig);
+            return;
+        }
+    }
+    /* the default action, now: the process dies of sig as it would have */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void expr_fault_install(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = expr_on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < WFO_ARRAY_SIZE(expr_fault_sigs); i++)
+        sigaction(expr_fault_sigs[i], &sa, &expr_fault_old[i]);
+}
+
+/* Runs fn(arg); returns 1 when libjq ran out of memory inside it (I3), 2
+ * when it crashed (I7). */
 static int expr_guarded_call(void (*fn)(void *), void *arg)
 {
     jmp_buf jb;
+    int r;
 
-    if (setjmp(jb)) {
+    pthread_once(&expr_fault_once, expr_fault_install);
+    if ((r = setjmp(jb)) != 0) {
         expr_oom_jmp = NULL;
-        return 1;
+        return r;
     }
     expr_oom_jmp = &jb;
     fn(arg);
@@ -591,7 +688,7 @@ static struct fiber *fiber_get(void)
 }
 
 /* Runs fn(arg) on the fiber (on this stack when there is none); returns 1
- * when libjq ran out of memory inside it. */
+ * when libjq ran out of memory inside it, 2 when it crashed (I7). */
 static int fiber_call(void (*fn)(void *), void *arg)
 {
     struct fiber *f = fiber_get();
@@ -725,11 +822,18 @@ static json_t *expr_from_jv(jv v, int depth, struct wfo_error *err)
     case JV_KIND_NUMBER:
         r = expr_number(jv_number_value(v));
         break;
-    case JV_KIND_STRING:
-        r = json_stringn(jv_string_value(v), (size_t)jv_string_length_bytes(jv_copy(v)));
+    case JV_KIND_STRING: {
+        size_t n = (size_t)jv_string_length_bytes(jv_copy(v));
+        /* wfo's strings are C strings: a NUL would cut one short */
+        if (memchr(jv_string_value(v), 0, n)) {
+            wfo_error_set(err, WFO_EEXPR, "jq: result holds a NUL character (\\u0000)");
+            break;
+        }
+        r = json_stringn(jv_string_value(v), n);
         if (!r)
             wfo_error_set(err, WFO_EEXPR, "jq: result holds a string that is not UTF-8");
         break;
+    }
     case JV_KIND_ARRAY: {
         int n = jv_array_length(jv_copy(v));
 
@@ -747,6 +851,11 @@ static json_t *expr_from_jv(jv v, int depth, struct wfo_error *err)
              it = jv_object_iter_next(v, it)) {
             jv key = jv_object_iter_key(v, it);
 
+            if (memchr(jv_string_value(key), 0, (size_t)jv_string_length_bytes(jv_copy(key)))) {
+                jv_free(key);
+                wfo_error_set(err, WFO_EEXPR, "jq: result holds a NUL character (\\u0000)");
+                goto fail;
+            }
             if (!(x = expr_from_jv(jv_object_iter_value(v, it), depth + 1, err))) {
                 jv_free(key);
                 goto fail;
@@ -1514,7 +1623,19 @@ static int expr_eval(struct expr *e, struct eval_state *es, json_t **out, struct
     r.input = jv_copy(es->ctxjv);
     r.err = err;
     oom = fiber_call(expr_run_fn, &r);
-    if (oom) {
+    if (oom == 2) {
+        /* I7: nothing libjq holds is touched again */
+        watch_unregister(&r.slot);
+        json_decref(r.out);
+        r.out = NULL;
+        expr_abandon(e->jq);
+        e->jq = NULL;
+        r.rc = wfo_error_set(err, WFO_EEXPR, "jq: libjq failed on these values (signal %s)",
+                             expr_fault_sig == SIGABRT   ? "SIGABRT"
+                             : expr_fault_sig == SIGFPE  ? "SIGFPE"
+                             : expr_fault_sig == SIGSEGV ? "SIGSEGV"
+                                                         : "SIGBUS/SIGILL");
+    } else if (oom) {
         watch_unregister(&r.slot);
         json_decref(r.out);
         r.out = NULL;

@@ -5,11 +5,14 @@ scripts and only compare with generous margins."""
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
-from conftest import pid_gone, read_lines, run_def, sh_handler, step, write_script
+from conftest import HERE, pid_gone, read_lines, run_def, sh_handler, step, write_script
+
+HERE_BIN = (HERE / ".." / ".." / "build" / "wfo").resolve()
 
 
 def stamps_handler(tmp_path, fail_type=None):
@@ -431,5 +434,62 @@ def test_retry_past_the_transition_cap(tmp_path):
         r = srv.post(f"/v1/executions/{e['id']}/retry", {"from": "a"})
         assert r.status == 200, r
         assert srv.wait_status(e["id"], "failed")["error"]["type"] == "ExpressionError"
+    finally:
+        srv.stop()
+
+
+# Values that crash or hang libjq 1.6 inside one C call (SPEC 2.1: a run-time
+# failure fails the step with ExpressionError; SPEC 4: never a crash).
+JQ_HOSTILE = [
+    ("${ .input.t | todate }", {"t": 1e20}, "time out of range"),
+    ("${ .input.a % .input.b }", {"a": -9223372036854775808, "b": -1}, "beyond 64-bit"),
+    ("${ .input.fmt as $f | 0 | strftime($f) }", {"fmt": 5}, "string format"),
+    ("${ .input.n as $n | .input.s | indices($n) }", {"s": "x", "n": ""}, "empty string"),
+    ("${ (.input.i | tonumber) as $i | [1, 2] | delpaths([[$i]]) }", {"i": "nan"}, "NaN"),
+    ("${ .input.b | @base64d }", {"b": "aGkAdGhlcmU="}, "NUL character"),
+    # no wrapper reaches these: libjq's crash is caught (expr.c I7)
+    ("${ .input.s[(.input.f | tonumber):] }", {"s": "abc", "f": "nan"}, "SIGABRT"),
+    ("${ [.input.s | splits(\"\")] }", {"s": "\u00e9"}, "SIGSEGV"),
+]
+
+
+@pytest.mark.parametrize("expr,inp,why", JQ_HOSTILE)
+def test_values_that_break_libjq_fail_the_step(tmp_path, expr, inp, why):
+    # the release build: an ASan build reports what libjq leaks when its
+    # crash is caught (expr.c I7), which a run's exit status would show
+    release = HERE_BIN
+    d = json.dumps({"name": "hostile", "steps": [
+        {"name": "ok", "type": "set", "vars": {"n": 1}},
+        {"name": "bad", "type": "set", "vars": {"v": expr}}]})
+    (tmp_path / "wf.json").write_text(d)
+    p = subprocess.run([str(release), "run", str(tmp_path / "wf.json"), "--quiet",
+                        "--input", json.dumps(inp)], capture_output=True, timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    doc = json.loads(p.stdout)
+    assert doc["status"] == "failed", doc
+    assert doc["error"]["type"] == "ExpressionError" and doc["error"]["step"] == "bad", doc
+    assert why in doc["error"]["message"], doc
+
+
+def test_a_server_survives_values_that_break_libjq(tmp_path):
+    """The server stays up, the execution fails, and a restart recovers
+    the store (an abort used to repeat at every recovery)."""
+    from apiutil import WfoServer
+    srv = WfoServer(tmp_path)
+    srv.launch()
+    try:
+        srv.put_workflow({"name": "hostile-srv", "steps": [
+            {"name": "nap", "type": "sleep", "duration": "300ms"},
+            {"name": "a", "type": "set", "vars": {"when": "${ .input.t | todate }"}}]})
+        e = srv.start_exec("hostile-srv", {"t": 1e20})
+        d = srv.wait_status(e["id"], "failed")
+        assert d["error"]["type"] == "ExpressionError", d
+        assert srv.get("/healthz").status == 200
+        assert srv.stop() == 0
+        srv.launch()
+        assert srv.doc(e["id"])["status"] == "failed"
+        ok = srv.start_exec("hostile-srv", {"t": 1700000000})
+        assert srv.wait_status(ok["id"], "completed")["steps"][1]["output"] == \
+            {"when": "2023-11-14T22:13:20Z"}
     finally:
         srv.stop()
