@@ -436,7 +436,7 @@ int api_query_duration(const struct api_req *req, const char *key, int64_t *out,
     if (!s)
         return 0;
     int64_t ms;
-    if (wfo_duration_parse(s, &ms) == 0 || (wfo_parse_int64(s, &ms) == 0 && ms >= 0)) {
+    if (wfo_duration_parse_text(s, &ms) == 0) {
         *out = ms;
         return 0;
     }

@@ -707,8 +707,8 @@ int cmd_get(int argc, char **argv)
     rc = client_parse(argc, argv, opts, &server, pos, 1, 1, "get");
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
-    if (wait && wfo_duration_parse(wait, &wait_ms) < 0) {
-        cli_error("--wait: expected a duration (30s, 2m, 500ms), got '%s'", wait);
+    if (wait && wfo_duration_parse_text(wait, &wait_ms) < 0) {
+        cli_error("--wait: expected a duration (30s, 2m, 500ms, or milliseconds), got '%s'", wait);
         return EXIT_USAGE;
     }
     client_init(&c, server);
@@ -809,10 +809,16 @@ static void client_list_table(const json_t *page, const char *const (*filters)[2
 int cmd_list(int argc, char **argv)
 {
     const char *server = NULL, *workflow = NULL, *status = NULL, *limit = NULL, *cursor = NULL;
-    int as_json = 0, rc;
-    struct client_opt opts[] = {{"--workflow", &workflow, NULL}, {"--status", &status, NULL},
-                                {"--limit", &limit, NULL},       {"--cursor", &cursor, NULL},
-                                {"--json", NULL, &as_json},      {NULL, NULL, NULL}};
+    /* JSON on stdout, terminal or not (SPEC 5); --table for people;
+     * --json, the default, is still taken */
+    int as_json = 0, as_table = 0, rc;
+    struct client_opt opts[] = {{"--workflow", &workflow, NULL},
+                                {"--status", &status, NULL},
+                                {"--limit", &limit, NULL},
+                                {"--cursor", &cursor, NULL},
+                                {"--json", NULL, &as_json},
+                                {"--table", NULL, &as_table},
+                                {NULL, NULL, NULL}};
     const char *filters[][2] = {
         {"workflow", NULL}, {"status", NULL}, {"limit", NULL}, {"cursor", NULL}};
     struct wfo_buf path = WFO_BUF_INIT;
@@ -838,7 +844,7 @@ int cmd_list(int argc, char **argv)
     client_init(&c, server);
     rc = client_call(&c, "GET", path.buf, NULL, &page);
     if (rc == EXIT_OK) {
-        if (isatty(STDOUT_FILENO) && !as_json)
+        if (as_table && !as_json)
             client_list_table(page, (const char *const(*)[2])filters, WFO_ARRAY_SIZE(filters));
         else
             client_print(page);

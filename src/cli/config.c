@@ -295,6 +295,16 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
         else
             for (int j = 0; j < 65; j++)
                 hex[j] = (char)tolower((unsigned char)hash[j]);
+        /* the same token twice: only one entry could ever be used */
+        int dup = -1;
+        for (int j = 0; j < n && dup < 0; j++)
+            if (strcmp(list[j].sha256, hex) == 0)
+                dup = j;
+        if (dup >= 0) {
+            problem(p, where, path, "the same token as an earlier entry of auth.tokens");
+            bad = 1;
+            continue;
+        }
         list[n].sha256 = wfo_strdup(hex);
         list[n].ns = wfo_strdup(ns ? ns : "default");
         list[n].role = wfo_strdup(role);
@@ -631,6 +641,40 @@ int config_load_env(struct server_config *c, char *const *env, struct wfo_buf *p
     }
     config_secrets_env(c, env, problems);
     return problems->len == before ? 0 : -1;
+}
+
+/* WFO_ names wfo reads besides the settings: the client's, a worker
+ * command's envelope, the store fault injection of tests, and the tests'
+ * own (the binary under test, its store). */
+static const char *const env_others[] = {"WFO_SERVER",
+                                         "WFO_TOKEN",
+                                         "WFO_TASK_ID",
+                                         "WFO_EXECUTION_ID",
+                                         "WFO_STEP",
+                                         "WFO_ATTEMPT",
+                                         "WFO_IDEMPOTENCY_KEY",
+                                         "WFO_QUEUE",
+                                         "WFO_STORE_FAULTS",
+                                         "WFO_STORE_FAULTS_SEED",
+                                         "WFO_BIN",
+                                         "WFO_TEST_DB",
+                                         NULL};
+
+void config_env_unknown(char *const *env, struct wfo_buf *out)
+{
+    for (char *const *e = env; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (strncmp(*e, "WFO_", 4) != 0 || !eq || strncmp(*e, "WFO_SECRET_", 11) == 0)
+            continue;
+        size_t n = (size_t)(eq - *e);
+        int known = 0;
+        for (size_t i = 0; i < WFO_ARRAY_SIZE(keys) && !known; i++)
+            known = keys[i].env && strlen(keys[i].env) == n && strncmp(keys[i].env, *e, n) == 0;
+        for (size_t i = 0; env_others[i] && !known; i++)
+            known = strlen(env_others[i]) == n && strncmp(env_others[i], *e, n) == 0;
+        if (!known)
+            wfo_buf_addf(out, "%.*s: not a setting of wfo server (ignored)\n", (int)n, *e);
+    }
 }
 
 static json_t *section(json_t *root, const char *path, const char **leaf)

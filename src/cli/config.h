@@ -68,6 +68,10 @@ int config_load_env(struct server_config *c, char *const *env, struct wfo_buf *p
 /* Adds every WFO_SECRET_NAME=value of env to c->secrets (config_load_env
  * does; `wfo run` calls it alone). */
 int config_secrets_env(struct server_config *c, char *const *env, struct wfo_buf *problems);
+/* Appends a warning line for each WFO_ variable of env that is neither a
+ * setting (config_load_env) nor one wfo reads elsewhere: a misspelt one
+ * is said, not silently ignored (SPEC 6). */
+void config_env_unknown(char *const *env, struct wfo_buf *out);
 
 /* The effective configuration as a document that config_load_file reads
  * back (tokens as token_sha256). New reference. */

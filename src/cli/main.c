@@ -37,7 +37,7 @@ static const struct command commands[] = {
      "start NAME [--input JSON|@FILE] [--id ID] [--version V] [--wait] [--server URL]"},
     {"get", cmd_get, "get ID [--wait DURATION] [--server URL]"},
     {"list", cmd_list,
-     "list [--workflow W] [--status S] [--limit N] [--cursor C] [--json] [--server URL]"},
+     "list [--workflow W] [--status S] [--limit N] [--cursor C] [--table] [--server URL]"},
     {"history", cmd_history, "history ID [--server URL]"},
     {"delete", cmd_delete, "delete ID [--server URL]"},
     {"cancel", cmd_cancel, "cancel ID [--compensate] [--reason TEXT] [--server URL]"},
@@ -115,16 +115,17 @@ int cli_load_doc(const char *file, json_t **doc, char **text, size_t *len)
     struct wfo_buf b;
     struct wfo_error err = WFO_ERROR_INIT;
     wfo_buf_init(&b, CLI_FILE_MAX);
+    /* FILE: PATH: MESSAGE (SPEC 5) for the whole file too: PATH (root) */
     if (wfo_read_file(file, &b, &err) < 0) {
         if (err.code == WFO_ETOOBIG)
-            fprintf(stderr, "%s: file is larger than %u MiB\n", file, CLI_FILE_MAX >> 20);
-        else
-            fprintf(stderr, "%s: %s\n", file, err.message);
+            snprintf(err.message, sizeof(err.message), "file is larger than %u MiB",
+                     CLI_FILE_MAX >> 20);
+        cli_problem(file, NULL, err.message);
         wfo_buf_release(&b);
         return EXIT_USAGE;
     }
     if (wfo_doc_parse(b.buf, b.len, doc, &err) < 0) {
-        fprintf(stderr, "%s: %s\n", file, err.message);
+        cli_problem(file, NULL, err.message);
         wfo_buf_release(&b);
         return EXIT_USAGE;
     }

@@ -117,6 +117,13 @@ int cmd_server(int argc, char **argv)
         fputs(problems.buf, stderr);
         goto out;
     }
+    {
+        struct wfo_buf unknown = WFO_BUF_INIT;
+        config_env_unknown(environ, &unknown);
+        if (unknown.len)
+            fprintf(stderr, "%s", unknown.buf); /* before logging is set up */
+        wfo_buf_release(&unknown);
+    }
     if (f.listen) {
         free(cfg.listen);
         cfg.listen = wfo_strdup(f.listen);

@@ -1006,7 +1006,7 @@ int cmd_worker(int argc, char **argv)
             }
             w.concurrency = (int)n;
         } else if (strcmp(opt, "--heartbeat") == 0) {
-            if (wfo_duration_parse(value, &w.heartbeat_ms) < 0 || w.heartbeat_ms < 100) {
+            if (wfo_duration_parse_text(value, &w.heartbeat_ms) < 0 || w.heartbeat_ms < 100) {
                 cli_error("--heartbeat: expected a duration of at least 100ms, got '%s'", value);
                 goto usage;
             }

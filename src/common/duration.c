@@ -75,6 +75,24 @@ int wfo_duration_parse(const char *s, int64_t *ms)
     return 0;
 }
 
+int wfo_duration_parse_text(const char *s, int64_t *ms)
+{
+    int64_t v = 0;
+    const char *p = s;
+
+    if (!s || !is_digit(*p))
+        return WFO_EINVAL;
+    for (; is_digit(*p); p++) {
+        v = v * 10 + (*p - '0');
+        if (v > DURATION_MAX)
+            return WFO_EINVAL;
+    }
+    if (*p)
+        return wfo_duration_parse(s, ms);
+    *ms = v;
+    return 0;
+}
+
 void wfo_duration_format(int64_t ms, char *out, size_t size)
 {
     const char *sign = "";

@@ -12,6 +12,11 @@
  * fraction, not a sign or exponent. 0 ok, WFO_EINVAL otherwise. The result is
  * rounded to whole milliseconds and must fit in 100 years. */
 int wfo_duration_parse(const char *s, int64_t *ms);
+/* A duration written as text where a JSON integer cannot be (a command
+ * line, a query string, an environment variable): wfo_duration_parse's
+ * forms, or digits alone, an integer of milliseconds (SPEC 2.1), within
+ * the same 100 years. */
+int wfo_duration_parse_text(const char *s, int64_t *ms);
 /* Writes a short form ("1.5s", "250ms", "2h") into out. */
 void wfo_duration_format(int64_t ms, char *out, size_t size);
 

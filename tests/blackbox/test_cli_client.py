@@ -575,31 +575,37 @@ def test_start_wait_outlives_server_blip(fake):
     assert wfo_json(["start", "w", "--wait"], fake.url)["status"] == "completed"
 
 
-def test_list_table_on_a_terminal(fake):
-    """`wfo list` prints a table when stdout is a terminal, JSON otherwise."""
+def test_list_table_on_request(fake):
+    """`wfo list` prints JSON, on a terminal too (SPEC 5); a table with
+    --table."""
     page = {"executions": [dict(EXEC_DOC, id="exec-aaa", workflow="alpha", status="failed"),
                            dict(EXEC_DOC, id="exec-bbb", workflow="beta", status="completed")],
             "next_cursor": "CUR123"}
     fake.answer("GET", "/v1/executions", (200, page))
     assert wfo_json(["list"], fake.url) == page
 
-    master, slave = pty.openpty()
-    env = dict(os.environ, WFO_SERVER=fake.url)
-    p = subprocess.Popen([str(WFO_BIN), "list"], stdout=slave, stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    p.wait(timeout=30)
-    os.close(master)
-    text = out.decode()
-    assert p.returncode == 0
+    def on_a_terminal(args):
+        master, slave = pty.openpty()
+        env = dict(os.environ, WFO_SERVER=fake.url)
+        p = subprocess.Popen([str(WFO_BIN)] + args, stdout=slave, stderr=subprocess.PIPE,
+                             env=env)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        p.wait(timeout=30)
+        os.close(master)
+        assert p.returncode == 0
+        return out.decode()
+
+    assert json.loads(on_a_terminal(["list"])) == page
+    text = on_a_terminal(["list", "--table"])
     lines = [ln for ln in text.splitlines() if ln.strip()]
     assert "ID" in lines[0] and "STATUS" in lines[0] and "WORKFLOW" in lines[0]
     assert any("exec-aaa" in ln and "alpha" in ln and "failed" in ln for ln in lines)

@@ -141,6 +141,13 @@ def test_empty_configuration_file(tmp_path):
      "auth.tokens[0]: "),
     ("auth: {tokens: [{token_sha256: abc, role: admin}]}\n", "auth.tokens[0]: "),
     ("auth: {tokens: [{role: admin}]}\n", "auth.tokens[0]: "),
+    # the same token twice (also as its digest): only one could be used
+    ("auth: {tokens: [{token: a-long-enough-token-1, role: reader},"
+     " {token: a-long-enough-token-1, role: admin, namespace: b}]}\n",
+     "auth.tokens[1]: the same token as an earlier entry"),
+    ("auth: {tokens: [{token: a-long-enough-token-1, role: reader},"
+     " {token_sha256: %s, role: admin}]}\n" % "b4bf7b3737df417ff5d124e9cd7fdaee66eaed1824e716b6d35e4202d17f744e",
+     "auth.tokens[1]: the same token as an earlier entry"),
     ("- a\n- b\n", ""),
     ("listen: [unclosed\n", ""),
 ])
@@ -373,3 +380,37 @@ def test_good_retry_policy_printed(tmp_path):
               "max_interval": "1s", "jitter": 0, "non_retryable": ["Fatal"]}
     c = print_config(tmp_path, config=f"retry: {json.dumps(policy)}\n")
     assert c["retry"] == policy
+
+
+def test_misspelt_env_variable_is_said(tmp_path):
+    """A WFO_ variable that is no setting is named on stderr (SPEC 6: never
+    silently ignored); the client's own and WFO_SECRET_* are not."""
+    rc, out, err = server_cmd(["--print-config"], env={
+        "WFO_LISTN": "0.0.0.0:80", "WFO_LOG_LEVL": "debug", "WFO_TOKEN": "x" * 20,
+        "WFO_SERVER": "http://127.0.0.1:1", "WFO_SECRET_K": "value-1"}, cwd=tmp_path)
+    assert rc == 0, err
+    assert json.loads(out)["listen"] == "127.0.0.1:7233"
+    lines = [ln for ln in err.splitlines() if "not a setting" in ln]
+    assert sorted(ln.split(":")[0] for ln in lines) == ["WFO_LISTN", "WFO_LOG_LEVL"], err
+
+
+def test_get_wait_takes_milliseconds(tmp_path):
+    """A duration on a command line may be an integer of milliseconds
+    (SPEC 2.1), as in a query string."""
+    from apiutil import WfoServer
+    from conftest import run_wfo
+    srv = WfoServer(tmp_path)
+    srv.launch()
+    try:
+        srv.put_workflow({"name": "ms-wait", "steps": [
+            {"name": "n", "type": "sleep", "duration": 300}]})
+        e = srv.start_exec("ms-wait")
+        rc, out, err = run_wfo(["get", e["id"], "--wait", "10000",
+                                "--server", f"http://127.0.0.1:{srv.port}"])
+        assert rc == 0, err
+        assert json.loads(out)["status"] == "completed"
+        rc, _, err = run_wfo(["get", e["id"], "--wait", "-5",
+                              "--server", f"http://127.0.0.1:{srv.port}"])
+        assert rc == 2 and "--wait" in err, err
+    finally:
+        srv.stop()

@@ -217,6 +217,13 @@ def test_validate_malformed(tmp_path, kind):
     rc, out, err = run_wfo(["validate", p], timeout=180)
     assert rc == 2, out[-2000:] + err[-2000:]
     assert str(p) in out + err
+    # FILE: PATH: MESSAGE, PATH (root) for what is wrong with the whole file
+    lines = [ln for ln in err.splitlines() if ln.startswith(f"{p}: ")]
+    assert lines, err[-2000:]
+    for ln in lines:
+        path, _, msg = ln[len(f"{p}: "):].partition(": ")
+        assert path == "(root)" or path.startswith("steps") or path in ("name", "description"), ln
+        assert msg, ln
 
 
 @pytest.mark.parametrize("kind", MALFORMED)

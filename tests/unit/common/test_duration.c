@@ -70,6 +70,29 @@ static const char *fmt(int64_t ms)
     return out;
 }
 
+TEST(duration_parse_text)
+{
+    static const struct {
+        const char *in;
+        int64_t ms;
+    } good[] = {{"1500", 1500}, {"0", 0},       {"007", 7},
+                {"1.5s", 1500}, {"2m", 120000}, {"3155760000000", INT64_C(3155760000000)}};
+    static const char *const bad[] = {"",      "-5",    "1e3",           "15 00",
+                                      "1500 ", " 1500", "3155760000001", "99999999999999999999999",
+                                      "ms",    "1.5",   "0x10",          NULL};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        int64_t ms = -1;
+        is_int(wfo_duration_parse_text(good[i].in, &ms), 0, "'%s' parses", good[i].in);
+        ok(ms == good[i].ms, "'%s' is %lld ms", good[i].in, (long long)ms);
+    }
+    for (size_t i = 0; bad[i]; i++) {
+        int64_t ms = -1;
+        is_int(wfo_duration_parse_text(bad[i], &ms), WFO_EINVAL, "'%s' refused", bad[i]);
+    }
+    int64_t ms = 0;
+    is_int(wfo_duration_parse_text(NULL, &ms), WFO_EINVAL, "NULL refused");
+}
+
 TEST(duration_format)
 {
     is_str(fmt(1500), "1.5s", "1.5s");
