@@ -793,7 +793,7 @@ static void client_list_table(const json_t *page, const char *const (*filters)[2
     if (!json_array_size(list))
         printf("(no executions)\n");
     if (cursor) {
-        printf("more: wfo list");
+        printf("more: wfo list --table");
         for (size_t k = 0; k < n; k++)
             if (filters[k][1] && strcmp(filters[k][0], "cursor") != 0) {
                 printf(" --%s ", filters[k][0]);

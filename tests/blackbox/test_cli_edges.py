@@ -86,14 +86,15 @@ def test_validate_ok_on_stderr(tmp_path):
 # ---------------------------------------------------- against a fake one ---
 
 def test_list_more_hint_keeps_filters(fake):
-    """On a terminal, the "more" line is a command that gets the next page of the same list."""
+    """With --table, the "more" line is a command that gets the next page of the same list."""
     page = {"executions": [dict(EXEC_DOC, id="exec-aaa", workflow="alpha", status="failed")],
             "next_cursor": "CUR123"}
     fake.answer("GET", "/v1/executions", (200, page))
     master, slave = pty.openpty()
     env = dict(os.environ, WFO_SERVER=fake.url)
     p = subprocess.Popen([str(WFO_BIN), "list", "--workflow", "it's alpha", "--status", "failed",
-                          "--limit", "1"], stdout=slave, stderr=subprocess.PIPE, env=env)
+                          "--limit", "1", "--table"], stdout=slave, stderr=subprocess.PIPE,
+                         env=env)
     os.close(slave)
     out = b""
     while True:
@@ -110,7 +111,8 @@ def test_list_more_hint_keeps_filters(fake):
     more = [ln for ln in text.splitlines() if ln.startswith("more:")]
     assert len(more) == 1, text
     argv = shlex.split(more[0][len("more:"):])
-    assert argv[:2] == ["wfo", "list"]
+    assert argv[:3] == ["wfo", "list", "--table"]
+    argv = argv[:2] + argv[3:]
     opts = dict(zip(argv[2::2], argv[3::2]))
     assert opts == {"--workflow": "it's alpha", "--status": "failed", "--limit": "1",
                     "--cursor": "CUR123"}, more[0]
