@@ -164,6 +164,18 @@ int api_event_post(struct api *a, struct api_req *req, struct api_resp *resp, st
         rc = wfo_error_set(err, WFO_EINVAL, "id: must not be empty");
         goto out;
     }
+    /* the id goes out as the stream's `id:` line and comes back as
+     * Last-Event-ID: a line break would cut it, and an SSE reader drops a
+     * leading space, so the id a client resumes from would not be found */
+    for (const unsigned char *c = (const unsigned char *)ev.id; ev.id && *c; c++)
+        if (*c < 0x20 || *c == 0x7F) {
+            rc = wfo_error_set(err, WFO_EINVAL, "id: must not contain control characters");
+            goto out;
+        }
+    if (ev.id && (ev.id[0] == ' ' || ev.id[strlen(ev.id) - 1] == ' ')) {
+        rc = wfo_error_set(err, WFO_EINVAL, "id: must not start or end with a space");
+        goto out;
+    }
     if (!ev.key)
         ev.key = subject;
     if ((rc = short_field(ev.type, "type", err)) < 0 ||

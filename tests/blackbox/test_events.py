@@ -282,6 +282,9 @@ def test_emit_wakes_a_waiter(server):
     b'{"type": "t", "bogus": 1}', b'{"type": "t", "time": "yesterday"}',
     b'{"type": "' + b"x" * 1000 + b'"}', b'{"type": "t", "key": "' + b"k" * 1000 + b'"}',
     b'{"type": "t", "id": ""}',
+    # an id the stream's `id:` line and Last-Event-ID could not carry back
+    b'{"type": "t", "id": "a\\r\\nb"}', b'{"type": "t", "id": "a\\tb"}',
+    b'{"type": "t", "id": " lead"}', b'{"type": "t", "id": "trail "}',
 ])
 def test_bad_events_are_400(server, body):
     r = server.request("POST", "/v1/events", body=body,
