@@ -340,13 +340,15 @@ static json_t *eval_field(const struct def_step *d, enum step_field fi, struct e
 static void run_frames(struct fsm *f, struct execution *x);
 
 /* Cancels st, which is in flight (C2). soft: an attempt of a task, http or
- * exec step is asked to stop and may still report; it is waited for up to
- * its timeout (or f->stop_ms). Else the attempt is aborted and whatever it
- * reports later is stale. */
+ * exec step is asked to stop and may still report, and so is a `workflow`
+ * step's child (cancelled, compensating when its parent does: child.c),
+ * whose end is the attempt's outcome; it is waited for up to its timeout
+ * (or f->stop_ms). Else the attempt is aborted and whatever it reports
+ * later is stale. */
 static void step_stop(struct fsm *f, struct execution *x, struct step_state *st, int soft)
 {
-    if (st->status == SS_RUNNING && soft && !st->comp &&
-        step_kinds[st->def->type].ends == KE_RESULT) {
+    enum kind_end ends = step_kinds[st->def->type].ends;
+    if (st->status == SS_RUNNING && soft && !st->comp && (ends == KE_RESULT || ends == KE_CHILD)) {
         act(f, ACT_STOP, x, st, NULL);
         st->stopping = 1;
         if (!st->def->timeout_ms)

@@ -275,3 +275,41 @@ def test_kill9_after_child_ended(tmp_path):
         assert [h["type"] for h in hist].count("step.completed") == 1
     finally:
         assert srv.stop() == 0, srv.stderr()
+
+
+def test_cancel_with_compensation_waits_for_the_child(server):
+    """SPEC 2.4: a cancel with compensate waits for the attempts in flight,
+    the child among them, before it compensates: the child is cancelled
+    and undoes its own completed step first; the parent's earlier step is
+    undone only after the child has ended (reverse order of completion)."""
+    kid, par = unique("wc-kid"), unique("wc-par")
+    server.put_workflow({"name": kid, "steps": [
+        {"name": "k1", "type": "task", "queue": f"{kid}-k1",
+         "compensate": {"type": "task", "queue": f"{kid}-undo"}},
+        {"name": "k2", "type": "task", "queue": f"{kid}-k2"}]})
+    server.put_workflow({"name": par, "steps": [
+        {"name": "p1", "type": "task", "queue": f"{par}-p1",
+         "compensate": {"type": "task", "queue": f"{par}-undo"}},
+        {"name": "call", "type": "workflow", "workflow": kid}]})
+    e = server.start_exec(par)
+    complete(server, take_task(server, f"{par}-p1"), {"p": 1})
+    complete(server, take_task(server, f"{kid}-k1"), {"k": 1})
+    k2 = take_task(server, f"{kid}-k2")  # in flight
+    r = server.post(f"/v1/executions/{e['id']}/cancel", {"compensate": True})
+    assert r.status == 200, r
+    # the child's worker is told to stop, and says it failed
+    hb = server.post(f"/v1/tasks/{k2['task_id']}/heartbeat", {"lease": k2["lease"]})
+    assert hb.status == 200 and hb.json["cancel_requested"] is True, hb
+    fail(server, k2, "Stopped", "asked to stop")
+    # the child's undo comes first; the parent's waits for the child
+    undo_kid = take_task(server, f"{kid}-undo")
+    assert server.poll([f"{par}-undo"], wait="300ms") == []
+    assert server.doc(e["id"])["status"] == "running"
+    complete(server, undo_kid, {"undone": "k1"})
+    undo_par = take_task(server, f"{par}-undo")
+    complete(server, undo_par, {"undone": "p1"})
+    d = server.wait_status(e["id"], "cancelled")
+    assert d["compensation"] == {"status": "completed"}, d
+    child = server.doc(step_of(d, "call")["child"])
+    assert child["status"] == "cancelled" and child["compensation"] == {"status": "completed"}
+    assert child["finished_at"] <= d["finished_at"]
