@@ -135,6 +135,28 @@ def run_doc(def_path, *args, input=NO_INPUT, timeout=60, cwd=None, env=None):
     return rc, doc, err
 
 
+def run_on_a_terminal(args, env=None, timeout=30):
+    """Runs `wfo ARGS...` with stdout on a pseudo-terminal; returns (rc,
+    what it printed there)."""
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([str(WFO_BIN)] + [str(a) for a in args], stdout=slave,
+                         stderr=subprocess.PIPE, env=dict(os.environ, **(env or {})))
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    p.wait(timeout=timeout)
+    os.close(master)
+    return p.returncode, out.decode()
+
+
 def run_def(tmp_path, text, *args, **kw):
     """write_def + run_doc."""
     return run_doc(write_def(tmp_path, text), *args, **kw)

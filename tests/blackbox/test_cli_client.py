@@ -14,7 +14,6 @@ test_worker.py imports the helpers of this file (not its tests).
 
 import json
 import os
-import pty
 import socket
 import subprocess
 import threading
@@ -25,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import apiutil
-from conftest import WFO_BIN, run_wfo, write_def
+from conftest import WFO_BIN, run_on_a_terminal, run_wfo, write_def
 
 FINAL = {"completed", "failed", "cancelled", "terminated"}
 
@@ -585,24 +584,9 @@ def test_list_table_on_request(fake):
     assert wfo_json(["list"], fake.url) == page
 
     def on_a_terminal(args):
-        master, slave = pty.openpty()
-        env = dict(os.environ, WFO_SERVER=fake.url)
-        p = subprocess.Popen([str(WFO_BIN)] + args, stdout=slave, stderr=subprocess.PIPE,
-                             env=env)
-        os.close(slave)
-        out = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        p.wait(timeout=30)
-        os.close(master)
-        assert p.returncode == 0
-        return out.decode()
+        rc, text = run_on_a_terminal(args, env={"WFO_SERVER": fake.url})
+        assert rc == 0
+        return text
 
     assert json.loads(on_a_terminal(["list"])) == page
     text = on_a_terminal(["list", "--table"])

@@ -6,18 +6,15 @@ The README's commands are run as written by tests/docs/test_readme.py.
 """
 
 import json
-import os
-import pty
 import re
 import shlex
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import WFO_BIN, run_wfo, write_def
+from conftest import run_on_a_terminal, run_wfo, write_def
 from test_cli_client import (EXEC_DOC, fake, put_workflow, server,  # noqa: F401 - fixtures
                              wfo, wfo_json)
 from test_worker import PY, py, start_worker, workers  # noqa: F401 - fixture
@@ -90,24 +87,9 @@ def test_list_more_hint_keeps_filters(fake):
     page = {"executions": [dict(EXEC_DOC, id="exec-aaa", workflow="alpha", status="failed")],
             "next_cursor": "CUR123"}
     fake.answer("GET", "/v1/executions", (200, page))
-    master, slave = pty.openpty()
-    env = dict(os.environ, WFO_SERVER=fake.url)
-    p = subprocess.Popen([str(WFO_BIN), "list", "--workflow", "it's alpha", "--status", "failed",
-                          "--limit", "1", "--table"], stdout=slave, stderr=subprocess.PIPE,
-                         env=env)
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    p.wait(timeout=30)
-    os.close(master)
-    text = out.decode()
+    rc, text = run_on_a_terminal(["list", "--workflow", "it's alpha", "--status", "failed",
+                                  "--limit", "1", "--table"], env={"WFO_SERVER": fake.url})
+    assert rc == 0
     more = [ln for ln in text.splitlines() if ln.startswith("more:")]
     assert len(more) == 1, text
     argv = shlex.split(more[0][len("more:"):])
