@@ -2242,8 +2242,11 @@ static void vars_rewind(struct execution *x, const struct step_state *st)
     int n = 0;
     for (int i = 0; i < x->n_steps; i++) {
         struct step_state *o = x->steps[i];
-        if (!o->comp && o->def && o->def->type == STEP_SET && o->status == SS_COMPLETED &&
-            o->eseq > 0 && o->eseq < st->eseq)
+        /* completed, or completed and since undone (a `from` after a
+         * compensation: the steps before it keep what they assigned) */
+        if (!o->comp && o->def && o->def->type == STEP_SET &&
+            (o->status == SS_COMPLETED || o->status == SS_COMPENSATED) && o->eseq > 0 &&
+            o->eseq < st->eseq)
             v[n++] = o;
     }
     qsort(v, (size_t)n, sizeof(*v), by_eseq);
