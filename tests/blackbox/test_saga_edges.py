@@ -510,3 +510,23 @@ def test_exec_attempt_is_let_finish(tmp_path):
     assert doc["compensation"] == {"status": "completed"}
     assert step(doc, "par/slow/work")["status"] == "compensated"
     assert not done.exists()  # it ran to its end, then was undone
+
+
+def test_retry_from_after_a_compensation_keeps_earlier_vars(server):
+    """A `from` retry after a compensation: the `set` steps before PATH keep
+    what they assigned, even though they were undone since."""
+    name = unique("rewind-comp")
+    server.put_workflow({"name": name, "steps": [
+        {"name": "s0", "type": "set", "vars": {"n": 1},
+         "compensate": {"type": "set", "vars": {"undone": True}}},
+        {"name": "t", "type": "task", "queue": f"{name}-t", "retry": {"max_attempts": 1}},
+        {"name": "out", "type": "succeed", "output": "${ .vars }"},
+    ]})
+    e = server.start_exec(name)
+    fail(server, take(server, f"{name}-t"))
+    d = server.wait_status(e["id"], "failed")
+    assert d["compensation"] == {"status": "completed"}, d
+    r = server.post(f"/v1/executions/{e['id']}/retry", {"from": "t"})
+    assert r.status == 200, r
+    complete(server, take(server, f"{name}-t"))
+    assert server.wait_status(e["id"], "completed")["output"] == {"n": 1}
