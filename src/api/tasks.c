@@ -35,6 +35,9 @@
 /* With notifications, the other nodes are still asked this often, for
  * one lost while a listener reconnected. */
 #define PEER_ASK_MS 5000
+/* After a notification, they are asked this often for this long. */
+#define PEER_RECHECK_MS 50
+#define PEER_RECHECK_FOR_MS 1000
 
 static int peers_poll(struct api *a, struct api_req *req, json_t *body, int max, json_t **tasks)
 {
@@ -160,21 +163,29 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
      * the store tells of their ready tasks (engine_hears_others), when it
      * does (the slice ends early) and every PEER_ASK_MS besides */
     int ask_peers = engine_clustered(a->engine) && !api_header(req, "X-Wfo-Forwarded");
-    int64_t asked_at = 0, woke_early = 1;
+    int64_t asked_at = 0, woke_early = 1, recheck_until = 0;
     long long seen = -1;
     for (;;) {
         int64_t left = until - wfo_mono_ms();
         if (left < 0 || atomic_load(&a->stopping))
             left = 0;
         int64_t slice = left < API_WAIT_SLICE_MS ? left : API_WAIT_SLICE_MS;
+        /* a notification can come before the other node has queued the
+         * task it tells of (its commit notifies, then it acts): after one,
+         * the others are asked again every PEER_RECHECK_MS for a while */
+        int rechecking = wfo_mono_ms() < recheck_until;
+        if (rechecking && slice > PEER_RECHECK_MS)
+            slice = PEER_RECHECK_MS;
         json_decref(tasks);
         tasks = NULL;
         if (req->gone && req->gone(req->conn)) {
             rc = wfo_error_set(err, WFO_EINVAL, "the client closed the connection");
             goto out;
         }
-        if (ask_peers && (woke_early || !engine_hears_others(a->engine) ||
+        if (ask_peers && (woke_early || rechecking || !engine_hears_others(a->engine) ||
                           wfo_mono_ms() - asked_at >= PEER_ASK_MS)) {
+            if (woke_early && asked_at)
+                recheck_until = wfo_mono_ms() + PEER_RECHECK_FOR_MS;
             asked_at = wfo_mono_ms();
             /* seen: a task made ready elsewhere while the others are
              * asked ends the wait below at once */
