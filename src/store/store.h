@@ -445,7 +445,9 @@ struct store_ops {
      * from now until the store is closed, cb is called from a thread of
      * the back end's for every batch another store of the same database
      * commits that puts a ready task (one call per namespace and queue,
-     * with the batch's owner). At most once per store. */
+     * with the batch's owner). At most once per store. "From now": a batch
+     * committed after it returns is heard, unless the database could not
+     * be reached then (what commits until it is, is not). */
     int (*listen_ready)(struct store *s, store_ready_cb cb, void *ud, struct wfo_error *err);
     /* Webhook subscriptions (schema 7; struct store_subscription).
      * put_subscription inserts sub (id new: a clash is WFO_ECONFLICT) with

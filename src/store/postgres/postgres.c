@@ -502,6 +502,9 @@ struct pg_store {
     pthread_t listener;
     int listening;
     atomic_int listen_stop;
+    pthread_mutex_t listen_mu; /* with listen_cond: the first LISTEN tried */
+    pthread_cond_t listen_cond;
+    int listen_tried;
     store_ready_cb ready_cb;
     void *ready_ud;
 };
@@ -1152,6 +1155,8 @@ static void pg_close(struct store *base)
     if (s->listening) {
         atomic_store(&s->listen_stop, 1);
         pthread_join(s->listener, NULL);
+        pthread_mutex_destroy(&s->listen_mu);
+        pthread_cond_destroy(&s->listen_cond);
     }
     for (int i = 0; i < STORE_POOL_MAX; i++) {
         wfo_assert(!s->conns[i].busy);
@@ -1866,6 +1871,16 @@ static int pg_notify_ready(struct pg_tx *t, const struct store_batch *b, struct 
     return rc;
 }
 
+/* The listener's first LISTEN has been tried, whether it worked or not:
+ * pg_listen_ready returns. */
+static void pg_listen_tried(struct pg_store *s)
+{
+    pthread_mutex_lock(&s->listen_mu);
+    s->listen_tried = 1;
+    pthread_cond_signal(&s->listen_cond);
+    pthread_mutex_unlock(&s->listen_mu);
+}
+
 /* The listener thread: LISTEN on a connection of its own; each
  * notification to ready_cb; reconnects with the pool's backoff, jittered. */
 static void *pg_listener_main(void *arg)
@@ -1880,6 +1895,7 @@ static void *pg_listener_main(void *arg)
         if (!c) {
             c = pg_connect(s, msg, sizeof(msg));
             PGresult *r = c ? PQexec(c, "LISTEN " PG_READY_CHANNEL) : NULL;
+            pg_listen_tried(s);
             if (!c || PQresultStatus(r) != PGRES_COMMAND_OK) {
                 PQclear(r);
                 PQfinish(c);
@@ -1927,9 +1943,18 @@ static int pg_listen_ready(struct store *base, store_ready_cb cb, void *ud, stru
     s->ready_cb = cb;
     s->ready_ud = ud;
     atomic_store(&s->listen_stop, 0);
+    pthread_mutex_init(&s->listen_mu, NULL);
+    pthread_cond_init(&s->listen_cond, NULL);
     if (pthread_create(&s->listener, NULL, pg_listener_main, s) != 0)
         return wfo_error_set(err, WFO_ESTORE, "starting the listener thread");
     s->listening = 1;
+    /* "From now" (store.h): a batch committed after this returns is heard,
+     * unless the first LISTEN failed (then from its reconnect on). The
+     * first try is bounded by connect_timeout. */
+    pthread_mutex_lock(&s->listen_mu);
+    while (!s->listen_tried)
+        pthread_cond_wait(&s->listen_cond, &s->listen_mu);
+    pthread_mutex_unlock(&s->listen_mu);
     return 0;
 }
 

@@ -980,8 +980,20 @@ static int sq_setup(struct sq_store *s, struct wfo_error *err)
          * but 60 of 16 KiB (bench engine: 112,000 pwrites for 20,000
          * workflows become 32,000, 121 -> 113 us CPU a workflow). */
         rc = sq_pragma(s, "PRAGMA page_size = 16384", val, sizeof(val), err);
-        if (rc == 0)
+        if (rc)
+            return rc;
+        /* Several processes opening a new file at once: all but the one
+         * that turns it to WAL may get SQLITE_BUSY at once, busy_timeout
+         * or not (a connection holding a shared lock that wants an
+         * exclusive one gives up rather than deadlock): 32 of 900 opens by
+         * four threads at once on a busy host (test_contract's
+         * concurrent_first_open failed in CI). They try again. */
+        for (int waited = 0;; waited += 10) {
             rc = sq_pragma(s, "PRAGMA journal_mode = WAL", val, sizeof(val), err);
+            if (rc == 0 || (sqlite3_errcode(s->w) & 0xff) != SQLITE_BUSY || waited >= SQ_WAIT_MS)
+                break;
+            sq_nap(10 * 1000);
+        }
         if (rc)
             return rc;
         if (strcmp(val, "wal") != 0)
