@@ -135,19 +135,16 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
     int rc = api_body_object(req, 0, &body, err);
     if (rc < 0 || (rc = poll_params(body, NULL, 1, &pp, err)) < 0)
         goto out;
-    const char *const *queues = pp.queues, *worker = pp.worker;
-    int n = pp.n;
-    int64_t max = pp.max, wait_ms = pp.wait_ms;
     /* a poll that may wait counts against its token's limit even when it
      * finds tasks at once (limits.long_polls_per_token) */
-    if (wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
+    if (pp.wait_ms > 0 && (rc = api_wait_begin(a, req, err)) < 0)
         goto out;
     if (now) {
-        rc =
-            engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, NULL, &tasks, err);
+        rc = engine_task_poll(a->engine, req->ns, pp.queues, pp.n, pp.worker, (int)pp.max, 0, NULL,
+                              &tasks, err);
         if (rc < 0)
             goto out;
-        if (json_array_size(tasks) == 0 && wait_ms > 0) {
+        if (json_array_size(tasks) == 0 && pp.wait_ms > 0) {
             api_wait_end(req); /* counted again when it runs to wait */
             goto out;          /* rc 0: it waits */
         }
@@ -157,7 +154,7 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
         goto out;
     }
     /* in slices, so that a shutdown is not held up by a waiting worker */
-    int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
+    int64_t until = wfo_mono_ms() + api_wait_cap(a, pp.wait_ms);
     /* a cluster: what is ready here, else on another node, else wait
      * here a slice; the others are asked again at every slice, or, when
      * the store tells of their ready tasks (engine_hears_others), when it
@@ -189,11 +186,11 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
             asked_at = wfo_mono_ms();
             /* seen: a task made ready elsewhere while the others are
              * asked ends the wait below at once */
-            rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, 0, &seen, &tasks,
-                                  err);
+            rc = engine_task_poll(a->engine, req->ns, pp.queues, pp.n, pp.worker, (int)pp.max, 0,
+                                  &seen, &tasks, err);
             if (rc < 0)
                 goto out;
-            if (json_array_size(tasks) == 0 && peers_poll(a, req, body, (int)max, &tasks) > 0)
+            if (json_array_size(tasks) == 0 && peers_poll(a, req, body, (int)pp.max, &tasks) > 0)
                 break;
             if (json_array_size(tasks) > 0)
                 break;
@@ -201,7 +198,7 @@ static int poll_run(struct api *a, struct api_req *req, struct api_resp *resp, i
             tasks = NULL;
         }
         int64_t t0 = wfo_mono_ms();
-        rc = engine_task_poll(a->engine, req->ns, queues, n, worker, (int)max, slice,
+        rc = engine_task_poll(a->engine, req->ns, pp.queues, pp.n, pp.worker, (int)pp.max, slice,
                               ask_peers ? &seen : NULL, &tasks, err);
         if (rc < 0)
             goto out;

@@ -4,6 +4,12 @@
  *
  * Longer values are replaced first, so that a secret that contains another
  * leaves nothing of itself behind.
+ *
+ * A value also surfaces cut short: jq's error messages show the value that
+ * failed as its JSON text cut to a few characters and "..." (`string
+ * ("zz-secret-...) and number (1) cannot be added`). So a "..." preceded by
+ * at least TRUNC_MIN characters of a value's JSON text (its opening quote
+ * and escapes included) is replaced too, with the "...".
  */
 #include "common/compat.h"
 
@@ -15,10 +21,46 @@
 #include "util.h"
 
 #define REDACT_MAX 256
+/* The least of a value's JSON text before a "..." that is replaced: its
+ * quote and three characters (jq shows eleven). */
+#define TRUNC_MIN 4
 
 static char *values[REDACT_MAX];
 static size_t lens[REDACT_MAX];
+static char *dumps[REDACT_MAX]; /* '"' and the value as JSON text escapes it */
+static size_t dump_lens[REDACT_MAX];
 static atomic_int n_values;
+
+/* The JSON text of a value, as jq's error messages begin it. */
+static char *dump_of(const char *value, size_t len)
+{
+    json_t *v = json_stringn_nocheck(value, len);
+    char *d = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
+    json_decref(v);
+    return d;
+}
+
+/* Where in s[0..len) a value's JSON text, cut short, ends in "...": 1 with
+ * [*at, *end) to replace, from from on. */
+static int trunc_find(const char *s, size_t len, size_t from, size_t *at, size_t *end)
+{
+    int n = atomic_load(&n_values);
+    const char *dots;
+    while (from < len && (dots = memmem(s + from, len - from, "...", 3))) {
+        size_t p = (size_t)(dots - s);
+        for (int i = 0; i < n; i++) {
+            size_t k = dump_lens[i] < p ? dump_lens[i] : p;
+            for (; dumps[i] && k >= TRUNC_MIN; k--)
+                if (memcmp(s + p - k, dumps[i], k) == 0) {
+                    *at = p - k;
+                    *end = p + 3;
+                    return 1;
+                }
+        }
+        from = p + 1;
+    }
+    return 0;
+}
 
 int wfo_redact_add(const char *value)
 {
@@ -34,10 +76,14 @@ int wfo_redact_add(const char *value)
     while (at > 0 && lens[at - 1] < len) {
         values[at] = values[at - 1];
         lens[at] = lens[at - 1];
+        dumps[at] = dumps[at - 1];
+        dump_lens[at] = dump_lens[at - 1];
         at--;
     }
     values[at] = wfo_strdup(value);
     lens[at] = len;
+    dumps[at] = dump_of(value, len);
+    dump_lens[at] = dumps[at] ? strlen(dumps[at]) - 1 : 0; /* without the closing quote */
     atomic_store(&n_values, n + 1);
     return 0;
 }
@@ -50,10 +96,11 @@ int wfo_redact_active(void)
 int wfo_redact_hit(const char *s, size_t len)
 {
     int n = atomic_load(&n_values);
+    size_t at, end;
     for (int i = 0; i < n; i++)
         if (len >= lens[i] && memmem(s, len, values[i], lens[i]))
             return 1;
-    return 0;
+    return n > 0 && trunc_find(s, len, 0, &at, &end);
 }
 
 void wfo_redact_buf(struct wfo_buf *b)
@@ -72,6 +119,18 @@ void wfo_redact_buf(struct wfo_buf *b)
             p = hit + lens[i];
         }
         wfo_buf_add(&out, p, (size_t)(end - p));
+        wfo_buf_reset(b);
+        wfo_buf_add(b, out.buf, out.len);
+        wfo_buf_release(&out);
+    }
+    /* then what is left of a value cut short */
+    size_t from = 0, at, stop;
+    while (trunc_find(b->buf, b->len, from, &at, &stop)) {
+        struct wfo_buf out = WFO_BUF_INIT;
+        wfo_buf_add(&out, b->buf, at);
+        wfo_buf_adds(&out, WFO_REDACTED);
+        from = out.len;
+        wfo_buf_add(&out, b->buf + stop, b->len - stop);
         wfo_buf_reset(b);
         wfo_buf_add(b, out.buf, out.len);
         wfo_buf_release(&out);

@@ -173,6 +173,39 @@ def test_wfo_run_reads_wfo_secret_env(tmp_path):
     assert json.loads(p.stdout)["steps"][0]["output"]["stdout"] == "[REDACTED]\n"
 
 
+def test_a_secret_cut_short_in_an_error_never_surfaces(tmp_path):
+    """jq's error names the value that failed by its first characters and
+    "...": those are a secret too (SPEC 2.1), in the document, the history
+    and the log."""
+    secret = "zz-secret-Val-991"
+    d = write_def(tmp_path, {"name": "cut", "steps": [
+        {"name": "a", "type": "set", "vars": {"x": "${ $secrets.KEY + 1 }"}}]})
+    p = subprocess.run([str(WFO_BIN), "run", str(d)], capture_output=True,
+                       env={"WFO_SECRET_KEY": secret, "PATH": "/usr/bin:/bin"})
+    out, err = p.stdout.decode(), p.stderr.decode()
+    check_no_crash(p.returncode, err)
+    doc = json.loads(out)
+    assert doc["status"] == "failed", out
+    assert doc["error"]["message"] == \
+        "vars: jq: string ([REDACTED]) and number (1) cannot be added", doc["error"]
+    assert "zz-secre" not in out + err
+
+    srv = WfoServer(tmp_path, env={"WFO_SECRET_KEY": secret})
+    srv.launch()
+    try:
+        assert srv.put("/v1/workflows/cut", {"name": "cut", "steps": [
+            {"name": "a", "type": "set", "vars": {"x": "${ $secrets.KEY + 1 }"}}]}).status == 201
+        r = srv.post("/v1/executions?wait=20s", {"workflow": "cut", "id": "cut-1"})
+        assert r.status == 201 and r.json["status"] == "failed", r
+        texts = [r.text, srv.get("/v1/executions/cut-1/history").text]
+    finally:
+        assert srv.stop() == 0
+    texts.append(srv.stderr())
+    assert "[REDACTED]" in texts[1]
+    for t in texts:
+        assert "zz-secre" not in t
+
+
 @pytest.mark.parametrize("cfg,msg", [
     ("secrets: {X: abc}\n", "shorter than 4"),
     ("secrets: {bad-name: abcdefgh}\n", "is not a name"),

@@ -93,13 +93,19 @@ static int wb_read(sqlite3_file *p, void *out, int n, sqlite3_int64 off)
     return REAL(p)->pMethods->xRead(REAL(p), out, n, off);
 }
 
+/* What is buffered, then this write: a write that does not go in the
+ * buffer (W1, W3). */
+static int wb_write_through(struct wb_file *f, const void *data, int n, sqlite3_int64 off)
+{
+    int rc = wb_flush(f);
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xWrite(f->real, data, n, off);
+}
+
 static int wb_write(sqlite3_file *p, const void *data, int n, sqlite3_int64 off)
 {
     struct wb_file *f = (struct wb_file *)p;
     if (!f->wal || n >= WB_CAP)
-        return f->len ? (wb_flush(f) ? SQLITE_IOERR_WRITE
-                                     : f->real->pMethods->xWrite(f->real, data, n, off))
-                      : f->real->pMethods->xWrite(f->real, data, n, off);
+        return wb_write_through(f, data, n, off);
     if (f->len > 0 && (off != f->off + f->len || f->len + n > WB_CAP)) {
         int rc = wb_flush(f);
         if (rc != SQLITE_OK)
@@ -113,8 +119,7 @@ static int wb_write(sqlite3_file *p, const void *data, int n, sqlite3_int64 off)
             cap *= 2;
         char *nb = realloc(f->buf, (size_t)cap);
         if (!nb) /* no room: straight to the file */
-            return wb_flush(f) ? SQLITE_IOERR_WRITE
-                               : f->real->pMethods->xWrite(f->real, data, n, off);
+            return wb_write_through(f, data, n, off);
         f->buf = nb;
         f->cap = cap;
     }

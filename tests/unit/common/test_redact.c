@@ -52,6 +52,36 @@ TEST(redact)
     ok(!wfo_redact_hit("hunter2-secre", 13), "a prefix is no hit");
 }
 
+/* jq shows the value that failed as its JSON text cut short, with "...". */
+TEST(redact_cut_short)
+{
+    struct wfo_buf b = WFO_BUF_INIT;
+    is_int(wfo_redact_add("zz-secret-Val-991"), 0, "added");
+    is_int(wfo_redact_add("q\"uo\ted-secret"), 0, "one with JSON escapes");
+
+    const char *msg = "jq: string (\"zz-secret-...) and number (1) cannot be added";
+    ok(wfo_redact_hit(msg, strlen(msg)), "a value cut short is a hit");
+    wfo_buf_adds(&b, msg);
+    wfo_redact_buf(&b);
+    is_str(b.buf, "jq: string ([REDACTED]) and number (1) cannot be added",
+           "replaced with its dots");
+
+    wfo_buf_reset(&b);
+    wfo_buf_adds(&b, "a (\"q\\\"uo\\t...) b (\"zz-s...) c (\"zz...) d (\"other-valu...)");
+    wfo_redact_buf(&b);
+    is_str(b.buf, "a ([REDACTED]) b ([REDACTED]) c (\"zz...) d (\"other-valu...)",
+           "escapes as JSON writes them, every one, not under 4 characters, not other values");
+
+    wfo_buf_reset(&b);
+    wfo_buf_adds(&b, "object ({\"k\":\"zz-secret-...) and \"zz-secret-Val-991\" ...");
+    wfo_redact_buf(&b);
+    is_str(b.buf, "object ({\"k\":[REDACTED]) and \"[REDACTED]\" ...",
+           "inside an object's text, and beside a whole value");
+    const char *plain = "nothing... to see (\"zz-sec) here...";
+    ok(!wfo_redact_hit(plain, strlen(plain)), "no dots right after a cut value: no hit");
+    wfo_buf_release(&b);
+}
+
 int main(void)
 {
     return tap_run();
