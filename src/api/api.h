@@ -402,6 +402,9 @@ int api_queue_list(struct api *a, struct api_req *req, struct api_resp *resp,
 
 int api_ops_healthz(struct api *a, struct api_req *req, struct api_resp *resp,
                     struct wfo_error *err);
+/* Pings the store: 0 when it answers, else 1 with resp a 503 that says
+ * why (/readyz, and the routes of API_F_STORE). */
+int api_store_down(struct api *a, struct api_resp *resp);
 int api_ops_readyz(struct api *a, struct api_req *req, struct api_resp *resp,
                    struct wfo_error *err);
 int api_ops_metrics(struct api *a, struct api_req *req, struct api_resp *resp,
@@ -433,6 +436,10 @@ struct api_route {
 /* The route's first {param} is an execution id: an execution of another
  * namespace is answered 404 before the handler runs. */
 #define API_F_EXEC 1u
+/* The handler answers from the engine's memory (task leases, queues): the
+ * store is pinged first, so that while it is unreachable the route answers
+ * 503 like every other (SPEC 4) rather than lease what cannot be written. */
+#define API_F_STORE 2u
 const struct api_route *api_routes(int *n);
 
 #endif

@@ -414,6 +414,18 @@ int api_ops_healthz(struct api *a, struct api_req *req, struct api_resp *resp,
     return 0;
 }
 
+int api_store_down(struct api *a, struct api_resp *resp)
+{
+    struct wfo_error e = WFO_ERROR_INIT;
+    int rc = query_ping(a->engine, &e);
+    if (rc == 0)
+        return 0;
+    char msg[600];
+    snprintf(msg, sizeof(msg), "store: %s", e.message);
+    api_resp_error(resp, 503, wfo_error_type(rc), msg);
+    return 1;
+}
+
 int api_ops_readyz(struct api *a, struct api_req *req, struct api_resp *resp, struct wfo_error *err)
 {
     struct wfo_error e = WFO_ERROR_INIT;
@@ -421,12 +433,8 @@ int api_ops_readyz(struct api *a, struct api_req *req, struct api_resp *resp, st
         api_resp_error(resp, 503, "Unavailable", "the server is shutting down");
         return 0;
     }
-    if (query_ping(a->engine, &e) < 0) {
-        char msg[600];
-        snprintf(msg, sizeof(msg), "store: %s", e.message);
-        api_resp_error(resp, 503, "Unavailable", msg);
+    if (api_store_down(a, resp))
         return 0;
-    }
     if (engine_failed(a->engine, &e) < 0) { /* E2: until it recovers; E7 */
         char msg[600];
         snprintf(msg, sizeof(msg), "engine: %s", e.message);

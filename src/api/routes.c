@@ -73,12 +73,12 @@ static const struct api_route routes[] = {
     {"GET", "/v1/subscriptions/{id}", api_subscription_get, API_ADMIN, 0},
     {"DELETE", "/v1/subscriptions/{id}", api_subscription_delete, API_ADMIN, 0},
 
-    {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER, 0},
+    {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER, API_F_STORE},
     {"POST", "/v1/tasks/complete", api_task_complete_many, API_WORKER, 0},
     {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER, 0},
     {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER, 0},
-    {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER, 0},
-    {"GET", "/v1/queues", api_queue_list, API_READER, 0},
+    {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER, API_F_STORE},
+    {"GET", "/v1/queues", api_queue_list, API_READER, API_F_STORE},
 };
 
 const struct api_route *api_routes(int *n)
@@ -1025,6 +1025,8 @@ static int route_find(struct api *a, struct api_req *req, struct api_resp *resp,
         not_implemented(resp, req);
         return 1;
     }
+    if (((*found)->flags & API_F_STORE) && a->engine && api_store_down(a, resp))
+        return 1;
     return forward(a, req, *found, resp);
 }
 

@@ -267,7 +267,7 @@ static int set_tokens(struct server_config *c, const json_t *v, const char *wher
         if (!!token == !!hash) {
             problem(p, where, path, "expected one of token or token_sha256");
             item_bad = 1;
-        } else if (token && strlen(token) < 16) {
+        } else if (token && wfo_utf8_chars(token) < 16) {
             problem(p, where, path, "token: shorter than 16 characters");
             item_bad = 1;
         } else if (hash && !is_hex64(hash)) {

@@ -378,6 +378,19 @@ size_t wfo_utf8_span(const char *s, size_t n)
     return i;
 }
 
+size_t wfo_utf8_chars(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s), i = 0, chars = 0;
+
+    while (i < n) {
+        size_t len = wfo_utf8_len(u + i, n - i);
+        i += len ? len : 1;
+        chars++;
+    }
+    return chars;
+}
+
 size_t wfo_utf8_cut(const char *s, size_t n, size_t max)
 {
     if (n <= max)

@@ -67,6 +67,10 @@ size_t wfo_utf8_len(const unsigned char *s, size_t n);
  * all of it is. */
 size_t wfo_utf8_span(const char *s, size_t n);
 
+/* How many characters s holds (a byte where no valid sequence starts
+ * counts as one). */
+size_t wfo_utf8_chars(const char *s);
+
 /* How many of the n bytes at s to keep to have at most max of them without
  * cutting a UTF-8 sequence in two: n when n <= max, else max or a little
  * less. */

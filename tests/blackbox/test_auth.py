@@ -296,9 +296,11 @@ def test_tokens_on_public_address_answer_401(tmp_path):
         assert srv.stop() == 0
 
 
-def test_short_token_refused_at_start(tmp_path):
+@pytest.mark.parametrize("token", ["fifteen-chars!!", "\u00e9" * 9 + "-x"])
+def test_short_token_refused_at_start(tmp_path, token):
+    """16 characters, not bytes: nine "é" are 18 bytes and 11 characters."""
     cfg = tmp_path / "wfo.yaml"
-    cfg.write_text("auth:\n  tokens:\n    - {token: fifteen-chars!!, role: admin}\n")
+    cfg.write_text(f"auth:\n  tokens:\n    - {{token: {token}, role: admin}}\n")
     p = subprocess.run([str(WFO_BIN), "server", "--config", str(cfg), "--db", "sqlite::memory:",
                         "--listen", f"127.0.0.1:{free_port()}"],
                        capture_output=True, timeout=30)

@@ -60,6 +60,15 @@ def test_database_down_then_back(tmp_path):
         assert r.error["type"] == "StoreError", r
         assert time.monotonic() - t0 < 10, "a read waited for the database"
         assert "password" not in r.text
+        # the routes that answer from memory too: no lease handed out or
+        # extended that could not be written (SPEC 4: every API request)
+        for method, path, body in [
+                ("POST", "/v1/tasks/poll", {"queues": ["q"], "worker": "w"}),
+                ("POST", "/v1/tasks/poll", {"queues": ["q"], "worker": "w", "wait": "1s"}),
+                ("POST", f"/v1/tasks/{done['id']}.1/heartbeat", {"lease": "x" * 32}),
+                ("GET", "/v1/queues", None)]:
+            r = srv.request(method, path, body)
+            assert r.status == 503 and r.error["type"] == "StoreError", (path, r)
 
         admin(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true")
         assert wait_for(lambda: srv.get("/readyz").status == 200), srv.get("/readyz")
