@@ -41,12 +41,12 @@
  * One line per method and pattern. {x} matches one non-empty segment.
  * A pattern that matches the path with another method makes a 405. */
 static const struct api_route routes[] = {
-    {"GET", "/", api_ops_index, API_PUBLIC, 0},
+    {"GET", "/", api_ops_index, API_READER, 0},
     {"GET", "/healthz", api_ops_healthz, API_PUBLIC, 0},
     {"GET", "/readyz", api_ops_readyz, API_PUBLIC, 0},
     {"GET", "/metrics", api_ops_metrics, API_PUBLIC, 0},
-    {"GET", "/v1/openapi.json", api_ops_openapi, API_PUBLIC, 0},
-    {"GET", "/v1/schemas/workflow.json", api_ops_schema, API_PUBLIC, 0},
+    {"GET", "/v1/openapi.json", api_ops_openapi, API_READER, 0},
+    {"GET", "/v1/schemas/workflow.json", api_ops_schema, API_READER, 0},
 
     {"GET", "/v1/workflows", api_workflow_list, API_READER, 0},
     {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER, 0},
@@ -716,14 +716,18 @@ static const char *role_name(enum api_role r)
     return names[r];
 }
 
-/* Who the request is, and whether it may call found: 0, or an error
- * document in resp (401, 403, 404). */
-static int authorize(struct api *a, struct api_req *req, const struct api_route *found,
-                     struct api_resp *resp)
+/* Who the request is: 0, or 401 in resp when tokens are configured and it
+ * has none that is known, unless its path is one that needs none
+ * (/healthz, /readyz, /metrics: `matched` is a public route's pattern).
+ * Runs before the route is known to exist, so that without a token an
+ * unknown route or method is a 401 like any other (SPEC 4: "every other
+ * request is checked"). The page `/` comes with its 401: the browser shows
+ * it, and it asks for a token. */
+static int authenticate(struct api *a, struct api_req *req, const struct api_route *found,
+                        int public_path, struct api_resp *resp)
 {
     const struct api_token *tok = NULL;
     int given = 0;
-    char msg[256];
     req->tok = NULL;
     req->waiting = 0;
     if (a->n_tokens == 0) {
@@ -735,15 +739,30 @@ static int authorize(struct api *a, struct api_req *req, const struct api_route 
     req->ns = tok ? tok->ns : NULL;
     req->who = tok ? tok->name : "anonymous";
     req->tok = (struct api_token *)tok; /* its counter is the one mutable part */
-    if (found->role == API_PUBLIC)
+    if (tok || public_path)
         return 0;
-    if (!tok) {
+    if (found && found->fn == api_ops_index) {
+        struct wfo_error err = WFO_ERROR_INIT;
+        api_ops_index(a, req, resp, &err);
+        resp->status = 401;
+    } else {
         api_resp_error(resp, 401, wfo_error_type(WFO_EUNAUTH),
                        given ? "unknown token (expected Authorization: Bearer TOKEN)"
                              : "a token is required (Authorization: Bearer TOKEN)");
-        resp->challenge = 1;
-        return -1;
     }
+    resp->challenge = 1;
+    return -1;
+}
+
+/* Whether who authenticate() found may call found: 0, or an error
+ * document in resp (403, 404). */
+static int authorize(struct api *a, struct api_req *req, const struct api_route *found,
+                     struct api_resp *resp)
+{
+    const struct api_token *tok = req->tok;
+    char msg[256];
+    if (a->n_tokens == 0 || found->role == API_PUBLIC)
+        return 0;
     if (tok->role < found->role) {
         snprintf(msg, sizeof(msg), "role %s may not %s %s (it needs %s)", role_name(tok->role),
                  req->method, found->pattern, role_name(found->role));
@@ -979,11 +998,6 @@ static int route_find(struct api *a, struct api_req *req, struct api_resp *resp,
     *found = NULL;
     *matched = NULL;
     memset(resp, 0, sizeof(*resp));
-    if (req->bad_target == 2) {
-        api_resp_error(resp, 400, "BadRequest",
-                       "request target: bad %-escape, NUL byte or invalid UTF-8");
-        return 1;
-    }
     if (!req->bad_target) {
         for (size_t i = 0; i < WFO_ARRAY_SIZE(routes); i++) {
             if (!route_match(routes[i].pattern, req))
@@ -999,6 +1013,16 @@ static int route_find(struct api *a, struct api_req *req, struct api_resp *resp,
             if (strcmp(routes[i].method, "GET") == 0)
                 add_allow(allow, sizeof(allow), "HEAD");
         }
+    }
+    int public_path = 0;
+    for (size_t i = 0; *matched && i < WFO_ARRAY_SIZE(routes); i++)
+        public_path |= routes[i].role == API_PUBLIC && strcmp(routes[i].pattern, *matched) == 0;
+    if (authenticate(a, req, *found, public_path, resp) < 0)
+        return 1;
+    if (req->bad_target == 2) {
+        api_resp_error(resp, 400, "BadRequest",
+                       "request target: bad %-escape, NUL byte or invalid UTF-8");
+        return 1;
     }
     if (!*found && allow[0]) {
         char msg[256];

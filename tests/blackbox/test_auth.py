@@ -135,10 +135,36 @@ def test_route_matrix(srv, matrix_exec, method, path, body, least):
 
 
 def test_public_routes_need_no_token(srv):
-    for path in ("/healthz", "/readyz", "/metrics", "/"):
+    for path in ("/healthz", "/readyz", "/metrics"):
         assert srv.get(path).status == 200, path
     # a bad token on a public route is simply anonymous
     assert req(srv, "GET", "/healthz", "bogus-bogus-bogus-bogus").status == 200
+    # a public path with another method: 405, still without a token
+    assert req(srv, "POST", "/healthz").status == 405
+
+
+def test_every_other_request_is_checked(srv):
+    """SPEC 4: with tokens configured, every request but /healthz, /readyz
+    and /metrics needs one, whether or not its route exists."""
+    for method, path in [("GET", "/v1/openapi.json"), ("GET", "/v1/schemas/workflow.json"),
+                         ("GET", "/v1/nope"), ("PATCH", "/v1/executions"),
+                         ("DELETE", "/healthz/x"), ("GET", "/v1/executions/%zz"),
+                         ("GET", "/")]:
+        for tok in (None, "bogus-bogus-bogus-bogus"):
+            r = req(srv, method, path, tok)
+            assert r.status == 401, (method, path, tok, r)
+            assert r.headers.get("www-authenticate") == "Bearer", r
+    # the page comes with its 401: a browser shows it, and it asks for a token
+    r = req(srv, "GET", "/")
+    assert "text/html" in r.headers["content-type"] and "<html" in r.text
+    # with a token: the answers of a known caller
+    tok = TOKENS["reader"]
+    assert req(srv, "GET", "/v1/openapi.json", tok).status == 200
+    assert req(srv, "GET", "/v1/schemas/workflow.json", tok).status == 200
+    assert req(srv, "GET", "/", tok).status == 200
+    assert req(srv, "GET", "/v1/nope", tok).status == 404
+    assert req(srv, "PATCH", "/v1/executions", tok).status == 405
+    assert req(srv, "GET", "/v1/executions/%zz", tok).status == 400
 
 
 def test_foreign_namespace_is_404(srv):
