@@ -197,8 +197,11 @@ int api_try_now(struct api *a, struct api_req *req, struct api_resp *resp);
 int api_begin(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l);
 void api_end(struct api *a, struct api_req *req, struct api_resp *resp, struct api_later *l);
 
-/* The 413 of a body over limit bytes (recorded like api_handle's). */
-void api_too_large(struct api *a, struct api_req *req, struct api_resp *resp, size_t limit);
+/* A request refused before it is read to its end (a body over the limit:
+ * 413; conflicting lengths: 400): the error document of code with msg,
+ * recorded like api_handle's answers. */
+void api_refuse(struct api *a, struct api_req *req, struct api_resp *resp, int status, int code,
+                const char *msg);
 
 /* ---- the HTTP server (http.c) ---- */
 

@@ -149,7 +149,8 @@ enum http_req_state {
 struct http_req {
     struct wfo_buf body;
     int too_big;
-    uint64_t dropped; /* body bytes read and dropped after too_big */
+    uint64_t dropped;       /* body bytes read and dropped after too_big */
+    const char *bad_length; /* why its framing is refused (400), or NULL */
     int64_t t0;
     enum http_req_state state;
     /* from (3) to the response queued */
@@ -431,6 +432,38 @@ static int parse_length(const char *s, uint64_t *out)
     return 0;
 }
 
+struct length_count {
+    const char *first;
+    int differ;
+};
+
+static enum MHD_Result count_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct length_count *n = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0 && n->first && value &&
+        strcmp(n->first, value) != 0)
+        n->differ = 1;
+    return MHD_YES;
+}
+
+/* Why the request's body cannot be framed without guessing, or NULL:
+ * two Content-Length headers that differ (libmicrohttpd takes the first,
+ * a proxy in front may take the other: request smuggling), or one beside
+ * Transfer-Encoding (RFC 9112 6.3: an error a server ought to refuse). */
+static const char *bad_length(struct MHD_Connection *c, const char *cl)
+{
+    if (!cl)
+        return NULL;
+    struct length_count n = {cl, 0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_length, &n);
+    if (n.differ)
+        return "request: Content-Length headers that differ";
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return "request: Content-Length beside Transfer-Encoding";
+    return NULL;
+}
+
 static void log_request(const struct api_req *req, int status, int64_t t0)
 {
     if (wfo_log_enabled(WFO_LOG_DEBUG))
@@ -559,6 +592,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         uint64_t n;
+        if ((rq->bad_length = bad_length(c, cl))) {
+            rq->too_big = 1; /* answered now; the body, if any, dropped */
+            goto answer;
+        }
         if (!cl || parse_length(cl, &n) < 0)
             return MHD_YES;
         if (n <= s->body_max) {
@@ -609,8 +646,12 @@ answer:
     rq->req.gone = conn_gone;
     rq->req.conn = c;
     rq->have_resp = 1;
-    if (rq->too_big) {
-        api_too_large(s->api, &rq->req, &rq->resp, s->body_max);
+    if (rq->bad_length) {
+        api_refuse(s->api, &rq->req, &rq->resp, 400, WFO_EINVAL, rq->bad_length);
+    } else if (rq->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the body is larger than the limit of %zu bytes", s->body_max);
+        api_refuse(s->api, &rq->req, &rq->resp, 413, WFO_ETOOBIG, msg);
     } else {
         rq->req.body = rq->body.len ? rq->body.buf : NULL;
         rq->req.body_len = rq->body.len;

@@ -1201,17 +1201,16 @@ void api_end(struct api *a, struct api_req *req, struct api_resp *resp, struct a
     route_done(a, req, resp, l->route, NULL, 1, rc, &err, l->t0);
 }
 
-void api_too_large(struct api *a, struct api_req *req, struct api_resp *resp, size_t limit)
+void api_refuse(struct api *a, struct api_req *req, struct api_resp *resp, int status, int code,
+                const char *msg)
 {
     const struct api_route *found = NULL;
-    char msg[128];
     memset(resp, 0, sizeof(*resp));
     for (size_t i = 0; i < WFO_ARRAY_SIZE(routes) && !req->bad_target && !found; i++)
         if (route_match(routes[i].pattern, req) && strcmp(routes[i].method, req->method) == 0)
             found = &routes[i];
-    snprintf(msg, sizeof(msg), "the body is larger than the limit of %zu bytes", limit);
-    api_resp_error(resp, 413, wfo_error_type(WFO_ETOOBIG), msg);
+    api_resp_error(resp, status, wfo_error_type(code), msg);
     if (a->metrics)
         api_metrics_http(a->metrics, found ? found->method : NULL,
-                         found ? found->pattern : "unmatched", 413, 0);
+                         found ? found->pattern : "unmatched", status, 0);
 }

@@ -200,6 +200,29 @@ def test_chunked_body_under_limit(server):
         assert status == 201, body
 
 
+@pytest.mark.parametrize("headers,why", [
+    (b"Content-Length: 12\r\nContent-Length: 13\r\n", "Content-Length headers that differ"),
+    (b"Content-Length: 12\r\nTransfer-Encoding: chunked\r\n",
+     "Content-Length beside Transfer-Encoding"),
+])
+def test_ambiguous_framing_is_400(server, headers, why):
+    """A body whose length depends on which header one believes (a proxy in
+    front may believe the other: request smuggling) is refused, in JSON,
+    and the connection closed; one length given twice is fine."""
+    with socket.create_connection((server.host, server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  + headers + b"\r\n" + b'{"type":"x"}X')
+        status, hdrs, body = recv_response(s, timeout=10)
+    assert status == 400, (status, body)
+    e = json.loads(body)["error"]
+    assert e["type"] == "BadRequest" and why in e["message"], e
+    with socket.create_connection((server.host, server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 12\r\nContent-Length: 12\r\n\r\n" + b'{"type":"x"}')
+        status, _, body = recv_response(s, timeout=10)
+    assert status == 202, body
+
+
 def test_configured_limit(tmp_path):
     srv = WfoServer(tmp_path, env={"WFO_BODY_BYTES": "2048"})
     srv.launch()
