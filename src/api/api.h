@@ -434,7 +434,8 @@ struct api_route {
     const char *pattern;
     api_handler fn; /* NULL: not implemented yet (501) */
     enum api_role role;
-    unsigned flags; /* API_F_* */
+    unsigned flags;    /* API_F_* */
+    const char *query; /* the query parameters it reads ("a,b"); NULL: none */
 };
 /* The route's first {param} is an execution id: an execution of another
  * namespace is answered 404 before the handler runs. */

@@ -41,44 +41,47 @@
  * One line per method and pattern. {x} matches one non-empty segment.
  * A pattern that matches the path with another method makes a 405. */
 static const struct api_route routes[] = {
-    {"GET", "/", api_ops_index, API_READER, 0},
-    {"GET", "/healthz", api_ops_healthz, API_PUBLIC, 0},
-    {"GET", "/readyz", api_ops_readyz, API_PUBLIC, 0},
-    {"GET", "/metrics", api_ops_metrics, API_PUBLIC, 0},
-    {"GET", "/v1/openapi.json", api_ops_openapi, API_READER, 0},
-    {"GET", "/v1/schemas/workflow.json", api_ops_schema, API_READER, 0},
+    {"GET", "/", api_ops_index, API_READER, 0, NULL},
+    {"GET", "/healthz", api_ops_healthz, API_PUBLIC, 0, NULL},
+    {"GET", "/readyz", api_ops_readyz, API_PUBLIC, 0, NULL},
+    {"GET", "/metrics", api_ops_metrics, API_PUBLIC, 0, NULL},
+    {"GET", "/v1/openapi.json", api_ops_openapi, API_READER, 0, NULL},
+    {"GET", "/v1/schemas/workflow.json", api_ops_schema, API_READER, 0, NULL},
 
-    {"GET", "/v1/workflows", api_workflow_list, API_READER, 0},
-    {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER, 0},
-    {"PUT", "/v1/workflows/{name}", api_workflow_put, API_ADMIN, 0},
-    {"DELETE", "/v1/workflows/{name}", api_workflow_delete, API_ADMIN, 0},
-    {"GET", "/v1/workflows/{name}/versions/{version}", api_workflow_version, API_READER, 0},
+    {"GET", "/v1/workflows", api_workflow_list, API_READER, 0, NULL},
+    {"GET", "/v1/workflows/{name}", api_workflow_get, API_READER, 0, NULL},
+    {"PUT", "/v1/workflows/{name}", api_workflow_put, API_ADMIN, 0, NULL},
+    {"DELETE", "/v1/workflows/{name}", api_workflow_delete, API_ADMIN, 0, NULL},
+    {"GET", "/v1/workflows/{name}/versions/{version}", api_workflow_version, API_READER, 0, NULL},
 
-    {"POST", "/v1/executions", api_execution_start, API_OPERATOR, 0},
-    {"GET", "/v1/executions", api_execution_list, API_READER, 0},
-    {"GET", "/v1/executions/{id}", api_execution_get, API_READER, API_F_EXEC},
-    {"DELETE", "/v1/executions/{id}", api_execution_delete, API_OPERATOR, API_F_EXEC},
-    {"GET", "/v1/executions/{id}/history", api_execution_history, API_READER, API_F_EXEC},
-    {"POST", "/v1/executions/{id}/cancel", api_execution_cancel, API_OPERATOR, API_F_EXEC},
-    {"POST", "/v1/executions/{id}/terminate", api_execution_terminate, API_OPERATOR, API_F_EXEC},
-    {"POST", "/v1/executions/{id}/pause", api_execution_pause, API_OPERATOR, API_F_EXEC},
-    {"POST", "/v1/executions/{id}/resume", api_execution_resume, API_OPERATOR, API_F_EXEC},
-    {"POST", "/v1/executions/{id}/retry", api_execution_retry, API_OPERATOR, API_F_EXEC},
-    {"POST", "/v1/executions/{id}/signals/{name}", api_execution_signal, API_OPERATOR, API_F_EXEC},
+    {"POST", "/v1/executions", api_execution_start, API_OPERATOR, 0, "wait"},
+    {"GET", "/v1/executions", api_execution_list, API_READER, 0,
+     "workflow,status,created_after,created_before,limit,cursor"},
+    {"GET", "/v1/executions/{id}", api_execution_get, API_READER, API_F_EXEC, "wait"},
+    {"DELETE", "/v1/executions/{id}", api_execution_delete, API_OPERATOR, API_F_EXEC, NULL},
+    {"GET", "/v1/executions/{id}/history", api_execution_history, API_READER, API_F_EXEC, NULL},
+    {"POST", "/v1/executions/{id}/cancel", api_execution_cancel, API_OPERATOR, API_F_EXEC, NULL},
+    {"POST", "/v1/executions/{id}/terminate", api_execution_terminate, API_OPERATOR, API_F_EXEC,
+     NULL},
+    {"POST", "/v1/executions/{id}/pause", api_execution_pause, API_OPERATOR, API_F_EXEC, NULL},
+    {"POST", "/v1/executions/{id}/resume", api_execution_resume, API_OPERATOR, API_F_EXEC, NULL},
+    {"POST", "/v1/executions/{id}/retry", api_execution_retry, API_OPERATOR, API_F_EXEC, NULL},
+    {"POST", "/v1/executions/{id}/signals/{name}", api_execution_signal, API_OPERATOR, API_F_EXEC,
+     NULL},
 
-    {"POST", "/v1/events", api_event_post, API_OPERATOR, 0},
-    {"GET", "/v1/events/stream", api_event_stream, API_READER, 0},
-    {"POST", "/v1/subscriptions", api_subscription_add, API_ADMIN, 0},
-    {"GET", "/v1/subscriptions", api_subscription_list, API_ADMIN, 0},
-    {"GET", "/v1/subscriptions/{id}", api_subscription_get, API_ADMIN, 0},
-    {"DELETE", "/v1/subscriptions/{id}", api_subscription_delete, API_ADMIN, 0},
+    {"POST", "/v1/events", api_event_post, API_OPERATOR, 0, NULL},
+    {"GET", "/v1/events/stream", api_event_stream, API_READER, 0, "types,execution"},
+    {"POST", "/v1/subscriptions", api_subscription_add, API_ADMIN, 0, NULL},
+    {"GET", "/v1/subscriptions", api_subscription_list, API_ADMIN, 0, NULL},
+    {"GET", "/v1/subscriptions/{id}", api_subscription_get, API_ADMIN, 0, NULL},
+    {"DELETE", "/v1/subscriptions/{id}", api_subscription_delete, API_ADMIN, 0, NULL},
 
-    {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER, API_F_STORE},
-    {"POST", "/v1/tasks/complete", api_task_complete_many, API_WORKER, 0},
-    {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER, 0},
-    {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER, 0},
-    {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER, API_F_STORE},
-    {"GET", "/v1/queues", api_queue_list, API_READER, API_F_STORE},
+    {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER, API_F_STORE, NULL},
+    {"POST", "/v1/tasks/complete", api_task_complete_many, API_WORKER, 0, NULL},
+    {"POST", "/v1/tasks/{task_id}/complete", api_task_complete, API_WORKER, 0, NULL},
+    {"POST", "/v1/tasks/{task_id}/fail", api_task_fail, API_WORKER, 0, NULL},
+    {"POST", "/v1/tasks/{task_id}/heartbeat", api_task_heartbeat, API_WORKER, API_F_STORE, NULL},
+    {"GET", "/v1/queues", api_queue_list, API_READER, API_F_STORE, NULL},
 };
 
 const struct api_route *api_routes(int *n)
@@ -985,6 +988,41 @@ static void audit(struct api *a, const struct api_req *req, const struct api_rou
         api_metrics_audit(a->metrics, found->method, found->pattern, outcome);
 }
 
+/* Every query parameter of req is one that found reads, once: 0, or a 400
+ * in resp that names the first that is not (`?workfow=x` would list
+ * everything; SPEC 4 answers an unknown field so). */
+static int query_known(const struct api_req *req, const struct api_route *found,
+                       struct api_resp *resp)
+{
+    char msg[512];
+    for (int i = 0; i < req->n_query; i++) {
+        const char *k = req->query[i].key, *known = found->query ? found->query : "";
+        size_t n = strlen(k);
+        int ok = 0;
+        for (const char *p = known; *p && !ok; p += strcspn(p, ","), p += *p == ',')
+            ok = strncmp(p, k, n) == 0 && (p[n] == ',' || p[n] == '\0') && n > 0;
+        if (!ok) {
+            char list[256] = "none";
+            for (size_t at = 0, j = 0; known[j] && at + 3 < sizeof(list); j++) {
+                list[at++] = known[j];
+                if (known[j] == ',')
+                    list[at++] = ' ';
+                list[at] = '\0';
+            }
+            snprintf(msg, sizeof(msg), "%.200s: unknown query parameter (expected %s)", k, list);
+            api_resp_error(resp, 400, "BadRequest", msg);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (strcmp(req->query[j].key, k) == 0) {
+                snprintf(msg, sizeof(msg), "%.200s: query parameter given twice", k);
+                api_resp_error(resp, 400, "BadRequest", msg);
+                return -1;
+            }
+    }
+    return 0;
+}
+
 /* The route of req, its parameters set: 0 with *found, or 1 when resp
  * already holds the answer (no route, 405, refused, stopping, forwarded
  * to another node). *matched: a pattern that matched the path (for a
@@ -1049,6 +1087,8 @@ static int route_find(struct api *a, struct api_req *req, struct api_resp *resp,
         not_implemented(resp, req);
         return 1;
     }
+    if (query_known(req, *found, resp) < 0)
+        return 1;
     if (((*found)->flags & API_F_STORE) && a->engine && api_store_down(a, resp))
         return 1;
     return forward(a, req, *found, resp);

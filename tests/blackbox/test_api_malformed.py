@@ -223,6 +223,25 @@ def test_ambiguous_framing_is_400(server, headers, why):
     assert status == 202, body
 
 
+@pytest.mark.parametrize("target,msg", [
+    ("/v1/executions?workfow=x", "workfow: unknown query parameter (expected workflow, status,"),
+    ("/v1/executions?limit=5&limit=6", "limit: query parameter given twice"),
+    ("/v1/executions/some-id?wiat=1s", "wiat: unknown query parameter (expected wait)"),
+    ("/v1/workflows?limit=5", "limit: unknown query parameter (expected none)"),
+    ("/v1/queues?x", "x: unknown query parameter (expected none)"),
+])
+def test_unknown_query_parameter_is_400(server, target, msg):
+    """A query parameter the route does not read is refused, named, like an
+    unknown body field: a typo in a filter would otherwise list everything."""
+    r = server.get(target)
+    assert r.status == 400 and msg in r.error["message"], r
+
+
+def test_known_query_parameters_are_read(server):
+    assert server.get("/v1/executions?workflow=x&status=completed&limit=5").status == 200
+    assert server.get("/v1/executions/none-such?wait=10ms").status == 404
+
+
 def test_configured_limit(tmp_path):
     srv = WfoServer(tmp_path, env={"WFO_BODY_BYTES": "2048"})
     srv.launch()
