@@ -49,6 +49,50 @@ async function call(base, method, p, body, headers = {}) {
   return j;
 }
 
+// A server with tokens: the page comes with a 401 (SPEC 4: every request
+// but /healthz, /readyz and /metrics is checked), shows, and asks for the
+// token; once given, its own calls send it and the list fills.
+async function withTokens(browser, dir, env) {
+  const token = "browser-reader-token-0123";
+  const cfg = path.join(dir, "auth.yaml");
+  fs.writeFileSync(cfg, "auth:\n  tokens:\n" +
+    `    - {token: ${token}, namespace: default, role: reader, name: browser}\n` +
+    "    - {token: browser-admin-token-0123, namespace: default, role: admin, name: setup}\n");
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const errLog = fs.openSync(path.join(dir, "auth.err"), "a");
+  const srv = spawn(WFO, ["server", "--config", cfg, "--listen", `127.0.0.1:${port}`,
+                          "--db", `sqlite:${path.join(dir, "auth.db")}`],
+                    {stdio: ["ignore", "ignore", errLog], env, cwd: dir});
+  try {
+    for (let i = 0; ; i++) {
+      try { await call(base, "GET", "/healthz"); break; } catch (e) {
+        if (i > 300 || srv.exitCode !== null) throw new Error("server with tokens did not start: " + fs.readFileSync(path.join(dir, "auth.err"), "utf8"));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const admin = {Authorization: "Bearer browser-admin-token-0123"};
+    await call(base, "PUT", "/v1/workflows/tok", {name: "tok", steps: [{name: "s", type: "set", vars: {a: 1}}]}, admin);
+    await call(base, "POST", "/v1/executions?wait=10s", {workflow: "tok", id: "tok-run-1"}, admin);
+    const page = await browser.newPage({viewport: {width: 1400, height: 900}});
+    const resp = await page.goto(base + "/");
+    ok(resp.status() === 401 && (await page.locator("#token").count()) === 1,
+       `with tokens the page comes with a 401 (${resp.status()}) and shows its token field`);
+    await page.waitForFunction(() => document.querySelector("#list-msg").textContent.includes("token"), null, {timeout: 10000});
+    ok((await page.locator("#list").textContent()) === "", "without a token its calls are refused: no execution listed");
+    await page.fill("#token", token);
+    await page.locator("#token").dispatchEvent("change");
+    await page.waitForFunction(() => document.querySelector("#list").textContent.includes("tok-run-1"), null, {timeout: 10000});
+    ok(true, "with the token typed, its calls send it and the list shows the execution");
+    await page.close();
+  } finally {
+    srv.kill("SIGTERM");
+    const code = await new Promise((r) => (srv.exitCode !== null ? r(srv.exitCode) : srv.on("exit", (c) => r(c))));
+    const err = fs.readFileSync(path.join(dir, "auth.err"), "utf8");
+    ok(code === 0 && !CRASH.test(err), `the server with tokens stopped cleanly (exit ${code})`);
+  }
+}
+
 async function main() {
   const {chromium} = await import("playwright-core");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wfo-browser-"));
@@ -179,6 +223,7 @@ async function main() {
     await page.screenshot({path: path.join(SHOTS, "waiting.png")});
     ok(waiting.status === "running", "the waiting execution is still running");
     ok(jsErrors.length === 0, "no script error on the page " + jsErrors.join("; "));
+    await withTokens(browser, dir, env);
   } finally {
     if (browser) await browser.close();
     srv.kill("SIGTERM");
