@@ -132,7 +132,10 @@ TEST(auth)
            200, "healthz needs no token");
     is_int(handle_as(a, NULL, "GET", "/no/such/route", NULL, type, sizeof(type), &ch, who,
                      sizeof(who)),
-           404, "an unknown route is 404 before any token check");
+           401, "an unknown route without a token is 401: the token is checked first");
+    is_int(handle_as(a, "Bearer reader-token-0000001", "GET", "/no/such/route", NULL, type,
+                     sizeof(type), &ch, who, sizeof(who)),
+           404, "with a token it is 404");
     api_free(a);
 
     struct api_token_conf bad[] = {{"abc", "x", "admin", NULL}};
