@@ -74,6 +74,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -877,7 +878,7 @@ const char *http_server_address(const struct http_server *s)
 
 /* Stops accepting and frees the address at once (a restarted server
  * listens on it): an eventfd, never readable, takes the listen socket's
- * descriptor (dup2), so the socket is closed and leaves every epoll set,
+ * descriptor (dup3), so the socket is closed and leaves every epoll set,
  * and libmicrohttpd, which still holds the number, closes the eventfd at
  * MHD_stop_daemon. MHD_quiesce_daemon would be the documented way, but
  * with an epoll thread pool libmicrohttpd 0.9.75 (and 0.9.77) takes the
@@ -887,7 +888,7 @@ const char *http_server_address(const struct http_server *s)
 static void listen_close(struct http_server *s)
 {
     int never = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (never >= 0 && dup2(never, s->fd) >= 0) {
+    if (never >= 0 && dup3(never, s->fd, O_CLOEXEC) >= 0) {
         close(never);
         return;
     }
