@@ -518,6 +518,14 @@ static void do_start(struct wfo_engine *e, struct cmd *c)
         return;
     }
     if (rc == 1) {
+        if (s.same && x) {
+            /* in memory: perhaps made by a round not yet committed, whose
+             * row the caller would not find (404): answered after this
+             * round's commit, which follows that one's (E1) */
+            if (c->reply)
+                c->reply->created = 0;
+            return;
+        }
         if (s.same) {
             if (c->reply)
                 c->reply->created = 0;

@@ -341,6 +341,30 @@ def test_start_idempotent_by_id(server):
     assert [e["id"] for e in lst].count(eid) == 1
 
 
+def test_concurrent_starts_of_one_id(server):
+    """Six starts of one id at once: one 201, five 200 with the execution
+    (SPEC 3). A start that found the execution in memory, made by a round
+    not yet committed, read the store too early and answered 404."""
+    name = unique("idem-race")
+    server.put_workflow({"name": name, "steps": [{"name": "nap", "type": "sleep",
+                                                  "duration": "50ms"}]})
+    odd = []
+    for k in range(40):
+        eid = unique(f"race-{k}")
+        got = [None] * 6
+
+        def start(i, eid=eid, got=got):
+            got[i] = server.post("/v1/executions", {"workflow": name, "input": {"k": k},
+                                                    "id": eid})
+        ths = [threading.Thread(target=start, args=(i,)) for i in range(6)]
+        [t.start() for t in ths]
+        [t.join(30) for t in ths]
+        codes = sorted(r.status for r in got)
+        if codes != [200] * 5 + [201] or any(r.json["id"] != eid for r in got):
+            odd.append((eid, [(r.status, r.text[:120]) for r in got]))
+    assert not odd, odd[:3]
+
+
 def test_start_wait_until_end(server):
     name = unique("wait")
     server.put_workflow(set_workflow(name))
