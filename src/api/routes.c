@@ -796,7 +796,9 @@ static int authorize(struct api *a, struct api_req *req, const struct api_route 
  * answer (a takeover under way) is served from the store here; a change
  * gets 503. docs/operations/scaling.md#several-nodes. */
 
-#define FORWARD_TIMEOUT_MS 30000
+/* A forwarded request waits for its answer a shard lease and this much
+ * (and its ?wait=): longer, and the owner has lost the shard anyway. */
+#define FORWARD_SLACK_MS 2000
 
 /* The execution a request is about, when it names one: the {id} of an
  * execution route, the execution of a task id (EXECID.TOKEN), or the
@@ -843,7 +845,8 @@ int api_forward(struct api *a, const struct api_req *req, const char *url, const
                                .n_headers = n,
                                .body = body,
                                .body_len = body_len,
-                               .timeout_ms = timeout_ms};
+                               .timeout_ms = timeout_ms,
+                               .cancel = &a->stopping}; /* a shutdown is not held up */
     return httpc_do(&hr, res, err);
 }
 
@@ -852,49 +855,63 @@ int api_forward(struct api *a, const struct api_req *req, const char *url, const
 static int forward(struct api *a, struct api_req *req, const struct api_route *found,
                    struct api_resp *resp)
 {
-    char idbuf[WFO_EXEC_ID_SIZE], owner[512];
+    char idbuf[WFO_EXEC_ID_SIZE], owner[512], first[512] = "";
     struct wfo_error err = WFO_ERROR_INIT;
     const char *id;
     if (!a->engine || !engine_clustered(a->engine) || api_header(req, "X-Wfo-Forwarded") ||
         !(id = request_exec(found, req, idbuf, sizeof(idbuf))))
         return 0;
     int reads = strcmp(found->method, "GET") == 0;
-    int rc = query_owner(a->engine, id, owner, sizeof(owner), &err);
-    if (rc == 1 || (rc < 0 && reads))
-        return 0;
-    if (rc < 0) {
-        api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), err.message);
-        return 1;
-    }
-    struct wfo_buf url = WFO_BUF_INIT;
-    wfo_buf_adds(&url, owner);
-    wfo_buf_adds(&url, req->path);
-    int64_t timeout = FORWARD_TIMEOUT_MS;
-    for (int i = 0; i < req->n_query; i++) {
-        wfo_buf_addch(&url, i ? '&' : '?');
-        httpc_escape(&url, req->query[i].key);
-        wfo_buf_addch(&url, '=');
-        httpc_escape(&url, req->query[i].value);
-        if (strcmp(req->query[i].key, "wait") == 0)
-            timeout = a->opt.max_wait_ms + FORWARD_TIMEOUT_MS;
-    }
-    struct httpc_response res = {0};
-    rc = api_forward(a, req, url.buf, req->body, req->body_len, timeout, &res, &err);
-    wfo_buf_release(&url);
-    if (rc < 0) {
-        httpc_response_release(&res);
-        if (reads)
+    /* an owner that does not answer within a shard lease (stopped, cut
+     * off) is asked once more if its shard has moved on since */
+    for (int tries = 0;; tries++) {
+        int rc = query_owner(a->engine, id, owner, sizeof(owner), &err);
+        if (rc == 1 || (rc < 0 && reads))
             return 0;
-        char msg[1400];
-        snprintf(msg, sizeof(msg), "execution '%s' is served by node %s, which did not answer: %s",
-                 id, owner, err.message);
-        api_resp_error(resp, 503, "Unavailable", msg);
-        return 1;
+        if (rc < 0) {
+            api_resp_error(resp, wfo_error_http_status(rc), wfo_error_type(rc), err.message);
+            return 1;
+        }
+        if (tries > 0 && strcmp(owner, first) == 0)
+            break; /* the same node, still silent */
+        snprintf(first, sizeof(first), "%s", owner);
+        struct wfo_buf url = WFO_BUF_INIT;
+        wfo_buf_adds(&url, owner);
+        wfo_buf_adds(&url, req->path);
+        int64_t timeout = engine_shard_lease(a->engine) + FORWARD_SLACK_MS;
+        for (int i = 0; i < req->n_query; i++) {
+            wfo_buf_addch(&url, i ? '&' : '?');
+            httpc_escape(&url, req->query[i].key);
+            wfo_buf_addch(&url, '=');
+            httpc_escape(&url, req->query[i].value);
+            if (strcmp(req->query[i].key, "wait") == 0)
+                timeout += a->opt.max_wait_ms;
+        }
+        struct httpc_response res = {0};
+        rc = api_forward(a, req, url.buf, req->body, req->body_len, timeout, &res, &err);
+        wfo_buf_release(&url);
+        if (rc == 0) {
+            resp->status = (int)res.status;
+            resp->text = wfo_buf_detach(&res.body, &resp->text_len);
+            resp->content_type = "application/json";
+            httpc_response_release(&res);
+            return 1;
+        }
+        httpc_response_release(&res);
+        if (atomic_load(&a->stopping) || rc != WFO_ETIMEOUT || tries > 0)
+            break;
     }
-    resp->status = (int)res.status;
-    resp->text = wfo_buf_detach(&res.body, &resp->text_len);
-    resp->content_type = "application/json";
-    httpc_response_release(&res);
+    if (reads)
+        return 0; /* served from the store here */
+    char msg[1400];
+    if (atomic_load(&a->stopping))
+        snprintf(msg, sizeof(msg), "the server is shutting down");
+    else
+        snprintf(msg, sizeof(msg),
+                 "execution '%s' is served by node %s, which did not answer: %s (whether it "
+                 "acted is not known)",
+                 id, owner, err.message);
+    api_resp_error(resp, 503, "Unavailable", msg);
     return 1;
 }
 

@@ -174,8 +174,9 @@ struct wfo_engine {
     store_shardset shards;
     int64_t epochs[STORE_SHARDS];
     int64_t next_renew;
-    int64_t shard_lease_ms;      /* how long a claim or renewal holds a shard */
-    _Atomic store_shardset held; /* e->shards, for other threads (fresh ids) */
+    int64_t shard_lease_ms;                    /* how long a claim or renewal holds a shard */
+    _Atomic store_shardset held;               /* e->shards, for other threads (fresh ids) */
+    _Atomic int64_t held_epochs[STORE_SHARDS]; /* e->epochs, for other threads (signals) */
     /* a cluster (E8): several nodes share the store and its shards */
     int cluster;
     char *node_url;     /* where the other nodes reach this one's API (under mu) */

@@ -419,12 +419,16 @@ int engine_signal(struct wfo_engine *e, const char *ns, const char *exec_id, con
     char id[WFO_ID_SIZE];
     wfo_id_new(id);
     char *text = data ? wfo_json_dumps(data) : NULL;
+    /* fenced like a batch: written only while this engine holds the
+     * execution's shard at the epoch it claimed */
     struct store_signal row = {
         .id = id,
         .exec_id = exec_id,
         .name = name,
         .data = text,
         .time = wfo_now_ms(),
+        .owner = e->owner,
+        .epoch = atomic_load(&e->held_epochs[store_shard_of(exec_id)]),
     };
     rc = e->store->ops->put_signal(e->store, &row, err);
     if (rc == 0) {

@@ -205,6 +205,7 @@ static int claim_cb(void *ud, const struct store_shard *r)
     if (r->owner && strcmp(r->owner, c->e->owner) == 0) {
         c->held |= (store_shardset)1 << r->shard;
         c->e->epochs[r->shard] = r->epoch;
+        atomic_store(&c->e->held_epochs[r->shard], r->epoch);
     }
     return 0;
 }

@@ -222,6 +222,13 @@ struct store_signal {
     const char *name;
     const char *data; /* JSON text or NULL */
     int64_t time;
+    /* put_signal: when not NULL, the signal is written only while the
+     * execution's shard is owned by owner at epoch, checked in the same
+     * transaction as a batch's shards are (else WFO_EFENCED): a node that
+     * was stopped while another took the execution over cannot queue a
+     * signal its client was already told failed. */
+    const char *owner;
+    int64_t epoch;
 };
 
 #define STORE_HAS_NODES 1 /* beat_node, list_nodes */

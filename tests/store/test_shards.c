@@ -489,6 +489,51 @@ TEST(fencing)
 }
 
 /* The fault wrapper: an injected claim or release fault changes no shard. */
+static int count_signal(void *ud, const struct store_signal *r)
+{
+    (void)r;
+    ++*(int *)ud;
+    return 0;
+}
+
+/* A signal names its owner and epoch: written only while that owner holds
+ * the execution's shard at that epoch, as a batch is (a node stopped while
+ * another took the execution over cannot queue it late). */
+TEST(signal_fencing)
+{
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct store_batch b;
+    char url[600];
+    struct shards ga;
+    struct store *s = suite_open_bare(suite_url(url, sizeof(url), "sigfence"));
+    const char *x = id_in(3, "sg");
+    int n = 0;
+
+    store_batch_init(&b);
+    claim(s, "A", BIT(3), 1000, FAR, 0, &ga);
+    add_exec(&b, x, "default", "w", "running", 10);
+    is_int(apply_as(s, &b, "A", ga.epoch, &err), 0, "signal fence: setup: %s", err.message);
+    struct store_signal g = {
+        .id = "s1", .exec_id = x, .name = "go", .owner = "A", .epoch = ga.epoch[3]};
+    is_int(s->ops->put_signal(s, &g, &err), 0, "signal fence: the holder at its epoch: %s",
+           err.message);
+    g.id = "s2";
+    g.epoch = ga.epoch[3] + 1;
+    is_int(s->ops->put_signal(s, &g, &err), WFO_EFENCED, "signal fence: a wrong epoch: %s",
+           err.message);
+    g.id = "s3";
+    g.owner = "Z";
+    g.epoch = ga.epoch[3];
+    is_int(s->ops->put_signal(s, &g, &err), WFO_EFENCED, "signal fence: another owner");
+    g.id = "s4";
+    g.owner = NULL;
+    is_int(s->ops->put_signal(s, &g, &err), 0, "signal fence: none asked for: written");
+    s->ops->find_signals(s, x, "go", 10, count_signal, &n, &err);
+    is_int(n, 2, "signal fence: only the two allowed are stored");
+    store_batch_release(&b);
+    store_close(s);
+}
+
 TEST(fault_claims)
 {
     struct wfo_error err = WFO_ERROR_INIT;

@@ -1438,14 +1438,18 @@ static const char *pg_task_id(const void *arr, int i)
 }
 
 /* Invariant 6: every shard the batch writes is owner's at its epoch. */
-static int pg_fence(struct pg_tx *t, const struct store_batch *b, struct wfo_error *err)
+/* The shards of want are owned by owner at epochs[k], read FOR SHARE so
+ * that a takeover waits for this transaction (else WFO_EFENCED, saying
+ * what was refused). */
+static int pg_fence_shards(struct pg_tx *t, const char *owner, store_shardset want,
+                           const int64_t *epochs, const char *what, struct wfo_error *err)
 {
-    store_shardset want = store_batch_shards(b), ok = 0;
+    store_shardset ok = 0;
     struct pg_params p;
     PGresult *r;
     int n = 0, rc;
 
-    if (!b->owner || !want)
+    if (!owner || !want)
         return 0;
     for (int k = 0; k < STORE_SHARDS; k++)
         n += want >> k & 1;
@@ -1460,9 +1464,9 @@ static int pg_fence(struct pg_tx *t, const struct store_batch *b, struct wfo_err
         return rc;
     for (int i = 0; i < PQntuples(r); i++) {
         int k = (int)pg_int(r, i, 0);
-        const char *owner = pg_text(r, i, 1);
-        if (k >= 0 && k < STORE_SHARDS && owner && strcmp(owner, b->owner) == 0 &&
-            pg_int(r, i, 2) == b->epochs[k])
+        const char *o = pg_text(r, i, 1);
+        if (k >= 0 && k < STORE_SHARDS && o && strcmp(o, owner) == 0 &&
+            pg_int(r, i, 2) == epochs[k])
             ok |= (store_shardset)1 << k;
     }
     PQclear(r);
@@ -1471,11 +1475,16 @@ static int pg_fence(struct pg_tx *t, const struct store_batch *b, struct wfo_err
         while (!((want & ~ok) >> k & 1))
             k++;
         return wfo_error_set(err, WFO_EFENCED,
-                             "committing a batch: shard %d is no longer owned by '%s' at epoch "
-                             "%lld",
-                             k, b->owner, (long long)b->epochs[k]);
+                             "%s: shard %d is no longer owned by '%s' at epoch %lld", what, k,
+                             owner, (long long)epochs[k]);
     }
     return 0;
+}
+
+static int pg_fence(struct pg_tx *t, const struct store_batch *b, struct wfo_error *err)
+{
+    return pg_fence_shards(t, b->owner, store_batch_shards(b), b->epochs, "committing a batch",
+                           err);
 }
 
 /* Executions execs[from, to) of kind `existing` (an in-place update) or
@@ -2667,8 +2676,17 @@ static int pg_put_signal(struct store *base, const struct store_signal *sg, stru
     rc = pg_tx_begin(s, &t, "queueing a signal", err);
     if (rc)
         goto out;
-    pg_p_text(&p, sg->exec_id);
-    rc = pg_tx_run(&t, Q_SIGNAL_EXEC, &p, &r, err, "reading execution '%s'", sg->exec_id);
+    if (sg->owner) {
+        int k = store_shard_of(sg->exec_id);
+        int64_t epochs[STORE_SHARDS] = {0};
+        epochs[k] = sg->epoch;
+        rc = pg_fence_shards(&t, sg->owner, (store_shardset)1 << k, epochs, "queueing a signal",
+                             err);
+    }
+    if (rc == 0) {
+        pg_p_text(&p, sg->exec_id);
+        rc = pg_tx_run(&t, Q_SIGNAL_EXEC, &p, &r, err, "reading execution '%s'", sg->exec_id);
+    }
     if (rc == 0 && PQntuples(r) == 0)
         rc = wfo_error_set(err, WFO_ENOTFOUND, "execution '%s' not found", sg->exec_id);
     if (rc == 0) {

@@ -1599,19 +1599,22 @@ static int sq_put_chunks(struct sq_store *s, const struct chunk_groups *g,
 }
 
 /* Invariant 6: every shard of want must be owner's at epochs[k]. */
-static int sq_fence(struct sq_store *s, const struct store_batch *b, struct wfo_error *err)
+/* The shards of want are owned by owner at epochs[k] (else WFO_EFENCED,
+ * saying what was refused). */
+static int sq_fence_shards(struct sq_store *s, const char *owner, store_shardset want,
+                           const int64_t *epochs, const char *what, struct wfo_error *err)
 {
-    store_shardset want = store_batch_shards(b), ok = 0;
+    store_shardset ok = 0;
     sqlite3_stmt *st = s->wst[W_SHARDS];
     int rc;
 
-    if (!b->owner || !want)
+    if (!owner || !want)
         return 0;
     while ((rc = sq_step(st)) == SQLITE_ROW) {
         int k = (int)sq_col_int(st, 0);
-        const char *owner = sq_col_text(st, 1);
-        if (k >= 0 && k < STORE_SHARDS && owner && strcmp(owner, b->owner) == 0 &&
-            sq_col_int(st, 2) == b->epochs[k])
+        const char *o = sq_col_text(st, 1);
+        if (k >= 0 && k < STORE_SHARDS && o && strcmp(o, owner) == 0 &&
+            sq_col_int(st, 2) == epochs[k])
             ok |= (store_shardset)1 << k;
     }
     sq_done(st);
@@ -1622,11 +1625,16 @@ static int sq_fence(struct sq_store *s, const struct store_batch *b, struct wfo_
         while (!((want & ~ok) >> k & 1))
             k++;
         return wfo_error_set(err, WFO_EFENCED,
-                             "committing a batch: shard %d is no longer owned by '%s' at epoch "
-                             "%lld",
-                             k, b->owner, (long long)b->epochs[k]);
+                             "%s: shard %d is no longer owned by '%s' at epoch %lld", what, k,
+                             owner, (long long)epochs[k]);
     }
     return 0;
+}
+
+static int sq_fence(struct sq_store *s, const struct store_batch *b, struct wfo_error *err)
+{
+    return sq_fence_shards(s, b->owner, store_batch_shards(b), b->epochs, "committing a batch",
+                           err);
 }
 
 static int sq_put_timer(struct sq_store *s, const struct store_timer *t, struct wfo_error *err)
@@ -2703,6 +2711,15 @@ static int sq_put_signal(struct store *base, const struct store_signal *sg, stru
     rc = sq_begin(s, "queueing a signal", err);
     if (rc)
         goto out;
+    if (sg->owner) {
+        int k = store_shard_of(sg->exec_id);
+        int64_t epochs[STORE_SHARDS] = {0};
+        epochs[k] = sg->epoch;
+        rc =
+            sq_fence_shards(s, sg->owner, (store_shardset)1 << k, epochs, "queueing a signal", err);
+        if (rc)
+            goto out;
+    }
     st = s->wst[W_SIGNAL_EXEC];
     sq_text(st, 1, sg->exec_id);
     rc = sq_step(st);
