@@ -222,6 +222,30 @@ async function main() {
     ok((await page.locator("#why").textContent()).includes("no worker polls this queue"), "why it waits: the queue and that no worker polls it");
     await page.screenshot({path: path.join(SHOTS, "waiting.png")});
     ok(waiting.status === "running", "the waiting execution is still running");
+
+    // the compensation that ran: in the timeline and coloured in the graph
+    await page.evaluate(() => { location.hash = "#checkout-7"; });
+    await page.waitForFunction(() => (document.querySelector("#timeline-svg") || {}).textContent?.includes("reserve:compensate"), null, {timeout: 30000});
+    const undoFill = await page.locator('#graph-svg g.node[data-step="reserve:compensate"] rect').getAttribute("fill");
+    ok(undoFill && undoFill !== "#fff", `the undo node is coloured by its compensation's status (${undoFill})`);
+    ok((await page.locator("#timeline-svg").textContent()).includes("reserve:compensate"), "the timeline draws the compensation");
+
+    // a long id wraps: nothing is wider than the window, its row can be clicked
+    const longId = "L".repeat(200);
+    await call(base, "POST", "/v1/executions?wait=10s", {workflow: "fulfil", id: longId, input: {express: false, items: [1]}});
+    await page.waitForFunction((id) => document.querySelector("#list").textContent.includes(id), longId, {timeout: 30000});
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    ok(wide <= 1, `a 200-character id does not widen the page (${wide} px over)`);
+    await page.locator("#list tr", {hasText: longId}).click({timeout: 5000});
+    await page.waitForFunction((id) => location.hash.slice(1) === id, longId, {timeout: 5000});
+    ok(true, "its row can be clicked");
+
+    // a malformed fragment neither throws nor stops the page updating
+    const errsBefore = jsErrors.length;
+    await page.goto(base + "/#bad%zz");
+    const late = await call(base, "POST", "/v1/executions?wait=10s", {workflow: "fulfil", input: {express: true, items: [1]}});
+    await page.waitForFunction((id) => document.querySelector("#list").textContent.includes(id), late.id, {timeout: 30000});
+    ok(jsErrors.length === errsBefore, "a malformed #fragment: no script error, and the list still updates by itself");
     ok(jsErrors.length === 0, "no script error on the page " + jsErrors.join("; "));
     await withTokens(browser, dir, env);
   } finally {
