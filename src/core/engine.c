@@ -59,6 +59,13 @@
  *       takeover: one process owns the file) and renewed every
  *       SHARD_LEASE_MS / 3; a renewal that finds a shard taken stops the
  *       engine the same way.
+ *   E9. Forgetting what memory holds (a regroup in a cluster, a recovery
+ *       after a failed commit) does not stop the runners: a job that runs
+ *       then is marked orphan, and the recovery that dispatches the same
+ *       attempt (execution, path, token) again adopts it instead of
+ *       running it twice; its result comes back with that token. (A job
+ *       that ended between the two, its result not yet applied, is run
+ *       again: the window of a crash.)
  */
 #include "common/compat.h"
 
@@ -338,6 +345,20 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
     const struct def_step *d = a->def;
     const struct step_kind *kd = &step_kinds[d->type];
     if (!kd->run)
+        return;
+    /* E9: the same attempt still runs here, in a runner that a regroup or
+     * a recovery after a failed commit did not stop: it is adopted (its
+     * result comes back with this token), not run a second time */
+    struct wfo_buf key = WFO_BUF_INIT;
+    job_key(&key, a->x->id, a->step, a->token);
+    pthread_mutex_lock(&e->mu);
+    struct step_job *running = wfo_map_get(&e->running, key.buf);
+    int adopted = running && running->orphan;
+    if (adopted)
+        running->orphan = 0;
+    pthread_mutex_unlock(&e->mu);
+    wfo_buf_release(&key);
+    if (adopted)
         return;
     struct step_job *j = wfo_calloc(1, sizeof(*j));
     j->exec_id = wfo_strdup(a->x->id);
@@ -787,7 +808,8 @@ static const char *check_not_run(struct wfo_engine *e, const struct fsm *f, char
         if (a->kind != ACT_RUN)
             continue;
         job_key(&key, a->x->id, a->step, a->token);
-        int queued = wfo_map_get(&e->running, key.buf) != NULL;
+        const struct step_job *run = wfo_map_get(&e->running, key.buf);
+        int queued = run && !run->orphan; /* an orphan is adopted, not run again (E9) */
         for (int j = e->jobs_head; j < e->n_jobs && !queued; j++)
             queued = e->jobs[j]->token == a->token && strcmp(e->jobs[j]->path, a->step) == 0 &&
                      strcmp(e->jobs[j]->exec_id, a->x->id) == 0;
@@ -1025,6 +1047,9 @@ static void engine_forget(struct wfo_engine *e)
     for (int i = e->jobs_head; i < e->n_jobs; i++)
         job_free(e->jobs[i]);
     e->jobs_head = e->n_jobs = 0;
+    /* the jobs that run go on: the recovery adopts them (E9) */
+    for (size_t it = 0; wfo_map_next(&e->running, &it, &k, &v);)
+        ((struct step_job *)v)->orphan = 1;
     pthread_mutex_unlock(&e->mu);
     for (int i = 0; i < e->n_staged; i++)
         job_free(e->staged[i]);

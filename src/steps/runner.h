@@ -42,6 +42,7 @@ struct step_job {
     char *idempotency_key;
     char *task_id;
     char *key;        /* the engine's key for cancelling it */
+    int orphan;       /* the engine forgot its execution while it ran (engine_forget) */
     int64_t deadline; /* ms since the epoch, 0: none */
     struct proc_cancel cancel;
     /* what the engine lends: */

@@ -152,3 +152,34 @@ def test_a_burst_fails_together_and_nothing_half_written_remains(tmp_path):
             assert c.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
     finally:
         srv.stop()
+
+
+def test_an_exec_step_running_through_the_recovery_runs_once(tmp_path):
+    """E9: the recovery after a failed commit dispatches the steps that were
+    running again; one whose command still runs in this process is adopted,
+    not started a second time (its side effect would be doubled)."""
+    marks = tmp_path / "marks"
+    srv = WfoServer(tmp_path, env={"WFO_EXEC_ENABLED": "true"})
+    srv.launch()
+    try:
+        srv.put_workflow(DEF)
+        srv.put_workflow({"name": "slow", "steps": [{
+            "name": "mark", "type": "exec", "timeout": "60s",
+            "command": ["/bin/sh", "-c", f"echo x >> {marks}; sleep 8; echo '{{\"ok\": 1}}'"]}]})
+        slow = srv.start_exec("slow")["id"]
+        deadline = time.monotonic() + 10
+        while not marks.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marks.exists(), "the command did not start"
+        lock = _lock(srv.db)
+        r = srv.post("/v1/executions", {"workflow": "stored"}, timeout=60)
+        assert r.status == 503, r  # the commit failed: the engine forgets, then recovers
+        lock.rollback()
+        lock.close()
+        _wait_ready(srv)
+        doc = srv.doc(slow, wait="30s")
+        assert doc["status"] == "completed", doc
+        assert doc["steps"][0]["attempts"] == 1, doc
+        assert marks.read_text() == "x\n", "the command ran again after the recovery"
+    finally:
+        srv.stop()
