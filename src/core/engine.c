@@ -65,7 +65,8 @@
  *       attempt (execution, path, token) again adopts it instead of
  *       running it twice; its result comes back with that token. (A job
  *       that ended between the two, its result not yet applied, is run
- *       again: the window of a crash.)
+ *       again: the window of a crash.) A shard to give back waits for the
+ *       jobs running on it, up to GIVE_WAIT_MS (recover.c shards_plan).
  */
 #include "common/compat.h"
 

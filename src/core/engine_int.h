@@ -182,6 +182,7 @@ struct wfo_engine {
     char *node_url;     /* where the other nodes reach this one's API (under mu) */
     int64_t started_at; /* its row in `nodes` */
     int regroup;        /* forget all and recover this node's share once no round is in flight */
+    int64_t give_since; /* a shard to give back has waited for its running jobs since (ms) */
     atomic_int hears_ready; /* the store tells of other nodes' ready tasks (cluster_listen) */
     int64_t next_scan;      /* the events of the other nodes (triggers.c T4) */
     int64_t scan_at, scan_seq;

@@ -264,6 +264,22 @@ static int popcount(store_shardset s)
     return __builtin_popcount(s);
 }
 
+/* How long a shard to give back waits for the attempts running here. */
+#define GIVE_WAIT_MS 60000
+
+/* The shards of the runner jobs running now. */
+static store_shardset running_shards(struct wfo_engine *e)
+{
+    store_shardset s = 0;
+    const char *k;
+    void *v;
+    pthread_mutex_lock(&e->mu);
+    for (size_t it = 0; wfo_map_next(&e->running, &it, &k, &v);)
+        s |= (store_shardset)1 << store_shard_of(((struct step_job *)v)->exec_id);
+    pthread_mutex_unlock(&e->mu);
+    return s;
+}
+
 /* What this node should hold (E8): it beats (its row in `nodes`), then
  * takes its share of the shards among the nodes seen within a lease, the
  * first STORE_SHARDS % n of them by id one more. *keep: the shards it
@@ -299,6 +315,18 @@ static int shards_plan(struct wfo_engine *e, store_shardset *keep, store_shardse
             *keep &= ~((store_shardset)1 << k);
             *give |= (store_shardset)1 << k;
         }
+    /* a shard with an attempt running here (an http call, a command) is
+     * given once it has ended and its result is committed, up to
+     * GIVE_WAIT_MS: its new owner would start it again (E9) */
+    store_shardset busy = *give ? running_shards(e) & *give : 0;
+    if (!busy)
+        e->give_since = 0;
+    else if (!e->give_since)
+        e->give_since = now;
+    if (busy && now - e->give_since < GIVE_WAIT_MS) {
+        *give &= ~busy;
+        *keep |= busy;
+    }
     int from = n.rank * STORE_SHARDS / n.n;
     for (int i = 0; i < STORE_SHARDS && popcount(*keep | *take) < share; i++) {
         int k = (from + i) % STORE_SHARDS;

@@ -519,3 +519,47 @@ def test_a_long_poll_hears_of_a_task_made_ready_on_another_node(tmp_path):
         for s in (a, b):
             if s.proc and s.proc.poll() is None:
                 s.stop()
+
+
+def test_a_node_joining_does_not_run_again_what_runs(tmp_path):
+    """E9: a node joining makes the others give it shards and regroup; an
+    exec (or http) attempt running then is run once: a shard waits for the
+    attempts running on it before it is given, and a regroup adopts the
+    ones it keeps."""
+    marks = tmp_path / "marks"
+    env = dict(ENV, WFO_EXEC_ENABLED="true")
+    a = WfoServer(tmp_path / "n0", env=env)
+    b = WfoServer(tmp_path / "n1", env=env)
+    c = WfoServer(tmp_path / "n2", env=env)
+    b.db, b.db_url = a.db, a.db_url
+    c.db, c.db_url = a.db, a.db_url
+    a.launch()
+    b.launch()
+    try:
+        wait_shares([a, b], timeout=40)
+        a.put_workflow({"name": "effect", "steps": [{
+            "name": "call", "type": "exec", "timeout": "60s", "env": {"X": "${ .execution.id }"},
+            "command": ["/bin/sh", "-c", f"echo $X >> {marks}; sleep 4; echo '{{}}'"]}]})
+        ids = [any_node([a, b], "POST", "/v1/executions",
+                        {"workflow": "effect", "input": {"n": i}}).json["id"] for i in range(8)]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (
+                not marks.exists() or len(marks.read_text().split()) < len(ids)):
+            time.sleep(0.05)
+        assert len(marks.read_text().split()) == len(ids), "the commands did not all start"
+        c.launch()  # while every command runs
+        for x in ids:
+            deadline = time.monotonic() + 60
+            while True:
+                d = any_node([a, b, c], "GET", f"/v1/executions/{x}").json
+                if d["status"] != "running" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert d["status"] == "completed", d
+        ran = marks.read_text().split()
+        assert sorted(ran) == sorted(ids), f"run again: {[x for x in set(ran) if ran.count(x) > 1]}"
+        wait_shares([a, b, c], timeout=40)  # and the new node gets its share
+    finally:
+        for s in (a, b, c):
+            if s.proc and s.proc.poll() is None:
+                s.stop()
