@@ -73,7 +73,9 @@ TEST(cut)
     is_int(wfo_utf8_chars("abc"), 3, "chars: ASCII");
     is_int(wfo_utf8_chars("\xc3\xa9t\xc3\xa9 \xe2\x82\xac\xf0\x9f\x98\x80"), 6,
            "chars: 2-, 3- and 4-byte sequences count one each");
-    is_int(wfo_utf8_chars("a\xff" "b\xc3"), 4, "chars: an invalid byte counts one");
+    is_int(wfo_utf8_chars("a\xff"
+                          "b\xc3"),
+           4, "chars: an invalid byte counts one");
     is_int(wfo_utf8_cut("abc", 3, 5), 3, "shorter than max: all");
     is_int(wfo_utf8_cut("abcdef", 6, 4), 4, "ASCII cut at max");
     is_int(wfo_utf8_cut("ab\xe2\x82\xac", 5, 4), 2, "not inside the euro sign");
