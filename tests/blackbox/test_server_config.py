@@ -298,10 +298,16 @@ def test_graceful_stop(tmp_path, sig):
 
     th = threading.Thread(target=long_poll)
     th.start()
-    # time for the poll to reach the server and wait; 0.5 s was too short
-    # once on a loaded machine (the stop came first and closed the
-    # connection before the request was read)
-    time.sleep(2.0)
+    # until the poll waits in the server (its poller is listed): a fixed
+    # sleep (0.5 s, then 2 s) was too short on a loaded machine, and the
+    # stop closed the connection before the request was read
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        qs = srv.get("/v1/queues").json["queues"]
+        if any(x["name"] == q and x["pollers"] for x in qs):
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)
     t0 = time.monotonic()
     assert srv.stop(sig) == 0
     assert time.monotonic() - t0 < 8
