@@ -563,3 +563,38 @@ def test_a_node_joining_does_not_run_again_what_runs(tmp_path):
         for s in (a, b, c):
             if s.proc and s.proc.poll() is None:
                 s.stop()
+
+
+def test_a_node_stopped_ends_the_requests_it_forwards(tmp_path):
+    """SIGTERM while the node forwards a ?wait= about another node's
+    execution: the forward ends at once (the read answered from the
+    store), the node exits 0 and gives its shards back; before, it waited
+    out the shutdown timeout with the request in flight and exited 1."""
+    a, b = nodes(tmp_path, 2)
+    try:
+        a.put_workflow({"name": "sig", "steps": [
+            {"name": "go", "type": "await_event", "signal": "go"}]})
+        x = b.post("/v1/executions", {"workflow": "sig"}).json["id"]  # b's: an id of its shards
+        out = {}
+
+        def long_wait():
+            try:
+                out["r"] = a.get(f"/v1/executions/{x}?wait=60s", timeout=90)
+            except Exception as e:  # noqa: BLE001 - cut off before it was read
+                out["e"] = e
+        th = threading.Thread(target=long_wait)
+        th.start()
+        time.sleep(1.5)  # forwarded to b, which waits
+        t0 = time.monotonic()
+        assert a.stop() == 0, a.stderr()
+        assert time.monotonic() - t0 < 8, "the stop waited for the forwarded request"
+        assert "left the cluster" in a.stderr(), a.stderr()
+        th.join(30)
+        if "r" in out:  # read before the stop: answered, not dropped
+            assert out["r"].status == 200 and out["r"].json["status"] == "running", out
+        r = b.post(f"/v1/executions/{x}/signals/go", {"data": 1})
+        assert r.status == 202, r
+    finally:
+        for s in (a, b):
+            if s.proc and s.proc.poll() is None:
+                s.stop()
