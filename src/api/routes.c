@@ -721,7 +721,7 @@ static const char *role_name(enum api_role r)
 
 /* Who the request is: 0, or 401 in resp when tokens are configured and it
  * has none that is known, unless its path is one that needs none
- * (/healthz, /readyz, /metrics: `matched` is a public route's pattern).
+ * (public_path: /healthz, /readyz, /metrics, with any method).
  * Runs before the route is known to exist, so that without a token an
  * unknown route or method is a 401 like any other (SPEC 4: "every other
  * request is checked"). The page `/` comes with its 401: the browser shows
@@ -1049,6 +1049,7 @@ static int route_find(struct api *a, struct api_req *req, struct api_resp *resp,
 {
     char allow[sizeof(resp->allow)] = "";
     int head = strcmp(req->method, "HEAD") == 0;
+    int public_path = 0; /* a path that needs no token (with any method) */
 
     *found = NULL;
     *matched = NULL;
@@ -1059,6 +1060,7 @@ static int route_find(struct api *a, struct api_req *req, struct api_resp *resp,
                 continue;
             if (!*matched)
                 *matched = routes[i].pattern;
+            public_path |= routes[i].role == API_PUBLIC;
             if (strcmp(routes[i].method, req->method) == 0 ||
                 (head && strcmp(routes[i].method, "GET") == 0)) {
                 *found = &routes[i];
@@ -1069,9 +1071,6 @@ static int route_find(struct api *a, struct api_req *req, struct api_resp *resp,
                 add_allow(allow, sizeof(allow), "HEAD");
         }
     }
-    int public_path = 0;
-    for (size_t i = 0; *matched && i < WFO_ARRAY_SIZE(routes); i++)
-        public_path |= routes[i].role == API_PUBLIC && strcmp(routes[i].pattern, *matched) == 0;
     if (authenticate(a, req, *found, public_path, resp) < 0)
         return 1;
     if (req->bad_target == 2) {

@@ -291,6 +291,8 @@ static void *runner_main(void *arg)
          * the next job taken (each hold can make another thread wait) */
         pthread_mutex_lock(&e->mu);
         wfo_map_del(&e->running, j->key);
+        if (j->orphan) /* never adopted: its result finds no attempt (E9) */
+            atomic_fetch_sub(&e->orphans, 1);
         done = j;
         if (engine_post_locked(e, c) != 0) {
             pthread_mutex_unlock(&e->mu);
@@ -350,17 +352,21 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
     /* E9: the same attempt still runs here, in a runner that a regroup or
      * a recovery after a failed commit did not stop: it is adopted (its
      * result comes back with this token), not run a second time */
-    struct wfo_buf key = WFO_BUF_INIT;
-    job_key(&key, a->x->id, a->step, a->token);
-    pthread_mutex_lock(&e->mu);
-    struct step_job *running = wfo_map_get(&e->running, key.buf);
-    int adopted = running && running->orphan;
-    if (adopted)
-        running->orphan = 0;
-    pthread_mutex_unlock(&e->mu);
-    wfo_buf_release(&key);
-    if (adopted)
-        return;
+    if (atomic_load(&e->orphans) > 0) {
+        struct wfo_buf key = WFO_BUF_INIT;
+        job_key(&key, a->x->id, a->step, a->token);
+        pthread_mutex_lock(&e->mu);
+        struct step_job *running = wfo_map_get(&e->running, key.buf);
+        int adopted = running && running->orphan;
+        if (adopted) {
+            running->orphan = 0;
+            atomic_fetch_sub(&e->orphans, 1);
+        }
+        pthread_mutex_unlock(&e->mu);
+        wfo_buf_release(&key);
+        if (adopted)
+            return;
+    }
     struct step_job *j = wfo_calloc(1, sizeof(*j));
     j->exec_id = wfo_strdup(a->x->id);
     j->path = wfo_strdup(a->step);
@@ -1050,7 +1056,10 @@ static void engine_forget(struct wfo_engine *e)
     e->jobs_head = e->n_jobs = 0;
     /* the jobs that run go on: the recovery adopts them (E9) */
     for (size_t it = 0; wfo_map_next(&e->running, &it, &k, &v);)
-        ((struct step_job *)v)->orphan = 1;
+        if (!((struct step_job *)v)->orphan) {
+            ((struct step_job *)v)->orphan = 1;
+            atomic_fetch_add(&e->orphans, 1);
+        }
     pthread_mutex_unlock(&e->mu);
     for (int i = 0; i < e->n_staged; i++)
         job_free(e->staged[i]);

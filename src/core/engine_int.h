@@ -183,6 +183,7 @@ struct wfo_engine {
     int64_t started_at; /* its row in `nodes` */
     int regroup;        /* forget all and recover this node's share once no round is in flight */
     int64_t give_since; /* a shard to give back has waited for its running jobs since (ms) */
+    atomic_int orphans; /* jobs in running marked orphan (E9): 0, and job_submit looks for none */
     atomic_int hears_ready; /* the store tells of other nodes' ready tasks (cluster_listen) */
     int64_t next_scan;      /* the events of the other nodes (triggers.c T4) */
     int64_t scan_at, scan_seq;
