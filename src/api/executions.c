@@ -23,11 +23,13 @@
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
 
-/* Waits up to wait_ms for execution id of namespace ns to end. */
-static int wait_end(struct api *a, const char *ns, const char *id, int64_t wait_ms,
+/* Waits up to wait_ms for execution id of namespace ns to end; *doc is
+ * then its document if the engine handed it over (query_wait), else NULL. */
+static int wait_end(struct api *a, const char *ns, const char *id, int64_t wait_ms, json_t **doc,
                     struct wfo_error *err)
 {
     int64_t until = wfo_mono_ms() + api_wait_cap(a, wait_ms);
+    *doc = NULL;
     for (;;) {
         int64_t left = until - wfo_mono_ms();
         if (left <= 0 || atomic_load(&a->stopping))
@@ -35,7 +37,7 @@ static int wait_end(struct api *a, const char *ns, const char *id, int64_t wait_
         int64_t slice = left < API_WAIT_SLICE_MS ? left : API_WAIT_SLICE_MS;
         int64_t t0 = wfo_mono_ms();
         int ended = 0;
-        int rc = query_wait(a->engine, ns, id, slice, &ended, err);
+        int rc = query_wait(a->engine, ns, id, slice, &ended, doc, err);
         if (rc < 0 || ended)
             return rc;
         /* back well before the slice without an end: the engine is
@@ -45,11 +47,12 @@ static int wait_end(struct api *a, const char *ns, const char *id, int64_t wait_
     }
 }
 
-static int doc_reply(struct api *a, const struct api_req *req, const char *id, int status,
-                     struct api_resp *resp, struct wfo_error *err)
+/* Answers with execution id's document: doc when a wait was handed it
+ * (taken), else read. */
+static int doc_reply(struct api *a, const struct api_req *req, const char *id, json_t *doc,
+                     int status, struct api_resp *resp, struct wfo_error *err)
 {
-    json_t *doc = NULL;
-    int rc = query_execution(a->engine, req->ns, id, &doc, err);
+    int rc = doc ? 0 : query_execution(a->engine, req->ns, id, &doc, err);
     if (rc < 0)
         return rc;
     api_resp_json(resp, status, doc);
@@ -105,10 +108,12 @@ static int start_answer(struct api *a, struct api_req *req, struct start_args *s
                         struct api_resp *resp, struct wfo_error *err)
 {
     int rc = 0;
+    json_t *doc = NULL;
     if (s->q.doc) /* the document as this start committed it */
         api_resp_json(resp, 201, s->q.doc);
-    else if (s->wait_ms <= 0 || (rc = wait_end(a, req->ns, s->q.id_out, s->wait_ms, err)) == 0)
-        rc = doc_reply(a, req, s->q.id_out, s->q.created ? 201 : 200, resp, err);
+    else if (s->wait_ms <= 0 ||
+             (rc = wait_end(a, req->ns, s->q.id_out, s->wait_ms, &doc, err)) == 0)
+        rc = doc_reply(a, req, s->q.id_out, doc, s->q.created ? 201 : 200, resp, err);
     free(s->q.id_out);
     s->q.id_out = NULL;
     return rc;
@@ -158,13 +163,14 @@ int api_execution_get(struct api *a, struct api_req *req, struct api_resp *resp,
                       struct wfo_error *err)
 {
     int64_t wait_ms = 0;
+    json_t *doc = NULL;
     int rc = api_query_duration(req, "wait", &wait_ms, err);
     if (rc < 0)
         return rc;
     if (wait_ms > 0 && ((rc = api_wait_begin(a, req, err)) < 0 ||
-                        (rc = wait_end(a, req->ns, req->params[0], wait_ms, err)) < 0))
+                        (rc = wait_end(a, req->ns, req->params[0], wait_ms, &doc, err)) < 0))
         return rc;
-    return doc_reply(a, req, req->params[0], 200, resp, err);
+    return doc_reply(a, req, req->params[0], doc, 200, resp, err);
 }
 
 int api_execution_list(struct api *a, struct api_req *req, struct api_resp *resp,
@@ -257,7 +263,7 @@ static int op(struct api *a, struct api_req *req, struct api_resp *resp, enum en
     rc = engine_op_from(a->engine, req->params[0], which, reason, compensate, from, err);
     if (rc < 0)
         goto out;
-    rc = doc_reply(a, req, req->params[0], 200, resp, err);
+    rc = doc_reply(a, req, req->params[0], NULL, 200, resp, err);
 out:
     json_decref(body);
     return rc;

@@ -67,6 +67,12 @@
  *       that ended between the two, its result not yet applied, is run
  *       again: the window of a crash.) A shard to give back waits for the
  *       jobs running on it, up to GIVE_WAIT_MS (recover.c shards_plan).
+ *   E10. A wait for an execution's end (engine_end_wait) is handed the
+ *       document by the round that committed the end, built from that
+ *       round's row and the steps in memory, and only when the execution
+ *       leaves memory with it (nothing later changed it); any other wait
+ *       reads the store, as before. The test build reads the store too and
+ *       aborts if the two differ (round_doc_check).
  */
 #include "common/compat.h"
 
@@ -1411,6 +1417,7 @@ void wfo_engine_free(struct wfo_engine *e)
         job_free(e->jobs[i]);
     free(e->jobs);
     wfo_map_release(&e->running);
+    wfo_map_release(&e->end_waits); /* the waits themselves are their callers' */
     for (size_t it = 0; wfo_map_next(&e->execs, &it, &k, &v);)
         exec_free(v);
     wfo_map_release(&e->execs);
@@ -1730,12 +1737,39 @@ int engine_failed(struct wfo_engine *e, struct wfo_error *err)
 
 /* --- for query.c's waits ----------------------------------------------- */
 
-int engine_await_end(struct wfo_engine *e, int64_t until, struct wfo_error *err)
+void engine_end_wait_add(struct wfo_engine *e, struct engine_end_wait *w)
+{
+    pthread_mutex_lock(&e->mu);
+    w->doc = NULL;
+    w->next = wfo_map_get(&e->end_waits, w->id);
+    wfo_map_put(&e->end_waits, w->id, w);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_end_wait_del(struct wfo_engine *e, struct engine_end_wait *w)
+{
+    pthread_mutex_lock(&e->mu);
+    struct engine_end_wait *head = wfo_map_get(&e->end_waits, w->id), **p = &head;
+    while (*p && *p != w)
+        p = &(*p)->next;
+    if (*p)
+        *p = w->next;
+    if (head) /* keyed by the first one's id: w's may be gone next */
+        wfo_map_put(&e->end_waits, head->id, head);
+    else
+        wfo_map_del(&e->end_waits, w->id);
+    pthread_mutex_unlock(&e->mu);
+}
+
+int engine_await_end(struct wfo_engine *e, int64_t until, const struct engine_end_wait *w,
+                     struct wfo_error *err)
 {
     int rc = ENGINE_AWAIT_AGAIN;
     pthread_mutex_lock(&e->mu);
     int64_t now = wfo_now_ms();
-    if (now >= until || e->stop || e->failed) {
+    if (w && w->doc) {
+        rc = ENGINE_AWAIT_DOC;
+    } else if (now >= until || e->stop || e->failed) {
         rc = e->failed < 0 ? e->failed : ENGINE_AWAIT_OVER;
         if (rc < 0)
             *err = e->fail_err;
@@ -1743,6 +1777,8 @@ int engine_await_end(struct wfo_engine *e, int64_t until, struct wfo_error *err)
         int64_t due = now + 200 < until ? now + 200 : until;
         struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
         pthread_cond_timedwait(&e->ended_cv, &e->mu, &ts);
+        if (w && w->doc)
+            rc = ENGINE_AWAIT_DOC;
     }
     pthread_mutex_unlock(&e->mu);
     return rc;

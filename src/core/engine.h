@@ -224,12 +224,27 @@ struct engine_webhook_options {
 int engine_webhooks_start(struct wfo_engine *e, const struct engine_webhook_options *opt,
                           struct wfo_error *err);
 
+/* A wait for execution id's end (query.c Q2), known to the engine while
+ * it waits: the commit that ends the execution hands it the document
+ * (round.c E10), so the waiter need not read it back from the store. */
+struct engine_end_wait {
+    const char *id;
+    json_t *doc;                  /* NULL until handed; then the waiter's */
+    struct engine_end_wait *next; /* the other waits for the same id */
+};
+/* Makes w known (its doc NULL) / forgets it; any thread. After the del,
+ * w->doc is the caller's to use and free. */
+void engine_end_wait_add(struct wfo_engine *e, struct engine_end_wait *w);
+void engine_end_wait_del(struct wfo_engine *e, struct engine_end_wait *w);
+
 /* For query.c's waits: sleeps until an execution ends, 200 ms pass or the
  * time until (wfo_now_ms) comes, whichever is first. ENGINE_AWAIT_AGAIN:
  * look at the execution again; ENGINE_AWAIT_OVER: until has come or the
- * engine is stopping; negative: the engine failed (E2), its error. */
-enum engine_await { ENGINE_AWAIT_AGAIN, ENGINE_AWAIT_OVER };
-int engine_await_end(struct wfo_engine *e, int64_t until, struct wfo_error *err);
+ * engine is stopping; ENGINE_AWAIT_DOC: w (NULL: none) was handed its
+ * document; negative: the engine failed (E2), its error. */
+enum engine_await { ENGINE_AWAIT_AGAIN, ENGINE_AWAIT_OVER, ENGINE_AWAIT_DOC };
+int engine_await_end(struct wfo_engine *e, int64_t until, const struct engine_end_wait *w,
+                     struct wfo_error *err);
 
 /* Upper bounds (seconds) of the step duration histogram's buckets; the
  * last bucket (+Inf) is implied. */

@@ -129,9 +129,10 @@ struct wfo_engine {
     struct wfo_engine_options opt;
     struct store *store;
     char *ns;
-    pthread_mutex_t mu;      /* guards the queue, stop, failed, jobs */
-    pthread_cond_t cv;       /* engine thread: work queued */
-    pthread_cond_t ended_cv; /* an execution ended (or the engine stopped) */
+    pthread_mutex_t mu;       /* guards the queue, stop, failed, jobs */
+    pthread_cond_t cv;        /* engine thread: work queued */
+    pthread_cond_t ended_cv;  /* an execution ended (or the engine stopped) */
+    struct wfo_map end_waits; /* id -> struct engine_end_wait list (under mu; round.c E10) */
     struct cmd *head, *tail;
     int stop, failed;
     int recovering; /* engine_restart is recovering: post() queues commands */
@@ -257,6 +258,9 @@ const char *engine_check(struct wfo_engine *e, const struct round *flight, char 
 /* E3 on the round r being acted on, after its executions left memory. */
 const char *round_check(struct wfo_engine *e, const struct round *r, const struct round *flight,
                         char *why, size_t n);
+/* E10 on a document handed to a wait: the store's is the same. */
+const char *round_doc_check(struct wfo_engine *e, const struct execution *x, const json_t *doc,
+                            char *why, size_t n);
 /* A read on the engine thread failed: counted and logged (E5). */
 void engine_read_failed(struct wfo_engine *e, const char *exec_id, const char *what,
                         const struct wfo_error *err);

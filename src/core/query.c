@@ -19,7 +19,11 @@
  *       read with ns NULL (any).
  *   Q2. A wait reads the execution's status row, then sleeps on the
  *       engine's ended_cv (engine_await_end) for at most 200 ms, and again;
- *       the document is read once, at the end, by the caller.
+ *       the document is read once, at the end, by the caller, unless the
+ *       commit that ended the execution handed it to the wait (engine.c
+ *       E10: known to the engine from before the first read, so no end
+ *       falls between the two). The row read first is what refuses
+ *       another namespace's execution (Q1), handed document or not.
  */
 #include "common/compat.h"
 
@@ -275,35 +279,51 @@ int query_executions(struct wfo_engine *e, const char *ns, const struct query_fi
 
 /* ---- waits (Q2) ---- */
 
+/* *doc (when doc is not NULL) is the document the engine handed the wait
+ * (engine.c E10), or NULL: the caller reads it. */
 static int wait_end(struct wfo_engine *e, const char *ns, const char *id, int64_t wait_ms,
-                    int *ended, struct wfo_error *err)
+                    int *ended, json_t **doc, struct wfo_error *err)
 {
     int rc = wait_ms > 0 ? engine_ready(e, err) : 0; /* only a wait needs the threads */
     if (rc < 0)
         return rc;
     struct store *s = engine_store(e);
     int64_t until = wfo_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    struct engine_end_wait w = {.id = id};
+    int known = doc && wait_ms > 0;
+    if (known) /* before the first read: an end after it hands w the document */
+        engine_end_wait_add(e, &w);
     *ended = 0;
     for (;;) {
         struct row_ud u = {.ns = ns};
         rc = row_read(s, id, &u, err);
-        if (rc < 0)
-            return rc;
-        if (u.ended) {
-            *ended = 1;
-            return 0;
+        if (rc < 0 || u.ended) {
+            *ended = u.ended;
+            break;
         }
-        rc = engine_await_end(e, until, err);
-        if (rc != ENGINE_AWAIT_AGAIN)
-            return rc < 0 ? rc : 0;
+        rc = engine_await_end(e, until, known ? &w : NULL, err);
+        if (rc == ENGINE_AWAIT_DOC)
+            *ended = 1;
+        if (rc != ENGINE_AWAIT_AGAIN) {
+            rc = rc < 0 ? rc : 0;
+            break;
+        }
     }
+    if (known)
+        engine_end_wait_del(e, &w);
+    if (rc < 0 || !*ended || !doc) {
+        json_decref(w.doc);
+        return rc;
+    }
+    *doc = w.doc;
+    return 0;
 }
 
 int query_wait(struct wfo_engine *e, const char *ns, const char *id, int64_t wait_ms, int *ended,
-               struct wfo_error *err)
+               json_t **doc, struct wfo_error *err)
 {
     wfo_assert(ns);
-    return wait_end(e, ns, id, wait_ms, ended, err);
+    return wait_end(e, ns, id, wait_ms, ended, doc, err);
 }
 
 /* ---- workflows ---- */
@@ -371,11 +391,10 @@ int wfo_engine_get(struct wfo_engine *e, const char *id, int64_t wait_ms, char *
                    struct wfo_error *err)
 {
     int ended = 0;
-    int rc = wait_end(e, NULL, id, wait_ms, &ended, err);
-    if (rc < 0)
-        return rc;
     json_t *d = NULL;
-    rc = execution(e, NULL, id, &d, err);
+    int rc = wait_end(e, NULL, id, wait_ms, &ended, &d, err);
+    if (rc == 0 && !d)
+        rc = execution(e, NULL, id, &d, err);
     if (rc < 0)
         return rc;
     *doc = wfo_json_dumps(d);

@@ -49,10 +49,12 @@ int query_executions(struct wfo_engine *e, const char *ns, const struct query_fi
                      json_t **items, int64_t *next_seq, struct wfo_error *err);
 
 /* Waits up to wait_ms for execution id to end: *ended is 1 when it has,
- * 0 when the wait ran out or the engine is stopping. WFO_ESTATE before
- * wfo_engine_launch() (engine_ready). */
+ * 0 when the wait ran out or the engine is stopping. *doc (doc not NULL)
+ * is then its document when the commit that ended it handed it over
+ * (engine.c E10), else NULL: read it with query_execution. WFO_ESTATE
+ * before wfo_engine_launch() (engine_ready). */
 int query_wait(struct wfo_engine *e, const char *ns, const char *id, int64_t wait_ms, int *ended,
-               struct wfo_error *err);
+               json_t **doc, struct wfo_error *err);
 
 /* Workflow versions as {name, version, created_at, definition}: version
  * (0: the latest) of workflow name, or the latest of each of ns's

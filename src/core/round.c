@@ -14,6 +14,7 @@
 #include "engine_int.h"
 #include "check.h"
 #include "doc.h"
+#include "query.h"
 #include "../common/duration.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -93,6 +94,24 @@ static void batch_tasks(struct wfo_engine *e, struct round *rd, struct fsm *f)
     }
 }
 
+/* A step's row, its text in rd's arena. */
+static void step_row(struct round *rd, const struct execution *x, const struct step_state *s,
+                     struct store_step *sr)
+{
+    sr->exec_id = x->id;
+    sr->path = s->path;
+    sr->ord = s->ord;
+    sr->status = step_status_names[s->status];
+    sr->attempts = s->attempts;
+    sr->output = keep_json(rd, s->output);
+    sr->error = keep_json(rd, s->error);
+    sr->input = s->input_text;
+    exec_step_state(s, &rd->scratch);
+    sr->state = keep_scratch(rd);
+    sr->started_at = s->started_at;
+    sr->finished_at = s->finished_at;
+}
+
 static void batch_exec(struct round *rd, struct execution *x)
 {
     struct store_exec *r = store_batch_exec(&rd->batch);
@@ -127,19 +146,7 @@ static void batch_exec(struct round *rd, struct execution *x)
         if (!s->dirty)
             continue;
         s->dirty = 0;
-        struct store_step *sr = store_batch_step(&rd->batch);
-        sr->exec_id = x->id;
-        sr->path = s->path;
-        sr->ord = s->ord;
-        sr->status = step_status_names[s->status];
-        sr->attempts = s->attempts;
-        sr->output = keep_json(rd, s->output);
-        sr->error = keep_json(rd, s->error);
-        sr->input = s->input_text;
-        exec_step_state(s, &rd->scratch);
-        sr->state = keep_scratch(rd);
-        sr->started_at = s->started_at;
-        sr->finished_at = s->finished_at;
+        step_row(rd, x, s, store_batch_step(&rd->batch));
     }
     x->dirty = 0;
 }
@@ -653,6 +660,63 @@ static void round_docs(struct round *r)
     wfo_map_release(&steps);
 }
 
+/* E10: the documents of the executions that ended in r and leave memory
+ * with it (gone), for the waits on them; from r's row of each and its
+ * steps in memory (every step: the row of each that r did not change is
+ * what an earlier commit wrote). Before the waits are woken (after_commit). */
+static void round_end_docs(struct wfo_engine *e, struct round *r, struct execution **gone,
+                           int n_gone)
+{
+    pthread_mutex_lock(&e->mu);
+    int any = e->end_waits.len > 0;
+    pthread_mutex_unlock(&e->mu);
+    if (!any)
+        return;
+    struct wfo_map rows = WFO_MAP_INIT;
+    for (int i = 0; i < r->batch.n_execs; i++)
+        wfo_map_put(&rows, r->batch.execs[i].id, &r->batch.execs[i]);
+    for (int i = 0; i < n_gone; i++) {
+        struct execution *x = gone[i];
+        const struct store_exec *row = wfo_map_get(&rows, x->id);
+        if (!EX_ENDED(x->status) || !row || row->only_state)
+            continue;
+        pthread_mutex_lock(&e->mu);
+        int waited = wfo_map_get(&e->end_waits, x->id) != NULL;
+        pthread_mutex_unlock(&e->mu);
+        if (!waited)
+            continue;
+        struct store_step *steps = wfo_calloc((size_t)x->n_steps + 1, sizeof(*steps));
+        for (int k = 0; k < x->n_steps; k++)
+            step_row(r, x, x->steps[k], &steps[k]);
+        json_t *doc = doc_from_rows(row, steps, x->n_steps);
+        free(steps);
+        WFO_CHECK(round_doc_check, e, x, doc);
+        pthread_mutex_lock(&e->mu);
+        for (struct engine_end_wait *w = wfo_map_get(&e->end_waits, x->id); w; w = w->next)
+            if (!w->doc)
+                w->doc = w->next ? json_deep_copy(doc) : json_incref(doc);
+        pthread_mutex_unlock(&e->mu);
+        json_decref(doc);
+    }
+    wfo_map_release(&rows);
+}
+
+const char *round_doc_check(struct wfo_engine *e, const struct execution *x, const json_t *doc,
+                            char *why, size_t n)
+{
+    json_t *stored = NULL;
+    struct wfo_error err = WFO_ERROR_INIT;
+    const char *broken = NULL;
+    /* a read that fails (a store down, the fault wrapper) tells nothing */
+    if (query_execution(e, x->ns, x->id, &stored, &err) == 0 && !json_equal(stored, (json_t *)doc))
+        broken = check_broken(why, n, "E10",
+                              "execution %s: its document from memory is not the "
+                              "store's",
+                              x->id);
+    json_decref(stored);
+    return broken;
+}
+
 /* A committed round: executions that ended, or only wait for timers, leave
  * memory unless a later batch (in flight or gathering) names them (E3);
  * then its effects are acted on and its commands answered (E1). Returns
@@ -698,6 +762,7 @@ int round_finish(struct wfo_engine *e, struct round *r, const struct round *flig
     if (e->opt.on_progress)
         for (int i = 0; i < f->n_hist; i++)
             fsm_hist_data(&f->hist[i]); /* the callback reads h->data */
+    round_end_docs(e, r, gone, n_gone);
     after_commit(e, f);
     count_stats(e, r, f, r->commit_ms);
     round_docs(r);

@@ -365,6 +365,54 @@ def test_concurrent_starts_of_one_id(server):
     assert not odd, odd[:3]
 
 
+def test_waits_answer_the_stored_document(server):
+    """Every wait on an execution, of a start or a get, several at once,
+    answers the document a later read gives (the engine hands it to the
+    waits from the commit that ended the execution: engine.c E10, whose
+    test build also compares it with the store's and aborts if they
+    differ). An execution that failed and compensated, with outputs,
+    errors and step states of every kind."""
+    name = unique("waitdoc")
+    server.put_workflow({"name": name, "steps": [
+        {"name": "a", "type": "task", "queue": name,
+         "compensate": {"type": "set", "vars": {"undone": True}}},
+        {"name": "b", "type": "set", "vars": {"x": "${ .steps.a.output.v }"}},
+        {"name": "c", "type": "task", "queue": name, "retry": {"max_attempts": 1}}]})
+    started, waits = {}, []
+
+    def start():
+        started["r"] = server.post("/v1/executions?wait=30s",
+                                   {"workflow": name, "input": {"k": [1, "two"]}}, timeout=60)
+
+    def get(eid):
+        waits.append(server.get(f"/v1/executions/{eid}?wait=30s", timeout=60))
+
+    th = [threading.Thread(target=start)]
+    th[0].start()
+    tasks = server.poll([name], wait="10s")
+    assert len(tasks) == 1
+    eid = tasks[0]["execution_id"]
+    th += [threading.Thread(target=get, args=(eid,)) for _ in range(4)]
+    [t.start() for t in th[1:]]
+    time.sleep(0.5)  # the waits are waiting
+    r = server.post(f"/v1/tasks/{tasks[0]['task_id']}/complete",
+                    {"lease": tasks[0]["lease"], "output": {"v": {"deep": [True, None]}}})
+    assert r.status == 200, r
+    tasks = server.poll([name], wait="10s")
+    assert len(tasks) == 1
+    r = server.post(f"/v1/tasks/{tasks[0]['task_id']}/fail",
+                    {"lease": tasks[0]["lease"],
+                     "error": {"type": "Broken", "message": "no"}})
+    assert r.status == 200, r
+    [t.join(60) for t in th]
+    final = server.get(f"/v1/executions/{eid}")
+    assert final.status == 200 and final.json["status"] == "failed", final
+    assert started["r"].status == 201 and len(waits) == 4
+    for w in [started["r"]] + waits:
+        assert w.json == final.json
+    assert [s["status"] for s in final.json["steps"]][:3] == ["compensated", "completed", "failed"]
+
+
 def test_start_wait_until_end(server):
     name = unique("wait")
     server.put_workflow(set_workflow(name))

@@ -974,12 +974,15 @@ static int sq_setup(struct sq_store *s, struct wfo_error *err)
     int rc;
 
     if (!s->memory) {
-        /* A new file gets 16 KiB pages (an existing one keeps its own):
-         * the WAL frame is written in two pwrite calls, header and page,
-         * and a commit of 100 workflows dirties about 230 pages of 4 KiB
-         * but 60 of 16 KiB (bench engine: 112,000 pwrites for 20,000
-         * workflows become 32,000, 121 -> 113 us CPU a workflow). */
-        rc = sq_pragma(s, "PRAGMA page_size = 16384", val, sizeof(val), err);
+        /* A new file gets 8 KiB pages (an existing one keeps its own). A
+         * big commit dirties fewer pages the bigger they are, a small one
+         * touches one page a table or index whatever their size, and its
+         * fdatasync pays for every byte: 8 KiB was the best of 4, 8 and
+         * 16 for bench latency (p50 1.27-1.52 -> 1.10-1.20 ms in-process,
+         * 2.44-2.62 -> 1.98-2.08 over HTTP, alternating runs) at a few
+         * per cent of bench engine (docs/implementation/
+         * database_optimization.md). */
+        rc = sq_pragma(s, "PRAGMA page_size = 8192", val, sizeof(val), err);
         if (rc)
             return rc;
         /* Several processes opening a new file at once: all but the one

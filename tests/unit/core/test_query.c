@@ -75,10 +75,12 @@ TEST(execution_in_its_namespace_only)
     is_int(query_exec_check(e, "default", "no-such-id", &err), WFO_ENOTFOUND, "check: missing");
 
     int ended = 0;
-    is_int(query_wait(e, "default", ids[0], 1000, &ended, &err), 0, "wait in its namespace");
+    is_int(query_wait(e, "default", ids[0], 1000, &ended, NULL, &err), 0, "wait in its namespace");
     is_int(ended, 1, "sees the end");
-    is_int(query_wait(e, "other", ids[0], 1000, &ended, &err), WFO_ENOTFOUND,
+    json_t *handed = NULL;
+    is_int(query_wait(e, "other", ids[0], 1000, &ended, &handed, &err), WFO_ENOTFOUND,
            "wait in another namespace: not found");
+    ok(handed == NULL, "no document handed to it");
     is_int(query_ping(e, &err), 0, "ping");
     wfo_engine_free(e);
 }

@@ -606,10 +606,12 @@ TEST(worker_protocol_through_the_engine)
     json_decref(output);
 
     int ended = 0;
-    is_int(query_wait(e, "default", exec_id, 30000, &ended, &err), 0, "waited");
+    json_t *doc = NULL, *handed = NULL;
+    is_int(query_wait(e, "default", exec_id, 30000, &ended, &handed, &err), 0, "waited");
     is_int(ended, 1, "the execution ended");
-    json_t *doc = NULL;
     is_int(query_execution(e, "default", exec_id, &doc, &err), 0, "read");
+    ok(!handed || json_equal(handed, doc), "a document handed to the wait is the store's");
+    json_decref(handed);
     is_str(wfo_json_str(doc, "status"), "completed", "completed");
     json_t *st = json_array_get(json_object_get(doc, "steps"), 0);
     ok(json_is_true(json_object_get(json_object_get(st, "output"), "done")),
