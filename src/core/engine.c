@@ -61,12 +61,17 @@
  *       engine the same way.
  *   E9. Forgetting what memory holds (a regroup in a cluster, a recovery
  *       after a failed commit) does not stop the runners: a job that runs
- *       then is marked orphan, and the recovery that dispatches the same
- *       attempt (execution, path, token) again adopts it instead of
- *       running it twice; its result comes back with that token. (A job
- *       that ended between the two, its result not yet applied, is run
- *       again: the window of a crash.) A shard to give back waits for the
- *       jobs running on it, up to GIVE_WAIT_MS (recover.c shards_plan).
+ *       then, or that has ended with its result still in the queue, is
+ *       marked orphan (the job, or its result's cmd: e->orphans counts
+ *       both), and the recovery that dispatches the same attempt
+ *       (execution, path, token) again adopts it instead of running it
+ *       twice; its result is applied with that token. A failed engine
+ *       (E2) answers the commands in its queue with its error but keeps
+ *       the runners' results, and queues those that come while it
+ *       restarts, for the recovery to adopt. A shard to give back waits
+ *       for the jobs running on it and their queued results, up to
+ *       GIVE_WAIT_MS (recover.c shards_plan). (Only a crash runs an
+ *       attempt again: at least once, SPEC 3.)
  *   E10. A wait for an execution's end (engine_end_wait) is handed the
  *       document by the round that committed the end, built from that
  *       round's row and the steps in memory, and only when the execution
@@ -212,6 +217,22 @@ static int engine_post_locked(struct wfo_engine *e, struct cmd *c)
     return 0;
 }
 
+/* A runner's result kept for the recovery of a failed engine, which
+ * adopts it (E9): queued whatever the engine's state, marked orphan. */
+static void queue_orphan_locked(struct wfo_engine *e, struct cmd *c)
+{
+    if (!c->orphan) {
+        c->orphan = 1;
+        atomic_fetch_add(&e->orphans, 1);
+    }
+    c->next = NULL;
+    if (e->tail)
+        e->tail->next = c;
+    else
+        e->head = c;
+    e->tail = c;
+}
+
 int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
 {
     pthread_mutex_lock(&e->mu);
@@ -280,6 +301,7 @@ static void *runner_main(void *arg)
 
         struct cmd *c = wfo_calloc(1, sizeof(*c));
         c->kind = CMD_RESULT;
+        c->runner = 1;
         j->run(j, &c->out);
         if (wfo_redact_active()) {
             /* an upstream may echo a secret back (SPEC 2.1) */
@@ -297,10 +319,15 @@ static void *runner_main(void *arg)
          * the next job taken (each hold can make another thread wait) */
         pthread_mutex_lock(&e->mu);
         wfo_map_del(&e->running, j->key);
-        if (j->orphan) /* never adopted: its result finds no attempt (E9) */
-            atomic_fetch_sub(&e->orphans, 1);
+        c->orphan = j->orphan; /* not adopted yet: its result may still be (E9) */
         done = j;
-        if (engine_post_locked(e, c) != 0) {
+        if (engine_post_locked(e, c) == 0) {
+            /* queued */
+        } else if (!e->stop) {
+            queue_orphan_locked(e, c); /* the engine failed: its restart adopts it */
+        } else {
+            if (c->orphan)
+                atomic_fetch_sub(&e->orphans, 1);
             pthread_mutex_unlock(&e->mu);
             cmd_free(c); /* a result has no caller to answer */
             pthread_mutex_lock(&e->mu);
@@ -364,10 +391,17 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
         pthread_mutex_lock(&e->mu);
         struct step_job *running = wfo_map_get(&e->running, key.buf);
         int adopted = running && running->orphan;
-        if (adopted) {
+        if (adopted)
             running->orphan = 0;
+        /* or it ended, and its result waits in the queue: applied after */
+        for (struct cmd *c = e->head; c && !adopted; c = c->next)
+            if (c->orphan && c->token == a->token && strcmp(c->id, a->x->id) == 0 &&
+                strcmp(c->path, a->step) == 0) {
+                c->orphan = 0;
+                adopted = 1;
+            }
+        if (adopted)
             atomic_fetch_sub(&e->orphans, 1);
-        }
         pthread_mutex_unlock(&e->mu);
         wfo_buf_release(&key);
         if (adopted)
@@ -766,6 +800,10 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
         if (c->kind == CMD_START) {
             do_start(e, c);
         } else if (c->kind == CMD_RESULT) {
+            if (c->orphan) { /* never adopted: it finds no attempt (E9) */
+                c->orphan = 0;
+                atomic_fetch_sub(&e->orphans, 1);
+            }
             if (do_result(e, c)) {
                 c->next = e->results_kept;
                 e->results_kept = c;
@@ -914,12 +952,17 @@ static void engine_fail(struct wfo_engine *e, int rc, const struct wfo_error *er
         reply_done(c->reply, rc, err);
         c->reply = NULL;
     }
-    for (struct cmd *c = e->head, *next; c; c = next) {
+    struct cmd *c = e->head, *next;
+    e->head = e->tail = NULL;
+    for (; c; c = next) {
         next = c->next;
+        if (c->kind == CMD_RESULT && c->runner) {
+            queue_orphan_locked(e, c); /* for the restart's recovery (E9) */
+            continue;
+        }
         reply_done(c->reply, rc, err);
         cmd_free(c);
     }
-    e->head = e->tail = NULL;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -1060,10 +1103,16 @@ static void engine_forget(struct wfo_engine *e)
     for (int i = e->jobs_head; i < e->n_jobs; i++)
         job_free(e->jobs[i]);
     e->jobs_head = e->n_jobs = 0;
-    /* the jobs that run go on: the recovery adopts them (E9) */
+    /* the jobs that run go on, and the results of those that ended wait in
+     * the queue: the recovery adopts them (E9) */
     for (size_t it = 0; wfo_map_next(&e->running, &it, &k, &v);)
         if (!((struct step_job *)v)->orphan) {
             ((struct step_job *)v)->orphan = 1;
+            atomic_fetch_add(&e->orphans, 1);
+        }
+    for (struct cmd *c = e->head; c; c = c->next)
+        if (c->kind == CMD_RESULT && c->runner && !c->orphan) {
+            c->orphan = 1;
             atomic_fetch_add(&e->orphans, 1);
         }
     pthread_mutex_unlock(&e->mu);

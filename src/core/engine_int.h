@@ -68,6 +68,8 @@ struct cmd {
     char *path;
     int64_t token;
     struct step_outcome out;
+    int runner; /* of a runner job (an http call, a command, a handler) */
+    int orphan; /* of a job a forget left running or queued: adoptable (E9) */
     /* op */
     enum engine_op op;
     char *reason;
@@ -184,7 +186,7 @@ struct wfo_engine {
     int64_t started_at; /* its row in `nodes` */
     int regroup;        /* forget all and recover this node's share once no round is in flight */
     int64_t give_since; /* a shard to give back has waited for its running jobs since (ms) */
-    atomic_int orphans; /* jobs in running marked orphan (E9): 0, and job_submit looks for none */
+    atomic_int orphans; /* orphan jobs and queued results (E9): 0, none to look for */
     atomic_int hears_ready; /* the store tells of other nodes' ready tasks (cluster_listen) */
     int64_t next_scan;      /* the events of the other nodes (triggers.c T4) */
     int64_t scan_at, scan_seq;

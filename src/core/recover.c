@@ -267,7 +267,8 @@ static int popcount(store_shardset s)
 /* How long a shard to give back waits for the attempts running here. */
 #define GIVE_WAIT_MS 60000
 
-/* The shards of the runner jobs running now. */
+/* The shards of the runner jobs running now, or whose results wait in the
+ * queue (not yet committed). */
 static store_shardset running_shards(struct wfo_engine *e)
 {
     store_shardset s = 0;
@@ -276,6 +277,9 @@ static store_shardset running_shards(struct wfo_engine *e)
     pthread_mutex_lock(&e->mu);
     for (size_t it = 0; wfo_map_next(&e->running, &it, &k, &v);)
         s |= (store_shardset)1 << store_shard_of(((struct step_job *)v)->exec_id);
+    for (const struct cmd *c = e->head; c; c = c->next)
+        if (c->kind == CMD_RESULT && c->runner)
+            s |= (store_shardset)1 << store_shard_of(c->id);
     pthread_mutex_unlock(&e->mu);
     return s;
 }

@@ -154,32 +154,43 @@ def test_a_burst_fails_together_and_nothing_half_written_remains(tmp_path):
         srv.stop()
 
 
-def test_an_exec_step_running_through_the_recovery_runs_once(tmp_path):
+@pytest.mark.parametrize("runs_for,held", [(8, 0), (1, 1.5)],
+                         ids=["running-through-the-recovery", "ending-while-down"])
+def test_an_exec_step_around_a_failed_commit_runs_once(tmp_path, runs_for, held):
     """E9: the recovery after a failed commit dispatches the steps that were
-    running again; one whose command still runs in this process is adopted,
-    not started a second time (its side effect would be doubled)."""
+    running again. One whose command still runs in this process is adopted,
+    not started a second time (its side effect would be doubled); so is one
+    whose command ended while the commit before it was failing or while the
+    engine restarted: its result is kept for the recovery, and the step
+    completes with it (before, the result was dropped with the failed
+    engine's queue and the recovery ran the command again)."""
     marks = tmp_path / "marks"
     srv = WfoServer(tmp_path, env={"WFO_EXEC_ENABLED": "true"})
     srv.launch()
     try:
         srv.put_workflow(DEF)
-        srv.put_workflow({"name": "slow", "steps": [{
+        srv.put_workflow({"name": "marked", "steps": [{
             "name": "mark", "type": "exec", "timeout": "60s",
-            "command": ["/bin/sh", "-c", f"echo x >> {marks}; sleep 8; echo '{{\"ok\": 1}}'"]}]})
-        slow = srv.start_exec("slow")["id"]
+            "command": ["/bin/sh", "-c",
+                        f"echo x >> {marks}; sleep {runs_for}; echo '{{\"n\": 7}}'"]}]})
+        marked = srv.start_exec("marked")["id"]
         deadline = time.monotonic() + 10
         while not marks.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert marks.exists(), "the command did not start"
         lock = _lock(srv.db)
+        # blocked for the busy timeout (5 s), then 503: the engine forgets,
+        # and recovers once the lock is gone
         r = srv.post("/v1/executions", {"workflow": "stored"}, timeout=60)
-        assert r.status == 503, r  # the commit failed: the engine forgets, then recovers
+        assert r.status == 503, r
+        time.sleep(held)  # its restarts fail against the lock meanwhile
         lock.rollback()
         lock.close()
         _wait_ready(srv)
-        doc = srv.doc(slow, wait="30s")
-        assert doc["status"] == "completed", doc
+        doc = srv.doc(marked, wait="30s")
+        assert doc["status"] == "completed" and "7" in doc["output"]["stdout"], doc
         assert doc["steps"][0]["attempts"] == 1, doc
+        time.sleep(1.5)  # a second run, had one started, has written its mark
         assert marks.read_text() == "x\n", "the command ran again after the recovery"
     finally:
         srv.stop()
