@@ -1166,13 +1166,14 @@ static int engine_restart(struct wfo_engine *e)
         struct wfo_error err = WFO_ERROR_INIT;
         int rc = engine_recover(e, &err);
         if (rc == 0) {
+            /* logged first: whoever sees the engine ready finds the line */
+            wfo_info(NULL, NULL, "engine recovered from the store after a failed commit");
             pthread_mutex_lock(&e->mu);
             e->recovering = 0;
             e->failed = 0;
             e->fail_err = (struct wfo_error)WFO_ERROR_INIT;
             e->stats.restarts++;
             pthread_mutex_unlock(&e->mu);
-            wfo_info(NULL, NULL, "engine recovered from the store after a failed commit");
             return 0;
         }
         wfo_warn(NULL, NULL, "engine recovery failed, tried again: %s", err.message);
