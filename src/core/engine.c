@@ -67,16 +67,18 @@
  *       (execution, path, token) again adopts it instead of running it
  *       twice; its result is applied with that token. A failed engine
  *       (E2) answers the commands in its queue with its error but keeps
- *       the runners' results, and queues those that come while it
- *       restarts, for the recovery to adopt. A shard to give back waits
+ *       the runners' results — queued, kept after a failed read (E5), or
+ *       applied by a round that was not committed — and queues those that
+ *       come while it restarts, for the recovery to adopt. A shard to give back waits
  *       for the jobs running on it and their queued results, up to
  *       GIVE_WAIT_MS (recover.c shards_plan). (Only a crash runs an
  *       attempt again: at least once, SPEC 3.)
  *   E10. A wait for an execution's end (engine_end_wait) is handed the
  *       document by the round that committed the end, built from that
  *       round's row and the steps in memory, and only when the execution
- *       leaves memory with it (nothing later changed it); any other wait
- *       reads the store, as before. The test build reads the store too and
+ *       leaves memory with it (nothing later changed it), is not deleted
+ *       by it, and is of the wait's namespace; any other wait reads the
+ *       store, as before. The test build reads the store too and
  *       aborts if the two differ (round_doc_check).
  */
 #include "common/compat.h"
@@ -393,13 +395,15 @@ static void job_submit(struct wfo_engine *e, struct fsm_action *a)
         int adopted = running && running->orphan;
         if (adopted)
             running->orphan = 0;
-        /* or it ended, and its result waits in the queue: applied after */
-        for (struct cmd *c = e->head; c && !adopted; c = c->next)
-            if (c->orphan && c->token == a->token && strcmp(c->id, a->x->id) == 0 &&
-                strcmp(c->path, a->step) == 0) {
-                c->orphan = 0;
-                adopted = 1;
-            }
+        /* or it ended, and its result waits in the queue (or among the
+         * commands being applied, when a tick recovers): applied after */
+        for (int q = 0; q < 2 && !adopted; q++)
+            for (struct cmd *c = q ? e->taken : e->head; c && !adopted; c = c->next)
+                if (c->orphan && c->token == a->token && strcmp(c->id, a->x->id) == 0 &&
+                    strcmp(c->path, a->step) == 0) {
+                    c->orphan = 0;
+                    adopted = 1;
+                }
         if (adopted)
             atomic_fetch_sub(&e->orphans, 1);
         pthread_mutex_unlock(&e->mu);
@@ -794,7 +798,9 @@ static void apply_cmds(struct wfo_engine *e, struct cmd *cmds)
     struct fsm *f = &e->fsm;
     struct round *r = e->cur;
     f->now = wfo_now_ms();
+    e->taken = cmds; /* a recovery in the tick may adopt a result among them (E9) */
     engine_tick(e, &cmds);
+    e->taken = NULL;
     for (struct cmd *c = cmds, *next; c; c = next) {
         next = c->next;
         if (c->kind == CMD_START) {
@@ -952,6 +958,17 @@ static void engine_fail(struct wfo_engine *e, int rc, const struct wfo_error *er
         reply_done(c->reply, rc, err);
         c->reply = NULL;
     }
+    /* the runners' results that rounds not committed had applied: their
+     * attempts look running to the recovery, which adopts them (E9) */
+    for (int i = 0; i < 3; i++)
+        for (struct cmd **p = &e->rounds[i].replies, *c; (c = *p);)
+            if (c->kind == CMD_RESULT && c->runner &&
+                !(e->rounds[i].done && e->rounds[i].rc == 0)) {
+                *p = c->next;
+                queue_orphan_locked(e, c);
+            } else {
+                p = &c->next;
+            }
     struct cmd *c = e->head, *next;
     e->head = e->tail = NULL;
     for (; c; c = next) {
@@ -1124,10 +1141,18 @@ static void engine_forget(struct wfo_engine *e)
         task_free(t);
     }
     e->sweep_kept = NULL;
+    pthread_mutex_lock(&e->mu);
     for (struct cmd *c = e->results_kept, *next; c; c = next) {
         next = c->next;
-        cmd_free(c);
+        if (c->kind == CMD_RESULT && c->runner) {
+            queue_orphan_locked(e, c); /* adopted by the recovery (E9) */
+        } else {
+            pthread_mutex_unlock(&e->mu);
+            cmd_free(c);
+            pthread_mutex_lock(&e->mu);
+        }
     }
+    pthread_mutex_unlock(&e->mu);
     e->results_kept = NULL;
     e->shards = 0;
     atomic_store(&e->held, 0);
@@ -1793,6 +1818,7 @@ void engine_end_wait_add(struct wfo_engine *e, struct engine_end_wait *w)
     w->doc = NULL;
     w->next = wfo_map_get(&e->end_waits, w->id);
     wfo_map_put(&e->end_waits, w->id, w);
+    atomic_fetch_add(&e->n_end_waits, 1);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -1802,8 +1828,10 @@ void engine_end_wait_del(struct wfo_engine *e, struct engine_end_wait *w)
     struct engine_end_wait *head = wfo_map_get(&e->end_waits, w->id), **p = &head;
     while (*p && *p != w)
         p = &(*p)->next;
-    if (*p)
+    if (*p) {
         *p = w->next;
+        atomic_fetch_sub(&e->n_end_waits, 1);
+    }
     if (head) /* keyed by the first one's id: w's may be gone next */
         wfo_map_put(&e->end_waits, head->id, head);
     else

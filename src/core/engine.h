@@ -229,6 +229,7 @@ int engine_webhooks_start(struct wfo_engine *e, const struct engine_webhook_opti
  * (round.c E10), so the waiter need not read it back from the store. */
 struct engine_end_wait {
     const char *id;
+    const char *ns;               /* its namespace; NULL: any */
     json_t *doc;                  /* NULL until handed; then the waiter's */
     struct engine_end_wait *next; /* the other waits for the same id */
 };

@@ -135,6 +135,7 @@ struct wfo_engine {
     pthread_cond_t cv;        /* engine thread: work queued */
     pthread_cond_t ended_cv;  /* an execution ended (or the engine stopped) */
     struct wfo_map end_waits; /* id -> struct engine_end_wait list (under mu; round.c E10) */
+    atomic_int n_end_waits;   /* how many: 0, and a round looks for none */
     struct cmd *head, *tail;
     int stop, failed;
     int recovering; /* engine_restart is recovering: post() queues commands */
@@ -224,6 +225,7 @@ struct wfo_engine {
     int64_t retention_ms;        /* retention.finished; 0: keep (set before launch) */
     struct task *sweep_kept;     /* expired tasks whose execution could not be read (E5) */
     struct cmd *results_kept;    /* results whose execution could not be read (E5) */
+    struct cmd *taken;           /* the commands apply_cmds took, during its tick (E9) */
     int64_t results_retry_at;    /* when they are tried again */
     int64_t next_retention;      /* when retention_sweep looks again */
     int64_t outbox_retention_ms; /* events.retention; 0: keep (set before launch) */

@@ -289,7 +289,7 @@ static int wait_end(struct wfo_engine *e, const char *ns, const char *id, int64_
         return rc;
     struct store *s = engine_store(e);
     int64_t until = wfo_now_ms() + (wait_ms > 0 ? wait_ms : 0);
-    struct engine_end_wait w = {.id = id};
+    struct engine_end_wait w = {.id = id, .ns = ns};
     int known = doc && wait_ms > 0;
     if (known) /* before the first read: an end after it hands w the document */
         engine_end_wait_add(e, &w);

@@ -667,23 +667,27 @@ static void round_docs(struct round *r)
 static void round_end_docs(struct wfo_engine *e, struct round *r, struct execution **gone,
                            int n_gone)
 {
-    pthread_mutex_lock(&e->mu);
-    int any = e->end_waits.len > 0;
-    pthread_mutex_unlock(&e->mu);
-    if (!any)
+    if (atomic_load(&e->n_end_waits) == 0)
         return;
-    struct wfo_map rows = WFO_MAP_INIT;
-    for (int i = 0; i < r->batch.n_execs; i++)
-        wfo_map_put(&rows, r->batch.execs[i].id, &r->batch.execs[i]);
+    struct wfo_map rows = WFO_MAP_INIT, dels = WFO_MAP_INIT;
     for (int i = 0; i < n_gone; i++) {
         struct execution *x = gone[i];
-        const struct store_exec *row = wfo_map_get(&rows, x->id);
-        if (!EX_ENDED(x->status) || !row || row->only_state)
+        if (!EX_ENDED(x->status))
             continue;
         pthread_mutex_lock(&e->mu);
         int waited = wfo_map_get(&e->end_waits, x->id) != NULL;
         pthread_mutex_unlock(&e->mu);
         if (!waited)
+            continue;
+        if (!rows.len) { /* the first waited end: the batch's rows and deletions */
+            for (int k = 0; k < r->batch.n_execs; k++)
+                wfo_map_put(&rows, r->batch.execs[k].id, &r->batch.execs[k]);
+            for (int k = 0; k < r->batch.n_exec_dels; k++)
+                wfo_map_put(&dels, r->batch.exec_dels[k], &rows);
+        }
+        /* deleted by the same commit: the wait reads it, and finds none */
+        const struct store_exec *row = wfo_map_get(&rows, x->id);
+        if (!row || row->only_state || wfo_map_get(&dels, x->id))
             continue;
         struct store_step *steps = wfo_calloc((size_t)x->n_steps + 1, sizeof(*steps));
         for (int k = 0; k < x->n_steps; k++)
@@ -693,12 +697,13 @@ static void round_end_docs(struct wfo_engine *e, struct round *r, struct executi
         WFO_CHECK(round_doc_check, e, x, doc);
         pthread_mutex_lock(&e->mu);
         for (struct engine_end_wait *w = wfo_map_get(&e->end_waits, x->id); w; w = w->next)
-            if (!w->doc)
+            if (!w->doc && (!w->ns || strcmp(w->ns, x->ns) == 0)) /* Q1 */
                 w->doc = w->next ? json_deep_copy(doc) : json_incref(doc);
         pthread_mutex_unlock(&e->mu);
         json_decref(doc);
     }
     wfo_map_release(&rows);
+    wfo_map_release(&dels);
 }
 
 const char *round_doc_check(struct wfo_engine *e, const struct execution *x, const json_t *doc,
@@ -707,12 +712,13 @@ const char *round_doc_check(struct wfo_engine *e, const struct execution *x, con
     json_t *stored = NULL;
     struct wfo_error err = WFO_ERROR_INIT;
     const char *broken = NULL;
-    /* a read that fails (a store down, the fault wrapper) tells nothing */
-    if (query_execution(e, x->ns, x->id, &stored, &err) == 0 && !json_equal(stored, (json_t *)doc))
-        broken = check_broken(why, n, "E10",
-                              "execution %s: its document from memory is not the "
-                              "store's",
-                              x->id);
+    /* a read that fails (a store down, the fault wrapper) tells nothing,
+     * but the execution is there: its deletion was not handed a document */
+    int rc = query_execution(e, x->ns, x->id, &stored, &err);
+    if (rc == WFO_ENOTFOUND || (rc == 0 && !json_equal(stored, (json_t *)doc)))
+        broken =
+            check_broken(why, n, "E10", "execution %s: the document handed is not the store's: %s",
+                         x->id, rc ? err.message : "they differ");
     json_decref(stored);
     return broken;
 }

@@ -154,16 +154,18 @@ def test_a_burst_fails_together_and_nothing_half_written_remains(tmp_path):
         srv.stop()
 
 
-@pytest.mark.parametrize("runs_for,held", [(8, 0), (1, 1.5)],
-                         ids=["running-through-the-recovery", "ending-while-down"])
-def test_an_exec_step_around_a_failed_commit_runs_once(tmp_path, runs_for, held):
+@pytest.mark.parametrize("runs_for,held,start", [(8, 0, True), (1, 1.5, True), (1, 1.5, False)],
+                         ids=["running-through-the-recovery", "ending-while-down",
+                              "its-own-commit-failing"])
+def test_an_exec_step_around_a_failed_commit_runs_once(tmp_path, runs_for, held, start):
     """E9: the recovery after a failed commit dispatches the steps that were
     running again. One whose command still runs in this process is adopted,
     not started a second time (its side effect would be doubled); so is one
-    whose command ended while the commit before it was failing or while the
-    engine restarted: its result is kept for the recovery, and the step
-    completes with it (before, the result was dropped with the failed
-    engine's queue and the recovery ran the command again)."""
+    whose command ended while the commit before it was failing, or while
+    the engine restarted, or whose result's own commit failed: its result
+    is kept for the recovery, and the step completes with it (before, the
+    result was dropped with the failed engine's queue or round, and the
+    recovery ran the command again)."""
     marks = tmp_path / "marks"
     srv = WfoServer(tmp_path, env={"WFO_EXEC_ENABLED": "true"})
     srv.launch()
@@ -179,10 +181,16 @@ def test_an_exec_step_around_a_failed_commit_runs_once(tmp_path, runs_for, held)
             time.sleep(0.05)
         assert marks.exists(), "the command did not start"
         lock = _lock(srv.db)
-        # blocked for the busy timeout (5 s), then 503: the engine forgets,
-        # and recovers once the lock is gone
-        r = srv.post("/v1/executions", {"workflow": "stored"}, timeout=60)
-        assert r.status == 503, r
+        # a commit blocked for the busy timeout (5 s) fails: the engine
+        # forgets, and recovers once the lock is gone
+        if start:
+            r = srv.post("/v1/executions", {"workflow": "stored"}, timeout=60)
+            assert r.status == 503, r
+        else:  # the commit of the command's own result
+            deadline = time.monotonic() + 20
+            while srv.get("/readyz").status == 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert srv.get("/readyz").status == 503, "the result's commit did not fail"
         time.sleep(held)  # its restarts fail against the lock meanwhile
         lock.rollback()
         lock.close()
