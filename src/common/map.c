@@ -1,6 +1,7 @@
 /*
  * map.c - string-keyed hash map (see map.h). FNV-1a hashing, power-of-two
- * capacity, load factor below 0.7 counting tombstones.
+ * capacity, load factor below 0.7 counting tombstones; a rehash sizes the
+ * table for the live entries only.
  */
 #include "common/compat.h"
 
@@ -48,10 +49,14 @@ void *wfo_map_get(const struct wfo_map *m, const char *key)
     return s ? s->value : NULL;
 }
 
+/* Rehashes into a capacity made for the live entries (under half full),
+ * dropping the tombstones: a map whose keys come and go (executions in
+ * memory, running jobs) keeps the size of what it holds at once, not of
+ * all it ever held; one that fills up doubles. */
 static void map_grow(struct wfo_map *m)
 {
     struct wfo_map old = *m;
-    m->cap = old.cap ? old.cap * 2 : 16;
+    m->cap = 16;
     while (old.len * 2 >= m->cap)
         m->cap *= 2;
     m->slots = wfo_calloc(m->cap, sizeof(*m->slots));

@@ -1,7 +1,8 @@
 /*
  * test_map.c - unit tests of src/common/map.c: put, get, replace, delete
  * (tombstones reused, lookups past them still found), growth keeping every
- * entry, iteration visiting each live entry once, and borrowed keys.
+ * entry, iteration visiting each live entry once, borrowed keys, and a map
+ * whose keys come and go keeping its size.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,37 @@ TEST(put_get_replace_delete)
     ok(wfo_map_get(&m, "") == &a, "is a key like any");
     wfo_map_release(&m);
     wfo_map_release(&m); /* twice: no-op */
+}
+
+/* Keys that come and go, never more than 8 at once: the table is sized for
+ * those (it grew with every key ever put, 1,000,000 of them here: a server's
+ * map of executions in memory after a million workflows). */
+TEST(churn_keeps_its_size)
+{
+    struct wfo_map m = WFO_MAP_INIT;
+    static char keys[8][24];
+    int v = 0, lost = 0;
+    size_t most = 0;
+    for (int i = 0; i < 1000000; i++) {
+        char *k = keys[i % 8];
+        if (i >= 8)
+            lost += wfo_map_del(&m, k) != &v;
+        snprintf(k, sizeof(keys[0]), "exec-%d", i);
+        wfo_map_put(&m, k, &v);
+        if (m.cap > most)
+            most = m.cap;
+    }
+    is_int(lost, 0, "each deleted key was there");
+    is_int(m.len, 8, "eight live");
+    ok(most <= 64, "the table stayed small (at most %zu slots)", most);
+    int found = 0;
+    for (int i = 1000000 - 8; i < 1000000; i++) {
+        char k[24];
+        snprintf(k, sizeof(k), "exec-%d", i);
+        found += wfo_map_get(&m, k) == &v;
+    }
+    is_int(found, 8, "the live ones found");
+    wfo_map_release(&m);
 }
 
 TEST(grow_and_iterate)
