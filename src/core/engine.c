@@ -203,10 +203,9 @@ void cmd_free(struct cmd *c)
 
 /* engine_post with mu held: the error code when the engine takes no
  * commands (c, a chain by next, is then the caller's), else 0. */
-static int engine_post_locked(struct wfo_engine *e, struct cmd *c)
+/* Appends the list c to the queue and wakes the engine thread (under mu). */
+static void queue_append_locked(struct wfo_engine *e, struct cmd *c)
 {
-    if (e->stop || (e->failed && !e->recovering))
-        return e->failed ? e->failed : WFO_ESHUTDOWN;
     struct cmd *last = c;
     while (last->next)
         last = last->next;
@@ -216,6 +215,13 @@ static int engine_post_locked(struct wfo_engine *e, struct cmd *c)
         e->head = c;
     e->tail = last;
     pthread_cond_signal(&e->cv);
+}
+
+static int engine_post_locked(struct wfo_engine *e, struct cmd *c)
+{
+    if (e->stop || (e->failed && !e->recovering))
+        return e->failed ? e->failed : WFO_ESHUTDOWN;
+    queue_append_locked(e, c);
     return 0;
 }
 
@@ -228,11 +234,7 @@ static void queue_orphan_locked(struct wfo_engine *e, struct cmd *c)
         atomic_fetch_add(&e->orphans, 1);
     }
     c->next = NULL;
-    if (e->tail)
-        e->tail->next = c;
-    else
-        e->head = c;
-    e->tail = c;
+    queue_append_locked(e, c);
 }
 
 int engine_post(struct wfo_engine *e, struct cmd *c, struct wfo_error *err)
