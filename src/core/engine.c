@@ -227,12 +227,17 @@ static int engine_post_locked(struct wfo_engine *e, struct cmd *c)
 
 /* A runner's result kept for the recovery of a failed engine, which
  * adopts it (E9): queued whatever the engine's state, marked orphan. */
-static void queue_orphan_locked(struct wfo_engine *e, struct cmd *c)
+static void cmd_orphan_locked(struct wfo_engine *e, struct cmd *c)
 {
     if (!c->orphan) {
         c->orphan = 1;
         atomic_fetch_add(&e->orphans, 1);
     }
+}
+
+static void queue_orphan_locked(struct wfo_engine *e, struct cmd *c)
+{
+    cmd_orphan_locked(e, c);
     c->next = NULL;
     queue_append_locked(e, c);
 }
@@ -1130,10 +1135,8 @@ static void engine_forget(struct wfo_engine *e)
             atomic_fetch_add(&e->orphans, 1);
         }
     for (struct cmd *c = e->head; c; c = c->next)
-        if (c->kind == CMD_RESULT && c->runner && !c->orphan) {
-            c->orphan = 1;
-            atomic_fetch_add(&e->orphans, 1);
-        }
+        if (c->kind == CMD_RESULT && c->runner)
+            cmd_orphan_locked(e, c);
     pthread_mutex_unlock(&e->mu);
     for (int i = 0; i < e->n_staged; i++)
         job_free(e->staged[i]);
@@ -1143,19 +1146,23 @@ static void engine_forget(struct wfo_engine *e)
         task_free(t);
     }
     e->sweep_kept = NULL;
+    struct cmd *drop = NULL;
     pthread_mutex_lock(&e->mu);
     for (struct cmd *c = e->results_kept, *next; c; c = next) {
         next = c->next;
         if (c->kind == CMD_RESULT && c->runner) {
             queue_orphan_locked(e, c); /* adopted by the recovery (E9) */
         } else {
-            pthread_mutex_unlock(&e->mu);
-            cmd_free(c);
-            pthread_mutex_lock(&e->mu);
+            c->next = drop;
+            drop = c;
         }
     }
     pthread_mutex_unlock(&e->mu);
     e->results_kept = NULL;
+    for (struct cmd *c = drop, *next; c; c = next) {
+        next = c->next;
+        cmd_free(c);
+    }
     e->shards = 0;
     atomic_store(&e->held, 0);
     memset(e->epochs, 0, sizeof(e->epochs));

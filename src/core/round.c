@@ -670,6 +670,7 @@ static void round_end_docs(struct wfo_engine *e, struct round *r, struct executi
     if (atomic_load(&e->n_end_waits) == 0)
         return;
     struct wfo_map rows = WFO_MAP_INIT, dels = WFO_MAP_INIT;
+    int mapped = 0;
     for (int i = 0; i < n_gone; i++) {
         struct execution *x = gone[i];
         if (!EX_ENDED(x->status))
@@ -679,7 +680,7 @@ static void round_end_docs(struct wfo_engine *e, struct round *r, struct executi
         pthread_mutex_unlock(&e->mu);
         if (!waited)
             continue;
-        if (!rows.len) { /* the first waited end: the batch's rows and deletions */
+        if (!mapped++) { /* the first waited end: the batch's rows and deletions */
             for (int k = 0; k < r->batch.n_execs; k++)
                 wfo_map_put(&rows, r->batch.execs[k].id, &r->batch.execs[k]);
             for (int k = 0; k < r->batch.n_exec_dels; k++)
