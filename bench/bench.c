@@ -1505,6 +1505,8 @@ static void latency_http(void)
         goto out;
     char url[256];
     snprintf(url, sizeof(url), "%s/v1/executions?wait=30s", srv.base);
+    double c0 = metric_prefix(srv.base, "wfo_store_commits_total "),
+           cs0 = metric_prefix(srv.base, "wfo_store_commit_duration_seconds_sum ");
     for (int i = 0; i < LAT_WARMUP + LAT_RUNS; i++) {
         char body[128], *text = NULL;
         long status = 0;
@@ -1525,6 +1527,12 @@ static void latency_http(void)
         if (i >= LAT_WARMUP)
             v[nv++] = ms;
     }
+    double c1 = metric_prefix(srv.base, "wfo_store_commits_total "),
+           cs1 = metric_prefix(srv.base, "wfo_store_commit_duration_seconds_sum ");
+    if (c0 >= 0 && c1 > c0) /* as in-process: commits include the metric reads' none */
+        json_object_update_new(o, json_pack("{s:f, s:f}", "commits_per_execution",
+                                            (c1 - c0) / (LAT_WARMUP + LAT_RUNS), "commit_ms_mean",
+                                            (cs1 - cs0) * 1000 / (c1 - c0)));
 out:
     workers_stop(pid, 1);
     server_stop(&srv);
