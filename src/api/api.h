@@ -170,9 +170,8 @@ void api_stop(struct api *a);
 void api_handle(struct api *a, struct api_req *req, struct api_resp *resp);
 
 /* A request answered later, without a thread waiting for it (http.c's
- * pool mode): api_can_later() says whether req's route can (a start
- * without ?wait=, a batch of task results, on a node that forwards
- * nothing); api_begin() then
+ * pool mode): api_can_later() says whether req's route can (a start, a
+ * batch of task results, on a node that forwards nothing); api_begin() then
  * either answers at once (0, resp filled) or queues the work (1): done(ud)
  * is called once, from the engine's thread, when it has ended (it must not
  * block), and api_end() then fills resp on any other thread. Both record
@@ -182,6 +181,9 @@ struct api_halves;
 struct api_later {
     void (*done)(void *ud);
     void *ud;
+    /* set by api_begin: api_end may block (a start's ?wait=), so it must
+     * be called from a thread that may wait */
+    int end_waits;
     /* api's own */
     const struct api_route *route;
     const struct api_halves *halves;

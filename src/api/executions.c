@@ -139,8 +139,9 @@ int api_execution_start_later(struct api *a, struct api_req *req, struct api_lat
     struct start_args *s = wfo_calloc(1, sizeof(*s));
     l->state = s;
     int rc = start_args(a, req, s, err);
-    if (rc == 0 && s->wait_ms > 0) /* api_can_later() said no to these */
-        rc = wfo_error_set(err, WFO_EINTERNAL, "a start with ?wait= cannot be answered later");
+    /* refused before anything starts when the token waits too much already */
+    if (rc == 0 && s->wait_ms > 0 && (rc = api_wait_begin(a, req, err)) == 0)
+        l->end_waits = 1; /* the end half waits: http.c calls it from a waiter */
     if (rc == 0)
         rc = engine_start_post(a->engine, &s->q, l->done, l->ud, &s->later, err);
     return rc < 0 ? rc : 1;

@@ -19,7 +19,10 @@
  *              is queued to the engine with api_begin(), whose callback
  *              (the engine's thread, after the commit) only resumes the
  *              connection; the pool thread then makes the answer
- *              (api_end()) and sends it: no thread waits. A task poll
+ *              (api_end()) and sends it: no thread waits. A start
+ *              with ?wait= goes to the engine the same way, from the
+ *              pool thread; once it is committed, a waiter makes its
+ *              answer (the wait for its end). A task poll
  *              that finds tasks ready is answered by the pool thread
  *              itself (api_try_now()). Any other such request is a job
  *              for a waiter thread, which runs it and resumes the
@@ -509,23 +512,30 @@ static int suspend_counted(struct http_server *s, struct MHD_Connection *c)
     return 0;
 }
 
-/* Pool mode: suspends c and queues j for a waiter. 0 when done; -1 when
- * the waiters are stopping (the caller answers the request itself). */
-static int suspend_for_waiter(struct http_server *s, struct MHD_Connection *c, struct http_job *j)
+/* Queues j (its connection suspended, counted in busy) for a waiter;
+ * under s->mu. */
+static void queue_job_locked(struct http_server *s, struct http_job *j)
 {
-    pthread_mutex_lock(&s->mu);
-    j->conn = c;
     j->next = NULL;
-    if (suspend_counted(s, c) < 0) {
-        pthread_mutex_unlock(&s->mu);
-        return -1;
-    }
     *s->jobs_tail = j;
     s->jobs_tail = &j->next;
     s->n_jobs++;
     if (s->n_jobs > s->n_idle)
         waiter_spawn(s); /* when it cannot, a busy waiter takes the job later */
     pthread_cond_signal(&s->cv);
+}
+
+/* Pool mode: suspends c and queues j for a waiter. 0 when done; -1 when
+ * the waiters are stopping (the caller answers the request itself). */
+static int suspend_for_waiter(struct http_server *s, struct MHD_Connection *c, struct http_job *j)
+{
+    pthread_mutex_lock(&s->mu);
+    j->conn = c;
+    if (suspend_counted(s, c) < 0) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    queue_job_locked(s, j);
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
@@ -540,13 +550,38 @@ static int suspend_request(struct http_server *s, struct MHD_Connection *c, stru
     return suspend_for_waiter(s, c, &rq->job);
 }
 
+/* A waiter makes the answer of api_begin's work that may still wait (a
+ * start's ?wait=), then resumes the connection (invariant 2). */
+static void later_end_run(struct http_server *s, struct http_job *j)
+{
+    struct http_req *rq = (struct http_req *)((char *)j - offsetof(struct http_req, job));
+    api_end(s->api, &rq->req, &rq->resp, &rq->later);
+    rq->state = REQ_ANSWERED;
+    MHD_resume_connection(j->conn);
+    atomic_fetch_sub(&s->busy, 1);
+}
+
 /* api_begin's work has ended (the engine's thread): the pool thread
- * makes the answer. After the resume neither rq nor its connection is
+ * makes the answer, or a waiter when the answer may wait (the start was
+ * posted from the pool thread, without a hand-off to a waiter before
+ * the engine has it). After the resume neither rq nor its connection is
  * ours (invariant 2). */
 static void later_done(void *ud)
 {
     struct http_req *rq = ud;
     struct http_server *s = rq->s;
+    if (rq->later.end_waits) {
+        pthread_mutex_lock(&s->mu);
+        /* busy counts rq, so the waiters are not stopping (invariant 3) */
+        int queued = !s->waiters_stop;
+        if (queued) {
+            rq->job.run = later_end_run;
+            queue_job_locked(s, &rq->job);
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (queued)
+            return;
+    }
     rq->state = REQ_ENDED;
     MHD_resume_connection(rq->job.conn);
     atomic_fetch_sub(&s->busy, 1);

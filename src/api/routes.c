@@ -1156,18 +1156,19 @@ struct api_halves {
     api_later_fn later;
     api_end_fn end;
     api_now_fn now;
+    int end_waits; /* with ?wait=, end may block: api_later's end_waits */
 };
 
 static const struct api_halves halves[] = {
     {api_execution_start, "POST", "/v1/executions", api_execution_start_later,
-     api_execution_start_end, NULL},
-    {api_task_poll, "POST", "/v1/tasks/poll", NULL, NULL, api_task_poll_now},
+     api_execution_start_end, NULL, 1},
+    {api_task_poll, "POST", "/v1/tasks/poll", NULL, NULL, api_task_poll_now, 0},
     {api_task_complete_many, "POST", "/v1/tasks/complete", api_task_complete_many_later,
-     api_task_complete_many_end, NULL},
+     api_task_complete_many_end, NULL, 0},
     {api_task_complete, "POST", "/v1/tasks/{task_id}/complete", api_task_complete_later,
-     api_task_one_end, NULL},
-    {api_task_fail, "POST", "/v1/tasks/{task_id}/fail", api_task_fail_later, api_task_one_end,
-     NULL},
+     api_task_one_end, NULL, 0},
+    {api_task_fail, "POST", "/v1/tasks/{task_id}/fail", api_task_fail_later, api_task_one_end, NULL,
+     0},
 };
 
 static const struct api_halves *halves_of(const struct api_route *r)
@@ -1182,11 +1183,12 @@ int api_can_later(struct api *a, const struct api_req *req)
 {
     if (a->engine && engine_clustered(a->engine)) /* forward() would block */
         return 0;
+    int wait = 0;
     for (int i = 0; i < req->n_query; i++)
-        if (strcmp(req->query[i].key, "wait") == 0)
-            return 0;
+        wait |= strcmp(req->query[i].key, "wait") == 0;
     for (size_t i = 0; i < WFO_ARRAY_SIZE(halves); i++)
-        if (halves[i].later && strcmp(halves[i].method, req->method) == 0 &&
+        if (halves[i].later && (!wait || halves[i].end_waits) &&
+            strcmp(halves[i].method, req->method) == 0 &&
             route_match(halves[i].pattern, (struct api_req *)req))
             return 1;
     return 0;
@@ -1227,6 +1229,7 @@ int api_begin(struct api *a, struct api_req *req, struct api_resp *resp, struct 
     const char *matched;
     l->t0 = wfo_mono_ms();
     l->state = NULL;
+    l->end_waits = 0;
     if (route_find(a, req, resp, &l->route, &matched)) {
         route_done(a, req, resp, l->route, matched, 0, 0, &err, l->t0);
         return 0;

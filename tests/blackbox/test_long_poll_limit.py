@@ -43,6 +43,11 @@ def test_long_polls_per_token(tmp_path):
         assert r.error["type"] == "TooManyRequests"
         assert "long_polls_per_token" in r.error["message"]
         assert time.monotonic() - t0 < 2
+        # a start that would wait is refused before anything starts
+        r = srv.post("/v1/executions?wait=3s", {"workflow": "lp", "id": "lp-2"}, headers=ha)
+        assert r.status == 429, r
+        assert "long_polls_per_token" in r.error["message"]
+        assert srv.get("/v1/executions/lp-2", headers=ha).status == 404
         r = srv.post("/v1/tasks/poll", {"queues": ["lpq"], "worker": "w", "wait": "1s"},
                      headers=ha)
         assert r.status == 429, r
@@ -53,7 +58,13 @@ def test_long_polls_per_token(tmp_path):
         for t in threads:
             t.join(30)
         assert results == [200, 200]
-        # the slots are free again
+        # the slots are free again, and a start's wait gives its slot back
+        r = srv.get(f"/v1/executions/{ex}?wait=100ms", headers=ha)
+        assert r.status == 200, r
+        for i in range(3):
+            r = srv.post("/v1/executions?wait=100ms", {"workflow": "lp", "id": f"lp-w{i}"},
+                         headers=ha)
+            assert r.status == 201 and r.json["status"] == "running", r
         r = srv.get(f"/v1/executions/{ex}?wait=100ms", headers=ha)
         assert r.status == 200, r
     finally:
