@@ -72,6 +72,10 @@
  *     aborts): every suspended request is counted in `busy` until it is
  *     resumed, no request is suspended once `waiters_stop` is set (under
  *     mu), and the waiters run every queued job before they end.
+ *  4. A request resumed with its answer is counted in `answering` until
+ *     libmicrohttpd has finished it (on_completed): the stop waits for
+ *     those too, or it would close a connection whose answer (a long
+ *     poll's, ended by the stop) is not sent yet (resume_answered).
  */
 #include "common/compat.h"
 
@@ -131,7 +135,8 @@ struct http_server {
     size_t body_max;
     int fd;
     char address[128];
-    atomic_int busy; /* requests inside api_handle() or suspended (invariant 3) */
+    atomic_int busy;      /* requests inside api_handle() or suspended (invariant 3) */
+    atomic_int answering; /* resumed with an answer not yet sent (invariant 4) */
 
     /* pool mode: long polls queued for the waiters */
     pthread_mutex_t mu;
@@ -164,6 +169,7 @@ struct http_req {
     struct http_job job;    /* a waiter's; its conn also api_begin's */
     struct http_server *s;  /* for later_done */
     struct api_later later; /* api_begin's */
+    int answering;          /* counted in s->answering (invariant 4) */
 };
 
 /* ---- the listen address ---- */
@@ -550,6 +556,18 @@ static int suspend_request(struct http_server *s, struct MHD_Connection *c, stru
     return suspend_for_waiter(s, c, &rq->job);
 }
 
+/* Resumes rq's suspended connection, its answer in resp (REQ_ANSWERED)
+ * or to be made by the pool thread (REQ_ENDED): counted in `answering`
+ * until libmicrohttpd is done with it (invariant 4). Neither rq nor its
+ * connection is ours afterwards (invariant 2). */
+static void resume_answered(struct http_server *s, struct http_req *rq)
+{
+    rq->answering = 1;
+    atomic_fetch_add(&s->answering, 1);
+    MHD_resume_connection(rq->job.conn);
+    atomic_fetch_sub(&s->busy, 1);
+}
+
 /* A waiter makes the answer of api_begin's work that may still wait (a
  * start's ?wait=), then resumes the connection (invariant 2). */
 static void later_end_run(struct http_server *s, struct http_job *j)
@@ -557,8 +575,7 @@ static void later_end_run(struct http_server *s, struct http_job *j)
     struct http_req *rq = (struct http_req *)((char *)j - offsetof(struct http_req, job));
     api_end(s->api, &rq->req, &rq->resp, &rq->later);
     rq->state = REQ_ANSWERED;
-    MHD_resume_connection(j->conn);
-    atomic_fetch_sub(&s->busy, 1);
+    resume_answered(s, rq);
 }
 
 /* api_begin's work has ended (the engine's thread): the pool thread
@@ -583,8 +600,7 @@ static void later_done(void *ud)
             return;
     }
     rq->state = REQ_ENDED;
-    MHD_resume_connection(rq->job.conn);
-    atomic_fetch_sub(&s->busy, 1);
+    resume_answered(s, rq);
 }
 
 /* Pool mode: suspends c and queues rq's work with api_begin, which the
@@ -607,8 +623,7 @@ static int suspend_for_later(struct http_server *s, struct MHD_Connection *c, st
         return 0;
     /* answered without the engine: nobody else resumes it */
     rq->state = REQ_ANSWERED;
-    MHD_resume_connection(c);
-    atomic_fetch_sub(&s->busy, 1);
+    resume_answered(s, rq);
     return 0;
 }
 
@@ -716,6 +731,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct http_req *rq = *con_cls;
     if (!rq)
         return;
+    if (rq->answering)
+        atomic_fetch_sub(&s->answering, 1);
     if (rq->state == REQ_ENDED) /* the client left before (4): the start is done all the same */
         api_end(s->api, &rq->req, &rq->resp, &rq->later);
     if (rq->have_resp)
@@ -734,11 +751,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static void waiter_run(struct http_server *s, struct http_job *j)
 {
     struct http_req *rq = (struct http_req *)((char *)j - offsetof(struct http_req, job));
-    struct MHD_Connection *c = j->conn;
     api_handle(s->api, &rq->req, &rq->resp);
     rq->state = REQ_ANSWERED;
-    MHD_resume_connection(c);
-    atomic_fetch_sub(&s->busy, 1);
+    resume_answered(s, rq);
 }
 
 static void *waiter_main(void *arg)
@@ -939,9 +954,10 @@ int http_server_stop(struct http_server *s)
         return 0;
     api_stop(s->api);
     listen_close(s);
-    /* requests being handled finish (long polls end within a slice) */
+    /* requests being handled finish (long polls end within a slice), and
+     * their answers are sent (invariant 4) */
     int64_t until = wfo_mono_ms() + (s->opt.shutdown_ms > 0 ? s->opt.shutdown_ms : 10000);
-    while (atomic_load(&s->busy) > 0 && wfo_mono_ms() < until) {
+    while ((atomic_load(&s->busy) > 0 || atomic_load(&s->answering) > 0) && wfo_mono_ms() < until) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }

@@ -318,6 +318,40 @@ def test_graceful_stop(tmp_path, sig):
     assert "stopping" in err and "stopped" in err
 
 
+def test_graceful_stop_answers_every_long_poll(tmp_path):
+    """Many long polls ended by one stop: each gets its answer before the
+    connections close (http.c invariant 4; a stop once closed a
+    connection whose poll had been answered but not yet sent)."""
+    srv = WfoServer(tmp_path)
+    srv.launch()
+    q, n = "many-gone-queue", 24
+    out = [None] * n
+
+    def long_poll(i):
+        try:
+            out[i] = srv.post("/v1/tasks/poll", {"queues": [q], "worker": f"w{i}",
+                                                 "wait": "60s"}, timeout=60)
+        except OSError as e:
+            out[i] = e
+
+    ths = [threading.Thread(target=long_poll, args=(i,)) for i in range(n)]
+    for t in ths:
+        t.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        qs = srv.get("/v1/queues").json["queues"]
+        if sum(len(x["pollers"]) for x in qs if x["name"] == q) >= n:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert srv.stop() == 0
+    for t in ths:
+        t.join(10)
+    bad = [r for r in out if not (hasattr(r, "status") and r.status == 200
+                                  and r.json == {"tasks": []})]
+    assert not bad, bad
+
+
 def test_log_json_and_debug_requests(tmp_path):
     srv = WfoServer(tmp_path, env={"WFO_LOG_FORMAT": "json", "WFO_LOG_LEVEL": "debug"})
     srv.launch()
