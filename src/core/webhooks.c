@@ -43,6 +43,9 @@
  *       commit reach it by the poll. While a shard moves, the old and the
  *       new node may both send the row in flight once: at least once, as
  *       after a crash (receivers deduplicate by X-Wfo-Event-Id).
+ *   D7. a DELETE stops this node's thread of the subscription before it
+ *       is answered (webhooks_halt): no row committed after the answer is
+ *       sent. The manager's list of threads changes under mu for it.
  */
 #include "common/compat.h"
 
@@ -136,6 +139,25 @@ static int subs_supported(struct wfo_engine *e, struct wfo_error *err)
                          o->name);
 }
 
+/* D7: a deleted subscription's thread (this node's) is told to stop
+ * before the DELETE is answered: it sends no row after it looks at its
+ * stop flag, which it does before each row, so nothing committed after
+ * the answer goes out. The manager joins the thread at its next sync.
+ * Another node's thread stops at that node's next sync (WEBHOOK_POLL_MS). */
+static void webhooks_halt(struct wfo_engine *e, const char *ns, const char *id)
+{
+    struct webhooks *w = e->webhooks;
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    for (struct sub_thread *t = w->subs; t; t = t->next)
+        if (strcmp(t->id, id) == 0 && strcmp(t->ns, ns) == 0)
+            atomic_store(&t->stop, 1);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    events_outbox_notify(e); /* wakes the thread if it waits for rows */
+}
+
 static void webhooks_changed(struct wfo_engine *e)
 {
     struct webhooks *w = e->webhooks;
@@ -218,6 +240,8 @@ int engine_subscription_delete(struct wfo_engine *e, const char *ns, const char 
     int rc = subs_supported(e, err);
     if (rc == 0)
         rc = e->store->ops->delete_subscription(e->store, ns, id, err);
+    if (rc == 0)
+        webhooks_halt(e, ns, id);
     if (rc == 0)
         webhooks_changed(e);
     return rc;
@@ -598,8 +622,10 @@ static void manager_sync(struct webhooks *w)
         }
         return; /* the threads go on as they are */
     }
-    /* the deleted ones (and those whose thread ended) stop */
+    /* the deleted ones (and those whose thread ended) stop; the list
+     * changes under mu (webhooks_halt walks it) */
     struct sub_thread **pp = &w->subs, *gone = NULL;
+    pthread_mutex_lock(&w->mu);
     while (*pp) {
         struct sub_thread *t = *pp;
         if (t->seen) {
@@ -611,12 +637,11 @@ static void manager_sync(struct webhooks *w)
         t->next = gone;
         gone = t;
     }
-    if (gone) {
-        pthread_mutex_lock(&w->mu);
+    if (gone)
         pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->mu);
+    if (gone)
         events_outbox_notify(e);
-    }
     for (struct sub_thread *t = gone, *next; t; t = next) {
         next = t->next;
         pthread_join(t->thread, NULL);
@@ -630,8 +655,10 @@ static void manager_sync(struct webhooks *w)
             atomic_fetch_add(&w->failing, 1);
         atomic_fetch_add(&w->threads, 1);
         pthread_create(&t->thread, NULL, sub_main, t);
+        pthread_mutex_lock(&w->mu);
         t->next = w->subs;
         w->subs = t;
+        pthread_mutex_unlock(&w->mu);
     }
 }
 
@@ -651,16 +678,17 @@ static void *manager_main(void *ud)
         ts.tv_sec += WEBHOOK_POLL_MS / 1000;
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
     }
+    struct sub_thread *subs = w->subs;
+    w->subs = NULL;
     pthread_mutex_unlock(&w->mu);
-    for (struct sub_thread *t = w->subs; t; t = t->next)
+    for (struct sub_thread *t = subs; t; t = t->next)
         atomic_store(&t->stop, 1);
     events_outbox_notify(w->e);
-    for (struct sub_thread *t = w->subs, *next; t; t = next) {
+    for (struct sub_thread *t = subs, *next; t; t = next) {
         next = t->next;
         pthread_join(t->thread, NULL);
         sub_free(t);
     }
-    w->subs = NULL;
     return NULL;
 }
 
