@@ -438,6 +438,25 @@ def test_wait_runs_out(server):
     server.post(f"/v1/executions/{eid}/terminate")
 
 
+def test_start_again_with_wait(server):
+    """The same start again with ?wait= answers 200 with the execution as
+    it is once the wait is over; a different input for the id is 409 at
+    once (the start goes to the engine from the pool thread, and its wait
+    to a waiter)."""
+    name = unique("waitagain")
+    server.put_workflow(task_workflow(name))
+    eid = unique("wa-id")
+    r = server.post("/v1/executions?wait=100ms", {"workflow": name, "id": eid, "input": {"a": 1}})
+    assert r.status == 201 and r.json["id"] == eid and r.json["status"] == "running", r
+    r = server.post("/v1/executions?wait=300ms", {"workflow": name, "id": eid, "input": {"a": 1}})
+    assert r.status == 200 and r.json["id"] == eid and r.json["status"] == "running", r
+    t0 = time.monotonic()
+    r = server.post("/v1/executions?wait=5s", {"workflow": name, "id": eid, "input": {"a": 2}})
+    assert r.status == 409, r
+    assert time.monotonic() - t0 < 4
+    server.post(f"/v1/executions/{eid}/terminate")
+
+
 def test_get_wait_answers_when_it_ends(server):
     name = unique("waitend")
     server.put_workflow(task_workflow(name))
