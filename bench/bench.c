@@ -1529,7 +1529,7 @@ static void latency_http(void)
     }
     double c1 = metric_prefix(srv.base, "wfo_store_commits_total "),
            cs1 = metric_prefix(srv.base, "wfo_store_commit_duration_seconds_sum ");
-    if (c0 >= 0 && c1 > c0) /* as in-process: commits include the metric reads' none */
+    if (c0 >= 0 && c1 > c0) /* the run's commits (reading the metrics commits nothing) */
         json_object_update_new(o, json_pack("{s:f, s:f}", "commits_per_execution",
                                             (c1 - c0) / (LAT_WARMUP + LAT_RUNS), "commit_ms_mean",
                                             (cs1 - cs0) * 1000 / (c1 - c0)));

@@ -142,8 +142,9 @@ static int subs_supported(struct wfo_engine *e, struct wfo_error *err)
 /* D7: a deleted subscription's thread (this node's) is told to stop
  * before the DELETE is answered: it sends no row after it looks at its
  * stop flag, which it does before each row, so nothing committed after
- * the answer goes out. The manager joins the thread at its next sync.
- * Another node's thread stops at that node's next sync (WEBHOOK_POLL_MS). */
+ * the answer goes out. The manager, woken by webhooks_changed, joins the
+ * thread. Another node's thread stops at that node's next sync
+ * (WEBHOOK_POLL_MS). */
 static void webhooks_halt(struct wfo_engine *e, const char *ns, const char *id)
 {
     struct webhooks *w = e->webhooks;
@@ -153,9 +154,7 @@ static void webhooks_halt(struct wfo_engine *e, const char *ns, const char *id)
     for (struct sub_thread *t = w->subs; t; t = t->next)
         if (strcmp(t->id, id) == 0 && strcmp(t->ns, ns) == 0)
             atomic_store(&t->stop, 1);
-    pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    events_outbox_notify(e); /* wakes the thread if it waits for rows */
 }
 
 static void webhooks_changed(struct wfo_engine *e)
