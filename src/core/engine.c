@@ -202,8 +202,6 @@ void cmd_free(struct cmd *c)
     free(c);
 }
 
-/* engine_post with mu held: the error code when the engine takes no
- * commands (c, a chain by next, is then the caller's), else 0. */
 /* Appends the list c to the queue and wakes the engine thread (under mu). */
 static void queue_append_locked(struct wfo_engine *e, struct cmd *c)
 {
@@ -218,6 +216,8 @@ static void queue_append_locked(struct wfo_engine *e, struct cmd *c)
     pthread_cond_signal(&e->cv);
 }
 
+/* engine_post with mu held: the error code when the engine takes no
+ * commands (c, a chain by next, is then the caller's), else 0. */
 static int engine_post_locked(struct wfo_engine *e, struct cmd *c)
 {
     if (e->stop || (e->failed && !e->recovering))
@@ -970,8 +970,7 @@ static void engine_fail(struct wfo_engine *e, int rc, const struct wfo_error *er
      * attempts look running to the recovery, which adopts them (E9) */
     for (int i = 0; i < 3; i++)
         for (struct cmd **p = &e->rounds[i].replies, *c; (c = *p);)
-            if (c->kind == CMD_RESULT && c->runner &&
-                !(e->rounds[i].done && e->rounds[i].rc == 0)) {
+            if (c->runner && !(e->rounds[i].done && e->rounds[i].rc == 0)) {
                 *p = c->next;
                 queue_orphan_locked(e, c);
             } else {
@@ -981,7 +980,7 @@ static void engine_fail(struct wfo_engine *e, int rc, const struct wfo_error *er
     e->head = e->tail = NULL;
     for (; c; c = next) {
         next = c->next;
-        if (c->kind == CMD_RESULT && c->runner) {
+        if (c->runner) {
             queue_orphan_locked(e, c); /* for the restart's recovery (E9) */
             continue;
         }
@@ -1168,7 +1167,7 @@ static void engine_forget(struct wfo_engine *e)
             atomic_fetch_add(&e->orphans, 1);
         }
     for (struct cmd *c = e->head; c; c = c->next)
-        if (c->kind == CMD_RESULT && c->runner)
+        if (c->runner)
             cmd_orphan_locked(e, c);
     pthread_mutex_unlock(&e->mu);
     for (int i = 0; i < e->n_staged; i++)
@@ -1183,7 +1182,7 @@ static void engine_forget(struct wfo_engine *e)
     pthread_mutex_lock(&e->mu);
     for (struct cmd *c = e->results_kept, *next; c; c = next) {
         next = c->next;
-        if (c->kind == CMD_RESULT && c->runner) {
+        if (c->runner) {
             queue_orphan_locked(e, c); /* adopted by the recovery (E9) */
         } else {
             c->next = drop;

@@ -68,7 +68,7 @@ struct cmd {
     char *path;
     int64_t token;
     struct step_outcome out;
-    int runner; /* of a runner job (an http call, a command, a handler) */
+    int runner; /* a CMD_RESULT of a runner job (an http call, a command, a handler) */
     int orphan; /* of a job a forget left running or queued: adoptable (E9) */
     /* op */
     enum engine_op op;

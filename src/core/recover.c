@@ -278,7 +278,7 @@ static store_shardset running_shards(struct wfo_engine *e)
     for (size_t it = 0; wfo_map_next(&e->running, &it, &k, &v);)
         s |= (store_shardset)1 << store_shard_of(((struct step_job *)v)->exec_id);
     for (const struct cmd *c = e->head; c; c = c->next)
-        if (c->kind == CMD_RESULT && c->runner)
+        if (c->runner)
             s |= (store_shardset)1 << store_shard_of(c->id);
     pthread_mutex_unlock(&e->mu);
     return s;
