@@ -337,13 +337,6 @@ static void check_duration_tmpl(struct dctx *c, const json_t *v, int positive)
         (void)need_duration(c, v, positive, &ms);
 }
 
-/* A string that is an expression or, when constant, passes nothing more. */
-static void check_string_tmpl(struct dctx *c, const json_t *v)
-{
-    if (!json_is_string(v))
-        problem(c, "must be a string");
-}
-
 /* Compiles v into *out; a failing expression is reported at its leaf. */
 static void tmpl(struct dctx *c, json_t *v, struct tmpl **out)
 {
@@ -669,6 +662,16 @@ static void compensate_compile(struct dctx *c, json_t *v, struct def_step *s)
     c->depth--;
 }
 
+/* A leaf given to a program or a server as text: an argv element, an
+ * environment variable, a header or query value. A number or a boolean
+ * written in the definition is its JSON text there, as one an expression
+ * yields (steps/command.c, steps/http.c). */
+static void scalar_check(struct dctx *c, const json_t *v)
+{
+    if (!json_is_string(v) && !json_is_number(v) && !json_is_boolean(v))
+        problem(c, "must be a string, number or boolean");
+}
+
 static void request_check(struct dctx *c, const json_t *v)
 {
     static const char *const methods[] = {"GET",    "POST", "PUT",    "PATCH",
@@ -708,8 +711,18 @@ static void request_check(struct dctx *c, const json_t *v)
                 {
                     size_t old2 = push_key(c, k2);
 
-                    if (!json_is_string(v2))
-                        problem(c, "must be a string");
+                    /* a number or boolean is sent as its text (steps/http.c);
+                     * a query value may also be a list, one pair each */
+                    if (strcmp(key, "query") == 0 && json_is_array(v2)) {
+                        for (size_t i = 0; i < json_array_size(v2); i++) {
+                            size_t old3 = push_index(c, i);
+
+                            scalar_check(c, json_array_get(v2, i));
+                            pop(c, old3);
+                        }
+                    } else if (!json_is_null(v2)) {
+                        scalar_check(c, v2);
+                    }
                     pop(c, old2);
                 }
             } else if (!is_expr(val)) {
@@ -779,8 +792,7 @@ static void command_check(struct dctx *c, const json_t *v)
     for (size_t i = 0; i < json_array_size(v); i++) {
         size_t old = push_index(c, i);
 
-        if (!json_is_string(json_array_get(v, i)))
-            problem(c, "must be a string");
+        scalar_check(c, json_array_get(v, i));
         pop(c, old);
     }
 }
@@ -803,7 +815,7 @@ static void env_check(struct dctx *c, const json_t *v)
         if (key[0] == '\0' || strchr(key, '='))
             problem(c, "must be a variable name (not empty, no \"=\")");
         else
-            check_string_tmpl(c, val);
+            scalar_check(c, val);
         pop(c, old);
     }
 }

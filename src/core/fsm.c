@@ -2106,7 +2106,11 @@ static void retry_go(struct fsm *f, struct execution *x, const char *step)
     free(x->fail_origin);
     x->fail_origin = NULL;
     x->transitions = 0; /* a new pass gets the whole cap (SPEC 2.2) */
-    hist(f, x, "execution.retried", NULL, obj1("step", step ? json_string(step) : json_null()));
+    /* the step it resumes from, in the entry's step too (the path of its
+     * state, which lives as long as the entry: step may not) */
+    struct step_state *from = step ? exec_step(x, step) : NULL;
+    hist(f, x, "execution.retried", from ? from->path : NULL,
+         obj1("step", step ? json_string(step) : json_null()));
     if (x->def->timeout_ms)
         timer_put(f, x, TK_WF_TIMEOUT, NULL, 0, f->now + x->def->timeout_ms);
     run_frames(f, x);

@@ -14,16 +14,17 @@
  *  - timeout: request.timeout, else the step's timeout, else 60 s, and
  *    never past the attempt's deadline;
  *  - the result's headers have lower-cased names, repeated ones joined with
- *    ", "; the body is parsed when the content type is application/json or
- *    *+json and it parses, else it is a string (invalid UTF-8 and NUL bytes
- *    replaced by U+FFFD);
+ *    ", "; the body is parsed when the content type is application/json,
+ *    *+json or missing and it parses, else it is a string (invalid UTF-8
+ *    and NUL bytes replaced by U+FFFD);
  *  - up to 5 redirects are followed; bodies are bounded to 10 MiB;
  *  - messages name the URL without its query, fragment and user
  *    information, which may hold secrets.
  *
  * Errors: HttpError (status outside accept_status, details {status,
- * headers, body}; retryable for 5xx, 408 and 429; a bad request, too many
- * redirects or a body over the bound are not retryable), ConnectionError
+ * headers, body}; retryable unless a 4xx other than 408 and 429; a request
+ * that cannot be made (bad URL or header), too many redirects or a body
+ * over the bound are not retryable), ConnectionError
  * (retryable, except for an address refused by deny_private), Timeout
  * (retryable), Cancelled.
  */
@@ -286,24 +287,30 @@ static json_t *text_value(const char *s, size_t len, size_t limit)
 }
 
 /* application/json, or a +json type such as application/problem+json. */
-static int is_json_type(const char *ct)
+/* Whether a body of this content type is read as JSON when it parses:
+ * application/json, *+json (media types are case-insensitive), or no
+ * content type at all (a server that sends JSON without saying so, as
+ * Conductor's HTTP task reads it too). */
+static int maybe_json_type(const char *ct)
 {
     if (!ct)
-        return 0;
+        return 1;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
     size_t n = strcspn(ct, ";");
     while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
         n--;
-    return (n == 16 && strncmp(ct, "application/json", 16) == 0) ||
-           (n > 5 && strncmp(ct + n - 5, "+json", 5) == 0);
+    return n == 0 || (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+           (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
-/* The body as a value: parsed JSON when the content type says so and it
+/* The body as a value: parsed JSON when the content type allows it and it
  * parses (and fits in limit), else text capped at limit. */
 static json_t *body_value(const struct httpc_response *res, size_t limit)
 {
     json_t *v = NULL;
 
-    if (is_json_type(res->content_type) && res->body.len <= limit &&
+    if (maybe_json_type(res->content_type) && res->body.len <= limit &&
         wfo_json_parse(res->body.buf, res->body.len, &v, NULL) == 0)
         return v;
     return text_value(res->body.buf, res->body.len, limit);
@@ -405,7 +412,11 @@ void step_run_http(struct step_job *job, struct step_outcome *out)
         json_t *details =
             json_pack("{s:I, s:o, s:o}", "status", (json_int_t)res.status, "headers",
                       headers_value(&res), "body", body_value(&res, HTTP_DETAIL_BODY_MAX));
-        step_outcome_fail(out, "HttpError", msg, details, httpc_status_transient(res.status));
+        /* SPEC 2.3: only a 4xx other than 408 and 429 is never retried
+         * (a 3xx, or a 2xx that accept_status leaves out, is) */
+        step_outcome_fail(out, "HttpError", msg, details,
+                          !(res.status >= 400 && res.status <= 499) ||
+                              httpc_status_transient(res.status));
         goto out;
     }
     out->ok = 1;

@@ -469,6 +469,7 @@ def test_retry_after_workflow_timeout(server):
     hist = server.get(f"/v1/executions/{e['id']}/history").json
     retried = [h for h in hist if h["type"] == "execution.retried"]
     assert len(retried) == 1 and retried[0]["data"] == {"step": "t"}
+    assert retried[0]["step"] == "t"  # SPEC 2.4: "with the step it resumes from"
     assert sum(1 for h in hist if h["type"] == "step.started" and h["step"] == "first") == 1
 
 

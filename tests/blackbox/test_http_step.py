@@ -108,6 +108,8 @@ def make_handler(service):
                 self.answer(200, {"late": True})
             elif kind == "problem":
                 self.answer(200, '{"title": "p"}', "application/problem+json")
+            elif kind == "untyped":  # JSON with no Content-Type at all
+                self.answer(200, '{"n": 7}')
             elif kind == "badjson":
                 self.answer(200, "{not json", "application/json")
             elif kind == "binary":
@@ -179,6 +181,15 @@ def test_text_body_is_a_string(tmp_path, service):
     out = step(doc, "call")["output"]
     assert out["body"] == "plain words"
     assert out["headers"]["content-type"].startswith("text/plain")
+
+
+def test_body_without_content_type_is_parsed(tmp_path, service):
+    """A JSON body with no Content-Type is parsed too; a text/plain one stays a string."""
+    rc, doc, err = run_def(tmp_path, http_def("untyped", {"url": service.base + "/untyped"}))
+    assert rc == 0, err
+    out = step(doc, "call")["output"]
+    assert "content-type" not in out["headers"], out["headers"]
+    assert out["body"] == {"n": 7}
 
 
 def test_plus_json_parsed_bad_json_kept_binary_replaced(tmp_path, service):
@@ -321,14 +332,29 @@ def test_accept_status(tmp_path, service):
 
 
 def test_accept_status_refuses_2xx_not_listed(tmp_path, service):
-    """With accept_status: [201], a 200 is an HttpError (not retried)."""
-    rc, doc, _ = run_def(tmp_path, http_def("accept-201", {"url": service.base + "/json"},
+    """With accept_status: [201], a 200 is an HttpError, retried (SPEC 2.3: only a 4xx
+    other than 408/429 is never retried)."""
+    path = f"/json/{key()}"
+    rc, doc, _ = run_def(tmp_path, http_def("accept-201", {"url": service.base + path},
                                             accept_status=[201], retry=FAST_RETRY))
     assert rc == 1
     s = step(doc, "call")
     assert s["error"]["type"] == "HttpError"
     assert s["error"]["details"]["status"] == 200
-    assert s["attempts"] == 1
+    assert s["attempts"] == 3
+    assert service.count(path) == 3
+
+
+def test_3xx_without_location_is_retried(tmp_path, service):
+    """A 300 without a Location (nothing to follow) fails with HttpError, retried like a 5xx."""
+    path = f"/status/300/{key()}"
+    rc, doc, _ = run_def(tmp_path, http_def("not-modified", {"url": service.base + path},
+                                            retry=FAST_RETRY))
+    assert rc == 1
+    s = step(doc, "call")
+    assert s["error"]["type"] == "HttpError" and s["error"]["details"]["status"] == 300
+    assert s["attempts"] == 3
+    assert service.count(path) == 3
 
 
 def test_http_error_details(tmp_path, service):

@@ -75,7 +75,7 @@ def test_retry_after_compensation_charges_again(server):
     assert charge["status"] == "completed" and charge["output"] == {"charge": "c-2"}
     hist = history(server, e["id"])
     retried = [h for h in hist if h["type"] == "execution.retried"]
-    assert retried[-1]["data"] == {"step": "charge"}
+    assert retried[-1]["data"] == {"step": "charge"} and retried[-1]["step"] == "charge"
     assert started(hist, "charge") == 2
 
 

@@ -653,8 +653,15 @@ TEST(task_http_exec_errors)
             "unknown field \"verb\"");
     expect1(H("'request': {'url': 'http://x', 'headers': 5}"), "steps[0].request.headers",
             "must be an object or an expression");
-    expect1(H("'request': {'url': 'http://x', 'headers': {'A': 1}}"), "steps[0].request.headers.A",
-            "must be a string");
+    expect1(H("'request': {'url': 'http://x', 'headers': {'A': {'b': 1}}}"),
+            "steps[0].request.headers.A", "must be a string, number or boolean");
+    expect1(H("'request': {'url': 'http://x', 'headers': {'A': [1]}}"),
+            "steps[0].request.headers.A", "must be a string, number or boolean");
+    expect1(H("'request': {'url': 'http://x', 'query': {'a': [1, {}]}}"),
+            "steps[0].request.query.a[1]", "must be a string, number or boolean");
+    /* a number or boolean is sent as its text; a query value may be a list */
+    def_unref(compile_ok(H("'request': {'url': 'http://x', 'headers': {'A': 1, 'B': true},"
+                           " 'query': {'p': 2, 'f': false, 'l': [1, 'x'], 'n': null}}")));
     expect1(H("'request': {'url': 'http://x', 'timeout': '2y'}"), "steps[0].request.timeout",
             "bad duration \"2y\": expected <number><unit> with unit ms, s, m, h or d, or an "
             "integer of milliseconds");
@@ -671,10 +678,15 @@ TEST(task_http_exec_errors)
     expect1(E("'command': []"), "steps[0].command", "must not be empty");
     expect1(E("'command': 'ls -l'"), "steps[0].command",
             "must be a list of strings or an expression");
-    expect1(E("'command': ['ls', 3]"), "steps[0].command[1]", "must be a string");
+    expect1(E("'command': ['ls', [3]]"), "steps[0].command[1]",
+            "must be a string, number or boolean");
+    expect1(E("'command': ['ls', null]"), "steps[0].command[1]",
+            "must be a string, number or boolean");
+    def_unref(compile_ok(E("'command': ['sleep', 1, true], 'env': {'N': 5, 'B': false}")));
     def_unref(compile_ok(E("'command': '${ .input.argv }', 'env': '${ .input.env }'")));
     expect1(E("'command': ['ls'], 'env': 3"), "steps[0].env", "must be an object or an expression");
-    expect1(E("'command': ['ls'], 'env': {'A': 3}"), "steps[0].env.A", "must be a string");
+    expect1(E("'command': ['ls'], 'env': {'A': {}}"), "steps[0].env.A",
+            "must be a string, number or boolean");
     expect1(E("'command': ['ls'], 'env': {'A=B': 'c'}"), "steps[0].env.A=B",
             "must be a variable name (not empty, no \"=\")");
     expect1(E("'command': ['ls'], 'cwd': 3"), "steps[0].cwd", "must be a string");
