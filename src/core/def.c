@@ -337,13 +337,22 @@ static void check_duration_tmpl(struct dctx *c, const json_t *v, int positive)
         (void)need_duration(c, v, positive, &ms);
 }
 
-/* Compiles v into *out; a failing expression is reported at its leaf. */
+/* One expression of a template that does not compile, at its leaf. */
+static void tmpl_bad(void *ud, const char *path, const char *message)
+{
+    struct dctx *c = ud;
+    size_t old = c->path.len;
+
+    (void)wfo_buf_adds(&c->path, path);
+    problem(c, "%s", message);
+    pop(c, old);
+}
+
+/* Compiles v into *out; each failing expression is reported at its leaf
+ * (all of them: tmpl_check walks the template again when one fails). */
 static void tmpl(struct dctx *c, json_t *v, struct tmpl **out)
 {
     struct wfo_error err = WFO_ERROR_INIT;
-    char *bad = NULL;
-    size_t old;
-    int rc;
 
     /* Compiling a jq program is slow: once the walk has failed for good, a
      * compiled template would be thrown away anyway. */
@@ -351,16 +360,12 @@ static void tmpl(struct dctx *c, json_t *v, struct tmpl **out)
         return;
     tmpl_free(*out);
     *out = NULL;
-    rc = tmpl_compile(v, out, &bad, &err);
+    int rc = tmpl_compile(v, out, NULL, &err);
     if (rc < 0) {
         *out = NULL;
-        old = c->path.len;
-        if (bad)
-            (void)wfo_buf_adds(&c->path, bad);
-        problem(c, "%s", err.message[0] ? err.message : wfo_strerror(rc));
-        pop(c, old);
+        if (tmpl_check(v, tmpl_bad, c) == 0) /* not an expression's fault */
+            problem(c, "%s", err.message[0] ? err.message : wfo_strerror(rc));
     }
-    free(bad);
 }
 
 static void strv_free(char **v)

@@ -1702,7 +1702,16 @@ static void path_add_key(struct wfo_buf *path, const char *key, size_t len)
     wfo_buf_adds(path, "\"]");
 }
 
-static int node_compile(json_t *v, struct node *n, struct wfo_buf *path, struct wfo_error *err)
+/* Where node_compile tells of every leaf that fails (tmpl_check), rather
+ * than stopping at the first. */
+struct node_sink {
+    tmpl_bad_fn *bad;
+    void *ud;
+    int rc; /* the first failure's */
+};
+
+static int node_compile(json_t *v, struct node *n, struct wfo_buf *path, struct wfo_error *err,
+                        struct node_sink *sink)
 {
     size_t mark = path->len, i = 0;
     int rc = 0, all_const = 1;
@@ -1714,7 +1723,16 @@ static int node_compile(json_t *v, struct node *n, struct wfo_buf *path, struct 
 
         if (len >= 3 && s[0] == '$' && s[1] == '{' && s[len - 1] == '}') {
             n->kind = NODE_EXPR;
-            return expr_new(s + 2, len - 3, &n->expr, err);
+            rc = expr_new(s + 2, len - 3, &n->expr, err);
+            if (rc < 0 && sink) {
+                sink->bad(sink->ud, path->buf ? path->buf : "",
+                          err->message[0] ? err->message : wfo_strerror(rc));
+                if (!sink->rc)
+                    sink->rc = rc;
+                *err = (struct wfo_error)WFO_ERROR_INIT;
+                rc = 0;
+            }
+            return rc;
         }
     } else if (json_is_array(v) && json_array_size(v) > 0) {
         n->kind = NODE_ARRAY;
@@ -1722,7 +1740,7 @@ static int node_compile(json_t *v, struct node *n, struct wfo_buf *path, struct 
         n->kids = wfo_calloc(n->n, sizeof(*n->kids));
         for (i = 0; i < n->n; i++) {
             wfo_buf_addf(path, "[%zu]", i);
-            if ((rc = node_compile(json_array_get(v, i), &n->kids[i], path, err)) < 0)
+            if ((rc = node_compile(json_array_get(v, i), &n->kids[i], path, err, sink)) < 0)
                 return rc;
             path->len = mark;
             path->buf[mark] = '\0';
@@ -1744,7 +1762,7 @@ static int node_compile(json_t *v, struct node *n, struct wfo_buf *path, struct 
             memcpy(n->keys[i], key, keylen + 1);
             n->keylens[i] = keylen;
             path_add_key(path, key, keylen);
-            if ((rc = node_compile(val, &n->kids[i], path, err)) < 0)
+            if ((rc = node_compile(val, &n->kids[i], path, err, sink)) < 0)
                 return rc;
             path->len = mark;
             path->buf[mark] = '\0';
@@ -1838,7 +1856,7 @@ int tmpl_compile(json_t *value, struct tmpl **out, char **bad_path, struct wfo_e
         return wfo_error_set(err, WFO_EINVAL, "no template value");
     t = wfo_calloc(1, sizeof(*t));
     t->value = json_incref(value);
-    if ((rc = node_compile(value, &t->root, &path, err)) < 0) {
+    if ((rc = node_compile(value, &t->root, &path, err, NULL)) < 0) {
         if (bad_path)
             *bad_path = wfo_buf_detach(&path, NULL);
         goto out;
@@ -1849,6 +1867,19 @@ out:
     wfo_buf_release(&path);
     tmpl_free(t);
     return rc;
+}
+
+int tmpl_check(json_t *value, tmpl_bad_fn *bad, void *ud)
+{
+    struct node_sink sink = {bad, ud, 0};
+    struct wfo_buf path = WFO_BUF_INIT;
+    struct wfo_error err = WFO_ERROR_INIT;
+    struct node root;
+
+    (void)node_compile(value, &root, &path, &err, &sink);
+    node_release(&root);
+    wfo_buf_release(&path);
+    return sink.rc;
 }
 
 void tmpl_free(struct tmpl *t)

@@ -37,6 +37,12 @@ int expr_is_expression(const char *s);
  * to a constant template whose evaluation returns the value itself.
  * Returns a new template; caller frees with tmpl_free(). */
 int tmpl_compile(json_t *value, struct tmpl **out, char **bad_path, struct wfo_error *err);
+/* Compiles every expression in value and calls bad(ud, path, message) for
+ * each that fails (path as tmpl_compile's bad_path), not just the first:
+ * for a definition's problems, all of them. Returns the first failure's
+ * code, or 0 when every expression compiles. */
+typedef void tmpl_bad_fn(void *ud, const char *path, const char *message);
+int tmpl_check(json_t *value, tmpl_bad_fn *bad, void *ud);
 void tmpl_free(struct tmpl *t);
 /* True when the template has no expression. */
 int tmpl_is_const(const struct tmpl *t);

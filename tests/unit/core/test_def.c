@@ -456,6 +456,16 @@ TEST(jq_errors_point_at_the_leaf)
               " 'steps': [" TASK("a") "]}",
               "triggers[0].input.x[0]");
     expect_jq(STEPS("{'name': 'a', 'type': 'task', 'queue': 'q', 'if': '${ !! }'}"), "steps[0].if");
+    /* Every expression of one template that fails is a problem, each at its
+     * leaf, not just the first (wfo validate prints each problem). */
+    expect_has(STEPS("{'name': 'a', 'type': 'set', 'vars': {'x': '${ ( }', 'ok': '${ 1 }',"
+                     " 'y': '${ ) }', 'z': [1, '${ .a | }']}}"),
+               "steps[0].vars.x", "jq: syntax error, unexpected $end at line 1");
+    expect_has(STEPS("{'name': 'a', 'type': 'set', 'vars': {'x': '${ ( }', 'y': '${ ) }'}}"),
+               "steps[0].vars.y", "jq: syntax error, unexpected INVALID_CHARACTER at line 1");
+    expect_has(
+        STEPS("{'name': 'a', 'type': 'set', 'vars': {'x': '${ ( }', 'z': [1, '${ .a | }']}}"),
+        "steps[0].vars.z[1]", "jq: syntax error, unexpected $end at line 1");
     /* The sandbox of core/expr.h is enforced when the definition compiles. */
     expect_jq_says(STEPS("{'name': 'a', 'type': 'task', 'queue': 'q', 'input': {'h': '${ env }'}}"),
                    "steps[0].input.h", "env");
