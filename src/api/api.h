@@ -223,6 +223,10 @@ struct http_server;
  * bad or refused address, WFO_EIO when it cannot listen. */
 int http_server_start(struct api *a, const struct http_options *opt, struct http_server **out,
                       struct wfo_error *err);
+/* 0 when http_server_start would take listen as an address (ADDR:PORT
+ * that resolves, and a loopback one unless allow_public), else WFO_EINVAL
+ * with its message; binds nothing (what --print-config checks). */
+int http_listen_check(const char *listen, int allow_public, struct wfo_error *err);
 /* "127.0.0.1:7233" with the port actually bound (the listen port may be 0). */
 const char *http_server_address(const struct http_server *s);
 /* Stops accepting, waits up to shutdown_ms for requests being handled,

@@ -234,26 +234,51 @@ bad:
     return wfo_error_set(err, WFO_EINVAL, "listen: '%s' is not ADDR:PORT or [ADDR]:PORT", listen);
 }
 
-static int listen_open(struct http_server *s, struct wfo_error *err)
+/* The address to listen on, in *res (freeaddrinfo), or WFO_EINVAL: not
+ * ADDR:PORT, not resolved, or not a loopback one without allow_public. */
+static int listen_resolve(const char *listen, int allow_public, struct addrinfo **res,
+                          struct wfo_error *err)
 {
     char host[256], port[16];
-    struct addrinfo hints = {0}, *res = NULL;
-    int rc = listen_split(s->opt.listen, host, sizeof(host), port, sizeof(port), err);
+    struct addrinfo hints = {0};
+    int rc = listen_split(listen, host, sizeof(host), port, sizeof(port), err);
+    *res = NULL;
     if (rc < 0)
         return rc;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    int g = getaddrinfo(host, port, &hints, &res);
-    if (g != 0)
-        return wfo_error_set(err, WFO_EINVAL, "listen: '%s': %s", s->opt.listen, gai_strerror(g));
-    if (!s->opt.allow_public && !is_loopback(res->ai_addr)) {
-        rc = wfo_error_set(err, WFO_EINVAL,
-                           "listen: refusing to serve '%s' without authentication: configure "
-                           "auth.tokens, or listen on a loopback address (127.0.0.1, ::1)",
-                           s->opt.listen);
-        goto out;
+    int g = getaddrinfo(host, port, &hints, res);
+    if (g != 0) {
+        *res = NULL;
+        return wfo_error_set(err, WFO_EINVAL, "listen: '%s': %s", listen, gai_strerror(g));
     }
+    if (!allow_public && !is_loopback((*res)->ai_addr)) {
+        freeaddrinfo(*res);
+        *res = NULL;
+        return wfo_error_set(err, WFO_EINVAL,
+                             "listen: refusing to serve '%s' without authentication: configure "
+                             "auth.tokens, or listen on a loopback address (127.0.0.1, ::1)",
+                             listen);
+    }
+    return 0;
+}
+
+int http_listen_check(const char *listen, int allow_public, struct wfo_error *err)
+{
+    struct addrinfo *res;
+    int rc = listen_resolve(listen, allow_public, &res, err);
+    if (res)
+        freeaddrinfo(res);
+    return rc;
+}
+
+static int listen_open(struct http_server *s, struct wfo_error *err)
+{
+    struct addrinfo *res;
+    int rc = listen_resolve(s->opt.listen, s->opt.allow_public, &res, err);
+    if (rc < 0)
+        return rc;
     s->fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s->fd < 0) {
         rc = wfo_error_set(err, WFO_EIO, "listen: socket: %s", strerror(errno));

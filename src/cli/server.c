@@ -132,6 +132,13 @@ int cmd_server(int argc, char **argv)
         free(cfg.db);
         cfg.db = wfo_strdup(f.db);
     }
+    /* what would stop the server stops --print-config too (SPEC 6: a bad
+     * value is refused, whichever way it is looked at) */
+    if (engine_db_url_check(cfg.db, &err) < 0 ||
+        http_listen_check(cfg.listen, cfg.n_tokens > 0, &err) < 0) {
+        cli_error("%s", err.message);
+        goto out;
+    }
     if (f.print) {
         json_t *j = config_json(&cfg);
         char *s = wfo_json_dumps_pretty(j);

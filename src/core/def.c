@@ -657,6 +657,7 @@ static void compensate_compile(struct dctx *c, json_t *v, struct def_step *s)
     c->depth++;
     s->compensate = wfo_calloc(n, sizeof(*s->compensate));
     s->n_compensate = (int)n;
+    s->compensate_list = list;
     for (size_t i = 0; i < n; i++) {
         size_t old = list ? push_index(c, i) : c->path.len;
 
@@ -1826,7 +1827,10 @@ static int find_type_step(const struct def_step *s, enum step_type t, const char
     }
     for (int i = 0; i < s->n_compensate && !found; i++) {
         wfo_buf_reset(&p);
-        wfo_buf_addf(&p, "%s.compensate[%d]", path, i);
+        if (s->compensate_list) /* as wfo validate writes it */
+            wfo_buf_addf(&p, "%s.compensate[%d]", path, i);
+        else
+            wfo_buf_addf(&p, "%s.compensate", path);
         found = find_type_step(&s->compensate[i], t, p.buf, out);
     }
     for (int i = 0; i < s->n_branches && !found; i++) {

@@ -112,6 +112,7 @@ struct def_step {
     int n_catches;
     struct def_step *compensate; /* compensation steps, run in order */
     int n_compensate;
+    int compensate_list; /* written as a list (its paths: compensate[i]) */
     /* compensated also when its attempt was asked to stop and never said
      * how it ended (SPEC 2.4): its compensation tolerates "nothing to undo" */
     int compensate_in_flight;

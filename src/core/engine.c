@@ -1777,6 +1777,11 @@ json_t *engine_queues(struct wfo_engine *e, const char *ns, int known_only)
     return taskq_queues(&e->tq, ns, known_only, wfo_now_ms());
 }
 
+int engine_db_url_check(const char *db_url, struct wfo_error *err)
+{
+    return store_url_check(db_url, err);
+}
+
 void engine_tune(struct wfo_engine *e, const struct engine_tuning *t)
 {
     pthread_mutex_lock(&e->tq.mu);

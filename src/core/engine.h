@@ -300,4 +300,8 @@ struct engine_tuning {
 };
 void engine_tune(struct wfo_engine *e, const struct engine_tuning *t);
 
+/* 0 when db_url names a store back end, else WFO_EINVAL with the message
+ * wfo_engine_new would give; opens nothing. */
+int engine_db_url_check(const char *db_url, struct wfo_error *err);
+
 #endif

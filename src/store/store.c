@@ -47,20 +47,26 @@ static size_t store_scheme_len(const char *url)
     return url[n] == ':' ? n : 0;
 }
 
-int store_open(const char *url, struct store **out, struct wfo_error *err)
+int store_url_check(const char *url, struct wfo_error *err)
 {
-    const struct store_ops *ops;
-    int rc;
-
-    *out = NULL;
     if (!url || !*url)
         return wfo_error_set(err, WFO_EINVAL, "store url is empty");
-    ops = store_find(url);
-    if (!ops) {
+    if (!store_find(url)) {
         size_t n = store_scheme_len(url);
         return wfo_error_set(err, WFO_EINVAL, "store url scheme '%.*s' has no back end",
                              (int)(n > 64 ? 64 : n), url);
     }
+    return 0;
+}
+
+int store_open(const char *url, struct store **out, struct wfo_error *err)
+{
+    int rc;
+
+    *out = NULL;
+    if ((rc = store_url_check(url, err)) < 0)
+        return rc;
+    const struct store_ops *ops = store_find(url);
     rc = ops->open(url, out, err);
     if (rc == 0)
         wfo_assert(*out && (*out)->ops == ops);

@@ -504,6 +504,9 @@ extern const struct store_ops store_postgres_ops;
 /* For tests: wraps another back end and fails chosen calls (fault/fault.c). */
 extern const struct store_ops store_fault_ops;
 const struct store_ops *store_find(const char *url);
+/* 0 when url names a back end, else WFO_EINVAL with store_open's message
+ * (what --print-config checks without opening anything). */
+int store_url_check(const char *url, struct wfo_error *err);
 
 /* Opens the store named by url with its back end. A store remembers its ops:
  * every store struct starts with a pointer to them. */

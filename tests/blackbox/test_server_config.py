@@ -394,6 +394,24 @@ def test_bad_retry_refused_by_print_config(tmp_path, policy, problem):
     assert err.startswith(f"{f}: {problem}"), err
 
 
+@pytest.mark.parametrize("config,problem", [
+    ("listen: notanaddress\n", "listen: 'notanaddress' is not ADDR:PORT or [ADDR]:PORT"),
+    ("listen: 0.0.0.0:7233\n", "listen: refusing to serve '0.0.0.0:7233' without authentication"),
+    ("db: mysql://x/y\n", "store url scheme 'mysql' has no back end"),
+])
+def test_print_config_refuses_what_the_server_refuses(tmp_path, config, problem):
+    """--print-config exits 2 on a listen address or store URL that the server would refuse,
+    with the server's message, rather than printing it as good."""
+    f = tmp_path / "c.yaml"
+    f.write_text(config)
+    rc, out, err = server_cmd(["--print-config", "--config", f])
+    assert rc == 2, (rc, out, err)
+    assert out == ""
+    assert problem in err, err
+    rc, _, err2 = server_cmd(["--config", f])  # the server itself: the same answer
+    assert rc == 2 and problem in err2, err2
+
+
 @pytest.mark.parametrize("policy,problem", BAD_RETRY[:1] + BAD_RETRY[4:5] + BAD_RETRY[9:10])
 def test_bad_retry_policy_refused(tmp_path, policy, problem):
     f = tmp_path / "r.yaml"

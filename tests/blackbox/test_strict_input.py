@@ -73,6 +73,20 @@ def test_exec_refused_at_put_when_disabled(srv):
     assert srv.get("/v1/workflows/strict-exec").status == 404
 
 
+@pytest.mark.parametrize("compensate,path", [
+    ({"type": "exec", "command": ["true"]}, "steps[0].compensate"),
+    ([{"type": "set", "vars": {"y": 1}}, {"type": "exec", "command": ["true"]}],
+     "steps[0].compensate[1]"),
+])
+def test_exec_in_compensation_refused_at_its_path(srv, compensate, path):
+    """The path is written as wfo validate writes it: no [0] for a single compensation."""
+    d = {"name": "strict-exec-comp", "steps": [
+        {"name": "a", "type": "set", "vars": {"x": 1}, "compensate": compensate}]}
+    r = srv.put("/v1/workflows/strict-exec-comp", d)
+    assert r.status == 400, r
+    assert [p["path"] for p in r.error["details"]] == [path], r.error
+
+
 def test_exec_accepted_when_enabled(tmp_path):
     s = WfoServer(tmp_path, env={"WFO_EXEC_ENABLED": "true"})
     s.launch()
