@@ -42,9 +42,8 @@
 #define CLIENT_WAIT_MS (30 * 1000)
 #define CLIENT_UNREACHABLE_MS (60 * 1000)
 /* `start --wait`: a task that waited this long on a queue nobody polls is
- * reported (SPEC 5); the long polls are this short until then. */
+ * reported (SPEC 5). */
 #define CLIENT_STUCK_MS (10 * 1000)
-#define CLIENT_STUCK_WAIT "5s"
 
 struct client {
     char *base; /* scheme://host:port, no trailing slash */
@@ -456,72 +455,122 @@ static void client_sleep_ms(int64_t ms)
 }
 
 /* Collects the queue of every task step of a definition (compensations
- * and blocks included) as keys of queues. */
-static void client_def_queues(const json_t *v, json_t *queues)
+ * and blocks included) as keys of queues; with name, only of the task
+ * steps of that name. */
+static void client_def_queues(const json_t *v, const char *name, json_t *queues)
 {
     size_t i;
     const char *k;
     json_t *x;
     if (json_is_object(v)) {
         const char *type = wfo_json_str(v, "type"), *queue = wfo_json_str(v, "queue");
-        if (type && queue && strcmp(type, "task") == 0)
+        const char *sn = wfo_json_str(v, "name");
+        if (type && queue && strcmp(type, "task") == 0 && (!name || (sn && strcmp(sn, name) == 0)))
             json_object_set_new(queues, queue, json_true());
         json_object_foreach((json_t *)v, k, x)
         {
-            client_def_queues(x, queues);
+            client_def_queues(x, name, queues);
         }
     } else if (json_is_array(v)) {
         json_array_foreach(v, i, x)
         {
-            client_def_queues(x, queues);
+            client_def_queues(x, name, queues);
         }
     }
 }
 
+/* What `start --wait` knows to tell whether a task of its execution waits
+ * on a queue that no worker polls (client_stuck_check). */
+struct client_stuck {
+    json_t *def;     /* the execution's definition, asked for once */
+    int64_t next_ms; /* wfo_mono_ms() of the next look */
+    int done;        /* said so, or can never say it */
+};
+
 /* SPEC 5: `start --wait` says once on stderr when a task of the execution
- * has waited CLIENT_STUCK_MS on a queue that no worker polls. The queues
- * are those of the execution's definition (GET .../versions/V) whose oldest
- * ready task has waited that long and that have no poller (GET /v1/queues).
- * Returns 1 once it said so (or can never say it: nothing is asked again). */
-static int client_stuck_check(const struct client *c, const json_t *doc)
+ * has waited CLIENT_STUCK_MS on a queue that no worker polls. The tasks
+ * are the execution's running steps that are task steps of the
+ * definition (GET .../versions/V; a step in a block by the last part of
+ * its path); a task has waited since its step started, and no longer
+ * than its queue's oldest ready task (GET /v1/queues, which also says who
+ * polls: the server's clock bounds the client's). Sets s->next_ms to when
+ * the youngest of them will have waited that long. */
+static void client_stuck_check(const struct client *c, const json_t *doc, struct client_stuck *s)
 {
     struct wfo_buf path = WFO_BUF_INIT;
-    json_t *wf = NULL, *qs = NULL, *mine = json_object(), *q;
+    json_t *qs = NULL, *mine = json_object(), *q, *st;
     const char *name = wfo_json_str(doc, "workflow");
     json_t *ver = json_object_get(doc, "version");
+    int64_t now = wfo_now_ms(), next = CLIENT_STUCK_MS;
     size_t i;
-    int said = 0;
 
-    if (!name || !json_is_integer(ver))
+    s->next_ms = wfo_mono_ms() + 5000; /* nothing waits yet: look again after a long poll */
+    if (!s->def) {
+        json_t *wf = NULL;
+        if (!name || !json_is_integer(ver)) {
+            s->done = 1;
+            goto out;
+        }
+        wfo_buf_adds(&path, "/v1/workflows/");
+        httpc_escape(&path, name);
+        wfo_buf_addf(&path, "/versions/%lld", (long long)json_integer_value(ver));
+        if (client_quiet_call(c, path.buf, &wf) != EXIT_OK) {
+            s->done = 1;
+            goto out;
+        }
+        s->def = json_incref(json_object_get(wf, "definition"));
+        json_decref(wf);
+    }
+    /* queue -> since when a task of ours has waited on it (the earliest) */
+    json_array_foreach(wfo_json_arr(doc, "steps"), i, st)
+    {
+        const char *sp = wfo_json_str(st, "name"), *status = wfo_json_str(st, "status");
+        int64_t since;
+        if (!sp || !status || strcmp(status, "running") != 0 || !wfo_json_str(st, "started_at") ||
+            wfo_time_parse(wfo_json_str(st, "started_at"), &since) < 0)
+            continue;
+        const char *slash = strrchr(sp, '/');
+        json_t *queues = json_object(), *old;
+        const char *qn;
+        json_t *x;
+        client_def_queues(s->def, slash ? slash + 1 : sp, queues);
+        json_object_foreach(queues, qn, x)
+        {
+            old = json_object_get(mine, qn);
+            if (!old || json_integer_value(old) > since)
+                json_object_set_new(mine, qn, json_integer(since));
+        }
+        json_decref(queues);
+    }
+    if (json_object_size(mine) == 0 || client_quiet_call(c, "/v1/queues", &qs) != EXIT_OK)
         goto out;
-    wfo_buf_adds(&path, "/v1/workflows/");
-    httpc_escape(&path, name);
-    wfo_buf_addf(&path, "/versions/%lld", (long long)json_integer_value(ver));
-    if (client_quiet_call(c, path.buf, &wf) != EXIT_OK ||
-        client_quiet_call(c, "/v1/queues", &qs) != EXIT_OK)
-        goto out;
-    client_def_queues(json_object_get(wf, "definition"), mine);
     json_array_foreach(wfo_json_arr(qs, "queues"), i, q)
     {
         const char *qn = wfo_json_str(q, "name");
         json_t *age = json_object_get(q, "oldest_ready_age_ms");
-        if (!qn || !json_object_get(mine, qn) || !json_is_integer(age) ||
-            json_integer_value(age) < CLIENT_STUCK_MS ||
-            json_array_size(json_object_get(q, "pollers")) > 0)
+        json_t *since = qn ? json_object_get(mine, qn) : NULL;
+        if (!since || !json_is_integer(age) || json_array_size(json_object_get(q, "pollers")) > 0)
             continue;
+        int64_t waited = now - json_integer_value(since);
+        if (waited > json_integer_value(age))
+            waited = json_integer_value(age);
+        if (waited < CLIENT_STUCK_MS) {
+            if (CLIENT_STUCK_MS - waited < next)
+                next = CLIENT_STUCK_MS - waited;
+            continue;
+        }
         fprintf(stderr,
                 "wfo: a task has waited %lld s on queue '%s', and no worker polls it "
                 "(start one: wfo worker --queue %s -- COMMAND)\n",
-                (long long)json_integer_value(age) / 1000, qn, qn);
-        said = 1;
+                (long long)waited / 1000, qn, qn);
+        s->done = 1;
     }
     fflush(stderr);
+    s->next_ms = wfo_mono_ms() + next;
 out:
-    json_decref(wf);
     json_decref(qs);
     json_decref(mine);
     wfo_buf_release(&path);
-    return said;
 }
 
 /* Long-polls the execution until it is final; takes doc, returns the final
@@ -534,8 +583,9 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
     struct wfo_error err = WFO_ERROR_INIT;
     struct client_reply r;
     const char *id = wfo_json_str(doc, "id");
-    int64_t down_since = 0, backoff = 250, t_start = wfo_mono_ms();
-    int rc = EXIT_OK, said = !stuck_check;
+    int64_t down_since = 0, backoff = 250;
+    int rc = EXIT_OK;
+    struct client_stuck stuck = {NULL, 0, !stuck_check};
 
     if (!id) {
         cli_error("the server's answer has no execution id");
@@ -548,13 +598,17 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
     while (query_status_ended(wfo_json_str(doc, "status")) <= 0) {
         int64_t t0 = wfo_mono_ms();
         int transient;
-        if (!said && t0 - t_start >= CLIENT_STUCK_MS)
-            said = client_stuck_check(c, doc);
-        /* until it has looked for a stuck task, the long polls are short
-         * enough to look in time */
+        if (!stuck.done && t0 >= stuck.next_ms)
+            client_stuck_check(c, doc, &stuck);
+        /* until it has said so, a long poll ends in time for the next look */
         path.len = base_len;
         path.buf[base_len] = 0;
-        wfo_buf_addf(&path, "?wait=%s", said ? CLIENT_WAIT : CLIENT_STUCK_WAIT);
+        if (stuck.done) {
+            wfo_buf_addf(&path, "?wait=%s", CLIENT_WAIT);
+        } else {
+            int64_t left = stuck.next_ms - wfo_mono_ms();
+            wfo_buf_addf(&path, "?wait=%lldms", (long long)(left < 100 ? 100 : left));
+        }
         if (client_request(c, "GET", path.buf, NULL, NULL, 0, CLIENT_WAIT_MS + CLIENT_TIMEOUT_MS,
                            &r, &err) < 0) {
             transient = 1;
@@ -595,6 +649,7 @@ static int client_wait(const struct client *c, json_t *doc, int stuck_check, jso
     }
 out:
     wfo_buf_release(&path);
+    json_decref(stuck.def);
     if (rc == EXIT_OK)
         *out = doc;
     else

@@ -174,3 +174,45 @@ def test_start_wait_says_no_worker_polls(server):  # noqa: F811
     said = [ln for ln in err.splitlines() if q in ln]
     assert len(said) == 1, err
     assert "no worker polls" in said[0]
+
+
+@pytest.mark.slow
+def test_start_wait_counts_its_own_task(server):  # noqa: F811
+    """The 10 s are those of this execution's task: not counted from the start (a sleep
+    before the task), nor from another execution's older task in the same queue."""
+    name = unique("late-task")
+    q = name + "-queue"
+    server.put_workflow({"name": name, "steps": [
+        {"name": "nap", "type": "sleep", "duration": "${ .input.nap }"},
+        {"name": "b", "type": "task", "queue": q}]})
+    older = server.start_exec(name, {"nap": "1ms"})  # its task waits from now on
+    time.sleep(5)
+    env = dict(os.environ, WFO_SERVER=f"http://127.0.0.1:{server.port}")
+    env.pop("WFO_TOKEN", None)
+    p = subprocess.Popen([str(WFO_BIN), "start", name, "--input", '{"nap": "3s"}', "--wait"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(p.stderr), daemon=True)
+    reader.start()
+    t0 = time.monotonic()
+    while not any(q.encode() in ln for ln in lines):
+        assert time.monotonic() - t0 < 30, lines
+        assert p.poll() is None
+        time.sleep(0.05)
+    said_after = time.monotonic() - t0
+    # its task is queued after the 3 s sleep: 13 s, not 10 (nor 5, when the older task
+    # has waited 10 s)
+    assert 12.5 <= said_after < 16, said_after
+    for _ in range(2):
+        tasks = server.poll([q], worker="late", max=2)
+        for t in tasks:
+            server.post(f"/v1/tasks/{t['task_id']}/complete",
+                        {"lease": t["lease"], "output": {"done": True}})
+    out, _ = p.communicate(timeout=60)
+    reader.join(5)
+    err = b"".join(lines).decode()
+    check_no_crash(p.returncode, err)
+    assert p.returncode == 0, err
+    said = [ln for ln in err.splitlines() if q in ln]
+    assert len(said) == 1 and "a task has waited 10 s" in said[0], err
+    assert server.wait_status(older["id"], "completed")
