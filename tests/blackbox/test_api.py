@@ -89,6 +89,15 @@ def test_openapi_describes_every_route(server):
         op = doc["paths"][path].get(method.lower())
         assert op, f"{method} {path} is not described"
         assert op.get("responses"), f"{method} {path} has no responses"
+        assert "501" not in op["responses"], f"{method} {path} says it is not built"
+        assert "not implemented" not in op.get("summary", ""), f"{method} {path}"
+    # the success answers the server gives, with what they take
+    paths = doc["paths"]
+    assert {"202", "200"} <= set(paths["/v1/events"]["post"]["responses"])
+    assert "202" in paths["/v1/executions/{id}/signals/{name}"]["post"]["responses"]
+    retry = paths["/v1/executions/{id}/retry"]["post"]
+    assert "from" in retry["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert "400" in retry["responses"]
 
     # every $ref points at something that exists
     def walk(v):
