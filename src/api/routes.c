@@ -72,8 +72,8 @@ static const struct api_route routes[] = {
     {"POST", "/v1/events", api_event_post, API_OPERATOR, 0, NULL},
     {"GET", "/v1/events/stream", api_event_stream, API_READER, 0, "types,execution"},
     {"POST", "/v1/subscriptions", api_subscription_add, API_ADMIN, 0, NULL},
-    {"GET", "/v1/subscriptions", api_subscription_list, API_ADMIN, 0, NULL},
-    {"GET", "/v1/subscriptions/{id}", api_subscription_get, API_ADMIN, 0, NULL},
+    {"GET", "/v1/subscriptions", api_subscription_list, API_READER, 0, NULL},
+    {"GET", "/v1/subscriptions/{id}", api_subscription_get, API_READER, 0, NULL},
     {"DELETE", "/v1/subscriptions/{id}", api_subscription_delete, API_ADMIN, 0, NULL},
 
     {"POST", "/v1/tasks/poll", api_task_poll, API_WORKER, API_F_STORE, NULL},

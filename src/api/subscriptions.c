@@ -105,16 +105,35 @@ out:
     return rc;
 }
 
+/* A subscription as a caller below admin reads it (SPEC 4: a reader may
+ * GET): its url without user information, query and fragment, which may
+ * hold credentials (docs/operations/security.md). */
+static void sub_shown(const struct api_req *req, json_t *sub)
+{
+    const char *url = wfo_json_str(sub, "url");
+    char shown[HTTPC_URL_SHOWN + 8];
+    if (!url || !req->tok || req->tok->role >= API_ADMIN)
+        return;
+    httpc_url_shown(url, shown, sizeof(shown));
+    json_object_set_new(sub, "url", json_string(shown));
+}
+
 int api_subscription_list(struct api *a, struct api_req *req, struct api_resp *resp,
                           struct wfo_error *err)
 {
-    json_t *out = NULL;
+    json_t *out = NULL, *sub;
+    size_t i;
     if (!a->engine)
         return wfo_error_set(err, WFO_ESHUTDOWN, "no engine");
     int rc = engine_subscription_list(a->engine, req->ns, &out, err);
-    if (rc == 0)
-        api_resp_json(resp, 200, out);
-    return rc;
+    if (rc < 0)
+        return rc;
+    json_array_foreach(json_object_get(out, "subscriptions"), i, sub)
+    {
+        sub_shown(req, sub);
+    }
+    api_resp_json(resp, 200, out);
+    return 0;
 }
 
 int api_subscription_get(struct api *a, struct api_req *req, struct api_resp *resp,
@@ -124,9 +143,11 @@ int api_subscription_get(struct api *a, struct api_req *req, struct api_resp *re
     if (!a->engine)
         return wfo_error_set(err, WFO_ESHUTDOWN, "no engine");
     int rc = engine_subscription_get(a->engine, req->ns, req->params[0], &out, err);
-    if (rc == 0)
-        api_resp_json(resp, 200, out);
-    return rc;
+    if (rc < 0)
+        return rc;
+    sub_shown(req, out);
+    api_resp_json(resp, 200, out);
+    return 0;
 }
 
 int api_subscription_delete(struct api *a, struct api_req *req, struct api_resp *resp,

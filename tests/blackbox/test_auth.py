@@ -84,8 +84,8 @@ ROUTES = [
     ("POST", "/v1/events", {"type": "t"}, "operator"),
     ("GET", "/v1/events/stream", None, "reader"),
     ("POST", "/v1/subscriptions", {}, "admin"),
-    ("GET", "/v1/subscriptions", None, "admin"),
-    ("GET", "/v1/subscriptions/x", None, "admin"),
+    ("GET", "/v1/subscriptions", None, "reader"),
+    ("GET", "/v1/subscriptions/x", None, "reader"),
     ("DELETE", "/v1/subscriptions/x", None, "admin"),
     ("POST", "/v1/tasks/poll", {"queues": ["nobody-polls"], "worker": "w"}, "worker"),
     ("POST", "/v1/tasks/complete", {"results": [{"task_id": "x.1", "lease": "l"}]}, "worker"),
@@ -165,6 +165,34 @@ def test_every_other_request_is_checked(srv):
     assert req(srv, "GET", "/v1/nope", tok).status == 404
     assert req(srv, "PATCH", "/v1/executions", tok).status == 405
     assert req(srv, "GET", "/v1/executions/%zz", tok).status == 400
+
+
+def test_reader_reads_subscriptions_without_credentials(srv):
+    """A reader may GET subscriptions (SPEC 4: GET only); the url's user information, query
+    and fragment, which may hold credentials, are left out for it, and the secret for all."""
+    url = "http://hook-user:hook-pass@127.0.0.1:9/hook?token=s3cret#frag"
+    r = req(srv, "POST", "/v1/subscriptions", TOKENS["admin"],
+            {"url": url, "types": ["execution.*"], "secret": "whsec-0123456789"})
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        r = req(srv, "GET", f"/v1/subscriptions/{sid}", TOKENS["admin"])
+        assert r.status == 200 and r.json["url"] == url, r
+        for role in ("reader", "worker", "operator"):
+            one = req(srv, "GET", f"/v1/subscriptions/{sid}", TOKENS[role])
+            assert one.status == 200, (role, one)
+            assert one.json["url"] == "http://127.0.0.1:9/hook", (role, one.json)
+            listed = req(srv, "GET", "/v1/subscriptions", TOKENS[role])
+            assert listed.status == 200, (role, listed)
+            assert [x["url"] for x in listed.json["subscriptions"] if x["id"] == sid] == \
+                ["http://127.0.0.1:9/hook"], listed.json
+            for text in (one.text, listed.text):
+                assert "hook-pass" not in text and "s3cret" not in text, text
+                assert "whsec-0123456789" not in text
+        r = req(srv, "DELETE", f"/v1/subscriptions/{sid}", TOKENS["operator"])
+        assert r.status == 403, r
+    finally:
+        assert req(srv, "DELETE", f"/v1/subscriptions/{sid}", TOKENS["admin"]).status == 200
 
 
 def test_foreign_namespace_is_404(srv):
