@@ -657,6 +657,8 @@ static void frame_fail(struct fsm *f, struct execution *x, int fid, json_t *erro
         return;
     }
     block_cancel(f, x, owner);
+    if (owner->def->timeout_ms)
+        timer_del(f, x, TK_TIMEOUT, owner->path);
     if (!x->fail_origin)
         x->fail_origin = wfo_strdup(origin);
     /* an error SPEC 2.3 never retries is not retried by the block either */
@@ -747,6 +749,8 @@ static void block_progress(struct fsm *f, struct execution *x, struct step_state
         json_t *r = json_object();
         json_object_set(r, d->branches[fr->branch].name, frame_output(x, fr));
         block_cancel(f, x, owner);
+        if (d->timeout_ms)
+            timer_del(f, x, TK_TIMEOUT, owner->path);
         step_complete(f, x, owner, r, JUMP_NEXT);
         json_decref(r);
         return;
@@ -775,6 +779,8 @@ static void block_progress(struct fsm *f, struct execution *x, struct step_state
             if (frame_of(&x->frames[i], owner))
                 json_array_set(r, (size_t)x->frames[i].branch, frame_output(x, &x->frames[i]));
     }
+    if (d->timeout_ms)
+        timer_del(f, x, TK_TIMEOUT, owner->path);
     step_complete(f, x, owner, r, JUMP_NEXT);
     json_decref(r);
 }
@@ -1354,6 +1360,8 @@ json_t *fsm_start_sleep(struct fsm *f, struct execution *x, struct step_state *s
     }
     st->status = SS_WAITING;
     timer_put(f, x, TK_SLEEP, st->path, st->token, due);
+    if (d->timeout_ms) /* a sleep longer than its timeout fails with Timeout */
+        timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
 out:
     json_decref(v);
     return e;
@@ -1462,6 +1470,8 @@ json_t *fsm_start_parallel(struct fsm *f, struct execution *x, struct step_state
                            const struct kind_attempt *a)
 {
     const struct def_step *d = st->def;
+    if (d->timeout_ms) /* the whole block's attempt (apply_timer) */
+        timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
     for (int i = 0; i < d->n_branches; i++) {
         if (block_keep(f, x, st, a->prev_token, i, NULL))
             continue;
@@ -1496,6 +1506,8 @@ json_t *fsm_start_foreach(struct fsm *f, struct execution *x, struct step_state 
         step_complete(f, x, st, empty, JUMP_NEXT);
         json_decref(empty);
     } else {
+        if (st->def->timeout_ms) /* the whole block's attempt (apply_timer) */
+            timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + st->def->timeout_ms);
         foreach_open(f, x, st);
         if (a->prev_token >= 0)
             block_progress(f, x, st, -1); /* every iteration was kept */
@@ -1927,9 +1939,18 @@ static void apply_timer(struct fsm *f, struct execution *x, enum timer_kind kind
             attempt_fail(f, x, st, fsm_error("EventTimeout", msg, NULL), 1);
             break;
         }
+        if (!st->def->timeout_ms) /* a timer it never armed */
+            return;
+        if (st->status == SS_WAITING && st->def->type == STEP_SLEEP) {
+            timer_del(f, x, TK_SLEEP, st->path);
+            st->status = SS_RUNNING;
+        }
         if (st->status != SS_RUNNING)
             return;
-        act(f, ACT_CANCEL, x, st, NULL);
+        if (st->def->type == STEP_PARALLEL || st->def->type == STEP_FOREACH)
+            block_cancel(f, x, st); /* its attempts in flight are asked to stop (C2) */
+        else
+            act(f, ACT_CANCEL, x, st, NULL);
         char msg[96];
         char dur[32];
         wfo_duration_format(st->def->timeout_ms, dur, sizeof(dur));
@@ -1951,6 +1972,8 @@ static void apply_timer(struct fsm *f, struct execution *x, enum timer_kind kind
     case TK_SLEEP:
         if (st->status != SS_WAITING)
             return;
+        if (st->def->timeout_ms)
+            timer_del(f, x, TK_TIMEOUT, st->path);
         st->status = SS_RUNNING;
         step_complete(f, x, st, NULL, JUMP_NEXT);
         break;

@@ -7,6 +7,7 @@ error_handling.md ("Failures inside blocks") state the rules."""
 import http.server
 import json
 import threading
+import time
 
 import pytest
 
@@ -530,3 +531,34 @@ def test_retry_from_after_a_compensation_keeps_earlier_vars(server):
     assert r.status == 200, r
     complete(server, take(server, f"{name}-t"))
     assert server.wait_status(e["id"], "completed")["output"] == {"n": 1}
+
+
+def test_block_timeout_stops_its_tasks_and_keeps_a_late_success(server):
+    """A parallel that runs past its `timeout` fails with Timeout (SPEC 2.2: per attempt):
+    its task in flight is asked to stop (cancel_requested), a success that arrives then is
+    accepted and recorded, and the step is compensated with the others (SPEC 2.4)."""
+    name = unique("block-timeout")
+    server.put_workflow({"name": name, "steps": [
+        {"name": "par", "type": "parallel", "timeout": "500ms", "branches": [
+            {"name": "a", "steps": [
+                {"name": "work", "type": "task", "queue": f"{name}-q", "timeout": "30s",
+                 "compensate": {"type": "task", "queue": f"{name}-undo"}}]}]},
+    ]})
+    e = server.start_exec(name)
+    t = take(server, f"{name}-q")
+    for _ in range(100):  # the block's timeout asks the task to stop
+        r = server.post(f"/v1/tasks/{t['task_id']}/heartbeat", {"lease": t["lease"]})
+        assert r.status == 200, r
+        if r.json["cancel_requested"]:
+            break
+        time.sleep(0.05)
+    assert r.json["cancel_requested"] is True, r
+    complete(server, t, {"done": 1})  # the late success counts
+    u = take(server, f"{name}-undo")  # and is undone
+    complete(server, u, None)
+    d = server.wait_status(e["id"], "failed", timeout=10)
+    assert d["error"]["type"] == "Timeout" and d["error"]["step"] == "par", d["error"]
+    steps = {s["name"]: s for s in d["steps"]}
+    assert steps["par/a/work"]["status"] == "compensated", steps
+    assert steps["par/a/work"]["output"] == {"done": 1}
+    assert d["compensation"]["status"] == "completed"

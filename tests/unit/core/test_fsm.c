@@ -750,6 +750,44 @@ TEST(late_success_is_compensated)
     exec_free(x);
 }
 
+/* A sleep longer than its timeout fails with Timeout when the timeout
+ * comes (SPEC 2.2: timeout per attempt); its sleep timer goes with it, and
+ * firing it after is stale. Without a timeout, a timeout timer is stale. */
+TEST(sleep_past_its_timeout)
+{
+    struct fsm f;
+    struct execution *x = start(
+        &f, "name: t\nsteps:\n  - {name: s, type: sleep, duration: 1h, timeout: 50ms}\n", "{}");
+    struct step_state *st = exec_step(x, "s");
+    ok(find_timer(&f, TK_SLEEP) && find_timer(&f, TK_TIMEOUT), "both timers armed");
+    is_str(step_status_names[st->status], "waiting", "waiting");
+    fsm_reset(&f);
+    fsm_timer(&f, x, TK_TIMEOUT, "s", st->token);
+    is_int(x->status, EX_FAILED, "failed");
+    is_str(wfo_json_str(x->error, "type"), "Timeout", "with Timeout");
+    is_str(wfo_json_str(x->error, "step"), "s", "at s");
+    is_int(st->attempts, 1, "one attempt: sleep has no retry of its own");
+    int sleep_del = 0;
+    for (int i = 0; i < f.n_timers; i++)
+        sleep_del |= f.timers[i].del && f.timers[i].kind == TK_SLEEP;
+    ok(sleep_del, "its sleep timer deleted");
+    int64_t hseq = x->hseq;
+    fsm_reset(&f);
+    fsm_timer(&f, x, TK_SLEEP, "s", st->token);
+    is_int(x->hseq, hseq, "the sleep timer after it: stale");
+    fsm_release(&f);
+    exec_free(x);
+
+    x = start(&f, "name: t\nsteps:\n  - {name: s, type: sleep, duration: 1h}\n", "{}");
+    st = exec_step(x, "s");
+    ok(!find_timer(&f, TK_TIMEOUT), "no timeout: no timer");
+    fsm_reset(&f);
+    fsm_timer(&f, x, TK_TIMEOUT, "s", st->token);
+    is_str(step_status_names[st->status], "waiting", "a timer it never armed: still waiting");
+    fsm_release(&f);
+    exec_free(x);
+}
+
 TEST(terminate_refuses_late_success)
 {
     struct fsm f;
