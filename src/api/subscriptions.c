@@ -106,16 +106,26 @@ out:
 }
 
 /* A subscription as a caller below admin reads it (SPEC 4: a reader may
- * GET): its url without user information, query and fragment, which may
- * hold credentials (docs/operations/security.md). */
+ * GET): its url as scheme://host[:port], with "/..." for a path: user
+ * information, path, query and fragment may all hold credentials (a
+ * token in the path, as chat webhooks have; docs/operations/security.md). */
 static void sub_shown(const struct api_req *req, json_t *sub)
 {
     const char *url = wfo_json_str(sub, "url");
-    char shown[HTTPC_URL_SHOWN + 8];
     if (!url || !req->tok || req->tok->role >= API_ADMIN)
         return;
-    httpc_url_shown(url, shown, sizeof(shown));
-    json_object_set_new(sub, "url", json_string(shown));
+    const char *sep = strstr(url, "://");
+    const char *auth = sep ? sep + 3 : url; /* [user@]host[:port] */
+    size_t n = strcspn(auth, "/?#");
+    const char *at = memchr(auth, '@', n), *host = at ? at + 1 : auth;
+    const char *rest = auth + n;
+    struct wfo_buf b = WFO_BUF_INIT;
+    wfo_buf_add(&b, url, (size_t)(auth - url)); /* scheme:// */
+    wfo_buf_add(&b, host, (size_t)(rest - host));
+    if (*rest && strcmp(rest, "/") != 0)
+        wfo_buf_adds(&b, "/...");
+    json_object_set_new(sub, "url", json_stringn(b.buf, b.len));
+    wfo_buf_release(&b);
 }
 
 int api_subscription_list(struct api *a, struct api_req *req, struct api_resp *resp,

@@ -456,8 +456,8 @@ static void client_sleep_ms(int64_t ms)
 
 /* Collects the queue of every task step of a definition (compensations
  * and blocks included) as keys of queues; with name, only of the task
- * steps of that name. */
-static void client_def_queues(const json_t *v, const char *name, json_t *queues)
+ * steps of that name, or with comp of their compensations. */
+static void client_def_queues(const json_t *v, const char *name, int comp, json_t *queues)
 {
     size_t i;
     const char *k;
@@ -465,16 +465,21 @@ static void client_def_queues(const json_t *v, const char *name, json_t *queues)
     if (json_is_object(v)) {
         const char *type = wfo_json_str(v, "type"), *queue = wfo_json_str(v, "queue");
         const char *sn = wfo_json_str(v, "name");
-        if (type && queue && strcmp(type, "task") == 0 && (!name || (sn && strcmp(sn, name) == 0)))
+        int task = type && queue && strcmp(type, "task") == 0;
+        if (!name && task)
+            json_object_set_new(queues, queue, json_true());
+        else if (name && sn && strcmp(sn, name) == 0 && comp)
+            client_def_queues(json_object_get(v, "compensate"), NULL, 0, queues);
+        else if (name && sn && strcmp(sn, name) == 0 && task)
             json_object_set_new(queues, queue, json_true());
         json_object_foreach((json_t *)v, k, x)
         {
-            client_def_queues(x, name, queues);
+            client_def_queues(x, name, comp, queues);
         }
     } else if (json_is_array(v)) {
         json_array_foreach(v, i, x)
         {
-            client_def_queues(x, name, queues);
+            client_def_queues(x, name, comp, queues);
         }
     }
 }
@@ -491,10 +496,11 @@ struct client_stuck {
  * has waited CLIENT_STUCK_MS on a queue that no worker polls. The tasks
  * are the execution's running steps that are task steps of the
  * definition (GET .../versions/V; a step in a block by the last part of
- * its path); a task has waited since its step started, and no longer
- * than its queue's oldest ready task (GET /v1/queues, which also says who
- * polls: the server's clock bounds the client's). Sets s->next_ms to when
- * the youngest of them will have waited that long. */
+ * its path, a compensation NAME:compensate[k] by its step's); a task has
+ * waited since its step started, and no longer than its queue's oldest
+ * ready task (GET /v1/queues, which also says who polls: the server's
+ * clock bounds the client's). Sets s->next_ms to when the youngest of them
+ * will have waited that long. */
 static void client_stuck_check(const struct client *c, const json_t *doc, struct client_stuck *s)
 {
     struct wfo_buf path = WFO_BUF_INIT;
@@ -514,10 +520,8 @@ static void client_stuck_check(const struct client *c, const json_t *doc, struct
         wfo_buf_adds(&path, "/v1/workflows/");
         httpc_escape(&path, name);
         wfo_buf_addf(&path, "/versions/%lld", (long long)json_integer_value(ver));
-        if (client_quiet_call(c, path.buf, &wf) != EXIT_OK) {
-            s->done = 1;
-            goto out;
-        }
+        if (client_quiet_call(c, path.buf, &wf) != EXIT_OK)
+            goto out; /* asked again at the next look */
         s->def = json_incref(json_object_get(wf, "definition"));
         json_decref(wf);
     }
@@ -529,11 +533,14 @@ static void client_stuck_check(const struct client *c, const json_t *doc, struct
         if (!sp || !status || strcmp(status, "running") != 0 || !wfo_json_str(st, "started_at") ||
             wfo_time_parse(wfo_json_str(st, "started_at"), &since) < 0)
             continue;
-        const char *slash = strrchr(sp, '/');
+        const char *slash = strrchr(sp, '/'), *last = slash ? slash + 1 : sp;
+        const char *colon = strchr(last, ':');
+        char *sname = wfo_strndup(last, colon ? (size_t)(colon - last) : strlen(last));
         json_t *queues = json_object(), *old;
         const char *qn;
         json_t *x;
-        client_def_queues(s->def, slash ? slash + 1 : sp, queues);
+        client_def_queues(s->def, sname, colon != NULL, queues);
+        free(sname);
         json_object_foreach(queues, qn, x)
         {
             old = json_object_get(mine, qn);

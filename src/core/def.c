@@ -723,7 +723,8 @@ static void request_check(struct dctx *c, const json_t *v)
                         for (size_t i = 0; i < json_array_size(v2); i++) {
                             size_t old3 = push_index(c, i);
 
-                            scalar_check(c, json_array_get(v2, i));
+                            if (!json_is_null(json_array_get(v2, i))) /* left out */
+                                scalar_check(c, json_array_get(v2, i));
                             pop(c, old3);
                         }
                     } else if (!json_is_null(v2)) {

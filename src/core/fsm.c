@@ -684,12 +684,12 @@ static int frame_compensated(const struct execution *x, int fid)
  * that completed in the previous attempt (prev_token) keeps its frame and
  * its outputs, taken over by the new attempt, and does not run again,
  * unless something in it was compensated since. For a foreach, only when
- * its item is still the same. Returns 1 when it was kept. */
+ * its item is still the same. Returns the id of the frame kept, or -1. */
 static int block_keep(struct fsm *f, struct execution *x, struct step_state *st, int64_t prev_token,
                       int branch, const json_t *item)
 {
     if (prev_token < 0)
-        return 0;
+        return -1;
     for (int i = 0; i < x->n_frames; i++) {
         struct frame *fr = &x->frames[i];
         if (!fr->owner || strcmp(fr->owner, st->path) != 0 || fr->otoken != prev_token ||
@@ -699,9 +699,9 @@ static int block_keep(struct fsm *f, struct execution *x, struct step_state *st,
             continue;
         fr->otoken = st->token;
         touch(f, x);
-        return 1;
+        return i;
     }
-    return 0;
+    return -1;
 }
 
 /* Is iteration index of foreach st opened in its current attempt? */
@@ -1360,7 +1360,9 @@ json_t *fsm_start_sleep(struct fsm *f, struct execution *x, struct step_state *s
     }
     st->status = SS_WAITING;
     timer_put(f, x, TK_SLEEP, st->path, st->token, due);
-    if (d->timeout_ms) /* a sleep longer than its timeout fails with Timeout */
+    /* a sleep longer than its timeout fails with Timeout (one that ends
+     * when the timeout does completes) */
+    if (d->timeout_ms && f->now + d->timeout_ms < due)
         timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
 out:
     json_decref(v);
@@ -1470,17 +1472,27 @@ json_t *fsm_start_parallel(struct fsm *f, struct execution *x, struct step_state
                            const struct kind_attempt *a)
 {
     const struct def_step *d = st->def;
+    int kept = -1, opened = 0;
     if (d->timeout_ms) /* the whole block's attempt (apply_timer) */
         timer_put(f, x, TK_TIMEOUT, st->path, st->token, f->now + d->timeout_ms);
     for (int i = 0; i < d->n_branches; i++) {
-        if (block_keep(f, x, st, a->prev_token, i, NULL))
+        int k = block_keep(f, x, st, a->prev_token, i, NULL);
+        if (k >= 0) {
+            kept = k;
             continue;
+        }
         struct wfo_buf b = WFO_BUF_INIT;
         wfo_buf_addf(&b, "%s/%s/", st->path, d->branches[i].name);
         struct frame *fr = exec_frame_add(x, st->frame, st->path, i, &d->branches[i].block, b.buf);
         fr->otoken = st->token;
         wfo_buf_release(&b);
+        opened++;
     }
+    /* a retry that kept every branch (their attempts, asked to stop at a
+     * timeout, succeeded after all), or one branch of a mode: any, is
+     * done now: no frame of its will finish to say so */
+    if (kept >= 0 && (!opened || d->mode_any))
+        block_progress(f, x, st, kept);
     return NULL;
 }
 
@@ -2078,6 +2090,15 @@ static int apply_resume(struct fsm *f, struct execution *x)
     return 0;
 }
 
+/* A block step that a retry of the execution runs again in the same
+ * attempt (reopen_at, frame_reopen) gets its whole timeout again, counted
+ * from now, as the workflow's timeout is (retry_go). */
+static void block_timeout_again(struct fsm *f, struct execution *x, struct step_state *owner)
+{
+    if (owner->def->timeout_ms)
+        timer_put(f, x, TK_TIMEOUT, owner->path, owner->token, f->now + owner->def->timeout_ms);
+}
+
 /* Reopens frame fid, cancelled when the execution failed with no failing
  * step of its own (WorkflowTimeout): its step in flight then is entered
  * again, or, for a block, resumed with the frames it had open. The first
@@ -2106,6 +2127,7 @@ static void frame_reopen(struct fsm *f, struct execution *x, int fid, char **fir
     st->status = SS_RUNNING;
     st->finished_at = 0;
     step_touch(f, x, st);
+    block_timeout_again(f, x, st);
     fr->busy = 1;
     for (int i = 0; i < x->n_frames; i++)
         if (frame_of(&x->frames[i], st) && x->frames[i].status == FR_CANCELLED)
@@ -2174,6 +2196,7 @@ static void reopen_at(struct fsm *f, struct execution *x, struct step_state *st,
         owner->status = SS_RUNNING;
         owner->finished_at = 0;
         step_touch(f, x, owner);
+        block_timeout_again(f, x, owner);
         for (int k = 0; k < x->n_frames; k++) {
             struct frame *sib = &x->frames[k];
             if (k != i && frame_of(sib, owner) &&

@@ -562,3 +562,31 @@ def test_block_timeout_stops_its_tasks_and_keeps_a_late_success(server):
     assert steps["par/a/work"]["status"] == "compensated", steps
     assert steps["par/a/work"]["output"] == {"done": 1}
     assert d["compensation"]["status"] == "completed"
+
+
+def test_block_retry_after_timeout_keeps_the_late_success(server):
+    """A parallel retried after its timeout, whose only branch then succeeded late, keeps
+    that branch (SPEC 2.3: completed ones are not run twice) and completes at once."""
+    name = unique("block-timeout-retry")
+    server.put_workflow({"name": name, "steps": [
+        {"name": "par", "type": "parallel", "timeout": "500ms",
+         "retry": {"max_attempts": 2, "initial_interval": "50ms"}, "branches": [
+             {"name": "a", "steps": [
+                 {"name": "work", "type": "task", "queue": f"{name}-q", "timeout": "30s"}]}]},
+    ]})
+    e = server.start_exec(name)
+    t = take(server, f"{name}-q")
+    for _ in range(100):  # the block's timeout asks the task to stop
+        r = server.post(f"/v1/tasks/{t['task_id']}/heartbeat", {"lease": t["lease"]})
+        assert r.status == 200, r
+        if r.json["cancel_requested"]:
+            break
+        time.sleep(0.05)
+    assert r.json["cancel_requested"] is True, r
+    complete(server, t, {"done": 1})
+    d = server.wait_status(e["id"], ["completed", "failed"], timeout=10)
+    assert d["status"] == "completed", d
+    steps = {s["name"]: s for s in d["steps"]}
+    assert steps["par"]["attempts"] == 2 and steps["par"]["output"] == {"a": {"done": 1}}, steps
+    assert started(history(server, e["id"]), "par/a/work") == 1
+    assert server.poll([f"{name}-q"]) == []

@@ -671,7 +671,7 @@ TEST(task_http_exec_errors)
             "steps[0].request.query.a[1]", "must be a string, number or boolean");
     /* a number or boolean is sent as its text; a query value may be a list */
     def_unref(compile_ok(H("'request': {'url': 'http://x', 'headers': {'A': 1, 'B': true},"
-                           " 'query': {'p': 2, 'f': false, 'l': [1, 'x'], 'n': null}}")));
+                           " 'query': {'p': 2, 'f': false, 'l': [1, 'x', null], 'n': null}}")));
     expect1(H("'request': {'url': 'http://x', 'timeout': '2y'}"), "steps[0].request.timeout",
             "bad duration \"2y\": expected <number><unit> with unit ms, s, m, h or d, or an "
             "integer of milliseconds");
