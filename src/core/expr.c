@@ -1702,6 +1702,8 @@ static void path_add_key(struct wfo_buf *path, const char *key, size_t len)
     wfo_buf_adds(path, "\"]");
 }
 
+static int expr_text(const char *s, size_t len);
+
 /* Where node_compile tells of every leaf that fails (tmpl_check), rather
  * than stopping at the first. */
 struct node_sink {
@@ -1721,7 +1723,7 @@ static int node_compile(json_t *v, struct node *n, struct wfo_buf *path, struct 
         const char *s = json_string_value(v);
         size_t len = json_string_length(v);
 
-        if (len >= 3 && s[0] == '$' && s[1] == '{' && s[len - 1] == '}') {
+        if (expr_text(s, len)) {
             n->kind = NODE_EXPR;
             rc = expr_new(s + 2, len - 3, &n->expr, err);
             if (rc < 0 && sink) {
@@ -1818,9 +1820,11 @@ out:
 /* A whole-string expression: "${", then jq text whose braces balance
  * (strings skipped), then the "}" that closes it as the last byte. So
  * "${ .a } and ${ .b }" is text, not one broken expression. */
-int expr_is_expression(const char *s)
+/* Whether s (len bytes) is an expression: "${ ... }" whose braces
+ * (outside jq strings) close only at its end, so that "${ .a } and ${ .b }"
+ * is text. */
+static int expr_text(const char *s, size_t len)
 {
-    size_t len = s ? strlen(s) : 0;
     if (len < 3 || s[0] != '$' || s[1] != '{' || s[len - 1] != '}')
         return 0;
     int depth = 0, in_str = 0;
@@ -1841,6 +1845,11 @@ int expr_is_expression(const char *s)
             return 0;
     }
     return 1;
+}
+
+int expr_is_expression(const char *s)
+{
+    return s ? expr_text(s, strlen(s)) : 0;
 }
 
 int tmpl_compile(json_t *value, struct tmpl **out, char **bad_path, struct wfo_error *err)

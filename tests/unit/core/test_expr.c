@@ -151,13 +151,11 @@ TEST(detection)
 TEST(constant_templates)
 {
     const char *consts[] = {
-        "1",
-        "\"text\"",
-        "null",
-        "true",
-        "[]",
-        "{}",
-        "{\"a\": [1, \"${ .a\", \"$ {.a}\", \" ${ .a }\"], \"b\": {\"c\": 2.5}}"};
+        "1", "\"text\"", "null", "true", "[]", "{}",
+        "{\"a\": [1, \"${ .a\", \"$ {.a}\", \" ${ .a }\"], \"b\": {\"c\": 2.5}}",
+        /* two expressions in one string are text, as expr_is_expression
+         * says (the whole text is not one ${ ... }) */
+        "\"${ .a } and ${ .b }\"", "[\"${ .a } ${ .b }\"]"};
 
     for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++) {
         json_t *v = J(consts[i]), *out = NULL, *ctx = J("{\"a\": 1}");
