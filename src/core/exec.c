@@ -86,6 +86,7 @@ void exec_free(struct execution *x)
     free(x->comp_owner);
     free(x->retry_from);
     free(x->fail_origin);
+    free(x->error_step);
     free(x->input_text);
     exec_comp_clear(x);
     def_unref(x->def);
@@ -225,6 +226,8 @@ void exec_row_state(const struct execution *x, struct wfo_buf *b)
     put_int(b, ",\"chunks\":", x->chunks);
     if (x->error_ctx)
         put_json(b, ",\"error_ctx\":", x->error_ctx);
+    if (x->error_ctx && x->error_step)
+        put_str(b, ",\"error_step\":", x->error_step);
     if (x->event_ctx)
         put_json(b, ",\"event_ctx\":", x->event_ctx);
     if (x->comp_queue) {
@@ -308,6 +311,8 @@ int exec_load(struct execution *x, json_t *state, struct wfo_error *err)
     json_t *ec = json_object_get(state, "error_ctx");
     if (ec)
         x->error_ctx = json_incref(ec);
+    const char *es = wfo_json_str(state, "error_step");
+    x->error_step = es ? wfo_strdup(es) : NULL;
     json_t *ev = json_object_get(state, "event_ctx");
     if (ev)
         x->event_ctx = json_incref(ev);

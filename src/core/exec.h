@@ -127,6 +127,10 @@ struct execution {
     char *parent; /* a child's parent, {"id": ID, "step": PATH} as JSON text, or NULL */
     json_t *vars;
     json_t *error_ctx; /* the error visible at .error (after catch) */
+    /* the catch target whose run .error is for (SPEC 2.1: "inside a
+     * catch target"): cleared when it completes or is skipped; NULL while
+     * compensating after a failure (every compensation sees it) */
+    char *error_step;
     json_t *event_ctx; /* the event visible at .event (after await_event, SPEC 2.1) */
     int64_t created_at, updated_at, finished_at;
     int64_t transitions;

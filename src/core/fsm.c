@@ -463,6 +463,8 @@ static void exec_fail_continue(struct fsm *f, struct execution *x, enum exec_sta
         x->comp_owner = NULL;
         json_decref(x->error_ctx);
         x->error_ctx = json_incref(error);
+        free(x->error_step); /* every compensation sees it */
+        x->error_step = NULL;
         json_decref(x->compensation);
         x->compensation = json_pack("{s:s}", "status", "running");
         x->row_dirty = 1;
@@ -575,6 +577,18 @@ static void attempt_fail(struct fsm *f, struct execution *x, struct step_state *
 static void attempt_start(struct fsm *f, struct execution *x, struct step_state *st);
 static void step_complete(struct fsm *f, struct execution *x, struct step_state *st, json_t *raw,
                           int next);
+
+/* .error is seen inside a catch target (SPEC 2.1): once that step has
+ * completed or been skipped, it is gone. */
+static void error_scope_end(struct execution *x, const struct step_state *st)
+{
+    if (!x->error_step || strcmp(x->error_step, st->path) != 0)
+        return;
+    json_decref(x->error_ctx);
+    x->error_ctx = NULL;
+    free(x->error_step);
+    x->error_step = NULL;
+}
 
 /* Cancels frame fid, the steps in flight in it and its nested frames. */
 static void frame_cancel(struct fsm *f, struct execution *x, int fid)
@@ -1000,6 +1014,7 @@ static void comp_start(struct fsm *f, struct execution *x, size_t i)
         if (!t) {
             st->status = SS_SKIPPED;
             st->finished_at = f->now;
+            error_scope_end(x, st);
             hist(f, x, "step.skipped", st->path, NULL);
             comp_step_done(f, x, st, NULL);
             return;
@@ -1642,6 +1657,7 @@ static void step_complete(struct fsm *f, struct execution *x, struct step_state 
     free(fr->last);
     fr->last = wfo_strdup(st->path);
     fr->busy = 0;
+    error_scope_end(x, st);
     if (d->type == STEP_SUCCEED) {
         exec_complete(f, x, out); /* ends the workflow, from any block (SPEC 2.2) */
         return;
@@ -1676,6 +1692,8 @@ static void step_fail(struct fsm *f, struct execution *x, struct step_state *st,
                                fr->block->steps[d->catches[i].next].name));
                 json_decref(x->error_ctx);
                 x->error_ctx = error;
+                free(x->error_step);
+                x->error_step = step_path(fr, &fr->block->steps[d->catches[i].next]);
                 free(x->fail_origin);
                 x->fail_origin = NULL;
                 fr->pc = d->catches[i].next;
@@ -1743,6 +1761,7 @@ static void step_enter(struct fsm *f, struct execution *x, struct frame *fr)
             st->status = SS_SKIPPED;
             st->finished_at = f->now;
             step_touch(f, x, st);
+            error_scope_end(x, st);
             hist(f, x, "step.skipped", st->path, NULL);
             fr->busy = 0;
             fr->pc = fr->pc + 1 < fr->block->n ? fr->pc + 1 : -1;
@@ -2148,6 +2167,8 @@ static void retry_go(struct fsm *f, struct execution *x, const char *step)
     x->row_dirty = 1;
     json_decref(x->error_ctx);
     x->error_ctx = NULL;
+    free(x->error_step);
+    x->error_step = NULL;
     free(x->fail_origin);
     x->fail_origin = NULL;
     x->transitions = 0; /* a new pass gets the whole cap (SPEC 2.2) */
