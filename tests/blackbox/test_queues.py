@@ -137,6 +137,38 @@ def test_wfo_queues_command(server):  # noqa: F811
     assert len(mine) == 1 and mine[0]["ready"] == 1 and mine[0]["pollers"] == []
 
 
+class StartWait:
+    """`wfo start ARGS --wait` against server, its stderr read as it comes."""
+
+    def __init__(self, server, args):
+        env = dict(os.environ, WFO_SERVER=f"http://127.0.0.1:{server.port}")
+        env.pop("WFO_TOKEN", None)
+        self.p = subprocess.Popen([str(WFO_BIN), "start"] + args + ["--wait"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.p.stderr),
+                                       daemon=True)
+        self.reader.start()
+        self.t0 = time.monotonic()
+
+    def said_after(self, text):
+        """Seconds from the start until a line of stderr holds text."""
+        while not any(text.encode() in ln for ln in self.lines):
+            assert time.monotonic() - self.t0 < 30, self.lines
+            assert self.p.poll() is None
+            time.sleep(0.05)
+        return time.monotonic() - self.t0
+
+    def end(self):
+        """Waits for its end: (stdout, stderr), after checking it exited 0."""
+        out, _ = self.p.communicate(timeout=60)
+        self.reader.join(5)
+        err = b"".join(self.lines).decode()
+        check_no_crash(self.p.returncode, err)
+        assert self.p.returncode == 0, err
+        return out, err
+
+
 @pytest.mark.slow
 def test_start_wait_says_no_worker_polls(server):  # noqa: F811
     """`wfo start --wait` says once, after about 10 s, which queue has a task nobody polls;
@@ -146,30 +178,15 @@ def test_start_wait_says_no_worker_polls(server):  # noqa: F811
     server.put_workflow({"name": name, "steps": [
         {"name": "a", "type": "set", "vars": {"x": 1}},
         {"name": "b", "type": "task", "queue": q}]})
-    env = dict(os.environ, WFO_SERVER=f"http://127.0.0.1:{server.port}")
-    env.pop("WFO_TOKEN", None)
-    p = subprocess.Popen([str(WFO_BIN), "start", name, "--wait"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=env)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(p.stderr), daemon=True)
-    reader.start()
-    t0 = time.monotonic()
-    while not any(q.encode() in ln for ln in lines):
-        assert time.monotonic() - t0 < 30, lines
-        assert p.poll() is None
-        time.sleep(0.1)
-    said_after = time.monotonic() - t0
+    sw = StartWait(server, [name])
+    said_after = sw.said_after(q)
     assert 9 <= said_after < 30, said_after
     time.sleep(8)  # nothing more is said while it keeps waiting
     tasks = server.poll([q], worker="late")
     assert len(tasks) == 1
     server.post(f"/v1/tasks/{tasks[0]['task_id']}/complete",
                 {"lease": tasks[0]["lease"], "output": {"done": True}})
-    out, _ = p.communicate(timeout=60)
-    reader.join(5)
-    err = b"".join(lines).decode()
-    check_no_crash(p.returncode, err)
-    assert p.returncode == 0, err
+    out, err = sw.end()
     assert json.loads(out)["status"] == "completed"
     said = [ln for ln in err.splitlines() if q in ln]
     assert len(said) == 1, err
@@ -187,19 +204,8 @@ def test_start_wait_counts_its_own_task(server):  # noqa: F811
         {"name": "b", "type": "task", "queue": q}]})
     older = server.start_exec(name, {"nap": "1ms"})  # its task waits from now on
     time.sleep(5)
-    env = dict(os.environ, WFO_SERVER=f"http://127.0.0.1:{server.port}")
-    env.pop("WFO_TOKEN", None)
-    p = subprocess.Popen([str(WFO_BIN), "start", name, "--input", '{"nap": "3s"}', "--wait"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(p.stderr), daemon=True)
-    reader.start()
-    t0 = time.monotonic()
-    while not any(q.encode() in ln for ln in lines):
-        assert time.monotonic() - t0 < 30, lines
-        assert p.poll() is None
-        time.sleep(0.05)
-    said_after = time.monotonic() - t0
+    sw = StartWait(server, [name, "--input", '{"nap": "3s"}'])
+    said_after = sw.said_after(q)
     # its task is queued after the 3 s sleep: 13 s, not 10 (nor 5, when the older task
     # has waited 10 s)
     assert 12.5 <= said_after < 16, said_after
@@ -208,11 +214,7 @@ def test_start_wait_counts_its_own_task(server):  # noqa: F811
         for t in tasks:
             server.post(f"/v1/tasks/{t['task_id']}/complete",
                         {"lease": t["lease"], "output": {"done": True}})
-    out, _ = p.communicate(timeout=60)
-    reader.join(5)
-    err = b"".join(lines).decode()
-    check_no_crash(p.returncode, err)
-    assert p.returncode == 0, err
+    _, err = sw.end()
     said = [ln for ln in err.splitlines() if q in ln]
     assert len(said) == 1 and "a task has waited 10 s" in said[0], err
     assert server.wait_status(older["id"], "completed")

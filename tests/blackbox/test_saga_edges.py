@@ -34,6 +34,17 @@ def fail(srv, t, type_="Broken", retryable=False):
     assert r.status == 200, r
 
 
+def wait_cancel_requested(srv, t):
+    """Heartbeats task t until its answer says cancel_requested (5 s at most)."""
+    for _ in range(100):
+        r = srv.post(f"/v1/tasks/{t['task_id']}/heartbeat", {"lease": t["lease"]})
+        assert r.status == 200, r
+        if r.json["cancel_requested"]:
+            return
+        time.sleep(0.05)
+    assert r.json["cancel_requested"] is True, r
+
+
 def history(srv, exec_id):
     return srv.get(f"/v1/executions/{exec_id}/history").json
 
@@ -546,13 +557,7 @@ def test_block_timeout_stops_its_tasks_and_keeps_a_late_success(server):
     ]})
     e = server.start_exec(name)
     t = take(server, f"{name}-q")
-    for _ in range(100):  # the block's timeout asks the task to stop
-        r = server.post(f"/v1/tasks/{t['task_id']}/heartbeat", {"lease": t["lease"]})
-        assert r.status == 200, r
-        if r.json["cancel_requested"]:
-            break
-        time.sleep(0.05)
-    assert r.json["cancel_requested"] is True, r
+    wait_cancel_requested(server, t)  # the block's timeout asks the task to stop
     complete(server, t, {"done": 1})  # the late success counts
     u = take(server, f"{name}-undo")  # and is undone
     complete(server, u, None)
@@ -576,13 +581,7 @@ def test_block_retry_after_timeout_keeps_the_late_success(server):
     ]})
     e = server.start_exec(name)
     t = take(server, f"{name}-q")
-    for _ in range(100):  # the block's timeout asks the task to stop
-        r = server.post(f"/v1/tasks/{t['task_id']}/heartbeat", {"lease": t["lease"]})
-        assert r.status == 200, r
-        if r.json["cancel_requested"]:
-            break
-        time.sleep(0.05)
-    assert r.json["cancel_requested"] is True, r
+    wait_cancel_requested(server, t)  # the block's timeout asks the task to stop
     complete(server, t, {"done": 1})
     d = server.wait_status(e["id"], ["completed", "failed"], timeout=10)
     assert d["status"] == "completed", d
