@@ -5,13 +5,15 @@
  *   text: 2026-11-26T04:14:50.123Z INFO exec=ID wf=NAME step=PATH message
  *   json: {"time":"…","level":"info","msg":"…","execution_id":"…","workflow":"…","step":"…"}
  *
- * exec= / wf= / step= (execution_id / workflow / step) are left out when NULL. A line is built
+ * exec= / wf= / step= (execution_id / workflow / step) are left out when NULL; their values,
+ * and the fields' after the message, are quoted as logfmt quotes them when
+ * they hold a blank, a quote, a backslash or '='. A line is built
  * whole and written with one write(2), so lines of concurrent threads never
  * interleave. Between wfo_log_hold() and wfo_log_release() a thread's lines
  * are kept and then written together, still whole lines in order, with one
  * write(2) (the engine's lines of a round: a system call per line was a
  * large part of the server's logging under load). In text lines, control
- * characters of the message are escaped so that one call is always one
+ * characters (tab included) are escaped so that one call is always one
  * line.
  */
 #include "common/compat.h"
@@ -59,8 +61,9 @@ int wfo_log_enabled(enum wfo_log_level level)
     return (int)level >= atomic_load(&log_level) && level >= WFO_LOG_DEBUG && level < WFO_LOG_OFF;
 }
 
-/* Appends s, escaping control characters (text format). */
-static void log_add_text(struct wfo_buf *b, const char *s)
+/* Appends s, escaping control characters (text format); in a quoted
+ * value (quoted), '"' and '\\' too. */
+static void log_add_escaped(struct wfo_buf *b, const char *s, int quoted)
 {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -69,11 +72,32 @@ static void log_add_text(struct wfo_buf *b, const char *s)
             wfo_buf_adds(b, "\\n");
         else if (c == '\r')
             wfo_buf_adds(b, "\\r");
-        else if (c < 0x20 && c != '\t')
+        else if (c == '\t')
+            wfo_buf_adds(b, "\\t");
+        else if (c < 0x20)
             wfo_buf_addf(b, "\\x%02x", c);
+        else if (quoted && (c == '"' || c == '\\'))
+            wfo_buf_addf(b, "\\%c", c);
         else
             wfo_buf_addch(b, c);
     }
+}
+
+/* " key=value": the value quoted (logfmt) when it is empty or holds a
+ * blank, a quote, a backslash or '=', so that a line splits back into its
+ * fields whatever an id or a name holds ("exec=x wf=payroll" cannot be
+ * faked by an execution id). */
+static void log_add_field(struct wfo_buf *b, const char *key, const char *v)
+{
+    int q = !v[0] || strpbrk(v, " \t\"\\=") != NULL;
+    wfo_buf_addch(b, ' ');
+    wfo_buf_adds(b, key);
+    wfo_buf_addch(b, '=');
+    if (q)
+        wfo_buf_addch(b, '"');
+    log_add_escaped(b, v, q);
+    if (q)
+        wfo_buf_addch(b, '"');
 }
 
 /* Lines held by this thread (wfo_log_hold), written at the release. */
@@ -154,34 +178,17 @@ static void log_line(enum wfo_log_level level, const char *exec_id, const char *
         wfo_buf_adds(&line, now);
         wfo_buf_addch(&line, ' ');
         wfo_buf_adds(&line, log_names_upper[level]);
-        if (exec_id) {
-            wfo_buf_adds(&line, " exec=");
-            log_add_text(&line, exec_id);
-        }
-        if (workflow) {
-            wfo_buf_adds(&line, " wf=");
-            log_add_text(&line, workflow);
-        }
-        if (step) {
-            wfo_buf_adds(&line, " step=");
-            log_add_text(&line, step);
-        }
+        if (exec_id)
+            log_add_field(&line, "exec", exec_id);
+        if (workflow)
+            log_add_field(&line, "wf", workflow);
+        if (step)
+            log_add_field(&line, "step", step);
         wfo_buf_addch(&line, ' ');
-        log_add_text(&line, msg.buf);
-        for (int i = 0; i < n; i++) {
-            if (!kv[2 * i + 1])
-                continue;
-            wfo_buf_addch(&line, ' ');
-            wfo_buf_adds(&line, kv[2 * i]);
-            wfo_buf_addch(&line, '=');
-            /* quoted when it holds a blank, so that the line splits back */
-            int q = strpbrk(kv[2 * i + 1], " \t\"") != NULL || !kv[2 * i + 1][0];
-            if (q)
-                wfo_buf_addch(&line, '"');
-            log_add_text(&line, kv[2 * i + 1]);
-            if (q)
-                wfo_buf_addch(&line, '"');
-        }
+        log_add_escaped(&line, msg.buf, 0);
+        for (int i = 0; i < n; i++)
+            if (kv[2 * i + 1])
+                log_add_field(&line, kv[2 * i], kv[2 * i + 1]);
     }
     wfo_redact_buf(&line);
     wfo_buf_addch(&line, '\n');

@@ -385,6 +385,11 @@ static void shards_renew_cluster(struct wfo_engine *e, int64_t now)
     if (gained) {
         wfo_info(NULL, NULL, "node %s took shards %#x", e->owner, (unsigned)gained);
         e->next_cron = now; /* the latest slots of its new shards (triggers.c T4) */
+        /* the event triggers that no node started while these shards were
+         * another's, a dead node's or nobody's: every node's scan refused
+         * them (triggers.c T4), so the new owner looks again */
+        if (triggers_recover(e, &err) < 0)
+            engine_read_failed(e, NULL, "the events of the shards claimed", &err);
     }
     if (lost)
         wfo_warn(NULL, NULL, "node %s lost shards %#x to another node", e->owner, (unsigned)lost);

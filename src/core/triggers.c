@@ -276,7 +276,11 @@ int triggers_recover(struct wfo_engine *e, struct wfo_error *err)
  *     commits in flight) with a seq above the last it handled, fires their
  *     triggers (a start whose id falls in another node's shard is refused
  *     there, so each starts once, on the node that holds it: T1) and wakes
- *     its own waits of their (type, key). */
+ *     its own waits of their (type, key). A start refused everywhere (its
+ *     shard held by a node that died, or changing hands) is made by the
+ *     shard's next owner: a node that claims shards scans the last
+ *     TRIGGER_RESCAN_MS of events again (triggers_recover, from
+ *     recover.c's shards_renew_cluster), as recovery does at launch. */
 #define CLUSTER_SCAN_MS 500
 #define CLUSTER_SCAN_MARGIN_MS 5000
 

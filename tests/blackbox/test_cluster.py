@@ -325,6 +325,41 @@ def test_events_reach_the_waits_and_triggers_of_every_node(tmp_path):
                 s.stop()
 
 
+def test_trigger_events_of_a_dead_nodes_shards_start_after_the_takeover(tmp_path):
+    """Events whose trigger's execution falls in a killed node's shards, posted to a live
+    node before the takeover (every scan then refuses the start), each start one execution
+    once the shards have a new owner (triggers.c T4), and only one."""
+    srvs = nodes(tmp_path, 3)
+    a, b, c = srvs
+    try:
+        a.put_workflow({"name": "cl-orphan", "triggers": [{"event": "cl.orphan"}], "steps": [
+            {"name": "out", "type": "succeed", "output": "${ .input.event.data }"}]})
+        b.proc.send_signal(signal.SIGKILL)
+        b.proc.wait(10)
+        # a third of them fall in b's shards, which stay b's for its lease
+        for i in range(30):
+            r = a.post("/v1/events", {"type": "cl.orphan", "id": f"orphan-{i}", "data": {"i": i}})
+            assert r.status == 202, r
+        wait_shares([a, c], timeout=TAKEOVER_BOUND + 20)
+        deadline = time.monotonic() + 20
+        got = []
+        while time.monotonic() < deadline:
+            got = a.get("/v1/executions?workflow=cl-orphan&limit=100").json["executions"]
+            if len(got) >= 30:
+                break
+            time.sleep(0.2)
+        assert len(got) == 30, sorted(e["output"]["i"] for e in got if e.get("output"))
+        time.sleep(1.5)  # later scans start nothing more
+        got = a.get("/v1/executions?workflow=cl-orphan&limit=100").json["executions"]
+        assert len(got) == 30
+        assert sorted(a.get(f"/v1/executions/{e['id']}?wait=10s").json["output"]["i"]
+                      for e in got) == list(range(30))
+    finally:
+        for s in srvs:
+            if s.proc and s.proc.poll() is None:
+                s.stop()
+
+
 def test_requests_are_forwarded_to_the_advertised_url(tmp_path):
     """cluster.advertise is where the others send a node's requests: one
     that advertises a port nobody listens on gets none, and a change

@@ -65,13 +65,17 @@ static void text_lines(void)
     wfo_log_exec(WFO_LOG_ERROR, "e2", "order", NULL, "ended");
     const char *kv[] = {"queue", "q 1", "worker", NULL, "n", "3", "empty", ""};
     wfo_log_fields(WFO_LOG_WARN, NULL, NULL, kv, 4, "polled");
+    /* an id cannot fake a field: quoted, with its quotes, backslashes and
+     * tabs escaped */
+    wfo_log_exec(WFO_LOG_INFO, "x wf=payroll step=approve", "a\"b\\c", "t\tu", "m");
 }
 
 TEST(text)
 {
     capture(text_lines);
-    is_int(count_lines(captured), 3, "three lines, one per call shown");
+    is_int(count_lines(captured), 4, "four lines, one per call shown");
     char *l1 = captured, *l2 = strchr(l1, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
+    char *l4 = strchr(l3, '\n') + 1;
     ok(strncmp(l1 + 24, " INFO exec=e1 step=a/b hello 42\\nsecond\\x01\n", 44) == 0,
        "level, exec, step, message escaped: %.60s", l1);
     ok(l1[4] == '-' && l1[10] == 'T' && l1[23] == 'Z', "starts with the time");
@@ -79,6 +83,9 @@ TEST(text)
        l2);
     ok(strncmp(l3 + 24, " WARN polled queue=\"q 1\" n=3 empty=\"\"\n", 38) == 0,
        "fields: a blank quoted, NULL left out: %.60s", l3);
+    const char *want4 =
+        " INFO exec=\"x wf=payroll step=approve\" wf=\"a\\\"b\\\\c\" step=\"t\\tu\" m\n";
+    ok(strncmp(l4 + 24, want4, strlen(want4)) == 0, "values quoted as logfmt: %.90s", l4);
 }
 
 static void json_lines(void)
