@@ -367,7 +367,9 @@ static void render(struct api_metrics *m, struct wfo_engine *e, struct wfo_buf *
                 "Leases that ran out before the worker answered.");
     wfo_buf_addf(b, "wfo_task_lease_expiries_total %lld\n", st.lease_expiries);
     render_steps_and_queues(e, &st, b, ns, all);
-    metric_head(b, "wfo_timers", "gauge", "Durable timers armed (retries, sleeps, timeouts).");
+    metric_head(b, "wfo_timers", "gauge",
+                "Durable timers due within the next minute, held in memory (those due later stay "
+                "in the store).");
     wfo_buf_addf(b, "wfo_timers %lld\n", st.timers);
     metric_head(b, "wfo_timers_fired_total", "counter",
                 "Durable timers that came due and fired (retries, sleeps, timeouts).");

@@ -139,9 +139,12 @@ struct execution *exec_get(struct wfo_engine *e, const char *id, struct wfo_erro
 
 /* --- recovery ----------------------------------------------------------------- */
 
-/* The leased task rows, by id: their leases are given back (taskq_relet). */
+/* The task rows, by id: the leases workers hold are given back
+ * (taskq_relet); a ready task keeps its age (taskq_ready_since: GET
+ * /v1/queues's oldest_ready_age_ms counts from when it became ready, not
+ * from the restart). */
 struct lease_row {
-    char *id, *lease;
+    char *id, *lease; /* lease NULL: a ready task, ready since leased_until */
     int64_t leased_until;
 };
 
@@ -154,10 +157,16 @@ struct leases {
 static int lease_cb(void *ud, const struct store_task *r)
 {
     struct leases *l = ud;
-    if (!r->lease || !r->status || strcmp(r->status, "leased") != 0 || r->leased_until <= l->now)
+    if (!r->status)
         return 0;
     GROW(l->v, l->n, l->alloc);
-    l->v[l->n++] = (struct lease_row){wfo_strdup(r->id), wfo_strdup(r->lease), r->leased_until};
+    if (r->lease && strcmp(r->status, "leased") == 0 && r->leased_until > l->now)
+        l->v[l->n++] = (struct lease_row){wfo_strdup(r->id), wfo_strdup(r->lease), r->leased_until};
+    else if (strcmp(r->status, "leased") == 0) /* ready again when its lease ran out */
+        l->v[l->n++] = (struct lease_row){wfo_strdup(r->id), NULL, r->leased_until};
+    else if (strcmp(r->status, "ready") == 0 && (r->ready_at || r->created_at))
+        l->v[l->n++] =
+            (struct lease_row){wfo_strdup(r->id), NULL, r->ready_at ? r->ready_at : r->created_at};
     return 0;
 }
 
@@ -486,8 +495,10 @@ static int recover_shards(struct wfo_engine *e, store_shardset shards, struct wf
     if (rc == 0)
         rc = e->store->ops->list_tasks(e->store, shards, lease_cb, &l, err);
     for (int i = 0; i < l.n; i++) {
-        if (rc == 0)
+        if (rc == 0 && l.v[i].lease)
             taskq_relet(&e->tq, l.v[i].id, l.v[i].lease, l.v[i].leased_until);
+        else if (rc == 0)
+            taskq_ready_since(&e->tq, l.v[i].id, l.v[i].leased_until);
         free(l.v[i].id);
         free(l.v[i].lease);
     }

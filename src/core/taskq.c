@@ -433,6 +433,15 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
     return out;
 }
 
+void taskq_ready_since(struct taskq *q, const char *id, int64_t since)
+{
+    pthread_mutex_lock(&q->mu);
+    struct task *t = wfo_map_get(&q->tasks, id);
+    if (t && !t->lease[0] && since > 0 && since < t->ready_since)
+        t->ready_since = since;
+    pthread_mutex_unlock(&q->mu);
+}
+
 void taskq_relet(struct taskq *q, const char *id, const char *lease, int64_t leased_until)
 {
     if (!id || !lease || strlen(lease) != TASKQ_LEASE_SIZE - 1)

@@ -103,6 +103,10 @@ json_t *taskq_poll(struct taskq *q, const char *ns, const char *const *queues, i
                    const char *worker, int max, int64_t wait_ms, struct taskq_pick **picked,
                    long long *seen);
 
+/* Recovery: the ready task id has been ready since `since` (its row's
+ * ready_at), when that is earlier than its re-queueing: its queue's age
+ * does not start again at a restart. */
+void taskq_ready_since(struct taskq *q, const char *id, int64_t since);
 /* Recovery: the ready task id is leased again with the lease its row kept
  * (a worker that took it before the restart completes it with that one). */
 void taskq_relet(struct taskq *q, const char *id, const char *lease, int64_t leased_until);

@@ -6,6 +6,7 @@ the per-queue and per-step-type metrics, and the message of `wfo start
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -218,3 +219,22 @@ def test_start_wait_counts_its_own_task(server):  # noqa: F811
     said = [ln for ln in err.splitlines() if q in ln]
     assert len(said) == 1 and "a task has waited 10 s" in said[0], err
     assert server.wait_status(older["id"], "completed")
+
+
+def test_queue_age_survives_a_restart(tmp_path):
+    """oldest_ready_age_ms counts from when the task became ready, not from the server's
+    restart (the task's row keeps when; killed with SIGKILL to leave no goodbye)."""
+    s = apiutil.WfoServer(tmp_path)
+    s.launch()
+    try:
+        s.put_workflow(apiutil.task_workflow("aged", queue="aged-q"))
+        s.start_exec("aged")
+        time.sleep(3)
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait(10)
+        s.launch()
+        q = [x for x in s.get("/v1/queues").json["queues"] if x["name"] == "aged-q"]
+        assert len(q) == 1 and q[0]["ready"] == 1, q
+        assert q[0]["oldest_ready_age_ms"] >= 3000, q
+    finally:
+        s.stop()
