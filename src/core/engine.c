@@ -717,7 +717,12 @@ static void do_op(struct wfo_engine *e, struct cmd *c)
         break;
     }
     if (rc < 0) {
-        if (!err.code)
+        if (!err.code && x->status == EX_RUNNING && (x->comp_queue || x->draining))
+            /* running, but already on its way to an end (fsm.c apply_cancel) */
+            wfo_error_set(&err, rc, "execution '%s' is %s", x->id,
+                          x->comp_queue ? "running its compensations"
+                                        : "ending: it waits for its attempts in flight to stop");
+        else if (!err.code)
             wfo_error_set(&err, rc, "execution '%s' is %s", x->id, exec_status_names[x->status]);
         reply_done(c->reply, rc, &err);
         c->reply = NULL;

@@ -589,3 +589,23 @@ def test_block_retry_after_timeout_keeps_the_late_success(server):
     assert steps["par"]["attempts"] == 2 and steps["par"]["output"] == {"a": {"done": 1}}, steps
     assert started(history(server, e["id"]), "par/a/work") == 1
     assert server.poll([f"{name}-q"]) == []
+
+
+def test_cancel_while_compensating_says_so(server):
+    """A second cancel while the first one's compensations run is a 409 that says so,
+    rather than "is running"."""
+    name = unique("cancel-twice")
+    server.put_workflow({"name": name, "steps": [
+        {"name": "a", "type": "task", "queue": f"{name}-a",
+         "compensate": {"type": "task", "queue": f"{name}-undo"}},
+        {"name": "b", "type": "task", "queue": f"{name}-b"},
+    ]})
+    e = server.start_exec(name)
+    complete(server, take(server, f"{name}-a"), {"a": 1})
+    take(server, f"{name}-b")  # b runs, then is asked to stop
+    r = server.post(f"/v1/executions/{e['id']}/cancel", {"compensate": True})
+    assert r.status == 200, r
+    r = server.post(f"/v1/executions/{e['id']}/cancel", {"compensate": True})
+    assert r.status == 409, r
+    assert "compensations" in r.error["message"] or "ending" in r.error["message"], r.error
+    assert "is running" not in r.error["message"], r.error
