@@ -85,6 +85,12 @@ static int start_args(struct api *a, struct api_req *req, struct start_args *s,
         return wfo_error_set(err, WFO_EINVAL, "workflow: must not be empty");
     if (id && (!id[0] || strlen(id) >= WFO_EXEC_ID_SIZE))
         return wfo_error_set(err, WFO_EINVAL, "id: expected 1 to %d bytes", WFO_EXEC_ID_SIZE - 1);
+    /* a URL's path cannot name them: browsers and curl resolve "." and ".."
+     * (escaped or not) as the directory and its parent, so GET
+     * /v1/executions/.. would never reach it */
+    if (id && (strcmp(id, ".") == 0 || strcmp(id, "..") == 0))
+        return wfo_error_set(err, WFO_EINVAL,
+                             "id: '%s' cannot be an execution id (a URL path cannot name it)", id);
     json_t *input = json_object_get(s->body, "input");
     if ((rc = api_payload_check(a, input, "input", err)) < 0)
         return rc;

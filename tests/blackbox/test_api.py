@@ -350,6 +350,16 @@ def test_start_idempotent_by_id(server):
     assert [e["id"] for e in lst].count(eid) == 1
 
 
+@pytest.mark.parametrize("eid", [".", ".."])
+def test_start_refuses_ids_a_path_cannot_name(server, eid):
+    """"." and ".." are refused (400 naming id): GET /v1/executions/.. could never reach it."""
+    name = unique("dots")
+    server.put_workflow(set_workflow(name))
+    r = server.post("/v1/executions", {"workflow": name, "id": eid})
+    assert r.status == 400 and r.error["message"].startswith("id: "), r
+    assert server.get(f"/v1/executions?workflow={name}").json["executions"] == []
+
+
 def test_concurrent_starts_of_one_id(server):
     """Six starts of one id at once: one 201, five 200 with the execution
     (SPEC 3). A start that found the execution in memory, made by a round

@@ -84,6 +84,14 @@ async function withTokens(browser, dir, env) {
     await page.locator("#token").dispatchEvent("change");
     await page.waitForFunction(() => document.querySelector("#list").textContent.includes("tok-run-1"), null, {timeout: 10000});
     ok(true, "with the token typed, its calls send it and the list shows the execution");
+    await page.evaluate(() => { location.hash = "#tok-run-1"; });
+    await page.waitForFunction(() => (document.querySelector("#exec-id") || {}).textContent === "tok-run-1",
+                               null, {timeout: 10000});
+    // the token stops working while the page is open (revoked): the next refresh empties it
+    await page.evaluate(() => localStorage.setItem("wfo.token", "revoked-token-0123456789"));
+    await page.waitForFunction(() => document.querySelector("#list").textContent === "" &&
+                               !document.querySelector("#exec-id"), null, {timeout: 10000});
+    ok(true, "a token refused while the page is open empties the list and the execution shown");
     await page.close();
   } finally {
     srv.kill("SIGTERM");
