@@ -671,8 +671,6 @@ static void frame_fail(struct fsm *f, struct execution *x, int fid, json_t *erro
         return;
     }
     block_cancel(f, x, owner);
-    if (owner->def->timeout_ms)
-        timer_del(f, x, TK_TIMEOUT, owner->path);
     if (!x->fail_origin)
         x->fail_origin = wfo_strdup(origin);
     /* an error SPEC 2.3 never retries is not retried by the block either */
@@ -763,8 +761,6 @@ static void block_progress(struct fsm *f, struct execution *x, struct step_state
         json_t *r = json_object();
         json_object_set(r, d->branches[fr->branch].name, frame_output(x, fr));
         block_cancel(f, x, owner);
-        if (d->timeout_ms)
-            timer_del(f, x, TK_TIMEOUT, owner->path);
         step_complete(f, x, owner, r, JUMP_NEXT);
         json_decref(r);
         return;
@@ -793,8 +789,6 @@ static void block_progress(struct fsm *f, struct execution *x, struct step_state
             if (frame_of(&x->frames[i], owner))
                 json_array_set(r, (size_t)x->frames[i].branch, frame_output(x, &x->frames[i]));
     }
-    if (d->timeout_ms)
-        timer_del(f, x, TK_TIMEOUT, owner->path);
     step_complete(f, x, owner, r, JUMP_NEXT);
     json_decref(r);
 }
@@ -1014,7 +1008,6 @@ static void comp_start(struct fsm *f, struct execution *x, size_t i)
         if (!t) {
             st->status = SS_SKIPPED;
             st->finished_at = f->now;
-            error_scope_end(x, st);
             hist(f, x, "step.skipped", st->path, NULL);
             comp_step_done(f, x, st, NULL);
             return;
@@ -1119,6 +1112,8 @@ static void attempt_fail(struct fsm *f, struct execution *x, struct step_state *
                          int retryable)
 {
     const struct def_step *d = st->def;
+    if (d->timeout_ms) /* the attempt is over: its timeout timer goes (a retry arms its own) */
+        timer_del(f, x, TK_TIMEOUT, st->path);
     const char *type = wfo_json_str(error, "type");
     /* a step without a retry of its own gets the server's default policy
      * (SPEC 6 `retry`, which replaces SPEC 2.3's defaults) */
@@ -1640,6 +1635,8 @@ static void step_complete(struct fsm *f, struct execution *x, struct step_state 
     } else {
         out = wfo_json_ref(raw);
     }
+    if (d->timeout_ms) /* every step's timeout timer ends with it (apply_timer) */
+        timer_del(f, x, TK_TIMEOUT, st->path);
     struct frame *fr = &x->frames[st->frame];
     st->status = SS_COMPLETED;
     st->finished_at = f->now;
@@ -1889,8 +1886,6 @@ static int apply_result(struct fsm *f, struct execution *x, const char *path, in
     }
     if (!st || st->token != token || st->status != SS_RUNNING || EX_ENDED(x->status))
         return WFO_ESTATE; /* I1 */
-    if (st->def->timeout_ms)
-        timer_del(f, x, TK_TIMEOUT, st->path);
     if (st->def->schedule_timeout_ms && !st->picked)
         timer_del(f, x, TK_SCHEDULE, st->path);
     if (ok)
@@ -2003,8 +1998,6 @@ static void apply_timer(struct fsm *f, struct execution *x, enum timer_kind kind
     case TK_SLEEP:
         if (st->status != SS_WAITING)
             return;
-        if (st->def->timeout_ms)
-            timer_del(f, x, TK_TIMEOUT, st->path);
         st->status = SS_RUNNING;
         step_complete(f, x, st, NULL, JUMP_NEXT);
         break;
@@ -2020,8 +2013,6 @@ static int apply_wait_done(struct fsm *f, struct execution *x, const char *path,
     struct step_state *st = exec_step(x, path);
     if (!st || st->token != token || st->status != SS_WAITING || !st->wait || EX_ENDED(x->status))
         return WFO_ESTATE; /* I1 */
-    if (st->def->timeout_ms)
-        timer_del(f, x, TK_TIMEOUT, st->path);
     hist(f, x, consumed, st->path, json_incref(result));
     json_decref(st->wait);
     st->wait = NULL;
