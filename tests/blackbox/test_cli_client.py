@@ -306,7 +306,7 @@ def test_input_from_file(fake, tmp_path):
     f.write_text('{"from": "file", "n": [1, 2, 3]}')
     fake.answer("POST", "/v1/executions", (201, EXEC_DOC))
     wfo_json(["start", "w", "--input", f"@{f}"], fake.url)
-    assert fake.requests[0]["json"]["input"] == {"from": "file", "n": [1, 2, 3]}
+    assert fake.reqs("POST", "/v1/executions")[0]["json"]["input"] == {"from": "file", "n": [1, 2, 3]}
 
 
 def test_data_from_file(fake, tmp_path):
@@ -314,20 +314,21 @@ def test_data_from_file(fake, tmp_path):
     f.write_text('[1, {"x": "y"}]')
     fake.answer("POST", "/v1/events", (202, {"id": "ev"}))
     assert wfo_json(["emit", "t", "--data", f"@{f}"], fake.url) == {"id": "ev"}
-    assert fake.requests[0]["json"]["data"] == [1, {"x": "y"}]
+    assert fake.reqs("POST", "/v1/events")[0]["json"]["data"] == [1, {"x": "y"}]
 
 
 def test_token_sent_as_bearer(fake):
     """WFO_TOKEN goes out as `Authorization: Bearer TOKEN`."""
     fake.answer("GET", "/v1/executions/e-1", (200, EXEC_DOC))
     wfo_json(["get", "e-1"], fake.url, token="s3cret-token")
-    assert fake.requests[0]["headers"]["authorization"] == "Bearer s3cret-token"
+    assert fake.reqs("GET", "/v1/executions/e-1")[0]["headers"]["authorization"] == \
+        "Bearer s3cret-token"
 
 
 def test_no_token_no_header(fake):
     fake.answer("GET", "/v1/executions/e-1", (200, EXEC_DOC))
     wfo_json(["get", "e-1"], fake.url)
-    assert "authorization" not in fake.requests[0]["headers"]
+    assert "authorization" not in fake.reqs("GET", "/v1/executions/e-1")[0]["headers"]
 
 
 def test_server_flag_beats_environment(fake):
@@ -344,7 +345,7 @@ def test_server_from_environment(fake):
     """WFO_SERVER alone is enough (a trailing slash is fine)."""
     fake.answer("GET", "/v1/workflows", (200, {"workflows": []}))
     assert wfo_json(["workflow", "list"], fake.url + "/") == {"workflows": []}
-    assert fake.requests[0]["path"] == "/v1/workflows"
+    assert fake.reqs("GET")[0]["path"] == "/v1/workflows"
 
 
 def test_default_server_address():
@@ -450,7 +451,7 @@ def test_workflow_put_yaml(fake, tmp_path):
     answer = {"name": "order-flow", "version": 1, "created_at": "t", "definition": {}}
     fake.answer("PUT", "/v1/workflows/order-flow", (201, answer))
     assert wfo_json(["workflow", "put", write_def(tmp_path, text)], fake.url) == answer
-    req = fake.requests[0]
+    req = fake.reqs("PUT", "/v1/workflows/order-flow")[0]
     assert req["body"] == text.encode()
     assert req["headers"]["content-type"].startswith("application/yaml")
 
@@ -459,7 +460,7 @@ def test_workflow_put_json(fake, tmp_path):
     text = '\n  {"name": "json-flow", "steps": [{"name": "a", "type": "succeed"}]}'
     fake.answer("PUT", "/v1/workflows/json-flow", (200, {"name": "json-flow", "version": 1}))
     wfo_json(["workflow", "put", write_def(tmp_path, text, "wf.json")], fake.url)
-    req = fake.requests[0]
+    req = fake.reqs("PUT", "/v1/workflows/json-flow")[0]
     assert req["body"] == text.encode()
     assert req["headers"]["content-type"].startswith("application/json")
 
